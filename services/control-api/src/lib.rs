@@ -1,0 +1,131 @@
+//! The control API: accounts, orgs, domain servers, tools, scopes, endpoints, tokens, audit and
+//! usage under `/api/v1`, the OAuth 2.1 authorization server, and the internal snapshot API the
+//! dataplane reads its configuration from.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod password;
+pub mod routes;
+pub mod seed;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, middleware, web};
+use tokio_util::sync::CancellationToken;
+use utoipa_actix_web::{AppExt, scope};
+use utoipa_swagger_ui::SwaggerUi;
+
+use gatehouse_core::Config;
+use gatehouse_db::Db;
+use gatehouse_events::ChangeNotifier;
+use gatehouse_http::{Readiness, observe};
+
+use crate::extract::BodyLimit;
+use crate::state::AppState;
+
+/// What the control API needs from its surroundings.
+pub struct Dependencies {
+    pub cfg: Arc<Config>,
+    pub db: Db,
+    pub notifier: ChangeNotifier,
+}
+
+/// A bound, not yet running control API.
+pub struct ControlApi {
+    server: Server,
+    addr: SocketAddr,
+    grace: std::time::Duration,
+}
+
+impl ControlApi {
+    pub fn build(deps: Dependencies) -> anyhow::Result<Self> {
+        let cfg = deps.cfg.clone();
+        let state = AppState {
+            keyring: Arc::new(cfg.keyring()?),
+            keys: Arc::new(cfg.derived_keys()?),
+            cfg: cfg.clone(),
+            db: deps.db.clone(),
+            notifier: deps.notifier.clone(),
+        };
+        let readiness = {
+            let db = deps.db.clone();
+            let notifier = deps.notifier.clone();
+            let mut readiness = Readiness::new().with("database", move || {
+                let db = db.clone();
+                async move { db.ping().await.map_err(|e| database_reason(&e)) }
+            });
+            if notifier.is_redis() {
+                readiness = readiness.with("redis", move || {
+                    let notifier = notifier.clone();
+                    async move { notifier.ping().await }
+                });
+            }
+            readiness
+        };
+        let listener = gatehouse_http::bind(cfg.control_api.listen, "control_api.listen")?;
+        let addr = listener.local_addr()?;
+        let state = web::Data::new(state);
+        let readiness = web::Data::new(readiness);
+        let body_limit = BodyLimit(cfg.control_api.max_body_bytes);
+        let grace = cfg.grace_period();
+        let mut server = HttpServer::new(move || {
+            let (app, api) = App::new()
+                .into_utoipa_app()
+                .openapi(openapi::ApiDoc::openapi_base())
+                .app_data(state.clone())
+                .app_data(readiness.clone())
+                .app_data(body_limit)
+                .app_data(web::Data::new(body_limit))
+                .app_data(extract::path_config())
+                .app_data(extract::query_config())
+                .service(scope::scope("/api/v1").configure(routes::configure))
+                .split_for_parts();
+            app.configure(gatehouse_http::ops::configure)
+                .route("/api/openapi.json", web::get().to(openapi_json))
+                .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/docs/openapi.json", api))
+                .wrap(middleware::from_fn(observe::request_metrics))
+                .wrap(observe::tracing_logger())
+        })
+        .disable_signals()
+        .tcp_nodelay(true)
+        .shutdown_timeout(grace.as_secs())
+        .listen(listener)?;
+        if cfg.control_api.workers > 0 {
+            server = server.workers(cfg.control_api.workers);
+        }
+        Ok(Self {
+            server: server.run(),
+            addr,
+            grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace).await
+    }
+}
+
+/// Readiness text for a database error, without connection details.
+fn database_reason(err: &gatehouse_db::DbError) -> String {
+    if err.is_unavailable() {
+        "database unreachable".to_owned()
+    } else {
+        "database check failed".to_owned()
+    }
+}
+
+/// The committed OpenAPI document, served as JSON.
+async fn openapi_json() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(openapi::document_json())
+}

@@ -1,0 +1,1 @@
+//! Control API integration tests: one binary, one module per area.

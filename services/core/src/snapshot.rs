@@ -1,0 +1,244 @@
+//! The configuration snapshot: everything a dataplane needs to serve one org's endpoints without
+//! touching the database. The control API builds it (`GET /internal/v1/orgs/{org_id}/snapshot`),
+//! the dataplane holds the latest one per org in memory and swaps it when a change is published.
+//!
+//! Secrets stay sealed inside the snapshot (`Sealed`): the dataplane opens them with the same
+//! keyring, so no credential crosses the wire in the clear.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ids::{BackendId, EndpointId, OrgId, ServerId, ServiceTokenId, ToolId};
+
+/// Separator between a server's namespace and a tool's own name: `orders__get_order`.
+pub const TOOL_NAMESPACE_SEPARATOR: &str = "__";
+
+/// The name a tool is exposed under at an endpoint.
+pub fn namespaced_tool_name(server_slug: &str, tool_name: &str) -> String {
+    format!("{server_slug}{TOOL_NAMESPACE_SEPARATOR}{tool_name}")
+}
+
+/// A value sealed with the keyring (see `secrets::Keyring`), base64 on the wire. The context it
+/// was sealed with is documented next to each field.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sealed(#[serde(with = "base64_bytes")] pub Vec<u8>);
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealed([REDACTED])")
+    }
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        STANDARD.decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Seal context of a domain server's credential.
+pub fn server_credential_context(org: OrgId, server: ServerId) -> String {
+    format!("gatehouse/server-credential/{org}/{server}")
+}
+
+/// Seal context of a backend's DSN.
+pub fn backend_dsn_context(org: OrgId, backend: BackendId) -> String {
+    format!("gatehouse/backend-dsn/{org}/{backend}")
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrgSnapshot {
+    pub org_id: OrgId,
+    pub slug: String,
+    /// `org_settings.config_version` when the snapshot was read; newer replaces older.
+    pub version: i64,
+    /// Record tool-call arguments in audit events (otherwise only their hash).
+    pub log_tool_arguments: bool,
+    /// Calls per billing period beyond which calls are refused; `None` means no hard cap.
+    pub hard_limit_calls: Option<i64>,
+    pub endpoints: Vec<EndpointSnapshot>,
+    pub servers: Vec<ServerSnapshot>,
+    pub backends: Vec<BackendSnapshot>,
+    pub revocations: Vec<Revocation>,
+    pub service_tokens: Vec<ServiceTokenSnapshot>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndpointSnapshot {
+    pub id: EndpointId,
+    pub slug: String,
+    pub name: String,
+    /// The canonical resource URL: the access token audience.
+    pub resource_url: String,
+    pub rate_limits: RateLimits,
+    /// Approved tools exposed at this endpoint, sorted by `exposed_name`.
+    pub tools: Vec<EndpointTool>,
+    /// Every scope of the org, with the tools of this endpoint it grants (possibly none).
+    pub scopes: Vec<ScopeSnapshot>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndpointTool {
+    pub tool_id: ToolId,
+    /// `<server slug>__<tool name>`: unique at the endpoint by construction.
+    pub exposed_name: String,
+    pub target: ToolTarget,
+    /// The approved definition (with the upstream's own `name`); served with `name` replaced by
+    /// `exposed_name`.
+    pub approved_definition: serde_json::Value,
+    /// `canonical::tool_definition_hash` of the approved definition.
+    pub approved_hash: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ToolTarget {
+    /// A tool of an upstream MCP server, called by its upstream name.
+    Upstream {
+        server_id: ServerId,
+        upstream_name: String,
+    },
+    /// A hosted SQL tool on a tenant backend.
+    Sql { backend_id: BackendId, sql: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeSnapshot {
+    pub name: String,
+    pub tool_ids: Vec<ToolId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerSnapshot {
+    pub id: ServerId,
+    pub slug: String,
+    pub url: String,
+    pub transport: UpstreamTransport,
+    pub auth: UpstreamAuth,
+    pub send_caller_assertion: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamTransport {
+    StreamableHttp,
+    /// The deprecated HTTP+SSE transport (2024-11-05).
+    HttpSse,
+}
+
+/// How Gatehouse authenticates to an upstream: always with the server's own credential, never
+/// with the caller's token. Sealed with `server_credential_context`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum UpstreamAuth {
+    None,
+    Bearer {
+        token: Sealed,
+    },
+    Header {
+        name: String,
+        value: Sealed,
+    },
+    OauthClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: Sealed,
+        scope: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackendSnapshot {
+    pub id: BackendId,
+    pub slug: String,
+    /// Sealed with `backend_dsn_context`.
+    pub dsn: Sealed,
+    pub allowed_schemas: Vec<String>,
+    pub statement_timeout_ms: i32,
+}
+
+/// A revocation the dataplane honours until `expires_at` (when every affected access token has
+/// expired anyway).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub kind: RevocationKind,
+    pub value: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationKind {
+    /// A refresh-token family (access tokens carry it as the `sid` claim).
+    Family,
+    /// One access token by `jti`.
+    Jti,
+    /// Every token of a user (value: user id) at this org.
+    User,
+    /// Every token of an OAuth client (value: client id) at this org.
+    Client,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceTokenSnapshot {
+    pub id: ServiceTokenId,
+    pub endpoint_id: EndpointId,
+    /// Hex SHA-256 of the token.
+    pub token_hash: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// Rate limits configured on an endpoint. Each is a GCRA limit: `per_minute` sustained, with
+/// `burst` extra requests allowed at once. Absent means unlimited.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    /// Shared by every caller of the endpoint's org.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_org: Option<Limit>,
+    /// Per subject (user, service token or OAuth client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_subject: Option<Limit>,
+    /// Per exposed tool name, across callers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_tool: BTreeMap<String, Limit>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    pub per_minute: u32,
+    #[serde(default)]
+    pub burst: u32,
+}
+
+/// A published configuration change: the dataplane refetches the org's snapshot if `version` is
+/// newer than what it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    pub org_id: OrgId,
+    pub version: i64,
+}
+
+/// Versions of every org, for a dataplane starting cold or reconciling.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgVersions {
+    pub orgs: Vec<ConfigChange>,
+}

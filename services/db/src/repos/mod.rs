@@ -1,0 +1,8 @@
+//! Repositories, one module per aggregate. Tenant repositories take `&mut TenantTx`; global ones
+//! take `&mut GlobalTx` (or `&mut UserTx` for a user's own cross-org view).
+
+pub mod audit;
+pub mod endpoints;
+pub mod orgs;
+pub mod sessions;
+pub mod users;

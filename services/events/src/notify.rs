@@ -1,0 +1,133 @@
+//! Configuration-change notifications from the control plane to dataplanes.
+//!
+//! With Redis, changes are published on a pub/sub channel; without Redis (single-node mode, every
+//! service in one process) they go through an in-process broadcast. Delivery is best effort by
+//! nature (pub/sub keeps nothing): dataplanes also reconcile versions periodically, so a missed
+//! message delays a change by at most one reconcile interval.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use gatehouse_core::snapshot::ConfigChange;
+
+pub const CONFIG_CHANNEL: &str = "gatehouse:config";
+
+#[derive(Clone)]
+pub struct ChangeNotifier {
+    local: broadcast::Sender<ConfigChange>,
+    redis: Option<redis::aio::ConnectionManager>,
+}
+
+impl ChangeNotifier {
+    /// In-process delivery only (single-node mode).
+    pub fn local() -> Self {
+        let (local, _) = broadcast::channel(1024);
+        Self { local, redis: None }
+    }
+
+    /// Publishes through Redis and relays what Redis delivers to local subscribers. The relay
+    /// reconnects with backoff until `shutdown`.
+    pub async fn redis(client: redis::Client, shutdown: CancellationToken) -> redis::RedisResult<Self> {
+        let manager = client
+            .get_connection_manager_with_config(
+                redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(2))),
+            )
+            .await?;
+        let (local, _) = broadcast::channel(1024);
+        let relay = local.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let subscribed = async {
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.subscribe(CONFIG_CHANNEL).await?;
+                    redis::RedisResult::Ok(pubsub)
+                };
+                match tokio::select! { r = subscribed => r, _ = shutdown.cancelled() => return } {
+                    Ok(mut pubsub) => {
+                        backoff = Duration::from_millis(100);
+                        let mut messages = pubsub.on_message();
+                        loop {
+                            tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                msg = messages.next() => match msg {
+                                    Some(msg) => {
+                                        let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
+                                        match serde_json::from_slice::<ConfigChange>(&payload) {
+                                            Ok(change) => { let _ = relay.send(change); }
+                                            Err(e) => tracing::warn!(error = %e, "ignoring malformed config change message"),
+                                        }
+                                    }
+                                    None => break,
+                                }
+                            }
+                        }
+                        tracing::warn!("config change subscription lost; resubscribing");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to config changes");
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+        Ok(Self {
+            local,
+            redis: Some(manager),
+        })
+    }
+
+    /// Announces a new configuration version. Never fails the caller: the change is committed and
+    /// the reconcile loop will catch up if this message is lost.
+    pub async fn publish(&self, change: ConfigChange) {
+        match &self.redis {
+            None => {
+                let _ = self.local.send(change);
+            }
+            Some(manager) => {
+                let payload = serde_json::to_string(&change).expect("serialisable");
+                let mut conn = manager.clone();
+                let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                    .arg(CONFIG_CHANNEL)
+                    .arg(payload)
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(e) = published {
+                    tracing::warn!(error = %e, org_id = %change.org_id, "could not publish config change; dataplanes will reconcile");
+                }
+            }
+        }
+    }
+
+    /// Whether Redis answers (always true in single-node mode), for readiness.
+    pub async fn ping(&self) -> Result<(), String> {
+        match &self.redis {
+            None => Ok(()),
+            Some(manager) => {
+                let mut conn = manager.clone();
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("redis unreachable: {:?}", e.kind()))
+            }
+        }
+    }
+
+    pub fn is_redis(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ConfigChange> {
+        self.local.subscribe()
+    }
+}

@@ -1,0 +1,160 @@
+//! Running one service per process, `migrate` and `openapi`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+use gatehouse_core::config::{Component, Config, ConfigError, Sources};
+use gatehouse_db::Db;
+use gatehouse_events::ChangeNotifier;
+
+use crate::load_config;
+
+/// Runs `component` until SIGTERM/SIGINT, then drains within the grace period.
+pub async fn run_service(sources: Sources, component: Component) -> anyhow::Result<()> {
+    let cfg = Arc::new(load_config(&sources, component)?);
+    let name = match component {
+        Component::ControlApi => "control-api",
+        Component::Dataplane => "dataplane",
+        Component::UsageWorker => "usage-worker",
+        _ => unreachable!("not a service"),
+    };
+    let _telemetry = gatehouse_core::telemetry::init(&cfg.telemetry, name)?;
+    let shutdown = gatehouse_core::shutdown::on_signal();
+    let notifier = notifier(&cfg, shutdown.clone()).await?;
+    match component {
+        Component::ControlApi => {
+            let db = Db::connect_lazy(&cfg.database)?;
+            guard_service_role(db.clone(), shutdown.clone());
+            let api = gatehouse_control_api::ControlApi::build(gatehouse_control_api::Dependencies {
+                cfg: cfg.clone(),
+                db: db.clone(),
+                notifier,
+            })?;
+            tracing::info!(addr = %api.local_addr(), "control API listening");
+            api.run_until_stopped(shutdown).await?;
+            db.close().await;
+        }
+        Component::Dataplane => {
+            let dataplane = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
+                cfg: cfg.clone(),
+                notifier,
+            })?;
+            tracing::info!(addr = %dataplane.local_addr(), "dataplane listening");
+            dataplane.run_until_stopped(shutdown).await?;
+        }
+        Component::UsageWorker => {
+            let db = Db::connect_lazy(&cfg.database)?;
+            guard_service_role(db.clone(), shutdown.clone());
+            let worker = gatehouse_usage_worker::UsageWorker::build(gatehouse_usage_worker::Dependencies {
+                cfg: cfg.clone(),
+                db: db.clone(),
+                notifier,
+            })?;
+            tracing::info!(addr = %worker.local_addr(), "usage-worker listening");
+            worker.run_until_stopped(shutdown).await?;
+            db.close().await;
+        }
+        _ => unreachable!(),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Redis pub/sub when Redis is configured, in-process delivery otherwise.
+pub async fn notifier(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<ChangeNotifier> {
+    match cfg.redis_url() {
+        None => Ok(ChangeNotifier::local()),
+        Some(url) => {
+            let client =
+                redis::Client::open(url).map_err(|e| ConfigError::new("redis.url", e.to_string()))?;
+            // Redis may be down at start; keep trying in the background rather than refusing to
+            // start (readiness reports it).
+            loop {
+                match ChangeNotifier::redis(client.clone(), shutdown.clone()).await {
+                    Ok(n) => return Ok(n),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "redis not reachable yet; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.cancelled() => anyhow::bail!("stopped before Redis became reachable"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Checks the services' database role as soon as the database answers, and stops the process if
+/// that role could defeat row-level security. The database may be down at start: readiness says
+/// so meanwhile.
+pub fn guard_service_role(db: Db, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            if db.ping().await.is_ok() {
+                if let Err(unsafe_role) = db.verify_service_role().await {
+                    tracing::error!("{unsafe_role}");
+                    eprintln!("gatehouse: database.url: {unsafe_role}");
+                    std::process::exit(2);
+                }
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    });
+}
+
+/// `gatehouse migrate`: migrations as the owner, then the services' role.
+pub async fn migrate(sources: Sources) -> anyhow::Result<()> {
+    let cfg = load_config(&sources, Component::Migrate)?;
+    let _telemetry = gatehouse_core::telemetry::init(&cfg.telemetry, "migrate")?;
+    let admin = cfg.database.admin_url.expose_secret();
+    if admin.is_empty() {
+        return Err(ConfigError::new(
+            "database.admin_url",
+            "is required by migrate (the schema owner's URL; set GATEHOUSE_DATABASE__ADMIN_URL)",
+        )
+        .into());
+    }
+    let report = gatehouse_db::migrate::migrate(admin, cfg.database.url.expose_secret())
+        .await
+        .context("migrate")?;
+    println!(
+        "migrations: {} applied now, {} in total; services' role {:?} ready",
+        report.applied_now, report.total, report.service_role
+    );
+    Ok(())
+}
+
+/// `gatehouse openapi [--check FILE]`.
+pub fn openapi(check: Option<PathBuf>) -> anyhow::Result<()> {
+    let document = gatehouse_control_api::openapi::document_json();
+    match check {
+        None => {
+            print!("{document}");
+            Ok(())
+        }
+        Some(path) => {
+            let committed =
+                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            if committed == document {
+                println!("{} is up to date", path.display());
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{} differs from the generated document; regenerate it with `gatehouse openapi > {}`",
+                    path.display(),
+                    path.display()
+                )
+            }
+        }
+    }
+}

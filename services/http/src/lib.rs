@@ -1,0 +1,11 @@
+//! The actix-web pieces every Gatehouse service shares:
+//! - [`ops`]: `/healthz`, `/readyz` (with named dependency checks) and `/metrics`;
+//! - [`observe`]: request ids, tracing spans (joined to an incoming `traceparent`) and HTTP metrics;
+//! - [`serve`]: binding and graceful shutdown within the configured grace period.
+
+pub mod observe;
+pub mod ops;
+pub mod serve;
+
+pub use ops::{Readiness, ReadinessCheck};
+pub use serve::{bind, run_until_stopped};

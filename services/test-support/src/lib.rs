@@ -1,0 +1,36 @@
+//! Test support: fresh databases, free ports, local Redis servers, log capture.
+//! Dev-dependency only.
+
+pub mod redis_server;
+pub mod testdb;
+
+pub use testdb::TestDb;
+
+/// Installs the crypto provider and, with `TEST_LOG=1`, a log subscriber. Call at the start of
+/// every test; idempotent.
+pub fn init() {
+    gatehouse_core::install_crypto_provider();
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("debug,sqlx=info,hyper=info,h2=info")
+                }),
+            )
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// The Redis tests use unless they start their own: `GATEHOUSE_TEST_REDIS`, default the local one.
+pub fn redis_url() -> String {
+    std::env::var("GATEHOUSE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
