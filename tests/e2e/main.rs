@@ -1,1 +1,4 @@
+//! Cross-service tests: the whole platform in one process on free ports, driven by real clients.
 
+mod platform;
+mod smoke;

@@ -209,7 +209,8 @@ pub enum Component {
 pub struct Sources {
     /// Files applied in order after the defaults; `GATEHOUSE_CONFIG`, when set, comes after them.
     pub files: Vec<PathBuf>,
-    /// Extra layer applied last (e.g. settings `gatehouse up` decides), as dotted keys.
+    /// Extra layer applied last (e.g. settings `gatehouse up` decides), as dotted keys with values
+    /// written like environment variables.
     pub overrides: Vec<(String, String)>,
 }
 
@@ -239,7 +240,11 @@ impl Config {
         }
         figment = figment.merge(Env::prefixed("GATEHOUSE_").split("__").ignore(&["config"]));
         for (key, value) in &sources.overrides {
-            figment = figment.merge(Serialized::default(key, value));
+            // Same parsing as environment values: "2" is a number, "[a, b]" a list.
+            let parsed: figment::value::Value = value
+                .parse()
+                .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+            figment = figment.merge(Serialized::default(key, parsed));
         }
         figment.extract::<Config>().map_err(figment_error)
     }

@@ -1,1 +1,4 @@
 //! Control API integration tests: one binary, one module per area.
+
+mod helpers;
+mod smoke;

@@ -1,0 +1,139 @@
+#![allow(dead_code)] // shared by test modules; not every test uses every helper
+//! The whole platform in process: control API, dataplane and usage-worker on free ports, sharing
+//! a fresh database and (by default) in-process delivery, as `gatehouse up` runs them.
+
+use std::sync::Arc;
+
+use gatehouse_core::config::{Config, Sources};
+use gatehouse_core::secrets::{generate_key_b64, generate_signing_secret_b64};
+use gatehouse_events::ChangeNotifier;
+use gatehouse_test_support::{TestDb, free_port};
+use tokio_util::sync::CancellationToken;
+
+pub struct Platform {
+    pub db: TestDb,
+    pub cfg: Arc<Config>,
+    pub control_api: String,
+    pub dataplane: String,
+    pub worker: String,
+    pub notifier: ChangeNotifier,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Platform {
+    pub async fn start() -> Platform {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra configuration overrides (dotted keys, values written like env vars).
+    pub async fn start_with(extra: &[(&str, &str)]) -> Platform {
+        gatehouse_test_support::init();
+        let db = TestDb::new().await;
+        let (api_port, dp_port, worker_port) = (free_port(), free_port(), free_port());
+        let control_api = format!("http://127.0.0.1:{api_port}");
+        let dataplane = format!("http://127.0.0.1:{dp_port}");
+        let worker = format!("http://127.0.0.1:{worker_port}");
+        let spool = std::env::temp_dir().join(format!("gatehouse-spool-{}", db.name));
+        let mut overrides: Vec<(String, String)> = vec![
+            ("mode".into(), "local".into()),
+            ("database.url".into(), db.service_url.clone()),
+            ("control_api.listen".into(), format!("127.0.0.1:{api_port}")),
+            ("control_api.public_url".into(), control_api.clone()),
+            ("dataplane.listen".into(), format!("127.0.0.1:{dp_port}")),
+            ("dataplane.public_url".into(), dataplane.clone()),
+            ("dataplane.control_api_url".into(), control_api.clone()),
+            ("dataplane.spool_dir".into(), spool.display().to_string()),
+            ("usage_worker.listen".into(), format!("127.0.0.1:{worker_port}")),
+            (
+                "secrets.encryption_keys".into(),
+                format!("test-1={}", generate_key_b64()),
+            ),
+            ("secrets.signing_secret".into(), generate_signing_secret_b64()),
+            ("shutdown.grace_period_secs".into(), "2".into()),
+            ("control_api.workers".into(), "2".into()),
+            ("dataplane.workers".into(), "2".into()),
+        ];
+        for (k, v) in extra {
+            overrides.push(((*k).into(), (*v).into()));
+        }
+        let cfg = Arc::new(
+            Config::load(&Sources {
+                files: vec![],
+                overrides,
+            })
+            .expect("test configuration is valid"),
+        );
+        let notifier = ChangeNotifier::local();
+        let shutdown = CancellationToken::new();
+
+        let api = gatehouse_control_api::ControlApi::build(gatehouse_control_api::Dependencies {
+            cfg: cfg.clone(),
+            db: db.db.clone(),
+            notifier: notifier.clone(),
+        })
+        .expect("build control API");
+        let dp = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
+            cfg: cfg.clone(),
+            notifier: notifier.clone(),
+        })
+        .expect("build dataplane");
+        let wk = gatehouse_usage_worker::UsageWorker::build(gatehouse_usage_worker::Dependencies {
+            cfg: cfg.clone(),
+            db: db.db.clone(),
+            notifier: notifier.clone(),
+        })
+        .expect("build usage-worker");
+        for fut in [
+            tokio::spawn(api.run_until_stopped(shutdown.clone())),
+            tokio::spawn(dp.run_until_stopped(shutdown.clone())),
+            tokio::spawn(wk.run_until_stopped(shutdown.clone())),
+        ] {
+            drop(fut);
+        }
+        let platform = Platform {
+            db,
+            cfg,
+            control_api,
+            dataplane,
+            worker,
+            notifier,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            shutdown,
+        };
+        platform.wait_ready().await;
+        platform
+    }
+
+    /// Waits until every service's /readyz answers 200 (at most 30 s).
+    pub async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        for base in [&self.control_api, &self.dataplane, &self.worker] {
+            loop {
+                let ok = self
+                    .http
+                    .get(format!("{base}/readyz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200);
+                if ok {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{base} not ready within 30 s"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
