@@ -17,6 +17,8 @@ pub struct Platform {
     pub dataplane: String,
     pub worker: String,
     pub notifier: ChangeNotifier,
+    /// What the dataplane emitted (until the usage-worker consumes the bus itself).
+    pub events: tokio::sync::Mutex<gatehouse_events::EventConsumer>,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
 }
@@ -79,9 +81,13 @@ impl Platform {
             notifier: notifier.clone(),
         })
         .expect("build control API");
+        let (events, event_consumer) = gatehouse_events::local_bus();
         let dp = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
             cfg: cfg.clone(),
             notifier: notifier.clone(),
+            events,
+            limiter: gatehouse_events::RateLimiter::local(),
+            quota: gatehouse_events::QuotaState::local(),
         })
         .expect("build dataplane");
         let wk = gatehouse_usage_worker::UsageWorker::build(gatehouse_usage_worker::Dependencies {
@@ -104,6 +110,7 @@ impl Platform {
             dataplane,
             worker,
             notifier,
+            events: tokio::sync::Mutex::new(event_consumer),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()

@@ -1,49 +1,139 @@
 //! The dataplane: one governed MCP endpoint per tenant endpoint, at
 //! `{public URL}/{org}/{endpoint}/mcp`.
+//!
+//! - [`store`] holds every org's configuration snapshot in memory; [`loader`] keeps it current
+//!   from the control API (no database on the request path; no snapshot → not ready, no traffic).
+//! - [`auth`] verifies bearer tokens locally; [`resource`] is the RFC 9728 side.
+//! - [`mcp`] speaks Streamable HTTP (2026-07-28 and the 2025 session revisions), authorizes on
+//!   the body, and relays to upstreams through [`upstream`] with the server's own credential.
+//! - [`pins`] withholds tools whose upstream definition drifted from the approved pin.
+//! - [`events`] records every call; rate limits and quotas come from `gatehouse_events`.
+
+pub mod assertion;
+pub mod auth;
+pub mod egress;
+pub mod events;
+pub mod headers;
+pub mod jsonrpc;
+pub mod loader;
+pub mod mcp;
+pub mod pins;
+pub mod resource;
+pub mod session;
+pub mod state;
+pub mod store;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{App, HttpServer, middleware, web};
+use actix_web::{App, HttpResponse, HttpServer, middleware, web};
 use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::Config;
-use gatehouse_events::ChangeNotifier;
+use gatehouse_core::secrets::hmac_sha256;
+use gatehouse_events::{ChangeNotifier, EventPublisher, QuotaState, RateLimiter};
 use gatehouse_http::{Readiness, observe};
+
+use crate::state::AppState;
+use crate::store::SnapshotStore;
 
 /// What the dataplane needs from its surroundings.
 pub struct Dependencies {
     pub cfg: Arc<Config>,
     pub notifier: ChangeNotifier,
+    /// Where call and drift events go (never blocks).
+    pub events: EventPublisher,
+    /// Rate limits shared by every replica.
+    pub limiter: RateLimiter,
+    /// Which orgs are over quota.
+    pub quota: QuotaState,
 }
 
 pub struct Dataplane {
     server: Server,
     addr: SocketAddr,
     grace: Duration,
+    store: SnapshotStore,
+    loader: Option<(loader::SnapshotSource, ChangeNotifier, Duration)>,
+    background: CancellationToken,
 }
 
 impl Dataplane {
     pub fn build(deps: Dependencies) -> anyhow::Result<Self> {
         let cfg = deps.cfg.clone();
+        let keys = cfg.derived_keys()?;
+        let keyring = cfg.keyring()?;
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let store = SnapshotStore::new(keyring);
+        let public_url = cfg.dataplane.public_url.as_str().trim_end_matches('/').to_owned();
+        // The caller-assertion key: its own derivation from the session key's root, one purpose.
+        let assertion_seed = hmac_sha256(&keys.mcp_session, b"gatehouse/caller-assertion/ed25519-seed/v1");
+        let signer = assertion::AssertionSigner::new(assertion_seed, public_url.clone())?;
+        let egress = egress::EgressPolicy::from_config(&cfg);
+        let upstreams = upstream::Upstreams::new(
+            egress,
+            Duration::from_millis(cfg.dataplane.upstream_timeout_ms.max(1)),
+            signer,
+        )?;
+        let background = CancellationToken::new();
+        let reconcile = Duration::from_secs(cfg.dataplane.snapshot_reconcile_secs.max(1));
+        let pins = pins::Pins::new(
+            upstreams.clone(),
+            deps.events.clone(),
+            store.clone(),
+            reconcile,
+            background.clone(),
+        );
+        let control = cfg.dataplane.control_api_url.as_str().trim_end_matches('/').to_owned();
+        let verifier = auth::TokenVerifier::new(cfg.issuer(), format!("{control}/.well-known/jwks.json"), http.clone());
+        let state = AppState {
+            store: store.clone(),
+            verifier,
+            sessions: session::SessionCodec::new(&keys.mcp_session),
+            upstreams,
+            origins: headers::OriginPolicy::new(&cfg.dataplane.public_url, &cfg.dataplane.allowed_origins),
+            events: deps.events.clone(),
+            limiter: deps.limiter.clone(),
+            quota: deps.quota.clone(),
+            pins,
+            issuer: cfg.issuer(),
+            public_url,
+            max_json_depth: cfg.dataplane.max_json_depth,
+            source: format!("dataplane-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]).into(),
+        };
+        let source = loader::SnapshotSource::new(http.clone(), &cfg.dataplane.control_api_url, keys.internal_token.clone());
+
         let control_api_health = cfg.dataplane.control_api_url.join("healthz")?;
-        let mut readiness = Readiness::new().with("control_api", move || {
-            let http = http.clone();
-            let url = control_api_health.clone();
-            async move {
-                match http.get(url).send().await {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(format!("control API answered {}", r.status().as_u16())),
-                    Err(_) => Err("control API unreachable".to_owned()),
+        let ready_store = store.clone();
+        let mut readiness = Readiness::new()
+            .with("configuration", move || {
+                let loaded = ready_store.is_loaded();
+                async move {
+                    if loaded {
+                        Ok(())
+                    } else {
+                        Err("no configuration snapshot loaded yet".to_owned())
+                    }
                 }
-            }
-        });
+            })
+            .with("control_api", move || {
+                let http = http.clone();
+                let url = control_api_health.clone();
+                async move {
+                    match http.get(url).send().await {
+                        Ok(r) if r.status().is_success() => Ok(()),
+                        Ok(r) => Err(format!("control API answered {}", r.status().as_u16())),
+                        Err(_) => Err("control API unreachable".to_owned()),
+                    }
+                }
+            });
         if deps.notifier.is_redis() {
             let notifier = deps.notifier.clone();
             readiness = readiness.with("redis", move || {
@@ -54,11 +144,16 @@ impl Dataplane {
         let listener = gatehouse_http::bind(cfg.dataplane.listen, "dataplane.listen")?;
         let addr = listener.local_addr()?;
         let readiness = web::Data::new(readiness);
+        let state = web::Data::new(state);
+        let max_body = cfg.dataplane.max_body_bytes;
         let grace = cfg.grace_period();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(readiness.clone())
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(max_body))
                 .configure(gatehouse_http::ops::configure)
+                .configure(configure)
                 .wrap(middleware::from_fn(observe::request_metrics))
                 .wrap(observe::tracing_logger())
         })
@@ -73,6 +168,9 @@ impl Dataplane {
             server: server.run(),
             addr,
             grace,
+            store,
+            loader: Some((source, deps.notifier, reconcile)),
+            background,
         })
     }
 
@@ -80,7 +178,44 @@ impl Dataplane {
         self.addr
     }
 
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace).await
+    /// The configuration store (tests install snapshots directly).
+    pub fn store(&self) -> SnapshotStore {
+        self.store.clone()
     }
+
+    pub async fn run_until_stopped(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        if let Some((source, notifier, every)) = self.loader.take() {
+            tokio::spawn(loader::run(self.store.clone(), source, notifier, every, self.background.clone()));
+        }
+        let background = self.background.clone();
+        let result = gatehouse_http::run_until_stopped(self.server, shutdown, self.grace).await;
+        background.cancel();
+        result
+    }
+}
+
+/// Mounts the MCP endpoints and the protected-resource metadata.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/.well-known/oauth-protected-resource/{org}/{endpoint}/mcp",
+        web::get().to(resource::protected_resource_metadata),
+    )
+    .route(assertion::JWKS_PATH, web::get().to(caller_assertion_jwks))
+    .service(
+        web::resource("/{org}/{endpoint}/mcp")
+            .route(web::post().to(mcp::post))
+            .route(web::get().to(mcp::get))
+            .route(web::delete().to(mcp::delete))
+            .default_service(web::to(|| async {
+                HttpResponse::MethodNotAllowed()
+                    .insert_header(("allow", "GET, POST, DELETE"))
+                    .finish()
+            })),
+    );
+}
+
+async fn caller_assertion_jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "public, max-age=300"))
+        .json(state.upstreams.signer().jwks())
 }

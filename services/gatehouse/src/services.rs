@@ -40,9 +40,20 @@ pub async fn run_service(sources: Sources, component: Component) -> anyhow::Resu
             db.close().await;
         }
         Component::Dataplane => {
+            // Until the Redis event bus lands, a standalone dataplane has no consumer in its
+            // process: events are counted and dropped here (single-node `up` delivers them).
+            let (events, mut consumer) = gatehouse_events::local_bus();
+            tokio::spawn(async move {
+                while let Ok(batch) = consumer.next_batch(1000, Duration::from_secs(60)).await {
+                    metrics::counter!("gatehouse_dataplane_events_dropped_total").increment(batch.messages.len() as u64);
+                }
+            });
             let dataplane = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
                 cfg: cfg.clone(),
                 notifier,
+                events,
+                limiter: gatehouse_events::RateLimiter::local(),
+                quota: gatehouse_events::QuotaState::local(),
             })?;
             tracing::info!(addr = %dataplane.local_addr(), "dataplane listening");
             dataplane.run_until_stopped(shutdown).await?;

@@ -133,9 +133,14 @@ async fn serve(cfg: Arc<Config>, data_dir: &Path, admin_url: &str, service_url: 
     let mut dataplane_cfg = (*cfg).clone();
     dataplane_cfg.dataplane.control_api_url =
         url::Url::parse(&format!("http://{}", control_api.local_addr()))?;
+    // One in-process bus shared by the dataplane and the worker (single-node mode).
+    let (events, _event_consumer) = gatehouse_events::local_bus();
     let dataplane = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
         cfg: Arc::new(dataplane_cfg),
         notifier: notifier.clone(),
+        events,
+        limiter: gatehouse_events::RateLimiter::local(),
+        quota: gatehouse_events::QuotaState::local(),
     })?;
     let worker = gatehouse_usage_worker::UsageWorker::build(gatehouse_usage_worker::Dependencies {
         cfg: cfg.clone(),

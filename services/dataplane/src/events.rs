@@ -1,0 +1,138 @@
+//! One `CallEvent` per call, denial or rate-limit rejection, emitted without blocking the call.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use gatehouse_core::canonical::canonical_hash;
+use gatehouse_core::ids::{EndpointId, EventId, OrgId, ServerId};
+use gatehouse_events::{BusMessage, CallEvent, CallOutcome, EventPublisher, SubjectKind};
+
+use crate::auth::Principal;
+
+/// A call being recorded; `finish` emits it.
+pub struct CallRecord {
+    publisher: EventPublisher,
+    started: Instant,
+    event: CallEvent,
+    done: bool,
+}
+
+/// Who and where, shared by every record of a request.
+#[derive(Clone)]
+pub struct CallSite {
+    pub org: OrgId,
+    pub endpoint: EndpointId,
+    pub principal: Option<Principal>,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub source: Arc<str>,
+    pub log_arguments: bool,
+}
+
+impl CallRecord {
+    pub fn start(
+        publisher: &EventPublisher,
+        site: &CallSite,
+        method: &str,
+        tool: Option<&str>,
+        server: Option<ServerId>,
+        arguments: Option<&Value>,
+        bytes_in: u64,
+    ) -> Self {
+        let (subject, subject_kind, client_id) = match &site.principal {
+            Some(p) => (p.subject.clone(), p.kind, p.client_id.clone()),
+            None => (String::new(), SubjectKind::Anonymous, None),
+        };
+        let empty = Value::Object(Default::default());
+        let args = arguments.unwrap_or(&empty);
+        Self {
+            publisher: publisher.clone(),
+            started: Instant::now(),
+            done: false,
+            event: CallEvent {
+                id: EventId::new(),
+                org_id: site.org,
+                occurred_at: OffsetDateTime::now_utc(),
+                source: site.source.to_string(),
+                endpoint_id: Some(site.endpoint),
+                server_id: server,
+                method: method.to_owned(),
+                tool: tool.map(str::to_owned),
+                subject,
+                subject_kind,
+                client_id,
+                outcome: CallOutcome::Success,
+                error_code: None,
+                latency_ms: 0,
+                bytes_in,
+                bytes_out: 0,
+                args_hash: (method == "tools/call").then(|| canonical_hash(args)),
+                arguments: (site.log_arguments && method == "tools/call").then(|| args.clone()),
+                ip: site.ip,
+                user_agent: site.user_agent.clone(),
+            },
+        }
+    }
+
+    pub fn add_bytes_out(&mut self, n: u64) {
+        self.event.bytes_out += n;
+    }
+
+    pub fn set_outcome(&mut self, outcome: CallOutcome, error_code: Option<i64>) {
+        self.event.outcome = outcome;
+        self.event.error_code = error_code;
+    }
+
+    /// Emits the event (once).
+    pub fn finish(mut self, outcome: CallOutcome, error_code: Option<i64>) {
+        self.set_outcome(outcome, error_code);
+        self.emit();
+    }
+
+    fn emit(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.event.latency_ms = self.started.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        metrics::counter!("gatehouse_dataplane_calls_total", "outcome" => outcome_label(self.event.outcome)).increment(1);
+        self.publisher.emit(BusMessage::Call(self.event.clone()));
+    }
+}
+
+impl Drop for CallRecord {
+    /// A record dropped unfinished (a stream the client closed) is still emitted, as it stood.
+    fn drop(&mut self) {
+        self.emit();
+    }
+}
+
+fn outcome_label(o: CallOutcome) -> &'static str {
+    match o {
+        CallOutcome::Success => "success",
+        CallOutcome::Error => "error",
+        CallOutcome::Denied => "denied",
+        CallOutcome::RateLimited => "rate_limited",
+        CallOutcome::OverQuota => "over_quota",
+    }
+}
+
+/// The JSON-RPC error code of a response message, if it is an error.
+pub fn error_code_of(bytes: &[u8]) -> Option<Option<i64>> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        error: Option<ErrorProbe>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorProbe {
+        #[serde(default)]
+        code: Option<i64>,
+    }
+    let probe: Probe = serde_json::from_slice(bytes).ok()?;
+    Some(probe.error.map(|e| e.code.unwrap_or(0)))
+}

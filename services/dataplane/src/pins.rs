@@ -1,0 +1,357 @@
+//! Rug-pull defence: the dataplane serves only approved tool definitions (from the snapshot), and
+//! watches what upstreams actually advertise. When an upstream's `tools/list` shows a definition
+//! whose pin (canonical hash) differs from the approved one, that tool is withheld — neither
+//! listed nor callable — until an admin approves the new definition (a new snapshot whose
+//! `approved_hash` matches), and a `ToolDrift` event records it.
+//!
+//! Upstreams are checked on first use, whenever a client lists tools (at most every
+//! `RECHECK_AFTER`), when the upstream announces `notifications/tools/list_changed` (a watcher
+//! keeps a session with a GET stream open for that), and periodically.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use gatehouse_core::canonical::tool_definition_hash;
+use gatehouse_core::ids::{EventId, ServerId};
+use gatehouse_core::snapshot::{EndpointTool, ToolTarget};
+use gatehouse_events::{BusMessage, EventPublisher, ToolDrift};
+
+use crate::store::{OrgState, ServerState, SnapshotStore};
+use crate::upstream::{Outbound, UpstreamError, Upstreams};
+
+/// A client's `tools/list` re-checks an upstream at most this often.
+const RECHECK_AFTER: Duration = Duration::from_secs(2);
+const WATCH_VERSION: &str = "2025-11-25";
+
+#[derive(Clone)]
+pub struct Pins {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// (server, upstream tool name) → the hash the upstream serves now, when it differs from
+    /// what some approval pinned.
+    observed: RwLock<HashMap<(ServerId, String), String>>,
+    last_check: Mutex<HashMap<ServerId, Instant>>,
+    watched: Mutex<HashSet<ServerId>>,
+    reported: Mutex<HashSet<(ServerId, String, String)>>,
+    check_lock: tokio::sync::Mutex<()>,
+    upstreams: Upstreams,
+    events: EventPublisher,
+    store: SnapshotStore,
+    shutdown: CancellationToken,
+    every: Duration,
+}
+
+impl Pins {
+    pub fn new(
+        upstreams: Upstreams,
+        events: EventPublisher,
+        store: SnapshotStore,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                observed: RwLock::new(HashMap::new()),
+                last_check: Mutex::new(HashMap::new()),
+                watched: Mutex::new(HashSet::new()),
+                reported: Mutex::new(HashSet::new()),
+                check_lock: tokio::sync::Mutex::new(()),
+                upstreams,
+                events,
+                store,
+                shutdown,
+                every,
+            }),
+        }
+    }
+
+    /// Whether `tool` must be withheld: its upstream serves something other than what was approved.
+    pub fn is_withheld(&self, tool: &EndpointTool) -> bool {
+        let ToolTarget::Upstream { server_id, upstream_name } = &tool.target else {
+            return false;
+        };
+        self.inner
+            .observed
+            .read()
+            .expect("pins")
+            .get(&(*server_id, upstream_name.clone()))
+            .is_some_and(|observed| observed != &tool.approved_hash)
+    }
+
+    fn stale(&self, server: ServerId, after: Duration) -> bool {
+        self.inner
+            .last_check
+            .lock()
+            .expect("pin checks")
+            .get(&server)
+            .is_none_or(|t| t.elapsed() >= after)
+    }
+
+    /// Re-checks `servers` of `org` if their last check is older than `RECHECK_AFTER`, and makes
+    /// sure a watcher listens for their change notifications.
+    pub async fn refresh(&self, org: &Arc<OrgState>, servers: &[ServerId]) {
+        for server in servers {
+            self.watch(org.snapshot.org_id, *server);
+            if self.stale(*server, RECHECK_AFTER)
+                && let Some(state) = org.servers.get(server)
+            {
+                let _ = self.check(org, state).await;
+            }
+        }
+    }
+
+    /// Fetches the upstream's tool list and compares every pinned tool of the org.
+    pub async fn check(&self, org: &OrgState, server: &ServerState) -> Result<(), UpstreamError> {
+        let _one = self.inner.check_lock.lock().await;
+        let tools = self.list_upstream_tools(server, None).await;
+        self.inner
+            .last_check
+            .lock()
+            .expect("pin checks")
+            .insert(server.snapshot.id, Instant::now());
+        let tools = tools?;
+        self.compare(org, server.snapshot.id, &tools);
+        Ok(())
+    }
+
+    fn compare(&self, org: &OrgState, server_id: ServerId, tools: &[Value]) {
+        let served: HashMap<&str, &Value> = tools
+            .iter()
+            .filter_map(|t| Some((t.get("name")?.as_str()?, t)))
+            .collect();
+        let mut observed = self.inner.observed.write().expect("pins");
+        for endpoint in &org.snapshot.endpoints {
+            for tool in &endpoint.tools {
+                let ToolTarget::Upstream { server_id: s, upstream_name } = &tool.target else { continue };
+                if *s != server_id {
+                    continue;
+                }
+                let key = (server_id, upstream_name.clone());
+                match served.get(upstream_name.as_str()) {
+                    Some(definition) => {
+                        let hash = tool_definition_hash(definition);
+                        if hash == tool.approved_hash {
+                            observed.remove(&key);
+                        } else {
+                            let first_time = self.inner.reported.lock().expect("reported").insert((
+                                server_id,
+                                upstream_name.clone(),
+                                hash.clone(),
+                            ));
+                            if first_time {
+                                tracing::warn!(org_id = %org.snapshot.org_id, server_id = %server_id, tool = %upstream_name, "tool definition drifted from its approved pin; withholding it");
+                                metrics::counter!("gatehouse_dataplane_tool_drift_total").increment(1);
+                                self.inner.events.emit(BusMessage::ToolDrift(ToolDrift {
+                                    id: EventId::new(),
+                                    org_id: org.snapshot.org_id,
+                                    occurred_at: OffsetDateTime::now_utc(),
+                                    server_id,
+                                    tool_name: upstream_name.clone(),
+                                    approved_hash: tool.approved_hash.clone(),
+                                    observed_hash: hash.clone(),
+                                    observed_definition: (*definition).clone(),
+                                }));
+                            }
+                            observed.insert(key, hash);
+                        }
+                    }
+                    // A tool the upstream no longer lists cannot be called anyway; keep no state.
+                    None => {
+                        observed.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `tools/list` on the upstream in a short session of its own (all pages).
+    async fn list_upstream_tools(&self, server: &ServerState, session: Option<&str>) -> Result<Vec<Value>, UpstreamError> {
+        let owned_session;
+        let session = match session {
+            Some(s) => Some(s),
+            None => {
+                owned_session = self.open_session(server).await?;
+                owned_session.as_deref()
+            }
+        };
+        let mut tools = Vec::new();
+        let mut cursor: Option<Value> = None;
+        for page in 0..50 {
+            let mut params = json!({});
+            if let Some(c) = &cursor {
+                params["cursor"] = c.clone();
+            }
+            let id = json!(format!("gatehouse-pins-{page}"));
+            let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params});
+            let (reply, _) = self
+                .inner
+                .upstreams
+                .request(
+                    Outbound {
+                        server,
+                        body: serde_json::to_vec(&body).expect("json").into(),
+                        protocol_version: Some(WATCH_VERSION),
+                        session_id: session,
+                        mcp_headers: vec![],
+                        caller: None,
+                    },
+                    &id,
+                )
+                .await?;
+            let result = reply
+                .get("result")
+                .ok_or_else(|| UpstreamError::Unavailable("tools/list failed upstream".into()))?;
+            if let Some(list) = result.get("tools").and_then(Value::as_array) {
+                tools.extend(list.iter().cloned());
+            }
+            cursor = result.get("nextCursor").filter(|c| !c.is_null()).cloned();
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(tools)
+    }
+
+    /// Initializes a 2025-11-25 session with the upstream; `None` when it keeps no sessions.
+    async fn open_session(&self, server: &ServerState) -> Result<Option<String>, UpstreamError> {
+        let id = json!("gatehouse-pins-init");
+        let init = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
+            "protocolVersion": WATCH_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "gatehouse-pin-watcher", "version": env!("CARGO_PKG_VERSION")},
+        }});
+        let (reply, session) = self
+            .inner
+            .upstreams
+            .request(
+                Outbound {
+                    server,
+                    body: serde_json::to_vec(&init).expect("json").into(),
+                    protocol_version: None,
+                    session_id: None,
+                    mcp_headers: vec![],
+                    caller: None,
+                },
+                &id,
+            )
+            .await?;
+        if reply.get("result").is_none() {
+            return Err(UpstreamError::Unavailable("initialize failed upstream".into()));
+        }
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let _ = self
+            .inner
+            .upstreams
+            .post(Outbound {
+                server,
+                body: serde_json::to_vec(&initialized).expect("json").into(),
+                protocol_version: Some(WATCH_VERSION),
+                session_id: session.as_deref(),
+                mcp_headers: vec![],
+                caller: None,
+            })
+            .await;
+        Ok(session)
+    }
+
+    /// Starts (once per server) a task that re-checks the server when it announces a tool list
+    /// change, and every reconcile interval.
+    pub fn watch(&self, org: gatehouse_core::ids::OrgId, server: ServerId) {
+        if !self.inner.watched.lock().expect("watched").insert(server) {
+            return;
+        }
+        let pins = self.clone();
+        tokio::spawn(async move {
+            pins.watch_loop(org, server).await;
+            pins.inner.watched.lock().expect("watched").remove(&server);
+        });
+    }
+
+    async fn watch_loop(&self, org_id: gatehouse_core::ids::OrgId, server_id: ServerId) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let Some(org) = self.inner.store.org_by_id(org_id) else { return };
+            let Some(server) = org.servers.get(&server_id).cloned() else { return };
+            let session = match self.open_session(&server).await {
+                Ok(s) => s,
+                Err(_) => None,
+            };
+            let stream = match &session {
+                Some(s) => self
+                    .inner
+                    .upstreams
+                    .get_stream(&server, WATCH_VERSION, Some(s), None, None)
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            let _ = self.check(&org, &server).await;
+            let mut ticker = tokio::time::interval(self.inner.every.max(Duration::from_secs(1)));
+            ticker.tick().await;
+            let mut stream = stream;
+            loop {
+                let changed = async {
+                    match stream.as_mut() {
+                        Some(s) => loop {
+                            match s.next().await {
+                                Some(Ok(event)) => {
+                                    if event.data.as_deref().is_some_and(|d| d.contains("notifications/tools/list_changed")) {
+                                        return true;
+                                    }
+                                }
+                                _ => return false,
+                            }
+                        },
+                        None => std::future::pending::<bool>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = self.inner.shutdown.cancelled() => {
+                        if let Some(s) = &session {
+                            self.inner.upstreams.delete_session(&server, WATCH_VERSION, s).await;
+                        }
+                        return;
+                    }
+                    _ = ticker.tick() => {
+                        let Some(org) = self.inner.store.org_by_id(org_id) else { return };
+                        if !org.servers.contains_key(&server_id) { return; }
+                        let _ = self.check(&org, &server).await;
+                    }
+                    still_open = changed => {
+                        if still_open {
+                            let Some(org) = self.inner.store.org_by_id(org_id) else { return };
+                            let _ = self.check(&org, &server).await;
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            // The stream ended (upstream restarted or dropped the session): start over.
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// A list_changed notification seen on a client's stream: re-check soon.
+    pub fn upstream_changed(&self, org: Arc<OrgState>, server: ServerId) {
+        let pins = self.clone();
+        tokio::spawn(async move {
+            if let Some(state) = org.servers.get(&server) {
+                let _ = pins.check(&org, state).await;
+            }
+        });
+    }
+}

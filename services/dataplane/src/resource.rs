@@ -1,0 +1,90 @@
+//! The dataplane as an OAuth protected resource (RFC 9728): metadata for each endpoint and the
+//! `WWW-Authenticate` challenges that point clients at it.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use crate::state::AppState;
+use crate::store::EndpointState;
+
+/// Where an endpoint's metadata lives: path-inserted under `/.well-known/oauth-protected-resource`.
+pub fn metadata_url(public_url: &str, org: &str, endpoint: &str) -> String {
+    format!(
+        "{}/.well-known/oauth-protected-resource/{org}/{endpoint}/mcp",
+        public_url.trim_end_matches('/')
+    )
+}
+
+/// `GET /.well-known/oauth-protected-resource/{org}/{endpoint}/mcp`.
+pub async fn protected_resource_metadata(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    if let Err(problem) = state.origins.check(
+        req.headers().get("origin").map(|v| v.as_bytes()),
+        req.headers().get("host").map(|v| v.as_bytes()),
+    ) {
+        return HttpResponse::Forbidden().json(json!({"error": "forbidden", "error_description": problem}));
+    }
+    if !state.store.is_loaded() {
+        return not_ready();
+    }
+    let (org_slug, endpoint_slug) = path.into_inner();
+    let Some(org) = state.store.org_by_slug(&org_slug) else {
+        return not_found();
+    };
+    let Some(endpoint) = org.endpoint(&endpoint_slug) else {
+        return not_found();
+    };
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "public, max-age=300"))
+        .insert_header(("access-control-allow-origin", "*"))
+        .json(json!({
+            "resource": endpoint.snapshot.resource_url,
+            "authorization_servers": [state.issuer],
+            "scopes_supported": endpoint.scopes_supported,
+            "bearer_methods_supported": ["header"],
+            "resource_name": endpoint.snapshot.name,
+        }))
+}
+
+fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(json!({"error": "not_found", "error_description": "no such endpoint"}))
+}
+
+pub fn not_ready() -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .insert_header(("retry-after", "1"))
+        .json(json!({"error": "unavailable", "error_description": "configuration not loaded yet"}))
+}
+
+fn quote(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The `WWW-Authenticate` value for a missing or invalid token.
+pub fn challenge(metadata_url: &str, endpoint: &EndpointState, error: Option<&str>) -> String {
+    let mut value = String::from("Bearer ");
+    if let Some(description) = error {
+        value.push_str(&format!(
+            "error=\"invalid_token\", error_description=\"{}\", ",
+            quote(description)
+        ));
+    }
+    value.push_str(&format!("resource_metadata=\"{}\"", quote(metadata_url)));
+    if !endpoint.scopes_supported.is_empty() {
+        value.push_str(&format!(", scope=\"{}\"", quote(&endpoint.scopes_supported.join(" "))));
+    }
+    value
+}
+
+/// The `WWW-Authenticate` value for a token that lacks `scopes`.
+pub fn insufficient_scope(metadata_url: &str, scopes: &[String], description: &str) -> String {
+    format!(
+        "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\", error_description=\"{}\"",
+        quote(&scopes.join(" ")),
+        quote(metadata_url),
+        quote(description)
+    )
+}

@@ -1,0 +1,143 @@
+//! Sessions of the 2025-era protocol (`Mcp-Session-Id`), kept by the client, not by us: the id is
+//! the session itself, sealed with AES-256-GCM under a key derived once from the signing secret.
+//! It names the org, endpoint, authenticated subject, negotiated protocol version and each
+//! upstream's own session id, so any replica can serve any session and no upstream session id is
+//! ever readable by the client. A session presented with another subject's token is unknown (404).
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
+
+const AAD: &[u8] = b"gatehouse/mcp-session/v1";
+const VERSION_PREFIX: &str = "ghs1.";
+/// A session older than this is gone (the client re-initializes).
+pub const MAX_AGE_SECS: i64 = 24 * 3600;
+
+/// What a session id carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    #[serde(rename = "o")]
+    pub org: OrgId,
+    #[serde(rename = "e")]
+    pub endpoint: EndpointId,
+    #[serde(rename = "s")]
+    pub subject: String,
+    /// Negotiated protocol version.
+    #[serde(rename = "v")]
+    pub version: String,
+    /// Upstream sessions, in the order events and request ids refer to them by index.
+    #[serde(rename = "u")]
+    pub upstreams: Vec<UpstreamSession>,
+    /// Issued at (unix seconds).
+    #[serde(rename = "t")]
+    pub issued_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamSession {
+    #[serde(rename = "i")]
+    pub server: ServerId,
+    /// The upstream's `Mcp-Session-Id`, if it keeps sessions.
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The version the upstream negotiated.
+    #[serde(rename = "v")]
+    pub version: String,
+}
+
+/// Seals and opens session ids.
+#[derive(Clone)]
+pub struct SessionCodec {
+    cipher: Aes256Gcm,
+}
+
+impl SessionCodec {
+    pub fn new(key: &[u8; 32]) -> Self {
+        Self {
+            cipher: Aes256Gcm::new_from_slice(key).expect("32-byte key"),
+        }
+    }
+
+    pub fn seal(&self, session: &Session) -> String {
+        let plain = serde_json::to_vec(session).expect("session serialises");
+        let mut nonce = [0u8; 12];
+        rand::fill(&mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(
+                &Nonce::try_from(&nonce[..]).expect("12 bytes"),
+                Payload { msg: &plain, aad: AAD },
+            )
+            .expect("AES-GCM encryption of a bounded message cannot fail");
+        let mut out = Vec::with_capacity(12 + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        format!("{VERSION_PREFIX}{}", URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// The session an id stands for, if it is ours, intact and not too old.
+    pub fn open(&self, id: &str, now: i64) -> Option<Session> {
+        let raw = URL_SAFE_NO_PAD.decode(id.strip_prefix(VERSION_PREFIX)?).ok()?;
+        if raw.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, sealed) = raw.split_at(12);
+        let plain = self
+            .cipher
+            .decrypt(&Nonce::try_from(nonce).ok()?, Payload { msg: sealed, aad: AAD })
+            .ok()?;
+        let session: Session = serde_json::from_slice(&plain).ok()?;
+        (now - session.issued_at <= MAX_AGE_SECS && session.issued_at <= now + 60).then_some(session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Session {
+        Session {
+            org: OrgId::new(),
+            endpoint: EndpointId::new(),
+            subject: "user-1".into(),
+            version: "2025-11-25".into(),
+            upstreams: vec![UpstreamSession {
+                server: ServerId::new(),
+                session_id: Some("upstream-secret-session".into()),
+                version: "2025-11-25".into(),
+            }],
+            issued_at: 1_000,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_opacity() {
+        let codec = SessionCodec::new(&[7u8; 32]);
+        let id = codec.seal(&sample());
+        assert!(!id.contains("upstream-secret-session"));
+        assert!(id.bytes().all(|b| (0x21..=0x7e).contains(&b)), "visible ASCII only");
+        assert_eq!(codec.open(&id, 1_001), Some(sample()));
+        assert_eq!(codec.open(&id, 1_000 + MAX_AGE_SECS + 1), None);
+        assert_eq!(SessionCodec::new(&[8u8; 32]).open(&id, 1_001), None);
+        let mut tampered = id.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(codec.open(std::str::from_utf8(&tampered).unwrap(), 1_001), None);
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        let codec = SessionCodec::new(&[1u8; 32]);
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| codec.seal(&sample())).collect();
+        assert_eq!(ids.len(), 10_000);
+        // 10,000 random guesses open nothing.
+        for _ in 0..10_000 {
+            let guess = format!("{VERSION_PREFIX}{}", gatehouse_core::secrets::random_token(120));
+            assert!(codec.open(&guess, 1_001).is_none());
+        }
+    }
+}

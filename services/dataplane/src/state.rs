@@ -1,0 +1,32 @@
+//! What every request handler shares (built once, outside the per-worker app factory).
+
+use std::sync::Arc;
+
+use gatehouse_events::{EventPublisher, QuotaState, RateLimiter};
+
+use crate::auth::TokenVerifier;
+use crate::headers::OriginPolicy;
+use crate::pins::Pins;
+use crate::session::SessionCodec;
+use crate::store::SnapshotStore;
+use crate::upstream::Upstreams;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: SnapshotStore,
+    pub verifier: TokenVerifier,
+    pub sessions: SessionCodec,
+    pub upstreams: Upstreams,
+    pub origins: OriginPolicy,
+    pub events: EventPublisher,
+    pub limiter: RateLimiter,
+    pub quota: QuotaState,
+    pub pins: Pins,
+    /// The OAuth issuer (authorization server) named in resource metadata.
+    pub issuer: String,
+    /// The dataplane's public URL without a trailing slash.
+    pub public_url: String,
+    pub max_json_depth: usize,
+    /// This instance, as named in events.
+    pub source: Arc<str>,
+}

@@ -1,0 +1,455 @@
+//! The dataplane's client to upstream MCP servers (Streamable HTTP, both eras).
+//!
+//! Requests are built from scratch: the upstream gets the JSON-RPC bytes, the MCP headers the
+//! dataplane decided on, the server's *own* credential and, if configured, a caller assertion —
+//! never the caller's `Authorization`, cookies or any other client header. Connections are pooled
+//! (keep-alive, `TCP_NODELAY`); every upstream has a circuit breaker so a dead server fails fast.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
+
+use crate::assertion::{self, AssertionSigner, CallerClaims};
+use crate::auth::Principal;
+use crate::egress::EgressPolicy;
+use crate::store::{ServerState, UpstreamCredential};
+
+/// Consecutive failures that open a breaker, and how long it stays open.
+const BREAKER_THRESHOLD: u32 = 5;
+const BREAKER_OPEN_FOR: Duration = Duration::from_secs(10);
+
+pub type SseEvents = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, String>> + Send>>;
+
+/// What an upstream answered to a POST.
+pub enum Reply {
+    /// 202: a notification or response was accepted.
+    Accepted,
+    /// One JSON-RPC message (or batch), as bytes.
+    Json { body: Bytes, session_id: Option<String> },
+    /// An SSE stream of messages.
+    Stream { events: SseEvents, session_id: Option<String> },
+    /// Any other answer (4xx with a JSON-RPC error body, 405, ...), passed on as it is.
+    Status { status: u16, body: Bytes, json: bool },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The upstream could not be reached or failed (connect error, timeout, 5xx, open breaker).
+    #[error("upstream unavailable: {0}")]
+    Unavailable(String),
+    /// The upstream no longer knows the session we named (404).
+    #[error("upstream session expired")]
+    SessionGone,
+    /// The URL is not one Gatehouse may call (egress policy) or the credential cannot be used.
+    #[error("upstream refused by policy: {0}")]
+    Refused(&'static str),
+}
+
+/// The identity the caller assertion names.
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    pub principal: &'a Principal,
+    pub org: OrgId,
+    pub endpoint: EndpointId,
+}
+
+/// One outbound POST.
+pub struct Outbound<'a> {
+    pub server: &'a ServerState,
+    pub body: Bytes,
+    pub protocol_version: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    /// `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*` as the dataplane decided them.
+    pub mcp_headers: Vec<(HeaderName, HeaderValue)>,
+    pub caller: Option<Caller<'a>>,
+}
+
+#[derive(Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+struct OauthToken {
+    token: String,
+    valid_until: Instant,
+}
+
+#[derive(Clone)]
+pub struct Upstreams {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    egress: EgressPolicy,
+    timeout: Duration,
+    breakers: Mutex<HashMap<ServerId, Breaker>>,
+    oauth: Mutex<HashMap<ServerId, OauthToken>>,
+    signer: AssertionSigner,
+}
+
+impl Upstreams {
+    pub fn new(egress: EgressPolicy, timeout: Duration, signer: AssertionSigner) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(egress.resolver())
+            .user_agent(concat!("gatehouse-dataplane/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                egress,
+                timeout,
+                breakers: Mutex::new(HashMap::new()),
+                oauth: Mutex::new(HashMap::new()),
+                signer,
+            }),
+        })
+    }
+
+    pub fn signer(&self) -> &AssertionSigner {
+        &self.inner.signer
+    }
+
+    fn breaker_open(&self, server: ServerId) -> bool {
+        let breakers = self.inner.breakers.lock().expect("breakers");
+        breakers
+            .get(&server)
+            .and_then(|b| b.open_until)
+            .is_some_and(|until| until > Instant::now())
+    }
+
+    fn record(&self, server: ServerId, ok: bool) {
+        let mut breakers = self.inner.breakers.lock().expect("breakers");
+        let breaker = breakers.entry(server).or_default();
+        if ok {
+            *breaker = Breaker::default();
+        } else {
+            breaker.failures += 1;
+            if breaker.failures >= BREAKER_THRESHOLD {
+                breaker.open_until = Some(Instant::now() + BREAKER_OPEN_FOR);
+                breaker.failures = 0;
+                metrics::counter!("gatehouse_dataplane_breaker_opened_total").increment(1);
+                tracing::warn!(server_id = %server, "circuit breaker opened for upstream");
+            }
+        }
+    }
+
+    async fn headers_for(
+        &self,
+        server: &ServerState,
+        protocol_version: Option<&str>,
+        session_id: Option<&str>,
+        caller: Option<Caller<'_>>,
+    ) -> Result<HeaderMap, UpstreamError> {
+        let mut headers = HeaderMap::new();
+        if let Some(v) = protocol_version.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert("mcp-protocol-version", v);
+        }
+        if let Some(s) = session_id.and_then(|s| HeaderValue::from_str(s).ok()) {
+            headers.insert("mcp-session-id", s);
+        }
+        match server.credential.as_ref().map_err(|_| UpstreamError::Refused("upstream credential is unusable"))? {
+            UpstreamCredential::None => {}
+            UpstreamCredential::Bearer(token) => {
+                let value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                    .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?;
+                headers.insert(reqwest::header::AUTHORIZATION, sensitive(value));
+            }
+            UpstreamCredential::Header { name, value } => {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?;
+                let value = HeaderValue::from_str(value.expose_secret())
+                    .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?;
+                headers.insert(name, sensitive(value));
+            }
+            UpstreamCredential::OauthClientCredentials { .. } => {
+                let token = self.oauth_token(server).await?;
+                let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?;
+                headers.insert(reqwest::header::AUTHORIZATION, sensitive(value));
+            }
+        }
+        if server.snapshot.send_caller_assertion
+            && let Some(caller) = caller
+        {
+            let sub_kind = match caller.principal.kind {
+                gatehouse_events::SubjectKind::User => "user",
+                gatehouse_events::SubjectKind::ServiceToken => "service_token",
+                gatehouse_events::SubjectKind::OauthClient => "client",
+                gatehouse_events::SubjectKind::Anonymous => "anonymous",
+            };
+            let (iat, exp) = AssertionSigner::times();
+            let jwt = self.inner.signer.sign(&CallerClaims {
+                iss: self.inner.signer.issuer(),
+                aud: &server.snapshot.url,
+                sub: &caller.principal.subject,
+                sub_kind,
+                org_id: caller.org.to_string(),
+                endpoint_id: caller.endpoint.to_string(),
+                client_id: caller.principal.client_id.as_deref(),
+                iat,
+                exp,
+                jti: uuid::Uuid::now_v7().to_string(),
+            });
+            if let Ok(v) = HeaderValue::from_str(&jwt) {
+                headers.insert(assertion::HEADER, v);
+            }
+        }
+        Ok(headers)
+    }
+
+    /// An OAuth client-credentials token for `server`, cached until shortly before it expires.
+    async fn oauth_token(&self, server: &ServerState) -> Result<String, UpstreamError> {
+        if let Some(t) = self.inner.oauth.lock().expect("oauth cache").get(&server.snapshot.id)
+            && t.valid_until > Instant::now()
+        {
+            return Ok(t.token.clone());
+        }
+        let Ok(UpstreamCredential::OauthClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+        }) = &server.credential
+        else {
+            return Err(UpstreamError::Refused("upstream credential is unusable"));
+        };
+        let url = url::Url::parse(token_url).map_err(|_| UpstreamError::Refused("token URL is invalid"))?;
+        self.inner.egress.check_url(&url).map_err(UpstreamError::Refused)?;
+        let mut form = vec![("grant_type", "client_credentials".to_owned())];
+        if let Some(scope) = scope {
+            form.push(("scope", scope.clone()));
+        }
+        let response = self
+            .inner
+            .http
+            .post(url)
+            .basic_auth(client_id, Some(client_secret.expose_secret()))
+            .form(&form)
+            .timeout(self.inner.timeout)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Unavailable(format!("token endpoint: {}", classify(&e))))?;
+        if !response.status().is_success() {
+            return Err(UpstreamError::Unavailable(format!(
+                "token endpoint answered {}",
+                response.status().as_u16()
+            )));
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let token: TokenResponse = response
+            .json()
+            .await
+            .map_err(|_| UpstreamError::Unavailable("token endpoint sent no token".into()))?;
+        let lifetime = Duration::from_secs(token.expires_in.unwrap_or(300).saturating_sub(30).max(1));
+        self.inner.oauth.lock().expect("oauth cache").insert(
+            server.snapshot.id,
+            OauthToken {
+                token: token.access_token.clone(),
+                valid_until: Instant::now() + lifetime,
+            },
+        );
+        Ok(token.access_token)
+    }
+
+    fn url(&self, server: &ServerState) -> Result<url::Url, UpstreamError> {
+        let url = url::Url::parse(&server.snapshot.url).map_err(|_| UpstreamError::Refused("upstream URL is invalid"))?;
+        self.inner.egress.check_url(&url).map_err(UpstreamError::Refused)?;
+        Ok(url)
+    }
+
+    /// POSTs one message (or batch) and returns the upstream's answer without reading a stream.
+    pub async fn post(&self, out: Outbound<'_>) -> Result<Reply, UpstreamError> {
+        let server_id = out.server.snapshot.id;
+        if self.breaker_open(server_id) {
+            return Err(UpstreamError::Unavailable("circuit breaker open".into()));
+        }
+        let url = self.url(out.server)?;
+        let mut headers = self
+            .headers_for(out.server, out.protocol_version, out.session_id, out.caller)
+            .await?;
+        for (name, value) in out.mcp_headers {
+            headers.insert(name, value);
+        }
+        headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        let send = self.inner.http.post(url).headers(headers).body(out.body).send();
+        let response = match tokio::time::timeout(self.inner.timeout, send).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                self.record(server_id, false);
+                return Err(UpstreamError::Unavailable(classify(&e)));
+            }
+            Err(_) => {
+                self.record(server_id, false);
+                return Err(UpstreamError::Unavailable("no answer in time".into()));
+            }
+        };
+        let status = response.status().as_u16();
+        if status >= 500 {
+            self.record(server_id, false);
+            return Err(UpstreamError::Unavailable(format!("upstream answered {status}")));
+        }
+        self.record(server_id, true);
+        if status == 404 && out.session_id.is_some() {
+            return Err(UpstreamError::SessionGone);
+        }
+        if status == 202 {
+            return Ok(Reply::Accepted);
+        }
+        let session_id = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if status == 200 && content_type.starts_with("text/event-stream") {
+            return Ok(Reply::Stream {
+                events: sse_events(response),
+                session_id,
+            });
+        }
+        let body = match tokio::time::timeout(self.inner.timeout, response.bytes()).await {
+            Ok(Ok(b)) => b,
+            _ => return Err(UpstreamError::Unavailable("upstream body incomplete".into())),
+        };
+        let json = content_type.starts_with("application/json");
+        if status == 200 && json {
+            return Ok(Reply::Json { body, session_id });
+        }
+        Ok(Reply::Status { status, body, json })
+    }
+
+    /// Opens the standalone GET stream of an upstream session (or resumes one after
+    /// `last_event_id`). `Ok(None)` when the upstream offers no stream (405).
+    pub async fn get_stream(
+        &self,
+        server: &ServerState,
+        protocol_version: &str,
+        session_id: Option<&str>,
+        last_event_id: Option<&str>,
+        caller: Option<Caller<'_>>,
+    ) -> Result<Option<SseEvents>, UpstreamError> {
+        if self.breaker_open(server.snapshot.id) {
+            return Err(UpstreamError::Unavailable("circuit breaker open".into()));
+        }
+        let url = self.url(server)?;
+        let mut headers = self.headers_for(server, Some(protocol_version), session_id, caller).await?;
+        headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+        if let Some(id) = last_event_id.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert("last-event-id", id);
+        }
+        let send = self.inner.http.get(url).headers(headers).send();
+        let response = match tokio::time::timeout(self.inner.timeout, send).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(UpstreamError::Unavailable(classify(&e))),
+            Err(_) => return Err(UpstreamError::Unavailable("no answer in time".into())),
+        };
+        match response.status().as_u16() {
+            200 => Ok(Some(sse_events(response))),
+            404 if session_id.is_some() => Err(UpstreamError::SessionGone),
+            405 => Ok(None),
+            s if s >= 500 => Err(UpstreamError::Unavailable(format!("upstream answered {s}"))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Ends an upstream session (best effort).
+    pub async fn delete_session(&self, server: &ServerState, protocol_version: &str, session_id: &str) {
+        let Ok(url) = self.url(server) else { return };
+        let Ok(headers) = self.headers_for(server, Some(protocol_version), Some(session_id), None).await else {
+            return;
+        };
+        let _ = tokio::time::timeout(self.inner.timeout, self.inner.http.delete(url).headers(headers).send()).await;
+    }
+
+    /// Sends one request and waits for its response message, reading a stream if the upstream
+    /// answers with one (notifications on the way are dropped). For the dataplane's own requests
+    /// (initialize, lists), not for relaying.
+    pub async fn request(&self, out: Outbound<'_>, id: &Value) -> Result<(Value, Option<String>), UpstreamError> {
+        match self.post(out).await? {
+            Reply::Json { body, session_id } => {
+                let value: Value = serde_json::from_slice(&body)
+                    .map_err(|_| UpstreamError::Unavailable("upstream sent invalid JSON".into()))?;
+                Ok((value, session_id))
+            }
+            Reply::Stream { mut events, session_id } => {
+                let wait = async {
+                    while let Some(event) = events.next().await {
+                        let event = event.map_err(UpstreamError::Unavailable)?;
+                        let Some(data) = event.data.filter(|d| !d.is_empty()) else { continue };
+                        let Ok(value) = serde_json::from_str::<Value>(&data) else { continue };
+                        let is_response = value.get("method").is_none()
+                            && (value.get("result").is_some() || value.get("error").is_some());
+                        if is_response && value.get("id") == Some(id) {
+                            return Ok(value);
+                        }
+                    }
+                    Err(UpstreamError::Unavailable("stream ended without a response".into()))
+                };
+                let value = tokio::time::timeout(self.inner.timeout, wait)
+                    .await
+                    .map_err(|_| UpstreamError::Unavailable("no answer in time".into()))??;
+                Ok((value, session_id))
+            }
+            Reply::Accepted => Err(UpstreamError::Unavailable("upstream accepted a request without answering".into())),
+            Reply::Status { status, body, json } => {
+                if json && let Ok(value) = serde_json::from_slice::<Value>(&body) && value.get("error").is_some() {
+                    return Ok((value, None));
+                }
+                Err(UpstreamError::Unavailable(format!("upstream answered {status}")))
+            }
+        }
+    }
+}
+
+fn sensitive(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
+}
+
+fn sse_events(response: reqwest::Response) -> SseEvents {
+    Box::pin(
+        sse_stream::SseStream::from_bytes_stream(response.bytes_stream())
+            .map(|e| e.map_err(|e| format!("upstream stream broke: {e}"))),
+    )
+}
+
+/// A description of a transport error without URLs or credentials.
+fn classify(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        "request failed".into()
+    }
+}
