@@ -117,10 +117,11 @@ mod tests {
     #[test]
     fn round_trip_and_opacity() {
         let codec = SessionCodec::new(&[7u8; 32]);
-        let id = codec.seal(&sample());
+        let session = sample();
+        let id = codec.seal(&session);
         assert!(!id.contains("upstream-secret-session"));
         assert!(id.bytes().all(|b| (0x21..=0x7e).contains(&b)), "visible ASCII only");
-        assert_eq!(codec.open(&id, 1_001), Some(sample()));
+        assert_eq!(codec.open(&id, 1_001), Some(session));
         assert_eq!(codec.open(&id, 1_000 + MAX_AGE_SECS + 1), None);
         assert_eq!(SessionCodec::new(&[8u8; 32]).open(&id, 1_001), None);
         let mut tampered = id.clone().into_bytes();
