@@ -63,14 +63,24 @@ pub fn markdown() -> String {
          | variable | fills |\n|---|---|\n",
     );
     for (var, key) in ENV_ALIASES {
-        md.push_str(&format!("| `{var}` | `{key}` (the `GATEHOUSE_` form wins when both are set) |\n"));
+        md.push_str(&format!(
+            "| `{var}` | `{key}` (the `GATEHOUSE_` form wins when both are set) |\n"
+        ));
     }
     md.push_str("| `RUST_LOG` | overrides `telemetry.log_filter` |\n");
     let mut current_section = None;
     for setting in settings() {
-        let section = setting.key.split_once('.').map(|(s, _)| s.to_owned()).unwrap_or_default();
+        let section = setting
+            .key
+            .split_once('.')
+            .map(|(s, _)| s.to_owned())
+            .unwrap_or_default();
         if current_section.as_ref() != Some(&section) {
-            let title = if section.is_empty() { "General".to_owned() } else { format!("`[{section}]`") };
+            let title = if section.is_empty() {
+                "General".to_owned()
+            } else {
+                format!("`[{section}]`")
+            };
             md.push_str(&format!(
                 "\n## {title}\n\n| setting | environment variable | default | meaning |\n|---|---|---|---|\n"
             ));
@@ -103,7 +113,10 @@ mod tests {
             .filter(|s| s.description.is_empty())
             .map(|s| s.key)
             .collect();
-        assert!(undocumented.is_empty(), "settings without a comment in defaults.toml: {undocumented:?}");
+        assert!(
+            undocumented.is_empty(),
+            "settings without a comment in defaults.toml: {undocumented:?}"
+        );
         // The parsed keys are exactly the keys figment sees.
         let mut parsed: Vec<String> = settings().into_iter().map(|s| s.key).collect();
         let mut loaded = crate::config::setting_keys();

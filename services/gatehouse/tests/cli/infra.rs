@@ -82,8 +82,19 @@ fn validate_env(service: &str, env: &BTreeMap<String, String>) -> Result<(), Str
 #[test]
 fn subcommands_are_the_documented_ones() {
     let commands = subcommands();
-    for expected in ["control-api", "dataplane", "usage-worker", "migrate", "openapi", "up", "healthcheck"] {
-        assert!(commands.contains(expected), "missing subcommand {expected}: {commands:?}");
+    for expected in [
+        "control-api",
+        "dataplane",
+        "usage-worker",
+        "migrate",
+        "openapi",
+        "up",
+        "healthcheck",
+    ] {
+        assert!(
+            commands.contains(expected),
+            "missing subcommand {expected}: {commands:?}"
+        );
     }
 }
 
@@ -92,14 +103,30 @@ fn dockerfile_matches_the_binary() {
     let dockerfile = read("infra/Dockerfile");
     let known = known_env_vars();
     let commands = subcommands();
-    assert!(dockerfile.matches("\nFROM ").count() + usize::from(dockerfile.starts_with("FROM ")) >= 2, "multi-stage build");
-    let user = dockerfile.lines().find_map(|l| l.strip_prefix("USER ")).expect("USER set");
-    assert!(!user.starts_with("root") && !user.starts_with("0"), "runs as root: {user}");
-    let healthcheck = dockerfile.lines().find(|l| l.starts_with("HEALTHCHECK")).expect("HEALTHCHECK present");
+    assert!(
+        dockerfile.matches("\nFROM ").count() + usize::from(dockerfile.starts_with("FROM ")) >= 2,
+        "multi-stage build"
+    );
+    let user = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("USER set");
+    assert!(
+        !user.starts_with("root") && !user.starts_with("0"),
+        "runs as root: {user}"
+    );
+    let healthcheck = dockerfile
+        .lines()
+        .find(|l| l.starts_with("HEALTHCHECK"))
+        .expect("HEALTHCHECK present");
     let cmd = healthcheck.split("CMD").nth(1).expect("HEALTHCHECK CMD");
     let args: Vec<String> = yaml_serde::from_str(cmd.trim()).expect("HEALTHCHECK CMD in exec form");
     assert_eq!(args[0], "gatehouse");
-    assert!(commands.contains(&args[1]), "HEALTHCHECK runs unknown subcommand {}", args[1]);
+    assert!(
+        commands.contains(&args[1]),
+        "HEALTHCHECK runs unknown subcommand {}",
+        args[1]
+    );
     assert!(dockerfile.contains("ENTRYPOINT [\"gatehouse\"]"));
     // ENV lines (with continuations) set only known settings, listening on the default ports.
     let env_block: String = dockerfile
@@ -125,11 +152,21 @@ fn dockerfile_matches_the_binary() {
     }
     let ports = default_ports();
     for (service, port) in &ports {
-        let var = format!("GATEHOUSE_{}__LISTEN", service.to_ascii_uppercase().replace('-', "_"));
-        assert_eq!(env.get(&var).map(String::as_str), Some(format!("0.0.0.0:{port}").as_str()), "{var}");
+        let var = format!(
+            "GATEHOUSE_{}__LISTEN",
+            service.to_ascii_uppercase().replace('-', "_")
+        );
+        assert_eq!(
+            env.get(&var).map(String::as_str),
+            Some(format!("0.0.0.0:{port}").as_str()),
+            "{var}"
+        );
         assert!(dockerfile.contains(&format!("{port}")), "EXPOSE {port}");
     }
-    let expose = dockerfile.lines().find_map(|l| l.strip_prefix("EXPOSE ")).expect("EXPOSE");
+    let expose = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("EXPOSE "))
+        .expect("EXPOSE");
     let exposed: BTreeSet<u16> = expose.split_whitespace().map(|p| p.parse().unwrap()).collect();
     assert_eq!(exposed, ports.values().copied().collect());
 }
@@ -139,8 +176,14 @@ fn interpolate(value: &str) -> String {
     let examples: BTreeMap<&str, &str> = BTreeMap::from([
         ("GATEHOUSE_SERVICE_DB_PASSWORD", "svc-password"),
         ("POSTGRES_PASSWORD", "owner-password"),
-        ("GATEHOUSE_ENCRYPTION_KEYS", "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
-        ("GATEHOUSE_SIGNING_SECRET", "c2lnbmluZy1zZWNyZXQtZm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZw=="),
+        (
+            "GATEHOUSE_ENCRYPTION_KEYS",
+            "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+        (
+            "GATEHOUSE_SIGNING_SECRET",
+            "c2lnbmluZy1zZWNyZXQtZm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZw==",
+        ),
     ]);
     let mut out = String::new();
     let mut rest = value;
@@ -152,7 +195,11 @@ fn interpolate(value: &str) -> String {
             Some((v, d)) => (v, Some(d)),
             None => (expr.split(":?").next().unwrap(), None),
         };
-        let value = examples.get(var).map(|s| s.to_string()).or(default.map(str::to_owned)).unwrap_or_default();
+        let value = examples
+            .get(var)
+            .map(|s| s.to_string())
+            .or(default.map(str::to_owned))
+            .unwrap_or_default();
         out.push_str(&value);
         rest = &rest[end + 1..];
     }
@@ -175,7 +222,16 @@ fn compose_matches_the_binary() {
     compose.apply_merge().unwrap();
     let services = compose["services"].as_mapping().unwrap();
     let names: BTreeSet<String> = services.keys().map(scalar).collect();
-    for expected in ["postgres", "redis", "mailpit", "migrate", "control-api", "dataplane", "usage-worker", "otel-collector"] {
+    for expected in [
+        "postgres",
+        "redis",
+        "mailpit",
+        "migrate",
+        "control-api",
+        "dataplane",
+        "usage-worker",
+        "otel-collector",
+    ] {
         assert!(names.contains(expected), "compose lacks {expected}");
     }
     assert_eq!(
@@ -207,30 +263,51 @@ fn compose_matches_the_binary() {
         if !is_gatehouse {
             continue;
         }
-        let command: Vec<String> = service["command"].as_sequence().unwrap().iter().map(scalar).collect();
-        assert!(commands.contains(&command[0]), "{name} runs unknown subcommand {}", command[0]);
+        let command: Vec<String> = service["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(scalar)
+            .collect();
+        assert!(
+            commands.contains(&command[0]),
+            "{name} runs unknown subcommand {}",
+            command[0]
+        );
         if let Some(test) = service["healthcheck"]["test"].as_sequence() {
             let test: Vec<String> = test.iter().map(scalar).collect();
             assert_eq!(test[..2], ["CMD".to_owned(), "gatehouse".to_owned()]);
-            assert!(commands.contains(&test[2]), "{name} healthcheck runs unknown subcommand");
+            assert!(
+                commands.contains(&test[2]),
+                "{name} healthcheck runs unknown subcommand"
+            );
         }
         let mut env = BTreeMap::new();
         for (k, v) in service["environment"].as_mapping().expect("environment mapping") {
             let k = scalar(k);
-            assert!(known.contains(&k), "compose service {name} sets unknown setting {k}");
+            assert!(
+                known.contains(&k),
+                "compose service {name} sets unknown setting {k}"
+            );
             env.insert(k, interpolate(&scalar(v)));
         }
         // The Dockerfile's listen addresses apply inside the container.
         for (service, port) in &ports {
-            env.entry(format!("GATEHOUSE_{}__LISTEN", service.to_ascii_uppercase().replace('-', "_")))
-                .or_insert(format!("0.0.0.0:{port}"));
+            env.entry(format!(
+                "GATEHOUSE_{}__LISTEN",
+                service.to_ascii_uppercase().replace('-', "_")
+            ))
+            .or_insert(format!("0.0.0.0:{port}"));
         }
         validate_env(&command[0], &env).unwrap_or_else(|e| panic!("compose service {name}: {e}"));
         if let Some(published) = service["ports"].as_sequence() {
             let port = ports[command[0].as_str()];
             for mapping in published {
                 let mapping = scalar(mapping);
-                assert!(mapping.ends_with(&format!(":{port}")), "{name} publishes {mapping}, listens on {port}");
+                assert!(
+                    mapping.ends_with(&format!(":{port}")),
+                    "{name} publishes {mapping}, listens on {port}"
+                );
             }
         }
     }
@@ -242,7 +319,11 @@ fn kubernetes_manifests_render_and_match_the_binary() {
         .args(["kustomize", repo().join("infra/k8s").to_str().unwrap()])
         .output()
         .expect("kubectl is needed to render infra/k8s (install kubectl)");
-    assert!(out.status.success(), "kubectl kustomize failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl kustomize failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rendered = String::from_utf8(out.stdout).unwrap();
     let docs: Vec<Value> = rendered
         .split("\n---\n")
@@ -262,7 +343,10 @@ fn kubernetes_manifests_render_and_match_the_binary() {
         ("Job", "gatehouse-migrate"),
         ("HorizontalPodAutoscaler", "dataplane"),
     ] {
-        assert!(kinds.contains(&(expected.0.to_owned(), expected.1.to_owned())), "missing {expected:?} in {kinds:?}");
+        assert!(
+            kinds.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "missing {expected:?} in {kinds:?}"
+        );
     }
     let known = known_env_vars();
     let commands = subcommands();
@@ -289,25 +373,56 @@ fn kubernetes_manifests_render_and_match_the_binary() {
             continue;
         }
         let pod = &doc["spec"]["template"]["spec"];
-        assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true), "{kind} runs as non-root");
+        assert_eq!(
+            pod["securityContext"]["runAsNonRoot"].as_bool(),
+            Some(true),
+            "{kind} runs as non-root"
+        );
         for container in pod["containers"].as_sequence().unwrap() {
-            let args: Vec<String> = container["args"].as_sequence().unwrap().iter().map(scalar).collect();
-            assert!(commands.contains(&args[0]), "{kind} runs unknown subcommand {}", args[0]);
-            assert!(!container["resources"]["requests"].is_null(), "{kind}: resources.requests");
+            let args: Vec<String> = container["args"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(scalar)
+                .collect();
+            assert!(
+                commands.contains(&args[0]),
+                "{kind} runs unknown subcommand {}",
+                args[0]
+            );
+            assert!(
+                !container["resources"]["requests"].is_null(),
+                "{kind}: resources.requests"
+            );
             let mut env = config.clone();
-            for var in container["env"].as_sequence().map(|s| s.as_slice()).unwrap_or_default() {
+            for var in container["env"]
+                .as_sequence()
+                .map(|s| s.as_slice())
+                .unwrap_or_default()
+            {
                 let name = scalar(&var["name"]);
-                assert!(known.contains(&name), "{kind} {} sets unknown setting {name}", args[0]);
+                assert!(
+                    known.contains(&name),
+                    "{kind} {} sets unknown setting {name}",
+                    args[0]
+                );
                 let value = match var["valueFrom"]["secretKeyRef"]["key"].as_str() {
                     Some(key) => {
-                        assert!(secrets_doc.contains(&format!("`{key}`")), "secret key {key} undocumented");
+                        assert!(
+                            secrets_doc.contains(&format!("`{key}`")),
+                            "secret key {key} undocumented"
+                        );
                         // An example value of the right shape for validation.
                         match key {
                             "database-url" => "postgres://gatehouse_svc:pw@postgres:5432/gatehouse".into(),
-                            "database-admin-url" => "postgres://gatehouse_owner:pw@postgres:5432/gatehouse".into(),
+                            "database-admin-url" => {
+                                "postgres://gatehouse_owner:pw@postgres:5432/gatehouse".into()
+                            }
                             "redis-url" => "redis://redis:6379".into(),
                             "encryption-keys" => "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
-                            "signing-secret" => "c2lnbmluZy1zZWNyZXQtZm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZw==".into(),
+                            "signing-secret" => {
+                                "c2lnbmluZy1zZWNyZXQtZm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZw==".into()
+                            }
                             "smtp-url" => "smtp://smtp.example.com:587".into(),
                             other => panic!("no example for secret key {other}"),
                         }
@@ -320,8 +435,14 @@ fn kubernetes_manifests_render_and_match_the_binary() {
             if kind == "Deployment" {
                 let port = container["ports"][0]["containerPort"].as_u64().unwrap() as u16;
                 assert_eq!(port, ports[args[0].as_str()], "{} containerPort", args[0]);
-                assert_eq!(container["livenessProbe"]["httpGet"]["path"].as_str(), Some(HEALTHZ_PATH));
-                assert_eq!(container["readinessProbe"]["httpGet"]["path"].as_str(), Some(READYZ_PATH));
+                assert_eq!(
+                    container["livenessProbe"]["httpGet"]["path"].as_str(),
+                    Some(HEALTHZ_PATH)
+                );
+                assert_eq!(
+                    container["readinessProbe"]["httpGet"]["path"].as_str(),
+                    Some(READYZ_PATH)
+                );
                 let grace: u64 = config["GATEHOUSE_SHUTDOWN__GRACE_PERIOD_SECS"].parse().unwrap();
                 assert!(
                     pod["terminationGracePeriodSeconds"].as_u64().unwrap() > grace,
