@@ -11,7 +11,6 @@
 
 pub mod assertion;
 pub mod auth;
-pub mod egress;
 pub mod events;
 pub mod headers;
 pub mod jsonrpc;
@@ -35,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use gatehouse_core::Config;
 use gatehouse_core::secrets::hmac_sha256;
 use gatehouse_events::{ChangeNotifier, EventPublisher, QuotaState, RateLimiter};
-use gatehouse_http::{Readiness, observe};
+use gatehouse_http::{Draining, Readiness, observe};
 
 use crate::state::AppState;
 use crate::store::SnapshotStore;
@@ -59,6 +58,7 @@ pub struct Dataplane {
     store: SnapshotStore,
     loader: Option<(loader::SnapshotSource, ChangeNotifier, Duration)>,
     background: CancellationToken,
+    draining: Draining,
 }
 
 impl Dataplane {
@@ -76,7 +76,7 @@ impl Dataplane {
         // The caller-assertion key: its own derivation from the session key's root, one purpose.
         let assertion_seed = hmac_sha256(&keys.mcp_session, b"gatehouse/caller-assertion/ed25519-seed/v1");
         let signer = assertion::AssertionSigner::new(assertion_seed, public_url.clone())?;
-        let egress = egress::EgressPolicy::from_config(&cfg);
+        let egress = gatehouse_egress::Egress::from_config(&cfg.egress)?;
         let upstreams = upstream::Upstreams::new(
             egress,
             Duration::from_millis(cfg.dataplane.upstream_timeout_ms.max(1)),
@@ -147,13 +147,19 @@ impl Dataplane {
         let state = web::Data::new(state);
         let max_body = cfg.dataplane.max_body_bytes;
         let grace = cfg.grace_period();
+        let draining = Draining::new();
+        let draining_data = web::Data::new(draining.clone());
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(readiness.clone())
                 .app_data(state.clone())
+                .app_data(draining_data.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(gatehouse_http::ops::configure)
                 .configure(configure)
+                .wrap(middleware::from_fn(
+                    gatehouse_http::close_connections_when_draining,
+                ))
                 .wrap(middleware::from_fn(observe::request_metrics))
                 .wrap(observe::tracing_logger())
         })
@@ -171,6 +177,7 @@ impl Dataplane {
             store,
             loader: Some((source, deps.notifier, reconcile)),
             background,
+            draining,
         })
     }
 
@@ -188,7 +195,7 @@ impl Dataplane {
             tokio::spawn(loader::run(self.store.clone(), source, notifier, every, self.background.clone()));
         }
         let background = self.background.clone();
-        let result = gatehouse_http::run_until_stopped(self.server, shutdown, self.grace).await;
+        let result = gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await;
         background.cancel();
         result
     }

@@ -20,7 +20,7 @@ use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
 
 use crate::assertion::{self, AssertionSigner, CallerClaims};
 use crate::auth::Principal;
-use crate::egress::EgressPolicy;
+use gatehouse_egress::{Egress, EgressError, RedirectMode};
 use crate::store::{ServerState, UpstreamCredential};
 
 /// Consecutive failures that open a breaker, and how long it stays open.
@@ -91,7 +91,7 @@ pub struct Upstreams {
 
 struct Inner {
     http: reqwest::Client,
-    egress: EgressPolicy,
+    egress: Egress,
     timeout: Duration,
     breakers: Mutex<HashMap<ServerId, Breaker>>,
     oauth: Mutex<HashMap<ServerId, OauthToken>>,
@@ -99,15 +99,14 @@ struct Inner {
 }
 
 impl Upstreams {
-    pub fn new(egress: EgressPolicy, timeout: Duration, signer: AssertionSigner) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+    pub fn new(egress: Egress, timeout: Duration, signer: AssertionSigner) -> anyhow::Result<Self> {
+        // The SSRF guard's client: public destinations only (unless configured), DNS pinned,
+        // redirects only within the upstream's origin (its credential never travels elsewhere).
+        let http = egress
+            .client_builder(RedirectMode::SameOrigin)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(egress.resolver())
-            .user_agent(concat!("gatehouse-dataplane/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -230,7 +229,7 @@ impl Upstreams {
             return Err(UpstreamError::Refused("upstream credential is unusable"));
         };
         let url = url::Url::parse(token_url).map_err(|_| UpstreamError::Refused("token URL is invalid"))?;
-        self.inner.egress.check_url(&url).map_err(UpstreamError::Refused)?;
+        self.inner.egress.check_url_syntax(&url).map_err(refusal)?;
         let mut form = vec![("grant_type", "client_credentials".to_owned())];
         if let Some(scope) = scope {
             form.push(("scope", scope.clone()));
@@ -274,7 +273,7 @@ impl Upstreams {
 
     fn url(&self, server: &ServerState) -> Result<url::Url, UpstreamError> {
         let url = url::Url::parse(&server.snapshot.url).map_err(|_| UpstreamError::Refused("upstream URL is invalid"))?;
-        self.inner.egress.check_url(&url).map_err(UpstreamError::Refused)?;
+        self.inner.egress.check_url_syntax(&url).map_err(refusal)?;
         Ok(url)
     }
 
@@ -443,13 +442,11 @@ fn sse_events(response: reqwest::Response) -> SseEvents {
     )
 }
 
-/// A description of a transport error without URLs or credentials.
+/// A description of a transport error without URLs, addresses or credentials.
 fn classify(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection failed".into()
-    } else {
-        "request failed".into()
-    }
+    EgressError::from_reqwest(e).as_str().to_owned()
+}
+
+fn refusal(e: EgressError) -> UpstreamError {
+    UpstreamError::Refused(e.as_str())
 }

@@ -176,6 +176,9 @@ impl TestDataplane {
             ("control_api.public_url".into(), issuer.url.clone()),
             ("dataplane.workers".into(), "2".into()),
             ("dataplane.upstream_timeout_ms".into(), "10000".into()),
+            // The upstreams of these tests are plain-http servers on loopback.
+            ("egress.allow_http".into(), "true".into()),
+            ("egress.allow_private_networks".into(), "true".into()),
             ("secrets.encryption_keys".into(), shared.encryption_keys.clone()),
             ("secrets.signing_secret".into(), shared.signing_secret.clone()),
             ("shutdown.grace_period_secs".into(), "1".into()),
