@@ -101,6 +101,10 @@ pub fn expected_name<'a>(method: &str, params: Option<&'a serde_json::Map<String
 /// Decodes a header value, unwrapping the `=?base64?…?=` sentinel. Values must be visible ASCII
 /// or spaces/tabs inside; anything else is refused.
 pub fn decode_value(raw: &[u8]) -> Result<String, String> {
+    // Optional whitespace around a field value is not part of it (RFC 9110 §5.5).
+    let start = raw.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(raw.len());
+    let end = raw.iter().rposition(|b| *b != b' ' && *b != b'\t').map_or(start, |i| i + 1);
+    let raw = &raw[start..end];
     if raw.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f || b >= 0x80) {
         return Err("header value contains characters that are not allowed".into());
     }
@@ -260,6 +264,7 @@ mod tests {
             assert_eq!(decode_value(encode_value(v).as_bytes()).unwrap(), v);
         }
         assert!(decode_value(b"a\r\nb").is_err());
+        assert_eq!(decode_value(b"  padded\t").unwrap(), "padded");
         assert!(decode_value("ü".as_bytes()).is_err());
         assert!(decode_value(b"=?base64?!!?=").is_err());
     }

@@ -97,6 +97,7 @@ impl Dataplane {
             store: store.clone(),
             verifier,
             sessions: session::SessionCodec::new(&keys.mcp_session),
+            ended_sessions: session::EndedSessions::default(),
             upstreams,
             origins: headers::OriginPolicy::new(&cfg.dataplane.public_url, &cfg.dataplane.allowed_origins),
             events: deps.events.clone(),

@@ -45,6 +45,8 @@ const DEFAULT_LEGACY: &str = "2025-03-26";
 const SSE_RETRY_MS: u64 = 3000;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const RESPONSE_ID_PREFIX: &str = "gh.";
+/// Methods the stateless revision removed (SEP-2575): 404 with -32601.
+const REMOVED_IN_MODERN: &[&str] = &["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"];
 
 fn all_versions() -> Vec<&'static str> {
     MODERN_VERSIONS.iter().chain(LEGACY_VERSIONS).copied().collect()
@@ -262,11 +264,11 @@ pub async fn post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>
 
 /// Whether this message is handled statelessly (2026-07-28).
 fn is_modern(req: &HttpRequest, message: &Message) -> bool {
-    if message.kind == Kind::Request && message.method() == "initialize" {
-        return false;
-    }
     if message.has_meta_protocol_version_key() {
         return true;
+    }
+    if message.kind == Kind::Request && message.method() == "initialize" {
+        return false;
     }
     let header_modern = header_str(req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= MODERN_VERSIONS[0]);
     if header_modern {
@@ -322,6 +324,9 @@ fn open_session(req: &HttpRequest, ctx: &Ctx) -> Result<Session, HttpResponse> {
         return Err(rpc_error(StatusCode::BAD_REQUEST, None, jsonrpc::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required", None));
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if ctx.state.ended_sessions.contains(id) {
+        return Err(rpc_error(StatusCode::NOT_FOUND, None, jsonrpc::INVALID_REQUEST, "Not Found: session not found", None));
+    }
     match ctx.state.sessions.open(id, now) {
         Some(s) if s.org == ctx.org.snapshot.org_id && s.endpoint == ctx.endpoint.id() && s.subject == ctx.principal.subject => Ok(s),
         _ => Err(rpc_error(StatusCode::NOT_FOUND, None, jsonrpc::INVALID_REQUEST, "Not Found: session not found", None)),
@@ -383,9 +388,17 @@ async fn modern(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -
         // Without sessions a notification has nowhere to go; closing a stream cancels.
         Kind::Notification => HttpResponse::Accepted().finish(),
         Kind::Response => rpc_error(StatusCode::BAD_REQUEST, None, jsonrpc::INVALID_REQUEST, "Invalid Request: a stateless server accepts no JSON-RPC responses", None),
+        Kind::Request if REMOVED_IN_MODERN.contains(&message.method()) => rpc_error(
+            StatusCode::NOT_FOUND,
+            id.as_ref(),
+            jsonrpc::METHOD_NOT_FOUND,
+            &format!("Method not found: {} does not exist in protocol version {header_version}", message.method()),
+            None,
+        ),
         Kind::Request => match dispatch(req, ctx, Era::Modern, None, message, bytes_in).await {
             Answer::Http(r) => r,
-            Answer::Value(v) => json_response(StatusCode::OK, &v),
+            // Protocol errors of the stateless revision carry their HTTP status.
+            Answer::Value(v) => relay_json_error(&v),
             Answer::Upstream { reply, relay } => relay_reply(ctx, reply, relay, id),
         },
     }
@@ -1355,5 +1368,8 @@ pub async fn delete(req: HttpRequest, state: web::Data<AppState>, path: web::Pat
         })
     });
     futures::future::join_all(deletes).await;
+    if let Some(id) = header_str(&req, MCP_SESSION_ID) {
+        state.ended_sessions.insert(id);
+    }
     HttpResponse::NoContent().finish()
 }

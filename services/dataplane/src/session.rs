@@ -95,6 +95,39 @@ impl SessionCodec {
     }
 }
 
+/// Sessions ended with DELETE on this instance. The id itself stays valid cryptographically, and
+/// upstream sessions are gone (so forwarded requests get 404 from any replica); this makes requests
+/// the dataplane answers itself (ping, tools/list) see the end too, here.
+#[derive(Clone, Default)]
+pub struct EndedSessions {
+    ended: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<[u8; 32], i64>>>,
+}
+
+impl EndedSessions {
+    const MAX: usize = 100_000;
+
+    fn key(id: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(id.as_bytes()).into()
+    }
+
+    pub fn insert(&self, id: &str) {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut ended = self.ended.lock().expect("ended sessions");
+        if ended.len() >= Self::MAX {
+            ended.retain(|_, until| *until > now);
+            if ended.len() >= Self::MAX {
+                ended.clear();
+            }
+        }
+        ended.insert(Self::key(id), now + MAX_AGE_SECS);
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.ended.lock().expect("ended sessions").contains_key(&Self::key(id))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

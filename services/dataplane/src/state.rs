@@ -7,7 +7,7 @@ use gatehouse_events::{EventPublisher, QuotaState, RateLimiter};
 use crate::auth::TokenVerifier;
 use crate::headers::OriginPolicy;
 use crate::pins::Pins;
-use crate::session::SessionCodec;
+use crate::session::{EndedSessions, SessionCodec};
 use crate::store::SnapshotStore;
 use crate::upstream::Upstreams;
 
@@ -16,6 +16,7 @@ pub struct AppState {
     pub store: SnapshotStore,
     pub verifier: TokenVerifier,
     pub sessions: SessionCodec,
+    pub ended_sessions: EndedSessions,
     pub upstreams: Upstreams,
     pub origins: OriginPolicy,
     pub events: EventPublisher,
