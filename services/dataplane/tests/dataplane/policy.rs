@@ -70,7 +70,7 @@ async fn rate_limits_admit_rate_times_time_plus_burst_per_tenant() {
     let mut admitted = 0;
     let mut refused = None;
     for i in 0..20 {
-        let answer = alice.call(i, "ping", json!({})).await;
+        let answer = alice.call(i, "tools/list", json!({})).await;
         match answer.status {
             200 => admitted += 1,
             429 => refused = Some(answer),
@@ -85,7 +85,7 @@ async fn rate_limits_admit_rate_times_time_plus_burst_per_tenant() {
     let retry_after: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry_after));
     // Bob is another subject: his own budget.
-    assert_eq!(bob.call(1, "ping", json!({})).await.status, 200);
+    assert_eq!(bob.call(1, "tools/list", json!({})).await.status, 200);
     // Per-tool: burst 1 → two calls, then refused, for everyone.
     let statuses: Vec<u16> = futures::future::join_all((0..3).map(|i| bob.call(10 + i, "tools/call", json!({"name": "test_error_handling", "arguments": {}})))).await.into_iter().map(|a| a.status).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 1, "{statuses:?}");
@@ -114,13 +114,13 @@ async fn tenants_do_not_share_limits() {
     let b = client(&orgs[1]);
     let mut a_ok = 0;
     for i in 0..6 {
-        if a.call(i, "ping", json!({})).await.status == 200 {
+        if a.call(i, "tools/list", json!({})).await.status == 200 {
             a_ok += 1;
         }
     }
     assert_eq!(a_ok, 3, "burst 2 + 1");
     for i in 0..3 {
-        assert_eq!(b.call(i, "ping", json!({})).await.status, 200, "tenant B has its own budget");
+        assert_eq!(b.call(i, "tools/list", json!({})).await.status, 200, "tenant B has its own budget");
     }
 }
 
