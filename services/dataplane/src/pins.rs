@@ -41,7 +41,6 @@ struct Inner {
     last_check: Mutex<HashMap<ServerId, Instant>>,
     watched: Mutex<HashSet<ServerId>>,
     reported: Mutex<HashSet<(ServerId, String, String)>>,
-    check_lock: tokio::sync::Mutex<()>,
     upstreams: Upstreams,
     events: EventPublisher,
     store: SnapshotStore,
@@ -63,7 +62,6 @@ impl Pins {
                 last_check: Mutex::new(HashMap::new()),
                 watched: Mutex::new(HashSet::new()),
                 reported: Mutex::new(HashSet::new()),
-                check_lock: tokio::sync::Mutex::new(()),
                 upstreams,
                 events,
                 store,
@@ -86,13 +84,15 @@ impl Pins {
             .is_some_and(|observed| observed != &tool.approved_hash)
     }
 
-    fn stale(&self, server: ServerId, after: Duration) -> bool {
-        self.inner
-            .last_check
-            .lock()
-            .expect("pin checks")
-            .get(&server)
-            .is_none_or(|t| t.elapsed() >= after)
+    /// Claims the next check of `server` if its last one is older than `after` (so concurrent
+    /// listings trigger one check, not one each).
+    fn claim_if_stale(&self, server: ServerId, after: Duration) -> bool {
+        let mut checks = self.inner.last_check.lock().expect("pin checks");
+        let stale = checks.get(&server).is_none_or(|t| t.elapsed() >= after);
+        if stale {
+            checks.insert(server, Instant::now());
+        }
+        stale
     }
 
     /// Re-checks `servers` of `org` if their last check is older than `RECHECK_AFTER`, and makes
@@ -100,7 +100,7 @@ impl Pins {
     pub async fn refresh(&self, org: &Arc<OrgState>, servers: &[ServerId]) {
         for server in servers {
             self.watch(org.snapshot.org_id, *server);
-            if self.stale(*server, RECHECK_AFTER)
+            if self.claim_if_stale(*server, RECHECK_AFTER)
                 && let Some(state) = org.servers.get(server)
             {
                 let _ = self.check(org, state).await;
@@ -110,7 +110,6 @@ impl Pins {
 
     /// Fetches the upstream's tool list and compares every pinned tool of the org.
     pub async fn check(&self, org: &OrgState, server: &ServerState) -> Result<(), UpstreamError> {
-        let _one = self.inner.check_lock.lock().await;
         let tools = self.list_upstream_tools(server, None).await;
         self.inner
             .last_check

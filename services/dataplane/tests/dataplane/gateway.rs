@@ -346,3 +346,96 @@ async fn aggregation_namespaces_and_routes_to_the_right_server() {
         assert!(got.response(3)["result"]["messages"].is_array(), "{:?}", got.messages);
     }
 }
+
+/// An old upstream on the deprecated HTTP+SSE transport (the official TypeScript SDK's
+/// `SSEServerTransport`), reached from both eras.
+#[tokio::test]
+async fn http_sse_upstreams_are_served() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/conformance");
+    let node = dir.join("node_modules/.bin/node");
+    assert!(node.exists(), "Node 22 is not installed: run tests/clients/setup.sh");
+    let mut child = tokio::process::Command::new(&node)
+        .current_dir(&dir)
+        .arg("legacy-sse-server.mjs")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the HTTP+SSE server");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let port: u16 = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("server started")
+        .unwrap()
+        .unwrap()
+        .strip_prefix("listening ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let issuer = Issuer::start().await;
+    let shared = Shared::new();
+    let dp = TestDataplane::start(&issuer, &shared, &[]).await;
+    let tool = json!({"name": "legacy_echo", "description": "Echoes its text", "inputSchema": {
+        "type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"],
+        "additionalProperties": false, "$schema": "http://json-schema.org/draft-07/schema#"}});
+    let server = ServerSpec {
+        id: gatehouse_core::ids::ServerId::new(),
+        slug: "old".into(),
+        url: format!("http://127.0.0.1:{port}/sse"),
+        tools: vec![tool],
+        auth: gatehouse_core::snapshot::UpstreamAuth::None,
+        send_caller_assertion: false,
+    };
+    let mut org = OrgSpec::new("legacy");
+    org.add_server(&server, &shared.encryption_keys);
+    org.servers[0].transport = gatehouse_core::snapshot::UpstreamTransport::HttpSse;
+    org.add_endpoint(&dp.url, "main", &[&server], false, &[("all", &["*"])]);
+    dp.load(&[org.snapshot()]);
+    let token = issuer.token(&org.endpoints[0], org.org_id, "alice", "all", json!({}));
+    // The SDK's exact definition is what its tools/list says: listing checks the pin, and a
+    // mismatch with our guess reports the observed definition; approve that one.
+    let probe = RawClient::new(&dp.endpoint_url("legacy", "main"), Some(token.clone()), "2026-07-28");
+    probe.tool_names().await;
+    for event in dp.drain_events().await {
+        if let gatehouse_events::BusMessage::ToolDrift(drift) = event {
+            let t = &mut org.endpoints[0].tools[0];
+            t.approved_hash = gatehouse_core::canonical::tool_definition_hash(&drift.observed_definition);
+            t.approved_definition = drift.observed_definition;
+            org.version += 1;
+            dp.store.install(org.snapshot());
+        }
+    }
+    assert_eq!(probe.tool_names().await, vec!["legacy_echo".to_owned()], "the pin check reached the HTTP+SSE upstream");
+    for version in ["2025-11-25", "2026-07-28"] {
+        let mut client = RawClient::new(&dp.endpoint_url("legacy", "main"), Some(token.clone()), version);
+        if !client.modern() {
+            client.initialize().await;
+        }
+        let answer = client.call(1, "tools/call", json!({"name": "legacy_echo", "arguments": {"text": "hi"}})).await;
+        assert_eq!(answer.status, 200, "{version}: {:?}", answer.messages);
+        assert_eq!(answer.response(1)["result"]["content"][0]["text"], "legacy:hi", "{version}");
+    }
+    let _ = child.kill().await;
+}
+
+/// The official TypeScript SDK client (2025-11-25, sessions) lists and calls through the gateway.
+#[tokio::test]
+async fn typescript_sdk_client_lists_and_calls() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/conformance");
+    let node = dir.join("node_modules/.bin/node");
+    assert!(node.exists(), "Node 22 and the SDK are not installed: run tests/clients/setup.sh");
+    let world = World::start(FixtureOptions { record_headers: true, ..Default::default() }, &[("text", &["test_simple_text"])], &[]).await;
+    let token = world.token("sdk-user", "text");
+    let output = tokio::process::Command::new(&node)
+        .current_dir(&dir)
+        .args(["sdk-list-call.mjs", &world.url(), &token, "test_simple_text"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_slice(output.stdout.trim_ascii()).unwrap();
+    assert_eq!(seen["tools"], json!(["test_simple_text"]), "only the granted tool is listed");
+    assert_eq!(seen["result"]["content"][0]["type"], "text", "{seen}");
+    assert!(seen["sessionId"].as_str().is_some_and(|s| s.starts_with("ghs1.")), "{seen}");
+    assert_no_client_tokens(&world, &[token]);
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Dataplane benchmark (docs/benchmarks.md, section "Dataplane"). Release builds only.
+#   services/dataplane/bench/run.sh            full run (about 10 minutes)
+#   DURATION=10 CALLS=200000 services/dataplane/bench/run.sh   shorter
+# Needs: wrk (apt-get install wrk). Fixed-rate latency, the 1M-call memory run and the idle
+# sessions use examples/loadgen.rs.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+DURATION="${DURATION:-20}"
+CALLS="${CALLS:-1000000}"
+RATE="${RATE:-1000}"
+CONNS="${CONNS:-32}"
+ECHO_PORT=18090 DP_PORT=18091 JWKS_PORT=18092
+BIN="${CARGO_TARGET_DIR:-target}/release/examples"
+LUA="services/dataplane/bench/tools_call.lua"
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+
+cargo build --release -p gatehouse-dataplane --examples >&2
+
+cleanup() { kill "${ECHO_PID:-}" "${DP_PID:-}" 2>/dev/null || true; }
+trap cleanup EXIT
+"$BIN/echo_upstream" "127.0.0.1:$ECHO_PORT" 1 2>/dev/null &
+ECHO_PID=$!
+OUT="$(mktemp)"
+"$BIN/bench_dataplane" --upstream "http://127.0.0.1:$ECHO_PORT/mcp" --listen "127.0.0.1:$DP_PORT" \
+  --jwks-port "$JWKS_PORT" --workers 1 >"$OUT" 2>/dev/null &
+DP_PID=$!
+for _ in $(seq 1 100); do grep -q '^pid=' "$OUT" && break; sleep 0.1; done
+DP_URL="$(sed -n 's/^url=//p' "$OUT")"
+export TOKEN="$(sed -n 's/^token=//p' "$OUT")"
+DIRECT_URL="http://127.0.0.1:$ECHO_PORT/mcp"
+CLK_TCK="$(getconf CLK_TCK)"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+LOADGEN="$BIN/loadgen"
+
+# Warm up (JWKS fetch, connection pools, pin check).
+TOKEN="$TOKEN" wrk -t1 -c4 -d2s -s "$LUA" "$DP_URL" >/dev/null
+TOKEN="" wrk -t1 -c4 -d2s -s "$LUA" "$DIRECT_URL" >/dev/null
+
+echo "== throughput: direct to the upstream (wrk -t1 -c$CONNS -d${DURATION}s)"
+TOKEN="" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "$DIRECT_URL" | tee /tmp/bench-direct.txt
+
+echo "== throughput: through the dataplane (token verification, authorization, rate limits, events on)"
+before="$(cpu_ticks "$DP_PID")"
+wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "$DP_URL" | tee /tmp/bench-dp.txt
+after="$(cpu_ticks "$DP_PID")"
+requests="$(awk '/requests in/ {print $1}' /tmp/bench-dp.txt)"
+echo "dataplane CPU: $(( (after - before) * 1000000 / CLK_TCK / requests )) us per tools/call ($((after - before)) ticks for $requests calls)"
+
+echo "== fixed rate ${RATE}/s for ${DURATION}s: direct, then through the dataplane"
+"$LOADGEN" rate "$DIRECT_URL" "$RATE" "$DURATION"
+"$LOADGEN" rate "$DP_URL" "$RATE" "$DURATION" "$TOKEN"
+
+echo "== memory over $CALLS calls"
+echo "RSS before: $(rss_kb "$DP_PID") kB"
+"$LOADGEN" count "$DP_URL" "$CALLS" "$CONNS" "$TOKEN"
+echo "RSS after $CALLS calls: $(rss_kb "$DP_PID") kB"
+"$LOADGEN" count "$DP_URL" "$((CALLS / 4))" "$CONNS" "$TOKEN"
+echo "RSS after $((CALLS + CALLS / 4)) calls: $(rss_kb "$DP_PID") kB"
+
+echo "== 10,000 idle 2025-11-25 sessions"
+rss0="$(rss_kb "$DP_PID")"
+"$LOADGEN" sessions "$DP_URL" 10000 16 "$TOKEN"
+sleep 2
+echo "RSS before: $rss0 kB; with 10,000 sessions opened and idle: $(rss_kb "$DP_PID") kB"
+
+echo "== JWT verification (distinct tokens, cache misses; then cache hits)"
+"$BIN/bench_dataplane" --jwt-micro --listen 127.0.0.1:18093 --jwks-port 18094 2>/dev/null

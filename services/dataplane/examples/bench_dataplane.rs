@@ -1,0 +1,200 @@
+//! The dataplane as benchmarked in docs/benchmarks.md: a release dataplane in its own process with
+//! token verification, authorization, rate limits (checked, not hit) and events (emitted and
+//! drained in process) all on, in front of `echo_upstream`. It prints the endpoint URL, a valid
+//! access token and its pid, then serves until killed. With `--jwt-micro`, it measures JWT
+//! verification instead and exits.
+//!
+//! `cargo run --release -p gatehouse-dataplane --example bench_dataplane -- --upstream http://127.0.0.1:18090/mcp --listen 127.0.0.1:18091`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use gatehouse_core::canonical::tool_definition_hash;
+use gatehouse_core::config::{Config, Sources};
+use gatehouse_core::ids::{EndpointId, OrgId, ServerId, ToolId};
+use gatehouse_core::secrets::{generate_key_b64, generate_signing_secret_b64};
+use gatehouse_core::snapshot::*;
+
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn echo_tool() -> Value {
+    json!({
+        "name": "echo",
+        "description": "Echoes its text argument",
+        "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    gatehouse_core::install_crypto_provider();
+    let upstream = arg("--upstream", "http://127.0.0.1:18090/mcp");
+    let listen = arg("--listen", "127.0.0.1:18091");
+    let workers = arg("--workers", "1");
+    let jwks_port = arg("--jwks-port", "18092");
+    let issuer = format!("http://127.0.0.1:{jwks_port}");
+
+    // The signing key of a stand-in authorization server, published as JWKS.
+    let seed: [u8; 32] = *uuid::Uuid::new_v4().as_bytes().iter().chain(uuid::Uuid::new_v4().as_bytes()).copied().collect::<Vec<_>>().first_chunk().unwrap();
+    let mut der = ED25519_PKCS8_PREFIX.to_vec();
+    der.extend_from_slice(&seed);
+    let key = EncodingKey::from_ed_der(&der);
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA)?;
+    jwk.common.key_id = Some("bench".into());
+    let set = web::Data::new(JwkSet { keys: vec![jwk] });
+    let jwks = HttpServer::new(move || {
+        App::new()
+            .app_data(set.clone())
+            .route("/healthz", web::get().to(|| async { HttpResponse::Ok().finish() }))
+            .route("/.well-known/jwks.json", web::get().to(|s: web::Data<JwkSet>| async move { HttpResponse::Ok().json(&**s) }))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", jwks_port.parse::<u16>()?))?
+    .run();
+    tokio::spawn(jwks);
+
+    let public_url = format!("http://{listen}");
+    let overrides: Vec<(String, String)> = vec![
+        ("mode".into(), "local".into()),
+        ("telemetry.log_filter".into(), "warn".into()),
+        ("dataplane.listen".into(), listen.clone()),
+        ("dataplane.public_url".into(), public_url.clone()),
+        ("dataplane.control_api_url".into(), issuer.clone()),
+        ("control_api.public_url".into(), issuer.clone()),
+        ("dataplane.workers".into(), workers),
+        ("egress.allow_http".into(), "true".into()),
+        ("egress.allow_private_networks".into(), "true".into()),
+        ("secrets.encryption_keys".into(), format!("bench={}", generate_key_b64())),
+        ("secrets.signing_secret".into(), generate_signing_secret_b64()),
+    ];
+    let cfg = Arc::new(Config::load(&Sources { files: vec![], overrides })?);
+    let (events, mut consumer) = gatehouse_events::local_bus();
+    let drained = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = drained.clone();
+    tokio::spawn(async move {
+        while let Ok(batch) = consumer.next_batch(10_000, Duration::from_secs(3600)).await {
+            counter.fetch_add(batch.messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let dataplane = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
+        cfg: cfg.clone(),
+        notifier: gatehouse_events::ChangeNotifier::local(),
+        events,
+        limiter: gatehouse_events::RateLimiter::local(),
+        quota: gatehouse_events::QuotaState::local(),
+    })?;
+    let store = dataplane.store();
+
+    let tool = echo_tool();
+    let tool_id = ToolId::new();
+    let server_id = ServerId::new();
+    let endpoint = EndpointSnapshot {
+        id: EndpointId::new(),
+        slug: "echo".into(),
+        name: "Echo".into(),
+        resource_url: format!("{public_url}/bench/echo/mcp"),
+        rate_limits: RateLimits {
+            per_org: Some(Limit { per_minute: 100_000_000, burst: 1_000_000 }),
+            per_subject: Some(Limit { per_minute: 100_000_000, burst: 1_000_000 }),
+            per_tool: [("echo".to_owned(), Limit { per_minute: 100_000_000, burst: 1_000_000 })].into(),
+        },
+        tools: vec![EndpointTool {
+            tool_id,
+            exposed_name: "echo".into(),
+            target: ToolTarget::Upstream { server_id, upstream_name: "echo".into() },
+            approved_hash: tool_definition_hash(&tool),
+            approved_definition: tool,
+        }],
+        scopes: vec![ScopeSnapshot { name: "bench".into(), tool_ids: vec![tool_id] }],
+        prompts: None,
+        resources: None,
+    };
+    let org = OrgId::new();
+    let snapshot = OrgSnapshot {
+        org_id: org,
+        slug: "bench".into(),
+        version: 1,
+        log_tool_arguments: false,
+        hard_limit_calls: None,
+        endpoints: vec![endpoint.clone()],
+        servers: vec![ServerSnapshot {
+            id: server_id,
+            slug: "echo".into(),
+            url: upstream,
+            transport: UpstreamTransport::StreamableHttp,
+            auth: UpstreamAuth::None,
+            send_caller_assertion: false,
+        }],
+        backends: vec![],
+        revocations: vec![],
+        service_tokens: vec![],
+    };
+    store.install(snapshot);
+    store.mark_loaded();
+
+    let token = |jti: &str| {
+        let now = jsonwebtoken::get_current_timestamp();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some("bench".into());
+        jsonwebtoken::encode(&header, &json!({"iss": issuer, "sub": "bench-user", "aud": endpoint.resource_url, "client_id": "bench",
+            "scope": "bench", "org_id": org.to_string(), "endpoint_id": endpoint.id.to_string(), "jti": jti,
+            "iat": now, "nbf": now, "exp": now + 3600, "gh_kind": "user"}), &key).unwrap()
+    };
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(dataplane.run_until_stopped(shutdown.clone()));
+
+    if std::env::args().any(|a| a == "--jwt-micro") {
+        // Verification of distinct tokens (every one a cache miss), through the verifier the
+        // dataplane uses; then the cached path.
+        let verifier = gatehouse_dataplane::auth::TokenVerifier::new(issuer.clone(), format!("{issuer}/.well-known/jwks.json"), reqwest::Client::new());
+        let org_state = store.org_by_slug("bench").unwrap();
+        let ep = org_state.endpoint("echo").unwrap().clone();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let warm = token("warm");
+        verifier.authenticate(&warm, &org_state, &ep).await.expect("valid");
+        let n = 20_000;
+        let tokens: Vec<String> = (0..n).map(|i| token(&format!("t{i}"))).collect();
+        let started = Instant::now();
+        for t in &tokens {
+            verifier.authenticate(t, &org_state, &ep).await.expect("valid");
+        }
+        let uncached = started.elapsed() / n as u32;
+        let started = Instant::now();
+        for t in &tokens {
+            verifier.authenticate(t, &org_state, &ep).await.expect("valid");
+        }
+        let cached = started.elapsed() / n as u32;
+        println!("jwt_verify_uncached_us={:.1}", uncached.as_secs_f64() * 1e6);
+        println!("jwt_verify_cached_us={:.2}", cached.as_secs_f64() * 1e6);
+        shutdown.cancel();
+        return Ok(());
+    }
+
+    println!("url={public_url}/bench/echo/mcp");
+    println!("token={}", token("bench-1"));
+    println!("pid={}", std::process::id());
+    let mut ticker = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        ticker.tick().await;
+        eprintln!("events drained: {}", drained.load(std::sync::atomic::Ordering::Relaxed));
+    }
+}
