@@ -15,6 +15,7 @@ use gatehouse_db::repos::audit::{self, AuditQuery, AuditRecord};
 
 use crate::auth::OrgMember;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::ValidQuery;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -181,7 +182,7 @@ pub struct AuditPage {
 pub async fn list_audit(
     state: web::Data<AppState>,
     member: OrgMember,
-    params: web::Query<AuditParams>,
+    params: ValidQuery<AuditParams>,
 ) -> ApiResult<HttpResponse> {
     member.require(Role::Admin)?;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
@@ -219,7 +220,7 @@ pub async fn list_audit(
 pub async fn export_audit(
     state: web::Data<AppState>,
     member: OrgMember,
-    params: web::Query<AuditParams>,
+    params: ValidQuery<AuditParams>,
 ) -> ApiResult<HttpResponse> {
     member.require(Role::Admin)?;
     let mut query = params.query(EXPORT_PAGE)?;

@@ -17,7 +17,7 @@ use gatehouse_db::repos::tools::{self, DecisionRefused, ToolFilter, ToolRow, Too
 use crate::auth::OrgMember;
 use crate::changes;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::ValidJson;
+use crate::extract::{ValidJson, ValidQuery};
 use crate::poisoning::{ToolFlag, escape_invisible};
 use crate::state::AppState;
 
@@ -163,7 +163,7 @@ pub struct ToolQuery {
 pub async fn list_tools(
     state: web::Data<AppState>,
     member: OrgMember,
-    query: web::Query<ToolQuery>,
+    query: ValidQuery<ToolQuery>,
 ) -> ApiResult<HttpResponse> {
     member.require(Role::Viewer)?;
     let mut tx = member.begin(&state).await?;
