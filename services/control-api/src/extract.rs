@@ -86,16 +86,16 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if std::str::from_utf8(body).is_err() {
         return Err(ApiError::BadRequest("the request body is not valid UTF-8".into()));
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let result = serde_path_to_error::deserialize::<_, T>(&mut de);
-    if result.is_ok()
-        && let Err(e) = de.end()
-    {
-        return Err(ApiError::BadRequest(format!(
+    // Syntax first, then shape: deserialising from a parsed value makes every shape error a
+    // data error with a path (serde_json reports some, like a number where an enum is expected,
+    // as syntax errors when reading bytes directly).
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
             "the request body is not valid JSON: {}",
             strip_position(&e.to_string())
-        )));
-    }
+        ))
+    })?;
+    let result = serde_path_to_error::deserialize::<_, T>(value);
     result.map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();

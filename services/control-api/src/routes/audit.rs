@@ -62,6 +62,7 @@ pub struct AuditParams {
     pub action: Option<String>,
     /// Events by this actor id (a user id, a service token id, an OAuth client id).
     pub actor: Option<String>,
+    #[param(inline)]
     pub outcome: Option<OutcomeParam>,
     /// Events after this sequence number (pagination: pass the previous page's `next_after_seq`).
     pub after_seq: Option<i64>,

@@ -147,6 +147,7 @@ async fn with_slugs(tx: &mut gatehouse_db::TenantTx, rows: &[ToolRow]) -> ApiRes
 #[into_params(parameter_in = Query)]
 pub struct ToolQuery {
     /// Only tools in this state.
+    #[param(inline)]
     pub status: Option<ToolStatusOut>,
     /// Only tools of this server.
     pub server_id: Option<ServerId>,

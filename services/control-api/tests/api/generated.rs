@@ -39,7 +39,13 @@ pub async fn fixture() -> mcp_fixture::FixtureHandle {
     .expect("start the MCP fixture")
 }
 
-async fn send(user: Option<&TestUser>, app: &TestApp, op: &Operation, path: &str, body: Option<&Value>) -> reqwest::Response {
+async fn send(
+    user: Option<&TestUser>,
+    app: &TestApp,
+    op: &Operation,
+    path: &str,
+    body: Option<&Value>,
+) -> reqwest::Response {
     let mut req = match user {
         Some(u) => u.request(op.method.clone(), path),
         None => app.http.request(op.method.clone(), app.url(path)),
@@ -72,13 +78,16 @@ fn committed_openapi_document_is_current() {
 fn every_operation_has_a_minimum_role_and_an_example() {
     let doc = route_table::document();
     let ops = operations(&doc);
-    assert!(ops.len() >= 25, "expected the whole API, found {} operations", ops.len());
+    assert!(
+        ops.len() >= 25,
+        "expected the whole API, found {} operations",
+        ops.len()
+    );
     route_table::assert_table_covers(&ops);
     let placeholder = World {
         slug: "x".into(),
         org_id: Default::default(),
         server_id: Default::default(),
-        server_slug: "x".into(),
         tool_id: Default::default(),
         tool_hash: "0".repeat(64),
         scope_id: Default::default(),
@@ -108,18 +117,37 @@ async fn role_matrix_holds_for_every_operation() {
     let mut failures = Vec::new();
     for op in &ops {
         let rule = access(&op.id).unwrap();
-        let Access::Member(min) = rule else {
-            panic!("{}: only org routes are covered so far; add the case for {rule:?}", op.label());
-        };
-        // Anonymous: 401 everywhere under /orgs.
+        // Anonymous callers: 401 unless the operation is public.
         {
             let path = shared.fill(&op.path);
             let body = example_body(&op.id, &shared, upstream.url());
             let response = send(None, &app, op, &path, body.as_ref()).await;
-            if response.status() != 401 {
-                failures.push(format!("{} anonymous: expected 401, got {}", op.label(), response.status()));
+            let status = response.status().as_u16();
+            let ok = match rule {
+                Access::Public => status != 401 && status != 403 && status < 500,
+                _ => status == 401,
+            };
+            if !ok {
+                failures.push(format!("{} anonymous ({rule:?}): got {status}", op.label()));
             }
         }
+        let min = match rule {
+            Access::Member(min) => min,
+            // Not about an org: every signed-in user is allowed.
+            Access::Public | Access::SignedIn => {
+                for role in ROLES {
+                    let fresh = world_for(&app, &cast, upstream.url()).await;
+                    let path = fresh.fill(&op.path);
+                    let body = example_body(&op.id, &fresh, upstream.url());
+                    let response = send(Some(cast.as_role(role)), &app, op, &path, body.as_ref()).await;
+                    let status = response.status().as_u16();
+                    if status == 401 || status == 403 || status >= 500 {
+                        failures.push(format!("{} signed in ({rule:?}): got {status}", op.label()));
+                    }
+                }
+                continue;
+            }
+        };
         for role in ROLES {
             let fresh;
             let w = if op.method == Method::GET {
@@ -137,15 +165,24 @@ async fn role_matrix_holds_for_every_operation() {
             let who = role.map_or("non-member".to_owned(), |r| r.to_string());
             let ok = match role {
                 None => status == 404,
-                Some(r) if r >= min => status < 400 || (status != 401 && status != 403 && status != 404 && status < 500),
+                Some(r) if r >= min => {
+                    status < 400 || (status != 401 && status != 403 && status != 404 && status < 500)
+                }
                 Some(_) => status == 403,
             };
             if !ok {
-                failures.push(format!("{} as {who} (minimum {min}): got {status}: {text}", op.label()));
+                failures.push(format!(
+                    "{} as {who} (minimum {min}): got {status}: {text}",
+                    op.label()
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "role matrix violations:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "role matrix violations:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -184,7 +221,11 @@ async fn another_orgs_ids_are_404_and_change_nothing() {
         checked += 1;
     }
     assert!(checked >= 15, "only {checked} operations take ids");
-    assert!(failures.is_empty(), "cross-tenant violations:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "cross-tenant violations:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// The JSON types a schema allows (`None`: anything, or not determinable).
@@ -193,7 +234,11 @@ fn allowed_types(doc: &Value, schema: &Value) -> Option<Vec<String>> {
     if let Some(t) = schema.get("type") {
         return match t {
             Value::String(s) => Some(vec![s.clone()]),
-            Value::Array(list) => Some(list.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
+            Value::Array(list) => Some(
+                list.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+            ),
             _ => None,
         };
     }
@@ -206,7 +251,11 @@ fn allowed_types(doc: &Value, schema: &Value) -> Option<Vec<String>> {
             return Some(all);
         }
     }
-    if let Some(first) = schema.get("allOf").and_then(Value::as_array).and_then(|a| a.first()) {
+    if let Some(first) = schema
+        .get("allOf")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    {
         return allowed_types(doc, first);
     }
     None
@@ -225,17 +274,33 @@ fn json_type_fits(value: &Value, allowed: &[String]) -> bool {
 }
 
 fn field_matches(reported: &str, field: &str) -> bool {
-    reported == field || reported.starts_with(&format!("{field}.")) || reported.starts_with(&format!("{field}["))
+    reported == field
+        || reported.starts_with(&format!("{field}."))
+        || reported.starts_with(&format!("{field}["))
 }
 
 async fn expect_field_problem(response: reqwest::Response, field: &str, what: &str) -> Result<(), String> {
+    let is_problem = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if !is_problem {
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        return Err(format!(
+            "{what}: expected a problem+json 400, got {status}: {text}"
+        ));
+    }
     let (status, body) = problem(response).await;
     if status != 400 && status != 422 {
         return Err(format!("{what}: expected 400, got {status}: {body}"));
     }
     match body["field"].as_str() {
         Some(reported) if field_matches(reported, field) => Ok(()),
-        other => Err(format!("{what}: expected the problem to name {field:?}, it named {other:?}: {body}")),
+        other => Err(format!(
+            "{what}: expected the problem to name {field:?}, it named {other:?}: {body}"
+        )),
     }
 }
 
@@ -270,32 +335,46 @@ fn malformed_requests_get_4xx_problem_json_naming_the_field() {
                 let status = response.status().as_u16();
                 let (_, problem_body) = problem(response).await;
                 if status != 400 && status != 404 {
-                    failures.push(format!("{} with {{{param}}}=not-a-uuid: got {status}: {problem_body}", op.label()));
+                    failures.push(format!(
+                        "{} with {{{param}}}=not-a-uuid: got {status}: {problem_body}",
+                        op.label()
+                    ));
                 }
             }
-            // Query parameters of the wrong type, and unknown ones.
+            // Query parameters of the wrong type, and unknown ones. A free-text parameter may
+            // accept any string; it must still never fail with a 5xx.
             for (name, schema) in &op.query {
                 let allowed = allowed_types(&doc, schema).unwrap_or_default();
+                let resolved = resolve(&doc, schema);
+                let constrained = allowed.iter().any(|t| t != "string" && t != "null")
+                    || resolved.get("enum").is_some()
+                    || resolved.get("format").is_some();
                 let wrong = if allowed.iter().any(|t| t == "integer" || t == "number") {
                     "not-a-number".to_owned()
                 } else {
-                    "\u{1}definitely-not-valid".to_owned()
+                    "zz-definitely-not-valid".to_owned()
                 };
                 let url = format!("{path}?{name}={}", urlencode(&wrong));
                 let response = send(Some(owner), &app, op, &url, None).await;
-                if let Err(e) = expect_field_problem(response, name, &format!("{} ?{name}={wrong:?}", op.label())).await {
-                    // A free-text parameter may accept any string; it must still never 5xx.
-                    if !allowed.iter().all(|t| t == "string") || resolve(&doc, schema).get("enum").is_some()
-                        || resolve(&doc, schema).get("format").is_some()
-                    {
+                let what = format!("{} ?{name}={wrong:?}", op.label());
+                if constrained {
+                    if let Err(e) = expect_field_problem(response, name, &what).await {
                         failures.push(e);
                     }
+                } else if response.status().is_server_error() {
+                    failures.push(format!("{what}: {}", response.status()));
                 }
             }
             if !op.query.is_empty() {
                 let url = format!("{path}?zz_unknown_param=1");
                 let response = send(Some(owner), &app, op, &url, None).await;
-                if let Err(e) = expect_field_problem(response, "zz_unknown_param", &format!("{} unknown query parameter", op.label())).await {
+                if let Err(e) = expect_field_problem(
+                    response,
+                    "zz_unknown_param",
+                    &format!("{} unknown query parameter", op.label()),
+                )
+                .await
+                {
                     failures.push(e);
                 }
             }
@@ -331,7 +410,10 @@ fn malformed_requests_get_4xx_problem_json_naming_the_field() {
                     .unwrap();
                 let (status, body) = problem(response).await;
                 if status != expected {
-                    failures.push(format!("{} {what}: expected {expected}, got {status}: {body}", op.label()));
+                    failures.push(format!(
+                        "{} {what}: expected {expected}, got {status}: {body}",
+                        op.label()
+                    ));
                 }
             }
             let _ = url;
@@ -339,16 +421,29 @@ fn malformed_requests_get_4xx_problem_json_naming_the_field() {
             let mut unknown = example.clone();
             unknown["zz_unknown_field"] = json!(1);
             let response = send(Some(owner), &app, op, &path, Some(&unknown)).await;
-            if let Err(e) = expect_field_problem(response, "zz_unknown_field", &format!("{} unknown field", op.label())).await {
+            if let Err(e) = expect_field_problem(
+                response,
+                "zz_unknown_field",
+                &format!("{} unknown field", op.label()),
+            )
+            .await
+            {
                 failures.push(e);
             }
             // Each required field missing.
             let resolved = resolve(&doc, schema);
-            for field in resolved["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            for field in resolved["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 let mut missing = example.clone();
                 missing.as_object_mut().unwrap().remove(field);
                 let response = send(Some(owner), &app, op, &path, Some(&missing)).await;
-                if let Err(e) = expect_field_problem(response, field, &format!("{} without {field}", op.label())).await {
+                if let Err(e) =
+                    expect_field_problem(response, field, &format!("{} without {field}", op.label())).await
+                {
                     failures.push(e);
                 }
             }
@@ -358,7 +453,9 @@ fn malformed_requests_get_4xx_problem_json_naming_the_field() {
     // Wrong types, generated: for a random property of a random operation, a value of a JSON type
     // its schema does not allow.
     let body_ops: Vec<&Operation> = ops.iter().filter(|op| op.body_schema.is_some()).collect();
-    let mut fields: Vec<(&Operation, String, Vec<String>, Option<Vec<Value>>)> = Vec::new();
+    // (operation, property, allowed JSON types, enum values)
+    type Field<'a> = (&'a Operation, String, Vec<String>, Option<Vec<Value>>);
+    let mut fields: Vec<Field> = Vec::new();
     for op in &body_ops {
         let resolved = resolve(&doc, op.body_schema.as_ref().unwrap());
         for (name, prop) in resolved["properties"].as_object().into_iter().flatten() {
@@ -368,14 +465,25 @@ fn malformed_requests_get_4xx_problem_json_naming_the_field() {
             }
         }
     }
-    assert!(fields.len() >= 20, "only {} typed body fields found", fields.len());
+    assert!(
+        fields.len() >= 20,
+        "only {} typed body fields found",
+        fields.len()
+    );
     let config = ProptestConfig {
         cases: 192,
         failure_persistence: None,
         ..ProptestConfig::default()
     };
     let mut runner = proptest::test_runner::TestRunner::new(config);
-    let strategy = (0..fields.len(), 0usize..8, any::<i64>(), "[a-zA-Z0-9 _\\-]{0,24}", any::<bool>(), any::<f64>());
+    let strategy = (
+        0..fields.len(),
+        0usize..8,
+        any::<i64>(),
+        "[a-zA-Z0-9 _\\-]{0,24}",
+        any::<bool>(),
+        any::<f64>(),
+    );
     let result = runner.run(&strategy, |(index, kind, int, text, flag, float)| {
         let (op, field, allowed, enumerated) = &fields[index];
         let candidates = [
@@ -410,7 +518,11 @@ fn malformed_requests_get_4xx_problem_json_naming_the_field() {
     if let Err(e) = result {
         failures.push(format!("generated wrong-type case failed: {e}"));
     }
-    assert!(failures.is_empty(), "bad-input violations:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "bad-input violations:\n{}",
+        failures.join("\n")
+    );
     drop(upstream);
     drop(app);
 }

@@ -9,7 +9,9 @@ use gatehouse_core::role::Role;
 
 use crate::world::World;
 
-/// Who may call an operation.
+/// Who may call an operation. `Public` and `SignedIn` are for routes outside an org (sessions,
+/// sign-up) that other areas add.
+#[allow(dead_code)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
     /// Anyone, signed in or not.
@@ -91,8 +93,12 @@ pub fn example_body(operation_id: &str, world: &World, upstream_url: &str) -> Op
             "rate_limits": {"per_org": {"per_minute": 600, "burst": 60}},
             "servers": [{"server_id": world.server_id}]
         }),
-        "endpoints.update" => json!({"name": "Support desk", "rate_limits": {"per_subject": {"per_minute": 60}}}),
-        "endpoints.set_servers" => json!({"servers": [{"server_id": world.server_id, "tool_ids": [world.tool_id]}]}),
+        "endpoints.update" => {
+            json!({"name": "Support desk", "rate_limits": {"per_subject": {"per_minute": 60}}})
+        }
+        "endpoints.set_servers" => {
+            json!({"servers": [{"server_id": world.server_id, "tool_ids": [world.tool_id]}]})
+        }
         _ => return None,
     })
 }
@@ -191,7 +197,10 @@ pub fn assert_table_covers(ops: &[Operation]) {
         .map(|(id, _)| *id)
         .filter(|id| !ops.iter().any(|op| op.id == *id))
         .collect();
-    assert!(stale.is_empty(), "ROUTES names operations that no longer exist: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "ROUTES names operations that no longer exist: {stale:?}"
+    );
 }
 
 /// Resolves `$ref` against the document's components.
@@ -199,7 +208,10 @@ pub fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
     match schema.get("$ref").and_then(Value::as_str) {
         Some(r) => {
             let pointer = r.trim_start_matches('#');
-            resolve(doc, doc.pointer(pointer).unwrap_or_else(|| panic!("unresolvable {r}")))
+            resolve(
+                doc,
+                doc.pointer(pointer).unwrap_or_else(|| panic!("unresolvable {r}")),
+            )
         }
         None => schema,
     }

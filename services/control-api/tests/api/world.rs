@@ -9,9 +9,9 @@ use gatehouse_core::canonical::tool_definition_hash;
 use gatehouse_core::ids::{EndpointId, OrgId, ScopeId, ServerId, ToolId};
 use gatehouse_core::role::Role;
 use gatehouse_db::repos::endpoints::{self, EndpointServer};
+use gatehouse_db::repos::scopes;
 use gatehouse_db::repos::servers::{self, NewServer, StoredAuth};
 use gatehouse_db::repos::tools::{self, Observed};
-use gatehouse_db::repos::scopes;
 use gatehouse_db::{OrgScope, TenantTx};
 
 use crate::helpers::{TestApp, TestUser};
@@ -53,7 +53,6 @@ pub struct World {
     pub slug: String,
     pub org_id: OrgId,
     pub server_id: ServerId,
-    pub server_slug: String,
     pub tool_id: ToolId,
     pub tool_hash: String,
     pub scope_id: ScopeId,
@@ -61,7 +60,12 @@ pub struct World {
 }
 
 /// A fresh org owned by `owner`, with `members` added, populated as described above.
-pub async fn world(app: &TestApp, owner: &TestUser, members: &[(&TestUser, Role)], upstream_url: &str) -> World {
+pub async fn world(
+    app: &TestApp,
+    owner: &TestUser,
+    members: &[(&TestUser, Role)],
+    upstream_url: &str,
+) -> World {
     let slug = format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let (slug, org_id) = app.org(owner, &slug).await;
     for (user, role) in members {
@@ -102,10 +106,17 @@ pub async fn world(app: &TestApp, owner: &TestUser, members: &[(&TestUser, Role)
     )
     .await
     .unwrap();
-    tools::approve(&mut tx, tool.id, None, owner.id).await.unwrap().unwrap();
-    let scope_id = scopes::create(&mut tx, "orders:read", "Read orders", "viewer").await.unwrap();
+    tools::approve(&mut tx, tool.id, None, owner.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let scope_id = scopes::create(&mut tx, "orders:read", "Read orders", "viewer")
+        .await
+        .unwrap();
     scopes::set_grants(&mut tx, scope_id, &[tool.id]).await.unwrap();
-    let endpoint = endpoints::create(&mut tx, "support", "Support", "", &json!({})).await.unwrap();
+    let endpoint = endpoints::create(&mut tx, "support", "Support", "", &json!({}))
+        .await
+        .unwrap();
     endpoints::set_servers(
         &mut tx,
         endpoint.id,
@@ -122,7 +133,6 @@ pub async fn world(app: &TestApp, owner: &TestUser, members: &[(&TestUser, Role)
         slug,
         org_id,
         server_id,
-        server_slug: "orders".into(),
         tool_id: tool.id,
         tool_hash: hash,
         scope_id,
@@ -217,5 +227,8 @@ pub async fn problem(response: reqwest::Response) -> (u16, Value) {
         content_type.starts_with("application/problem+json"),
         "expected problem+json, got {content_type:?} with status {status}: {body}"
     );
-    (status, serde_json::from_str(&body).expect("problem+json body is JSON"))
+    (
+        status,
+        serde_json::from_str(&body).expect("problem+json body is JSON"),
+    )
 }

@@ -59,9 +59,21 @@ pub async fn exposed_tools(tx: &mut TenantTx, endpoint: Option<EndpointId>) -> D
     .bind(endpoint)
     .fetch_all(tx.conn())
     .await?;
-    rows.sort_by(|a, b| (a.endpoint_id, a.exposed_name()).cmp(&(b.endpoint_id, b.exposed_name())));
+    rows.sort_by_key(|t| (t.endpoint_id, t.exposed_name()));
     Ok(rows)
 }
+
+/// `backends` columns read into the snapshot.
+type BackendRow = (BackendId, String, Vec<u8>, Vec<String>, i32);
+/// `service_tokens` columns read into the snapshot.
+type TokenRow = (
+    ServiceTokenId,
+    EndpointId,
+    Vec<u8>,
+    String,
+    Vec<String>,
+    Option<OffsetDateTime>,
+);
 
 /// The org's current configuration version.
 pub async fn version(tx: &mut TenantTx) -> DbResult<i64> {
@@ -187,7 +199,7 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
         .map(server_snapshot)
         .collect::<DbResult<Vec<_>>>()?;
 
-    let backends: Vec<(BackendId, String, Vec<u8>, Vec<String>, i32)> = sqlx::query_as(
+    let backends: Vec<BackendRow> = sqlx::query_as(
         "SELECT id, slug, dsn_enc, allowed_schemas, statement_timeout_ms FROM backends
           WHERE org_id = $1 ORDER BY slug",
     )
@@ -207,14 +219,7 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
         )
         .collect();
 
-    let tokens: Vec<(
-        ServiceTokenId,
-        EndpointId,
-        Vec<u8>,
-        String,
-        Vec<String>,
-        Option<OffsetDateTime>,
-    )> = sqlx::query_as(
+    let tokens: Vec<TokenRow> = sqlx::query_as(
         "SELECT id, endpoint_id, token_hash, name, scopes, expires_at FROM service_tokens
               WHERE org_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
               ORDER BY id",
