@@ -2,5 +2,18 @@
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
+pub mod audit;
+pub mod endpoints;
+pub mod internal;
+pub mod scopes;
+pub mod servers;
+pub mod tools;
+
 /// Mounts every resource's routes (registered with `.service(...)` so OpenAPI collects them).
-pub fn configure(_cfg: &mut ServiceConfig) {}
+pub fn configure(cfg: &mut ServiceConfig) {
+    servers::configure(cfg);
+    tools::configure(cfg);
+    scopes::configure(cfg);
+    endpoints::configure(cfg);
+    audit::configure(cfg);
+}

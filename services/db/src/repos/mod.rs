@@ -4,5 +4,9 @@
 pub mod audit;
 pub mod endpoints;
 pub mod orgs;
+pub mod scopes;
+pub mod servers;
 pub mod sessions;
+pub mod snapshot;
+pub mod tools;
 pub mod users;
