@@ -42,7 +42,12 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let mode = args.get(1).map(String::as_str).unwrap_or("");
+    let mode: &'static str = match args.get(1).map(String::as_str) {
+        Some("rate") => "rate",
+        Some("count") => "count",
+        Some("sessions") => "sessions",
+        _ => "",
+    };
     let url = args.get(2).cloned().expect("URL");
     let a: u64 = args.get(3).and_then(|v| v.parse().ok()).expect("number");
     let b: u64 = args.get(4).and_then(|v| v.parse().ok()).expect("number");
