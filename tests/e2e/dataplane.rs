@@ -32,7 +32,9 @@ impl Admin {
         tx.commit().await.unwrap();
         let scope = OrgScope::authorized(OrgId::new());
         let mut tx = TenantTx::begin(&platform.db.db, &scope).await.unwrap();
-        let org = orgs::create_with_owner(&mut tx, org_slug, org_slug, user.id).await.unwrap();
+        let org = orgs::create_with_owner(&mut tx, org_slug, org_slug, user.id)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         let admin = Admin {
             csrf: csrf_token(&platform.cfg.derived_keys().unwrap().cookie, &token),
@@ -84,18 +86,26 @@ async fn endpoint_configuration_reaches_the_dataplane_within_a_second() {
         ("egress.allow_private_networks", "true"),
     ])
     .await;
-    let fixture = mcp_fixture::spawn_fixture(mcp_fixture::FixtureOptions::default()).await.unwrap();
+    let fixture = mcp_fixture::spawn_fixture(mcp_fixture::FixtureOptions::default())
+        .await
+        .unwrap();
     let (admin, _org_id) = Admin::create(&platform, "admin@example.com", "acme").await;
     let created = admin
         .send(
             reqwest::Method::POST,
             "/api/v1/orgs/acme/servers",
-            Some(json!({"slug": "fixture", "name": "Fixture", "url": fixture.url(), "auth": {"kind": "none"}})),
+            Some(
+                json!({"slug": "fixture", "name": "Fixture", "url": fixture.url(), "auth": {"kind": "none"}}),
+            ),
         )
         .await;
     let server_id = created["server"]["id"].as_str().unwrap().to_owned();
     let tools = admin
-        .send(reqwest::Method::GET, &format!("/api/v1/orgs/acme/servers/{server_id}/tools"), None)
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/v1/orgs/acme/servers/{server_id}/tools"),
+            None,
+        )
         .await;
     let simple = tools
         .as_array()
@@ -107,7 +117,10 @@ async fn endpoint_configuration_reaches_the_dataplane_within_a_second() {
     admin
         .send(
             reqwest::Method::POST,
-            &format!("/api/v1/orgs/acme/tools/{}/approve", simple["id"].as_str().unwrap()),
+            &format!(
+                "/api/v1/orgs/acme/tools/{}/approve",
+                simple["id"].as_str().unwrap()
+            ),
             Some(json!({"definition_hash": simple["definition_hash"]})),
         )
         .await;
@@ -118,8 +131,15 @@ async fn endpoint_configuration_reaches_the_dataplane_within_a_second() {
             Some(json!({"name": "support:read", "tool_ids": [simple["id"]]})),
         )
         .await;
-    let prm_url = format!("{}/.well-known/oauth-protected-resource/acme/support/mcp", platform.dataplane);
-    assert_eq!(platform.http.get(&prm_url).send().await.unwrap().status(), 404, "no endpoint yet");
+    let prm_url = format!(
+        "{}/.well-known/oauth-protected-resource/acme/support/mcp",
+        platform.dataplane
+    );
+    assert_eq!(
+        platform.http.get(&prm_url).send().await.unwrap().status(),
+        404,
+        "no endpoint yet"
+    );
 
     admin
         .send(
@@ -133,7 +153,15 @@ async fn endpoint_configuration_reaches_the_dataplane_within_a_second() {
     })
     .await;
     eprintln!("endpoint served by the dataplane {took:?} after it was created");
-    let prm: Value = platform.http.get(&prm_url).send().await.unwrap().json().await.unwrap();
+    let prm: Value = platform
+        .http
+        .get(&prm_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let resource = format!("{}/acme/support/mcp", platform.dataplane);
     assert_eq!(prm["resource"], json!(resource));
     assert_eq!(prm["authorization_servers"], json!([platform.cfg.issuer()]));
@@ -150,17 +178,36 @@ async fn endpoint_configuration_reaches_the_dataplane_within_a_second() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
-    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.contains(&format!("resource_metadata=\"{prm_url}\"")), "{challenge}");
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{prm_url}\"")),
+        "{challenge}"
+    );
     assert!(challenge.contains("scope=\"support:read\""), "{challenge}");
 
     // Deleting the endpoint withdraws it just as fast.
-    let endpoints = admin.send(reqwest::Method::GET, "/api/v1/orgs/acme/endpoints", None).await;
-    let list = endpoints.as_array().or_else(|| endpoints["items"].as_array()).cloned().unwrap_or_default();
-    if let Some(id) = list.iter().find(|e| e["slug"] == "support").and_then(|e| e["id"].as_str()) {
+    let endpoints = admin
+        .send(reqwest::Method::GET, "/api/v1/orgs/acme/endpoints", None)
+        .await;
+    let list = endpoints
+        .as_array()
+        .or_else(|| endpoints["items"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    if let Some(id) = list
+        .iter()
+        .find(|e| e["slug"] == "support")
+        .and_then(|e| e["id"].as_str())
+    {
         let response = platform
             .http
-            .delete(format!("{}/api/v1/orgs/acme/endpoints/{id}", platform.control_api))
+            .delete(format!(
+                "{}/api/v1/orgs/acme/endpoints/{id}",
+                platform.control_api
+            ))
             .header("cookie", &admin.cookie)
             .header(CSRF_HEADER, &admin.csrf)
             .send()

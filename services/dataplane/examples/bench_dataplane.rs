@@ -51,7 +51,14 @@ async fn main() -> anyhow::Result<()> {
     let issuer = format!("http://127.0.0.1:{jwks_port}");
 
     // The signing key of a stand-in authorization server, published as JWKS.
-    let seed: [u8; 32] = *uuid::Uuid::new_v4().as_bytes().iter().chain(uuid::Uuid::new_v4().as_bytes()).copied().collect::<Vec<_>>().first_chunk().unwrap();
+    let seed: [u8; 32] = *uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .copied()
+        .collect::<Vec<_>>()
+        .first_chunk()
+        .unwrap();
     let mut der = ED25519_PKCS8_PREFIX.to_vec();
     der.extend_from_slice(&seed);
     let key = EncodingKey::from_ed_der(&der);
@@ -61,8 +68,14 @@ async fn main() -> anyhow::Result<()> {
     let jwks = HttpServer::new(move || {
         App::new()
             .app_data(set.clone())
-            .route("/healthz", web::get().to(|| async { HttpResponse::Ok().finish() }))
-            .route("/.well-known/jwks.json", web::get().to(|s: web::Data<JwkSet>| async move { HttpResponse::Ok().json(&**s) }))
+            .route(
+                "/healthz",
+                web::get().to(|| async { HttpResponse::Ok().finish() }),
+            )
+            .route(
+                "/.well-known/jwks.json",
+                web::get().to(|s: web::Data<JwkSet>| async move { HttpResponse::Ok().json(&**s) }),
+            )
     })
     .workers(1)
     .disable_signals()
@@ -81,10 +94,16 @@ async fn main() -> anyhow::Result<()> {
         ("dataplane.workers".into(), workers),
         ("egress.allow_http".into(), "true".into()),
         ("egress.allow_private_networks".into(), "true".into()),
-        ("secrets.encryption_keys".into(), format!("bench={}", generate_key_b64())),
+        (
+            "secrets.encryption_keys".into(),
+            format!("bench={}", generate_key_b64()),
+        ),
         ("secrets.signing_secret".into(), generate_signing_secret_b64()),
     ];
-    let cfg = Arc::new(Config::load(&Sources { files: vec![], overrides })?);
+    let cfg = Arc::new(Config::load(&Sources {
+        files: vec![],
+        overrides,
+    })?);
     let (events, mut consumer) = gatehouse_events::local_bus();
     let drained = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = drained.clone();
@@ -111,18 +130,37 @@ async fn main() -> anyhow::Result<()> {
         name: "Echo".into(),
         resource_url: format!("{public_url}/bench/echo/mcp"),
         rate_limits: RateLimits {
-            per_org: Some(Limit { per_minute: 100_000_000, burst: 1_000_000 }),
-            per_subject: Some(Limit { per_minute: 100_000_000, burst: 1_000_000 }),
-            per_tool: [("echo".to_owned(), Limit { per_minute: 100_000_000, burst: 1_000_000 })].into(),
+            per_org: Some(Limit {
+                per_minute: 100_000_000,
+                burst: 1_000_000,
+            }),
+            per_subject: Some(Limit {
+                per_minute: 100_000_000,
+                burst: 1_000_000,
+            }),
+            per_tool: [(
+                "echo".to_owned(),
+                Limit {
+                    per_minute: 100_000_000,
+                    burst: 1_000_000,
+                },
+            )]
+            .into(),
         },
         tools: vec![EndpointTool {
             tool_id,
             exposed_name: "echo".into(),
-            target: ToolTarget::Upstream { server_id, upstream_name: "echo".into() },
+            target: ToolTarget::Upstream {
+                server_id,
+                upstream_name: "echo".into(),
+            },
             approved_hash: tool_definition_hash(&tool),
             approved_definition: tool,
         }],
-        scopes: vec![ScopeSnapshot { name: "bench".into(), tool_ids: vec![tool_id] }],
+        scopes: vec![ScopeSnapshot {
+            name: "bench".into(),
+            tool_ids: vec![tool_id],
+        }],
         prompts: None,
         resources: None,
     };
@@ -154,9 +192,14 @@ async fn main() -> anyhow::Result<()> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some("at+jwt".into());
         header.kid = Some("bench".into());
-        jsonwebtoken::encode(&header, &json!({"iss": issuer, "sub": "bench-user", "aud": endpoint.resource_url, "client_id": "bench",
+        jsonwebtoken::encode(
+            &header,
+            &json!({"iss": issuer, "sub": "bench-user", "aud": endpoint.resource_url, "client_id": "bench",
             "scope": "bench", "org_id": org.to_string(), "endpoint_id": endpoint.id.to_string(), "jti": jti,
-            "iat": now, "nbf": now, "exp": now + 3600, "gh_kind": "user"}), &key).unwrap()
+            "iat": now, "nbf": now, "exp": now + 3600, "gh_kind": "user"}),
+            &key,
+        )
+        .unwrap()
     };
 
     let shutdown = CancellationToken::new();
@@ -165,12 +208,19 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--jwt-micro") {
         // Verification of distinct tokens (every one a cache miss), through the verifier the
         // dataplane uses; then the cached path.
-        let verifier = gatehouse_dataplane::auth::TokenVerifier::new(issuer.clone(), format!("{issuer}/.well-known/jwks.json"), reqwest::Client::new());
+        let verifier = gatehouse_dataplane::auth::TokenVerifier::new(
+            issuer.clone(),
+            format!("{issuer}/.well-known/jwks.json"),
+            reqwest::Client::new(),
+        );
         let org_state = store.org_by_slug("bench").unwrap();
         let ep = org_state.endpoint("echo").unwrap().clone();
         tokio::time::sleep(Duration::from_millis(300)).await;
         let warm = token("warm");
-        verifier.authenticate(&warm, &org_state, &ep).await.expect("valid");
+        verifier
+            .authenticate(&warm, &org_state, &ep)
+            .await
+            .expect("valid");
         let n = 20_000;
         let tokens: Vec<String> = (0..n).map(|i| token(&format!("t{i}"))).collect();
         let started = Instant::now();
@@ -195,6 +245,9 @@ async fn main() -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(Duration::from_secs(10));
     loop {
         ticker.tick().await;
-        eprintln!("events drained: {}", drained.load(std::sync::atomic::Ordering::Relaxed));
+        eprintln!(
+            "events drained: {}",
+            drained.load(std::sync::atomic::Ordering::Relaxed)
+        );
     }
 }

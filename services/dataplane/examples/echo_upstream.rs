@@ -26,11 +26,16 @@ async fn mcp(_req: HttpRequest, body: web::Bytes) -> HttpResponse {
         }
         "tools/list" => json!({"tools": [echo_tool()]}),
         "tools/call" => {
-            let text = message["params"]["arguments"]["text"].as_str().unwrap_or("").to_owned();
+            let text = message["params"]["arguments"]["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
             json!({"content": [{"type": "text", "text": text}], "isError": false})
         }
-        "server/discover" => json!({"supportedVersions": ["2026-07-28", "2025-11-25"], "capabilities": {"tools": {}},
-            "serverInfo": {"name": "echo", "version": "1"}, "resultType": "complete", "ttlMs": 0, "cacheScope": "public"}),
+        "server/discover" => {
+            json!({"supportedVersions": ["2026-07-28", "2025-11-25"], "capabilities": {"tools": {}},
+            "serverInfo": {"name": "echo", "version": "1"}, "resultType": "complete", "ttlMs": 0, "cacheScope": "public"})
+        }
         _ => json!({}),
     };
     let mut response = HttpResponse::Ok();
@@ -52,7 +57,9 @@ pub fn echo_tool() -> Value {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18090".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18090".into());
     let workers: usize = std::env::args().nth(2).and_then(|w| w.parse().ok()).unwrap_or(1);
     eprintln!("echo upstream on http://{addr}/mcp (pid {})", std::process::id());
     HttpServer::new(|| App::new().route("/mcp", web::post().to(mcp)))

@@ -13,7 +13,13 @@ use std::time::{Duration, Instant};
 const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"loadgen","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
 const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"loadgen","version":"1"}}}"#;
 
-fn request(http: &reqwest::Client, url: &str, token: &Option<String>, body: &'static str, modern: bool) -> reqwest::RequestBuilder {
+fn request(
+    http: &reqwest::Client,
+    url: &str,
+    token: &Option<String>,
+    body: &'static str,
+    modern: bool,
+) -> reqwest::RequestBuilder {
     let mut r = http
         .post(url)
         .header("content-type", "application/json")
@@ -52,7 +58,11 @@ async fn main() {
     let a: u64 = args.get(3).and_then(|v| v.parse().ok()).expect("number");
     let b: u64 = args.get(4).and_then(|v| v.parse().ok()).expect("number");
     let token = args.get(5).cloned().filter(|t| !t.is_empty());
-    let http = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(256).build().unwrap();
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
     match mode {
         "rate" => {
             let (rate, seconds) = (a, b);
@@ -103,7 +113,13 @@ async fn main() {
             let started = Instant::now();
             let workers: Vec<_> = (0..connections)
                 .map(|_| {
-                    let (http, url, token, next, errors) = (http.clone(), url.clone(), token.clone(), next.clone(), errors.clone());
+                    let (http, url, token, next, errors) = (
+                        http.clone(),
+                        url.clone(),
+                        token.clone(),
+                        next.clone(),
+                        errors.clone(),
+                    );
                     tokio::spawn(async move {
                         while next.fetch_add(1, Ordering::Relaxed) < n {
                             match request(&http, &url, &token, body, mode == "count").send().await {
@@ -122,8 +138,14 @@ async fn main() {
                 w.await.unwrap();
             }
             let elapsed = started.elapsed().as_secs_f64();
-            println!("{mode}: {n} requests in {elapsed:.1}s ({:.0}/s), {} errors", n as f64 / elapsed, errors.load(Ordering::Relaxed));
+            println!(
+                "{mode}: {n} requests in {elapsed:.1}s ({:.0}/s), {} errors",
+                n as f64 / elapsed,
+                errors.load(Ordering::Relaxed)
+            );
         }
-        _ => eprintln!("usage: loadgen rate URL RATE SECONDS [TOKEN] | count URL N CONNECTIONS [TOKEN] | sessions URL N CONNECTIONS TOKEN"),
+        _ => eprintln!(
+            "usage: loadgen rate URL RATE SECONDS [TOKEN] | count URL N CONNECTIONS [TOKEN] | sessions URL N CONNECTIONS TOKEN"
+        ),
     }
 }

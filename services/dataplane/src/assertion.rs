@@ -92,7 +92,10 @@ impl AssertionSigner {
 
     /// The issue and expiry times of an assertion signed now.
     pub fn times() -> (u64, u64) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         (now, now + LIFETIME.as_secs())
     }
 

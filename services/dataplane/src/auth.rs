@@ -118,8 +118,7 @@ impl TokenVerifier {
             return service_token(rest, token, org, endpoint);
         }
         let claims = self.verify_jwt(token, &endpoint.snapshot.resource_url).await?;
-        if claims.org_id != org.snapshot.org_id.to_string()
-            || claims.endpoint_id != endpoint.id().to_string()
+        if claims.org_id != org.snapshot.org_id.to_string() || claims.endpoint_id != endpoint.id().to_string()
         {
             return Err(TokenError::Invalid("token was issued for another endpoint"));
         }
@@ -176,7 +175,8 @@ impl TokenVerifier {
             }
             return Err(TokenError::Invalid("token was issued for another resource"));
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid("malformed token"))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid("malformed token"))?;
         match header.typ.as_deref().map(str::to_ascii_lowercase).as_deref() {
             Some("at+jwt") | Some("application/at+jwt") => {}
             _ => return Err(TokenError::Invalid("not an access token (typ must be at+jwt)")),
@@ -269,7 +269,9 @@ impl TokenVerifier {
             .await?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
-            let Some(kid) = jwk.common.key_id.clone() else { continue };
+            let Some(kid) = jwk.common.key_id.clone() else {
+                continue;
+            };
             let alg = match &jwk.algorithm {
                 AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
                 AlgorithmParameters::EllipticCurve(ec)
@@ -289,14 +291,25 @@ impl TokenVerifier {
     }
 }
 
-fn service_token(rest: &str, token: &str, org: &OrgState, endpoint: &EndpointState) -> Result<Principal, TokenError> {
+fn service_token(
+    rest: &str,
+    token: &str,
+    org: &OrgState,
+    endpoint: &EndpointState,
+) -> Result<Principal, TokenError> {
     let invalid = TokenError::Invalid("unknown or expired service token");
-    let (org_hex, _secret) = rest.split_once('_').ok_or(TokenError::Invalid("malformed service token"))?;
-    if org_hex.len() != 32 || !org_hex.eq_ignore_ascii_case(&org.snapshot.org_id.as_uuid().simple().to_string()) {
+    let (org_hex, _secret) = rest
+        .split_once('_')
+        .ok_or(TokenError::Invalid("malformed service token"))?;
+    if org_hex.len() != 32
+        || !org_hex.eq_ignore_ascii_case(&org.snapshot.org_id.as_uuid().simple().to_string())
+    {
         return Err(invalid);
     }
     let hash = hex::encode(Sha256::digest(token.as_bytes()));
-    let found = org.service_token(&hash).ok_or(TokenError::Invalid("unknown or expired service token"))?;
+    let found = org
+        .service_token(&hash)
+        .ok_or(TokenError::Invalid("unknown or expired service token"))?;
     if found.endpoint_id != endpoint.id() {
         return Err(TokenError::Invalid("unknown or expired service token"));
     }
@@ -318,7 +331,9 @@ fn service_token(rest: &str, token: &str, org: &OrgState, endpoint: &EndpointSta
 /// The bearer token of an `Authorization` header value, if it is one.
 pub fn bearer(header: Option<&str>) -> Result<&str, TokenError> {
     let value = header.ok_or(TokenError::Missing)?;
-    let (scheme, token) = value.split_once(' ').ok_or(TokenError::Invalid("malformed Authorization header"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(TokenError::Invalid("malformed Authorization header"))?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(TokenError::Missing);
     }

@@ -99,7 +99,8 @@ impl CallRecord {
         }
         self.done = true;
         self.event.latency_ms = self.started.elapsed().as_millis().min(u32::MAX as u128) as u32;
-        metrics::counter!("gatehouse_dataplane_calls_total", "outcome" => outcome_label(self.event.outcome)).increment(1);
+        metrics::counter!("gatehouse_dataplane_calls_total", "outcome" => outcome_label(self.event.outcome))
+            .increment(1);
         self.publisher.emit(BusMessage::Call(self.event.clone()));
     }
 }

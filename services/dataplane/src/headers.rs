@@ -94,7 +94,10 @@ fn name_key(method: &str) -> Option<&'static str> {
 }
 
 /// The value `Mcp-Name` must carry for `message`, if any.
-pub fn expected_name<'a>(method: &str, params: Option<&'a serde_json::Map<String, Value>>) -> Option<&'a str> {
+pub fn expected_name<'a>(
+    method: &str,
+    params: Option<&'a serde_json::Map<String, Value>>,
+) -> Option<&'a str> {
     params?.get(name_key(method)?)?.as_str()
 }
 
@@ -102,14 +105,26 @@ pub fn expected_name<'a>(method: &str, params: Option<&'a serde_json::Map<String
 /// or spaces/tabs inside; anything else is refused.
 pub fn decode_value(raw: &[u8]) -> Result<String, String> {
     // Optional whitespace around a field value is not part of it (RFC 9110 §5.5).
-    let start = raw.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(raw.len());
-    let end = raw.iter().rposition(|b| *b != b' ' && *b != b'\t').map_or(start, |i| i + 1);
+    let start = raw
+        .iter()
+        .position(|b| *b != b' ' && *b != b'\t')
+        .unwrap_or(raw.len());
+    let end = raw
+        .iter()
+        .rposition(|b| *b != b' ' && *b != b'\t')
+        .map_or(start, |i| i + 1);
     let raw = &raw[start..end];
-    if raw.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f || b >= 0x80) {
+    if raw
+        .iter()
+        .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f || b >= 0x80)
+    {
         return Err("header value contains characters that are not allowed".into());
     }
     let text = std::str::from_utf8(raw).map_err(|_| "header value is not ASCII".to_owned())?;
-    match text.strip_prefix(B64_PREFIX).and_then(|t| t.strip_suffix(B64_SUFFIX)) {
+    match text
+        .strip_prefix(B64_PREFIX)
+        .and_then(|t| t.strip_suffix(B64_SUFFIX))
+    {
         Some(inner) => {
             let bytes = STANDARD
                 .decode(inner)
@@ -185,7 +200,9 @@ pub fn validate_standard(
         Some(raw) => {
             let value = decode_value(raw)?;
             if value != method {
-                return Err(format!("Mcp-Method header `{value}` does not match body method `{method}`"));
+                return Err(format!(
+                    "Mcp-Method header `{value}` does not match body method `{method}`"
+                ));
             }
         }
     }
@@ -195,7 +212,9 @@ pub fn validate_standard(
         (Some(raw), Some(expected)) => {
             let value = decode_value(raw)?;
             if value != expected {
-                return Err(format!("Mcp-Name header `{value}` does not match body value `{expected}`"));
+                return Err(format!(
+                    "Mcp-Name header `{value}` does not match body value `{expected}`"
+                ));
             }
         }
         (Some(raw), None) => {
@@ -226,7 +245,9 @@ pub fn validate_standard(
                 (Some(raw), Some(expected)) => {
                     let value = decode_value(raw)?;
                     if value != expected {
-                        return Err(format!("{full} header `{value}` does not match body value `{expected}`"));
+                        return Err(format!(
+                            "{full} header `{value}` does not match body value `{expected}`"
+                        ));
                     }
                 }
             }
@@ -247,9 +268,21 @@ mod tests {
             &["http://localhost:3000".to_owned()],
         );
         assert!(policy.check(None, Some(b"mcp.example.com")).is_ok());
-        assert!(policy.check(Some(b"https://mcp.example.com"), Some(b"mcp.example.com")).is_ok());
-        assert!(policy.check(Some(b"http://localhost:3000"), Some(b"mcp.example.com")).is_ok());
-        assert!(policy.check(Some(b"https://evil.example"), Some(b"mcp.example.com")).is_err());
+        assert!(
+            policy
+                .check(Some(b"https://mcp.example.com"), Some(b"mcp.example.com"))
+                .is_ok()
+        );
+        assert!(
+            policy
+                .check(Some(b"http://localhost:3000"), Some(b"mcp.example.com"))
+                .is_ok()
+        );
+        assert!(
+            policy
+                .check(Some(b"https://evil.example"), Some(b"mcp.example.com"))
+                .is_err()
+        );
         assert!(policy.check(None, Some(b"evil.example.com")).is_err());
         assert!(policy.check(None, None).is_err());
         let local = OriginPolicy::new(&Url::parse("http://127.0.0.1:8081").unwrap(), &[]);
@@ -274,13 +307,25 @@ mod tests {
         let params = json!({"name": "t", "arguments": {"region": "eu"}});
         let params = params.as_object();
         let schema = json!({"properties": {"region": {"type": "string", "x-mcp-header": "Region"}}});
-        let ok: RawHeaders = vec![("mcp-method", b"tools/call"), ("mcp-name", b"t"), ("mcp-param-region", b"eu")];
+        let ok: RawHeaders = vec![
+            ("mcp-method", b"tools/call"),
+            ("mcp-name", b"t"),
+            ("mcp-param-region", b"eu"),
+        ];
         assert!(validate_standard(&ok, "tools/call", params, Some(&schema)).is_ok());
-        let wrong_name: RawHeaders = vec![("mcp-method", b"tools/call"), ("mcp-name", b"u"), ("mcp-param-region", b"eu")];
+        let wrong_name: RawHeaders = vec![
+            ("mcp-method", b"tools/call"),
+            ("mcp-name", b"u"),
+            ("mcp-param-region", b"eu"),
+        ];
         assert!(validate_standard(&wrong_name, "tools/call", params, Some(&schema)).is_err());
         let missing_param: RawHeaders = vec![("mcp-method", b"tools/call"), ("mcp-name", b"t")];
         assert!(validate_standard(&missing_param, "tools/call", params, Some(&schema)).is_err());
-        let dup: RawHeaders = vec![("mcp-method", b"tools/call"), ("mcp-method", b"tools/call"), ("mcp-name", b"t")];
+        let dup: RawHeaders = vec![
+            ("mcp-method", b"tools/call"),
+            ("mcp-method", b"tools/call"),
+            ("mcp-name", b"t"),
+        ];
         assert!(validate_standard(&dup, "tools/call", params, None).is_err());
         let wrong_method: RawHeaders = vec![("mcp-method", b"tools/list")];
         assert!(validate_standard(&wrong_method, "tools/call", params, None).is_err());

@@ -216,8 +216,16 @@ mod tests {
         let resp = parse_body(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#, 8).unwrap();
         assert!(matches!(resp, Body::Single(m) if m.kind == Kind::Response));
         assert_eq!(parse_body(b"{", 8).unwrap_err().code, PARSE_ERROR);
-        assert_eq!(parse_body(br#"{"id":1,"method":"x"}"#, 8).unwrap_err().code, INVALID_REQUEST);
-        assert_eq!(parse_body(br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#, 8).unwrap_err().code, INVALID_REQUEST);
+        assert_eq!(
+            parse_body(br#"{"id":1,"method":"x"}"#, 8).unwrap_err().code,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            parse_body(br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#, 8)
+                .unwrap_err()
+                .code,
+            INVALID_REQUEST
+        );
         assert_eq!(parse_body(b"[]", 8).unwrap_err().code, INVALID_REQUEST);
     }
 }

@@ -91,8 +91,17 @@ impl Dataplane {
             reconcile,
             background.clone(),
         );
-        let control = cfg.dataplane.control_api_url.as_str().trim_end_matches('/').to_owned();
-        let verifier = auth::TokenVerifier::new(cfg.issuer(), format!("{control}/.well-known/jwks.json"), http.clone());
+        let control = cfg
+            .dataplane
+            .control_api_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
+        let verifier = auth::TokenVerifier::new(
+            cfg.issuer(),
+            format!("{control}/.well-known/jwks.json"),
+            http.clone(),
+        );
         let state = AppState {
             store: store.clone(),
             verifier,
@@ -109,7 +118,11 @@ impl Dataplane {
             max_json_depth: cfg.dataplane.max_json_depth,
             source: format!("dataplane-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]).into(),
         };
-        let source = loader::SnapshotSource::new(http.clone(), &cfg.dataplane.control_api_url, keys.internal_token.clone());
+        let source = loader::SnapshotSource::new(
+            http.clone(),
+            &cfg.dataplane.control_api_url,
+            keys.internal_token.clone(),
+        );
 
         let control_api_health = cfg.dataplane.control_api_url.join("healthz")?;
         let ready_store = store.clone();
@@ -193,10 +206,17 @@ impl Dataplane {
 
     pub async fn run_until_stopped(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         if let Some((source, notifier, every)) = self.loader.take() {
-            tokio::spawn(loader::run(self.store.clone(), source, notifier, every, self.background.clone()));
+            tokio::spawn(loader::run(
+                self.store.clone(),
+                source,
+                notifier,
+                every,
+                self.background.clone(),
+            ));
         }
         let background = self.background.clone();
-        let result = gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await;
+        let result =
+            gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await;
         background.cancel();
         result
     }

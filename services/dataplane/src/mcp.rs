@@ -10,6 +10,10 @@
 //! definitions come from the snapshot (approved pins only); calls, prompts and resources are
 //! forwarded to the upstream that owns them with the server's own credential.
 
+// Handlers answer with `HttpResponse` on the error path and `Answer` lives for one request:
+// their size does not matter here.
+#![allow(clippy::result_large_err, clippy::large_enum_variant)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +50,13 @@ const SSE_RETRY_MS: u64 = 3000;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const RESPONSE_ID_PREFIX: &str = "gh.";
 /// Methods the stateless revision removed (SEP-2575): 404 with -32601.
-const REMOVED_IN_MODERN: &[&str] = &["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"];
+const REMOVED_IN_MODERN: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
 
 fn all_versions() -> Vec<&'static str> {
     MODERN_VERSIONS.iter().chain(LEGACY_VERSIONS).copied().collect()
@@ -81,8 +91,23 @@ impl Ctx {
         self.org.servers.get(&id)
     }
 
-    fn record(&self, method: &str, tool: Option<&str>, server: Option<ServerId>, args: Option<&Value>, bytes_in: u64) -> CallRecord {
-        CallRecord::start(&self.state.events, &self.site, method, tool, server, args, bytes_in)
+    fn record(
+        &self,
+        method: &str,
+        tool: Option<&str>,
+        server: Option<ServerId>,
+        args: Option<&Value>,
+        bytes_in: u64,
+    ) -> CallRecord {
+        CallRecord::start(
+            &self.state.events,
+            &self.site,
+            method,
+            tool,
+            server,
+            args,
+            bytes_in,
+        )
     }
 }
 
@@ -92,7 +117,13 @@ fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
         .body(serde_json::to_vec(body).expect("json"))
 }
 
-fn rpc_error(status: StatusCode, id: Option<&Value>, code: i64, message: &str, data: Option<Value>) -> HttpResponse {
+fn rpc_error(
+    status: StatusCode,
+    id: Option<&Value>,
+    code: i64,
+    message: &str,
+    data: Option<Value>,
+) -> HttpResponse {
     json_response(status, &jsonrpc::error_body(id, code, message, data))
 }
 
@@ -100,7 +131,15 @@ fn method_not_allowed() -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header(("allow", "POST"))
         .content_type("application/json")
-        .body(serde_json::to_vec(&jsonrpc::error_body(None, jsonrpc::INVALID_REQUEST, "Method Not Allowed", None)).expect("json"))
+        .body(
+            serde_json::to_vec(&jsonrpc::error_body(
+                None,
+                jsonrpc::INVALID_REQUEST,
+                "Method Not Allowed",
+                None,
+            ))
+            .expect("json"),
+        )
 }
 
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
@@ -108,17 +147,36 @@ fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 }
 
 /// Origin/Host, configuration, endpoint, token, base scope and rate limits.
-async fn establish(req: &HttpRequest, state: &web::Data<AppState>, org_slug: &str, endpoint_slug: &str) -> Result<Ctx, HttpResponse> {
+async fn establish(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    org_slug: &str,
+    endpoint_slug: &str,
+) -> Result<Ctx, HttpResponse> {
     if let Err(problem) = state.origins.check(
         req.headers().get("origin").map(|v| v.as_bytes()),
         req.headers().get("host").map(|v| v.as_bytes()),
     ) {
-        return Err(rpc_error(StatusCode::FORBIDDEN, None, jsonrpc::INVALID_REQUEST, &format!("Forbidden: {problem}"), None));
+        return Err(rpc_error(
+            StatusCode::FORBIDDEN,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            &format!("Forbidden: {problem}"),
+            None,
+        ));
     }
     if !state.store.is_loaded() {
         return Err(resource::not_ready());
     }
-    let not_found = || rpc_error(StatusCode::NOT_FOUND, None, jsonrpc::INVALID_REQUEST, "Not Found: no such endpoint", None);
+    let not_found = || {
+        rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Found: no such endpoint",
+            None,
+        )
+    };
     let org = state.store.org_by_slug(org_slug).ok_or_else(not_found)?;
     let endpoint = org.endpoint(endpoint_slug).cloned().ok_or_else(not_found)?;
     tracing::Span::current().record("org_id", tracing::field::display(org.snapshot.org_id));
@@ -135,13 +193,19 @@ async fn establish(req: &HttpRequest, state: &web::Data<AppState>, org_slug: &st
         };
         metrics::counter!("gatehouse_dataplane_unauthenticated_total").increment(1);
         HttpResponse::Unauthorized()
-            .insert_header(("www-authenticate", resource::challenge(&metadata_url, &endpoint, description)))
+            .insert_header((
+                "www-authenticate",
+                resource::challenge(&metadata_url, &endpoint, description),
+            ))
             .content_type("application/json")
             .body(
                 serde_json::to_vec(&jsonrpc::error_body(
                     None,
                     jsonrpc::INVALID_REQUEST,
-                    &format!("Unauthorized: {}", description.unwrap_or("a bearer token is required")),
+                    &format!(
+                        "Unauthorized: {}",
+                        description.unwrap_or("a bearer token is required")
+                    ),
                     None,
                 ))
                 .expect("json"),
@@ -166,20 +230,42 @@ async fn establish(req: &HttpRequest, state: &web::Data<AppState>, org_slug: &st
     };
     // A token whose scopes grant nothing here gets a step-up challenge naming what would.
     if !ctx.endpoint.scopes_supported.is_empty()
-        && !ctx.endpoint.scopes_supported.iter().any(|s| ctx.principal.scopes.contains(s))
+        && !ctx
+            .endpoint
+            .scopes_supported
+            .iter()
+            .any(|s| ctx.principal.scopes.contains(s))
     {
-        ctx.record("", None, None, None, 0).finish(CallOutcome::Denied, None);
+        ctx.record("", None, None, None, 0)
+            .finish(CallOutcome::Denied, None);
         return Err(HttpResponse::Forbidden()
             .insert_header((
                 "www-authenticate",
-                resource::insufficient_scope(&ctx.metadata_url, &ctx.endpoint.scopes_supported, "the token grants nothing at this endpoint"),
+                resource::insufficient_scope(
+                    &ctx.metadata_url,
+                    &ctx.endpoint.scopes_supported,
+                    "the token grants nothing at this endpoint",
+                ),
             ))
             .content_type("application/json")
-            .body(serde_json::to_vec(&jsonrpc::error_body(None, jsonrpc::INVALID_REQUEST, "Forbidden: insufficient scope", None)).expect("json")));
+            .body(
+                serde_json::to_vec(&jsonrpc::error_body(
+                    None,
+                    jsonrpc::INVALID_REQUEST,
+                    "Forbidden: insufficient scope",
+                    None,
+                ))
+                .expect("json"),
+            ));
     }
     let limits = &ctx.endpoint.snapshot.rate_limits;
     let org_key = format!("rl:org:{}", ctx.org.snapshot.org_id);
-    let subject_key = format!("rl:sub:{}:{}:{}", ctx.org.snapshot.org_id, ctx.endpoint.id(), ctx.principal.subject);
+    let subject_key = format!(
+        "rl:sub:{}:{}:{}",
+        ctx.org.snapshot.org_id,
+        ctx.endpoint.id(),
+        ctx.principal.subject
+    );
     for (key, limit) in [(org_key, limits.per_org), (subject_key, limits.per_subject)] {
         if let Some(limit) = limit {
             check_limit(&ctx, &key, limit, "", None).await?;
@@ -188,12 +274,19 @@ async fn establish(req: &HttpRequest, state: &web::Data<AppState>, org_slug: &st
     Ok(ctx)
 }
 
-async fn check_limit(ctx: &Ctx, key: &str, limit: Limit, method: &str, tool: Option<&str>) -> Result<(), HttpResponse> {
+async fn check_limit(
+    ctx: &Ctx,
+    key: &str,
+    limit: Limit,
+    method: &str,
+    tool: Option<&str>,
+) -> Result<(), HttpResponse> {
     let decision = ctx.state.limiter.check(key, limit).await;
     if decision.allowed {
         return Ok(());
     }
-    ctx.record(method, tool, None, None, 0).finish(CallOutcome::RateLimited, None);
+    ctx.record(method, tool, None, None, 0)
+        .finish(CallOutcome::RateLimited, None);
     let secs = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
     Err(HttpResponse::TooManyRequests()
         .insert_header(("retry-after", secs.to_string()))
@@ -219,7 +312,8 @@ fn accepts_both(req: &HttpRequest) -> bool {
             let essence = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
             let zero = pieces.any(|p| {
                 let p = p.trim();
-                p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q == 0.0))
+                p.strip_prefix("q=")
+                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q == 0.0))
             });
             if zero {
                 continue;
@@ -232,24 +326,50 @@ fn accepts_both(req: &HttpRequest) -> bool {
 }
 
 fn raw_headers(req: &HttpRequest) -> RawHeaders<'_> {
-    req.headers().iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect()
+    req.headers()
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+        .collect()
 }
 
 /// `POST /{org}/{endpoint}/mcp`.
-pub async fn post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>, path: web::Path<(String, String)>) -> HttpResponse {
+pub async fn post(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
     let (org_slug, endpoint_slug) = path.into_inner();
     let ctx = match establish(&req, &state, &org_slug, &endpoint_slug).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
     let content_type_ok = header_str(&req, "content-type")
-        .map(|c| c.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
         .unwrap_or(false);
     if !content_type_ok {
-        return rpc_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, None, jsonrpc::INVALID_REQUEST, "Unsupported Media Type: Content-Type must be application/json", None);
+        return rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Unsupported Media Type: Content-Type must be application/json",
+            None,
+        );
     }
     if !accepts_both(&req) {
-        return rpc_error(StatusCode::NOT_ACCEPTABLE, None, jsonrpc::INVALID_REQUEST, "Not Acceptable: the client must accept both application/json and text/event-stream", None);
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Acceptable: the client must accept both application/json and text/event-stream",
+            None,
+        );
     }
     let parsed = match jsonrpc::parse_body(&body, state.max_json_depth) {
         Ok(parsed) => parsed,
@@ -274,7 +394,9 @@ fn is_modern(req: &HttpRequest, message: &Message) -> bool {
     if header_modern {
         return true;
     }
-    message.kind == Kind::Request && message.method() == "server/discover" && req.headers().get(MCP_SESSION_ID).is_none()
+    message.kind == Kind::Request
+        && message.method() == "server/discover"
+        && req.headers().get(MCP_SESSION_ID).is_none()
 }
 
 async fn single(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -> HttpResponse {
@@ -321,25 +443,61 @@ async fn single(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -
 /// caller's.
 fn open_session(req: &HttpRequest, ctx: &Ctx) -> Result<Session, HttpResponse> {
     let Some(id) = header_str(req, MCP_SESSION_ID) else {
-        return Err(rpc_error(StatusCode::BAD_REQUEST, None, jsonrpc::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required", None));
+        return Err(rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+            None,
+        ));
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if ctx.state.ended_sessions.contains(id) {
-        return Err(rpc_error(StatusCode::NOT_FOUND, None, jsonrpc::INVALID_REQUEST, "Not Found: session not found", None));
+        return Err(rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Found: session not found",
+            None,
+        ));
     }
     match ctx.state.sessions.open(id, now) {
-        Some(s) if s.org == ctx.org.snapshot.org_id && s.endpoint == ctx.endpoint.id() && s.subject == ctx.principal.subject => Ok(s),
-        _ => Err(rpc_error(StatusCode::NOT_FOUND, None, jsonrpc::INVALID_REQUEST, "Not Found: session not found", None)),
+        Some(s)
+            if s.org == ctx.org.snapshot.org_id
+                && s.endpoint == ctx.endpoint.id()
+                && s.subject == ctx.principal.subject =>
+        {
+            Ok(s)
+        }
+        _ => Err(rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Found: session not found",
+            None,
+        )),
     }
 }
 
 async fn modern(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -> HttpResponse {
     let id = message.id().cloned();
     let Some(header_version) = req.headers().get(MCP_PROTOCOL_VERSION) else {
-        return rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), jsonrpc::HEADER_MISMATCH, "Header mismatch: the MCP-Protocol-Version header is required", None);
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id.as_ref(),
+            jsonrpc::HEADER_MISMATCH,
+            "Header mismatch: the MCP-Protocol-Version header is required",
+            None,
+        );
     };
     let Ok(header_version) = header_version.to_str() else {
-        return rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), jsonrpc::HEADER_MISMATCH, "Header mismatch: MCP-Protocol-Version is not valid", None);
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id.as_ref(),
+            jsonrpc::HEADER_MISMATCH,
+            "Header mismatch: MCP-Protocol-Version is not valid",
+            None,
+        );
     };
     if message.kind == Kind::Request {
         match message.meta_protocol_version() {
@@ -348,7 +506,10 @@ async fn modern(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -
                     StatusCode::BAD_REQUEST,
                     id.as_ref(),
                     jsonrpc::INVALID_PARAMS,
-                    &format!("Invalid params: request _meta is missing or has malformed required fields: {}", jsonrpc::META_PROTOCOL_VERSION),
+                    &format!(
+                        "Invalid params: request _meta is missing or has malformed required fields: {}",
+                        jsonrpc::META_PROTOCOL_VERSION
+                    ),
                     None,
                 );
             }
@@ -357,7 +518,9 @@ async fn modern(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -
                     StatusCode::BAD_REQUEST,
                     id.as_ref(),
                     jsonrpc::HEADER_MISMATCH,
-                    &format!("Header mismatch: MCP-Protocol-Version header ({header_version}) does not match request _meta protocolVersion ({meta})"),
+                    &format!(
+                        "Header mismatch: MCP-Protocol-Version header ({header_version}) does not match request _meta protocolVersion ({meta})"
+                    ),
                     None,
                 );
             }
@@ -379,20 +542,37 @@ async fn modern(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -
             .flatten()
             .and_then(|n| ctx.endpoint.tool(n))
             .and_then(|t| t.approved_definition.get("inputSchema"));
-        if let Err(reason) = headers::validate_standard(&raw_headers(req), message.method(), message.params(), tool_schema) {
+        if let Err(reason) =
+            headers::validate_standard(&raw_headers(req), message.method(), message.params(), tool_schema)
+        {
             metrics::counter!("gatehouse_dataplane_header_mismatch_total").increment(1);
-            return rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), jsonrpc::HEADER_MISMATCH, &format!("Header mismatch: {reason}"), None);
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                id.as_ref(),
+                jsonrpc::HEADER_MISMATCH,
+                &format!("Header mismatch: {reason}"),
+                None,
+            );
         }
     }
     match message.kind {
         // Without sessions a notification has nowhere to go; closing a stream cancels.
         Kind::Notification => HttpResponse::Accepted().finish(),
-        Kind::Response => rpc_error(StatusCode::BAD_REQUEST, None, jsonrpc::INVALID_REQUEST, "Invalid Request: a stateless server accepts no JSON-RPC responses", None),
+        Kind::Response => rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Invalid Request: a stateless server accepts no JSON-RPC responses",
+            None,
+        ),
         Kind::Request if REMOVED_IN_MODERN.contains(&message.method()) => rpc_error(
             StatusCode::NOT_FOUND,
             id.as_ref(),
             jsonrpc::METHOD_NOT_FOUND,
-            &format!("Method not found: {} does not exist in protocol version {header_version}", message.method()),
+            &format!(
+                "Method not found: {} does not exist in protocol version {header_version}",
+                message.method()
+            ),
             None,
         ),
         Kind::Request => match dispatch(req, ctx, Era::Modern, None, message, bytes_in).await {
@@ -433,7 +613,12 @@ fn modern_list_fields(era: Era, result: &mut Map<String, Value>) {
 }
 
 fn unknown_tool(id: &Value, name: &str) -> Answer {
-    Answer::Value(jsonrpc::error_body(Some(id), jsonrpc::INVALID_PARAMS, &format!("Unknown tool: {name}"), None))
+    Answer::Value(jsonrpc::error_body(
+        Some(id),
+        jsonrpc::INVALID_PARAMS,
+        &format!("Unknown tool: {name}"),
+        None,
+    ))
 }
 
 /// Whether a grant lets the caller use a capability: `None` = not exposed at all.
@@ -446,7 +631,14 @@ fn grant_allows(grant: &Option<CapabilityGrant>, principal: &Principal) -> Optio
     })
 }
 
-async fn dispatch(req: &HttpRequest, ctx: &Ctx, era: Era, session: Option<&Session>, mut message: Message, bytes_in: u64) -> Answer {
+async fn dispatch(
+    req: &HttpRequest,
+    ctx: &Ctx,
+    era: Era,
+    session: Option<&Session>,
+    mut message: Message,
+    bytes_in: u64,
+) -> Answer {
     let id = message.id().cloned().unwrap_or(Value::Null);
     let method = message.method().to_owned();
     match method.as_str() {
@@ -476,14 +668,23 @@ async fn dispatch(req: &HttpRequest, ctx: &Ctx, era: Era, session: Option<&Sessi
         }
         "tools/call" => call_tool(req, ctx, era, session, message, bytes_in).await,
         "prompts/list" | "resources/list" | "resources/templates/list" => {
-            let grant = if method.starts_with("prompts") { &ctx.endpoint.snapshot.prompts } else { &ctx.endpoint.snapshot.resources };
+            let grant = if method.starts_with("prompts") {
+                &ctx.endpoint.snapshot.prompts
+            } else {
+                &ctx.endpoint.snapshot.resources
+            };
             let key = match method.as_str() {
                 "prompts/list" => "prompts",
                 "resources/list" => "resources",
                 _ => "resourceTemplates",
             };
             match grant_allows(grant, &ctx.principal) {
-                None => Answer::Value(jsonrpc::error_body(Some(&id), jsonrpc::METHOD_NOT_FOUND, &format!("Method not found: {method}"), None)),
+                None => Answer::Value(jsonrpc::error_body(
+                    Some(&id),
+                    jsonrpc::METHOD_NOT_FOUND,
+                    &format!("Method not found: {method}"),
+                    None,
+                )),
                 Some(Err(_)) => {
                     let mut result = Map::new();
                     result.insert(key.into(), json!([]));
@@ -493,7 +694,11 @@ async fn dispatch(req: &HttpRequest, ctx: &Ctx, era: Era, session: Option<&Sessi
                 Some(Ok(())) => aggregate_list(ctx, era, session, &message, key).await,
             }
         }
-        "prompts/get" | "resources/read" | "resources/subscribe" | "resources/unsubscribe" | "completion/complete" => {
+        "prompts/get"
+        | "resources/read"
+        | "resources/subscribe"
+        | "resources/unsubscribe"
+        | "completion/complete" => {
             let grant = match method.as_str() {
                 "prompts/get" => &ctx.endpoint.snapshot.prompts,
                 "completion/complete" => {
@@ -503,24 +708,57 @@ async fn dispatch(req: &HttpRequest, ctx: &Ctx, era: Era, session: Option<&Sessi
                         .and_then(|r| r.get("type"))
                         .and_then(Value::as_str)
                         == Some("ref/prompt");
-                    if is_prompt { &ctx.endpoint.snapshot.prompts } else { &ctx.endpoint.snapshot.resources }
+                    if is_prompt {
+                        &ctx.endpoint.snapshot.prompts
+                    } else {
+                        &ctx.endpoint.snapshot.resources
+                    }
                 }
                 _ => &ctx.endpoint.snapshot.resources,
             };
             match grant_allows(grant, &ctx.principal) {
-                None => Answer::Value(jsonrpc::error_body(Some(&id), jsonrpc::METHOD_NOT_FOUND, &format!("Method not found: {method}"), None)),
+                None => Answer::Value(jsonrpc::error_body(
+                    Some(&id),
+                    jsonrpc::METHOD_NOT_FOUND,
+                    &format!("Method not found: {method}"),
+                    None,
+                )),
                 Some(Err(scope)) => {
-                    ctx.record(&method, message.param_str("name").or(message.param_str("uri")), None, None, bytes_in)
-                        .finish(CallOutcome::Denied, None);
+                    ctx.record(
+                        &method,
+                        message.param_str("name").or(message.param_str("uri")),
+                        None,
+                        None,
+                        bytes_in,
+                    )
+                    .finish(CallOutcome::Denied, None);
                     Answer::Http(
                         HttpResponse::Forbidden()
-                            .insert_header(("www-authenticate", resource::insufficient_scope(&ctx.metadata_url, &[scope.clone()], &format!("{method} requires scope {scope}"))))
+                            .insert_header((
+                                "www-authenticate",
+                                resource::insufficient_scope(
+                                    &ctx.metadata_url,
+                                    std::slice::from_ref(&scope),
+                                    &format!("{method} requires scope {scope}"),
+                                ),
+                            ))
                             .content_type("application/json")
-                            .body(serde_json::to_vec(&jsonrpc::error_body(Some(&id), jsonrpc::INVALID_REQUEST, &format!("Forbidden: insufficient scope ({scope} required)"), None)).expect("json")),
+                            .body(
+                                serde_json::to_vec(&jsonrpc::error_body(
+                                    Some(&id),
+                                    jsonrpc::INVALID_REQUEST,
+                                    &format!("Forbidden: insufficient scope ({scope} required)"),
+                                    None,
+                                ))
+                                .expect("json"),
+                            ),
                     )
                 }
                 Some(Ok(())) => {
-                    let name = message.param_str("name").or(message.param_str("uri")).map(str::to_owned);
+                    let name = message
+                        .param_str("name")
+                        .or(message.param_str("uri"))
+                        .map(str::to_owned);
                     let target = route_named(ctx, &mut message);
                     let record = ctx.record(&method, name.as_deref(), target, None, bytes_in);
                     forward_request(req, ctx, era, session, message, target, Some(record)).await
@@ -560,7 +798,12 @@ async fn dispatch(req: &HttpRequest, ctx: &Ctx, era: Era, session: Option<&Sessi
                 let record = ctx.record(&method, None, Some(target), None, bytes_in);
                 forward_request(req, ctx, era, session, message, Some(target), Some(record)).await
             } else {
-                Answer::Value(jsonrpc::error_body(Some(&id), jsonrpc::METHOD_NOT_FOUND, &format!("Method not found: {method}"), None))
+                Answer::Value(jsonrpc::error_body(
+                    Some(&id),
+                    jsonrpc::METHOD_NOT_FOUND,
+                    &format!("Method not found: {method}"),
+                    None,
+                ))
             }
         }
     }
@@ -575,15 +818,28 @@ fn route_named(ctx: &Ctx, message: &mut Message) -> Option<ServerId> {
     }
     let method = message.method().to_owned();
     let is_prompt_ref = method == "completion/complete"
-        && message.params().and_then(|p| p.get("ref")).and_then(|r| r.get("type")).and_then(Value::as_str) == Some("ref/prompt");
+        && message
+            .params()
+            .and_then(|p| p.get("ref"))
+            .and_then(|r| r.get("type"))
+            .and_then(Value::as_str)
+            == Some("ref/prompt");
     if method == "prompts/get" || is_prompt_ref {
         let name = if method == "prompts/get" {
             message.param_str("name").map(str::to_owned)
         } else {
-            message.params().and_then(|p| p.get("ref")).and_then(|r| r.get("name")).and_then(Value::as_str).map(str::to_owned)
+            message
+                .params()
+                .and_then(|p| p.get("ref"))
+                .and_then(|r| r.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
         }?;
         let (slug, rest) = name.split_once(gatehouse_core::snapshot::TOOL_NAMESPACE_SEPARATOR)?;
-        let server = servers.iter().find(|s| ctx.server(**s).is_some_and(|st| st.snapshot.slug == slug)).copied()?;
+        let server = servers
+            .iter()
+            .find(|s| ctx.server(**s).is_some_and(|st| st.snapshot.slug == slug))
+            .copied()?;
         let params = message.params_mut()?;
         if method == "prompts/get" {
             params.insert("name".into(), json!(rest));
@@ -596,7 +852,13 @@ fn route_named(ctx: &Ctx, message: &mut Message) -> Option<ServerId> {
 }
 
 /// `prompts/list`, `resources/list`, `resources/templates/list` across the endpoint's upstreams.
-async fn aggregate_list(ctx: &Ctx, era: Era, session: Option<&Session>, message: &Message, key: &str) -> Answer {
+async fn aggregate_list(
+    ctx: &Ctx,
+    era: Era,
+    session: Option<&Session>,
+    message: &Message,
+    key: &str,
+) -> Answer {
     let id = message.id().cloned().unwrap_or(Value::Null);
     let servers = ctx.endpoint.server_ids.clone();
     let namespaced = servers.len() > 1 && key == "prompts";
@@ -635,9 +897,20 @@ async fn aggregate_list(ctx: &Ctx, era: Era, session: Option<&Session>, message:
 }
 
 /// The protocol version and upstream session to use with `server` for this request.
-fn upstream_session(era: Era, session: Option<&Session>, server: ServerId, message: &Message) -> Option<(String, Option<String>)> {
+fn upstream_session(
+    era: Era,
+    session: Option<&Session>,
+    server: ServerId,
+    message: &Message,
+) -> Option<(String, Option<String>)> {
     match era {
-        Era::Modern => Some((message.meta_protocol_version().unwrap_or(MODERN_VERSIONS[0]).to_owned(), None)),
+        Era::Modern => Some((
+            message
+                .meta_protocol_version()
+                .unwrap_or(MODERN_VERSIONS[0])
+                .to_owned(),
+            None,
+        )),
         Era::Legacy => {
             let s = session?;
             let u = s.upstreams.iter().find(|u| u.server == server)?;
@@ -664,7 +937,10 @@ fn mcp_headers_for(era: Era, message: &Message, req: Option<&HttpRequest>) -> Ve
     if let Some(req) = req {
         for (name, value) in req.headers() {
             if name.as_str().starts_with(headers::MCP_PARAM_PREFIX)
-                && let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_str().as_bytes()), HeaderValue::from_bytes(value.as_bytes()))
+                && let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_str().as_bytes()),
+                    HeaderValue::from_bytes(value.as_bytes()),
+                )
             {
                 out.push((n, v));
             }
@@ -673,14 +949,28 @@ fn mcp_headers_for(era: Era, message: &Message, req: Option<&HttpRequest>) -> Ve
     out
 }
 
-async fn call_tool(req: &HttpRequest, ctx: &Ctx, era: Era, session: Option<&Session>, mut message: Message, bytes_in: u64) -> Answer {
+async fn call_tool(
+    req: &HttpRequest,
+    ctx: &Ctx,
+    era: Era,
+    session: Option<&Session>,
+    mut message: Message,
+    bytes_in: u64,
+) -> Answer {
     let id = message.id().cloned().unwrap_or(Value::Null);
     let Some(name) = message.param_str("name").map(str::to_owned) else {
-        return Answer::Value(jsonrpc::error_body(Some(&id), jsonrpc::INVALID_PARAMS, "Invalid params: tools/call requires a tool name", None));
+        return Answer::Value(jsonrpc::error_body(
+            Some(&id),
+            jsonrpc::INVALID_PARAMS,
+            "Invalid params: tools/call requires a tool name",
+            None,
+        ));
     };
     let arguments = message.params().and_then(|p| p.get("arguments")).cloned();
     let tool = ctx.endpoint.tool(&name);
-    let allowed = tool.filter(|t| ctx.endpoint.may_call(t.tool_id, &ctx.principal.scopes) && !ctx.state.pins.is_withheld(t));
+    let allowed = tool.filter(|t| {
+        ctx.endpoint.may_call(t.tool_id, &ctx.principal.scopes) && !ctx.state.pins.is_withheld(t)
+    });
     let Some(tool) = allowed else {
         // Unknown, not granted and withheld look the same: the caller learns nothing.
         let mut record = ctx.record("tools/call", Some(&name), None, arguments.as_ref(), bytes_in);
@@ -688,20 +978,40 @@ async fn call_tool(req: &HttpRequest, ctx: &Ctx, era: Era, session: Option<&Sess
         drop(record);
         return unknown_tool(&id, &name);
     };
-    let ToolTarget::Upstream { server_id, upstream_name } = &tool.target else {
+    let ToolTarget::Upstream {
+        server_id,
+        upstream_name,
+    } = &tool.target
+    else {
         let mut record = ctx.record("tools/call", Some(&name), None, arguments.as_ref(), bytes_in);
         record.set_outcome(CallOutcome::Error, Some(jsonrpc::INTERNAL_ERROR));
         drop(record);
-        return Answer::Value(jsonrpc::error_body(Some(&id), jsonrpc::INTERNAL_ERROR, "This tool runs on a hosted SQL backend, which this dataplane does not serve yet", None));
+        return Answer::Value(jsonrpc::error_body(
+            Some(&id),
+            jsonrpc::INTERNAL_ERROR,
+            "This tool runs on a hosted SQL backend, which this dataplane does not serve yet",
+            None,
+        ));
     };
     if let Some(limit) = ctx.endpoint.snapshot.rate_limits.per_tool.get(&name) {
-        let key = format!("rl:tool:{}:{}:{}", ctx.org.snapshot.org_id, ctx.endpoint.id(), name);
+        let key = format!(
+            "rl:tool:{}:{}:{}",
+            ctx.org.snapshot.org_id,
+            ctx.endpoint.id(),
+            name
+        );
         if let Err(response) = check_limit(ctx, &key, *limit, "tools/call", Some(&name)).await {
             return Answer::Http(response);
         }
     }
     if ctx.state.quota.is_over(ctx.org.snapshot.org_id) {
-        let mut record = ctx.record("tools/call", Some(&name), Some(*server_id), arguments.as_ref(), bytes_in);
+        let mut record = ctx.record(
+            "tools/call",
+            Some(&name),
+            Some(*server_id),
+            arguments.as_ref(),
+            bytes_in,
+        );
         record.set_outcome(CallOutcome::OverQuota, Some(jsonrpc::SERVER_ERROR));
         drop(record);
         return Answer::Value(jsonrpc::error_body(
@@ -714,7 +1024,13 @@ async fn call_tool(req: &HttpRequest, ctx: &Ctx, era: Era, session: Option<&Sess
     if let Some(params) = message.params_mut() {
         params.insert("name".into(), Value::String(upstream_name.clone()));
     }
-    let record = ctx.record("tools/call", Some(&name), Some(*server_id), arguments.as_ref(), bytes_in);
+    let record = ctx.record(
+        "tools/call",
+        Some(&name),
+        Some(*server_id),
+        arguments.as_ref(),
+        bytes_in,
+    );
     forward_request(req, ctx, era, session, message, Some(*server_id), Some(record)).await
 }
 
@@ -736,13 +1052,25 @@ async fn forward_request(
         Answer::Value(jsonrpc::error_body(Some(&id), code, text, None))
     };
     let Some(server_id) = target else {
-        return fail(record, jsonrpc::METHOD_NOT_FOUND, "Method not found: no upstream serves this request");
+        return fail(
+            record,
+            jsonrpc::METHOD_NOT_FOUND,
+            "Method not found: no upstream serves this request",
+        );
     };
     let Some(server) = ctx.server(server_id).cloned() else {
-        return fail(record, jsonrpc::INTERNAL_ERROR, "Upstream server is not configured");
+        return fail(
+            record,
+            jsonrpc::INTERNAL_ERROR,
+            "Upstream server is not configured",
+        );
     };
     let Some((version, session_id)) = upstream_session(era, session, server_id, &message) else {
-        return fail(record, jsonrpc::SERVER_ERROR, "Upstream unavailable for this session; re-initialize");
+        return fail(
+            record,
+            jsonrpc::SERVER_ERROR,
+            "Upstream unavailable for this session; re-initialize",
+        );
     };
     let index = session
         .and_then(|s| s.upstreams.iter().position(|u| u.server == server_id))
@@ -774,7 +1102,13 @@ async fn forward_request(
             if let Some(r) = record {
                 r.finish(CallOutcome::Error, None);
             }
-            Answer::Http(rpc_error(StatusCode::NOT_FOUND, Some(&id), jsonrpc::INVALID_REQUEST, "Not Found: session expired upstream; re-initialize", None))
+            Answer::Http(rpc_error(
+                StatusCode::NOT_FOUND,
+                Some(&id),
+                jsonrpc::INVALID_REQUEST,
+                "Not Found: session expired upstream; re-initialize",
+                None,
+            ))
         }
         Err(e) => {
             tracing::warn!(server_id = %server_id, error = %e, "upstream request failed");
@@ -790,8 +1124,13 @@ async fn discover(req: &HttpRequest, ctx: &Ctx, message: Message) -> Answer {
     let mut merged: Option<Value> = None;
     let mut first_error: Option<Answer> = None;
     for server_id in ctx.endpoint.server_ids.clone() {
-        let Some(server) = ctx.server(server_id).cloned() else { continue };
-        let version = message.meta_protocol_version().unwrap_or(MODERN_VERSIONS[0]).to_owned();
+        let Some(server) = ctx.server(server_id).cloned() else {
+            continue;
+        };
+        let version = message
+            .meta_protocol_version()
+            .unwrap_or(MODERN_VERSIONS[0])
+            .to_owned();
         let out = Outbound {
             server: &server,
             body: Bytes::from(serde_json::to_vec(&message.value).expect("json")),
@@ -802,7 +1141,9 @@ async fn discover(req: &HttpRequest, ctx: &Ctx, message: Message) -> Answer {
         };
         match ctx.state.upstreams.post(out).await {
             Ok(Reply::Json { body, .. }) => {
-                let Ok(value) = serde_json::from_slice::<Value>(&body) else { continue };
+                let Ok(value) = serde_json::from_slice::<Value>(&body) else {
+                    continue;
+                };
                 if let Some(result) = value.get("result") {
                     merged = Some(match merged.take() {
                         None => result.clone(),
@@ -815,18 +1156,24 @@ async fn discover(req: &HttpRequest, ctx: &Ctx, message: Message) -> Answer {
                     first_error = Some(Answer::Http(relay_json_error(&value)));
                 }
             }
-            Ok(Reply::Status { status, body, json }) if (400..500).contains(&status) => {
-                if first_error.is_none() {
-                    first_error = Some(Answer::Http(
-                        HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST))
-                            .content_type(if json { "application/json" } else { "text/plain" })
-                            .body(body),
-                    ));
-                }
+            Ok(Reply::Status { status, body, json })
+                if (400..500).contains(&status) && first_error.is_none() =>
+            {
+                first_error = Some(Answer::Http(
+                    HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST))
+                        .content_type(if json { "application/json" } else { "text/plain" })
+                        .body(body),
+                ));
             }
             Ok(Reply::Stream { mut events, .. }) => {
                 while let Some(Ok(event)) = events.next().await {
-                    let Some(value) = event.data.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok()) else { continue };
+                    let Some(value) = event
+                        .data
+                        .as_deref()
+                        .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                    else {
+                        continue;
+                    };
                     if value.get("id") == Some(&id) {
                         if let Some(result) = value.get("result") {
                             merged = Some(match merged.take() {
@@ -852,12 +1199,21 @@ async fn discover(req: &HttpRequest, ctx: &Ctx, message: Message) -> Answer {
             Answer::Value(result_value(&id, result))
         }
         (None, Some(error)) => error,
-        (None, None) => Answer::Value(jsonrpc::error_body(Some(&id), jsonrpc::SERVER_ERROR, "Upstream servers unavailable", None)),
+        (None, None) => Answer::Value(jsonrpc::error_body(
+            Some(&id),
+            jsonrpc::SERVER_ERROR,
+            "Upstream servers unavailable",
+            None,
+        )),
     }
 }
 
 fn relay_json_error(value: &Value) -> HttpResponse {
-    let code = value.get("error").and_then(|e| e.get("code")).and_then(Value::as_i64).unwrap_or(0);
+    let code = value
+        .get("error")
+        .and_then(|e| e.get("code"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     let status = match code {
         jsonrpc::UNSUPPORTED_PROTOCOL_VERSION | jsonrpc::HEADER_MISMATCH | -32021 => StatusCode::BAD_REQUEST,
         jsonrpc::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
@@ -890,7 +1246,8 @@ fn filter_capabilities(ctx: &Ctx, result: &mut Value) {
         if ctx.endpoint.snapshot.prompts.is_none() && ctx.endpoint.snapshot.resources.is_none() {
             caps.remove("completions");
         }
-        caps.entry("tools").or_insert_with(|| json!({"listChanged": true}));
+        caps.entry("tools")
+            .or_insert_with(|| json!({"listChanged": true}));
     }
 }
 
@@ -898,7 +1255,10 @@ fn filter_capabilities(ctx: &Ctx, result: &mut Value) {
 /// session ids into ours.
 async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -> HttpResponse {
     let id = message.id().cloned().unwrap_or(Value::Null);
-    let requested = message.param_str("protocolVersion").unwrap_or(LATEST_LEGACY).to_owned();
+    let requested = message
+        .param_str("protocolVersion")
+        .unwrap_or(LATEST_LEGACY)
+        .to_owned();
     if let Some(header) = header_str(req, MCP_PROTOCOL_VERSION)
         && header != requested
     {
@@ -906,16 +1266,28 @@ async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -> HttpRespo
             StatusCode::BAD_REQUEST,
             Some(&id),
             jsonrpc::INVALID_REQUEST,
-            &format!("Invalid Request: MCP-Protocol-Version header ({header}) does not match initialize params.protocolVersion ({requested})"),
+            &format!(
+                "Invalid Request: MCP-Protocol-Version header ({header}) does not match initialize params.protocolVersion ({requested})"
+            ),
             None,
         );
     }
     if let Some(method) = req.headers().get(headers::MCP_METHOD)
         && method.as_bytes() != b"initialize"
     {
-        return rpc_error(StatusCode::BAD_REQUEST, Some(&id), jsonrpc::HEADER_MISMATCH, "Header mismatch: Mcp-Method does not match body method `initialize`", None);
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            Some(&id),
+            jsonrpc::HEADER_MISMATCH,
+            "Header mismatch: Mcp-Method does not match body method `initialize`",
+            None,
+        );
     }
-    let version = if LEGACY_VERSIONS.contains(&requested.as_str()) { requested.clone() } else { LATEST_LEGACY.to_owned() };
+    let version = if LEGACY_VERSIONS.contains(&requested.as_str()) {
+        requested.clone()
+    } else {
+        LATEST_LEGACY.to_owned()
+    };
     let mut upstream_message = message.value.clone();
     upstream_message["params"]["protocolVersion"] = json!(version);
     let body = Bytes::from(serde_json::to_vec(&upstream_message).expect("json"));
@@ -936,8 +1308,19 @@ async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -> HttpRespo
             match ctx.state.upstreams.request(out, &id).await {
                 Ok((reply, session_id)) => {
                     let result = reply.get("result")?.clone();
-                    let negotiated = result.get("protocolVersion").and_then(Value::as_str).unwrap_or(&version).to_owned();
-                    Some((UpstreamSession { server: *server_id, session_id, version: negotiated }, result))
+                    let negotiated = result
+                        .get("protocolVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or(&version)
+                        .to_owned();
+                    Some((
+                        UpstreamSession {
+                            server: *server_id,
+                            session_id,
+                            version: negotiated,
+                        },
+                        result,
+                    ))
                 }
                 Err(e) => {
                     tracing::warn!(server_id = %server_id, error = %e, "upstream initialize failed");
@@ -946,17 +1329,33 @@ async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -> HttpRespo
             }
         }
     });
-    let results: Vec<_> = futures::future::join_all(inits).await.into_iter().flatten().collect();
+    let results: Vec<_> = futures::future::join_all(inits)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     if results.is_empty() && !ctx.endpoint.server_ids.is_empty() {
-        return rpc_error(StatusCode::OK, Some(&id), jsonrpc::SERVER_ERROR, "Upstream servers unavailable", None);
+        return rpc_error(
+            StatusCode::OK,
+            Some(&id),
+            jsonrpc::SERVER_ERROR,
+            "Upstream servers unavailable",
+            None,
+        );
     }
-    let mut merged = results.first().map(|(_, r)| r.clone()).unwrap_or_else(|| json!({"capabilities": {}}));
+    let mut merged = results
+        .first()
+        .map(|(_, r)| r.clone())
+        .unwrap_or_else(|| json!({"capabilities": {}}));
     for (_, other) in results.iter().skip(1) {
         merge_capabilities(&mut merged, other);
     }
     if results.len() != 1 {
         merged["serverInfo"] = json!({"name": format!("gatehouse/{}/{}", ctx.org.snapshot.slug, ctx.endpoint.snapshot.slug), "title": ctx.endpoint.snapshot.name, "version": env!("CARGO_PKG_VERSION")});
-        let instructions: Vec<&str> = results.iter().filter_map(|(_, r)| r.get("instructions").and_then(Value::as_str)).collect();
+        let instructions: Vec<&str> = results
+            .iter()
+            .filter_map(|(_, r)| r.get("instructions").and_then(Value::as_str))
+            .collect();
         if instructions.is_empty() {
             if let Some(obj) = merged.as_object_mut() {
                 obj.remove("instructions");
@@ -1012,7 +1411,10 @@ async fn forward_notification(ctx: &Ctx, session: &Session, message: &Message) {
 /// Rewrites an upstream's server→client request id so the client's answer finds its way back to
 /// the same upstream from any replica: `gh.<upstream index>.<base64url(original id JSON)>`.
 fn rewrite_request_id(index: usize, id: &Value) -> Value {
-    Value::String(format!("{RESPONSE_ID_PREFIX}{index}.{}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(id).expect("json"))))
+    Value::String(format!(
+        "{RESPONSE_ID_PREFIX}{index}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(id).expect("json"))
+    ))
 }
 
 fn parse_rewritten_id(id: &Value) -> Option<(usize, Value)> {
@@ -1025,13 +1427,31 @@ fn parse_rewritten_id(id: &Value) -> Option<(usize, Value)> {
 /// The client's answer to a server→client request (sampling, elicitation, roots).
 async fn route_client_response(ctx: &Ctx, session: &Session, mut message: Message) -> HttpResponse {
     let Some((index, original)) = message.id().and_then(parse_rewritten_id) else {
-        return rpc_error(StatusCode::BAD_REQUEST, None, jsonrpc::INVALID_REQUEST, "Invalid Request: response to an unknown request", None);
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Invalid Request: response to an unknown request",
+            None,
+        );
     };
     let Some(upstream) = session.upstreams.get(index) else {
-        return rpc_error(StatusCode::BAD_REQUEST, None, jsonrpc::INVALID_REQUEST, "Invalid Request: response to an unknown request", None);
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Invalid Request: response to an unknown request",
+            None,
+        );
     };
     let Some(server) = ctx.server(upstream.server).cloned() else {
-        return rpc_error(StatusCode::NOT_FOUND, None, jsonrpc::INVALID_REQUEST, "Not Found: session not found", None);
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Found: session not found",
+            None,
+        );
     };
     message.value["id"] = original;
     let out = Outbound {
@@ -1044,8 +1464,20 @@ async fn route_client_response(ctx: &Ctx, session: &Session, mut message: Messag
     };
     match ctx.state.upstreams.post(out).await {
         Ok(_) => HttpResponse::Accepted().finish(),
-        Err(UpstreamError::SessionGone) => rpc_error(StatusCode::NOT_FOUND, None, jsonrpc::INVALID_REQUEST, "Not Found: session expired upstream", None),
-        Err(_) => rpc_error(StatusCode::BAD_GATEWAY, None, jsonrpc::SERVER_ERROR, "Upstream server unavailable", None),
+        Err(UpstreamError::SessionGone) => rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Found: session expired upstream",
+            None,
+        ),
+        Err(_) => rpc_error(
+            StatusCode::BAD_GATEWAY,
+            None,
+            jsonrpc::SERVER_ERROR,
+            "Upstream server unavailable",
+            None,
+        ),
     }
 }
 
@@ -1074,7 +1506,11 @@ fn relay_reply(ctx: &Ctx, reply: Reply, mut relay: Relay, request_id: Option<Val
             }
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             HttpResponse::build(status)
-                .content_type(if json { "application/json" } else { "text/plain; charset=utf-8" })
+                .content_type(if json {
+                    "application/json"
+                } else {
+                    "text/plain; charset=utf-8"
+                })
                 .body(body)
         }
         Reply::Stream { events, .. } => {
@@ -1119,7 +1555,12 @@ type FrameStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes, ac
 /// Relays upstream SSE events: event ids and server→client request ids are rewritten to name the
 /// upstream (legacy), a priming event is sent first when the upstream sends none, and the call
 /// record is finished when the response goes by (or when the client goes away).
-fn relay_events(events: SseEvents, mut relay: Relay, request_id: Option<Value>, hook: Option<ListChangedHook>) -> FrameStream {
+fn relay_events(
+    events: SseEvents,
+    mut relay: Relay,
+    request_id: Option<Value>,
+    hook: Option<ListChangedHook>,
+) -> FrameStream {
     let mut first = true;
     let index = relay.index;
     let legacy = relay.era == Era::Legacy;
@@ -1136,7 +1577,11 @@ fn relay_events(events: SseEvents, mut relay: Relay, request_id: Option<Value>, 
             }
         };
         let data = event.data.as_deref().unwrap_or("");
-        let id = event.id.as_deref().filter(|_| legacy).map(|orig| format!("{index}.{orig}"));
+        let id = event
+            .id
+            .as_deref()
+            .filter(|_| legacy)
+            .map(|orig| format!("{index}.{orig}"));
         if first {
             first = false;
             let priming = data.is_empty() && event.id.is_some();
@@ -1153,7 +1598,8 @@ fn relay_events(events: SseEvents, mut relay: Relay, request_id: Option<Value>, 
         let mut payload = std::borrow::Cow::Borrowed(data);
         if let Ok(mut value) = serde_json::from_str::<Value>(data) {
             let is_request = value.get("method").is_some() && value.get("id").is_some();
-            let is_response = value.get("method").is_none() && (value.get("result").is_some() || value.get("error").is_some());
+            let is_response = value.get("method").is_none()
+                && (value.get("result").is_some() || value.get("error").is_some());
             if is_request && legacy {
                 let rewritten = rewrite_request_id(index, &value["id"]);
                 value["id"] = rewritten;
@@ -1161,7 +1607,11 @@ fn relay_events(events: SseEvents, mut relay: Relay, request_id: Option<Value>, 
             } else if is_response && value.get("id") == request_id.as_ref() {
                 if let Some(mut r) = relay.record.take() {
                     r.add_bytes_out(data.len() as u64);
-                    match value.get("error").and_then(|e| e.get("code")).and_then(Value::as_i64) {
+                    match value
+                        .get("error")
+                        .and_then(|e| e.get("code"))
+                        .and_then(Value::as_i64)
+                    {
                         Some(code) => r.finish(CallOutcome::Error, Some(code)),
                         None => r.finish(CallOutcome::Success, None),
                     }
@@ -1175,17 +1625,29 @@ fn relay_events(events: SseEvents, mut relay: Relay, request_id: Option<Value>, 
         out.push_str(&frame(id.as_deref(), event.retry.filter(|_| legacy), &payload));
         Ok(Bytes::from(out))
     });
-    Box::pin(stream.filter(|b: &Result<Bytes, actix_web::Error>| futures::future::ready(b.as_ref().map_or(true, |b| !b.is_empty()))))
+    Box::pin(stream.filter(|b: &Result<Bytes, actix_web::Error>| {
+        futures::future::ready(b.as_ref().map_or(true, |b| !b.is_empty()))
+    }))
 }
 
 fn sse_response(stream: FrameStream, keep_alive: bool) -> HttpResponse {
     let stream: FrameStream = if keep_alive {
-        let ticks = futures::stream::unfold(tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE), |mut i| async move {
-            i.tick().await;
-            Some((Ok(Bytes::from_static(b": keep-alive\n\n")), i))
-        });
-        // End when the upstream streams end, not when the ticker would.
-        Box::pin(futures::stream::select(stream.map(Some), ticks.map(|t| Some(t))).take_while(|i| futures::future::ready(i.is_some())).filter_map(futures::future::ready))
+        let ticks = futures::stream::unfold(
+            tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE),
+            |mut i| async move {
+                i.tick().await;
+                Some((Ok(Bytes::from_static(b": keep-alive\n\n")), i))
+            },
+        );
+        // End when the upstream streams end (the `None` after them), not when the ticker would.
+        let frames = stream
+            .map(Some)
+            .chain(futures::stream::once(futures::future::ready(None)));
+        Box::pin(
+            futures::stream::select(frames, ticks.map(Some))
+                .take_while(|item| futures::future::ready(item.is_some()))
+                .filter_map(futures::future::ready),
+        )
     } else {
         stream
     };
@@ -1203,13 +1665,25 @@ async fn batch(req: &HttpRequest, ctx: &Ctx, messages: Vec<Message>, bytes_in: u
         Ok(s) => s,
         Err(response) => {
             if req.headers().get(MCP_SESSION_ID).is_none() {
-                return rpc_error(StatusCode::BAD_REQUEST, None, jsonrpc::INVALID_REQUEST, "Invalid Request: batches are not supported by this protocol version", None);
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    jsonrpc::INVALID_REQUEST,
+                    "Invalid Request: batches are not supported by this protocol version",
+                    None,
+                );
             }
             return response;
         }
     };
     if session.version != DEFAULT_LEGACY {
-        return rpc_error(StatusCode::BAD_REQUEST, None, jsonrpc::INVALID_REQUEST, "Invalid Request: batches are not supported by this protocol version", None);
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Invalid Request: batches are not supported by this protocol version",
+            None,
+        );
     }
     let mut answers = Vec::new();
     for message in messages {
@@ -1221,7 +1695,12 @@ async fn batch(req: &HttpRequest, ctx: &Ctx, messages: Vec<Message>, bytes_in: u
             Kind::Request => {
                 let id = message.id().cloned().unwrap_or(Value::Null);
                 if message.method() == "initialize" {
-                    answers.push(jsonrpc::error_body(Some(&id), jsonrpc::INVALID_REQUEST, "Invalid Request: initialize cannot be batched", None));
+                    answers.push(jsonrpc::error_body(
+                        Some(&id),
+                        jsonrpc::INVALID_REQUEST,
+                        "Invalid Request: initialize cannot be batched",
+                        None,
+                    ));
                     continue;
                 }
                 let answer = dispatch(req, ctx, Era::Legacy, Some(&session), message, bytes_in).await;
@@ -1240,7 +1719,11 @@ async fn answer_value(answer: Answer, id: &Value) -> Value {
     match answer {
         Answer::Value(v) => v,
         Answer::Http(r) => {
-            let code = if r.status() == StatusCode::TOO_MANY_REQUESTS { "Rate limit exceeded" } else { "Request refused" };
+            let code = if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                "Rate limit exceeded"
+            } else {
+                "Request refused"
+            };
             jsonrpc::error_body(Some(id), jsonrpc::SERVER_ERROR, code, None)
         }
         Answer::Upstream { reply, mut relay } => {
@@ -1249,7 +1732,10 @@ async fn answer_value(answer: Answer, id: &Value) -> Value {
                 Reply::Stream { mut events, .. } => {
                     let mut found = None;
                     while let Some(Ok(e)) = events.next().await {
-                        if let Some(v) = e.data.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok())
+                        if let Some(v) = e
+                            .data
+                            .as_deref()
+                            .and_then(|d| serde_json::from_str::<Value>(d).ok())
                             && v.get("id") == Some(id)
                             && v.get("method").is_none()
                         {
@@ -1262,9 +1748,20 @@ async fn answer_value(answer: Answer, id: &Value) -> Value {
                 Reply::Status { body, .. } => serde_json::from_slice(&body).ok(),
                 Reply::Accepted => None,
             };
-            let value = value.unwrap_or_else(|| jsonrpc::error_body(Some(id), jsonrpc::SERVER_ERROR, "Upstream server unavailable", None));
+            let value = value.unwrap_or_else(|| {
+                jsonrpc::error_body(
+                    Some(id),
+                    jsonrpc::SERVER_ERROR,
+                    "Upstream server unavailable",
+                    None,
+                )
+            });
             if let Some(r) = relay.record.take() {
-                match value.get("error").and_then(|e| e.get("code")).and_then(Value::as_i64) {
+                match value
+                    .get("error")
+                    .and_then(|e| e.get("code"))
+                    .and_then(Value::as_i64)
+                {
                     Some(code) => r.finish(CallOutcome::Error, Some(code)),
                     None => r.finish(CallOutcome::Success, None),
                 }
@@ -1275,7 +1772,11 @@ async fn answer_value(answer: Answer, id: &Value) -> Value {
 }
 
 /// `GET /{org}/{endpoint}/mcp`: the session's server→client stream (legacy only).
-pub async fn get(req: HttpRequest, state: web::Data<AppState>, path: web::Path<(String, String)>) -> HttpResponse {
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
     let (org_slug, endpoint_slug) = path.into_inner();
     let ctx = match establish(&req, &state, &org_slug, &endpoint_slug).await {
         Ok(ctx) => ctx,
@@ -1291,7 +1792,13 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>, path: web::Path<(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.to_ascii_lowercase().contains("text/event-stream"));
     if !accepts_sse {
-        return rpc_error(StatusCode::NOT_ACCEPTABLE, None, jsonrpc::INVALID_REQUEST, "Not Acceptable: the client must accept text/event-stream", None);
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Acceptable: the client must accept text/event-stream",
+            None,
+        );
     }
     let session = match open_session(&req, &ctx) {
         Ok(s) => s,
@@ -1309,10 +1816,18 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>, path: web::Path<(
             Some(_) => None,
             None => None,
         };
-        let Some(server) = ctx.server(upstream.server).cloned() else { continue };
+        let Some(server) = ctx.server(upstream.server).cloned() else {
+            continue;
+        };
         match state
             .upstreams
-            .get_stream(&server, &upstream.version, upstream.session_id.as_deref(), last_event_id, Some(ctx.caller()))
+            .get_stream(
+                &server,
+                &upstream.version,
+                upstream.session_id.as_deref(),
+                last_event_id,
+                Some(ctx.caller()),
+            )
             .await
         {
             Ok(Some(events)) => {
@@ -1331,7 +1846,13 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>, path: web::Path<(
             }
             Ok(None) => {}
             Err(UpstreamError::SessionGone) => {
-                return rpc_error(StatusCode::NOT_FOUND, None, jsonrpc::INVALID_REQUEST, "Not Found: session expired upstream; re-initialize", None);
+                return rpc_error(
+                    StatusCode::NOT_FOUND,
+                    None,
+                    jsonrpc::INVALID_REQUEST,
+                    "Not Found: session expired upstream; re-initialize",
+                    None,
+                );
             }
             Err(e) => tracing::warn!(server_id = %upstream.server, error = %e, "upstream GET stream failed"),
         }
@@ -1344,7 +1865,11 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>, path: web::Path<(
 }
 
 /// `DELETE /{org}/{endpoint}/mcp`: ends the session upstream.
-pub async fn delete(req: HttpRequest, state: web::Data<AppState>, path: web::Path<(String, String)>) -> HttpResponse {
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
     let (org_slug, endpoint_slug) = path.into_inner();
     let ctx = match establish(&req, &state, &org_slug, &endpoint_slug).await {
         Ok(ctx) => ctx,

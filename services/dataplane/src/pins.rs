@@ -73,7 +73,11 @@ impl Pins {
 
     /// Whether `tool` must be withheld: its upstream serves something other than what was approved.
     pub fn is_withheld(&self, tool: &EndpointTool) -> bool {
-        let ToolTarget::Upstream { server_id, upstream_name } = &tool.target else {
+        let ToolTarget::Upstream {
+            server_id,
+            upstream_name,
+        } = &tool.target
+        else {
             return false;
         };
         self.inner
@@ -129,7 +133,13 @@ impl Pins {
         let mut observed = self.inner.observed.write().expect("pins");
         for endpoint in &org.snapshot.endpoints {
             for tool in &endpoint.tools {
-                let ToolTarget::Upstream { server_id: s, upstream_name } = &tool.target else { continue };
+                let ToolTarget::Upstream {
+                    server_id: s,
+                    upstream_name,
+                } = &tool.target
+                else {
+                    continue;
+                };
                 if *s != server_id {
                     continue;
                 }
@@ -172,7 +182,11 @@ impl Pins {
     }
 
     /// `tools/list` on the upstream in a short session of its own (all pages).
-    async fn list_upstream_tools(&self, server: &ServerState, session: Option<&str>) -> Result<Vec<Value>, UpstreamError> {
+    async fn list_upstream_tools(
+        &self,
+        server: &ServerState,
+        session: Option<&str>,
+    ) -> Result<Vec<Value>, UpstreamError> {
         let owned_session;
         let session = match session {
             Some(s) => Some(s),
@@ -277,12 +291,13 @@ impl Pins {
     async fn watch_loop(&self, org_id: gatehouse_core::ids::OrgId, server_id: ServerId) {
         let mut backoff = Duration::from_millis(500);
         loop {
-            let Some(org) = self.inner.store.org_by_id(org_id) else { return };
-            let Some(server) = org.servers.get(&server_id).cloned() else { return };
-            let session = match self.open_session(&server).await {
-                Ok(s) => s,
-                Err(_) => None,
+            let Some(org) = self.inner.store.org_by_id(org_id) else {
+                return;
             };
+            let Some(server) = org.servers.get(&server_id).cloned() else {
+                return;
+            };
+            let session = self.open_session(&server).await.unwrap_or_default();
             let stream = match &session {
                 Some(s) => self
                     .inner
@@ -303,7 +318,11 @@ impl Pins {
                         Some(s) => loop {
                             match s.next().await {
                                 Some(Ok(event)) => {
-                                    if event.data.as_deref().is_some_and(|d| d.contains("notifications/tools/list_changed")) {
+                                    if event
+                                        .data
+                                        .as_deref()
+                                        .is_some_and(|d| d.contains("notifications/tools/list_changed"))
+                                    {
                                         return true;
                                     }
                                 }

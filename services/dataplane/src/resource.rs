@@ -74,7 +74,10 @@ pub fn challenge(metadata_url: &str, endpoint: &EndpointState, error: Option<&st
     }
     value.push_str(&format!("resource_metadata=\"{}\"", quote(metadata_url)));
     if !endpoint.scopes_supported.is_empty() {
-        value.push_str(&format!(", scope=\"{}\"", quote(&endpoint.scopes_supported.join(" "))));
+        value.push_str(&format!(
+            ", scope=\"{}\"",
+            quote(&endpoint.scopes_supported.join(" "))
+        ));
     }
     value
 }

@@ -70,7 +70,10 @@ impl SessionCodec {
             .cipher
             .encrypt(
                 &Nonce::try_from(&nonce[..]).expect("12 bytes"),
-                Payload { msg: &plain, aad: AAD },
+                Payload {
+                    msg: &plain,
+                    aad: AAD,
+                },
             )
             .expect("AES-GCM encryption of a bounded message cannot fail");
         let mut out = Vec::with_capacity(12 + sealed.len());
@@ -88,7 +91,13 @@ impl SessionCodec {
         let (nonce, sealed) = raw.split_at(12);
         let plain = self
             .cipher
-            .decrypt(&Nonce::try_from(nonce).ok()?, Payload { msg: sealed, aad: AAD })
+            .decrypt(
+                &Nonce::try_from(nonce).ok()?,
+                Payload {
+                    msg: sealed,
+                    aad: AAD,
+                },
+            )
             .ok()?;
         let session: Session = serde_json::from_slice(&plain).ok()?;
         (now - session.issued_at <= MAX_AGE_SECS && session.issued_at <= now + 60).then_some(session)
@@ -124,7 +133,10 @@ impl EndedSessions {
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.ended.lock().expect("ended sessions").contains_key(&Self::key(id))
+        self.ended
+            .lock()
+            .expect("ended sessions")
+            .contains_key(&Self::key(id))
     }
 }
 
@@ -153,7 +165,10 @@ mod tests {
         let session = sample();
         let id = codec.seal(&session);
         assert!(!id.contains("upstream-secret-session"));
-        assert!(id.bytes().all(|b| (0x21..=0x7e).contains(&b)), "visible ASCII only");
+        assert!(
+            id.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+            "visible ASCII only"
+        );
         assert_eq!(codec.open(&id, 1_001), Some(session));
         assert_eq!(codec.open(&id, 1_000 + MAX_AGE_SECS + 1), None);
         assert_eq!(SessionCodec::new(&[8u8; 32]).open(&id, 1_001), None);

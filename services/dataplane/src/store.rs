@@ -143,12 +143,22 @@ impl OrgState {
         let servers = snapshot
             .servers
             .iter()
-            .map(|s| (s.id, Arc::new(ServerState::open(snapshot.org_id, s.clone(), keyring))))
+            .map(|s| {
+                (
+                    s.id,
+                    Arc::new(ServerState::open(snapshot.org_id, s.clone(), keyring)),
+                )
+            })
             .collect();
         let endpoints = snapshot
             .endpoints
             .iter()
-            .map(|e| (e.slug.clone(), Arc::new(EndpointState::index(snapshot.org_id, e.clone()))))
+            .map(|e| {
+                (
+                    e.slug.clone(),
+                    Arc::new(EndpointState::index(snapshot.org_id, e.clone())),
+                )
+            })
             .collect();
         let mut revoked: HashMap<RevocationKind, HashMap<String, OffsetDateTime>> = HashMap::new();
         for r in &snapshot.revocations {
@@ -282,7 +292,10 @@ pub struct ServerState {
 pub enum UpstreamCredential {
     None,
     Bearer(SecretString),
-    Header { name: String, value: SecretString },
+    Header {
+        name: String,
+        value: SecretString,
+    },
     OauthClientCredentials {
         token_url: String,
         client_id: String,

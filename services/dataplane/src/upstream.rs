@@ -21,8 +21,8 @@ use gatehouse_core::snapshot::UpstreamTransport;
 
 use crate::assertion::{self, AssertionSigner, CallerClaims};
 use crate::auth::Principal;
-use gatehouse_egress::{Egress, EgressError, RedirectMode};
 use crate::store::{ServerState, UpstreamCredential};
+use gatehouse_egress::{Egress, EgressError, RedirectMode};
 
 /// Consecutive failures that open a breaker, and how long it stays open.
 const BREAKER_THRESHOLD: u32 = 5;
@@ -37,7 +37,10 @@ pub enum Reply {
     /// One JSON-RPC message (or batch), as bytes.
     Json { body: Bytes, session_id: Option<String> },
     /// An SSE stream of messages.
-    Stream { events: SseEvents, session_id: Option<String> },
+    Stream {
+        events: SseEvents,
+        session_id: Option<String>,
+    },
     /// Any other answer (4xx with a JSON-RPC error body, 405, ...), passed on as it is.
     Status { status: u16, body: Bytes, json: bool },
 }
@@ -163,7 +166,11 @@ impl Upstreams {
         if let Some(s) = session_id.and_then(|s| HeaderValue::from_str(s).ok()) {
             headers.insert("mcp-session-id", s);
         }
-        match server.credential.as_ref().map_err(|_| UpstreamError::Refused("upstream credential is unusable"))? {
+        match server
+            .credential
+            .as_ref()
+            .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?
+        {
             UpstreamCredential::None => {}
             UpstreamCredential::Bearer(token) => {
                 let value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
@@ -215,7 +222,12 @@ impl Upstreams {
 
     /// An OAuth client-credentials token for `server`, cached until shortly before it expires.
     async fn oauth_token(&self, server: &ServerState) -> Result<String, UpstreamError> {
-        if let Some(t) = self.inner.oauth.lock().expect("oauth cache").get(&server.snapshot.id)
+        if let Some(t) = self
+            .inner
+            .oauth
+            .lock()
+            .expect("oauth cache")
+            .get(&server.snapshot.id)
             && t.valid_until > Instant::now()
         {
             return Ok(t.token.clone());
@@ -273,7 +285,8 @@ impl Upstreams {
     }
 
     fn url(&self, server: &ServerState) -> Result<url::Url, UpstreamError> {
-        let url = url::Url::parse(&server.snapshot.url).map_err(|_| UpstreamError::Refused("upstream URL is invalid"))?;
+        let url = url::Url::parse(&server.snapshot.url)
+            .map_err(|_| UpstreamError::Refused("upstream URL is invalid"))?;
         self.inner.egress.check_url_syntax(&url).map_err(refusal)?;
         Ok(url)
     }
@@ -294,7 +307,10 @@ impl Upstreams {
         for (name, value) in out.mcp_headers {
             headers.insert(name, value);
         }
-        headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers.insert(
             reqwest::header::ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
@@ -369,8 +385,13 @@ impl Upstreams {
             return Err(UpstreamError::Unavailable("circuit breaker open".into()));
         }
         let url = self.url(server)?;
-        let mut headers = self.headers_for(server, Some(protocol_version), session_id, caller).await?;
-        headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+        let mut headers = self
+            .headers_for(server, Some(protocol_version), session_id, caller)
+            .await?;
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
         if let Some(id) = last_event_id.and_then(|v| HeaderValue::from_str(v).ok()) {
             headers.insert("last-event-id", id);
         }
@@ -395,44 +416,69 @@ impl Upstreams {
             return;
         }
         let Ok(url) = self.url(server) else { return };
-        let Ok(headers) = self.headers_for(server, Some(protocol_version), Some(session_id), None).await else {
+        let Ok(headers) = self
+            .headers_for(server, Some(protocol_version), Some(session_id), None)
+            .await
+        else {
             return;
         };
-        let _ = tokio::time::timeout(self.inner.timeout, self.inner.http.delete(url).headers(headers).send()).await;
+        let _ = tokio::time::timeout(
+            self.inner.timeout,
+            self.inner.http.delete(url).headers(headers).send(),
+        )
+        .await;
     }
 
     /// Sends one request and waits for its response message, reading a stream if the upstream
     /// answers with one (notifications on the way are dropped). For the dataplane's own requests
     /// (initialize, lists), not for relaying.
-    pub async fn request(&self, out: Outbound<'_>, id: &Value) -> Result<(Value, Option<String>), UpstreamError> {
+    pub async fn request(
+        &self,
+        out: Outbound<'_>,
+        id: &Value,
+    ) -> Result<(Value, Option<String>), UpstreamError> {
         match self.post(out).await? {
             Reply::Json { body, session_id } => {
                 let value: Value = serde_json::from_slice(&body)
                     .map_err(|_| UpstreamError::Unavailable("upstream sent invalid JSON".into()))?;
                 Ok((value, session_id))
             }
-            Reply::Stream { mut events, session_id } => {
+            Reply::Stream {
+                mut events,
+                session_id,
+            } => {
                 let wait = async {
                     while let Some(event) = events.next().await {
                         let event = event.map_err(UpstreamError::Unavailable)?;
-                        let Some(data) = event.data.filter(|d| !d.is_empty()) else { continue };
-                        let Ok(value) = serde_json::from_str::<Value>(&data) else { continue };
+                        let Some(data) = event.data.filter(|d| !d.is_empty()) else {
+                            continue;
+                        };
+                        let Ok(value) = serde_json::from_str::<Value>(&data) else {
+                            continue;
+                        };
                         let is_response = value.get("method").is_none()
                             && (value.get("result").is_some() || value.get("error").is_some());
                         if is_response && value.get("id") == Some(id) {
                             return Ok(value);
                         }
                     }
-                    Err(UpstreamError::Unavailable("stream ended without a response".into()))
+                    Err(UpstreamError::Unavailable(
+                        "stream ended without a response".into(),
+                    ))
                 };
                 let value = tokio::time::timeout(self.inner.timeout, wait)
                     .await
                     .map_err(|_| UpstreamError::Unavailable("no answer in time".into()))??;
                 Ok((value, session_id))
             }
-            Reply::Accepted => Err(UpstreamError::Unavailable("upstream accepted a request without answering".into())),
+            Reply::Accepted => Err(UpstreamError::Unavailable(
+                "upstream accepted a request without answering".into(),
+            )),
             Reply::Status { status, body, json } => {
-                if json && let Ok(value) = serde_json::from_slice::<Value>(&body) && value.get("error").is_some() {
+                if json
+                    && let Ok(value) = serde_json::from_slice::<Value>(&body)
+                    && value.get("error").is_some()
+                {
                     return Ok((value, None));
                 }
                 Err(UpstreamError::Unavailable(format!("upstream answered {status}")))
@@ -458,13 +504,19 @@ impl Upstreams {
             .map_err(|_| UpstreamError::Unavailable("cannot relay a batch over HTTP+SSE".into()))?;
         let base = self.url(server)?;
         let mut headers = self.headers_for(server, None, None, out.caller).await?;
-        headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
         let send = self.inner.http.get(base.clone()).headers(headers.clone()).send();
         let response = match tokio::time::timeout(self.inner.timeout, send).await {
             Ok(Ok(r)) if r.status().is_success() => r,
             Ok(Ok(r)) => {
                 self.record(server.snapshot.id, r.status().as_u16() < 500);
-                return Err(UpstreamError::Unavailable(format!("upstream answered {}", r.status().as_u16())));
+                return Err(UpstreamError::Unavailable(format!(
+                    "upstream answered {}",
+                    r.status().as_u16()
+                )));
             }
             Ok(Err(e)) => {
                 self.record(server.snapshot.id, false);
@@ -496,14 +548,25 @@ impl Upstreams {
         if endpoint.origin() != base.origin() {
             return Err(UpstreamError::Refused("message endpoint on another origin"));
         }
-        headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers.remove(reqwest::header::ACCEPT);
         let post = |body: Vec<u8>| {
-            let request = self.inner.http.post(endpoint.clone()).headers(headers.clone()).body(body);
+            let request = self
+                .inner
+                .http
+                .post(endpoint.clone())
+                .headers(headers.clone())
+                .body(body);
             async move {
                 match tokio::time::timeout(self.inner.timeout, request.send()).await {
                     Ok(Ok(r)) if r.status().is_success() => Ok(()),
-                    Ok(Ok(r)) => Err(UpstreamError::Unavailable(format!("upstream answered {}", r.status().as_u16()))),
+                    Ok(Ok(r)) => Err(UpstreamError::Unavailable(format!(
+                        "upstream answered {}",
+                        r.status().as_u16()
+                    ))),
                     Ok(Err(e)) => Err(UpstreamError::Unavailable(classify(&e))),
                     Err(_) => Err(UpstreamError::Unavailable("no answer in time".into())),
                 }
@@ -523,7 +586,10 @@ impl Upstreams {
             post(serde_json::to_vec(&init).expect("json")).await?;
             let initialized = tokio::time::timeout(self.inner.timeout, async {
                 while let Some(Ok(event)) = events.next().await {
-                    if let Some(v) = event.data.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok())
+                    if let Some(v) = event
+                        .data
+                        .as_deref()
+                        .and_then(|d| serde_json::from_str::<Value>(d).ok())
                         && v.get("id") == Some(&init_id)
                     {
                         return v.get("result").is_some();
@@ -536,7 +602,11 @@ impl Upstreams {
             if !initialized {
                 return Err(UpstreamError::Unavailable("initialize failed upstream".into()));
             }
-            post(serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).expect("json")).await?;
+            post(
+                serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+                    .expect("json"),
+            )
+            .await?;
         }
         post(out.body.to_vec()).await?;
         let id = message.get("id").cloned();

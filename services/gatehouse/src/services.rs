@@ -45,7 +45,8 @@ pub async fn run_service(sources: Sources, component: Component) -> anyhow::Resu
             let (events, mut consumer) = gatehouse_events::local_bus();
             tokio::spawn(async move {
                 while let Ok(batch) = consumer.next_batch(1000, Duration::from_secs(60)).await {
-                    metrics::counter!("gatehouse_dataplane_events_dropped_total").increment(batch.messages.len() as u64);
+                    metrics::counter!("gatehouse_dataplane_events_dropped_total")
+                        .increment(batch.messages.len() as u64);
                 }
             });
             let dataplane = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {

@@ -52,6 +52,14 @@ async fn conformance_suite_passes_through_the_dataplane() {
         "conformance suite failed through the dataplane (full output in {}):\n{}\n{}",
         report.display(),
         failed.join("\n"),
-        stdout.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        stdout
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

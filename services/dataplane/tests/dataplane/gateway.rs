@@ -10,7 +10,15 @@ use crate::harness::*;
 
 #[tokio::test]
 async fn legacy_session_lifecycle() {
-    let world = World::start(FixtureOptions { record_headers: true, ..Default::default() }, &[("fx:all", &["*"])], &[]).await;
+    let world = World::start(
+        FixtureOptions {
+            record_headers: true,
+            ..Default::default()
+        },
+        &[("fx:all", &["*"])],
+        &[],
+    )
+    .await;
     let mut client = world.client("alice", "fx:all", "2025-11-25");
     // Without a session id, requests other than initialize are refused.
     assert_eq!(client.call(1, "tools/list", json!({})).await.status, 400);
@@ -22,15 +30,29 @@ async fn legacy_session_lifecycle() {
 
     let names = client.tool_names().await;
     assert!(names.contains(&"test_simple_text".to_owned()), "{names:?}");
-    let answer = client.call(2, "tools/call", json!({"name": "test_simple_text", "arguments": {}})).await;
+    let answer = client
+        .call(
+            2,
+            "tools/call",
+            json!({"name": "test_simple_text", "arguments": {}}),
+        )
+        .await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.response(2)["result"]["content"][0]["type"], "text");
 
     // Progress notifications come through on the call's stream.
     let answer = client
-        .call(3, "tools/call", json!({"name": "test_tool_with_progress", "arguments": {}, "_meta": {"progressToken": "p-1"}}))
+        .call(
+            3,
+            "tools/call",
+            json!({"name": "test_tool_with_progress", "arguments": {}, "_meta": {"progressToken": "p-1"}}),
+        )
         .await;
-    let progress = answer.messages.iter().filter(|m| m["method"] == "notifications/progress").count();
+    let progress = answer
+        .messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .count();
     assert!(progress >= 1, "progress relayed: {:?}", answer.messages);
     assert!(answer.response(3)["result"].is_object());
 
@@ -69,11 +91,28 @@ async fn legacy_session_lifecycle() {
         .send()
         .await
         .unwrap();
-    assert!(matches!(delete.status().as_u16(), 200 | 204), "{}", delete.status());
-    assert_eq!(client.call(6, "tools/call", json!({"name": "test_simple_text", "arguments": {}})).await.status, 404);
+    assert!(
+        matches!(delete.status().as_u16(), 200 | 204),
+        "{}",
+        delete.status()
+    );
+    assert_eq!(
+        client
+            .call(
+                6,
+                "tools/call",
+                json!({"name": "test_simple_text", "arguments": {}})
+            )
+            .await
+            .status,
+        404
+    );
 
     // The upstream never saw the client's token.
-    assert_no_client_tokens(&world, &[client.token.clone().unwrap(), mallory.token.clone().unwrap()]);
+    assert_no_client_tokens(
+        &world,
+        &[client.token.clone().unwrap(), mallory.token.clone().unwrap()],
+    );
 }
 
 pub fn assert_no_client_tokens(world: &World, tokens: &[String]) {
@@ -82,9 +121,15 @@ pub fn assert_no_client_tokens(world: &World, tokens: &[String]) {
     for request in &seen {
         for (name, value) in request {
             for token in tokens {
-                assert!(!value.contains(token.as_str()), "client token reached the upstream in {name}");
+                assert!(
+                    !value.contains(token.as_str()),
+                    "client token reached the upstream in {name}"
+                );
             }
-            assert_ne!(name, "authorization", "no Authorization header upstream (server has no credential)");
+            assert_ne!(
+                name, "authorization",
+                "no Authorization header upstream (server has no credential)"
+            );
             assert_ne!(name, "cookie");
         }
     }
@@ -92,11 +137,23 @@ pub fn assert_no_client_tokens(world: &World, tokens: &[String]) {
 
 #[tokio::test]
 async fn stateless_revision() {
-    let world = World::start(FixtureOptions { record_headers: true, ..Default::default() }, &[("fx:all", &["*"])], &[]).await;
+    let world = World::start(
+        FixtureOptions {
+            record_headers: true,
+            ..Default::default()
+        },
+        &[("fx:all", &["*"])],
+        &[],
+    )
+    .await;
     let client = world.client("alice", "fx:all", "2026-07-28");
     let answer = client.call(1, "server/discover", json!({})).await;
     assert_eq!(answer.status, 200, "{:?}", answer.messages);
-    assert!(answer.response(1)["result"]["supportedVersions"].is_array(), "{:?}", answer.messages);
+    assert!(
+        answer.response(1)["result"]["supportedVersions"].is_array(),
+        "{:?}",
+        answer.messages
+    );
     assert!(answer.headers.get("mcp-session-id").is_none());
 
     let first = client.tool_names().await;
@@ -106,7 +163,13 @@ async fn stateless_revision() {
     assert_eq!(result["resultType"], "complete");
     assert_eq!(result["cacheScope"], "private");
 
-    let answer = client.call(3, "tools/call", json!({"name": "test_simple_text", "arguments": {}})).await;
+    let answer = client
+        .call(
+            3,
+            "tools/call",
+            json!({"name": "test_simple_text", "arguments": {}}),
+        )
+        .await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.response(3)["result"]["content"][0]["type"], "text");
 
@@ -129,38 +192,97 @@ async fn stateless_revision() {
     let answer = old.call(4, "tools/list", json!({})).await;
     assert_eq!(answer.status, 400);
     assert_eq!(answer.messages[0]["error"]["code"], -32022);
-    assert!(answer.messages[0]["error"]["data"]["supported"].as_array().unwrap().contains(&json!("2026-07-28")));
+    assert!(
+        answer.messages[0]["error"]["data"]["supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28"))
+    );
     assert_no_client_tokens(&world, &[client.token.clone().unwrap()]);
 }
 
 #[tokio::test]
 async fn header_body_mismatches_are_rejected_and_never_forwarded() {
-    let world = World::start(FixtureOptions { record_headers: true, ..Default::default() }, &[("fx:all", &["*"])], &[]).await;
+    let world = World::start(
+        FixtureOptions {
+            record_headers: true,
+            ..Default::default()
+        },
+        &[("fx:all", &["*"])],
+        &[],
+    )
+    .await;
     let client = world.client("alice", "fx:all", "2026-07-28");
-    let call = client.request(1, "tools/call", json!({"name": "test_simple_text", "arguments": {}}));
-    let routed = client.request(2, "tools/call", json!({"name": "test_routed_by_header", "arguments": {"region": "eu-west"}}));
+    let call = client.request(
+        1,
+        "tools/call",
+        json!({"name": "test_simple_text", "arguments": {}}),
+    );
+    let routed = client.request(
+        2,
+        "tools/call",
+        json!({"name": "test_routed_by_header", "arguments": {"region": "eu-west"}}),
+    );
     let forwarded_before = world.fixture.headers_snapshot().len();
     let calls_before = world.fixture.tool_calls();
     type Case<'a> = (&'a str, &'a Value, Vec<(&'a str, &'a str)>, Vec<&'a str>);
     let cases: Vec<Case> = vec![
-        ("method mismatch", &call, vec![("mcp-method", "tools/list")], vec!["mcp-method"]),
+        (
+            "method mismatch",
+            &call,
+            vec![("mcp-method", "tools/list")],
+            vec!["mcp-method"],
+        ),
         ("method missing", &call, vec![], vec!["mcp-method"]),
-        ("name mismatch", &call, vec![("mcp-name", "test_error_handling")], vec!["mcp-name"]),
+        (
+            "name mismatch",
+            &call,
+            vec![("mcp-name", "test_error_handling")],
+            vec!["mcp-name"],
+        ),
         ("name missing", &call, vec![], vec!["mcp-name"]),
-        ("name bad base64", &call, vec![("mcp-name", "=?base64?!!!?=")], vec!["mcp-name"]),
-        ("name base64 of another", &call, vec![("mcp-name", "=?base64?dGVzdF9lcnJvcl9oYW5kbGluZw==?=")], vec!["mcp-name"]),
-        ("version header mismatch", &call, vec![("mcp-protocol-version", "2025-11-25")], vec!["mcp-protocol-version"]),
-        ("param mismatch", &routed, vec![("mcp-param-region", "us-east")], vec![]),
+        (
+            "name bad base64",
+            &call,
+            vec![("mcp-name", "=?base64?!!!?=")],
+            vec!["mcp-name"],
+        ),
+        (
+            "name base64 of another",
+            &call,
+            vec![("mcp-name", "=?base64?dGVzdF9lcnJvcl9oYW5kbGluZw==?=")],
+            vec!["mcp-name"],
+        ),
+        (
+            "version header mismatch",
+            &call,
+            vec![("mcp-protocol-version", "2025-11-25")],
+            vec!["mcp-protocol-version"],
+        ),
+        (
+            "param mismatch",
+            &routed,
+            vec![("mcp-param-region", "us-east")],
+            vec![],
+        ),
         ("param missing", &routed, vec![], vec!["mcp-param-region"]),
     ];
     for (case, body, set, remove) in cases {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert("content-type", "application/json".parse().unwrap());
         headers.insert("accept", "application/json, text/event-stream".parse().unwrap());
-        headers.insert("authorization", format!("Bearer {}", client.token.as_ref().unwrap()).parse().unwrap());
+        headers.insert(
+            "authorization",
+            format!("Bearer {}", client.token.as_ref().unwrap())
+                .parse()
+                .unwrap(),
+        );
         headers.insert("mcp-protocol-version", "2026-07-28".parse().unwrap());
         headers.insert("mcp-method", body["method"].as_str().unwrap().parse().unwrap());
-        headers.insert("mcp-name", body["params"]["name"].as_str().unwrap().parse().unwrap());
+        headers.insert(
+            "mcp-name",
+            body["params"]["name"].as_str().unwrap().parse().unwrap(),
+        );
         if body["params"]["name"] == "test_routed_by_header" {
             headers.insert("mcp-param-region", "eu-west".parse().unwrap());
         }
@@ -168,9 +290,19 @@ async fn header_body_mismatches_are_rejected_and_never_forwarded() {
             headers.remove(name);
         }
         for (k, v) in set {
-            headers.insert(reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            headers.insert(
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
-        let r = client.http.post(&client.url).headers(headers).body(serde_json::to_vec(body).unwrap()).send().await.unwrap();
+        let r = client
+            .http
+            .post(&client.url)
+            .headers(headers)
+            .body(serde_json::to_vec(body).unwrap())
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         let answer: Value = r.json().await.unwrap();
         assert_eq!(status, 400, "{case}: {answer}");
@@ -184,7 +316,11 @@ async fn header_body_mismatches_are_rejected_and_never_forwarded() {
         assert_eq!(r.status(), 400);
     }
     assert_eq!(world.fixture.tool_calls(), calls_before, "nothing was forwarded");
-    assert_eq!(world.fixture.headers_snapshot().len(), forwarded_before, "no request reached the upstream");
+    assert_eq!(
+        world.fixture.headers_snapshot().len(),
+        forwarded_before,
+        "no request reached the upstream"
+    );
     // The matching request goes through.
     let answer = client.send(&call).await;
     assert_eq!(answer.status, 200, "{:?}", answer.messages);
@@ -199,7 +335,9 @@ async fn a_session_continues_on_another_instance() {
     let a = TestDataplane::start_at(&issuer, &shared, port_a, &[]).await;
     let public_a = a.url.clone();
     let b = TestDataplane::start(&issuer, &shared, &[("dataplane.public_url", &public_a)]).await;
-    let fixture = mcp_fixture::spawn_fixture(FixtureOptions::default()).await.unwrap();
+    let fixture = mcp_fixture::spawn_fixture(FixtureOptions::default())
+        .await
+        .unwrap();
     let server = ServerSpec::fixture("fx", fixture.url()).await;
     let mut org = OrgSpec::new("twins");
     org.add_server(&server, &shared.encryption_keys);
@@ -207,16 +345,34 @@ async fn a_session_continues_on_another_instance() {
     a.load(&[org.snapshot()]);
     b.load(&[org.snapshot()]);
     let token = issuer.token(&org.endpoints[0], org.org_id, "alice", "fx:all", json!({}));
-    let mut on_a = RawClient::new(&a.endpoint_url("twins", "main"), Some(token.clone()), "2025-11-25");
+    let mut on_a = RawClient::new(
+        &a.endpoint_url("twins", "main"),
+        Some(token.clone()),
+        "2025-11-25",
+    );
     on_a.initialize().await;
     let mut on_b = RawClient::new(&format!("{}/twins/main/mcp", b.url), Some(token), "2025-11-25");
     on_b.session = on_a.session.clone();
     // b's Host header is its own address; it serves the public URL of a, so talk to b with a's Host.
-    let body = on_b.request(1, "tools/call", json!({"name": "test_simple_text", "arguments": {}}));
-    let r = on_b.builder(&body).header("host", public_a.trim_start_matches("http://")).send().await.unwrap();
+    let body = on_b.request(
+        1,
+        "tools/call",
+        json!({"name": "test_simple_text", "arguments": {}}),
+    );
+    let r = on_b
+        .builder(&body)
+        .header("host", public_a.trim_start_matches("http://"))
+        .send()
+        .await
+        .unwrap();
     let (status, messages) = read_messages(r).await;
     assert_eq!(status, 200, "{messages:?}");
-    assert!(messages.iter().any(|m| m["id"] == 1 && m["result"]["content"].is_array()), "{messages:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["id"] == 1 && m["result"]["content"].is_array()),
+        "{messages:?}"
+    );
 }
 
 #[tokio::test]
@@ -225,7 +381,11 @@ async fn server_requests_are_relayed_and_answers_routed_back() {
     let mut client = world.client("alice", "fx:all", "2025-11-25");
     client.initialize().await;
     // The sampling tool asks the client for a completion on the call's stream.
-    let body = client.request(7, "tools/call", json!({"name": "test_sampling", "arguments": {"prompt": "hi"}}));
+    let body = client.request(
+        7,
+        "tools/call",
+        json!({"name": "test_sampling", "arguments": {"prompt": "hi"}}),
+    );
     let response = client.builder(&body).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let mut stream = response.bytes_stream();
@@ -239,7 +399,10 @@ async fn server_requests_are_relayed_and_answers_routed_back() {
         for message in sse_messages(&buffer) {
             if message["method"] == "sampling/createMessage" && !answered {
                 let id = message["id"].clone();
-                assert!(id.as_str().is_some_and(|s| s.starts_with("gh.")), "rewritten id: {id}");
+                assert!(
+                    id.as_str().is_some_and(|s| s.starts_with("gh.")),
+                    "rewritten id: {id}"
+                );
                 let reply = json!({"jsonrpc": "2.0", "id": id, "result": {
                     "role": "assistant", "content": {"type": "text", "text": "sampled!"}, "model": "test", "stopReason": "endTurn"}});
                 // Answer through a second connection (any replica would do).
@@ -255,7 +418,10 @@ async fn server_requests_are_relayed_and_answers_routed_back() {
             break;
         }
     }
-    assert!(answered, "the upstream's sampling request reached the client: {buffer}");
+    assert!(
+        answered,
+        "the upstream's sampling request reached the client: {buffer}"
+    );
     let result = result.expect("the call finished");
     assert!(result["result"].to_string().contains("sampled!"), "{result}");
 }
@@ -278,7 +444,13 @@ async fn rug_pulled_tool_is_withheld() {
     let client = world.client("alice", "fx:all", "2026-07-28");
     assert!(client.tool_names().await.contains(&"test_simple_text".to_owned()));
     // The first call is served and flips the upstream's description.
-    let answer = client.call(1, "tools/call", json!({"name": "test_simple_text", "arguments": {}})).await;
+    let answer = client
+        .call(
+            1,
+            "tools/call",
+            json!({"name": "test_simple_text", "arguments": {}}),
+        )
+        .await;
     assert!(answer.response(1)["result"].is_object());
     let calls_after_flip = world.fixture.tool_calls();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -286,7 +458,10 @@ async fn rug_pulled_tool_is_withheld() {
         let listed = client.call(2, "tools/list", json!({})).await;
         let tools = listed.response(2)["result"]["tools"].as_array().unwrap().clone();
         for tool in &tools {
-            assert!(!tool["description"].as_str().unwrap_or("").contains("id_rsa"), "the changed definition is never served");
+            assert!(
+                !tool["description"].as_str().unwrap_or("").contains("id_rsa"),
+                "the changed definition is never served"
+            );
         }
         if !tools.iter().any(|t| t["name"] == "test_simple_text") {
             break;
@@ -294,9 +469,23 @@ async fn rug_pulled_tool_is_withheld() {
         assert!(tokio::time::Instant::now() < deadline, "drift not detected");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let answer = client.call(3, "tools/call", json!({"name": "test_simple_text", "arguments": {}})).await;
-    assert_eq!(answer.response(3)["error"]["code"], -32602, "withheld looks unknown");
-    assert_eq!(world.fixture.tool_calls(), calls_after_flip, "no call reached the changed tool");
+    let answer = client
+        .call(
+            3,
+            "tools/call",
+            json!({"name": "test_simple_text", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(
+        answer.response(3)["error"]["code"],
+        -32602,
+        "withheld looks unknown"
+    );
+    assert_eq!(
+        world.fixture.tool_calls(),
+        calls_after_flip,
+        "no call reached the changed tool"
+    );
     let drift = world
         .dataplane
         .drain_events()
@@ -309,7 +498,12 @@ async fn rug_pulled_tool_is_withheld() {
         .collect::<Vec<_>>();
     assert_eq!(drift.len(), 1, "one drift event");
     assert_eq!(drift[0].tool_name, "test_simple_text");
-    assert!(drift[0].observed_definition["description"].as_str().unwrap().contains("id_rsa"));
+    assert!(
+        drift[0].observed_definition["description"]
+            .as_str()
+            .unwrap()
+            .contains("id_rsa")
+    );
 }
 
 #[tokio::test]
@@ -317,8 +511,18 @@ async fn aggregation_namespaces_and_routes_to_the_right_server() {
     let issuer = Issuer::start().await;
     let shared = Shared::new();
     let dp = TestDataplane::start(&issuer, &shared, &[]).await;
-    let one = mcp_fixture::spawn_fixture(FixtureOptions { record_headers: true, ..Default::default() }).await.unwrap();
-    let two = mcp_fixture::spawn_fixture(FixtureOptions { record_headers: true, ..Default::default() }).await.unwrap();
+    let one = mcp_fixture::spawn_fixture(FixtureOptions {
+        record_headers: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let two = mcp_fixture::spawn_fixture(FixtureOptions {
+        record_headers: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let s1 = ServerSpec::fixture("orders", one.url()).await;
     let s2 = ServerSpec::fixture("catalog", two.url()).await;
     let mut org = OrgSpec::new("agg");
@@ -333,17 +537,50 @@ async fn aggregation_namespaces_and_routes_to_the_right_server() {
             client.initialize().await;
         }
         let names = client.tool_names().await;
-        assert!(names.contains(&"orders__test_simple_text".to_owned()) && names.contains(&"catalog__test_simple_text".to_owned()), "{names:?}");
+        assert!(
+            names.contains(&"orders__test_simple_text".to_owned())
+                && names.contains(&"catalog__test_simple_text".to_owned()),
+            "{names:?}"
+        );
         assert!(!names.contains(&"test_simple_text".to_owned()));
         let before = (one.tool_calls(), two.tool_calls());
-        let answer = client.call(1, "tools/call", json!({"name": "catalog__test_simple_text", "arguments": {}})).await;
+        let answer = client
+            .call(
+                1,
+                "tools/call",
+                json!({"name": "catalog__test_simple_text", "arguments": {}}),
+            )
+            .await;
         assert!(answer.response(1)["result"].is_object(), "{:?}", answer.messages);
-        assert_eq!((one.tool_calls(), two.tool_calls()), (before.0, before.1 + 1), "{version}: routed to catalog only");
+        assert_eq!(
+            (one.tool_calls(), two.tool_calls()),
+            (before.0, before.1 + 1),
+            "{version}: routed to catalog only"
+        );
         let prompts = client.call(2, "prompts/list", json!({})).await;
-        let prompt_names: Vec<&str> = prompts.response(2)["result"]["prompts"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-        assert!(prompt_names.contains(&"orders__test_simple_prompt") && prompt_names.contains(&"catalog__test_simple_prompt"), "{prompt_names:?}");
-        let got = client.call(3, "prompts/get", json!({"name": "orders__test_simple_prompt", "arguments": {}})).await;
-        assert!(got.response(3)["result"]["messages"].is_array(), "{:?}", got.messages);
+        let prompt_names: Vec<&str> = prompts.response(2)["result"]["prompts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            prompt_names.contains(&"orders__test_simple_prompt")
+                && prompt_names.contains(&"catalog__test_simple_prompt"),
+            "{prompt_names:?}"
+        );
+        let got = client
+            .call(
+                3,
+                "prompts/get",
+                json!({"name": "orders__test_simple_prompt", "arguments": {}}),
+            )
+            .await;
+        assert!(
+            got.response(3)["result"]["messages"].is_array(),
+            "{:?}",
+            got.messages
+        );
     }
 }
 
@@ -354,7 +591,10 @@ async fn http_sse_upstreams_are_served() {
     use tokio::io::AsyncBufReadExt;
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/conformance");
     let node = dir.join("node_modules/.bin/node");
-    assert!(node.exists(), "Node 22 is not installed: run tests/clients/setup.sh");
+    assert!(
+        node.exists(),
+        "Node 22 is not installed: run tests/clients/setup.sh"
+    );
     let mut child = tokio::process::Command::new(&node)
         .current_dir(&dir)
         .arg("legacy-sse-server.mjs")
@@ -394,7 +634,11 @@ async fn http_sse_upstreams_are_served() {
     let token = issuer.token(&org.endpoints[0], org.org_id, "alice", "all", json!({}));
     // The SDK's exact definition is what its tools/list says: listing checks the pin, and a
     // mismatch with our guess reports the observed definition; approve that one.
-    let probe = RawClient::new(&dp.endpoint_url("legacy", "main"), Some(token.clone()), "2026-07-28");
+    let probe = RawClient::new(
+        &dp.endpoint_url("legacy", "main"),
+        Some(token.clone()),
+        "2026-07-28",
+    );
     probe.tool_names().await;
     for event in dp.drain_events().await {
         if let gatehouse_events::BusMessage::ToolDrift(drift) = event {
@@ -405,15 +649,29 @@ async fn http_sse_upstreams_are_served() {
             dp.store.install(org.snapshot());
         }
     }
-    assert_eq!(probe.tool_names().await, vec!["legacy_echo".to_owned()], "the pin check reached the HTTP+SSE upstream");
+    assert_eq!(
+        probe.tool_names().await,
+        vec!["legacy_echo".to_owned()],
+        "the pin check reached the HTTP+SSE upstream"
+    );
     for version in ["2025-11-25", "2026-07-28"] {
         let mut client = RawClient::new(&dp.endpoint_url("legacy", "main"), Some(token.clone()), version);
         if !client.modern() {
             client.initialize().await;
         }
-        let answer = client.call(1, "tools/call", json!({"name": "legacy_echo", "arguments": {"text": "hi"}})).await;
+        let answer = client
+            .call(
+                1,
+                "tools/call",
+                json!({"name": "legacy_echo", "arguments": {"text": "hi"}}),
+            )
+            .await;
         assert_eq!(answer.status, 200, "{version}: {:?}", answer.messages);
-        assert_eq!(answer.response(1)["result"]["content"][0]["text"], "legacy:hi", "{version}");
+        assert_eq!(
+            answer.response(1)["result"]["content"][0]["text"],
+            "legacy:hi",
+            "{version}"
+        );
     }
     let _ = child.kill().await;
 }
@@ -423,8 +681,19 @@ async fn http_sse_upstreams_are_served() {
 async fn typescript_sdk_client_lists_and_calls() {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/conformance");
     let node = dir.join("node_modules/.bin/node");
-    assert!(node.exists(), "Node 22 and the SDK are not installed: run tests/clients/setup.sh");
-    let world = World::start(FixtureOptions { record_headers: true, ..Default::default() }, &[("text", &["test_simple_text"])], &[]).await;
+    assert!(
+        node.exists(),
+        "Node 22 and the SDK are not installed: run tests/clients/setup.sh"
+    );
+    let world = World::start(
+        FixtureOptions {
+            record_headers: true,
+            ..Default::default()
+        },
+        &[("text", &["test_simple_text"])],
+        &[],
+    )
+    .await;
     let token = world.token("sdk-user", "text");
     let output = tokio::process::Command::new(&node)
         .current_dir(&dir)
@@ -432,10 +701,21 @@ async fn typescript_sdk_client_lists_and_calls() {
         .output()
         .await
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let seen: Value = serde_json::from_slice(output.stdout.trim_ascii()).unwrap();
-    assert_eq!(seen["tools"], json!(["test_simple_text"]), "only the granted tool is listed");
+    assert_eq!(
+        seen["tools"],
+        json!(["test_simple_text"]),
+        "only the granted tool is listed"
+    );
     assert_eq!(seen["result"]["content"][0]["type"], "text", "{seen}");
-    assert!(seen["sessionId"].as_str().is_some_and(|s| s.starts_with("ghs1.")), "{seen}");
+    assert!(
+        seen["sessionId"].as_str().is_some_and(|s| s.starts_with("ghs1.")),
+        "{seen}"
+    );
     assert_no_client_tokens(&world, &[token]);
 }

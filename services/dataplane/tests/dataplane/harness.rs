@@ -50,12 +50,17 @@ impl Issuer {
         let kid = format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]);
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).unwrap();
         jwk.common.key_id = Some(kid.clone());
-        let set = web::Data::new(JwkSet { keys: vec![jwk.clone()] });
+        let set = web::Data::new(JwkSet {
+            keys: vec![jwk.clone()],
+        });
         let port = free_port();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(set.clone())
-                .route("/healthz", web::get().to(|| async { HttpResponse::Ok().finish() }))
+                .route(
+                    "/healthz",
+                    web::get().to(|| async { HttpResponse::Ok().finish() }),
+                )
                 .route(
                     "/.well-known/jwks.json",
                     web::get().to(|set: web::Data<JwkSet>| async move { HttpResponse::Ok().json(&**set) }),
@@ -84,7 +89,14 @@ impl Issuer {
     }
 
     /// A token as the authorization server issues it, with `claims` merged over the defaults.
-    pub fn token(&self, endpoint: &EndpointSnapshot, org: OrgId, sub: &str, scope: &str, overrides: Value) -> String {
+    pub fn token(
+        &self,
+        endpoint: &EndpointSnapshot,
+        org: OrgId,
+        sub: &str,
+        scope: &str,
+        overrides: Value,
+    ) -> String {
         let now = now();
         let mut claims = json!({
             "iss": self.url,
@@ -118,7 +130,10 @@ impl Issuer {
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn rand_fill(buf: &mut [u8]) {
@@ -165,7 +180,12 @@ impl TestDataplane {
     }
 
     /// Starts on `port`; the public URL is fixed by `public_port` (two instances can share one).
-    pub async fn start_at(issuer: &Issuer, shared: &Shared, port: u16, extra: &[(&str, &str)]) -> TestDataplane {
+    pub async fn start_at(
+        issuer: &Issuer,
+        shared: &Shared,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> TestDataplane {
         gatehouse_test_support::init();
         let url = format!("http://127.0.0.1:{port}");
         let mut overrides: Vec<(String, String)> = vec![
@@ -186,7 +206,13 @@ impl TestDataplane {
         for (k, v) in extra {
             overrides.push(((*k).into(), (*v).into()));
         }
-        let cfg = Arc::new(Config::load(&Sources { files: vec![], overrides }).expect("valid test config"));
+        let cfg = Arc::new(
+            Config::load(&Sources {
+                files: vec![],
+                overrides,
+            })
+            .expect("valid test config"),
+        );
         let (events, consumer) = gatehouse_events::local_bus();
         let quota = QuotaState::local();
         let dataplane = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
@@ -228,7 +254,10 @@ impl TestDataplane {
         let mut consumer = self.events.lock().await;
         let mut all = Vec::new();
         loop {
-            let batch = consumer.next_batch(1000, Duration::from_millis(200)).await.unwrap();
+            let batch = consumer
+                .next_batch(1000, Duration::from_millis(200))
+                .await
+                .unwrap();
             if batch.messages.is_empty() {
                 break;
             }
@@ -248,7 +277,10 @@ pub async fn upstream_tools(url: &str) -> Vec<Value> {
         .send()
         .await
         .unwrap();
-    let session = init.headers().get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned());
+    let session = init
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
     let _ = init.bytes().await;
     let mut req = http
         .post(url)
@@ -263,7 +295,10 @@ pub async fn upstream_tools(url: &str) -> Vec<Value> {
         .await
         .unwrap();
     let messages = read_messages(resp).await.1;
-    let reply = messages.into_iter().find(|m| m.get("id") == Some(&json!(2))).expect("tools/list answered");
+    let reply = messages
+        .into_iter()
+        .find(|m| m.get("id") == Some(&json!(2)))
+        .expect("tools/list answered");
     reply["result"]["tools"].as_array().unwrap().clone()
 }
 
@@ -278,14 +313,22 @@ pub async fn read_messages(resp: reqwest::Response) -> (u16, Vec<Value>) {
     if sse {
         (status, sse_messages(&text))
     } else {
-        (status, serde_json::from_str::<Value>(&text).map(|v| vec![v]).unwrap_or_default())
+        (
+            status,
+            serde_json::from_str::<Value>(&text)
+                .map(|v| vec![v])
+                .unwrap_or_default(),
+        )
     }
 }
 
 pub fn sse_messages(text: &str) -> Vec<Value> {
     text.split("\n\n")
         .filter_map(|frame| {
-            let data: Vec<&str> = frame.lines().filter_map(|l| l.strip_prefix("data: ").or(l.strip_prefix("data:"))).collect();
+            let data: Vec<&str> = frame
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: ").or(l.strip_prefix("data:")))
+                .collect();
             let joined = data.join("\n");
             serde_json::from_str(&joined).ok()
         })
@@ -344,7 +387,9 @@ impl OrgSpec {
 
     pub fn add_server(&mut self, spec: &ServerSpec, keyring_spec: &str) {
         let keyring = gatehouse_core::secrets::Keyring::parse(keyring_spec).unwrap();
-        let seal = |plain: &str| Sealed(keyring.seal(plain.as_bytes(), &server_credential_context(self.org_id, spec.id)));
+        let seal = |plain: &str| {
+            Sealed(keyring.seal(plain.as_bytes(), &server_credential_context(self.org_id, spec.id)))
+        };
         let auth = match &spec.auth {
             UpstreamAuth::Bearer { token } => UpstreamAuth::Bearer {
                 token: seal(std::str::from_utf8(&token.0).unwrap()),
@@ -374,7 +419,11 @@ impl OrgSpec {
         for server in servers {
             for definition in &server.tools {
                 let name = definition["name"].as_str().unwrap();
-                let exposed = if namespaced { namespaced_tool_name(&server.slug, name) } else { name.to_owned() };
+                let exposed = if namespaced {
+                    namespaced_tool_name(&server.slug, name)
+                } else {
+                    name.to_owned()
+                };
                 tools.push(EndpointTool {
                     tool_id: ToolId::new(),
                     exposed_name: exposed,
@@ -466,7 +515,12 @@ impl Answer {
         self.messages
             .iter()
             .find(|m| m.get("id") == Some(&json!(id)) && m.get("method").is_none())
-            .unwrap_or_else(|| panic!("no response to {id} in {:?} (status {})", self.messages, self.status))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no response to {id} in {:?} (status {})",
+                    self.messages, self.status
+                )
+            })
     }
 }
 
@@ -519,7 +573,10 @@ impl RawClient {
             && let Some(method) = body.get("method").and_then(Value::as_str)
         {
             b = b.header("mcp-method", method);
-            let name = body["params"].get("name").or(body["params"].get("uri")).and_then(Value::as_str);
+            let name = body["params"]
+                .get("name")
+                .or(body["params"].get("uri"))
+                .and_then(Value::as_str);
             if let Some(name) = name
                 && matches!(method, "tools/call" | "prompts/get" | "resources/read")
             {
@@ -533,7 +590,11 @@ impl RawClient {
         let resp = self.builder(body).send().await.unwrap();
         let headers = resp.headers().clone();
         let (status, messages) = read_messages(resp).await;
-        Answer { status, headers, messages }
+        Answer {
+            status,
+            headers,
+            messages,
+        }
     }
 
     pub async fn call(&self, id: i64, method: &str, params: Value) -> Answer {
@@ -549,7 +610,9 @@ impl RawClient {
         let answer = self.send(&body).await;
         assert_eq!(answer.status, 200, "initialize: {:?}", answer.messages);
         self.session = Some(answer.headers["mcp-session-id"].to_str().unwrap().to_owned());
-        let note = self.send(&json!({"jsonrpc":"2.0","method":"notifications/initialized"})).await;
+        let note = self
+            .send(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+            .await;
         assert_eq!(note.status, 202);
         answer.response(0).clone()
     }
@@ -580,13 +643,20 @@ pub struct World {
 }
 
 impl World {
-    pub async fn start(options: mcp_fixture::FixtureOptions, scopes: &[(&str, &[&str])], extra: &[(&str, &str)]) -> World {
+    pub async fn start(
+        options: mcp_fixture::FixtureOptions,
+        scopes: &[(&str, &[&str])],
+        extra: &[(&str, &str)],
+    ) -> World {
         let issuer = Issuer::start().await;
         let shared = Shared::new();
         let dataplane = TestDataplane::start(&issuer, &shared, extra).await;
         let fixture = mcp_fixture::spawn_fixture(options).await.unwrap();
         let server = ServerSpec::fixture("fx", fixture.url()).await;
-        let mut org = OrgSpec::new(&format!("org-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]));
+        let mut org = OrgSpec::new(&format!(
+            "org-{}",
+            &uuid::Uuid::now_v7().simple().to_string()[24..]
+        ));
         org.add_server(&server, &shared.encryption_keys);
         org.add_endpoint(&dataplane.url, "main", &[&server], false, scopes);
         dataplane.load(&[org.snapshot()]);
@@ -609,7 +679,8 @@ impl World {
     }
 
     pub fn token(&self, sub: &str, scope: &str) -> String {
-        self.issuer.token(self.endpoint(), self.org.org_id, sub, scope, json!({}))
+        self.issuer
+            .token(self.endpoint(), self.org.org_id, sub, scope, json!({}))
     }
 
     pub fn client(&self, sub: &str, scope: &str, version: &str) -> RawClient {

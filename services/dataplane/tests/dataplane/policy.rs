@@ -20,16 +20,30 @@ async fn scope_tool_matrix_is_exhaustive() {
         ("audio", &["test_audio_content"]),
     ];
     let world = World::start(FixtureOptions::default(), &scopes, &[]).await;
-    let all_exposed: BTreeSet<String> = world.endpoint().tools.iter().map(|t| t.exposed_name.clone()).collect();
+    let all_exposed: BTreeSet<String> = world
+        .endpoint()
+        .tools
+        .iter()
+        .map(|t| t.exposed_name.clone())
+        .collect();
     // Every subset of the scopes (2^3), plus a token holding an unrelated scope only.
     for mask in 0..(1u32 << scopes.len()) {
-        let held: Vec<&str> = scopes.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, s)| s.0).collect();
+        let held: Vec<&str> = scopes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, s)| s.0)
+            .collect();
         let granted: BTreeSet<String> = scopes
             .iter()
             .filter(|s| held.contains(&s.0))
             .flat_map(|s| s.1.iter().map(|t| (*t).to_owned()))
             .collect();
-        let scope_string = if held.is_empty() { "unrelated".to_owned() } else { held.join(" ") };
+        let scope_string = if held.is_empty() {
+            "unrelated".to_owned()
+        } else {
+            held.join(" ")
+        };
         for version in ["2025-11-25", "2026-07-28"] {
             let mut client = world.client(&format!("user-{mask}"), &scope_string, version);
             if held.is_empty() {
@@ -42,27 +56,58 @@ async fn scope_tool_matrix_is_exhaustive() {
             }
             let listed: BTreeSet<String> = client.tool_names().await.into_iter().collect();
             assert_eq!(listed, granted, "{version} scopes {held:?}: listed = granted");
-            for tool in all_exposed.iter().filter(|t| tools.contains(&t.as_str()) || !granted.contains(*t)).take(6) {
-                let answer = client.call(2, "tools/call", json!({"name": tool, "arguments": {}})).await;
+            for tool in all_exposed
+                .iter()
+                .filter(|t| tools.contains(&t.as_str()) || !granted.contains(*t))
+                .take(6)
+            {
+                let answer = client
+                    .call(2, "tools/call", json!({"name": tool, "arguments": {}}))
+                    .await;
                 let response = answer.response(2);
                 if granted.contains(tool) {
-                    assert!(response["result"].is_object(), "{version} {held:?} may call {tool}: {response}");
+                    assert!(
+                        response["result"].is_object(),
+                        "{version} {held:?} may call {tool}: {response}"
+                    );
                 } else {
-                    assert_eq!(response["error"]["code"], -32602, "{version} {held:?} may not call {tool}");
-                    assert_eq!(response["error"]["message"], format!("Unknown tool: {tool}"), "looks unknown");
+                    assert_eq!(
+                        response["error"]["code"], -32602,
+                        "{version} {held:?} may not call {tool}"
+                    );
+                    assert_eq!(
+                        response["error"]["message"],
+                        format!("Unknown tool: {tool}"),
+                        "looks unknown"
+                    );
                 }
             }
         }
     }
-    let unknown = world.client("u", "text", "2026-07-28").call(3, "tools/call", json!({"name": "no_such_tool", "arguments": {}})).await;
-    assert_eq!(unknown.response(3)["error"]["message"], "Unknown tool: no_such_tool");
+    let unknown = world
+        .client("u", "text", "2026-07-28")
+        .call(3, "tools/call", json!({"name": "no_such_tool", "arguments": {}}))
+        .await;
+    assert_eq!(
+        unknown.response(3)["error"]["message"],
+        "Unknown tool: no_such_tool"
+    );
 }
 
 #[tokio::test]
 async fn rate_limits_admit_rate_times_time_plus_burst_per_tenant() {
     let mut world = World::start(FixtureOptions::default(), &[("fx:all", &["*"])], &[]).await;
-    world.org.endpoints[0].rate_limits.per_subject = Some(Limit { per_minute: 60, burst: 4 });
-    world.org.endpoints[0].rate_limits.per_tool.insert("test_error_handling".into(), Limit { per_minute: 60, burst: 1 });
+    world.org.endpoints[0].rate_limits.per_subject = Some(Limit {
+        per_minute: 60,
+        burst: 4,
+    });
+    world.org.endpoints[0].rate_limits.per_tool.insert(
+        "test_error_handling".into(),
+        Limit {
+            per_minute: 60,
+            burst: 1,
+        },
+    );
     world.republish();
     let alice = world.client("alice", "fx:all", "2026-07-28");
     let bob = world.client("bob", "fx:all", "2026-07-28");
@@ -80,17 +125,32 @@ async fn rate_limits_admit_rate_times_time_plus_burst_per_tenant() {
     let elapsed = started.elapsed().as_secs_f64();
     // GCRA: the first request, `burst` more at once, then one per second.
     let expected = 5.0 + elapsed;
-    assert!((admitted as f64 - expected).abs() <= 1.0, "admitted {admitted}, expected {expected:.1} ± 1");
+    assert!(
+        (admitted as f64 - expected).abs() <= 1.0,
+        "admitted {admitted}, expected {expected:.1} ± 1"
+    );
     let refused = refused.expect("the limit refused some");
     let retry_after: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry_after));
     // Bob is another subject: his own budget.
     assert_eq!(bob.call(1, "tools/list", json!({})).await.status, 200);
     // Per-tool: burst 1 → two calls, then refused, for everyone.
-    let statuses: Vec<u16> = futures::future::join_all((0..3).map(|i| bob.call(10 + i, "tools/call", json!({"name": "test_error_handling", "arguments": {}})))).await.into_iter().map(|a| a.status).collect();
+    let statuses: Vec<u16> = futures::future::join_all((0..3).map(|i| {
+        bob.call(
+            10 + i,
+            "tools/call",
+            json!({"name": "test_error_handling", "arguments": {}}),
+        )
+    }))
+    .await
+    .into_iter()
+    .map(|a| a.status)
+    .collect();
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 1, "{statuses:?}");
     let events = world.dataplane.drain_events().await;
-    assert!(events.iter().any(|e| matches!(e, BusMessage::Call(c) if c.outcome == CallOutcome::RateLimited && c.subject == "alice")));
+    assert!(events.iter().any(
+        |e| matches!(e, BusMessage::Call(c) if c.outcome == CallOutcome::RateLimited && c.subject == "alice")
+    ));
 }
 
 #[tokio::test]
@@ -98,18 +158,29 @@ async fn tenants_do_not_share_limits() {
     let issuer = Issuer::start().await;
     let shared = Shared::new();
     let dp = TestDataplane::start(&issuer, &shared, &[]).await;
-    let fixture = mcp_fixture::spawn_fixture(FixtureOptions::default()).await.unwrap();
+    let fixture = mcp_fixture::spawn_fixture(FixtureOptions::default())
+        .await
+        .unwrap();
     let server = ServerSpec::fixture("fx", fixture.url()).await;
     let mut orgs = Vec::new();
     for slug in ["tenant-a", "tenant-b"] {
         let mut org = OrgSpec::new(slug);
         org.add_server(&server, &shared.encryption_keys);
         org.add_endpoint(&dp.url, "main", &[&server], false, &[("all", &["*"])]);
-        org.endpoints[0].rate_limits.per_org = Some(Limit { per_minute: 1, burst: 2 });
+        org.endpoints[0].rate_limits.per_org = Some(Limit {
+            per_minute: 1,
+            burst: 2,
+        });
         orgs.push(org);
     }
     dp.load(&orgs.iter().map(|o| o.snapshot()).collect::<Vec<_>>());
-    let client = |org: &OrgSpec| RawClient::new(&dp.endpoint_url(&org.slug, "main"), Some(issuer.token(&org.endpoints[0], org.org_id, "same-user", "all", json!({}))), "2026-07-28");
+    let client = |org: &OrgSpec| {
+        RawClient::new(
+            &dp.endpoint_url(&org.slug, "main"),
+            Some(issuer.token(&org.endpoints[0], org.org_id, "same-user", "all", json!({}))),
+            "2026-07-28",
+        )
+    };
     let a = client(&orgs[0]);
     let b = client(&orgs[1]);
     let mut a_ok = 0;
@@ -120,7 +191,11 @@ async fn tenants_do_not_share_limits() {
     }
     assert_eq!(a_ok, 3, "burst 2 + 1");
     for i in 0..3 {
-        assert_eq!(b.call(i, "tools/list", json!({})).await.status, 200, "tenant B has its own budget");
+        assert_eq!(
+            b.call(i, "tools/list", json!({})).await.status,
+            200,
+            "tenant B has its own budget"
+        );
     }
 }
 
@@ -131,14 +206,33 @@ async fn over_quota_refuses_calls_and_every_call_is_recorded() {
     world.republish();
     let client = world.client("alice", "fx:all", "2026-07-28");
     let args = json!({"b": 2, "a": [1, {"z": true}]});
-    let ok = client.call(1, "tools/call", json!({"name": "test_simple_text", "arguments": args})).await;
+    let ok = client
+        .call(
+            1,
+            "tools/call",
+            json!({"name": "test_simple_text", "arguments": args}),
+        )
+        .await;
     assert!(ok.response(1)["result"].is_object());
-    let denied = client.call(2, "tools/call", json!({"name": "nope", "arguments": {}})).await;
+    let denied = client
+        .call(2, "tools/call", json!({"name": "nope", "arguments": {}}))
+        .await;
     assert_eq!(denied.response(2)["error"]["code"], -32602);
     world.dataplane.quota.set(world.org.org_id, true).await;
-    let over = client.call(3, "tools/call", json!({"name": "test_simple_text", "arguments": {}})).await;
+    let over = client
+        .call(
+            3,
+            "tools/call",
+            json!({"name": "test_simple_text", "arguments": {}}),
+        )
+        .await;
     assert_eq!(over.status, 200);
-    assert!(over.response(3)["error"]["message"].as_str().unwrap().contains("Quota exceeded"));
+    assert!(
+        over.response(3)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Quota exceeded")
+    );
 
     let calls: Vec<_> = world
         .dataplane
@@ -158,10 +252,21 @@ async fn over_quota_refuses_calls_and_every_call_is_recorded() {
     assert_eq!(success.org_id, world.org.org_id);
     assert_eq!(success.endpoint_id, Some(world.endpoint().id));
     assert_eq!(success.server_id, Some(world.server.id));
-    assert_eq!(success.args_hash.as_deref(), Some(gatehouse_core::canonical::canonical_hash(&args).as_str()));
-    assert_eq!(success.arguments.as_ref(), Some(&args), "the org opted in to argument logging");
+    assert_eq!(
+        success.args_hash.as_deref(),
+        Some(gatehouse_core::canonical::canonical_hash(&args).as_str())
+    );
+    assert_eq!(
+        success.arguments.as_ref(),
+        Some(&args),
+        "the org opted in to argument logging"
+    );
     assert!(success.bytes_out > 0 && success.bytes_in > 0);
     assert_eq!(success.id.as_uuid().get_version_num(), 7);
-    assert!(calls.iter().any(|c| c.outcome == CallOutcome::Denied && c.tool.as_deref() == Some("nope")));
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.outcome == CallOutcome::Denied && c.tool.as_deref() == Some("nope"))
+    );
     assert!(calls.iter().any(|c| c.outcome == CallOutcome::OverQuota));
 }
