@@ -99,6 +99,7 @@ struct Inner {
     timeout: Duration,
     breakers: Mutex<HashMap<ServerId, Breaker>>,
     oauth: Mutex<HashMap<ServerId, OauthToken>>,
+    oauth_fetch: Mutex<HashMap<ServerId, Arc<tokio::sync::Mutex<()>>>>,
     signer: AssertionSigner,
 }
 
@@ -119,6 +120,7 @@ impl Upstreams {
                 timeout,
                 breakers: Mutex::new(HashMap::new()),
                 oauth: Mutex::new(HashMap::new()),
+                oauth_fetch: Mutex::new(HashMap::new()),
                 signer,
             }),
         })
@@ -222,15 +224,31 @@ impl Upstreams {
 
     /// An OAuth client-credentials token for `server`, cached until shortly before it expires.
     async fn oauth_token(&self, server: &ServerState) -> Result<String, UpstreamError> {
-        if let Some(t) = self
+        let cached = || {
+            self.inner
+                .oauth
+                .lock()
+                .expect("oauth cache")
+                .get(&server.snapshot.id)
+                .filter(|t| t.valid_until > Instant::now())
+                .map(|t| t.token.clone())
+        };
+        if let Some(token) = cached() {
+            return Ok(token);
+        }
+        // One fetch per server at a time: concurrent requests wait for it instead of each
+        // asking the token endpoint.
+        let gate = self
             .inner
-            .oauth
+            .oauth_fetch
             .lock()
-            .expect("oauth cache")
-            .get(&server.snapshot.id)
-            && t.valid_until > Instant::now()
-        {
-            return Ok(t.token.clone());
+            .expect("oauth fetch gates")
+            .entry(server.snapshot.id)
+            .or_default()
+            .clone();
+        let _one = gate.lock().await;
+        if let Some(token) = cached() {
+            return Ok(token);
         }
         let Ok(UpstreamCredential::OauthClientCredentials {
             token_url,
@@ -301,31 +319,52 @@ impl Upstreams {
             return Err(UpstreamError::Unavailable("circuit breaker open".into()));
         }
         let url = self.url(out.server)?;
-        let mut headers = self
-            .headers_for(out.server, out.protocol_version, out.session_id, out.caller)
-            .await?;
-        for (name, value) in out.mcp_headers {
-            headers.insert(name, value);
-        }
-        headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
+        let uses_oauth = matches!(
+            out.server.credential,
+            Ok(UpstreamCredential::OauthClientCredentials { .. })
         );
-        headers.insert(
-            reqwest::header::ACCEPT,
-            HeaderValue::from_static("application/json, text/event-stream"),
-        );
-        let send = self.inner.http.post(url).headers(headers).body(out.body).send();
-        let response = match tokio::time::timeout(self.inner.timeout, send).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                self.record(server_id, false);
-                return Err(UpstreamError::Unavailable(classify(&e)));
+        let mut attempt = 0;
+        let response = loop {
+            attempt += 1;
+            let mut headers = self
+                .headers_for(out.server, out.protocol_version, out.session_id, out.caller)
+                .await?;
+            for (name, value) in &out.mcp_headers {
+                headers.insert(name.clone(), value.clone());
             }
-            Err(_) => {
-                self.record(server_id, false);
-                return Err(UpstreamError::Unavailable("no answer in time".into()));
+            headers.insert(
+                reqwest::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert(
+                reqwest::header::ACCEPT,
+                HeaderValue::from_static("application/json, text/event-stream"),
+            );
+            let send = self
+                .inner
+                .http
+                .post(url.clone())
+                .headers(headers)
+                .body(out.body.clone())
+                .send();
+            let response = match tokio::time::timeout(self.inner.timeout, send).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    self.record(server_id, false);
+                    return Err(UpstreamError::Unavailable(classify(&e)));
+                }
+                Err(_) => {
+                    self.record(server_id, false);
+                    return Err(UpstreamError::Unavailable("no answer in time".into()));
+                }
+            };
+            // A cached client-credentials token the upstream no longer accepts: fetch a new one
+            // and try once more (the request was refused, so repeating it is safe).
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED && uses_oauth && attempt == 1 {
+                self.inner.oauth.lock().expect("oauth cache").remove(&server_id);
+                continue;
             }
+            break response;
         };
         let status = response.status().as_u16();
         if status >= 500 {

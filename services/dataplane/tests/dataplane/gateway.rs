@@ -719,3 +719,134 @@ async fn typescript_sdk_client_lists_and_calls() {
     );
     assert_no_client_tokens(&world, &[token]);
 }
+
+/// The upstream gets the server's own credential (OAuth client credentials, fetched once and
+/// cached) and a verifiable caller assertion; never the caller's token.
+#[tokio::test]
+async fn upstream_credentials_and_caller_assertion() {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let token_requests = web::Data::new(AtomicUsize::new(0));
+    let port = gatehouse_test_support::free_port();
+    let counter = token_requests.clone();
+    let token_server = HttpServer::new(move || {
+        App::new().app_data(counter.clone()).route(
+            "/token",
+            web::post().to(
+                |req: actix_web::HttpRequest, form: web::Bytes, n: web::Data<AtomicUsize>| async move {
+                    let basic = req
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    let form = String::from_utf8_lossy(&form).into_owned();
+                    // client_id:client_secret = upstream-client:upstream-secret
+                    if basic != "Basic dXBzdHJlYW0tY2xpZW50OnVwc3RyZWFtLXNlY3JldA=="
+                        || !form.contains("grant_type=client_credentials")
+                    {
+                        return HttpResponse::Unauthorized().finish();
+                    }
+                    n.fetch_add(1, Ordering::SeqCst);
+                    HttpResponse::Ok().json(
+                        json!({"access_token": "cc-token-1", "token_type": "Bearer", "expires_in": 300}),
+                    )
+                },
+            ),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", port))
+    .unwrap()
+    .run();
+    tokio::spawn(token_server);
+
+    let issuer = Issuer::start().await;
+    let shared = Shared::new();
+    let dp = TestDataplane::start(&issuer, &shared, &[]).await;
+    let fixture = mcp_fixture::spawn_fixture(FixtureOptions {
+        record_headers: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut server = ServerSpec::fixture("fx", fixture.url()).await;
+    server.auth = gatehouse_core::snapshot::UpstreamAuth::OauthClientCredentials {
+        token_url: format!("http://127.0.0.1:{port}/token"),
+        client_id: "upstream-client".into(),
+        client_secret: gatehouse_core::snapshot::Sealed(b"upstream-secret".to_vec()),
+        scope: Some("mcp".into()),
+    };
+    server.send_caller_assertion = true;
+    let mut org = OrgSpec::new("creds");
+    org.add_server(&server, &shared.encryption_keys);
+    org.add_endpoint(&dp.url, "main", &[&server], false, &[("all", &["*"])]);
+    dp.load(&[org.snapshot()]);
+    let token = issuer.token(&org.endpoints[0], org.org_id, "alice", "all", json!({}));
+    let client = RawClient::new(
+        &dp.endpoint_url("creds", "main"),
+        Some(token.clone()),
+        "2026-07-28",
+    );
+    for id in 1..=3 {
+        let answer = client
+            .call(
+                id,
+                "tools/call",
+                json!({"name": "test_simple_text", "arguments": {}}),
+            )
+            .await;
+        assert!(answer.response(id)["result"].is_object(), "{:?}", answer.messages);
+    }
+    assert_eq!(
+        token_requests.load(Ordering::SeqCst),
+        1,
+        "the client-credentials token is cached"
+    );
+    let seen = fixture.headers_snapshot();
+    let calls: Vec<&Vec<(String, String)>> = seen
+        .iter()
+        .filter(|h| h.iter().any(|(k, v)| k == "mcp-method" && v == "tools/call"))
+        .collect();
+    assert_eq!(calls.len(), 3);
+    let jwks: jsonwebtoken::jwk::JwkSet = reqwest::get(format!(
+        "{}/.well-known/gatehouse/caller-assertion-jwks.json",
+        dp.url
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    for headers in calls {
+        let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        assert_eq!(
+            get("authorization").as_deref(),
+            Some("Bearer cc-token-1"),
+            "the server's own credential"
+        );
+        assert!(
+            !headers.iter().any(|(_, v)| v.contains(&token)),
+            "the caller's token never goes upstream"
+        );
+        let assertion = get("gatehouse-caller-assertion").expect("caller assertion sent");
+        let header = jsonwebtoken::decode_header(&assertion).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("gatehouse-caller+jwt"));
+        let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("kid published");
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+        validation.set_audience(&[fixture.url()]);
+        validation.set_issuer(&[dp.url.as_str()]);
+        let claims = jsonwebtoken::decode::<Value>(
+            &assertion,
+            &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+            &validation,
+        )
+        .expect("the assertion verifies with the published key")
+        .claims;
+        assert_eq!(claims["sub"], "alice");
+        assert_eq!(claims["sub_kind"], "user");
+        assert_eq!(claims["org_id"], org.org_id.to_string());
+        assert_eq!(claims["endpoint_id"], org.endpoints[0].id.to_string());
+        assert!(claims["exp"].as_u64().unwrap() <= claims["iat"].as_u64().unwrap() + 60);
+    }
+}

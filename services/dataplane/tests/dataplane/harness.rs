@@ -394,6 +394,17 @@ impl OrgSpec {
             UpstreamAuth::Bearer { token } => UpstreamAuth::Bearer {
                 token: seal(std::str::from_utf8(&token.0).unwrap()),
             },
+            UpstreamAuth::OauthClientCredentials {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            } => UpstreamAuth::OauthClientCredentials {
+                token_url: token_url.clone(),
+                client_id: client_id.clone(),
+                client_secret: seal(std::str::from_utf8(&client_secret.0).unwrap()),
+                scope: scope.clone(),
+            },
             other => other.clone(),
         };
         self.servers.push(ServerSnapshot {
