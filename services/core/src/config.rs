@@ -70,6 +70,8 @@ pub struct RedisConfig {
     pub url: SecretString,
     pub events_stream: String,
     pub events_stream_maxlen: usize,
+    pub events_group: String,
+    pub key_prefix: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -93,6 +95,8 @@ pub struct DataplaneConfig {
     pub max_json_depth: usize,
     pub upstream_timeout_ms: u64,
     pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    pub spool_segment_bytes: u64,
     pub snapshot_reconcile_secs: u64,
 }
 
@@ -102,6 +106,10 @@ pub struct UsageWorkerConfig {
     pub listen: SocketAddr,
     pub batch_size: usize,
     pub consumer_name: String,
+    pub claim_idle_ms: u64,
+    pub lateness_secs: u64,
+    pub invoice_interval_secs: u64,
+    pub quota_sweep_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -358,6 +366,37 @@ impl Config {
         }
         if self.usage_worker.batch_size == 0 {
             return Err(ConfigError::new("usage_worker.batch_size", "must be at least 1"));
+        }
+        if self.usage_worker.claim_idle_ms < 1000 {
+            return Err(ConfigError::new("usage_worker.claim_idle_ms", "must be at least 1000"));
+        }
+        if self.usage_worker.lateness_secs > 35 * 86_400 {
+            return Err(ConfigError::new(
+                "usage_worker.lateness_secs",
+                "must be at most 35 days (3024000)",
+            ));
+        }
+        for (setting, secs) in [
+            ("usage_worker.invoice_interval_secs", self.usage_worker.invoice_interval_secs),
+            ("usage_worker.quota_sweep_secs", self.usage_worker.quota_sweep_secs),
+        ] {
+            if secs == 0 {
+                return Err(ConfigError::new(setting, "must be at least 1"));
+            }
+        }
+        if self.dataplane.spool_segment_bytes == 0
+            || self.dataplane.spool_segment_bytes > self.dataplane.spool_max_bytes
+        {
+            return Err(ConfigError::new(
+                "dataplane.spool_segment_bytes",
+                "must be at least 1 and at most dataplane.spool_max_bytes",
+            ));
+        }
+        if self.redis.events_stream.is_empty() || self.redis.events_group.is_empty() {
+            return Err(ConfigError::new(
+                "redis.events_stream",
+                "the stream and its consumer group (redis.events_group) need names",
+            ));
         }
         if self.shutdown.grace_period_secs > 3600 {
             return Err(ConfigError::new(
