@@ -322,6 +322,12 @@ impl PublisherTask {
                 self.deliver(batch).await;
             }
             self.replay_some().await;
+            if let Some(target) = &self.target {
+                let spooled = self.spool.spool.as_ref().is_some_and(|s| !s.is_empty());
+                self.health
+                    .spooling
+                    .store(spooled || !target.link.is_up(), Ordering::Relaxed);
+            }
         }
     }
 
@@ -353,7 +359,7 @@ impl PublisherTask {
                 metrics::counter!("gatehouse_events_published_total").increment(sent as u64);
                 rest.drain(..sent);
                 match error {
-                    None => self.health.spooling.store(false, Ordering::Relaxed),
+                    None => {}
                     Some(e) => {
                         target.link.failed(&conn, &e);
                         tracing::warn!(error = %e, events = rest.len(), "XADD failed; spooling");
@@ -458,7 +464,6 @@ impl PublisherTask {
                 return;
             }
             if spool.is_empty() {
-                self.health.spooling.store(false, Ordering::Relaxed);
                 tracing::info!("event spool drained into Redis");
                 return;
             }

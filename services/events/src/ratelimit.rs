@@ -90,8 +90,8 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
 return redis.call('ZCARD', KEYS[1])
 "#;
 
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
-const REPLICA_WINDOW: Duration = Duration::from_secs(15);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+const REPLICA_WINDOW: Duration = Duration::from_secs(10);
 
 /// Limits shared by every caller in the process (and, with Redis, by every replica).
 #[derive(Clone, Default)]

@@ -23,6 +23,9 @@ use crate::message::BusMessage;
 
 const SEGMENT_SUFFIX: &str = ".jsonl";
 const LOCK_FILE: &str = ".lock";
+/// The last acknowledged position (`<seq> <offset>`), so a restarted reader skips the part of a
+/// segment already acknowledged. Written without fsync: losing it only means redelivery.
+const ACKED_FILE: &str = "acked";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -49,6 +52,8 @@ struct Segment {
 
 struct SpoolState {
     segments: BTreeMap<u64, Segment>,
+    /// Everything before this position has been acknowledged.
+    acked: SpoolPosition,
     writer: Option<(u64, File)>,
     next_seq: u64,
     total_bytes: u64,
@@ -132,13 +137,32 @@ impl Spool {
             total_bytes += len;
             segments.insert(seq, Segment { len, closed: true });
         }
-        let next_seq = segments.keys().next_back().map_or(1, |s| s + 1);
+        let acked = std::fs::read_to_string(dir.join(ACKED_FILE))
+            .ok()
+            .and_then(|text| {
+                let (seq, offset) = text.trim().split_once(' ')?;
+                Some(SpoolPosition {
+                    seq: seq.parse().ok()?,
+                    offset: offset.parse().ok()?,
+                })
+            })
+            .unwrap_or_default();
+        // New segments always come after anything acknowledged, even if every segment was
+        // deleted, so that the acknowledged position never hides a new segment.
+        let next_seq = segments
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .max(acked.seq)
+            + 1;
         let spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes,
             segment_bytes: segment_bytes.max(1),
             state: Mutex::new(SpoolState {
                 segments,
+                acked,
                 writer: None,
                 next_seq,
                 total_bytes,
@@ -241,13 +265,14 @@ impl Spool {
         }
     }
 
-    /// The oldest position still held.
+    /// Where a reader starts: the oldest position held and not yet acknowledged.
     pub fn start(&self) -> SpoolPosition {
         let state = self.state.lock().expect("spool lock");
-        SpoolPosition {
+        let oldest = SpoolPosition {
             seq: state.segments.keys().next().copied().unwrap_or(state.next_seq),
             offset: 0,
-        }
+        };
+        oldest.max(state.acked)
     }
 
     /// Completes when something is appended after this call (enable it before reading to not
@@ -330,6 +355,12 @@ impl Spool {
     /// append starts a new one.
     pub fn release(&self, upto: SpoolPosition) -> io::Result<()> {
         let mut state = self.state.lock().expect("spool lock");
+        if upto > state.acked {
+            state.acked = upto;
+            let tmp = self.dir.join(format!("{ACKED_FILE}.tmp"));
+            std::fs::write(&tmp, format!("{} {}", upto.seq, upto.offset))?;
+            std::fs::rename(&tmp, self.dir.join(ACKED_FILE))?;
+        }
         let writing = state.writer.as_ref().map(|(seq, _)| *seq);
         let done: Vec<u64> = state
             .segments
@@ -374,6 +405,14 @@ mod tests {
         })
     }
 
+    fn segment_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_str().and_then(parse_segment_name).is_some())
+            .count()
+    }
+
     fn temp_dir() -> PathBuf {
         std::env::temp_dir().join(format!("gatehouse-spool-unit-{}", uuid::Uuid::new_v4()))
     }
@@ -386,7 +425,7 @@ mod tests {
         for chunk in sent.chunks(3) {
             spool.append(chunk).unwrap();
         }
-        let segments = std::fs::read_dir(&dir).unwrap().count() - 1;
+        let segments = segment_files(&dir);
         assert!(segments > 2, "expected rotation, got {segments} segment(s)");
 
         let first = spool.read(spool.start(), 7).unwrap();
@@ -397,14 +436,14 @@ mod tests {
 
         spool.release(first.end).unwrap();
         assert!(!spool.is_empty());
-        let remaining = std::fs::read_dir(&dir).unwrap().count() - 1;
+        let remaining = segment_files(&dir);
         assert!(remaining < segments, "acknowledged segments are deleted");
         // Acknowledging the end of the segment being written closes and deletes it too, and
         // the next append starts a fresh one.
         spool.release(rest.end).unwrap();
         assert!(spool.is_empty());
         assert_eq!(spool.bytes(), 0);
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "only the lock file is left");
+        assert_eq!(segment_files(&dir), 0);
         let later = message(100);
         spool.append(std::slice::from_ref(&later)).unwrap();
         assert_eq!(spool.read(rest.end, 10).unwrap().messages, vec![later]);
