@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use gatehouse_core::config::{Config, Sources};
 use gatehouse_core::secrets::{generate_key_b64, generate_signing_secret_b64};
-use gatehouse_events::ChangeNotifier;
+use gatehouse_events::{Bus, ChangeNotifier};
 use gatehouse_test_support::{TestDb, free_port};
 use tokio_util::sync::CancellationToken;
 
@@ -70,8 +70,11 @@ impl Platform {
             })
             .expect("test configuration is valid"),
         );
-        let notifier = ChangeNotifier::local();
         let shutdown = CancellationToken::new();
+        let bus = Bus::from_config(&cfg, shutdown.clone())
+            .await
+            .expect("start the event bus");
+        let notifier = bus.notifier.clone();
 
         let api = gatehouse_control_api::ControlApi::build(gatehouse_control_api::Dependencies {
             cfg: cfg.clone(),
@@ -88,6 +91,8 @@ impl Platform {
             cfg: cfg.clone(),
             db: db.db.clone(),
             notifier: notifier.clone(),
+            consumer: bus.consumer,
+            quota: bus.quota.clone(),
         })
         .expect("build usage-worker");
         for fut in [

@@ -160,7 +160,7 @@ impl EventConsumer {
     pub fn probe(&self) -> BusProbe {
         match &self.inner {
             ConsumerInner::Redis(c) => BusProbe {
-                link: Some(c.link.clone()),
+                link: Some(c.probe_link.clone()),
             },
             _ => BusProbe { link: None },
         }
@@ -546,7 +546,10 @@ impl SpoolConsumer {
 // Redis consumer group
 
 pub(crate) struct RedisConsumer {
+    /// Dedicated to this consumer: blocking reads and acknowledgements, one at a time.
     pub link: RedisLink,
+    /// Anything else (readiness probes must not queue behind a blocking read).
+    pub probe_link: RedisLink,
     pub stream: String,
     pub group: String,
     pub name: String,
@@ -569,6 +572,7 @@ struct Entry {
 impl RedisConsumer {
     pub fn consumer(
         link: RedisLink,
+        probe_link: RedisLink,
         stream: String,
         group: String,
         name: String,
@@ -577,6 +581,7 @@ impl RedisConsumer {
         EventConsumer {
             inner: ConsumerInner::Redis(Box::new(RedisConsumer {
                 link,
+                probe_link,
                 stream,
                 group,
                 name,

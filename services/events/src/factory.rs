@@ -138,6 +138,7 @@ impl Bus {
                 };
                 let consumer = RedisConsumer::consumer(
                     consume,
+                    publish.clone(),
                     cfg.redis.events_stream.clone(),
                     cfg.redis.events_group.clone(),
                     consumer_name,

@@ -67,17 +67,17 @@ impl ConnectGate {
 }
 
 /// A uniformly distributed number in [0, 1), for jitter (no need for a cryptographic source).
-pub(crate) fn jitter_unit() -> f64 {
+pub fn jitter_unit() -> f64 {
     let bits = (uuid::Uuid::new_v4().as_u128() >> 64) as u64 >> 11;
     bits as f64 / (1u64 << 53) as f64
 }
 
 /// "Equal jitter": half the backoff plus a random part of the other half.
-pub(crate) fn jittered(backoff: Duration) -> Duration {
+pub fn jittered(backoff: Duration) -> Duration {
     backoff / 2 + backoff.mul_f64(jitter_unit() / 2.0)
 }
 
-pub(crate) fn next_backoff(backoff: Duration) -> Duration {
+pub fn next_backoff(backoff: Duration) -> Duration {
     (backoff * 2).min(BACKOFF_MAX)
 }
 

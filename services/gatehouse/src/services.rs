@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::config::{Component, Config, ConfigError, Sources};
 use gatehouse_db::Db;
-use gatehouse_events::ChangeNotifier;
+use gatehouse_events::{Bus, ChangeNotifier};
 
 use crate::load_config;
 
@@ -25,9 +25,9 @@ pub async fn run_service(sources: Sources, component: Component) -> anyhow::Resu
     };
     let _telemetry = gatehouse_core::telemetry::init(&cfg.telemetry, name)?;
     let shutdown = gatehouse_core::shutdown::on_signal();
-    let notifier = notifier(&cfg, shutdown.clone()).await?;
     match component {
         Component::ControlApi => {
+            let notifier = notifier(&cfg, shutdown.clone()).await?;
             let db = Db::connect_lazy(&cfg.database)?;
             guard_service_role(db.clone(), shutdown.clone());
             let api = gatehouse_control_api::ControlApi::build(gatehouse_control_api::Dependencies {
@@ -40,23 +40,30 @@ pub async fn run_service(sources: Sources, component: Component) -> anyhow::Resu
             db.close().await;
         }
         Component::Dataplane => {
+            let bus = Bus::from_config(&cfg, shutdown.clone()).await?;
             let dataplane = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
                 cfg: cfg.clone(),
-                notifier,
+                notifier: bus.notifier.clone(),
             })?;
             tracing::info!(addr = %dataplane.local_addr(), "dataplane listening");
             dataplane.run_until_stopped(shutdown).await?;
+            // Whatever was emitted goes to Redis or the spool before the process exits.
+            bus.handle.close().await;
         }
         Component::UsageWorker => {
             let db = Db::connect_lazy(&cfg.database)?;
             guard_service_role(db.clone(), shutdown.clone());
+            let bus = Bus::from_config(&cfg, shutdown.clone()).await?;
             let worker = gatehouse_usage_worker::UsageWorker::build(gatehouse_usage_worker::Dependencies {
                 cfg: cfg.clone(),
                 db: db.clone(),
-                notifier,
+                notifier: bus.notifier.clone(),
+                consumer: bus.consumer,
+                quota: bus.quota.clone(),
             })?;
             tracing::info!(addr = %worker.local_addr(), "usage-worker listening");
             worker.run_until_stopped(shutdown).await?;
+            bus.handle.close().await;
             db.close().await;
         }
         _ => unreachable!(),
@@ -65,27 +72,16 @@ pub async fn run_service(sources: Sources, component: Component) -> anyhow::Resu
     Ok(())
 }
 
-/// Redis pub/sub when Redis is configured, in-process delivery otherwise.
+/// Redis pub/sub when Redis is configured, in-process delivery otherwise (the control API needs
+/// nothing else from the bus). Redis may be down at start: the notifier connects in the
+/// background and readiness reports it meanwhile.
 pub async fn notifier(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<ChangeNotifier> {
     match cfg.redis_url() {
         None => Ok(ChangeNotifier::local()),
         Some(url) => {
             let client =
                 redis::Client::open(url).map_err(|e| ConfigError::new("redis.url", e.to_string()))?;
-            // Redis may be down at start; keep trying in the background rather than refusing to
-            // start (readiness reports it).
-            loop {
-                match ChangeNotifier::redis(client.clone(), shutdown.clone()).await {
-                    Ok(n) => return Ok(n),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "redis not reachable yet; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = shutdown.cancelled() => anyhow::bail!("stopped before Redis became reachable"),
-                        }
-                    }
-                }
-            }
+            Ok(ChangeNotifier::redis(client, shutdown).await?)
         }
     }
 }

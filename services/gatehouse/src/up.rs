@@ -18,7 +18,7 @@ use gatehouse_core::secrets::{generate_key_b64, generate_signing_secret_b64, ran
 use gatehouse_db::Db;
 use gatehouse_db::localpg::{LocalCluster, SERVICE_ROLE};
 
-use crate::services::notifier;
+use gatehouse_events::Bus;
 
 const LOCAL_CONFIG: &str = "local.toml";
 const DEMO_LOGIN: &str = "demo-login.txt";
@@ -122,7 +122,12 @@ async fn serve(cfg: Arc<Config>, data_dir: &Path, admin_url: &str, service_url: 
     };
 
     let shutdown = gatehouse_core::shutdown::on_signal();
-    let notifier = notifier(&cfg, shutdown.clone()).await?;
+    // One bus for the whole process: without Redis the worker consumes the spool the dataplane
+    // writes, and the quota state is shared in memory.
+    let bus = Bus::from_config(&cfg, shutdown.clone())
+        .await
+        .context("starting the event bus")?;
+    let notifier = bus.notifier.clone();
 
     let control_api = gatehouse_control_api::ControlApi::build(gatehouse_control_api::Dependencies {
         cfg: cfg.clone(),
@@ -141,6 +146,8 @@ async fn serve(cfg: Arc<Config>, data_dir: &Path, admin_url: &str, service_url: 
         cfg: cfg.clone(),
         db: db.clone(),
         notifier: notifier.clone(),
+        consumer: bus.consumer,
+        quota: bus.quota.clone(),
     })?;
 
     print_banner(
@@ -158,6 +165,7 @@ async fn serve(cfg: Arc<Config>, data_dir: &Path, admin_url: &str, service_url: 
         dataplane.run_until_stopped(shutdown.clone()),
         worker.run_until_stopped(shutdown.clone()),
     );
+    bus.handle.close().await;
     db.close().await;
     a.and(b).and(c)
 }

@@ -2,7 +2,10 @@
 //! take `&mut GlobalTx` (or `&mut UserTx` for a user's own cross-org view).
 
 pub mod audit;
+pub mod drift;
 pub mod endpoints;
+pub mod invoices;
 pub mod orgs;
 pub mod sessions;
+pub mod usage;
 pub mod users;
