@@ -368,7 +368,10 @@ impl Config {
             return Err(ConfigError::new("usage_worker.batch_size", "must be at least 1"));
         }
         if self.usage_worker.claim_idle_ms < 1000 {
-            return Err(ConfigError::new("usage_worker.claim_idle_ms", "must be at least 1000"));
+            return Err(ConfigError::new(
+                "usage_worker.claim_idle_ms",
+                "must be at least 1000",
+            ));
         }
         if self.usage_worker.lateness_secs > 35 * 86_400 {
             return Err(ConfigError::new(
@@ -377,8 +380,14 @@ impl Config {
             ));
         }
         for (setting, secs) in [
-            ("usage_worker.invoice_interval_secs", self.usage_worker.invoice_interval_secs),
-            ("usage_worker.quota_sweep_secs", self.usage_worker.quota_sweep_secs),
+            (
+                "usage_worker.invoice_interval_secs",
+                self.usage_worker.invoice_interval_secs,
+            ),
+            (
+                "usage_worker.quota_sweep_secs",
+                self.usage_worker.quota_sweep_secs,
+            ),
         ] {
             if secs == 0 {
                 return Err(ConfigError::new(setting, "must be at least 1"));

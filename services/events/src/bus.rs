@@ -16,8 +16,8 @@
 //! - **Memory** ([`local_bus`]): an in-process channel, for tests of code that only emits.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::Value;
@@ -630,7 +630,9 @@ impl RedisConsumer {
                 .query_async(&mut conn)
                 .await;
             match created {
-                Ok(()) => tracing::info!(stream = %self.stream, group = %self.group, "consumer group created"),
+                Ok(()) => {
+                    tracing::info!(stream = %self.stream, group = %self.group, "consumer group created")
+                }
                 Err(e) if e.code() == Some("BUSYGROUP") => {}
                 Err(e) => return Err(e),
             }
@@ -682,7 +684,10 @@ impl RedisConsumer {
             }
             if !entries.is_empty() {
                 metrics::counter!("gatehouse_events_claimed_total").increment(entries.len() as u64);
-                tracing::info!(entries = entries.len(), "claimed entries left pending by another consumer");
+                tracing::info!(
+                    entries = entries.len(),
+                    "claimed entries left pending by another consumer"
+                );
                 return self.decode_batch(&mut conn, entries).await;
             }
         }
@@ -737,7 +742,10 @@ impl RedisConsumer {
             }
         }
         if !discard.is_empty() {
-            tracing::warn!(entries = discard.len(), "pending entries were trimmed from the stream before being processed");
+            tracing::warn!(
+                entries = discard.len(),
+                "pending entries were trimmed from the stream before being processed"
+            );
             metrics::counter!("gatehouse_events_trimmed_total").increment(discard.len() as u64);
         }
         if !dead.is_empty() || !discard.is_empty() {
@@ -753,7 +761,11 @@ impl RedisConsumer {
                     .ignore();
             }
             let gone: Vec<&String> = dead.iter().map(|(id, _)| id).chain(discard.iter()).collect();
-            pipe.cmd("XACK").arg(&self.stream).arg(&self.group).arg(&gone).ignore();
+            pipe.cmd("XACK")
+                .arg(&self.stream)
+                .arg(&self.group)
+                .arg(&gone)
+                .ignore();
             pipe.query_async::<()>(conn).await?;
             metrics::counter!("gatehouse_events_dead_lettered_total").increment(dead.len() as u64);
         }
@@ -775,7 +787,11 @@ impl RedisConsumer {
         };
         let mut c = conn.conn.clone();
         let mut pipe = redis::pipe();
-        pipe.cmd("XACK").arg(&self.stream).arg(&self.group).arg(&ids).ignore();
+        pipe.cmd("XACK")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(&ids)
+            .ignore();
         // Acknowledged entries are of no further use; the stream keeps only the backlog.
         pipe.cmd("XDEL").arg(&self.stream).arg(&ids).ignore();
         if let Err(e) = pipe.query_async::<()>(&mut c).await {
@@ -826,15 +842,23 @@ fn parse_entries(v: Value) -> Vec<Entry> {
     items
         .into_iter()
         .filter_map(|item| {
-            let Value::Array(mut parts) = item else { return None };
+            let Value::Array(mut parts) = item else {
+                return None;
+            };
             if parts.is_empty() {
                 return None;
             }
-            let fields = if parts.len() > 1 { parts.remove(1) } else { Value::Nil };
+            let fields = if parts.len() > 1 {
+                parts.remove(1)
+            } else {
+                Value::Nil
+            };
             let id = value_to_string(&parts[0])?;
             let payload = match fields {
                 Value::Array(kv) => kv.chunks(2).find_map(|pair| match pair {
-                    [Value::BulkString(k), Value::BulkString(v)] if k == STREAM_FIELD.as_bytes() => Some(v.clone()),
+                    [Value::BulkString(k), Value::BulkString(v)] if k == STREAM_FIELD.as_bytes() => {
+                        Some(v.clone())
+                    }
                     _ => None,
                 }),
                 _ => None,
@@ -866,14 +890,22 @@ fn parse_autoclaim_reply(v: Value) -> (String, Vec<Entry>) {
     let Value::Array(mut parts) = v else {
         return ("0-0".to_owned(), Vec::new());
     };
-    let next = parts.first().and_then(value_to_string).unwrap_or_else(|| "0-0".to_owned());
+    let next = parts
+        .first()
+        .and_then(value_to_string)
+        .unwrap_or_else(|| "0-0".to_owned());
     let mut entries = if parts.len() > 1 {
         parse_entries(std::mem::replace(&mut parts[1], Value::Nil))
     } else {
         Vec::new()
     };
     if let Some(Value::Array(deleted)) = parts.get(2) {
-        entries.extend(deleted.iter().filter_map(value_to_string).map(|id| Entry { id, payload: None }));
+        entries.extend(
+            deleted
+                .iter()
+                .filter_map(value_to_string)
+                .map(|id| Entry { id, payload: None }),
+        );
     }
     (next, entries)
 }

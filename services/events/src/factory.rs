@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use gatehouse_core::config::{Config, ConfigError};
 
 use crate::bus::{
-    EventConsumer, EventPublisher, MAX_BLOCK, RedisConsumer, SpoolSlot, StreamTarget, local_bus, spawn_publisher,
-    spool_consumer,
+    EventConsumer, EventPublisher, MAX_BLOCK, RedisConsumer, SpoolSlot, StreamTarget, local_bus,
+    spawn_publisher, spool_consumer,
 };
 use crate::link::{ConnectGate, RedisLink};
 use crate::notify::ChangeNotifier;
@@ -86,8 +86,12 @@ impl Bus {
         match cfg.redis_url() {
             None => {
                 let spool = Arc::new(
-                    Spool::open(&spool_dir, cfg.dataplane.spool_max_bytes, cfg.dataplane.spool_segment_bytes)
-                        .map_err(|e| ConfigError::new("dataplane.spool_dir", e.to_string()))?,
+                    Spool::open(
+                        &spool_dir,
+                        cfg.dataplane.spool_max_bytes,
+                        cfg.dataplane.spool_segment_bytes,
+                    )
+                    .map_err(|e| ConfigError::new("dataplane.spool_dir", e.to_string()))?,
                 );
                 let (publisher, task) = spawn_publisher(None, slot(Some(spool.clone())), close.clone())
                     .context("starting the event publisher")?;
@@ -110,7 +114,13 @@ impl Bus {
                     redis::Client::open(url).map_err(|e| ConfigError::new("redis.url", e.to_string()))?;
                 let gate = ConnectGate::new();
                 let link = |name, timeout| {
-                    RedisLink::new(client.clone(), name, Some(timeout), gate.clone(), shutdown.clone())
+                    RedisLink::new(
+                        client.clone(),
+                        name,
+                        Some(timeout),
+                        gate.clone(),
+                        shutdown.clone(),
+                    )
                 };
                 let publish = link("events-publish", Duration::from_secs(5));
                 // Blocking reads get a connection of their own, whose timeout outlasts the block
@@ -154,7 +164,9 @@ impl Bus {
                     quota.wait_loaded(STARTUP_WAIT)
                 );
                 if !loaded {
-                    tracing::warn!("redis not reachable at start; continuing degraded (spooling events, local rate limits)");
+                    tracing::warn!(
+                        "redis not reachable at start; continuing degraded (spooling events, local rate limits)"
+                    );
                 }
                 Ok(Bus {
                     publisher,

@@ -50,6 +50,7 @@ impl ChangeNotifier {
         let subscriber = link.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
+            let mut failures = 0u32;
             loop {
                 tokio::select! {
                     _ = subscriber.gate().acquire() => {}
@@ -63,6 +64,7 @@ impl ChangeNotifier {
                 match tokio::select! { r = subscribed => r, _ = shutdown.cancelled() => return } {
                     Ok(mut pubsub) => {
                         backoff = Duration::from_millis(100);
+                        failures = 0;
                         let mut messages = pubsub.on_message();
                         loop {
                             tokio::select! {
@@ -81,7 +83,10 @@ impl ChangeNotifier {
                         tracing::warn!("config change subscription lost; resubscribing");
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to config changes");
+                        failures += 1;
+                        if failures == 1 || failures.is_multiple_of(30) {
+                            tracing::warn!(error = %e, attempts = failures, "cannot subscribe to config changes; retrying");
+                        }
                     }
                 }
                 tokio::select! {

@@ -77,7 +77,9 @@ impl QuotaState {
     pub async fn wait_loaded(&self, timeout: Duration) -> bool {
         let Some(shared) = &self.shared else { return true };
         let mut loaded = shared.loaded.subscribe();
-        tokio::time::timeout(timeout, loaded.wait_for(|l| *l)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, loaded.wait_for(|l| *l))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     pub fn is_over(&self, org: OrgId) -> bool {
@@ -123,12 +125,17 @@ impl QuotaState {
         if pending.is_empty() {
             return true;
         }
-        let Some(conn) = shared.link.get() else { return false };
+        let Some(conn) = shared.link.get() else {
+            return false;
+        };
         let mut pipe = redis::pipe();
         pipe.atomic();
         for (org, over) in &pending {
             let command = if *over { "SADD" } else { "SREM" };
-            pipe.cmd(command).arg(&shared.set_key).arg(org.to_string()).ignore();
+            pipe.cmd(command)
+                .arg(&shared.set_key)
+                .arg(org.to_string())
+                .ignore();
             let change = serde_json::to_string(&QuotaChange {
                 org_id: *org,
                 over: *over,
@@ -158,10 +165,14 @@ impl QuotaState {
     /// Replaces the local set with Redis's, keeping changes not yet written there.
     async fn reload(&self) -> bool {
         let Some(shared) = &self.shared else { return true };
-        let Some(conn) = shared.link.get() else { return false };
+        let Some(conn) = shared.link.get() else {
+            return false;
+        };
         let mut c = conn.conn.clone();
-        let members: redis::RedisResult<Vec<String>> =
-            redis::cmd("SMEMBERS").arg(&shared.set_key).query_async(&mut c).await;
+        let members: redis::RedisResult<Vec<String>> = redis::cmd("SMEMBERS")
+            .arg(&shared.set_key)
+            .query_async(&mut c)
+            .await;
         match members {
             Ok(members) => {
                 let mut loaded: HashSet<OrgId> = members.iter().filter_map(|m| m.parse().ok()).collect();
@@ -189,6 +200,7 @@ impl QuotaState {
     async fn follow(self, shutdown: CancellationToken) {
         let shared = self.shared.clone().expect("redis quota state");
         let mut backoff = Duration::from_millis(100);
+        let mut failures = 0u32;
         loop {
             tokio::select! {
                 _ = shared.link.gate().acquire() => {}
@@ -206,6 +218,7 @@ impl QuotaState {
             match subscribed {
                 Ok(mut pubsub) => {
                     backoff = Duration::from_millis(100);
+                    failures = 0;
                     // Subscribed first, then loaded: nothing published in between is missed.
                     shared.link.wait(Duration::from_secs(2)).await;
                     self.flush().await;
@@ -242,7 +255,12 @@ impl QuotaState {
                     }
                     tracing::warn!("quota subscription lost; resubscribing");
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot subscribe to quota changes; retrying"),
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_multiple_of(30) {
+                        tracing::warn!(error = %e, attempts = failures, "cannot subscribe to quota changes; retrying");
+                    }
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(jittered(backoff)) => {}

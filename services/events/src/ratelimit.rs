@@ -336,7 +336,17 @@ mod tests {
                 burst: 2
             }
         );
-        assert_eq!(local_share(Limit { per_minute: 1, burst: 0 }, 4).per_minute, 1);
+        assert_eq!(
+            local_share(
+                Limit {
+                    per_minute: 1,
+                    burst: 0
+                },
+                4
+            )
+            .per_minute,
+            1
+        );
         assert_eq!(local_share(limit, 0), limit);
     }
 }

@@ -149,13 +149,7 @@ impl Spool {
             .unwrap_or_default();
         // New segments always come after anything acknowledged, even if every segment was
         // deleted, so that the acknowledged position never hides a new segment.
-        let next_seq = segments
-            .keys()
-            .next_back()
-            .copied()
-            .unwrap_or(0)
-            .max(acked.seq)
-            + 1;
+        let next_seq = segments.keys().next_back().copied().unwrap_or(0).max(acked.seq) + 1;
         let spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -208,7 +202,10 @@ impl Spool {
         }
         let needs_rotation = match &state.writer {
             None => true,
-            Some((seq, _)) => state.segments.get(seq).is_none_or(|s| s.len >= self.segment_bytes),
+            Some((seq, _)) => state
+                .segments
+                .get(seq)
+                .is_none_or(|s| s.len >= self.segment_bytes),
         };
         if needs_rotation {
             self.rotate_locked(&mut state);
@@ -220,7 +217,13 @@ impl Spool {
             // Make the new file's directory entry durable too.
             File::open(&self.dir)?.sync_all()?;
             state.next_seq += 1;
-            state.segments.insert(seq, Segment { len: 0, closed: false });
+            state.segments.insert(
+                seq,
+                Segment {
+                    len: 0,
+                    closed: false,
+                },
+            );
             state.writer = Some((seq, file));
         }
         let (seq, file) = state.writer.as_mut().expect("writer opened above");

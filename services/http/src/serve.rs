@@ -26,10 +26,12 @@ pub async fn run_until_stopped(
         _ = shutdown.cancelled() => {}
     }
     // Graceful stop: actix waits for in-flight requests up to its shutdown timeout (= grace).
+    // The server future itself processes the stop command, so it must be polled alongside the
+    // stop future (awaiting the stop first would wait out the whole grace period every time).
     let stop = handle.stop(true);
     match tokio::time::timeout(grace + Duration::from_secs(1), async {
-        stop.await;
-        (&mut server).await
+        let ((), result) = tokio::join!(stop, &mut server);
+        result
     })
     .await
     {

@@ -140,14 +140,24 @@ pub fn lines(plan: &PlanRow, period: Period, usage: PeriodUsage) -> Vec<InvoiceL
 }
 
 /// Counts a period's billable usage from the raw events.
-pub async fn period_usage(tx: &mut TenantTx, period: Period, lateness: Duration) -> Result<PeriodUsage, DbError> {
+pub async fn period_usage(
+    tx: &mut TenantTx,
+    period: Period,
+    lateness: Duration,
+) -> Result<PeriodUsage, DbError> {
     let previous = period.previous();
     let cutoff = period.cutoff(lateness);
     let previous_cutoff = previous.cutoff(lateness);
     Ok(PeriodUsage {
         calls: usage::billable_calls(tx, period.start_at(), period.end_at(), None, cutoff).await?,
-        previous_invoiced: usage::billable_calls(tx, previous.start_at(), previous.end_at(), None, previous_cutoff)
-            .await?,
+        previous_invoiced: usage::billable_calls(
+            tx,
+            previous.start_at(),
+            previous.end_at(),
+            None,
+            previous_cutoff,
+        )
+        .await?,
         late: usage::billable_calls(
             tx,
             OffsetDateTime::UNIX_EPOCH,
@@ -235,7 +245,9 @@ pub async fn recompute(
         return Ok(None);
     };
     let stored = invoices::lines(&mut tx, invoice.id).await?;
-    let plan = invoices::plan(&mut tx, &invoice.plan_id).await?.ok_or(DbError::NotFound)?;
+    let plan = invoices::plan(&mut tx, &invoice.plan_id)
+        .await?
+        .ok_or(DbError::NotFound)?;
     let usage = period_usage(&mut tx, period, lateness).await?;
     tx.rollback().await?;
     Ok(Some((stored, lines(&plan, period, usage))))
@@ -266,25 +278,51 @@ mod tests {
         assert_eq!(p.label(), "January 2027");
         let lateness = Duration::from_secs(86_400);
         assert_eq!(p.previous().cutoff(lateness), datetime!(2027-01-02 00:00 UTC));
-        assert!(!is_closed(p.previous(), lateness, datetime!(2027-01-02 00:05 UTC)));
+        assert!(!is_closed(
+            p.previous(),
+            lateness,
+            datetime!(2027-01-02 00:05 UTC)
+        ));
         assert!(is_closed(p.previous(), lateness, datetime!(2027-01-02 00:10 UTC)));
     }
 
     #[test]
     fn overage_and_corrections() {
         let period = Period::containing(datetime!(2026-11-10 00:00 UTC));
-        let within = lines(&team(), period, PeriodUsage { calls: 999, previous_invoiced: 0, late: 0 });
+        let within = lines(
+            &team(),
+            period,
+            PeriodUsage {
+                calls: 999,
+                previous_invoiced: 0,
+                late: 0,
+            },
+        );
         assert_eq!(within.len(), 2);
         assert_eq!(within[0].amount_cents, 4900);
         assert_eq!(within[1].quantity, 999);
 
-        let over = lines(&team(), period, PeriodUsage { calls: 4_001, previous_invoiced: 1_000, late: 2_000 });
+        let over = lines(
+            &team(),
+            period,
+            PeriodUsage {
+                calls: 4_001,
+                previous_invoiced: 1_000,
+                late: 2_000,
+            },
+        );
         assert_eq!(over[2].quantity, 3_001);
         // 3,001 calls at 50 cents per 1,000: 150.05 cents, rounded to 150.
         assert_eq!(over[2].amount_cents, 150);
         assert_eq!(over[3].quantity, 2_000);
-        assert_eq!(over[3].amount_cents, 100, "the late calls are all overage of the previous month");
+        assert_eq!(
+            over[3].amount_cents, 100,
+            "the late calls are all overage of the previous month"
+        );
         assert!(over[3].description.contains("October 2026"));
-        assert_eq!(over.iter().map(|l| l.line_no).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(
+            over.iter().map(|l| l.line_no).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
     }
 }

@@ -10,7 +10,9 @@ use gatehouse_core::ids::OrgId;
 use gatehouse_core::snapshot::ConfigChange;
 use gatehouse_db::repos::usage::NewUsageEvent;
 use gatehouse_db::repos::{audit, drift, orgs, usage};
-use gatehouse_db::{Actor, ActorType, AuditOutcome, AuditSource, Db, DbError, NewAuditEvent, OrgScope, TenantTx};
+use gatehouse_db::{
+    Actor, ActorType, AuditOutcome, AuditSource, Db, DbError, NewAuditEvent, OrgScope, TenantTx,
+};
 use gatehouse_events::{BusMessage, CallEvent, CallOutcome, SubjectKind, ToolDrift};
 
 /// What one org's part of a batch did.
@@ -127,8 +129,15 @@ async fn withhold_drifted(tx: &mut TenantTx, d: &ToolDrift) -> Result<Option<New
         return Ok(None);
     };
     let definition = sanitize_value(d.observed_definition.clone());
-    let Some(tool_id) =
-        drift::withhold_if_pinned(tx, d.server_id, &sanitize(&d.tool_name), &approved, &observed, &definition).await?
+    let Some(tool_id) = drift::withhold_if_pinned(
+        tx,
+        d.server_id,
+        &sanitize(&d.tool_name),
+        &approved,
+        &observed,
+        &definition,
+    )
+    .await?
     else {
         return Ok(None);
     };
@@ -171,7 +180,9 @@ pub fn action_of(call: &CallEvent) -> String {
 /// counts one; requests refused by the gateway and protocol traffic (`tools/list`, ...) are
 /// free.
 pub fn units_of(call: &CallEvent) -> i64 {
-    i64::from(call.method == "tools/call" && matches!(call.outcome, CallOutcome::Success | CallOutcome::Error))
+    i64::from(
+        call.method == "tools/call" && matches!(call.outcome, CallOutcome::Success | CallOutcome::Error),
+    )
 }
 
 fn outcome_str(outcome: CallOutcome) -> &'static str {
@@ -281,7 +292,11 @@ fn sanitize_value(v: Value) -> Value {
     match v {
         Value::String(s) => Value::String(sanitize(&s)),
         Value::Array(items) => Value::Array(items.into_iter().map(sanitize_value).collect()),
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (sanitize(&k), sanitize_value(v))).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (sanitize(&k), sanitize_value(v)))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -328,7 +343,10 @@ mod tests {
         assert_eq!(action_of(&limited), "tool.rate_limited");
         assert_eq!(audit_of_call(&limited).outcome, AuditOutcome::RateLimited);
         let over = call("tools/call", CallOutcome::OverQuota);
-        assert_eq!((action_of(&over), audit_of_call(&over).outcome), ("tool.over_quota".into(), AuditOutcome::Denied));
+        assert_eq!(
+            (action_of(&over), audit_of_call(&over).outcome),
+            ("tool.over_quota".into(), AuditOutcome::Denied)
+        );
         let list = call("tools/list", CallOutcome::Success);
         assert_eq!((action_of(&list), units_of(&list)), ("mcp.request".into(), 0));
     }

@@ -93,7 +93,10 @@ impl Pipeline {
             }
             let started = Instant::now();
             let Some(written) = self.write_until_committed(&batch.messages, &stop).await else {
-                tracing::warn!(events = batch.messages.len(), "stopping with a batch not written; it will be redelivered");
+                tracing::warn!(
+                    events = batch.messages.len(),
+                    "stopping with a batch not written; it will be redelivered"
+                );
                 return;
             };
             self.health.ok();
@@ -104,10 +107,13 @@ impl Pipeline {
             }
             metrics::counter!("gatehouse_worker_batches_total").increment(1);
             metrics::counter!("gatehouse_worker_events_total").increment(count as u64);
-            metrics::counter!("gatehouse_worker_usage_events_written_total").increment(written.usage_inserted());
-            metrics::counter!("gatehouse_worker_audit_events_written_total").increment(written.audit_inserted() as u64);
-            metrics::counter!("gatehouse_worker_duplicates_total")
-                .increment((count as u64).saturating_sub(written.usage_inserted().max(written.audit_inserted() as u64)));
+            metrics::counter!("gatehouse_worker_usage_events_written_total")
+                .increment(written.usage_inserted());
+            metrics::counter!("gatehouse_worker_audit_events_written_total")
+                .increment(written.audit_inserted() as u64);
+            metrics::counter!("gatehouse_worker_duplicates_total").increment(
+                (count as u64).saturating_sub(written.usage_inserted().max(written.audit_inserted() as u64)),
+            );
             metrics::histogram!("gatehouse_worker_batch_seconds").record(started.elapsed().as_secs_f64());
             self.after_commit(&written).await;
         }

@@ -30,7 +30,12 @@ pub async fn status(db: &Db, org: OrgId, now: OffsetDateTime) -> Result<QuotaSta
 }
 
 /// Recomputes the org's standing and publishes it if it changed.
-pub async fn enforce(db: &Db, quota: &QuotaState, org: OrgId, now: OffsetDateTime) -> Result<QuotaStatus, DbError> {
+pub async fn enforce(
+    db: &Db,
+    quota: &QuotaState,
+    org: OrgId,
+    now: OffsetDateTime,
+) -> Result<QuotaStatus, DbError> {
     let status = status(db, org, now).await?;
     if status.over != quota.is_over(org) {
         if status.over {

@@ -158,7 +158,9 @@ pub async fn create_final(
 }
 
 /// Every org with its creation time (orgs are global rows; what is billed is read per org).
-pub async fn orgs_to_invoice(tx: &mut crate::tenant::GlobalTx) -> DbResult<Vec<(gatehouse_core::ids::OrgId, OffsetDateTime)>> {
+pub async fn orgs_to_invoice(
+    tx: &mut crate::tenant::GlobalTx,
+) -> DbResult<Vec<(gatehouse_core::ids::OrgId, OffsetDateTime)>> {
     Ok(sqlx::query_as("SELECT id, created_at FROM orgs ORDER BY id")
         .fetch_all(tx.conn())
         .await?)

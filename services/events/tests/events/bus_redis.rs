@@ -12,7 +12,12 @@ use crate::helpers::{call, config, drain, eventually, redis_conn, segments, temp
 
 async fn pending_count(url: &str, stream: &str, group: &str) -> i64 {
     let mut conn = redis_conn(url).await;
-    let summary: redis::Value = redis::cmd("XPENDING").arg(stream).arg(group).query_async(&mut conn).await.unwrap();
+    let summary: redis::Value = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     match summary {
         redis::Value::Array(items) => match items.first() {
             Some(redis::Value::Int(n)) => *n,
@@ -24,7 +29,11 @@ async fn pending_count(url: &str, stream: &str, group: &str) -> i64 {
 
 async fn stream_len(url: &str, stream: &str) -> i64 {
     let mut conn = redis_conn(url).await;
-    redis::cmd("XLEN").arg(stream).query_async(&mut conn).await.unwrap()
+    redis::cmd("XLEN")
+        .arg(stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,7 +43,12 @@ async fn outage_spools_to_disk_and_replays_everything_when_redis_returns() {
     let ns = unique("outage");
     let (dp_spool, worker_spool) = (temp_dir("dp-spool"), temp_dir("worker-spool"));
     let dp_cfg = config(Some(&url), &dp_spool, &ns, &[]);
-    let worker_cfg = config(Some(&url), &worker_spool, &ns, &[("usage_worker.consumer_name", "worker-1")]);
+    let worker_cfg = config(
+        Some(&url),
+        &worker_spool,
+        &ns,
+        &[("usage_worker.consumer_name", "worker-1")],
+    );
     let shutdown = CancellationToken::new();
     let dataplane = Bus::from_config(&dp_cfg, shutdown.clone()).await.unwrap();
     let mut worker = Bus::from_config(&worker_cfg, shutdown.clone()).await.unwrap();
@@ -63,9 +77,11 @@ async fn outage_spools_to_disk_and_replays_everything_when_redis_returns() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    eventually(Duration::from_secs(5), "events spooled while Redis is down", || async {
-        dataplane.publisher.is_spooling() && segments(&dp_spool) > 0
-    })
+    eventually(
+        Duration::from_secs(5),
+        "events spooled while Redis is down",
+        || async { dataplane.publisher.is_spooling() && segments(&dp_spool) > 0 },
+    )
     .await;
     dataplane.publisher.check().expect("spooling is healthy");
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -78,13 +94,24 @@ async fn outage_spools_to_disk_and_replays_everything_when_redis_returns() {
 
     server.restart();
     let received = drain(&mut worker.consumer, &ids, Duration::from_secs(30)).await;
-    assert_eq!(received.iter().copied().collect::<HashSet<_>>(), ids, "every event delivered");
+    assert_eq!(
+        received.iter().copied().collect::<HashSet<_>>(),
+        ids,
+        "every event delivered"
+    );
     eventually(Duration::from_secs(10), "spool drained and deleted", || async {
         segments(&dp_spool) == 0 && !dataplane.publisher.is_spooling()
     })
     .await;
-    assert_eq!(pending_count(&url, &dp_cfg.redis.events_stream, &dp_cfg.redis.events_group).await, 0);
-    assert_eq!(stream_len(&url, &dp_cfg.redis.events_stream).await, 0, "acknowledged entries are deleted");
+    assert_eq!(
+        pending_count(&url, &dp_cfg.redis.events_stream, &dp_cfg.redis.events_group).await,
+        0
+    );
+    assert_eq!(
+        stream_len(&url, &dp_cfg.redis.events_stream).await,
+        0,
+        "acknowledged entries are deleted"
+    );
     shutdown.cancel();
 }
 
@@ -99,7 +126,10 @@ async fn pending_entries_are_reread_after_restart_and_claimed_from_dead_consumer
             Some(&url),
             &spool.join(name),
             &ns,
-            &[("usage_worker.consumer_name", name), ("usage_worker.claim_idle_ms", "1000")],
+            &[
+                ("usage_worker.consumer_name", name),
+                ("usage_worker.claim_idle_ms", "1000"),
+            ],
         )
     };
     let shutdown = CancellationToken::new();
@@ -114,7 +144,9 @@ async fn pending_entries_are_reread_after_restart_and_claimed_from_dead_consumer
 
     // Worker "a" reads everything and dies before acknowledging.
     {
-        let mut a = Bus::from_config(&consumer_cfg("a"), shutdown.clone()).await.unwrap();
+        let mut a = Bus::from_config(&consumer_cfg("a"), shutdown.clone())
+            .await
+            .unwrap();
         let mut got = HashSet::new();
         while got.len() < ids.len() {
             let batch = a.consumer.next_batch(100, Duration::from_secs(2)).await.unwrap();
@@ -124,25 +156,50 @@ async fn pending_entries_are_reread_after_restart_and_claimed_from_dead_consumer
     }
     // Restarted under the same name, it first re-reads its own pending entries.
     {
-        let mut a = Bus::from_config(&consumer_cfg("a"), shutdown.clone()).await.unwrap();
+        let mut a = Bus::from_config(&consumer_cfg("a"), shutdown.clone())
+            .await
+            .unwrap();
         let batch = a.consumer.next_batch(100, Duration::from_secs(2)).await.unwrap();
         assert_eq!(batch_ids(&batch), ids, "own pending entries come back first");
     }
     // "a" is gone for good: after the idle time, worker "b" claims them.
-    let mut b = Bus::from_config(&consumer_cfg("b"), shutdown.clone()).await.unwrap();
+    let mut b = Bus::from_config(&consumer_cfg("b"), shutdown.clone())
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut claimed = HashSet::new();
     while claimed.len() < ids.len() {
-        assert!(Instant::now() < deadline, "claimed only {} of {}", claimed.len(), ids.len());
-        let batch = b.consumer.next_batch(100, Duration::from_millis(500)).await.unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "claimed only {} of {}",
+            claimed.len(),
+            ids.len()
+        );
+        let batch = b
+            .consumer
+            .next_batch(100, Duration::from_millis(500))
+            .await
+            .unwrap();
         claimed.extend(batch_ids(&batch));
         b.consumer.ack(batch).await.unwrap();
     }
     assert_eq!(claimed, ids);
-    assert_eq!(pending_count(&url, &producer_cfg.redis.events_stream, &producer_cfg.redis.events_group).await, 0);
+    assert_eq!(
+        pending_count(
+            &url,
+            &producer_cfg.redis.events_stream,
+            &producer_cfg.redis.events_group
+        )
+        .await,
+        0
+    );
     shutdown.cancel();
     let mut conn = redis_conn(&url).await;
-    let _: () = redis::cmd("DEL").arg(&producer_cfg.redis.events_stream).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&producer_cfg.redis.events_stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -156,9 +213,17 @@ async fn blocking_reads_outlast_the_default_response_timeout() {
     // Nothing to read: the read blocks for the whole wait and ends empty, not in a timeout
     // error (redis-rs cuts commands on a shared connection after 500 ms).
     let started = Instant::now();
-    let batch = bus.consumer.next_batch(10, Duration::from_secs(2)).await.expect("no timeout error");
+    let batch = bus
+        .consumer
+        .next_batch(10, Duration::from_secs(2))
+        .await
+        .expect("no timeout error");
     assert!(batch.messages.is_empty());
-    assert!(started.elapsed() >= Duration::from_millis(1900), "blocked {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "blocked {:?}",
+        started.elapsed()
+    );
 
     // An event emitted during a blocking read is delivered by it.
     let publisher = bus.publisher.clone();
@@ -173,5 +238,9 @@ async fn blocking_reads_outlast_the_default_response_timeout() {
     bus.consumer.ack(batch).await.unwrap();
     shutdown.cancel();
     let mut conn = redis_conn(&url).await;
-    let _: () = redis::cmd("DEL").arg(&cfg.redis.events_stream).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&cfg.redis.events_stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 }

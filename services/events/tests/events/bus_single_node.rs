@@ -44,7 +44,10 @@ async fn events_survive_a_restart_and_are_deleted_once_acknowledged() {
     let remaining: HashSet<EventId> = ids.difference(&first_batch_ids).copied().collect();
     let received = drain(&mut bus.consumer, &remaining, Duration::from_secs(10)).await;
     let received_set: HashSet<EventId> = received.iter().copied().collect();
-    assert_eq!(received_set, remaining, "exactly the unacknowledged events are redelivered");
+    assert_eq!(
+        received_set, remaining,
+        "exactly the unacknowledged events are redelivered"
+    );
     assert_eq!(received.len(), remaining.len(), "each once");
     assert_eq!(segments(&spool), 0, "acknowledged segments are deleted");
     assert_eq!(bus.handle.spool_bytes(), 0);
@@ -68,6 +71,9 @@ async fn one_process_per_spool_directory() {
     let _first = Bus::from_config(&cfg, shutdown.clone()).await.unwrap();
     let second = Bus::from_config(&cfg, shutdown.clone()).await;
     let err = format!("{:#}", second.err().expect("second owner refused"));
-    assert!(err.contains("dataplane.spool_dir") && err.contains("in use"), "{err}");
+    assert!(
+        err.contains("dataplane.spool_dir") && err.contains("in use"),
+        "{err}"
+    );
     shutdown.cancel();
 }

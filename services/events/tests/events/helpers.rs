@@ -24,7 +24,12 @@ pub fn unique(label: &str) -> String {
 
 /// A configuration for one process of a test: Redis at `redis` (single-node mode if `None`),
 /// spool in `spool`, unique stream and key prefix given by `namespace`.
-pub fn config(redis: Option<&str>, spool: &std::path::Path, namespace: &str, extra: &[(&str, &str)]) -> Config {
+pub fn config(
+    redis: Option<&str>,
+    spool: &std::path::Path,
+    namespace: &str,
+    extra: &[(&str, &str)],
+) -> Config {
     gatehouse_test_support::init();
     let mut overrides: Vec<(String, String)> = vec![
         ("redis.url".into(), redis.unwrap_or("").into()),
@@ -69,7 +74,11 @@ pub fn call(org: OrgId, n: usize) -> BusMessage {
 
 /// Reads and acknowledges until `expected` distinct ids arrived (or panics after `timeout`),
 /// returning every id received in order (duplicates included).
-pub async fn drain(consumer: &mut EventConsumer, expected: &HashSet<EventId>, timeout: Duration) -> Vec<EventId> {
+pub async fn drain(
+    consumer: &mut EventConsumer,
+    expected: &HashSet<EventId>,
+    timeout: Duration,
+) -> Vec<EventId> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut received = Vec::new();
     let mut distinct = HashSet::new();
@@ -125,7 +134,10 @@ where
         if f().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {timeout:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

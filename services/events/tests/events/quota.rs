@@ -17,7 +17,10 @@ async fn instance(url: &str, ns: &str, shutdown: &CancellationToken) -> QuotaSta
 async fn time_until(quota: &QuotaState, org: OrgId, over: bool) -> Duration {
     let started = Instant::now();
     while quota.is_over(org) != over {
-        assert!(started.elapsed() < Duration::from_secs(5), "quota state never became {over}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "quota state never became {over}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     started.elapsed()
@@ -35,7 +38,10 @@ async fn over_quota_reaches_other_instances_within_a_second_and_clears() {
     worker.set(org, true).await;
     assert!(worker.is_over(org));
     let took = time_until(&dataplane, org, true).await;
-    assert!(took <= Duration::from_secs(1), "over quota reached the dataplane after {took:?}");
+    assert!(
+        took <= Duration::from_secs(1),
+        "over quota reached the dataplane after {took:?}"
+    );
     assert!(!dataplane.is_over(other), "other orgs are not affected");
 
     // A dataplane started now loads the set before serving.
@@ -44,7 +50,10 @@ async fn over_quota_reaches_other_instances_within_a_second_and_clears() {
 
     worker.set(org, false).await;
     let took = time_until(&dataplane, org, false).await;
-    assert!(took <= Duration::from_secs(1), "back under quota reached the dataplane after {took:?}");
+    assert!(
+        took <= Duration::from_secs(1),
+        "back under quota reached the dataplane after {took:?}"
+    );
     time_until(&cold, org, false).await;
     shutdown.cancel();
 }
@@ -63,7 +72,12 @@ async fn a_change_made_while_redis_is_down_is_published_when_it_returns() {
     worker.set(org, true).await;
     assert!(worker.is_over(org), "the deciding process applies it at once");
     server.restart();
-    eventually(Duration::from_secs(15), "change published after the outage", || async { dataplane.is_over(org) }).await;
+    eventually(
+        Duration::from_secs(15),
+        "change published after the outage",
+        || async { dataplane.is_over(org) },
+    )
+    .await;
     // The set in Redis holds it too (it survives a worker restart).
     let fresh = instance(&url, &ns, &shutdown).await;
     assert!(fresh.is_over(org));

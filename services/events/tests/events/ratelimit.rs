@@ -62,20 +62,52 @@ async fn two_replicas_share_each_limit_and_keys_do_not_affect_each_other() {
     let url = gatehouse_test_support::redis_url();
     let ns = unique("rl-shared");
     let shutdown = CancellationToken::new();
-    let (a, b) = (replica(&url, &ns, &shutdown).await, replica(&url, &ns, &shutdown).await);
-    assert!(a.check("warm-up", Limit { per_minute: 1000, burst: 0 }).await.allowed);
+    let (a, b) = (
+        replica(&url, &ns, &shutdown).await,
+        replica(&url, &ns, &shutdown).await,
+    );
+    assert!(
+        a.check(
+            "warm-up",
+            Limit {
+                per_minute: 1000,
+                burst: 0
+            }
+        )
+        .await
+        .allowed
+    );
     assert!(a.is_shared() && b.is_shared());
 
-    let tenant_a = Limit { per_minute: 1200, burst: 5 };
-    let tenant_b = Limit { per_minute: 600, burst: 0 };
+    let tenant_a = Limit {
+        per_minute: 1200,
+        burst: 5,
+    };
+    let tenant_b = Limit {
+        per_minute: 600,
+        burst: 0,
+    };
     let pair = [a.clone(), b.clone()];
     let ((admitted_a, secs_a), (admitted_b, secs_b)) = tokio::join!(
         hammer(&pair, "org-a:endpoint", tenant_a, Duration::from_secs(3)),
         hammer(&pair, "org-b:endpoint", tenant_b, Duration::from_secs(3)),
     );
-    assert!(admitted_a.iter().all(|n| *n > 0) && admitted_b.iter().all(|n| *n > 0), "both replicas admit");
-    assert_within_one(admitted_a.iter().sum(), tenant_a, secs_a, "tenant a across two replicas");
-    assert_within_one(admitted_b.iter().sum(), tenant_b, secs_b, "tenant b across two replicas");
+    assert!(
+        admitted_a.iter().all(|n| *n > 0) && admitted_b.iter().all(|n| *n > 0),
+        "both replicas admit"
+    );
+    assert_within_one(
+        admitted_a.iter().sum(),
+        tenant_a,
+        secs_a,
+        "tenant a across two replicas",
+    );
+    assert_within_one(
+        admitted_b.iter().sum(),
+        tenant_b,
+        secs_b,
+        "tenant b across two replicas",
+    );
     shutdown.cancel();
 }
 
@@ -85,8 +117,14 @@ async fn local_fallback_while_redis_is_down_then_shared_again() {
     let url = server.url();
     let ns = unique("rl-fallback");
     let shutdown = CancellationToken::new();
-    let (a, b) = (replica(&url, &ns, &shutdown).await, replica(&url, &ns, &shutdown).await);
-    let warm = Limit { per_minute: 6000, burst: 0 };
+    let (a, b) = (
+        replica(&url, &ns, &shutdown).await,
+        replica(&url, &ns, &shutdown).await,
+    );
+    let warm = Limit {
+        per_minute: 6000,
+        burst: 0,
+    };
     // Both limit something, so both register as replicas and learn there are two.
     eventually(Duration::from_secs(10), "replicas learn there are two", || {
         let (a, b) = (a.clone(), b.clone());
@@ -98,7 +136,10 @@ async fn local_fallback_while_redis_is_down_then_shared_again() {
     })
     .await;
 
-    let limit = Limit { per_minute: 1200, burst: 10 };
+    let limit = Limit {
+        per_minute: 1200,
+        burst: 10,
+    };
     server.kill();
     let pair = [a.clone(), b.clone()];
     let (admitted, secs) = hammer(&pair, "org:endpoint", limit, Duration::from_secs(3)).await;
@@ -136,6 +177,11 @@ async fn local_fallback_while_redis_is_down_then_shared_again() {
     })
     .await;
     let (admitted, secs) = hammer(&pair, "org:endpoint-after", limit, Duration::from_secs(3)).await;
-    assert_within_one(admitted.iter().sum(), limit, secs, "shared limit after Redis returned");
+    assert_within_one(
+        admitted.iter().sum(),
+        limit,
+        secs,
+        "shared limit after Redis returned",
+    );
     shutdown.cancel();
 }
