@@ -23,7 +23,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use gatehouse_core::Config;
 use gatehouse_db::Db;
 use gatehouse_events::ChangeNotifier;
-use gatehouse_http::{Readiness, observe};
+use gatehouse_http::{Draining, Readiness, observe};
 
 use crate::extract::BodyLimit;
 use crate::state::AppState;
@@ -40,6 +40,7 @@ pub struct ControlApi {
     server: Server,
     addr: SocketAddr,
     grace: std::time::Duration,
+    draining: Draining,
 }
 
 impl ControlApi {
@@ -73,12 +74,15 @@ impl ControlApi {
         let readiness = web::Data::new(readiness);
         let body_limit = BodyLimit(cfg.control_api.max_body_bytes);
         let grace = cfg.grace_period();
+        let draining = Draining::new();
+        let draining_data = web::Data::new(draining.clone());
         let mut server = HttpServer::new(move || {
             let (app, api) = App::new()
                 .into_utoipa_app()
                 .openapi(openapi::ApiDoc::openapi_base())
                 .app_data(state.clone())
                 .app_data(readiness.clone())
+                .app_data(draining_data.clone())
                 .app_data(body_limit)
                 .app_data(web::Data::new(body_limit))
                 .app_data(extract::path_config())
@@ -88,6 +92,9 @@ impl ControlApi {
             app.configure(gatehouse_http::ops::configure)
                 .route("/api/openapi.json", web::get().to(openapi_json))
                 .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/docs/openapi.json", api))
+                .wrap(middleware::from_fn(
+                    gatehouse_http::close_connections_when_draining,
+                ))
                 .wrap(middleware::from_fn(observe::request_metrics))
                 .wrap(observe::tracing_logger())
         })
@@ -102,6 +109,7 @@ impl ControlApi {
             server: server.run(),
             addr,
             grace,
+            draining,
         })
     }
 
@@ -110,7 +118,7 @@ impl ControlApi {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace).await
+        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await
     }
 }
 

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use gatehouse_core::Config;
 use gatehouse_db::Db;
 use gatehouse_events::{ChangeNotifier, EventConsumer, QuotaState};
-use gatehouse_http::{Readiness, observe};
+use gatehouse_http::{Draining, Readiness, observe};
 
 pub use gatehouse_events::link::jittered;
 
@@ -45,6 +45,7 @@ pub struct UsageWorker {
     server: Server,
     addr: SocketAddr,
     grace: Duration,
+    draining: Draining,
     cfg: Arc<Config>,
     pipeline: Pipeline,
     consumer: EventConsumer,
@@ -83,10 +84,16 @@ impl UsageWorker {
         let addr = listener.local_addr()?;
         let readiness = web::Data::new(readiness);
         let grace = cfg.grace_period();
+        let draining = Draining::new();
+        let draining_data = web::Data::new(draining.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(readiness.clone())
+                .app_data(draining_data.clone())
                 .configure(gatehouse_http::ops::configure)
+                .wrap(middleware::from_fn(
+                    gatehouse_http::close_connections_when_draining,
+                ))
                 .wrap(middleware::from_fn(observe::request_metrics))
                 .wrap(observe::tracing_logger())
         })
@@ -107,6 +114,7 @@ impl UsageWorker {
             server: server.run(),
             addr,
             grace,
+            draining,
             cfg,
             pipeline,
             consumer: deps.consumer,
@@ -152,7 +160,7 @@ impl UsageWorker {
                 }
             },
         ));
-        let served = gatehouse_http::run_until_stopped(self.server, shutdown, self.grace).await;
+        let served = gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await;
         let _ = pipeline.await;
         let _ = tokio::join!(invoices, sweep);
         served
