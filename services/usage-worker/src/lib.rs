@@ -160,7 +160,8 @@ impl UsageWorker {
                 }
             },
         ));
-        let served = gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await;
+        let served =
+            gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await;
         let _ = pipeline.await;
         let _ = tokio::join!(invoices, sweep);
         served
