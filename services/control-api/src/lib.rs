@@ -3,13 +3,18 @@
 //! dataplane reads its configuration from.
 
 pub mod auth;
+pub mod changes;
 pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod password;
+pub mod poisoning;
 pub mod routes;
 pub mod seed;
 pub mod state;
+pub mod sync;
+pub mod upstream;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +57,7 @@ impl ControlApi {
             cfg: cfg.clone(),
             db: deps.db.clone(),
             notifier: deps.notifier.clone(),
+            egress: gatehouse_egress::Egress::from_config(&cfg.egress)?,
         };
         let readiness = {
             let db = deps.db.clone();
@@ -90,6 +96,7 @@ impl ControlApi {
                 .service(scope::scope("/api/v1").configure(routes::configure))
                 .split_for_parts();
             app.configure(gatehouse_http::ops::configure)
+                .configure(routes::internal::configure)
                 .route("/api/openapi.json", web::get().to(openapi_json))
                 .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/docs/openapi.json", api))
                 .wrap(middleware::from_fn(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use gatehouse_core::Config;
 use gatehouse_core::secrets::{DerivedKeys, Keyring};
 use gatehouse_db::Db;
+use gatehouse_egress::Egress;
 use gatehouse_events::ChangeNotifier;
 
 #[derive(Clone)]
@@ -17,4 +18,6 @@ pub struct AppState {
     pub keys: Arc<DerivedKeys>,
     /// Announces configuration changes to dataplanes.
     pub notifier: ChangeNotifier,
+    /// The SSRF guard: the only way to fetch a URL a tenant supplied.
+    pub egress: Egress,
 }

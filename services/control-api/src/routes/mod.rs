@@ -1,10 +1,21 @@
 //! The REST API under `/api/v1`, one module per resource, each exposing `configure`.
 
-pub mod usage;
-
 use utoipa_actix_web::service_config::ServiceConfig;
+
+pub mod audit;
+pub mod endpoints;
+pub mod internal;
+pub mod scopes;
+pub mod servers;
+pub mod tools;
+pub mod usage;
 
 /// Mounts every resource's routes (registered with `.service(...)` so OpenAPI collects them).
 pub fn configure(cfg: &mut ServiceConfig) {
+    servers::configure(cfg);
+    tools::configure(cfg);
+    scopes::configure(cfg);
+    endpoints::configure(cfg);
+    audit::configure(cfg);
     usage::configure(cfg);
 }

@@ -17,6 +17,7 @@ use gatehouse_db::repos::{endpoints, invoices, usage};
 
 use crate::auth::OrgMember;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::ValidQuery;
 use crate::state::AppState;
 
 /// The longest range one usage query may cover.
@@ -128,7 +129,7 @@ pub struct UsageOut {
 pub async fn get_usage(
     state: web::Data<AppState>,
     member: OrgMember,
-    query: web::Query<UsageQuery>,
+    query: ValidQuery<UsageQuery>,
 ) -> ApiResult<HttpResponse> {
     member.require(Role::Viewer)?;
     let to = match &query.to {

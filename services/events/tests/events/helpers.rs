@@ -11,10 +11,32 @@ use gatehouse_core::ids::{EndpointId, EventId, OrgId};
 use gatehouse_events::{BusMessage, CallEvent, CallOutcome, EventConsumer, SubjectKind};
 
 /// A fresh directory under the system temp dir.
-pub fn temp_dir(label: &str) -> PathBuf {
+/// A fresh directory under the system temp dir, removed when dropped.
+pub fn temp_dir(label: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("gatehouse-{label}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
+}
+
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Unique names for the shared Redis (never flushed, shared by every engineer's tests).

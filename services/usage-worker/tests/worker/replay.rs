@@ -18,7 +18,8 @@ async fn resending_every_event_changes_totals_by_zero() {
     let db = TestDb::new().await;
     let orgs = vec![org(&db, "replay-a").await, org(&db, "replay-b").await];
     // Single-node mode: the spool is the bus, as in `gatehouse up`.
-    let cfg = config(&db, None, &temp_dir("replay-spool"), &unique("replay"), &[]);
+    let spool = temp_dir("replay-spool");
+    let cfg = config(&db, None, &spool, &unique("replay"), &[]);
     let shutdown = CancellationToken::new();
     let bus = Bus::from_config(&cfg, shutdown.clone()).await.unwrap();
     let (worker, stop) = spawn_pipeline(
