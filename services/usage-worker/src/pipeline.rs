@@ -101,6 +101,14 @@ impl Pipeline {
             };
             self.health.ok();
             let count = batch.messages.len();
+            let oldest_event = batch
+                .messages
+                .iter()
+                .map(|m| match m {
+                    gatehouse_events::BusMessage::Call(c) => c.occurred_at,
+                    gatehouse_events::BusMessage::ToolDrift(d) => d.occurred_at,
+                })
+                .min();
             if let Err(e) = consumer.ack(batch).await {
                 // Written but not acknowledged: redelivered later and deduplicated.
                 tracing::warn!(error = %e, "could not acknowledge a written batch; it will be redelivered");
@@ -115,6 +123,11 @@ impl Pipeline {
                 (count as u64).saturating_sub(written.usage_inserted().max(written.audit_inserted() as u64)),
             );
             metrics::histogram!("gatehouse_worker_batch_seconds").record(started.elapsed().as_secs_f64());
+            if let Some(oldest) = oldest_event {
+                // Ingest lag: from the oldest event of the batch to its commit.
+                let lag = (OffsetDateTime::now_utc() - oldest).as_seconds_f64().max(0.0);
+                metrics::histogram!("gatehouse_worker_lag_seconds").record(lag);
+            }
             self.after_commit(&written).await;
         }
     }
