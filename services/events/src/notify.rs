@@ -111,7 +111,7 @@ impl ChangeNotifier {
             }
             Some(link) => {
                 let payload = serde_json::to_string(&change).expect("serialisable");
-                let Some(conn) = link.wait(Duration::from_secs(1)).await else {
+                let Some(conn) = link.wait(Duration::from_millis(250)).await else {
                     tracing::warn!(org_id = %change.org_id, "redis unreachable; config change not published, dataplanes will reconcile");
                     return;
                 };
