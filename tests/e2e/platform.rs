@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use gatehouse_core::config::{Config, Sources};
 use gatehouse_core::secrets::{generate_key_b64, generate_signing_secret_b64};
-use gatehouse_events::{Bus, ChangeNotifier};
+use gatehouse_events::{Bus, ChangeNotifier, EventPublisher, QuotaState};
 use gatehouse_test_support::{TestDb, free_port};
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +17,10 @@ pub struct Platform {
     pub dataplane: String,
     pub worker: String,
     pub notifier: ChangeNotifier,
+    /// What the dataplane emits events through (single-node mode: the spool the worker reads).
+    pub events: EventPublisher,
+    /// The over-quota state the worker decides and the dataplane reads (shared in process).
+    pub quota: QuotaState,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
 }
@@ -109,6 +113,8 @@ impl Platform {
             dataplane,
             worker,
             notifier,
+            events: bus.publisher.clone(),
+            quota: bus.quota.clone(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
