@@ -83,6 +83,25 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// SIGSTOP: the server hangs (the kernel still accepts connections, nothing answers), like
+    /// a stalled host. [`RedisServer::resume`] continues it.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let status = Command::new("kill")
+            .args([format!("-{name}"), child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} redis-server");
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }

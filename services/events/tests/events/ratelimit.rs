@@ -185,3 +185,54 @@ async fn local_fallback_while_redis_is_down_then_shared_again() {
     );
     shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_costs_one_short_timeout_then_limits_are_local() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let ns = unique("rl-hung");
+    let shutdown = CancellationToken::new();
+    let limiter = replica(&url, &ns, &shutdown).await;
+    let limit = Limit {
+        per_minute: 600,
+        burst: 5,
+    };
+    assert!(limiter.check("org:hung", limit).await.allowed);
+    assert!(limiter.is_shared());
+
+    server.pause();
+    // The first check waits for the response timeout (500 ms), then decides locally.
+    let started = Instant::now();
+    assert!(limiter.check("org:hung", limit).await.allowed);
+    let first = started.elapsed();
+    assert!(
+        first < Duration::from_secs(1),
+        "switching to local limits took {first:?}"
+    );
+    assert!(!limiter.is_shared());
+    // The next ones do not wait for Redis at all.
+    let started = Instant::now();
+    for _ in 0..20 {
+        limiter.check("org:hung", limit).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "local checks waited on Redis: {:?}",
+        started.elapsed()
+    );
+
+    server.resume();
+    eventually(
+        Duration::from_secs(15),
+        "shared again after Redis resumed",
+        || {
+            let limiter = limiter.clone();
+            async move {
+                limiter.check("org:probe", limit).await;
+                limiter.is_shared()
+            }
+        },
+    )
+    .await;
+    shutdown.cancel();
+}
