@@ -38,7 +38,8 @@ async fn stream_len(url: &str, stream: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_spools_to_disk_and_replays_everything_when_redis_returns() {
-    let mut server = RedisServer::start();
+    // Every acknowledged XADD must survive the kill (see RedisServer::start_with_appendfsync).
+    let mut server = RedisServer::start_with_appendfsync("always");
     let url = server.url();
     let ns = unique("outage");
     let (dp_spool, worker_spool) = (temp_dir("dp-spool"), temp_dir("worker-spool"));

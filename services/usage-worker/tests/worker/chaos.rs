@@ -78,7 +78,10 @@ async fn every_event_recorded_exactly_once_through_redis_and_worker_crashes() {
         org(&db, "chaos-b").await,
         org(&db, "chaos-c").await,
     ];
-    let server = std::sync::Arc::new(std::sync::Mutex::new(RedisServer::start()));
+    // Every acknowledged XADD must survive the kills (see RedisServer::start_with_appendfsync).
+    let server = std::sync::Arc::new(std::sync::Mutex::new(RedisServer::start_with_appendfsync(
+        "always",
+    )));
     let url = server.lock().unwrap().url();
     let ns = unique("chaos");
     let dp_spool = temp_dir("dp-spool");
