@@ -2,9 +2,12 @@
 //! usage under `/api/v1`, the OAuth 2.1 authorization server, and the internal snapshot API the
 //! dataplane reads its configuration from.
 
+pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod oidc;
+pub mod oidc_http;
 pub mod openapi;
 pub mod password;
 pub mod routes;
@@ -22,7 +25,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use gatehouse_core::Config;
 use gatehouse_db::Db;
-use gatehouse_events::ChangeNotifier;
+use gatehouse_events::{ChangeNotifier, RateLimiter};
 use gatehouse_http::{Readiness, observe};
 
 use crate::extract::BodyLimit;
@@ -33,6 +36,8 @@ pub struct Dependencies {
     pub cfg: Arc<Config>,
     pub db: Db,
     pub notifier: ChangeNotifier,
+    /// Rate limits for logins and mail requests.
+    pub rate_limiter: RateLimiter,
 }
 
 /// A bound, not yet running control API.
@@ -51,6 +56,9 @@ impl ControlApi {
             cfg: cfg.clone(),
             db: deps.db.clone(),
             notifier: deps.notifier.clone(),
+            rate_limiter: deps.rate_limiter.clone(),
+            mailer: gatehouse_mail::Mailer::from_config(&cfg.mail, cfg.is_local())?,
+            oidc_http: oidc_http::OidcHttp::new(&cfg.egress),
         };
         let readiness = {
             let db = deps.db.clone();

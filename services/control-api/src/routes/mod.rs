@@ -1,6 +1,20 @@
 //! The REST API under `/api/v1`, one module per resource, each exposing `configure`.
 
+pub mod account;
+pub mod invitations;
+pub mod members;
+pub mod orgs;
+pub mod session;
+pub mod sso;
+
 use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Mounts every resource's routes (registered with `.service(...)` so OpenAPI collects them).
-pub fn configure(_cfg: &mut ServiceConfig) {}
+pub fn configure(cfg: &mut ServiceConfig) {
+    session::configure(cfg);
+    account::configure(cfg);
+    orgs::configure(cfg);
+    members::configure(cfg);
+    invitations::configure(cfg);
+    sso::configure(cfg);
+}

@@ -2,7 +2,11 @@
 //! take `&mut GlobalTx` (or `&mut UserTx` for a user's own cross-org view).
 
 pub mod audit;
+pub mod email_tokens;
 pub mod endpoints;
+pub mod invitations;
+pub mod memberships;
 pub mod orgs;
 pub mod sessions;
+pub mod sso;
 pub mod users;
