@@ -106,6 +106,8 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         // serde names missing/unknown fields in the message, not in the path.
         let field = match (path.as_str(), field_in_message(&message)) {
             ("." | "", Some(named)) => named,
+            // serde_path_to_error already puts an unknown key at the end of the path.
+            (p, Some(named)) if p == named || p.ends_with(&format!(".{named}")) => p.to_owned(),
             (p, Some(named))
                 if message.starts_with("missing field") || message.starts_with("unknown field") =>
             {

@@ -181,3 +181,18 @@ impl TestUser {
         self.request(Method::POST, path)
     }
 }
+
+impl TestApp {
+    /// A `TestUser` for a session obtained through the API (cookie value and CSRF token from the
+    /// login response).
+    pub fn signed_in(&self, email: &str, id: gatehouse_core::ids::UserId, session_token: &str, csrf: &str) -> TestUser {
+        TestUser {
+            email: email.to_owned(),
+            id,
+            csrf: csrf.to_owned(),
+            cookie: format!("{}={session_token}", session_cookie_name(self.cfg.is_local())),
+            http: self.http.clone(),
+            base: self.base.clone(),
+        }
+    }
+}

@@ -1,4 +1,6 @@
 //! Control API integration tests: one binary, one module per area.
 
+mod account_support;
+mod accounts;
 mod helpers;
 mod smoke;
