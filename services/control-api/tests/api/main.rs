@@ -3,4 +3,5 @@
 mod account_support;
 mod accounts;
 mod helpers;
+mod org_roles;
 mod smoke;
