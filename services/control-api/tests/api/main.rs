@@ -5,3 +5,4 @@ mod accounts;
 mod helpers;
 mod org_roles;
 mod smoke;
+mod sso;
