@@ -99,9 +99,14 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     result.map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        let message = strip_position(&inner.to_string());
+        let mut message = strip_position(&inner.to_string());
         if inner.is_syntax() || inner.is_eof() {
-            return ApiError::BadRequest(format!("the request body is not valid JSON: {message}"));
+            // serde_json reports some type mismatches (a number where an enum is expected) as
+            // syntax errors; only a body that is not JSON at all is a malformed request.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+                return ApiError::BadRequest(format!("the request body is not valid JSON: {message}"));
+            }
+            message = "has the wrong type or an invalid value".to_owned();
         }
         // serde names missing/unknown fields in the message, not in the path.
         let field = match (path.as_str(), field_in_message(&message)) {

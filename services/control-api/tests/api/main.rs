@@ -2,6 +2,7 @@
 
 mod account_support;
 mod accounts;
+mod bad_input;
 mod helpers;
 mod org_roles;
 mod smoke;
