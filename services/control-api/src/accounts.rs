@@ -24,7 +24,9 @@ pub fn normalize_email(field: &str, raw: &str) -> Result<String, ApiError> {
         return Err(invalid());
     }
     let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
-    let bad_char = |c: char| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '(' | ')' | ',' | ';' | '"' | '\\');
+    let bad_char = |c: char| {
+        c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '(' | ')' | ',' | ';' | '"' | '\\')
+    };
     if local.is_empty()
         || local.len() > 64
         || domain.len() < 3
@@ -127,10 +129,7 @@ pub fn presented_session_token(state: &AppState, req: &actix_web::HttpRequest) -
 
 /// Counts one request against `key`; refuses with 429 and Retry-After when over `limit`.
 pub async fn rate_limit(state: &AppState, key: &str, per_minute: u32, burst: u32) -> Result<(), ApiError> {
-    let decision = state
-        .rate_limiter
-        .check(key, Limit { per_minute, burst })
-        .await;
+    let decision = state.rate_limiter.check(key, Limit { per_minute, burst }).await;
     if decision.allowed {
         Ok(())
     } else {
@@ -150,9 +149,21 @@ pub async fn limit_mail_requests(
 ) -> Result<(), ApiError> {
     let a = &state.cfg.accounts;
     if let Some(ip) = client.ip {
-        rate_limit(state, &format!("mail:{kind}:ip:{ip}"), a.mail_requests_per_minute, a.mail_requests_burst).await?;
+        rate_limit(
+            state,
+            &format!("mail:{kind}:ip:{ip}"),
+            a.mail_requests_per_minute,
+            a.mail_requests_burst,
+        )
+        .await?;
     }
-    rate_limit(state, &format!("mail:{kind}:email:{email}"), a.mail_requests_per_minute, a.mail_requests_burst).await
+    rate_limit(
+        state,
+        &format!("mail:{kind}:email:{email}"),
+        a.mail_requests_per_minute,
+        a.mail_requests_burst,
+    )
+    .await
 }
 
 /// An audit event by `actor` with the request's client details.
@@ -210,8 +221,22 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(normalize_email("email", "  Alice@Example.COM ").unwrap(), "alice@example.com");
-        for bad in ["", "a", "a@b", "@example.com", "a@@example.com", "a b@example.com", "a@example..com", "a@.example.com", "a@example.com.", "<a>@example.com"] {
+        assert_eq!(
+            normalize_email("email", "  Alice@Example.COM ").unwrap(),
+            "alice@example.com"
+        );
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@example.com",
+            "a@@example.com",
+            "a b@example.com",
+            "a@example..com",
+            "a@.example.com",
+            "a@example.com.",
+            "<a>@example.com",
+        ] {
             assert!(normalize_email("email", bad).is_err(), "{bad}");
         }
         assert_eq!(email_domain("a@acme.test"), "acme.test");

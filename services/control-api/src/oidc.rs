@@ -130,10 +130,7 @@ impl Provider {
             subject: claims.subject().to_string(),
             email: claims.email().map(|e| e.to_string()),
             email_verified: claims.email_verified().unwrap_or(false),
-            name: claims
-                .name()
-                .and_then(|n| n.get(None))
-                .map(|n| n.to_string()),
+            name: claims.name().and_then(|n| n.get(None)).map(|n| n.to_string()),
         })
     }
 }

@@ -56,7 +56,9 @@ impl OidcHttp {
             }
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(EgressError::Refused("credentials in the URL are not allowed".into()));
+            return Err(EgressError::Refused(
+                "credentials in the URL are not allowed".into(),
+            ));
         }
         let host = url
             .host_str()
@@ -65,7 +67,8 @@ impl OidcHttp {
             .port_or_known_default()
             .ok_or_else(|| EgressError::Refused("the URL has no port".into()))?;
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let exempt = self.allow_private_networks || self.allow_hosts.iter().any(|h| h == &bare.to_ascii_lowercase());
+        let exempt =
+            self.allow_private_networks || self.allow_hosts.iter().any(|h| h == &bare.to_ascii_lowercase());
         let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => tokio::net::lookup_host((bare, port))
@@ -87,7 +90,10 @@ impl OidcHttp {
     }
 
     /// Performs one request under the policy.
-    pub async fn execute(&self, request: openidconnect::HttpRequest) -> Result<openidconnect::HttpResponse, EgressError> {
+    pub async fn execute(
+        &self,
+        request: openidconnect::HttpRequest,
+    ) -> Result<openidconnect::HttpResponse, EgressError> {
         let url = url::Url::parse(&request.uri().to_string())
             .map_err(|_| EgressError::Refused("invalid URL".into()))?;
         let addr = self.check(&url).await?;
@@ -219,7 +225,12 @@ mod tests {
             assert!(strict.check(&parsed).await.is_err(), "{url} must be refused");
         }
         let local = policy(true, true);
-        assert!(local.check(&url::Url::parse("http://127.0.0.1:9/").unwrap()).await.is_ok());
+        assert!(
+            local
+                .check(&url::Url::parse("http://127.0.0.1:9/").unwrap())
+                .await
+                .is_ok()
+        );
     }
 
     #[test]

@@ -373,22 +373,37 @@ impl Config {
             ));
         }
         for (setting, value) in [
-            ("accounts.login_per_account_per_minute", self.accounts.login_per_account_per_minute),
-            ("accounts.login_per_ip_per_minute", self.accounts.login_per_ip_per_minute),
-            ("accounts.mail_requests_per_minute", self.accounts.mail_requests_per_minute),
+            (
+                "accounts.login_per_account_per_minute",
+                self.accounts.login_per_account_per_minute,
+            ),
+            (
+                "accounts.login_per_ip_per_minute",
+                self.accounts.login_per_ip_per_minute,
+            ),
+            (
+                "accounts.mail_requests_per_minute",
+                self.accounts.mail_requests_per_minute,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(setting, "must be at least 1"));
             }
         }
         for (setting, value) in [
-            ("accounts.verification_ttl_secs", self.accounts.verification_ttl_secs),
+            (
+                "accounts.verification_ttl_secs",
+                self.accounts.verification_ttl_secs,
+            ),
             ("accounts.reset_ttl_secs", self.accounts.reset_ttl_secs),
             ("accounts.invitation_ttl_secs", self.accounts.invitation_ttl_secs),
             ("accounts.sso_login_ttl_secs", self.accounts.sso_login_ttl_secs),
         ] {
             if value == 0 || value > 90 * 86400 {
-                return Err(ConfigError::new(setting, "must be between 1 and 7776000 (90 days)"));
+                return Err(ConfigError::new(
+                    setting,
+                    "must be between 1 and 7776000 (90 days)",
+                ));
             }
         }
         if self.usage_worker.batch_size == 0 {

@@ -122,7 +122,10 @@ impl Mailer {
                 smtp.send(message)
                     .await
                     .map_err(|e| MailError::Smtp(e.to_string()))?;
-                tracing::info!(template = mail.template_name(), "mail accepted by the SMTP server");
+                tracing::info!(
+                    template = mail.template_name(),
+                    "mail accepted by the SMTP server"
+                );
                 Ok(Delivery::Smtp)
             }
             Transport::File { transport, dir } => {
@@ -155,10 +158,8 @@ fn smtp_transport(raw: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailE
         .query_pairs()
         .find(|(k, _)| k == "tls")
         .map(|(_, v)| v.into_owned());
-    let tls_params = || {
-        TlsParameters::new(host.clone())
-            .map_err(|e| MailError::Config(format!("TLS setup failed: {e}")))
-    };
+    let tls_params =
+        || TlsParameters::new(host.clone()).map_err(|e| MailError::Config(format!("TLS setup failed: {e}")));
     let (tls, default_port) = match (url.scheme(), tls_param.as_deref()) {
         ("smtps", None | Some("wrapper")) => (Tls::Wrapper(tls_params()?), 465),
         ("smtp", None | Some("required") | Some("starttls")) => (Tls::Required(tls_params()?), 587),

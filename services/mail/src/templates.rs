@@ -56,33 +56,59 @@ impl Mail {
                 "Verify your email for Gatehouse",
                 &["Welcome to Gatehouse. Confirm your email address to finish creating your account."],
                 ("Verify email", link),
-                &["The link works once and expires in 24 hours. If you did not sign up, ignore this message."],
+                &[
+                    "The link works once and expires in 24 hours. If you did not sign up, ignore this message.",
+                ],
             ),
-            Mail::AccountExists { login_link, reset_link } => page(
+            Mail::AccountExists {
+                login_link,
+                reset_link,
+            } => page(
                 "Your Gatehouse account",
-                &["Someone (hopefully you) tried to sign up for Gatehouse with this email address, \
-                   but it already has an account."],
+                &[
+                    "Someone (hopefully you) tried to sign up for Gatehouse with this email address, \
+                   but it already has an account.",
+                ],
                 ("Sign in", login_link),
-                &[&format!("Forgot your password? Reset it here: {reset_link}"),
-                  "If this was not you, you can ignore this message; your account is unchanged."],
+                &[
+                    &format!("Forgot your password? Reset it here: {reset_link}"),
+                    "If this was not you, you can ignore this message; your account is unchanged.",
+                ],
             ),
             Mail::PasswordReset { link } => page(
                 "Reset your Gatehouse password",
                 &["A password reset was requested for your Gatehouse account."],
                 ("Choose a new password", link),
-                &["The link works once and expires in 1 hour. Resetting signs you out everywhere. \
-                   If you did not ask for this, ignore this message; your password is unchanged."],
+                &[
+                    "The link works once and expires in 1 hour. Resetting signs you out everywhere. \
+                   If you did not ask for this, ignore this message; your password is unchanged.",
+                ],
             ),
-            Mail::Invitation { org_name, inviter, role, link, expires_in_days } => page(
+            Mail::Invitation {
+                org_name,
+                inviter,
+                role,
+                link,
+                expires_in_days,
+            } => page(
                 &format!("{inviter} invited you to {org_name} on Gatehouse"),
-                &[&format!("{inviter} invited you to join the org \"{org_name}\" on Gatehouse as {role}.")],
+                &[&format!(
+                    "{inviter} invited you to join the org \"{org_name}\" on Gatehouse as {role}."
+                )],
                 ("Accept the invitation", link),
                 &[&format!(
                     "The invitation works once and expires in {expires_in_days} days. Sign in (or sign up) \
                      with this email address to accept it."
                 )],
             ),
-            Mail::UsageAlert { org_name, percent, used_calls, included_calls, period, link } => page(
+            Mail::UsageAlert {
+                org_name,
+                percent,
+                used_calls,
+                included_calls,
+                period,
+                link,
+            } => page(
                 &format!("{org_name} has used {percent}% of its Gatehouse calls for {period}"),
                 &[&format!(
                     "The org \"{org_name}\" has made {used_calls} of the {included_calls} tool calls included \
@@ -157,9 +183,16 @@ mod tests {
     #[test]
     fn every_template_renders_text_and_html_with_its_link() {
         let mails = [
-            Mail::VerifyEmail { link: "https://g.example/v?t=1".into() },
-            Mail::AccountExists { login_link: "https://g.example/login".into(), reset_link: "https://g.example/r".into() },
-            Mail::PasswordReset { link: "https://g.example/r?t=2".into() },
+            Mail::VerifyEmail {
+                link: "https://g.example/v?t=1".into(),
+            },
+            Mail::AccountExists {
+                login_link: "https://g.example/login".into(),
+                reset_link: "https://g.example/r".into(),
+            },
+            Mail::PasswordReset {
+                link: "https://g.example/r?t=2".into(),
+            },
             Mail::Invitation {
                 org_name: "Acme".into(),
                 inviter: "a@acme.test".into(),

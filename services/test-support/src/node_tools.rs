@@ -59,7 +59,11 @@ impl NodeProcess {
     }
 
     /// Waits for the first line whose `type` is `kind` matching `pred`.
-    async fn wait_for(&self, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+    async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(found) = self.lines.lock().unwrap().iter().find(|v| pred(v)).cloned() {
@@ -73,7 +77,13 @@ impl NodeProcess {
     }
 
     fn all(&self, pred: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
-        self.lines.lock().unwrap().iter().filter(|v| pred(v)).cloned().collect()
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| pred(v))
+            .cloned()
+            .collect()
     }
 }
 
@@ -221,7 +231,8 @@ impl OidcProvider {
             "clients": [{"client_id": client_id, "client_secret": client_secret, "redirect_uris": [redirect_uri]}],
             "accounts": accounts,
         });
-        let process = NodeProcess::start("oidc-provider.mjs", &["oidc-provider"], &[options.to_string()]).await;
+        let process =
+            NodeProcess::start("oidc-provider.mjs", &["oidc-provider"], &[options.to_string()]).await;
         let listening = process
             .wait_for(Duration::from_secs(30), |v| v["type"] == "listening")
             .await

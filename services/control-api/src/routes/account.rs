@@ -63,7 +63,10 @@ async fn change_password(
         ));
     }
     if !password::verify(body.current_password.clone(), current.user.password_hash.clone()).await {
-        return Err(ApiError::invalid("current_password", "is not the current password"));
+        return Err(ApiError::invalid(
+            "current_password",
+            "is not the current password",
+        ));
     }
     let hash = password::hash(body.new_password.clone()).await?;
     let mut tx = GlobalTx::begin(&state.db).await?;

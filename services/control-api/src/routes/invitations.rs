@@ -123,7 +123,10 @@ async fn create_invitation(
     let ttl_secs = state.cfg.accounts.invitation_ttl_secs;
     let mut tx = member.begin(&state).await?;
     if memberships::is_member_email(&mut tx, &email).await? {
-        return Err(ApiError::conflict("already_member", "this address is already a member of the org"));
+        return Err(ApiError::conflict(
+            "already_member",
+            "this address is already a member of the org",
+        ));
     }
     let token = new_token(member.org.id);
     let invitation = invitations::create(
@@ -143,7 +146,10 @@ async fn create_invitation(
     let inviter = if member.current.user.display_name.is_empty() {
         member.current.user.email.clone()
     } else {
-        format!("{} ({})", member.current.user.display_name, member.current.user.email)
+        format!(
+            "{} ({})",
+            member.current.user.display_name, member.current.user.email
+        )
     };
     send_mail_later(
         &state,
@@ -237,11 +243,15 @@ async fn accept_invitation(
         .ok_or(ApiError::NotFound("invitation"))?;
     if invitation.email != current.user.email {
         return Err(ApiError::Forbidden(
-            "this invitation was sent to another email address: sign in with that address to accept it".into(),
+            "this invitation was sent to another email address: sign in with that address to accept it"
+                .into(),
         ));
     }
     if orgs::member_role(&mut tx, current.user.id).await?.is_some() {
-        return Err(ApiError::conflict("already_member", "you are already a member of this org"));
+        return Err(ApiError::conflict(
+            "already_member",
+            "you are already a member of this org",
+        ));
     }
     memberships::add(&mut tx, current.user.id, invitation.role).await?;
     invitations::mark_accepted(&mut tx, invitation.id, current.user.id).await?;

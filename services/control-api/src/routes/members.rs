@@ -264,13 +264,17 @@ async fn transfer_ownership(
         .ok_or(ApiError::NotFound("member"))?;
     memberships::set_role(&mut tx, target.user_id, Role::Owner).await?;
     memberships::set_role(&mut tx, me, Role::Admin).await?;
-    let event = audit_event(member.actor(), "org.ownership_transferred", &member.current.client)
-        .target("user", target.user_id)
-        .details(serde_json::json!({
-            "email": target.email,
-            "before": {"owner": me, "new_owner_role": target.role},
-            "after": {"owner": target.user_id, "previous_owner_role": Role::Admin},
-        }));
+    let event = audit_event(
+        member.actor(),
+        "org.ownership_transferred",
+        &member.current.client,
+    )
+    .target("user", target.user_id)
+    .details(serde_json::json!({
+        "email": target.email,
+        "before": {"owner": me, "new_owner_role": target.role},
+        "after": {"owner": target.user_id, "previous_owner_role": Role::Admin},
+    }));
     audit::append(&mut tx, &[event]).await?;
     tx.commit().await?;
     let mut out = MemberOut::from(&target);

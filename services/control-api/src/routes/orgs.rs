@@ -9,8 +9,8 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use gatehouse_core::ids::OrgId;
 use gatehouse_core::role::Role;
 use gatehouse_core::snapshot::ConfigChange;
-use gatehouse_db::repos::orgs::{self, OrgRow};
 use gatehouse_db::repos::audit;
+use gatehouse_db::repos::orgs::{self, OrgRow};
 use gatehouse_db::{OrgScope, TenantTx, UserTx};
 
 use crate::accounts::audit_event;
@@ -30,8 +30,22 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 /// Slugs that would collide with routes of the public URLs.
 const RESERVED_SLUGS: &[&str] = &[
-    "api", "admin", "assets", "docs", "healthz", "internal", "login", "logout", "metrics", "oauth",
-    "readyz", "signup", "sso", "static", "well-known", "www",
+    "api",
+    "admin",
+    "assets",
+    "docs",
+    "healthz",
+    "internal",
+    "login",
+    "logout",
+    "metrics",
+    "oauth",
+    "readyz",
+    "signup",
+    "sso",
+    "static",
+    "well-known",
+    "www",
 ];
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -95,12 +109,7 @@ fn check_slug(slug: &str) -> Result<(), ApiError> {
     let valid_chars = slug
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if slug.is_empty()
-        || slug.len() > 40
-        || !valid_chars
-        || slug.starts_with('-')
-        || slug.ends_with('-')
-    {
+    if slug.is_empty() || slug.len() > 40 || !valid_chars || slug.starts_with('-') || slug.ends_with('-') {
         return Err(ApiError::invalid(
             "slug",
             "must be 1 to 40 lower-case letters, digits or hyphens, not starting or ending with a hyphen",
@@ -136,7 +145,11 @@ pub(crate) fn check_org_name(name: &str) -> Result<String, ApiError> {
     )
 )]
 #[post("/orgs")]
-async fn create_org(state: web::Data<AppState>, current: CurrentUser, body: ValidJson<OrgIn>) -> ApiResult<HttpResponse> {
+async fn create_org(
+    state: web::Data<AppState>,
+    current: CurrentUser,
+    body: ValidJson<OrgIn>,
+) -> ApiResult<HttpResponse> {
     check_slug(&body.slug)?;
     let name = check_org_name(&body.name)?;
     // Creating the org is what authorizes its scope.
@@ -150,7 +163,9 @@ async fn create_org(state: web::Data<AppState>, current: CurrentUser, body: Vali
         })?;
     let event = audit_event(current.actor(), "org.created", &current.client)
         .target("org", org.id)
-        .details(serde_json::json!({"after": {"slug": org.slug, "name": org.name}, "owner": current.user.id}));
+        .details(
+            serde_json::json!({"after": {"slug": org.slug, "name": org.name}, "owner": current.user.id}),
+        );
     audit::append(&mut tx, &[event]).await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(OrgOut::new(&org, Role::Owner)))
@@ -198,7 +213,11 @@ async fn get_org(member: OrgMember) -> ApiResult<HttpResponse> {
     )
 )]
 #[patch("/orgs/{org}")]
-async fn update_org(state: web::Data<AppState>, member: OrgMember, body: ValidJson<OrgPatch>) -> ApiResult<HttpResponse> {
+async fn update_org(
+    state: web::Data<AppState>,
+    member: OrgMember,
+    body: ValidJson<OrgPatch>,
+) -> ApiResult<HttpResponse> {
     member.require(Role::Admin)?;
     let mut tx = member.begin(&state).await?;
     let mut org = orgs::get(&mut tx).await?;

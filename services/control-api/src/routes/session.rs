@@ -18,9 +18,9 @@ use gatehouse_db::{AuditOutcome, GlobalTx, repos::audit};
 use gatehouse_mail::Mail;
 
 use crate::accounts::{
-    audit_event, check_display_name, check_password, console_link, console_url, create_session, limit_mail_requests,
-    no_content_clearing_session, normalize_email, presented_session_token, rate_limit, send_mail_later,
-    session_cookie, user_actor,
+    audit_event, check_display_name, check_password, console_link, console_url, create_session,
+    limit_mail_requests, no_content_clearing_session, normalize_email, presented_session_token, rate_limit,
+    send_mail_later, session_cookie, user_actor,
 };
 use crate::auth::{ClientInfo, CurrentUser, csrf_token};
 use crate::error::{ApiError, ApiResult, Problem};
@@ -148,7 +148,11 @@ fn message(status: actix_web::http::StatusCode, text: &str) -> HttpResponse {
     )
 )]
 #[post("/signup")]
-async fn signup(state: web::Data<AppState>, req: HttpRequest, body: ValidJson<SignupIn>) -> ApiResult<HttpResponse> {
+async fn signup(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: ValidJson<SignupIn>,
+) -> ApiResult<HttpResponse> {
     let client = ClientInfo::of(&req);
     let email = normalize_email("email", &body.email)?;
     check_password("password", &body.password)?;
@@ -213,7 +217,10 @@ async fn verify_email(state: web::Data<AppState>, body: ValidJson<TokenIn>) -> A
         .ok_or_else(invalid)?;
     users::mark_verified(&mut tx, user).await?;
     tx.commit().await?;
-    Ok(message(actix_web::http::StatusCode::OK, "Your email address is verified. You can log in now."))
+    Ok(message(
+        actix_web::http::StatusCode::OK,
+        "Your email address is verified. You can log in now.",
+    ))
 }
 
 /// Logs in with email and password and sets the session cookie (a new session every time). The
@@ -230,7 +237,11 @@ async fn verify_email(state: web::Data<AppState>, body: ValidJson<TokenIn>) -> A
     )
 )]
 #[post("/session")]
-async fn login(state: web::Data<AppState>, req: HttpRequest, body: ValidJson<LoginIn>) -> ApiResult<HttpResponse> {
+async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: ValidJson<LoginIn>,
+) -> ApiResult<HttpResponse> {
     let client = ClientInfo::of(&req);
     let email = normalize_email("email", &body.email)?;
     if body.password.is_empty() || body.password.chars().count() > password::MAX_LEN {
@@ -238,7 +249,13 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, body: ValidJson<Log
     }
     let limits = &state.cfg.accounts;
     if let Some(ip) = client.ip {
-        rate_limit(&state, &format!("login:ip:{ip}"), limits.login_per_ip_per_minute, limits.login_per_ip_burst).await?;
+        rate_limit(
+            &state,
+            &format!("login:ip:{ip}"),
+            limits.login_per_ip_per_minute,
+            limits.login_per_ip_burst,
+        )
+        .await?;
     }
     rate_limit(
         &state,
@@ -419,5 +436,8 @@ async fn confirm_password_reset(
         .details(serde_json::json!({"sessions_ended": ended}));
     audit::append_to_user_orgs(&mut tx, user.id, &[event]).await?;
     tx.commit().await?;
-    Ok(message(actix_web::http::StatusCode::OK, "Your password was changed. Log in with the new password."))
+    Ok(message(
+        actix_web::http::StatusCode::OK,
+        "Your password was changed. Log in with the new password.",
+    ))
 }

@@ -29,7 +29,9 @@ use gatehouse_db::repos::sso::{self, SsoProviderConfig, SsoProviderRow};
 use gatehouse_db::repos::{audit, memberships, orgs, users};
 use gatehouse_db::{GlobalTx, OrgScope, TenantTx};
 
-use crate::accounts::{audit_event, create_session, email_domain, normalize_email, session_cookie, user_actor};
+use crate::accounts::{
+    audit_event, create_session, email_domain, normalize_email, session_cookie, user_actor,
+};
 use crate::auth::{ClientInfo, OrgMember};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::ValidJson;
@@ -51,7 +53,11 @@ const STATE_CONTEXT: &str = "sso-login-state";
 const MAX_DOMAINS: usize = 50;
 
 fn state_cookie_name(local: bool) -> &'static str {
-    if local { "gatehouse_sso" } else { "__Host-gatehouse_sso" }
+    if local {
+        "gatehouse_sso"
+    } else {
+        "__Host-gatehouse_sso"
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -190,7 +196,10 @@ pub fn check_return_to(raw: Option<&str>) -> Result<String, ApiError> {
 
 fn check_domains(raw: &[String]) -> Result<Vec<String>, ApiError> {
     if raw.len() > MAX_DOMAINS {
-        return Err(ApiError::invalid("allowed_domains", format!("at most {MAX_DOMAINS} domains")));
+        return Err(ApiError::invalid(
+            "allowed_domains",
+            format!("at most {MAX_DOMAINS} domains"),
+        ));
     }
     let mut out = Vec::with_capacity(raw.len());
     for (i, d) in raw.iter().enumerate() {
@@ -233,7 +242,9 @@ fn check_domains(raw: &[String]) -> Result<Vec<String>, ApiError> {
 async fn get_sso(state: web::Data<AppState>, member: OrgMember) -> ApiResult<HttpResponse> {
     member.require(Role::Admin)?;
     let mut tx = member.begin(&state).await?;
-    let row = sso::get(&mut tx).await?.ok_or(ApiError::NotFound("SSO configuration"))?;
+    let row = sso::get(&mut tx)
+        .await?
+        .ok_or(ApiError::NotFound("SSO configuration"))?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(config_out(&state, &member.org.slug, &row)))
 }
@@ -253,13 +264,20 @@ async fn get_sso(state: web::Data<AppState>, member: OrgMember) -> ApiResult<Htt
     )
 )]
 #[put("/orgs/{org}/sso")]
-async fn put_sso(state: web::Data<AppState>, member: OrgMember, body: ValidJson<SsoConfigIn>) -> ApiResult<HttpResponse> {
+async fn put_sso(
+    state: web::Data<AppState>,
+    member: OrgMember,
+    body: ValidJson<SsoConfigIn>,
+) -> ApiResult<HttpResponse> {
     member.require(Role::Admin)?;
     let issuer_url = body.issuer_url.trim().to_owned();
     let parsed = url::Url::parse(&issuer_url)
         .map_err(|_| ApiError::invalid("issuer_url", "must be an absolute URL"))?;
     if parsed.query().is_some() || parsed.fragment().is_some() || issuer_url.len() > 2048 {
-        return Err(ApiError::invalid("issuer_url", "must not have a query or fragment"));
+        return Err(ApiError::invalid(
+            "issuer_url",
+            "must not have a query or fragment",
+        ));
     }
     state
         .oidc_http
@@ -268,10 +286,16 @@ async fn put_sso(state: web::Data<AppState>, member: OrgMember, body: ValidJson<
         .map_err(|e| ApiError::invalid("issuer_url", e.to_string()))?;
     let client_id = body.client_id.trim();
     if client_id.is_empty() || client_id.len() > 512 || client_id.chars().any(char::is_control) {
-        return Err(ApiError::invalid("client_id", "must be 1 to 512 printable characters"));
+        return Err(ApiError::invalid(
+            "client_id",
+            "must be 1 to 512 printable characters",
+        ));
     }
     if body.jit_role == Role::Owner {
-        return Err(ApiError::invalid("jit_role", "must be admin, developer or viewer"));
+        return Err(ApiError::invalid(
+            "jit_role",
+            "must be admin, developer or viewer",
+        ));
     }
     let domains = check_domains(&body.allowed_domains)?;
     let mut tx = member.begin(&state).await?;
@@ -283,21 +307,34 @@ async fn put_sso(state: web::Data<AppState>, member: OrgMember, body: ValidJson<
             state
                 .keyring
                 .open(&existing.client_secret_enc, SECRET_CONTEXT)
-                .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored SSO secret cannot be opened: {e}")))?,
+                .map_err(|e| {
+                    ApiError::Internal(anyhow::anyhow!("stored SSO secret cannot be opened: {e}"))
+                })?,
         )
         .map_err(|_| ApiError::Internal(anyhow::anyhow!("stored SSO secret is not UTF-8")))?,
-        (None, None) => return Err(ApiError::invalid("client_secret", "is required when configuring SSO")),
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "client_secret",
+                "is required when configuring SSO",
+            ));
+        }
     };
-    Provider::discover(&state.oidc_http, &issuer_url, client_id, &secret, &redirect_uri(&state))
-        .await
-        .map_err(|e| {
-            tracing::info!(error = %e, "SSO discovery failed while configuring");
-            ApiError::invalid(
-                "issuer_url",
-                "OpenID Connect discovery failed: the provider must serve \
+    Provider::discover(
+        &state.oidc_http,
+        &issuer_url,
+        client_id,
+        &secret,
+        &redirect_uri(&state),
+    )
+    .await
+    .map_err(|e| {
+        tracing::info!(error = %e, "SSO discovery failed while configuring");
+        ApiError::invalid(
+            "issuer_url",
+            "OpenID Connect discovery failed: the provider must serve \
                  {issuer_url}/.well-known/openid-configuration naming exactly this issuer",
-            )
-        })?;
+        )
+    })?;
     let sealed = state.keyring.seal(secret.as_bytes(), SECRET_CONTEXT);
     let row = sso::upsert(
         &mut tx,
@@ -345,11 +382,15 @@ async fn put_sso(state: web::Data<AppState>, member: OrgMember, body: ValidJson<
 async fn delete_sso(state: web::Data<AppState>, member: OrgMember) -> ApiResult<HttpResponse> {
     member.require(Role::Admin)?;
     let mut tx = member.begin(&state).await?;
-    let before = sso::get(&mut tx).await?.ok_or(ApiError::NotFound("SSO configuration"))?;
+    let before = sso::get(&mut tx)
+        .await?
+        .ok_or(ApiError::NotFound("SSO configuration"))?;
     sso::delete(&mut tx).await?;
     let event = audit_event(member.actor(), "sso.removed", &member.current.client)
         .target("org", member.org.id)
-        .details(serde_json::json!({"before": {"issuer_url": before.issuer_url, "client_id": before.client_id}}));
+        .details(
+            serde_json::json!({"before": {"issuer_url": before.issuer_url, "client_id": before.client_id}}),
+        );
     audit::append(&mut tx, &[event]).await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
@@ -379,7 +420,11 @@ async fn sso_start(
 /// Starts an SSO login for the org `org_slug` and answers with the redirect to its provider.
 /// After a successful login the browser is sent to `return_to` (validated as a local path) with a
 /// console session. Used by `GET /sso/{org}/start` and by the OAuth authorization endpoint.
-pub async fn start_sso_login(state: &AppState, org_slug: &str, return_to: Option<&str>) -> ApiResult<HttpResponse> {
+pub async fn start_sso_login(
+    state: &AppState,
+    org_slug: &str,
+    return_to: Option<&str>,
+) -> ApiResult<HttpResponse> {
     let return_to = check_return_to(return_to)?;
     let mut global = GlobalTx::begin(&state.db).await?;
     let org = orgs::find_by_slug(&mut global, org_slug)
@@ -438,13 +483,20 @@ async fn discover(state: &AppState, row: &SsoProviderRow) -> ApiResult<Provider>
         .keyring
         .open(&row.client_secret_enc, SECRET_CONTEXT)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored SSO secret cannot be opened: {e}")))?;
-    let secret = String::from_utf8(secret).map_err(|_| ApiError::Internal(anyhow::anyhow!("SSO secret not UTF-8")))?;
-    Provider::discover(&state.oidc_http, &row.issuer_url, &row.client_id, &secret, &redirect_uri(state))
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "SSO discovery failed");
-            ApiError::Upstream("the org's identity provider could not be reached; try again later".into())
-        })
+    let secret =
+        String::from_utf8(secret).map_err(|_| ApiError::Internal(anyhow::anyhow!("SSO secret not UTF-8")))?;
+    Provider::discover(
+        &state.oidc_http,
+        &row.issuer_url,
+        &row.client_id,
+        &secret,
+        &redirect_uri(state),
+    )
+    .await
+    .map_err(|e| {
+        tracing::warn!(error = %e, "SSO discovery failed");
+        ApiError::Upstream("the org's identity provider could not be reached; try again later".into())
+    })
 }
 
 fn sso_refused(detail: impl Into<String>) -> ApiError {
@@ -478,7 +530,10 @@ async fn sso_callback(
         .as_deref()
         .ok_or_else(|| ApiError::invalid("state", "is missing"))?;
     if !gatehouse_core::secrets::constant_time_eq(returned_state.as_bytes(), login.state.as_bytes()) {
-        return Err(ApiError::invalid("state", "does not match this browser's login; start again"));
+        return Err(ApiError::invalid(
+            "state",
+            "does not match this browser's login; start again",
+        ));
     }
     if let Some(error) = &query.error {
         let description = query.error_description.as_deref().unwrap_or_default();
@@ -601,13 +656,19 @@ async fn sso_callback(
 }
 
 fn read_login_state(state: &AppState, req: &HttpRequest) -> Result<LoginState, ApiError> {
-    let expired = || ApiError::BadRequest("this SSO login is missing, expired or was already used; start again".into());
-    let cookie = req.cookie(state_cookie_name(state.cfg.is_local())).ok_or_else(expired)?;
+    let expired =
+        || ApiError::BadRequest("this SSO login is missing, expired or was already used; start again".into());
+    let cookie = req
+        .cookie(state_cookie_name(state.cfg.is_local()))
+        .ok_or_else(expired)?;
     if cookie.value().len() > 8192 {
         return Err(expired());
     }
     let sealed = URL_SAFE_NO_PAD.decode(cookie.value()).map_err(|_| expired())?;
-    let plain = state.keyring.open(&sealed, STATE_CONTEXT).map_err(|_| expired())?;
+    let plain = state
+        .keyring
+        .open(&sealed, STATE_CONTEXT)
+        .map_err(|_| expired())?;
     let login: LoginState = serde_json::from_slice(&plain).map_err(|_| expired())?;
     if login.expires_at < OffsetDateTime::now_utc().unix_timestamp() {
         return Err(expired());
@@ -622,7 +683,10 @@ mod tests {
     #[test]
     fn return_to_is_local_only() {
         assert_eq!(check_return_to(None).unwrap(), "/");
-        assert_eq!(check_return_to(Some("/oauth/authorize?x=1&y=2")).unwrap(), "/oauth/authorize?x=1&y=2");
+        assert_eq!(
+            check_return_to(Some("/oauth/authorize?x=1&y=2")).unwrap(),
+            "/oauth/authorize?x=1&y=2"
+        );
         for bad in [
             "https://evil.example/",
             "//evil.example/",
@@ -641,7 +705,10 @@ mod tests {
 
     #[test]
     fn domains() {
-        assert_eq!(check_domains(&["Acme.Test".into(), "acme.test".into()]).unwrap(), vec!["acme.test"]);
+        assert_eq!(
+            check_domains(&["Acme.Test".into(), "acme.test".into()]).unwrap(),
+            vec!["acme.test"]
+        );
         assert!(check_domains(&["nodot".into()]).is_err());
         assert!(check_domains(&["a..b".into()]).is_err());
         assert!(check_domains(&["*.acme.test".into()]).is_err());

@@ -58,7 +58,12 @@ pub async fn post_json(app: &TestApp, path: &str, body: Value) -> reqwest::Respo
 /// address had received before.
 pub async fn sign_up_and_verify(app: &TestApp, mail: &MailServer, email: &str) {
     let before = mail.mails_to(email).len();
-    let resp = post_json(app, "/api/v1/signup", json!({"email": email, "password": PASSWORD})).await;
+    let resp = post_json(
+        app,
+        "/api/v1/signup",
+        json!({"email": email, "password": PASSWORD}),
+    )
+    .await;
     assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
     let message = mail.wait_for_nth(email, before + 1).await;
     let token = link_token(&message, "/verify-email");
@@ -68,7 +73,12 @@ pub async fn sign_up_and_verify(app: &TestApp, mail: &MailServer, email: &str) {
 
 /// Logs in through the API and returns the signed-in user.
 pub async fn log_in(app: &TestApp, email: &str, password: &str) -> TestUser {
-    let resp = post_json(app, "/api/v1/session", json!({"email": email, "password": password})).await;
+    let resp = post_json(
+        app,
+        "/api/v1/session",
+        json!({"email": email, "password": password}),
+    )
+    .await;
     let status = resp.status();
     let token = session_cookie_of(&resp);
     let body: Value = resp.json().await.unwrap_or(Value::Null);

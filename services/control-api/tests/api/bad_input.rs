@@ -24,11 +24,19 @@ struct Field {
 }
 
 const fn req(name: &'static str, kind: Kind) -> Field {
-    Field { name, kind, required: true }
+    Field {
+        name,
+        kind,
+        required: true,
+    }
 }
 
 const fn opt(name: &'static str, kind: Kind) -> Field {
-    Field { name, kind, required: false }
+    Field {
+        name,
+        kind,
+        required: false,
+    }
 }
 
 struct BodyRoute {
@@ -65,20 +73,85 @@ fn routes(target: &TestUser) -> Vec<BodyRoute> {
         fields,
     };
     vec![
-        route(Method::POST, "/api/v1/signup", false, vec![req("email", Str), req("password", Str), opt("display_name", Str)]),
-        route(Method::POST, "/api/v1/account/verify-email", false, vec![req("token", Str)]),
-        route(Method::POST, "/api/v1/session", false, vec![req("email", Str), req("password", Str)]),
-        route(Method::POST, "/api/v1/password-reset", false, vec![req("email", Str)]),
-        route(Method::POST, "/api/v1/password-reset/confirm", false, vec![req("token", Str), req("new_password", Str)]),
-        route(Method::POST, "/api/v1/account/password", true, vec![req("current_password", Str), req("new_password", Str)]),
-        route(Method::DELETE, "/api/v1/account", true, vec![opt("password", Str)]),
-        route(Method::POST, "/api/v1/orgs", true, vec![req("slug", Str), req("name", Str)]),
+        route(
+            Method::POST,
+            "/api/v1/signup",
+            false,
+            vec![req("email", Str), req("password", Str), opt("display_name", Str)],
+        ),
+        route(
+            Method::POST,
+            "/api/v1/account/verify-email",
+            false,
+            vec![req("token", Str)],
+        ),
+        route(
+            Method::POST,
+            "/api/v1/session",
+            false,
+            vec![req("email", Str), req("password", Str)],
+        ),
+        route(
+            Method::POST,
+            "/api/v1/password-reset",
+            false,
+            vec![req("email", Str)],
+        ),
+        route(
+            Method::POST,
+            "/api/v1/password-reset/confirm",
+            false,
+            vec![req("token", Str), req("new_password", Str)],
+        ),
+        route(
+            Method::POST,
+            "/api/v1/account/password",
+            true,
+            vec![req("current_password", Str), req("new_password", Str)],
+        ),
+        route(
+            Method::DELETE,
+            "/api/v1/account",
+            true,
+            vec![opt("password", Str)],
+        ),
+        route(
+            Method::POST,
+            "/api/v1/orgs",
+            true,
+            vec![req("slug", Str), req("name", Str)],
+        ),
         route(Method::PATCH, "/api/v1/orgs/acme", true, vec![opt("name", Str)]),
-        route(Method::PATCH, "/api/v1/orgs/acme/settings", true, vec![opt("log_tool_arguments", Bool)]),
-        route(Method::PATCH, &format!("/api/v1/orgs/acme/members/{}", target.id), true, vec![req("role", Role)]),
-        route(Method::POST, "/api/v1/orgs/acme/transfer-ownership", true, vec![req("user_id", Uuid)]),
-        route(Method::POST, "/api/v1/orgs/acme/invitations", true, vec![req("email", Str), req("role", Role)]),
-        route(Method::POST, "/api/v1/invitations/accept", true, vec![req("token", Str)]),
+        route(
+            Method::PATCH,
+            "/api/v1/orgs/acme/settings",
+            true,
+            vec![opt("log_tool_arguments", Bool)],
+        ),
+        route(
+            Method::PATCH,
+            &format!("/api/v1/orgs/acme/members/{}", target.id),
+            true,
+            vec![req("role", Role)],
+        ),
+        route(
+            Method::POST,
+            "/api/v1/orgs/acme/transfer-ownership",
+            true,
+            vec![req("user_id", Uuid)],
+        ),
+        route(
+            Method::POST,
+            "/api/v1/orgs/acme/invitations",
+            true,
+            vec![req("email", Str), req("role", Role)],
+        ),
+        route(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            true,
+            vec![req("token", Str)],
+        ),
         route(
             Method::PUT,
             "/api/v1/orgs/acme/sso",
@@ -104,7 +177,11 @@ fn request(app: &TestApp, user: &TestUser, route: &BodyRoute) -> reqwest::Reques
 }
 
 fn valid_body(route: &BodyRoute) -> serde_json::Map<String, Value> {
-    route.fields.iter().map(|f| (f.name.to_owned(), sample(f.kind))).collect()
+    route
+        .fields
+        .iter()
+        .map(|f| (f.name.to_owned(), sample(f.kind)))
+        .collect()
 }
 
 #[tokio::test]
@@ -113,7 +190,8 @@ async fn bad_bodies_get_problems_naming_the_field() {
     let owner = app.user("owner@acme.test").await;
     let target = app.user("target@acme.test").await;
     let (_, org) = app.org(&owner, "acme").await;
-    app.add_member(org, &target, gatehouse_core::role::Role::Developer).await;
+    app.add_member(org, &target, gatehouse_core::role::Role::Developer)
+        .await;
     let mut checked = 0;
     for route in routes(&target) {
         let what = format!("{} {}", route.method, route.path);
@@ -122,7 +200,11 @@ async fn bad_bodies_get_problems_naming_the_field() {
             body.insert(field.name.to_owned(), wrong(field.kind));
             let resp = request(&app, &owner, &route).json(&body).send().await.unwrap();
             let problem = assert_problem(resp, 400, Some("invalid_field")).await;
-            assert_eq!(problem["field"], field.name, "{what}: wrong type of {}", field.name);
+            assert_eq!(
+                problem["field"], field.name,
+                "{what}: wrong type of {}",
+                field.name
+            );
             if field.required {
                 let mut body = valid_body(&route);
                 body.remove(field.name);
@@ -145,7 +227,10 @@ async fn bad_bodies_get_problems_naming_the_field() {
             .await
             .unwrap();
         let problem = assert_problem(resp, 400, Some("bad_request")).await;
-        assert!(problem["detail"].as_str().unwrap().contains("UTF-8"), "{what}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("UTF-8"),
+            "{what}: {problem}"
+        );
 
         let resp = request(&app, &owner, &route)
             .header("content-type", "application/json")
@@ -171,9 +256,16 @@ async fn bad_bodies_get_problems_naming_the_field() {
             .unwrap();
         assert_problem(resp, 400, Some("bad_request")).await;
 
-        let resp = request(&app, &owner, &route).json(&json!([1, 2])).send().await.unwrap();
+        let resp = request(&app, &owner, &route)
+            .json(&json!([1, 2]))
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
-        assert!((400..500).contains(&status), "{what}: a JSON array answered {status}");
+        assert!(
+            (400..500).contains(&status),
+            "{what}: a JSON array answered {status}"
+        );
     }
     assert!(checked >= 25, "only {checked} fields checked");
 
@@ -183,12 +275,25 @@ async fn bad_bodies_get_problems_naming_the_field() {
         (Method::DELETE, "/api/v1/orgs/acme/members/42"),
         (Method::DELETE, "/api/v1/orgs/acme/invitations/zzz"),
     ] {
-        let resp = owner.request(method.clone(), path).json(&json!({"role": "viewer"})).send().await.unwrap();
+        let resp = owner
+            .request(method.clone(), path)
+            .json(&json!({"role": "viewer"}))
+            .send()
+            .await
+            .unwrap();
         let problem = assert_problem(resp, 400, Some("invalid_field")).await;
         assert_eq!(problem["field"], "path", "{method} {path}");
     }
     // Unknown query parameters on the SSO start are refused too.
-    let resp = app.http.get(app.url("/api/v1/sso/acme/start?return_to=/&evil=1")).send().await.unwrap();
+    let resp = app
+        .http
+        .get(app.url("/api/v1/sso/acme/start?return_to=/&evil=1"))
+        .send()
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
-    assert!((400..500).contains(&status), "unknown query parameter answered {status}");
+    assert!(
+        (400..500).contains(&status),
+        "unknown query parameter answered {status}"
+    );
 }

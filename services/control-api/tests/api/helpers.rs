@@ -185,7 +185,13 @@ impl TestUser {
 impl TestApp {
     /// A `TestUser` for a session obtained through the API (cookie value and CSRF token from the
     /// login response).
-    pub fn signed_in(&self, email: &str, id: gatehouse_core::ids::UserId, session_token: &str, csrf: &str) -> TestUser {
+    pub fn signed_in(
+        &self,
+        email: &str,
+        id: gatehouse_core::ids::UserId,
+        session_token: &str,
+        csrf: &str,
+    ) -> TestUser {
         TestUser {
             email: email.to_owned(),
             id,

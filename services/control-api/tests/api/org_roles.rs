@@ -41,29 +41,145 @@ fn routes() -> Vec<Route> {
         None
     }
     vec![
-        Route { name: "get org", method: Method::GET, path: |f| format!("/api/v1/orgs/{}", f.slug), body: none, min: Role::Viewer, status: 200, owner_status: None },
-        Route { name: "rename org", method: Method::PATCH, path: |f| format!("/api/v1/orgs/{}", f.slug), body: |_| Some(json!({"name": "Renamed"})), min: Role::Admin, status: 200, owner_status: None },
-        Route { name: "get settings", method: Method::GET, path: |f| format!("/api/v1/orgs/{}/settings", f.slug), body: none, min: Role::Viewer, status: 200, owner_status: None },
-        Route { name: "update settings", method: Method::PATCH, path: |f| format!("/api/v1/orgs/{}/settings", f.slug), body: |_| Some(json!({"log_tool_arguments": true})), min: Role::Admin, status: 200, owner_status: None },
-        Route { name: "list members", method: Method::GET, path: |f| format!("/api/v1/orgs/{}/members", f.slug), body: none, min: Role::Viewer, status: 200, owner_status: None },
-        Route { name: "change role", method: Method::PATCH, path: |f| format!("/api/v1/orgs/{}/members/{}", f.slug, f.target.id), body: |_| Some(json!({"role": "viewer"})), min: Role::Admin, status: 200, owner_status: None },
-        Route { name: "remove member", method: Method::DELETE, path: |f| format!("/api/v1/orgs/{}/members/{}", f.slug, f.target.id), body: none, min: Role::Admin, status: 204, owner_status: None },
-        Route { name: "leave", method: Method::POST, path: |f| format!("/api/v1/orgs/{}/leave", f.slug), body: none, min: Role::Viewer, status: 204, owner_status: Some(409) },
-        Route { name: "transfer ownership", method: Method::POST, path: |f| format!("/api/v1/orgs/{}/transfer-ownership", f.slug), body: |f| Some(json!({"user_id": f.target.id})), min: Role::Owner, status: 200, owner_status: None },
-        Route { name: "invite", method: Method::POST, path: |f| format!("/api/v1/orgs/{}/invitations", f.slug), body: |_| Some(json!({"email": "newcomer@acme.test", "role": "viewer"})), min: Role::Admin, status: 201, owner_status: None },
-        Route { name: "list invitations", method: Method::GET, path: |f| format!("/api/v1/orgs/{}/invitations", f.slug), body: none, min: Role::Admin, status: 200, owner_status: None },
-        Route { name: "revoke invitation", method: Method::DELETE, path: |f| format!("/api/v1/orgs/{}/invitations/{}", f.slug, f.invitation), body: none, min: Role::Admin, status: 204, owner_status: None },
-        Route { name: "get sso", method: Method::GET, path: |f| format!("/api/v1/orgs/{}/sso", f.slug), body: none, min: Role::Admin, status: 200, owner_status: None },
         Route {
-            name: "configure sso",
-            method: Method::PUT,
-            path: |f| format!("/api/v1/orgs/{}/sso", f.slug),
-            body: |f| Some(json!({"issuer_url": f.issuer, "client_id": f.client_id, "allowed_domains": ["acme.test"], "jit_role": "viewer"})),
+            name: "get org",
+            method: Method::GET,
+            path: |f| format!("/api/v1/orgs/{}", f.slug),
+            body: none,
+            min: Role::Viewer,
+            status: 200,
+            owner_status: None,
+        },
+        Route {
+            name: "rename org",
+            method: Method::PATCH,
+            path: |f| format!("/api/v1/orgs/{}", f.slug),
+            body: |_| Some(json!({"name": "Renamed"})),
             min: Role::Admin,
             status: 200,
             owner_status: None,
         },
-        Route { name: "remove sso", method: Method::DELETE, path: |f| format!("/api/v1/orgs/{}/sso", f.slug), body: none, min: Role::Admin, status: 204, owner_status: None },
+        Route {
+            name: "get settings",
+            method: Method::GET,
+            path: |f| format!("/api/v1/orgs/{}/settings", f.slug),
+            body: none,
+            min: Role::Viewer,
+            status: 200,
+            owner_status: None,
+        },
+        Route {
+            name: "update settings",
+            method: Method::PATCH,
+            path: |f| format!("/api/v1/orgs/{}/settings", f.slug),
+            body: |_| Some(json!({"log_tool_arguments": true})),
+            min: Role::Admin,
+            status: 200,
+            owner_status: None,
+        },
+        Route {
+            name: "list members",
+            method: Method::GET,
+            path: |f| format!("/api/v1/orgs/{}/members", f.slug),
+            body: none,
+            min: Role::Viewer,
+            status: 200,
+            owner_status: None,
+        },
+        Route {
+            name: "change role",
+            method: Method::PATCH,
+            path: |f| format!("/api/v1/orgs/{}/members/{}", f.slug, f.target.id),
+            body: |_| Some(json!({"role": "viewer"})),
+            min: Role::Admin,
+            status: 200,
+            owner_status: None,
+        },
+        Route {
+            name: "remove member",
+            method: Method::DELETE,
+            path: |f| format!("/api/v1/orgs/{}/members/{}", f.slug, f.target.id),
+            body: none,
+            min: Role::Admin,
+            status: 204,
+            owner_status: None,
+        },
+        Route {
+            name: "leave",
+            method: Method::POST,
+            path: |f| format!("/api/v1/orgs/{}/leave", f.slug),
+            body: none,
+            min: Role::Viewer,
+            status: 204,
+            owner_status: Some(409),
+        },
+        Route {
+            name: "transfer ownership",
+            method: Method::POST,
+            path: |f| format!("/api/v1/orgs/{}/transfer-ownership", f.slug),
+            body: |f| Some(json!({"user_id": f.target.id})),
+            min: Role::Owner,
+            status: 200,
+            owner_status: None,
+        },
+        Route {
+            name: "invite",
+            method: Method::POST,
+            path: |f| format!("/api/v1/orgs/{}/invitations", f.slug),
+            body: |_| Some(json!({"email": "newcomer@acme.test", "role": "viewer"})),
+            min: Role::Admin,
+            status: 201,
+            owner_status: None,
+        },
+        Route {
+            name: "list invitations",
+            method: Method::GET,
+            path: |f| format!("/api/v1/orgs/{}/invitations", f.slug),
+            body: none,
+            min: Role::Admin,
+            status: 200,
+            owner_status: None,
+        },
+        Route {
+            name: "revoke invitation",
+            method: Method::DELETE,
+            path: |f| format!("/api/v1/orgs/{}/invitations/{}", f.slug, f.invitation),
+            body: none,
+            min: Role::Admin,
+            status: 204,
+            owner_status: None,
+        },
+        Route {
+            name: "get sso",
+            method: Method::GET,
+            path: |f| format!("/api/v1/orgs/{}/sso", f.slug),
+            body: none,
+            min: Role::Admin,
+            status: 200,
+            owner_status: None,
+        },
+        Route {
+            name: "configure sso",
+            method: Method::PUT,
+            path: |f| format!("/api/v1/orgs/{}/sso", f.slug),
+            body: |f| {
+                Some(
+                    json!({"issuer_url": f.issuer, "client_id": f.client_id, "allowed_domains": ["acme.test"], "jit_role": "viewer"}),
+                )
+            },
+            min: Role::Admin,
+            status: 200,
+            owner_status: None,
+        },
+        Route {
+            name: "remove sso",
+            method: Method::DELETE,
+            path: |f| format!("/api/v1/orgs/{}/sso", f.slug),
+            body: none,
+            min: Role::Admin,
+            status: 204,
+            owner_status: None,
+        },
     ]
 }
 
@@ -103,7 +219,9 @@ async fn fixture(app: &TestApp, people: &People, provider: &OidcProvider, slug: 
     app.add_member(org, &people.viewer, Role::Viewer).await;
     app.add_member(org, &people.target, Role::Developer).await;
     let keyring = app.cfg.keyring().unwrap();
-    let mut tx = TenantTx::begin(&app.db.db, &OrgScope::authorized(org)).await.unwrap();
+    let mut tx = TenantTx::begin(&app.db.db, &OrgScope::authorized(org))
+        .await
+        .unwrap();
     let invitation = invitations::create(
         &mut tx,
         "pending@acme.test",
@@ -114,7 +232,10 @@ async fn fixture(app: &TestApp, people: &People, provider: &OidcProvider, slug: 
     )
     .await
     .unwrap();
-    let sealed = keyring.seal(provider.client_secret.as_bytes(), "org_sso_providers.client_secret");
+    let sealed = keyring.seal(
+        provider.client_secret.as_bytes(),
+        "org_sso_providers.client_secret",
+    );
     sso::upsert(
         &mut tx,
         &sso::SsoProviderConfig {
@@ -148,7 +269,11 @@ fn send(user: &TestUser, route: &Route, fx: &Fixture, path: String) -> reqwest::
 }
 
 async fn spawn() -> (TestApp, OidcProvider) {
-    let app = TestApp::spawn_with(&[("egress.allow_http", "true"), ("egress.allow_private_networks", "true")]).await;
+    let app = TestApp::spawn_with(&[
+        ("egress.allow_http", "true"),
+        ("egress.allow_private_networks", "true"),
+    ])
+    .await;
     let provider = OidcProvider::start(OidcMode::Normal, &app.url("/api/v1/sso/callback"), &[]).await;
     (app, provider)
 }
@@ -162,7 +287,10 @@ async fn every_role_on_every_org_route() {
         for role in Role::ALL {
             let fx = fixture(&app, &people, &provider, &format!("m{i}-{role}")).await;
             let before = org_state(&app, fx.org).await;
-            let resp = send(people.with_role(role), route, &fx, (route.path)(&fx)).send().await.unwrap();
+            let resp = send(people.with_role(role), route, &fx, (route.path)(&fx))
+                .send()
+                .await
+                .unwrap();
             let after_status = resp.status().as_u16();
             let allowed = role.at_least(route.min);
             let expected = match (allowed, role) {
@@ -174,16 +302,28 @@ async fn every_role_on_every_org_route() {
             assert_eq!(after_status, expected, "{} as {role}: {body}", route.name);
             let after = org_state(&app, fx.org).await;
             if expected >= 400 {
-                assert_eq!(before, after, "{} as {role} was refused but changed the org", route.name);
+                assert_eq!(
+                    before, after,
+                    "{} as {role} was refused but changed the org",
+                    route.name
+                );
             } else if route.method != Method::GET {
-                assert_ne!(before, after, "{} as {role} succeeded but changed nothing", route.name);
+                assert_ne!(
+                    before, after,
+                    "{} as {role} succeeded but changed nothing",
+                    route.name
+                );
                 assert!(
                     after["audit"].as_i64().unwrap() > before["audit"].as_i64().unwrap(),
                     "{} as {role} wrote no audit event",
                     route.name
                 );
             } else {
-                assert_eq!(before, after, "{} as {role} is a read but changed the org", route.name);
+                assert_eq!(
+                    before, after,
+                    "{} as {role} is a read but changed the org",
+                    route.name
+                );
             }
             checked += 1;
         }
@@ -201,22 +341,46 @@ async fn another_orgs_member_gets_404_and_changes_nothing() {
         let victim = fixture(&app, &people, &provider, &format!("x{i}")).await;
         let before = org_state(&app, victim.org).await;
         // The victim org's path, as an owner of another org.
-        let resp = send(&intruder, route, &victim, (route.path)(&victim)).send().await.unwrap();
+        let resp = send(&intruder, route, &victim, (route.path)(&victim))
+            .send()
+            .await
+            .unwrap();
         assert_problem(resp, 404, Some("not_found")).await;
         // The victim's ids through the intruder's own org.
-        let own_path = (route.path)(&victim).replacen(&format!("/orgs/{}", victim.slug), &format!("/orgs/{own_slug}"), 1);
+        let own_path = (route.path)(&victim).replacen(
+            &format!("/orgs/{}", victim.slug),
+            &format!("/orgs/{own_slug}"),
+            1,
+        );
         let own_before = org_state(&app, own_org).await;
-        let resp = send(&intruder, route, &victim, own_path.clone()).send().await.unwrap();
+        let resp = send(&intruder, route, &victim, own_path.clone())
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         let ids_in_request = own_path.contains(&victim.target.id.to_string())
             || own_path.contains(&victim.invitation.to_string())
             || (route.body)(&victim).is_some_and(|b| b.to_string().contains(&victim.target.id.to_string()));
         if ids_in_request {
-            assert_eq!(status, 404, "{}: another org's id through one's own org", route.name);
+            assert_eq!(
+                status, 404,
+                "{}: another org's id through one's own org",
+                route.name
+            );
         }
-        assert_eq!(before, org_state(&app, victim.org).await, "{} changed another org", route.name);
+        assert_eq!(
+            before,
+            org_state(&app, victim.org).await,
+            "{} changed another org",
+            route.name
+        );
         if ids_in_request {
-            assert_eq!(own_before, org_state(&app, own_org).await, "{} with a foreign id changed the caller's org", route.name);
+            assert_eq!(
+                own_before,
+                org_state(&app, own_org).await,
+                "{} with a foreign id changed the caller's org",
+                route.name
+            );
         }
     }
 }

@@ -30,11 +30,20 @@ fn accounts() -> Vec<OidcAccount> {
 }
 
 async fn spawn() -> TestApp {
-    TestApp::spawn_with(&[("egress.allow_http", "true"), ("egress.allow_private_networks", "true")]).await
+    TestApp::spawn_with(&[
+        ("egress.allow_http", "true"),
+        ("egress.allow_private_networks", "true"),
+    ])
+    .await
 }
 
 /// An org owned by a fresh user, with SSO configured through the API.
-async fn org_with_sso(app: &TestApp, provider: &OidcProvider, issuer: &str, client_id: &str) -> (TestUser, String, OrgId) {
+async fn org_with_sso(
+    app: &TestApp,
+    provider: &OidcProvider,
+    issuer: &str,
+    client_id: &str,
+) -> (TestUser, String, OrgId) {
     let owner = app.user("owner@acme.test").await;
     let (slug, org) = app.org(&owner, "acme").await;
     let resp = owner
@@ -54,7 +63,10 @@ async fn org_with_sso(app: &TestApp, provider: &OidcProvider, issuer: &str, clie
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["allowed_domains"], json!(["acme.test"]));
     assert_eq!(body["client_secret_set"], true);
-    assert!(body.get("client_secret").is_none(), "the secret is never returned");
+    assert!(
+        body.get("client_secret").is_none(),
+        "the secret is never returned"
+    );
     assert_eq!(body["redirect_uri"], app.url("/api/v1/sso/callback"));
     (owner, slug, org)
 }
@@ -103,8 +115,17 @@ impl Browser {
 
     /// Starts an SSO login at Gatehouse, logs in at the provider as `login_hint`, and returns
     /// Gatehouse's answer to the callback.
-    async fn sso_login(&mut self, app: &TestApp, slug: &str, return_to: &str, login_hint: &str) -> reqwest::Response {
-        let start = app.url(&format!("/api/v1/sso/{slug}/start?return_to={}", urlencode(return_to)));
+    async fn sso_login(
+        &mut self,
+        app: &TestApp,
+        slug: &str,
+        return_to: &str,
+        login_hint: &str,
+    ) -> reqwest::Response {
+        let start = app.url(&format!(
+            "/api/v1/sso/{slug}/start?return_to={}",
+            urlencode(return_to)
+        ));
         let resp = self.get(&start).await;
         assert_eq!(resp.status(), 302, "start: {}", resp.text().await.unwrap());
         let mut location = location(&resp, &start);
@@ -128,7 +149,12 @@ impl Browser {
 }
 
 fn location(resp: &reqwest::Response, base: &str) -> String {
-    let raw = resp.headers().get("location").expect("a Location header").to_str().unwrap();
+    let raw = resp
+        .headers()
+        .get("location")
+        .expect("a Location header")
+        .to_str()
+        .unwrap();
     url::Url::parse(base).unwrap().join(raw).unwrap().to_string()
 }
 
@@ -152,7 +178,14 @@ async fn sso_login_provisions_members_of_allowed_domains() {
     let (_, slug, org) = org_with_sso(&app, &provider, &provider.issuer, &provider.client_id).await;
 
     let mut browser = Browser::new();
-    let resp = browser.sso_login(&app, &slug, "/oauth/authorize?client_id=x&state=y", "alice@acme.test").await;
+    let resp = browser
+        .sso_login(
+            &app,
+            &slug,
+            "/oauth/authorize?client_id=x&state=y",
+            "alice@acme.test",
+        )
+        .await;
     assert_eq!(resp.status(), 302, "{}", resp.text().await.unwrap());
     assert_eq!(resp.headers()["location"], "/oauth/authorize?client_id=x&state=y");
     let token = session_cookie_of(&resp).expect("a console session");
@@ -185,14 +218,24 @@ async fn sso_login_provisions_members_of_allowed_domains() {
     assert_eq!(orgs[0]["role"], "viewer", "the org's JIT role");
 
     // A second login finds the linked identity: no second user, no second membership.
-    let resp = Browser::new().sso_login(&app, &slug, "/", "alice@acme.test").await;
+    let resp = Browser::new()
+        .sso_login(&app, &slug, "/", "alice@acme.test")
+        .await;
     assert_eq!(resp.status(), 302);
     assert_eq!(user_count(&app, "alice@acme.test").await, 1);
     let actions = audit_actions(&app, org).await;
-    assert_eq!(actions.iter().filter(|a| *a == "member.added").count(), 1, "{actions:?}");
+    assert_eq!(
+        actions.iter().filter(|a| *a == "member.added").count(),
+        1,
+        "{actions:?}"
+    );
     assert!(actions.contains(&"sso.configured".to_owned()), "{actions:?}");
     assert!(actions.contains(&"sso.identity_linked".to_owned()), "{actions:?}");
-    assert_eq!(actions.iter().filter(|a| *a == "user.login").count(), 2, "{actions:?}");
+    assert_eq!(
+        actions.iter().filter(|a| *a == "user.login").count(),
+        2,
+        "{actions:?}"
+    );
 }
 
 #[tokio::test]
@@ -202,16 +245,22 @@ async fn sso_refuses_other_domains_unverified_emails_and_existing_accounts() {
     let (_, slug, _) = org_with_sso(&app, &provider, &provider.issuer, &provider.client_id).await;
     app.user("taken@acme.test").await;
 
-    let resp = Browser::new().sso_login(&app, &slug, "/", "eve@elsewhere.test").await;
+    let resp = Browser::new()
+        .sso_login(&app, &slug, "/", "eve@elsewhere.test")
+        .await;
     assert!(session_cookie_of(&resp).is_none());
     assert_problem(resp, 403, Some("forbidden")).await;
     assert_eq!(user_count(&app, "eve@elsewhere.test").await, 0);
 
-    let resp = Browser::new().sso_login(&app, &slug, "/", "unverified@acme.test").await;
+    let resp = Browser::new()
+        .sso_login(&app, &slug, "/", "unverified@acme.test")
+        .await;
     assert_problem(resp, 403, Some("forbidden")).await;
     assert_eq!(user_count(&app, "unverified@acme.test").await, 0);
 
-    let resp = Browser::new().sso_login(&app, &slug, "/", "taken@acme.test").await;
+    let resp = Browser::new()
+        .sso_login(&app, &slug, "/", "taken@acme.test")
+        .await;
     assert_problem(resp, 409, Some("sso_account_exists")).await;
 }
 
@@ -226,8 +275,13 @@ async fn refused(mode: OidcMode, reason: &str) {
         _ => (provider.issuer.clone(), provider.client_id.clone()),
     };
     let (_, slug, _) = org_with_sso(&app, &provider, &issuer, &client_id).await;
-    let resp = Browser::new().sso_login(&app, &slug, "/", "alice@acme.test").await;
-    assert!(session_cookie_of(&resp).is_none(), "no session for a refused ID token");
+    let resp = Browser::new()
+        .sso_login(&app, &slug, "/", "alice@acme.test")
+        .await;
+    assert!(
+        session_cookie_of(&resp).is_none(),
+        "no session for a refused ID token"
+    );
     let body = assert_problem(resp, 400, Some("bad_request")).await;
     let detail = body["detail"].as_str().unwrap().to_ascii_lowercase();
     assert!(detail.contains("id token"), "{detail}");
@@ -267,17 +321,29 @@ async fn sso_state_and_return_to_are_checked() {
         assert_eq!(body["field"], "return_to");
     }
     // A callback without the browser's state cookie, or with another state, is refused.
-    let resp = app.http.get(app.url("/api/v1/sso/callback?code=abc&state=xyz")).send().await.unwrap();
+    let resp = app
+        .http
+        .get(app.url("/api/v1/sso/callback?code=abc&state=xyz"))
+        .send()
+        .await
+        .unwrap();
     assert_problem(resp, 400, Some("bad_request")).await;
     let mut browser = Browser::new();
     let start = app.url(&format!("/api/v1/sso/{slug}/start"));
     let resp = browser.get(&start).await;
     assert_eq!(resp.status(), 302);
-    let resp = browser.get(&app.url("/api/v1/sso/callback?code=abc&state=forged")).await;
+    let resp = browser
+        .get(&app.url("/api/v1/sso/callback?code=abc&state=forged"))
+        .await;
     let body = assert_problem(resp, 400, Some("invalid_field")).await;
     assert_eq!(body["field"], "state");
     // Unknown org and an org without SSO look the same.
-    let resp = app.http.get(app.url("/api/v1/sso/no-such-org/start")).send().await.unwrap();
+    let resp = app
+        .http
+        .get(app.url("/api/v1/sso/no-such-org/start"))
+        .send()
+        .await
+        .unwrap();
     assert_problem(resp, 404, Some("not_found")).await;
 }
 

@@ -34,13 +34,11 @@ pub async fn issue(
     token_hash: &[u8],
     ttl: Duration,
 ) -> DbResult<()> {
-    sqlx::query(
-        "DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
-    )
-    .bind(user)
-    .bind(purpose.as_str())
-    .execute(tx.conn())
-    .await?;
+    sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL")
+        .bind(user)
+        .bind(purpose.as_str())
+        .execute(tx.conn())
+        .await?;
     sqlx::query(
         "INSERT INTO email_tokens (token_hash, user_id, purpose, expires_at)
          VALUES ($1, $2, $3, now() + make_interval(secs => $4))",

@@ -135,13 +135,11 @@ pub async fn find_acceptable(tx: &mut TenantTx, token_hash: &[u8]) -> DbResult<O
 /// Marks an invitation accepted by `user`.
 pub async fn mark_accepted(tx: &mut TenantTx, id: InvitationId, user: UserId) -> DbResult<()> {
     let org_id = tx.org_id();
-    sqlx::query(
-        "UPDATE invitations SET accepted_at = now(), accepted_by = $3 WHERE org_id = $1 AND id = $2",
-    )
-    .bind(org_id)
-    .bind(id)
-    .bind(user)
-    .execute(tx.conn())
-    .await?;
+    sqlx::query("UPDATE invitations SET accepted_at = now(), accepted_by = $3 WHERE org_id = $1 AND id = $2")
+        .bind(org_id)
+        .bind(id)
+        .bind(user)
+        .execute(tx.conn())
+        .await?;
     Ok(())
 }

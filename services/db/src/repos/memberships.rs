@@ -97,16 +97,18 @@ pub async fn add(tx: &mut TenantTx, user: UserId, role: Role) -> DbResult<()> {
 /// Changes a member's role; false when they are not a member.
 pub async fn set_role(tx: &mut TenantTx, user: UserId, role: Role) -> DbResult<bool> {
     let org_id = tx.org_id();
-    Ok(sqlx::query(
-        "UPDATE memberships SET role = $3, updated_at = now() WHERE org_id = $1 AND user_id = $2",
+    Ok(
+        sqlx::query(
+            "UPDATE memberships SET role = $3, updated_at = now() WHERE org_id = $1 AND user_id = $2",
+        )
+        .bind(org_id)
+        .bind(user)
+        .bind(role.as_str())
+        .execute(tx.conn())
+        .await?
+        .rows_affected()
+            == 1,
     )
-    .bind(org_id)
-    .bind(user)
-    .bind(role.as_str())
-    .execute(tx.conn())
-    .await?
-    .rows_affected()
-        == 1)
 }
 
 /// Removes a member (and their SSO links to this org); false when they were not a member.

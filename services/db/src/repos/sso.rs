@@ -33,7 +33,16 @@ pub struct SsoProviderConfig<'a> {
     pub enabled: bool,
 }
 
-type Raw = (String, String, Vec<u8>, Vec<String>, String, bool, OffsetDateTime, OffsetDateTime);
+type Raw = (
+    String,
+    String,
+    Vec<u8>,
+    Vec<String>,
+    String,
+    bool,
+    OffsetDateTime,
+    OffsetDateTime,
+);
 
 const COLUMNS: &str =
     "issuer_url, client_id, client_secret_enc, allowed_domains, jit_role, enabled, created_at, updated_at";
@@ -122,15 +131,13 @@ pub async fn find_identity(tx: &mut TenantTx, issuer: &str, subject: &str) -> Db
 /// Links `(issuer, subject)` to `user` in this org.
 pub async fn link_identity(tx: &mut TenantTx, issuer: &str, subject: &str, user: UserId) -> DbResult<()> {
     let org_id = tx.org_id();
-    sqlx::query(
-        "INSERT INTO sso_identities (org_id, issuer, subject, user_id) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(org_id)
-    .bind(issuer)
-    .bind(subject)
-    .bind(user)
-    .execute(tx.conn())
-    .await?;
+    sqlx::query("INSERT INTO sso_identities (org_id, issuer, subject, user_id) VALUES ($1, $2, $3, $4)")
+        .bind(org_id)
+        .bind(issuer)
+        .bind(subject)
+        .bind(user)
+        .execute(tx.conn())
+        .await?;
     Ok(())
 }
 
