@@ -46,6 +46,14 @@ pub fn test_config(db: &TestDb, extra: &[(&str, &str)]) -> Config {
         ),
         ("secrets.signing_secret".into(), generate_signing_secret_b64()),
         ("shutdown.grace_period_secs".into(), "2".into()),
+        // Mail without SMTP goes to files: keep them out of the source tree.
+        (
+            "mail.file_dir".into(),
+            std::env::temp_dir()
+                .join(format!("gatehouse-test-mail-{}", uuid::Uuid::new_v4().simple()))
+                .display()
+                .to_string(),
+        ),
         ("control_api.workers".into(), "2".into()),
     ];
     for (k, v) in extra {
