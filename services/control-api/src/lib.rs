@@ -26,7 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use gatehouse_core::Config;
 use gatehouse_db::Db;
 use gatehouse_events::{ChangeNotifier, RateLimiter};
-use gatehouse_http::{Readiness, observe};
+use gatehouse_http::{Draining, Readiness, observe};
 
 use crate::extract::BodyLimit;
 use crate::state::AppState;
@@ -45,6 +45,7 @@ pub struct ControlApi {
     server: Server,
     addr: SocketAddr,
     grace: std::time::Duration,
+    draining: Draining,
 }
 
 impl ControlApi {
@@ -58,7 +59,7 @@ impl ControlApi {
             notifier: deps.notifier.clone(),
             rate_limiter: deps.rate_limiter.clone(),
             mailer: gatehouse_mail::Mailer::from_config(&cfg.mail, cfg.is_local())?,
-            oidc_http: oidc_http::OidcHttp::new(&cfg.egress),
+            oidc_http: oidc_http::OidcHttp::new(&cfg.egress)?,
         };
         let readiness = {
             let db = deps.db.clone();
@@ -81,12 +82,15 @@ impl ControlApi {
         let readiness = web::Data::new(readiness);
         let body_limit = BodyLimit(cfg.control_api.max_body_bytes);
         let grace = cfg.grace_period();
+        let draining = Draining::new();
+        let draining_data = web::Data::new(draining.clone());
         let mut server = HttpServer::new(move || {
             let (app, api) = App::new()
                 .into_utoipa_app()
                 .openapi(openapi::ApiDoc::openapi_base())
                 .app_data(state.clone())
                 .app_data(readiness.clone())
+                .app_data(draining_data.clone())
                 .app_data(body_limit)
                 .app_data(web::Data::new(body_limit))
                 .app_data(extract::path_config())
@@ -96,6 +100,9 @@ impl ControlApi {
             app.configure(gatehouse_http::ops::configure)
                 .route("/api/openapi.json", web::get().to(openapi_json))
                 .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/docs/openapi.json", api))
+                .wrap(middleware::from_fn(
+                    gatehouse_http::close_connections_when_draining,
+                ))
                 .wrap(middleware::from_fn(observe::request_metrics))
                 .wrap(observe::tracing_logger())
         })
@@ -110,6 +117,7 @@ impl ControlApi {
             server: server.run(),
             addr,
             grace,
+            draining,
         })
     }
 
@@ -118,7 +126,7 @@ impl ControlApi {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace).await
+        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await
     }
 }
 

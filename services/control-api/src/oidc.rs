@@ -8,7 +8,7 @@ use openidconnect::{
     PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 
-use crate::oidc_http::{EgressError, OidcHttp};
+use crate::oidc_http::OidcHttp;
 
 /// Why an OIDC step failed. Messages are safe to show to the user (no secrets, no tokens).
 #[derive(Debug, thiserror::Error)]
@@ -148,10 +148,4 @@ fn describe(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     out
-}
-
-impl From<EgressError> for OidcError {
-    fn from(e: EgressError) -> Self {
-        OidcError::Discovery(e.to_string())
-    }
 }

@@ -86,12 +86,27 @@ pub struct EndpointSnapshot {
     pub tools: Vec<EndpointTool>,
     /// Every scope of the org, with the tools of this endpoint it grants (possibly none).
     pub scopes: Vec<ScopeSnapshot>,
+    /// Upstream prompts (`prompts/list`, `prompts/get`), when the endpoint exposes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<CapabilityGrant>,
+    /// Upstream resources (`resources/*`), when the endpoint exposes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<CapabilityGrant>,
+}
+
+/// Who may use a non-tool capability (prompts, resources) of an endpoint. The same rule decides
+/// listing and use: a caller who may not get a prompt does not see it listed either.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilityGrant {
+    /// The scope required; `None` means any caller authorized for the endpoint.
+    pub scope: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EndpointTool {
     pub tool_id: ToolId,
-    /// `<server slug>__<tool name>`: unique at the endpoint by construction.
+    /// The name clients see: `<server slug>__<tool name>`, or the tool's own name on an endpoint
+    /// with a single server that does not namespace (nothing to shadow). Unique at the endpoint.
     pub exposed_name: String,
     pub target: ToolTarget,
     /// The approved definition (with the upstream's own `name`); served with `name` replaced by

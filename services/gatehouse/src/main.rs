@@ -5,6 +5,7 @@
 //! gatehouse migrate                                  apply migrations, provision the services' role
 //! gatehouse openapi [--check FILE]                   print (or check) the control API's OpenAPI document
 //! gatehouse up                                       the whole platform in one process, locally
+//! gatehouse healthcheck                              exit 0 if a service of this configuration is alive
 //! ```
 
 mod services;
@@ -51,6 +52,9 @@ enum Command {
     },
     /// Run the whole platform in one process with a private PostgreSQL and a demo org.
     Up,
+    /// Exit 0 if a Gatehouse service of this configuration answers /healthz on its listen address
+    /// (the container image's HEALTHCHECK; needs no curl in the image).
+    Healthcheck,
 }
 
 /// Exit code for configuration errors (distinct from runtime failures).
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
             Command::Migrate => services::migrate(sources).await,
             Command::Openapi { check } => services::openapi(check),
             Command::Up => up::run(sources).await,
+            Command::Healthcheck => services::healthcheck(sources).await,
         }
     });
     match result {
