@@ -2,11 +2,15 @@
 //! take `&mut GlobalTx` (or `&mut UserTx` for a user's own cross-org view).
 
 pub mod audit;
+pub mod email_tokens;
 pub mod endpoints;
+pub mod invitations;
+pub mod memberships;
 pub mod orgs;
 pub mod scopes;
 pub mod servers;
 pub mod sessions;
 pub mod snapshot;
+pub mod sso;
 pub mod tools;
 pub mod users;
