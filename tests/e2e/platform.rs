@@ -61,6 +61,17 @@ impl Platform {
             ),
             ("secrets.signing_secret".into(), generate_signing_secret_b64()),
             ("shutdown.grace_period_secs".into(), "2".into()),
+            // Mail without SMTP goes to files: keep them out of the source tree.
+            (
+                "mail.file_dir".into(),
+                std::env::temp_dir()
+                    .join(format!(
+                        "gatehouse-test-mail-{}",
+                        gatehouse_core::secrets::random_token(12)
+                    ))
+                    .display()
+                    .to_string(),
+            ),
             ("control_api.workers".into(), "2".into()),
             ("dataplane.workers".into(), "2".into()),
         ];
@@ -84,6 +95,7 @@ impl Platform {
             cfg: cfg.clone(),
             db: db.db.clone(),
             notifier: notifier.clone(),
+            rate_limiter: gatehouse_events::RateLimiter::local(),
         })
         .expect("build control API");
         let dp = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {

@@ -2,10 +2,13 @@
 //! usage under `/api/v1`, the OAuth 2.1 authorization server, and the internal snapshot API the
 //! dataplane reads its configuration from.
 
+pub mod accounts;
 pub mod auth;
 pub mod changes;
 pub mod error;
 pub mod extract;
+pub mod oidc;
+pub mod oidc_http;
 pub mod openapi;
 pub mod password;
 pub mod poisoning;
@@ -27,7 +30,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use gatehouse_core::Config;
 use gatehouse_db::Db;
-use gatehouse_events::ChangeNotifier;
+use gatehouse_events::{ChangeNotifier, RateLimiter};
 use gatehouse_http::{Draining, Readiness, observe};
 
 use crate::extract::BodyLimit;
@@ -38,6 +41,8 @@ pub struct Dependencies {
     pub cfg: Arc<Config>,
     pub db: Db,
     pub notifier: ChangeNotifier,
+    /// Rate limits for logins and mail requests.
+    pub rate_limiter: RateLimiter,
 }
 
 /// A bound, not yet running control API.
@@ -58,6 +63,9 @@ impl ControlApi {
             db: deps.db.clone(),
             notifier: deps.notifier.clone(),
             egress: gatehouse_egress::Egress::from_config(&cfg.egress)?,
+            rate_limiter: deps.rate_limiter.clone(),
+            mailer: gatehouse_mail::Mailer::from_config(&cfg.mail, cfg.is_local())?,
+            oidc_http: oidc_http::OidcHttp::new(&cfg.egress)?,
         };
         let readiness = {
             let db = deps.db.clone();

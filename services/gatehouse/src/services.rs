@@ -34,6 +34,7 @@ pub async fn run_service(sources: Sources, component: Component) -> anyhow::Resu
                 cfg: cfg.clone(),
                 db: db.clone(),
                 notifier,
+                rate_limiter: gatehouse_events::RateLimiter::local(),
             })?;
             tracing::info!(addr = %api.local_addr(), "control API listening");
             api.run_until_stopped(shutdown).await?;

@@ -1,5 +1,12 @@
 //! The REST API under `/api/v1`, one module per resource, each exposing `configure`.
 
+pub mod account;
+pub mod invitations;
+pub mod members;
+pub mod orgs;
+pub mod session;
+pub mod sso;
+
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub mod audit;
@@ -17,5 +24,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
     scopes::configure(cfg);
     endpoints::configure(cfg);
     audit::configure(cfg);
+    session::configure(cfg);
+    account::configure(cfg);
+    orgs::configure(cfg);
+    members::configure(cfg);
+    invitations::configure(cfg);
+    sso::configure(cfg);
     usage::configure(cfg);
 }

@@ -58,6 +58,10 @@ pub struct World {
     pub tool_hash: String,
     pub scope_id: ScopeId,
     pub endpoint_id: EndpointId,
+    /// A member other than the owner (the last of `members`), for member routes.
+    pub member_id: Option<gatehouse_core::ids::UserId>,
+    /// A pending invitation.
+    pub invitation_id: gatehouse_core::ids::InvitationId,
     pub invoice_id: InvoiceId,
 }
 
@@ -130,6 +134,31 @@ pub async fn world(
     )
     .await
     .unwrap();
+    let invitation = gatehouse_db::repos::invitations::create(
+        &mut tx,
+        "invitee@example.com",
+        Role::Viewer,
+        &gatehouse_core::secrets::token_hash(&uuid::Uuid::new_v4().to_string()),
+        owner.id,
+        time::Duration::days(1),
+    )
+    .await
+    .unwrap();
+    // SSO configured but disabled: its routes have something to read and delete, and starting a
+    // login does not try to reach a provider.
+    gatehouse_db::repos::sso::upsert(
+        &mut tx,
+        &gatehouse_db::repos::sso::SsoProviderConfig {
+            issuer_url: "https://idp.example.com",
+            client_id: "gatehouse",
+            client_secret_enc: &app.keyring().seal(b"secret", "test"),
+            allowed_domains: &["example.com".to_owned()],
+            jit_role: Role::Viewer,
+            enabled: false,
+        },
+    )
+    .await
+    .unwrap();
     let invoice_id = invoices::create_final(
         &mut tx,
         time::macros::date!(2026 - 10 - 01),
@@ -148,6 +177,8 @@ pub async fn world(
     .expect("a new invoice");
     tx.commit().await.unwrap();
     World {
+        member_id: members.last().map(|(u, _)| u.id),
+        invitation_id: invitation.id,
         slug,
         org_id,
         server_id,
@@ -184,6 +215,11 @@ impl World {
             "tool_id" => self.tool_id.to_string(),
             "scope_id" => self.scope_id.to_string(),
             "endpoint_id" => self.endpoint_id.to_string(),
+            "user_id" => self
+                .member_id
+                .unwrap_or_else(|| panic!("route {route}: this world has no member besides the owner"))
+                .to_string(),
+            "invitation_id" => self.invitation_id.to_string(),
             "invoice_id" => self.invoice_id.to_string(),
             other => panic!(
                 "route {route}: no value for path parameter {{{other}}}; teach World::path_param \

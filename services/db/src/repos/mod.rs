@@ -3,13 +3,17 @@
 
 pub mod audit;
 pub mod drift;
+pub mod email_tokens;
 pub mod endpoints;
+pub mod invitations;
 pub mod invoices;
+pub mod memberships;
 pub mod orgs;
 pub mod scopes;
 pub mod servers;
 pub mod sessions;
 pub mod snapshot;
+pub mod sso;
 pub mod tools;
 pub mod usage;
 pub mod users;
