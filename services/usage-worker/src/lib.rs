@@ -1,12 +1,13 @@
 //! The usage-worker: consumes dataplane events into the audit trail and usage rollups, enforces
-//! quotas, produces invoices and (with a mailer) sends usage alerts. It serves only health and
-//! metrics over HTTP.
+//! quotas, produces invoices and sends usage alerts. It serves only health and metrics over HTTP.
 //!
 //! - [`pipeline`]: the consume loop (batches in, idempotent writes, acknowledgements);
 //! - [`ingest`]: what a batch becomes in the database;
 //! - [`quota`]: over-quota decisions and the periodic sweep;
-//! - [`billing`]: monthly invoices.
+//! - [`billing`]: monthly invoices;
+//! - [`alerts`]: usage alert emails.
 
+pub mod alerts;
 pub mod billing;
 pub mod ingest;
 pub mod pipeline;
@@ -49,6 +50,7 @@ pub struct UsageWorker {
     cfg: Arc<Config>,
     pipeline: Pipeline,
     consumer: EventConsumer,
+    alerts: Option<alerts::Alerts>,
 }
 
 impl UsageWorker {
@@ -101,6 +103,17 @@ impl UsageWorker {
         .workers(1)
         .shutdown_timeout(grace.as_secs())
         .listen(listener)?;
+        let alerts = match gatehouse_mail::Mailer::from_config(&cfg.mail, cfg.is_local()) {
+            Ok(mailer) => Some(alerts::Alerts {
+                db: deps.db.clone(),
+                mailer,
+                console_url: cfg.control_api.public_url.to_string(),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "usage alert emails are disabled");
+                None
+            }
+        };
         let pipeline = Pipeline {
             db: deps.db,
             notifier: deps.notifier,
@@ -118,6 +131,7 @@ impl UsageWorker {
             cfg,
             pipeline,
             consumer: deps.consumer,
+            alerts,
         })
     }
 
@@ -129,7 +143,13 @@ impl UsageWorker {
     /// then finishes the batch in flight.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let cfg = self.cfg.clone();
-        let pipeline = tokio::spawn(self.pipeline.clone().run(self.consumer, shutdown.clone()));
+        let mut pipeline = self.pipeline.clone();
+        let alerts = self.alerts.map(|alerts| {
+            let (grew, rx) = tokio::sync::mpsc::unbounded_channel();
+            pipeline.usage_grew = Some(grew);
+            tokio::spawn(alerts.run(rx, shutdown.clone()))
+        });
+        let pipeline = tokio::spawn(pipeline.run(self.consumer, shutdown.clone()));
         let db = self.pipeline.db.clone();
         let lateness = Duration::from_secs(cfg.usage_worker.lateness_secs);
         let invoices = tokio::spawn(every(
@@ -164,6 +184,9 @@ impl UsageWorker {
             gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await;
         let _ = pipeline.await;
         let _ = tokio::join!(invoices, sweep);
+        if let Some(alerts) = alerts {
+            let _ = alerts.await;
+        }
         served
     }
 }

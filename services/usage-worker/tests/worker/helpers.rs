@@ -80,6 +80,14 @@ pub fn config(
             gatehouse_core::secrets::generate_signing_secret_b64(),
         ),
         ("shutdown.grace_period_secs".into(), "5".into()),
+        // Local mode without SMTP writes mail to files: never into the source tree.
+        (
+            "mail.file_dir".into(),
+            std::env::temp_dir()
+                .join("gatehouse-test-mail-worker")
+                .display()
+                .to_string(),
+        ),
     ];
     for (k, v) in extra {
         overrides.push(((*k).into(), (*v).into()));
