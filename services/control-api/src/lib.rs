@@ -12,6 +12,7 @@ pub mod oidc_http;
 pub mod openapi;
 pub mod password;
 pub mod poisoning;
+pub mod resync;
 pub mod routes;
 pub mod seed;
 pub mod state;
@@ -48,6 +49,7 @@ pub struct Dependencies {
 /// A bound, not yet running control API.
 pub struct ControlApi {
     server: Server,
+    state: AppState,
     addr: SocketAddr,
     grace: std::time::Duration,
     draining: Draining,
@@ -84,6 +86,7 @@ impl ControlApi {
         };
         let listener = gatehouse_http::bind(cfg.control_api.listen, "control_api.listen")?;
         let addr = listener.local_addr()?;
+        let app_state = state.clone();
         let state = web::Data::new(state);
         let readiness = web::Data::new(readiness);
         let body_limit = BodyLimit(cfg.control_api.max_body_bytes);
@@ -122,6 +125,7 @@ impl ControlApi {
         }
         Ok(Self {
             server: server.run(),
+            state: app_state,
             addr,
             grace,
             draining,
@@ -133,7 +137,12 @@ impl ControlApi {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await
+        let resync = tokio::spawn(resync::run(self.state, shutdown.child_token()));
+        let result =
+            gatehouse_http::run_until_stopped(self.server, shutdown.clone(), self.grace, self.draining).await;
+        shutdown.cancel();
+        let _ = resync.await;
+        result
     }
 }
 

@@ -82,6 +82,7 @@ pub struct ControlApiConfig {
     pub public_url: Url,
     pub workers: usize,
     pub max_body_bytes: usize,
+    pub resync_interval_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -46,6 +46,8 @@ pub fn test_config(db: &TestDb, extra: &[(&str, &str)]) -> Config {
         ),
         ("secrets.signing_secret".into(), generate_signing_secret_b64()),
         ("shutdown.grace_period_secs".into(), "2".into()),
+        // Scheduled syncs would re-list the tests' hand-made servers; tests that want them ask.
+        ("control_api.resync_interval_secs".into(), "0".into()),
         // Mail without SMTP goes to files: keep them out of the source tree.
         (
             "mail.file_dir".into(),
