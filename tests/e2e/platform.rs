@@ -21,6 +21,8 @@ pub struct Platform {
     pub events: EventPublisher,
     /// The over-quota state the worker decides and the dataplane reads (shared in process).
     pub quota: QuotaState,
+    /// The single-node event spool (removed when the platform is dropped).
+    pub spool_dir: std::path::PathBuf,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
 }
@@ -28,6 +30,7 @@ pub struct Platform {
 impl Drop for Platform {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        let _ = std::fs::remove_dir_all(&self.spool_dir);
     }
 }
 
@@ -129,6 +132,7 @@ impl Platform {
             notifier,
             events: bus.publisher.clone(),
             quota: bus.quota.clone(),
+            spool_dir: spool,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
