@@ -3,6 +3,15 @@
 
 pub mod audit;
 pub mod endpoints;
+pub mod oauth_clients;
+pub mod oauth_codes;
+pub mod oauth_consents;
+pub mod oauth_refresh;
+pub mod oauth_revocations;
+pub mod oauth_scopes;
+pub mod oauth_service_clients;
 pub mod orgs;
+pub mod service_tokens;
 pub mod sessions;
+pub mod signing_keys;
 pub mod users;
