@@ -77,6 +77,7 @@ impl Platform {
             cfg: cfg.clone(),
             db: db.db.clone(),
             notifier: notifier.clone(),
+            rate_limiter: gatehouse_events::RateLimiter::local(),
         })
         .expect("build control API");
         let dp = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {

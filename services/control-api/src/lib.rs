@@ -22,7 +22,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use gatehouse_core::Config;
 use gatehouse_db::Db;
-use gatehouse_events::ChangeNotifier;
+use gatehouse_events::{ChangeNotifier, RateLimiter};
 use gatehouse_http::{Readiness, observe};
 
 use crate::extract::BodyLimit;
@@ -33,6 +33,8 @@ pub struct Dependencies {
     pub cfg: Arc<Config>,
     pub db: Db,
     pub notifier: ChangeNotifier,
+    /// Limits shared by every replica (login attempts, dynamic client registration).
+    pub rate_limiter: RateLimiter,
 }
 
 /// A bound, not yet running control API.
@@ -40,6 +42,7 @@ pub struct ControlApi {
     server: Server,
     addr: SocketAddr,
     grace: std::time::Duration,
+    oauth: gatehouse_oauth::OAuthState,
 }
 
 impl ControlApi {
@@ -51,7 +54,20 @@ impl ControlApi {
             cfg: cfg.clone(),
             db: deps.db.clone(),
             notifier: deps.notifier.clone(),
+            rate_limiter: deps.rate_limiter.clone(),
         };
+        let oauth = gatehouse_oauth::OAuthState::new(
+            cfg.clone(),
+            deps.db.clone(),
+            state.keyring.clone(),
+            state.keys.clone(),
+            deps.notifier.clone(),
+            deps.rate_limiter.clone(),
+            gatehouse_oauth::Accounts {
+                verify_password: Arc::new(|password, stored| Box::pin(password::verify(password, stored))),
+                session_cookie: auth::session_cookie_name(cfg.is_local()),
+            },
+        );
         let readiness = {
             let db = deps.db.clone();
             let notifier = deps.notifier.clone();
@@ -70,6 +86,7 @@ impl ControlApi {
         let listener = gatehouse_http::bind(cfg.control_api.listen, "control_api.listen")?;
         let addr = listener.local_addr()?;
         let state = web::Data::new(state);
+        let oauth_data = web::Data::new(oauth.clone());
         let readiness = web::Data::new(readiness);
         let body_limit = BodyLimit(cfg.control_api.max_body_bytes);
         let grace = cfg.grace_period();
@@ -86,6 +103,8 @@ impl ControlApi {
                 .service(scope::scope("/api/v1").configure(routes::configure))
                 .split_for_parts();
             app.configure(gatehouse_http::ops::configure)
+                .app_data(oauth_data.clone())
+                .configure(gatehouse_oauth::configure)
                 .route("/api/openapi.json", web::get().to(openapi_json))
                 .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/docs/openapi.json", api))
                 .wrap(middleware::from_fn(observe::request_metrics))
@@ -102,6 +121,7 @@ impl ControlApi {
             server: server.run(),
             addr,
             grace,
+            oauth,
         })
     }
 
@@ -109,7 +129,14 @@ impl ControlApi {
         self.addr
     }
 
+    /// The authorization server's state (signing keys, for `gatehouse signing-keys`).
+    pub fn oauth(&self) -> &gatehouse_oauth::OAuthState {
+        &self.oauth
+    }
+
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        // Signing keys: the first is created and due rotations are scheduled by this loop.
+        tokio::spawn(self.oauth.signing.clone().maintain_until(shutdown.clone()));
         gatehouse_http::run_until_stopped(self.server, shutdown, self.grace).await
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use gatehouse_core::Config;
 use gatehouse_core::secrets::{DerivedKeys, Keyring};
 use gatehouse_db::Db;
-use gatehouse_events::ChangeNotifier;
+use gatehouse_events::{ChangeNotifier, RateLimiter};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,4 +17,6 @@ pub struct AppState {
     pub keys: Arc<DerivedKeys>,
     /// Announces configuration changes to dataplanes.
     pub notifier: ChangeNotifier,
+    /// Limits shared by every replica.
+    pub rate_limiter: RateLimiter,
 }

@@ -34,6 +34,7 @@ pub async fn run_service(sources: Sources, component: Component) -> anyhow::Resu
                 cfg: cfg.clone(),
                 db: db.clone(),
                 notifier,
+                rate_limiter: gatehouse_events::RateLimiter::local(),
             })?;
             tracing::info!(addr = %api.local_addr(), "control API listening");
             api.run_until_stopped(shutdown).await?;
@@ -157,4 +158,20 @@ pub fn openapi(check: Option<PathBuf>) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// `gatehouse signing-keys list|rotate`: works on the database directly, so it needs the control
+/// API's configuration (database and encryption keys), not a running control API.
+pub async fn signing_keys(sources: Sources, rotate: bool) -> anyhow::Result<()> {
+    let cfg = load_config(&sources, Component::ControlApi)?;
+    let db = Db::connect(&cfg.database).await.context("connecting to the database")?;
+    let keys = gatehouse_oauth::SigningKeys::new(&cfg, db.clone(), Arc::new(cfg.keyring()?));
+    let out = if rotate {
+        serde_json::to_string_pretty(&keys.rotate_now().await?)?
+    } else {
+        serde_json::to_string_pretty(&keys.list().await?)?
+    };
+    println!("{out}");
+    db.close().await;
+    Ok(())
 }

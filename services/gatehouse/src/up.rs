@@ -128,6 +128,7 @@ async fn serve(cfg: Arc<Config>, data_dir: &Path, admin_url: &str, service_url: 
         cfg: cfg.clone(),
         db: db.clone(),
         notifier: notifier.clone(),
+        rate_limiter: gatehouse_events::RateLimiter::local(),
     })?;
     // In one process the dataplane reaches the control API where it actually listens.
     let mut dataplane_cfg = (*cfg).clone();

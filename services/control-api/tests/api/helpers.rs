@@ -80,6 +80,7 @@ impl TestApp {
             cfg: cfg.clone(),
             db: db.db.clone(),
             notifier: notifier.clone(),
+            rate_limiter: gatehouse_events::RateLimiter::local(),
         })
         .expect("build control API");
         let stop = shutdown.clone();
