@@ -1,4 +1,5 @@
 //! Control API integration tests: one binary, one module per area.
 
 mod helpers;
+mod oauth;
 mod smoke;

@@ -1,0 +1,4 @@
+//! The authorization server, through HTTP as clients and browsers use it.
+
+mod fixture;
+mod flow;
