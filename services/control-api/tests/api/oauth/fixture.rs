@@ -207,6 +207,7 @@ pub fn form(html: &str) -> (String, Vec<(String, String)>) {
 }
 
 /// A browser: keeps cookies, fills in forms, never follows a redirect off the server.
+#[derive(Clone)]
 pub struct Browser {
     pub http: reqwest::Client,
     pub base: String,

@@ -2,4 +2,6 @@
 
 mod fixture;
 mod flow;
+mod mutants;
+mod races;
 mod security;
