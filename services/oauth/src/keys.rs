@@ -31,8 +31,14 @@ use gatehouse_db::{Db, GlobalTx};
 /// Extra life of a retired key in the JWKS beyond the lifetime of the tokens it signed, for
 /// validators whose clocks run behind.
 pub const EXPIRY_LEEWAY_SECS: i64 = 60;
-/// How often each replica reloads its keys and checks whether a rotation is due.
+/// How often each replica reloads its keys and checks whether a rotation is due, at most: a
+/// quarter of the publication lead (at least a second), so a successor is known long before it
+/// signs.
 pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(30);
+
+fn maintenance_interval(lead_secs: u64) -> Duration {
+    Duration::from_millis((lead_secs * 250).clamp(1000, MAINTENANCE_INTERVAL.as_millis() as u64))
+}
 
 fn seal_context(kid: &str) -> String {
     format!("gatehouse/signing-key/{kid}")
@@ -114,7 +120,8 @@ impl LoadedKey {
 
 struct Cache {
     keys: Vec<LoadedKey>,
-    loaded: Instant,
+    /// When the keys were read (`None`: never).
+    loaded: Option<Instant>,
 }
 
 /// What a rotation did, for the operator.
@@ -145,7 +152,7 @@ pub struct KeyInfo {
 }
 
 /// The signing keys as one replica sees them: a cache of the decrypted keys, reloaded from the
-/// database every [`MAINTENANCE_INTERVAL`] and whenever no cached key may sign.
+/// database periodically and whenever no cached key may sign.
 pub struct SigningKeys {
     db: Db,
     keyring: Arc<Keyring>,
@@ -153,6 +160,7 @@ pub struct SigningKeys {
     lead: time::Duration,
     rotation: time::Duration,
     retired_life: time::Duration,
+    interval: Duration,
     cache: ArcSwap<Cache>,
     reload: Mutex<()>,
 }
@@ -166,9 +174,10 @@ impl SigningKeys {
             lead: time::Duration::seconds(cfg.oauth.key_publish_lead_secs as i64),
             rotation: time::Duration::seconds(cfg.oauth.key_rotation_secs as i64),
             retired_life: time::Duration::seconds(cfg.oauth.access_token_ttl_secs as i64 + EXPIRY_LEEWAY_SECS),
+            interval: maintenance_interval(cfg.oauth.key_publish_lead_secs),
             cache: ArcSwap::from_pointee(Cache {
                 keys: Vec::new(),
-                loaded: Instant::now() - MAINTENANCE_INTERVAL * 2,
+                loaded: None,
             }),
             reload: Mutex::new(()),
         }
@@ -180,7 +189,7 @@ impl SigningKeys {
         let cache = self.cache.load();
         // A stale cache may miss a successor's schedule; it must not outlive the retired key's
         // leeway in the JWKS (EXPIRY_LEEWAY_SECS), so it is reloaded well before that.
-        let fresh = cache.loaded.elapsed() < MAINTENANCE_INTERVAL + MAINTENANCE_INTERVAL / 2;
+        let fresh = cache.loaded.is_some_and(|at| at.elapsed() < self.interval + self.interval / 2);
         let cached = if fresh { pick(&cache.keys, now) } else { None };
         let token = match cached {
             Some(key) => sign_with(key, typ, claims)?,
@@ -213,7 +222,7 @@ impl SigningKeys {
         }
         self.cache.store(Arc::new(Cache {
             keys,
-            loaded: Instant::now(),
+            loaded: Some(Instant::now()),
         }));
         Ok(())
     }
@@ -335,14 +344,14 @@ impl SigningKeys {
         Ok(generated.kid)
     }
 
-    /// Runs key maintenance every [`MAINTENANCE_INTERVAL`] until `shutdown`.
+    /// Runs key maintenance (reload, first key, due rotations) until `shutdown`.
     pub async fn maintain_until(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             if let Err(e) = self.load(true).await {
                 tracing::warn!(error = %e, "signing key maintenance failed; retrying");
             }
             tokio::select! {
-                _ = tokio::time::sleep(MAINTENANCE_INTERVAL) => {}
+                _ = tokio::time::sleep(self.interval) => {}
                 _ = shutdown.cancelled() => return,
             }
         }

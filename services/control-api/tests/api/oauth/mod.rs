@@ -2,6 +2,7 @@
 
 mod fixture;
 mod flow;
+mod jwt;
 mod mutants;
 mod races;
 mod security;
