@@ -103,16 +103,14 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         if inner.is_syntax() || inner.is_eof() {
             return ApiError::BadRequest(format!("the request body is not valid JSON: {message}"));
         }
-        // serde names missing/unknown fields in the message, not in the path.
-        let field = match (path.as_str(), field_in_message(&message)) {
-            ("." | "", Some(named)) => named,
-            (p, Some(named))
-                if message.starts_with("missing field") || message.starts_with("unknown field") =>
-            {
-                format!("{p}.{named}")
-            }
-            ("." | "", None) => "body".to_owned(),
-            (p, _) => p.to_owned(),
+        // A missing field is named only in the message (the path points at its parent); an unknown
+        // field is already the last path segment.
+        let at_root = path == "." || path.is_empty();
+        let field = match field_in_message(&message) {
+            Some(named) if message.starts_with("missing field") && !at_root => format!("{path}.{named}"),
+            Some(named) if message.starts_with("missing field") || at_root => named,
+            _ if at_root => "body".to_owned(),
+            _ => path,
         };
         ApiError::invalid(field, message)
     })

@@ -23,7 +23,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use gatehouse_core::Config;
 use gatehouse_db::Db;
 use gatehouse_events::{ChangeNotifier, RateLimiter};
-use gatehouse_http::{Readiness, observe};
+use gatehouse_http::{Draining, Readiness, observe};
 
 use crate::extract::BodyLimit;
 use crate::state::AppState;
@@ -43,6 +43,7 @@ pub struct ControlApi {
     addr: SocketAddr,
     grace: std::time::Duration,
     oauth: gatehouse_oauth::OAuthState,
+    draining: Draining,
 }
 
 impl ControlApi {
@@ -90,12 +91,15 @@ impl ControlApi {
         let readiness = web::Data::new(readiness);
         let body_limit = BodyLimit(cfg.control_api.max_body_bytes);
         let grace = cfg.grace_period();
+        let draining = Draining::new();
+        let draining_data = web::Data::new(draining.clone());
         let mut server = HttpServer::new(move || {
             let (app, api) = App::new()
                 .into_utoipa_app()
                 .openapi(openapi::ApiDoc::openapi_base())
                 .app_data(state.clone())
                 .app_data(readiness.clone())
+                .app_data(draining_data.clone())
                 .app_data(body_limit)
                 .app_data(web::Data::new(body_limit))
                 .app_data(extract::path_config())
@@ -107,6 +111,9 @@ impl ControlApi {
                 .configure(gatehouse_oauth::configure)
                 .route("/api/openapi.json", web::get().to(openapi_json))
                 .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/docs/openapi.json", api))
+                .wrap(middleware::from_fn(
+                    gatehouse_http::close_connections_when_draining,
+                ))
                 .wrap(middleware::from_fn(observe::request_metrics))
                 .wrap(observe::tracing_logger())
         })
@@ -122,6 +129,7 @@ impl ControlApi {
             addr,
             grace,
             oauth,
+            draining,
         })
     }
 
@@ -137,7 +145,7 @@ impl ControlApi {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         // Signing keys: the first is created and due rotations are scheduled by this loop.
         tokio::spawn(self.oauth.signing.clone().maintain_until(shutdown.clone()));
-        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace).await
+        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod canonical;
 pub mod config;
 pub mod ids;
+pub mod reference;
 pub mod role;
 pub mod secrets;
 pub mod shutdown;

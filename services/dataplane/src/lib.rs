@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::Config;
 use gatehouse_events::ChangeNotifier;
-use gatehouse_http::{Readiness, observe};
+use gatehouse_http::{Draining, Readiness, observe};
 
 /// What the dataplane needs from its surroundings.
 pub struct Dependencies {
@@ -23,6 +23,7 @@ pub struct Dataplane {
     server: Server,
     addr: SocketAddr,
     grace: Duration,
+    draining: Draining,
 }
 
 impl Dataplane {
@@ -55,10 +56,16 @@ impl Dataplane {
         let addr = listener.local_addr()?;
         let readiness = web::Data::new(readiness);
         let grace = cfg.grace_period();
+        let draining = Draining::new();
+        let draining_data = web::Data::new(draining.clone());
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(readiness.clone())
+                .app_data(draining_data.clone())
                 .configure(gatehouse_http::ops::configure)
+                .wrap(middleware::from_fn(
+                    gatehouse_http::close_connections_when_draining,
+                ))
                 .wrap(middleware::from_fn(observe::request_metrics))
                 .wrap(observe::tracing_logger())
         })
@@ -73,6 +80,7 @@ impl Dataplane {
             server: server.run(),
             addr,
             grace,
+            draining,
         })
     }
 
@@ -81,6 +89,6 @@ impl Dataplane {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace).await
+        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await
     }
 }

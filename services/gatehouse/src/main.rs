@@ -6,6 +6,7 @@
 //! gatehouse openapi [--check FILE]                   print (or check) the control API's OpenAPI document
 //! gatehouse up                                       the whole platform in one process, locally
 //! gatehouse signing-keys list | rotate               the OAuth token signing keys
+//! gatehouse healthcheck                              exit 0 if a service of this configuration is alive
 //! ```
 
 mod services;
@@ -52,6 +53,9 @@ enum Command {
     },
     /// Run the whole platform in one process with a private PostgreSQL and a demo org.
     Up,
+    /// Exit 0 if a Gatehouse service of this configuration answers /healthz on its listen address
+    /// (the container image's HEALTHCHECK; needs no curl in the image).
+    Healthcheck,
     /// Inspect or rotate the OAuth access-token signing keys.
     SigningKeys {
         #[command(subcommand)]
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
             Command::SigningKeys { action } => {
                 services::signing_keys(sources, matches!(action, SigningKeysAction::Rotate)).await
             }
+            Command::Healthcheck => services::healthcheck(sources).await,
         }
     });
     match result {

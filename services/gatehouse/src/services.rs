@@ -175,3 +175,37 @@ pub async fn signing_keys(sources: Sources, rotate: bool) -> anyhow::Result<()> 
     db.close().await;
     Ok(())
 }
+
+/// `gatehouse healthcheck`: probes `/healthz` on every listen address of the configuration (a
+/// container runs one service; whichever it is answers). Wildcard addresses are probed on
+/// loopback. Exit 0 if one answers 200.
+pub async fn healthcheck(sources: Sources) -> anyhow::Result<()> {
+    let cfg = Config::load(&sources)?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?;
+    for mut addr in [
+        cfg.control_api.listen,
+        cfg.dataplane.listen,
+        cfg.usage_worker.listen,
+    ] {
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        let url = format!("http://{addr}/healthz");
+        if client
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            println!("healthy: {url}");
+            return Ok(());
+        }
+    }
+    anyhow::bail!("no Gatehouse service answered /healthz on the configured listen addresses")
+}

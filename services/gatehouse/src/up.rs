@@ -214,6 +214,8 @@ fn ensure_local_config(data_dir: &Path) -> anyhow::Result<PathBuf> {
              [telemetry]\nlog_format = \"pretty\"\n\n\
              [dataplane]\nspool_dir = {spool:?}\n\n\
              [mail]\nfile_dir = {mail:?}\n\n\
+             # Local use: MCP servers running on this machine over plain http may be registered.\n\
+             [egress]\nallow_http = true\nallow_hosts = [\"localhost\", \"127.0.0.1\", \"::1\"]\n\n\
              [secrets]\nencryption_keys = \"local-1={key}\"\nsigning_secret = \"{signing}\"\n",
             spool = spool.display().to_string(),
             mail = mail.display().to_string(),

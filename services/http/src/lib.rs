@@ -8,4 +8,4 @@ pub mod ops;
 pub mod serve;
 
 pub use ops::{Readiness, ReadinessCheck};
-pub use serve::{bind, run_until_stopped};
+pub use serve::{Draining, bind, close_connections_when_draining, run_until_stopped};

@@ -64,11 +64,18 @@ impl Readiness {
     }
 }
 
+/// Liveness path, on every service.
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// Readiness path, on every service.
+pub const READYZ_PATH: &str = "/readyz";
+/// Prometheus metrics path, on every service.
+pub const METRICS_PATH: &str = "/metrics";
+
 /// Mounts `/healthz`, `/readyz` and `/metrics`. `Readiness` must be in app data.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics_text));
+    cfg.route(HEALTHZ_PATH, web::get().to(healthz))
+        .route(READYZ_PATH, web::get().to(readyz))
+        .route(METRICS_PATH, web::get().to(metrics_text));
 }
 
 /// Alive: the process answers. Never checks dependencies (a restart would not fix them).

@@ -86,7 +86,7 @@ pub fn database_config(url: &str) -> DatabaseConfig {
     DatabaseConfig {
         url: SecretString::from(url.to_owned()),
         admin_url: SecretString::from(String::new()),
-        max_connections: 40,
+        max_connections: 10,
         min_connections: 0,
         acquire_timeout_ms: 10_000,
         statement_timeout_ms: 30_000,

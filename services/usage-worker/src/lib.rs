@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use gatehouse_core::Config;
 use gatehouse_db::Db;
 use gatehouse_events::ChangeNotifier;
-use gatehouse_http::{Readiness, observe};
+use gatehouse_http::{Draining, Readiness, observe};
 
 pub struct Dependencies {
     pub cfg: Arc<Config>,
@@ -24,6 +24,7 @@ pub struct UsageWorker {
     server: Server,
     addr: SocketAddr,
     grace: Duration,
+    draining: Draining,
 }
 
 impl UsageWorker {
@@ -54,10 +55,16 @@ impl UsageWorker {
         let addr = listener.local_addr()?;
         let readiness = web::Data::new(readiness);
         let grace = cfg.grace_period();
+        let draining = Draining::new();
+        let draining_data = web::Data::new(draining.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(readiness.clone())
+                .app_data(draining_data.clone())
                 .configure(gatehouse_http::ops::configure)
+                .wrap(middleware::from_fn(
+                    gatehouse_http::close_connections_when_draining,
+                ))
                 .wrap(middleware::from_fn(observe::request_metrics))
                 .wrap(observe::tracing_logger())
         })
@@ -69,6 +76,7 @@ impl UsageWorker {
             server: server.run(),
             addr,
             grace,
+            draining,
         })
     }
 
@@ -77,6 +85,6 @@ impl UsageWorker {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace).await
+        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await
     }
 }

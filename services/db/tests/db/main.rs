@@ -1,0 +1,7 @@
+//! Data-layer tests against a real PostgreSQL: the row-level-security catalog lint, tenant
+//! isolation under concurrency, and the audit hash chain.
+
+mod audit_chain;
+mod catalog;
+mod isolation;
+mod seed;
