@@ -14,6 +14,7 @@
 //! Errors: RFC 6749 `{error, error_description}` from [`error::OAuthError`]; authorization
 //! errors that must not redirect render an HTML page.
 
+pub mod admin;
 pub mod authorize;
 pub mod clients;
 pub mod cors;

@@ -2,5 +2,13 @@
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
+pub mod oauth_grants;
+pub mod service_clients;
+pub mod service_tokens;
+
 /// Mounts every resource's routes (registered with `.service(...)` so OpenAPI collects them).
-pub fn configure(_cfg: &mut ServiceConfig) {}
+pub fn configure(cfg: &mut ServiceConfig) {
+    service_tokens::configure(cfg);
+    service_clients::configure(cfg);
+    oauth_grants::configure(cfg);
+}

@@ -1,5 +1,6 @@
 //! The authorization server, through HTTP as clients and browsers use it.
 
+mod admin_api;
 mod fixture;
 mod flow;
 mod jwt;
