@@ -68,7 +68,7 @@ impl ControlApi {
                 verify_password: Arc::new(|password, stored| Box::pin(password::verify(password, stored))),
                 session_cookie: auth::session_cookie_name(cfg.is_local()),
             },
-        );
+        )?;
         let readiness = {
             let db = deps.db.clone();
             let notifier = deps.notifier.clone();

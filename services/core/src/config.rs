@@ -170,6 +170,7 @@ pub struct OAuthConfig {
     pub jwks_max_age_secs: u64,
     pub dynamic_registration_per_hour: u32,
     pub login_attempts_per_minute: u32,
+    pub metadata_document_ca_file: PathBuf,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -198,7 +198,16 @@ pub async fn validate(state: &OAuthState, raw: &str) -> Result<Validated, Reject
         .ok_or_else(|| page("Invalid request", "The request does not name an application (client_id)."))?;
     let client = clients::find_registered(state, client_id)
         .await?
-        .ok_or_else(|| page("Unknown application", "The application is not registered with this server."))?;
+        .ok_or_else(|| {
+            if client_id.starts_with("https://") {
+                page(
+                    "Unknown application",
+                    "The application's metadata document could not be fetched, or it is not valid.",
+                )
+            } else {
+                page("Unknown application", "The application is not registered with this server.")
+            }
+        })?;
     let redirect_uri = params
         .get("redirect_uri")
         .copied()

@@ -24,6 +24,9 @@ pub async fn find_registered(state: &OAuthState, client_id: &str) -> OAuthResult
     if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_LEN {
         return Ok(None);
     }
+    if client_id.starts_with("https://") {
+        return crate::cimd::resolve(state, client_id).await;
+    }
     if !client_id.starts_with(tokens::DYNAMIC_CLIENT_PREFIX) {
         return Ok(None);
     }

@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod cimd;
 pub mod clients;
 pub mod cors;
 pub mod error;
@@ -72,6 +73,8 @@ pub struct OAuthState {
     pub rate_limiter: RateLimiter,
     pub signing: Arc<SigningKeys>,
     pub accounts: Accounts,
+    /// Fetches Client ID Metadata Documents through the SSRF guard.
+    pub metadata_http: reqwest::Client,
 }
 
 impl OAuthState {
@@ -83,9 +86,10 @@ impl OAuthState {
         notifier: ChangeNotifier,
         rate_limiter: RateLimiter,
         accounts: Accounts,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let signing = Arc::new(SigningKeys::new(&cfg, db.clone(), keyring.clone()));
-        Self {
+        let metadata_http = cimd::http_client(&cfg)?;
+        Ok(Self {
             cfg,
             db,
             keyring,
@@ -94,7 +98,8 @@ impl OAuthState {
             rate_limiter,
             signing,
             accounts,
-        }
+            metadata_http,
+        })
     }
 
     pub fn issuer(&self) -> String {

@@ -30,7 +30,7 @@ pub fn document(state: &OAuthState) -> Value {
         // lists its own.
         "scopes_supported": [],
         "authorization_response_iss_parameter_supported": true,
-        "client_id_metadata_document_supported": crate::metadata::CIMD_SUPPORTED,
+        "client_id_metadata_document_supported": true,
         "resource_indicators_supported": true,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [crate::keys::alg_name(state.cfg.oauth.signing_alg)],
@@ -38,9 +38,6 @@ pub fn document(state: &OAuthState) -> Value {
         "service_documentation": format!("{issuer}/api/docs/"),
     })
 }
-
-/// Whether client ids may be metadata document URLs.
-pub const CIMD_SUPPORTED: bool = false;
 
 fn metadata_response(state: &OAuthState) -> HttpResponse {
     HttpResponse::Ok()

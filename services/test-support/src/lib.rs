@@ -3,6 +3,7 @@
 
 pub mod redis_server;
 pub mod testdb;
+pub mod tls;
 
 pub use testdb::TestDb;
 
