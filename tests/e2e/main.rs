@@ -1,4 +1,5 @@
 //! Cross-service tests: the whole platform in one process on free ports, driven by real clients.
 
+mod oauth_sdk;
 mod platform;
 mod smoke;
