@@ -494,3 +494,40 @@ async fn client_credentials(state: &OAuthState, form: &Form, client: Authenticat
         scope: scopes::join(&granted),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn challenge_of(verifier: &str) -> String {
+        URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+    }
+
+    #[test]
+    fn the_right_verifier_matches() {
+        let v = gatehouse_core::secrets::random_token(48);
+        assert!(pkce_matches(&v, &challenge_of(&v)));
+        // A vector computed independently (Python hashlib + base64url).
+        assert!(pkce_matches(
+            "dBjftJeZ4CVP-mJ92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            "ngF5GsXcbwljx6u133FFr3Xht9xooA_DuaX_3QwODtc"
+        ));
+        // Too short or with characters outside the unreserved set: never, even if hashed right.
+        for bad in ["short", &"a".repeat(129), &format!("{}+", "a".repeat(50))] {
+            assert!(!pkce_matches(bad, &challenge_of(bad)), "{bad}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 10_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// 10,000 random wrong verifiers (43-128 unreserved characters): none matches.
+        #[test]
+        fn rfc9700_p2_random_wrong_verifiers_never_match(wrong in "[A-Za-z0-9._~-]{43,128}") {
+            let right = "dBjftJeZ4CVP-mJ92K27uhbUJU1p1r_wW1gFWFOEjXk";
+            prop_assume!(wrong != right);
+            prop_assert!(!pkce_matches(&wrong, &challenge_of(right)));
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The authorization server, through HTTP as clients and browsers use it.
 
 mod admin_api;
+mod checklist;
 mod cimd;
 mod fixture;
 mod flow;
