@@ -34,14 +34,24 @@ struct Seeded {
 /// A user with a password, an org, and an endpoint with one approved tool granted by `orders:read`.
 async fn seed(p: &Platform, slug: &str) -> Seeded {
     let email = format!("sdk@{slug}.test");
-    let hash = gatehouse_control_api::password::hash(PASSWORD.into()).await.unwrap();
+    let hash = gatehouse_control_api::password::hash(PASSWORD.into())
+        .await
+        .unwrap();
     let mut g = GlobalTx::begin(&p.db.db).await.unwrap();
-    let user = users::create(&mut g, &email, Some(&hash), "SDK Tester", true).await.unwrap();
+    let user = users::create(&mut g, &email, Some(&hash), "SDK Tester", true)
+        .await
+        .unwrap();
     g.commit().await.unwrap();
     let org_id = OrgId::new();
-    let mut tx = TenantTx::begin(&p.db.db, &OrgScope::authorized(org_id)).await.unwrap();
-    orgs::create_with_owner(&mut tx, slug, slug, user.id).await.unwrap();
-    let endpoint = endpoints::create(&mut tx, "mcp", "SDK endpoint", "", &json!({})).await.unwrap();
+    let mut tx = TenantTx::begin(&p.db.db, &OrgScope::authorized(org_id))
+        .await
+        .unwrap();
+    orgs::create_with_owner(&mut tx, slug, slug, user.id)
+        .await
+        .unwrap();
+    let endpoint = endpoints::create(&mut tx, "mcp", "SDK endpoint", "", &json!({}))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let mut admin = p.db.admin().await;
     let (server, tool, scope) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
@@ -80,7 +90,10 @@ async fn seed(p: &Platform, slug: &str) -> Seeded {
 
 async fn start(ca: &TestCa, extra: &[(&str, &str)]) -> Platform {
     let ca_file = ca.ca_pem.display().to_string();
-    let mut overrides = vec![("egress.allow_private_networks", "true"), ("oauth.metadata_document_ca_file", ca_file.as_str())];
+    let mut overrides = vec![
+        ("egress.allow_private_networks", "true"),
+        ("oauth.metadata_document_ca_file", ca_file.as_str()),
+    ];
     overrides.extend_from_slice(extra);
     Platform::start_with(&overrides).await
 }
@@ -89,11 +102,22 @@ async fn start(ca: &TestCa, extra: &[(&str, &str)]) -> Platform {
 async fn wait_for_challenge(p: &Platform, resource: &str) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let resp = p.http.post(resource).header("content-type", "application/json").body("{}").send().await.unwrap();
+        let resp = p
+            .http
+            .post(resource)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
         if resp.status() == 401 && resp.headers().contains_key("www-authenticate") {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the dataplane never challenged {resource}: {}", resp.status());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dataplane never challenged {resource}: {}",
+            resp.status()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
@@ -128,12 +152,21 @@ async fn run_client(program: PathBuf, args: &[PathBuf], input: &Value) -> Value 
         .stdin(Stdio::null())
         .output()
         .await
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run tests/clients/setup.sh", program.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e}; run tests/clients/setup.sh",
+                program.display()
+            )
+        });
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{} failed:\n{stderr}", program.display());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{} printed no result ({e}):\n{stdout}\n{stderr}", program.display()))
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+        panic!(
+            "{} printed no result ({e}):\n{stdout}\n{stderr}",
+            program.display()
+        )
+    })
 }
 
 fn node() -> (PathBuf, Vec<PathBuf>) {
@@ -148,12 +181,23 @@ fn node() -> (PathBuf, Vec<PathBuf>) {
 fn python() -> (PathBuf, Vec<PathBuf>) {
     let dir = clients_dir();
     let py = dir.join(".venv/bin/python");
-    assert!(py.is_file(), "the Python SDK is not installed: run tests/clients/setup.sh");
+    assert!(
+        py.is_file(),
+        "the Python SDK is not installed: run tests/clients/setup.sh"
+    );
     (py, vec![dir.join("oauth_flow.py")])
 }
 
 async fn verify(p: &Platform, s: &Seeded, access: &str) -> gatehouse_oauth::AccessTokenClaims {
-    let jwks = p.http.get(format!("{}/.well-known/jwks.json", p.control_api)).send().await.unwrap().json().await.unwrap();
+    let jwks = p
+        .http
+        .get(format!("{}/.well-known/jwks.json", p.control_api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let claims = gatehouse_oauth::AccessTokenVerifier::new(&jwks, &p.cfg.issuer())
         .verify(access, Some(&s.resource))
         .expect("the SDK's access token verifies for the endpoint");
@@ -179,19 +223,32 @@ async fn typescript_flow(mode: &str) {
     .await;
     let client_id = out["client_id"].as_str().unwrap();
     if mode == "cimd" {
-        assert_eq!(client_id, cimd_url, "the SDK used its metadata document URL as client id");
+        assert_eq!(
+            client_id, cimd_url,
+            "the SDK used its metadata document URL as client id"
+        );
     } else {
-        assert!(client_id.starts_with("ghd_"), "the SDK registered dynamically: {client_id}");
+        assert!(
+            client_id.starts_with("ghd_"),
+            "the SDK registered dynamically: {client_id}"
+        );
     }
     let authz = url::Url::parse(out["authorization_url"].as_str().unwrap()).unwrap();
     let q: std::collections::HashMap<_, _> = authz.query_pairs().into_owned().collect();
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["resource"], s.resource);
     let callback = url::Url::parse(out["callback"].as_str().unwrap()).unwrap();
-    assert!(callback.query_pairs().any(|(k, v)| k == "iss" && v == p.cfg.issuer()));
+    assert!(
+        callback
+            .query_pairs()
+            .any(|(k, v)| k == "iss" && v == p.cfg.issuer())
+    );
     let first = verify(&p, &s, out["tokens"]["access_token"].as_str().unwrap()).await;
     let second = verify(&p, &s, out["refreshed"]["access_token"].as_str().unwrap()).await;
-    assert_ne!(out["tokens"]["refresh_token"], out["refreshed"]["refresh_token"], "refresh rotated");
+    assert_ne!(
+        out["tokens"]["refresh_token"], out["refreshed"]["refresh_token"],
+        "refresh rotated"
+    );
     assert_eq!(first.sid, second.sid, "the refresh continued the same grant");
     assert_eq!(first.client_id, client_id);
 }
@@ -216,14 +273,30 @@ async fn python_flow(mode: &str) {
     } else {
         assert!(client_id.starts_with("ghd_"), "{client_id}");
     }
-    assert_ne!(out["first_status"], 401, "the SDK's token was accepted by the endpoint: {out}");
+    assert_ne!(
+        out["first_status"], 401,
+        "the SDK's token was accepted by the endpoint: {out}"
+    );
     let first = verify(&p, &s, out["tokens"]["access_token"].as_str().unwrap()).await;
-    assert!(out["token_count"].as_u64().unwrap() >= 2, "the SDK refreshed its expired token: {out}");
+    assert!(
+        out["token_count"].as_u64().unwrap() >= 2,
+        "the SDK refreshed its expired token: {out}"
+    );
     let refreshed = out["refreshed"]["access_token"].as_str().unwrap();
-    let jwks = p.http.get(format!("{}/.well-known/jwks.json", p.control_api)).send().await.unwrap().json().await.unwrap();
+    let jwks = p
+        .http
+        .get(format!("{}/.well-known/jwks.json", p.control_api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let mut verifier = gatehouse_oauth::AccessTokenVerifier::new(&jwks, &p.cfg.issuer());
     verifier.leeway_secs = 0;
-    let second = verifier.verify(refreshed, Some(&s.resource)).expect("the refreshed token is fresh");
+    let second = verifier
+        .verify(refreshed, Some(&s.resource))
+        .expect("the refreshed token is fresh");
     assert_eq!(first.sid, second.sid);
     assert_ne!(out["second_status"], 401);
 }
@@ -258,17 +331,40 @@ async fn rust_client_discovers_from_the_endpoint_and_authorizes() {
     let p = start(&ca, &[]).await;
     let s = seed(&p, "rust-client").await;
     wait_for_challenge(&p, &s.resource).await;
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
 
     // 401 → protected resource metadata → authorization server metadata.
-    let challenge = http.post(&s.resource).header("content-type", "application/json").body("{}").send().await.unwrap();
+    let challenge = http
+        .post(&s.resource)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(challenge.status(), 401);
-    let www = challenge.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    let prm_url = www.split("resource_metadata=\"").nth(1).and_then(|r| r.split('"').next()).expect("resource_metadata in the challenge");
+    let www = challenge.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let prm_url = www
+        .split("resource_metadata=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("resource_metadata in the challenge");
     let prm: Value = http.get(prm_url).send().await.unwrap().json().await.unwrap();
     assert_eq!(prm["resource"], s.resource);
     let issuer = prm["authorization_servers"][0].as_str().unwrap();
-    let meta: Value = http.get(format!("{issuer}/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
+    let meta: Value = http
+        .get(format!("{issuer}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(meta["issuer"], issuer);
 
     // Registration.
@@ -285,7 +381,8 @@ async fn rust_client_discovers_from_the_endpoint_and_authorizes() {
 
     // Authorization with PKCE through the forms.
     let verifier = gatehouse_core::secrets::random_token(48);
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let challenge =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
     let mut authz = url::Url::parse(meta["authorization_endpoint"].as_str().unwrap()).unwrap();
     authz
         .query_pairs_mut()
@@ -308,18 +405,39 @@ async fn rust_client_discovers_from_the_endpoint_and_authorizes() {
             if loc.starts_with(REDIRECT) {
                 break loc;
             }
-            resp = http.get(format!("{issuer}{loc}")).header("cookie", cookie).send().await.unwrap();
+            resp = http
+                .get(format!("{issuer}{loc}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
             continue;
         }
         assert_eq!(resp.status(), 200);
         let page = resp.text().await.unwrap();
-        let action = page.split("action=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let action = page
+            .split("action=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
         let mut fields: Vec<(String, String)> = page
             .split("<input type=\"hidden\" name=\"")
             .skip(1)
             .map(|f| {
                 let name = f.split('"').next().unwrap().to_owned();
-                let value = f.split("value=\"").nth(1).unwrap().split('"').next().unwrap().replace("&amp;", "&").replace("&#39;", "'").replace("&quot;", "\"");
+                let value = f
+                    .split("value=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .replace("&amp;", "&")
+                    .replace("&#39;", "'")
+                    .replace("&quot;", "\"");
                 (name, value)
             })
             .collect();
@@ -329,7 +447,13 @@ async fn rust_client_discovers_from_the_endpoint_and_authorizes() {
         } else {
             fields.push(("decision".into(), "approve".into()));
         }
-        resp = http.post(format!("{issuer}{action}")).header("cookie", cookie).form(&fields).send().await.unwrap();
+        resp = http
+            .post(format!("{issuer}{action}"))
+            .header("cookie", cookie)
+            .form(&fields)
+            .send()
+            .await
+            .unwrap();
     };
     let cb = url::Url::parse(&callback).unwrap();
     let q: std::collections::HashMap<_, _> = cb.query_pairs().into_owned().collect();
@@ -339,8 +463,14 @@ async fn rust_client_discovers_from_the_endpoint_and_authorizes() {
     let token_url = meta["token_endpoint"].as_str().unwrap();
     let tokens: Value = http
         .post(token_url)
-        .form(&[("grant_type", "authorization_code"), ("client_id", client_id), ("code", &q["code"]), ("redirect_uri", REDIRECT),
-                ("code_verifier", &verifier), ("resource", &s.resource)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", &q["code"]),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+            ("resource", &s.resource),
+        ])
         .send()
         .await
         .unwrap()
@@ -350,8 +480,12 @@ async fn rust_client_discovers_from_the_endpoint_and_authorizes() {
     verify(&p, &s, tokens["access_token"].as_str().unwrap()).await;
     let refreshed: Value = http
         .post(token_url)
-        .form(&[("grant_type", "refresh_token"), ("client_id", client_id), ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-                ("resource", &s.resource)])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("resource", &s.resource),
+        ])
         .send()
         .await
         .unwrap()

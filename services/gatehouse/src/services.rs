@@ -164,7 +164,9 @@ pub fn openapi(check: Option<PathBuf>) -> anyhow::Result<()> {
 /// API's configuration (database and encryption keys), not a running control API.
 pub async fn signing_keys(sources: Sources, rotate: bool) -> anyhow::Result<()> {
     let cfg = load_config(&sources, Component::ControlApi)?;
-    let db = Db::connect(&cfg.database).await.context("connecting to the database")?;
+    let db = Db::connect(&cfg.database)
+        .await
+        .context("connecting to the database")?;
     let keys = gatehouse_oauth::SigningKeys::new(&cfg, db.clone(), Arc::new(cfg.keyring()?));
     let out = if rotate {
         serde_json::to_string_pretty(&keys.rotate_now().await?)?

@@ -30,7 +30,10 @@ const RUN: Duration = Duration::from_secs(15);
 
 fn main() {
     gatehouse_test_support::init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(run());
 }
 
@@ -44,8 +47,14 @@ async fn run() {
                 ("mode".into(), "local".into()),
                 ("database.url".into(), db.service_url.clone()),
                 ("database.max_connections".into(), "32".into()),
-                ("control_api.public_url".into(), format!("http://127.0.0.1:{port}")),
-                ("secrets.encryption_keys".into(), format!("b={}", generate_key_b64())),
+                (
+                    "control_api.public_url".into(),
+                    format!("http://127.0.0.1:{port}"),
+                ),
+                (
+                    "secrets.encryption_keys".into(),
+                    format!("b={}", generate_key_b64()),
+                ),
                 ("secrets.signing_secret".into(), generate_signing_secret_b64()),
             ],
         })
@@ -67,7 +76,9 @@ async fn run() {
 
     // Seed: an org with an endpoint, a service client, a public client, one family per worker.
     let mut g = GlobalTx::begin(&db.db).await.unwrap();
-    let user = users::create(&mut g, "bench@bench.test", None, "Bench", true).await.unwrap();
+    let user = users::create(&mut g, "bench@bench.test", None, "Bench", true)
+        .await
+        .unwrap();
     oauth_clients::upsert(
         &mut g,
         &NewOAuthClient {
@@ -93,8 +104,12 @@ async fn run() {
     g.commit().await.unwrap();
     let org = OrgId::new();
     let mut tx = TenantTx::begin(&db.db, &OrgScope::authorized(org)).await.unwrap();
-    orgs::create_with_owner(&mut tx, "bench", "bench", user.id).await.unwrap();
-    let endpoint = endpoints::create(&mut tx, "mcp", "bench", "", &serde_json::json!({})).await.unwrap();
+    orgs::create_with_owner(&mut tx, "bench", "bench", user.id)
+        .await
+        .unwrap();
+    let endpoint = endpoints::create(&mut tx, "mcp", "bench", "", &serde_json::json!({}))
+        .await
+        .unwrap();
     let sc_id = ServiceClientId::new();
     let client_id = tokens::service_client_id(org, sc_id);
     let secret = tokens::new_client_secret();
@@ -118,39 +133,69 @@ async fn run() {
         let family = RefreshFamilyId::new();
         oauth_refresh::create_family(
             &mut tx,
-            &NewFamily { id: family, client_id: "ghd_bench", user_id: user.id, endpoint_id: endpoint.id, scopes: &[], resource: &resource },
+            &NewFamily {
+                id: family,
+                client_id: "ghd_bench",
+                user_id: user.id,
+                endpoint_id: endpoint.id,
+                scopes: &[],
+                resource: &resource,
+            },
         )
         .await
         .unwrap();
         let rt = tokens::new_refresh_token(org);
-        oauth_refresh::insert_token(&mut tx, family, &token_hash(&rt), 0, 3600).await.unwrap();
+        oauth_refresh::insert_token(&mut tx, family, &token_hash(&rt), 0, 3600)
+            .await
+            .unwrap();
         refresh_tokens.push(rt);
     }
     tx.commit().await.unwrap();
     state.signing.load(true).await.unwrap();
 
     let data = web::Data::new(state);
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(gatehouse_oauth::configure))
-        .workers(2)
-        .bind(("127.0.0.1", port))
-        .unwrap()
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(gatehouse_oauth::configure)
+    })
+    .workers(2)
+    .bind(("127.0.0.1", port))
+    .unwrap()
+    .run();
     let handle = server.handle();
     tokio::spawn(server);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let url = format!("http://127.0.0.1:{port}/oauth/token");
-    let http = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap();
 
-    println!("token endpoint, {CONCURRENCY} concurrent clients, {} s per grant, 2 server workers", RUN.as_secs());
+    println!(
+        "token endpoint, {CONCURRENCY} concurrent clients, {} s per grant, 2 server workers",
+        RUN.as_secs()
+    );
     // Warm-up.
-    let _ = http.post(&url).basic_auth(&client_id, Some(&secret)).form(&[("grant_type", "client_credentials")]).send().await;
+    let _ = http
+        .post(&url)
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await;
 
     let cc = drive(CONCURRENCY, |_| {
         let (http, url, id, secret) = (http.clone(), url.clone(), client_id.clone(), secret.clone());
         move || {
             let (http, url, id, secret) = (http.clone(), url.clone(), id.clone(), secret.clone());
             async move {
-                let r = http.post(&url).basic_auth(&id, Some(&secret)).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+                let r = http
+                    .post(&url)
+                    .basic_auth(&id, Some(&secret))
+                    .form(&[("grant_type", "client_credentials")])
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.status(), 200);
                 r.bytes().await.unwrap();
             }
@@ -168,7 +213,11 @@ async fn run() {
                 let mut rt = current.lock().await;
                 let r = http
                     .post(&url)
-                    .form(&[("grant_type", "refresh_token"), ("client_id", "ghd_bench"), ("refresh_token", rt.as_str())])
+                    .form(&[
+                        ("grant_type", "refresh_token"),
+                        ("client_id", "ghd_bench"),
+                        ("refresh_token", rt.as_str()),
+                    ])
                     .send()
                     .await
                     .unwrap();

@@ -26,9 +26,13 @@ impl std::fmt::Display for ScopeProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ScopeProblem::UnknownEndpoint => f.write_str("no such endpoint in this org"),
-            ScopeProblem::GrantNothing(s) => write!(f, "these scopes grant nothing at the endpoint: {}", s.join(", ")),
+            ScopeProblem::GrantNothing(s) => {
+                write!(f, "these scopes grant nothing at the endpoint: {}", s.join(", "))
+            }
             ScopeProblem::AboveRole(s) => write!(f, "your role may not grant these scopes: {}", s.join(", ")),
-            ScopeProblem::Malformed => f.write_str("scope names must be 1-64 printable characters without spaces"),
+            ScopeProblem::Malformed => {
+                f.write_str("scope names must be 1-64 printable characters without spaces")
+            }
         }
     }
 }
@@ -50,7 +54,10 @@ pub async fn grantable(
         return Ok(Err(ScopeProblem::Malformed));
     }
     let available = oauth_scopes::granting_scopes(tx, endpoint.id).await?;
-    let unknown: Vec<String> = scopes::unknown(&wanted, &available).into_iter().map(str::to_owned).collect();
+    let unknown: Vec<String> = scopes::unknown(&wanted, &available)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     if !unknown.is_empty() {
         return Ok(Err(ScopeProblem::GrantNothing(unknown)));
     }

@@ -55,7 +55,10 @@ pub struct Validated {
 /// Why a request cannot go on.
 pub enum Rejection {
     /// Shown at the authorization server: the client or redirect URI is not trustworthy.
-    Page { title: &'static str, message: String },
+    Page {
+        title: &'static str,
+        message: String,
+    },
     /// Sent back to the client's (validated) redirect URI.
     Redirect {
         redirect_uri: String,
@@ -98,8 +101,12 @@ impl Rejection {
             }
             Rejection::Internal(err) => {
                 let message = match &err {
-                    OAuthError::TemporarilyUnavailable => "The service is temporarily unavailable. Try again shortly.",
-                    _ => "Something went wrong on our side. Try again, and quote the x-request-id header if it persists.",
+                    OAuthError::TemporarilyUnavailable => {
+                        "The service is temporarily unavailable. Try again shortly."
+                    }
+                    _ => {
+                        "Something went wrong on our side. Try again, and quote the x-request-id header if it persists."
+                    }
                 };
                 if let OAuthError::ServerError(e) = &err {
                     tracing::error!(error = ?e, "authorization endpoint error");
@@ -139,7 +146,12 @@ pub fn parse_resource(cfg: &gatehouse_core::Config, resource: &str) -> Option<(S
     let rest = resource.strip_prefix(base)?.strip_prefix('/')?;
     let mut parts = rest.split('/');
     let (org, endpoint, mcp) = (parts.next()?, parts.next()?, parts.next()?);
-    let slug_ok = |s: &str| !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let slug_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 40
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
     if parts.next().is_some() || mcp != "mcp" || !slug_ok(org) || !slug_ok(endpoint) {
         return None;
     }
@@ -171,7 +183,9 @@ pub async fn resolve_resource(
 }
 
 fn is_code_challenge(s: &str) -> bool {
-    s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Validates a raw authorization request.
@@ -189,25 +203,34 @@ pub async fn validate(state: &OAuthState, raw: &str) -> Result<Validated, Reject
         message: message.to_owned(),
     };
     if duplicated.contains(&"client_id") || duplicated.contains(&"redirect_uri") {
-        return Err(page("Invalid request", "The request repeats client_id or redirect_uri."));
+        return Err(page(
+            "Invalid request",
+            "The request repeats client_id or redirect_uri.",
+        ));
     }
     let client_id = params
         .get("client_id")
         .copied()
         .filter(|c| !c.is_empty())
-        .ok_or_else(|| page("Invalid request", "The request does not name an application (client_id)."))?;
-    let client = clients::find_registered(state, client_id)
-        .await?
         .ok_or_else(|| {
-            if client_id.starts_with("https://") {
-                page(
-                    "Unknown application",
-                    "The application's metadata document could not be fetched, or it is not valid.",
-                )
-            } else {
-                page("Unknown application", "The application is not registered with this server.")
-            }
+            page(
+                "Invalid request",
+                "The request does not name an application (client_id).",
+            )
         })?;
+    let client = clients::find_registered(state, client_id).await?.ok_or_else(|| {
+        if client_id.starts_with("https://") {
+            page(
+                "Unknown application",
+                "The application's metadata document could not be fetched, or it is not valid.",
+            )
+        } else {
+            page(
+                "Unknown application",
+                "The application is not registered with this server.",
+            )
+        }
+    })?;
     let redirect_uri = params
         .get("redirect_uri")
         .copied()
@@ -226,7 +249,10 @@ pub async fn validate(state: &OAuthState, raw: &str) -> Result<Validated, Reject
         description: description.to_owned(),
     };
     if let Some(k) = duplicated.first() {
-        return Err(fail("invalid_request", &format!("the parameter {k} appears more than once")));
+        return Err(fail(
+            "invalid_request",
+            &format!("the parameter {k} appears more than once"),
+        ));
     }
     if client_state.as_ref().is_some_and(|s| s.len() > MAX_STATE_LEN) {
         return Err(fail("invalid_request", "state is too long"));
@@ -241,24 +267,49 @@ pub async fn validate(state: &OAuthState, raw: &str) -> Result<Validated, Reject
             ));
         }
     }
-    if !client.grant_types.iter().any(|g| g == "authorization_code") || !client.response_types.iter().any(|r| r == "code") {
-        return Err(fail("unauthorized_client", "the client is not registered for the authorization code grant"));
+    if !client.grant_types.iter().any(|g| g == "authorization_code")
+        || !client.response_types.iter().any(|r| r == "code")
+    {
+        return Err(fail(
+            "unauthorized_client",
+            "the client is not registered for the authorization code grant",
+        ));
     }
     match params.get("code_challenge_method").copied() {
         Some("S256") => {}
-        None => return Err(fail("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256")),
-        Some(_) => return Err(fail("invalid_request", "only code_challenge_method=S256 is supported")),
+        None => {
+            return Err(fail(
+                "invalid_request",
+                "PKCE is required: send code_challenge with code_challenge_method=S256",
+            ));
+        }
+        Some(_) => {
+            return Err(fail(
+                "invalid_request",
+                "only code_challenge_method=S256 is supported",
+            ));
+        }
     }
     let code_challenge = params
         .get("code_challenge")
         .copied()
         .filter(|c| is_code_challenge(c))
-        .ok_or_else(|| fail("invalid_request", "code_challenge must be the base64url SHA-256 of the code verifier"))?;
+        .ok_or_else(|| {
+            fail(
+                "invalid_request",
+                "code_challenge must be the base64url SHA-256 of the code verifier",
+            )
+        })?;
     let resource = params
         .get("resource")
         .copied()
         .filter(|r| !r.is_empty())
-        .ok_or_else(|| fail("invalid_target", "resource is required: the MCP endpoint URL (RFC 8707)"))?;
+        .ok_or_else(|| {
+            fail(
+                "invalid_target",
+                "resource is required: the MCP endpoint URL (RFC 8707)",
+            )
+        })?;
     let (org, endpoint, endpoint_scopes) = resolve_resource(state, resource)
         .await?
         .ok_or_else(|| fail("invalid_target", "resource is not an MCP endpoint of this server"))?;
@@ -270,7 +321,10 @@ pub async fn validate(state: &OAuthState, raw: &str) -> Result<Validated, Reject
             if !unknown.is_empty() {
                 return Err(fail(
                     "invalid_scope",
-                    &format!("these scopes grant nothing at this endpoint: {}", unknown.join(" ")),
+                    &format!(
+                        "these scopes grant nothing at this endpoint: {}",
+                        unknown.join(" ")
+                    ),
                 ));
             }
             (!parsed.is_empty()).then_some(parsed)
@@ -305,7 +359,11 @@ impl Validated {
     }
 
     fn client_name(&self) -> &str {
-        self.client.client_name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&self.client.client_id)
+        self.client
+            .client_name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&self.client.client_id)
     }
 
     fn view<'a>(&'a self, redirect_host: &'a str, issued_at: i64, csrf: &'a str) -> RequestView<'a> {
@@ -372,13 +430,22 @@ fn member_actor(user: &users::UserRow) -> Actor {
 }
 
 /// Decides for a signed-in user: consent page, or a code if consent is remembered.
-async fn decide(state: &OAuthState, req: &HttpRequest, v: &Validated, signed_in: &SignedIn) -> Result<HttpResponse, Rejection> {
+async fn decide(
+    state: &OAuthState,
+    req: &HttpRequest,
+    v: &Validated,
+    signed_in: &SignedIn,
+) -> Result<HttpResponse, Rejection> {
     let mut tx = TenantTx::begin(&state.db, &OrgScope::authorized(v.org.id)).await?;
     let role = orgs::member_role(&mut tx, signed_in.user.id).await?;
-    let consent = oauth_consents::find_live(&mut tx, signed_in.user.id, &v.client.client_id, v.endpoint.id).await?;
+    let consent =
+        oauth_consents::find_live(&mut tx, signed_in.user.id, &v.client.client_id, v.endpoint.id).await?;
     tx.commit().await?;
     let Some(role) = role else {
-        return Err(v.reject("access_denied", "the signed-in user is not a member of the endpoint's organization"));
+        return Err(v.reject(
+            "access_denied",
+            "the signed-in user is not a member of the endpoint's organization",
+        ));
     };
     let (granted, withheld) = scopes::for_role(v.requested.as_ref(), &v.endpoint_scopes, role);
     let remembered = consent.is_some_and(|c| granted.iter().all(|g| c.scopes.contains(g)));
@@ -387,7 +454,10 @@ async fn decide(state: &OAuthState, req: &HttpRequest, v: &Validated, signed_in:
         return Ok(found(&location));
     }
     if v.prompt.as_deref() == Some("none") {
-        return Err(v.reject("consent_required", "the user has not approved this application yet"));
+        return Err(v.reject(
+            "consent_required",
+            "the user has not approved this application yet",
+        ));
     }
     let issued_at = now();
     let csrf = session::consent_csrf(state, &signed_in.session_token, &v.query, issued_at);
@@ -438,17 +508,19 @@ async fn issue_code(
         let info = crate::session_client_info(req);
         audit::append(
             &mut tx,
-            &[NewAuditEvent::control(member_actor(user), "oauth.consent_granted")
-                .target("endpoint", v.endpoint.id)
-                .client(info.0, info.1)
-                .details(json!({
-                    "client_id": v.client.client_id,
-                    "client_name": v.client.client_name,
-                    "registration_type": v.client.registration_type,
-                    "redirect_uri": v.redirect_uri,
-                    "scopes": scopes,
-                    "role": role,
-                }))],
+            &[
+                NewAuditEvent::control(member_actor(user), "oauth.consent_granted")
+                    .target("endpoint", v.endpoint.id)
+                    .client(info.0, info.1)
+                    .details(json!({
+                        "client_id": v.client.client_id,
+                        "client_name": v.client.client_name,
+                        "registration_type": v.client.registration_type,
+                        "redirect_uri": v.redirect_uri,
+                        "scopes": scopes,
+                        "role": role,
+                    })),
+            ],
         )
         .await?;
     }
@@ -487,7 +559,11 @@ pub async fn authorize(state: web::Data<OAuthState>, req: HttpRequest) -> HttpRe
     }
 }
 
-async fn authorize_inner(state: &OAuthState, req: &HttpRequest, raw: &str) -> Result<HttpResponse, Rejection> {
+async fn authorize_inner(
+    state: &OAuthState,
+    req: &HttpRequest,
+    raw: &str,
+) -> Result<HttpResponse, Rejection> {
     let v = validate(state, raw).await?;
     let signed_in = session::current(state, req).await?;
     let signed_in = match signed_in {
@@ -512,22 +588,35 @@ pub struct LoginForm {
 }
 
 /// `POST /authorize/login`.
-pub async fn login(state: web::Data<OAuthState>, req: HttpRequest, form: web::Form<LoginForm>) -> HttpResponse {
+pub async fn login(
+    state: web::Data<OAuthState>,
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> HttpResponse {
     match login_inner(&state, &req, form.into_inner()).await {
         Ok(r) => r,
         Err(rejection) => rejection.respond(&state),
     }
 }
 
-async fn login_inner(state: &OAuthState, req: &HttpRequest, form: LoginForm) -> Result<HttpResponse, Rejection> {
+async fn login_inner(
+    state: &OAuthState,
+    req: &HttpRequest,
+    form: LoginForm,
+) -> Result<HttpResponse, Rejection> {
     let v = validate(state, &form.q).await?;
     let email = form.email.trim().to_lowercase();
     let cookie_name = session::login_cookie_name(state.cfg.is_local());
-    let csrf_ok = req.cookie(cookie_name).is_some_and(|c| {
-        session::form_token_valid(state, "login", c.value(), &v.query, form.t, &form.csrf)
-    });
+    let csrf_ok = req
+        .cookie(cookie_name)
+        .is_some_and(|c| session::form_token_valid(state, "login", c.value(), &v.query, form.t, &form.csrf));
     if !csrf_ok {
-        return Ok(login_response(state, &v, &email, Some("The sign-in form expired. Please sign in again.")));
+        return Ok(login_response(
+            state,
+            &v,
+            &email,
+            Some("The sign-in form expired. Please sign in again."),
+        ));
     }
     let info = crate::session_client_info(req);
     let per_minute = state.cfg.oauth.login_attempts_per_minute.max(1);
@@ -535,7 +624,10 @@ async fn login_inner(state: &OAuthState, req: &HttpRequest, form: LoginForm) -> 
         per_minute,
         burst: per_minute,
     };
-    let ip_key = format!("oauth-login:ip:{}", info.0.map(|i| i.to_string()).unwrap_or_default());
+    let ip_key = format!(
+        "oauth-login:ip:{}",
+        info.0.map(|i| i.to_string()).unwrap_or_default()
+    );
     for key in [ip_key, format!("oauth-login:email:{email}")] {
         let decision = state.rate_limiter.check(&key, limit).await;
         if !decision.allowed {
@@ -557,7 +649,12 @@ async fn login_inner(state: &OAuthState, req: &HttpRequest, form: LoginForm) -> 
         _ => {
             tx.commit().await?;
             tracing::info!("authorization server sign-in failed");
-            return Ok(login_response(state, &v, &email, Some("Wrong email or password.")));
+            return Ok(login_response(
+                state,
+                &v,
+                &email,
+                Some("Wrong email or password."),
+            ));
         }
     };
     if user.email_verified_at.is_none() {
@@ -590,39 +687,66 @@ pub struct ConsentForm {
 }
 
 /// `POST /authorize/consent`.
-pub async fn consent(state: web::Data<OAuthState>, req: HttpRequest, form: web::Form<ConsentForm>) -> HttpResponse {
+pub async fn consent(
+    state: web::Data<OAuthState>,
+    req: HttpRequest,
+    form: web::Form<ConsentForm>,
+) -> HttpResponse {
     match consent_inner(&state, &req, form.into_inner()).await {
         Ok(r) => r,
         Err(rejection) => rejection.respond(&state),
     }
 }
 
-async fn consent_inner(state: &OAuthState, req: &HttpRequest, form: ConsentForm) -> Result<HttpResponse, Rejection> {
+async fn consent_inner(
+    state: &OAuthState,
+    req: &HttpRequest,
+    form: ConsentForm,
+) -> Result<HttpResponse, Rejection> {
     let v = validate(state, &form.q).await?;
     let Some(signed_in) = session::current(state, req).await? else {
-        return Ok(login_response(state, &v, "", Some("Your session ended. Please sign in again.")));
+        return Ok(login_response(
+            state,
+            &v,
+            "",
+            Some("Your session ended. Please sign in again."),
+        ));
     };
-    if !session::form_token_valid(state, "consent", &signed_in.session_token, &v.query, form.t, &form.csrf) {
+    if !session::form_token_valid(
+        state,
+        "consent",
+        &signed_in.session_token,
+        &v.query,
+        form.t,
+        &form.csrf,
+    ) {
         return Err(Rejection::Page {
             title: "Form expired",
-            message: "This approval form expired or did not come from this site. Start again from the application.".into(),
+            message:
+                "This approval form expired or did not come from this site. Start again from the application."
+                    .into(),
         });
     }
     let mut tx = TenantTx::begin(&state.db, &OrgScope::authorized(v.org.id)).await?;
     let role = orgs::member_role(&mut tx, signed_in.user.id).await?;
     let Some(role) = role else {
         tx.commit().await?;
-        return Err(v.reject("access_denied", "the signed-in user is not a member of the endpoint's organization"));
+        return Err(v.reject(
+            "access_denied",
+            "the signed-in user is not a member of the endpoint's organization",
+        ));
     };
     if form.decision != "approve" {
         let info = crate::session_client_info(req);
         audit::append(
             &mut tx,
-            &[NewAuditEvent::control(member_actor(&signed_in.user), "oauth.consent_denied")
-                .target("endpoint", v.endpoint.id)
-                .outcome(AuditOutcome::Denied)
-                .client(info.0, info.1)
-                .details(json!({"client_id": v.client.client_id, "client_name": v.client.client_name}))],
+            &[
+                NewAuditEvent::control(member_actor(&signed_in.user), "oauth.consent_denied")
+                    .target("endpoint", v.endpoint.id)
+                    .outcome(AuditOutcome::Denied)
+                    .client(info.0, info.1)
+                    .details(json!({"client_id": v.client.client_id, "client_name": v.client.client_name})),
+            ],
         )
         .await?;
         tx.commit().await?;

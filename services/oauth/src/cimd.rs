@@ -36,10 +36,16 @@ pub fn http_client(cfg: &gatehouse_core::Config) -> anyhow::Result<reqwest::Clie
     let ca_file = &cfg.oauth.metadata_document_ca_file;
     if !ca_file.as_os_str().is_empty() {
         let pem = std::fs::read(ca_file).map_err(|e| {
-            gatehouse_core::ConfigError::new("oauth.metadata_document_ca_file", format!("cannot read {}: {e}", ca_file.display()))
+            gatehouse_core::ConfigError::new(
+                "oauth.metadata_document_ca_file",
+                format!("cannot read {}: {e}", ca_file.display()),
+            )
         })?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| {
-            gatehouse_core::ConfigError::new("oauth.metadata_document_ca_file", "is not a PEM bundle of certificates")
+            gatehouse_core::ConfigError::new(
+                "oauth.metadata_document_ca_file",
+                "is not a PEM bundle of certificates",
+            )
         })?;
         builder = builder.tls_certs_merge(certs);
     }
@@ -49,7 +55,9 @@ pub fn http_client(cfg: &gatehouse_core::Config) -> anyhow::Result<reqwest::Clie
 /// Whether `client_id` has the form of a metadata document URL: https, a host, a path other than
 /// `/`, no fragment, no user information, no dot segments.
 pub fn is_document_url(client_id: &str) -> bool {
-    let Ok(url) = url::Url::parse(client_id) else { return false };
+    let Ok(url) = url::Url::parse(client_id) else {
+        return false;
+    };
     url.scheme() == "https"
         && url.host_str().is_some()
         && url.path() != "/"
@@ -80,7 +88,8 @@ struct Document {
 /// Validates a fetched document for `url`.
 fn validate(url: &str, body: &[u8]) -> Result<NewOAuthClient, String> {
     let raw: serde_json::Value = serde_json::from_slice(body).map_err(|_| "not JSON".to_owned())?;
-    let doc: Document = serde_json::from_value(raw.clone()).map_err(|e| format!("not client metadata: {e}"))?;
+    let doc: Document =
+        serde_json::from_value(raw.clone()).map_err(|e| format!("not client metadata: {e}"))?;
     if doc.client_id != url {
         return Err("its client_id is not the URL it was fetched from".into());
     }
@@ -89,10 +98,19 @@ fn validate(url: &str, body: &[u8]) -> Result<NewOAuthClient, String> {
     }
     match doc.token_endpoint_auth_method.as_deref() {
         None | Some("none") => {}
-        Some(other) => return Err(format!("token_endpoint_auth_method {other} is not supported (none)")),
+        Some(other) => {
+            return Err(format!(
+                "token_endpoint_auth_method {other} is not supported (none)"
+            ));
+        }
     }
-    let grant_types = doc.grant_types.unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
-    if grant_types.iter().any(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token")) {
+    let grant_types = doc
+        .grant_types
+        .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
+    if grant_types
+        .iter()
+        .any(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token"))
+    {
         return Err("grant_types may only be authorization_code and refresh_token".into());
     }
     let response_types = doc.response_types.unwrap_or_else(|| vec!["code".into()]);
@@ -115,7 +133,10 @@ fn validate(url: &str, body: &[u8]) -> Result<NewOAuthClient, String> {
     {
         return Err("client_name must be at most 200 printable characters".into());
     }
-    let https = |v: &Option<String>| v.as_deref().is_none_or(|u| url::Url::parse(u).is_ok_and(|u| u.scheme() == "https"));
+    let https = |v: &Option<String>| {
+        v.as_deref()
+            .is_none_or(|u| url::Url::parse(u).is_ok_and(|u| u.scheme() == "https"))
+    };
     if !https(&doc.client_uri) || !https(&doc.logo_uri) {
         return Err("client_uri and logo_uri must be https URLs".into());
     }
@@ -141,7 +162,10 @@ fn validate(url: &str, body: &[u8]) -> Result<NewOAuthClient, String> {
 /// How long a response may be cached: `Cache-Control: max-age` (or `no-store`/`no-cache`:
 /// the minimum), else `Expires`, else the default; within bounds.
 pub fn cache_ttl(headers: &reqwest::header::HeaderMap) -> Duration {
-    let ttl = if let Some(cc) = headers.get(header::CACHE_CONTROL.as_str()).and_then(|v| v.to_str().ok()) {
+    let ttl = if let Some(cc) = headers
+        .get(header::CACHE_CONTROL.as_str())
+        .and_then(|v| v.to_str().ok())
+    {
         let directives: Vec<String> = cc.split(',').map(|d| d.trim().to_ascii_lowercase()).collect();
         if directives.iter().any(|d| d == "no-store" || d == "no-cache") {
             Some(MIN_TTL)
@@ -179,7 +203,13 @@ pub async fn resolve(state: &OAuthState, client_id: &str) -> OAuthResult<Option<
     {
         return Ok(cached);
     }
-    match fetch(state, client_id, cached.as_ref().and_then(|c| c.document_etag.as_deref())).await {
+    match fetch(
+        state,
+        client_id,
+        cached.as_ref().and_then(|c| c.document_etag.as_deref()),
+    )
+    .await
+    {
         Ok(Fetched::NotModified(ttl)) => {
             let mut tx = GlobalTx::begin(&state.db).await?;
             oauth_clients::touch_document(&mut tx, client_id, now, now + ttl).await?;
@@ -254,7 +284,9 @@ mod tests {
 
     fn doc(extra: serde_json::Value) -> Vec<u8> {
         let mut d = serde_json::json!({"client_id": URL, "client_name": "App", "redirect_uris": ["http://127.0.0.1/cb"]});
-        d.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        d.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         serde_json::to_vec(&d).unwrap()
     }
 
@@ -263,17 +295,42 @@ mod tests {
         assert!(validate(URL, &doc(serde_json::json!({}))).is_ok());
         assert!(validate("https://other.example/c.json", &doc(serde_json::json!({}))).is_err());
         assert!(validate(URL, &doc(serde_json::json!({"client_secret": "s"}))).is_err());
-        assert!(validate(URL, &doc(serde_json::json!({"token_endpoint_auth_method": "client_secret_basic"}))).is_err());
+        assert!(
+            validate(
+                URL,
+                &doc(serde_json::json!({"token_endpoint_auth_method": "client_secret_basic"}))
+            )
+            .is_err()
+        );
         assert!(validate(URL, &doc(serde_json::json!({"redirect_uris": []}))).is_err());
-        assert!(validate(URL, &doc(serde_json::json!({"redirect_uris": ["http://evil.example/cb"]}))).is_err());
-        assert!(validate(URL, &doc(serde_json::json!({"grant_types": ["client_credentials"]}))).is_err());
+        assert!(
+            validate(
+                URL,
+                &doc(serde_json::json!({"redirect_uris": ["http://evil.example/cb"]}))
+            )
+            .is_err()
+        );
+        assert!(
+            validate(
+                URL,
+                &doc(serde_json::json!({"grant_types": ["client_credentials"]}))
+            )
+            .is_err()
+        );
         assert!(validate(URL, b"not json").is_err());
     }
 
     #[test]
     fn document_urls() {
         assert!(is_document_url(URL));
-        for bad in ["http://app.example/c.json", "https://app.example/", "https://app.example", "https://u@app.example/c", "https://app.example/c#f", "https://app.example/a/../c"] {
+        for bad in [
+            "http://app.example/c.json",
+            "https://app.example/",
+            "https://app.example",
+            "https://u@app.example/c",
+            "https://app.example/c#f",
+            "https://app.example/a/../c",
+        ] {
             assert!(!is_document_url(bad), "{bad}");
         }
     }

@@ -53,7 +53,11 @@ fn form_decode(s: &str) -> String {
 }
 
 /// Reads client credentials from `Authorization: Basic` or the form. Both at once is refused.
-pub fn presented(req: &HttpRequest, form_client_id: Option<&str>, form_secret: Option<&str>) -> OAuthResult<Presented> {
+pub fn presented(
+    req: &HttpRequest,
+    form_client_id: Option<&str>,
+    form_secret: Option<&str>,
+) -> OAuthResult<Presented> {
     let basic = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -79,7 +83,9 @@ pub fn presented(req: &HttpRequest, form_client_id: Option<&str>, form_secret: O
         })?;
         let (id, secret) = (form_decode(id), form_decode(secret));
         if form_client_id.is_some_and(|f| f != id) {
-            return Err(OAuthError::InvalidRequest("client_id differs from the HTTP Basic user".into()));
+            return Err(OAuthError::InvalidRequest(
+                "client_id differs from the HTTP Basic user".into(),
+            ));
         }
         return Ok(Presented {
             client_id: id,
@@ -103,7 +109,10 @@ pub enum Authenticated {
     /// A globally registered client (public, or confidential with a verified secret).
     Registered(Box<OAuthClientRow>),
     /// An org's service client (client credentials), verified.
-    Service { org: OrgId, client: Box<ServiceClientRow> },
+    Service {
+        org: OrgId,
+        client: Box<ServiceClientRow>,
+    },
 }
 
 impl Authenticated {
@@ -134,7 +143,10 @@ pub async fn authenticate(state: &OAuthState, p: &Presented) -> OAuthResult<Auth
         basic: p.basic,
     };
     if let Some(org) = tokens::org_of(&p.client_id, tokens::SERVICE_CLIENT_PREFIX) {
-        let secret = p.secret.as_deref().ok_or_else(|| fail("this client must authenticate with its secret"))?;
+        let secret = p
+            .secret
+            .as_deref()
+            .ok_or_else(|| fail("this client must authenticate with its secret"))?;
         // The client id names the org; whether the client exists there is what we check next,
         // with nothing else readable.
         let mut tx = TenantTx::begin(&state.db, &OrgScope::authorized(org)).await?;

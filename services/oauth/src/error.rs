@@ -103,7 +103,8 @@ impl ResponseError for OAuthError {
         let description = match self {
             OAuthError::ServerError(err) => {
                 tracing::error!(error = ?err, "authorization server error");
-                "an internal error occurred; quote the x-request-id response header when reporting it".to_owned()
+                "an internal error occurred; quote the x-request-id response header when reporting it"
+                    .to_owned()
             }
             other => other.to_string(),
         };

@@ -19,7 +19,8 @@ use crate::keys::EXPIRY_LEEWAY_SECS;
 
 /// When every access token issued until now has expired.
 pub fn access_tokens_expired_by(cfg: &Config) -> OffsetDateTime {
-    OffsetDateTime::now_utc() + time::Duration::seconds(cfg.oauth.access_token_ttl_secs as i64 + EXPIRY_LEEWAY_SECS)
+    OffsetDateTime::now_utc()
+        + time::Duration::seconds(cfg.oauth.access_token_ttl_secs as i64 + EXPIRY_LEEWAY_SECS)
 }
 
 /// What to revoke.
@@ -74,14 +75,16 @@ pub async fn revoke(
     oauth_revocations::insert(tx, RevocationKind::Family, &values, access_tokens_expired_by(cfg)).await?;
     audit::append(
         tx,
-        &[NewAuditEvent::control(actor, "oauth.grants_revoked").details(json!({
-            "reason": reason,
-            "families": values,
-            "consents_withdrawn": consents,
-            "user_id": sel.user.map(|u| u.to_string()),
-            "client_id": sel.client_id,
-            "endpoint_id": sel.endpoint.map(|e| e.to_string()),
-        }))],
+        &[
+            NewAuditEvent::control(actor, "oauth.grants_revoked").details(json!({
+                "reason": reason,
+                "families": values,
+                "consents_withdrawn": consents,
+                "user_id": sel.user.map(|u| u.to_string()),
+                "client_id": sel.client_id,
+                "endpoint_id": sel.endpoint.map(|e| e.to_string()),
+            })),
+        ],
     )
     .await?;
     let version = orgs::bump_config_version(tx).await?;
@@ -105,11 +108,13 @@ pub async fn revoke_tokens(
     oauth_revocations::insert(tx, kind, values, expires_at).await?;
     audit::append(
         tx,
-        &[NewAuditEvent::control(actor, "oauth.tokens_revoked").details(json!({
-            "reason": reason,
-            "kind": kind,
-            "values": values,
-        }))],
+        &[
+            NewAuditEvent::control(actor, "oauth.tokens_revoked").details(json!({
+                "reason": reason,
+                "kind": kind,
+                "values": values,
+            })),
+        ],
     )
     .await?;
     orgs::bump_config_version(tx).await

@@ -39,7 +39,11 @@ fn actor(client_id: &str) -> Actor {
 }
 
 /// `POST /oauth/revoke`: always 200 unless the client fails to authenticate (RFC 7009 §2.2).
-pub async fn revoke(state: web::Data<OAuthState>, req: HttpRequest, body: web::Bytes) -> OAuthResult<HttpResponse> {
+pub async fn revoke(
+    state: web::Data<OAuthState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> OAuthResult<HttpResponse> {
     let form = Form::parse(&req, &body)?;
     let presented = clients::presented(&req, form.get("client_id"), form.get("client_secret"))?;
     let client = clients::authenticate(&state, &presented).await?;
@@ -106,7 +110,11 @@ fn may_inspect(client: &Authenticated, org: OrgId, token_client: &str) -> bool {
     }
 }
 
-async fn inspect_access_token(state: &OAuthState, client: &Authenticated, token: &str) -> OAuthResult<Option<Value>> {
+async fn inspect_access_token(
+    state: &OAuthState,
+    client: &Authenticated,
+    token: &str,
+) -> OAuthResult<Option<Value>> {
     let verifier = current_verifier(state).await?;
     let Ok(claims) = verifier.verify(token, None) else {
         return Ok(None);
@@ -156,7 +164,11 @@ fn active_access(c: &AccessTokenClaims) -> Value {
     })
 }
 
-async fn inspect_refresh_token(state: &OAuthState, client: &Authenticated, token: &str) -> OAuthResult<Option<Value>> {
+async fn inspect_refresh_token(
+    state: &OAuthState,
+    client: &Authenticated,
+    token: &str,
+) -> OAuthResult<Option<Value>> {
     let Some(org) = tokens::org_of(token, tokens::REFRESH_PREFIX) else {
         return Ok(None);
     };
@@ -168,7 +180,8 @@ async fn inspect_refresh_token(state: &OAuthState, client: &Authenticated, token
     let family = oauth_refresh::get_family(&mut tx, t.family_id).await?;
     tx.commit().await?;
     let Some(family) = family else { return Ok(None) };
-    let live = family.revoked_at.is_none() && t.rotated_at.is_none() && t.expires_at > OffsetDateTime::now_utc();
+    let live =
+        family.revoked_at.is_none() && t.rotated_at.is_none() && t.expires_at > OffsetDateTime::now_utc();
     if !live || !may_inspect(client, org, &family.client_id) {
         return Ok(None);
     }
@@ -188,7 +201,11 @@ async fn inspect_refresh_token(state: &OAuthState, client: &Authenticated, token
 }
 
 /// `POST /oauth/introspect`, for confidential clients.
-pub async fn introspect(state: web::Data<OAuthState>, req: HttpRequest, body: web::Bytes) -> OAuthResult<HttpResponse> {
+pub async fn introspect(
+    state: web::Data<OAuthState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> OAuthResult<HttpResponse> {
     let form = Form::parse(&req, &body)?;
     let presented = clients::presented(&req, form.get("client_id"), form.get("client_secret"))?;
     let client = clients::authenticate(&state, &presented).await?;

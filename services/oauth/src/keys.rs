@@ -87,7 +87,11 @@ pub fn generate(alg: SigningAlg) -> anyhow::Result<GeneratedKey> {
             .as_ref()
             .to_vec(),
     };
-    let kid = format!("{}-{}", OffsetDateTime::now_utc().unix_timestamp(), random_token(9));
+    let kid = format!(
+        "{}-{}",
+        OffsetDateTime::now_utc().unix_timestamp(),
+        random_token(9)
+    );
     let mut jwk = Jwk::from_encoding_key(&encoding_key(alg, &pkcs8), jwt_alg(alg))?;
     jwk.common.key_id = Some(kid.clone());
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
@@ -173,7 +177,9 @@ impl SigningKeys {
             alg: cfg.oauth.signing_alg,
             lead: time::Duration::seconds(cfg.oauth.key_publish_lead_secs as i64),
             rotation: time::Duration::seconds(cfg.oauth.key_rotation_secs as i64),
-            retired_life: time::Duration::seconds(cfg.oauth.access_token_ttl_secs as i64 + EXPIRY_LEEWAY_SECS),
+            retired_life: time::Duration::seconds(
+                cfg.oauth.access_token_ttl_secs as i64 + EXPIRY_LEEWAY_SECS,
+            ),
             interval: maintenance_interval(cfg.oauth.key_publish_lead_secs),
             cache: ArcSwap::from_pointee(Cache {
                 keys: Vec::new(),
@@ -189,7 +195,9 @@ impl SigningKeys {
         let cache = self.cache.load();
         // A stale cache may miss a successor's schedule; it must not outlive the retired key's
         // leeway in the JWKS (EXPIRY_LEEWAY_SECS), so it is reloaded well before that.
-        let fresh = cache.loaded.is_some_and(|at| at.elapsed() < self.interval + self.interval / 2);
+        let fresh = cache
+            .loaded
+            .is_some_and(|at| at.elapsed() < self.interval + self.interval / 2);
         let cached = if fresh { pick(&cache.keys, now) } else { None };
         let token = match cached {
             Some(key) => sign_with(key, typ, claims)?,
@@ -197,8 +205,8 @@ impl SigningKeys {
                 drop(cache);
                 self.load(true).await?;
                 let cache = self.cache.load();
-                let key = pick(&cache.keys, now)
-                    .ok_or_else(|| anyhow::anyhow!("no signing key may sign now"))?;
+                let key =
+                    pick(&cache.keys, now).ok_or_else(|| anyhow::anyhow!("no signing key may sign now"))?;
                 sign_with(key, typ, claims)?
             }
         };
@@ -277,14 +285,21 @@ impl SigningKeys {
 
     /// Creates the first key, or a successor when the current one is due (or `force`). Runs with
     /// the rotation lock held.
-    async fn maintain_locked(&self, tx: &mut GlobalTx, force: bool) -> anyhow::Result<Option<RotationReport>> {
+    async fn maintain_locked(
+        &self,
+        tx: &mut GlobalTx,
+        force: bool,
+    ) -> anyhow::Result<Option<RotationReport>> {
         let now = OffsetDateTime::now_utc();
         let rows = signing_keys::list_live(tx).await?;
         let signing = rows
             .iter()
             .filter(|k| k.sign_from <= now && k.retire_at.is_none_or(|r| now < r))
             .max_by_key(|k| k.sign_from);
-        let pending = rows.iter().filter(|k| k.sign_from > now).max_by_key(|k| k.sign_from);
+        let pending = rows
+            .iter()
+            .filter(|k| k.sign_from > now)
+            .max_by_key(|k| k.sign_from);
         if let Some(pending) = pending {
             return Ok(Some(RotationReport {
                 next_kid: pending.kid.clone(),
@@ -326,7 +341,12 @@ impl SigningKeys {
         }))
     }
 
-    async fn insert(&self, tx: &mut GlobalTx, publish_at: OffsetDateTime, sign_from: OffsetDateTime) -> anyhow::Result<String> {
+    async fn insert(
+        &self,
+        tx: &mut GlobalTx,
+        publish_at: OffsetDateTime,
+        sign_from: OffsetDateTime,
+    ) -> anyhow::Result<String> {
         let generated = generate(self.alg)?;
         let sealed = self.keyring.seal(&generated.pkcs8, &seal_context(&generated.kid));
         signing_keys::insert(
@@ -359,7 +379,9 @@ impl SigningKeys {
 }
 
 fn pick(keys: &[LoadedKey], now: OffsetDateTime) -> Option<&LoadedKey> {
-    keys.iter().filter(|k| k.signs_at(now)).max_by_key(|k| k.sign_from)
+    keys.iter()
+        .filter(|k| k.signs_at(now))
+        .max_by_key(|k| k.sign_from)
 }
 
 fn sign_with<T: Serialize>(key: &LoadedKey, typ: &str, claims: &T) -> anyhow::Result<String> {

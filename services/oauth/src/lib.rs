@@ -134,12 +134,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/oauth/revoke",
         "/oauth/introspect",
     ] {
-        cfg.route(path, web::method(actix_web::http::Method::OPTIONS).to(cors::preflight));
+        cfg.route(
+            path,
+            web::method(actix_web::http::Method::OPTIONS).to(cors::preflight),
+        );
     }
 }
 
 /// The caller's IP and user agent, for the audit trail and rate limits.
-pub(crate) fn session_client_info(req: &actix_web::HttpRequest) -> (Option<std::net::IpAddr>, Option<String>) {
+pub(crate) fn session_client_info(
+    req: &actix_web::HttpRequest,
+) -> (Option<std::net::IpAddr>, Option<String>) {
     (
         req.peer_addr().map(|a| a.ip()),
         req.headers()

@@ -92,7 +92,11 @@ pub struct RequestView<'a> {
 }
 
 fn hidden(name: &str, value: &str) -> String {
-    format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", esc(name), esc(value))
+    format!(
+        "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+        esc(name),
+        esc(value)
+    )
 }
 
 fn app_line(v: &RequestView<'_>) -> String {
@@ -106,12 +110,22 @@ fn app_line(v: &RequestView<'_>) -> String {
     )
 }
 
-pub fn login_page(v: &RequestView<'_>, email: &str, error: Option<&str>, sso_url: Option<&str>) -> HttpResponse {
+pub fn login_page(
+    v: &RequestView<'_>,
+    email: &str,
+    error: Option<&str>,
+    sso_url: Option<&str>,
+) -> HttpResponse {
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
         .unwrap_or_default();
     let sso = sso_url
-        .map(|u| format!("<p><a href=\"{}\">Sign in with your organization's single sign-on</a></p>", esc(u)))
+        .map(|u| {
+            format!(
+                "<p><a href=\"{}\">Sign in with your organization's single sign-on</a></p>",
+                esc(u)
+            )
+        })
         .unwrap_or_default();
     let body = format!(
         "<h1>Sign in to Gatehouse</h1>{}{error}\
@@ -125,7 +139,11 @@ pub fn login_page(v: &RequestView<'_>, email: &str, error: Option<&str>, sso_url
         hidden("csrf", v.csrf),
         esc(email),
     );
-    let status = if error.is_empty() { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+    let status = if error.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
     page(status, "Sign in", &body, v.form_target.as_slice())
 }
 
@@ -155,9 +173,20 @@ pub fn consent_page(
         scopes
             .iter()
             .map(|s| {
-                let tools = if s.tool_count == 1 { "1 tool".to_owned() } else { format!("{} tools", s.tool_count) };
-                let desc = if s.description.is_empty() { String::new() } else { format!(" — {}", esc(s.description)) };
-                format!("<li><code>{}</code>{desc} <span class=\"muted\">({tools})</span></li>", esc(s.name))
+                let tools = if s.tool_count == 1 {
+                    "1 tool".to_owned()
+                } else {
+                    format!("{} tools", s.tool_count)
+                };
+                let desc = if s.description.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", esc(s.description))
+                };
+                format!(
+                    "<li><code>{}</code>{desc} <span class=\"muted\">({tools})</span></li>",
+                    esc(s.name)
+                )
             })
             .collect()
     };
@@ -188,5 +217,10 @@ pub fn consent_page(
         hidden("t", &v.issued_at.to_string()),
         hidden("csrf", v.csrf),
     );
-    page(StatusCode::OK, "Authorize access", &body, v.form_target.as_slice())
+    page(
+        StatusCode::OK,
+        "Authorize access",
+        &body,
+        v.form_target.as_slice(),
+    )
 }

@@ -30,7 +30,17 @@ pub const MAX_LEN: usize = 2000;
 
 /// Schemes that must never receive an authorization response.
 const FORBIDDEN_SCHEMES: &[&str] = &[
-    "javascript", "data", "file", "vbscript", "about", "blob", "ftp", "ws", "wss", "mailto", "view-source",
+    "javascript",
+    "data",
+    "file",
+    "vbscript",
+    "about",
+    "blob",
+    "ftp",
+    "ws",
+    "wss",
+    "mailto",
+    "view-source",
 ];
 
 /// Checks a redirect URI offered at registration. Web clients: https only. Native clients:
@@ -82,7 +92,10 @@ pub fn validate(uri: &str, app: AppType) -> Result<(), String> {
                 Some(url::Host::Ipv4(ip)) if ip.is_loopback() => Ok(()),
                 Some(url::Host::Ipv6(ip)) if ip.is_loopback() => Ok(()),
                 Some(url::Host::Domain("localhost")) => Ok(()),
-                _ => Err("http redirect URIs are allowed only on a loopback host (127.0.0.1, [::1], localhost)".into()),
+                _ => Err(
+                    "http redirect URIs are allowed only on a loopback host (127.0.0.1, [::1], localhost)"
+                        .into(),
+                ),
             }
         }
         other => {
@@ -155,7 +168,11 @@ pub fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(uri.len() + 128);
     out.push_str(uri);
     let mut sep = if uri.contains('?') {
-        if uri.ends_with('?') || uri.ends_with('&') { "" } else { "&" }
+        if uri.ends_with('?') || uri.ends_with('&') {
+            ""
+        } else {
+            "&"
+        }
     } else {
         "?"
     };
@@ -195,7 +212,13 @@ mod tests {
         assert!(validate("http://127.0.0.1/cb", AppType::Native).is_ok());
         assert!(validate("http://localhost:3000/callback", AppType::Native).is_ok());
         assert!(validate("http://127.0.0.1/cb", AppType::Web).is_err());
-        assert!(validate("cursor://anysphere.cursor-retrieval/oauth/callback", AppType::Native).is_ok());
+        assert!(
+            validate(
+                "cursor://anysphere.cursor-retrieval/oauth/callback",
+                AppType::Native
+            )
+            .is_ok()
+        );
         assert!(validate("cursor://x/cb", AppType::Web).is_err());
         assert!(validate("javascript://x/%0aalert(1)", AppType::Native).is_err());
         assert!(validate("https://app.example/cb#frag", AppType::Web).is_err());
@@ -222,7 +245,13 @@ mod tests {
 
     #[test]
     fn params_are_appended() {
-        assert_eq!(with_params("https://a/cb", &[("code", "x y"), ("state", "s&")]), "https://a/cb?code=x+y&state=s%26");
-        assert_eq!(with_params("https://a/cb?k=v", &[("code", "c")]), "https://a/cb?k=v&code=c");
+        assert_eq!(
+            with_params("https://a/cb", &[("code", "x y"), ("state", "s&")]),
+            "https://a/cb?code=x+y&state=s%26"
+        );
+        assert_eq!(
+            with_params("https://a/cb?k=v", &[("code", "c")]),
+            "https://a/cb?k=v&code=c"
+        );
     }
 }

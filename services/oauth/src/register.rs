@@ -40,7 +40,9 @@ fn optional_https(field: &str, value: &Option<String>) -> OAuthResult<()> {
     if let Some(v) = value {
         let ok = v.len() <= 2000 && url::Url::parse(v).is_ok_and(|u| u.scheme() == "https");
         if !ok {
-            return Err(OAuthError::InvalidClientMetadata(format!("{field} must be an https URL")));
+            return Err(OAuthError::InvalidClientMetadata(format!(
+                "{field} must be an https URL"
+            )));
         }
     }
     Ok(())
@@ -61,10 +63,18 @@ pub fn validate(req: &RegistrationRequest) -> OAuthResult<(NewOAuthClient, Optio
     }
     let response_types = req.response_types.clone().unwrap_or_else(|| vec!["code".into()]);
     if response_types.iter().any(|r| r != "code") {
-        return Err(OAuthError::InvalidClientMetadata("only the response type code is supported".into()));
+        return Err(OAuthError::InvalidClientMetadata(
+            "only the response type code is supported".into(),
+        ));
     }
-    let method = req.token_endpoint_auth_method.clone().unwrap_or_else(|| "client_secret_basic".into());
-    if !matches!(method.as_str(), "none" | "client_secret_basic" | "client_secret_post") {
+    let method = req
+        .token_endpoint_auth_method
+        .clone()
+        .unwrap_or_else(|| "client_secret_basic".into());
+    if !matches!(
+        method.as_str(),
+        "none" | "client_secret_basic" | "client_secret_post"
+    ) {
         return Err(OAuthError::InvalidClientMetadata(format!(
             "token_endpoint_auth_method {method} is not supported (none, client_secret_basic, client_secret_post)"
         )));
@@ -73,7 +83,9 @@ pub fn validate(req: &RegistrationRequest) -> OAuthResult<(NewOAuthClient, Optio
         return Err(OAuthError::InvalidRedirectUri("redirect_uris is required".into()));
     }
     if req.redirect_uris.len() > MAX_REDIRECT_URIS {
-        return Err(OAuthError::InvalidRedirectUri(format!("at most {MAX_REDIRECT_URIS} redirect URIs")));
+        return Err(OAuthError::InvalidRedirectUri(format!(
+            "at most {MAX_REDIRECT_URIS} redirect URIs"
+        )));
     }
     // A client that does not say is taken to be native when none of its redirect URIs is https:
     // MCP clients of earlier protocol revisions register loopback redirects without the field.
@@ -85,12 +97,15 @@ pub fn validate(req: &RegistrationRequest) -> OAuthResult<(NewOAuthClient, Optio
         None => AppType::Web,
     };
     for uri in &req.redirect_uris {
-        redirect::validate(uri, app).map_err(|why| OAuthError::InvalidRedirectUri(format!("{uri}: {why}")))?;
+        redirect::validate(uri, app)
+            .map_err(|why| OAuthError::InvalidRedirectUri(format!("{uri}: {why}")))?;
     }
     if let Some(name) = &req.client_name
         && (name.chars().count() > 200 || name.chars().any(char::is_control))
     {
-        return Err(OAuthError::InvalidClientMetadata("client_name must be at most 200 printable characters".into()));
+        return Err(OAuthError::InvalidClientMetadata(
+            "client_name must be at most 200 printable characters".into(),
+        ));
     }
     optional_https("client_uri", &req.client_uri)?;
     optional_https("logo_uri", &req.logo_uri)?;
@@ -129,7 +144,11 @@ pub fn validate(req: &RegistrationRequest) -> OAuthResult<(NewOAuthClient, Optio
 }
 
 /// `POST /oauth/register`.
-pub async fn register(state: web::Data<OAuthState>, req: HttpRequest, body: web::Bytes) -> OAuthResult<HttpResponse> {
+pub async fn register(
+    state: web::Data<OAuthState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> OAuthResult<HttpResponse> {
     let ip = crate::session_client_info(&req).0;
     let per_hour = state.cfg.oauth.dynamic_registration_per_hour.max(1);
     let limit = Limit {
@@ -138,7 +157,10 @@ pub async fn register(state: web::Data<OAuthState>, req: HttpRequest, body: web:
     };
     let decision = state
         .rate_limiter
-        .check(&format!("oauth-register:{}", ip.map(|i| i.to_string()).unwrap_or_default()), limit)
+        .check(
+            &format!("oauth-register:{}", ip.map(|i| i.to_string()).unwrap_or_default()),
+            limit,
+        )
         .await;
     if !decision.allowed {
         return Err(OAuthError::RateLimited {
@@ -146,10 +168,13 @@ pub async fn register(state: web::Data<OAuthState>, req: HttpRequest, body: web:
         });
     }
     if body.len() > MAX_BODY {
-        return Err(OAuthError::InvalidClientMetadata(format!("the registration is larger than {MAX_BODY} bytes")));
+        return Err(OAuthError::InvalidClientMetadata(format!(
+            "the registration is larger than {MAX_BODY} bytes"
+        )));
     }
-    let request: RegistrationRequest = serde_json::from_slice(&body)
-        .map_err(|e| OAuthError::InvalidClientMetadata(format!("the body is not valid client metadata JSON: {e}")))?;
+    let request: RegistrationRequest = serde_json::from_slice(&body).map_err(|e| {
+        OAuthError::InvalidClientMetadata(format!("the body is not valid client metadata JSON: {e}"))
+    })?;
     let (client, secret) = validate(&request)?;
     let mut tx = GlobalTx::begin(&state.db).await?;
     let row = oauth_clients::upsert(&mut tx, &client).await?;
@@ -167,7 +192,11 @@ pub async fn register(state: web::Data<OAuthState>, req: HttpRequest, body: web:
         "token_endpoint_auth_method": row.token_endpoint_auth_method,
         "application_type": row.application_type,
     });
-    for (k, v) in [("client_name", &row.client_name), ("client_uri", &row.client_uri), ("logo_uri", &row.logo_uri)] {
+    for (k, v) in [
+        ("client_name", &row.client_name),
+        ("client_uri", &row.client_uri),
+        ("logo_uri", &row.logo_uri),
+    ] {
         if let Some(v) = v {
             out[k] = json!(v);
         }

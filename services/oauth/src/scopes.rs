@@ -13,7 +13,9 @@ pub const OFFLINE_ACCESS: &str = "offline_access";
 pub fn parse(scope: &str) -> Option<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     for s in scope.split(' ').filter(|s| !s.is_empty()) {
-        let valid = s.len() <= 64 && s.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
+        let valid = s.len() <= 64
+            && s.bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
         if !valid {
             return None;
         }
@@ -25,7 +27,11 @@ pub fn parse(scope: &str) -> Option<BTreeSet<String>> {
 }
 
 pub fn join<'a>(scopes: impl IntoIterator<Item = &'a String>) -> String {
-    scopes.into_iter().map(String::as_str).collect::<Vec<_>>().join(" ")
+    scopes
+        .into_iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Requested names that are not scopes granting something at the endpoint.

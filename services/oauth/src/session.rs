@@ -62,7 +62,9 @@ pub async fn start(
         .http_only(true)
         .secure(!local)
         .same_site(SameSite::Lax)
-        .max_age(actix_web::cookie::time::Duration::seconds(ABSOLUTE_TIMEOUT.whole_seconds()))
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            ABSOLUTE_TIMEOUT.whole_seconds(),
+        ))
         .finish())
 }
 
@@ -92,16 +94,29 @@ fn tag(state: &OAuthState, parts: &[&str]) -> Vec<u8> {
 
 /// The login form's token: bound to the login cookie, the request and the time it was issued.
 pub fn login_csrf(state: &OAuthState, login_cookie: &str, query: &str, issued_at: i64) -> String {
-    URL_SAFE_NO_PAD.encode(tag(state, &["login", login_cookie, query, &issued_at.to_string()]))
+    URL_SAFE_NO_PAD.encode(tag(
+        state,
+        &["login", login_cookie, query, &issued_at.to_string()],
+    ))
 }
 
 /// The consent form's token: bound to the session, the request and the time it was issued.
 pub fn consent_csrf(state: &OAuthState, session_token: &str, query: &str, issued_at: i64) -> String {
-    URL_SAFE_NO_PAD.encode(tag(state, &["consent", session_token, query, &issued_at.to_string()]))
+    URL_SAFE_NO_PAD.encode(tag(
+        state,
+        &["consent", session_token, query, &issued_at.to_string()],
+    ))
 }
 
 /// Checks a form token made by `make`, and that the form is recent.
-pub fn form_token_valid(state: &OAuthState, kind: &str, bound_to: &str, query: &str, issued_at: i64, presented: &str) -> bool {
+pub fn form_token_valid(
+    state: &OAuthState,
+    kind: &str,
+    bound_to: &str,
+    query: &str,
+    issued_at: i64,
+    presented: &str,
+) -> bool {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if issued_at > now + 5 || now - issued_at > FORM_TTL_SECS {
         return false;
@@ -109,7 +124,9 @@ pub fn form_token_valid(state: &OAuthState, kind: &str, bound_to: &str, query: &
     URL_SAFE_NO_PAD.decode(presented).is_ok_and(|t| {
         hmac_sha256_verify(
             &state.keys.oauth_state,
-            [kind, bound_to, query, &issued_at.to_string()].join("\u{0}").as_bytes(),
+            [kind, bound_to, query, &issued_at.to_string()]
+                .join("\u{0}")
+                .as_bytes(),
             &t,
         )
     })

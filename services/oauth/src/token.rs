@@ -43,7 +43,9 @@ impl Form {
         let mut map = HashMap::new();
         for (k, v) in url::form_urlencoded::parse(body) {
             if map.insert(k.clone().into_owned(), v.into_owned()).is_some() {
-                return Err(OAuthError::InvalidRequest(format!("the parameter {k} appears more than once")));
+                return Err(OAuthError::InvalidRequest(format!(
+                    "the parameter {k} appears more than once"
+                )));
             }
         }
         Ok(Self(map))
@@ -78,7 +80,11 @@ fn respond(body: &TokenResponse) -> HttpResponse {
 }
 
 /// `POST /oauth/token`.
-pub async fn token(state: web::Data<OAuthState>, req: HttpRequest, body: web::Bytes) -> OAuthResult<HttpResponse> {
+pub async fn token(
+    state: web::Data<OAuthState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> OAuthResult<HttpResponse> {
     let form = Form::parse(&req, &body)?;
     let grant_type = form.require("grant_type")?;
     let grant_type = grant_type.to_owned();
@@ -102,7 +108,9 @@ pub async fn token(state: web::Data<OAuthState>, req: HttpRequest, body: web::By
             ));
         }
         other => {
-            return Err(OAuthError::UnsupportedGrantType(format!("grant_type {other} is not supported")));
+            return Err(OAuthError::UnsupportedGrantType(format!(
+                "grant_type {other} is not supported"
+            )));
         }
     };
     metrics::counter!("gatehouse_oauth_tokens_issued_total", "grant" => grant_type).increment(1);
@@ -151,7 +159,9 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
     well_formed
         && constant_time_eq(
-            URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())).as_bytes(),
+            URL_SAFE_NO_PAD
+                .encode(Sha256::digest(verifier.as_bytes()))
+                .as_bytes(),
             challenge.as_bytes(),
         )
 }
@@ -173,12 +183,17 @@ fn client_actor(client_id: &str) -> Actor {
     }
 }
 
-async fn authorization_code(state: &OAuthState, form: &Form, client: Authenticated) -> OAuthResult<TokenResponse> {
+async fn authorization_code(
+    state: &OAuthState,
+    form: &Form,
+    client: Authenticated,
+) -> OAuthResult<TokenResponse> {
     let client = registered(client)?;
     let code = form.require("code")?;
     let redirect_uri = form.require("redirect_uri")?;
     let verifier = form.get("code_verifier");
-    let invalid = || OAuthError::InvalidGrant("the authorization code is invalid, expired or already used".into());
+    let invalid =
+        || OAuthError::InvalidGrant("the authorization code is invalid, expired or already used".into());
     let org = tokens::org_of(code, tokens::CODE_PREFIX).ok_or_else(invalid)?;
     let hash = token_hash(code);
     let mut tx = TenantTx::begin(&state.db, &OrgScope::authorized(org)).await?;
@@ -201,9 +216,11 @@ async fn authorization_code(state: &OAuthState, form: &Form, client: Authenticat
             }
             audit::append(
                 &mut tx,
-                &[NewAuditEvent::control(client_actor(&client.client_id), "oauth.code_reuse_detected")
-                    .outcome(AuditOutcome::Denied)
-                    .details(json!({"family_id": used.family_id, "user_id": used.user_id}))],
+                &[
+                    NewAuditEvent::control(client_actor(&client.client_id), "oauth.code_reuse_detected")
+                        .outcome(AuditOutcome::Denied)
+                        .details(json!({"family_id": used.family_id, "user_id": used.user_id})),
+                ],
             )
             .await?;
             tx.commit().await?;
@@ -216,9 +233,18 @@ async fn authorization_code(state: &OAuthState, form: &Form, client: Authenticat
     };
     // The code is consumed from here on, whatever the outcome: a failed redemption burns it.
     let checks = [
-        (row.expires_at > OffsetDateTime::now_utc(), "the authorization code expired"),
-        (row.client_id == client.client_id, "the authorization code was issued to another client"),
-        (row.redirect_uri == redirect_uri, "redirect_uri differs from the authorization request"),
+        (
+            row.expires_at > OffsetDateTime::now_utc(),
+            "the authorization code expired",
+        ),
+        (
+            row.client_id == client.client_id,
+            "the authorization code was issued to another client",
+        ),
+        (
+            row.redirect_uri == redirect_uri,
+            "redirect_uri differs from the authorization request",
+        ),
     ];
     if let Some((_, why)) = checks.iter().find(|(ok, _)| !ok) {
         tx.commit().await?;
@@ -226,30 +252,41 @@ async fn authorization_code(state: &OAuthState, form: &Form, client: Authenticat
     }
     let Some(verifier) = verifier else {
         tx.commit().await?;
-        return Err(OAuthError::InvalidGrant("code_verifier is required (PKCE)".into()));
+        return Err(OAuthError::InvalidGrant(
+            "code_verifier is required (PKCE)".into(),
+        ));
     };
     if !pkce_matches(verifier, &row.code_challenge) {
         tx.commit().await?;
-        return Err(OAuthError::InvalidGrant("code_verifier does not match the code challenge".into()));
+        return Err(OAuthError::InvalidGrant(
+            "code_verifier does not match the code challenge".into(),
+        ));
     }
     if let Some(resource) = form.get("resource")
         && resource != row.resource
     {
         tx.commit().await?;
-        return Err(OAuthError::InvalidTarget("resource differs from the authorization request".into()));
+        return Err(OAuthError::InvalidTarget(
+            "resource differs from the authorization request".into(),
+        ));
     }
     let granted: BTreeSet<String> = row.scopes.iter().cloned().collect();
     if let Some(scope) = form.get("scope") {
-        let asked = scopes::parse(scope).ok_or_else(|| OAuthError::InvalidScope("scope is malformed".into()))?;
+        let asked =
+            scopes::parse(scope).ok_or_else(|| OAuthError::InvalidScope("scope is malformed".into()))?;
         if !asked.is_subset(&granted) {
             tx.commit().await?;
-            return Err(OAuthError::InvalidScope("scope exceeds what was authorized".into()));
+            return Err(OAuthError::InvalidScope(
+                "scope exceeds what was authorized".into(),
+            ));
         }
     }
     // Membership is rechecked: the user may have left the org since authorizing.
     if orgs::member_role(&mut tx, row.user_id).await?.is_none() {
         tx.commit().await?;
-        return Err(OAuthError::InvalidGrant("the user is no longer a member of the organization".into()));
+        return Err(OAuthError::InvalidGrant(
+            "the user is no longer a member of the organization".into(),
+        ));
     }
     let family = RefreshFamilyId::new();
     let scopes_vec: Vec<String> = granted.iter().cloned().collect();
@@ -266,17 +303,26 @@ async fn authorization_code(state: &OAuthState, form: &Form, client: Authenticat
     )
     .await?;
     let refresh = tokens::new_refresh_token(org);
-    oauth_refresh::insert_token(&mut tx, family, &token_hash(&refresh), 0, state.cfg.oauth.refresh_token_ttl_secs as i64).await?;
+    oauth_refresh::insert_token(
+        &mut tx,
+        family,
+        &token_hash(&refresh),
+        0,
+        state.cfg.oauth.refresh_token_ttl_secs as i64,
+    )
+    .await?;
     oauth_codes::record_family(&mut tx, &hash, family).await?;
     audit::append(
         &mut tx,
-        &[NewAuditEvent::control(user_actor(row.user_id), "oauth.grant_created")
-            .target("oauth_grant", family)
-            .details(json!({
-                "client_id": client.client_id,
-                "endpoint_id": row.endpoint_id,
-                "scopes": scopes_vec,
-            }))],
+        &[
+            NewAuditEvent::control(user_actor(row.user_id), "oauth.grant_created")
+                .target("oauth_grant", family)
+                .details(json!({
+                    "client_id": client.client_id,
+                    "endpoint_id": row.endpoint_id,
+                    "scopes": scopes_vec,
+                })),
+        ],
     )
     .await?;
     let access = mint_access_token(
@@ -315,7 +361,8 @@ async fn refresh_token(state: &OAuthState, form: &Form, client: Authenticated) -
     let client = registered(client)?;
     let presented = form.require("refresh_token")?;
     let invalid = |why: &str| OAuthError::InvalidGrant(why.to_owned());
-    let org = tokens::org_of(presented, tokens::REFRESH_PREFIX).ok_or_else(|| invalid("the refresh token is invalid"))?;
+    let org = tokens::org_of(presented, tokens::REFRESH_PREFIX)
+        .ok_or_else(|| invalid("the refresh token is invalid"))?;
     let mut tx = TenantTx::begin(&state.db, &OrgScope::authorized(org)).await?;
     let Some(token) = oauth_refresh::find_token_for_update(&mut tx, &token_hash(presented)).await? else {
         tx.commit().await?;
@@ -337,7 +384,9 @@ async fn refresh_token(state: &OAuthState, form: &Form, client: Authenticated) -
         // A rotated token presented again. Only the immediate predecessor of the newest token,
         // within the grace period, is a retry; anything else is reuse and revokes the family.
         let grace = time::Duration::seconds(state.cfg.oauth.refresh_reuse_grace_secs as i64);
-        let retry = grace.is_positive() && token.generation + 1 == token.latest_generation && now - rotated_at <= grace;
+        let retry = grace.is_positive()
+            && token.generation + 1 == token.latest_generation
+            && now - rotated_at <= grace;
         if !retry {
             let revoked = grants::revoke(
                 &mut tx,
@@ -352,16 +401,20 @@ async fn refresh_token(state: &OAuthState, form: &Form, client: Authenticated) -
             .await?;
             audit::append(
                 &mut tx,
-                &[NewAuditEvent::control(client_actor(&client.client_id), "oauth.refresh_reuse_detected")
-                    .target("oauth_grant", family.id)
-                    .outcome(AuditOutcome::Denied)
-                    .details(json!({"user_id": family.user_id, "generation": token.generation}))],
+                &[
+                    NewAuditEvent::control(client_actor(&client.client_id), "oauth.refresh_reuse_detected")
+                        .target("oauth_grant", family.id)
+                        .outcome(AuditOutcome::Denied)
+                        .details(json!({"user_id": family.user_id, "generation": token.generation})),
+                ],
             )
             .await?;
             tx.commit().await?;
             grants::publish(&state.notifier, org, revoked.version).await;
             tracing::warn!(%org, family = %family.id, "refresh token reuse detected; grant revoked");
-            return Err(invalid("the refresh token was already used; the grant is revoked"));
+            return Err(invalid(
+                "the refresh token was already used; the grant is revoked",
+            ));
         }
     }
     if token.expires_at <= now {
@@ -372,16 +425,21 @@ async fn refresh_token(state: &OAuthState, form: &Form, client: Authenticated) -
         && resource != family.resource
     {
         tx.commit().await?;
-        return Err(OAuthError::InvalidTarget("the grant is for another resource".into()));
+        return Err(OAuthError::InvalidTarget(
+            "the grant is for another resource".into(),
+        ));
     }
     let consented: BTreeSet<String> = family.scopes.iter().cloned().collect();
     let mut granted = match form.get("scope") {
         None => consented.clone(),
         Some(s) => {
-            let asked = scopes::parse(s).ok_or_else(|| OAuthError::InvalidScope("scope is malformed".into()))?;
+            let asked =
+                scopes::parse(s).ok_or_else(|| OAuthError::InvalidScope("scope is malformed".into()))?;
             if !asked.is_subset(&consented) {
                 tx.commit().await?;
-                return Err(OAuthError::InvalidScope("scope exceeds what the grant allows".into()));
+                return Err(OAuthError::InvalidScope(
+                    "scope exceeds what the grant allows".into(),
+                ));
             }
             asked
         }
@@ -404,7 +462,11 @@ async fn refresh_token(state: &OAuthState, form: &Form, client: Authenticated) -
         return Err(invalid("the user is no longer a member of the organization"));
     };
     let endpoint_scopes = oauth_scopes::granting_scopes(&mut tx, family.endpoint_id).await?;
-    granted.retain(|g| endpoint_scopes.iter().any(|s| &s.name == g && scopes::role_allows(role, &s.min_role)));
+    granted.retain(|g| {
+        endpoint_scopes
+            .iter()
+            .any(|s| &s.name == g && scopes::role_allows(role, &s.min_role))
+    });
     oauth_refresh::rotate_all(&mut tx, family.id).await?;
     let refresh = tokens::new_refresh_token(org);
     oauth_refresh::insert_token(
@@ -440,7 +502,11 @@ async fn refresh_token(state: &OAuthState, form: &Form, client: Authenticated) -
     })
 }
 
-async fn client_credentials(state: &OAuthState, form: &Form, client: Authenticated) -> OAuthResult<TokenResponse> {
+async fn client_credentials(
+    state: &OAuthState,
+    form: &Form,
+    client: Authenticated,
+) -> OAuthResult<TokenResponse> {
     let Authenticated::Service { org, client } = client else {
         return Err(OAuthError::UnauthorizedClient(
             "only service clients created by an org admin may use client_credentials".into(),
@@ -456,16 +522,21 @@ async fn client_credentials(state: &OAuthState, form: &Form, client: Authenticat
         && asked != resource
     {
         tx.commit().await?;
-        return Err(OAuthError::InvalidTarget("the client is bound to another resource".into()));
+        return Err(OAuthError::InvalidTarget(
+            "the client is bound to another resource".into(),
+        ));
     }
     let allowed: BTreeSet<String> = client.scopes.iter().cloned().collect();
     let granted = match form.get("scope") {
         None => allowed,
         Some(s) => {
-            let asked = scopes::parse(s).ok_or_else(|| OAuthError::InvalidScope("scope is malformed".into()))?;
+            let asked =
+                scopes::parse(s).ok_or_else(|| OAuthError::InvalidScope("scope is malformed".into()))?;
             if !asked.is_subset(&allowed) {
                 tx.commit().await?;
-                return Err(OAuthError::InvalidScope("scope exceeds the client's scopes".into()));
+                return Err(OAuthError::InvalidScope(
+                    "scope exceeds the client's scopes".into(),
+                ));
             }
             asked
         }

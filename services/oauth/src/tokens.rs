@@ -62,12 +62,17 @@ pub fn org_of(token: &str, prefix: &str) -> Option<OrgId> {
         return None;
     }
     let (hex, tail) = (&rest[..32], &rest[33..]);
-    if !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if !hex
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
         return None;
     }
     let valid_tail = !tail.is_empty()
         && tail.len() <= 128
-        && tail.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && tail
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !valid_tail {
         return None;
     }
@@ -88,7 +93,13 @@ mod tests {
         }
         let client = service_client_id(org, ServiceClientId::new());
         assert_eq!(org_of(&client, SERVICE_CLIENT_PREFIX), Some(org));
-        for bad in ["", "ghc_", "ghc_xyz", "ghr_00000000000000000000000000000000_a", "ghc_0000000000000000000000000000000_ab"] {
+        for bad in [
+            "",
+            "ghc_",
+            "ghc_xyz",
+            "ghr_00000000000000000000000000000000_a",
+            "ghc_0000000000000000000000000000000_ab",
+        ] {
             assert_eq!(org_of(bad, CODE_PREFIX), None, "{bad}");
         }
         assert_eq!(org_of(&new_code(org).replace('_', "-"), CODE_PREFIX), None);

@@ -28,30 +28,77 @@ fn openssl(dir: &Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .expect("the `openssl` command is required by HTTPS tests (apt-get install openssl)");
-    assert!(out.status.success(), "openssl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl TestCa {
     pub fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("gatehouse-tls-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
         let mut ca = vec!["req", "-x509"];
         ca.extend_from_slice(&ec);
-        ca.extend_from_slice(&["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Gatehouse test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
+        ca.extend_from_slice(&[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Gatehouse test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ]);
         openssl(&dir, &ca);
         let mut req = vec!["req"];
         req.extend_from_slice(&ec);
-        req.extend_from_slice(&["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1"]);
+        req.extend_from_slice(&[
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
         openssl(&dir, &req);
         std::fs::write(
             dir.join("leaf.ext"),
             "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
         )
         .unwrap();
-        openssl(&dir, &["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext"]);
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "leaf.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "leaf.ext",
+            ],
+        );
         Self {
             ca_pem: dir.join("ca.pem"),
             cert_pem: dir.join("leaf.pem"),
@@ -101,12 +148,14 @@ impl HttpsServer {
             .collect::<Result<_, _>>()
             .unwrap();
         let key = PrivateKeyDer::from_pem_file(&ca.key_pem).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -115,10 +164,14 @@ impl HttpsServer {
         let (docs, counts) = (documents.clone(), hits.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
                 let (acceptor, docs, counts) = (acceptor.clone(), docs.clone(), counts.clone());
                 tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
                     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -132,11 +185,19 @@ impl HttpsServer {
                     }
                     let head = String::from_utf8_lossy(&buf);
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                    counts.lock().unwrap().entry(path.clone()).or_default().fetch_add(1, Ordering::SeqCst);
+                    counts
+                        .lock()
+                        .unwrap()
+                        .entry(path.clone())
+                        .or_default()
+                        .fetch_add(1, Ordering::SeqCst);
                     let doc = docs.lock().unwrap().get(&path).cloned();
                     let response = match doc {
                         Some(d) => {
-                            let mut r = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n", d.body.len());
+                            let mut r = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                                d.body.len()
+                            );
                             for (k, v) in &d.headers {
                                 r.push_str(&format!("{k}: {v}\r\n"));
                             }
@@ -144,14 +205,20 @@ impl HttpsServer {
                             r.push_str(&d.body);
                             r
                         }
-                        None => "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned(),
+                        None => "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                            .to_owned(),
                     };
                     let _ = tls.write_all(response.as_bytes()).await;
                     let _ = tls.shutdown().await;
                 });
             }
         });
-        Self { port, documents, hits, task }
+        Self {
+            port,
+            documents,
+            hits,
+            task,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -163,6 +230,10 @@ impl HttpsServer {
     }
 
     pub fn hits(&self, path: &str) -> usize {
-        self.hits.lock().unwrap().get(path).map_or(0, |c| c.load(Ordering::SeqCst))
+        self.hits
+            .lock()
+            .unwrap()
+            .get(path)
+            .map_or(0, |c| c.load(Ordering::SeqCst))
     }
 }

@@ -132,7 +132,12 @@ pub async fn revoke_consent(
     revoke(&state, &member, &selection, "consent_withdrawn").await
 }
 
-async fn revoke(state: &AppState, member: &OrgMember, selection: &Selection, reason: &str) -> ApiResult<web::Json<RevokedOut>> {
+async fn revoke(
+    state: &AppState,
+    member: &OrgMember,
+    selection: &Selection,
+    reason: &str,
+) -> ApiResult<web::Json<RevokedOut>> {
     let mut tx = member.begin(state).await?;
     let revoked = grants::revoke(&mut tx, &state.cfg, selection, reason, member.actor()).await?;
     tx.commit().await?;
@@ -239,7 +244,10 @@ pub async fn revoke_grants(
     member.require(Role::Admin)?;
     let body = body.0;
     if body.grant_id.is_none() && body.user_id.is_none() && body.client_id.is_none() {
-        return Err(ApiError::invalid("body", "name a grant_id, a user_id or a client_id"));
+        return Err(ApiError::invalid(
+            "body",
+            "name a grant_id, a user_id or a client_id",
+        ));
     }
     let selection = Selection {
         family: body.grant_id,

@@ -13,8 +13,8 @@ use gatehouse_core::role::Role;
 use gatehouse_core::secrets::token_hash;
 use gatehouse_core::snapshot::RevocationKind;
 use gatehouse_db::NewAuditEvent;
-use gatehouse_db::repos::oauth_service_clients::{self, NewServiceClient, ServiceClientRow};
 use gatehouse_db::repos::audit;
+use gatehouse_db::repos::oauth_service_clients::{self, NewServiceClient, ServiceClientRow};
 use gatehouse_oauth::admin::grantable;
 use gatehouse_oauth::{grants, tokens};
 
@@ -94,7 +94,10 @@ pub struct CreatedServiceClient {
     responses((status = 200, body = Vec<ServiceClientOut>), (status = 404, body = crate::error::Problem))
 )]
 #[get("/orgs/{org}/service-clients")]
-pub async fn list_service_clients(state: web::Data<AppState>, member: OrgMember) -> ApiResult<web::Json<Vec<ServiceClientOut>>> {
+pub async fn list_service_clients(
+    state: web::Data<AppState>,
+    member: OrgMember,
+) -> ApiResult<web::Json<Vec<ServiceClientOut>>> {
     member.require(Role::Admin)?;
     let mut tx = member.begin(&state).await?;
     let rows = oauth_service_clients::list(&mut tx).await?;

@@ -105,7 +105,10 @@ pub fn scope_problem(problem: ScopeProblem) -> ApiError {
     responses((status = 200, body = Vec<ServiceTokenOut>), (status = 404, body = crate::error::Problem))
 )]
 #[get("/orgs/{org}/service-tokens")]
-pub async fn list_service_tokens(state: web::Data<AppState>, member: OrgMember) -> ApiResult<web::Json<Vec<ServiceTokenOut>>> {
+pub async fn list_service_tokens(
+    state: web::Data<AppState>,
+    member: OrgMember,
+) -> ApiResult<web::Json<Vec<ServiceTokenOut>>> {
     member.require(Role::Admin)?;
     let mut tx = member.begin(&state).await?;
     let rows = service_tokens::list(&mut tx).await?;
@@ -166,10 +169,19 @@ pub async fn create_service_token(
     .await?;
     let version = orgs::bump_config_version(&mut tx).await?;
     tx.commit().await?;
-    state.notifier.publish(ConfigChange { org_id: member.org.id, version }).await;
+    state
+        .notifier
+        .publish(ConfigChange {
+            org_id: member.org.id,
+            version,
+        })
+        .await;
     Ok(HttpResponse::Created()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(CreatedServiceToken { token: row.into(), secret }))
+        .json(CreatedServiceToken {
+            token: row.into(),
+            secret,
+        }))
 }
 
 /// Revokes a service token; the dataplane refuses it from its next configuration refresh.
@@ -188,7 +200,9 @@ pub async fn revoke_service_token(
     member.require(Role::Admin)?;
     let id = path.into_inner().1;
     let mut tx = member.begin(&state).await?;
-    let row = service_tokens::revoke(&mut tx, id).await?.ok_or(ApiError::NotFound("service token"))?;
+    let row = service_tokens::revoke(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("service token"))?;
     audit::append(
         &mut tx,
         &[NewAuditEvent::control(member.actor(), "service_token.revoked")
@@ -199,6 +213,12 @@ pub async fn revoke_service_token(
     .await?;
     let version = orgs::bump_config_version(&mut tx).await?;
     tx.commit().await?;
-    state.notifier.publish(ConfigChange { org_id: member.org.id, version }).await;
+    state
+        .notifier
+        .publish(ConfigChange {
+            org_id: member.org.id,
+            version,
+        })
+        .await;
     Ok(HttpResponse::NoContent().finish())
 }

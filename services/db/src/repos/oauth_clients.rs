@@ -26,7 +26,8 @@ pub struct OAuthClientRow {
     pub created_at: OffsetDateTime,
 }
 
-const COLUMNS: &str = "client_id, registration_type, client_name, client_uri, logo_uri, redirect_uris, grant_types,
+const COLUMNS: &str =
+    "client_id, registration_type, client_name, client_uri, logo_uri, redirect_uris, grant_types,
     response_types, token_endpoint_auth_method, application_type, client_secret_hash, metadata,
     document_fetched_at, document_expires_at, document_etag, created_at";
 

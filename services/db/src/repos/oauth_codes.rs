@@ -22,7 +22,8 @@ pub struct AuthorizationCodeRow {
     pub family_id: Option<RefreshFamilyId>,
 }
 
-const COLUMNS: &str = "client_id, user_id, endpoint_id, redirect_uri, code_challenge, scopes, resource, created_at,
+const COLUMNS: &str =
+    "client_id, user_id, endpoint_id, redirect_uri, code_challenge, scopes, resource, created_at,
     expires_at, consumed_at, family_id";
 
 pub struct NewAuthorizationCode<'a> {

@@ -21,8 +21,7 @@ pub struct RefreshFamilyRow {
     pub revoked_reason: Option<String>,
 }
 
-const FAMILY_COLUMNS: &str =
-    "id, client_id, user_id, endpoint_id, scopes, resource, created_at, last_used_at, revoked_at, revoked_reason";
+const FAMILY_COLUMNS: &str = "id, client_id, user_id, endpoint_id, scopes, resource, created_at, last_used_at, revoked_at, revoked_reason";
 
 /// A refresh token joined with its family, as presented at the token endpoint.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -86,7 +85,10 @@ pub async fn insert_token(
 
 /// The token with that hash, locking its family row so that concurrent uses of one family are
 /// serialised (the second sees what the first did).
-pub async fn find_token_for_update(tx: &mut TenantTx, token_hash: &[u8]) -> DbResult<Option<RefreshTokenRow>> {
+pub async fn find_token_for_update(
+    tx: &mut TenantTx,
+    token_hash: &[u8],
+) -> DbResult<Option<RefreshTokenRow>> {
     let org_id = tx.org_id();
     let family: Option<RefreshFamilyId> = sqlx::query_scalar(
         "SELECT f.id FROM oauth_refresh_tokens t
@@ -165,7 +167,11 @@ pub async fn revoke_families(
     filter: &FamilyFilter<'_>,
     reason: &str,
 ) -> DbResult<Vec<RefreshFamilyId>> {
-    if filter.id.is_none() && filter.user_id.is_none() && filter.client_id.is_none() && filter.endpoint_id.is_none() {
+    if filter.id.is_none()
+        && filter.user_id.is_none()
+        && filter.client_id.is_none()
+        && filter.endpoint_id.is_none()
+    {
         return Ok(Vec::new());
     }
     let org_id = tx.org_id();
@@ -189,7 +195,11 @@ pub async fn revoke_families(
 }
 
 /// Live (unrevoked) families matching the filter, newest first. An empty filter lists all.
-pub async fn list_live(tx: &mut TenantTx, filter: &FamilyFilter<'_>, limit: i64) -> DbResult<Vec<RefreshFamilyRow>> {
+pub async fn list_live(
+    tx: &mut TenantTx,
+    filter: &FamilyFilter<'_>,
+    limit: i64,
+) -> DbResult<Vec<RefreshFamilyRow>> {
     let org_id = tx.org_id();
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {FAMILY_COLUMNS} FROM oauth_refresh_families

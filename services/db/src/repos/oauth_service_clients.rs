@@ -76,7 +76,10 @@ pub async fn get(tx: &mut TenantTx, id: ServiceClientId) -> DbResult<Option<Serv
 }
 
 /// A live (unrevoked) client by its client id.
-pub async fn find_live_by_client_id(tx: &mut TenantTx, client_id: &str) -> DbResult<Option<ServiceClientRow>> {
+pub async fn find_live_by_client_id(
+    tx: &mut TenantTx,
+    client_id: &str,
+) -> DbResult<Option<ServiceClientRow>> {
     let org_id = tx.org_id();
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM service_clients WHERE org_id = $1 AND client_id = $2 AND revoked_at IS NULL"

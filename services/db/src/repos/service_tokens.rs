@@ -24,8 +24,7 @@ pub struct ServiceTokenRow {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
-const COLUMNS: &str =
-    "id, endpoint_id, name, token_prefix, token_hash, scopes, created_by, created_at, expires_at, last_used_at, revoked_at";
+const COLUMNS: &str = "id, endpoint_id, name, token_prefix, token_hash, scopes, created_by, created_at, expires_at, last_used_at, revoked_at";
 
 pub struct NewServiceToken<'a> {
     pub id: ServiceTokenId,

@@ -20,7 +20,8 @@ pub struct SigningKeyRow {
     pub expire_at: Option<OffsetDateTime>,
 }
 
-const COLUMNS: &str = "kid, alg, public_jwk, private_key_enc, created_at, publish_at, sign_from, retire_at, expire_at";
+const COLUMNS: &str =
+    "kid, alg, public_jwk, private_key_enc, created_at, publish_at, sign_from, retire_at, expire_at";
 
 /// Serialises key maintenance across control-API replicas for the rest of the transaction.
 pub async fn lock_for_rotation(tx: &mut GlobalTx) -> DbResult<()> {

@@ -27,20 +27,49 @@ async fn metadata_document_clients_authorize_and_are_cached() {
         "/oauth/client.json",
         Document {
             headers: vec![("cache-control".into(), "public, max-age=3600".into())],
-            body: json!({"client_id": client_id, "client_name": "Doc Client", "redirect_uris": [REDIRECT]}).to_string(),
+            body: json!({"client_id": client_id, "client_name": "Doc Client", "redirect_uris": [REDIRECT]})
+                .to_string(),
         },
     );
-    let meta: serde_json::Value = app.http.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
+    let meta: serde_json::Value = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(meta["client_id_metadata_document_supported"], true);
 
     let pkce = Pkce::new();
     let mut browser = Browser::signed_in(&app, &fx.owner);
-    let page = browser.get(&authorize_path(&client_id, REDIRECT, &pkce.challenge, &fx.resource, None, "s")).await;
+    let page = browser
+        .get(&authorize_path(
+            &client_id,
+            REDIRECT,
+            &pkce.challenge,
+            &fx.resource,
+            None,
+            "s",
+        ))
+        .await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains("Doc Client") && html.contains("metadata document"), "the consent page names the client");
-    assert!(html.contains("only redirects to this computer"), "localhost-only redirects are flagged");
-    let location = browser.authorize(&authorize_path(&client_id, REDIRECT, &pkce.challenge, &fx.resource, None, "s"), "").await;
+    assert!(
+        html.contains("Doc Client") && html.contains("metadata document"),
+        "the consent page names the client"
+    );
+    assert!(
+        html.contains("only redirects to this computer"),
+        "localhost-only redirects are flagged"
+    );
+    let location = browser
+        .authorize(
+            &authorize_path(&client_id, REDIRECT, &pkce.challenge, &fx.resource, None, "s"),
+            "",
+        )
+        .await;
     let (status, tokens) = token_request(
         &app,
         &[
@@ -53,7 +82,10 @@ async fn metadata_document_clients_authorize_and_are_cached() {
     )
     .await;
     assert_eq!(status, 200, "{tokens}");
-    let claims = verifier(&app).await.verify(tokens["access_token"].as_str().unwrap(), Some(&fx.resource)).unwrap();
+    let claims = verifier(&app)
+        .await
+        .verify(tokens["access_token"].as_str().unwrap(), Some(&fx.resource))
+        .unwrap();
     assert_eq!(claims.client_id, client_id);
     // Fetched once: the cache (max-age=3600) served the token request and the second authorize.
     assert_eq!(docs.hits("/oauth/client.json"), 1);
@@ -67,21 +99,63 @@ async fn invalid_metadata_documents_are_refused_without_redirect() {
     let fx = setup(&app, "o@cimd2.test", "cimd2").await;
     let pkce = Pkce::new();
     let cases = [
-        ("/wrong-id.json", json!({"client_id": "https://elsewhere.example/c.json", "redirect_uris": [REDIRECT]})),
-        ("/secret.json", json!({"client_id": docs.url("/secret.json"), "client_secret": "x", "redirect_uris": [REDIRECT]})),
-        ("/http-redirect.json", json!({"client_id": docs.url("/http-redirect.json"), "redirect_uris": ["http://evil.example/cb"]})),
+        (
+            "/wrong-id.json",
+            json!({"client_id": "https://elsewhere.example/c.json", "redirect_uris": [REDIRECT]}),
+        ),
+        (
+            "/secret.json",
+            json!({"client_id": docs.url("/secret.json"), "client_secret": "x", "redirect_uris": [REDIRECT]}),
+        ),
+        (
+            "/http-redirect.json",
+            json!({"client_id": docs.url("/http-redirect.json"), "redirect_uris": ["http://evil.example/cb"]}),
+        ),
     ];
     for (path, body) in &cases {
-        docs.put(path, Document { headers: vec![], body: body.to_string() });
+        docs.put(
+            path,
+            Document {
+                headers: vec![],
+                body: body.to_string(),
+            },
+        );
     }
     for (path, _) in &cases {
-        let resp = app.http.get(app.url(&authorize_path(&docs.url(path), REDIRECT, &pkce.challenge, &fx.resource, None, "s"))).send().await.unwrap();
+        let resp = app
+            .http
+            .get(app.url(&authorize_path(
+                &docs.url(path),
+                REDIRECT,
+                &pkce.challenge,
+                &fx.resource,
+                None,
+                "s",
+            )))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 400, "{path}");
         assert!(resp.headers().get("location").is_none());
     }
     // Missing document, and plain http client ids.
-    for client_id in [docs.url("/missing.json"), format!("http://127.0.0.1:{}/c.json", docs.port)] {
-        let resp = app.http.get(app.url(&authorize_path(&client_id, REDIRECT, &pkce.challenge, &fx.resource, None, "s"))).send().await.unwrap();
+    for client_id in [
+        docs.url("/missing.json"),
+        format!("http://127.0.0.1:{}/c.json", docs.port),
+    ] {
+        let resp = app
+            .http
+            .get(app.url(&authorize_path(
+                &client_id,
+                REDIRECT,
+                &pkce.challenge,
+                &fx.resource,
+                None,
+                "s",
+            )))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 400, "{client_id}");
     }
 }
@@ -96,13 +170,30 @@ async fn metadata_documents_go_through_the_ssrf_guard() {
     let app = TestApp::spawn_with(&[("oauth.metadata_document_ca_file", &ca_file)]).await;
     let fx = setup(&app, "o@cimd3.test", "cimd3").await;
     let client_id = docs.url("/c.json");
-    docs.put("/c.json", Document { headers: vec![], body: json!({"client_id": client_id, "redirect_uris": [REDIRECT]}).to_string() });
+    docs.put(
+        "/c.json",
+        Document {
+            headers: vec![],
+            body: json!({"client_id": client_id, "redirect_uris": [REDIRECT]}).to_string(),
+        },
+    );
     let resp = app
         .http
-        .get(app.url(&authorize_path(&client_id, REDIRECT, &Pkce::new().challenge, &fx.resource, None, "s")))
+        .get(app.url(&authorize_path(
+            &client_id,
+            REDIRECT,
+            &Pkce::new().challenge,
+            &fx.resource,
+            None,
+            "s",
+        )))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
-    assert_eq!(docs.hits("/c.json"), 0, "a loopback destination must not be contacted");
+    assert_eq!(
+        docs.hits("/c.json"),
+        0,
+        "a loopback destination must not be contacted"
+    );
 }

@@ -42,12 +42,19 @@ pub const SCOPES: &[(&str, &str, &[&str])] = &[
 pub async fn setup(app: &TestApp, owner_email: &str, slug: &str) -> Fixture {
     let owner = app.user(owner_email).await;
     let (org_slug, org_id) = app.org(&owner, slug).await;
-    let mut tx = TenantTx::begin(&app.db.db, &OrgScope::authorized(org_id)).await.unwrap();
-    let endpoint = endpoints::create(&mut tx, "mcp", "Orders MCP", "", &json!({})).await.unwrap();
+    let mut tx = TenantTx::begin(&app.db.db, &OrgScope::authorized(org_id))
+        .await
+        .unwrap();
+    let endpoint = endpoints::create(&mut tx, "mcp", "Orders MCP", "", &json!({}))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let mut admin = app.db.admin().await;
     let mut tool_ids: HashMap<&str, uuid::Uuid> = HashMap::new();
-    for (server_slug, tools, exposed) in [("orders", &["get_order", "cancel_order"][..], true), ("billing", &["get_invoice"][..], false)] {
+    for (server_slug, tools, exposed) in [
+        ("orders", &["get_order", "cancel_order"][..], true),
+        ("billing", &["get_invoice"][..], false),
+    ] {
         let server = uuid::Uuid::now_v7();
         sqlx::query("INSERT INTO domain_servers (id, org_id, slug, name, url) VALUES ($1, $2, $3, $3, 'https://upstream.example/mcp')")
             .bind(server)
@@ -85,15 +92,17 @@ pub async fn setup(app: &TestApp, owner_email: &str, slug: &str) -> Fixture {
     }
     for (name, min_role, tools) in SCOPES {
         let scope = uuid::Uuid::now_v7();
-        sqlx::query("INSERT INTO scopes (id, org_id, name, description, min_role) VALUES ($1, $2, $3, $4, $5)")
-            .bind(scope)
-            .bind(org_id)
-            .bind(name)
-            .bind(format!("Scope {name}"))
-            .bind(min_role)
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        sqlx::query(
+            "INSERT INTO scopes (id, org_id, name, description, min_role) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(scope)
+        .bind(org_id)
+        .bind(name)
+        .bind(format!("Scope {name}"))
+        .bind(min_role)
+        .execute(&mut admin)
+        .await
+        .unwrap();
         for tool in *tools {
             sqlx::query("INSERT INTO scope_grants (org_id, scope_id, tool_id) VALUES ($1, $2, $3)")
                 .bind(org_id)
@@ -136,7 +145,12 @@ pub async fn register(app: &TestApp, redirect_uris: &[&str], auth_method: &str) 
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 201, "registration refused: {}", resp.text().await.unwrap());
+    assert_eq!(
+        resp.status(),
+        201,
+        "registration refused: {}",
+        resp.text().await.unwrap()
+    );
     let body: Value = resp.json().await.unwrap();
     (
         body["client_id"].as_str().unwrap().to_owned(),
@@ -158,7 +172,14 @@ impl Pkce {
 }
 
 /// An authorization request URL (path and query).
-pub fn authorize_path(client_id: &str, redirect_uri: &str, challenge: &str, resource: &str, scope: Option<&str>, state: &str) -> String {
+pub fn authorize_path(
+    client_id: &str,
+    redirect_uri: &str,
+    challenge: &str,
+    resource: &str,
+    scope: Option<&str>,
+    state: &str,
+) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair("response_type", "code")
         .append_pair("client_id", client_id)
@@ -184,7 +205,10 @@ fn unescape(s: &str) -> String {
 /// The first form of a page: its action and fields (hidden inputs).
 pub fn form(html: &str) -> (String, Vec<(String, String)>) {
     let start = html.find("<form").expect("page has a form");
-    let end = html[start..].find("</form>").map(|e| start + e).expect("form closes");
+    let end = html[start..]
+        .find("</form>")
+        .map(|e| start + e)
+        .expect("form closes");
     let f = &html[start..end];
     let attr = |tag: &str, name: &str| -> Option<String> {
         let key = format!("{name}=\"");
@@ -217,7 +241,10 @@ pub struct Browser {
 impl Browser {
     pub fn new(app: &TestApp) -> Self {
         Self {
-            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
             base: app.base.clone(),
             cookies: HashMap::new(),
         }
@@ -232,7 +259,11 @@ impl Browser {
     }
 
     fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     fn absorb(&mut self, resp: &reqwest::Response) {
@@ -249,14 +280,26 @@ impl Browser {
     }
 
     pub async fn get(&mut self, path_or_url: &str) -> reqwest::Response {
-        let url = if path_or_url.starts_with("http") { path_or_url.to_owned() } else { format!("{}{path_or_url}", self.base) };
-        let resp = self.http.get(url).header("cookie", self.cookie_header()).send().await.unwrap();
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        };
+        let resp = self
+            .http
+            .get(url)
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
         self.absorb(&resp);
         resp
     }
 
     pub async fn post_form(&mut self, path: &str, fields: &[(String, String)]) -> reqwest::Response {
-        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
@@ -296,7 +339,10 @@ impl Browser {
                     }
                     resp = self.post_form(&action, &fields).await;
                 }
-                other => panic!("authorization stopped with {other}: {}", resp.text().await.unwrap()),
+                other => panic!(
+                    "authorization stopped with {other}: {}",
+                    resp.text().await.unwrap()
+                ),
             }
         }
         panic!("authorization did not finish");
@@ -310,14 +356,28 @@ pub fn query_of(location: &str) -> HashMap<String, String> {
 }
 
 pub async fn token_request(app: &TestApp, form: &[(&str, &str)]) -> (u16, Value) {
-    let resp = app.http.post(app.url("/oauth/token")).form(form).send().await.unwrap();
+    let resp = app
+        .http
+        .post(app.url("/oauth/token"))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// A verifier over the currently published JWKS.
 pub async fn verifier(app: &TestApp) -> AccessTokenVerifier {
-    let jwks = app.http.get(app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwks = app
+        .http
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     AccessTokenVerifier::new(&jwks, &app.cfg.issuer())
 }
 
@@ -325,15 +385,27 @@ pub const REDIRECT: &str = "http://127.0.0.1:7777/callback";
 
 /// Everything up to a code: registers a public client, authorizes as `email`, returns
 /// (client_id, pkce, code).
-pub async fn code_for(app: &TestApp, fx: &Fixture, browser: &mut Browser, email: &str, scope: Option<&str>) -> (String, Pkce, String) {
+pub async fn code_for(
+    app: &TestApp,
+    fx: &Fixture,
+    browser: &mut Browser,
+    email: &str,
+    scope: Option<&str>,
+) -> (String, Pkce, String) {
     let (client_id, _) = register(app, &[REDIRECT], "none").await;
     let pkce = Pkce::new();
     let location = browser
-        .authorize(&authorize_path(&client_id, REDIRECT, &pkce.challenge, &fx.resource, scope, "st"), email)
+        .authorize(
+            &authorize_path(&client_id, REDIRECT, &pkce.challenge, &fx.resource, scope, "st"),
+            email,
+        )
         .await;
     let q = query_of(&location);
     assert!(location.starts_with(REDIRECT), "{location}");
-    let code = q.get("code").unwrap_or_else(|| panic!("no code in {location}")).clone();
+    let code = q
+        .get("code")
+        .unwrap_or_else(|| panic!("no code in {location}"))
+        .clone();
     (client_id, pkce, code)
 }
 

@@ -52,20 +52,42 @@ async fn rfc9700_t1_t2_jwt_audience_alg_kid_typ_and_lifetime_abuse() {
     let keys = signer(&app);
     let good = keys.sign("at+jwt", &claims(&app, &fx, 0)).await.unwrap();
     let verifier = verifier(&app).await;
-    verifier.verify(&good, Some(&fx.resource)).expect("the genuine token verifies");
+    verifier
+        .verify(&good, Some(&fx.resource))
+        .expect("the genuine token verifies");
 
     // T1: a token for endpoint A is refused at endpoint B (and at another org's endpoint).
-    for other in [app.cfg.endpoint_url(&fx.org_slug, "other"), app.cfg.endpoint_url("another-org", "mcp")] {
-        assert!(matches!(verifier.verify(&good, Some(&other)), Err(VerifyError::Invalid(_))), "{other}");
+    for other in [
+        app.cfg.endpoint_url(&fx.org_slug, "other"),
+        app.cfg.endpoint_url("another-org", "mcp"),
+    ] {
+        assert!(
+            matches!(verifier.verify(&good, Some(&other)), Err(VerifyError::Invalid(_))),
+            "{other}"
+        );
     }
 
-    let jwks: Value = app.http.get(app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwks: Value = app
+        .http
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let key = &jwks["keys"][0];
     let kid = key["kid"].as_str().unwrap();
     let body = b64(&serde_json::to_value(claims(&app, &fx, 0)).unwrap());
     let mut forged: Vec<(&str, String)> = Vec::new();
     // alg none.
-    forged.push(("alg none", format!("{}.{body}.", b64(&json!({"alg": "none", "typ": "at+jwt", "kid": kid})))));
+    forged.push((
+        "alg none",
+        format!(
+            "{}.{body}.",
+            b64(&json!({"alg": "none", "typ": "at+jwt", "kid": kid}))
+        ),
+    ));
     // HS256 keyed with the public key (the classic confusion).
     let hs = jsonwebtoken::encode(
         &jsonwebtoken::Header {
@@ -82,8 +104,14 @@ async fn rfc9700_t1_t2_jwt_audience_alg_kid_typ_and_lifetime_abuse() {
     // The genuine signature under a header that lies.
     let sig = good.rsplit('.').next().unwrap();
     for (what, header) in [
-        ("ES256 header on an EdDSA key", json!({"alg": "ES256", "typ": "at+jwt", "kid": kid})),
-        ("unknown kid", json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "not-a-key"})),
+        (
+            "ES256 header on an EdDSA key",
+            json!({"alg": "ES256", "typ": "at+jwt", "kid": kid}),
+        ),
+        (
+            "unknown kid",
+            json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "not-a-key"}),
+        ),
         ("no kid", json!({"alg": "EdDSA", "typ": "at+jwt"})),
         ("typ JWT", json!({"alg": "EdDSA", "typ": "JWT", "kid": kid})),
         ("no typ", json!({"alg": "EdDSA", "kid": kid})),
@@ -91,8 +119,14 @@ async fn rfc9700_t1_t2_jwt_audience_alg_kid_typ_and_lifetime_abuse() {
         forged.push((what, format!("{}.{body}.{sig}", b64(&header))));
     }
     // Signed by us, but with the wrong type, lifetime or issuer.
-    forged.push(("typ JWT, signed", keys.sign("JWT", &claims(&app, &fx, 0)).await.unwrap()));
-    forged.push(("expired", keys.sign("at+jwt", &claims(&app, &fx, -3600)).await.unwrap()));
+    forged.push((
+        "typ JWT, signed",
+        keys.sign("JWT", &claims(&app, &fx, 0)).await.unwrap(),
+    ));
+    forged.push((
+        "expired",
+        keys.sign("at+jwt", &claims(&app, &fx, -3600)).await.unwrap(),
+    ));
     let mut future = claims(&app, &fx, 0);
     future.nbf += 600;
     forged.push(("not yet valid", keys.sign("at+jwt", &future).await.unwrap()));
@@ -103,11 +137,22 @@ async fn rfc9700_t1_t2_jwt_audience_alg_kid_typ_and_lifetime_abuse() {
     let mut tampered = claims(&app, &fx, 0);
     tampered.scope = "orders:admin".into();
     let parts: Vec<&str> = good.split('.').collect();
-    forged.push(("tampered payload", format!("{}.{}.{}", parts[0], b64(&serde_json::to_value(tampered).unwrap()), parts[2])));
+    forged.push((
+        "tampered payload",
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(&serde_json::to_value(tampered).unwrap()),
+            parts[2]
+        ),
+    ));
     forged.push(("garbage", "not.a.jwt".into()));
 
     for (what, token) in &forged {
-        assert!(verifier.verify(token, Some(&fx.resource)).is_err(), "{what} was accepted");
+        assert!(
+            verifier.verify(token, Some(&fx.resource)).is_err(),
+            "{what} was accepted"
+        );
     }
 }
 
@@ -121,13 +166,23 @@ struct CachingValidator {
 
 impl CachingValidator {
     async fn fetch(app: &TestApp) -> (JwkSet, Duration) {
-        let resp = app.http.get(app.url("/.well-known/jwks.json")).send().await.unwrap();
+        let resp = app
+            .http
+            .get(app.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap();
         let cc = resp.headers()["cache-control"].to_str().unwrap().to_owned();
         let max_age = cc.split("max-age=").nth(1).unwrap().parse::<u64>().unwrap();
         (resp.json().await.unwrap(), Duration::from_secs(max_age))
     }
 
-    async fn verify(&mut self, app: &TestApp, token: &str, aud: &str) -> Result<AccessTokenClaims, VerifyError> {
+    async fn verify(
+        &mut self,
+        app: &TestApp,
+        token: &str,
+        aud: &str,
+    ) -> Result<AccessTokenClaims, VerifyError> {
         if self.fetched.elapsed() >= self.max_age {
             let (jwks, max_age) = Self::fetch(app).await;
             self.jwks = jwks;
@@ -169,7 +224,15 @@ async fn rfc9700_t3_key_rotation_while_validating_has_no_failures() {
             signer(&app).rotate_now().await.unwrap();
             rotated_on_demand = true;
         }
-        let (status, t) = token_request(&app, &[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", &refresh)]).await;
+        let (status, t) = token_request(
+            &app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client),
+                ("refresh_token", &refresh),
+            ],
+        )
+        .await;
         assert_eq!(status, 200, "{t}");
         refresh = t["refresh_token"].as_str().unwrap().to_owned();
         let access = t["access_token"].as_str().unwrap();
@@ -181,10 +244,22 @@ async fn rfc9700_t3_key_rotation_while_validating_has_no_failures() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(failures.is_empty(), "{} of {} validations failed: {failures:?}", failures.len(), validated + failures.len());
-    assert!(kids.len() >= 3, "expected at least three signing keys over the run, saw {kids:?}");
+    assert!(
+        failures.is_empty(),
+        "{} of {} validations failed: {failures:?}",
+        failures.len(),
+        validated + failures.len()
+    );
+    assert!(
+        kids.len() >= 3,
+        "expected at least three signing keys over the run, saw {kids:?}"
+    );
     assert!(validated > 50);
     // Retired keys leave the JWKS once their tokens have expired; the signer never returns to them.
     let published = CachingValidator::fetch(&app).await.0;
-    assert!(published.keys.len() < kids.len() + 2, "retired keys are dropped eventually: {}", published.keys.len());
+    assert!(
+        published.keys.len() < kids.len() + 2,
+        "retired keys are dropped eventually: {}",
+        published.keys.len()
+    );
 }

@@ -11,7 +11,16 @@ const WORKERS: usize = 4;
 /// A code for an already consented client, straight from `/authorize`.
 async fn quick_code(browser: &mut Browser, client: &str, resource: &str) -> (Pkce, String) {
     let pkce = Pkce::new();
-    let resp = browser.get(&authorize_path(client, REDIRECT, &pkce.challenge, resource, None, "s")).await;
+    let resp = browser
+        .get(&authorize_path(
+            client,
+            REDIRECT,
+            &pkce.challenge,
+            resource,
+            None,
+            "s",
+        ))
+        .await;
     assert_eq!(resp.status(), 302);
     let code = query_of(resp.headers()["location"].to_str().unwrap())["code"].clone();
     (pkce, code)
@@ -32,7 +41,10 @@ async fn rfc9700_c3_concurrent_redemption_race_1000_pairs() {
             let mut outcomes = Vec::with_capacity(pairs_per_worker);
             for _ in 0..pairs_per_worker {
                 let (pkce, code) = quick_code(&mut browser, &client, &resource).await;
-                let (a, b) = tokio::join!(redeem(app, &client, &pkce, &code), redeem(app, &client, &pkce, &code));
+                let (a, b) = tokio::join!(
+                    redeem(app, &client, &pkce, &code),
+                    redeem(app, &client, &pkce, &code)
+                );
                 outcomes.push((a.0, b.0));
             }
             outcomes
@@ -41,8 +53,14 @@ async fn rfc9700_c3_concurrent_redemption_race_1000_pairs() {
     let outcomes: Vec<(u16, u16)> = join_all(workers).await.into_iter().flatten().collect();
     assert_eq!(outcomes.len(), 1000);
     let doubles = outcomes.iter().filter(|(a, b)| *a == 200 && *b == 200).count();
-    let singles = outcomes.iter().filter(|(a, b)| (*a == 200) != (*b == 200)).count();
-    let unexpected: Vec<_> = outcomes.iter().filter(|(a, b)| ![200, 400].contains(a) || ![200, 400].contains(b)).collect();
+    let singles = outcomes
+        .iter()
+        .filter(|(a, b)| (*a == 200) != (*b == 200))
+        .count();
+    let unexpected: Vec<_> = outcomes
+        .iter()
+        .filter(|(a, b)| ![200, 400].contains(a) || ![200, 400].contains(b))
+        .collect();
     assert_eq!(doubles, 0, "a code was redeemed twice");
     assert!(unexpected.is_empty(), "unexpected statuses: {unexpected:?}");
     assert_eq!(singles, 1000, "every pair must have exactly one success");
@@ -62,16 +80,28 @@ async fn rfc9700_r4_refresh_rotation_race() {
         let (pkce, code) = quick_code(&mut browser, &client, &fx.resource).await;
         let (_, tokens) = redeem(&app, &client, &pkce, &code).await;
         let rt = tokens["refresh_token"].as_str().unwrap().to_owned();
-        let form = [("grant_type", "refresh_token"), ("client_id", client.as_str()), ("refresh_token", rt.as_str())];
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", client.as_str()),
+            ("refresh_token", rt.as_str()),
+        ];
         let (a, b) = tokio::join!(token_request(&app, &form), token_request(&app, &form));
-        let successes: Vec<&Value> = [&a, &b].into_iter().filter(|r| r.0 == 200).map(|r| &r.1).collect();
+        let successes: Vec<&Value> = [&a, &b]
+            .into_iter()
+            .filter(|r| r.0 == 200)
+            .map(|r| &r.1)
+            .collect();
         assert!(successes.len() <= 1, "two refreshes of one token succeeded");
         // Whatever succeeded is dead now: its family was revoked by the detected reuse.
         if let Some(won) = successes.first() {
             let newest = won["refresh_token"].as_str().unwrap();
             let (status, _) = token_request(
                 &app,
-                &[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", newest)],
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", &client),
+                    ("refresh_token", newest),
+                ],
             )
             .await;
             if status == 400 {
@@ -79,5 +109,8 @@ async fn rfc9700_r4_refresh_rotation_race() {
             }
         }
     }
-    assert_eq!(revoked_after_reuse, ITERATIONS, "every detected reuse must revoke the family");
+    assert_eq!(
+        revoked_after_reuse, ITERATIONS,
+        "every detected reuse must revoke the family"
+    );
 }

@@ -10,7 +10,9 @@ async fn get(app: &TestApp, path: &str) -> reqwest::Response {
 }
 
 fn location(resp: &reqwest::Response) -> Option<String> {
-    resp.headers().get("location").map(|v| v.to_str().unwrap().to_owned())
+    resp.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned())
 }
 
 /// A1: an unregistered redirect URI gets an error page at the AS, never a redirect.
@@ -21,14 +23,22 @@ async fn rfc9700_a1_unregistered_redirect_uri_shows_error_page() {
     let (client, _) = register(&app, &[REDIRECT], "none").await;
     let pkce = Pkce::new();
     for evil in ["https://evil.example/cb", "http://127.0.0.1:7777/other", ""] {
-        let resp = get(&app, &authorize_path(&client, evil, &pkce.challenge, &fx.resource, None, "s")).await;
+        let resp = get(
+            &app,
+            &authorize_path(&client, evil, &pkce.challenge, &fx.resource, None, "s"),
+        )
+        .await;
         assert_eq!(resp.status(), 400, "{evil}");
         assert!(location(&resp).is_none(), "redirected for {evil}");
         assert_eq!(resp.headers()["x-frame-options"], "DENY");
         assert!(resp.text().await.unwrap().contains("Invalid redirect URI") || evil.is_empty());
     }
     // An unknown client too.
-    let resp = get(&app, &authorize_path("ghd_nope", REDIRECT, &pkce.challenge, &fx.resource, None, "s")).await;
+    let resp = get(
+        &app,
+        &authorize_path("ghd_nope", REDIRECT, &pkce.challenge, &fx.resource, None, "s"),
+    )
+    .await;
     assert_eq!(resp.status(), 400);
     assert!(location(&resp).is_none());
 }
@@ -44,7 +54,17 @@ async fn rfc9700_a3_loopback_port_may_vary_only_for_ip_literals() {
     let pkce = Pkce::new();
     // First consent, then each candidate.
     let loc = browser
-        .authorize(&authorize_path(&client, "http://127.0.0.1:54321/cb", &pkce.challenge, &fx.resource, None, "s"), "")
+        .authorize(
+            &authorize_path(
+                &client,
+                "http://127.0.0.1:54321/cb",
+                &pkce.challenge,
+                &fx.resource,
+                None,
+                "s",
+            ),
+            "",
+        )
         .await;
     assert!(loc.starts_with("http://127.0.0.1:54321/cb?"), "{loc}");
     for (uri, accepted) in [
@@ -61,7 +81,16 @@ async fn rfc9700_a3_loopback_port_may_vary_only_for_ip_literals() {
         ("http://[::1]:54321/cb", false),
         ("https://127.0.0.1:54321/cb", false),
     ] {
-        let resp = browser.get(&authorize_path(&client, uri, &pkce.challenge, &fx.resource, None, "s")).await;
+        let resp = browser
+            .get(&authorize_path(
+                &client,
+                uri,
+                &pkce.challenge,
+                &fx.resource,
+                None,
+                "s",
+            ))
+            .await;
         if accepted {
             assert_eq!(resp.status(), 302, "{uri}");
             assert!(location(&resp).unwrap().starts_with(&format!("{uri}?")), "{uri}");
@@ -78,19 +107,55 @@ async fn rfc9700_a3_loopback_port_may_vary_only_for_ip_literals() {
 async fn rfc9700_a4_non_loopback_http_redirect_refused_at_registration() {
     let app = TestApp::spawn().await;
     let cases: &[(Value, u16)] = &[
-        (serde_json::json!({"redirect_uris": ["http://app.example/cb"], "token_endpoint_auth_method": "none"}), 400),
-        (serde_json::json!({"redirect_uris": ["http://app.example/cb"], "application_type": "native", "token_endpoint_auth_method": "none"}), 400),
-        (serde_json::json!({"redirect_uris": ["http://127.0.0.1/cb"], "application_type": "web", "token_endpoint_auth_method": "none"}), 400),
-        (serde_json::json!({"redirect_uris": ["cursor://anysphere/cb"], "application_type": "web", "token_endpoint_auth_method": "none"}), 400),
-        (serde_json::json!({"redirect_uris": ["javascript://x/%0aalert(1)"], "application_type": "native", "token_endpoint_auth_method": "none"}), 400),
-        (serde_json::json!({"redirect_uris": ["https://app.example/cb#x"], "token_endpoint_auth_method": "none"}), 400),
-        (serde_json::json!({"redirect_uris": ["http://127.0.0.1/cb"], "application_type": "native", "token_endpoint_auth_method": "none"}), 201),
-        (serde_json::json!({"redirect_uris": ["http://localhost:8080/cb"], "token_endpoint_auth_method": "none"}), 201),
-        (serde_json::json!({"redirect_uris": ["cursor://anysphere/cb"], "application_type": "native", "token_endpoint_auth_method": "none"}), 201),
-        (serde_json::json!({"redirect_uris": ["https://app.example/cb"], "application_type": "web"}), 201),
+        (
+            serde_json::json!({"redirect_uris": ["http://app.example/cb"], "token_endpoint_auth_method": "none"}),
+            400,
+        ),
+        (
+            serde_json::json!({"redirect_uris": ["http://app.example/cb"], "application_type": "native", "token_endpoint_auth_method": "none"}),
+            400,
+        ),
+        (
+            serde_json::json!({"redirect_uris": ["http://127.0.0.1/cb"], "application_type": "web", "token_endpoint_auth_method": "none"}),
+            400,
+        ),
+        (
+            serde_json::json!({"redirect_uris": ["cursor://anysphere/cb"], "application_type": "web", "token_endpoint_auth_method": "none"}),
+            400,
+        ),
+        (
+            serde_json::json!({"redirect_uris": ["javascript://x/%0aalert(1)"], "application_type": "native", "token_endpoint_auth_method": "none"}),
+            400,
+        ),
+        (
+            serde_json::json!({"redirect_uris": ["https://app.example/cb#x"], "token_endpoint_auth_method": "none"}),
+            400,
+        ),
+        (
+            serde_json::json!({"redirect_uris": ["http://127.0.0.1/cb"], "application_type": "native", "token_endpoint_auth_method": "none"}),
+            201,
+        ),
+        (
+            serde_json::json!({"redirect_uris": ["http://localhost:8080/cb"], "token_endpoint_auth_method": "none"}),
+            201,
+        ),
+        (
+            serde_json::json!({"redirect_uris": ["cursor://anysphere/cb"], "application_type": "native", "token_endpoint_auth_method": "none"}),
+            201,
+        ),
+        (
+            serde_json::json!({"redirect_uris": ["https://app.example/cb"], "application_type": "web"}),
+            201,
+        ),
     ];
     for (body, expected) in cases {
-        let resp = app.http.post(app.url("/oauth/register")).json(body).send().await.unwrap();
+        let resp = app
+            .http
+            .post(app.url("/oauth/register"))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         let out: Value = resp.json().await.unwrap();
         assert_eq!(status, *expected, "{body} -> {out}");
@@ -109,19 +174,38 @@ async fn rfc9700_a5_no_open_redirector() {
     let (client, _) = register(&app, &[REDIRECT], "none").await;
     let pkce = Pkce::new();
     let mut browser = Browser::new(&app);
-    let page = browser.get(&authorize_path(&client, REDIRECT, &pkce.challenge, &fx.resource, None, "s")).await;
+    let page = browser
+        .get(&authorize_path(
+            &client,
+            REDIRECT,
+            &pkce.challenge,
+            &fx.resource,
+            None,
+            "s",
+        ))
+        .await;
     let (_, mut fields) = form(&page.text().await.unwrap());
     let q = fields.iter_mut().find(|(k, _)| k == "q").unwrap();
-    q.1 = authorize_path(&client, "https://evil.example/cb", &pkce.challenge, &fx.resource, None, "s")
-        .trim_start_matches("/authorize?")
-        .to_owned();
+    q.1 = authorize_path(
+        &client,
+        "https://evil.example/cb",
+        &pkce.challenge,
+        &fx.resource,
+        None,
+        "s",
+    )
+    .trim_start_matches("/authorize?")
+    .to_owned();
     fields.push(("email".into(), "o@a5.test".into()));
     fields.push(("password".into(), PASSWORD.into()));
     let resp = browser.post_form("/authorize/login", &fields).await;
     assert_eq!(resp.status(), 400);
     assert!(location(&resp).is_none());
     // Every redirect the endpoint produced so far was to the registered URI or to /authorize.
-    for path in ["/authorize?redirect_uri=https://evil.example/", "/authorize/login?next=https://evil.example/"] {
+    for path in [
+        "/authorize?redirect_uri=https://evil.example/",
+        "/authorize/login?next=https://evil.example/",
+    ] {
         let resp = get(&app, path).await;
         assert!(location(&resp).is_none(), "{path}");
     }
@@ -144,11 +228,14 @@ async fn rfc9700_p3_p5_authorization_without_pkce_refused() {
     let (client, _) = register(&app, &[REDIRECT], "none").await;
     let path = authorize_path(&client, REDIRECT, "x", &fx.resource, None, "s");
     for strip in ["code_challenge", "code_challenge_method", "both"] {
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(path.trim_start_matches("/authorize?").as_bytes())
-            .into_owned()
-            .filter(|(k, _)| !(k == strip || (strip == "both" && k.starts_with("code_challenge"))))
-            .collect();
-        let q = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        let pairs: Vec<(String, String)> =
+            url::form_urlencoded::parse(path.trim_start_matches("/authorize?").as_bytes())
+                .into_owned()
+                .filter(|(k, _)| !(k == strip || (strip == "both" && k.starts_with("code_challenge"))))
+                .collect();
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
         let err = authorize_error(&app, &format!("/authorize?{q}")).await;
         assert_eq!(err["error"], "invalid_request", "{strip}");
         assert!(!err.contains_key("code"));
@@ -164,7 +251,8 @@ async fn rfc9700_p4_plain_challenge_method_refused() {
     let fx = setup(&app, "o@p4.test", "p4").await;
     let (client, _) = register(&app, &[REDIRECT], "none").await;
     let pkce = Pkce::new();
-    let path = authorize_path(&client, REDIRECT, &pkce.challenge, &fx.resource, None, "s").replace("S256", "plain");
+    let path =
+        authorize_path(&client, REDIRECT, &pkce.challenge, &fx.resource, None, "s").replace("S256", "plain");
     let err = authorize_error(&app, &path).await;
     assert_eq!(err["error"], "invalid_request");
     assert!(err["error_description"].contains("S256"));
@@ -174,11 +262,23 @@ async fn rfc9700_p4_plain_challenge_method_refused() {
 #[tokio::test]
 async fn rfc9700_p6_metadata_advertises_s256_only() {
     let app = TestApp::spawn().await;
-    for path in ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"] {
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
         let meta: Value = get(&app, path).await.json().await.unwrap();
-        assert_eq!(meta["code_challenge_methods_supported"], serde_json::json!(["S256"]), "{path}");
+        assert_eq!(
+            meta["code_challenge_methods_supported"],
+            serde_json::json!(["S256"]),
+            "{path}"
+        );
         assert_eq!(meta["response_types_supported"], serde_json::json!(["code"]));
-        assert!(!meta["grant_types_supported"].as_array().unwrap().contains(&Value::from("password")));
+        assert!(
+            !meta["grant_types_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from("password"))
+        );
     }
 }
 
@@ -191,10 +291,19 @@ async fn rfc9700_p1_code_without_verifier_refused() {
     let (client, _pkce, code) = code_for(&app, &fx, &mut browser, "o@p1.test", None).await;
     let (status, body) = token_request(
         &app,
-        &[("grant_type", "authorization_code"), ("client_id", &client), ("code", &code), ("redirect_uri", REDIRECT)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+        ],
     )
     .await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
 }
 
 /// P2: wrong verifiers (random, 43-128 characters) yield nothing, and a code that met a wrong
@@ -206,7 +315,10 @@ async fn rfc9700_p2_wrong_verifier_refused() {
     let mut browser = Browser::new(&app);
     for len in [43usize, 64, 100, 128] {
         let (client, pkce, code) = code_for(&app, &fx, &mut browser, "o@p2.test", None).await;
-        let wrong: String = gatehouse_core::secrets::random_token(96).chars().take(len).collect();
+        let wrong: String = gatehouse_core::secrets::random_token(96)
+            .chars()
+            .take(len)
+            .collect();
         let (status, body) = token_request(
             &app,
             &[
@@ -218,7 +330,11 @@ async fn rfc9700_p2_wrong_verifier_refused() {
             ],
         )
         .await;
-        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
         let (status, _) = redeem(&app, &client, &pkce, &code).await;
         assert_eq!(status, 400, "a code must not survive a failed redemption");
     }
@@ -264,7 +380,11 @@ async fn rfc9700_c5_expired_code_refused() {
         .await
         .unwrap();
     let (status, body) = redeem(&app, &client, &pkce, &code).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
 }
 
 async fn introspect_refresh(app: &TestApp, refresh: &str) -> bool {
@@ -296,26 +416,46 @@ async fn rfc9700_c1_c2_code_replay_refused_and_grant_revoked() {
         let refresh = first["refresh_token"].as_str().unwrap();
         if delay_secs > 0 {
             let mut admin = app.db.admin().await;
-            sqlx::query("UPDATE oauth_authorization_codes SET consumed_at = consumed_at - make_interval(secs => $1)")
-                .bind(delay_secs as f64)
-                .execute(&mut admin)
-                .await
-                .unwrap();
+            sqlx::query(
+                "UPDATE oauth_authorization_codes SET consumed_at = consumed_at - make_interval(secs => $1)",
+            )
+            .bind(delay_secs as f64)
+            .execute(&mut admin)
+            .await
+            .unwrap();
         }
         let (status, body) = redeem(&app, &client, &pkce, &code).await;
         assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
-        assert!(!introspect_refresh(&app, refresh).await, "the first redemption's grant must be revoked");
-        let (status, _) = token_request(&app, &[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", refresh)]).await;
+        assert!(
+            !introspect_refresh(&app, refresh).await,
+            "the first redemption's grant must be revoked"
+        );
+        let (status, _) = token_request(
+            &app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client),
+                ("refresh_token", refresh),
+            ],
+        )
+        .await;
         assert_eq!(status, 400);
-        let claims = verifier(&app).await.verify(first["access_token"].as_str().unwrap(), Some(&fx.resource)).unwrap();
-        let mut admin = app.db.admin().await;
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM token_revocations WHERE kind = 'family' AND value = $1")
-            .bind(claims.sid.as_deref().unwrap())
-            .fetch_one(&mut admin)
+        let claims = verifier(&app)
             .await
+            .verify(first["access_token"].as_str().unwrap(), Some(&fx.resource))
             .unwrap();
+        let mut admin = app.db.admin().await;
+        let rows: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM token_revocations WHERE kind = 'family' AND value = $1")
+                .bind(claims.sid.as_deref().unwrap())
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
         assert_eq!(rows, 1, "the dataplane must learn about the revoked family");
-        let change = tokio::time::timeout(std::time::Duration::from_secs(2), changes.recv()).await.unwrap().unwrap();
+        let change = tokio::time::timeout(std::time::Duration::from_secs(2), changes.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(change.org_id, fx.org_id);
     }
 }
@@ -328,7 +468,11 @@ async fn grant_tokens(app: &TestApp, fx: &Fixture, browser: &mut Browser, email:
 }
 
 async fn refresh(app: &TestApp, client: &str, rt: &str, extra: &[(&str, &str)]) -> (u16, Value) {
-    let mut form = vec![("grant_type", "refresh_token"), ("client_id", client), ("refresh_token", rt)];
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("client_id", client),
+        ("refresh_token", rt),
+    ];
     form.extend_from_slice(extra);
     token_request(app, &form).await
 }
@@ -350,12 +494,16 @@ async fn rfc9700_r1_r2_refresh_rotation_and_reuse_revokes_family() {
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
     let (status, _) = refresh(&app, &client, &rt2, &[]).await;
     assert_eq!(status, 400, "the newest token dies with its family");
-    tokio::time::timeout(std::time::Duration::from_secs(2), changes.recv()).await.unwrap().unwrap();
-    let mut admin = app.db.admin().await;
-    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'oauth.refresh_reuse_detected'")
-        .fetch_one(&mut admin)
+    tokio::time::timeout(std::time::Duration::from_secs(2), changes.recv())
         .await
+        .unwrap()
         .unwrap();
+    let mut admin = app.db.admin().await;
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'oauth.refresh_reuse_detected'")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
     assert_eq!(audited, 1);
 }
 
@@ -413,7 +561,13 @@ async fn rfc9700_r6_refresh_bound_to_scope_and_resource() {
     let other = app.cfg.endpoint_url("r6", "other");
     let (status, body) = refresh(&app, &client, &rt, &[("resource", &other)]).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_target")));
-    let (status, body) = refresh(&app, &client, &rt, &[("scope", "orders:read"), ("resource", &fx.resource)]).await;
+    let (status, body) = refresh(
+        &app,
+        &client,
+        &rt,
+        &[("scope", "orders:read"), ("resource", &fx.resource)],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -422,22 +576,57 @@ async fn rfc9700_r6_refresh_bound_to_scope_and_resource() {
 async fn rfc9700_m1_iss_on_every_authorization_response() {
     let app = TestApp::spawn().await;
     let fx = setup(&app, "o@m1.test", "m1").await;
-    let meta: Value = get(&app, "/.well-known/oauth-authorization-server").await.json().await.unwrap();
+    let meta: Value = get(&app, "/.well-known/oauth-authorization-server")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
     let (client, _) = register(&app, &[REDIRECT], "none").await;
     let pkce = Pkce::new();
     let mut browser = Browser::new(&app);
     // Success (through login and consent) ...
-    let ok = browser.authorize(&authorize_path(&client, REDIRECT, &pkce.challenge, &fx.resource, None, "s"), "o@m1.test").await;
+    let ok = browser
+        .authorize(
+            &authorize_path(&client, REDIRECT, &pkce.challenge, &fx.resource, None, "s"),
+            "o@m1.test",
+        )
+        .await;
     assert_eq!(query_of(&ok)["iss"], app.cfg.issuer());
     // ... and every kind of error redirect.
     let base = authorize_path(&client, REDIRECT, &pkce.challenge, &fx.resource, None, "s");
     for (path, error) in [
-        (base.replace("response_type=code", "response_type=token"), "unsupported_response_type"),
+        (
+            base.replace("response_type=code", "response_type=token"),
+            "unsupported_response_type",
+        ),
         (base.replace("S256", "plain"), "invalid_request"),
-        (authorize_path(&client, REDIRECT, &pkce.challenge, "https://elsewhere.example/mcp", None, "s"), "invalid_target"),
-        (authorize_path(&client, REDIRECT, &pkce.challenge, &fx.resource, Some("nope"), "s"), "invalid_scope"),
-        (format!("{base}&prompt=none").replace("state=s", "state=t"), "login_required"),
+        (
+            authorize_path(
+                &client,
+                REDIRECT,
+                &pkce.challenge,
+                "https://elsewhere.example/mcp",
+                None,
+                "s",
+            ),
+            "invalid_target",
+        ),
+        (
+            authorize_path(
+                &client,
+                REDIRECT,
+                &pkce.challenge,
+                &fx.resource,
+                Some("nope"),
+                "s",
+            ),
+            "invalid_scope",
+        ),
+        (
+            format!("{base}&prompt=none").replace("state=s", "state=t"),
+            "login_required",
+        ),
     ] {
         let err = authorize_error(&app, &path).await;
         assert_eq!(err["error"], error, "{path}");
@@ -446,12 +635,24 @@ async fn rfc9700_m1_iss_on_every_authorization_response() {
     // Denied consent, too.
     let other_pkce = Pkce::new();
     let (client2, _) = register(&app, &[REDIRECT], "none").await;
-    let page = browser.get(&authorize_path(&client2, REDIRECT, &other_pkce.challenge, &fx.resource, None, "d")).await;
+    let page = browser
+        .get(&authorize_path(
+            &client2,
+            REDIRECT,
+            &other_pkce.challenge,
+            &fx.resource,
+            None,
+            "d",
+        ))
+        .await;
     let (action, mut fields) = form(&page.text().await.unwrap());
     fields.push(("decision".into(), "deny".into()));
     let resp = browser.post_form(&action, &fields).await;
     let q = query_of(resp.headers()["location"].to_str().unwrap());
-    assert_eq!((q["error"].as_str(), q["iss"].as_str(), q["state"].as_str()), ("access_denied", app.cfg.issuer().as_str(), "d"));
+    assert_eq!(
+        (q["error"].as_str(), q["iss"].as_str(), q["state"].as_str()),
+        ("access_denied", app.cfg.issuer().as_str(), "d")
+    );
 }
 
 /// G1: ROPC and the implicit grant are refused.
@@ -462,14 +663,23 @@ async fn rfc9700_g1_ropc_and_implicit_refused() {
     let (client, _) = register(&app, &[REDIRECT], "none").await;
     let (status, body) = token_request(
         &app,
-        &[("grant_type", "password"), ("client_id", &client), ("username", "o@g1.test"), ("password", PASSWORD)],
+        &[
+            ("grant_type", "password"),
+            ("client_id", &client),
+            ("username", "o@g1.test"),
+            ("password", PASSWORD),
+        ],
     )
     .await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("unsupported_grant_type")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
     let pkce = Pkce::new();
     let err = authorize_error(
         &app,
-        &authorize_path(&client, REDIRECT, &pkce.challenge, &fx.resource, None, "s").replace("response_type=code", "response_type=token"),
+        &authorize_path(&client, REDIRECT, &pkce.challenge, &fx.resource, None, "s")
+            .replace("response_type=code", "response_type=token"),
     )
     .await;
     assert_eq!(err["error"], "unsupported_response_type");
@@ -489,7 +699,10 @@ async fn rfc9700_g2_no_cors_on_authorize() {
             .send()
             .await
             .unwrap();
-        assert!(resp.headers().get("access-control-allow-origin").is_none(), "{method}");
+        assert!(
+            resp.headers().get("access-control-allow-origin").is_none(),
+            "{method}"
+        );
         assert!(resp.headers().get("access-control-allow-credentials").is_none());
     }
     let resp = app
@@ -509,7 +722,11 @@ async fn rfc9700_g3_confidential_client_wrong_secret_refused() {
     let app = TestApp::spawn().await;
     let (client, secret) = register(&app, &["https://app.example/cb"], "client_secret_basic").await;
     let secret = secret.expect("confidential client gets a secret");
-    for (id, pw) in [(client.as_str(), "ghcs_wrong"), (client.as_str(), ""), ("ghd_unknown", secret.as_str())] {
+    for (id, pw) in [
+        (client.as_str(), "ghcs_wrong"),
+        (client.as_str(), ""),
+        ("ghd_unknown", secret.as_str()),
+    ] {
         let resp = app
             .http
             .post(app.url("/oauth/token"))
@@ -519,7 +736,12 @@ async fn rfc9700_g3_confidential_client_wrong_secret_refused() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 401, "{id}");
-        assert!(resp.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+        assert!(
+            resp.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic")
+        );
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"], "invalid_client");
     }
@@ -545,10 +767,24 @@ async fn rfc9700_x1_consent_is_per_client_and_not_frameable() {
     let (_y, _pkce, _code) = code_for(&app, &fx, &mut browser, "o@x1.test", None).await;
     let (x, _) = register(&app, &["https://attacker.example/cb"], "none").await;
     let pkce = Pkce::new();
-    let resp = browser.get(&authorize_path(&x, "https://attacker.example/cb", &pkce.challenge, &fx.resource, None, "s")).await;
+    let resp = browser
+        .get(&authorize_path(
+            &x,
+            "https://attacker.example/cb",
+            &pkce.challenge,
+            &fx.resource,
+            None,
+            "s",
+        ))
+        .await;
     assert_eq!(resp.status(), 200, "no code without a click");
     assert_eq!(resp.headers()["x-frame-options"], "DENY");
-    assert!(resp.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(
+        resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
     let html = resp.text().await.unwrap();
     assert!(html.contains("attacker.example"), "the redirect host is shown");
     let (action, mut fields) = form(&html);
