@@ -233,7 +233,7 @@ pub async fn resolve(state: &OAuthState, client_id: &str) -> OAuthResult<Option<
 }
 
 enum Fetched {
-    Document(NewOAuthClient, Duration),
+    Document(Box<NewOAuthClient>, Duration),
     NotModified(Duration),
 }
 
@@ -273,7 +273,7 @@ async fn fetch(state: &OAuthState, url: &str, etag: Option<&str>) -> Result<Fetc
     }
     let mut client = validate(url, &body)?;
     client.document_etag = new_etag;
-    Ok(Fetched::Document(client, ttl))
+    Ok(Fetched::Document(Box::new(client), ttl))
 }
 
 #[cfg(test)]
