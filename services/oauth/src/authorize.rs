@@ -524,6 +524,8 @@ async fn issue_code(
         )
         .await?;
     }
+    // Codes are few per org at any time: old ones go as new ones come.
+    oauth_codes::delete_expired(&mut tx).await?;
     oauth_codes::insert(
         &mut tx,
         &NewAuthorizationCode {

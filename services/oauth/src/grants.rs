@@ -72,6 +72,7 @@ pub async fn revoke(
         return Ok(Revoked::default());
     }
     let values: Vec<String> = families.iter().map(ToString::to_string).collect();
+    oauth_revocations::delete_expired(tx).await?;
     oauth_revocations::insert(tx, RevocationKind::Family, &values, access_tokens_expired_by(cfg)).await?;
     audit::append(
         tx,
@@ -105,6 +106,7 @@ pub async fn revoke_tokens(
     reason: &str,
     actor: Actor,
 ) -> DbResult<i64> {
+    oauth_revocations::delete_expired(tx).await?;
     oauth_revocations::insert(tx, kind, values, expires_at).await?;
     audit::append(
         tx,

@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use gatehouse_core::snapshot::{Revocation, RevocationKind};
+use gatehouse_core::snapshot::RevocationKind;
 
 use crate::error::DbResult;
 use crate::tenant::TenantTx;
@@ -14,16 +14,6 @@ fn kind_str(kind: RevocationKind) -> &'static str {
         RevocationKind::User => "user",
         RevocationKind::Client => "client",
     }
-}
-
-fn parse_kind(kind: &str) -> Option<RevocationKind> {
-    Some(match kind {
-        "family" => RevocationKind::Family,
-        "jti" => RevocationKind::Jti,
-        "user" => RevocationKind::User,
-        "client" => RevocationKind::Client,
-        _ => return None,
-    })
 }
 
 /// Inserts one row per value.
@@ -50,28 +40,6 @@ pub async fn insert(
     .execute(tx.conn())
     .await?;
     Ok(())
-}
-
-/// Revocations still in force (for the snapshot and for introspection).
-pub async fn list_live(tx: &mut TenantTx) -> DbResult<Vec<Revocation>> {
-    let org_id = tx.org_id();
-    let rows: Vec<(String, String, OffsetDateTime)> = sqlx::query_as(
-        "SELECT kind, value, expires_at FROM token_revocations
-          WHERE org_id = $1 AND expires_at > now() ORDER BY revoked_at",
-    )
-    .bind(org_id)
-    .fetch_all(tx.conn())
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(kind, value, expires_at)| {
-            Some(Revocation {
-                kind: parse_kind(&kind)?,
-                value,
-                expires_at,
-            })
-        })
-        .collect())
 }
 
 /// Whether any live revocation matches one of `(kind, value)`.

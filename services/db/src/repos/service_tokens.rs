@@ -67,30 +67,6 @@ pub async fn list(tx: &mut TenantTx) -> DbResult<Vec<ServiceTokenRow>> {
     .await?)
 }
 
-/// Tokens the dataplane must accept now: not revoked, not expired.
-pub async fn list_live(tx: &mut TenantTx) -> DbResult<Vec<ServiceTokenRow>> {
-    let org_id = tx.org_id();
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM service_tokens
-          WHERE org_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-          ORDER BY id"
-    )))
-    .bind(org_id)
-    .fetch_all(tx.conn())
-    .await?)
-}
-
-pub async fn get(tx: &mut TenantTx, id: ServiceTokenId) -> DbResult<Option<ServiceTokenRow>> {
-    let org_id = tx.org_id();
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM service_tokens WHERE org_id = $1 AND id = $2"
-    )))
-    .bind(org_id)
-    .bind(id)
-    .fetch_optional(tx.conn())
-    .await?)
-}
-
 /// Revokes a live token; `None` if there is no such live token.
 pub async fn revoke(tx: &mut TenantTx, id: ServiceTokenId) -> DbResult<Option<ServiceTokenRow>> {
     let org_id = tx.org_id();
@@ -102,20 +78,4 @@ pub async fn revoke(tx: &mut TenantTx, id: ServiceTokenId) -> DbResult<Option<Se
     .bind(id)
     .fetch_optional(tx.conn())
     .await?)
-}
-
-/// Records use of a token (by hash), at most once a minute per token.
-pub async fn touch_last_used(tx: &mut TenantTx, token_hash: &[u8], at: OffsetDateTime) -> DbResult<()> {
-    let org_id = tx.org_id();
-    sqlx::query(
-        "UPDATE service_tokens SET last_used_at = $3
-          WHERE org_id = $1 AND token_hash = $2
-            AND (last_used_at IS NULL OR last_used_at < $3 - interval '1 minute')",
-    )
-    .bind(org_id)
-    .bind(token_hash)
-    .bind(at)
-    .execute(tx.conn())
-    .await?;
-    Ok(())
 }
