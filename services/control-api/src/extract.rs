@@ -86,16 +86,16 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if std::str::from_utf8(body).is_err() {
         return Err(ApiError::BadRequest("the request body is not valid UTF-8".into()));
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let result = serde_path_to_error::deserialize::<_, T>(&mut de);
-    if result.is_ok()
-        && let Err(e) = de.end()
-    {
-        return Err(ApiError::BadRequest(format!(
+    // Syntax first, then shape: deserialising from a parsed value makes every shape error a
+    // data error with a path (serde_json reports some, like a number where an enum is expected,
+    // as syntax errors when reading bytes directly).
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
             "the request body is not valid JSON: {}",
             strip_position(&e.to_string())
-        )));
-    }
+        ))
+    })?;
+    let result = serde_path_to_error::deserialize::<_, T>(value);
     result.map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
@@ -129,6 +129,43 @@ fn field_in_message(message: &str) -> Option<String> {
         .strip_prefix("missing field `")
         .or_else(|| message.strip_prefix("unknown field `"))?;
     rest.split('`').next().map(str::to_owned)
+}
+
+/// A query string, deserialised with the name of the offending parameter in errors (unknown
+/// parameters are refused by `#[serde(deny_unknown_fields)]` on the DTO).
+#[derive(Debug)]
+pub struct ValidQuery<T>(pub T);
+
+impl<T> std::ops::Deref for ValidQuery<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest for ValidQuery<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(parse_query(req.query_string()).map(ValidQuery))
+    }
+}
+
+/// Parses a query string as `T`, naming the parameter at fault.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize::<_, T>(de).map_err(|err| {
+        let path = err.path().to_string();
+        let message = strip_position(&err.into_inner().to_string());
+        let field = match (path.as_str(), field_in_message(&message)) {
+            (p, Some(named)) if p == named => named,
+            ("." | "", Some(named)) => named,
+            ("." | "", None) => "query".to_owned(),
+            (p, _) => p.to_owned(),
+        };
+        ApiError::invalid(field, message)
+    })
 }
 
 /// Problem+json for malformed path segments and query strings.

@@ -3,13 +3,18 @@
 //! dataplane reads its configuration from.
 
 pub mod auth;
+pub mod changes;
 pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod password;
+pub mod poisoning;
 pub mod routes;
 pub mod seed;
 pub mod state;
+pub mod sync;
+pub mod upstream;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +61,7 @@ impl ControlApi {
             db: deps.db.clone(),
             notifier: deps.notifier.clone(),
             rate_limiter: deps.rate_limiter.clone(),
+            egress: gatehouse_egress::Egress::from_config(&cfg.egress)?,
         };
         let oauth = gatehouse_oauth::OAuthState::new(
             cfg.clone(),
@@ -109,6 +115,7 @@ impl ControlApi {
             app.configure(gatehouse_http::ops::configure)
                 .app_data(oauth_data.clone())
                 .configure(gatehouse_oauth::configure)
+                .configure(routes::internal::configure)
                 .route("/api/openapi.json", web::get().to(openapi_json))
                 .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/docs/openapi.json", api))
                 .wrap(middleware::from_fn(

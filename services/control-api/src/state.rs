@@ -5,6 +5,7 @@ use std::sync::Arc;
 use gatehouse_core::Config;
 use gatehouse_core::secrets::{DerivedKeys, Keyring};
 use gatehouse_db::Db;
+use gatehouse_egress::Egress;
 use gatehouse_events::{ChangeNotifier, RateLimiter};
 
 #[derive(Clone)]
@@ -19,4 +20,6 @@ pub struct AppState {
     pub notifier: ChangeNotifier,
     /// Limits shared by every replica.
     pub rate_limiter: RateLimiter,
+    /// The SSRF guard: the only way to fetch a URL a tenant supplied.
+    pub egress: Egress,
 }

@@ -48,7 +48,7 @@ pub fn markdown() -> String {
     let mut md = String::from(
         "# Configuration reference\n\n\
          <!-- Generated from services/core/src/defaults.toml by the `configuration_reference_is_current` test; \
-         run `GATEHOUSE_BLESS=1 cargo test -p gatehouse-core configuration_reference` to regenerate. -->\n\n\
+         run `BLESS=1 cargo test -p gatehouse-core configuration_reference` to regenerate. -->\n\n\
          Gatehouse reads its configuration once at start, in layers, each overriding the one before:\n\n\
          1. built-in defaults (below);\n\
          2. an optional TOML file: `--config FILE` or `GATEHOUSE_CONFIG=FILE` (`gatehouse up` also reads \
@@ -129,14 +129,14 @@ mod tests {
     fn configuration_reference_is_current() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
         let rendered = markdown();
-        if std::env::var_os("GATEHOUSE_BLESS").is_some() {
+        if std::env::var_os("BLESS").is_some() {
             std::fs::write(&path, &rendered).unwrap();
         }
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == rendered,
             "docs/configuration.md is out of date; regenerate it with \
-             `GATEHOUSE_BLESS=1 cargo test -p gatehouse-core configuration_reference`"
+             `BLESS=1 cargo test -p gatehouse-core configuration_reference`"
         );
     }
 }

@@ -52,6 +52,23 @@ impl TenantTx {
         })
     }
 
+    /// A read-only transaction that sees one consistent snapshot of the org (REPEATABLE READ),
+    /// for building the dataplane's configuration snapshot.
+    pub async fn begin_consistent_read(db: &Db, scope: &OrgScope) -> DbResult<Self> {
+        let mut tx = db
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        sqlx::query("SELECT set_config('app.org_id', $1, true)")
+            .bind(scope.org_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        Ok(Self {
+            tx,
+            org_id: scope.org_id,
+        })
+    }
+
     /// The org every statement in this transaction is confined to.
     pub fn org_id(&self) -> OrgId {
         self.org_id

@@ -31,7 +31,7 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
-/// The Redis tests use unless they start their own: `GATEHOUSE_TEST_REDIS`, default the local one.
+/// The Redis tests use unless they start their own: `TEST_REDIS_URL`, default the local one.
 pub fn redis_url() -> String {
-    std::env::var("GATEHOUSE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }

@@ -17,14 +17,14 @@ const TEST_SERVICE_PASSWORD: &str = "gatehouse-test";
 /// Test databases older than this are dropped by later runs.
 const STALE_AFTER: Duration = Duration::from_secs(6 * 3600);
 
-/// The PostgreSQL server tests use: `GATEHOUSE_TEST_PG` (a URL of a superuser, without database),
+/// The PostgreSQL server tests use: `TEST_PG_URL` (a URL of a superuser, without database),
 /// default `postgres://postgres@127.0.0.1:5432`.
 pub fn server_url() -> String {
-    std::env::var("GATEHOUSE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
 fn with_db(server: &str, db: &str) -> String {
-    let mut url = url::Url::parse(server).expect("GATEHOUSE_TEST_PG is a URL");
+    let mut url = url::Url::parse(server).expect("TEST_PG_URL is a URL");
     url.set_path(&format!("/{db}"));
     url.to_string()
 }
@@ -53,7 +53,7 @@ impl TestDb {
         let name = format!("t_{stamp}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let mut admin = PgConnection::connect(&with_db(&server, "postgres"))
             .await
-            .expect("connect to the test PostgreSQL server (set GATEHOUSE_TEST_PG)");
+            .expect("connect to the test PostgreSQL server (set TEST_PG_URL)");
         admin
             .execute(AssertSqlSafe(format!(
                 "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
@@ -104,7 +104,7 @@ async fn ensure_template(server: &str) -> String {
     let template = format!("gatehouse_tmpl_{}", &hex::encode(hasher.finalize())[..16]);
     let mut admin = PgConnection::connect(&with_db(server, "postgres"))
         .await
-        .expect("connect to the test PostgreSQL server (set GATEHOUSE_TEST_PG)");
+        .expect("connect to the test PostgreSQL server (set TEST_PG_URL)");
     admin
         .execute("SELECT pg_advisory_lock(7243501)")
         .await

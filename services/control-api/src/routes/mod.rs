@@ -2,12 +2,23 @@
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
+pub mod audit;
+pub mod endpoints;
+pub mod internal;
 pub mod oauth_grants;
+pub mod scopes;
+pub mod servers;
 pub mod service_clients;
 pub mod service_tokens;
+pub mod tools;
 
 /// Mounts every resource's routes (registered with `.service(...)` so OpenAPI collects them).
 pub fn configure(cfg: &mut ServiceConfig) {
+    servers::configure(cfg);
+    tools::configure(cfg);
+    scopes::configure(cfg);
+    endpoints::configure(cfg);
+    audit::configure(cfg);
     service_tokens::configure(cfg);
     service_clients::configure(cfg);
     oauth_grants::configure(cfg);

@@ -170,10 +170,10 @@ pub async fn create_service_client(
 #[utoipa::path(
     tag = "tokens",
     operation_id = "service_clients.revoke",
-    params(("org" = String, Path, description = "Org slug"), ("id" = ServiceClientId, Path)),
+    params(("org" = String, Path, description = "Org slug"), ("service_client_id" = ServiceClientId, Path)),
     responses((status = 204), (status = 404, body = crate::error::Problem))
 )]
-#[delete("/orgs/{org}/service-clients/{id}")]
+#[delete("/orgs/{org}/service-clients/{service_client_id}")]
 pub async fn revoke_service_client(
     state: web::Data<AppState>,
     member: OrgMember,

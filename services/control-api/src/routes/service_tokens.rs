@@ -188,10 +188,10 @@ pub async fn create_service_token(
 #[utoipa::path(
     tag = "tokens",
     operation_id = "service_tokens.revoke",
-    params(("org" = String, Path, description = "Org slug"), ("id" = ServiceTokenId, Path)),
+    params(("org" = String, Path, description = "Org slug"), ("service_token_id" = ServiceTokenId, Path)),
     responses((status = 204), (status = 404, body = crate::error::Problem))
 )]
-#[delete("/orgs/{org}/service-tokens/{id}")]
+#[delete("/orgs/{org}/service-tokens/{service_token_id}")]
 pub async fn revoke_service_token(
     state: web::Data<AppState>,
     member: OrgMember,

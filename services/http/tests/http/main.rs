@@ -7,7 +7,11 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use gatehouse_http::{Draining, bind, close_connections_when_draining, run_until_stopped};
 use tokio_util::sync::CancellationToken;
 
-async fn slow(path: web::Path<u64>) -> HttpResponse {
+/// Signals that a slow request has reached its handler (so shutdown starts while it is in flight).
+type Started = std::sync::Arc<tokio::sync::Notify>;
+
+async fn slow(path: web::Path<u64>, started: web::Data<Started>) -> HttpResponse {
+    started.notify_one();
     tokio::time::sleep(Duration::from_millis(path.into_inner())).await;
     HttpResponse::Ok().body("done")
 }
@@ -18,7 +22,10 @@ async fn serve(
     String,
     CancellationToken,
     tokio::task::JoinHandle<anyhow::Result<()>>,
+    Started,
 ) {
+    let started: Started = Default::default();
+    let started_data = web::Data::new(started.clone());
     let listener = bind("127.0.0.1:0".parse().unwrap(), "test.listen").unwrap();
     let addr = listener.local_addr().unwrap();
     let draining = Draining::new();
@@ -26,6 +33,7 @@ async fn serve(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(started_data.clone())
             .route("/slow/{ms}", web::get().to(slow))
             .wrap(actix_web::middleware::from_fn(close_connections_when_draining))
     })
@@ -37,14 +45,14 @@ async fn serve(
     .run();
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(run_until_stopped(server, shutdown.clone(), grace, draining));
-    (format!("http://{addr}"), shutdown, handle)
+    (format!("http://{addr}"), shutdown, handle, started)
 }
 
 #[actix_web::test]
 async fn in_flight_request_completes_after_shutdown_starts() {
-    let (base, shutdown, server) = serve(Duration::from_secs(5)).await;
+    let (base, shutdown, server, started) = serve(Duration::from_secs(5)).await;
     let request = tokio::spawn(async move { reqwest::get(format!("{base}/slow/1500")).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    started.notified().await;
     let stopping = Instant::now();
     shutdown.cancel();
     let response = request.await.unwrap().expect("the in-flight request is answered");
@@ -64,9 +72,9 @@ async fn in_flight_request_completes_after_shutdown_starts() {
 
 #[actix_web::test]
 async fn a_request_slower_than_the_grace_period_does_not_hold_the_process() {
-    let (base, shutdown, server) = serve(Duration::from_secs(1)).await;
+    let (base, shutdown, server, started) = serve(Duration::from_secs(1)).await;
     let request = tokio::spawn(async move { reqwest::get(format!("{base}/slow/30000")).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    started.notified().await;
     let stopping = Instant::now();
     shutdown.cancel();
     server.await.unwrap().unwrap();

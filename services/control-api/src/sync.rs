@@ -1,0 +1,257 @@
+//! Syncing a domain server: list its tools upstream (outside any transaction), then record what
+//! was seen in one transaction: definitions pinned by hash, poisoning flags, status transitions
+//! (new → pending, drifted → changed, gone → removed), the server's sync outcome, audit events, and
+//! a configuration-version bump when anything the dataplane serves may have changed.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use gatehouse_core::canonical::tool_definition_hash;
+use gatehouse_core::ids::ServerId;
+use gatehouse_core::snapshot::{namespaced_tool_name, server_credential_context};
+use gatehouse_db::repos::servers::ServerRow;
+use gatehouse_db::repos::tools::{Observed, ToolFilter, ToolStatus, Transition};
+use gatehouse_db::repos::{servers, tools};
+use gatehouse_db::{AuditOutcome, NewAuditEvent};
+
+use crate::auth::OrgMember;
+use crate::changes;
+use crate::error::{ApiError, ApiResult};
+use crate::poisoning;
+use crate::state::AppState;
+use crate::upstream::{self, Credential, SyncFailure};
+
+/// What a sync found.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, ToSchema)]
+pub struct SyncReport {
+    /// Tools the server lists now.
+    pub tools_listed: usize,
+    /// First seen: waiting for approval.
+    pub new: Vec<String>,
+    /// Definition differs from the approved pin: withheld until re-approved.
+    pub changed: Vec<String>,
+    /// Back to the approved definition: served again.
+    pub restored: Vec<String>,
+    /// No longer listed upstream: not served.
+    pub removed: Vec<String>,
+    /// Other definition or status updates (e.g. a pending tool's new definition).
+    pub updated: Vec<String>,
+    /// Listed tools that were ignored, with the reason.
+    pub skipped: Vec<String>,
+    /// Why the sync failed, if it did (the tools were left as they were).
+    pub error: Option<String>,
+}
+
+/// Opens the server's sealed credential.
+pub fn credential(
+    state: &AppState,
+    server: &ServerRow,
+    org: gatehouse_core::ids::OrgId,
+) -> ApiResult<Credential> {
+    let open = || -> ApiResult<String> {
+        let sealed = server
+            .credential_enc
+            .as_deref()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("server credential missing")))?;
+        let plain = state
+            .keyring
+            .open(sealed, &server_credential_context(org, server.id))
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot open server credential: {e}")))?;
+        String::from_utf8(plain)
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("server credential is not UTF-8")))
+    };
+    Ok(match server.auth_kind.as_str() {
+        "none" => Credential::None,
+        "bearer" => Credential::Bearer(open()?),
+        "header" => Credential::Header {
+            name: server.auth_header_name.clone().unwrap_or_default(),
+            value: open()?,
+        },
+        "oauth_client_credentials" => Credential::ClientCredentials {
+            token_url: server.oauth_token_url.clone().unwrap_or_default(),
+            client_id: server.oauth_client_id.clone().unwrap_or_default(),
+            client_secret: open()?,
+            scope: server.oauth_scope.clone(),
+        },
+        other => return Err(ApiError::Internal(anyhow::anyhow!("unknown auth kind {other}"))),
+    })
+}
+
+/// How long one sync may take end to end.
+fn deadline(state: &AppState) -> Duration {
+    Duration::from_millis(state.cfg.egress.request_timeout_ms.saturating_mul(3).max(1000))
+}
+
+/// Syncs `server_id` on behalf of `member`. A failure upstream is recorded on the server and in
+/// the report (not an `Err`): the caller decides how to present it.
+pub async fn sync_server(
+    state: &AppState,
+    member: &OrgMember,
+    server_id: ServerId,
+) -> ApiResult<(ServerRow, SyncReport)> {
+    let org_id = member.scope.org_id();
+    let mut tx = member.begin(state).await?;
+    let server = servers::get(&mut tx, server_id)
+        .await?
+        .ok_or(ApiError::NotFound("server"))?;
+    tx.commit().await?;
+    let credential = credential(state, &server, org_id)?;
+    let listed = upstream::list_tools(&state.egress, &server.url, &credential, deadline(state)).await;
+    drop(credential);
+
+    let mut tx = member.begin(state).await?;
+    let server = servers::get_for_update(&mut tx, server_id)
+        .await?
+        .ok_or(ApiError::NotFound("server"))?;
+    let tools = match listed {
+        Err(SyncFailure(reason)) => {
+            let server = servers::record_sync(&mut tx, server_id, Some(&reason)).await?;
+            let event = changes::event(member, "server.sync")
+                .target("server", server_id)
+                .outcome(AuditOutcome::Error)
+                .details(json!({ "server": server.slug, "error": reason }));
+            changes::commit_audited(tx, &[event]).await?;
+            let report = SyncReport {
+                error: Some(reason),
+                ..Default::default()
+            };
+            return Ok((server, report));
+        }
+        Ok(tools) => tools,
+    };
+
+    // Names other servers of the org expose, for the cross-server reference heuristic.
+    let mut others: Vec<String> = Vec::new();
+    let all_servers = servers::list(&mut tx).await?;
+    for tool in tools::list(&mut tx, &ToolFilter::default()).await? {
+        if tool.server_id.is_some_and(|s| s != server_id)
+            && let Some(owner) = all_servers.iter().find(|s| Some(s.id) == tool.server_id)
+        {
+            others.push(namespaced_tool_name(&owner.slug, &tool.name));
+            others.push(tool.name.clone());
+        }
+    }
+
+    let mut report = SyncReport {
+        tools_listed: tools.len(),
+        ..Default::default()
+    };
+    let mut events: Vec<NewAuditEvent> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut dataplane_affected = false;
+    for definition in &tools {
+        let Some(name) = definition.get("name").and_then(Value::as_str) else {
+            report.skipped.push("(a tool without a name)".into());
+            continue;
+        };
+        if name.is_empty() || name.chars().count() > 128 {
+            report.skipped.push(format!(
+                "{}: the name must be 1 to 128 characters",
+                poisoning::escape_invisible(name)
+            ));
+            continue;
+        }
+        if !seen.insert(name.to_owned()) {
+            report
+                .skipped
+                .push(format!("{}: listed twice", poisoning::escape_invisible(name)));
+            continue;
+        }
+        let hash_hex = tool_definition_hash(definition);
+        let hash = hex::decode(&hash_hex).map_err(|e| ApiError::Internal(e.into()))?;
+        let flags = serde_json::to_value(poisoning::scan(definition, &others))
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        let (row, transition) = tools::observe(
+            &mut tx,
+            server_id,
+            &Observed {
+                name,
+                definition,
+                hash: &hash,
+                flags: &flags,
+            },
+        )
+        .await?;
+        let display = poisoning::escape_invisible(name);
+        let action = match transition {
+            Transition::Unchanged => None,
+            Transition::New => {
+                report.new.push(display);
+                Some("tool.discovered")
+            }
+            Transition::Updated { from, to } => {
+                dataplane_affected |= from == ToolStatus::Approved || to == ToolStatus::Approved;
+                match to {
+                    ToolStatus::Changed if from != ToolStatus::Changed => {
+                        report.changed.push(display);
+                        Some("tool.changed")
+                    }
+                    ToolStatus::Approved => {
+                        report.restored.push(display);
+                        Some("tool.restored")
+                    }
+                    _ => {
+                        report.updated.push(display);
+                        Some("tool.updated")
+                    }
+                }
+            }
+        };
+        if let Some(action) = action {
+            let (from, to) = match transition {
+                Transition::Updated { from, to } => (Some(from.as_str()), to.as_str()),
+                _ => (None, row.status().as_str()),
+            };
+            events.push(
+                changes::event(member, action)
+                    .target("tool", row.id)
+                    .details(json!({
+                        "server": server.slug,
+                        "tool": name,
+                        "before": from.map(|s| json!({ "status": s })),
+                        "after": { "status": to, "definition_hash": hash_hex },
+                        "flags": flags.as_array().map_or(0, Vec::len),
+                    })),
+            );
+        }
+    }
+    let seen: Vec<String> = seen.into_iter().collect();
+    for (row, from) in tools::mark_removed_except(&mut tx, server_id, &seen).await? {
+        dataplane_affected |= from == ToolStatus::Approved;
+        report.removed.push(poisoning::escape_invisible(&row.name));
+        events.push(
+            changes::event(member, "tool.removed")
+                .target("tool", row.id)
+                .details(json!({
+                    "server": server.slug,
+                    "tool": row.name,
+                    "before": { "status": from.as_str() },
+                    "after": { "status": "removed" },
+                })),
+        );
+    }
+    let server = servers::record_sync(&mut tx, server_id, None).await?;
+    events.insert(
+        0,
+        changes::event(member, "server.sync")
+            .target("server", server_id)
+            .details(json!({
+                "server": server.slug,
+                "tools_listed": report.tools_listed,
+                "new": report.new.len(),
+                "changed": report.changed.len(),
+                "restored": report.restored.len(),
+                "removed": report.removed.len(),
+            })),
+    );
+    if dataplane_affected {
+        changes::commit_config_change(state, tx, &events).await?;
+    } else {
+        changes::commit_audited(tx, &events).await?;
+    }
+    Ok((server, report))
+}

@@ -1,0 +1,278 @@
+//! Talking to a domain server: authenticating with the server's own credential (a bearer token, a
+//! custom header, or an OAuth client-credentials token fetched from the server's token endpoint)
+//! and listing its tools over MCP Streamable HTTP with rmcp's client, on the SSRF-guarded HTTP
+//! client. Every failure becomes a tenant-safe sentence: what kind of problem, never what an
+//! internal host said.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rmcp::ServiceExt;
+use rmcp::model::{ClientConfig, Implementation, PaginatedRequestParams};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::{
+    AuthRequiredError, HttpStatusError, InsufficientScopeError, StreamableHttpClientTransportConfig,
+};
+use serde_json::Value;
+use url::Url;
+
+use gatehouse_egress::{Egress, EgressError};
+
+/// A tool list larger than this is refused (a runaway or hostile server).
+pub const MAX_TOOLS: usize = 1000;
+/// Pages of `tools/list` followed at most.
+const MAX_PAGES: usize = 100;
+/// Largest single SSE event accepted from an upstream.
+const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// The server's credential, opened, for the duration of one connection.
+pub enum Credential {
+    None,
+    Bearer(String),
+    Header {
+        name: String,
+        value: String,
+    },
+    ClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credential::None => "Credential::None",
+            Credential::Bearer(_) => "Credential::Bearer([REDACTED])",
+            Credential::Header { .. } => "Credential::Header([REDACTED])",
+            Credential::ClientCredentials { .. } => "Credential::ClientCredentials([REDACTED])",
+        })
+    }
+}
+
+/// Why a sync failed, as shown to the org (and stored as `last_sync_error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SyncFailure(pub String);
+
+impl SyncFailure {
+    fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+}
+
+fn egress_failure(context: &str, e: EgressError) -> SyncFailure {
+    SyncFailure::new(format!("{context}: {e}"))
+}
+
+/// Lists every tool of the MCP server at `url` as raw JSON definitions.
+pub async fn list_tools(
+    egress: &Egress,
+    url: &str,
+    credential: &Credential,
+    deadline: Duration,
+) -> Result<Vec<Value>, SyncFailure> {
+    match tokio::time::timeout(deadline, list_tools_inner(egress, url, credential)).await {
+        Ok(result) => result,
+        Err(_) => Err(SyncFailure::new(format!(
+            "the server did not finish listing its tools within {} seconds",
+            deadline.as_secs()
+        ))),
+    }
+}
+
+async fn list_tools_inner(
+    egress: &Egress,
+    url: &str,
+    credential: &Credential,
+) -> Result<Vec<Value>, SyncFailure> {
+    let parsed = Url::parse(url).map_err(|_| SyncFailure::new("the server URL is not valid"))?;
+    egress
+        .check_url(&parsed)
+        .await
+        .map_err(|e| egress_failure("cannot connect to the server", e))?;
+    let mut config =
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).max_sse_event_size(MAX_EVENT_BYTES);
+    match credential {
+        Credential::None => {}
+        Credential::Bearer(token) => config = config.auth_header(token.clone()),
+        Credential::Header { name, value } => {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                SyncFailure::new("the credential header name is not a valid HTTP header name")
+            })?;
+            let mut value = http::HeaderValue::from_str(value).map_err(|_| {
+                SyncFailure::new("the credential header value is not a valid HTTP header value")
+            })?;
+            value.set_sensitive(true);
+            config = config.custom_headers(HashMap::from([(name, value)]));
+        }
+        Credential::ClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+        } => {
+            let token =
+                client_credentials_token(egress, token_url, client_id, client_secret, scope.as_deref())
+                    .await?;
+            config = config.auth_header(token);
+        }
+    }
+    // The credentialed client follows redirects only within the server's origin.
+    let transport = StreamableHttpClientTransport::with_client(egress.credentialed_client(), config);
+    let info = ClientConfig::new(
+        Default::default(),
+        Implementation::new("gatehouse", env!("CARGO_PKG_VERSION")),
+    );
+    let client = info.serve(transport).await.map_err(|e| classify(&e, "connect"))?;
+    let mut tools = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    let outcome = loop {
+        pages += 1;
+        if pages > MAX_PAGES {
+            break Err(SyncFailure::new(format!(
+                "the server's tool list did not end after {MAX_PAGES} pages"
+            )));
+        }
+        let params = PaginatedRequestParams::default().with_cursor(cursor.clone());
+        let page = match client.peer().list_tools(Some(params)).await {
+            Ok(page) => page,
+            Err(e) => break Err(classify(&e, "list")),
+        };
+        for tool in page.tools {
+            match serde_json::to_value(&tool) {
+                Ok(v) => tools.push(v),
+                Err(_) => break,
+            }
+        }
+        if tools.len() > MAX_TOOLS {
+            break Err(SyncFailure::new(format!(
+                "the server lists more than {MAX_TOOLS} tools"
+            )));
+        }
+        match page.next_cursor {
+            Some(next) if Some(&next) == cursor.as_ref() => {
+                break Err(SyncFailure::new(
+                    "the server's tool list repeats the same page cursor",
+                ));
+            }
+            Some(next) => cursor = Some(next),
+            None => break Ok(tools),
+        }
+    };
+    let _ = client.cancel().await;
+    outcome
+}
+
+/// Fetches an access token with the OAuth 2.0 client-credentials grant (RFC 6749 §4.4), the client
+/// authenticating with HTTP Basic (§2.3.1), through the guard.
+async fn client_credentials_token(
+    egress: &Egress,
+    token_url: &str,
+    client_id: &str,
+    client_secret: &str,
+    scope: Option<&str>,
+) -> Result<String, SyncFailure> {
+    let url = Url::parse(token_url).map_err(|_| SyncFailure::new("the OAuth token URL is not valid"))?;
+    egress
+        .check_url(&url)
+        .await
+        .map_err(|e| egress_failure("cannot reach the OAuth token endpoint", e))?;
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    let response = egress
+        .credentialed_client()
+        .post(url)
+        .basic_auth(form_urlencode(client_id), Some(form_urlencode(client_secret)))
+        .header("accept", "application/json")
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| {
+            egress_failure(
+                "cannot reach the OAuth token endpoint",
+                EgressError::from_reqwest(&e),
+            )
+        })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(SyncFailure::new(format!(
+            "the OAuth token endpoint refused the client credentials (HTTP {})",
+            status.as_u16()
+        )));
+    }
+    let body = response.bytes().await.map_err(|e| {
+        egress_failure(
+            "cannot read the OAuth token response",
+            EgressError::from_reqwest(&e),
+        )
+    })?;
+    if body.len() > 64 * 1024 {
+        return Err(SyncFailure::new("the OAuth token response is too large"));
+    }
+    let parsed: Value = serde_json::from_slice(&body)
+        .map_err(|_| SyncFailure::new("the OAuth token endpoint did not answer with JSON"))?;
+    let token = parsed
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| SyncFailure::new("the OAuth token response has no access_token"))?;
+    if let Some(kind) = parsed.get("token_type").and_then(Value::as_str)
+        && !kind.eq_ignore_ascii_case("bearer")
+    {
+        return Err(SyncFailure::new(format!(
+            "the OAuth token endpoint issued a {kind:?} token; only Bearer tokens are supported"
+        )));
+    }
+    Ok(token.to_owned())
+}
+
+/// RFC 6749 §2.3.1: client id and secret are form-urlencoded before Basic encoding.
+fn form_urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Turns an rmcp error chain into a tenant-safe sentence by looking for known causes.
+fn classify(err: &(dyn std::error::Error + 'static), stage: &str) -> SyncFailure {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+            if let Some(status) = r.status() {
+                return status_failure(status.as_u16());
+            }
+            return egress_failure("cannot reach the server", EgressError::from_reqwest(r));
+        }
+        if e.downcast_ref::<AuthRequiredError>().is_some() {
+            return status_failure(401);
+        }
+        if e.downcast_ref::<InsufficientScopeError>().is_some() {
+            return status_failure(403);
+        }
+        if let Some(s) = e.downcast_ref::<HttpStatusError>() {
+            return status_failure(s.status);
+        }
+        source = e.source();
+    }
+    tracing::debug!(error = %err, stage, "upstream MCP exchange failed");
+    match stage {
+        "connect" => SyncFailure::new(
+            "the server did not complete the MCP initialization (is the URL an MCP Streamable HTTP endpoint?)",
+        ),
+        _ => SyncFailure::new("the server did not answer tools/list with a valid MCP result"),
+    }
+}
+
+fn status_failure(status: u16) -> SyncFailure {
+    match status {
+        401 | 403 => SyncFailure::new(format!(
+            "the server refused Gatehouse's credential (HTTP {status}); check the server's authentication settings"
+        )),
+        404 => SyncFailure::new("the server answered HTTP 404: no MCP endpoint at this URL"),
+        s => SyncFailure::new(format!("the server answered HTTP {s}")),
+    }
+}

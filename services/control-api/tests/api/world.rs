@@ -1,0 +1,271 @@
+//! A populated org for the API-wide generated tests: members of every role, one domain server
+//! (pointing at a real MCP fixture), one approved tool, one scope granting it, one endpoint
+//! exposing it. Built through the repositories so the tests do not depend on the routes they
+//! exercise.
+
+use serde_json::{Value, json};
+
+use gatehouse_core::canonical::tool_definition_hash;
+use gatehouse_core::ids::{EndpointId, OrgId, ScopeId, ServerId, ServiceClientId, ServiceTokenId, ToolId};
+use gatehouse_core::role::Role;
+use gatehouse_db::repos::endpoints::{self, EndpointServer};
+use gatehouse_db::repos::scopes;
+use gatehouse_db::repos::servers::{self, NewServer, StoredAuth};
+use gatehouse_db::repos::tools::{self, Observed};
+use gatehouse_db::{OrgScope, TenantTx};
+
+use crate::helpers::{TestApp, TestUser};
+
+/// One user per role, plus a signed-in user who belongs to no org of the world.
+pub struct Cast {
+    pub owner: TestUser,
+    pub admin: TestUser,
+    pub developer: TestUser,
+    pub viewer: TestUser,
+    pub outsider: TestUser,
+}
+
+impl Cast {
+    pub async fn new(app: &TestApp) -> Cast {
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        Cast {
+            owner: app.user(&format!("owner-{tag}@example.com")).await,
+            admin: app.user(&format!("admin-{tag}@example.com")).await,
+            developer: app.user(&format!("dev-{tag}@example.com")).await,
+            viewer: app.user(&format!("viewer-{tag}@example.com")).await,
+            outsider: app.user(&format!("outsider-{tag}@example.com")).await,
+        }
+    }
+
+    /// The user acting with `role` (`None`: the outsider).
+    pub fn as_role(&self, role: Option<Role>) -> &TestUser {
+        match role {
+            Some(Role::Owner) => &self.owner,
+            Some(Role::Admin) => &self.admin,
+            Some(Role::Developer) => &self.developer,
+            Some(Role::Viewer) => &self.viewer,
+            None => &self.outsider,
+        }
+    }
+}
+
+pub struct World {
+    pub slug: String,
+    pub org_id: OrgId,
+    pub server_id: ServerId,
+    pub tool_id: ToolId,
+    pub tool_hash: String,
+    pub scope_id: ScopeId,
+    pub endpoint_id: EndpointId,
+    pub service_token_id: ServiceTokenId,
+    pub service_client_id: ServiceClientId,
+}
+
+/// A fresh org owned by `owner`, with `members` added, populated as described above.
+pub async fn world(
+    app: &TestApp,
+    owner: &TestUser,
+    members: &[(&TestUser, Role)],
+    upstream_url: &str,
+) -> World {
+    let slug = format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let (slug, org_id) = app.org(owner, &slug).await;
+    for (user, role) in members {
+        app.add_member(org_id, user, *role).await;
+    }
+    let scope = OrgScope::authorized(org_id);
+    let mut tx = TenantTx::begin(&app.db.db, &scope).await.unwrap();
+    let server_id = ServerId::new();
+    servers::create(
+        &mut tx,
+        &NewServer {
+            id: server_id,
+            slug: "orders",
+            name: "Orders",
+            url: upstream_url,
+            transport: "streamable_http",
+            auth: StoredAuth::none(),
+            send_caller_assertion: false,
+        },
+    )
+    .await
+    .unwrap();
+    let definition = json!({
+        "name": "get_order",
+        "description": "Returns an order by id.",
+        "inputSchema": {"type": "object", "properties": {"id": {"type": "string"}}}
+    });
+    let hash = tool_definition_hash(&definition);
+    let (tool, _) = tools::observe(
+        &mut tx,
+        server_id,
+        &Observed {
+            name: "get_order",
+            definition: &definition,
+            hash: &hex::decode(&hash).unwrap(),
+            flags: &json!([]),
+        },
+    )
+    .await
+    .unwrap();
+    tools::approve(&mut tx, tool.id, None, owner.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let scope_id = scopes::create(&mut tx, "orders:read", "Read orders", "viewer")
+        .await
+        .unwrap();
+    scopes::set_grants(&mut tx, scope_id, &[tool.id]).await.unwrap();
+    let endpoint = endpoints::create(&mut tx, "support", "Support", "", &json!({}))
+        .await
+        .unwrap();
+    endpoints::set_servers(
+        &mut tx,
+        endpoint.id,
+        &[EndpointServer {
+            server_id,
+            all_tools: true,
+            tool_ids: vec![],
+        }],
+    )
+    .await
+    .unwrap();
+    let service_token_id = ServiceTokenId::new();
+    gatehouse_db::repos::service_tokens::create(
+        &mut tx,
+        &gatehouse_db::repos::service_tokens::NewServiceToken {
+            id: service_token_id,
+            endpoint_id: endpoint.id,
+            name: "ci",
+            token_prefix: "ghs_example",
+            token_hash: &gatehouse_core::secrets::token_hash(&uuid::Uuid::new_v4().to_string()),
+            scopes: &["orders:read".to_owned()],
+            created_by: None,
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    let service_client_id = ServiceClientId::new();
+    gatehouse_db::repos::oauth_service_clients::create(
+        &mut tx,
+        &gatehouse_db::repos::oauth_service_clients::NewServiceClient {
+            id: service_client_id,
+            client_id: &gatehouse_oauth::tokens::service_client_id(org_id, service_client_id),
+            name: "bot",
+            secret_hash: &gatehouse_core::secrets::token_hash(&uuid::Uuid::new_v4().to_string()),
+            endpoint_id: endpoint.id,
+            scopes: &["orders:read".to_owned()],
+            created_by: None,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    World {
+        slug,
+        org_id,
+        server_id,
+        tool_id: tool.id,
+        tool_hash: hash,
+        scope_id,
+        endpoint_id: endpoint.id,
+        service_token_id,
+        service_client_id,
+    }
+}
+
+/// A world whose members are the whole cast.
+pub async fn world_for(app: &TestApp, cast: &Cast, upstream_url: &str) -> World {
+    world(
+        app,
+        &cast.owner,
+        &[
+            (&cast.admin, Role::Admin),
+            (&cast.developer, Role::Developer),
+            (&cast.viewer, Role::Viewer),
+        ],
+        upstream_url,
+    )
+    .await
+}
+
+impl World {
+    /// The value of a path parameter for this world. A parameter no test knows how to fill
+    /// fails loudly, so a new route cannot slip past the generated tests.
+    pub fn path_param(&self, name: &str, route: &str) -> String {
+        match name {
+            "org" => self.slug.clone(),
+            "server_id" => self.server_id.to_string(),
+            "tool_id" => self.tool_id.to_string(),
+            "scope_id" => self.scope_id.to_string(),
+            "endpoint_id" => self.endpoint_id.to_string(),
+            "service_token_id" => self.service_token_id.to_string(),
+            "service_client_id" => self.service_client_id.to_string(),
+            other => panic!(
+                "route {route}: no value for path parameter {{{other}}}; teach World::path_param \
+                 (services/control-api/tests/api/world.rs) how to fill it"
+            ),
+        }
+    }
+
+    /// `path` with every `{param}` filled.
+    pub fn fill(&self, path: &str) -> String {
+        let mut out = String::new();
+        let mut rest = path;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..].find('}').expect("balanced braces") + open;
+            out.push_str(&rest[..open]);
+            out.push_str(&self.path_param(&rest[open + 1..close], path));
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Every tenant table's rows of `org`, as canonical text (for before/after comparisons).
+pub async fn dump_org(app: &TestApp, org: OrgId) -> Vec<(String, String)> {
+    let mut admin = app.db.admin().await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT c.table_name::text FROM information_schema.columns c
+           JOIN information_schema.tables t ON t.table_name = c.table_name AND t.table_schema = c.table_schema
+          WHERE c.table_schema = 'public' AND c.column_name = 'org_id' AND t.table_type = 'BASE TABLE'
+          ORDER BY 1",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    for table in tables {
+        let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COALESCE(string_agg(r::text, E'\\n' ORDER BY r::text), '') FROM \"{table}\" r WHERE org_id = $1"
+        )))
+        .bind(org)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        out.push((table, rows));
+    }
+    out
+}
+
+/// A problem+json body, asserted to be one.
+pub async fn problem(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.text().await.unwrap();
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "expected problem+json, got {content_type:?} with status {status}: {body}"
+    );
+    (
+        status,
+        serde_json::from_str(&body).expect("problem+json body is JSON"),
+    )
+}

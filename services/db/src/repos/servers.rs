@@ -1,0 +1,196 @@
+//! Domain servers: upstream MCP servers an org registers, with their sealed credential.
+
+use time::OffsetDateTime;
+
+use gatehouse_core::ids::ServerId;
+
+use crate::error::DbResult;
+use crate::tenant::TenantTx;
+
+/// A domain server as stored. `credential_enc` is sealed with
+/// `snapshot::server_credential_context(org, id)` and never leaves the control plane unsealed.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct ServerRow {
+    pub id: ServerId,
+    pub slug: String,
+    pub name: String,
+    pub url: String,
+    /// `streamable_http` or `http_sse`.
+    pub transport: String,
+    /// `none`, `bearer`, `header` or `oauth_client_credentials`.
+    pub auth_kind: String,
+    pub auth_header_name: Option<String>,
+    pub credential_enc: Option<Vec<u8>>,
+    pub oauth_token_url: Option<String>,
+    pub oauth_client_id: Option<String>,
+    pub oauth_scope: Option<String>,
+    pub send_caller_assertion: bool,
+    pub last_synced_at: Option<OffsetDateTime>,
+    pub last_sync_error: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+const COLUMNS: &str = "id, slug, name, url, transport, auth_kind, auth_header_name, credential_enc, \
+                       oauth_token_url, oauth_client_id, oauth_scope, send_caller_assertion, \
+                       last_synced_at, last_sync_error, created_at, updated_at";
+
+/// How Gatehouse authenticates to the server, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAuth {
+    pub kind: &'static str,
+    pub header_name: Option<String>,
+    pub credential_enc: Option<Vec<u8>>,
+    pub oauth_token_url: Option<String>,
+    pub oauth_client_id: Option<String>,
+    pub oauth_scope: Option<String>,
+}
+
+impl StoredAuth {
+    pub fn none() -> Self {
+        Self {
+            kind: "none",
+            header_name: None,
+            credential_enc: None,
+            oauth_token_url: None,
+            oauth_client_id: None,
+            oauth_scope: None,
+        }
+    }
+}
+
+/// Everything needed to register a server. The id is chosen by the caller because the
+/// credential is sealed with a context naming it.
+#[derive(Clone, Debug)]
+pub struct NewServer<'a> {
+    pub id: ServerId,
+    pub slug: &'a str,
+    pub name: &'a str,
+    pub url: &'a str,
+    pub transport: &'a str,
+    pub auth: StoredAuth,
+    pub send_caller_assertion: bool,
+}
+
+pub async fn create(tx: &mut TenantTx, new: &NewServer<'_>) -> DbResult<ServerRow> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO domain_servers (id, org_id, slug, name, url, transport, auth_kind, auth_header_name,
+                                     credential_enc, oauth_token_url, oauth_client_id, oauth_scope,
+                                     send_caller_assertion)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         RETURNING {COLUMNS}"
+    )))
+    .bind(new.id)
+    .bind(org_id)
+    .bind(new.slug)
+    .bind(new.name)
+    .bind(new.url)
+    .bind(new.transport)
+    .bind(new.auth.kind)
+    .bind(&new.auth.header_name)
+    .bind(&new.auth.credential_enc)
+    .bind(&new.auth.oauth_token_url)
+    .bind(&new.auth.oauth_client_id)
+    .bind(&new.auth.oauth_scope)
+    .bind(new.send_caller_assertion)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+pub async fn list(tx: &mut TenantTx) -> DbResult<Vec<ServerRow>> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM domain_servers WHERE org_id = $1 ORDER BY slug"
+    )))
+    .bind(org_id)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+pub async fn get(tx: &mut TenantTx, id: ServerId) -> DbResult<Option<ServerRow>> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM domain_servers WHERE org_id = $1 AND id = $2"
+    )))
+    .bind(org_id)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?)
+}
+
+/// Locks the server row for the rest of the transaction (one sync at a time per server).
+pub async fn get_for_update(tx: &mut TenantTx, id: ServerId) -> DbResult<Option<ServerRow>> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM domain_servers WHERE org_id = $1 AND id = $2 FOR UPDATE"
+    )))
+    .bind(org_id)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?)
+}
+
+/// The mutable part of a server (slug is immutable: it namespaces tool names at endpoints).
+#[derive(Clone, Debug)]
+pub struct ServerUpdate<'a> {
+    pub name: &'a str,
+    pub url: &'a str,
+    pub transport: &'a str,
+    pub auth: StoredAuth,
+    pub send_caller_assertion: bool,
+}
+
+pub async fn update(tx: &mut TenantTx, id: ServerId, change: &ServerUpdate<'_>) -> DbResult<ServerRow> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE domain_servers
+            SET name = $3, url = $4, transport = $5, auth_kind = $6, auth_header_name = $7,
+                credential_enc = $8, oauth_token_url = $9, oauth_client_id = $10, oauth_scope = $11,
+                send_caller_assertion = $12, updated_at = now()
+          WHERE org_id = $1 AND id = $2
+          RETURNING {COLUMNS}"
+    )))
+    .bind(org_id)
+    .bind(id)
+    .bind(change.name)
+    .bind(change.url)
+    .bind(change.transport)
+    .bind(change.auth.kind)
+    .bind(&change.auth.header_name)
+    .bind(&change.auth.credential_enc)
+    .bind(&change.auth.oauth_token_url)
+    .bind(&change.auth.oauth_client_id)
+    .bind(&change.auth.oauth_scope)
+    .bind(change.send_caller_assertion)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// Records the outcome of a sync (`error` is a tenant-safe message, or `None` on success).
+pub async fn record_sync(tx: &mut TenantTx, id: ServerId, error: Option<&str>) -> DbResult<ServerRow> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE domain_servers
+            SET last_synced_at = CASE WHEN $3::text IS NULL THEN now() ELSE last_synced_at END,
+                last_sync_error = $3
+          WHERE org_id = $1 AND id = $2
+          RETURNING {COLUMNS}"
+    )))
+    .bind(org_id)
+    .bind(id)
+    .bind(error)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// Deletes the server and (by cascade) its tools, their grants and endpoint memberships.
+pub async fn delete(tx: &mut TenantTx, id: ServerId) -> DbResult<bool> {
+    let org_id = tx.org_id();
+    let done = sqlx::query("DELETE FROM domain_servers WHERE org_id = $1 AND id = $2")
+        .bind(org_id)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
