@@ -270,17 +270,22 @@ async fn authorization_code(
             "resource differs from the authorization request".into(),
         ));
     }
-    let granted: BTreeSet<String> = row.scopes.iter().cloned().collect();
-    if let Some(scope) = form.get("scope") {
-        let asked =
-            scopes::parse(scope).ok_or_else(|| OAuthError::InvalidScope("scope is malformed".into()))?;
-        if !asked.is_subset(&granted) {
-            tx.commit().await?;
-            return Err(OAuthError::InvalidScope(
-                "scope exceeds what was authorized".into(),
-            ));
+    let authorized: BTreeSet<String> = row.scopes.iter().cloned().collect();
+    // A token request may narrow the authorized scopes (RFC 6749 §3.3), never widen them.
+    let granted = match form.get("scope") {
+        None => authorized,
+        Some(scope) => {
+            let asked =
+                scopes::parse(scope).ok_or_else(|| OAuthError::InvalidScope("scope is malformed".into()))?;
+            if !asked.is_subset(&authorized) {
+                tx.commit().await?;
+                return Err(OAuthError::InvalidScope(
+                    "scope exceeds what was authorized".into(),
+                ));
+            }
+            asked
         }
-    }
+    };
     // Membership is rechecked: the user may have left the org since authorizing.
     if orgs::member_role(&mut tx, row.user_id).await?.is_none() {
         tx.commit().await?;
