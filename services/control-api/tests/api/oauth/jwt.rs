@@ -255,6 +255,10 @@ async fn rfc9700_t3_key_rotation_while_validating_has_no_failures() {
         "expected at least three signing keys over the run, saw {kids:?}"
     );
     assert!(validated > 50);
+    for key in &CachingValidator::fetch(&app).await.0.keys {
+        let raw = serde_json::to_value(key).unwrap();
+        assert!(raw.get("d").is_none(), "no private material is published");
+    }
     // Retired keys leave the JWKS once their tokens have expired; the signer never returns to them.
     let published = CachingValidator::fetch(&app).await.0;
     assert!(
@@ -262,4 +266,41 @@ async fn rfc9700_t3_key_rotation_while_validating_has_no_failures() {
         "retired keys are dropped eventually: {}",
         published.keys.len()
     );
+}
+
+/// `oauth.signing_alg = "ES256"` signs with P-256 keys, published as EC JWKs.
+#[tokio::test]
+async fn es256_signing_is_selectable() {
+    let app = TestApp::spawn_with(&[("oauth.signing_alg", "ES256")]).await;
+    let fx = setup(&app, "o@es.test", "es").await;
+    let mut browser = Browser::new(&app);
+    let (client, pkce, code) = code_for(&app, &fx, &mut browser, "o@es.test", None).await;
+    let (status, tokens) = redeem(&app, &client, &pkce, &code).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(access).unwrap().alg,
+        jsonwebtoken::Algorithm::ES256
+    );
+    let jwks: Value = app
+        .http
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (jwks["keys"][0]["kty"].as_str(), jwks["keys"][0]["crv"].as_str()),
+        (Some("EC"), Some("P-256"))
+    );
+    assert!(
+        jwks["keys"][0].get("d").is_none(),
+        "no private material is published"
+    );
+    verifier(&app)
+        .await
+        .verify(access, Some(&fx.resource))
+        .expect("ES256 token verifies");
 }
