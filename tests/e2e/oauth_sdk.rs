@@ -115,7 +115,7 @@ async fn wait_for_challenge(p: &Platform, resource: &str) {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the dataplane never challenged {resource}: {}",
+            "the dataplane never challenged {resource} (got {}); these tests need the dataplane's MCP endpoint and RFC 9728 metadata",
             resp.status()
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -20,6 +20,7 @@ pub mod cimd;
 pub mod clients;
 pub mod cors;
 pub mod error;
+pub mod forms;
 pub mod grants;
 pub mod introspect;
 pub mod jwt;
@@ -119,8 +120,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route("/.well-known/jwks.json", web::get().to(metadata::jwks))
     .route("/authorize", web::get().to(authorize::authorize))
-    .route("/authorize/login", web::post().to(authorize::login))
-    .route("/authorize/consent", web::post().to(authorize::consent))
+    .route("/authorize/login", web::post().to(forms::login))
+    .route("/authorize/consent", web::post().to(forms::consent))
     .route("/oauth/token", web::post().to(token::token))
     .route("/oauth/register", web::post().to(register::register))
     .route("/oauth/revoke", web::post().to(introspect::revoke))

@@ -70,3 +70,17 @@ pub fn for_role(
     }
     (granted, withheld)
 }
+
+/// The scopes of a token request: a `scope` parameter may narrow `allowed`, never widen it
+/// (RFC 6749 §3.3, RFC 9700 §4.14.2); without one, all of `allowed`.
+pub fn narrow(requested: Option<&str>, allowed: &BTreeSet<String>) -> Result<BTreeSet<String>, &'static str> {
+    let Some(requested) = requested else {
+        return Ok(allowed.clone());
+    };
+    let asked = parse(requested).ok_or("scope is malformed")?;
+    if asked.is_subset(allowed) {
+        Ok(asked)
+    } else {
+        Err("scope exceeds what was granted")
+    }
+}

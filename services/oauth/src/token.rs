@@ -272,18 +272,11 @@ async fn authorization_code(
     }
     let authorized: BTreeSet<String> = row.scopes.iter().cloned().collect();
     // A token request may narrow the authorized scopes (RFC 6749 §3.3), never widen them.
-    let granted = match form.get("scope") {
-        None => authorized,
-        Some(scope) => {
-            let asked =
-                scopes::parse(scope).ok_or_else(|| OAuthError::InvalidScope("scope is malformed".into()))?;
-            if !asked.is_subset(&authorized) {
-                tx.commit().await?;
-                return Err(OAuthError::InvalidScope(
-                    "scope exceeds what was authorized".into(),
-                ));
-            }
-            asked
+    let granted = match scopes::narrow(form.get("scope"), &authorized) {
+        Ok(granted) => granted,
+        Err(why) => {
+            tx.commit().await?;
+            return Err(OAuthError::InvalidScope(why.into()));
         }
     };
     // Membership is rechecked: the user may have left the org since authorizing.
@@ -435,18 +428,11 @@ async fn refresh_token(state: &OAuthState, form: &Form, client: Authenticated) -
         ));
     }
     let consented: BTreeSet<String> = family.scopes.iter().cloned().collect();
-    let mut granted = match form.get("scope") {
-        None => consented.clone(),
-        Some(s) => {
-            let asked =
-                scopes::parse(s).ok_or_else(|| OAuthError::InvalidScope("scope is malformed".into()))?;
-            if !asked.is_subset(&consented) {
-                tx.commit().await?;
-                return Err(OAuthError::InvalidScope(
-                    "scope exceeds what the grant allows".into(),
-                ));
-            }
-            asked
+    let mut granted = match scopes::narrow(form.get("scope"), &consented) {
+        Ok(granted) => granted,
+        Err(why) => {
+            tx.commit().await?;
+            return Err(OAuthError::InvalidScope(why.into()));
         }
     };
     // The user's membership and role are rechecked on every refresh.
@@ -532,18 +518,11 @@ async fn client_credentials(
         ));
     }
     let allowed: BTreeSet<String> = client.scopes.iter().cloned().collect();
-    let granted = match form.get("scope") {
-        None => allowed,
-        Some(s) => {
-            let asked =
-                scopes::parse(s).ok_or_else(|| OAuthError::InvalidScope("scope is malformed".into()))?;
-            if !asked.is_subset(&allowed) {
-                tx.commit().await?;
-                return Err(OAuthError::InvalidScope(
-                    "scope exceeds the client's scopes".into(),
-                ));
-            }
-            asked
+    let granted = match scopes::narrow(form.get("scope"), &allowed) {
+        Ok(granted) => granted,
+        Err(why) => {
+            tx.commit().await?;
+            return Err(OAuthError::InvalidScope(why.into()));
         }
     };
     oauth_service_clients::touch_last_used(&mut tx, client.id).await?;

@@ -9,3 +9,4 @@ mod jwt;
 mod mutants;
 mod races;
 mod security;
+mod security_token;
