@@ -57,6 +57,19 @@ impl Platform {
             ),
             ("secrets.signing_secret".into(), generate_signing_secret_b64()),
             ("shutdown.grace_period_secs".into(), "2".into()),
+            // Scheduled syncs would re-list the tests' hand-made servers; tests that want them ask.
+            ("control_api.resync_interval_secs".into(), "0".into()),
+            // Mail without SMTP goes to files: keep them out of the source tree.
+            (
+                "mail.file_dir".into(),
+                std::env::temp_dir()
+                    .join(format!(
+                        "gatehouse-test-mail-{}",
+                        gatehouse_core::secrets::random_token(12)
+                    ))
+                    .display()
+                    .to_string(),
+            ),
             ("control_api.workers".into(), "2".into()),
             ("dataplane.workers".into(), "2".into()),
         ];

@@ -2,13 +2,17 @@
 //! usage under `/api/v1`, the OAuth 2.1 authorization server, and the internal snapshot API the
 //! dataplane reads its configuration from.
 
+pub mod accounts;
 pub mod auth;
 pub mod changes;
 pub mod error;
 pub mod extract;
+pub mod oidc;
+pub mod oidc_http;
 pub mod openapi;
 pub mod password;
 pub mod poisoning;
+pub mod resync;
 pub mod routes;
 pub mod seed;
 pub mod state;
@@ -38,13 +42,14 @@ pub struct Dependencies {
     pub cfg: Arc<Config>,
     pub db: Db,
     pub notifier: ChangeNotifier,
-    /// Limits shared by every replica (login attempts, dynamic client registration).
+    /// Rate limits shared by every replica (logins, mail requests, dynamic client registration).
     pub rate_limiter: RateLimiter,
 }
 
 /// A bound, not yet running control API.
 pub struct ControlApi {
     server: Server,
+    state: AppState,
     addr: SocketAddr,
     grace: std::time::Duration,
     oauth: gatehouse_oauth::OAuthState,
@@ -60,8 +65,10 @@ impl ControlApi {
             cfg: cfg.clone(),
             db: deps.db.clone(),
             notifier: deps.notifier.clone(),
-            rate_limiter: deps.rate_limiter.clone(),
             egress: gatehouse_egress::Egress::from_config(&cfg.egress)?,
+            rate_limiter: deps.rate_limiter.clone(),
+            mailer: gatehouse_mail::Mailer::from_config(&cfg.mail, cfg.is_local())?,
+            oidc_http: oidc_http::OidcHttp::new(&cfg.egress)?,
         };
         let oauth = gatehouse_oauth::OAuthState::new(
             cfg.clone(),
@@ -92,6 +99,7 @@ impl ControlApi {
         };
         let listener = gatehouse_http::bind(cfg.control_api.listen, "control_api.listen")?;
         let addr = listener.local_addr()?;
+        let app_state = state.clone();
         let state = web::Data::new(state);
         let oauth_data = web::Data::new(oauth.clone());
         let readiness = web::Data::new(readiness);
@@ -133,6 +141,7 @@ impl ControlApi {
         }
         Ok(Self {
             server: server.run(),
+            state: app_state,
             addr,
             grace,
             oauth,
@@ -152,7 +161,12 @@ impl ControlApi {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         // Signing keys: the first is created and due rotations are scheduled by this loop.
         tokio::spawn(self.oauth.signing.clone().maintain_until(shutdown.clone()));
-        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await
+        let resync = tokio::spawn(resync::run(self.state, shutdown.child_token()));
+        let result =
+            gatehouse_http::run_until_stopped(self.server, shutdown.clone(), self.grace, self.draining).await;
+        shutdown.cancel();
+        let _ = resync.await;
+        result
     }
 }
 

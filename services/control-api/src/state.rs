@@ -7,6 +7,9 @@ use gatehouse_core::secrets::{DerivedKeys, Keyring};
 use gatehouse_db::Db;
 use gatehouse_egress::Egress;
 use gatehouse_events::{ChangeNotifier, RateLimiter};
+use gatehouse_mail::Mailer;
+
+use crate::oidc_http::OidcHttp;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,8 +21,13 @@ pub struct AppState {
     pub keys: Arc<DerivedKeys>,
     /// Announces configuration changes to dataplanes.
     pub notifier: ChangeNotifier,
-    /// Limits shared by every replica.
-    pub rate_limiter: RateLimiter,
     /// The SSRF guard: the only way to fetch a URL a tenant supplied.
     pub egress: Egress,
+    /// Login and mail-request limits (shared through Redis when configured).
+    pub rate_limiter: RateLimiter,
+    /// Verification, reset and invitation mail.
+    pub mailer: Mailer,
+    /// HTTP for OIDC discovery, token and JWKS fetches of tenant-configured providers: every
+    /// request passes the egress policy.
+    pub oidc_http: OidcHttp,
 }

@@ -51,6 +51,7 @@ pub struct Config {
     pub egress: EgressConfig,
     pub oauth: OAuthConfig,
     pub local: LocalConfig,
+    pub accounts: AccountsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -79,6 +80,7 @@ pub struct ControlApiConfig {
     pub public_url: Url,
     pub workers: usize,
     pub max_body_bytes: usize,
+    pub resync_interval_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -171,6 +173,21 @@ pub struct OAuthConfig {
     pub dynamic_registration_per_hour: u32,
     pub login_attempts_per_minute: u32,
     pub metadata_document_ca_file: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    pub login_per_account_per_minute: u32,
+    pub login_per_account_burst: u32,
+    pub login_per_ip_per_minute: u32,
+    pub login_per_ip_burst: u32,
+    pub mail_requests_per_minute: u32,
+    pub mail_requests_burst: u32,
+    pub verification_ttl_secs: u64,
+    pub reset_ttl_secs: u64,
+    pub invitation_ttl_secs: u64,
+    pub sso_login_ttl_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -371,6 +388,40 @@ impl Config {
                 "dataplane.max_json_depth",
                 "must be between 1 and 512",
             ));
+        }
+        for (setting, value) in [
+            (
+                "accounts.login_per_account_per_minute",
+                self.accounts.login_per_account_per_minute,
+            ),
+            (
+                "accounts.login_per_ip_per_minute",
+                self.accounts.login_per_ip_per_minute,
+            ),
+            (
+                "accounts.mail_requests_per_minute",
+                self.accounts.mail_requests_per_minute,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(setting, "must be at least 1"));
+            }
+        }
+        for (setting, value) in [
+            (
+                "accounts.verification_ttl_secs",
+                self.accounts.verification_ttl_secs,
+            ),
+            ("accounts.reset_ttl_secs", self.accounts.reset_ttl_secs),
+            ("accounts.invitation_ttl_secs", self.accounts.invitation_ttl_secs),
+            ("accounts.sso_login_ttl_secs", self.accounts.sso_login_ttl_secs),
+        ] {
+            if value == 0 || value > 90 * 86400 {
+                return Err(ConfigError::new(
+                    setting,
+                    "must be between 1 and 7776000 (90 days)",
+                ));
+            }
         }
         if self.usage_worker.batch_size == 0 {
             return Err(ConfigError::new("usage_worker.batch_size", "must be at least 1"));

@@ -1,5 +1,12 @@
 //! The REST API under `/api/v1`, one module per resource, each exposing `configure`.
 
+pub mod account;
+pub mod invitations;
+pub mod members;
+pub mod orgs;
+pub mod session;
+pub mod sso;
+
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub mod audit;
@@ -19,6 +26,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
     scopes::configure(cfg);
     endpoints::configure(cfg);
     audit::configure(cfg);
+    session::configure(cfg);
+    account::configure(cfg);
+    orgs::configure(cfg);
+    members::configure(cfg);
+    invitations::configure(cfg);
+    sso::configure(cfg);
     service_tokens::configure(cfg);
     service_clients::configure(cfg);
     oauth_grants::configure(cfg);

@@ -59,6 +59,10 @@ pub struct World {
     pub endpoint_id: EndpointId,
     pub service_token_id: ServiceTokenId,
     pub service_client_id: ServiceClientId,
+    /// A member other than the owner (the last of `members`), for member routes.
+    pub member_id: Option<gatehouse_core::ids::UserId>,
+    /// A pending invitation.
+    pub invitation_id: gatehouse_core::ids::InvitationId,
 }
 
 /// A fresh org owned by `owner`, with `members` added, populated as described above.
@@ -161,8 +165,35 @@ pub async fn world(
     )
     .await
     .unwrap();
+    let invitation = gatehouse_db::repos::invitations::create(
+        &mut tx,
+        "invitee@example.com",
+        Role::Viewer,
+        &gatehouse_core::secrets::token_hash(&uuid::Uuid::new_v4().to_string()),
+        owner.id,
+        time::Duration::days(1),
+    )
+    .await
+    .unwrap();
+    // SSO configured but disabled: its routes have something to read and delete, and starting a
+    // login does not try to reach a provider.
+    gatehouse_db::repos::sso::upsert(
+        &mut tx,
+        &gatehouse_db::repos::sso::SsoProviderConfig {
+            issuer_url: "https://idp.example.com",
+            client_id: "gatehouse",
+            client_secret_enc: &app.keyring().seal(b"secret", "test"),
+            allowed_domains: &["example.com".to_owned()],
+            jit_role: Role::Viewer,
+            enabled: false,
+        },
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     World {
+        member_id: members.last().map(|(u, _)| u.id),
+        invitation_id: invitation.id,
         slug,
         org_id,
         server_id,
@@ -202,6 +233,11 @@ impl World {
             "endpoint_id" => self.endpoint_id.to_string(),
             "service_token_id" => self.service_token_id.to_string(),
             "service_client_id" => self.service_client_id.to_string(),
+            "user_id" => self
+                .member_id
+                .unwrap_or_else(|| panic!("route {route}: this world has no member besides the owner"))
+                .to_string(),
+            "invitation_id" => self.invitation_id.to_string(),
             other => panic!(
                 "route {route}: no value for path parameter {{{other}}}; teach World::path_param \
                  (services/control-api/tests/api/world.rs) how to fill it"

@@ -2,7 +2,10 @@
 //! take `&mut GlobalTx` (or `&mut UserTx` for a user's own cross-org view).
 
 pub mod audit;
+pub mod email_tokens;
 pub mod endpoints;
+pub mod invitations;
+pub mod memberships;
 pub mod oauth_clients;
 pub mod oauth_codes;
 pub mod oauth_consents;
@@ -17,5 +20,6 @@ pub mod service_tokens;
 pub mod sessions;
 pub mod signing_keys;
 pub mod snapshot;
+pub mod sso;
 pub mod tools;
 pub mod users;
