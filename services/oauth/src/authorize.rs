@@ -44,6 +44,9 @@ pub struct Validated {
     /// Explicitly requested scopes (`None`: all the endpoint's scopes the user may hold).
     pub requested: Option<BTreeSet<String>>,
     pub endpoint_scopes: Vec<EndpointScope>,
+    /// The org signs its members in with its own OpenID Connect provider (offered on the login
+    /// page beside the password).
+    pub sso_enabled: bool,
     pub prompt: Option<String>,
     /// The request without `prompt`, carried through the forms.
     pub query: String,
@@ -155,11 +158,20 @@ pub fn parse_resource(cfg: &gatehouse_core::Config, resource: &str) -> Option<(S
     (cfg.endpoint_url(org, endpoint) == resource).then(|| (org.to_owned(), endpoint.to_owned()))
 }
 
+/// What a resource names: the org, the endpoint, the scopes that grant something there, and
+/// whether the org has SSO.
+pub struct Resolved {
+    pub org: OrgRow,
+    pub endpoint: EndpointRef,
+    pub scopes: Vec<EndpointScope>,
+    pub sso_enabled: bool,
+}
+
 /// The org and endpoint a resource names, with the scopes that grant something there.
 pub async fn resolve_resource(
     state: &OAuthState,
     resource: &str,
-) -> Result<Option<(OrgRow, EndpointRef, Vec<EndpointScope>)>, gatehouse_db::DbError> {
+) -> Result<Option<Resolved>, gatehouse_db::DbError> {
     let Some((org_slug, endpoint_slug)) = parse_resource(&state.cfg, resource) else {
         return Ok(None);
     };
@@ -175,8 +187,16 @@ pub async fn resolve_resource(
         Some(e) => oauth_scopes::granting_scopes(&mut tx, e.id).await?,
         None => Vec::new(),
     };
+    let sso_enabled = gatehouse_db::repos::sso::get(&mut tx)
+        .await?
+        .is_some_and(|p| p.enabled);
     tx.commit().await?;
-    Ok(endpoint.map(|e| (org, e, scopes)))
+    Ok(endpoint.map(|endpoint| Resolved {
+        org,
+        endpoint,
+        scopes,
+        sso_enabled,
+    }))
 }
 
 fn is_code_challenge(s: &str) -> bool {
@@ -307,7 +327,12 @@ pub async fn validate(state: &OAuthState, raw: &str) -> Result<Validated, Reject
                 "resource is required: the MCP endpoint URL (RFC 8707)",
             )
         })?;
-    let (org, endpoint, endpoint_scopes) = resolve_resource(state, resource)
+    let Resolved {
+        org,
+        endpoint,
+        scopes: endpoint_scopes,
+        sso_enabled,
+    } = resolve_resource(state, resource)
         .await?
         .ok_or_else(|| fail("invalid_target", "resource is not an MCP endpoint of this server"))?;
     let requested = match params.get("scope") {
@@ -341,6 +366,7 @@ pub async fn validate(state: &OAuthState, raw: &str) -> Result<Validated, Reject
         endpoint,
         requested,
         endpoint_scopes,
+        sso_enabled,
         query,
     })
 }
@@ -418,7 +444,16 @@ pub(crate) fn login_response(
     let issued_at = now();
     let csrf = session::login_csrf(state, cookie.value(), &v.query, issued_at);
     let host = v.redirect_host();
-    let mut response = pages::login_page(&v.view(&host, issued_at, &csrf), email, error, None);
+    // SSO signs the user in (a console session) and comes back to this request.
+    let sso_url = v.sso_enabled.then(|| {
+        let return_to = format!("/authorize?{}", v.query);
+        format!(
+            "/api/v1/sso/{}/start?return_to={}",
+            v.org.slug,
+            url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
+        )
+    });
+    let mut response = pages::login_page(&v.view(&host, issued_at, &csrf), email, error, sso_url.as_deref());
     let _ = response.add_cookie(&cookie);
     response
 }

@@ -10,3 +10,4 @@ mod mutants;
 mod races;
 mod security;
 mod security_token;
+mod sso;
