@@ -42,7 +42,7 @@ pub struct Dependencies {
     pub cfg: Arc<Config>,
     pub db: Db,
     pub notifier: ChangeNotifier,
-    /// Rate limits for logins and mail requests.
+    /// Rate limits shared by every replica (logins, mail requests, dynamic client registration).
     pub rate_limiter: RateLimiter,
 }
 
@@ -52,6 +52,7 @@ pub struct ControlApi {
     state: AppState,
     addr: SocketAddr,
     grace: std::time::Duration,
+    oauth: gatehouse_oauth::OAuthState,
     draining: Draining,
 }
 
@@ -69,6 +70,18 @@ impl ControlApi {
             mailer: gatehouse_mail::Mailer::from_config(&cfg.mail, cfg.is_local())?,
             oidc_http: oidc_http::OidcHttp::new(&cfg.egress)?,
         };
+        let oauth = gatehouse_oauth::OAuthState::new(
+            cfg.clone(),
+            deps.db.clone(),
+            state.keyring.clone(),
+            state.keys.clone(),
+            deps.notifier.clone(),
+            deps.rate_limiter.clone(),
+            gatehouse_oauth::Accounts {
+                verify_password: Arc::new(|password, stored| Box::pin(password::verify(password, stored))),
+                session_cookie: auth::session_cookie_name(cfg.is_local()),
+            },
+        )?;
         let readiness = {
             let db = deps.db.clone();
             let notifier = deps.notifier.clone();
@@ -88,6 +101,7 @@ impl ControlApi {
         let addr = listener.local_addr()?;
         let app_state = state.clone();
         let state = web::Data::new(state);
+        let oauth_data = web::Data::new(oauth.clone());
         let readiness = web::Data::new(readiness);
         let body_limit = BodyLimit(cfg.control_api.max_body_bytes);
         let grace = cfg.grace_period();
@@ -107,6 +121,8 @@ impl ControlApi {
                 .service(scope::scope("/api/v1").configure(routes::configure))
                 .split_for_parts();
             app.configure(gatehouse_http::ops::configure)
+                .app_data(oauth_data.clone())
+                .configure(gatehouse_oauth::configure)
                 .configure(routes::internal::configure)
                 .route("/api/openapi.json", web::get().to(openapi_json))
                 .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/docs/openapi.json", api))
@@ -128,6 +144,7 @@ impl ControlApi {
             state: app_state,
             addr,
             grace,
+            oauth,
             draining,
         })
     }
@@ -136,7 +153,14 @@ impl ControlApi {
         self.addr
     }
 
+    /// The authorization server's state (signing keys, for `gatehouse signing-keys`).
+    pub fn oauth(&self) -> &gatehouse_oauth::OAuthState {
+        &self.oauth
+    }
+
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        // Signing keys: the first is created and due rotations are scheduled by this loop.
+        tokio::spawn(self.oauth.signing.clone().maintain_until(shutdown.clone()));
         let resync = tokio::spawn(resync::run(self.state, shutdown.child_token()));
         let result =
             gatehouse_http::run_until_stopped(self.server, shutdown.clone(), self.grace, self.draining).await;

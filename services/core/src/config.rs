@@ -176,7 +176,11 @@ pub struct OAuthConfig {
     pub refresh_reuse_grace_secs: u64,
     pub signing_alg: SigningAlg,
     pub key_rotation_secs: u64,
+    pub key_publish_lead_secs: u64,
+    pub jwks_max_age_secs: u64,
     pub dynamic_registration_per_hour: u32,
+    pub login_attempts_per_minute: u32,
+    pub metadata_document_ca_file: PathBuf,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -364,6 +368,18 @@ impl Config {
             return Err(ConfigError::new(
                 "oauth.key_rotation_secs",
                 "must be at least twice oauth.access_token_ttl_secs",
+            ));
+        }
+        if self.oauth.key_publish_lead_secs <= self.oauth.jwks_max_age_secs {
+            return Err(ConfigError::new(
+                "oauth.key_publish_lead_secs",
+                "must exceed oauth.jwks_max_age_secs (a new key must be in every validator's copy before it signs)",
+            ));
+        }
+        if self.oauth.key_rotation_secs <= self.oauth.key_publish_lead_secs {
+            return Err(ConfigError::new(
+                "oauth.key_rotation_secs",
+                "must exceed oauth.key_publish_lead_secs",
             ));
         }
         if self.database.max_connections == 0 {

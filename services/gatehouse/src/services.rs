@@ -156,6 +156,24 @@ pub fn openapi(check: Option<PathBuf>) -> anyhow::Result<()> {
     }
 }
 
+/// `gatehouse signing-keys list|rotate`: works on the database directly, so it needs the control
+/// API's configuration (database and encryption keys), not a running control API.
+pub async fn signing_keys(sources: Sources, rotate: bool) -> anyhow::Result<()> {
+    let cfg = load_config(&sources, Component::ControlApi)?;
+    let db = Db::connect(&cfg.database)
+        .await
+        .context("connecting to the database")?;
+    let keys = gatehouse_oauth::SigningKeys::new(&cfg, db.clone(), Arc::new(cfg.keyring()?));
+    let out = if rotate {
+        serde_json::to_string_pretty(&keys.rotate_now().await?)?
+    } else {
+        serde_json::to_string_pretty(&keys.list().await?)?
+    };
+    println!("{out}");
+    db.close().await;
+    Ok(())
+}
+
 /// `gatehouse healthcheck`: probes `/healthz` on every listen address of the configuration (a
 /// container runs one service; whichever it is answers). Wildcard addresses are probed on
 /// loopback. Exit 0 if one answers 200.

@@ -4,6 +4,7 @@
 pub mod node_tools;
 pub mod redis_server;
 pub mod testdb;
+pub mod tls;
 
 pub use testdb::TestDb;
 

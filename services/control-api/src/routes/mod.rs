@@ -12,8 +12,11 @@ use utoipa_actix_web::service_config::ServiceConfig;
 pub mod audit;
 pub mod endpoints;
 pub mod internal;
+pub mod oauth_grants;
 pub mod scopes;
 pub mod servers;
+pub mod service_clients;
+pub mod service_tokens;
 pub mod tools;
 pub mod usage;
 
@@ -31,4 +34,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     invitations::configure(cfg);
     sso::configure(cfg);
     usage::configure(cfg);
+    service_tokens::configure(cfg);
+    service_clients::configure(cfg);
+    oauth_grants::configure(cfg);
 }

@@ -92,6 +92,8 @@ fn every_operation_has_a_minimum_role_and_an_example() {
         tool_hash: "0".repeat(64),
         scope_id: Default::default(),
         endpoint_id: Default::default(),
+        service_token_id: Default::default(),
+        service_client_id: Default::default(),
         member_id: None,
         invitation_id: Default::default(),
         invoice_id: Default::default(),

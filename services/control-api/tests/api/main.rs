@@ -5,6 +5,7 @@ mod accounts;
 mod bad_input;
 mod generated;
 mod helpers;
+mod oauth;
 mod org_roles;
 mod route_table;
 mod servers;

@@ -95,6 +95,17 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("usage.current", Member(Viewer)),
     ("invoices.list", Member(Admin)),
     ("invoices.get", Member(Admin)),
+    // service tokens and clients, OAuth consents and grants
+    ("service_tokens.list", Member(Admin)),
+    ("service_tokens.create", Member(Admin)),
+    ("service_tokens.revoke", Member(Admin)),
+    ("service_clients.list", Member(Admin)),
+    ("service_clients.create", Member(Admin)),
+    ("service_clients.revoke", Member(Admin)),
+    ("oauth_consents.list", Member(Viewer)),
+    ("oauth_consents.revoke", Member(Viewer)),
+    ("oauth_grants.list", Member(Admin)),
+    ("oauth_grants.revoke", Member(Admin)),
 ];
 
 pub fn access(operation_id: &str) -> Option<Access> {
@@ -171,6 +182,14 @@ pub fn example_body(
         "endpoints.set_servers" => {
             json!({"servers": [{"server_id": world.server_id, "tool_ids": [world.tool_id]}]})
         }
+        "service_tokens.create" => {
+            json!({"name": "nightly CI", "endpoint_id": world.endpoint_id, "scopes": ["orders:read"]})
+        }
+        "service_clients.create" => {
+            json!({"name": "billing bot", "endpoint_id": world.endpoint_id, "scopes": ["orders:read"]})
+        }
+        "oauth_consents.revoke" => json!({"client_id": "ghd_example"}),
+        "oauth_grants.revoke" => json!({"client_id": "ghd_example"}),
         _ => return None,
     })
 }

@@ -6,7 +6,9 @@
 use serde_json::{Value, json};
 
 use gatehouse_core::canonical::tool_definition_hash;
-use gatehouse_core::ids::{EndpointId, InvoiceId, OrgId, ScopeId, ServerId, ToolId};
+use gatehouse_core::ids::{
+    EndpointId, InvoiceId, OrgId, ScopeId, ServerId, ServiceClientId, ServiceTokenId, ToolId,
+};
 use gatehouse_core::role::Role;
 use gatehouse_db::repos::endpoints::{self, EndpointServer};
 use gatehouse_db::repos::invoices;
@@ -58,6 +60,8 @@ pub struct World {
     pub tool_hash: String,
     pub scope_id: ScopeId,
     pub endpoint_id: EndpointId,
+    pub service_token_id: ServiceTokenId,
+    pub service_client_id: ServiceClientId,
     /// A member other than the owner (the last of `members`), for member routes.
     pub member_id: Option<gatehouse_core::ids::UserId>,
     /// A pending invitation.
@@ -134,6 +138,37 @@ pub async fn world(
     )
     .await
     .unwrap();
+    let service_token_id = ServiceTokenId::new();
+    gatehouse_db::repos::service_tokens::create(
+        &mut tx,
+        &gatehouse_db::repos::service_tokens::NewServiceToken {
+            id: service_token_id,
+            endpoint_id: endpoint.id,
+            name: "ci",
+            token_prefix: "ghs_example",
+            token_hash: &gatehouse_core::secrets::token_hash(&uuid::Uuid::new_v4().to_string()),
+            scopes: &["orders:read".to_owned()],
+            created_by: None,
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    let service_client_id = ServiceClientId::new();
+    gatehouse_db::repos::oauth_service_clients::create(
+        &mut tx,
+        &gatehouse_db::repos::oauth_service_clients::NewServiceClient {
+            id: service_client_id,
+            client_id: &gatehouse_oauth::tokens::service_client_id(org_id, service_client_id),
+            name: "bot",
+            secret_hash: &gatehouse_core::secrets::token_hash(&uuid::Uuid::new_v4().to_string()),
+            endpoint_id: endpoint.id,
+            scopes: &["orders:read".to_owned()],
+            created_by: None,
+        },
+    )
+    .await
+    .unwrap();
     let invitation = gatehouse_db::repos::invitations::create(
         &mut tx,
         "invitee@example.com",
@@ -187,6 +222,8 @@ pub async fn world(
         scope_id,
         endpoint_id: endpoint.id,
         invoice_id,
+        service_token_id,
+        service_client_id,
     }
 }
 
@@ -215,6 +252,8 @@ impl World {
             "tool_id" => self.tool_id.to_string(),
             "scope_id" => self.scope_id.to_string(),
             "endpoint_id" => self.endpoint_id.to_string(),
+            "service_token_id" => self.service_token_id.to_string(),
+            "service_client_id" => self.service_client_id.to_string(),
             "user_id" => self
                 .member_id
                 .unwrap_or_else(|| panic!("route {route}: this world has no member besides the owner"))
