@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use gatehouse_core::config::{Config, Sources};
 use gatehouse_core::secrets::{generate_key_b64, generate_signing_secret_b64};
-use gatehouse_events::ChangeNotifier;
+use gatehouse_events::{Bus, ChangeNotifier, EventPublisher, QuotaState};
 use gatehouse_test_support::{TestDb, free_port};
 use tokio_util::sync::CancellationToken;
 
@@ -17,8 +17,12 @@ pub struct Platform {
     pub dataplane: String,
     pub worker: String,
     pub notifier: ChangeNotifier,
-    /// What the dataplane emitted (until the usage-worker consumes the bus itself).
-    pub events: tokio::sync::Mutex<gatehouse_events::EventConsumer>,
+    /// What the dataplane emits events through (single-node mode: the spool the worker reads).
+    pub events: EventPublisher,
+    /// The over-quota state the worker decides and the dataplane reads (shared in process).
+    pub quota: QuotaState,
+    /// The single-node event spool (removed when the platform is dropped).
+    pub spool_dir: std::path::PathBuf,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
 }
@@ -26,6 +30,7 @@ pub struct Platform {
 impl Drop for Platform {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        let _ = std::fs::remove_dir_all(&self.spool_dir);
     }
 }
 
@@ -59,6 +64,19 @@ impl Platform {
             ),
             ("secrets.signing_secret".into(), generate_signing_secret_b64()),
             ("shutdown.grace_period_secs".into(), "2".into()),
+            // Scheduled syncs would re-list the tests' hand-made servers; tests that want them ask.
+            ("control_api.resync_interval_secs".into(), "0".into()),
+            // Mail without SMTP goes to files: keep them out of the source tree.
+            (
+                "mail.file_dir".into(),
+                std::env::temp_dir()
+                    .join(format!(
+                        "gatehouse-test-mail-{}",
+                        gatehouse_core::secrets::random_token(12)
+                    ))
+                    .display()
+                    .to_string(),
+            ),
             ("control_api.workers".into(), "2".into()),
             ("dataplane.workers".into(), "2".into()),
         ];
@@ -72,28 +90,33 @@ impl Platform {
             })
             .expect("test configuration is valid"),
         );
-        let notifier = ChangeNotifier::local();
         let shutdown = CancellationToken::new();
+        let bus = Bus::from_config(&cfg, shutdown.clone())
+            .await
+            .expect("start the event bus");
+        let notifier = bus.notifier.clone();
 
         let api = gatehouse_control_api::ControlApi::build(gatehouse_control_api::Dependencies {
             cfg: cfg.clone(),
             db: db.db.clone(),
             notifier: notifier.clone(),
+            rate_limiter: gatehouse_events::RateLimiter::local(),
         })
         .expect("build control API");
-        let (events, event_consumer) = gatehouse_events::local_bus();
         let dp = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
             cfg: cfg.clone(),
             notifier: notifier.clone(),
-            events,
-            limiter: gatehouse_events::RateLimiter::local(),
-            quota: gatehouse_events::QuotaState::local(),
+            events: bus.publisher.clone(),
+            limiter: bus.limiter.clone(),
+            quota: bus.quota.clone(),
         })
         .expect("build dataplane");
         let wk = gatehouse_usage_worker::UsageWorker::build(gatehouse_usage_worker::Dependencies {
             cfg: cfg.clone(),
             db: db.db.clone(),
             notifier: notifier.clone(),
+            consumer: bus.consumer,
+            quota: bus.quota.clone(),
         })
         .expect("build usage-worker");
         for fut in [
@@ -110,7 +133,9 @@ impl Platform {
             dataplane,
             worker,
             notifier,
-            events: tokio::sync::Mutex::new(event_consumer),
+            events: bus.publisher.clone(),
+            quota: bus.quota.clone(),
+            spool_dir: spool,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()

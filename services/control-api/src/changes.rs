@@ -8,14 +8,52 @@ use gatehouse_core::snapshot::ConfigChange;
 use gatehouse_db::repos::{audit, orgs};
 use gatehouse_db::{NewAuditEvent, TenantTx};
 
-use crate::auth::OrgMember;
+use crate::auth::{ClientInfo, OrgMember};
 use crate::error::ApiResult;
 use crate::state::AppState;
 
+/// Who acts in an org, for work that is not tied to one request: a member through the API, or
+/// Gatehouse itself (scheduled re-syncs).
+#[derive(Clone, Debug)]
+pub struct Acting {
+    pub scope: gatehouse_db::OrgScope,
+    pub actor: gatehouse_db::Actor,
+    pub client: ClientInfo,
+}
+
+impl Acting {
+    /// Gatehouse acting on its own in an org (the caller has established which org and why).
+    pub fn system(scope: gatehouse_db::OrgScope, label: &str) -> Self {
+        Self {
+            scope,
+            actor: gatehouse_db::Actor::system(label),
+            client: ClientInfo::default(),
+        }
+    }
+
+    pub async fn begin(&self, state: &AppState) -> ApiResult<TenantTx> {
+        Ok(TenantTx::begin(&state.db, &self.scope).await?)
+    }
+
+    pub fn event(&self, action: &str) -> NewAuditEvent {
+        NewAuditEvent::control(self.actor.clone(), action)
+            .client(self.client.ip, self.client.user_agent.clone())
+    }
+}
+
+impl From<&OrgMember> for Acting {
+    fn from(member: &OrgMember) -> Self {
+        Self {
+            scope: member.scope,
+            actor: member.actor(),
+            client: member.current.client.clone(),
+        }
+    }
+}
+
 /// An audit event for an action by `member`, with the request's IP and user agent.
 pub fn event(member: &OrgMember, action: &str) -> NewAuditEvent {
-    NewAuditEvent::control(member.actor(), action)
-        .client(member.current.client.ip, member.current.client.user_agent.clone())
+    Acting::from(member).event(action)
 }
 
 /// `{before, after}` details for an audit event; either side may be `null`.

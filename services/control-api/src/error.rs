@@ -32,6 +32,12 @@ pub enum ApiError {
     /// Not signed in, or the session expired.
     #[error("authentication required")]
     Unauthenticated,
+    /// Login refused: the same answer whether or not the account exists.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// The password was right but the email address is not verified yet.
+    #[error("verify your email address first: follow the link we sent (sign up again to get a new one)")]
+    EmailNotVerified,
     /// Signed in, but the role does not allow this (only ever for the caller's own org).
     #[error("{0}")]
     Forbidden(String),
@@ -77,6 +83,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Conflict { code, .. } => code,
             ApiError::Unauthenticated => "unauthenticated",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::EmailNotVerified => "email_not_verified",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Csrf => "csrf",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -95,6 +103,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "Bad request",
             ApiError::Conflict { .. } => "Conflict",
             ApiError::Unauthenticated => "Authentication required",
+            ApiError::InvalidCredentials => "Invalid credentials",
+            ApiError::EmailNotVerified => "Email not verified",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::Csrf => "CSRF check failed",
             ApiError::PayloadTooLarge { .. } => "Payload too large",
@@ -160,7 +170,8 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::InvalidField { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::EmailNotVerified => StatusCode::FORBIDDEN,
             ApiError::Forbidden(_) | ApiError::Csrf => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -95,13 +95,25 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             strip_position(&e.to_string())
         ))
     })?;
+    // Every request body of this API is an object. serde's derived deserialisers also accept an
+    // array for a struct (fields by position), which would let `[]` pass as an empty patch.
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "the request body must be a JSON object".into(),
+        ));
+    }
     let result = serde_path_to_error::deserialize::<_, T>(value);
     result.map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        let message = strip_position(&inner.to_string());
+        let mut message = strip_position(&inner.to_string());
         if inner.is_syntax() || inner.is_eof() {
-            return ApiError::BadRequest(format!("the request body is not valid JSON: {message}"));
+            // serde_json reports some type mismatches (a number where an enum is expected) as
+            // syntax errors; only a body that is not JSON at all is a malformed request.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+                return ApiError::BadRequest(format!("the request body is not valid JSON: {message}"));
+            }
+            message = "has the wrong type or an invalid value".to_owned();
         }
         // A missing field is named only in the message (the path points at its parent); an unknown
         // field is already the last path segment.
@@ -233,6 +245,11 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_bad_requests() {
+        assert!(matches!(parse_json::<Body>(b"[]"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            parse_json::<Body>(br#"["x", {"port": 1}]"#),
+            Err(ApiError::BadRequest(_))
+        ));
         assert!(matches!(parse_json::<Body>(b"{"), Err(ApiError::BadRequest(_))));
         assert!(matches!(parse_json::<Body>(b""), Err(ApiError::BadRequest(_))));
         assert!(matches!(

@@ -2,13 +2,17 @@
 //! usage under `/api/v1`, the OAuth 2.1 authorization server, and the internal snapshot API the
 //! dataplane reads its configuration from.
 
+pub mod accounts;
 pub mod auth;
 pub mod changes;
 pub mod error;
 pub mod extract;
+pub mod oidc;
+pub mod oidc_http;
 pub mod openapi;
 pub mod password;
 pub mod poisoning;
+pub mod resync;
 pub mod routes;
 pub mod seed;
 pub mod state;
@@ -27,7 +31,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use gatehouse_core::Config;
 use gatehouse_db::Db;
-use gatehouse_events::ChangeNotifier;
+use gatehouse_events::{ChangeNotifier, RateLimiter};
 use gatehouse_http::{Draining, Readiness, observe};
 
 use crate::extract::BodyLimit;
@@ -38,13 +42,17 @@ pub struct Dependencies {
     pub cfg: Arc<Config>,
     pub db: Db,
     pub notifier: ChangeNotifier,
+    /// Rate limits shared by every replica (logins, mail requests, dynamic client registration).
+    pub rate_limiter: RateLimiter,
 }
 
 /// A bound, not yet running control API.
 pub struct ControlApi {
     server: Server,
+    state: AppState,
     addr: SocketAddr,
     grace: std::time::Duration,
+    oauth: gatehouse_oauth::OAuthState,
     draining: Draining,
 }
 
@@ -58,7 +66,22 @@ impl ControlApi {
             db: deps.db.clone(),
             notifier: deps.notifier.clone(),
             egress: gatehouse_egress::Egress::from_config(&cfg.egress)?,
+            rate_limiter: deps.rate_limiter.clone(),
+            mailer: gatehouse_mail::Mailer::from_config(&cfg.mail, cfg.is_local())?,
+            oidc_http: oidc_http::OidcHttp::new(&cfg.egress)?,
         };
+        let oauth = gatehouse_oauth::OAuthState::new(
+            cfg.clone(),
+            deps.db.clone(),
+            state.keyring.clone(),
+            state.keys.clone(),
+            deps.notifier.clone(),
+            deps.rate_limiter.clone(),
+            gatehouse_oauth::Accounts {
+                verify_password: Arc::new(|password, stored| Box::pin(password::verify(password, stored))),
+                session_cookie: auth::session_cookie_name(cfg.is_local()),
+            },
+        )?;
         let readiness = {
             let db = deps.db.clone();
             let notifier = deps.notifier.clone();
@@ -76,7 +99,9 @@ impl ControlApi {
         };
         let listener = gatehouse_http::bind(cfg.control_api.listen, "control_api.listen")?;
         let addr = listener.local_addr()?;
+        let app_state = state.clone();
         let state = web::Data::new(state);
+        let oauth_data = web::Data::new(oauth.clone());
         let readiness = web::Data::new(readiness);
         let body_limit = BodyLimit(cfg.control_api.max_body_bytes);
         let grace = cfg.grace_period();
@@ -96,6 +121,8 @@ impl ControlApi {
                 .service(scope::scope("/api/v1").configure(routes::configure))
                 .split_for_parts();
             app.configure(gatehouse_http::ops::configure)
+                .app_data(oauth_data.clone())
+                .configure(gatehouse_oauth::configure)
                 .configure(routes::internal::configure)
                 .route("/api/openapi.json", web::get().to(openapi_json))
                 .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/docs/openapi.json", api))
@@ -114,8 +141,10 @@ impl ControlApi {
         }
         Ok(Self {
             server: server.run(),
+            state: app_state,
             addr,
             grace,
+            oauth,
             draining,
         })
     }
@@ -124,8 +153,20 @@ impl ControlApi {
         self.addr
     }
 
+    /// The authorization server's state (signing keys, for `gatehouse signing-keys`).
+    pub fn oauth(&self) -> &gatehouse_oauth::OAuthState {
+        &self.oauth
+    }
+
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await
+        // Signing keys: the first is created and due rotations are scheduled by this loop.
+        tokio::spawn(self.oauth.signing.clone().maintain_until(shutdown.clone()));
+        let resync = tokio::spawn(resync::run(self.state, shutdown.child_token()));
+        let result =
+            gatehouse_http::run_until_stopped(self.server, shutdown.clone(), self.grace, self.draining).await;
+        shutdown.cancel();
+        let _ = resync.await;
+        result
     }
 }
 

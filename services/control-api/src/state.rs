@@ -6,7 +6,10 @@ use gatehouse_core::Config;
 use gatehouse_core::secrets::{DerivedKeys, Keyring};
 use gatehouse_db::Db;
 use gatehouse_egress::Egress;
-use gatehouse_events::ChangeNotifier;
+use gatehouse_events::{ChangeNotifier, RateLimiter};
+use gatehouse_mail::Mailer;
+
+use crate::oidc_http::OidcHttp;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -20,4 +23,11 @@ pub struct AppState {
     pub notifier: ChangeNotifier,
     /// The SSRF guard: the only way to fetch a URL a tenant supplied.
     pub egress: Egress,
+    /// Login and mail-request limits (shared through Redis when configured).
+    pub rate_limiter: RateLimiter,
+    /// Verification, reset and invitation mail.
+    pub mailer: Mailer,
+    /// HTTP for OIDC discovery, token and JWKS fetches of tenant-configured providers: every
+    /// request passes the egress policy.
+    pub oidc_http: OidcHttp,
 }

@@ -18,8 +18,7 @@ use gatehouse_db::repos::tools::{Observed, ToolFilter, ToolStatus, Transition};
 use gatehouse_db::repos::{servers, tools};
 use gatehouse_db::{AuditOutcome, NewAuditEvent};
 
-use crate::auth::OrgMember;
-use crate::changes;
+use crate::changes::{self, Acting};
 use crate::error::{ApiError, ApiResult};
 use crate::poisoning;
 use crate::state::AppState;
@@ -86,15 +85,15 @@ fn deadline(state: &AppState) -> Duration {
     Duration::from_millis(state.cfg.egress.request_timeout_ms.saturating_mul(3).max(1000))
 }
 
-/// Syncs `server_id` on behalf of `member`. A failure upstream is recorded on the server and in
+/// Syncs `server_id` on behalf of `acting`. A failure upstream is recorded on the server and in
 /// the report (not an `Err`): the caller decides how to present it.
 pub async fn sync_server(
     state: &AppState,
-    member: &OrgMember,
+    acting: &Acting,
     server_id: ServerId,
 ) -> ApiResult<(ServerRow, SyncReport)> {
-    let org_id = member.scope.org_id();
-    let mut tx = member.begin(state).await?;
+    let org_id = acting.scope.org_id();
+    let mut tx = acting.begin(state).await?;
     let server = servers::get(&mut tx, server_id)
         .await?
         .ok_or(ApiError::NotFound("server"))?;
@@ -103,14 +102,15 @@ pub async fn sync_server(
     let listed = upstream::list_tools(&state.egress, &server.url, &credential, deadline(state)).await;
     drop(credential);
 
-    let mut tx = member.begin(state).await?;
+    let mut tx = acting.begin(state).await?;
     let server = servers::get_for_update(&mut tx, server_id)
         .await?
         .ok_or(ApiError::NotFound("server"))?;
     let tools = match listed {
         Err(SyncFailure(reason)) => {
             let server = servers::record_sync(&mut tx, server_id, Some(&reason)).await?;
-            let event = changes::event(member, "server.sync")
+            let event = acting
+                .event("server.sync")
                 .target("server", server_id)
                 .outcome(AuditOutcome::Error)
                 .details(json!({ "server": server.slug, "error": reason }));
@@ -206,17 +206,13 @@ pub async fn sync_server(
                 Transition::Updated { from, to } => (Some(from.as_str()), to.as_str()),
                 _ => (None, row.status().as_str()),
             };
-            events.push(
-                changes::event(member, action)
-                    .target("tool", row.id)
-                    .details(json!({
-                        "server": server.slug,
-                        "tool": name,
-                        "before": from.map(|s| json!({ "status": s })),
-                        "after": { "status": to, "definition_hash": hash_hex },
-                        "flags": flags.as_array().map_or(0, Vec::len),
-                    })),
-            );
+            events.push(acting.event(action).target("tool", row.id).details(json!({
+                "server": server.slug,
+                "tool": name,
+                "before": from.map(|s| json!({ "status": s })),
+                "after": { "status": to, "definition_hash": hash_hex },
+                "flags": flags.as_array().map_or(0, Vec::len),
+            })));
         }
     }
     let seen: Vec<String> = seen.into_iter().collect();
@@ -224,7 +220,8 @@ pub async fn sync_server(
         dataplane_affected |= from == ToolStatus::Approved;
         report.removed.push(poisoning::escape_invisible(&row.name));
         events.push(
-            changes::event(member, "tool.removed")
+            acting
+                .event("tool.removed")
                 .target("tool", row.id)
                 .details(json!({
                     "server": server.slug,
@@ -237,7 +234,8 @@ pub async fn sync_server(
     let server = servers::record_sync(&mut tx, server_id, None).await?;
     events.insert(
         0,
-        changes::event(member, "server.sync")
+        acting
+            .event("server.sync")
             .target("server", server_id)
             .details(json!({
                 "server": server.slug,

@@ -51,6 +51,7 @@ pub struct Config {
     pub egress: EgressConfig,
     pub oauth: OAuthConfig,
     pub local: LocalConfig,
+    pub accounts: AccountsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -70,6 +71,8 @@ pub struct RedisConfig {
     pub url: SecretString,
     pub events_stream: String,
     pub events_stream_maxlen: usize,
+    pub events_group: String,
+    pub key_prefix: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -79,6 +82,7 @@ pub struct ControlApiConfig {
     pub public_url: Url,
     pub workers: usize,
     pub max_body_bytes: usize,
+    pub resync_interval_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -93,6 +97,8 @@ pub struct DataplaneConfig {
     pub max_json_depth: usize,
     pub upstream_timeout_ms: u64,
     pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    pub spool_segment_bytes: u64,
     pub snapshot_reconcile_secs: u64,
 }
 
@@ -102,6 +108,10 @@ pub struct UsageWorkerConfig {
     pub listen: SocketAddr,
     pub batch_size: usize,
     pub consumer_name: String,
+    pub claim_idle_ms: u64,
+    pub lateness_secs: u64,
+    pub invoice_interval_secs: u64,
+    pub quota_sweep_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -166,7 +176,26 @@ pub struct OAuthConfig {
     pub refresh_reuse_grace_secs: u64,
     pub signing_alg: SigningAlg,
     pub key_rotation_secs: u64,
+    pub key_publish_lead_secs: u64,
+    pub jwks_max_age_secs: u64,
     pub dynamic_registration_per_hour: u32,
+    pub login_attempts_per_minute: u32,
+    pub metadata_document_ca_file: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    pub login_per_account_per_minute: u32,
+    pub login_per_account_burst: u32,
+    pub login_per_ip_per_minute: u32,
+    pub login_per_ip_burst: u32,
+    pub mail_requests_per_minute: u32,
+    pub mail_requests_burst: u32,
+    pub verification_ttl_secs: u64,
+    pub reset_ttl_secs: u64,
+    pub invitation_ttl_secs: u64,
+    pub sso_login_ttl_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -341,6 +370,18 @@ impl Config {
                 "must be at least twice oauth.access_token_ttl_secs",
             ));
         }
+        if self.oauth.key_publish_lead_secs <= self.oauth.jwks_max_age_secs {
+            return Err(ConfigError::new(
+                "oauth.key_publish_lead_secs",
+                "must exceed oauth.jwks_max_age_secs (a new key must be in every validator's copy before it signs)",
+            ));
+        }
+        if self.oauth.key_rotation_secs <= self.oauth.key_publish_lead_secs {
+            return Err(ConfigError::new(
+                "oauth.key_rotation_secs",
+                "must exceed oauth.key_publish_lead_secs",
+            ));
+        }
         if self.database.max_connections == 0 {
             return Err(ConfigError::new("database.max_connections", "must be at least 1"));
         }
@@ -356,8 +397,82 @@ impl Config {
                 "must be between 1 and 512",
             ));
         }
+        for (setting, value) in [
+            (
+                "accounts.login_per_account_per_minute",
+                self.accounts.login_per_account_per_minute,
+            ),
+            (
+                "accounts.login_per_ip_per_minute",
+                self.accounts.login_per_ip_per_minute,
+            ),
+            (
+                "accounts.mail_requests_per_minute",
+                self.accounts.mail_requests_per_minute,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(setting, "must be at least 1"));
+            }
+        }
+        for (setting, value) in [
+            (
+                "accounts.verification_ttl_secs",
+                self.accounts.verification_ttl_secs,
+            ),
+            ("accounts.reset_ttl_secs", self.accounts.reset_ttl_secs),
+            ("accounts.invitation_ttl_secs", self.accounts.invitation_ttl_secs),
+            ("accounts.sso_login_ttl_secs", self.accounts.sso_login_ttl_secs),
+        ] {
+            if value == 0 || value > 90 * 86400 {
+                return Err(ConfigError::new(
+                    setting,
+                    "must be between 1 and 7776000 (90 days)",
+                ));
+            }
+        }
         if self.usage_worker.batch_size == 0 {
             return Err(ConfigError::new("usage_worker.batch_size", "must be at least 1"));
+        }
+        if self.usage_worker.claim_idle_ms < 1000 {
+            return Err(ConfigError::new(
+                "usage_worker.claim_idle_ms",
+                "must be at least 1000",
+            ));
+        }
+        if self.usage_worker.lateness_secs > 35 * 86_400 {
+            return Err(ConfigError::new(
+                "usage_worker.lateness_secs",
+                "must be at most 35 days (3024000)",
+            ));
+        }
+        for (setting, secs) in [
+            (
+                "usage_worker.invoice_interval_secs",
+                self.usage_worker.invoice_interval_secs,
+            ),
+            (
+                "usage_worker.quota_sweep_secs",
+                self.usage_worker.quota_sweep_secs,
+            ),
+        ] {
+            if secs == 0 {
+                return Err(ConfigError::new(setting, "must be at least 1"));
+            }
+        }
+        if self.dataplane.spool_segment_bytes == 0
+            || self.dataplane.spool_segment_bytes > self.dataplane.spool_max_bytes
+        {
+            return Err(ConfigError::new(
+                "dataplane.spool_segment_bytes",
+                "must be at least 1 and at most dataplane.spool_max_bytes",
+            ));
+        }
+        if self.redis.events_stream.is_empty() || self.redis.events_group.is_empty() {
+            return Err(ConfigError::new(
+                "redis.events_stream",
+                "the stream and its consumer group (redis.events_group) need names",
+            ));
         }
         if self.shutdown.grace_period_secs > 3600 {
             return Err(ConfigError::new(

@@ -13,12 +13,14 @@ use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::snapshot::ConfigChange;
 
+use crate::link::{ConnectGate, RedisLink, jittered, next_backoff};
+
 pub const CONFIG_CHANNEL: &str = "gatehouse:config";
 
 #[derive(Clone)]
 pub struct ChangeNotifier {
     local: broadcast::Sender<ConfigChange>,
-    redis: Option<redis::aio::ConnectionManager>,
+    redis: Option<RedisLink>,
 }
 
 impl ChangeNotifier {
@@ -28,37 +30,48 @@ impl ChangeNotifier {
         Self { local, redis: None }
     }
 
-    /// Publishes through Redis and relays what Redis delivers to local subscribers. The relay
-    /// reconnects with backoff until `shutdown`.
+    /// Publishes through Redis and relays what Redis delivers to local subscribers. Connects
+    /// lazily: Redis may be down at start (readiness says so) without failing the caller.
     pub async fn redis(client: redis::Client, shutdown: CancellationToken) -> redis::RedisResult<Self> {
-        let manager = client
-            .get_connection_manager_with_config(
-                redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(Duration::from_secs(2))),
-            )
-            .await?;
+        let link = RedisLink::new(
+            client,
+            "notify",
+            Some(Duration::from_secs(2)),
+            ConnectGate::new(),
+            shutdown.clone(),
+        );
+        Ok(Self::with_link(link, shutdown))
+    }
+
+    /// As [`ChangeNotifier::redis`], on a link of the caller's (sharing its connection gate).
+    pub(crate) fn with_link(link: RedisLink, shutdown: CancellationToken) -> Self {
         let (local, _) = broadcast::channel(1024);
         let relay = local.clone();
+        let subscriber = link.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
+            let mut failures = 0u32;
             loop {
+                tokio::select! {
+                    _ = subscriber.gate().acquire() => {}
+                    _ = shutdown.cancelled() => return,
+                }
                 let subscribed = async {
-                    let mut pubsub = client.get_async_pubsub().await?;
+                    let mut pubsub = subscriber.client().get_async_pubsub().await?;
                     pubsub.subscribe(CONFIG_CHANNEL).await?;
                     redis::RedisResult::Ok(pubsub)
                 };
                 match tokio::select! { r = subscribed => r, _ = shutdown.cancelled() => return } {
                     Ok(mut pubsub) => {
                         backoff = Duration::from_millis(100);
+                        failures = 0;
                         let mut messages = pubsub.on_message();
                         loop {
                             tokio::select! {
                                 _ = shutdown.cancelled() => return,
                                 msg = messages.next() => match msg {
                                     Some(msg) => {
-                                        let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
-                                        match serde_json::from_slice::<ConfigChange>(&payload) {
+                                        match serde_json::from_slice::<ConfigChange>(msg.get_payload_bytes()) {
                                             Ok(change) => { let _ = relay.send(change); }
                                             Err(e) => tracing::warn!(error = %e, "ignoring malformed config change message"),
                                         }
@@ -70,20 +83,23 @@ impl ChangeNotifier {
                         tracing::warn!("config change subscription lost; resubscribing");
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to config changes");
+                        failures += 1;
+                        if failures == 1 || failures.is_multiple_of(30) {
+                            tracing::warn!(error = %e, attempts = failures, "cannot subscribe to config changes; retrying");
+                        }
                     }
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(jittered(backoff)) => {}
                     _ = shutdown.cancelled() => return,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = next_backoff(backoff);
             }
         });
-        Ok(Self {
+        Self {
             local,
-            redis: Some(manager),
-        })
+            redis: Some(link),
+        }
     }
 
     /// Announces a new configuration version. Never fails the caller: the change is committed and
@@ -93,15 +109,20 @@ impl ChangeNotifier {
             None => {
                 let _ = self.local.send(change);
             }
-            Some(manager) => {
+            Some(link) => {
                 let payload = serde_json::to_string(&change).expect("serialisable");
-                let mut conn = manager.clone();
+                let Some(conn) = link.wait(Duration::from_millis(250)).await else {
+                    tracing::warn!(org_id = %change.org_id, "redis unreachable; config change not published, dataplanes will reconcile");
+                    return;
+                };
+                let mut c = conn.conn.clone();
                 let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
                     .arg(CONFIG_CHANNEL)
                     .arg(payload)
-                    .query_async(&mut conn)
+                    .query_async(&mut c)
                     .await;
                 if let Err(e) = published {
+                    link.failed(&conn, &e);
                     tracing::warn!(error = %e, org_id = %change.org_id, "could not publish config change; dataplanes will reconcile");
                 }
             }
@@ -112,13 +133,18 @@ impl ChangeNotifier {
     pub async fn ping(&self) -> Result<(), String> {
         match &self.redis {
             None => Ok(()),
-            Some(manager) => {
-                let mut conn = manager.clone();
-                redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("redis unreachable: {:?}", e.kind()))
+            Some(link) => {
+                let Some(conn) = link.wait(Duration::from_millis(500)).await else {
+                    return Err("redis unreachable".to_owned());
+                };
+                let mut c = conn.conn.clone();
+                match redis::cmd("PING").query_async::<String>(&mut c).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        link.failed(&conn, &e);
+                        Err(format!("redis unreachable: {:?}", e.kind()))
+                    }
+                }
             }
         }
     }

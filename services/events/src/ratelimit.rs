@@ -1,12 +1,25 @@
 //! Rate limiting with GCRA (the generic cell rate algorithm): a limit of `per_minute` requests
 //! with `burst` extra requests allowed at once. Each key stores one timestamp, the "theoretical
 //! arrival time" (TAT); a request is allowed when `TAT - burst_tolerance <= now`.
+//!
+//! With Redis, every replica shares each key's TAT: one Lua script reads Redis's own clock,
+//! checks and advances the TAT atomically, and lets the key expire once it carries no state.
+//! When Redis does not answer (connection lost, no reply within 500 ms), checks fall back at
+//! once to an in-process limiter with the limit divided by the number of replicas seen recently
+//! (each replica registers itself in Redis while it limits), and return to Redis as soon as the
+//! connection is back. docs/operations.md, "Rate limiting when Redis is down", states the
+//! resulting bound.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
+
 use gatehouse_core::snapshot::Limit;
+
+use crate::link::RedisLink;
 
 /// The answer to one check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,10 +49,70 @@ impl Gcra {
     }
 }
 
-/// Limits shared by every caller in the process.
+/// The share of `limit` one of `replicas` replicas enforces on its own: the rate divided and
+/// rounded up (never below one per minute), the burst divided and rounded down.
+pub fn local_share(limit: Limit, replicas: u32) -> Limit {
+    let n = replicas.max(1);
+    Limit {
+        per_minute: limit.per_minute.div_ceil(n).max(1),
+        burst: limit.burst / n,
+    }
+}
+
+/// GCRA in Redis. KEYS[1]: the key; ARGV[1]: emission interval (µs); ARGV[2]: burst tolerance
+/// (µs). Returns {allowed (0/1), retry after (µs)}. Redis's clock is the one clock every replica
+/// shares; the key expires when its TAT is in the past (it then carries no state).
+const GCRA_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil or tat < now then tat = now end
+local allow_at = tat - tolerance
+if allow_at <= now then
+  local new_tat = tat + interval
+  redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+  return {1, 0}
+end
+return {0, allow_at - now}
+"#;
+
+/// Registers a replica and returns how many were seen within the window. KEYS[1]: the registry
+/// (a sorted set scored by last heartbeat, Redis time in ms); ARGV[1]: this replica; ARGV[2]:
+/// window (ms).
+const HEARTBEAT_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return redis.call('ZCARD', KEYS[1])
+"#;
+
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+const REPLICA_WINDOW: Duration = Duration::from_secs(10);
+
+/// Limits shared by every caller in the process (and, with Redis, by every replica).
 #[derive(Clone, Default)]
 pub struct RateLimiter {
     local: Arc<Mutex<LocalState>>,
+    shared: Option<Arc<Shared>>,
+}
+
+struct Shared {
+    link: RedisLink,
+    key_prefix: String,
+    registry_key: String,
+    instance: String,
+    gcra: redis::Script,
+    heartbeat: redis::Script,
+    /// Replicas seen at the last heartbeat (what the local fallback divides by).
+    replicas: AtomicU32,
+    /// Set by the first check: only processes that actually limit count as replicas.
+    active: AtomicBool,
+    falling_back: AtomicBool,
+    wake_heartbeat: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -54,9 +127,84 @@ impl RateLimiter {
         Self::default()
     }
 
+    /// Limits shared through Redis (keys under `key_prefix`), with the local fallback.
+    pub(crate) fn redis(link: RedisLink, key_prefix: &str, shutdown: CancellationToken) -> Self {
+        let shared = Arc::new(Shared {
+            link,
+            key_prefix: format!("{key_prefix}rl:"),
+            registry_key: format!("{key_prefix}rl-replicas"),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            gcra: redis::Script::new(GCRA_SCRIPT),
+            heartbeat: redis::Script::new(HEARTBEAT_SCRIPT),
+            replicas: AtomicU32::new(1),
+            active: AtomicBool::new(false),
+            falling_back: AtomicBool::new(false),
+            wake_heartbeat: tokio::sync::Notify::new(),
+        });
+        tokio::spawn(heartbeat_loop(shared.clone(), shutdown));
+        Self {
+            local: Arc::default(),
+            shared: Some(shared),
+        }
+    }
+
     /// Checks and, if allowed, counts one request against `key` under `limit`.
     pub async fn check(&self, key: &str, limit: Limit) -> Decision {
-        self.check_local(key, limit, Instant::now())
+        let Some(shared) = &self.shared else {
+            return self.check_local(key, limit, Instant::now());
+        };
+        if !shared.active.swap(true, Ordering::Relaxed) {
+            shared.wake_heartbeat.notify_one();
+        }
+        if let Some(conn) = shared.link.get() {
+            let gcra = Gcra::of(limit);
+            let mut c = conn.conn.clone();
+            let answer: redis::RedisResult<(i64, i64)> = shared
+                .gcra
+                .key(format!("{}{key}", shared.key_prefix))
+                .arg(gcra.emission_interval.as_micros() as u64)
+                .arg(gcra.burst_tolerance.as_micros() as u64)
+                .invoke_async(&mut c)
+                .await;
+            match answer {
+                Ok((allowed, retry_us)) => {
+                    if shared.falling_back.swap(false, Ordering::Relaxed) {
+                        tracing::info!("rate limits shared through Redis again");
+                        metrics::gauge!("gatehouse_ratelimit_local_fallback").set(0.0);
+                    }
+                    return Decision {
+                        allowed: allowed == 1,
+                        retry_after: Duration::from_micros(retry_us.max(0) as u64),
+                    };
+                }
+                Err(e) => shared.link.failed(&conn, &e),
+            }
+        }
+        if !shared.falling_back.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                replicas = shared.replicas.load(Ordering::Relaxed),
+                "redis unreachable; enforcing rate limits locally (limit / replicas)"
+            );
+            metrics::gauge!("gatehouse_ratelimit_local_fallback").set(1.0);
+        }
+        metrics::counter!("gatehouse_ratelimit_local_checks_total").increment(1);
+        let share = local_share(limit, shared.replicas.load(Ordering::Relaxed));
+        self.check_local(key, share, Instant::now())
+    }
+
+    /// Whether checks currently go through Redis (false in single-node mode or while falling
+    /// back).
+    pub fn is_shared(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|s| s.link.is_up() && !s.falling_back.load(Ordering::Relaxed))
+    }
+
+    /// Replicas the local fallback divides limits by.
+    pub fn replicas(&self) -> u32 {
+        self.shared
+            .as_ref()
+            .map_or(1, |s| s.replicas.load(Ordering::Relaxed).max(1))
     }
 
     fn check_local(&self, key: &str, limit: Limit, now: Instant) -> Decision {
@@ -82,6 +230,47 @@ impl RateLimiter {
                 retry_after: allow_at - now,
             }
         }
+    }
+}
+
+/// Keeps this replica registered (once it limits anything) and learns how many there are.
+async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        if shared.active.load(Ordering::Relaxed)
+            && let Some(conn) = shared.link.get()
+        {
+            let mut c = conn.conn.clone();
+            let seen: redis::RedisResult<u32> = shared
+                .heartbeat
+                .key(&shared.registry_key)
+                .arg(&shared.instance)
+                .arg(REPLICA_WINDOW.as_millis() as u64)
+                .invoke_async(&mut c)
+                .await;
+            match seen {
+                Ok(n) => {
+                    shared.replicas.store(n.max(1), Ordering::Relaxed);
+                    metrics::gauge!("gatehouse_ratelimit_replicas").set(n as f64);
+                }
+                Err(e) => shared.link.failed(&conn, &e),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+            _ = shared.wake_heartbeat.notified() => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    // Leave the registry so the others' share grows without waiting for the window.
+    if shared.active.load(Ordering::Relaxed)
+        && let Some(conn) = shared.link.get()
+    {
+        let mut c = conn.conn.clone();
+        let _: redis::RedisResult<i64> = redis::cmd("ZREM")
+            .arg(&shared.registry_key)
+            .arg(&shared.instance)
+            .query_async(&mut c)
+            .await;
     }
 }
 
@@ -131,5 +320,33 @@ mod tests {
         assert!(limiter.check_local("a", limit, now).allowed);
         assert!(limiter.check_local("b", limit, now).allowed);
         assert!(!limiter.check_local("a", limit, now).allowed);
+    }
+
+    #[test]
+    fn local_share_divides_rate_up_and_burst_down() {
+        let limit = Limit {
+            per_minute: 601,
+            burst: 5,
+        };
+        assert_eq!(local_share(limit, 1), limit);
+        assert_eq!(
+            local_share(limit, 2),
+            Limit {
+                per_minute: 301,
+                burst: 2
+            }
+        );
+        assert_eq!(
+            local_share(
+                Limit {
+                    per_minute: 1,
+                    burst: 0
+                },
+                4
+            )
+            .per_minute,
+            1
+        );
+        assert_eq!(local_share(limit, 0), limit);
     }
 }

@@ -5,6 +5,7 @@
 //! gatehouse migrate                                  apply migrations, provision the services' role
 //! gatehouse openapi [--check FILE]                   print (or check) the control API's OpenAPI document
 //! gatehouse up                                       the whole platform in one process, locally
+//! gatehouse signing-keys list | rotate               the OAuth token signing keys
 //! gatehouse healthcheck                              exit 0 if a service of this configuration is alive
 //! ```
 
@@ -55,6 +56,20 @@ enum Command {
     /// Exit 0 if a Gatehouse service of this configuration answers /healthz on its listen address
     /// (the container image's HEALTHCHECK; needs no curl in the image).
     Healthcheck,
+    /// Inspect or rotate the OAuth access-token signing keys.
+    SigningKeys {
+        #[command(subcommand)]
+        action: SigningKeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SigningKeysAction {
+    /// Print the keys that are still published, with their schedule (JSON).
+    List,
+    /// Rotate now: a new key is published at once and signs after oauth.key_publish_lead_secs;
+    /// the current key stops signing then and stays published until its tokens have expired.
+    Rotate,
 }
 
 /// Exit code for configuration errors (distinct from runtime failures).
@@ -82,6 +97,9 @@ fn main() -> ExitCode {
             Command::Migrate => services::migrate(sources).await,
             Command::Openapi { check } => services::openapi(check),
             Command::Up => up::run(sources).await,
+            Command::SigningKeys { action } => {
+                services::signing_keys(sources, matches!(action, SigningKeysAction::Rotate)).await
+            }
             Command::Healthcheck => services::healthcheck(sources).await,
         }
     });

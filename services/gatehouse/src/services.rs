@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::config::{Component, Config, ConfigError, Sources};
 use gatehouse_db::Db;
-use gatehouse_events::ChangeNotifier;
+use gatehouse_events::{Bus, ChangeNotifier};
 
 use crate::load_config;
 
@@ -25,50 +25,49 @@ pub async fn run_service(sources: Sources, component: Component) -> anyhow::Resu
     };
     let _telemetry = gatehouse_core::telemetry::init(&cfg.telemetry, name)?;
     let shutdown = gatehouse_core::shutdown::on_signal();
-    let notifier = notifier(&cfg, shutdown.clone()).await?;
     match component {
         Component::ControlApi => {
+            let notifier = notifier(&cfg, shutdown.clone()).await?;
             let db = Db::connect_lazy(&cfg.database)?;
             guard_service_role(db.clone(), shutdown.clone());
             let api = gatehouse_control_api::ControlApi::build(gatehouse_control_api::Dependencies {
                 cfg: cfg.clone(),
                 db: db.clone(),
                 notifier,
+                rate_limiter: gatehouse_events::RateLimiter::local(),
             })?;
             tracing::info!(addr = %api.local_addr(), "control API listening");
             api.run_until_stopped(shutdown).await?;
             db.close().await;
         }
         Component::Dataplane => {
-            // Until the Redis event bus lands, a standalone dataplane has no consumer in its
-            // process: events are counted and dropped here (single-node `up` delivers them).
-            let (events, mut consumer) = gatehouse_events::local_bus();
-            tokio::spawn(async move {
-                while let Ok(batch) = consumer.next_batch(1000, Duration::from_secs(60)).await {
-                    metrics::counter!("gatehouse_dataplane_events_dropped_total")
-                        .increment(batch.messages.len() as u64);
-                }
-            });
+            let bus = Bus::from_config(&cfg, shutdown.clone()).await?;
             let dataplane = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
                 cfg: cfg.clone(),
-                notifier,
-                events,
-                limiter: gatehouse_events::RateLimiter::local(),
-                quota: gatehouse_events::QuotaState::local(),
+                notifier: bus.notifier.clone(),
+                events: bus.publisher.clone(),
+                limiter: bus.limiter.clone(),
+                quota: bus.quota.clone(),
             })?;
             tracing::info!(addr = %dataplane.local_addr(), "dataplane listening");
             dataplane.run_until_stopped(shutdown).await?;
+            // Whatever was emitted goes to Redis or the spool before the process exits.
+            bus.handle.close().await;
         }
         Component::UsageWorker => {
             let db = Db::connect_lazy(&cfg.database)?;
             guard_service_role(db.clone(), shutdown.clone());
+            let bus = Bus::from_config(&cfg, shutdown.clone()).await?;
             let worker = gatehouse_usage_worker::UsageWorker::build(gatehouse_usage_worker::Dependencies {
                 cfg: cfg.clone(),
                 db: db.clone(),
-                notifier,
+                notifier: bus.notifier.clone(),
+                consumer: bus.consumer,
+                quota: bus.quota.clone(),
             })?;
             tracing::info!(addr = %worker.local_addr(), "usage-worker listening");
             worker.run_until_stopped(shutdown).await?;
+            bus.handle.close().await;
             db.close().await;
         }
         _ => unreachable!(),
@@ -77,27 +76,16 @@ pub async fn run_service(sources: Sources, component: Component) -> anyhow::Resu
     Ok(())
 }
 
-/// Redis pub/sub when Redis is configured, in-process delivery otherwise.
+/// Redis pub/sub when Redis is configured, in-process delivery otherwise (the control API needs
+/// nothing else from the bus). Redis may be down at start: the notifier connects in the
+/// background and readiness reports it meanwhile.
 pub async fn notifier(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<ChangeNotifier> {
     match cfg.redis_url() {
         None => Ok(ChangeNotifier::local()),
         Some(url) => {
             let client =
                 redis::Client::open(url).map_err(|e| ConfigError::new("redis.url", e.to_string()))?;
-            // Redis may be down at start; keep trying in the background rather than refusing to
-            // start (readiness reports it).
-            loop {
-                match ChangeNotifier::redis(client.clone(), shutdown.clone()).await {
-                    Ok(n) => return Ok(n),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "redis not reachable yet; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = shutdown.cancelled() => anyhow::bail!("stopped before Redis became reachable"),
-                        }
-                    }
-                }
-            }
+            Ok(ChangeNotifier::redis(client, shutdown).await?)
         }
     }
 }
@@ -169,6 +157,24 @@ pub fn openapi(check: Option<PathBuf>) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// `gatehouse signing-keys list|rotate`: works on the database directly, so it needs the control
+/// API's configuration (database and encryption keys), not a running control API.
+pub async fn signing_keys(sources: Sources, rotate: bool) -> anyhow::Result<()> {
+    let cfg = load_config(&sources, Component::ControlApi)?;
+    let db = Db::connect(&cfg.database)
+        .await
+        .context("connecting to the database")?;
+    let keys = gatehouse_oauth::SigningKeys::new(&cfg, db.clone(), Arc::new(cfg.keyring()?));
+    let out = if rotate {
+        serde_json::to_string_pretty(&keys.rotate_now().await?)?
+    } else {
+        serde_json::to_string_pretty(&keys.list().await?)?
+    };
+    println!("{out}");
+    db.close().await;
+    Ok(())
 }
 
 /// `gatehouse healthcheck`: probes `/healthz` on every listen address of the configuration (a

@@ -18,7 +18,7 @@ use gatehouse_core::secrets::{generate_key_b64, generate_signing_secret_b64, ran
 use gatehouse_db::Db;
 use gatehouse_db::localpg::{LocalCluster, SERVICE_ROLE};
 
-use crate::services::notifier;
+use gatehouse_events::Bus;
 
 const LOCAL_CONFIG: &str = "local.toml";
 const DEMO_LOGIN: &str = "demo-login.txt";
@@ -122,30 +122,36 @@ async fn serve(cfg: Arc<Config>, data_dir: &Path, admin_url: &str, service_url: 
     };
 
     let shutdown = gatehouse_core::shutdown::on_signal();
-    let notifier = notifier(&cfg, shutdown.clone()).await?;
+    // One bus for the whole process: without Redis the worker consumes the spool the dataplane
+    // writes, and the quota state is shared in memory.
+    let bus = Bus::from_config(&cfg, shutdown.clone())
+        .await
+        .context("starting the event bus")?;
+    let notifier = bus.notifier.clone();
 
     let control_api = gatehouse_control_api::ControlApi::build(gatehouse_control_api::Dependencies {
         cfg: cfg.clone(),
         db: db.clone(),
         notifier: notifier.clone(),
+        rate_limiter: gatehouse_events::RateLimiter::local(),
     })?;
     // In one process the dataplane reaches the control API where it actually listens.
     let mut dataplane_cfg = (*cfg).clone();
     dataplane_cfg.dataplane.control_api_url =
         url::Url::parse(&format!("http://{}", control_api.local_addr()))?;
-    // One in-process bus shared by the dataplane and the worker (single-node mode).
-    let (events, _event_consumer) = gatehouse_events::local_bus();
     let dataplane = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
         cfg: Arc::new(dataplane_cfg),
         notifier: notifier.clone(),
-        events,
-        limiter: gatehouse_events::RateLimiter::local(),
-        quota: gatehouse_events::QuotaState::local(),
+        events: bus.publisher.clone(),
+        limiter: bus.limiter.clone(),
+        quota: bus.quota.clone(),
     })?;
     let worker = gatehouse_usage_worker::UsageWorker::build(gatehouse_usage_worker::Dependencies {
         cfg: cfg.clone(),
         db: db.clone(),
         notifier: notifier.clone(),
+        consumer: bus.consumer,
+        quota: bus.quota.clone(),
     })?;
 
     print_banner(
@@ -163,6 +169,7 @@ async fn serve(cfg: Arc<Config>, data_dir: &Path, admin_url: &str, service_url: 
         dataplane.run_until_stopped(shutdown.clone()),
         worker.run_until_stopped(shutdown.clone()),
     );
+    bus.handle.close().await;
     db.close().await;
     a.and(b).and(c)
 }

@@ -1,8 +1,10 @@
 //! Test support: fresh databases, free ports, local Redis servers, log capture.
 //! Dev-dependency only.
 
+pub mod node_tools;
 pub mod redis_server;
 pub mod testdb;
+pub mod tls;
 
 pub use testdb::TestDb;
 

@@ -8,18 +8,28 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
+    appendfsync: &'static str,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts a server with `appendonly yes` and `appendfsync everysec` in a temporary directory.
     pub fn start() -> RedisServer {
+        Self::start_with_appendfsync("everysec")
+    }
+
+    /// Starts a server with `appendonly yes` and the given `appendfsync` policy. With `everysec`
+    /// Redis may acknowledge writes it has not yet written to the AOF (it postpones the write
+    /// for up to 2 s while a background fsync is in progress), so a `kill -9` can lose them on a
+    /// busy disk; tests that count every acknowledged write across kills use `always`.
+    pub fn start_with_appendfsync(appendfsync: &'static str) -> RedisServer {
         let port = crate::free_port();
         let dir = std::env::temp_dir().join(format!("gatehouse-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("redis dir");
         let mut server = RedisServer {
             port,
             dir,
+            appendfsync,
             child: None,
         };
         server.spawn();
@@ -42,7 +52,7 @@ impl RedisServer {
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "everysec",
+                self.appendfsync,
                 "--save",
                 "",
                 "--daemonize",
@@ -81,6 +91,25 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// SIGSTOP: the server hangs (the kernel still accepts connections, nothing answers), like
+    /// a stalled host. [`RedisServer::resume`] continues it.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let status = Command::new("kill")
+            .args([format!("-{name}"), child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} redis-server");
     }
 
     pub fn is_running(&self) -> bool {

@@ -1,13 +1,24 @@
 //! The REST API under `/api/v1`, one module per resource, each exposing `configure`.
 
+pub mod account;
+pub mod invitations;
+pub mod members;
+pub mod orgs;
+pub mod session;
+pub mod sso;
+
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub mod audit;
 pub mod endpoints;
 pub mod internal;
+pub mod oauth_grants;
 pub mod scopes;
 pub mod servers;
+pub mod service_clients;
+pub mod service_tokens;
 pub mod tools;
+pub mod usage;
 
 /// Mounts every resource's routes (registered with `.service(...)` so OpenAPI collects them).
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -16,4 +27,14 @@ pub fn configure(cfg: &mut ServiceConfig) {
     scopes::configure(cfg);
     endpoints::configure(cfg);
     audit::configure(cfg);
+    session::configure(cfg);
+    account::configure(cfg);
+    orgs::configure(cfg);
+    members::configure(cfg);
+    invitations::configure(cfg);
+    sso::configure(cfg);
+    usage::configure(cfg);
+    service_tokens::configure(cfg);
+    service_clients::configure(cfg);
+    oauth_grants::configure(cfg);
 }

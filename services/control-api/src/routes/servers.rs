@@ -325,7 +325,7 @@ async fn sync_or_explain(state: &AppState, member: &OrgMember, row: ServerRow) -
             },
         });
     }
-    let (row, report) = sync::sync_server(state, member, row.id).await?;
+    let (row, report) = sync::sync_server(state, &member.into(), row.id).await?;
     Ok(ServerSynced {
         server: ServerOut::from(&row),
         sync: report,

@@ -46,6 +46,16 @@ pub fn test_config(db: &TestDb, extra: &[(&str, &str)]) -> Config {
         ),
         ("secrets.signing_secret".into(), generate_signing_secret_b64()),
         ("shutdown.grace_period_secs".into(), "2".into()),
+        // Scheduled syncs would re-list the tests' hand-made servers; tests that want them ask.
+        ("control_api.resync_interval_secs".into(), "0".into()),
+        // Mail without SMTP goes to files: keep them out of the source tree.
+        (
+            "mail.file_dir".into(),
+            std::env::temp_dir()
+                .join(format!("gatehouse-test-mail-{}", uuid::Uuid::new_v4().simple()))
+                .display()
+                .to_string(),
+        ),
         ("control_api.workers".into(), "2".into()),
     ];
     for (k, v) in extra {
@@ -80,6 +90,7 @@ impl TestApp {
             cfg: cfg.clone(),
             db: db.db.clone(),
             notifier: notifier.clone(),
+            rate_limiter: gatehouse_events::RateLimiter::local(),
         })
         .expect("build control API");
         let stop = shutdown.clone();
@@ -95,6 +106,11 @@ impl TestApp {
                 .unwrap(),
             shutdown,
         }
+    }
+
+    /// The keyring the control API seals credentials with.
+    pub fn keyring(&self) -> gatehouse_core::secrets::Keyring {
+        self.cfg.keyring().expect("test keyring")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -178,5 +194,26 @@ impl TestUser {
 
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.request(Method::POST, path)
+    }
+}
+
+impl TestApp {
+    /// A `TestUser` for a session obtained through the API (cookie value and CSRF token from the
+    /// login response).
+    pub fn signed_in(
+        &self,
+        email: &str,
+        id: gatehouse_core::ids::UserId,
+        session_token: &str,
+        csrf: &str,
+    ) -> TestUser {
+        TestUser {
+            email: email.to_owned(),
+            id,
+            csrf: csrf.to_owned(),
+            cookie: format!("{}={session_token}", session_cookie_name(self.cfg.is_local())),
+            http: self.http.clone(),
+            base: self.base.clone(),
+        }
     }
 }

@@ -1,8 +1,15 @@
 //! Control API integration tests: one binary, one module per area.
 
+mod account_support;
+mod accounts;
+mod bad_input;
 mod generated;
 mod helpers;
+mod oauth;
+mod org_roles;
 mod route_table;
 mod servers;
 mod smoke;
+mod sso;
+mod usage;
 mod world;

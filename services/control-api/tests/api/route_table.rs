@@ -55,20 +55,103 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("endpoints.update", Member(Admin)),
     ("endpoints.set_servers", Member(Admin)),
     ("endpoints.delete", Member(Admin)),
+    // sessions and accounts (not about an org)
+    ("session.signup", Public),
+    ("session.verify_email", Public),
+    ("session.login", Public),
+    ("session.request_password_reset", Public),
+    ("session.confirm_password_reset", Public),
+    ("session.get", SignedIn),
+    ("session.logout", SignedIn),
+    ("account.change_password", SignedIn),
+    ("account.delete", SignedIn),
+    ("orgs.create", SignedIn),
+    ("orgs.list", SignedIn),
+    ("invitations.accept", SignedIn),
+    ("sso.start", Public),
+    ("sso.callback", Public),
+    // orgs, members, invitations, SSO
+    ("orgs.get", Member(Viewer)),
+    ("orgs.get_settings", Member(Viewer)),
+    ("members.list", Member(Viewer)),
+    ("members.leave", Member(Viewer)),
+    ("orgs.update", Member(Admin)),
+    ("orgs.update_settings", Member(Admin)),
+    ("members.change_role", Member(Admin)),
+    ("members.remove", Member(Admin)),
+    ("invitations.create", Member(Admin)),
+    ("invitations.list", Member(Admin)),
+    ("invitations.revoke", Member(Admin)),
+    ("sso.get", Member(Admin)),
+    ("sso.put", Member(Admin)),
+    ("sso.delete", Member(Admin)),
+    ("members.transfer_ownership", Member(Owner)),
     // audit
     ("audit.list", Member(Admin)),
     ("audit.export", Member(Admin)),
     ("audit.verify", Member(Admin)),
+    // usage and invoices
+    ("usage.get", Member(Viewer)),
+    ("usage.current", Member(Viewer)),
+    ("invoices.list", Member(Admin)),
+    ("invoices.get", Member(Admin)),
+    // service tokens and clients, OAuth consents and grants
+    ("service_tokens.list", Member(Admin)),
+    ("service_tokens.create", Member(Admin)),
+    ("service_tokens.revoke", Member(Admin)),
+    ("service_clients.list", Member(Admin)),
+    ("service_clients.create", Member(Admin)),
+    ("service_clients.revoke", Member(Admin)),
+    ("oauth_consents.list", Member(Viewer)),
+    ("oauth_consents.revoke", Member(Viewer)),
+    ("oauth_grants.list", Member(Admin)),
+    ("oauth_grants.revoke", Member(Admin)),
 ];
 
 pub fn access(operation_id: &str) -> Option<Access> {
     ROUTES.iter().find(|(id, _)| *id == operation_id).map(|(_, a)| *a)
 }
 
-/// A valid request body for the operation in `world` (`None`: the operation takes no body). An
-/// operation whose OpenAPI entry has a request body but which is missing here fails the tests.
-pub fn example_body(operation_id: &str, world: &World, upstream_url: &str) -> Option<Value> {
+/// The password of every user `TestApp::user` creates.
+pub const TEST_PASSWORD: &str = "test-password-1";
+
+/// A valid request body for the operation in `world`, sent by `caller` (`None`: the operation
+/// takes no body). An operation whose OpenAPI entry has a request body but which is missing here
+/// fails the tests.
+pub fn example_body(
+    operation_id: &str,
+    world: &World,
+    upstream_url: &str,
+    caller: Option<&str>,
+) -> Option<Value> {
+    let email = caller.unwrap_or("someone@example.com");
     Some(match operation_id {
+        "session.signup" => json!({"email": "new-user@example.com", "password": "a long enough password"}),
+        "session.verify_email" => json!({"token": "not-a-valid-token"}),
+        "session.login" => json!({"email": email, "password": TEST_PASSWORD}),
+        "session.request_password_reset" => json!({"email": email}),
+        "session.confirm_password_reset" => {
+            json!({"token": "not-a-valid-token", "new_password": "another long password"})
+        }
+        "account.change_password" => {
+            json!({"current_password": TEST_PASSWORD, "new_password": "another long password"})
+        }
+        "account.delete" => json!({"password": TEST_PASSWORD}),
+        "orgs.create" => {
+            json!({"slug": format!("new-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]), "name": "New org"})
+        }
+        "invitations.accept" => json!({"token": "not-a-valid-token"}),
+        "orgs.update" => json!({"name": "Renamed"}),
+        "orgs.update_settings" => json!({"log_tool_arguments": true}),
+        "members.change_role" => json!({"role": "developer"}),
+        "members.transfer_ownership" => json!({"user_id": world.member_id}),
+        "invitations.create" => json!({"email": "colleague@example.com", "role": "developer"}),
+        "sso.put" => json!({
+            "issuer_url": "https://idp.invalid",
+            "client_id": "gatehouse",
+            "client_secret": "secret",
+            "allowed_domains": ["example.com"]
+        }),
         "servers.create" => json!({
             "slug": "catalog",
             "name": "Catalog",
@@ -99,6 +182,14 @@ pub fn example_body(operation_id: &str, world: &World, upstream_url: &str) -> Op
         "endpoints.set_servers" => {
             json!({"servers": [{"server_id": world.server_id, "tool_ids": [world.tool_id]}]})
         }
+        "service_tokens.create" => {
+            json!({"name": "nightly CI", "endpoint_id": world.endpoint_id, "scopes": ["orders:read"]})
+        }
+        "service_clients.create" => {
+            json!({"name": "billing bot", "endpoint_id": world.endpoint_id, "scopes": ["orders:read"]})
+        }
+        "oauth_consents.revoke" => json!({"client_id": "ghd_example"}),
+        "oauth_grants.revoke" => json!({"client_id": "ghd_example"}),
         _ => return None,
     })
 }

@@ -6,9 +6,12 @@
 use serde_json::{Value, json};
 
 use gatehouse_core::canonical::tool_definition_hash;
-use gatehouse_core::ids::{EndpointId, OrgId, ScopeId, ServerId, ToolId};
+use gatehouse_core::ids::{
+    EndpointId, InvoiceId, OrgId, ScopeId, ServerId, ServiceClientId, ServiceTokenId, ToolId,
+};
 use gatehouse_core::role::Role;
 use gatehouse_db::repos::endpoints::{self, EndpointServer};
+use gatehouse_db::repos::invoices;
 use gatehouse_db::repos::scopes;
 use gatehouse_db::repos::servers::{self, NewServer, StoredAuth};
 use gatehouse_db::repos::tools::{self, Observed};
@@ -57,6 +60,13 @@ pub struct World {
     pub tool_hash: String,
     pub scope_id: ScopeId,
     pub endpoint_id: EndpointId,
+    pub service_token_id: ServiceTokenId,
+    pub service_client_id: ServiceClientId,
+    /// A member other than the owner (the last of `members`), for member routes.
+    pub member_id: Option<gatehouse_core::ids::UserId>,
+    /// A pending invitation.
+    pub invitation_id: gatehouse_core::ids::InvitationId,
+    pub invoice_id: InvoiceId,
 }
 
 /// A fresh org owned by `owner`, with `members` added, populated as described above.
@@ -128,8 +138,82 @@ pub async fn world(
     )
     .await
     .unwrap();
+    let service_token_id = ServiceTokenId::new();
+    gatehouse_db::repos::service_tokens::create(
+        &mut tx,
+        &gatehouse_db::repos::service_tokens::NewServiceToken {
+            id: service_token_id,
+            endpoint_id: endpoint.id,
+            name: "ci",
+            token_prefix: "ghs_example",
+            token_hash: &gatehouse_core::secrets::token_hash(&uuid::Uuid::new_v4().to_string()),
+            scopes: &["orders:read".to_owned()],
+            created_by: None,
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    let service_client_id = ServiceClientId::new();
+    gatehouse_db::repos::oauth_service_clients::create(
+        &mut tx,
+        &gatehouse_db::repos::oauth_service_clients::NewServiceClient {
+            id: service_client_id,
+            client_id: &gatehouse_oauth::tokens::service_client_id(org_id, service_client_id),
+            name: "bot",
+            secret_hash: &gatehouse_core::secrets::token_hash(&uuid::Uuid::new_v4().to_string()),
+            endpoint_id: endpoint.id,
+            scopes: &["orders:read".to_owned()],
+            created_by: None,
+        },
+    )
+    .await
+    .unwrap();
+    let invitation = gatehouse_db::repos::invitations::create(
+        &mut tx,
+        "invitee@example.com",
+        Role::Viewer,
+        &gatehouse_core::secrets::token_hash(&uuid::Uuid::new_v4().to_string()),
+        owner.id,
+        time::Duration::days(1),
+    )
+    .await
+    .unwrap();
+    // SSO configured but disabled: its routes have something to read and delete, and starting a
+    // login does not try to reach a provider.
+    gatehouse_db::repos::sso::upsert(
+        &mut tx,
+        &gatehouse_db::repos::sso::SsoProviderConfig {
+            issuer_url: "https://idp.example.com",
+            client_id: "gatehouse",
+            client_secret_enc: &app.keyring().seal(b"secret", "test"),
+            allowed_domains: &["example.com".to_owned()],
+            jit_role: Role::Viewer,
+            enabled: false,
+        },
+    )
+    .await
+    .unwrap();
+    let invoice_id = invoices::create_final(
+        &mut tx,
+        time::macros::date!(2026 - 10 - 01),
+        time::macros::date!(2026 - 11 - 01),
+        "free",
+        &[invoices::InvoiceLine {
+            line_no: 1,
+            description: "Free plan, October 2026".into(),
+            quantity: 1,
+            unit_price_millicents: 0,
+            amount_cents: 0,
+        }],
+    )
+    .await
+    .unwrap()
+    .expect("a new invoice");
     tx.commit().await.unwrap();
     World {
+        member_id: members.last().map(|(u, _)| u.id),
+        invitation_id: invitation.id,
         slug,
         org_id,
         server_id,
@@ -137,6 +221,9 @@ pub async fn world(
         tool_hash: hash,
         scope_id,
         endpoint_id: endpoint.id,
+        invoice_id,
+        service_token_id,
+        service_client_id,
     }
 }
 
@@ -165,6 +252,14 @@ impl World {
             "tool_id" => self.tool_id.to_string(),
             "scope_id" => self.scope_id.to_string(),
             "endpoint_id" => self.endpoint_id.to_string(),
+            "service_token_id" => self.service_token_id.to_string(),
+            "service_client_id" => self.service_client_id.to_string(),
+            "user_id" => self
+                .member_id
+                .unwrap_or_else(|| panic!("route {route}: this world has no member besides the owner"))
+                .to_string(),
+            "invitation_id" => self.invitation_id.to_string(),
+            "invoice_id" => self.invoice_id.to_string(),
             other => panic!(
                 "route {route}: no value for path parameter {{{other}}}; teach World::path_param \
                  (services/control-api/tests/api/world.rs) how to fill it"

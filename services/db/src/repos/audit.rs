@@ -15,10 +15,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use gatehouse_core::canonical::to_canonical_string;
-use gatehouse_core::ids::EventId;
+use gatehouse_core::ids::{EventId, OrgId, UserId};
+use sqlx::PgConnection;
 
 use crate::error::DbResult;
-use crate::tenant::TenantTx;
+use crate::tenant::{GlobalTx, TenantTx};
 
 /// The hash before the first entry of every chain.
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
@@ -207,10 +208,50 @@ pub fn entry_hash(prev_hash: &[u8], seq: i64, org_id: &str, event: &NewAuditEven
 /// Appends `events` to the org's chain, skipping ids already recorded. Returns how many were
 /// inserted. Holds the chain head's row lock until the transaction ends.
 pub async fn append(tx: &mut TenantTx, events: &[NewAuditEvent]) -> DbResult<usize> {
+    let org_id = tx.org_id();
+    append_in(tx.conn(), org_id, events).await
+}
+
+/// Appends `events` to the chain of every org `user` belongs to, in the caller's global
+/// transaction: for account-level changes (login, password change, account deletion) that each
+/// of the user's orgs should see. The tenant context is set per org from the user's own
+/// memberships and cleared again before returning. Returns the number of orgs written to.
+pub async fn append_to_user_orgs(
+    tx: &mut GlobalTx,
+    user: UserId,
+    events: &[NewAuditEvent],
+) -> DbResult<usize> {
+    let conn = tx.conn();
+    sqlx::query("SELECT set_config('app.user_id', $1, true)")
+        .bind(user.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let orgs: Vec<OrgId> =
+        sqlx::query_scalar("SELECT org_id FROM memberships WHERE user_id = $1 ORDER BY org_id")
+            .bind(user)
+            .fetch_all(&mut *conn)
+            .await?;
+    sqlx::query("SELECT set_config('app.user_id', '', true)")
+        .execute(&mut *conn)
+        .await?;
+    for org in &orgs {
+        sqlx::query("SELECT set_config('app.org_id', $1, true)")
+            .bind(org.to_string())
+            .execute(&mut *conn)
+            .await?;
+        append_in(&mut *conn, *org, events).await?;
+    }
+    sqlx::query("SELECT set_config('app.org_id', '', true)")
+        .execute(&mut *conn)
+        .await?;
+    Ok(orgs.len())
+}
+
+/// Appends to `org_id`'s chain on a connection whose transaction is confined to that org.
+async fn append_in(conn: &mut PgConnection, org_id: OrgId, events: &[NewAuditEvent]) -> DbResult<usize> {
     if events.is_empty() {
         return Ok(0);
     }
-    let org_id = tx.org_id();
     let org = org_id.to_string();
     sqlx::query(
         "INSERT INTO audit_chain_heads (org_id, seq, entry_hash) VALUES ($1, 0, $2)
@@ -218,12 +259,12 @@ pub async fn append(tx: &mut TenantTx, events: &[NewAuditEvent]) -> DbResult<usi
     )
     .bind(org_id)
     .bind(&GENESIS_HASH[..])
-    .execute(tx.conn())
+    .execute(&mut *conn)
     .await?;
     let (mut seq, mut prev): (i64, Vec<u8>) =
         sqlx::query_as("SELECT seq, entry_hash FROM audit_chain_heads WHERE org_id = $1 FOR UPDATE")
             .bind(org_id)
-            .fetch_one(tx.conn())
+            .fetch_one(&mut *conn)
             .await?;
 
     let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id.into_uuid()).collect();
@@ -231,7 +272,7 @@ pub async fn append(tx: &mut TenantTx, events: &[NewAuditEvent]) -> DbResult<usi
         sqlx::query_scalar("SELECT id FROM audit_events WHERE org_id = $1 AND id = ANY($2)")
             .bind(org_id)
             .bind(&ids)
-            .fetch_all(tx.conn())
+            .fetch_all(&mut *conn)
             .await?;
     let mut seen: std::collections::HashSet<uuid::Uuid> = existing.into_iter().collect();
 
@@ -275,7 +316,7 @@ pub async fn append(tx: &mut TenantTx, events: &[NewAuditEvent]) -> DbResult<usi
     .bind(&cols.details)
     .bind(&cols.prev_hash)
     .bind(&cols.entry_hash)
-    .execute(tx.conn())
+    .execute(&mut *conn)
     .await?;
     sqlx::query(
         "UPDATE audit_chain_heads SET seq = $2, entry_hash = $3, updated_at = now() WHERE org_id = $1",
@@ -283,7 +324,7 @@ pub async fn append(tx: &mut TenantTx, events: &[NewAuditEvent]) -> DbResult<usi
     .bind(org_id)
     .bind(seq)
     .bind(&prev)
-    .execute(tx.conn())
+    .execute(&mut *conn)
     .await?;
     Ok(inserted)
 }

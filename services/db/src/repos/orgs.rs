@@ -150,3 +150,45 @@ pub async fn config_version(tx: &mut TenantTx) -> DbResult<i64> {
             .await?,
     )
 }
+
+/// Renames the org of this transaction.
+pub async fn update_name(tx: &mut TenantTx, name: &str) -> DbResult<OrgRow> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_as(
+        "UPDATE orgs SET name = $2, updated_at = now() WHERE id = $1
+         RETURNING id, slug, name, plan_id, created_at",
+    )
+    .bind(org_id)
+    .bind(name)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// The org's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct OrgSettingsRow {
+    pub log_tool_arguments: bool,
+    pub config_version: i64,
+    pub updated_at: OffsetDateTime,
+}
+
+pub async fn settings(tx: &mut TenantTx) -> DbResult<OrgSettingsRow> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_as(
+        "SELECT log_tool_arguments, config_version, updated_at FROM org_settings WHERE org_id = $1",
+    )
+    .bind(org_id)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// Sets whether tool-call arguments are recorded in the audit trail.
+pub async fn set_log_tool_arguments(tx: &mut TenantTx, value: bool) -> DbResult<()> {
+    let org_id = tx.org_id();
+    sqlx::query("UPDATE org_settings SET log_tool_arguments = $2, updated_at = now() WHERE org_id = $1")
+        .bind(org_id)
+        .bind(value)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}

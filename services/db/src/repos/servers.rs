@@ -194,3 +194,20 @@ pub async fn delete(tx: &mut TenantTx, id: ServerId) -> DbResult<bool> {
         .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Claims the org's servers due for a scheduled sync (never synced on schedule, or due now) and
+/// moves their next due time `interval_secs` ahead, atomically: concurrent claimers (other
+/// replicas) skip what this one took. Servers on the deprecated HTTP+SSE transport are not synced.
+pub async fn claim_due_for_sync(tx: &mut TenantTx, interval_secs: u64) -> DbResult<Vec<ServerId>> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_scalar(
+        "UPDATE domain_servers SET next_sync_at = now() + make_interval(secs => $2)
+          WHERE org_id = $1 AND transport = 'streamable_http'
+            AND (next_sync_at IS NULL OR next_sync_at <= now())
+          RETURNING id",
+    )
+    .bind(org_id)
+    .bind(interval_secs as f64)
+    .fetch_all(tx.conn())
+    .await?)
+}

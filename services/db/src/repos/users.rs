@@ -60,3 +60,43 @@ pub async fn find_by_id(tx: &mut GlobalTx, id: UserId) -> DbResult<Option<UserRo
     .fetch_optional(tx.conn())
     .await?)
 }
+
+/// Marks the user's email as verified (idempotent: the first verification time is kept).
+pub async fn mark_verified(tx: &mut GlobalTx, id: UserId) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now()
+          WHERE id = $1",
+    )
+    .bind(id)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// Replaces the user's password hash.
+pub async fn set_password(tx: &mut GlobalTx, id: UserId, password_hash: &str) -> DbResult<()> {
+    let updated = sqlx::query(
+        "UPDATE users SET password_hash = $2, password_changed_at = now(), updated_at = now()
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(password_hash)
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Err(crate::error::DbError::NotFound);
+    }
+    Ok(())
+}
+
+/// Deletes the user. Sessions, email tokens, memberships and SSO links go with it (cascade);
+/// invitations they sent keep existing with no inviter.
+pub async fn delete(tx: &mut GlobalTx, id: UserId) -> DbResult<bool> {
+    Ok(sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected()
+        == 1)
+}

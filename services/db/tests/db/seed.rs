@@ -37,6 +37,7 @@ pub const SEEDED_TABLES: &[&str] = &[
     "tools",
     "usage_alerts_sent",
     "usage_events",
+    "usage_period_totals",
     "usage_rollups",
 ];
 
@@ -115,6 +116,7 @@ pub async fn seed_org(db: &Db, slug: &str) -> SeededOrg {
         "INSERT INTO invoice_lines (org_id, invoice_id, line_no, description, quantity, unit_price_millicents, amount_cents)
          SELECT $1, i.id, 1, 'Calls ' || $1::text, 10, 0, 0 FROM invoices i WHERE i.org_id = $1",
         "INSERT INTO usage_alerts_sent (org_id, period_start, threshold_pct) VALUES ($1, '2026-11-01', 80)",
+        "INSERT INTO usage_period_totals (org_id, period_start, calls, events) VALUES ($1, '2026-11-01', 1, 1)",
     ];
     for sql in statements {
         // PostgreSQL refuses more bound parameters than placeholders.

@@ -4,6 +4,7 @@ mod config_errors;
 mod infra;
 mod migrate;
 mod up;
+mod worker_process;
 
 use std::process::Command;
 

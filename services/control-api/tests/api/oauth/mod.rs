@@ -1,0 +1,13 @@
+//! The authorization server, through HTTP as clients and browsers use it.
+
+mod admin_api;
+mod checklist;
+mod cimd;
+mod fixture;
+mod flow;
+mod jwt;
+mod mutants;
+mod races;
+mod security;
+mod security_token;
+mod sso;

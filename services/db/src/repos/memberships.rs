@@ -1,0 +1,143 @@
+//! Members of an org and their roles (tenant table). Owner invariants (an org always keeps an
+//! owner) are enforced by callers holding [`lock_owners`] for the rest of their transaction.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use gatehouse_core::ids::UserId;
+use gatehouse_core::role::Role;
+
+use crate::error::{DbError, DbResult};
+use crate::tenant::TenantTx;
+
+/// A member as the org sees them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemberRow {
+    pub user_id: UserId,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub created_at: OffsetDateTime,
+}
+
+type RawMember = (UserId, String, String, String, OffsetDateTime);
+
+fn from_raw((user_id, email, display_name, role, created_at): RawMember) -> DbResult<MemberRow> {
+    Ok(MemberRow {
+        user_id,
+        email,
+        display_name,
+        role: parse_role(&role)?,
+        created_at,
+    })
+}
+
+fn parse_role(role: &str) -> DbResult<Role> {
+    role.parse().map_err(|_| DbError::CheckViolation {
+        constraint: "memberships_role_check".into(),
+    })
+}
+
+/// Every member, owners first, then by email.
+pub async fn list(tx: &mut TenantTx) -> DbResult<Vec<MemberRow>> {
+    let org_id = tx.org_id();
+    let rows: Vec<RawMember> = sqlx::query_as(
+        "SELECT m.user_id, u.email, u.display_name, m.role, m.created_at
+           FROM memberships m JOIN users u ON u.id = m.user_id
+          WHERE m.org_id = $1
+          ORDER BY array_position(ARRAY['owner','admin','developer','viewer'], m.role), u.email",
+    )
+    .bind(org_id)
+    .fetch_all(tx.conn())
+    .await?;
+    rows.into_iter().map(from_raw).collect()
+}
+
+/// One member, locked for update until the transaction ends.
+pub async fn get_for_update(tx: &mut TenantTx, user: UserId) -> DbResult<Option<MemberRow>> {
+    let org_id = tx.org_id();
+    let row: Option<RawMember> = sqlx::query_as(
+        "SELECT m.user_id, u.email, u.display_name, m.role, m.created_at
+           FROM memberships m JOIN users u ON u.id = m.user_id
+          WHERE m.org_id = $1 AND m.user_id = $2
+            FOR UPDATE OF m",
+    )
+    .bind(org_id)
+    .bind(user)
+    .fetch_optional(tx.conn())
+    .await?;
+    row.map(from_raw).transpose()
+}
+
+/// Whether a user with this email is already a member.
+pub async fn is_member_email(tx: &mut TenantTx, email: &str) -> DbResult<bool> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
+                         WHERE m.org_id = $1 AND u.email = $2)",
+    )
+    .bind(org_id)
+    .bind(email)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// Adds a member. A duplicate is a conflict on `memberships_pkey`.
+pub async fn add(tx: &mut TenantTx, user: UserId, role: Role) -> DbResult<()> {
+    let org_id = tx.org_id();
+    sqlx::query("INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)")
+        .bind(org_id)
+        .bind(user)
+        .bind(role.as_str())
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// Changes a member's role; false when they are not a member.
+pub async fn set_role(tx: &mut TenantTx, user: UserId, role: Role) -> DbResult<bool> {
+    let org_id = tx.org_id();
+    Ok(
+        sqlx::query(
+            "UPDATE memberships SET role = $3, updated_at = now() WHERE org_id = $1 AND user_id = $2",
+        )
+        .bind(org_id)
+        .bind(user)
+        .bind(role.as_str())
+        .execute(tx.conn())
+        .await?
+        .rows_affected()
+            == 1,
+    )
+}
+
+/// Removes a member (and their SSO links to this org); false when they were not a member.
+pub async fn remove(tx: &mut TenantTx, user: UserId) -> DbResult<bool> {
+    let org_id = tx.org_id();
+    sqlx::query("DELETE FROM sso_identities WHERE org_id = $1 AND user_id = $2")
+        .bind(org_id)
+        .bind(user)
+        .execute(tx.conn())
+        .await?;
+    Ok(
+        sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
+            .bind(org_id)
+            .bind(user)
+            .execute(tx.conn())
+            .await?
+            .rows_affected()
+            == 1,
+    )
+}
+
+/// Locks the org's owner rows for the rest of the transaction and returns the owners' ids, so
+/// that two concurrent changes cannot both remove "the other" owner.
+pub async fn lock_owners(tx: &mut TenantTx) -> DbResult<Vec<UserId>> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_scalar(
+        "SELECT user_id FROM memberships WHERE org_id = $1 AND role = 'owner' ORDER BY user_id FOR UPDATE",
+    )
+    .bind(org_id)
+    .fetch_all(tx.conn())
+    .await?)
+}

@@ -1,0 +1,238 @@
+//! Rate limits shared by replicas through Redis, and the local fallback while Redis is down.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use gatehouse_core::snapshot::Limit;
+use gatehouse_events::{Bus, RateLimiter};
+use gatehouse_test_support::redis_server::RedisServer;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{config, eventually, temp_dir, unique};
+
+/// Hammers `key` from every limiter concurrently (one check per limiter every 4 ms) for
+/// `duration`. Returns (admitted per limiter, seconds between the first and the last check).
+async fn hammer(limiters: &[RateLimiter], key: &str, limit: Limit, duration: Duration) -> (Vec<usize>, f64) {
+    let started = Instant::now();
+    let last = Arc::new(std::sync::Mutex::new(started));
+    let mut tasks = Vec::new();
+    for limiter in limiters {
+        let (limiter, key, last) = (limiter.clone(), key.to_owned(), last.clone());
+        tasks.push(tokio::spawn(async move {
+            let admitted = AtomicUsize::new(0);
+            while started.elapsed() < duration {
+                if limiter.check(&key, limit).await.allowed {
+                    admitted.fetch_add(1, Ordering::Relaxed);
+                }
+                *last.lock().unwrap() = Instant::now();
+                tokio::time::sleep(Duration::from_millis(4)).await;
+            }
+            admitted.into_inner()
+        }));
+    }
+    let mut admitted = Vec::new();
+    for t in tasks {
+        admitted.push(t.await.unwrap());
+    }
+    let elapsed = last.lock().unwrap().duration_since(started).as_secs_f64();
+    (admitted, elapsed)
+}
+
+/// GCRA admits the first request plus `burst`, then one per emission interval.
+fn expected(limit: Limit, seconds: f64) -> f64 {
+    limit.per_minute as f64 / 60.0 * seconds + limit.burst as f64
+}
+
+fn assert_within_one(admitted: usize, limit: Limit, seconds: f64, what: &str) {
+    let expected = expected(limit, seconds);
+    assert!(
+        (admitted as f64 - expected).abs() <= 1.0,
+        "{what}: admitted {admitted}, expected rate × time + burst = {expected:.2} (±1) over {seconds:.2} s"
+    );
+}
+
+async fn replica(url: &str, ns: &str, shutdown: &CancellationToken) -> RateLimiter {
+    let cfg = config(Some(url), &temp_dir("rl-spool"), ns, &[]);
+    Bus::from_config(&cfg, shutdown.clone()).await.unwrap().limiter
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_each_limit_and_keys_do_not_affect_each_other() {
+    let url = gatehouse_test_support::redis_url();
+    let ns = unique("rl-shared");
+    let shutdown = CancellationToken::new();
+    let (a, b) = (
+        replica(&url, &ns, &shutdown).await,
+        replica(&url, &ns, &shutdown).await,
+    );
+    assert!(
+        a.check(
+            "warm-up",
+            Limit {
+                per_minute: 1000,
+                burst: 0
+            }
+        )
+        .await
+        .allowed
+    );
+    assert!(a.is_shared() && b.is_shared());
+
+    let tenant_a = Limit {
+        per_minute: 1200,
+        burst: 5,
+    };
+    let tenant_b = Limit {
+        per_minute: 600,
+        burst: 0,
+    };
+    let pair = [a.clone(), b.clone()];
+    let ((admitted_a, secs_a), (admitted_b, secs_b)) = tokio::join!(
+        hammer(&pair, "org-a:endpoint", tenant_a, Duration::from_secs(3)),
+        hammer(&pair, "org-b:endpoint", tenant_b, Duration::from_secs(3)),
+    );
+    assert!(
+        admitted_a.iter().all(|n| *n > 0) && admitted_b.iter().all(|n| *n > 0),
+        "both replicas admit"
+    );
+    assert_within_one(
+        admitted_a.iter().sum(),
+        tenant_a,
+        secs_a,
+        "tenant a across two replicas",
+    );
+    assert_within_one(
+        admitted_b.iter().sum(),
+        tenant_b,
+        secs_b,
+        "tenant b across two replicas",
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_fallback_while_redis_is_down_then_shared_again() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let ns = unique("rl-fallback");
+    let shutdown = CancellationToken::new();
+    let (a, b) = (
+        replica(&url, &ns, &shutdown).await,
+        replica(&url, &ns, &shutdown).await,
+    );
+    let warm = Limit {
+        per_minute: 6000,
+        burst: 0,
+    };
+    // Both limit something, so both register as replicas and learn there are two.
+    eventually(Duration::from_secs(10), "replicas learn there are two", || {
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            a.check("warm-up", warm).await;
+            b.check("warm-up", warm).await;
+            a.replicas() == 2 && b.replicas() == 2
+        }
+    })
+    .await;
+
+    let limit = Limit {
+        per_minute: 1200,
+        burst: 10,
+    };
+    server.kill();
+    let pair = [a.clone(), b.clone()];
+    let (admitted, secs) = hammer(&pair, "org:endpoint", limit, Duration::from_secs(3)).await;
+    assert!(!a.is_shared() && !b.is_shared(), "both fell back to local limits");
+    // Documented bound (docs/operations.md): each of N replicas admits at most
+    // ceil(rate / N) × t + floor(burst / N) + 1.
+    let share = gatehouse_events::ratelimit::local_share(limit, 2);
+    for (i, n) in admitted.iter().enumerate() {
+        let bound = expected(share, secs) + 1.0;
+        assert!(
+            (*n as f64) <= bound + 1.0,
+            "replica {i} admitted {n} while Redis was down; bound {bound:.1}"
+        );
+        assert!(
+            (*n as f64) >= expected(share, secs) - 2.0,
+            "replica {i} admitted only {n}: the fallback must limit, not refuse"
+        );
+    }
+
+    server.restart();
+    eventually(Duration::from_secs(10), "back to the shared limit", || {
+        let a = a.clone();
+        async move {
+            a.check("probe", warm).await;
+            a.is_shared()
+        }
+    })
+    .await;
+    eventually(Duration::from_secs(10), "second replica back", || {
+        let b = b.clone();
+        async move {
+            b.check("probe", warm).await;
+            b.is_shared()
+        }
+    })
+    .await;
+    let (admitted, secs) = hammer(&pair, "org:endpoint-after", limit, Duration::from_secs(3)).await;
+    assert_within_one(
+        admitted.iter().sum(),
+        limit,
+        secs,
+        "shared limit after Redis returned",
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_costs_one_short_timeout_then_limits_are_local() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let ns = unique("rl-hung");
+    let shutdown = CancellationToken::new();
+    let limiter = replica(&url, &ns, &shutdown).await;
+    let limit = Limit {
+        per_minute: 600,
+        burst: 5,
+    };
+    assert!(limiter.check("org:hung", limit).await.allowed);
+    assert!(limiter.is_shared());
+
+    server.pause();
+    // The first check waits for the response timeout (500 ms), then decides locally.
+    let started = Instant::now();
+    assert!(limiter.check("org:hung", limit).await.allowed);
+    let first = started.elapsed();
+    assert!(
+        first < Duration::from_secs(1),
+        "switching to local limits took {first:?}"
+    );
+    assert!(!limiter.is_shared());
+    // The next ones do not wait for Redis at all.
+    let started = Instant::now();
+    for _ in 0..20 {
+        limiter.check("org:hung", limit).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "local checks waited on Redis: {:?}",
+        started.elapsed()
+    );
+
+    server.resume();
+    eventually(
+        Duration::from_secs(15),
+        "shared again after Redis resumed",
+        || {
+            let limiter = limiter.clone();
+            async move {
+                limiter.check("org:probe", limit).await;
+                limiter.is_shared()
+            }
+        },
+    )
+    .await;
+    shutdown.cancel();
+}

@@ -1,0 +1,287 @@
+//! Transactional email: verification, password reset, invitations and usage alerts.
+//!
+//! A [`Mailer`] is built once from [`MailConfig`]: over SMTP when `mail.smtp_url` is set
+//! (`smtp://` = STARTTLS required, `smtps://` = implicit TLS, `?tls=none` = plain, for local test
+//! servers only), or, in local mode without SMTP, as `.eml` files under `mail.file_dir` (the path
+//! of each file is logged so a developer can open the link). Every message is a typed template
+//! ([`Mail`]) rendered as text and HTML.
+
+mod templates;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+use url::Url;
+
+use gatehouse_core::config::MailConfig;
+
+pub use templates::{Mail, Rendered};
+
+/// Why mail could not be configured or sent. Never contains the SMTP password.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("mail.smtp_url: {0}")]
+    Config(String),
+    #[error("invalid recipient address")]
+    Recipient,
+    #[error("could not build the message: {0}")]
+    Build(String),
+    #[error("SMTP delivery failed: {0}")]
+    Smtp(String),
+    #[error("writing the message file failed: {0}")]
+    File(String),
+}
+
+/// How a message left: accepted by the SMTP server, or written to a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Smtp,
+    File(PathBuf),
+}
+
+#[derive(Clone)]
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File {
+        transport: AsyncFileTransport<Tokio1Executor>,
+        dir: PathBuf,
+    },
+}
+
+/// Sends Gatehouse's email. Cheap to clone (the SMTP connection pool is shared).
+#[derive(Clone)]
+pub struct Mailer {
+    transport: Transport,
+    from: Mailbox,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.transport {
+            Transport::Smtp(_) => "smtp".to_owned(),
+            Transport::File { dir, .. } => format!("file:{}", dir.display()),
+        };
+        f.debug_struct("Mailer")
+            .field("transport", &kind)
+            .field("from", &self.from.to_string())
+            .finish()
+    }
+}
+
+/// How long one SMTP exchange may take before delivery is reported as failed.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Mailer {
+    /// Builds the mailer. Without `smtp_url`, mail goes to files, which is only allowed in local
+    /// mode (`local = true`); configuration validation already refuses that in production.
+    pub fn from_config(cfg: &MailConfig, local: bool) -> Result<Self, MailError> {
+        let from: Mailbox = cfg
+            .from
+            .parse()
+            .map_err(|_| MailError::Config("mail.from is not a valid address".into()))?;
+        let url = cfg.smtp_url.expose_secret();
+        let transport = if url.is_empty() {
+            if !local {
+                return Err(MailError::Config(
+                    "is required outside local mode (set GATEHOUSE_MAIL__SMTP_URL)".into(),
+                ));
+            }
+            std::fs::create_dir_all(&cfg.file_dir).map_err(|e| {
+                MailError::Config(format!(
+                    "mail.file_dir {} cannot be created: {e}",
+                    cfg.file_dir.display()
+                ))
+            })?;
+            Transport::File {
+                transport: AsyncFileTransport::new(&cfg.file_dir),
+                dir: cfg.file_dir.clone(),
+            }
+        } else {
+            Transport::Smtp(smtp_transport(url)?)
+        };
+        Ok(Self { transport, from })
+    }
+
+    /// Renders `mail` and sends it to `to`.
+    pub async fn send(&self, to: &str, mail: &Mail) -> Result<Delivery, MailError> {
+        let to: Mailbox = to.parse().map_err(|_| MailError::Recipient)?;
+        let rendered = mail.render();
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(rendered.subject)
+            .multipart(MultiPart::alternative_plain_html(rendered.text, rendered.html))
+            .map_err(|e| MailError::Build(e.to_string()))?;
+        match &self.transport {
+            Transport::Smtp(smtp) => {
+                smtp.send(message)
+                    .await
+                    .map_err(|e| MailError::Smtp(e.to_string()))?;
+                tracing::info!(
+                    template = mail.template_name(),
+                    "mail accepted by the SMTP server"
+                );
+                Ok(Delivery::Smtp)
+            }
+            Transport::File { transport, dir } => {
+                let id = transport
+                    .send(message)
+                    .await
+                    .map_err(|e| MailError::File(e.to_string()))?;
+                let path = dir.join(format!("{id}.eml"));
+                tracing::info!(
+                    template = mail.template_name(),
+                    path = %path.display(),
+                    "mail written to a file (local mode without SMTP)"
+                );
+                Ok(Delivery::File(path))
+            }
+        }
+    }
+}
+
+/// The SMTP transport described by `url` (see the module docs for the accepted forms).
+fn smtp_transport(raw: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
+    let url = Url::parse(raw).map_err(|_| MailError::Config("is not a valid URL".into()))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| MailError::Config("has no host".into()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let tls_param = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let tls_params =
+        || TlsParameters::new(host.clone()).map_err(|e| MailError::Config(format!("TLS setup failed: {e}")));
+    let (tls, default_port) = match (url.scheme(), tls_param.as_deref()) {
+        ("smtps", None | Some("wrapper")) => (Tls::Wrapper(tls_params()?), 465),
+        ("smtp", None | Some("required") | Some("starttls")) => (Tls::Required(tls_params()?), 587),
+        ("smtp", Some("opportunistic")) => (Tls::Opportunistic(tls_params()?), 587),
+        ("smtp", Some("none")) => (Tls::None, 25),
+        ("smtp" | "smtps", Some(other)) => {
+            return Err(MailError::Config(format!(
+                "unknown tls={other} (use required, opportunistic or none)"
+            )));
+        }
+        (scheme, _) => {
+            return Err(MailError::Config(format!(
+                "scheme {scheme} is not supported (use smtp or smtps)"
+            )));
+        }
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
+        .port(url.port().unwrap_or(default_port))
+        .tls(tls)
+        .timeout(Some(SMTP_TIMEOUT));
+    if !url.username().is_empty() {
+        let user = percent_decode(url.username());
+        let pass = percent_decode(url.password().unwrap_or_default());
+        builder = builder.credentials(Credentials::new(user, pass));
+    }
+    Ok(builder.build())
+}
+
+/// Decodes `%XX` escapes in URL user info (passwords often contain reserved characters).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(url: &str, dir: PathBuf) -> MailConfig {
+        MailConfig {
+            smtp_url: url.to_owned().into(),
+            from: "Gatehouse <no-reply@example.com>".into(),
+            file_dir: dir,
+        }
+    }
+
+    #[tokio::test]
+    async fn smtp_urls_are_understood() {
+        for ok in [
+            "smtp://mail.example.com",
+            "smtp://user:p%40ss@mail.example.com:587",
+            "smtps://mail.example.com",
+            "smtp://127.0.0.1:2525?tls=none",
+            "smtp://mail.example.com?tls=opportunistic",
+        ] {
+            assert!(smtp_transport(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://mail.example.com",
+            "smtp://mail.example.com?tls=maybe",
+            "not a url",
+            "smtp:///nohost",
+        ] {
+            assert!(smtp_transport(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("p%40ss%2Fword"), "p@ss/word");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn production_without_smtp_is_refused() {
+        let dir = std::env::temp_dir().join("gatehouse-mail-unused");
+        assert!(Mailer::from_config(&cfg("", dir), false).is_err());
+    }
+
+    #[tokio::test]
+    async fn local_mode_writes_eml_files() {
+        let dir = std::env::temp_dir().join(format!("gatehouse-mail-test-{}", std::process::id()));
+        let mailer = Mailer::from_config(&cfg("", dir.clone()), true).unwrap();
+        let delivery = mailer
+            .send(
+                "alice@example.com",
+                &Mail::VerifyEmail {
+                    link: "https://gatehouse.example/verify?token=abc".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let Delivery::File(path) = delivery else {
+            panic!("expected a file delivery")
+        };
+        let content = std::fs::read_to_string(&path).unwrap();
+        assert!(content.contains("To: alice@example.com"), "{content}");
+        assert!(content.contains("Subject: Verify your email"), "{content}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

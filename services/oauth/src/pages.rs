@@ -1,0 +1,226 @@
+//! The authorization server's HTML pages: login, consent and errors. Plain forms, no JavaScript,
+//! never framed, never cached.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, HttpResponseBuilder};
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f5f7;color:#1d2330;margin:0}
+main{max-width:30rem;margin:4rem auto;background:#fff;border-radius:8px;padding:2rem;box-shadow:0 1px 4px #0002}
+h1{font-size:1.3rem;margin-top:0}label{display:block;margin:.8rem 0 .3rem;font-weight:600}
+input[type=email],input[type=password]{width:100%;padding:.5rem;box-sizing:border-box;border:1px solid #aab;border-radius:4px}
+button{padding:.55rem 1.2rem;border-radius:4px;border:1px solid #345;background:#2b4c7e;color:#fff;font-size:1rem;margin:1rem .5rem 0 0}
+button.secondary{background:#fff;color:#2b4c7e}.host{font-size:1.15rem;font-weight:700;font-family:monospace}
+.warn{background:#fff4ce;border:1px solid #e0c060;padding:.6rem;border-radius:4px}.error{background:#fde2e1;border:1px solid #d66;padding:.6rem;border-radius:4px}
+.muted{color:#667;font-size:.9rem}ul{padding-left:1.2rem}code{font-size:.9rem}";
+
+/// Builds a page response with the security headers every page carries. `form_targets` are CSP
+/// sources a form's redirect chain may end at (the client's redirect URI origin).
+fn page(status: StatusCode, title: &str, body: &str, form_targets: &[String]) -> HttpResponse {
+    let mut form_action = String::from("'self'");
+    for t in form_targets {
+        form_action.push(' ');
+        form_action.push_str(t);
+    }
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <meta name=\"referrer\" content=\"no-referrer\"><title>{} · Gatehouse</title><style>{STYLE}</style></head>\
+         <body><main>{body}</main></body></html>",
+        esc(title)
+    );
+    let mut builder = HttpResponseBuilder::new(status);
+    security_headers(&mut builder, &csp);
+    builder.content_type("text/html; charset=utf-8").body(html)
+}
+
+pub fn security_headers(builder: &mut HttpResponseBuilder, csp: &str) {
+    builder
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp.to_owned()))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+}
+
+/// An authorization error shown at the authorization server (never redirected: the client or
+/// its redirect URI could not be trusted).
+pub fn error_page(title: &str, message: &str) -> HttpResponse {
+    let body = format!(
+        "<h1>{}</h1><p class=\"error\">{}</p><p class=\"muted\">You can close this window. Nothing was sent to the application.</p>",
+        esc(title),
+        esc(message)
+    );
+    page(StatusCode::BAD_REQUEST, title, &body, &[])
+}
+
+/// What the login and consent pages say about the request.
+pub struct RequestView<'a> {
+    pub client_name: &'a str,
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub redirect_host: &'a str,
+    /// Every registered redirect URI is on this machine (loopback or a private-use scheme).
+    pub local_only: bool,
+    pub org_name: &'a str,
+    pub endpoint_name: &'a str,
+    pub resource: &'a str,
+    /// The raw authorization request, carried through the forms.
+    pub query: &'a str,
+    pub issued_at: i64,
+    pub csrf: &'a str,
+    pub form_target: Option<String>,
+}
+
+fn hidden(name: &str, value: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+        esc(name),
+        esc(value)
+    )
+}
+
+fn app_line(v: &RequestView<'_>) -> String {
+    format!(
+        "<p><strong>{}</strong> wants to use <strong>{}</strong> in <strong>{}</strong>.</p>\
+         <p>It will be sent to <span class=\"host\">{}</span></p>",
+        esc(v.client_name),
+        esc(v.endpoint_name),
+        esc(v.org_name),
+        esc(v.redirect_host),
+    )
+}
+
+pub fn login_page(
+    v: &RequestView<'_>,
+    email: &str,
+    error: Option<&str>,
+    sso_url: Option<&str>,
+) -> HttpResponse {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
+        .unwrap_or_default();
+    let sso = sso_url
+        .map(|u| {
+            format!(
+                "<p><a href=\"{}\">Sign in with your organization's single sign-on</a></p>",
+                esc(u)
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>Sign in to Gatehouse</h1>{}{error}\
+         <form method=\"post\" action=\"/authorize/login\">{}{}{}\
+         <label for=\"email\">Email</label><input id=\"email\" type=\"email\" name=\"email\" value=\"{}\" autocomplete=\"username\" required autofocus>\
+         <label for=\"password\">Password</label><input id=\"password\" type=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">Sign in</button></form>{sso}",
+        app_line(v),
+        hidden("q", v.query),
+        hidden("t", &v.issued_at.to_string()),
+        hidden("csrf", v.csrf),
+        esc(email),
+    );
+    let status = if error.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
+    page(status, "Sign in", &body, v.form_target.as_slice())
+}
+
+/// One scope line on the consent page.
+pub struct ScopeLine<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    pub tool_count: i64,
+}
+
+pub fn consent_page(
+    v: &RequestView<'_>,
+    user_email: &str,
+    registration: &str,
+    scopes: &[ScopeLine<'_>],
+    withheld: &[String],
+) -> HttpResponse {
+    let warning = if v.local_only {
+        "<p class=\"warn\">This application only redirects to this computer (localhost or an app link). \
+         Approve only if you just started it yourself.</p>"
+    } else {
+        ""
+    };
+    let scope_items: String = if scopes.is_empty() {
+        "<li>No tool access: the application can only connect.</li>".to_owned()
+    } else {
+        scopes
+            .iter()
+            .map(|s| {
+                let tools = if s.tool_count == 1 {
+                    "1 tool".to_owned()
+                } else {
+                    format!("{} tools", s.tool_count)
+                };
+                let desc = if s.description.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", esc(s.description))
+                };
+                format!(
+                    "<li><code>{}</code>{desc} <span class=\"muted\">({tools})</span></li>",
+                    esc(s.name)
+                )
+            })
+            .collect()
+    };
+    let withheld = if withheld.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<p class=\"muted\">Not granted (your role does not allow them): {}</p>",
+            esc(&withheld.join(", "))
+        )
+    };
+    let body = format!(
+        "<h1>Authorize access</h1>{}{warning}\
+         <p>Permissions requested:</p><ul>{scope_items}</ul>{withheld}\
+         <p class=\"muted\">Endpoint: <code>{}</code><br>Redirect: <code>{}</code><br>Client: <code>{}</code> ({})<br>Signed in as {}. \
+         <a href=\"/authorize?{}\">Not you?</a></p>\
+         <form method=\"post\" action=\"/authorize/consent\">{}{}{}\
+         <button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\
+         <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button></form>",
+        app_line(v),
+        esc(v.resource),
+        esc(v.redirect_uri),
+        esc(v.client_id),
+        esc(registration),
+        esc(user_email),
+        esc(&format!("{}&prompt=login", v.query)),
+        hidden("q", v.query),
+        hidden("t", &v.issued_at.to_string()),
+        hidden("csrf", v.csrf),
+    );
+    page(
+        StatusCode::OK,
+        "Authorize access",
+        &body,
+        v.form_target.as_slice(),
+    )
+}

@@ -1,0 +1,133 @@
+//! Who is signing in at the authorization server: the console session cookie (shared with the
+//! console, so one login serves both), and the CSRF tokens of the login and consent forms.
+
+use std::net::IpAddr;
+
+use actix_web::HttpRequest;
+use actix_web::cookie::{Cookie, SameSite};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use gatehouse_core::secrets::{hmac_sha256, hmac_sha256_verify, random_token, token_hash};
+use gatehouse_db::repos::sessions::{self, ABSOLUTE_TIMEOUT};
+use gatehouse_db::repos::users::{self, UserRow};
+use gatehouse_db::{DbResult, GlobalTx};
+
+use crate::OAuthState;
+
+/// How long a login or consent form stays valid.
+pub const FORM_TTL_SECS: i64 = 600;
+
+/// The signed-in user, and the session token (for the consent form's CSRF token).
+pub struct SignedIn {
+    pub user: UserRow,
+    pub session_token: String,
+}
+
+/// The user of the console session cookie, if it is live.
+pub async fn current(state: &OAuthState, req: &HttpRequest) -> DbResult<Option<SignedIn>> {
+    let Some(cookie) = req.cookie(state.accounts.session_cookie) else {
+        return Ok(None);
+    };
+    let token = cookie.value().to_owned();
+    if token.is_empty() || token.len() > 128 {
+        return Ok(None);
+    }
+    let mut tx = GlobalTx::begin(&state.db).await?;
+    let Some(session) = sessions::find_live(&mut tx, &token_hash(&token)).await? else {
+        tx.commit().await?;
+        return Ok(None);
+    };
+    let user = users::find_by_id(&mut tx, session.user_id).await?;
+    tx.commit().await?;
+    Ok(user.map(|user| SignedIn {
+        user,
+        session_token: token,
+    }))
+}
+
+/// Starts a console session for `user` and returns its cookie.
+pub async fn start(
+    state: &OAuthState,
+    tx: &mut GlobalTx,
+    user: &UserRow,
+    ip: Option<IpAddr>,
+    user_agent: Option<&str>,
+) -> DbResult<Cookie<'static>> {
+    let token = random_token(32);
+    sessions::create(tx, user.id, &token_hash(&token), "password", ip, user_agent).await?;
+    let local = state.cfg.is_local();
+    Ok(Cookie::build(state.accounts.session_cookie, token)
+        .path("/")
+        .http_only(true)
+        .secure(!local)
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            ABSOLUTE_TIMEOUT.whole_seconds(),
+        ))
+        .finish())
+}
+
+/// The pre-login cookie the login form's CSRF token is bound to (double submit): a cross-site
+/// page can neither read it nor make the browser send it with a POST (SameSite=Lax).
+pub fn login_cookie_name(local: bool) -> &'static str {
+    if local {
+        "gatehouse_oauth_login"
+    } else {
+        "__Host-gatehouse_oauth_login"
+    }
+}
+
+pub fn new_login_cookie(state: &OAuthState) -> Cookie<'static> {
+    Cookie::build(login_cookie_name(state.cfg.is_local()), random_token(24))
+        .path("/")
+        .http_only(true)
+        .secure(!state.cfg.is_local())
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::seconds(FORM_TTL_SECS))
+        .finish()
+}
+
+fn tag(state: &OAuthState, parts: &[&str]) -> Vec<u8> {
+    hmac_sha256(&state.keys.oauth_state, parts.join("\u{0}").as_bytes()).to_vec()
+}
+
+/// The login form's token: bound to the login cookie, the request and the time it was issued.
+pub fn login_csrf(state: &OAuthState, login_cookie: &str, query: &str, issued_at: i64) -> String {
+    URL_SAFE_NO_PAD.encode(tag(
+        state,
+        &["login", login_cookie, query, &issued_at.to_string()],
+    ))
+}
+
+/// The consent form's token: bound to the session, the request and the time it was issued.
+pub fn consent_csrf(state: &OAuthState, session_token: &str, query: &str, issued_at: i64) -> String {
+    URL_SAFE_NO_PAD.encode(tag(
+        state,
+        &["consent", session_token, query, &issued_at.to_string()],
+    ))
+}
+
+/// Checks a form token made by `make`, and that the form is recent.
+pub fn form_token_valid(
+    state: &OAuthState,
+    kind: &str,
+    bound_to: &str,
+    query: &str,
+    issued_at: i64,
+    presented: &str,
+) -> bool {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if issued_at > now + 5 || now - issued_at > FORM_TTL_SECS {
+        return false;
+    }
+    URL_SAFE_NO_PAD.decode(presented).is_ok_and(|t| {
+        hmac_sha256_verify(
+            &state.keys.oauth_state,
+            [kind, bound_to, query, &issued_at.to_string()]
+                .join("\u{0}")
+                .as_bytes(),
+            &t,
+        )
+    })
+}
