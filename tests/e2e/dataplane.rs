@@ -551,3 +551,177 @@ async fn tokens_from_the_authorization_server_through_the_dataplane() {
         );
     }
 }
+
+/// The official TypeScript and Python SDK clients list and call tools through the dataplane with
+/// an access token from the authorization server, in every era the SDK supports (TypeScript
+/// 1.32: 2025-11-25 sessions; Python 2.3: 2025-11-25 sessions and 2026-07-28 `server/discover`).
+#[tokio::test]
+async fn sdk_clients_list_and_call_with_an_authorization_server_token() {
+    let clients = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients");
+    let python = clients.join(".venv/bin/python");
+    let node = clients.join("conformance/node_modules/.bin/node");
+    assert!(
+        python.exists() && node.exists(),
+        "the SDK clients are not installed: run tests/clients/setup.sh"
+    );
+    let platform = Platform::start_with(&[
+        ("egress.allow_http", "true"),
+        ("egress.allow_private_networks", "true"),
+    ])
+    .await;
+    let fixture = mcp_fixture::spawn_fixture(mcp_fixture::FixtureOptions {
+        record_headers: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (admin, _) = Admin::create(&platform, "sdk-owner@example.com", "sdkorg").await;
+    let created = admin
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/orgs/sdkorg/servers",
+            Some(json!({"slug": "fx", "name": "Fixture", "url": fixture.url(), "auth": {"kind": "none"}})),
+        )
+        .await;
+    let server_id = created["server"]["id"].as_str().unwrap().to_owned();
+    let tools = admin
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/v1/orgs/sdkorg/servers/{server_id}/tools"),
+            None,
+        )
+        .await;
+    let text = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "test_simple_text")
+        .unwrap()
+        .clone();
+    admin
+        .send(
+            reqwest::Method::POST,
+            &format!(
+                "/api/v1/orgs/sdkorg/tools/{}/approve",
+                text["id"].as_str().unwrap()
+            ),
+            Some(json!({"definition_hash": text["definition_hash"]})),
+        )
+        .await;
+    admin
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/orgs/sdkorg/scopes",
+            Some(json!({"name": "fx:text", "tool_ids": [text["id"]]})),
+        )
+        .await;
+    let endpoint = admin
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/orgs/sdkorg/endpoints",
+            Some(json!({"slug": "mcp", "name": "MCP", "servers": [{"server_id": server_id}]})),
+        )
+        .await;
+    let client = admin
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/orgs/sdkorg/service-clients",
+            Some(json!({"name": "sdk", "endpoint_id": endpoint["id"], "scopes": ["fx:text"]})),
+        )
+        .await;
+    let resource = format!("{}/sdkorg/mcp/mcp", platform.dataplane);
+    let issued: Value = platform
+        .http
+        .post(client["token_endpoint"].as_str().unwrap())
+        .basic_auth(
+            client["client_id"].as_str().unwrap(),
+            client["client_secret"].as_str(),
+        )
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("resource", resource.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = issued["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{issued}"))
+        .to_owned();
+    wait_for(Duration::from_secs(2), || async {
+        platform
+            .http
+            .get(format!(
+                "{}/.well-known/oauth-protected-resource/sdkorg/mcp/mcp",
+                platform.dataplane
+            ))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+    })
+    .await;
+
+    let runs: Vec<(&str, std::path::PathBuf, Vec<String>)> = vec![
+        (
+            "typescript 2025-11-25",
+            node.clone(),
+            vec![
+                "sdk-list-call.mjs".into(),
+                resource.clone(),
+                token.clone(),
+                "fx__test_simple_text".into(),
+            ],
+        ),
+        (
+            "python 2025-11-25",
+            python.clone(),
+            vec![
+                clients.join("sdk_list_call.py").display().to_string(),
+                resource.clone(),
+                token.clone(),
+                "fx__test_simple_text".into(),
+                "legacy".into(),
+            ],
+        ),
+        (
+            "python 2026-07-28",
+            python.clone(),
+            vec![
+                clients.join("sdk_list_call.py").display().to_string(),
+                resource.clone(),
+                token.clone(),
+                "fx__test_simple_text".into(),
+                "modern".into(),
+            ],
+        ),
+    ];
+    for (name, program, args) in runs {
+        let output = tokio::process::Command::new(&program)
+            .current_dir(clients.join("conformance"))
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let line = String::from_utf8_lossy(&output.stdout);
+        let seen: Value = serde_json::from_str(line.trim().lines().last().unwrap())
+            .unwrap_or_else(|_| panic!("{name}: {line}"));
+        assert_eq!(seen["tools"], json!(["fx__test_simple_text"]), "{name}: {seen}");
+        assert_eq!(seen["result"]["content"][0]["type"], "text", "{name}: {seen}");
+    }
+    for (header, value) in fixture.headers_snapshot().iter().flatten() {
+        assert!(
+            !value.contains(&token),
+            "the client token reached the upstream in {header}"
+        );
+    }
+}
