@@ -14,11 +14,22 @@ fn conformance_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/conformance")
 }
 
+/// 0.2.0-alpha.12, the newest published suite: 65 server scenarios, both eras.
 #[tokio::test]
 async fn conformance_suite_passes_through_the_dataplane() {
+    run_suite("@modelcontextprotocol/conformance", "alpha12").await;
+}
+
+/// 0.1.16, npm's `latest`: 32 server scenarios on the 2025 (session) wire.
+#[tokio::test]
+async fn conformance_suite_latest_tag_passes_through_the_dataplane() {
+    run_suite("conformance-0.1.16", "latest").await;
+}
+
+async fn run_suite(package: &str, label: &str) {
     let dir = conformance_dir();
     let node = dir.join("node_modules/.bin/node");
-    let suite = dir.join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
+    let suite = dir.join(format!("node_modules/{package}/dist/index.js"));
     assert!(
         node.exists() && suite.exists(),
         "the conformance suite is not installed: run tests/clients/setup.sh"
@@ -41,7 +52,7 @@ async fn conformance_suite_passes_through_the_dataplane() {
         .expect("run the conformance suite");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let report = std::env::temp_dir().join("gatehouse-conformance-last.txt");
+    let report = std::env::temp_dir().join(format!("gatehouse-conformance-{label}-last.txt"));
     let _ = std::fs::write(&report, format!("{stdout}\n--- stderr ---\n{stderr}"));
     let failed: Vec<&str> = stdout
         .lines()
