@@ -114,7 +114,7 @@ impl Pins {
 
     /// Fetches the upstream's tool list and compares every pinned tool of the org.
     pub async fn check(&self, org: &OrgState, server: &ServerState) -> Result<(), UpstreamError> {
-        let tools = self.list_upstream_tools(server, None).await;
+        let tools = self.list_upstream_tools(server).await;
         self.inner
             .last_check
             .lock()
@@ -182,19 +182,24 @@ impl Pins {
     }
 
     /// `tools/list` on the upstream in a short session of its own (all pages).
-    async fn list_upstream_tools(
+    async fn list_upstream_tools(&self, server: &ServerState) -> Result<Vec<Value>, UpstreamError> {
+        let session = self.open_session(server).await?;
+        let listed = self.list_tools_in(server, session.as_deref()).await;
+        // The check's session ends with it: nothing accumulates upstream.
+        if let Some(s) = &session {
+            self.inner
+                .upstreams
+                .delete_session(server, WATCH_VERSION, s)
+                .await;
+        }
+        listed
+    }
+
+    async fn list_tools_in(
         &self,
         server: &ServerState,
         session: Option<&str>,
     ) -> Result<Vec<Value>, UpstreamError> {
-        let owned_session;
-        let session = match session {
-            Some(s) => Some(s),
-            None => {
-                owned_session = self.open_session(server).await?;
-                owned_session.as_deref()
-            }
-        };
         let mut tools = Vec::new();
         let mut cursor: Option<Value> = None;
         for page in 0..50 {

@@ -349,6 +349,10 @@ impl Upstreams {
                 .send();
             let response = match tokio::time::timeout(self.inner.timeout, send).await {
                 Ok(Ok(r)) => r,
+                // A connection that could not be established carried no request: trying once
+                // more is safe for any method (a pooled connection the upstream had closed, a
+                // restarting upstream).
+                Ok(Err(e)) if e.is_connect() && attempt == 1 => continue,
                 Ok(Err(e)) => {
                     self.record(server_id, false);
                     return Err(UpstreamError::Unavailable(classify(&e)));
