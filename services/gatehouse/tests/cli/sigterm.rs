@@ -1,0 +1,175 @@
+//! SIGTERM during a slow request: a real `gatehouse control-api` process is syncing a domain
+//! server whose upstream takes 3 s to answer when SIGTERM arrives. The request still gets its
+//! answer, and the process exits cleanly within the grace period.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use gatehouse_control_api::auth::{CSRF_HEADER, csrf_token, session_cookie_name};
+use gatehouse_core::ids::{OrgId, ServerId};
+use gatehouse_core::secrets::{
+    DerivedKeys, generate_key_b64, generate_signing_secret_b64, random_token, token_hash,
+};
+use gatehouse_db::repos::servers::{self, NewServer, StoredAuth};
+use gatehouse_db::repos::{orgs, sessions, users};
+use gatehouse_db::{GlobalTx, OrgScope, TenantTx};
+use gatehouse_test_support::{TestDb, free_port};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::gatehouse;
+
+/// An upstream that reads a request, waits `delay`, then answers with an error (any answer will
+/// do: the point is that it is slow).
+async fn slow_upstream(delay: Duration) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                tokio::time::sleep(delay).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn sigterm_during_a_slow_request_lets_it_finish_then_exits() {
+    gatehouse_test_support::init();
+    let db = TestDb::new().await;
+    let signing_secret = generate_signing_secret_b64();
+    let keys = DerivedKeys::derive(&signing_secret).unwrap();
+    let upstream_port = slow_upstream(Duration::from_secs(3)).await;
+
+    // A signed-in owner of an org with one server on the slow upstream.
+    let mut tx = GlobalTx::begin(&db.db).await.unwrap();
+    let user = users::create(&mut tx, "owner@sigterm.test", None, "Owner", true)
+        .await
+        .unwrap();
+    let token = random_token(32);
+    sessions::create(&mut tx, user.id, &token_hash(&token), "password", None, None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let scope = OrgScope::authorized(OrgId::new());
+    let mut tx = TenantTx::begin(&db.db, &scope).await.unwrap();
+    orgs::create_with_owner(&mut tx, "sigterm", "SIGTERM", user.id)
+        .await
+        .unwrap();
+    let server_id = ServerId::new();
+    let url = format!("http://127.0.0.1:{upstream_port}/mcp");
+    servers::create(
+        &mut tx,
+        &NewServer {
+            id: server_id,
+            slug: "slow",
+            name: "Slow",
+            url: &url,
+            transport: "streamable_http",
+            auth: StoredAuth::none(),
+            send_caller_assertion: false,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = gatehouse()
+        .env("GATEHOUSE_MODE", "local")
+        .env("GATEHOUSE_DATABASE__URL", &db.service_url)
+        .env("GATEHOUSE_CONTROL_API__LISTEN", format!("127.0.0.1:{port}"))
+        .env("GATEHOUSE_CONTROL_API__PUBLIC_URL", &base)
+        .env(
+            "GATEHOUSE_SECRETS__ENCRYPTION_KEYS",
+            format!("k1={}", generate_key_b64()),
+        )
+        .env("GATEHOUSE_SECRETS__SIGNING_SECRET", &signing_secret)
+        .env("GATEHOUSE_EGRESS__ALLOW_HTTP", "true")
+        .env("GATEHOUSE_EGRESS__ALLOW_HOSTS", "[\"127.0.0.1\"]")
+        .env("GATEHOUSE_EGRESS__REQUEST_TIMEOUT_MS", "10000")
+        .env("GATEHOUSE_CONTROL_API__RESYNC_INTERVAL_SECS", "0")
+        .env("GATEHOUSE_SHUTDOWN__GRACE_PERIOD_SECS", "8")
+        .env(
+            "GATEHOUSE_MAIL__FILE_DIR",
+            std::env::temp_dir().join(format!("gh-sigterm-mail-{port}")),
+        )
+        .arg("control-api")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
+        assert!(Instant::now() < deadline, "control-api did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The slow request: a sync that waits on the upstream for 3 s.
+    let request = {
+        let http = http.clone();
+        let cookie = format!("{}={token}", session_cookie_name(true));
+        let csrf = csrf_token(&keys.cookie, &token);
+        let url = format!("{base}/api/v1/orgs/sigterm/servers/{server_id}/sync");
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let response = http
+                .post(url)
+                .header("cookie", cookie)
+                .header(CSRF_HEADER, csrf)
+                .send()
+                .await;
+            (response, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let signalled = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+
+    let (response, took) = request.await.unwrap();
+    let response = response.expect("the in-flight request gets an answer after SIGTERM");
+    assert!(
+        took >= Duration::from_secs(3),
+        "it waited for the slow upstream ({took:?})"
+    );
+    // The upstream answered 503, so the sync reports an upstream error: a complete, well-formed answer.
+    assert_eq!(response.status(), 502);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(8),
+            "still running after the 8 s grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit}");
+    // It stopped accepting new connections once draining began.
+    assert!(http.get(format!("{base}/healthz")).send().await.is_err());
+}
