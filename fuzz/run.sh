@@ -9,7 +9,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 rustup toolchain list | grep -q '^nightly' || { echo "the nightly toolchain is needed: rustup toolchain install nightly" >&2; exit 1; }
 # The fuzz build has its own profile and toolchain: keep it apart from the workspace's target dir.
-export CARGO_TARGET_DIR="${GATEHOUSE_FUZZ_TARGET_DIR:-$PWD/target}"
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target}"
 cargo +nightly fuzz build mcp_request
 if [ "${1:-}" = "--install-only" ]; then
   exit 0

@@ -54,7 +54,8 @@ pub fn markdown() -> String {
          2. an optional TOML file: `--config FILE` or `GATEHOUSE_CONFIG=FILE` (`gatehouse up` also reads \
          `<data dir>/local.toml`, which it generates on first run);\n\
          3. environment variables `GATEHOUSE_<SECTION>__<KEY>` (double underscore between section and key), \
-         e.g. `GATEHOUSE_CONTROL_API__LISTEN=0.0.0.0:8080`. Lists are written `[\"a\", \"b\"]`.\n\n\
+         e.g. `GATEHOUSE_CONTROL_API__LISTEN=0.0.0.0:8080`. Lists are written `[\"a\", \"b\"]`. Every \
+         `GATEHOUSE_*` variable is read as a setting: an unknown one (a typo) stops the process.\n\n\
          Every value is validated before anything listens. A missing or malformed value stops the process \
          with exit code 2 and one line naming the setting, e.g.\n\
          `gatehouse: configuration error: database.url: is required (set GATEHOUSE_DATABASE__URL or DATABASE_URL)`.\n\
