@@ -3,6 +3,7 @@
 mod config_errors;
 mod infra;
 mod migrate;
+mod otlp;
 mod sigterm;
 mod up;
 mod worker_process;
