@@ -99,7 +99,19 @@ pub async fn sync_server(
         .ok_or(ApiError::NotFound("server"))?;
     tx.commit().await?;
     let credential = credential(state, &server, org_id)?;
-    let listed = upstream::list_tools(&state.egress, &server.url, &credential, deadline(state)).await;
+    let transport = if server.transport == "http_sse" {
+        upstream::Transport::HttpSse
+    } else {
+        upstream::Transport::StreamableHttp
+    };
+    let listed = upstream::list_tools(
+        &state.egress,
+        &server.url,
+        transport,
+        &credential,
+        deadline(state),
+    )
+    .await;
     drop(credential);
 
     let mut tx = acting.begin(state).await?;

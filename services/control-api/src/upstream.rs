@@ -67,14 +67,29 @@ fn egress_failure(context: &str, e: EgressError) -> SyncFailure {
     SyncFailure::new(format!("{context}: {e}"))
 }
 
+/// How a server is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    StreamableHttp,
+    /// The deprecated HTTP+SSE transport (protocol 2024-11-05), for old servers.
+    HttpSse,
+}
+
 /// Lists every tool of the MCP server at `url` as raw JSON definitions.
 pub async fn list_tools(
     egress: &Egress,
     url: &str,
+    transport: Transport,
     credential: &Credential,
     deadline: Duration,
 ) -> Result<Vec<Value>, SyncFailure> {
-    match tokio::time::timeout(deadline, list_tools_inner(egress, url, credential)).await {
+    let listing = async {
+        match transport {
+            Transport::StreamableHttp => list_tools_inner(egress, url, credential).await,
+            Transport::HttpSse => list_tools_http_sse(egress, url, credential).await,
+        }
+    };
+    match tokio::time::timeout(deadline, listing).await {
         Ok(result) => result,
         Err(_) => Err(SyncFailure::new(format!(
             "the server did not finish listing its tools within {} seconds",
@@ -165,6 +180,183 @@ async fn list_tools_inner(
     };
     let _ = client.cancel().await;
     outcome
+}
+
+/// The headers carrying the server's own credential.
+async fn credential_headers(
+    egress: &Egress,
+    credential: &Credential,
+) -> Result<reqwest::header::HeaderMap, SyncFailure> {
+    use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+    let mut headers = HeaderMap::new();
+    let bearer = |token: &str| {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| SyncFailure::new("the credential is not a valid HTTP header value"))?;
+        value.set_sensitive(true);
+        Ok::<_, SyncFailure>(value)
+    };
+    match credential {
+        Credential::None => {}
+        Credential::Bearer(token) => {
+            headers.insert(AUTHORIZATION, bearer(token)?);
+        }
+        Credential::Header { name, value } => {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                SyncFailure::new("the credential header name is not a valid HTTP header name")
+            })?;
+            let mut value = HeaderValue::from_str(value).map_err(|_| {
+                SyncFailure::new("the credential header value is not a valid HTTP header value")
+            })?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        Credential::ClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+        } => {
+            let token =
+                client_credentials_token(egress, token_url, client_id, client_secret, scope.as_deref())
+                    .await?;
+            headers.insert(AUTHORIZATION, bearer(&token)?);
+        }
+    }
+    Ok(headers)
+}
+
+/// Lists tools over the deprecated HTTP+SSE transport (2024-11-05): a GET opens an event stream
+/// that first announces the message endpoint (`event: endpoint`); requests are POSTed there and
+/// their answers arrive on the stream.
+async fn list_tools_http_sse(
+    egress: &Egress,
+    url: &str,
+    credential: &Credential,
+) -> Result<Vec<Value>, SyncFailure> {
+    use futures::StreamExt;
+    use serde_json::json;
+
+    let base = Url::parse(url).map_err(|_| SyncFailure::new("the server URL is not valid"))?;
+    egress
+        .check_url(&base)
+        .await
+        .map_err(|e| egress_failure("cannot connect to the server", e))?;
+    let headers = credential_headers(egress, credential).await?;
+    // The credentialed client follows redirects only within the server's origin.
+    let http = egress.credentialed_client();
+    let response = http
+        .get(base.clone())
+        .headers(headers.clone())
+        .header(reqwest::header::ACCEPT, "text/event-stream")
+        .send()
+        .await
+        .map_err(|e| egress_failure("cannot reach the server", EgressError::from_reqwest(&e)))?;
+    if !response.status().is_success() {
+        return Err(status_failure(response.status().as_u16()));
+    }
+    let mut events = sse_stream::SseStream::from_bytes_stream(response.bytes_stream());
+    let mut next_event = async || -> Result<sse_stream::Sse, SyncFailure> {
+        match events.next().await {
+            Some(Ok(event)) if event.data.as_ref().is_none_or(|d| d.len() <= MAX_EVENT_BYTES) => Ok(event),
+            Some(Ok(_)) => Err(SyncFailure::new("the server sent an oversized event")),
+            Some(Err(_)) | None => Err(SyncFailure::new("the server's event stream ended early")),
+        }
+    };
+    let endpoint = loop {
+        let event = next_event().await?;
+        if event.event.as_deref() == Some("endpoint") {
+            break event.data.unwrap_or_default();
+        }
+    };
+    let endpoint = base
+        .join(endpoint.trim())
+        .map_err(|_| SyncFailure::new("the server announced an invalid message endpoint"))?;
+    // The credential goes to the announced endpoint too: only within the server's own origin.
+    if endpoint.origin() != base.origin() {
+        return Err(SyncFailure::new(
+            "the server announced a message endpoint on another origin; refused (its credential would travel there)",
+        ));
+    }
+    let post = async |message: Value| -> Result<(), SyncFailure> {
+        let response = http
+            .post(endpoint.clone())
+            .headers(headers.clone())
+            .json(&message)
+            .send()
+            .await
+            .map_err(|e| egress_failure("cannot reach the server", EgressError::from_reqwest(&e)))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(status_failure(response.status().as_u16()))
+        }
+    };
+    // Reads the stream until the response with `id`, skipping notifications and other messages.
+    let mut answer = async |id: i64| -> Result<Value, SyncFailure> {
+        loop {
+            let event = next_event().await?;
+            if event.event.as_deref().is_some_and(|e| e != "message") {
+                continue;
+            }
+            let Some(message) = event
+                .data
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+            else {
+                continue;
+            };
+            if message.get("method").is_none() && message.get("id") == Some(&json!(id)) {
+                if let Some(result) = message.get("result") {
+                    return Ok(result.clone());
+                }
+                return Err(SyncFailure::new("the server answered with a JSON-RPC error"));
+            }
+        }
+    };
+
+    post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2024-11-05",
+            "capabilities": {},
+            "clientInfo": {"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")}
+        }}),
+    )
+    .await?;
+    answer(1).await?;
+    post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await?;
+
+    let mut tools = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 0..MAX_PAGES {
+        let id = 2 + page as i64;
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params})).await?;
+        let result = answer(id).await?;
+        let listed = result.get("tools").and_then(Value::as_array).ok_or_else(|| {
+            SyncFailure::new("the server did not answer tools/list with a valid MCP result")
+        })?;
+        tools.extend(listed.iter().cloned());
+        if tools.len() > MAX_TOOLS {
+            return Err(SyncFailure::new(format!(
+                "the server lists more than {MAX_TOOLS} tools"
+            )));
+        }
+        match result.get("nextCursor").and_then(Value::as_str) {
+            Some(next) if Some(next) == cursor.as_deref() => {
+                return Err(SyncFailure::new(
+                    "the server's tool list repeats the same page cursor",
+                ));
+            }
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(tools),
+        }
+    }
+    Err(SyncFailure::new(format!(
+        "the server's tool list did not end after {MAX_PAGES} pages"
+    )))
 }
 
 /// Fetches an access token with the OAuth 2.0 client-credentials grant (RFC 6749 §4.4), the client

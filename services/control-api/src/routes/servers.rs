@@ -38,8 +38,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
 pub enum Transport {
     /// MCP Streamable HTTP (2025-03-26 and later).
     StreamableHttp,
-    /// The deprecated HTTP+SSE transport (2024-11-05). Registration is accepted; syncing such a
-    /// server is not supported yet and reports so.
+    /// The deprecated HTTP+SSE transport (2024-11-05), for old servers: the URL is the server's
+    /// event-stream (GET) endpoint, e.g. `https://host/sse`.
     HttpSse,
 }
 
@@ -316,23 +316,12 @@ fn audit_view(row: &ServerRow) -> serde_json::Value {
 
 /// Syncs after a registration or change, unless the transport cannot be synced yet.
 async fn sync_or_explain(state: &AppState, member: &OrgMember, row: ServerRow) -> ApiResult<ServerSynced> {
-    if row.transport == "http_sse" {
-        return Ok(ServerSynced {
-            server: ServerOut::from(&row),
-            sync: SyncReport {
-                error: Some(SSE_UNSUPPORTED.into()),
-                ..Default::default()
-            },
-        });
-    }
     let (row, report) = sync::sync_server(state, &member.into(), row.id).await?;
     Ok(ServerSynced {
         server: ServerOut::from(&row),
         sync: report,
     })
 }
-
-const SSE_UNSUPPORTED: &str = "syncing servers on the deprecated HTTP+SSE transport is not supported yet; use a Streamable HTTP endpoint";
 
 /// List the org's domain servers.
 #[utoipa::path(

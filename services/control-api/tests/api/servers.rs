@@ -998,3 +998,76 @@ async fn a_scheduled_sync_withholds_a_rug_pulled_tool_without_anyone_syncing() {
         "no audit event by the scheduled sync: {audit:?}"
     );
 }
+
+/// An old server on the deprecated HTTP+SSE transport (the official TypeScript SDK's
+/// `SSEServerTransport`) is synced like any other: its tools are listed and wait for approval.
+#[tokio::test]
+async fn an_http_sse_server_is_synced() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/conformance");
+    let node = dir.join("node_modules/.bin/node");
+    assert!(
+        node.exists(),
+        "Node 22 is not installed: run tests/clients/setup.sh"
+    );
+    let mut child = tokio::process::Command::new(&node)
+        .current_dir(&dir)
+        .arg("legacy-sse-server.mjs")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the HTTP+SSE server");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let port: u16 = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("server started")
+        .unwrap()
+        .unwrap()
+        .strip_prefix("listening ")
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let app = app_reaching_loopback().await;
+    let owner = app.user("owner@example.com").await;
+    let (org, _) = app.org(&owner, "legacy").await;
+    let (status, created) = register(
+        &owner,
+        &org,
+        json!({
+            "slug": "old",
+            "name": "Old server",
+            "url": format!("http://127.0.0.1:{port}/sse"),
+            "transport": "http_sse",
+            "auth": {"kind": "bearer", "token": "legacy-token"}
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["sync"]["error"], Value::Null, "{created}");
+    assert_eq!(created["sync"]["new"], json!(["legacy_echo"]), "{created}");
+    let server_id = created["server"]["id"].as_str().unwrap();
+    let tools: Vec<Value> = owner
+        .get(&format!("/api/v1/orgs/{org}/servers/{server_id}/tools"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tools.len(), 1);
+    assert_eq!(tools[0]["status"], "pending");
+    assert_eq!(tools[0]["definition"]["description"], "Echoes its text");
+
+    // Syncing again finds nothing new.
+    let again: Value = owner
+        .post(&format!("/api/v1/orgs/{org}/servers/{server_id}/sync"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["sync"]["tools_listed"], 1, "{again}");
+    assert_eq!(again["sync"]["new"], json!([]), "{again}");
+}
