@@ -48,6 +48,11 @@ const LATEST_LEGACY: &str = "2025-11-25";
 const DEFAULT_LEGACY: &str = "2025-03-26";
 const SSE_RETRY_MS: u64 = 3000;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often a 2026-07-28 response stream that is waiting on its upstream writes an SSE comment.
+/// actix notices that a client has gone only when a write fails, and closing the response stream
+/// is cancellation in that revision: the comment makes the departure visible within about two
+/// intervals, and dropping the response then closes the upstream call.
+const CANCELLATION_PROBE: Duration = Duration::from_secs(1);
 const RESPONSE_ID_PREFIX: &str = "gh.";
 /// Methods the stateless revision removed (SEP-2575): 404 with -32601.
 const REMOVED_IN_MODERN: &[&str] = &[
@@ -69,6 +74,7 @@ enum Era {
 }
 
 /// Everything established about a request before its body is looked at.
+#[derive(Clone)]
 struct Ctx {
     state: web::Data<AppState>,
     org: Arc<OrgState>,
@@ -575,13 +581,104 @@ async fn modern(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -
             ),
             None,
         ),
-        Kind::Request => match dispatch(req, ctx, Era::Modern, None, message, bytes_in).await {
-            Answer::Http(r) => r,
-            // Protocol errors of the stateless revision carry their HTTP status.
-            Answer::Value(v) => relay_json_error(&v),
-            Answer::Upstream { reply, relay } => relay_reply(ctx, reply, relay, id),
-        },
+        Kind::Request => {
+            let (req, ctx) = (req.clone(), ctx.clone());
+            let answering = Box::pin(async move {
+                let answer = dispatch(&req, &ctx, Era::Modern, None, message, bytes_in).await;
+                modern_answer(&ctx, answer, id)
+            });
+            respond_or_stream(answering).await
+        }
     }
+}
+
+fn modern_answer(ctx: &Ctx, answer: Answer, id: Option<Value>) -> HttpResponse {
+    match answer {
+        Answer::Http(r) => r,
+        // Protocol errors of the stateless revision carry their HTTP status.
+        Answer::Value(v) => relay_json_error(&v),
+        Answer::Upstream { reply, relay } => relay_reply(ctx, reply, relay, id),
+    }
+}
+
+/// How long a 2026-07-28 request may take before its answer turns into a stream.
+const ANSWER_AS_STREAM_AFTER: Duration = Duration::from_millis(500);
+
+/// Answers as the request completes when it completes quickly (most calls: a plain JSON answer).
+/// A slower request gets an SSE response at once, which writes a comment every
+/// [`CANCELLATION_PROBE`] until the answer is ready and then carries it as an event. actix notices
+/// that a client has gone only when a write fails; closing the response stream is cancellation in
+/// this revision, and dropping the pending request closes its upstream call.
+async fn respond_or_stream(
+    mut answering: std::pin::Pin<Box<dyn std::future::Future<Output = HttpResponse>>>,
+) -> HttpResponse {
+    if let Ok(response) = tokio::time::timeout(ANSWER_AS_STREAM_AFTER, &mut answering).await {
+        return response;
+    }
+    metrics::counter!("gatehouse_dataplane_answers_streamed_total").increment(1);
+    let ticks = futures::stream::unfold(
+        tokio::time::interval_at(tokio::time::Instant::now(), CANCELLATION_PROBE),
+        |mut interval| async move {
+            interval.tick().await;
+            Some((
+                Ok(Bytes::from_static(b": waiting for the upstream\n\n")),
+                interval,
+            ))
+        },
+    );
+    // Comments until the answer is ready, then the answer as SSE frames.
+    let waiting = futures::stream::select(
+        ticks.map(futures::future::Either::Left),
+        futures::stream::once(answering).map(futures::future::Either::Right),
+    )
+    .take_while({
+        let mut done = false;
+        move |item| {
+            let go = !done;
+            if matches!(item, futures::future::Either::Right(_)) {
+                done = true;
+            }
+            futures::future::ready(go)
+        }
+    });
+    let frames = waiting.flat_map(|item| -> FrameStream {
+        match item {
+            futures::future::Either::Left(comment) => {
+                Box::pin(futures::stream::once(futures::future::ready(comment)))
+            }
+            futures::future::Either::Right(response) => response_as_frames(response),
+        }
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(frames)
+}
+
+/// The body of a finished response as SSE frames: an SSE body is passed on as it is, a JSON body
+/// becomes one event; anything else (no JSON-RPC message to carry) becomes nothing.
+fn response_as_frames(response: HttpResponse) -> FrameStream {
+    use actix_web::body::MessageBody;
+    let is_stream = response
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let mut body = Box::pin(response.into_body());
+    if is_stream {
+        return Box::pin(futures::stream::poll_fn(move |cx| {
+            body.as_mut().poll_next(cx).map(|chunk| {
+                chunk.map(|r| r.map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string())))
+            })
+        }));
+    }
+    Box::pin(futures::stream::once(async move {
+        let bytes = actix_web::body::to_bytes(body).await.unwrap_or_default();
+        if bytes.is_empty() || serde_json::from_slice::<Value>(&bytes).is_err() {
+            return Ok(Bytes::new());
+        }
+        Ok(Bytes::from(frame(None, None, &String::from_utf8_lossy(&bytes))))
+    }))
 }
 
 /// What a request dispatch produced.
@@ -1519,7 +1616,10 @@ fn relay_reply(ctx: &Ctx, reply: Reply, mut relay: Relay, request_id: Option<Val
                 org: ctx.org.clone(),
                 server: relay.server,
             };
-            sse_response(relay_events(events, relay, request_id, Some(hook)), false)
+            // A legacy client's disconnect is not cancellation (it may resume the stream), so
+            // only the 2026-07-28 relays probe for it.
+            let probe = (relay.era == Era::Modern).then_some(CANCELLATION_PROBE);
+            sse_response(relay_events(events, relay, request_id, Some(hook)), probe)
         }
     }
 }
@@ -1630,10 +1730,12 @@ fn relay_events(
     }))
 }
 
-fn sse_response(stream: FrameStream, keep_alive: bool) -> HttpResponse {
-    let stream: FrameStream = if keep_alive {
+/// An SSE response; with `keep_alive`, a comment is written whenever the stream has been quiet
+/// that long (proxies keep the connection, and a client that left is noticed).
+fn sse_response(stream: FrameStream, keep_alive: Option<Duration>) -> HttpResponse {
+    let stream: FrameStream = if let Some(every) = keep_alive {
         let ticks = futures::stream::unfold(
-            tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE),
+            tokio::time::interval_at(tokio::time::Instant::now() + every, every),
             |mut i| async move {
                 i.tick().await;
                 Some((Ok(Bytes::from_static(b": keep-alive\n\n")), i))
@@ -1861,7 +1963,7 @@ pub async fn get(
         return method_not_allowed();
     }
     let merged: FrameStream = Box::pin(futures::stream::select_all(streams));
-    sse_response(merged, true)
+    sse_response(merged, Some(KEEP_ALIVE))
 }
 
 /// `DELETE /{org}/{endpoint}/mcp`: ends the session upstream.

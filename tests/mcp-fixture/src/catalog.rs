@@ -51,6 +51,8 @@ pub(crate) mod tool {
     pub(crate) const CONFIRM_DELETE: &str = "confirm_delete";
     pub(crate) const MULTI_INPUT: &str = "multi_input";
     pub(crate) const TOOL_WITH_TASK: &str = "test_tool_with_task";
+    /// Only listed with `FixtureOptions::slow_tool`.
+    pub(crate) const SLOW_CANCELLABLE: &str = "test_slow_cancellable";
     /// The tools that only exist while the Tasks extension is enabled.
     pub(crate) const TASK_TOOLS: [&str; 7] = [
         GREET,
@@ -144,6 +146,14 @@ pub(crate) fn tools() -> Vec<Tool> {
         }))
     };
     vec![
+        Tool::new(
+            SLOW_CANCELLABLE,
+            "Waits `seconds` (default 30) before answering (for cancellation tests)",
+            object(json!({
+                "type": "object",
+                "properties": { "seconds": { "type": "number", "description": "How long to wait" } }
+            })),
+        ),
         Tool::new(SIMPLE_TEXT, "Returns a simple text content block", no_arguments()),
         Tool::new(IMAGE, "Returns an image content block (1x1 PNG)", no_arguments()),
         Tool::new(AUDIO, "Returns an audio content block (WAV)", no_arguments()),

@@ -114,6 +114,7 @@ impl FixtureServer {
         catalog::tools()
             .into_iter()
             .filter(|listed| listed.name != tool::DYNAMIC || self.state.dynamic_tool_listed())
+            .filter(|listed| listed.name != tool::SLOW_CANCELLABLE || self.state.options.slow_tool)
             .filter(|listed| self.state.options.tasks_extension || !tool::TASK_TOOLS.contains(&&*listed.name))
             .map(|mut listed| {
                 if let Some(description) = self.state.pulled_description(&listed.name) {

@@ -92,6 +92,21 @@ impl FixtureHandle {
         self.state.tool_calls()
     }
 
+    /// How many `test_slow_cancellable` calls started.
+    pub fn slow_calls_started(&self) -> u64 {
+        self.state
+            .slow_calls_started
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many `test_slow_cancellable` calls were abandoned before they finished: their handler
+    /// was dropped or their request cancelled (what closing a 2026-07-28 response stream means).
+    pub fn slow_calls_abandoned(&self) -> u64 {
+        self.state
+            .slow_calls_abandoned
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Stop accepting connections, end open streams and wait for the accept
     /// loop to finish.
     pub async fn shutdown(mut self) {

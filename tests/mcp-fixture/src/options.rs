@@ -84,6 +84,9 @@ pub struct FixtureOptions {
     /// Advertise the Skills extension (SEP-2640, with `directoryRead`) and
     /// serve the `skill://conformance-guide/` skill.
     pub skills_extension: bool,
+    /// Serve `test_slow_cancellable`, which waits 30 s and counts the calls abandoned before
+    /// they finish (its future dropped or its request cancelled), to observe cancellation.
+    pub slow_tool: bool,
     /// The port to bind on 127.0.0.1; `0` picks a free one.
     pub port: u16,
 }
@@ -99,6 +102,7 @@ impl Default for FixtureOptions {
             watched_resource_interval: Duration::from_secs(3),
             tasks_extension: true,
             skills_extension: true,
+            slow_tool: false,
             port: 0,
         }
     }

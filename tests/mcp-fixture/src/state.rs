@@ -34,6 +34,9 @@ pub(crate) struct FixtureState {
     /// Tasks created by the Tasks-extension tools, shared by all requests.
     pub(crate) tasks: TaskManager,
     tool_calls: AtomicU64,
+    /// `test_slow_cancellable` calls started, and those abandoned before they finished.
+    pub(crate) slow_calls_started: AtomicU64,
+    pub(crate) slow_calls_abandoned: AtomicU64,
     dynamic_tool_listed: AtomicBool,
     dynamic_prompt_listed: AtomicBool,
     watched_resource_revision: AtomicU64,
@@ -58,6 +61,8 @@ impl FixtureState {
             recorded_headers: RecordedHeaders::default(),
             tasks: TaskManager::new(),
             tool_calls: AtomicU64::new(0),
+            slow_calls_started: AtomicU64::new(0),
+            slow_calls_abandoned: AtomicU64::new(0),
             dynamic_tool_listed: AtomicBool::new(false),
             dynamic_prompt_listed: AtomicBool::new(false),
             watched_resource_revision: AtomicU64::new(0),

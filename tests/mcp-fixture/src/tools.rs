@@ -94,6 +94,16 @@ impl FixtureServer {
         let arguments = request.arguments.as_ref();
         match request.name.as_ref() {
             tool::SIMPLE_TEXT => Ok(text("This is a simple text response for testing.")),
+            tool::SLOW_CANCELLABLE if self.state.options.slow_tool => {
+                let seconds = arguments
+                    .and_then(|a| a.get("seconds"))
+                    .and_then(serde_json::Value::as_f64)
+                    .unwrap_or(30.0)
+                    .clamp(0.0, 60.0);
+                Ok(self
+                    .slow_cancellable(context, Duration::from_secs_f64(seconds))
+                    .await)
+            }
             tool::IMAGE => {
                 Ok(CallToolResult::success(vec![ContentBlock::image(PNG_1X1_BASE64, "image/png")]).into())
             }
@@ -179,6 +189,39 @@ impl FixtureServer {
                 format!("Unknown tool: {unknown}"),
                 None,
             )),
+        }
+    }
+
+    /// Waits `wait`. A call that does not get there (its future dropped because the client went
+    /// away, or its request cancelled) is counted as abandoned.
+    async fn slow_cancellable(
+        &self,
+        context: &RequestContext<RoleServer>,
+        wait: Duration,
+    ) -> CallToolResponse {
+        use std::sync::atomic::Ordering;
+        struct Abandoned<'a> {
+            counter: &'a std::sync::atomic::AtomicU64,
+            finished: bool,
+        }
+        impl Drop for Abandoned<'_> {
+            fn drop(&mut self) {
+                if !self.finished {
+                    self.counter.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        self.state.slow_calls_started.fetch_add(1, Ordering::SeqCst);
+        let mut guard = Abandoned {
+            counter: &self.state.slow_calls_abandoned,
+            finished: false,
+        };
+        tokio::select! {
+            () = context.ct.cancelled() => tool_error("cancelled"),
+            () = tokio::time::sleep(wait) => {
+                guard.finished = true;
+                text(format!("finished after {} seconds", wait.as_secs_f64()))
+            }
         }
     }
 

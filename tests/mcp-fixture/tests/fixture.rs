@@ -165,3 +165,49 @@ async fn any_host_is_accepted_by_default() {
     assert_eq!(response.status(), 200);
     assert!(response.headers().contains_key("mcp-session-id"));
 }
+
+/// A 2026-07-28 client that closes its response stream mid-call abandons the call upstream: the
+/// fixture counts it (this is what the dataplane's cancellation test relies on).
+#[tokio::test]
+async fn a_closed_stream_abandons_the_slow_call() {
+    let fixture = mcp_fixture::spawn_fixture(mcp_fixture::FixtureOptions {
+        slow_tool: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "test_slow_cancellable", "arguments": {},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let request = reqwest::Client::new()
+        .post(fixture.url())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "test_slow_cancellable")
+        .body(body.to_string());
+    let call = tokio::spawn(async move {
+        let response = request.send().await.unwrap();
+        let _ = response.bytes().await;
+    });
+    let started = std::time::Instant::now();
+    while fixture.slow_calls_started() == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    call.abort();
+    let gone = std::time::Instant::now();
+    while fixture.slow_calls_abandoned() == 0 {
+        assert!(
+            gone.elapsed() < std::time::Duration::from_secs(5),
+            "the fixture kept the call running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -850,3 +850,79 @@ async fn upstream_credentials_and_caller_assertion() {
         assert!(claims["exp"].as_u64().unwrap() <= claims["iat"].as_u64().unwrap() + 60);
     }
 }
+
+/// 2026-07-28: closing the response stream is cancellation. A client that goes away mid-call
+/// leaves nothing running upstream; a client that stays keeps its call alive.
+#[tokio::test]
+async fn closing_the_response_stream_cancels_the_call_upstream() {
+    let world = World::start(
+        FixtureOptions {
+            slow_tool: true,
+            ..Default::default()
+        },
+        &[("fx:all", &["*"])],
+        &[],
+    )
+    .await;
+    let client = world.client("alice", "fx:all", "2026-07-28");
+    let body = client.request(
+        1,
+        "tools/call",
+        json!({"name": "test_slow_cancellable", "arguments": {}}),
+    );
+    let call = {
+        let request = client.builder(&body);
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            // Hold the response (and its connection) open until the task is aborted.
+            let _ = response.bytes().await;
+        })
+    };
+    let started = std::time::Instant::now();
+    while world.fixture.slow_calls_started() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the call never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // While the client is connected, the call goes on.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        world.fixture.slow_calls_abandoned(),
+        0,
+        "the call was cut while the client waited"
+    );
+
+    // The client goes away: the upstream call is abandoned promptly.
+    call.abort();
+    let gone = std::time::Instant::now();
+    while world.fixture.slow_calls_abandoned() == 0 {
+        assert!(
+            gone.elapsed() < Duration::from_secs(5),
+            "the upstream call kept running after the client closed its stream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(world.fixture.slow_calls_started(), 1);
+
+    // A call that is slow but finishes gets its answer, carried on the stream the slow path opened.
+    let answer = client
+        .call(
+            2,
+            "tools/call",
+            json!({"name": "test_slow_cancellable", "arguments": {"seconds": 1.2}}),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.headers["content-type"], "text/event-stream");
+    assert_eq!(
+        answer.response(2)["result"]["content"][0]["text"],
+        "finished after 1.2 seconds"
+    );
+    assert_eq!(
+        world.fixture.slow_calls_abandoned(),
+        1,
+        "the finished call was not abandoned"
+    );
+}
