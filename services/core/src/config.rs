@@ -674,6 +674,31 @@ mod toml_like {
     }
 }
 
+/// Decodes `%XX` escapes in the user info of a configured URL (database and SMTP passwords often
+/// contain reserved characters). Invalid escapes are kept as written.
+pub fn decode_userinfo(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
 /// Converts a dotted setting name into its environment variable.
 pub fn env_var_for(setting: &str) -> String {
     format!("GATEHOUSE_{}", setting.to_ascii_uppercase().replace('.', "__"))
@@ -770,6 +795,14 @@ mod tests {
             assert_eq!(err.setting, "dataplane.listen", "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn userinfo_decoding() {
+        assert_eq!(decode_userinfo("p%40ss%2Fword"), "p@ss/word");
+        assert_eq!(decode_userinfo("plain"), "plain");
+        assert_eq!(decode_userinfo("100%"), "100%");
+        assert_eq!(decode_userinfo("bad%zz"), "bad%zz");
     }
 
     #[test]

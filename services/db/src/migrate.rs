@@ -60,8 +60,8 @@ async fn applied_count(conn: &mut PgConnection) -> i64 {
 async fn ensure_service_role(conn: &mut PgConnection, service_url: &str) -> Result<String, MigrateError> {
     let url = url::Url::parse(service_url)
         .map_err(|e| MigrateError::ServiceRole(format!("is not a valid URL ({e})")))?;
-    let user = percent_decode(url.username());
-    let password = url.password().map(percent_decode);
+    let user = gatehouse_core::config::decode_userinfo(url.username());
+    let password = url.password().map(gatehouse_core::config::decode_userinfo);
     let user = if user.is_empty() {
         return Err(MigrateError::ServiceRole(
             "must name the services' role (postgres://ROLE:PASSWORD@host/db)".to_owned(),
@@ -142,37 +142,4 @@ async fn ensure_service_role(conn: &mut PgConnection, service_url: &str) -> Resu
     .await?;
     sqlx::query(AssertSqlSafe(connect)).execute(&mut *conn).await?;
     Ok(user)
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex_val(bytes[i + 1]), hex_val(bytes[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn percent_decoding_of_url_credentials() {
-        assert_eq!(super::percent_decode("p%40ss%2Fword"), "p@ss/word");
-        assert_eq!(super::percent_decode("plain"), "plain");
-        assert_eq!(super::percent_decode("bad%zz"), "bad%zz");
-    }
 }

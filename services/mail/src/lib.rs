@@ -181,40 +181,11 @@ fn smtp_transport(raw: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailE
         .tls(tls)
         .timeout(Some(SMTP_TIMEOUT));
     if !url.username().is_empty() {
-        let user = percent_decode(url.username());
-        let pass = percent_decode(url.password().unwrap_or_default());
+        let user = gatehouse_core::config::decode_userinfo(url.username());
+        let pass = gatehouse_core::config::decode_userinfo(url.password().unwrap_or_default());
         builder = builder.credentials(Credentials::new(user, pass));
     }
     Ok(builder.build())
-}
-
-/// Decodes `%XX` escapes in URL user info (passwords often contain reserved characters).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -248,13 +219,6 @@ mod tests {
         ] {
             assert!(smtp_transport(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("p%40ss%2Fword"), "p@ss/word");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
     }
 
     #[test]

@@ -36,3 +36,36 @@ pub fn free_port() -> u16 {
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub fn temp_dir(label: &str) -> TempDir {
+    let dir = std::env::temp_dir().join(format!("gatehouse-{label}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    TempDir(dir)
+}
+
+pub struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A unique prefix for names on the shared Redis (which is never flushed: other tests use it).
+pub fn unique(label: &str) -> String {
+    format!("test:{label}:{}:", uuid::Uuid::new_v4().simple())
+}

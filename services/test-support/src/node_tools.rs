@@ -329,6 +329,45 @@ mod base64_decode {
     }
 }
 
+/// An MCP server on the deprecated HTTP+SSE transport (protocol 2024-11-05), built with the
+/// official TypeScript SDK (`tests/clients/conformance/legacy-sse-server.mjs`): its event stream is
+/// at `/sse` and it offers one tool, `legacy_echo`.
+pub struct LegacySseServer {
+    _child: Child,
+    pub port: u16,
+}
+
+impl LegacySseServer {
+    pub async fn start() -> LegacySseServer {
+        let dir = clients_dir().join("conformance");
+        let node = dir.join("node_modules/.bin/node");
+        assert!(
+            node.exists(),
+            "Node 22 is not installed: run tests/clients/setup.sh"
+        );
+        let mut child = Command::new(&node)
+            .current_dir(&dir)
+            .arg("legacy-sse-server.mjs")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the HTTP+SSE server");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout piped")).lines();
+        let port = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the HTTP+SSE server started within 20 s")
+            .expect("read its output")
+            .and_then(|line| line.strip_prefix("listening ").and_then(|p| p.parse().ok()))
+            .expect("it printed `listening <port>`");
+        LegacySseServer { _child: child, port }
+    }
+
+    /// The event-stream URL (what a domain server registration names).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/sse", self.port)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1003,31 +1003,7 @@ async fn a_scheduled_sync_withholds_a_rug_pulled_tool_without_anyone_syncing() {
 /// `SSEServerTransport`) is synced like any other: its tools are listed and wait for approval.
 #[tokio::test]
 async fn an_http_sse_server_is_synced() {
-    use tokio::io::AsyncBufReadExt;
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/conformance");
-    let node = dir.join("node_modules/.bin/node");
-    assert!(
-        node.exists(),
-        "Node 22 is not installed: run tests/clients/setup.sh"
-    );
-    let mut child = tokio::process::Command::new(&node)
-        .current_dir(&dir)
-        .arg("legacy-sse-server.mjs")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the HTTP+SSE server");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let port: u16 = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("server started")
-        .unwrap()
-        .unwrap()
-        .strip_prefix("listening ")
-        .unwrap()
-        .parse()
-        .unwrap();
-
+    let legacy = gatehouse_test_support::node_tools::LegacySseServer::start().await;
     let app = app_reaching_loopback().await;
     let owner = app.user("owner@example.com").await;
     let (org, _) = app.org(&owner, "legacy").await;
@@ -1037,7 +1013,7 @@ async fn an_http_sse_server_is_synced() {
         json!({
             "slug": "old",
             "name": "Old server",
-            "url": format!("http://127.0.0.1:{port}/sse"),
+            "url": legacy.url(),
             "transport": "http_sse",
             "auth": {"kind": "bearer", "token": "legacy-token"}
         }),

@@ -588,30 +588,8 @@ async fn aggregation_namespaces_and_routes_to_the_right_server() {
 /// `SSEServerTransport`), reached from both eras.
 #[tokio::test]
 async fn http_sse_upstreams_are_served() {
-    use tokio::io::AsyncBufReadExt;
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/conformance");
-    let node = dir.join("node_modules/.bin/node");
-    assert!(
-        node.exists(),
-        "Node 22 is not installed: run tests/clients/setup.sh"
-    );
-    let mut child = tokio::process::Command::new(&node)
-        .current_dir(&dir)
-        .arg("legacy-sse-server.mjs")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the HTTP+SSE server");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let port: u16 = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("server started")
-        .unwrap()
-        .unwrap()
-        .strip_prefix("listening ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let legacy = gatehouse_test_support::node_tools::LegacySseServer::start().await;
+    let port = legacy.port;
     let issuer = Issuer::start().await;
     let shared = Shared::new();
     let dp = TestDataplane::start(&issuer, &shared, &[]).await;
@@ -673,7 +651,7 @@ async fn http_sse_upstreams_are_served() {
             "{version}"
         );
     }
-    let _ = child.kill().await;
+    drop(legacy);
 }
 
 /// The official TypeScript SDK client (2025-11-25, sessions) lists and calls through the gateway.

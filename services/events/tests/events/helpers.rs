@@ -3,46 +3,13 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use gatehouse_core::config::{Config, Sources};
 use gatehouse_core::ids::{EndpointId, EventId, OrgId};
 use gatehouse_events::{BusMessage, CallEvent, CallOutcome, EventConsumer, SubjectKind};
 
-/// A fresh directory under the system temp dir.
-/// A fresh directory under the system temp dir, removed when dropped.
-pub fn temp_dir(label: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("gatehouse-{label}-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
-
-pub struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = std::path::Path;
-    fn deref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl AsRef<std::path::Path> for TempDir {
-    fn as_ref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Unique names for the shared Redis (never flushed, shared by every engineer's tests).
-pub fn unique(label: &str) -> String {
-    format!("test:{label}:{}:", uuid::Uuid::new_v4().simple())
-}
+pub use gatehouse_test_support::{temp_dir, unique};
 
 /// A configuration for one process of a test: Redis at `redis` (single-node mode if `None`),
 /// spool in `spool`, unique stream and key prefix given by `namespace`.

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,37 +19,7 @@ use gatehouse_usage_worker::pipeline::{Pipeline, PipelineHealth};
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 
-/// A fresh directory under the system temp dir, removed when dropped.
-pub fn temp_dir(label: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("gatehouse-{label}-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
-
-pub struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = std::path::Path;
-    fn deref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl AsRef<std::path::Path> for TempDir {
-    fn as_ref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn unique(label: &str) -> String {
-    format!("test:{label}:{}:", uuid::Uuid::new_v4().simple())
-}
+pub use gatehouse_test_support::{temp_dir, unique};
 
 /// A worker or dataplane configuration on `db`, with Redis at `redis` (single-node mode if
 /// `None`), its spool in `spool` and unique Redis names from `namespace`.
