@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use gatehouse_core::ids::OrgId;
+use gatehouse_core::ids::{OrgId, ServiceTokenId};
 use gatehouse_core::snapshot::ConfigChange;
 use gatehouse_db::repos::usage::NewUsageEvent;
-use gatehouse_db::repos::{audit, drift, orgs, usage};
+use gatehouse_db::repos::{audit, drift, orgs, service_tokens, usage};
 use gatehouse_db::{
     Actor, ActorType, AuditOutcome, AuditSource, Db, DbError, NewAuditEvent, OrgScope, TenantTx,
 };
@@ -89,11 +89,22 @@ async fn write_org(db: &Db, org: OrgId, messages: &[&BusMessage]) -> Result<OrgW
     let mut audit_events = Vec::with_capacity(messages.len());
     let mut usage_events = Vec::with_capacity(messages.len());
     let mut withheld = 0usize;
+    // The latest use of each service token in this batch (its `last_used_at`).
+    let mut token_uses: std::collections::HashMap<ServiceTokenId, time::OffsetDateTime> = Default::default();
     for m in messages {
         match m {
             BusMessage::Call(call) => {
                 audit_events.push(audit_of_call(call));
                 usage_events.push(usage_of_call(call));
+                if call.subject_kind == SubjectKind::ServiceToken
+                    && let Some(id) = call
+                        .subject
+                        .strip_prefix("service_token:")
+                        .and_then(|id| id.parse::<ServiceTokenId>().ok())
+                {
+                    let latest = token_uses.entry(id).or_insert(call.occurred_at);
+                    *latest = (*latest).max(call.occurred_at);
+                }
             }
             BusMessage::ToolDrift(d) => {
                 if let Some(event) = withhold_drifted(&mut tx, d).await? {
@@ -105,6 +116,9 @@ async fn write_org(db: &Db, org: OrgId, messages: &[&BusMessage]) -> Result<OrgW
     }
     let audit_inserted = audit::append(&mut tx, &audit_events).await?;
     let usage_inserted = usage::record(&mut tx, &usage_events).await?;
+    for (token, at) in token_uses {
+        service_tokens::touch_last_used(&mut tx, token, at).await?;
+    }
     let config_change = if withheld > 0 {
         Some(ConfigChange {
             org_id: org,

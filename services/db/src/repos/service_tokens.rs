@@ -79,3 +79,23 @@ pub async fn revoke(tx: &mut TenantTx, id: ServiceTokenId) -> DbResult<Option<Se
     .fetch_optional(tx.conn())
     .await?)
 }
+
+/// Records that the token was used at `at` (the dataplane accepted it), keeping the latest time:
+/// redelivered or out-of-order events never move it back.
+pub async fn touch_last_used(
+    tx: &mut TenantTx,
+    id: gatehouse_core::ids::ServiceTokenId,
+    at: time::OffsetDateTime,
+) -> DbResult<()> {
+    let org_id = tx.org_id();
+    sqlx::query(
+        "UPDATE service_tokens SET last_used_at = GREATEST(COALESCE(last_used_at, $3), $3)
+          WHERE org_id = $1 AND id = $2",
+    )
+    .bind(org_id)
+    .bind(id)
+    .bind(at)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}

@@ -9,3 +9,4 @@ mod helpers;
 mod quota;
 mod replay;
 mod service;
+mod tokens;
