@@ -102,11 +102,18 @@ impl Dataplane {
             format!("{control}/.well-known/jwks.json"),
             http.clone(),
         );
+        let ended_sessions = session::EndedSessions::default();
+        tokio::spawn(
+            ended_sessions
+                .clone()
+                .follow(deps.notifier.subscribe_session_ends(), background.clone()),
+        );
         let state = AppState {
             store: store.clone(),
             verifier,
             sessions: session::SessionCodec::new(&keys.mcp_session),
-            ended_sessions: session::EndedSessions::default(),
+            ended_sessions: ended_sessions.clone(),
+            notifier: deps.notifier.clone(),
             upstreams,
             origins: headers::OriginPolicy::new(&cfg.dataplane.public_url, &cfg.dataplane.allowed_origins),
             events: deps.events.clone(),

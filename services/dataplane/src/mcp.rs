@@ -35,7 +35,7 @@ use crate::events::{CallRecord, CallSite, error_code_of};
 use crate::headers::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, RawHeaders};
 use crate::jsonrpc::{self, Body, Kind, Message};
 use crate::resource;
-use crate::session::{Session, UpstreamSession};
+use crate::session::{EndedSessions, Session, UpstreamSession};
 use crate::state::AppState;
 use crate::store::{EndpointState, OrgState, ServerState};
 use crate::upstream::{Caller, Outbound, Reply, SseEvents, UpstreamError};
@@ -1996,7 +1996,9 @@ pub async fn delete(
     });
     futures::future::join_all(deletes).await;
     if let Some(id) = header_str(&req, MCP_SESSION_ID) {
-        state.ended_sessions.insert(id);
+        let key = EndedSessions::key(id);
+        state.ended_sessions.insert(key);
+        state.notifier.publish_session_end(key).await;
     }
     HttpResponse::NoContent().finish()
 }

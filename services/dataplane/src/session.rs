@@ -104,9 +104,11 @@ impl SessionCodec {
     }
 }
 
-/// Sessions ended with DELETE on this instance. The id itself stays valid cryptographically, and
-/// upstream sessions are gone (so forwarded requests get 404 from any replica); this makes requests
-/// the dataplane answers itself (ping, tools/list) see the end too, here.
+/// Sessions ended with DELETE, on this instance or (through the change notifier) on any other.
+/// The id itself stays valid cryptographically, and upstream sessions are gone (so forwarded
+/// requests get 404 from any replica); this makes requests the dataplane answers itself (ping,
+/// tools/list) see the end too. Keyed by the SHA-256 of the id, which is also what replicas tell
+/// each other.
 #[derive(Clone, Default)]
 pub struct EndedSessions {
     ended: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<[u8; 32], i64>>>,
@@ -115,12 +117,12 @@ pub struct EndedSessions {
 impl EndedSessions {
     const MAX: usize = 100_000;
 
-    fn key(id: &str) -> [u8; 32] {
+    pub fn key(id: &str) -> [u8; 32] {
         use sha2::Digest;
         sha2::Sha256::digest(id.as_bytes()).into()
     }
 
-    pub fn insert(&self, id: &str) {
+    pub fn insert(&self, key: [u8; 32]) {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut ended = self.ended.lock().expect("ended sessions");
         if ended.len() >= Self::MAX {
@@ -129,7 +131,7 @@ impl EndedSessions {
                 ended.clear();
             }
         }
-        ended.insert(Self::key(id), now + MAX_AGE_SECS);
+        ended.insert(key, now + MAX_AGE_SECS);
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -137,6 +139,27 @@ impl EndedSessions {
             .lock()
             .expect("ended sessions")
             .contains_key(&Self::key(id))
+    }
+
+    /// Records the session ends other replicas announce, until `stop`.
+    pub async fn follow(
+        self,
+        mut announced: tokio::sync::broadcast::Receiver<[u8; 32]>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                key = announced.recv() => match key {
+                    Ok(key) => self.insert(key),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "missed session-end announcements");
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
     }
 }
 

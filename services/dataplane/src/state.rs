@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use gatehouse_events::{EventPublisher, QuotaState, RateLimiter};
+use gatehouse_events::{ChangeNotifier, EventPublisher, QuotaState, RateLimiter};
 
 use crate::auth::TokenVerifier;
 use crate::headers::OriginPolicy;
@@ -17,6 +17,8 @@ pub struct AppState {
     pub verifier: TokenVerifier,
     pub sessions: SessionCodec,
     pub ended_sessions: EndedSessions,
+    /// Tells the other replicas about sessions ended here.
+    pub notifier: ChangeNotifier,
     pub upstreams: Upstreams,
     pub origins: OriginPolicy,
     pub events: EventPublisher,

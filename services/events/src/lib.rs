@@ -20,6 +20,6 @@ pub mod spool;
 pub use bus::{Batch, BusProbe, EventConsumer, EventPublisher, local_bus};
 pub use factory::{Bus, BusHandle};
 pub use message::{BusMessage, CallEvent, CallOutcome, SubjectKind, ToolDrift};
-pub use notify::ChangeNotifier;
+pub use notify::{ChangeNotifier, SessionKey};
 pub use quota::QuotaState;
 pub use ratelimit::{Decision, RateLimiter};

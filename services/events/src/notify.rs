@@ -16,10 +16,17 @@ use gatehouse_core::snapshot::ConfigChange;
 use crate::link::{ConnectGate, RedisLink, jittered, next_backoff};
 
 pub const CONFIG_CHANNEL: &str = "gatehouse:config";
+/// Sessions ended with DELETE on one dataplane: the SHA-256 of the session id, hex-encoded (never
+/// the id itself), so every replica refuses the session for what it answers on its own.
+pub const SESSION_END_CHANNEL: &str = "gatehouse:session-ended";
+
+/// The SHA-256 of an ended session's id, as published on [`SESSION_END_CHANNEL`].
+pub type SessionKey = [u8; 32];
 
 #[derive(Clone)]
 pub struct ChangeNotifier {
     local: broadcast::Sender<ConfigChange>,
+    ended_sessions: broadcast::Sender<SessionKey>,
     redis: Option<RedisLink>,
 }
 
@@ -27,7 +34,12 @@ impl ChangeNotifier {
     /// In-process delivery only (single-node mode).
     pub fn local() -> Self {
         let (local, _) = broadcast::channel(1024);
-        Self { local, redis: None }
+        let (ended_sessions, _) = broadcast::channel(1024);
+        Self {
+            local,
+            ended_sessions,
+            redis: None,
+        }
     }
 
     /// Publishes through Redis and relays what Redis delivers to local subscribers. Connects
@@ -46,7 +58,9 @@ impl ChangeNotifier {
     /// As [`ChangeNotifier::redis`], on a link of the caller's (sharing its connection gate).
     pub(crate) fn with_link(link: RedisLink, shutdown: CancellationToken) -> Self {
         let (local, _) = broadcast::channel(1024);
+        let (ended_sessions, _) = broadcast::channel(1024);
         let relay = local.clone();
+        let relay_ended = ended_sessions.clone();
         let subscriber = link.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
@@ -58,7 +72,7 @@ impl ChangeNotifier {
                 }
                 let subscribed = async {
                     let mut pubsub = subscriber.client().get_async_pubsub().await?;
-                    pubsub.subscribe(CONFIG_CHANNEL).await?;
+                    pubsub.subscribe(&[CONFIG_CHANNEL, SESSION_END_CHANNEL]).await?;
                     redis::RedisResult::Ok(pubsub)
                 };
                 match tokio::select! { r = subscribed => r, _ = shutdown.cancelled() => return } {
@@ -70,6 +84,12 @@ impl ChangeNotifier {
                             tokio::select! {
                                 _ = shutdown.cancelled() => return,
                                 msg = messages.next() => match msg {
+                                    Some(msg) if msg.get_channel_name() == SESSION_END_CHANNEL => {
+                                        match decode_session_key(msg.get_payload_bytes()) {
+                                            Some(key) => { let _ = relay_ended.send(key); }
+                                            None => tracing::warn!("ignoring malformed session-end message"),
+                                        }
+                                    }
                                     Some(msg) => {
                                         match serde_json::from_slice::<ConfigChange>(msg.get_payload_bytes()) {
                                             Ok(change) => { let _ = relay.send(change); }
@@ -98,6 +118,7 @@ impl ChangeNotifier {
         });
         Self {
             local,
+            ended_sessions,
             redis: Some(link),
         }
     }
@@ -111,22 +132,43 @@ impl ChangeNotifier {
             }
             Some(link) => {
                 let payload = serde_json::to_string(&change).expect("serialisable");
-                let Some(conn) = link.wait(Duration::from_millis(250)).await else {
-                    tracing::warn!(org_id = %change.org_id, "redis unreachable; config change not published, dataplanes will reconcile");
-                    return;
-                };
-                let mut c = conn.conn.clone();
-                let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                    .arg(CONFIG_CHANNEL)
-                    .arg(payload)
-                    .query_async(&mut c)
-                    .await;
-                if let Err(e) = published {
-                    link.failed(&conn, &e);
+                if let Err(e) = Self::publish_on(link, CONFIG_CHANNEL, payload).await {
                     tracing::warn!(error = %e, org_id = %change.org_id, "could not publish config change; dataplanes will reconcile");
                 }
             }
         }
+    }
+
+    /// Announces that a session ended (DELETE) to every dataplane, this one included. Best effort:
+    /// a replica that misses it still forwards nothing for the session (its upstream sessions are
+    /// gone) and only answers what it answers on its own (ping, lists) until the id expires.
+    pub async fn publish_session_end(&self, key: SessionKey) {
+        match &self.redis {
+            None => {
+                let _ = self.ended_sessions.send(key);
+            }
+            Some(link) => {
+                if let Err(e) = Self::publish_on(link, SESSION_END_CHANNEL, hex::encode(key)).await {
+                    tracing::warn!(error = %e, "could not publish a session end to other dataplanes");
+                }
+            }
+        }
+    }
+
+    async fn publish_on(link: &RedisLink, channel: &str, payload: String) -> Result<(), String> {
+        let Some(conn) = link.wait(Duration::from_millis(250)).await else {
+            return Err("redis unreachable".to_owned());
+        };
+        let mut c = conn.conn.clone();
+        let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut c)
+            .await;
+        published.map(drop).map_err(|e| {
+            link.failed(&conn, &e);
+            e.to_string()
+        })
     }
 
     /// Whether Redis answers (always true in single-node mode), for readiness.
@@ -156,4 +198,15 @@ impl ChangeNotifier {
     pub fn subscribe(&self) -> broadcast::Receiver<ConfigChange> {
         self.local.subscribe()
     }
+
+    /// Session ends published by any dataplane (this one included).
+    pub fn subscribe_session_ends(&self) -> broadcast::Receiver<SessionKey> {
+        self.ended_sessions.subscribe()
+    }
+}
+
+fn decode_session_key(payload: &[u8]) -> Option<SessionKey> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(payload, &mut key).ok()?;
+    Some(key)
 }

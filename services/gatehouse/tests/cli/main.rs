@@ -1,6 +1,7 @@
 //! The `gatehouse` binary as an operator runs it: configuration errors, `migrate`, `up`.
 
 mod config_errors;
+mod dataplane_replicas;
 mod infra;
 mod migrate;
 mod otlp;

@@ -1,0 +1,453 @@
+//! Two `gatehouse dataplane` processes behind no load balancer: the public name resolves to both
+//! (as DNS round robin would), each process listening on the same port of its own loopback
+//! address. A session started on one continues on the other, stays bound to its subject there,
+//! and a DELETE on either ends it on both. Configuration comes from a real `gatehouse control-api`
+//! process over the internal snapshot API and Redis notifications.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use gatehouse_control_api::auth::{CSRF_HEADER, csrf_token, session_cookie_name};
+use gatehouse_core::ids::OrgId;
+use gatehouse_core::secrets::{
+    DerivedKeys, generate_key_b64, generate_signing_secret_b64, random_token, token_hash,
+};
+use gatehouse_db::repos::{orgs, sessions, users};
+use gatehouse_db::{GlobalTx, OrgScope, TenantTx};
+use gatehouse_test_support::{TestDb, free_port};
+
+use crate::gatehouse;
+
+/// The name both dataplanes serve under.
+const PUBLIC_HOST: &str = "mcp.replicas.test";
+
+struct Process {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    async fn wait_ready(&mut self, http: &reqwest::Client, url: &str) {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if http.get(url).send().await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({exit}): {}",
+                    self.name,
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready within 40 s: {}",
+                self.name,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Settings every process of this platform shares.
+struct Shared {
+    db_url: String,
+    redis: String,
+    namespace: String,
+    encryption_keys: String,
+    signing_secret: String,
+    control_api: String,
+    public_url: String,
+    dir: PathBuf,
+}
+
+impl Shared {
+    /// Starts `gatehouse {subcommand}`; `name` labels its log files.
+    fn spawn(&self, name: &'static str, subcommand: &str, extra: &[(&str, String)]) -> Process {
+        let log = self.dir.join(format!("{name}.log"));
+        let mut cmd = gatehouse();
+        cmd.env("GATEHOUSE_MODE", "local")
+            .env("GATEHOUSE_DATABASE__URL", &self.db_url)
+            .env("GATEHOUSE_REDIS__URL", &self.redis)
+            .env("GATEHOUSE_REDIS__KEY_PREFIX", &self.namespace)
+            .env(
+                "GATEHOUSE_REDIS__EVENTS_STREAM",
+                format!("{}events", self.namespace),
+            )
+            .env("GATEHOUSE_SECRETS__ENCRYPTION_KEYS", &self.encryption_keys)
+            .env("GATEHOUSE_SECRETS__SIGNING_SECRET", &self.signing_secret)
+            .env("GATEHOUSE_CONTROL_API__PUBLIC_URL", &self.control_api)
+            .env("GATEHOUSE_DATAPLANE__CONTROL_API_URL", &self.control_api)
+            .env("GATEHOUSE_DATAPLANE__PUBLIC_URL", &self.public_url)
+            .env("GATEHOUSE_EGRESS__ALLOW_HTTP", "true")
+            .env("GATEHOUSE_EGRESS__ALLOW_PRIVATE_NETWORKS", "true")
+            .env("GATEHOUSE_CONTROL_API__RESYNC_INTERVAL_SECS", "0")
+            .env("GATEHOUSE_SHUTDOWN__GRACE_PERIOD_SECS", "2")
+            .env("GATEHOUSE_MAIL__FILE_DIR", self.dir.join("mail"))
+            .env("GATEHOUSE_TELEMETRY__LOG_FORMAT", "pretty");
+        for (key, value) in extra {
+            cmd.env(key, value);
+        }
+        let child = cmd
+            .arg(subcommand)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(self.dir.join(format!("{name}.err"))).unwrap())
+            .spawn()
+            .expect("start gatehouse");
+        Process { name, child, log }
+    }
+
+    fn spawn_dataplane(&self, name: &'static str, listen: SocketAddr) -> Process {
+        self.spawn(
+            name,
+            "dataplane",
+            &[
+                ("GATEHOUSE_DATAPLANE__LISTEN", listen.to_string()),
+                (
+                    "GATEHOUSE_DATAPLANE__SPOOL_DIR",
+                    self.dir.join(format!("{name}-spool")).display().to_string(),
+                ),
+            ],
+        )
+    }
+}
+
+/// A console user signed in through the repositories, driving the control API's REST API.
+struct Admin {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Admin {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}/api/v1/orgs/replicas{path}", self.base))
+            .header("cookie", &self.cookie);
+        if method != reqwest::Method::GET {
+            request = request.header(CSRF_HEADER, &self.csrf);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{method} {path}: {status} {value}");
+        value
+    }
+}
+
+/// A client whose resolver sends the public name to one replica's address.
+fn client_for(replica: SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .resolve(PUBLIC_HOST, replica)
+        .build()
+        .unwrap()
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    session: Option<&str>,
+    body: Value,
+) -> (u16, Option<String>, Value) {
+    let mut request = http
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&body);
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let is_sse = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/event-stream"));
+    let text = response.text().await.unwrap();
+    let message = if is_sse {
+        // The answer is the last `data:` line carrying a JSON-RPC response.
+        text.lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+            .rfind(|m| m.get("id").is_some())
+            .unwrap_or(Value::Null)
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    };
+    (status, session, message)
+}
+
+fn loopback_pair_port() -> u16 {
+    // A port free on 127.0.0.1 that is also free on 127.0.0.2.
+    loop {
+        let port = free_port();
+        if std::net::TcpListener::bind(("127.0.0.2", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn remove_dir(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_started_on_one_dataplane_process_continues_on_another() {
+    gatehouse_test_support::init();
+    let db = TestDb::new().await;
+    let fixture = mcp_fixture::spawn_fixture(mcp_fixture::FixtureOptions::default())
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("gatehouse-replicas-{}", random_token(8)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let api_port = free_port();
+    let dp_port = loopback_pair_port();
+    let shared = Shared {
+        db_url: db.service_url.clone(),
+        redis: gatehouse_test_support::redis_url(),
+        namespace: format!("test:replicas:{}:", random_token(8)),
+        encryption_keys: format!("k1={}", generate_key_b64()),
+        signing_secret: generate_signing_secret_b64(),
+        control_api: format!("http://127.0.0.1:{api_port}"),
+        public_url: format!("http://{PUBLIC_HOST}:{dp_port}"),
+        dir: dir.clone(),
+    };
+    let http = reqwest::Client::new();
+
+    // The org's owner, signed in.
+    let mut tx = GlobalTx::begin(&db.db).await.unwrap();
+    let owner = users::create(&mut tx, "owner@replicas.test", None, "Owner", true)
+        .await
+        .unwrap();
+    let session_token = random_token(32);
+    sessions::create(&mut tx, owner.id, &token_hash(&session_token), "password", None, None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = TenantTx::begin(&db.db, &OrgScope::authorized(OrgId::new()))
+        .await
+        .unwrap();
+    orgs::create_with_owner(&mut tx, "replicas", "Replicas", owner.id)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut control = shared.spawn(
+        "control-api",
+        "control-api",
+        &[("GATEHOUSE_CONTROL_API__LISTEN", format!("127.0.0.1:{api_port}"))],
+    );
+    control
+        .wait_ready(&http, &format!("{}/readyz", shared.control_api))
+        .await;
+    let keys = DerivedKeys::derive(&shared.signing_secret).unwrap();
+    let admin = Admin {
+        http: http.clone(),
+        base: shared.control_api.clone(),
+        cookie: format!("{}={session_token}", session_cookie_name(true)),
+        csrf: csrf_token(&keys.cookie, &session_token),
+    };
+
+    // A server on the fixture, one approved tool, a scope granting it, an endpoint, and two
+    // service tokens for two different subjects.
+    let server = admin
+        .send(
+            reqwest::Method::POST,
+            "/servers",
+            Some(json!({"slug": "fx", "name": "Fixture", "url": fixture.url(), "auth": {"kind": "none"}})),
+        )
+        .await;
+    let server_id = server["server"]["id"].as_str().unwrap().to_owned();
+    let tools = admin
+        .send(reqwest::Method::GET, &format!("/servers/{server_id}/tools"), None)
+        .await;
+    let tool = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "test_simple_text")
+        .unwrap()
+        .clone();
+    admin
+        .send(
+            reqwest::Method::POST,
+            &format!("/tools/{}/approve", tool["id"].as_str().unwrap()),
+            Some(json!({"definition_hash": tool["definition_hash"]})),
+        )
+        .await;
+    admin
+        .send(
+            reqwest::Method::POST,
+            "/scopes",
+            Some(json!({"name": "fx:text", "tool_ids": [tool["id"]]})),
+        )
+        .await;
+    let endpoint = admin
+        .send(
+            reqwest::Method::POST,
+            "/endpoints",
+            Some(json!({"slug": "main", "name": "Main", "servers": [{"server_id": server_id}]})),
+        )
+        .await;
+    let endpoint_id = endpoint["id"].as_str().unwrap().to_owned();
+    let mut tokens = Vec::new();
+    for name in ["agent-one", "agent-two"] {
+        let created = admin
+            .send(
+                reqwest::Method::POST,
+                "/service-tokens",
+                Some(json!({"name": name, "endpoint_id": endpoint_id, "scopes": ["fx:text"]})),
+            )
+            .await;
+        tokens.push(created["secret"].as_str().unwrap().to_owned());
+    }
+
+    // Two dataplane processes, started after the configuration exists (cold start from the
+    // snapshot API), on the same port of two loopback addresses.
+    let addr_a: SocketAddr = format!("127.0.0.1:{dp_port}").parse().unwrap();
+    let addr_b: SocketAddr = format!("127.0.0.2:{dp_port}").parse().unwrap();
+    let mut dataplane_a = shared.spawn_dataplane("dataplane-a", addr_a);
+    let mut dataplane_b = shared.spawn_dataplane("dataplane-b", addr_b);
+    dataplane_a
+        .wait_ready(&http, &format!("http://{addr_a}/readyz"))
+        .await;
+    dataplane_b
+        .wait_ready(&http, &format!("http://{addr_b}/readyz"))
+        .await;
+    let (via_a, via_b) = (client_for(addr_a), client_for(addr_b));
+    let url = format!("{}/replicas/main/mcp", shared.public_url);
+
+    // initialize on A.
+    let (status, session, answer) = post(
+        &via_a,
+        &url,
+        &tokens[0],
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "replica-test", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["protocolVersion"], "2025-11-25", "{answer}");
+    let session = session.expect("initialize mints a session id");
+    let (status, _, _) = post(
+        &via_b,
+        &url,
+        &tokens[0],
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+
+    // The session continues on B: list and call.
+    let (status, _, listed) = post(
+        &via_b,
+        &url,
+        &tokens[0],
+        Some(&session),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["fx__test_simple_text"], "namespaced by server");
+    let (status, _, called) = post(
+        &via_b,
+        &url,
+        &tokens[0],
+        Some(&session),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+               "params": {"name": "fx__test_simple_text", "arguments": {}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{called}");
+    assert!(called["result"]["content"].is_array(), "{called}");
+    let calls_after_b = fixture.tool_calls();
+    assert_eq!(calls_after_b, 1, "the call reached the upstream once");
+
+    // Another subject presenting the session id: not found, on either replica.
+    for via in [&via_a, &via_b] {
+        let (status, _, refused) = post(
+            via,
+            &url,
+            &tokens[1],
+            Some(&session),
+            json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {}}),
+        )
+        .await;
+        assert_eq!(status, 404, "{refused}");
+    }
+
+    // DELETE on B ends the session on A too, for requests A answers itself.
+    let deleted = via_b
+        .delete(&url)
+        .bearer_auth(&tokens[0])
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        matches!(deleted.status().as_u16(), 200 | 204),
+        "{}",
+        deleted.status()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, answer) = post(
+            &via_a,
+            &url,
+            &tokens[0],
+            Some(&session),
+            json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {}}),
+        )
+        .await;
+        if status == 404 {
+            break;
+        }
+        assert_eq!(status, 200, "{answer}");
+        assert!(
+            Instant::now() < deadline,
+            "the session still answers on A 5 s after DELETE on B"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fixture.tool_calls(), calls_after_b, "nothing more was called");
+
+    drop(dataplane_a);
+    drop(dataplane_b);
+    drop(control);
+    remove_dir(&dir);
+}
