@@ -6,6 +6,10 @@
 //!
 //! `cargo run --release -p gatehouse-dataplane --example bench_dataplane -- --upstream http://127.0.0.1:18090/mcp --listen 127.0.0.1:18091`
 
+/// The allocator the `gatehouse` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,8 +112,11 @@ async fn main() -> anyhow::Result<()> {
     let drained = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = drained.clone();
     tokio::spawn(async move {
+        // Drained as the production publisher does: a batch, then a short linger so that events
+        // gather without a cross-thread wake-up per call.
         while let Ok(batch) = consumer.next_batch(10_000, Duration::from_secs(3600)).await {
             counter.fetch_add(batch.messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     });
     let dataplane = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {

@@ -286,6 +286,8 @@ pub struct ServerState {
     pub org_id: OrgId,
     pub snapshot: ServerSnapshot,
     pub credential: Result<UpstreamCredential, String>,
+    /// `snapshot.url`, parsed once per snapshot rather than on every call (`None`: invalid).
+    pub url: Option<url::Url>,
 }
 
 /// A server's own credential, opened from the snapshot. Never logged (`Debug` redacts).
@@ -350,6 +352,7 @@ impl ServerState {
         }
         Self {
             org_id,
+            url: url::Url::parse(&snapshot.url).ok(),
             snapshot,
             credential,
         }

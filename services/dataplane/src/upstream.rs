@@ -303,8 +303,10 @@ impl Upstreams {
     }
 
     fn url(&self, server: &ServerState) -> Result<url::Url, UpstreamError> {
-        let url = url::Url::parse(&server.snapshot.url)
-            .map_err(|_| UpstreamError::Refused("upstream URL is invalid"))?;
+        let url = server
+            .url
+            .clone()
+            .ok_or(UpstreamError::Refused("upstream URL is invalid"))?;
         self.inner.egress.check_url_syntax(&url).map_err(refusal)?;
         Ok(url)
     }

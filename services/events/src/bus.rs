@@ -33,6 +33,11 @@ use crate::spool::{Spool, SpoolPosition, has_segments};
 pub const STREAM_FIELD: &str = "m";
 /// Messages handed to Redis or the spool in one go.
 const PUBLISH_BATCH_MAX: usize = 512;
+/// How long the publisher lets events gather after delivering a batch. A sender wakes a receiver
+/// parked on the channel (a cross-thread wake-up costing more CPU than the event itself) for every
+/// event sent to an idle channel, and none while the receiver sleeps here; under load this turns
+/// one wake-up per call into one per linger. Events wait at most this much longer.
+const PUBLISH_LINGER: Duration = Duration::from_millis(2);
 /// XADDs per pipeline round trip.
 const PIPELINE_CHUNK: usize = 256;
 /// Spool chunks replayed per publisher iteration (keeps new events flowing meanwhile).
@@ -318,7 +323,8 @@ impl PublisherTask {
                 let held: Vec<BusMessage> = self.backlog.drain(..).collect();
                 self.deliver(held).await;
             }
-            if !batch.is_empty() {
+            let gathered = !batch.is_empty();
+            if gathered {
                 self.deliver(batch).await;
             }
             self.replay_some().await;
@@ -327,6 +333,12 @@ impl PublisherTask {
                 self.health
                     .spooling
                     .store(spooled || !target.link.is_up(), Ordering::Relaxed);
+            }
+            if gathered {
+                tokio::select! {
+                    _ = tokio::time::sleep(PUBLISH_LINGER) => {}
+                    _ = close.cancelled() => {}
+                }
             }
         }
     }

@@ -138,7 +138,10 @@ impl Admin {
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut request = self
             .http
-            .request(method.clone(), format!("{}/api/v1/orgs/replicas{path}", self.base))
+            .request(
+                method.clone(),
+                format!("{}/api/v1/orgs/replicas{path}", self.base),
+            )
             .header("cookie", &self.cookie);
         if method != reqwest::Method::GET {
             request = request.header(CSRF_HEADER, &self.csrf);
@@ -245,9 +248,16 @@ async fn a_session_started_on_one_dataplane_process_continues_on_another() {
         .await
         .unwrap();
     let session_token = random_token(32);
-    sessions::create(&mut tx, owner.id, &token_hash(&session_token), "password", None, None)
-        .await
-        .unwrap();
+    sessions::create(
+        &mut tx,
+        owner.id,
+        &token_hash(&session_token),
+        "password",
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let mut tx = TenantTx::begin(&db.db, &OrgScope::authorized(OrgId::new()))
         .await
