@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -20,48 +19,10 @@ use gatehouse_db::repos::{orgs, sessions, users};
 use gatehouse_db::{GlobalTx, OrgScope, TenantTx};
 use gatehouse_test_support::{TestDb, free_port};
 
-use crate::gatehouse;
+use crate::{ServiceProcess, gatehouse};
 
 /// The name both dataplanes serve under.
 const PUBLIC_HOST: &str = "mcp.replicas.test";
-
-struct Process {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Process {
-    async fn wait_ready(&mut self, http: &reqwest::Client, url: &str) {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if http.get(url).send().await.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            if let Ok(Some(exit)) = self.child.try_wait() {
-                panic!(
-                    "{} exited ({exit}): {}",
-                    self.name,
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready within 40 s: {}",
-                self.name,
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
 
 /// Settings every process of this platform shares.
 struct Shared {
@@ -77,7 +38,7 @@ struct Shared {
 
 impl Shared {
     /// Starts `gatehouse {subcommand}`; `name` labels its log files.
-    fn spawn(&self, name: &'static str, subcommand: &str, extra: &[(&str, String)]) -> Process {
+    fn spawn(&self, name: &'static str, subcommand: &str, extra: &[(&str, String)]) -> ServiceProcess {
         let log = self.dir.join(format!("{name}.log"));
         let mut cmd = gatehouse();
         cmd.env("GATEHOUSE_MODE", "local")
@@ -108,10 +69,10 @@ impl Shared {
             .stderr(std::fs::File::create(self.dir.join(format!("{name}.err"))).unwrap())
             .spawn()
             .expect("start gatehouse");
-        Process { name, child, log }
+        ServiceProcess { name, child, log }
     }
 
-    fn spawn_dataplane(&self, name: &'static str, listen: SocketAddr) -> Process {
+    fn spawn_dataplane(&self, name: &'static str, listen: SocketAddr) -> ServiceProcess {
         self.spawn(
             name,
             "dataplane",

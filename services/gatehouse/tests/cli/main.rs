@@ -9,7 +9,9 @@ mod sigterm;
 mod up;
 mod worker_process;
 
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 /// The binary under test, with an empty environment except what a process needs to run.
 pub fn gatehouse() -> Command {
@@ -46,4 +48,45 @@ pub fn valid_env() -> Vec<(&'static str, String)> {
         ("GATEHOUSE_MAIL__SMTP_URL", "smtp://127.0.0.1:1".into()),
         ("GATEHOUSE_TELEMETRY__LOG_FORMAT", "json".into()),
     ]
+}
+
+/// A spawned `gatehouse` service, killed when dropped; its log explains a failure to start.
+pub struct ServiceProcess {
+    pub name: &'static str,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServiceProcess {
+    /// Waits until `url` (its `/readyz`) answers 200; fails with the log if the process exits or
+    /// is not ready within 40 s.
+    pub async fn wait_ready(&mut self, http: &reqwest::Client, url: &str) {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if http.get(url).send().await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({exit}): {}",
+                    self.name,
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready within 40 s: {}",
+                self.name,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

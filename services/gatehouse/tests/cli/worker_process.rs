@@ -4,8 +4,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gatehouse_core::config::{Config, Sources};
@@ -16,21 +15,13 @@ use gatehouse_events::{Bus, BusMessage, CallEvent, CallOutcome, SubjectKind};
 use gatehouse_test_support::{TestDb, free_port};
 use tokio_util::sync::CancellationToken;
 
-use crate::{gatehouse, valid_env};
+use crate::{ServiceProcess, gatehouse, valid_env};
 
 const EVENTS: usize = 4000;
 
 struct WorkerProcess {
-    child: Child,
-    log: PathBuf,
+    process: ServiceProcess,
     ready: String,
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn spawn_worker(db: &TestDb, redis: &str, namespace: &str, dir: &Path, run: usize) -> WorkerProcess {
@@ -57,33 +48,18 @@ fn spawn_worker(db: &TestDb, redis: &str, namespace: &str, dir: &Path, run: usiz
         .spawn()
         .expect("start gatehouse usage-worker");
     WorkerProcess {
-        child,
-        log,
+        process: ServiceProcess {
+            name: "usage-worker",
+            child,
+            log,
+        },
         ready: format!("http://127.0.0.1:{port}/readyz"),
     }
 }
 
 impl WorkerProcess {
     async fn wait_ready(&mut self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if http
-                .get(&self.ready)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return;
-            }
-            if let Ok(Some(exit)) = self.child.try_wait() {
-                panic!(
-                    "usage-worker exited ({exit}): {}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "usage-worker not ready within 30 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.process.wait_ready(http, &self.ready).await;
     }
 }
 
@@ -191,8 +167,8 @@ async fn worker_killed_mid_stream_records_every_event_exactly_once() {
             written > 0 && written < EVENTS as i64,
             "killing mid-stream (written: {written})"
         );
-        worker.child.kill().unwrap();
-        worker.child.wait().unwrap();
+        worker.process.child.kill().unwrap();
+        worker.process.child.wait().unwrap();
         worker = spawn_worker(&db, &redis, &namespace, &dir, run);
         worker.wait_ready(&http).await;
     }
@@ -251,13 +227,13 @@ async fn worker_killed_mid_stream_records_every_event_exactly_once() {
 
     // SIGTERM: a clean exit within the grace period.
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(worker.child.id() as i32),
+        nix::unistd::Pid::from_raw(worker.process.child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
     let stopped = Instant::now();
     let status = loop {
-        if let Some(status) = worker.child.try_wait().unwrap() {
+        if let Some(status) = worker.process.child.try_wait().unwrap() {
             break status;
         }
         assert!(
