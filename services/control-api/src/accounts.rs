@@ -2,12 +2,12 @@
 //! their cookies, rate limits, audit events, and mail sent after commit.
 
 use actix_web::HttpResponse;
-use actix_web::cookie::{Cookie, SameSite};
+use actix_web::cookie::Cookie;
 
 use gatehouse_core::ids::UserId;
 use gatehouse_core::secrets::{random_token, token_hash};
 use gatehouse_core::snapshot::Limit;
-use gatehouse_db::repos::sessions::{self, ABSOLUTE_TIMEOUT, SessionRow};
+use gatehouse_db::repos::sessions::{self, SessionRow};
 use gatehouse_db::{Actor, ActorType, GlobalTx, NewAuditEvent};
 use gatehouse_mail::Mail;
 
@@ -98,22 +98,13 @@ pub async fn create_session(
     })
 }
 
-/// The session cookie: HttpOnly, SameSite=Lax (so the SSO callback, a top-level navigation from
-/// the provider, can set it and later navigations carry it), Secure outside local mode.
+/// The console session cookie for `token` (defined once, in the authorization server's session
+/// module, which reads the same cookie).
 pub fn session_cookie(state: &AppState, token: &str) -> Cookie<'static> {
     let local = state.cfg.is_local();
-    Cookie::build(session_cookie_name(local), token.to_owned())
-        .path("/")
-        .http_only(true)
-        .secure(!local)
-        .same_site(SameSite::Lax)
-        .max_age(actix_web::cookie::time::Duration::seconds(
-            ABSOLUTE_TIMEOUT.whole_seconds(),
-        ))
-        .finish()
+    gatehouse_oauth::session::session_cookie(session_cookie_name(local), local, token.to_owned())
 }
 
-/// A cookie that removes the session cookie.
 pub fn clear_session_cookie(state: &AppState) -> Cookie<'static> {
     let mut cookie = session_cookie(state, "");
     cookie.make_removal();

@@ -4,11 +4,12 @@
 //! - [`config`]: layered, validated configuration.
 //! - [`secrets`]: sealing credentials at rest, derived keys, tokens and their hashes.
 //! - [`telemetry`]: logs, traces, metrics; [`shutdown`]: signal handling.
-//! - [`canonical`]: canonical JSON and tool-definition pins.
+//! - [`canonical`]: canonical JSON and tool-definition pins; [`html`]: HTML escaping.
 //! - [`snapshot`]: the control-plane → dataplane configuration contract.
 
 pub mod canonical;
 pub mod config;
+pub mod html;
 pub mod ids;
 pub mod reference;
 pub mod role;

@@ -1,6 +1,8 @@
 //! The messages Gatehouse sends, each rendered as plain text and HTML. Every value interpolated
 //! into HTML is escaped; links are only ever Gatehouse's own URLs.
 
+use gatehouse_core::html::escape;
+
 /// One message, with what it needs to render.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mail {
@@ -158,22 +160,6 @@ fn page(subject: &str, intro: &[&str], action: (&str, &str), outro: &[&str]) -> 
         text,
         html,
     }
-}
-
-/// Escapes text for HTML element content and double-quoted attributes.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

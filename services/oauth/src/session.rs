@@ -56,8 +56,18 @@ pub async fn start(
 ) -> DbResult<Cookie<'static>> {
     let token = random_token(32);
     sessions::create(tx, user.id, &token_hash(&token), "password", ip, user_agent).await?;
-    let local = state.cfg.is_local();
-    Ok(Cookie::build(state.accounts.session_cookie, token)
+    Ok(session_cookie(
+        state.accounts.session_cookie,
+        state.cfg.is_local(),
+        token,
+    ))
+}
+
+/// The console session cookie (one definition for the console and the authorization server):
+/// HttpOnly, SameSite=Lax (so the SSO callback, a top-level navigation from the provider, can set
+/// it and later navigations carry it), Secure outside local mode, living as long as the session.
+pub fn session_cookie(name: &'static str, local: bool, token: String) -> Cookie<'static> {
+    Cookie::build(name, token)
         .path("/")
         .http_only(true)
         .secure(!local)
@@ -65,7 +75,7 @@ pub async fn start(
         .max_age(actix_web::cookie::time::Duration::seconds(
             ABSOLUTE_TIMEOUT.whole_seconds(),
         ))
-        .finish())
+        .finish()
 }
 
 /// The pre-login cookie the login form's CSRF token is bound to (double submit): a cross-site

@@ -18,6 +18,7 @@ use crate::auth::{CurrentUser, OrgMember};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::ValidJson;
 use crate::state::AppState;
+use crate::validate;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_org)
@@ -121,17 +122,6 @@ fn check_slug(slug: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub(crate) fn check_org_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::invalid("name", "must not contain control characters"));
-    }
-    Ok(name.to_owned())
-}
-
 /// Creates an org; the caller becomes its owner.
 #[utoipa::path(
     tag = "orgs",
@@ -151,7 +141,7 @@ async fn create_org(
     body: ValidJson<OrgIn>,
 ) -> ApiResult<HttpResponse> {
     check_slug(&body.slug)?;
-    let name = check_org_name(&body.name)?;
+    let name = validate::name("name", &body.name)?;
     // Creating the org is what authorizes its scope.
     let scope = OrgScope::authorized(OrgId::new());
     let mut tx = TenantTx::begin(&state.db, &scope).await?;
@@ -222,7 +212,7 @@ async fn update_org(
     let mut tx = member.begin(&state).await?;
     let mut org = orgs::get(&mut tx).await?;
     if let Some(name) = &body.name {
-        let name = check_org_name(name)?;
+        let name = validate::name("name", name)?;
         let before = org.name.clone();
         org = orgs::update_name(&mut tx, &name).await?;
         let event = audit_event(member.actor(), "org.updated", &member.current.client)

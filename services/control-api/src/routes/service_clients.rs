@@ -23,6 +23,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::ValidJson;
 use crate::routes::service_tokens::scope_problem;
 use crate::state::AppState;
+use crate::validate;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list_service_clients)
@@ -121,10 +122,7 @@ pub async fn create_service_client(
 ) -> ApiResult<HttpResponse> {
     member.require(Role::Admin)?;
     let body = body.0;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
-    }
+    let name = validate::name("name", &body.name)?;
     let mut tx = member.begin(&state).await?;
     let (endpoint, scopes) = grantable(&mut tx, body.endpoint_id, &body.scopes, member.role)
         .await?
@@ -137,7 +135,7 @@ pub async fn create_service_client(
         &NewServiceClient {
             id,
             client_id: &client_id,
-            name,
+            name: &name,
             secret_hash: &token_hash(&secret),
             endpoint_id: endpoint.id,
             scopes: &scopes,

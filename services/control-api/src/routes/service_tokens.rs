@@ -22,6 +22,7 @@ use crate::auth::OrgMember;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ValidJson;
 use crate::state::AppState;
+use crate::validate;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list_service_tokens)
@@ -132,10 +133,7 @@ pub async fn create_service_token(
 ) -> ApiResult<HttpResponse> {
     member.require(Role::Admin)?;
     let body = body.0;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
-    }
+    let name = validate::name("name", &body.name)?;
     if body.expires_at.is_some_and(|e| e <= OffsetDateTime::now_utc()) {
         return Err(ApiError::invalid("expires_at", "must be in the future"));
     }
@@ -150,7 +148,7 @@ pub async fn create_service_token(
         &NewServiceToken {
             id: ServiceTokenId::new(),
             endpoint_id: endpoint.id,
-            name,
+            name: &name,
             token_prefix: &prefix,
             token_hash: &token_hash(&secret),
             scopes: &scopes,
