@@ -1,0 +1,251 @@
+//! Configuration: built-in defaults → optional TOML file → environment, read once at start and
+//! validated before anything listens. A bad value stops the process with one line that names the
+//! setting and what is wrong with it.
+//!
+//! - this module: [`Config`], where it comes from ([`Sources`], [`Config::load`]) and accessors;
+//! - `sections`: one settings struct per `[section]` of `defaults.toml`;
+//! - `validate`: the checks at start ([`Config::validate`], per [`Component`]);
+//! - `error`: [`ConfigError`] and how figment's errors are turned into it;
+//! - `keys`: setting names (dotted keys, environment variables) for the generated reference
+//!   (`crate::reference` renders `docs/configuration.md`);
+//! - `values`: helpers for interpreting configured values (URL user info, relative paths).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use crate::secrets::{DerivedKeys, Keyring};
+
+mod error;
+mod keys;
+mod sections;
+mod validate;
+mod values;
+
+pub use error::ConfigError;
+use error::figment_error;
+pub use keys::{env_var_for, setting_keys};
+pub use sections::{
+    AccountsConfig, ControlApiConfig, DatabaseConfig, DataplaneConfig, EgressConfig, LocalConfig, LogFormat,
+    MailConfig, OAuthConfig, RedisConfig, SecretsConfig, ShutdownConfig, SigningAlg, TelemetryConfig,
+    UsageWorkerConfig,
+};
+pub use validate::Component;
+pub use values::{decode_userinfo, resolve_path};
+
+/// The built-in defaults, also the reference for `docs/configuration.md`.
+pub const DEFAULTS_TOML: &str = include_str!("../defaults.toml");
+
+/// Environment variables read besides `GATEHOUSE_*`, with the setting each one fills. The
+/// `GATEHOUSE_*` form wins when both are set.
+pub const ENV_ALIASES: &[(&str, &str)] = &[
+    ("DATABASE_URL", "database.url"),
+    ("REDIS_URL", "redis.url"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
+];
+
+/// Name of the environment variable that points at an optional configuration file.
+pub const CONFIG_FILE_ENV: &str = "GATEHOUSE_CONFIG";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Production,
+    Local,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub mode: Mode,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub control_api: ControlApiConfig,
+    pub dataplane: DataplaneConfig,
+    pub usage_worker: UsageWorkerConfig,
+    pub telemetry: TelemetryConfig,
+    pub shutdown: ShutdownConfig,
+    pub secrets: SecretsConfig,
+    pub mail: MailConfig,
+    pub egress: EgressConfig,
+    pub oauth: OAuthConfig,
+    pub local: LocalConfig,
+    pub accounts: AccountsConfig,
+}
+
+/// Where configuration comes from; tests pass explicit environments instead of the process's.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    /// Files applied in order after the defaults; `GATEHOUSE_CONFIG`, when set, comes after them.
+    pub files: Vec<PathBuf>,
+    /// Extra layer applied last (e.g. settings `gatehouse up` decides), as dotted keys with values
+    /// written like environment variables.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Reads configuration from the defaults, the optional file and the process environment.
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        let mut files = sources.files.clone();
+        if let Some(path) = std::env::var_os(CONFIG_FILE_ENV).filter(|p| !p.is_empty()) {
+            files.push(PathBuf::from(path));
+        }
+        let mut figment = Figment::from(Toml::string(DEFAULTS_TOML));
+        for path in &files {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "config file",
+                    format!("{} does not exist or is not a file", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        for (var, key) in ENV_ALIASES {
+            if let Ok(value) = std::env::var(var)
+                && !value.is_empty()
+            {
+                figment = figment.merge(Serialized::default(key, value));
+            }
+        }
+        figment = figment.merge(Env::prefixed("GATEHOUSE_").split("__").ignore(&["config"]));
+        for (key, value) in &sources.overrides {
+            // Same parsing as environment values: "2" is a number, "[a, b]" a list.
+            let parsed: figment::value::Value = value
+                .parse()
+                .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+            figment = figment.merge(Serialized::default(key, parsed));
+        }
+        figment.extract::<Config>().map_err(figment_error)
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.mode == Mode::Local
+    }
+
+    pub fn grace_period(&self) -> Duration {
+        Duration::from_secs(self.shutdown.grace_period_secs)
+    }
+
+    pub fn redis_url(&self) -> Option<&str> {
+        let url = self.redis.url.expose_secret();
+        (!url.is_empty()).then_some(url)
+    }
+
+    /// The AES-256-GCM keyring for credentials at rest. Valid after `validate`.
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        Keyring::parse(self.secrets.encryption_keys.expose_secret())
+            .map_err(|problem| ConfigError::new("secrets.encryption_keys", problem))
+    }
+
+    /// Keys derived once from `secrets.signing_secret`. Valid after `validate`.
+    pub fn derived_keys(&self) -> Result<DerivedKeys, ConfigError> {
+        DerivedKeys::derive(self.secrets.signing_secret.expose_secret())
+            .map_err(|problem| ConfigError::new("secrets.signing_secret", problem))
+    }
+
+    /// The public URL of an endpoint: `{dataplane public URL}/{org}/{endpoint}/mcp`.
+    pub fn endpoint_url(&self, org_slug: &str, endpoint_slug: &str) -> String {
+        format!(
+            "{}/{org_slug}/{endpoint_slug}/mcp",
+            self.dataplane.public_url.as_str().trim_end_matches('/')
+        )
+    }
+
+    /// The OAuth issuer identifier: the control API's public URL without a trailing slash.
+    pub fn issuer(&self) -> String {
+        self.control_api
+            .public_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail closures return figment::Error
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn valid_env(jail: &mut Jail) {
+        jail.set_env("GATEHOUSE_DATABASE__URL", "postgres://svc:pw@127.0.0.1/gh");
+        jail.set_env("GATEHOUSE_REDIS__URL", "redis://127.0.0.1:6379");
+        jail.set_env(
+            "GATEHOUSE_SECRETS__ENCRYPTION_KEYS",
+            "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        );
+        jail.set_env(
+            "GATEHOUSE_SECRETS__SIGNING_SECRET",
+            "c2lnbmluZy1zZWNyZXQtZm9yLXRlc3RzLW9ubHktMzItYnl0ZXM=",
+        );
+        jail.set_env("GATEHOUSE_MAIL__SMTP_URL", "smtp://127.0.0.1:2525");
+    }
+
+    #[test]
+    fn defaults_plus_env_validate() {
+        Jail::expect_with(|jail| {
+            valid_env(jail);
+            let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+            for c in [
+                Component::ControlApi,
+                Component::Dataplane,
+                Component::UsageWorker,
+            ] {
+                cfg.validate(c).map_err(|e| e.to_string())?;
+            }
+            assert_eq!(cfg.control_api.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(cfg.dataplane.listen.to_string(), "127.0.0.1:8081");
+            assert_eq!(cfg.usage_worker.listen.to_string(), "127.0.0.1:8082");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        Jail::expect_with(|jail| {
+            valid_env(jail);
+            let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+            let printed = format!("{cfg:?}");
+            assert!(!printed.contains("svc:pw"), "database password leaked: {printed}");
+            assert!(!printed.contains("AAECAwQF"), "encryption key leaked");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_aliases_fill_settings_and_prefixed_vars_win() {
+        Jail::expect_with(|jail| {
+            valid_env(jail);
+            jail.set_env("REDIS_URL", "redis://alias:6379");
+            let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.redis_url(), Some("redis://127.0.0.1:6379"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_setting_is_named() {
+        Jail::expect_with(|jail| {
+            valid_env(jail);
+            jail.set_env("GATEHOUSE_CONTROL_API__LISTN", "127.0.0.1:1");
+            let err = Config::load(&Sources::default()).unwrap_err();
+            assert_eq!(err.setting, "control_api.listn");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn malformed_listen_address_is_named() {
+        Jail::expect_with(|jail| {
+            valid_env(jail);
+            jail.set_env("GATEHOUSE_DATAPLANE__LISTEN", "not-an-address");
+            let err = Config::load(&Sources::default()).unwrap_err();
+            assert_eq!(err.setting, "dataplane.listen", "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,160 @@
+//! The per-section settings structs: one per `[section]` of `defaults.toml`, each rejecting
+//! unknown keys so that a misspelt setting stops the process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: SecretString,
+    pub admin_url: SecretString,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub statement_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: SecretString,
+    pub events_stream: String,
+    pub events_stream_maxlen: usize,
+    pub events_group: String,
+    pub key_prefix: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlApiConfig {
+    pub listen: SocketAddr,
+    pub public_url: Url,
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    pub resync_interval_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConfig {
+    pub listen: SocketAddr,
+    pub public_url: Url,
+    pub control_api_url: Url,
+    pub allowed_origins: Vec<String>,
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+    pub upstream_timeout_ms: u64,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    pub spool_segment_bytes: u64,
+    pub snapshot_reconcile_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageWorkerConfig {
+    pub listen: SocketAddr,
+    pub batch_size: usize,
+    pub consumer_name: String,
+    pub claim_idle_ms: u64,
+    pub lateness_secs: u64,
+    pub invoice_interval_secs: u64,
+    pub quota_sweep_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub otlp_endpoint: String,
+    pub service_name: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    pub grace_period_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    pub encryption_keys: SecretString,
+    pub signing_secret: SecretString,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    pub smtp_url: SecretString,
+    pub from: String,
+    pub file_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    pub allow_http: bool,
+    pub allow_private_networks: bool,
+    pub allow_hosts: Vec<String>,
+    pub request_timeout_ms: u64,
+    pub max_redirects: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum SigningAlg {
+    EdDSA,
+    ES256,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    pub authorization_code_ttl_secs: u64,
+    pub refresh_reuse_grace_secs: u64,
+    pub signing_alg: SigningAlg,
+    pub key_rotation_secs: u64,
+    pub key_publish_lead_secs: u64,
+    pub jwks_max_age_secs: u64,
+    pub dynamic_registration_per_hour: u32,
+    pub login_attempts_per_minute: u32,
+    pub metadata_document_ca_file: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    pub login_per_account_per_minute: u32,
+    pub login_per_account_burst: u32,
+    pub login_per_ip_per_minute: u32,
+    pub login_per_ip_burst: u32,
+    pub mail_requests_per_minute: u32,
+    pub mail_requests_burst: u32,
+    pub verification_ttl_secs: u64,
+    pub reset_ttl_secs: u64,
+    pub invitation_ttl_secs: u64,
+    pub sso_login_ttl_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    pub data_dir: PathBuf,
+    pub seed_demo: bool,
+}
