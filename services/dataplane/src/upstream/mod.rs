@@ -4,17 +4,25 @@
 //! dataplane decided on, the server's *own* credential and, if configured, a caller assertion —
 //! never the caller's `Authorization`, cookies or any other client header. Connections are pooled
 //! (keep-alive, `TCP_NODELAY`); every upstream has a circuit breaker so a dead server fails fast.
+//!
+//! Layout: `mod.rs` holds the public types and the Streamable HTTP client ([`Upstreams`]);
+//! private submodules hold the per-upstream circuit breaker (`breaker`), the client-credentials
+//! token cache (`oauth`) and the deprecated HTTP+SSE transport (`http_sse`, 2024-11-05).
+
+mod breaker;
+mod http_sse;
+mod oauth;
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
 use gatehouse_core::snapshot::UpstreamTransport;
@@ -24,9 +32,8 @@ use crate::auth::Principal;
 use crate::store::{ServerState, UpstreamCredential};
 use gatehouse_egress::{Egress, EgressError, RedirectMode};
 
-/// Consecutive failures that open a breaker, and how long it stays open.
-const BREAKER_THRESHOLD: u32 = 5;
-const BREAKER_OPEN_FOR: Duration = Duration::from_secs(10);
+use self::breaker::Breaker;
+use self::oauth::OauthToken;
 
 pub type SseEvents = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, String>> + Send>>;
 
@@ -77,17 +84,6 @@ pub struct Outbound<'a> {
     pub caller: Option<Caller<'a>>,
 }
 
-#[derive(Default)]
-struct Breaker {
-    failures: u32,
-    open_until: Option<Instant>,
-}
-
-struct OauthToken {
-    token: String,
-    valid_until: Instant,
-}
-
 #[derive(Clone)]
 pub struct Upstreams {
     inner: Arc<Inner>,
@@ -128,30 +124,6 @@ impl Upstreams {
 
     pub fn signer(&self) -> &AssertionSigner {
         &self.inner.signer
-    }
-
-    fn breaker_open(&self, server: ServerId) -> bool {
-        let breakers = self.inner.breakers.lock().expect("breakers");
-        breakers
-            .get(&server)
-            .and_then(|b| b.open_until)
-            .is_some_and(|until| until > Instant::now())
-    }
-
-    fn record(&self, server: ServerId, ok: bool) {
-        let mut breakers = self.inner.breakers.lock().expect("breakers");
-        let breaker = breakers.entry(server).or_default();
-        if ok {
-            *breaker = Breaker::default();
-        } else {
-            breaker.failures += 1;
-            if breaker.failures >= BREAKER_THRESHOLD {
-                breaker.open_until = Some(Instant::now() + BREAKER_OPEN_FOR);
-                breaker.failures = 0;
-                metrics::counter!("gatehouse_dataplane_breaker_opened_total").increment(1);
-                tracing::warn!(server_id = %server, "circuit breaker opened for upstream");
-            }
-        }
     }
 
     async fn headers_for(
@@ -220,86 +192,6 @@ impl Upstreams {
             }
         }
         Ok(headers)
-    }
-
-    /// An OAuth client-credentials token for `server`, cached until shortly before it expires.
-    async fn oauth_token(&self, server: &ServerState) -> Result<String, UpstreamError> {
-        let cached = || {
-            self.inner
-                .oauth
-                .lock()
-                .expect("oauth cache")
-                .get(&server.snapshot.id)
-                .filter(|t| t.valid_until > Instant::now())
-                .map(|t| t.token.clone())
-        };
-        if let Some(token) = cached() {
-            return Ok(token);
-        }
-        // One fetch per server at a time: concurrent requests wait for it instead of each
-        // asking the token endpoint.
-        let gate = self
-            .inner
-            .oauth_fetch
-            .lock()
-            .expect("oauth fetch gates")
-            .entry(server.snapshot.id)
-            .or_default()
-            .clone();
-        let _one = gate.lock().await;
-        if let Some(token) = cached() {
-            return Ok(token);
-        }
-        let Ok(UpstreamCredential::OauthClientCredentials {
-            token_url,
-            client_id,
-            client_secret,
-            scope,
-        }) = &server.credential
-        else {
-            return Err(UpstreamError::Refused("upstream credential is unusable"));
-        };
-        let url = url::Url::parse(token_url).map_err(|_| UpstreamError::Refused("token URL is invalid"))?;
-        self.inner.egress.check_url_syntax(&url).map_err(refusal)?;
-        let mut form = vec![("grant_type", "client_credentials".to_owned())];
-        if let Some(scope) = scope {
-            form.push(("scope", scope.clone()));
-        }
-        let response = self
-            .inner
-            .http
-            .post(url)
-            .basic_auth(client_id, Some(client_secret.expose_secret()))
-            .form(&form)
-            .timeout(self.inner.timeout)
-            .send()
-            .await
-            .map_err(|e| UpstreamError::Unavailable(format!("token endpoint: {}", classify(&e))))?;
-        if !response.status().is_success() {
-            return Err(UpstreamError::Unavailable(format!(
-                "token endpoint answered {}",
-                response.status().as_u16()
-            )));
-        }
-        #[derive(serde::Deserialize)]
-        struct TokenResponse {
-            access_token: String,
-            #[serde(default)]
-            expires_in: Option<u64>,
-        }
-        let token: TokenResponse = response
-            .json()
-            .await
-            .map_err(|_| UpstreamError::Unavailable("token endpoint sent no token".into()))?;
-        let lifetime = Duration::from_secs(token.expires_in.unwrap_or(300).saturating_sub(30).max(1));
-        self.inner.oauth.lock().expect("oauth cache").insert(
-            server.snapshot.id,
-            OauthToken {
-                token: token.access_token.clone(),
-                valid_until: Instant::now() + lifetime,
-            },
-        );
-        Ok(token.access_token)
     }
 
     fn url(&self, server: &ServerState) -> Result<url::Url, UpstreamError> {
@@ -529,157 +421,6 @@ impl Upstreams {
                 Err(UpstreamError::Unavailable(format!("upstream answered {status}")))
             }
         }
-    }
-}
-
-impl Upstreams {
-    /// The deprecated HTTP+SSE transport (2024-11-05): a GET stream announces a message endpoint
-    /// (`event: endpoint`), messages are POSTed there and answers come back on the stream. Each
-    /// forwarded request gets a connection of its own, with a fresh `initialize` handshake, so
-    /// nothing about the upstream connection has to outlive the request (any replica serves any
-    /// request). Server→client requests cannot be answered over this transport (their answer would
-    /// need the same connection); the upstream sees them unanswered.
-    async fn post_http_sse(&self, out: Outbound<'_>) -> Result<Reply, UpstreamError> {
-        const LEGACY_VERSION: &str = "2024-11-05";
-        let server = out.server;
-        if self.breaker_open(server.snapshot.id) {
-            return Err(UpstreamError::Unavailable("circuit breaker open".into()));
-        }
-        let message: Value = serde_json::from_slice(&out.body)
-            .map_err(|_| UpstreamError::Unavailable("cannot relay a batch over HTTP+SSE".into()))?;
-        let base = self.url(server)?;
-        let mut headers = self.headers_for(server, None, None, out.caller).await?;
-        headers.insert(
-            reqwest::header::ACCEPT,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        let send = self.inner.http.get(base.clone()).headers(headers.clone()).send();
-        let response = match tokio::time::timeout(self.inner.timeout, send).await {
-            Ok(Ok(r)) if r.status().is_success() => r,
-            Ok(Ok(r)) => {
-                self.record(server.snapshot.id, r.status().as_u16() < 500);
-                return Err(UpstreamError::Unavailable(format!(
-                    "upstream answered {}",
-                    r.status().as_u16()
-                )));
-            }
-            Ok(Err(e)) => {
-                self.record(server.snapshot.id, false);
-                return Err(UpstreamError::Unavailable(classify(&e)));
-            }
-            Err(_) => {
-                self.record(server.snapshot.id, false);
-                return Err(UpstreamError::Unavailable("no answer in time".into()));
-            }
-        };
-        self.record(server.snapshot.id, true);
-        let mut events = sse_events(response);
-        let endpoint = tokio::time::timeout(self.inner.timeout, async {
-            while let Some(event) = events.next().await {
-                let event = event.ok()?;
-                if event.event.as_deref() == Some("endpoint") {
-                    return event.data;
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .ok_or_else(|| UpstreamError::Unavailable("no message endpoint announced".into()))?;
-        let endpoint = base
-            .join(endpoint.trim())
-            .map_err(|_| UpstreamError::Unavailable("invalid message endpoint".into()))?;
-        if endpoint.origin() != base.origin() {
-            return Err(UpstreamError::Refused("message endpoint on another origin"));
-        }
-        headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.remove(reqwest::header::ACCEPT);
-        let post = |body: Vec<u8>| {
-            let request = self
-                .inner
-                .http
-                .post(endpoint.clone())
-                .headers(headers.clone())
-                .body(body);
-            async move {
-                match tokio::time::timeout(self.inner.timeout, request.send()).await {
-                    Ok(Ok(r)) if r.status().is_success() => Ok(()),
-                    Ok(Ok(r)) => Err(UpstreamError::Unavailable(format!(
-                        "upstream answered {}",
-                        r.status().as_u16()
-                    ))),
-                    Ok(Err(e)) => Err(UpstreamError::Unavailable(classify(&e))),
-                    Err(_) => Err(UpstreamError::Unavailable("no answer in time".into())),
-                }
-            }
-        };
-        let is_request = message.get("method").is_some() && message.get("id").is_some();
-        let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
-        if !is_initialize {
-            if !is_request {
-                // Notifications and answers belong to a connection that no longer exists.
-                return Ok(Reply::Accepted);
-            }
-            let init_id = json!("gatehouse-sse-init");
-            let init = json!({"jsonrpc": "2.0", "id": init_id, "method": "initialize", "params": {
-                "protocolVersion": LEGACY_VERSION, "capabilities": {},
-                "clientInfo": {"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")}}});
-            post(serde_json::to_vec(&init).expect("json")).await?;
-            let initialized = tokio::time::timeout(self.inner.timeout, async {
-                while let Some(Ok(event)) = events.next().await {
-                    if let Some(v) = event
-                        .data
-                        .as_deref()
-                        .and_then(|d| serde_json::from_str::<Value>(d).ok())
-                        && v.get("id") == Some(&init_id)
-                    {
-                        return v.get("result").is_some();
-                    }
-                }
-                false
-            })
-            .await
-            .unwrap_or(false);
-            if !initialized {
-                return Err(UpstreamError::Unavailable("initialize failed upstream".into()));
-            }
-            post(
-                serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-                    .expect("json"),
-            )
-            .await?;
-        }
-        post(out.body.to_vec()).await?;
-        let id = message.get("id").cloned();
-        // The answer stream: messages until (and including) the response to our request.
-        let relayed = futures::stream::unfold((events, false, id), |(mut events, done, id)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                match events.next().await? {
-                    Ok(event) if event.event.as_deref().is_none_or(|e| e == "message") => {
-                        let finished = event
-                            .data
-                            .as_deref()
-                            .and_then(|d| serde_json::from_str::<Value>(d).ok())
-                            .is_some_and(|v| v.get("method").is_none() && v.get("id") == id.as_ref());
-                        let event = sse_stream::Sse { id: None, ..event };
-                        return Some((Ok(event), (events, finished, id)));
-                    }
-                    Ok(_) => continue,
-                    Err(e) => return Some((Err(e), (events, true, id))),
-                }
-            }
-        });
-        Ok(Reply::Stream {
-            events: Box::pin(relayed),
-            session_id: None,
-        })
     }
 }
 

@@ -1,0 +1,246 @@
+//! `tools/call` (grant, pin, per-tool rate limit and quota checks) and forwarding a request to
+//! the upstream that owns it, with the upstream session and SEP-2243 headers to use.
+
+use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
+use bytes::Bytes;
+use reqwest::header::{HeaderName, HeaderValue};
+use serde_json::{Value, json};
+
+use gatehouse_core::ids::ServerId;
+use gatehouse_core::snapshot::ToolTarget;
+use gatehouse_events::CallOutcome;
+
+use crate::events::CallRecord;
+use crate::headers;
+use crate::jsonrpc::{self, Message};
+use crate::session::Session;
+use crate::upstream::{Outbound, UpstreamError};
+
+use super::dispatch::{Answer, Relay, unknown_tool};
+use super::{Ctx, Era, MODERN_VERSIONS, check_limit, rpc_error};
+
+/// The protocol version and upstream session to use with `server` for this request.
+pub(super) fn upstream_session(
+    era: Era,
+    session: Option<&Session>,
+    server: ServerId,
+    message: &Message,
+) -> Option<(String, Option<String>)> {
+    match era {
+        Era::Modern => Some((
+            message
+                .meta_protocol_version()
+                .unwrap_or(MODERN_VERSIONS[0])
+                .to_owned(),
+            None,
+        )),
+        Era::Legacy => {
+            let s = session?;
+            let u = s.upstreams.iter().find(|u| u.server == server)?;
+            Some((u.version.clone(), u.session_id.clone()))
+        }
+    }
+}
+
+/// The SEP-2243 headers for an upstream request (modern era): computed from the body we send,
+/// plus the client's `Mcp-Param-*` headers (forwarded, validated before).
+pub(super) fn mcp_headers_for(
+    era: Era,
+    message: &Message,
+    req: Option<&HttpRequest>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    if era != Era::Modern {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = HeaderValue::from_str(&headers::encode_value(message.method())) {
+        out.push((HeaderName::from_static("mcp-method"), v));
+    }
+    if let Some(name) = headers::expected_name(message.method(), message.params())
+        && let Ok(v) = HeaderValue::from_str(&headers::encode_value(name))
+    {
+        out.push((HeaderName::from_static("mcp-name"), v));
+    }
+    if let Some(req) = req {
+        for (name, value) in req.headers() {
+            if name.as_str().starts_with(headers::MCP_PARAM_PREFIX)
+                && let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_str().as_bytes()),
+                    HeaderValue::from_bytes(value.as_bytes()),
+                )
+            {
+                out.push((n, v));
+            }
+        }
+    }
+    out
+}
+
+pub(super) async fn call_tool(
+    req: &HttpRequest,
+    ctx: &Ctx,
+    era: Era,
+    session: Option<&Session>,
+    mut message: Message,
+    bytes_in: u64,
+) -> Answer {
+    let id = message.id().cloned().unwrap_or(Value::Null);
+    let Some(name) = message.param_str("name").map(str::to_owned) else {
+        return Answer::Value(jsonrpc::error_body(
+            Some(&id),
+            jsonrpc::INVALID_PARAMS,
+            "Invalid params: tools/call requires a tool name",
+            None,
+        ));
+    };
+    let arguments = message.params().and_then(|p| p.get("arguments")).cloned();
+    let tool = ctx.endpoint.tool(&name);
+    let allowed = tool.filter(|t| {
+        ctx.endpoint.may_call(t.tool_id, &ctx.principal.scopes) && !ctx.state.pins.is_withheld(t)
+    });
+    let Some(tool) = allowed else {
+        // Unknown, not granted and withheld look the same: the caller learns nothing.
+        let mut record = ctx.record("tools/call", Some(&name), None, arguments.as_ref(), bytes_in);
+        record.set_outcome(CallOutcome::Denied, Some(jsonrpc::INVALID_PARAMS));
+        drop(record);
+        return unknown_tool(&id, &name);
+    };
+    let ToolTarget::Upstream {
+        server_id,
+        upstream_name,
+    } = &tool.target
+    else {
+        let mut record = ctx.record("tools/call", Some(&name), None, arguments.as_ref(), bytes_in);
+        record.set_outcome(CallOutcome::Error, Some(jsonrpc::INTERNAL_ERROR));
+        drop(record);
+        return Answer::Value(jsonrpc::error_body(
+            Some(&id),
+            jsonrpc::INTERNAL_ERROR,
+            "This tool runs on a hosted SQL backend, which this dataplane does not serve yet",
+            None,
+        ));
+    };
+    if let Some(limit) = ctx.endpoint.snapshot.rate_limits.per_tool.get(&name) {
+        let key = format!(
+            "rl:tool:{}:{}:{}",
+            ctx.org.snapshot.org_id,
+            ctx.endpoint.id(),
+            name
+        );
+        if let Err(response) = check_limit(ctx, &key, *limit, "tools/call", Some(&name)).await {
+            return Answer::Http(response);
+        }
+    }
+    if ctx.state.quota.is_over(ctx.org.snapshot.org_id) {
+        let mut record = ctx.record(
+            "tools/call",
+            Some(&name),
+            Some(*server_id),
+            arguments.as_ref(),
+            bytes_in,
+        );
+        record.set_outcome(CallOutcome::OverQuota, Some(jsonrpc::SERVER_ERROR));
+        drop(record);
+        return Answer::Value(jsonrpc::error_body(
+            Some(&id),
+            jsonrpc::SERVER_ERROR,
+            "Quota exceeded: this organization has used its call allowance for the billing period",
+            Some(json!({"reason": "quota_exceeded"})),
+        ));
+    }
+    if let Some(params) = message.params_mut() {
+        params.insert("name".into(), Value::String(upstream_name.clone()));
+    }
+    let record = ctx.record(
+        "tools/call",
+        Some(&name),
+        Some(*server_id),
+        arguments.as_ref(),
+        bytes_in,
+    );
+    forward_request(req, ctx, era, session, message, Some(*server_id), Some(record)).await
+}
+
+/// Sends a request to `target` and hands back its reply for relaying.
+pub(super) async fn forward_request(
+    req: &HttpRequest,
+    ctx: &Ctx,
+    era: Era,
+    session: Option<&Session>,
+    message: Message,
+    target: Option<ServerId>,
+    record: Option<CallRecord>,
+) -> Answer {
+    let id = message.id().cloned().unwrap_or(Value::Null);
+    let fail = |record: Option<CallRecord>, code: i64, text: &str| {
+        if let Some(r) = record {
+            r.finish(CallOutcome::Error, Some(code));
+        }
+        Answer::Value(jsonrpc::error_body(Some(&id), code, text, None))
+    };
+    let Some(server_id) = target else {
+        return fail(
+            record,
+            jsonrpc::METHOD_NOT_FOUND,
+            "Method not found: no upstream serves this request",
+        );
+    };
+    let Some(server) = ctx.server(server_id).cloned() else {
+        return fail(
+            record,
+            jsonrpc::INTERNAL_ERROR,
+            "Upstream server is not configured",
+        );
+    };
+    let Some((version, session_id)) = upstream_session(era, session, server_id, &message) else {
+        return fail(
+            record,
+            jsonrpc::SERVER_ERROR,
+            "Upstream unavailable for this session; re-initialize",
+        );
+    };
+    let index = session
+        .and_then(|s| s.upstreams.iter().position(|u| u.server == server_id))
+        .unwrap_or(0);
+    if era == Era::Modern || session.is_some() {
+        ctx.state.pins.watch(ctx.org.snapshot.org_id, server_id);
+    }
+    let headers = mcp_headers_for(era, &message, Some(req));
+    let body = Bytes::from(serde_json::to_vec(&message.value).expect("json"));
+    let out = Outbound {
+        server: &server,
+        body,
+        protocol_version: Some(&version),
+        session_id: session_id.as_deref(),
+        mcp_headers: headers,
+        caller: Some(ctx.caller()),
+    };
+    match ctx.state.upstreams.post(out).await {
+        Ok(reply) => Answer::Upstream {
+            reply,
+            relay: Relay {
+                era,
+                index,
+                server: server_id,
+                record,
+            },
+        },
+        Err(UpstreamError::SessionGone) => {
+            if let Some(r) = record {
+                r.finish(CallOutcome::Error, None);
+            }
+            Answer::Http(rpc_error(
+                StatusCode::NOT_FOUND,
+                Some(&id),
+                jsonrpc::INVALID_REQUEST,
+                "Not Found: session expired upstream; re-initialize",
+                None,
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(server_id = %server_id, error = %e, "upstream request failed");
+            fail(record, jsonrpc::SERVER_ERROR, "Upstream server unavailable")
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! One request to its handler by method (`tools/list` from the snapshot; lists, calls, prompts
+//! and resources to the modules that serve them), the grants that gate them, and what a dispatch
+//! produces.
+
+use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use gatehouse_core::ids::ServerId;
+use gatehouse_core::snapshot::CapabilityGrant;
+use gatehouse_events::CallOutcome;
+
+use crate::auth::Principal;
+use crate::events::CallRecord;
+use crate::jsonrpc::{self, Message};
+use crate::resource;
+use crate::session::{Session, UpstreamSession};
+use crate::upstream::{Outbound, Reply};
+
+use super::aggregate::{aggregate_list, discover};
+use super::calls::{call_tool, forward_request};
+use super::{Ctx, Era};
+
+/// What a request dispatch produced.
+pub(super) enum Answer {
+    Http(HttpResponse),
+    Value(Value),
+    Upstream { reply: Reply, relay: Relay },
+}
+
+/// How to relay an upstream stream back.
+pub(super) struct Relay {
+    pub(super) era: Era,
+    /// Index of the upstream in the session (legacy), for event and request ids.
+    pub(super) index: usize,
+    pub(super) server: ServerId,
+    pub(super) record: Option<CallRecord>,
+}
+
+pub(super) fn result_value(id: &Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+pub(super) fn modern_list_fields(era: Era, result: &mut Map<String, Value>) {
+    if era == Era::Modern {
+        result.insert("resultType".into(), json!("complete"));
+        result.insert("ttlMs".into(), json!(0));
+        result.insert("cacheScope".into(), json!("private"));
+    }
+}
+
+pub(super) fn unknown_tool(id: &Value, name: &str) -> Answer {
+    Answer::Value(jsonrpc::error_body(
+        Some(id),
+        jsonrpc::INVALID_PARAMS,
+        &format!("Unknown tool: {name}"),
+        None,
+    ))
+}
+
+/// Whether a grant lets the caller use a capability: `None` = not exposed at all.
+fn grant_allows(grant: &Option<CapabilityGrant>, principal: &Principal) -> Option<Result<(), String>> {
+    let grant = grant.as_ref()?;
+    Some(match &grant.scope {
+        None => Ok(()),
+        Some(scope) if principal.scopes.contains(scope) => Ok(()),
+        Some(scope) => Err(scope.clone()),
+    })
+}
+
+pub(super) async fn dispatch(
+    req: &HttpRequest,
+    ctx: &Ctx,
+    era: Era,
+    session: Option<&Session>,
+    mut message: Message,
+    bytes_in: u64,
+) -> Answer {
+    let id = message.id().cloned().unwrap_or(Value::Null);
+    let method = message.method().to_owned();
+    match method.as_str() {
+        "ping" => Answer::Value(result_value(&id, json!({}))),
+        "tools/list" => {
+            let servers = ctx.endpoint.server_ids.clone();
+            ctx.state.pins.refresh(&ctx.org, &servers).await;
+            let tools: Vec<Value> = ctx
+                .endpoint
+                .snapshot
+                .tools
+                .iter()
+                .filter(|t| ctx.endpoint.may_call(t.tool_id, &ctx.principal.scopes))
+                .filter(|t| !ctx.state.pins.is_withheld(t))
+                .map(|t| {
+                    let mut definition = t.approved_definition.clone();
+                    if let Some(obj) = definition.as_object_mut() {
+                        obj.insert("name".into(), Value::String(t.exposed_name.clone()));
+                    }
+                    definition
+                })
+                .collect();
+            let mut result = Map::new();
+            result.insert("tools".into(), Value::Array(tools));
+            modern_list_fields(era, &mut result);
+            Answer::Value(result_value(&id, Value::Object(result)))
+        }
+        "tools/call" => call_tool(req, ctx, era, session, message, bytes_in).await,
+        "prompts/list" | "resources/list" | "resources/templates/list" => {
+            let grant = if method.starts_with("prompts") {
+                &ctx.endpoint.snapshot.prompts
+            } else {
+                &ctx.endpoint.snapshot.resources
+            };
+            let key = match method.as_str() {
+                "prompts/list" => "prompts",
+                "resources/list" => "resources",
+                _ => "resourceTemplates",
+            };
+            match grant_allows(grant, &ctx.principal) {
+                None => Answer::Value(jsonrpc::error_body(
+                    Some(&id),
+                    jsonrpc::METHOD_NOT_FOUND,
+                    &format!("Method not found: {method}"),
+                    None,
+                )),
+                Some(Err(_)) => {
+                    let mut result = Map::new();
+                    result.insert(key.into(), json!([]));
+                    modern_list_fields(era, &mut result);
+                    Answer::Value(result_value(&id, Value::Object(result)))
+                }
+                Some(Ok(())) => aggregate_list(ctx, era, session, &message, key).await,
+            }
+        }
+        "prompts/get"
+        | "resources/read"
+        | "resources/subscribe"
+        | "resources/unsubscribe"
+        | "completion/complete" => {
+            let grant = match method.as_str() {
+                "prompts/get" => &ctx.endpoint.snapshot.prompts,
+                "completion/complete" => {
+                    let is_prompt = message
+                        .params()
+                        .and_then(|p| p.get("ref"))
+                        .and_then(|r| r.get("type"))
+                        .and_then(Value::as_str)
+                        == Some("ref/prompt");
+                    if is_prompt {
+                        &ctx.endpoint.snapshot.prompts
+                    } else {
+                        &ctx.endpoint.snapshot.resources
+                    }
+                }
+                _ => &ctx.endpoint.snapshot.resources,
+            };
+            match grant_allows(grant, &ctx.principal) {
+                None => Answer::Value(jsonrpc::error_body(
+                    Some(&id),
+                    jsonrpc::METHOD_NOT_FOUND,
+                    &format!("Method not found: {method}"),
+                    None,
+                )),
+                Some(Err(scope)) => {
+                    ctx.record(
+                        &method,
+                        message.param_str("name").or(message.param_str("uri")),
+                        None,
+                        None,
+                        bytes_in,
+                    )
+                    .finish(CallOutcome::Denied, None);
+                    Answer::Http(
+                        HttpResponse::Forbidden()
+                            .insert_header((
+                                "www-authenticate",
+                                resource::insufficient_scope(
+                                    &ctx.metadata_url,
+                                    std::slice::from_ref(&scope),
+                                    &format!("{method} requires scope {scope}"),
+                                ),
+                            ))
+                            .content_type("application/json")
+                            .body(
+                                serde_json::to_vec(&jsonrpc::error_body(
+                                    Some(&id),
+                                    jsonrpc::INVALID_REQUEST,
+                                    &format!("Forbidden: insufficient scope ({scope} required)"),
+                                    None,
+                                ))
+                                .expect("json"),
+                            ),
+                    )
+                }
+                Some(Ok(())) => {
+                    let name = message
+                        .param_str("name")
+                        .or(message.param_str("uri"))
+                        .map(str::to_owned);
+                    let target = route_named(ctx, &mut message);
+                    let record = ctx.record(&method, name.as_deref(), target, None, bytes_in);
+                    forward_request(req, ctx, era, session, message, target, Some(record)).await
+                }
+            }
+        }
+        "logging/setLevel" => {
+            if let Some(session) = session {
+                let servers: Vec<(usize, &UpstreamSession)> = session.upstreams.iter().enumerate().collect();
+                let body = Bytes::from(serde_json::to_vec(&message.value).expect("json"));
+                let id = &id;
+                let sends = servers.into_iter().filter_map(|(_, u)| {
+                    let server = ctx.server(u.server)?.clone();
+                    let body = body.clone();
+                    Some(async move {
+                        let out = Outbound {
+                            server: &server,
+                            body,
+                            protocol_version: Some(&u.version),
+                            session_id: u.session_id.as_deref(),
+                            mcp_headers: vec![],
+                            caller: Some(ctx.caller()),
+                        };
+                        let _ = ctx.state.upstreams.request(out, id).await;
+                    })
+                });
+                futures::future::join_all(sends).await;
+            }
+            Answer::Value(result_value(&id, json!({})))
+        }
+        "server/discover" => discover(req, ctx, message).await,
+        _ => {
+            // Everything else (tasks, subscriptions, extensions) goes to the endpoint's only
+            // upstream; with several there is no way to know whose it is.
+            if ctx.endpoint.server_ids.len() == 1 {
+                let target = ctx.endpoint.server_ids[0];
+                let record = ctx.record(&method, None, Some(target), None, bytes_in);
+                forward_request(req, ctx, era, session, message, Some(target), Some(record)).await
+            } else {
+                Answer::Value(jsonrpc::error_body(
+                    Some(&id),
+                    jsonrpc::METHOD_NOT_FOUND,
+                    &format!("Method not found: {method}"),
+                    None,
+                ))
+            }
+        }
+    }
+}
+
+/// The server a prompt/resource request goes to. With several servers, prompts are namespaced
+/// like tools (`<server slug>__<name>`; the prefix is removed here) and resources go to the first.
+fn route_named(ctx: &Ctx, message: &mut Message) -> Option<ServerId> {
+    let servers = &ctx.endpoint.server_ids;
+    if servers.len() <= 1 {
+        return servers.first().copied();
+    }
+    let method = message.method().to_owned();
+    let is_prompt_ref = method == "completion/complete"
+        && message
+            .params()
+            .and_then(|p| p.get("ref"))
+            .and_then(|r| r.get("type"))
+            .and_then(Value::as_str)
+            == Some("ref/prompt");
+    if method == "prompts/get" || is_prompt_ref {
+        let name = if method == "prompts/get" {
+            message.param_str("name").map(str::to_owned)
+        } else {
+            message
+                .params()
+                .and_then(|p| p.get("ref"))
+                .and_then(|r| r.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }?;
+        let (slug, rest) = name.split_once(gatehouse_core::snapshot::TOOL_NAMESPACE_SEPARATOR)?;
+        let server = servers
+            .iter()
+            .find(|s| ctx.server(**s).is_some_and(|st| st.snapshot.slug == slug))
+            .copied()?;
+        let params = message.params_mut()?;
+        if method == "prompts/get" {
+            params.insert("name".into(), json!(rest));
+        } else if let Some(r) = params.get_mut("ref").and_then(Value::as_object_mut) {
+            r.insert("name".into(), json!(rest));
+        }
+        return Some(server);
+    }
+    servers.first().copied()
+}

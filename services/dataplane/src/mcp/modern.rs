@@ -1,0 +1,243 @@
+//! The stateless 2026-07-28 path: the `MCP-Protocol-Version` and SEP-2243 header checks against
+//! the body, and answering at once when quick or as an SSE stream that probes for cancellation.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::headers::{self, MCP_PROTOCOL_VERSION, RawHeaders};
+use crate::jsonrpc::{self, Kind, Message};
+
+use super::dispatch::{Answer, dispatch};
+use super::relay::{FrameStream, frame, relay_reply};
+use super::{CANCELLATION_PROBE, Ctx, Era, MODERN_VERSIONS, all_versions, json_response, rpc_error};
+
+/// Methods the stateless revision removed (SEP-2575): 404 with -32601.
+const REMOVED_IN_MODERN: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
+fn raw_headers(req: &HttpRequest) -> RawHeaders<'_> {
+    req.headers()
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+        .collect()
+}
+
+pub(super) async fn modern(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -> HttpResponse {
+    let id = message.id().cloned();
+    let Some(header_version) = req.headers().get(MCP_PROTOCOL_VERSION) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id.as_ref(),
+            jsonrpc::HEADER_MISMATCH,
+            "Header mismatch: the MCP-Protocol-Version header is required",
+            None,
+        );
+    };
+    let Ok(header_version) = header_version.to_str() else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id.as_ref(),
+            jsonrpc::HEADER_MISMATCH,
+            "Header mismatch: MCP-Protocol-Version is not valid",
+            None,
+        );
+    };
+    if message.kind == Kind::Request {
+        match message.meta_protocol_version() {
+            None => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    id.as_ref(),
+                    jsonrpc::INVALID_PARAMS,
+                    &format!(
+                        "Invalid params: request _meta is missing or has malformed required fields: {}",
+                        jsonrpc::META_PROTOCOL_VERSION
+                    ),
+                    None,
+                );
+            }
+            Some(meta) if meta != header_version => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    id.as_ref(),
+                    jsonrpc::HEADER_MISMATCH,
+                    &format!(
+                        "Header mismatch: MCP-Protocol-Version header ({header_version}) does not match request _meta protocolVersion ({meta})"
+                    ),
+                    None,
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    if !MODERN_VERSIONS.contains(&header_version) {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id.as_ref(),
+            jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
+            &format!("Unsupported protocol version: {header_version}"),
+            Some(json!({"supported": all_versions(), "requested": header_version})),
+        );
+    }
+    if message.kind != Kind::Response {
+        let tool_schema = (message.method() == "tools/call")
+            .then(|| message.param_str("name"))
+            .flatten()
+            .and_then(|n| ctx.endpoint.tool(n))
+            .and_then(|t| t.approved_definition.get("inputSchema"));
+        if let Err(reason) =
+            headers::validate_standard(&raw_headers(req), message.method(), message.params(), tool_schema)
+        {
+            metrics::counter!("gatehouse_dataplane_header_mismatch_total").increment(1);
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                id.as_ref(),
+                jsonrpc::HEADER_MISMATCH,
+                &format!("Header mismatch: {reason}"),
+                None,
+            );
+        }
+    }
+    match message.kind {
+        // Without sessions a notification has nowhere to go; closing a stream cancels.
+        Kind::Notification => HttpResponse::Accepted().finish(),
+        Kind::Response => rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Invalid Request: a stateless server accepts no JSON-RPC responses",
+            None,
+        ),
+        Kind::Request if REMOVED_IN_MODERN.contains(&message.method()) => rpc_error(
+            StatusCode::NOT_FOUND,
+            id.as_ref(),
+            jsonrpc::METHOD_NOT_FOUND,
+            &format!(
+                "Method not found: {} does not exist in protocol version {header_version}",
+                message.method()
+            ),
+            None,
+        ),
+        Kind::Request => {
+            let (req, ctx) = (req.clone(), ctx.clone());
+            let answering = Box::pin(async move {
+                let answer = dispatch(&req, &ctx, Era::Modern, None, message, bytes_in).await;
+                modern_answer(&ctx, answer, id)
+            });
+            respond_or_stream(answering).await
+        }
+    }
+}
+
+fn modern_answer(ctx: &Ctx, answer: Answer, id: Option<Value>) -> HttpResponse {
+    match answer {
+        Answer::Http(r) => r,
+        // Protocol errors of the stateless revision carry their HTTP status.
+        Answer::Value(v) => relay_json_error(&v),
+        Answer::Upstream { reply, relay } => relay_reply(ctx, reply, relay, id),
+    }
+}
+
+/// How long a 2026-07-28 request may take before its answer turns into a stream.
+const ANSWER_AS_STREAM_AFTER: Duration = Duration::from_millis(500);
+
+/// Answers as the request completes when it completes quickly (most calls: a plain JSON answer).
+/// A slower request gets an SSE response at once, which writes a comment every
+/// [`CANCELLATION_PROBE`] until the answer is ready and then carries it as an event. actix notices
+/// that a client has gone only when a write fails; closing the response stream is cancellation in
+/// this revision, and dropping the pending request closes its upstream call.
+async fn respond_or_stream(
+    mut answering: std::pin::Pin<Box<dyn std::future::Future<Output = HttpResponse>>>,
+) -> HttpResponse {
+    if let Ok(response) = tokio::time::timeout(ANSWER_AS_STREAM_AFTER, &mut answering).await {
+        return response;
+    }
+    metrics::counter!("gatehouse_dataplane_answers_streamed_total").increment(1);
+    let ticks = futures::stream::unfold(
+        tokio::time::interval_at(tokio::time::Instant::now(), CANCELLATION_PROBE),
+        |mut interval| async move {
+            interval.tick().await;
+            Some((
+                Ok(Bytes::from_static(b": waiting for the upstream\n\n")),
+                interval,
+            ))
+        },
+    );
+    // Comments until the answer is ready, then the answer as SSE frames.
+    let waiting = futures::stream::select(
+        ticks.map(futures::future::Either::Left),
+        futures::stream::once(answering).map(futures::future::Either::Right),
+    )
+    .take_while({
+        let mut done = false;
+        move |item| {
+            let go = !done;
+            if matches!(item, futures::future::Either::Right(_)) {
+                done = true;
+            }
+            futures::future::ready(go)
+        }
+    });
+    let frames = waiting.flat_map(|item| -> FrameStream {
+        match item {
+            futures::future::Either::Left(comment) => {
+                Box::pin(futures::stream::once(futures::future::ready(comment)))
+            }
+            futures::future::Either::Right(response) => response_as_frames(response),
+        }
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(frames)
+}
+
+/// The body of a finished response as SSE frames: an SSE body is passed on as it is, a JSON body
+/// becomes one event; anything else (no JSON-RPC message to carry) becomes nothing.
+fn response_as_frames(response: HttpResponse) -> FrameStream {
+    use actix_web::body::MessageBody;
+    let is_stream = response
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let mut body = Box::pin(response.into_body());
+    if is_stream {
+        return Box::pin(futures::stream::poll_fn(move |cx| {
+            body.as_mut().poll_next(cx).map(|chunk| {
+                chunk.map(|r| r.map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string())))
+            })
+        }));
+    }
+    Box::pin(futures::stream::once(async move {
+        let bytes = actix_web::body::to_bytes(body).await.unwrap_or_default();
+        if bytes.is_empty() || serde_json::from_slice::<Value>(&bytes).is_err() {
+            return Ok(Bytes::new());
+        }
+        Ok(Bytes::from(frame(None, None, &String::from_utf8_lossy(&bytes))))
+    }))
+}
+
+pub(super) fn relay_json_error(value: &Value) -> HttpResponse {
+    let code = value
+        .get("error")
+        .and_then(|e| e.get("code"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let status = match code {
+        jsonrpc::UNSUPPORTED_PROTOCOL_VERSION | jsonrpc::HEADER_MISMATCH | -32021 => StatusCode::BAD_REQUEST,
+        jsonrpc::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+        _ => StatusCode::OK,
+    };
+    json_response(status, value)
+}

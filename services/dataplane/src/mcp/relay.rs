@@ -1,0 +1,293 @@
+//! Upstream replies back to the client: JSON as it came, streams as SSE frames (event ids and
+//! server→client request ids rewritten to name their upstream), and the client's answers to those
+//! requests routed back to the upstream that asked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+
+use gatehouse_core::ids::ServerId;
+use gatehouse_events::CallOutcome;
+
+use crate::events::error_code_of;
+use crate::jsonrpc::{self, Message};
+use crate::session::Session;
+use crate::store::OrgState;
+use crate::upstream::{Outbound, Reply, SseEvents, UpstreamError};
+
+use super::dispatch::Relay;
+use super::{CANCELLATION_PROBE, Ctx, Era, rpc_error};
+
+const SSE_RETRY_MS: u64 = 3000;
+const RESPONSE_ID_PREFIX: &str = "gh.";
+
+/// Sends an upstream reply to the client: JSON as it came, streams event by event.
+pub(super) fn relay_reply(
+    ctx: &Ctx,
+    reply: Reply,
+    mut relay: Relay,
+    request_id: Option<Value>,
+) -> HttpResponse {
+    match reply {
+        Reply::Accepted => {
+            if let Some(r) = relay.record.take() {
+                r.finish(CallOutcome::Success, None);
+            }
+            HttpResponse::Accepted().finish()
+        }
+        Reply::Json { body, .. } => {
+            if let Some(mut r) = relay.record.take() {
+                r.add_bytes_out(body.len() as u64);
+                match error_code_of(&body) {
+                    Some(Some(code)) => r.finish(CallOutcome::Error, Some(code)),
+                    _ => r.finish(CallOutcome::Success, None),
+                }
+            }
+            HttpResponse::Ok().content_type("application/json").body(body)
+        }
+        Reply::Status { status, body, json } => {
+            if let Some(r) = relay.record.take() {
+                r.finish(CallOutcome::Error, error_code_of(&body).flatten());
+            }
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            HttpResponse::build(status)
+                .content_type(if json {
+                    "application/json"
+                } else {
+                    "text/plain; charset=utf-8"
+                })
+                .body(body)
+        }
+        Reply::Stream { events, .. } => {
+            let hook = ListChangedHook {
+                pins: ctx.state.pins.clone(),
+                org: ctx.org.clone(),
+                server: relay.server,
+            };
+            // A legacy client's disconnect is not cancellation (it may resume the stream), so
+            // only the 2026-07-28 relays probe for it.
+            let probe = (relay.era == Era::Modern).then_some(CANCELLATION_PROBE);
+            sse_response(relay_events(events, relay, request_id, Some(hook)), probe)
+        }
+    }
+}
+
+pub(super) struct ListChangedHook {
+    pub(super) pins: crate::pins::Pins,
+    pub(super) org: Arc<OrgState>,
+    pub(super) server: ServerId,
+}
+
+/// Formats one SSE frame.
+pub(super) fn frame(id: Option<&str>, retry: Option<u64>, data: &str) -> String {
+    let mut out = String::new();
+    if let Some(id) = id {
+        out.push_str("id: ");
+        out.push_str(id);
+        out.push('\n');
+    }
+    if let Some(retry) = retry {
+        out.push_str(&format!("retry: {retry}\n"));
+    }
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
+pub(super) type FrameStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes, actix_web::Error>>>>;
+
+/// Relays upstream SSE events: event ids and server→client request ids are rewritten to name the
+/// upstream (legacy), a priming event is sent first when the upstream sends none, and the call
+/// record is finished when the response goes by (or when the client goes away).
+pub(super) fn relay_events(
+    events: SseEvents,
+    mut relay: Relay,
+    request_id: Option<Value>,
+    hook: Option<ListChangedHook>,
+) -> FrameStream {
+    let mut first = true;
+    let index = relay.index;
+    let legacy = relay.era == Era::Legacy;
+    let stream = events.map(move |event| {
+        let mut out = String::new();
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::debug!(error = %e, "upstream stream ended with an error");
+                if let Some(r) = relay.record.take() {
+                    r.finish(CallOutcome::Error, None);
+                }
+                return Ok(Bytes::new());
+            }
+        };
+        let data = event.data.as_deref().unwrap_or("");
+        let id = event
+            .id
+            .as_deref()
+            .filter(|_| legacy)
+            .map(|orig| format!("{index}.{orig}"));
+        if first {
+            first = false;
+            let priming = data.is_empty() && event.id.is_some();
+            if legacy && !priming {
+                out.push_str(&frame(Some(&format!("{index}.")), Some(SSE_RETRY_MS), ""));
+            }
+        }
+        if data.is_empty() {
+            if legacy && (id.is_some() || event.retry.is_some()) {
+                out.push_str(&frame(id.as_deref(), event.retry, ""));
+            }
+            return Ok(Bytes::from(out));
+        }
+        let mut payload = std::borrow::Cow::Borrowed(data);
+        if let Ok(mut value) = serde_json::from_str::<Value>(data) {
+            let is_request = value.get("method").is_some() && value.get("id").is_some();
+            let is_response = value.get("method").is_none()
+                && (value.get("result").is_some() || value.get("error").is_some());
+            if is_request && legacy {
+                let rewritten = rewrite_request_id(index, &value["id"]);
+                value["id"] = rewritten;
+                payload = std::borrow::Cow::Owned(serde_json::to_string(&value).expect("json"));
+            } else if is_response && value.get("id") == request_id.as_ref() {
+                if let Some(mut r) = relay.record.take() {
+                    r.add_bytes_out(data.len() as u64);
+                    match value
+                        .get("error")
+                        .and_then(|e| e.get("code"))
+                        .and_then(Value::as_i64)
+                    {
+                        Some(code) => r.finish(CallOutcome::Error, Some(code)),
+                        None => r.finish(CallOutcome::Success, None),
+                    }
+                }
+            } else if value.get("method").and_then(Value::as_str) == Some("notifications/tools/list_changed")
+                && let Some(h) = &hook
+            {
+                h.pins.upstream_changed(h.org.clone(), h.server);
+            }
+        }
+        out.push_str(&frame(id.as_deref(), event.retry.filter(|_| legacy), &payload));
+        Ok(Bytes::from(out))
+    });
+    Box::pin(stream.filter(|b: &Result<Bytes, actix_web::Error>| {
+        futures::future::ready(b.as_ref().map_or(true, |b| !b.is_empty()))
+    }))
+}
+
+/// An SSE response; with `keep_alive`, a comment is written whenever the stream has been quiet
+/// that long (proxies keep the connection, and a client that left is noticed).
+pub(super) fn sse_response(stream: FrameStream, keep_alive: Option<Duration>) -> HttpResponse {
+    let stream: FrameStream = if let Some(every) = keep_alive {
+        let ticks = futures::stream::unfold(
+            tokio::time::interval_at(tokio::time::Instant::now() + every, every),
+            |mut i| async move {
+                i.tick().await;
+                Some((Ok(Bytes::from_static(b": keep-alive\n\n")), i))
+            },
+        );
+        // End when the upstream streams end (the `None` after them), not when the ticker would.
+        let frames = stream
+            .map(Some)
+            .chain(futures::stream::once(futures::future::ready(None)));
+        Box::pin(
+            futures::stream::select(frames, ticks.map(Some))
+                .take_while(|item| futures::future::ready(item.is_some()))
+                .filter_map(futures::future::ready),
+        )
+    } else {
+        stream
+    };
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(stream)
+}
+
+/// Rewrites an upstream's server→client request id so the client's answer finds its way back to
+/// the same upstream from any replica: `gh.<upstream index>.<base64url(original id JSON)>`.
+fn rewrite_request_id(index: usize, id: &Value) -> Value {
+    Value::String(format!(
+        "{RESPONSE_ID_PREFIX}{index}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(id).expect("json"))
+    ))
+}
+
+fn parse_rewritten_id(id: &Value) -> Option<(usize, Value)> {
+    let rest = id.as_str()?.strip_prefix(RESPONSE_ID_PREFIX)?;
+    let (index, encoded) = rest.split_once('.')?;
+    let original = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()?;
+    Some((index.parse().ok()?, original))
+}
+
+/// The client's answer to a server→client request (sampling, elicitation, roots).
+pub(super) async fn route_client_response(
+    ctx: &Ctx,
+    session: &Session,
+    mut message: Message,
+) -> HttpResponse {
+    let Some((index, original)) = message.id().and_then(parse_rewritten_id) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Invalid Request: response to an unknown request",
+            None,
+        );
+    };
+    let Some(upstream) = session.upstreams.get(index) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Invalid Request: response to an unknown request",
+            None,
+        );
+    };
+    let Some(server) = ctx.server(upstream.server).cloned() else {
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Found: session not found",
+            None,
+        );
+    };
+    message.value["id"] = original;
+    let out = Outbound {
+        server: &server,
+        body: Bytes::from(serde_json::to_vec(&message.value).expect("json")),
+        protocol_version: Some(&upstream.version),
+        session_id: upstream.session_id.as_deref(),
+        mcp_headers: vec![],
+        caller: Some(ctx.caller()),
+    };
+    match ctx.state.upstreams.post(out).await {
+        Ok(_) => HttpResponse::Accepted().finish(),
+        Err(UpstreamError::SessionGone) => rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Found: session expired upstream",
+            None,
+        ),
+        Err(_) => rpc_error(
+            StatusCode::BAD_GATEWAY,
+            None,
+            jsonrpc::SERVER_ERROR,
+            "Upstream server unavailable",
+            None,
+        ),
+    }
+}

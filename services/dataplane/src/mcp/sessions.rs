@@ -1,0 +1,339 @@
+//! Legacy (2025) sessions: finding the caller's session, `initialize` across every upstream,
+//! client notifications, and the 2025-03-26 batches.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use gatehouse_events::CallOutcome;
+
+use crate::headers::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
+use crate::jsonrpc::{self, Kind, Message};
+use crate::session::{Session, UpstreamSession};
+use crate::upstream::{Outbound, Reply};
+
+use super::aggregate::{filter_capabilities, merge_capabilities};
+use super::dispatch::{Answer, dispatch, result_value};
+use super::relay::route_client_response;
+use super::{Ctx, Era, LEGACY_VERSIONS, header_str, json_response, rpc_error};
+
+const LATEST_LEGACY: &str = "2025-11-25";
+/// A missing `MCP-Protocol-Version` on a session request means this revision.
+const DEFAULT_LEGACY: &str = "2025-03-26";
+
+/// The session named by `Mcp-Session-Id`: 400 when absent, 404 when unknown, expired or not the
+/// caller's.
+pub(super) fn open_session(req: &HttpRequest, ctx: &Ctx) -> Result<Session, HttpResponse> {
+    let Some(id) = header_str(req, MCP_SESSION_ID) else {
+        return Err(rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+            None,
+        ));
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if ctx.state.ended_sessions.contains(id) {
+        return Err(rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Found: session not found",
+            None,
+        ));
+    }
+    match ctx.state.sessions.open(id, now) {
+        Some(s)
+            if s.org == ctx.org.snapshot.org_id
+                && s.endpoint == ctx.endpoint.id()
+                && s.subject == ctx.principal.subject =>
+        {
+            Ok(s)
+        }
+        _ => Err(rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Found: session not found",
+            None,
+        )),
+    }
+}
+
+/// `initialize` (legacy): opens a session with every upstream of the endpoint and seals their
+/// session ids into ours.
+pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -> HttpResponse {
+    let id = message.id().cloned().unwrap_or(Value::Null);
+    let requested = message
+        .param_str("protocolVersion")
+        .unwrap_or(LATEST_LEGACY)
+        .to_owned();
+    if let Some(header) = header_str(req, MCP_PROTOCOL_VERSION)
+        && header != requested
+    {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            Some(&id),
+            jsonrpc::INVALID_REQUEST,
+            &format!(
+                "Invalid Request: MCP-Protocol-Version header ({header}) does not match initialize params.protocolVersion ({requested})"
+            ),
+            None,
+        );
+    }
+    if let Some(method) = req.headers().get(headers::MCP_METHOD)
+        && method.as_bytes() != b"initialize"
+    {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            Some(&id),
+            jsonrpc::HEADER_MISMATCH,
+            "Header mismatch: Mcp-Method does not match body method `initialize`",
+            None,
+        );
+    }
+    let version = if LEGACY_VERSIONS.contains(&requested.as_str()) {
+        requested.clone()
+    } else {
+        LATEST_LEGACY.to_owned()
+    };
+    let mut upstream_message = message.value.clone();
+    upstream_message["params"]["protocolVersion"] = json!(version);
+    let body = Bytes::from(serde_json::to_vec(&upstream_message).expect("json"));
+    let inits = ctx.endpoint.server_ids.iter().map(|server_id| {
+        let body = body.clone();
+        let id = id.clone();
+        let version = version.clone();
+        async move {
+            let server = ctx.server(*server_id)?.clone();
+            let out = Outbound {
+                server: &server,
+                body,
+                protocol_version: None,
+                session_id: None,
+                mcp_headers: vec![],
+                caller: Some(ctx.caller()),
+            };
+            match ctx.state.upstreams.request(out, &id).await {
+                Ok((reply, session_id)) => {
+                    let result = reply.get("result")?.clone();
+                    let negotiated = result
+                        .get("protocolVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or(&version)
+                        .to_owned();
+                    Some((
+                        UpstreamSession {
+                            server: *server_id,
+                            session_id,
+                            version: negotiated,
+                        },
+                        result,
+                    ))
+                }
+                Err(e) => {
+                    tracing::warn!(server_id = %server_id, error = %e, "upstream initialize failed");
+                    None
+                }
+            }
+        }
+    });
+    let results: Vec<_> = futures::future::join_all(inits)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    if results.is_empty() && !ctx.endpoint.server_ids.is_empty() {
+        return rpc_error(
+            StatusCode::OK,
+            Some(&id),
+            jsonrpc::SERVER_ERROR,
+            "Upstream servers unavailable",
+            None,
+        );
+    }
+    let mut merged = results
+        .first()
+        .map(|(_, r)| r.clone())
+        .unwrap_or_else(|| json!({"capabilities": {}}));
+    for (_, other) in results.iter().skip(1) {
+        merge_capabilities(&mut merged, other);
+    }
+    if results.len() != 1 {
+        merged["serverInfo"] = json!({"name": format!("gatehouse/{}/{}", ctx.org.snapshot.slug, ctx.endpoint.snapshot.slug), "title": ctx.endpoint.snapshot.name, "version": env!("CARGO_PKG_VERSION")});
+        let instructions: Vec<&str> = results
+            .iter()
+            .filter_map(|(_, r)| r.get("instructions").and_then(Value::as_str))
+            .collect();
+        if instructions.is_empty() {
+            if let Some(obj) = merged.as_object_mut() {
+                obj.remove("instructions");
+            }
+        } else {
+            merged["instructions"] = json!(instructions.join("\n\n"));
+        }
+    }
+    merged["protocolVersion"] = json!(version);
+    filter_capabilities(ctx, &mut merged);
+    let session = Session {
+        org: ctx.org.snapshot.org_id,
+        endpoint: ctx.endpoint.id(),
+        subject: ctx.principal.subject.clone(),
+        version: version.clone(),
+        upstreams: results.into_iter().map(|(u, _)| u).collect(),
+        issued_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+    };
+    for u in &session.upstreams {
+        ctx.state.pins.watch(ctx.org.snapshot.org_id, u.server);
+    }
+    let sealed = ctx.state.sessions.seal(&session);
+    HttpResponse::Ok()
+        .insert_header(("mcp-session-id", sealed))
+        .content_type("application/json")
+        .body(serde_json::to_vec(&result_value(&id, merged)).expect("json"))
+}
+
+/// A client notification (legacy) goes to every upstream of the session.
+pub(super) async fn forward_notification(ctx: &Ctx, session: &Session, message: &Message) {
+    let body = Bytes::from(serde_json::to_vec(&message.value).expect("json"));
+    let sends = session.upstreams.iter().filter_map(|u| {
+        let server = ctx.server(u.server)?.clone();
+        let body = body.clone();
+        Some(async move {
+            let _ = ctx
+                .state
+                .upstreams
+                .post(Outbound {
+                    server: &server,
+                    body,
+                    protocol_version: Some(&u.version),
+                    session_id: u.session_id.as_deref(),
+                    mcp_headers: vec![],
+                    caller: Some(ctx.caller()),
+                })
+                .await;
+        })
+    });
+    futures::future::join_all(sends).await;
+}
+
+/// Batches: only the 2025-03-26 revision has them; each element is handled in turn and the
+/// answers are returned together.
+pub(super) async fn batch(
+    req: &HttpRequest,
+    ctx: &Ctx,
+    messages: Vec<Message>,
+    bytes_in: u64,
+) -> HttpResponse {
+    let session = match open_session(req, ctx) {
+        Ok(s) => s,
+        Err(response) => {
+            if req.headers().get(MCP_SESSION_ID).is_none() {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    jsonrpc::INVALID_REQUEST,
+                    "Invalid Request: batches are not supported by this protocol version",
+                    None,
+                );
+            }
+            return response;
+        }
+    };
+    if session.version != DEFAULT_LEGACY {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Invalid Request: batches are not supported by this protocol version",
+            None,
+        );
+    }
+    let mut answers = Vec::new();
+    for message in messages {
+        match message.kind {
+            Kind::Notification => forward_notification(ctx, &session, &message).await,
+            Kind::Response => {
+                route_client_response(ctx, &session, message).await;
+            }
+            Kind::Request => {
+                let id = message.id().cloned().unwrap_or(Value::Null);
+                if message.method() == "initialize" {
+                    answers.push(jsonrpc::error_body(
+                        Some(&id),
+                        jsonrpc::INVALID_REQUEST,
+                        "Invalid Request: initialize cannot be batched",
+                        None,
+                    ));
+                    continue;
+                }
+                let answer = dispatch(req, ctx, Era::Legacy, Some(&session), message, bytes_in).await;
+                answers.push(answer_value(answer, &id).await);
+            }
+        }
+    }
+    if answers.is_empty() {
+        return HttpResponse::Accepted().finish();
+    }
+    json_response(StatusCode::OK, &Value::Array(answers))
+}
+
+/// The response message of an answer (reading a stream to its response).
+async fn answer_value(answer: Answer, id: &Value) -> Value {
+    match answer {
+        Answer::Value(v) => v,
+        Answer::Http(r) => {
+            let code = if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                "Rate limit exceeded"
+            } else {
+                "Request refused"
+            };
+            jsonrpc::error_body(Some(id), jsonrpc::SERVER_ERROR, code, None)
+        }
+        Answer::Upstream { reply, mut relay } => {
+            let value = match reply {
+                Reply::Json { body, .. } => serde_json::from_slice(&body).ok(),
+                Reply::Stream { mut events, .. } => {
+                    let mut found = None;
+                    while let Some(Ok(e)) = events.next().await {
+                        if let Some(v) = e
+                            .data
+                            .as_deref()
+                            .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                            && v.get("id") == Some(id)
+                            && v.get("method").is_none()
+                        {
+                            found = Some(v);
+                            break;
+                        }
+                    }
+                    found
+                }
+                Reply::Status { body, .. } => serde_json::from_slice(&body).ok(),
+                Reply::Accepted => None,
+            };
+            let value = value.unwrap_or_else(|| {
+                jsonrpc::error_body(
+                    Some(id),
+                    jsonrpc::SERVER_ERROR,
+                    "Upstream server unavailable",
+                    None,
+                )
+            });
+            if let Some(r) = relay.record.take() {
+                match value
+                    .get("error")
+                    .and_then(|e| e.get("code"))
+                    .and_then(Value::as_i64)
+                {
+                    Some(code) => r.finish(CallOutcome::Error, Some(code)),
+                    None => r.finish(CallOutcome::Success, None),
+                }
+            }
+            value
+        }
+    }
+}
