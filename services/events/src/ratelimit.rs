@@ -59,8 +59,8 @@ pub fn local_share(limit: Limit, replicas: u32) -> Limit {
     }
 }
 
-/// GCRA in Redis. KEYS[1]: the key; ARGV[1]: emission interval (µs); ARGV[2]: burst tolerance
-/// (µs). Returns {allowed (0/1), retry after (µs)}. Redis's clock is the one clock every replica
+/// GCRA in Redis. `KEYS[1]`: the key; `ARGV[1]`: emission interval (µs); `ARGV[2]`: burst
+/// tolerance (µs). Returns {allowed (0/1), retry after (µs)}. Redis's clock is the one clock every replica
 /// shares; the key expires when its TAT is in the past (it then carries no state).
 const GCRA_SCRIPT: &str = r#"
 local t = redis.call('TIME')
@@ -78,9 +78,9 @@ end
 return {0, allow_at - now}
 "#;
 
-/// Registers a replica and returns how many were seen within the window. KEYS[1]: the registry
-/// (a sorted set scored by last heartbeat, Redis time in ms); ARGV[1]: this replica; ARGV[2]:
-/// window (ms).
+/// Registers a replica and returns how many were seen within the window. `KEYS[1]`: the registry
+/// (a sorted set scored by last heartbeat, Redis time in ms); `ARGV[1]`: this replica;
+/// `ARGV[2]`: window (ms).
 const HEARTBEAT_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
