@@ -1,8 +1,21 @@
 //! Dataplane tests: a real dataplane on a free port, real upstream MCP servers (mcp-fixture),
 //! snapshots built by the test, tokens signed by a test key published as JWKS.
 
+/// The official MCP conformance suite through the dataplane.
 mod conformance;
-mod gateway;
+/// Drift (rug pull): a changed tool definition is withheld and reported.
+mod drift;
+/// Test support: authorization server stand-in, dataplane, snapshots, raw MCP client, `World`.
 mod harness;
+/// `Mcp-*` headers that disagree with the body are refused before reaching the upstream.
+mod header_validation;
+/// Scopes, rate limits, quotas and the events every call leaves behind.
 mod policy;
+/// The resource-server side: metadata, challenges, token verification.
 mod resource_server;
+/// Sessions in both eras, across instances, and with the official TypeScript SDK client.
+mod sessions;
+/// A call's response stream: server→client requests relayed; closing it cancels upstream.
+mod streams;
+/// Kinds of upstreams: aggregation, HTTP+SSE, the server's own credential.
+mod upstreams;

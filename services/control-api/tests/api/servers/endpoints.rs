@@ -1,0 +1,291 @@
+//! Scopes and endpoints: every change is validated, audited and published, and shapes the
+//! snapshot the dataplane serves (granted tools, rate limits, exposed names, prompts, resources).
+
+use serde_json::{Value, json};
+
+use super::{get_json, internal_snapshot, next_change};
+use crate::generated::{app_reaching_loopback, fixture};
+use crate::world::problem;
+
+#[tokio::test]
+async fn scopes_and_endpoints_publish_changes_and_shape_the_snapshot() {
+    let app = app_reaching_loopback().await;
+    let upstream = fixture().await;
+    let owner = app.user("owner@example.com").await;
+    let (org, org_id) = app.org(&owner, "acme").await;
+    let mut rx = app.notifier.subscribe();
+    let w = crate::world::world(&app, &owner, &[], upstream.url()).await;
+    let _ = org;
+    let org = w.slug.clone();
+    let org_id_w = w.org_id;
+    let _ = org_id;
+
+    // A scope granting the tool.
+    let scope: Value = owner
+        .post(&format!("/api/v1/orgs/{org}/scopes"))
+        .json(&json!({"name": "orders:admin", "min_role": "admin", "tool_ids": [w.tool_id]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let v1 = next_change(&mut rx, org_id_w).await;
+    let snap = internal_snapshot(&app, org_id_w).await;
+    assert_eq!(snap.version, v1.version);
+    let ep = &snap.endpoints[0];
+    let granted = ep.scopes.iter().find(|s| s.name == "orders:admin").unwrap();
+    assert_eq!(granted.tool_ids, vec![w.tool_id]);
+    assert_eq!(ep.tools[0].exposed_name, "orders__get_order");
+
+    // Rate limits are validated and published.
+    let bad = owner
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/orgs/{org}/endpoints/{}", w.endpoint_id),
+        )
+        .json(&json!({"rate_limits": {"per_org": {"per_minute": 0}}}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = problem(bad).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["field"], "rate_limits.per_org.per_minute");
+    let ok = owner
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/orgs/{org}/endpoints/{}", w.endpoint_id),
+        )
+        .json(&json!({"rate_limits": {"per_subject": {"per_minute": 60, "burst": 10}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let v2 = next_change(&mut rx, org_id_w).await;
+    assert!(v2.version > v1.version);
+    let snap = internal_snapshot(&app, org_id_w).await;
+    assert_eq!(snap.endpoints[0].rate_limits.per_subject.unwrap().per_minute, 60);
+
+    // A subset selection without the tool exposes nothing.
+    let other_tool = {
+        let scope = gatehouse_db::OrgScope::authorized(org_id_w);
+        let mut tx = gatehouse_db::TenantTx::begin(&app.db.db, &scope).await.unwrap();
+        let def = json!({"name": "list_orders", "inputSchema": {"type": "object"}});
+        let hash = hex::decode(gatehouse_core::canonical::tool_definition_hash(&def)).unwrap();
+        let (row, _) = gatehouse_db::repos::tools::observe(
+            &mut tx,
+            w.server_id,
+            &gatehouse_db::repos::tools::Observed {
+                name: "list_orders",
+                definition: &def,
+                hash: &hash,
+                flags: &json!([]),
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        row.id
+    };
+    let subset: Value = owner
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/orgs/{org}/endpoints/{}/servers", w.endpoint_id),
+        )
+        .json(&json!({"servers": [{"server_id": w.server_id, "tool_ids": [other_tool]}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        subset["tools"],
+        json!([]),
+        "an unapproved tool is never exposed: {subset}"
+    );
+    let _ = next_change(&mut rx, org_id_w).await;
+
+    // Client configuration.
+    let config: Value = get_json(
+        &owner,
+        &format!("/api/v1/orgs/{org}/endpoints/{}/client-config", w.endpoint_id),
+    )
+    .await;
+    let url = format!(
+        "{}/{org}/support/mcp",
+        app.cfg.dataplane.public_url.as_str().trim_end_matches('/')
+    );
+    assert_eq!(config["url"], url);
+    assert_eq!(
+        config["claude_code"],
+        format!("claude mcp add --transport http {org}-support {url}")
+    );
+    assert_eq!(config["vscode"]["servers"][format!("{org}-support")]["url"], url);
+    assert_eq!(
+        config["vscode"]["servers"][format!("{org}-support")]["type"],
+        "http"
+    );
+    assert_eq!(
+        config["cursor"]["mcpServers"][format!("{org}-support")]["url"],
+        url
+    );
+
+    // Deleting the scope publishes and removes it from the snapshot.
+    let deleted = owner
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/orgs/{org}/scopes/{}", scope["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let _ = next_change(&mut rx, org_id_w).await;
+    let snap = internal_snapshot(&app, org_id_w).await;
+    assert!(!snap.endpoints[0].scopes.iter().any(|s| s.name == "orders:admin"));
+
+    // Every change is in the audit trail, with the actor, and the export is JSON Lines.
+    let export = owner
+        .get(&format!("/api/v1/orgs/{org}/audit/export?action=scope."))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.headers()["content-type"], "application/x-ndjson");
+    let text = export.text().await.unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["action"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["scope.create", "scope.delete"]
+    );
+    assert!(lines.iter().all(|l| l["actor_id"] == owner.id.to_string()));
+    assert!(lines[1]["details"]["before"]["name"] == "orders:admin");
+    // Pagination by sequence number.
+    let page: Value = get_json(&owner, &format!("/api/v1/orgs/{org}/audit?limit=1")).await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+    let next = page["next_after_seq"].as_i64().unwrap();
+    let page2: Value = get_json(
+        &owner,
+        &format!("/api/v1/orgs/{org}/audit?limit=1&after_seq={next}"),
+    )
+    .await;
+    assert!(page2["events"][0]["seq"].as_i64().unwrap() > next);
+}
+
+#[tokio::test]
+async fn endpoint_exposure_shapes_tool_names_prompts_and_resources() {
+    let app = app_reaching_loopback().await;
+    let upstream = fixture().await;
+    let owner = app.user("owner@example.com").await;
+    let w = crate::world::world(&app, &owner, &[], upstream.url()).await;
+    let org = w.slug.clone();
+    let endpoint = format!("/api/v1/orgs/{org}/endpoints/{}", w.endpoint_id);
+    let patch = |body: Value| {
+        owner
+            .request(reqwest::Method::PATCH, &endpoint)
+            .json(&body)
+            .send()
+    };
+
+    // A single-server endpoint may expose tools under their own names.
+    let response = patch(json!({"namespace_tools": false})).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["namespace_tools"], false);
+    assert_eq!(body["tools"][0]["exposed_name"], "get_order");
+    let snap = internal_snapshot(&app, w.org_id).await;
+    assert_eq!(snap.endpoints[0].tools[0].exposed_name, "get_order");
+
+    // ... but then it cannot combine a second server, whose names could shadow the first's.
+    let second = {
+        let scope = gatehouse_db::OrgScope::authorized(w.org_id);
+        let mut tx = gatehouse_db::TenantTx::begin(&app.db.db, &scope).await.unwrap();
+        let id = gatehouse_core::ids::ServerId::new();
+        gatehouse_db::repos::servers::create(
+            &mut tx,
+            &gatehouse_db::repos::servers::NewServer {
+                id,
+                slug: "billing",
+                name: "Billing",
+                url: upstream.url(),
+                transport: "streamable_http",
+                auth: gatehouse_db::repos::servers::StoredAuth::none(),
+                send_caller_assertion: false,
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        id
+    };
+    let both = json!({"servers": [{"server_id": w.server_id}, {"server_id": second}]});
+    let (status, problem_body) = problem(
+        owner
+            .request(reqwest::Method::PUT, &format!("{endpoint}/servers"))
+            .json(&both)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, problem_body["field"].as_str()), (400, Some("servers")));
+
+    // Namespaced again, both servers fit; turning namespacing off is then refused.
+    assert_eq!(
+        patch(json!({"namespace_tools": true})).await.unwrap().status(),
+        200
+    );
+    let combined = owner
+        .request(reqwest::Method::PUT, &format!("{endpoint}/servers"))
+        .json(&both)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(combined.status(), 200);
+    let (status, problem_body) = problem(patch(json!({"namespace_tools": false})).await.unwrap()).await;
+    assert_eq!(
+        (status, problem_body["field"].as_str()),
+        (400, Some("namespace_tools"))
+    );
+    let snap = internal_snapshot(&app, w.org_id).await;
+    assert_eq!(snap.endpoints[0].tools[0].exposed_name, "orders__get_order");
+
+    // Prompts and resources: off by default, on for a named scope or for any caller.
+    assert_eq!(snap.endpoints[0].prompts, None);
+    assert_eq!(snap.endpoints[0].resources, None);
+    let (status, problem_body) = problem(
+        patch(json!({"prompts": {"enabled": true, "scope": "no-such-scope"}}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, problem_body["field"].as_str()),
+        (400, Some("prompts.scope"))
+    );
+    let scope_name: String = {
+        let scopes: Value = get_json(&owner, &format!("/api/v1/orgs/{org}/scopes")).await;
+        scopes[0]["name"].as_str().unwrap().to_owned()
+    };
+    let response = patch(json!({
+        "prompts": {"enabled": true, "scope": scope_name},
+        "resources": {"enabled": true}
+    }))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let snap = internal_snapshot(&app, w.org_id).await;
+    assert_eq!(
+        snap.endpoints[0].prompts,
+        Some(gatehouse_core::snapshot::CapabilityGrant {
+            scope: Some(scope_name)
+        })
+    );
+    assert_eq!(
+        snap.endpoints[0].resources,
+        Some(gatehouse_core::snapshot::CapabilityGrant { scope: None })
+    );
+}
