@@ -7,33 +7,21 @@ use std::time::{Duration, Instant};
 
 use gatehouse_control_api::auth::session_cookie_name;
 use gatehouse_core::ids::{EndpointId, EventId, OrgId};
-use gatehouse_core::secrets::{random_token, token_hash};
-use gatehouse_db::repos::{orgs, sessions, users};
-use gatehouse_db::{GlobalTx, OrgScope, TenantTx};
 use gatehouse_events::{BusMessage, CallEvent, CallOutcome, SubjectKind};
 use serde_json::Value;
+
+use gatehouse_test_support::console::signed_in_owner;
 
 use crate::platform::Platform;
 
 /// An org owned by a signed-in user; returns (slug, org id, session cookie).
 async fn owner_and_org(platform: &Platform, slug: &str) -> (String, OrgId, String) {
-    let mut tx = GlobalTx::begin(&platform.db.db).await.unwrap();
-    let user = users::create(&mut tx, &format!("owner@{slug}.test"), None, "Owner", true)
-        .await
-        .unwrap();
-    let token = random_token(32);
-    sessions::create(&mut tx, user.id, &token_hash(&token), "password", None, None)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    let mut tx = TenantTx::begin(&platform.db.db, &OrgScope::authorized(OrgId::new()))
-        .await
-        .unwrap();
-    let org = orgs::create_with_owner(&mut tx, slug, slug, user.id)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    (org.slug, org.id, format!("{}={token}", session_cookie_name(true)))
+    let owner = signed_in_owner(&platform.db.db, &format!("owner@{slug}.test"), slug).await;
+    (
+        slug.to_owned(),
+        owner.org_id,
+        format!("{}={}", session_cookie_name(true), owner.session_token),
+    )
 }
 
 fn call(org: OrgId, endpoint: EndpointId, n: usize, outcome: CallOutcome) -> BusMessage {

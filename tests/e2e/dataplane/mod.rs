@@ -10,133 +10,30 @@ mod tokens;
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use gatehouse_control_api::auth::{CSRF_HEADER, csrf_token, session_cookie_name};
 use gatehouse_core::ids::OrgId;
-use gatehouse_core::secrets::{random_token, token_hash};
-use gatehouse_db::repos::{orgs, sessions, users};
-use gatehouse_db::{GlobalTx, OrgScope, TenantTx};
+use gatehouse_test_support::console::{ConsoleClient, signed_in_owner};
 
 use crate::platform::Platform;
 
 /// A signed-in console user (made through the repositories) and their org.
-struct Admin {
-    cookie: String,
-    csrf: String,
-    base: String,
-    http: reqwest::Client,
-}
+struct Admin;
 
 impl Admin {
-    async fn create(platform: &Platform, email: &str, org_slug: &str) -> (Admin, OrgId) {
-        let mut tx = GlobalTx::begin(&platform.db.db).await.unwrap();
-        let user = users::create(&mut tx, email, None, "Admin", true).await.unwrap();
-        let token = random_token(32);
-        sessions::create(&mut tx, user.id, &token_hash(&token), "password", None, None)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        let scope = OrgScope::authorized(OrgId::new());
-        let mut tx = TenantTx::begin(&platform.db.db, &scope).await.unwrap();
-        let org = orgs::create_with_owner(&mut tx, org_slug, org_slug, user.id)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        let admin = Admin {
-            csrf: csrf_token(&platform.cfg.derived_keys().unwrap().cookie, &token),
-            cookie: format!("{}={token}", session_cookie_name(true)),
-            base: platform.control_api.clone(),
+    async fn create(platform: &Platform, email: &str, org_slug: &str) -> (ConsoleClient, OrgId) {
+        let owner = signed_in_owner(&platform.db.db, email, org_slug).await;
+        let admin = ConsoleClient {
             http: platform.http.clone(),
+            base: platform.control_api.clone(),
+            cookie: format!("{}={}", session_cookie_name(true), owner.session_token),
+            csrf: (
+                CSRF_HEADER,
+                csrf_token(&platform.cfg.derived_keys().unwrap().cookie, &owner.session_token),
+            ),
         };
-        (admin, org.id)
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .header("cookie", &self.cookie);
-        if method != reqwest::Method::GET {
-            req = req.header(CSRF_HEADER, &self.csrf);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let response = req.send().await.unwrap();
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{method} {path}: {status} {value}");
-        value
-    }
-}
-
-impl Admin {
-    /// Registers an upstream server (`server`: the body of `POST /servers`), approves every tool
-    /// `grants` names and creates one scope per grant (scope name, tool names granted); returns
-    /// the server's id.
-    async fn provision(&self, org: &str, server: Value, grants: &[(&str, &[&str])]) -> String {
-        let created = self
-            .send(
-                reqwest::Method::POST,
-                &format!("/api/v1/orgs/{org}/servers"),
-                Some(server),
-            )
-            .await;
-        let server_id = created["server"]["id"].as_str().unwrap().to_owned();
-        let tools = self
-            .send(
-                reqwest::Method::GET,
-                &format!("/api/v1/orgs/{org}/servers/{server_id}/tools"),
-                None,
-            )
-            .await;
-        let find = |name: &str| {
-            tools
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|t| t["name"] == name)
-                .unwrap_or_else(|| panic!("{name} not listed: {tools}"))
-                .clone()
-        };
-        let mut approved: Vec<&str> = Vec::new();
-        for name in grants.iter().flat_map(|(_, names)| names.iter()) {
-            if approved.contains(name) {
-                continue;
-            }
-            let tool = find(name);
-            self.send(
-                reqwest::Method::POST,
-                &format!(
-                    "/api/v1/orgs/{org}/tools/{}/approve",
-                    tool["id"].as_str().unwrap()
-                ),
-                Some(json!({"definition_hash": tool["definition_hash"]})),
-            )
-            .await;
-            approved.push(name);
-        }
-        for (scope, names) in grants {
-            let tool_ids: Vec<Value> = names.iter().map(|name| find(name)["id"].clone()).collect();
-            self.send(
-                reqwest::Method::POST,
-                &format!("/api/v1/orgs/{org}/scopes"),
-                Some(json!({"name": scope, "tool_ids": tool_ids})),
-            )
-            .await;
-        }
-        server_id
-    }
-
-    /// Creates endpoint `slug` over one server; returns the endpoint as the API describes it.
-    async fn create_endpoint(&self, org: &str, slug: &str, name: &str, server_id: &str) -> Value {
-        self.send(
-            reqwest::Method::POST,
-            &format!("/api/v1/orgs/{org}/endpoints"),
-            Some(json!({"slug": slug, "name": name, "servers": [{"server_id": server_id}]})),
-        )
-        .await
+        (admin, owner.org_id)
     }
 }
 

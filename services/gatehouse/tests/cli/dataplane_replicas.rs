@@ -11,12 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use gatehouse_control_api::auth::{CSRF_HEADER, csrf_token, session_cookie_name};
-use gatehouse_core::ids::OrgId;
-use gatehouse_core::secrets::{
-    DerivedKeys, generate_key_b64, generate_signing_secret_b64, random_token, token_hash,
-};
-use gatehouse_db::repos::{orgs, sessions, users};
-use gatehouse_db::{GlobalTx, OrgScope, TenantTx};
+use gatehouse_core::secrets::{DerivedKeys, generate_key_b64, generate_signing_secret_b64, random_token};
+use gatehouse_test_support::console::{ConsoleClient, signed_in_owner};
 use gatehouse_test_support::{TestDb, free_port};
 
 use crate::{ServiceProcess, gatehouse};
@@ -84,37 +80,6 @@ impl Shared {
                 ),
             ],
         )
-    }
-}
-
-/// A console user signed in through the repositories, driving the control API's REST API.
-struct Admin {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
-}
-
-impl Admin {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self
-            .http
-            .request(
-                method.clone(),
-                format!("{}/api/v1/orgs/replicas{path}", self.base),
-            )
-            .header("cookie", &self.cookie);
-        if method != reqwest::Method::GET {
-            request = request.header(CSRF_HEADER, &self.csrf);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{method} {path}: {status} {value}");
-        value
     }
 }
 
@@ -204,29 +169,7 @@ async fn a_session_started_on_one_dataplane_process_continues_on_another() {
     let http = reqwest::Client::new();
 
     // The org's owner, signed in.
-    let mut tx = GlobalTx::begin(&db.db).await.unwrap();
-    let owner = users::create(&mut tx, "owner@replicas.test", None, "Owner", true)
-        .await
-        .unwrap();
-    let session_token = random_token(32);
-    sessions::create(
-        &mut tx,
-        owner.id,
-        &token_hash(&session_token),
-        "password",
-        None,
-        None,
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    let mut tx = TenantTx::begin(&db.db, &OrgScope::authorized(OrgId::new()))
-        .await
-        .unwrap();
-    orgs::create_with_owner(&mut tx, "replicas", "Replicas", owner.id)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    let owner = signed_in_owner(&db.db, "owner@replicas.test", "replicas").await;
 
     let mut control = shared.spawn(
         "control-api",
@@ -237,53 +180,24 @@ async fn a_session_started_on_one_dataplane_process_continues_on_another() {
         .wait_ready(&http, &format!("{}/readyz", shared.control_api))
         .await;
     let keys = DerivedKeys::derive(&shared.signing_secret).unwrap();
-    let admin = Admin {
+    let admin = ConsoleClient {
         http: http.clone(),
         base: shared.control_api.clone(),
-        cookie: format!("{}={session_token}", session_cookie_name(true)),
-        csrf: csrf_token(&keys.cookie, &session_token),
+        cookie: format!("{}={}", session_cookie_name(true), owner.session_token),
+        csrf: (CSRF_HEADER, csrf_token(&keys.cookie, &owner.session_token)),
     };
 
     // A server on the fixture, one approved tool, a scope granting it, an endpoint, and two
     // service tokens for two different subjects.
-    let server = admin
-        .send(
-            reqwest::Method::POST,
-            "/servers",
-            Some(json!({"slug": "fx", "name": "Fixture", "url": fixture.url(), "auth": {"kind": "none"}})),
-        )
-        .await;
-    let server_id = server["server"]["id"].as_str().unwrap().to_owned();
-    let tools = admin
-        .send(reqwest::Method::GET, &format!("/servers/{server_id}/tools"), None)
-        .await;
-    let tool = tools
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "test_simple_text")
-        .unwrap()
-        .clone();
-    admin
-        .send(
-            reqwest::Method::POST,
-            &format!("/tools/{}/approve", tool["id"].as_str().unwrap()),
-            Some(json!({"definition_hash": tool["definition_hash"]})),
-        )
-        .await;
-    admin
-        .send(
-            reqwest::Method::POST,
-            "/scopes",
-            Some(json!({"name": "fx:text", "tool_ids": [tool["id"]]})),
+    let server_id = admin
+        .provision(
+            "replicas",
+            json!({"slug": "fx", "name": "Fixture", "url": fixture.url(), "auth": {"kind": "none"}}),
+            &[("fx:text", &["test_simple_text"])],
         )
         .await;
     let endpoint = admin
-        .send(
-            reqwest::Method::POST,
-            "/endpoints",
-            Some(json!({"slug": "main", "name": "Main", "servers": [{"server_id": server_id}]})),
-        )
+        .create_endpoint("replicas", "main", "Main", &server_id)
         .await;
     let endpoint_id = endpoint["id"].as_str().unwrap().to_owned();
     let mut tokens = Vec::new();
@@ -291,7 +205,7 @@ async fn a_session_started_on_one_dataplane_process_continues_on_another() {
         let created = admin
             .send(
                 reqwest::Method::POST,
-                "/service-tokens",
+                "/api/v1/orgs/replicas/service-tokens",
                 Some(json!({"name": name, "endpoint_id": endpoint_id, "scopes": ["fx:text"]})),
             )
             .await;

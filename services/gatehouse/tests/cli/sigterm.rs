@@ -6,13 +6,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use gatehouse_control_api::auth::{CSRF_HEADER, csrf_token, session_cookie_name};
-use gatehouse_core::ids::{OrgId, ServerId};
-use gatehouse_core::secrets::{
-    DerivedKeys, generate_key_b64, generate_signing_secret_b64, random_token, token_hash,
-};
+use gatehouse_core::ids::ServerId;
+use gatehouse_core::secrets::{DerivedKeys, generate_key_b64, generate_signing_secret_b64};
 use gatehouse_db::repos::servers::{self, NewServer, StoredAuth};
-use gatehouse_db::repos::{orgs, sessions, users};
-use gatehouse_db::{GlobalTx, OrgScope, TenantTx};
+use gatehouse_db::{OrgScope, TenantTx};
+use gatehouse_test_support::console::signed_in_owner;
 use gatehouse_test_support::{TestDb, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -49,18 +47,9 @@ async fn sigterm_during_a_slow_request_lets_it_finish_then_exits() {
     let upstream_port = slow_upstream(Duration::from_secs(3)).await;
 
     // A signed-in owner of an org with one server on the slow upstream.
-    let mut tx = GlobalTx::begin(&db.db).await.unwrap();
-    let user = users::create(&mut tx, "owner@sigterm.test", None, "Owner", true)
-        .await
-        .unwrap();
-    let token = random_token(32);
-    sessions::create(&mut tx, user.id, &token_hash(&token), "password", None, None)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    let scope = OrgScope::authorized(OrgId::new());
-    let mut tx = TenantTx::begin(&db.db, &scope).await.unwrap();
-    orgs::create_with_owner(&mut tx, "sigterm", "SIGTERM", user.id)
+    let owner = signed_in_owner(&db.db, "owner@sigterm.test", "sigterm").await;
+    let token = owner.session_token;
+    let mut tx = TenantTx::begin(&db.db, &OrgScope::authorized(owner.org_id))
         .await
         .unwrap();
     let server_id = ServerId::new();
