@@ -445,21 +445,32 @@ async fn single(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -
     }
 }
 
+/// GET and DELETE exist only for sessions of the 2025 protocol versions: authenticates the caller
+/// for the endpoint, and answers 405 to a 2026-07-28 request or one without a session id.
+async fn establish_legacy_session_request(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<Ctx, HttpResponse> {
+    let (org_slug, endpoint_slug) = path.into_inner();
+    let ctx = establish(req, state, &org_slug, &endpoint_slug).await?;
+    let modern_header = header_str(req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= MODERN_VERSIONS[0]);
+    if modern_header || req.headers().get(MCP_SESSION_ID).is_none() {
+        return Err(method_not_allowed());
+    }
+    Ok(ctx)
+}
+
 /// `GET /{org}/{endpoint}/mcp`: the session's server→client stream (legacy only).
 pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    let (org_slug, endpoint_slug) = path.into_inner();
-    let ctx = match establish(&req, &state, &org_slug, &endpoint_slug).await {
+    let ctx = match establish_legacy_session_request(&req, &state, path).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    let modern_header = header_str(&req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= MODERN_VERSIONS[0]);
-    if modern_header || req.headers().get(MCP_SESSION_ID).is_none() {
-        return method_not_allowed();
-    }
     let accepts_sse = req
         .headers()
         .get_all("accept")
@@ -544,15 +555,10 @@ pub async fn delete(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    let (org_slug, endpoint_slug) = path.into_inner();
-    let ctx = match establish(&req, &state, &org_slug, &endpoint_slug).await {
+    let ctx = match establish_legacy_session_request(&req, &state, path).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    let modern_header = header_str(&req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= MODERN_VERSIONS[0]);
-    if modern_header || req.headers().get(MCP_SESSION_ID).is_none() {
-        return method_not_allowed();
-    }
     let session = match open_session(&req, &ctx) {
         Ok(s) => s,
         Err(response) => return response,
