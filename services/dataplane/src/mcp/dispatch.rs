@@ -19,6 +19,7 @@ use crate::upstream::{Outbound, Reply};
 
 use super::aggregate::{ListKind, aggregate_list, discover};
 use super::calls::{call_tool, forward_request};
+use super::listen::listen;
 use super::resources::{Unrouted, requested_uri, resource_owner};
 use super::tasks::{forward_task_request, namespace_answer};
 use super::{Ctx, Era};
@@ -223,7 +224,8 @@ pub(super) async fn dispatch(
 }
 
 /// The methods beyond the endpoint's own that can still be routed with several upstreams: tasks
-/// (by their namespaced ids; `tasks/list` across all). Nobody can tell whose anything else is.
+/// (by their namespaced ids; `tasks/list` across all) and `subscriptions/listen` (to all).
+/// Nobody can tell whose anything else is.
 async fn dispatch_among_several(
     req: &HttpRequest,
     ctx: &Ctx,
@@ -236,6 +238,9 @@ async fn dispatch_among_several(
     match message.method() {
         "tasks/list" => aggregate_list(ctx, era, session, &message, ListKind::Tasks).await,
         m if m.starts_with("tasks/") => forward_task_request(req, ctx, era, session, message, bytes_in).await,
+        "subscriptions/listen" if !ctx.endpoint.server_ids.is_empty() => {
+            listen(req, ctx, era, session, message, bytes_in).await
+        }
         method => Answer::Value(jsonrpc::error_body(
             Some(&id),
             jsonrpc::METHOD_NOT_FOUND,

@@ -25,7 +25,8 @@
 //! With several upstreams (`EndpointState::server_ids`), what is not the endpoint's own is routed
 //! to the upstream that owns it: tools and prompts by their `<server slug>__` prefix; resource
 //! URIs, which are never rewritten, by who listed them (`resources`, over [`crate::owners`]);
-//! task ids, namespaced like tools in both directions (`tasks`). With one upstream, requests and
+//! task ids, namespaced like tools in both directions (`tasks`); `subscriptions/listen` goes to
+//! every upstream and their streams are merged (`listen`). With one upstream, requests and
 //! replies pass through as they are.
 
 // Handlers answer with `HttpResponse` on the error path and `Answer` lives for one request:
@@ -36,6 +37,7 @@ mod aggregate;
 mod calls;
 mod cursor;
 mod dispatch;
+mod listen;
 mod modern;
 mod relay;
 mod resources;
