@@ -8,6 +8,8 @@ pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
+/// A resource URI no upstream of the endpoint serves (the MCP specification's code).
+pub const RESOURCE_NOT_FOUND: i64 = -32002;
 /// Generic server error (upstream unavailable, over quota, rate limited inside a batch).
 pub const SERVER_ERROR: i64 = -32000;
 /// 2026-07-28: a standard header does not match the body (SEP-2243).

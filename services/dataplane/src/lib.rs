@@ -6,6 +6,7 @@
 //! - [`auth`] verifies bearer tokens locally; [`resource`] is the RFC 9728 side.
 //! - [`mcp`] speaks Streamable HTTP (2026-07-28 and the 2025 session revisions), authorizes on
 //!   the body, and relays to upstreams through [`upstream`] with the server's own credential.
+//! - [`owners`] remembers which upstream owns which resource URI at endpoints with several.
 //! - [`pins`] withholds tools whose upstream definition drifted from the approved pin.
 //! - [`events`] records every call; rate limits and quotas come from `gatehouse_events`.
 
@@ -16,6 +17,7 @@ pub mod headers;
 pub mod jsonrpc;
 pub mod loader;
 pub mod mcp;
+pub mod owners;
 pub mod pins;
 pub mod resource;
 pub mod session;

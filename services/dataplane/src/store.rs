@@ -21,6 +21,8 @@ use gatehouse_core::snapshot::{
     ToolTarget, UpstreamAuth, server_credential_context,
 };
 
+use crate::owners::ResourceOwners;
+
 /// Every org the dataplane knows, by slug and by id.
 #[derive(Default)]
 struct Orgs {
@@ -209,6 +211,8 @@ pub struct EndpointState {
     pub scopes_supported: Vec<String>,
     /// The upstream servers this endpoint reaches, in a stable order (first use in `tools`).
     pub server_ids: Vec<ServerId>,
+    /// Which of those servers owns which resource URI (learned; used with several servers).
+    pub resource_owners: ResourceOwners,
 }
 
 impl EndpointState {
@@ -250,6 +254,7 @@ impl EndpointState {
             grants,
             scopes_supported: supported.into_iter().collect(),
             server_ids,
+            resource_owners: ResourceOwners::default(),
         }
     }
 

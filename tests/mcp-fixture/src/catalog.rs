@@ -407,6 +407,30 @@ pub(crate) fn resources() -> Vec<Resource> {
     ]
 }
 
+/// The URI of an instance's own resource (see `FixtureOptions::own_resources`).
+pub(crate) fn own_uri(name: &str, path: &str) -> String {
+    format!("test://{name}/{path}")
+}
+
+/// The concrete resources of an instance named `name`.
+pub(crate) fn own_resources(name: &str) -> Vec<Resource> {
+    vec![
+        Resource::new(own_uri(name, "info"), format!("{name}-info"))
+            .with_description("Names the fixture instance that serves it")
+            .with_mime_type("text/plain"),
+        Resource::new(own_uri(name, "watched"), format!("{name}-watched"))
+            .with_description("Changes with test://watched-resource; subscribe to hear about it")
+            .with_mime_type("text/plain"),
+    ]
+}
+
+/// The resource template of an instance named `name`.
+pub(crate) fn own_resource_template(name: &str) -> ResourceTemplate {
+    ResourceTemplate::new(own_uri(name, "items/{id}"), format!("{name}-items"))
+        .with_description("An item of the fixture instance that serves it")
+        .with_mime_type("text/plain")
+}
+
 pub(crate) fn resource_templates() -> Vec<ResourceTemplate> {
     vec![
         ResourceTemplate::new(resource::TEMPLATE, "template")

@@ -123,6 +123,9 @@ impl FixtureServer {
         {
             return Ok(file);
         }
+        if let Some(text) = self.own_resource(uri) {
+            return Ok(ReadResourceResult::new(vec![ResourceContents::text(text, uri)]));
+        }
         let contents = match uri {
             resource::STATIC_TEXT => ResourceContents::text(resource::STATIC_TEXT_CONTENT, uri),
             resource::STATIC_BINARY => {
@@ -151,5 +154,22 @@ impl FixtureServer {
             },
         };
         Ok(ReadResourceResult::new(vec![contents]))
+    }
+
+    /// The text of one of this instance's own resources (`FixtureOptions::own_resources`).
+    fn own_resource(&self, uri: &str) -> Option<String> {
+        let name = self.state.options.own_resources.as_deref()?;
+        let path = uri.strip_prefix(&format!("test://{name}/"))?;
+        match path {
+            "info" => Some(format!("Served by fixture {name}")),
+            "watched" => Some(format!(
+                "Watched resource of fixture {name}, revision {}",
+                self.state.watched_resource_revision()
+            )),
+            _ => {
+                let id = path.strip_prefix("items/").filter(|id| !id.is_empty())?;
+                Some(format!("Item {id} from fixture {name}"))
+            }
+        }
     }
 }

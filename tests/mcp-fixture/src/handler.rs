@@ -15,14 +15,14 @@ use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
         CallToolRequestParams, CallToolResponse, CancelTaskParams, CompleteRequestParams, CompleteResult,
-        CompletionInfo, GetPromptRequestParams, GetPromptResponse, GetSkillRequestParams, GetSkillResult,
-        GetTaskParams, GetTaskResult, Implementation, JsonObject, ListPromptsResult,
-        ListResourceTemplatesResult, ListResourcesResult, ListSkillsResult, ListToolsResult, LoggingLevel,
-        LoggingMessageNotificationParam, PaginatedRequestParams, ReadResourceDirectoryRequestParams,
-        ReadResourceDirectoryResult, ReadResourceRequestParams, ReadResourceResponse, Reference,
-        ResourceUpdatedNotificationParam, SKILLS_EXTENSION_ID, ServerCapabilities, ServerConfig,
-        SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, TASKS_EXTENSION_ID, Tool,
-        UnsubscribeRequestParams, UpdateTaskParams,
+        CompletionInfo, CustomRequest, CustomResult, ErrorCode, GetPromptRequestParams, GetPromptResponse,
+        GetSkillRequestParams, GetSkillResult, GetTaskParams, GetTaskResult, Implementation, JsonObject,
+        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListSkillsResult,
+        ListToolsResult, LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
+        ReadResourceDirectoryRequestParams, ReadResourceDirectoryResult, ReadResourceRequestParams,
+        ReadResourceResponse, Reference, ResourceUpdatedNotificationParam, SKILLS_EXTENSION_ID,
+        ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter,
+        TASKS_EXTENSION_ID, Tool, UnsubscribeRequestParams, UpdateTaskParams,
     },
     service::{NotificationContext, Peer, RequestContext, SubscriptionContext, SubscriptionSendError},
 };
@@ -31,6 +31,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
     catalog::{self, prompt, resource, tool},
+    inputs::uses_input_required_results,
     logs, skills,
     state::{ChangeEvent, FixtureState},
 };
@@ -126,7 +127,18 @@ impl FixtureServer {
     }
 }
 
-fn completion_candidates(reference: &Reference, argument: &str) -> Vec<String> {
+fn cursor_of(request: Option<&PaginatedRequestParams>) -> Option<&str> {
+    request.and_then(|r| r.cursor.as_deref())
+}
+
+/// Completions for an argument; `own` names the instance's own resources (their template's
+/// `id` completes to ids that name the instance).
+fn completion_candidates(reference: &Reference, argument: &str, own: Option<&str>) -> Vec<String> {
+    if let (Reference::Resource(template), Some(name), "id") = (reference, own, argument)
+        && template.uri == catalog::own_uri(name, "items/{id}")
+    {
+        return vec![format!("{name}-1"), format!("{name}-2")];
+    }
     let values: &[&str] = match reference {
         Reference::Prompt(prompt_ref) => match (prompt_ref.name.as_str(), argument) {
             (prompt::WITH_ARGUMENTS, "arg1") => &["alpha", "apple", "apricot", "test-value-1"],
@@ -229,7 +241,8 @@ impl ServerHandler for FixtureServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
         let typed = request.argument.value.as_str();
-        let values: Vec<String> = completion_candidates(&request.r#ref, &request.argument.name)
+        let own = self.state.options.own_resources.as_deref();
+        let values: Vec<String> = completion_candidates(&request.r#ref, &request.argument.name, own)
             .into_iter()
             .filter(|candidate| candidate.starts_with(typed))
             .collect();
@@ -268,14 +281,17 @@ impl ServerHandler for FixtureServer {
 
     async fn list_prompts(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let prompts = catalog::prompts()
             .into_iter()
             .filter(|listed| listed.name != prompt::DYNAMIC || self.state.dynamic_prompt_listed())
             .collect();
-        Ok(ListPromptsResult::with_all_items(prompts))
+        let page = self.state.page(prompts, cursor_of(request.as_ref()))?;
+        let mut result = ListPromptsResult::with_all_items(page.items);
+        result.next_cursor = page.next_cursor;
+        Ok(result)
     }
 
     async fn get_prompt(
@@ -288,14 +304,20 @@ impl ServerHandler for FixtureServer {
 
     async fn list_resources(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let mut resources = catalog::resources();
         if self.state.options.skills_extension {
             resources.push(skills::skill_md_resource());
         }
-        Ok(ListResourcesResult::with_all_items(resources))
+        if let Some(name) = &self.state.options.own_resources {
+            resources.extend(catalog::own_resources(name));
+        }
+        let page = self.state.page(resources, cursor_of(request.as_ref()))?;
+        let mut result = ListResourcesResult::with_all_items(page.items);
+        result.next_cursor = page.next_cursor;
+        Ok(result)
     }
 
     async fn list_skills(
@@ -331,12 +353,39 @@ impl ServerHandler for FixtureServer {
 
     async fn list_resource_templates(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(
-            catalog::resource_templates(),
-        ))
+        let mut templates = catalog::resource_templates();
+        if let Some(name) = &self.state.options.own_resources {
+            templates.push(catalog::own_resource_template(name));
+        }
+        let page = self.state.page(templates, cursor_of(request.as_ref()))?;
+        let mut result = ListResourceTemplatesResult::with_all_items(page.items);
+        result.next_cursor = page.next_cursor;
+        Ok(result)
+    }
+
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        let params = request.params.as_ref();
+        // 2026-07-28 removed them (SEP-2663): the conformance suite wants -32601 there.
+        let session_tasks = self.state.options.tasks_extension && !uses_input_required_results(&context);
+        let result = match request.method.as_str() {
+            "tasks/list" if session_tasks => self.list_tasks(params)?,
+            "tasks/result" if session_tasks => self.task_result(params).await?,
+            method => {
+                return Err(ErrorData::new(
+                    ErrorCode::METHOD_NOT_FOUND,
+                    method.to_owned(),
+                    None,
+                ));
+            }
+        };
+        Ok(CustomResult(result))
     }
 
     async fn read_resource(

@@ -24,6 +24,7 @@ mod handler;
 mod inputs;
 mod logs;
 mod options;
+mod pages;
 mod reconnect;
 mod skills;
 mod state;
@@ -163,8 +164,9 @@ pub async fn spawn_fixture(options: FixtureOptions) -> anyhow::Result<FixtureHan
     })
 }
 
-/// Give `test://watched-resource` a new revision every interval, so that
-/// subscribers have real updates to hear about.
+/// Give `test://watched-resource` (and the instance's own watched resource) a
+/// new revision every interval, so that subscribers have real updates to hear
+/// about.
 async fn change_watched_resource(state: Arc<FixtureState>, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(state.options.watched_resource_interval);
     ticks.tick().await; // the first tick is immediate
@@ -174,6 +176,9 @@ async fn change_watched_resource(state: Arc<FixtureState>, shutdown: Cancellatio
             _ = ticks.tick() => {
                 state.bump_watched_resource();
                 state.publish(ChangeEvent::ResourceUpdated(catalog::resource::WATCHED.to_owned()));
+                if let Some(name) = &state.options.own_resources {
+                    state.publish(ChangeEvent::ResourceUpdated(catalog::own_uri(name, "watched")));
+                }
             }
         }
     }

@@ -87,6 +87,13 @@ pub struct FixtureOptions {
     /// Serve `test_slow_cancellable`, which waits 30 s and counts the calls abandoned before
     /// they finish (its future dropped or its request cancelled), to observe cancellation.
     pub slow_tool: bool,
+    /// Also serve resources of this instance's own, so that fixtures behind one gateway can be
+    /// told apart: `test://<name>/info` (its text names the instance), `test://<name>/watched`
+    /// (changes with `test://watched-resource`) and the template `test://<name>/items/{id}`.
+    pub own_resources: Option<String>,
+    /// List prompts, resources, resource templates and tasks in pages of this many items, with
+    /// a `nextCursor` only this instance accepts; `None` lists everything at once.
+    pub page_size: Option<usize>,
     /// The port to bind on 127.0.0.1; `0` picks a free one.
     pub port: u16,
 }
@@ -103,6 +110,8 @@ impl Default for FixtureOptions {
             tasks_extension: true,
             skills_extension: true,
             slow_tool: false,
+            own_resources: None,
+            page_size: None,
             port: 0,
         }
     }

@@ -33,6 +33,10 @@ pub(crate) struct FixtureState {
     pub(crate) recorded_headers: RecordedHeaders,
     /// Tasks created by the Tasks-extension tools, shared by all requests.
     pub(crate) tasks: TaskManager,
+    /// The ids of those tasks, oldest first (for `tasks/list`).
+    pub(crate) task_ids: Mutex<Vec<String>>,
+    /// Names this instance in its list cursors.
+    pub(crate) cursor_tag: String,
     tool_calls: AtomicU64,
     /// `test_slow_cancellable` calls started, and those abandoned before they finished.
     pub(crate) slow_calls_started: AtomicU64,
@@ -60,6 +64,8 @@ impl FixtureState {
                 .expect("two UUIDs make a key of the minimum 32 bytes"),
             recorded_headers: RecordedHeaders::default(),
             tasks: TaskManager::new(),
+            task_ids: Mutex::default(),
+            cursor_tag: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
             tool_calls: AtomicU64::new(0),
             slow_calls_started: AtomicU64::new(0),
             slow_calls_abandoned: AtomicU64::new(0),

@@ -12,7 +12,7 @@ use rmcp::{
     ErrorData, RoleServer,
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities, ContentBlock,
-        CreateTaskResult, InputRequest, JsonObject,
+        CreateTaskResult, InputRequest, JsonObject, TaskPayload,
     },
     service::RequestContext,
     task_manager::{TaskContext, TaskExit, TaskOptions},
@@ -80,6 +80,11 @@ impl FixtureServer {
             .state
             .tasks
             .spawn(TaskOptions::new(), |context| Box::pin(work(context)));
+        self.state
+            .task_ids
+            .lock()
+            .expect("task ids poisoned")
+            .push(task.task_id.clone());
         CreateTaskResult::new(task).into()
     }
 
@@ -239,5 +244,67 @@ impl FixtureServer {
             tokio::time::sleep(Duration::from_millis(200)).await;
             Ok(text_result(format!("Hello, {name}! Your task is done.")))
         }))
+    }
+}
+
+/// How long `tasks/result` waits for a task to settle.
+const RESULT_WAIT: Duration = Duration::from_secs(30);
+/// The `_meta` key naming the task a result belongs to (2025-11-25).
+const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+
+fn task_id_param(params: Option<&Value>) -> Result<String, ErrorData> {
+    params
+        .and_then(|p| p.get("taskId"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| ErrorData::invalid_params("missing string parameter `taskId`", None))
+}
+
+/// `tasks/list` and `tasks/result` of the 2025-11-25 revision, which the Tasks extension
+/// (SEP-2663, 2026-07-28) dropped and rmcp does not serve: served to session clients only, as a
+/// 2025-11-25 server would, so a gateway's relaying of them can be tested.
+impl FixtureServer {
+    /// `tasks/list`: every task this instance created, oldest first, in pages.
+    pub(crate) fn list_tasks(&self, params: Option<&Value>) -> Result<Value, ErrorData> {
+        let ids = self.state.task_ids.lock().expect("task ids poisoned").clone();
+        let tasks: Vec<Value> = ids
+            .iter()
+            .filter_map(|id| self.state.tasks.get_task(id).ok())
+            .filter_map(|task| serde_json::to_value(task.task).ok())
+            .collect();
+        let cursor = params.and_then(|p| p.get("cursor")).and_then(Value::as_str);
+        let page = self.state.page(tasks, cursor)?;
+        let mut result = json!({ "tasks": page.items });
+        if let Some(next) = page.next_cursor {
+            result["nextCursor"] = json!(next);
+        }
+        Ok(result)
+    }
+
+    /// `tasks/result`: waits for the task to settle, then answers what the call would have
+    /// (its result with a related-task reference, or its error).
+    pub(crate) async fn task_result(&self, params: Option<&Value>) -> Result<Value, ErrorData> {
+        let task_id = task_id_param(params)?;
+        let deadline = tokio::time::Instant::now() + RESULT_WAIT;
+        loop {
+            match self.state.tasks.get_task(&task_id)?.payload {
+                TaskPayload::Completed { result } => {
+                    let mut result = Value::Object(result);
+                    result["_meta"][RELATED_TASK] = json!({ "taskId": task_id });
+                    return Ok(result);
+                }
+                TaskPayload::Failed { error } => {
+                    return Err(serde_json::from_value(Value::Object(error))
+                        .unwrap_or_else(|_| ErrorData::internal_error("the task failed", None)));
+                }
+                TaskPayload::Cancelled => {
+                    return Err(ErrorData::invalid_params("the task was cancelled", None));
+                }
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return Err(ErrorData::internal_error("the task is still running", None));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! Requests answered across all of an endpoint's upstreams: the prompt and resource lists,
-//! `server/discover`, and the capability merging and filtering `initialize` shares.
+//! Requests answered across all of an endpoint's upstreams: the prompt, resource and task lists
+//! (composite cursors with several upstreams), `server/discover`, and the capability merging and
+//! filtering `initialize` shares.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
@@ -7,58 +8,284 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
+use gatehouse_core::ids::ServerId;
+
 use crate::jsonrpc::{self, Message};
+use crate::owners::Listing;
 use crate::session::Session;
 use crate::upstream::{Outbound, Reply};
 
 use super::calls::{mcp_headers_for, upstream_session};
+use super::cursor::{Position, Walk};
 use super::dispatch::{Answer, modern_list_fields, result_value};
 use super::modern::relay_json_error;
 use super::{Ctx, Era, MODERN_VERSIONS};
 
-/// `prompts/list`, `resources/list`, `resources/templates/list` across the endpoint's upstreams.
-pub(super) async fn aggregate_list(
+/// The lists answered across the endpoint's upstreams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ListKind {
+    Prompts,
+    Resources,
+    ResourceTemplates,
+    Tasks,
+}
+
+impl ListKind {
+    pub(super) fn method(self) -> &'static str {
+        match self {
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::ResourceTemplates => "resources/templates/list",
+            ListKind::Tasks => "tasks/list",
+        }
+    }
+
+    /// The result field holding the items.
+    pub(super) fn key(self) -> &'static str {
+        match self {
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::ResourceTemplates => "resourceTemplates",
+            ListKind::Tasks => "tasks",
+        }
+    }
+
+    /// The item field shown as `<server slug>__<value>` with several upstreams (resource URIs
+    /// are never rewritten: they are meaningful to clients).
+    fn namespaced_field(self) -> Option<&'static str> {
+        match self {
+            ListKind::Prompts => Some("name"),
+            ListKind::Tasks => Some("taskId"),
+            ListKind::Resources | ListKind::ResourceTemplates => None,
+        }
+    }
+
+    fn is_resources(self) -> bool {
+        matches!(self, ListKind::Resources | ListKind::ResourceTemplates)
+    }
+}
+
+/// One page of an upstream's list.
+pub(super) struct Page {
+    pub(super) items: Vec<Value>,
+    pub(super) next_cursor: Option<String>,
+}
+
+/// Asks `server_id` for the page of `message`'s list after `cursor` (the first without one).
+/// An error when the upstream did not answer with a list: its JSON-RPC error response if it
+/// sent one, `None` if it could not be asked or answered nothing usable.
+pub(super) async fn list_page(
     ctx: &Ctx,
     era: Era,
     session: Option<&Session>,
     message: &Message,
     key: &str,
-) -> Answer {
+    server_id: ServerId,
+    cursor: Option<&str>,
+) -> Result<Page, Option<Value>> {
     let id = message.id().cloned().unwrap_or(Value::Null);
-    let servers = ctx.endpoint.server_ids.clone();
-    let namespaced = servers.len() > 1 && key == "prompts";
-    let id_ref = &id;
-    let calls = servers.iter().map(|server_id| {
-        let body = Bytes::from(serde_json::to_vec(&message.value).expect("json"));
-        async move {
-            let server = ctx.server(*server_id)?.clone();
-            let (version, session_id) = upstream_session(era, session, *server_id, message)?;
-            let out = Outbound {
-                server: &server,
-                body,
-                protocol_version: Some(&version),
-                session_id: session_id.as_deref(),
-                mcp_headers: mcp_headers_for(era, message, None),
-                caller: Some(ctx.caller()),
-            };
-            let (reply, _) = ctx.state.upstreams.request(out, id_ref).await.ok()?;
-            let items = reply.get("result")?.get(key)?.as_array()?.clone();
-            Some((server.snapshot.slug.clone(), items))
-        }
-    });
-    let mut all = Vec::new();
-    for (slug, items) in futures::future::join_all(calls).await.into_iter().flatten() {
-        for mut item in items {
-            if namespaced && let Some(name) = item.get("name").and_then(Value::as_str) {
-                item["name"] = json!(gatehouse_core::snapshot::namespaced_tool_name(&slug, name));
+    let mut value = message.value.clone();
+    if !value.get("params").is_some_and(Value::is_object) {
+        value["params"] = json!({});
+    }
+    match cursor {
+        Some(cursor) => value["params"]["cursor"] = json!(cursor),
+        None => {
+            if let Some(params) = value["params"].as_object_mut() {
+                params.remove("cursor");
             }
-            all.push(item);
         }
     }
+    let server = ctx.server(server_id).ok_or(None)?.clone();
+    let (version, session_id) = upstream_session(era, session, server_id, message).ok_or(None)?;
+    let out = Outbound {
+        server: &server,
+        body: Bytes::from(serde_json::to_vec(&value).expect("json")),
+        protocol_version: Some(&version),
+        session_id: session_id.as_deref(),
+        mcp_headers: mcp_headers_for(era, message, None),
+        caller: Some(ctx.caller()),
+    };
+    let (reply, _) = ctx.state.upstreams.request(out, &id).await.map_err(|_| None)?;
+    let Some(result) = reply.get("result") else {
+        return Err(reply.get("error").is_some().then_some(reply));
+    };
+    let items = result.get(key).and_then(Value::as_array).ok_or(None)?;
+    Ok(Page {
+        items: items.clone(),
+        next_cursor: result
+            .get("nextCursor")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    })
+}
+
+/// `prompts/list`, `resources/list`, `resources/templates/list` (and, with several upstreams,
+/// `tasks/list`) across the endpoint's upstreams. With several, each upstream is walked with
+/// its own cursor inside a composite one ([`Walk`]); with one, cursors pass through.
+pub(super) async fn aggregate_list(
+    ctx: &Ctx,
+    era: Era,
+    session: Option<&Session>,
+    message: &Message,
+    kind: ListKind,
+) -> Answer {
+    let id = message.id().cloned().unwrap_or(Value::Null);
+    if ctx.endpoint.server_ids.len() <= 1 {
+        let page = match ctx.endpoint.server_ids.first() {
+            Some(server) => {
+                let cursor = message.param_str("cursor");
+                list_page(ctx, era, session, message, kind.key(), *server, cursor)
+                    .await
+                    .ok()
+            }
+            None => None,
+        };
+        let page = page.unwrap_or(Page {
+            items: vec![],
+            next_cursor: None,
+        });
+        return list_answer(&id, era, kind, page.items, page.next_cursor);
+    }
+    let walk = match message.params().and_then(|p| p.get("cursor")) {
+        None | Some(Value::Null) => None,
+        Some(cursor) => match cursor.as_str().and_then(Walk::decode) {
+            Some(walk) => Some(walk),
+            None => {
+                return Answer::Value(jsonrpc::error_body(
+                    Some(&id),
+                    jsonrpc::INVALID_PARAMS,
+                    "Invalid params: unknown cursor",
+                    None,
+                ));
+            }
+        },
+    };
+    let walked = walk_upstreams(ctx, era, session, message, kind, walk.as_ref()).await;
+    // Lists the endpoint exposes itself are lists even when no upstream answers; a task list
+    // nobody serves (2026-07-28 removed `tasks/list`) is the upstreams' own refusal.
+    if kind == ListKind::Tasks
+        && !walked.answered
+        && let Some(refusal) = walked.refusal
+    {
+        return Answer::Value(refusal);
+    }
+    list_answer(&id, era, kind, walked.items, walked.next.encode())
+}
+
+/// What one step of a walk through the upstreams' lists produced.
+struct Walked {
+    /// The items, namespaced where the kind says so, in the endpoint's order of upstreams.
+    items: Vec<Value>,
+    /// The walk to continue with.
+    next: Walk,
+    /// Whether any upstream answered with a list.
+    answered: bool,
+    /// The first upstream error response.
+    refusal: Option<Value>,
+}
+
+/// One page from every upstream the walk has not finished.
+async fn walk_upstreams(
+    ctx: &Ctx,
+    era: Era,
+    session: Option<&Session>,
+    message: &Message,
+    kind: ListKind,
+    walk: Option<&Walk>,
+) -> Walked {
+    let calls = ctx
+        .endpoint
+        .server_ids
+        .iter()
+        .enumerate()
+        .filter_map(|(rank, server_id)| {
+            let slug = ctx.server(*server_id)?.snapshot.slug.clone();
+            let cursor = match Walk::position(walk, &slug) {
+                Position::Start => None,
+                Position::At(cursor) => Some(cursor),
+                Position::Done => return None,
+            };
+            Some(async move {
+                let page = list_page(
+                    ctx,
+                    era,
+                    session,
+                    message,
+                    kind.key(),
+                    *server_id,
+                    cursor.as_deref(),
+                );
+                (rank, *server_id, slug, page.await)
+            })
+        });
+    let mut walked = Walked {
+        items: Vec::new(),
+        next: Walk::default(),
+        answered: false,
+        refusal: None,
+    };
+    let now = std::time::Instant::now();
+    for (rank, server, slug, page) in futures::future::join_all(calls).await {
+        // An upstream that failed mid-walk is left out of the rest of it.
+        let page = match page {
+            Ok(page) => page,
+            Err(refusal) => {
+                walked.refusal = walked.refusal.or(refusal);
+                continue;
+            }
+        };
+        walked.answered = true;
+        if kind.is_resources() {
+            let listing = listing_of(server, rank, &page.items);
+            ctx.endpoint.resource_owners.learn_page(&listing, now);
+        }
+        if let Some(cursor) = page.next_cursor {
+            walked.next.insert(&slug, cursor);
+        }
+        let items = page
+            .items
+            .into_iter()
+            .map(|item| namespace_item(kind, &slug, item));
+        walked.items.extend(items);
+    }
+    walked
+}
+
+/// The resource URIs and templates in a page of `resources/list` or `resources/templates/list`.
+pub(super) fn listing_of(server: ServerId, rank: usize, items: &[Value]) -> Listing {
+    let field = |key: &str| -> Vec<String> {
+        items
+            .iter()
+            .filter_map(|item| item.get(key).and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect()
+    };
+    Listing {
+        server,
+        rank,
+        uris: field("uri"),
+        templates: field("uriTemplate"),
+    }
+}
+
+fn namespace_item(kind: ListKind, slug: &str, mut item: Value) -> Value {
+    if let Some(field) = kind.namespaced_field()
+        && let Some(value) = item.get(field).and_then(Value::as_str)
+    {
+        item[field] = json!(gatehouse_core::snapshot::namespaced_tool_name(slug, value));
+    }
+    item
+}
+
+fn list_answer(id: &Value, era: Era, kind: ListKind, items: Vec<Value>, next: Option<String>) -> Answer {
     let mut result = Map::new();
-    result.insert(key.into(), Value::Array(all));
+    result.insert(kind.key().into(), Value::Array(items));
+    if let Some(next) = next {
+        result.insert("nextCursor".into(), json!(next));
+    }
     modern_list_fields(era, &mut result);
-    Answer::Value(result_value(&id, Value::Object(result)))
+    Answer::Value(result_value(id, Value::Object(result)))
 }
 
 /// `server/discover`: asked of every upstream; the first answer is the base, capabilities are

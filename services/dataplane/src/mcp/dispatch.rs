@@ -1,6 +1,6 @@
-//! One request to its handler by method (`tools/list` from the snapshot; lists, calls, prompts
-//! and resources to the modules that serve them), the grants that gate them, and what a dispatch
-//! produces.
+//! One request to its handler by method (`tools/list` from the snapshot; lists, calls, prompts,
+//! resources, tasks and subscriptions to the modules that serve them), the grants that gate them,
+//! and what a dispatch produces.
 
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -17,8 +17,11 @@ use crate::resource;
 use crate::session::{Session, UpstreamSession};
 use crate::upstream::{Outbound, Reply};
 
-use super::aggregate::{aggregate_list, discover};
+use super::aggregate::{ListKind, aggregate_list, discover};
 use super::calls::{call_tool, forward_request};
+use super::listen::listen;
+use super::resources::{Unrouted, requested_uri, resource_owner};
+use super::tasks::{forward_task_request, namespace_answer};
 use super::{Ctx, Era};
 
 /// What a request dispatch produced.
@@ -73,7 +76,7 @@ pub(super) async fn dispatch(
     ctx: &Ctx,
     era: Era,
     session: Option<&Session>,
-    mut message: Message,
+    message: Message,
     bytes_in: u64,
 ) -> Answer {
     let id = message.id().cloned().unwrap_or(Value::Null);
@@ -103,17 +106,16 @@ pub(super) async fn dispatch(
             modern_list_fields(era, &mut result);
             Answer::Value(result_value(&id, Value::Object(result)))
         }
-        "tools/call" => call_tool(req, ctx, era, session, message, bytes_in).await,
+        "tools/call" => {
+            let answer = call_tool(req, ctx, era, session, message, bytes_in).await;
+            // With several upstreams, a task the call created is named after its upstream.
+            namespace_answer(ctx, answer)
+        }
         "prompts/list" | "resources/list" | "resources/templates/list" => {
-            let grant = if method.starts_with("prompts") {
-                &ctx.endpoint.snapshot.prompts
-            } else {
-                &ctx.endpoint.snapshot.resources
-            };
-            let key = match method.as_str() {
-                "prompts/list" => "prompts",
-                "resources/list" => "resources",
-                _ => "resourceTemplates",
+            let (grant, kind) = match method.as_str() {
+                "prompts/list" => (&ctx.endpoint.snapshot.prompts, ListKind::Prompts),
+                "resources/list" => (&ctx.endpoint.snapshot.resources, ListKind::Resources),
+                _ => (&ctx.endpoint.snapshot.resources, ListKind::ResourceTemplates),
             };
             match grant_allows(grant, &ctx.principal) {
                 None => Answer::Value(jsonrpc::error_body(
@@ -124,11 +126,11 @@ pub(super) async fn dispatch(
                 )),
                 Some(Err(_)) => {
                     let mut result = Map::new();
-                    result.insert(key.into(), json!([]));
+                    result.insert(kind.key().into(), json!([]));
                     modern_list_fields(era, &mut result);
                     Answer::Value(result_value(&id, Value::Object(result)))
                 }
-                Some(Ok(())) => aggregate_list(ctx, era, session, &message, key).await,
+                Some(Ok(())) => aggregate_list(ctx, era, session, &message, kind).await,
             }
         }
         "prompts/get"
@@ -136,22 +138,10 @@ pub(super) async fn dispatch(
         | "resources/subscribe"
         | "resources/unsubscribe"
         | "completion/complete" => {
-            let grant = match method.as_str() {
-                "prompts/get" => &ctx.endpoint.snapshot.prompts,
-                "completion/complete" => {
-                    let is_prompt = message
-                        .params()
-                        .and_then(|p| p.get("ref"))
-                        .and_then(|r| r.get("type"))
-                        .and_then(Value::as_str)
-                        == Some("ref/prompt");
-                    if is_prompt {
-                        &ctx.endpoint.snapshot.prompts
-                    } else {
-                        &ctx.endpoint.snapshot.resources
-                    }
-                }
-                _ => &ctx.endpoint.snapshot.resources,
+            let grant = if names_prompt(&message) {
+                &ctx.endpoint.snapshot.prompts
+            } else {
+                &ctx.endpoint.snapshot.resources
             };
             match grant_allows(grant, &ctx.principal) {
                 None => Answer::Value(jsonrpc::error_body(
@@ -191,15 +181,7 @@ pub(super) async fn dispatch(
                             ),
                     )
                 }
-                Some(Ok(())) => {
-                    let name = message
-                        .param_str("name")
-                        .or(message.param_str("uri"))
-                        .map(str::to_owned);
-                    let target = route_named(ctx, &mut message);
-                    let record = ctx.record(&method, name.as_deref(), target, None, bytes_in);
-                    forward_request(req, ctx, era, session, message, target, Some(record)).await
-                }
+                Some(Ok(())) => forward_named(req, ctx, era, session, message, bytes_in).await,
             }
         }
         "logging/setLevel" => {
@@ -229,61 +211,154 @@ pub(super) async fn dispatch(
         "server/discover" => discover(req, ctx, message).await,
         _ => {
             // Everything else (tasks, subscriptions, extensions) goes to the endpoint's only
-            // upstream; with several there is no way to know whose it is.
+            // upstream as it is.
             if ctx.endpoint.server_ids.len() == 1 {
                 let target = ctx.endpoint.server_ids[0];
                 let record = ctx.record(&method, None, Some(target), None, bytes_in);
                 forward_request(req, ctx, era, session, message, Some(target), Some(record)).await
             } else {
-                Answer::Value(jsonrpc::error_body(
-                    Some(&id),
-                    jsonrpc::METHOD_NOT_FOUND,
-                    &format!("Method not found: {method}"),
-                    None,
-                ))
+                dispatch_among_several(req, ctx, era, session, message, bytes_in).await
             }
         }
     }
 }
 
-/// The server a prompt/resource request goes to. With several servers, prompts are namespaced
-/// like tools (`<server slug>__<name>`; the prefix is removed here) and resources go to the first.
+/// The methods beyond the endpoint's own that can still be routed with several upstreams: tasks
+/// (by their namespaced ids; `tasks/list` across all) and `subscriptions/listen` (to all).
+/// Nobody can tell whose anything else is.
+async fn dispatch_among_several(
+    req: &HttpRequest,
+    ctx: &Ctx,
+    era: Era,
+    session: Option<&Session>,
+    message: Message,
+    bytes_in: u64,
+) -> Answer {
+    let id = message.id().cloned().unwrap_or(Value::Null);
+    match message.method() {
+        "tasks/list" => aggregate_list(ctx, era, session, &message, ListKind::Tasks).await,
+        m if m.starts_with("tasks/") => forward_task_request(req, ctx, era, session, message, bytes_in).await,
+        "subscriptions/listen" if !ctx.endpoint.server_ids.is_empty() => {
+            listen(req, ctx, era, session, message, bytes_in).await
+        }
+        method => Answer::Value(jsonrpc::error_body(
+            Some(&id),
+            jsonrpc::METHOD_NOT_FOUND,
+            &format!("Method not found: {method}"),
+            None,
+        )),
+    }
+}
+
+/// A prompt or resource request (its grant was checked) to the upstream that owns it.
+async fn forward_named(
+    req: &HttpRequest,
+    ctx: &Ctx,
+    era: Era,
+    session: Option<&Session>,
+    mut message: Message,
+    bytes_in: u64,
+) -> Answer {
+    let method = message.method().to_owned();
+    let name = message
+        .param_str("name")
+        .or(requested_uri(&message))
+        .map(str::to_owned);
+    let target = if names_prompt(&message) || ctx.endpoint.server_ids.len() <= 1 {
+        route_named(ctx, &mut message)
+    } else {
+        match route_resource(ctx, era, session, &message).await {
+            Ok(target) => Some(target),
+            Err(error) => {
+                let code = error["error"]["code"].as_i64();
+                ctx.record(&method, name.as_deref(), None, None, bytes_in)
+                    .finish(CallOutcome::Error, code);
+                return Answer::Value(error);
+            }
+        }
+    };
+    let record = ctx.record(&method, name.as_deref(), target, None, bytes_in);
+    forward_request(req, ctx, era, session, message, target, Some(record)).await
+}
+
+/// Whether a request names a prompt (`prompts/get`, or a completion of a `ref/prompt`) rather
+/// than a resource.
+fn names_prompt(message: &Message) -> bool {
+    match message.method() {
+        "prompts/get" => true,
+        "completion/complete" => {
+            message
+                .params()
+                .and_then(|p| p.get("ref"))
+                .and_then(|r| r.get("type"))
+                .and_then(Value::as_str)
+                == Some("ref/prompt")
+        }
+        _ => false,
+    }
+}
+
+/// With several upstreams: the owner of the URI a resource request names, or the JSON-RPC error
+/// to answer (-32002 when nobody serves it; never a guess).
+async fn route_resource(
+    ctx: &Ctx,
+    era: Era,
+    session: Option<&Session>,
+    message: &Message,
+) -> Result<ServerId, Value> {
+    let id = message.id().cloned().unwrap_or(Value::Null);
+    let Some(uri) = requested_uri(message) else {
+        return Err(jsonrpc::error_body(
+            Some(&id),
+            jsonrpc::INVALID_PARAMS,
+            "Invalid params: a resource URI is required",
+            None,
+        ));
+    };
+    resource_owner(ctx, era, session, message, uri)
+        .await
+        .map_err(|why| match why {
+            Unrouted::NotFound => jsonrpc::error_body(
+                Some(&id),
+                jsonrpc::RESOURCE_NOT_FOUND,
+                "Resource not found",
+                Some(json!({"uri": uri})),
+            ),
+            Unrouted::Unavailable => jsonrpc::error_body(
+                Some(&id),
+                jsonrpc::SERVER_ERROR,
+                "Upstream servers unavailable",
+                None,
+            ),
+        })
+}
+
+/// The server a prompt request (or, with one upstream, any request naming something) goes to.
+/// With several servers, prompts are namespaced like tools (`<server slug>__<name>`; the prefix
+/// is removed here).
 fn route_named(ctx: &Ctx, message: &mut Message) -> Option<ServerId> {
     let servers = &ctx.endpoint.server_ids;
     if servers.len() <= 1 {
         return servers.first().copied();
     }
-    let method = message.method().to_owned();
-    let is_prompt_ref = method == "completion/complete"
-        && message
+    let is_get = message.method() == "prompts/get";
+    let name = if is_get {
+        message.param_str("name")
+    } else {
+        message
             .params()
             .and_then(|p| p.get("ref"))
-            .and_then(|r| r.get("type"))
+            .and_then(|r| r.get("name"))
             .and_then(Value::as_str)
-            == Some("ref/prompt");
-    if method == "prompts/get" || is_prompt_ref {
-        let name = if method == "prompts/get" {
-            message.param_str("name").map(str::to_owned)
-        } else {
-            message
-                .params()
-                .and_then(|p| p.get("ref"))
-                .and_then(|r| r.get("name"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        }?;
-        let (slug, rest) = name.split_once(gatehouse_core::snapshot::TOOL_NAMESPACE_SEPARATOR)?;
-        let server = servers
-            .iter()
-            .find(|s| ctx.server(**s).is_some_and(|st| st.snapshot.slug == slug))
-            .copied()?;
-        let params = message.params_mut()?;
-        if method == "prompts/get" {
-            params.insert("name".into(), json!(rest));
-        } else if let Some(r) = params.get_mut("ref").and_then(Value::as_object_mut) {
-            r.insert("name".into(), json!(rest));
-        }
-        return Some(server);
+    }?;
+    let (slug, rest) = name.split_once(gatehouse_core::snapshot::TOOL_NAMESPACE_SEPARATOR)?;
+    let server = ctx.server_by_slug(slug)?;
+    let rest = json!(rest);
+    let params = message.params_mut()?;
+    if is_get {
+        params.insert("name".into(), rest);
+    } else if let Some(r) = params.get_mut("ref").and_then(Value::as_object_mut) {
+        r.insert("name".into(), rest);
     }
-    servers.first().copied()
+    Some(server)
 }

@@ -16,10 +16,18 @@
 //! - `modern`: the stateless 2026-07-28 path (header/body checks, answer or stream);
 //! - `sessions`: legacy sessions (session lookup, `initialize`, notifications, batches);
 //! - `dispatch`: a request to its handler by method, and what that produces (`Answer`);
-//! - `aggregate`: requests answered across all upstreams (prompt/resource lists, `server/discover`);
+//! - `aggregate`: requests answered across all upstreams (prompt/resource/task lists,
+//!   `server/discover`), with `cursor`'s composite cursors when there are several;
 //! - `calls`: `tools/call` and forwarding a request to the upstream that owns it;
 //! - `relay`: upstream replies and streams back to the client as SSE, and the client's answers
 //!   to server→client requests back to their upstream.
+//!
+//! With several upstreams (`EndpointState::server_ids`), what is not the endpoint's own is routed
+//! to the upstream that owns it: tools and prompts by their `<server slug>__` prefix; resource
+//! URIs, which are never rewritten, by who listed them (`resources`, over [`crate::owners`]);
+//! task ids, namespaced like tools in both directions (`tasks`); `subscriptions/listen` goes to
+//! every upstream and their streams are merged (`listen`). With one upstream, requests and
+//! replies pass through as they are.
 
 // Handlers answer with `HttpResponse` on the error path and `Answer` lives for one request:
 // their size does not matter here.
@@ -27,10 +35,14 @@
 
 mod aggregate;
 mod calls;
+mod cursor;
 mod dispatch;
+mod listen;
 mod modern;
 mod relay;
+mod resources;
 mod sessions;
+mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +71,7 @@ use self::relay::{
     FrameStream, ListChangedHook, relay_events, relay_reply, route_client_response, sse_response,
 };
 use self::sessions::{batch, forward_notification, initialize, open_session};
+use self::tasks::{namespace_events, namespaces_tasks};
 
 /// The stateless revision and the session-based ones, newest first.
 pub const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
@@ -102,6 +115,15 @@ impl Ctx {
 
     fn server(&self, id: ServerId) -> Option<&Arc<ServerState>> {
         self.org.servers.get(&id)
+    }
+
+    /// The endpoint's upstream whose slug is `slug` (the prefix of namespaced names).
+    fn server_by_slug(&self, slug: &str) -> Option<ServerId> {
+        self.endpoint
+            .server_ids
+            .iter()
+            .find(|s| self.server(**s).is_some_and(|st| st.snapshot.slug == slug))
+            .copied()
     }
 
     fn record(
@@ -516,6 +538,12 @@ pub async fn get(
             .await
         {
             Ok(Some(events)) => {
+                // Task status notifications name their upstream's tasks.
+                let events = if namespaces_tasks(&ctx) {
+                    namespace_events(events, server.snapshot.slug.as_str().into())
+                } else {
+                    events
+                };
                 let relay = Relay {
                     era: Era::Legacy,
                     index,

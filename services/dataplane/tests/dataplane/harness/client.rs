@@ -11,6 +11,9 @@ pub struct RawClient {
     pub token: Option<String>,
     pub session: Option<String>,
     pub version: String,
+    /// The client capabilities declared (in `initialize`, or in each 2026-07-28 request's
+    /// `_meta`); `None` for the defaults.
+    pub capabilities: Option<Value>,
 }
 
 pub struct Answer {
@@ -53,7 +56,20 @@ impl RawClient {
             token,
             session: None,
             version: version.into(),
+            capabilities: None,
         }
+    }
+
+    /// The same client declaring the Tasks extension (`io.modelcontextprotocol/tasks`).
+    pub fn declaring_tasks(mut self) -> Self {
+        let mut capabilities = if self.modern() {
+            json!({})
+        } else {
+            default_legacy_capabilities()
+        };
+        capabilities["extensions"] = json!({"io.modelcontextprotocol/tasks": {}});
+        self.capabilities = Some(capabilities);
+        self
     }
 
     pub fn modern(&self) -> bool {
@@ -69,7 +85,8 @@ impl RawClient {
             params["_meta"] = json!({
                 "io.modelcontextprotocol/protocolVersion": self.version,
                 "io.modelcontextprotocol/clientInfo": {"name": "raw-test", "version": "1"},
-                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientCapabilities":
+                    self.capabilities.clone().unwrap_or_else(|| json!({})),
             });
         }
         json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
@@ -94,13 +111,13 @@ impl RawClient {
             && let Some(method) = body.get("method").and_then(Value::as_str)
         {
             b = b.header("mcp-method", method);
-            let name = body["params"]
-                .get("name")
-                .or(body["params"].get("uri"))
-                .and_then(Value::as_str);
-            if let Some(name) = name
-                && matches!(method, "tools/call" | "prompts/get" | "resources/read")
-            {
+            let key = match method {
+                "tools/call" | "prompts/get" => Some("name"),
+                "resources/read" => Some("uri"),
+                "tasks/get" | "tasks/update" | "tasks/cancel" => Some("taskId"),
+                _ => None,
+            };
+            if let Some(name) = key.and_then(|k| body["params"].get(k)).and_then(Value::as_str) {
                 b = b.header("mcp-name", name);
             }
         }
@@ -134,9 +151,13 @@ impl RawClient {
 
     /// initialize + notifications/initialized (legacy revisions).
     pub async fn initialize(&mut self) -> Value {
+        let capabilities = self
+            .capabilities
+            .clone()
+            .unwrap_or_else(default_legacy_capabilities);
         let body = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
             "protocolVersion": self.version,
-            "capabilities": {"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}},
+            "capabilities": capabilities,
             "clientInfo": {"name": "raw-test", "version": "1"}}});
         let answer = self.send(&body).await;
         assert_eq!(answer.status, 200, "initialize: {:?}", answer.messages);
@@ -160,6 +181,11 @@ impl RawClient {
         names.sort();
         names
     }
+}
+
+/// What a session-based client declares unless told otherwise.
+fn default_legacy_capabilities() -> Value {
+    json!({"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}})
 }
 
 /// The fixture's current tool definitions (initialize + tools/list, 2025-11-25).
