@@ -70,9 +70,12 @@ struct AccessClaims {
     gh_kind: Option<String>,
 }
 
+/// A verified access token: its claims (revocations are checked against them on every request)
+/// and the caller they describe, built once when the token is first seen.
 #[derive(Clone)]
 struct CachedToken {
     claims: Arc<AccessClaims>,
+    principal: Arc<Principal>,
     audience: Arc<str>,
 }
 
@@ -113,19 +116,19 @@ impl TokenVerifier {
         token: &str,
         org: &OrgState,
         endpoint: &EndpointState,
-    ) -> Result<Principal, TokenError> {
+    ) -> Result<Arc<Principal>, TokenError> {
         if let Some(rest) = token.strip_prefix(SERVICE_TOKEN_PREFIX) {
-            return service_token(rest, token, org, endpoint);
+            return service_token(rest, token, org, endpoint).map(Arc::new);
         }
-        let claims = self.verify_jwt(token, &endpoint.snapshot.resource_url).await?;
-        if claims.org_id != org.snapshot.org_id.to_string() || claims.endpoint_id != endpoint.id().to_string()
+        let CachedToken {
+            claims, principal, ..
+        } = self.verify_jwt(token, &endpoint.snapshot.resource_url).await?;
+        if !same_id(&claims.org_id, org.snapshot.org_id.as_uuid())
+            || !same_id(&claims.endpoint_id, endpoint.id().as_uuid())
         {
             return Err(TokenError::Invalid("token was issued for another endpoint"));
         }
-        let kind = match claims.gh_kind.as_deref() {
-            Some("client") => SubjectKind::OauthClient,
-            _ => SubjectKind::User,
-        };
+        let kind = principal.kind;
         let revoked = claims
             .jti
             .as_deref()
@@ -143,19 +146,7 @@ impl TokenVerifier {
             self.forget(token);
             return Err(TokenError::Invalid("token has been revoked"));
         }
-        Ok(Principal {
-            subject: claims.sub.clone(),
-            kind,
-            client_id: claims.client_id.clone(),
-            scopes: claims
-                .scope
-                .as_deref()
-                .unwrap_or("")
-                .split_ascii_whitespace()
-                .map(str::to_owned)
-                .collect(),
-            expires_at: Some(claims.exp),
-        })
+        Ok(principal)
     }
 
     fn forget(&self, token: &str) {
@@ -163,12 +154,12 @@ impl TokenVerifier {
         self.inner.cache.write().expect("token cache").remove(&key);
     }
 
-    async fn verify_jwt(&self, token: &str, audience: &str) -> Result<Arc<AccessClaims>, TokenError> {
+    async fn verify_jwt(&self, token: &str, audience: &str) -> Result<CachedToken, TokenError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(hit) = self.inner.cache.read().expect("token cache").get(&key).cloned() {
             if hit.claims.exp + CLOCK_LEEWAY_SECS > now && &*hit.audience == audience {
-                return Ok(hit.claims);
+                return Ok(hit);
             }
             if hit.claims.exp + CLOCK_LEEWAY_SECS <= now {
                 return Err(TokenError::Invalid("token has expired"));
@@ -207,7 +198,11 @@ impl TokenVerifier {
                 _ => "token is invalid",
             })
         })?;
-        let claims = Arc::new(data.claims);
+        let verified = CachedToken {
+            principal: Arc::new(principal_of(&data.claims)),
+            claims: Arc::new(data.claims),
+            audience: audience.into(),
+        };
         let mut cache = self.inner.cache.write().expect("token cache");
         if cache.len() >= TOKEN_CACHE_MAX {
             cache.retain(|_, t| t.claims.exp + CLOCK_LEEWAY_SECS > now);
@@ -215,14 +210,8 @@ impl TokenVerifier {
                 cache.clear();
             }
         }
-        cache.insert(
-            key,
-            CachedToken {
-                claims: claims.clone(),
-                audience: audience.into(),
-            },
-        );
-        Ok(claims)
+        cache.insert(key, verified.clone());
+        Ok(verified)
     }
 
     /// The key for `kid`, fetching the JWKS when it is unknown (at most once a minute).
@@ -289,6 +278,31 @@ impl TokenVerifier {
         }
         Ok(keys)
     }
+}
+
+/// The caller an access token's claims describe.
+fn principal_of(claims: &AccessClaims) -> Principal {
+    Principal {
+        subject: claims.sub.clone(),
+        kind: match claims.gh_kind.as_deref() {
+            Some("client") => SubjectKind::OauthClient,
+            _ => SubjectKind::User,
+        },
+        client_id: claims.client_id.clone(),
+        scopes: claims
+            .scope
+            .as_deref()
+            .unwrap_or("")
+            .split_ascii_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        expires_at: Some(claims.exp),
+    }
+}
+
+/// Whether a token's id claim names `id` (ids are issued in their canonical text form).
+fn same_id(claim: &str, id: &uuid::Uuid) -> bool {
+    claim == id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer())
 }
 
 fn service_token(

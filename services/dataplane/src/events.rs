@@ -17,8 +17,8 @@ use crate::auth::Principal;
 pub struct CallRecord {
     publisher: EventPublisher,
     started: Instant,
-    event: CallEvent,
-    done: bool,
+    /// `None` once emitted: the event is moved onto the bus, not copied.
+    event: Option<CallEvent>,
 }
 
 /// Who and where, shared by every record of a request.
@@ -26,7 +26,7 @@ pub struct CallRecord {
 pub struct CallSite {
     pub org: OrgId,
     pub endpoint: EndpointId,
-    pub principal: Option<Principal>,
+    pub principal: Option<Arc<Principal>>,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
     pub source: Arc<str>,
@@ -52,8 +52,7 @@ impl CallRecord {
         Self {
             publisher: publisher.clone(),
             started: Instant::now(),
-            done: false,
-            event: CallEvent {
+            event: Some(CallEvent {
                 id: EventId::new(),
                 org_id: site.org,
                 occurred_at: OffsetDateTime::now_utc(),
@@ -74,17 +73,21 @@ impl CallRecord {
                 arguments: (site.log_arguments && method == "tools/call").then(|| args.clone()),
                 ip: site.ip,
                 user_agent: site.user_agent.clone(),
-            },
+            }),
         }
     }
 
     pub fn add_bytes_out(&mut self, n: u64) {
-        self.event.bytes_out += n;
+        if let Some(event) = &mut self.event {
+            event.bytes_out += n;
+        }
     }
 
     pub fn set_outcome(&mut self, outcome: CallOutcome, error_code: Option<i64>) {
-        self.event.outcome = outcome;
-        self.event.error_code = error_code;
+        if let Some(event) = &mut self.event {
+            event.outcome = outcome;
+            event.error_code = error_code;
+        }
     }
 
     /// Emits the event (once).
@@ -94,14 +97,13 @@ impl CallRecord {
     }
 
     fn emit(&mut self) {
-        if self.done {
+        let Some(mut event) = self.event.take() else {
             return;
-        }
-        self.done = true;
-        self.event.latency_ms = self.started.elapsed().as_millis().min(u32::MAX as u128) as u32;
-        metrics::counter!("gatehouse_dataplane_calls_total", "outcome" => outcome_label(self.event.outcome))
+        };
+        event.latency_ms = self.started.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        metrics::counter!("gatehouse_dataplane_calls_total", "outcome" => outcome_label(event.outcome))
             .increment(1);
-        self.publisher.emit(BusMessage::Call(self.event.clone()));
+        self.publisher.emit(BusMessage::Call(event));
     }
 }
 

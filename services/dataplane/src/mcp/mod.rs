@@ -99,7 +99,7 @@ struct Ctx {
     state: web::Data<AppState>,
     org: Arc<OrgState>,
     endpoint: Arc<EndpointState>,
-    principal: Principal,
+    principal: Arc<Principal>,
     site: CallSite,
     metadata_url: String,
 }
