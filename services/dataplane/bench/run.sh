@@ -2,28 +2,32 @@
 # Dataplane benchmark (docs/benchmarks.md, section "Dataplane"). Release builds only.
 #   services/dataplane/bench/run.sh            full run (about 10 minutes)
 #   DURATION=10 CALLS=200000 services/dataplane/bench/run.sh   shorter
+#   DP_WORKERS=2 services/dataplane/bench/run.sh                  dataplane with one worker per core
 # Needs: wrk (apt-get install wrk). Fixed-rate latency, the 1M-call memory run and the idle
-# sessions use examples/loadgen.rs.
+# sessions use examples/loadgen.rs. With nginx installed (apt-get install nginx-light), the same
+# run also measures nginx as a bare reverse proxy in front of the same upstream (no policy at
+# all): the cost of the extra hop itself on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 DURATION="${DURATION:-20}"
 CALLS="${CALLS:-1000000}"
 RATE="${RATE:-1000}"
 CONNS="${CONNS:-32}"
-ECHO_PORT=18090 DP_PORT=18091 JWKS_PORT=18092
+DP_WORKERS="${DP_WORKERS:-1}"
+ECHO_PORT=18090 DP_PORT=18091 JWKS_PORT=18092 NGINX_PORT=18095
 BIN="${CARGO_TARGET_DIR:-target}/release/examples"
 LUA="services/dataplane/bench/tools_call.lua"
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
 cargo build --release -p gatehouse-dataplane --examples >&2
 
-cleanup() { kill "${ECHO_PID:-}" "${DP_PID:-}" 2>/dev/null || true; }
+cleanup() { kill "${ECHO_PID:-}" "${DP_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; }
 trap cleanup EXIT
 "$BIN/echo_upstream" "127.0.0.1:$ECHO_PORT" 1 2>/dev/null &
 ECHO_PID=$!
 OUT="$(mktemp)"
 "$BIN/bench_dataplane" --upstream "http://127.0.0.1:$ECHO_PORT/mcp" --listen "127.0.0.1:$DP_PORT" \
-  --jwks-port "$JWKS_PORT" --workers 1 >"$OUT" 2>/dev/null &
+  --jwks-port "$JWKS_PORT" --workers "$DP_WORKERS" >"$OUT" 2>/dev/null &
 DP_PID=$!
 for _ in $(seq 1 100); do grep -q '^pid=' "$OUT" && break; sleep 0.1; done
 DP_URL="$(sed -n 's/^url=//p' "$OUT")"
@@ -47,6 +51,38 @@ wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "$DP_URL" | tee /tmp/ben
 after="$(cpu_ticks "$DP_PID")"
 requests="$(awk '/requests in/ {print $1}' /tmp/bench-dp.txt)"
 echo "dataplane CPU: $(( (after - before) * 1000000 / CLK_TCK / requests )) us per tools/call ($((after - before)) ticks for $requests calls)"
+
+if command -v nginx >/dev/null; then
+  NGINX_DIR="$(mktemp -d)"
+  cat >"$NGINX_DIR/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+error_log $NGINX_DIR/error.log warn;
+pid $NGINX_DIR/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  upstream echo { server 127.0.0.1:$ECHO_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { proxy_pass http://echo; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
+  }
+}
+EOF
+  nginx -c "$NGINX_DIR/nginx.conf" &
+  NGINX_PID=$!
+  sleep 0.5
+  NGINX_WORKER="$(pgrep -P "$NGINX_PID" | head -1)"
+  TOKEN="" wrk -t1 -c4 -d2s -s "$LUA" "http://127.0.0.1:$NGINX_PORT/mcp" >/dev/null
+  echo "== throughput: through nginx as a bare reverse proxy (reference: no policy at all)"
+  before="$(cpu_ticks "$NGINX_WORKER")"
+  TOKEN="" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "http://127.0.0.1:$NGINX_PORT/mcp" | tee /tmp/bench-nginx.txt
+  after="$(cpu_ticks "$NGINX_WORKER")"
+  requests="$(awk '/requests in/ {print $1}' /tmp/bench-nginx.txt)"
+  echo "nginx CPU: $(( (after - before) * 1000000 / CLK_TCK / requests )) us per tools/call"
+  kill "$NGINX_PID"
+  NGINX_PID=""
+fi
 
 echo "== fixed rate ${RATE}/s for ${DURATION}s: direct, then through the dataplane"
 "$LOADGEN" rate "$DIRECT_URL" "$RATE" "$DURATION"

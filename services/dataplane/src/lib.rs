@@ -79,10 +79,15 @@ impl Dataplane {
         let assertion_seed = hmac_sha256(&keys.mcp_session, b"gatehouse/caller-assertion/ed25519-seed/v1");
         let signer = assertion::AssertionSigner::new(assertion_seed, public_url.clone())?;
         let egress = gatehouse_egress::Egress::from_config(&cfg.egress)?;
+        let reply_key = hmac_sha256(
+            &keys.mcp_session,
+            b"gatehouse/http-sse-reply-route/aes-256-gcm/v1",
+        );
         let upstreams = upstream::Upstreams::new(
             egress,
             Duration::from_millis(cfg.dataplane.upstream_timeout_ms.max(1)),
             signer,
+            &reply_key,
         )?;
         let background = CancellationToken::new();
         let reconcile = Duration::from_secs(cfg.dataplane.snapshot_reconcile_secs.max(1));

@@ -220,6 +220,7 @@ impl Pins {
                         session_id: session,
                         mcp_headers: vec![],
                         caller: None,
+                        client_capabilities: None,
                     },
                     &id,
                 )
@@ -257,6 +258,7 @@ impl Pins {
                     session_id: None,
                     mcp_headers: vec![],
                     caller: None,
+                    client_capabilities: None,
                 },
                 &id,
             )
@@ -275,6 +277,7 @@ impl Pins {
                 session_id: session.as_deref(),
                 mcp_headers: vec![],
                 caller: None,
+                client_capabilities: None,
             })
             .await;
         Ok(session)

@@ -9,6 +9,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
 
@@ -35,6 +36,12 @@ pub struct Session {
     /// Issued at (unix seconds).
     #[serde(rename = "t")]
     pub issued_at: i64,
+    /// The capabilities the client declared at `initialize`, kept only when an upstream speaks
+    /// the old HTTP+SSE transport: every request there opens a connection of its own, whose
+    /// handshake must declare them again for the upstream to ask for sampling, elicitation or
+    /// roots.
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub client_capabilities: Option<Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +176,7 @@ mod tests {
 
     fn sample() -> Session {
         Session {
+            client_capabilities: None,
             org: OrgId::new(),
             endpoint: EndpointId::new(),
             subject: "user-1".into(),

@@ -339,6 +339,16 @@ pub struct LegacySseServer {
 
 impl LegacySseServer {
     pub async fn start() -> LegacySseServer {
+        Self::start_with(&[]).await
+    }
+
+    /// With a `legacy_sample` tool that asks the client for a completion (sampling) on its
+    /// connection.
+    pub async fn with_sampling() -> LegacySseServer {
+        Self::start_with(&["--sampling"]).await
+    }
+
+    async fn start_with(args: &[&str]) -> LegacySseServer {
         let dir = clients_dir().join("conformance");
         let node = dir.join("node_modules/.bin/node");
         assert!(
@@ -348,6 +358,7 @@ impl LegacySseServer {
         let mut child = Command::new(&node)
             .current_dir(&dir)
             .arg("legacy-sse-server.mjs")
+            .args(args)
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()

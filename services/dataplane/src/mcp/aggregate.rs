@@ -105,6 +105,7 @@ pub(super) async fn list_page(
         session_id: session_id.as_deref(),
         mcp_headers: mcp_headers_for(era, message, None),
         caller: Some(ctx.caller()),
+        client_capabilities: None,
     };
     let (reply, _) = ctx.state.upstreams.request(out, &id).await.map_err(|_| None)?;
     let Some(result) = reply.get("result") else {
@@ -309,6 +310,7 @@ pub(super) async fn discover(req: &HttpRequest, ctx: &Ctx, message: Message) -> 
             session_id: None,
             mcp_headers: mcp_headers_for(Era::Modern, &message, Some(req)),
             caller: Some(ctx.caller()),
+            client_capabilities: None,
         };
         match ctx.state.upstreams.post(out).await {
             Ok(Reply::Json { body, .. }) => {

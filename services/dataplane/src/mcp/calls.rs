@@ -215,6 +215,7 @@ pub(super) async fn forward_request(
         session_id: session_id.as_deref(),
         mcp_headers: headers,
         caller: Some(ctx.caller()),
+        client_capabilities: session.and_then(|s| s.client_capabilities.as_ref()),
     };
     match ctx.state.upstreams.post(out).await {
         Ok(reply) => Answer::Upstream {

@@ -200,6 +200,7 @@ pub(super) async fn dispatch(
                             session_id: u.session_id.as_deref(),
                             mcp_headers: vec![],
                             caller: Some(ctx.caller()),
+                            client_capabilities: None,
                         };
                         let _ = ctx.state.upstreams.request(out, id).await;
                     })

@@ -272,6 +272,7 @@ pub(super) async fn route_client_response(
         session_id: upstream.session_id.as_deref(),
         mcp_headers: vec![],
         caller: Some(ctx.caller()),
+        client_capabilities: None,
     };
     match ctx.state.upstreams.post(out).await {
         Ok(_) => HttpResponse::Accepted().finish(),
@@ -280,6 +281,14 @@ pub(super) async fn route_client_response(
             None,
             jsonrpc::INVALID_REQUEST,
             "Not Found: session expired upstream",
+            None,
+        ),
+        // An HTTP+SSE upstream's request whose route is not ours, or has expired.
+        Err(UpstreamError::Refused(_)) => rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Invalid Request: response to an unknown request",
             None,
         ),
         Err(_) => rpc_error(

@@ -100,6 +100,10 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
     } else {
         LATEST_LEGACY.to_owned()
     };
+    let speaks_http_sse = ctx.endpoint.server_ids.iter().any(|s| {
+        ctx.server(*s)
+            .is_some_and(|st| st.snapshot.transport == gatehouse_core::snapshot::UpstreamTransport::HttpSse)
+    });
     let mut upstream_message = message.value.clone();
     upstream_message["params"]["protocolVersion"] = json!(version);
     let body = Bytes::from(serde_json::to_vec(&upstream_message).expect("json"));
@@ -116,6 +120,7 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
                 session_id: None,
                 mcp_headers: vec![],
                 caller: Some(ctx.caller()),
+                client_capabilities: None,
             };
             match ctx.state.upstreams.request(out, &id).await {
                 Ok((reply, session_id)) => {
@@ -185,6 +190,9 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
         version: version.clone(),
         upstreams: results.into_iter().map(|(u, _)| u).collect(),
         issued_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+        client_capabilities: speaks_http_sse
+            .then(|| message.params().and_then(|p| p.get("capabilities")).cloned())
+            .flatten(),
     };
     for u in &session.upstreams {
         ctx.state.pins.watch(ctx.org.snapshot.org_id, u.server);
@@ -213,6 +221,7 @@ pub(super) async fn forward_notification(ctx: &Ctx, session: &Session, message: 
                     session_id: u.session_id.as_deref(),
                     mcp_headers: vec![],
                     caller: Some(ctx.caller()),
+                    client_capabilities: None,
                 })
                 .await;
         })

@@ -1,18 +1,113 @@
 //! The deprecated HTTP+SSE transport (2024-11-05), one connection and handshake per request.
+//!
+//! A server→client request (sampling, elicitation, roots) on such a connection can only be
+//! answered on that connection's message endpoint. Its id is therefore replaced, before it is
+//! relayed, by a sealed *reply route* (original id, message endpoint, server, time) that only this
+//! deployment can open: the client's answer, arriving at any replica, is posted to that endpoint
+//! while the call that opened the connection is still running.
 
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::StreamExt;
 use reqwest::header::HeaderValue;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use gatehouse_core::ids::ServerId;
+
 use super::{Outbound, Reply, UpstreamError, Upstreams, classify, sse_events};
+
+const ROUTE_PREFIX: &str = "ghsse1.";
+const ROUTE_AAD: &[u8] = b"gatehouse/http-sse-reply-route/v1";
+/// An answer later than this finds its connection gone anyway (calls time out well before).
+const ROUTE_MAX_AGE_SECS: i64 = 3600;
+
+/// Where the answer to an HTTP+SSE upstream's server→client request goes.
+#[derive(Serialize, Deserialize)]
+struct ReplyRoute {
+    /// The upstream's own request id.
+    #[serde(rename = "i")]
+    id: Value,
+    /// The connection's message endpoint (path and query, on the server's origin).
+    #[serde(rename = "e")]
+    endpoint: String,
+    #[serde(rename = "s")]
+    server: ServerId,
+    #[serde(rename = "t")]
+    issued_at: i64,
+}
+
+/// Seals and opens reply routes (AES-256-GCM, a key of their own).
+#[derive(Clone)]
+pub(super) struct ReplyRoutes {
+    cipher: Aes256Gcm,
+}
+
+impl ReplyRoutes {
+    pub(super) fn new(key: &[u8; 32]) -> Self {
+        Self {
+            cipher: Aes256Gcm::new_from_slice(key).expect("32-byte key"),
+        }
+    }
+
+    fn seal(&self, route: &ReplyRoute) -> String {
+        let plain = serde_json::to_vec(route).expect("route serialises");
+        let mut nonce = [0u8; 12];
+        rand::fill(&mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(
+                &Nonce::try_from(&nonce[..]).expect("12 bytes"),
+                Payload {
+                    msg: &plain,
+                    aad: ROUTE_AAD,
+                },
+            )
+            .expect("AES-GCM encryption of a bounded message cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        format!("{ROUTE_PREFIX}{}", URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// The route an answer's id stands for, if it is one of ours, for `server`, and recent.
+    fn open(&self, id: &Value, server: ServerId, now: i64) -> Option<ReplyRoute> {
+        let raw = URL_SAFE_NO_PAD
+            .decode(id.as_str()?.strip_prefix(ROUTE_PREFIX)?)
+            .ok()?;
+        if raw.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, sealed) = raw.split_at(12);
+        let plain = self
+            .cipher
+            .decrypt(
+                &Nonce::try_from(nonce).ok()?,
+                Payload {
+                    msg: sealed,
+                    aad: ROUTE_AAD,
+                },
+            )
+            .ok()?;
+        let route: ReplyRoute = serde_json::from_slice(&plain).ok()?;
+        (route.server == server && (0..=ROUTE_MAX_AGE_SECS).contains(&(now - route.issued_at)))
+            .then_some(route)
+    }
+}
+
+/// Whether a message is a JSON-RPC response (no method, a result or an error).
+fn is_response(message: &Value) -> bool {
+    message.get("method").is_none() && (message.get("result").is_some() || message.get("error").is_some())
+}
 
 impl Upstreams {
     /// The deprecated HTTP+SSE transport (2024-11-05): a GET stream announces a message endpoint
     /// (`event: endpoint`), messages are POSTed there and answers come back on the stream. Each
     /// forwarded request gets a connection of its own, with a fresh `initialize` handshake, so
     /// nothing about the upstream connection has to outlive the request (any replica serves any
-    /// request). Server→client requests cannot be answered over this transport (their answer would
-    /// need the same connection); the upstream sees them unanswered.
+    /// request). Server→client requests on the connection are relayed with a sealed reply route as
+    /// their id (module docs).
     pub(super) async fn post_http_sse(&self, out: Outbound<'_>) -> Result<Reply, UpstreamError> {
         const LEGACY_VERSION: &str = "2024-11-05";
         let server = out.server;
@@ -22,6 +117,9 @@ impl Upstreams {
         let message: Value = serde_json::from_slice(&out.body)
             .map_err(|_| UpstreamError::Unavailable("cannot relay a batch over HTTP+SSE".into()))?;
         let base = self.url(server)?;
+        if is_response(&message) {
+            return self.answer_http_sse(out, &base, message).await;
+        }
         let mut headers = self.headers_for(server, None, None, out.caller).await?;
         headers.insert(
             reqwest::header::ACCEPT,
@@ -98,9 +196,10 @@ impl Upstreams {
                 // Notifications and answers belong to a connection that no longer exists.
                 return Ok(Reply::Accepted);
             }
+            let capabilities = out.client_capabilities.cloned().unwrap_or_else(|| json!({}));
             let init_id = json!("gatehouse-sse-init");
             let init = json!({"jsonrpc": "2.0", "id": init_id, "method": "initialize", "params": {
-                "protocolVersion": LEGACY_VERSION, "capabilities": {},
+                "protocolVersion": LEGACY_VERSION, "capabilities": capabilities,
                 "clientInfo": {"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")}}});
             post(serde_json::to_vec(&init).expect("json")).await?;
             let initialized = tokio::time::timeout(self.inner.timeout, async {
@@ -129,24 +228,48 @@ impl Upstreams {
         }
         post(out.body.to_vec()).await?;
         let id = message.get("id").cloned();
-        // The answer stream: messages until (and including) the response to our request.
-        let relayed = futures::stream::unfold((events, false, id), |(mut events, done, id)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                match events.next().await? {
-                    Ok(event) if event.event.as_deref().is_none_or(|e| e == "message") => {
-                        let finished = event
-                            .data
-                            .as_deref()
-                            .and_then(|d| serde_json::from_str::<Value>(d).ok())
-                            .is_some_and(|v| v.get("method").is_none() && v.get("id") == id.as_ref());
-                        let event = sse_stream::Sse { id: None, ..event };
-                        return Some((Ok(event), (events, finished, id)));
+        let routes = self.inner.reply_routes.clone();
+        let server_id = server.snapshot.id;
+        let message_endpoint = match endpoint.query() {
+            Some(q) => format!("{}?{q}", endpoint.path()),
+            None => endpoint.path().to_owned(),
+        };
+        // The answer stream: messages until (and including) the response to our request, with
+        // the upstream's own requests given reply routes as ids.
+        let relayed = futures::stream::unfold((events, false, id), move |(mut events, done, id)| {
+            let (routes, message_endpoint) = (routes.clone(), message_endpoint.clone());
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    match events.next().await? {
+                        Ok(event) if event.event.as_deref().is_none_or(|e| e == "message") => {
+                            let mut value = event
+                                .data
+                                .as_deref()
+                                .and_then(|d| serde_json::from_str::<Value>(d).ok());
+                            let finished = value
+                                .as_ref()
+                                .is_some_and(|v| v.get("method").is_none() && v.get("id") == id.as_ref());
+                            let mut event = sse_stream::Sse { id: None, ..event };
+                            if let Some(v) = value.as_mut().filter(|v| v.get("method").is_some())
+                                && let Some(original) = v.get("id").cloned()
+                            {
+                                let route = ReplyRoute {
+                                    id: original,
+                                    endpoint: message_endpoint,
+                                    server: server_id,
+                                    issued_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+                                };
+                                v["id"] = Value::String(routes.seal(&route));
+                                event.data = Some(v.to_string());
+                            }
+                            return Some((Ok(event), (events, finished, id)));
+                        }
+                        Ok(_) => continue,
+                        Err(e) => return Some((Err(e), (events, true, id))),
                     }
-                    Ok(_) => continue,
-                    Err(e) => return Some((Err(e), (events, true, id))),
                 }
             }
         });
@@ -154,5 +277,101 @@ impl Upstreams {
             events: Box::pin(relayed),
             session_id: None,
         })
+    }
+}
+
+impl Upstreams {
+    /// The client's answer to an HTTP+SSE upstream's request: posted, with the upstream's own id,
+    /// to the message endpoint of the connection that asked (which the call keeps open).
+    async fn answer_http_sse(
+        &self,
+        out: Outbound<'_>,
+        base: &url::Url,
+        mut message: Value,
+    ) -> Result<Reply, UpstreamError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let route = message
+            .get("id")
+            .and_then(|id| self.inner.reply_routes.open(id, out.server.snapshot.id, now))
+            .ok_or(UpstreamError::Refused("answer to an unknown request"))?;
+        let endpoint = base
+            .join(&route.endpoint)
+            .ok()
+            .filter(|e| e.origin() == base.origin())
+            .ok_or(UpstreamError::Refused("answer to an unknown request"))?;
+        message["id"] = route.id;
+        let mut headers = self.headers_for(out.server, None, None, out.caller).await?;
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let send = self
+            .inner
+            .http
+            .post(endpoint)
+            .headers(headers)
+            .body(serde_json::to_vec(&message).expect("json"))
+            .send();
+        match tokio::time::timeout(self.inner.timeout, send).await {
+            Ok(Ok(r)) if r.status().is_success() => Ok(Reply::Accepted),
+            // The connection that asked has closed (its call ended).
+            Ok(Ok(r)) if r.status() == reqwest::StatusCode::NOT_FOUND => Err(UpstreamError::SessionGone),
+            Ok(Ok(r)) => Err(UpstreamError::Unavailable(format!(
+                "upstream answered {}",
+                r.status().as_u16()
+            ))),
+            Ok(Err(e)) => Err(UpstreamError::Unavailable(classify(&e))),
+            Err(_) => Err(UpstreamError::Unavailable("no answer in time".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(server: ServerId, issued_at: i64) -> ReplyRoute {
+        ReplyRoute {
+            id: json!(7),
+            endpoint: "/messages?sessionId=abc".into(),
+            server,
+            issued_at,
+        }
+    }
+
+    #[test]
+    fn reply_routes_open_only_for_their_server_key_and_time() {
+        let routes = ReplyRoutes::new(&[7; 32]);
+        let server = ServerId::new();
+        let sealed = Value::String(routes.seal(&route(server, 1_000)));
+        let opened = routes.open(&sealed, server, 1_010).expect("opens");
+        assert_eq!(
+            (opened.id, opened.endpoint.as_str()),
+            (json!(7), "/messages?sessionId=abc")
+        );
+        assert!(
+            routes.open(&sealed, ServerId::new(), 1_010).is_none(),
+            "another server"
+        );
+        assert!(
+            routes
+                .open(&sealed, server, 1_000 + ROUTE_MAX_AGE_SECS + 1)
+                .is_none(),
+            "too old"
+        );
+        assert!(
+            ReplyRoutes::new(&[8; 32]).open(&sealed, server, 1_010).is_none(),
+            "another key"
+        );
+        let mut tampered = sealed.as_str().unwrap().to_owned();
+        tampered.push('A');
+        assert!(
+            routes.open(&Value::String(tampered), server, 1_010).is_none(),
+            "tampered"
+        );
+        assert!(
+            routes.open(&json!("gh.0.abc"), server, 1_010).is_none(),
+            "not a route"
+        );
     }
 }

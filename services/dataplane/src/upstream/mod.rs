@@ -33,6 +33,7 @@ use crate::store::{ServerState, UpstreamCredential};
 use gatehouse_egress::{Egress, EgressError, RedirectMode};
 
 use self::breaker::Breaker;
+use self::http_sse::ReplyRoutes;
 use self::oauth::OauthToken;
 
 pub type SseEvents = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, String>> + Send>>;
@@ -82,6 +83,9 @@ pub struct Outbound<'a> {
     /// `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*` as the dataplane decided them.
     pub mcp_headers: Vec<(HeaderName, HeaderValue)>,
     pub caller: Option<Caller<'a>>,
+    /// What the client declared at `initialize` (legacy sessions), for an HTTP+SSE upstream's
+    /// per-request handshake.
+    pub client_capabilities: Option<&'a Value>,
 }
 
 #[derive(Clone)]
@@ -97,10 +101,17 @@ struct Inner {
     oauth: Mutex<HashMap<ServerId, OauthToken>>,
     oauth_fetch: Mutex<HashMap<ServerId, Arc<tokio::sync::Mutex<()>>>>,
     signer: AssertionSigner,
+    reply_routes: ReplyRoutes,
 }
 
 impl Upstreams {
-    pub fn new(egress: Egress, timeout: Duration, signer: AssertionSigner) -> anyhow::Result<Self> {
+    /// `reply_key` seals the routes of HTTP+SSE upstreams' server→client requests (one purpose).
+    pub fn new(
+        egress: Egress,
+        timeout: Duration,
+        signer: AssertionSigner,
+        reply_key: &[u8; 32],
+    ) -> anyhow::Result<Self> {
         // The SSRF guard's client: public destinations only (unless configured), DNS pinned,
         // redirects only within the upstream's origin (its credential never travels elsewhere).
         let http = egress
@@ -118,6 +129,7 @@ impl Upstreams {
                 oauth: Mutex::new(HashMap::new()),
                 oauth_fetch: Mutex::new(HashMap::new()),
                 signer,
+                reply_routes: ReplyRoutes::new(reply_key),
             }),
         })
     }

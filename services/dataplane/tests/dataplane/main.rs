@@ -9,6 +9,8 @@ mod drift;
 mod harness;
 /// `Mcp-*` headers that disagree with the body are refused before reaching the upstream.
 mod header_validation;
+/// Upstreams on the deprecated HTTP+SSE transport.
+mod legacy_transport;
 /// Scopes, rate limits, quotas and the events every call leaves behind.
 mod policy;
 /// The resource-server side: metadata, challenges, token verification.
@@ -17,5 +19,5 @@ mod resource_server;
 mod sessions;
 /// A call's response stream: server→client requests relayed; closing it cancels upstream.
 mod streams;
-/// Kinds of upstreams: aggregation, HTTP+SSE, the server's own credential.
+/// Kinds of upstreams: aggregation and routing, the server's own credential.
 mod upstreams;

@@ -1,6 +1,6 @@
 //! Kinds of upstreams: several servers aggregated behind one endpoint (tools, prompts, resources,
-//! lists, tasks and subscriptions routed to the right one), an old HTTP+SSE server, and a server
-//! with its own credential (OAuth client credentials) and a caller assertion.
+//! lists, tasks and subscriptions routed to the right one) and a server with its own credential
+//! (OAuth client credentials) and a caller assertion. Old HTTP+SSE servers: `legacy_transport`.
 
 use std::time::Duration;
 
@@ -78,68 +78,6 @@ async fn aggregation_namespaces_and_routes_to_the_right_server() {
             got.messages
         );
     }
-}
-
-/// An old upstream on the deprecated HTTP+SSE transport (the official TypeScript SDK's
-/// `SSEServerTransport`), reached from both eras.
-#[tokio::test]
-async fn http_sse_upstreams_are_served() {
-    let legacy = gatehouse_test_support::node_tools::LegacySseServer::start().await;
-    let port = legacy.port;
-    let issuer = Issuer::start().await;
-    let shared = Shared::new();
-    let dp = TestDataplane::start(&issuer, &shared, &[]).await;
-    let tool = json!({"name": "legacy_echo", "description": "Echoes its text", "inputSchema": {
-        "type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"],
-        "additionalProperties": false, "$schema": "http://json-schema.org/draft-07/schema#"}});
-    let server = ServerSpec {
-        id: gatehouse_core::ids::ServerId::new(),
-        slug: "old".into(),
-        url: format!("http://127.0.0.1:{port}/sse"),
-        tools: vec![tool],
-        auth: gatehouse_core::snapshot::UpstreamAuth::None,
-        send_caller_assertion: false,
-    };
-    let mut org = OrgSpec::new("legacy");
-    org.add_server(&server, &shared.encryption_keys);
-    org.servers[0].transport = gatehouse_core::snapshot::UpstreamTransport::HttpSse;
-    org.add_endpoint(&dp.url, "main", &[&server], false, &[("all", &["*"])]);
-    dp.load(&[org.snapshot()]);
-    let token = issuer.token(&org.endpoints[0], org.org_id, "alice", "all", json!({}));
-    // The SDK's exact definition is what its tools/list says: listing checks the pin, and a
-    // mismatch with our guess reports the observed definition; approve that one.
-    let probe = RawClient::new(
-        &dp.endpoint_url("legacy", "main"),
-        Some(token.clone()),
-        "2026-07-28",
-    );
-    probe.tool_names().await;
-    for event in dp.drain_events().await {
-        if let gatehouse_events::BusMessage::ToolDrift(drift) = event {
-            let t = &mut org.endpoints[0].tools[0];
-            t.approved_hash = gatehouse_core::canonical::tool_definition_hash(&drift.observed_definition);
-            t.approved_definition = drift.observed_definition;
-            org.version += 1;
-            dp.store.install(org.snapshot());
-        }
-    }
-    assert_eq!(
-        probe.tool_names().await,
-        vec!["legacy_echo".to_owned()],
-        "the pin check reached the HTTP+SSE upstream"
-    );
-    for version in ["2025-11-25", "2026-07-28"] {
-        let mut client = RawClient::new(&dp.endpoint_url("legacy", "main"), Some(token.clone()), version);
-        client.handshake().await;
-        let answer = client.call_tool(1, "legacy_echo", json!({"text": "hi"})).await;
-        assert_eq!(answer.status, 200, "{version}: {:?}", answer.messages);
-        assert_eq!(
-            answer.response(1)["result"]["content"][0]["text"],
-            "legacy:hi",
-            "{version}"
-        );
-    }
-    drop(legacy);
 }
 
 /// The upstream gets the server's own credential (OAuth client credentials, fetched once and
