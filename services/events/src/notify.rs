@@ -19,6 +19,11 @@ pub const CONFIG_CHANNEL: &str = "gatehouse:config";
 /// Sessions ended with DELETE on one dataplane: the SHA-256 of the session id, hex-encoded (never
 /// the id itself), so every replica refuses the session for what it answers on its own.
 pub const SESSION_END_CHANNEL: &str = "gatehouse:session-ended";
+/// The same session ends, kept (sorted by when the ids expire) for replicas that were not
+/// listening when one was announced: every (re)subscription reads what is still current.
+pub const SESSION_END_SET: &str = "gatehouse:sessions-ended";
+/// Bound on [`SESSION_END_SET`]: the oldest ends beyond it are dropped.
+const SESSION_END_SET_MAX: isize = 100_000;
 
 /// The SHA-256 of an ended session's id, as published on [`SESSION_END_CHANNEL`].
 pub type SessionKey = [u8; 32];
@@ -79,6 +84,11 @@ impl ChangeNotifier {
                     Ok(mut pubsub) => {
                         backoff = Duration::from_millis(100);
                         failures = 0;
+                        // Subscribed first, then caught up: an end announced in between is
+                        // delivered twice, which is harmless; none is missed.
+                        for key in Self::current_session_ends(&subscriber).await {
+                            let _ = relay_ended.send(key);
+                        }
                         let mut messages = pubsub.on_message();
                         loop {
                             tokio::select! {
@@ -139,18 +149,63 @@ impl ChangeNotifier {
         }
     }
 
-    /// Announces that a session ended (DELETE) to every dataplane, this one included. Best effort:
-    /// a replica that misses it still forwards nothing for the session (its upstream sessions are
-    /// gone) and only answers what it answers on its own (ping, lists) until the id expires.
-    pub async fn publish_session_end(&self, key: SessionKey) {
-        match &self.redis {
-            None => {
-                let _ = self.ended_sessions.send(key);
-            }
-            Some(link) => {
-                if let Err(e) = Self::publish_on(link, SESSION_END_CHANNEL, hex::encode(key)).await {
-                    tracing::warn!(error = %e, "could not publish a session end to other dataplanes");
-                }
+    /// Announces that a session ended (DELETE) to every dataplane, this one included, and keeps
+    /// the end in Redis until `expires_at` (unix seconds, when the id would expire anyway) for
+    /// replicas that are not listening now. If Redis cannot be reached, the other replicas do not
+    /// learn of it: they still forward nothing for the session (its upstream sessions are gone)
+    /// and only answer what they answer on their own (ping, lists) until the id expires.
+    pub async fn publish_session_end(&self, key: SessionKey, expires_at: i64) {
+        let Some(link) = &self.redis else {
+            let _ = self.ended_sessions.send(key);
+            return;
+        };
+        let Some(conn) = link.wait(Duration::from_millis(250)).await else {
+            tracing::warn!("could not publish a session end to other dataplanes: redis unreachable");
+            return;
+        };
+        let member = hex::encode(key);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut c = conn.conn.clone();
+        let stored: redis::RedisResult<()> = redis::pipe()
+            .atomic()
+            .zadd(SESSION_END_SET, &member, expires_at)
+            .ignore()
+            .zrembyscore(SESSION_END_SET, "-inf", now)
+            .ignore()
+            .zremrangebyrank(SESSION_END_SET, 0, -(SESSION_END_SET_MAX + 1))
+            .ignore()
+            .publish(SESSION_END_CHANNEL, &member)
+            .ignore()
+            .query_async(&mut c)
+            .await;
+        if let Err(e) = stored {
+            link.failed(&conn, &e);
+            tracing::warn!(error = %e, "could not publish a session end to other dataplanes");
+        }
+    }
+
+    /// The session ends kept in Redis whose ids have not expired yet (empty when unreachable).
+    async fn current_session_ends(link: &RedisLink) -> Vec<SessionKey> {
+        let Some(conn) = link.wait(Duration::from_secs(2)).await else {
+            return vec![];
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut c = conn.conn.clone();
+        let members: redis::RedisResult<Vec<String>> = redis::cmd("ZRANGEBYSCORE")
+            .arg(SESSION_END_SET)
+            .arg(now)
+            .arg("+inf")
+            .query_async(&mut c)
+            .await;
+        match members {
+            Ok(members) => members
+                .iter()
+                .filter_map(|m| decode_session_key(m.as_bytes()))
+                .collect(),
+            Err(e) => {
+                link.failed(&conn, &e);
+                tracing::warn!(error = %e, "could not read the session ends kept in redis");
+                vec![]
             }
         }
     }

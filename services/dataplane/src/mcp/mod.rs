@@ -604,7 +604,8 @@ pub async fn delete(
     if let Some(id) = header_str(&req, MCP_SESSION_ID) {
         let key = EndedSessions::key(id);
         state.ended_sessions.insert(key);
-        state.notifier.publish_session_end(key).await;
+        let expires_at = time::OffsetDateTime::now_utc().unix_timestamp() + crate::session::MAX_AGE_SECS;
+        state.notifier.publish_session_end(key, expires_at).await;
     }
     HttpResponse::NoContent().finish()
 }

@@ -4,5 +4,6 @@
 mod bus_redis;
 mod bus_single_node;
 mod helpers;
+mod notify;
 mod quota;
 mod ratelimit;
