@@ -59,7 +59,7 @@ pub struct ClientInfo {
 impl ClientInfo {
     pub fn of(req: &HttpRequest) -> Self {
         Self {
-            ip: req.peer_addr().map(|a| a.ip()),
+            ip: gatehouse_http::client_ip(req),
             user_agent: req
                 .headers()
                 .get(actix_web::http::header::USER_AGENT)

@@ -30,6 +30,7 @@ use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::SwaggerUi;
 
 use gatehouse_core::Config;
+use gatehouse_core::net::TrustedProxies;
 use gatehouse_db::Db;
 use gatehouse_events::{ChangeNotifier, RateLimiter};
 use gatehouse_http::{Draining, Readiness, observe};
@@ -107,6 +108,9 @@ impl ControlApi {
         let grace = cfg.grace_period();
         let draining = Draining::new();
         let draining_data = web::Data::new(draining.clone());
+        let proxies = web::Data::new(
+            TrustedProxies::parse(&cfg.control_api.trusted_proxies).map_err(anyhow::Error::msg)?,
+        );
         let mut server = HttpServer::new(move || {
             let (app, api) = App::new()
                 .into_utoipa_app()
@@ -114,6 +118,7 @@ impl ControlApi {
                 .app_data(state.clone())
                 .app_data(readiness.clone())
                 .app_data(draining_data.clone())
+                .app_data(proxies.clone())
                 .app_data(body_limit)
                 .app_data(web::Data::new(body_limit))
                 .app_data(extract::path_config())

@@ -11,6 +11,7 @@ pub mod canonical;
 pub mod config;
 pub mod html;
 pub mod ids;
+pub mod net;
 pub mod reference;
 pub mod role;
 pub mod secrets;

@@ -34,6 +34,7 @@ use actix_web::{App, HttpResponse, HttpServer, middleware, web};
 use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::Config;
+use gatehouse_core::net::TrustedProxies;
 use gatehouse_core::secrets::hmac_sha256;
 use gatehouse_events::{ChangeNotifier, EventPublisher, QuotaState, RateLimiter};
 use gatehouse_http::{Draining, Readiness, observe};
@@ -177,9 +178,13 @@ impl Dataplane {
         let grace = cfg.grace_period();
         let draining = Draining::new();
         let draining_data = web::Data::new(draining.clone());
+        let proxies = web::Data::new(
+            TrustedProxies::parse(&cfg.dataplane.trusted_proxies).map_err(anyhow::Error::msg)?,
+        );
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(readiness.clone())
+                .app_data(proxies.clone())
                 .app_data(state.clone())
                 .app_data(draining_data.clone())
                 .app_data(web::PayloadConfig::new(max_body))

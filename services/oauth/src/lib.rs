@@ -147,7 +147,7 @@ pub(crate) fn session_client_info(
     req: &actix_web::HttpRequest,
 ) -> (Option<std::net::IpAddr>, Option<String>) {
     (
-        req.peer_addr().map(|a| a.ip()),
+        gatehouse_http::client_ip(req),
         req.headers()
             .get(actix_web::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())

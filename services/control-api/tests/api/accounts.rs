@@ -607,3 +607,36 @@ async fn login_is_rate_limited_per_ip() {
     assert!(resp.headers().get("retry-after").is_some());
     assert_problem(resp, 429, Some("rate_limited")).await;
 }
+
+/// Behind a declared proxy, each client's address (from `X-Forwarded-For`) has its own sign-in
+/// budget; a client cannot pick a fresh address by writing one before the proxy's.
+#[tokio::test]
+async fn login_limits_count_the_client_behind_a_trusted_proxy() {
+    let (app, _mail) = spawn_with_mail(&[
+        ("accounts.login_per_account_per_minute", "1000"),
+        ("accounts.login_per_account_burst", "1000"),
+        ("accounts.login_per_ip_per_minute", "3"),
+        ("accounts.login_per_ip_burst", "2"),
+        ("control_api.trusted_proxies", r#"["127.0.0.1"]"#),
+    ])
+    .await;
+    let attempt = |forwarded_for: &'static str, i: usize| {
+        app.http
+            .post(app.url("/api/v1/session"))
+            .header("x-forwarded-for", forwarded_for)
+            .json(&json!({"email": format!("u{i}@acme.test"), "password": "x"}))
+            .send()
+    };
+    for i in 0..3 {
+        let resp = attempt("203.0.113.7", i).await.unwrap();
+        assert_eq!(resp.status(), 401, "attempt {i}");
+    }
+    let limited = attempt("203.0.113.7", 3).await.unwrap();
+    assert_problem(limited, 429, Some("rate_limited")).await;
+    // Forging an earlier hop changes nothing: the proxy's hop is the client.
+    let forged = attempt("198.51.100.99, 203.0.113.7", 4).await.unwrap();
+    assert_problem(forged, 429, Some("rate_limited")).await;
+    // Another client behind the same proxy has its own budget.
+    let other = attempt("203.0.113.8", 5).await.unwrap();
+    assert_eq!(other.status(), 401);
+}

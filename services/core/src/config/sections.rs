@@ -36,6 +36,7 @@ pub struct ControlApiConfig {
     pub public_url: Url,
     pub workers: usize,
     pub max_body_bytes: usize,
+    pub trusted_proxies: Vec<String>,
     pub resync_interval_secs: u64,
 }
 
@@ -46,6 +47,7 @@ pub struct DataplaneConfig {
     pub public_url: Url,
     pub control_api_url: Url,
     pub allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<String>,
     pub workers: usize,
     pub max_body_bytes: usize,
     pub max_json_depth: usize,

@@ -132,6 +132,12 @@ impl Config {
                 "must not exceed database.max_connections",
             ));
         }
+        for (setting, entries) in [
+            ("control_api.trusted_proxies", &self.control_api.trusted_proxies),
+            ("dataplane.trusted_proxies", &self.dataplane.trusted_proxies),
+        ] {
+            crate::net::TrustedProxies::parse(entries).map_err(|why| ConfigError::new(setting, &why))?;
+        }
         if self.dataplane.max_json_depth == 0 || self.dataplane.max_json_depth > 512 {
             return Err(ConfigError::new(
                 "dataplane.max_json_depth",

@@ -250,7 +250,7 @@ async fn establish(
         org: org.snapshot.org_id,
         endpoint: endpoint.id(),
         principal: Some(principal.clone()),
-        ip: req.peer_addr().map(|a| a.ip()),
+        ip: gatehouse_http::client_ip(req),
         user_agent: header_str(req, "user-agent").map(|s| s.chars().take(256).collect()),
         source: state.source.clone(),
         log_arguments: org.snapshot.log_tool_arguments,

@@ -270,3 +270,49 @@ async fn over_quota_refuses_calls_and_every_call_is_recorded() {
     );
     assert!(calls.iter().any(|c| c.outcome == CallOutcome::OverQuota));
 }
+
+/// The address in call events is the connection's peer; `X-Forwarded-For` counts only when the
+/// peer is a declared proxy (`dataplane.trusted_proxies`), and then only its nearest hop.
+#[tokio::test]
+async fn events_name_the_client_behind_trusted_proxies_only() {
+    async fn recorded_ip(world: &World, forwarded_for: &str) -> Option<std::net::IpAddr> {
+        let client = world.client("alice", "fx:all", "2026-07-28");
+        let body = client.tool_call(1, "test_simple_text", json!({}));
+        let response = client
+            .builder(&body)
+            .header("x-forwarded-for", forwarded_for)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let events = world.dataplane.drain_events().await;
+        let call = events
+            .iter()
+            .find_map(|e| match e {
+                BusMessage::Call(c) if c.method == "tools/call" => Some(c),
+                _ => None,
+            })
+            .expect("the call was recorded");
+        call.ip
+    }
+    let loopback = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+
+    let direct = World::start(FixtureOptions::default(), &[("fx:all", &["*"])], &[]).await;
+    assert_eq!(
+        recorded_ip(&direct, "203.0.113.7").await,
+        loopback,
+        "no trusted proxies: the header is the client's own claim"
+    );
+
+    let proxied = World::start(
+        FixtureOptions::default(),
+        &[("fx:all", &["*"])],
+        &[("dataplane.trusted_proxies", r#"["127.0.0.0/8"]"#)],
+    )
+    .await;
+    assert_eq!(
+        recorded_ip(&proxied, "198.51.100.1, 203.0.113.7").await,
+        Some(std::net::IpAddr::from([203, 0, 113, 7])),
+        "the address the trusted proxy saw, not what the client wrote before it"
+    );
+}
