@@ -210,6 +210,17 @@ pub(super) async fn dispatch(
             Answer::Value(result_value(&id, json!({})))
         }
         "server/discover" => discover(req, ctx, message).await,
+        "subscriptions/listen" => {
+            let mut message = message;
+            narrow_listen_to_grants(ctx, &mut message);
+            if ctx.endpoint.server_ids.len() == 1 {
+                let target = ctx.endpoint.server_ids[0];
+                let record = ctx.record(&method, None, Some(target), None, bytes_in);
+                forward_request(req, ctx, era, session, message, Some(target), Some(record)).await
+            } else {
+                dispatch_among_several(req, ctx, era, session, message, bytes_in).await
+            }
+        }
         _ => {
             // Everything else (tasks, subscriptions, extensions) goes to the endpoint's only
             // upstream as it is.
@@ -221,6 +232,32 @@ pub(super) async fn dispatch(
                 dispatch_among_several(req, ctx, era, session, message, bytes_in).await
             }
         }
+    }
+}
+
+/// `subscriptions/listen` asks upstreams only for what the caller may see: resource subscriptions
+/// and resource list changes need the endpoint's resource grant, prompt list changes its prompt
+/// grant. (Tool lists are filtered per caller on every `tools/list`, so their change notice
+/// reveals nothing.) What is left out is simply not acknowledged.
+fn narrow_listen_to_grants(ctx: &Ctx, message: &mut Message) {
+    let may = |grant| matches!(grant_allows(grant, &ctx.principal), Some(Ok(())));
+    let (resources, prompts) = (
+        may(&ctx.endpoint.snapshot.resources),
+        may(&ctx.endpoint.snapshot.prompts),
+    );
+    let Some(notifications) = message
+        .params_mut()
+        .and_then(|p| p.get_mut("notifications"))
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    if !resources {
+        notifications.remove("resourceSubscriptions");
+        notifications.remove("resourcesListChanged");
+    }
+    if !prompts {
+        notifications.remove("promptsListChanged");
     }
 }
 

@@ -316,3 +316,43 @@ async fn events_name_the_client_behind_trusted_proxies_only() {
         "the address the trusted proxy saw, not what the client wrote before it"
     );
 }
+
+/// `subscriptions/listen` gets from the upstream only what the caller may see: without the
+/// endpoint's resource scope, no resource subscriptions or resource list changes are asked for
+/// (and so none acknowledged); with it, the subscription is.
+#[tokio::test]
+async fn subscriptions_listen_asks_only_for_what_the_grants_allow() {
+    async fn acknowledged(world: &World, scope: &str) -> serde_json::Value {
+        let client = world.client("alice", scope, "2026-07-28");
+        let body = client.request(
+            1,
+            "subscriptions/listen",
+            json!({"notifications": {"toolsListChanged": true, "resourcesListChanged": true,
+                "resourceSubscriptions": ["test://static-text"]}}),
+        );
+        let response = client.builder(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut stream = MessageStream::new(response);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let ack = stream.next(deadline).await.expect("an acknowledgement");
+        assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
+        ack["params"]["notifications"].clone()
+    }
+    let mut world = World::granting_all(FixtureOptions::default()).await;
+    world.org.endpoints[0].resources = Some(gatehouse_core::snapshot::CapabilityGrant {
+        scope: Some("fx:resources".into()),
+    });
+    world.republish();
+
+    let without = acknowledged(&world, "fx:all").await;
+    assert_eq!(without["toolsListChanged"], true, "{without}");
+    assert!(without.get("resourceSubscriptions").is_none(), "{without}");
+    assert!(without.get("resourcesListChanged").is_none(), "{without}");
+
+    let with = acknowledged(&world, "fx:all fx:resources").await;
+    assert_eq!(
+        with["resourceSubscriptions"],
+        json!(["test://static-text"]),
+        "{with}"
+    );
+}
