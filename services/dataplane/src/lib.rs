@@ -19,6 +19,7 @@ pub mod loader;
 pub mod mcp;
 pub mod owners;
 pub mod pins;
+pub mod redact;
 pub mod resource;
 pub mod session;
 pub mod state;
@@ -131,6 +132,7 @@ impl Dataplane {
             issuer: cfg.issuer(),
             public_url,
             max_json_depth: cfg.dataplane.max_json_depth,
+            redactor: cfg.dataplane.redact_secrets.then(redact::Redactor::new),
             source: format!("dataplane-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]).into(),
         };
         let source = loader::SnapshotSource::new(

@@ -30,6 +30,8 @@ pub struct AppState {
     /// The dataplane's public URL without a trailing slash.
     pub public_url: String,
     pub max_json_depth: usize,
+    /// Redacts secrets in what upstreams send back (`dataplane.redact_secrets`).
+    pub redactor: Option<crate::redact::Redactor>,
     /// This instance, as named in events.
     pub source: Arc<str>,
 }

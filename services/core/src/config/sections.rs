@@ -51,6 +51,7 @@ pub struct DataplaneConfig {
     pub workers: usize,
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
+    pub redact_secrets: bool,
     pub upstream_timeout_ms: u64,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,

@@ -197,6 +197,7 @@ fn merged_response(ctx: &Ctx, era: Era, id: Value, opened: Vec<Opened>) -> actix
                 relay,
                 Some(id.clone()),
                 Some(hook),
+                ctx.state.redactor.clone(),
             )
         })
         .collect();

@@ -555,7 +555,13 @@ pub async fn get(
                     org: ctx.org.clone(),
                     server: upstream.server,
                 };
-                streams.push(relay_events(events, relay, None, Some(hook)));
+                streams.push(relay_events(
+                    events,
+                    relay,
+                    None,
+                    Some(hook),
+                    state.redactor.clone(),
+                ));
             }
             Ok(None) => {}
             Err(UpstreamError::SessionGone) => {

@@ -18,6 +18,7 @@ use gatehouse_events::CallOutcome;
 
 use crate::events::error_code_of;
 use crate::jsonrpc::{self, Message};
+use crate::redact::Redactor;
 use crate::session::Session;
 use crate::store::OrgState;
 use crate::upstream::{Outbound, Reply, SseEvents, UpstreamError};
@@ -43,6 +44,7 @@ pub(super) fn relay_reply(
             HttpResponse::Accepted().finish()
         }
         Reply::Json { body, .. } => {
+            let body = redact(ctx, body);
             if let Some(mut r) = relay.record.take() {
                 r.add_bytes_out(body.len() as u64);
                 match error_code_of(&body) {
@@ -53,6 +55,7 @@ pub(super) fn relay_reply(
             HttpResponse::Ok().content_type("application/json").body(body)
         }
         Reply::Status { status, body, json } => {
+            let body = redact(ctx, body);
             if let Some(r) = relay.record.take() {
                 r.finish(CallOutcome::Error, error_code_of(&body).flatten());
             }
@@ -74,8 +77,17 @@ pub(super) fn relay_reply(
             // A legacy client's disconnect is not cancellation (it may resume the stream), so
             // only the 2026-07-28 relays probe for it.
             let probe = (relay.era == Era::Modern).then_some(CANCELLATION_PROBE);
-            sse_response(relay_events(events, relay, request_id, Some(hook)), probe)
+            let events = relay_events(events, relay, request_id, Some(hook), ctx.state.redactor.clone());
+            sse_response(events, probe)
         }
+    }
+}
+
+/// The upstream's message with secrets redacted (when the deployment redacts).
+fn redact(ctx: &Ctx, body: Bytes) -> Bytes {
+    match ctx.state.redactor.as_ref().and_then(|r| r.redact(&body)) {
+        Some(redacted) => Bytes::from(redacted.message),
+        None => body,
     }
 }
 
@@ -115,6 +127,7 @@ pub(super) fn relay_events(
     mut relay: Relay,
     request_id: Option<Value>,
     hook: Option<ListChangedHook>,
+    redactor: Option<Redactor>,
 ) -> FrameStream {
     let mut first = true;
     let index = relay.index;
@@ -132,6 +145,9 @@ pub(super) fn relay_events(
             }
         };
         let data = event.data.as_deref().unwrap_or("");
+        let redacted = redactor.as_ref().and_then(|r| r.redact(data.as_bytes()));
+        let redacted_text = redacted.as_ref().map(|r| String::from_utf8_lossy(&r.message));
+        let data = redacted_text.as_deref().unwrap_or(data);
         let id = event
             .id
             .as_deref()

@@ -11,6 +11,8 @@ mod harness;
 mod header_validation;
 /// Upstreams on the deprecated HTTP+SSE transport.
 mod legacy_transport;
+/// What upstreams send back: secrets redacted.
+mod outputs;
 /// Scopes, rate limits, quotas and the events every call leaves behind.
 mod policy;
 /// The resource-server side: metadata, challenges, token verification.
