@@ -88,6 +88,7 @@ impl Dataplane {
         let upstreams = upstream::Upstreams::new(
             egress,
             Duration::from_millis(cfg.dataplane.upstream_timeout_ms.max(1)),
+            cfg.dataplane.max_upstream_message_bytes,
             signer,
             &reply_key,
         )?;

@@ -52,6 +52,7 @@ pub struct DataplaneConfig {
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
     pub redact_secrets: bool,
+    pub max_upstream_message_bytes: usize,
     pub upstream_timeout_ms: u64,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,

@@ -138,6 +138,12 @@ impl Config {
         ] {
             crate::net::TrustedProxies::parse(entries).map_err(|why| ConfigError::new(setting, &why))?;
         }
+        if self.dataplane.max_upstream_message_bytes < 1024 {
+            return Err(ConfigError::new(
+                "dataplane.max_upstream_message_bytes",
+                "must be at least 1024",
+            ));
+        }
         if self.dataplane.max_json_depth == 0 || self.dataplane.max_json_depth > 512 {
             return Err(ConfigError::new(
                 "dataplane.max_json_depth",

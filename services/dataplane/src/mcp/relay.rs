@@ -130,6 +130,7 @@ pub(super) fn relay_events(
     redactor: Option<Redactor>,
 ) -> FrameStream {
     let mut first = true;
+    let mut answered = false;
     let index = relay.index;
     let legacy = relay.era == Era::Legacy;
     let stream = events.map(move |event| {
@@ -139,7 +140,18 @@ pub(super) fn relay_events(
             Err(e) => {
                 tracing::debug!(error = %e, "upstream stream ended with an error");
                 if let Some(r) = relay.record.take() {
-                    r.finish(CallOutcome::Error, None);
+                    r.finish(CallOutcome::Error, Some(jsonrpc::SERVER_ERROR));
+                }
+                // A client still waiting for its answer learns that none will come.
+                if let Some(id) = request_id.as_ref().filter(|_| !answered) {
+                    answered = true;
+                    let error = jsonrpc::error_body(
+                        Some(id),
+                        jsonrpc::SERVER_ERROR,
+                        "Upstream server unavailable: its answer stream broke",
+                        None,
+                    );
+                    return Ok(Bytes::from(frame(None, None, &error.to_string())));
                 }
                 return Ok(Bytes::new());
             }
@@ -176,6 +188,7 @@ pub(super) fn relay_events(
                 value["id"] = rewritten;
                 payload = std::borrow::Cow::Owned(serde_json::to_string(&value).expect("json"));
             } else if is_response && value.get("id") == request_id.as_ref() {
+                answered = true;
                 if let Some(mut r) = relay.record.take() {
                     r.add_bytes_out(data.len() as u64);
                     match value

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use gatehouse_core::ids::ServerId;
 
-use super::{Outbound, Reply, UpstreamError, Upstreams, classify, sse_events};
+use super::{Outbound, Reply, UpstreamError, Upstreams, classify};
 
 const ROUTE_PREFIX: &str = "ghsse1.";
 const ROUTE_AAD: &[u8] = b"gatehouse/http-sse-reply-route/v1";
@@ -145,7 +145,7 @@ impl Upstreams {
             }
         };
         self.record(server.snapshot.id, true);
-        let mut events = sse_events(response);
+        let mut events = self.sse_events(response);
         let endpoint = tokio::time::timeout(self.inner.timeout, async {
             while let Some(event) = events.next().await {
                 let event = event.ok()?;

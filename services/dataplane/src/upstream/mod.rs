@@ -97,6 +97,8 @@ struct Inner {
     http: reqwest::Client,
     egress: Egress,
     timeout: Duration,
+    /// Largest answer body, or single stream event, accepted from an upstream.
+    max_message_bytes: usize,
     breakers: Mutex<HashMap<ServerId, Breaker>>,
     oauth: Mutex<HashMap<ServerId, OauthToken>>,
     oauth_fetch: Mutex<HashMap<ServerId, Arc<tokio::sync::Mutex<()>>>>,
@@ -105,10 +107,12 @@ struct Inner {
 }
 
 impl Upstreams {
-    /// `reply_key` seals the routes of HTTP+SSE upstreams' server→client requests (one purpose).
+    /// `max_message_bytes` bounds an answer body or a single stream event; `reply_key` seals the
+    /// routes of HTTP+SSE upstreams' server→client requests (one purpose).
     pub fn new(
         egress: Egress,
         timeout: Duration,
+        max_message_bytes: usize,
         signer: AssertionSigner,
         reply_key: &[u8; 32],
     ) -> anyhow::Result<Self> {
@@ -125,6 +129,7 @@ impl Upstreams {
                 http,
                 egress,
                 timeout,
+                max_message_bytes,
                 breakers: Mutex::new(HashMap::new()),
                 oauth: Mutex::new(HashMap::new()),
                 oauth_fetch: Mutex::new(HashMap::new()),
@@ -301,13 +306,15 @@ impl Upstreams {
             .to_ascii_lowercase();
         if status == 200 && content_type.starts_with("text/event-stream") {
             return Ok(Reply::Stream {
-                events: sse_events(response),
+                events: self.sse_events(response),
                 session_id,
             });
         }
-        let body = match tokio::time::timeout(self.inner.timeout, response.bytes()).await {
+        let limit = self.inner.max_message_bytes;
+        let body = match tokio::time::timeout(self.inner.timeout, read_body(response, limit)).await {
             Ok(Ok(b)) => b,
-            _ => return Err(UpstreamError::Unavailable("upstream body incomplete".into())),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(UpstreamError::Unavailable("upstream body incomplete".into())),
         };
         let json = content_type.starts_with("application/json");
         if status == 200 && json {
@@ -351,7 +358,7 @@ impl Upstreams {
             Err(_) => return Err(UpstreamError::Unavailable("no answer in time".into())),
         };
         match response.status().as_u16() {
-            200 => Ok(Some(sse_events(response))),
+            200 => Ok(Some(self.sse_events(response))),
             404 if session_id.is_some() => Err(UpstreamError::SessionGone),
             405 => Ok(None),
             s if s >= 500 => Err(UpstreamError::Unavailable(format!("upstream answered {s}"))),
@@ -441,11 +448,117 @@ fn sensitive(mut value: HeaderValue) -> HeaderValue {
     value
 }
 
-fn sse_events(response: reqwest::Response) -> SseEvents {
-    Box::pin(
-        sse_stream::SseStream::from_bytes_stream(response.bytes_stream())
-            .map(|e| e.map_err(|e| format!("upstream stream broke: {e}"))),
-    )
+impl Upstreams {
+    /// The events of an upstream stream; one event larger than the message limit breaks it.
+    fn sse_events(&self, response: reqwest::Response) -> SseEvents {
+        let bytes = limit_events(response.bytes_stream(), self.inner.max_message_bytes);
+        Box::pin(
+            sse_stream::SseStream::from_bytes_stream(bytes)
+                .map(|e| e.map_err(|e| format!("upstream stream broke: {e}"))),
+        )
+    }
+}
+
+/// Reads an answer's body, refusing one larger than `limit`: a broken or hostile upstream must
+/// not exhaust the memory that every tenant's calls share. A body that arrives in one chunk (the
+/// usual small answer) is passed on without copying.
+async fn read_body(response: reqwest::Response, limit: usize) -> Result<Bytes, UpstreamError> {
+    let too_large = || UpstreamError::Unavailable("upstream answer too large".into());
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut chunks = response.bytes_stream();
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut size = 0usize;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| UpstreamError::Unavailable(classify(&e)))?;
+        size += chunk.len();
+        if size > limit {
+            return Err(too_large());
+        }
+        parts.push(chunk);
+    }
+    Ok(match parts.len() {
+        1 => parts.pop().expect("one part"),
+        _ => parts.concat().into(),
+    })
+}
+
+/// Passes a stream's bytes on while no single event (the bytes between blank lines) is larger
+/// than `limit`; then ends it with an error instead of buffering without bound.
+fn limit_events(
+    bytes: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    limit: usize,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let too_large = || std::io::Error::other("upstream event too large");
+    // Bytes of the event in progress before this chunk, and the last three bytes seen (a blank
+    // line may be split between chunks).
+    let mut pending = 0usize;
+    let mut tail = [0u8; 3];
+    bytes.map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        let mut start = 0;
+        for end in event_ends(&tail, &chunk) {
+            if pending + (end - start) > limit {
+                return Err(too_large());
+            }
+            pending = 0;
+            start = end;
+        }
+        pending += chunk.len() - start;
+        if pending > limit {
+            return Err(too_large());
+        }
+        for &b in &chunk {
+            tail = [tail[1], tail[2], b];
+        }
+        Ok(chunk)
+    })
+}
+
+/// The offsets in `chunk` just after each blank line that ends an event (`\n\n`, `\r\r` or
+/// `\r\n\r\n`), counting one that began in `tail`, the three bytes before the chunk.
+fn event_ends(tail: &[u8; 3], chunk: &[u8]) -> Vec<usize> {
+    let joined: Vec<u8> = tail.iter().chain(chunk).copied().collect();
+    (tail.len()..joined.len())
+        .filter(|&i| {
+            let two = &joined[i - 1..=i];
+            two == b"\n\n" || two == b"\r\r" || (i >= 3 && &joined[i - 3..=i] == b"\r\n\r\n")
+        })
+        .map(|i| i + 1 - tail.len())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ends_are_found_within_and_across_chunks() {
+        assert_eq!(event_ends(&[0; 3], b"data: a\n\ndata: b\n\n"), vec![9, 18]);
+        assert_eq!(event_ends(b"a\r\n", b"\r\ndata"), vec![2]);
+        assert_eq!(event_ends(b"xa\n", b"\nb"), vec![1]);
+        assert!(event_ends(&[0; 3], b"data: no end").is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_event_larger_than_the_limit_breaks_the_stream() {
+        let chunks = |parts: Vec<&'static [u8]>| {
+            futures::stream::iter(parts.into_iter().map(|p| Ok(Bytes::from_static(p))))
+        };
+        let fits: Vec<_> = limit_events(chunks(vec![b"data: 12345\n\n", b"data: 6789", b"0\n\n"]), 16)
+            .collect()
+            .await;
+        assert!(fits.iter().all(Result::is_ok));
+        let whole: Vec<_> = limit_events(chunks(vec![b"data: 0123456789abcdef\n\n"]), 16)
+            .collect()
+            .await;
+        assert!(whole[0].is_err(), "one large event in one chunk");
+        let split: Vec<_> = limit_events(chunks(vec![b"data: 01234567", b"89abcdef"]), 16)
+            .collect()
+            .await;
+        assert!(split[1].is_err(), "one large event across chunks");
+    }
 }
 
 /// A description of a transport error without URLs, addresses or credentials.
