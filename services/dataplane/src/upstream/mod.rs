@@ -529,6 +529,15 @@ fn event_ends(tail: &[u8; 3], chunk: &[u8]) -> Vec<usize> {
         .collect()
 }
 
+/// A description of a transport error without URLs, addresses or credentials.
+fn classify(e: &reqwest::Error) -> String {
+    EgressError::from_reqwest(e).as_str().to_owned()
+}
+
+fn refusal(e: EgressError) -> UpstreamError {
+    UpstreamError::Refused(e.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,13 +568,4 @@ mod tests {
             .await;
         assert!(split[1].is_err(), "one large event across chunks");
     }
-}
-
-/// A description of a transport error without URLs, addresses or credentials.
-fn classify(e: &reqwest::Error) -> String {
-    EgressError::from_reqwest(e).as_str().to_owned()
-}
-
-fn refusal(e: EgressError) -> UpstreamError {
-    UpstreamError::Refused(e.as_str())
 }
