@@ -4,14 +4,12 @@
 //! upstream's own session id, so any replica can serve any session and no upstream session id is
 //! ever readable by the client. A session presented with another subject's token is unknown (404).
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
+
+use crate::sealed::Sealer;
 
 const AAD: &[u8] = b"gatehouse/mcp-session/v1";
 const VERSION_PREFIX: &str = "ghs1.";
@@ -59,54 +57,23 @@ pub struct UpstreamSession {
 /// Seals and opens session ids.
 #[derive(Clone)]
 pub struct SessionCodec {
-    cipher: Aes256Gcm,
+    sealer: Sealer,
 }
 
 impl SessionCodec {
     pub fn new(key: &[u8; 32]) -> Self {
         Self {
-            cipher: Aes256Gcm::new_from_slice(key).expect("32-byte key"),
+            sealer: Sealer::new(key, AAD, VERSION_PREFIX),
         }
     }
 
     pub fn seal(&self, session: &Session) -> String {
-        let plain = serde_json::to_vec(session).expect("session serialises");
-        let mut nonce = [0u8; 12];
-        rand::fill(&mut nonce);
-        let sealed = self
-            .cipher
-            .encrypt(
-                &Nonce::try_from(&nonce[..]).expect("12 bytes"),
-                Payload {
-                    msg: &plain,
-                    aad: AAD,
-                },
-            )
-            .expect("AES-GCM encryption of a bounded message cannot fail");
-        let mut out = Vec::with_capacity(12 + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        format!("{VERSION_PREFIX}{}", URL_SAFE_NO_PAD.encode(out))
+        self.sealer.seal(session)
     }
 
     /// The session an id stands for, if it is ours, intact and not too old.
     pub fn open(&self, id: &str, now: i64) -> Option<Session> {
-        let raw = URL_SAFE_NO_PAD.decode(id.strip_prefix(VERSION_PREFIX)?).ok()?;
-        if raw.len() < 12 + 16 {
-            return None;
-        }
-        let (nonce, sealed) = raw.split_at(12);
-        let plain = self
-            .cipher
-            .decrypt(
-                &Nonce::try_from(nonce).ok()?,
-                Payload {
-                    msg: sealed,
-                    aad: AAD,
-                },
-            )
-            .ok()?;
-        let session: Session = serde_json::from_slice(&plain).ok()?;
+        let session: Session = self.sealer.open(id)?;
         (now - session.issued_at <= MAX_AGE_SECS && session.issued_at <= now + 60).then_some(session)
     }
 }

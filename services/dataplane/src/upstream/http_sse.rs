@@ -6,16 +6,14 @@
 //! deployment can open: the client's answer, arriving at any replica, is posted to that endpoint
 //! while the call that opened the connection is still running.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::StreamExt;
 use reqwest::header::HeaderValue;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use gatehouse_core::ids::ServerId;
+
+use crate::sealed::Sealer;
 
 use super::{Outbound, Reply, UpstreamError, Upstreams, classify};
 
@@ -39,58 +37,26 @@ struct ReplyRoute {
     issued_at: i64,
 }
 
-/// Seals and opens reply routes (AES-256-GCM, a key of their own).
+/// Seals and opens reply routes (a key of their own).
 #[derive(Clone)]
 pub(super) struct ReplyRoutes {
-    cipher: Aes256Gcm,
+    sealer: Sealer,
 }
 
 impl ReplyRoutes {
     pub(super) fn new(key: &[u8; 32]) -> Self {
         Self {
-            cipher: Aes256Gcm::new_from_slice(key).expect("32-byte key"),
+            sealer: Sealer::new(key, ROUTE_AAD, ROUTE_PREFIX),
         }
     }
 
     fn seal(&self, route: &ReplyRoute) -> String {
-        let plain = serde_json::to_vec(route).expect("route serialises");
-        let mut nonce = [0u8; 12];
-        rand::fill(&mut nonce);
-        let sealed = self
-            .cipher
-            .encrypt(
-                &Nonce::try_from(&nonce[..]).expect("12 bytes"),
-                Payload {
-                    msg: &plain,
-                    aad: ROUTE_AAD,
-                },
-            )
-            .expect("AES-GCM encryption of a bounded message cannot fail");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
-        format!("{ROUTE_PREFIX}{}", URL_SAFE_NO_PAD.encode(out))
+        self.sealer.seal(route)
     }
 
     /// The route an answer's id stands for, if it is one of ours, for `server`, and recent.
     fn open(&self, id: &Value, server: ServerId, now: i64) -> Option<ReplyRoute> {
-        let raw = URL_SAFE_NO_PAD
-            .decode(id.as_str()?.strip_prefix(ROUTE_PREFIX)?)
-            .ok()?;
-        if raw.len() < 12 + 16 {
-            return None;
-        }
-        let (nonce, sealed) = raw.split_at(12);
-        let plain = self
-            .cipher
-            .decrypt(
-                &Nonce::try_from(nonce).ok()?,
-                Payload {
-                    msg: sealed,
-                    aad: ROUTE_AAD,
-                },
-            )
-            .ok()?;
-        let route: ReplyRoute = serde_json::from_slice(&plain).ok()?;
+        let route: ReplyRoute = self.sealer.open(id.as_str()?)?;
         (route.server == server && (0..=ROUTE_MAX_AGE_SECS).contains(&(now - route.issued_at)))
             .then_some(route)
     }
