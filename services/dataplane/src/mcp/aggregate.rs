@@ -5,7 +5,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
-use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use gatehouse_core::ids::ServerId;
@@ -13,7 +12,7 @@ use gatehouse_core::ids::ServerId;
 use crate::jsonrpc::{self, Message};
 use crate::owners::Listing;
 use crate::session::Session;
-use crate::upstream::{Outbound, Reply};
+use crate::upstream::{Outbound, Reply, response_on};
 
 use super::calls::{mcp_headers_for, upstream_session};
 use super::cursor::{Position, Walk};
@@ -312,58 +311,35 @@ pub(super) async fn discover(req: &HttpRequest, ctx: &Ctx, message: Message) -> 
             caller: Some(ctx.caller()),
             client_capabilities: None,
         };
-        match ctx.state.upstreams.post(out).await {
-            Ok(Reply::Json { body, .. }) => {
-                let Ok(value) = serde_json::from_slice::<Value>(&body) else {
-                    continue;
-                };
-                if let Some(result) = value.get("result") {
-                    merged = Some(match merged.take() {
-                        None => result.clone(),
-                        Some(mut base) => {
-                            merge_capabilities(&mut base, result);
-                            base
-                        }
-                    });
-                } else if first_error.is_none() {
-                    first_error = Some(Answer::Http(relay_json_error(&value)));
-                }
+        let answer = match ctx.state.upstreams.post(out).await {
+            Ok(Reply::Json { body, .. }) => serde_json::from_slice::<Value>(&body).ok(),
+            Ok(Reply::Stream { mut events, .. }) => response_on(&mut events, &id).await.ok(),
+            Ok(Reply::Status { status, body, json }) if (400..500).contains(&status) => {
+                first_error.get_or_insert_with(|| {
+                    Answer::Http(
+                        HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST))
+                            .content_type(if json { "application/json" } else { "text/plain" })
+                            .body(body),
+                    )
+                });
+                None
             }
-            Ok(Reply::Status { status, body, json })
-                if (400..500).contains(&status) && first_error.is_none() =>
-            {
-                first_error = Some(Answer::Http(
-                    HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST))
-                        .content_type(if json { "application/json" } else { "text/plain" })
-                        .body(body),
-                ));
-            }
-            Ok(Reply::Stream { mut events, .. }) => {
-                while let Some(Ok(event)) = events.next().await {
-                    let Some(value) = event
-                        .data
-                        .as_deref()
-                        .and_then(|d| serde_json::from_str::<Value>(d).ok())
-                    else {
-                        continue;
-                    };
-                    if value.get("id") == Some(&id) {
-                        if let Some(result) = value.get("result") {
-                            merged = Some(match merged.take() {
-                                None => result.clone(),
-                                Some(mut base) => {
-                                    merge_capabilities(&mut base, result);
-                                    base
-                                }
-                            });
-                        } else if first_error.is_none() {
-                            first_error = Some(Answer::Http(relay_json_error(&value)));
-                        }
-                        break;
+            _ => None,
+        };
+        let Some(answer) = answer else { continue };
+        match answer.get("result") {
+            Some(result) => {
+                merged = Some(match merged.take() {
+                    None => result.clone(),
+                    Some(mut base) => {
+                        merge_capabilities(&mut base, result);
+                        base
                     }
-                }
+                });
             }
-            _ => {}
+            None => {
+                first_error.get_or_insert_with(|| Answer::Http(relay_json_error(&answer)));
+            }
         }
     }
     match (merged, first_error) {

@@ -4,7 +4,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 use gatehouse_events::CallOutcome;
@@ -12,7 +11,7 @@ use gatehouse_events::CallOutcome;
 use crate::headers::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::jsonrpc::{self, Kind, Message};
 use crate::session::{Session, UpstreamSession};
-use crate::upstream::{Outbound, Reply};
+use crate::upstream::{Outbound, Reply, response_on};
 
 use super::aggregate::{filter_capabilities, merge_capabilities};
 use super::dispatch::{Answer, dispatch, result_value};
@@ -305,22 +304,7 @@ async fn answer_value(answer: Answer, id: &Value) -> Value {
         Answer::Upstream { reply, mut relay } => {
             let value = match reply {
                 Reply::Json { body, .. } => serde_json::from_slice(&body).ok(),
-                Reply::Stream { mut events, .. } => {
-                    let mut found = None;
-                    while let Some(Ok(e)) = events.next().await {
-                        if let Some(v) = e
-                            .data
-                            .as_deref()
-                            .and_then(|d| serde_json::from_str::<Value>(d).ok())
-                            && v.get("id") == Some(id)
-                            && v.get("method").is_none()
-                        {
-                            found = Some(v);
-                            break;
-                        }
-                    }
-                    found
-                }
+                Reply::Stream { mut events, .. } => response_on(&mut events, id).await.ok(),
                 Reply::Status { body, .. } => serde_json::from_slice(&body).ok(),
                 Reply::Accepted => None,
             };

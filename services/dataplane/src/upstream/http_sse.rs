@@ -15,7 +15,7 @@ use gatehouse_core::ids::ServerId;
 
 use crate::sealed::Sealer;
 
-use super::{Outbound, Reply, UpstreamError, Upstreams, classify};
+use super::{Outbound, Reply, UpstreamError, Upstreams, classify, response_on};
 
 const ROUTE_PREFIX: &str = "ghsse1.";
 const ROUTE_AAD: &[u8] = b"gatehouse/http-sse-reply-route/v1";
@@ -136,25 +136,7 @@ impl Upstreams {
             HeaderValue::from_static("application/json"),
         );
         headers.remove(reqwest::header::ACCEPT);
-        let post = |body: Vec<u8>| {
-            let request = self
-                .inner
-                .http
-                .post(endpoint.clone())
-                .headers(headers.clone())
-                .body(body);
-            async move {
-                match tokio::time::timeout(self.inner.timeout, request.send()).await {
-                    Ok(Ok(r)) if r.status().is_success() => Ok(()),
-                    Ok(Ok(r)) => Err(UpstreamError::Unavailable(format!(
-                        "upstream answered {}",
-                        r.status().as_u16()
-                    ))),
-                    Ok(Err(e)) => Err(UpstreamError::Unavailable(classify(&e))),
-                    Err(_) => Err(UpstreamError::Unavailable("no answer in time".into())),
-                }
-            }
-        };
+        let post = |body: Vec<u8>| self.post_message(endpoint.clone(), headers.clone(), body);
         let is_request = message.get("method").is_some() && message.get("id").is_some();
         let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
         if !is_initialize {
@@ -168,21 +150,9 @@ impl Upstreams {
                 "protocolVersion": LEGACY_VERSION, "capabilities": capabilities,
                 "clientInfo": {"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")}}});
             post(serde_json::to_vec(&init).expect("json")).await?;
-            let initialized = tokio::time::timeout(self.inner.timeout, async {
-                while let Some(Ok(event)) = events.next().await {
-                    if let Some(v) = event
-                        .data
-                        .as_deref()
-                        .and_then(|d| serde_json::from_str::<Value>(d).ok())
-                        && v.get("id") == Some(&init_id)
-                    {
-                        return v.get("result").is_some();
-                    }
-                }
-                false
-            })
-            .await
-            .unwrap_or(false);
+            let initialized = tokio::time::timeout(self.inner.timeout, response_on(&mut events, &init_id))
+                .await
+                .is_ok_and(|answer| answer.is_ok_and(|v| v.get("result").is_some()));
             if !initialized {
                 return Err(UpstreamError::Unavailable("initialize failed upstream".into()));
             }
@@ -271,17 +241,21 @@ impl Upstreams {
             reqwest::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let send = self
-            .inner
-            .http
-            .post(endpoint)
-            .headers(headers)
-            .body(serde_json::to_vec(&message).expect("json"))
-            .send();
+        self.post_message(endpoint, headers, serde_json::to_vec(&message).expect("json"))
+            .await
+            .map(|()| Reply::Accepted)
+    }
+
+    /// POSTs one message to a connection's message endpoint; the answer comes on its stream.
+    async fn post_message(
+        &self,
+        endpoint: url::Url,
+        headers: reqwest::header::HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<(), UpstreamError> {
+        let send = self.inner.http.post(endpoint).headers(headers).body(body).send();
         match tokio::time::timeout(self.inner.timeout, send).await {
-            Ok(Ok(r)) if r.status().is_success() => Ok(Reply::Accepted),
-            // The connection that asked has closed (its call ended).
-            Ok(Ok(r)) if r.status() == reqwest::StatusCode::NOT_FOUND => Err(UpstreamError::SessionGone),
+            Ok(Ok(r)) if r.status().is_success() => Ok(()),
             Ok(Ok(r)) => Err(UpstreamError::Unavailable(format!(
                 "upstream answered {}",
                 r.status().as_u16()

@@ -403,28 +403,10 @@ impl Upstreams {
                 mut events,
                 session_id,
             } => {
-                let wait = async {
-                    while let Some(event) = events.next().await {
-                        let event = event.map_err(UpstreamError::Unavailable)?;
-                        let Some(data) = event.data.filter(|d| !d.is_empty()) else {
-                            continue;
-                        };
-                        let Ok(value) = serde_json::from_str::<Value>(&data) else {
-                            continue;
-                        };
-                        let is_response = value.get("method").is_none()
-                            && (value.get("result").is_some() || value.get("error").is_some());
-                        if is_response && value.get("id") == Some(id) {
-                            return Ok(value);
-                        }
-                    }
-                    Err(UpstreamError::Unavailable(
-                        "stream ended without a response".into(),
-                    ))
-                };
-                let value = tokio::time::timeout(self.inner.timeout, wait)
+                let value = tokio::time::timeout(self.inner.timeout, response_on(&mut events, id))
                     .await
-                    .map_err(|_| UpstreamError::Unavailable("no answer in time".into()))??;
+                    .map_err(|_| UpstreamError::Unavailable("no answer in time".into()))?
+                    .map_err(UpstreamError::Unavailable)?;
                 Ok((value, session_id))
             }
             Reply::Accepted => Err(UpstreamError::Unavailable(
@@ -441,6 +423,27 @@ impl Upstreams {
             }
         }
     }
+}
+
+/// Reads a stream up to the response to request `id` (messages before it are skipped): the
+/// response, or why none came.
+pub async fn response_on(events: &mut SseEvents, id: &Value) -> Result<Value, String> {
+    while let Some(event) = events.next().await {
+        let event = event?;
+        let Some(value) = event
+            .data
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<Value>(d).ok())
+        else {
+            continue;
+        };
+        let is_response =
+            value.get("method").is_none() && (value.get("result").is_some() || value.get("error").is_some());
+        if is_response && value.get("id") == Some(id) {
+            return Ok(value);
+        }
+    }
+    Err("stream ended without a response".into())
 }
 
 fn sensitive(mut value: HeaderValue) -> HeaderValue {
