@@ -2,7 +2,6 @@
 //! their membership and role in the org named by the path.
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 
 use actix_web::http::Method;
@@ -49,34 +48,7 @@ fn csrf_valid(cookie_key: &[u8], session_token: &str, presented: &str) -> bool {
         .is_ok_and(|tag| hmac_sha256_verify(cookie_key, format!("csrf:{session_token}").as_bytes(), &tag))
 }
 
-/// Where a request came from, for the audit trail.
-#[derive(Clone, Debug, Default)]
-pub struct ClientInfo {
-    pub ip: Option<IpAddr>,
-    pub user_agent: Option<String>,
-}
-
-impl ClientInfo {
-    pub fn of(req: &HttpRequest) -> Self {
-        Self {
-            ip: gatehouse_http::client_ip(req),
-            user_agent: req
-                .headers()
-                .get(actix_web::http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(512).collect()),
-        }
-    }
-}
-
-impl FromRequest for ClientInfo {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(Ok(ClientInfo::of(req)))
-    }
-}
+pub use gatehouse_http::ClientInfo;
 
 /// A signed-in user (valid console session). On unsafe methods the CSRF header must match.
 #[derive(Clone, Debug)]

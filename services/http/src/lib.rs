@@ -10,6 +10,35 @@ pub mod serve;
 pub use ops::{Readiness, ReadinessCheck};
 pub use serve::{Draining, bind, close_connections_when_draining, run_until_stopped};
 
+/// Where a request came from, for the audit trail and per-address limits.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    pub ip: Option<std::net::IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    pub fn of(req: &actix_web::HttpRequest) -> Self {
+        Self {
+            ip: client_ip(req),
+            user_agent: req
+                .headers()
+                .get(actix_web::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(512).collect()),
+        }
+    }
+}
+
+impl actix_web::FromRequest for ClientInfo {
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(Ok(ClientInfo::of(req)))
+    }
+}
+
 /// The client's address: the connection's peer, or what a trusted proxy says in
 /// `X-Forwarded-For` when the service registered its `TrustedProxies` as app data.
 pub fn client_ip(req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {

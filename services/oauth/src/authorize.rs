@@ -542,13 +542,13 @@ pub(crate) async fn issue_code(
     let mut tx = TenantTx::begin(&state.db, &OrgScope::authorized(v.org.id)).await?;
     if record_consent {
         oauth_consents::grant(&mut tx, user.id, &v.client.client_id, v.endpoint.id, &scopes).await?;
-        let info = crate::session_client_info(req);
+        let info = gatehouse_http::ClientInfo::of(req);
         audit::append(
             &mut tx,
             &[
                 NewAuditEvent::control(member_actor(user), "oauth.consent_granted")
                     .target("endpoint", v.endpoint.id)
-                    .client(info.0, info.1)
+                    .client(info.ip, info.user_agent)
                     .details(json!({
                         "client_id": v.client.client_id,
                         "client_name": v.client.client_name,

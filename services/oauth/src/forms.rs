@@ -53,7 +53,7 @@ async fn login_inner(
             Some("The sign-in form expired. Please sign in again."),
         ));
     }
-    let info = crate::session_client_info(req);
+    let info = gatehouse_http::ClientInfo::of(req);
     let per_minute = state.cfg.oauth.login_attempts_per_minute.max(1);
     let limit = Limit {
         per_minute,
@@ -61,7 +61,7 @@ async fn login_inner(
     };
     let ip_key = format!(
         "oauth-login:ip:{}",
-        info.0.map(|i| i.to_string()).unwrap_or_default()
+        info.ip.map(|i| i.to_string()).unwrap_or_default()
     );
     for key in [ip_key, format!("oauth-login:email:{email}")] {
         let decision = state.rate_limiter.check(&key, limit).await;
@@ -101,7 +101,7 @@ async fn login_inner(
             Some("Verify your email address first: follow the link we sent you, then sign in again."),
         ));
     }
-    let session_cookie = session::start(state, &mut tx, &user, info.0, info.1.as_deref()).await?;
+    let session_cookie = session::start(state, &mut tx, &user, info.ip, info.user_agent.as_deref()).await?;
     tx.commit().await?;
     tracing::info!(user_id = %user.id, "signed in at the authorization server");
     let mut response = see_other(&format!("/authorize?{}", v.query));
@@ -172,14 +172,14 @@ async fn consent_inner(
         ));
     };
     if form.decision != "approve" {
-        let info = crate::session_client_info(req);
+        let info = gatehouse_http::ClientInfo::of(req);
         audit::append(
             &mut tx,
             &[
                 NewAuditEvent::control(member_actor(&signed_in.user), "oauth.consent_denied")
                     .target("endpoint", v.endpoint.id)
                     .outcome(AuditOutcome::Denied)
-                    .client(info.0, info.1)
+                    .client(info.ip, info.user_agent)
                     .details(json!({"client_id": v.client.client_id, "client_name": v.client.client_name})),
             ],
         )

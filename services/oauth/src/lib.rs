@@ -141,16 +141,3 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
     }
 }
-
-/// The caller's IP and user agent, for the audit trail and rate limits.
-pub(crate) fn session_client_info(
-    req: &actix_web::HttpRequest,
-) -> (Option<std::net::IpAddr>, Option<String>) {
-    (
-        gatehouse_http::client_ip(req),
-        req.headers()
-            .get(actix_web::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(512).collect()),
-    )
-}

@@ -149,7 +149,7 @@ pub async fn register(
     req: HttpRequest,
     body: web::Bytes,
 ) -> OAuthResult<HttpResponse> {
-    let ip = crate::session_client_info(&req).0;
+    let ip = gatehouse_http::client_ip(&req);
     let per_hour = state.cfg.oauth.dynamic_registration_per_hour.max(1);
     let limit = Limit {
         per_minute: per_hour.div_ceil(60),
