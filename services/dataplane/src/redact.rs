@@ -127,15 +127,13 @@ impl Redactor {
         let mut current: Option<String> = None;
         for (kind, pattern) in &self.inner.patterns {
             let source = current.as_deref().unwrap_or(text);
-            let found = pattern.find_iter(source).count();
-            if found == 0 {
-                continue;
+            let replaced = pattern.replace_all(source, |_: &regex::Captures| {
+                kinds.push(*kind);
+                format!("[REDACTED:{kind}]")
+            });
+            if let std::borrow::Cow::Owned(replaced) = replaced {
+                current = Some(replaced);
             }
-            kinds.extend(std::iter::repeat_n(*kind, found));
-            let replaced = pattern
-                .replace_all(source, format!("[REDACTED:{kind}]").as_str())
-                .into_owned();
-            current = Some(replaced);
         }
         current
     }
