@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Version;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
@@ -20,11 +21,18 @@ pub fn tracing_logger() -> TracingLogger<GatehouseRootSpan> {
 
 /// Root span with the request id, the matched route and the org (filled in by handlers via
 /// `Span::current().record("org_id", ..)`).
+///
+/// The fields are tracing-actix-web's (OpenTelemetry's HTTP names), but built here rather than
+/// with its `root_span!` macro: the macro takes `http.client_ip`, `http.host` and `http.scheme`
+/// from `Forwarded`/`X-Forwarded-*` as any client sends them, so a client could write any address
+/// into the request logs. Here the client address is [`crate::client_ip`] (forwarding headers only
+/// from the service's trusted proxies), the host is the `Host` the request carried and the scheme
+/// is the listener's.
 pub struct GatehouseRootSpan;
 
 impl RootSpanBuilder for GatehouseRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let span = tracing_actix_web::root_span!(request, org_id = tracing::field::Empty);
+        let span = root_span(request);
         join_remote_trace(&span, request);
         span
     }
@@ -32,6 +40,59 @@ impl RootSpanBuilder for GatehouseRootSpan {
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
         DefaultRootSpanBuilder::on_request_end(span, outcome);
     }
+}
+
+fn root_span(request: &ServiceRequest) -> Span {
+    let method = request.method().as_str();
+    let route = request.match_pattern();
+    let route = route.as_deref().unwrap_or("default");
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let flavor = match request.version() {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2.0",
+        Version::HTTP_3 => "3.0",
+        _ => "1.1",
+    };
+    let scheme = if request.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let client_ip = crate::client_ip(request.request())
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.to_string())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "HTTP request",
+        http.method = %method,
+        http.route = %route,
+        http.flavor = %flavor,
+        http.scheme = %scheme,
+        http.host = %header(actix_web::http::header::HOST),
+        http.client_ip = %client_ip,
+        http.user_agent = %header(actix_web::http::header::USER_AGENT),
+        http.target = %request.uri().path_and_query().map(|p| p.as_str()).unwrap_or(""),
+        http.status_code = tracing::field::Empty,
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        request_id = %request_id,
+        exception.message = tracing::field::Empty,
+        exception.details = tracing::field::Empty,
+        org_id = tracing::field::Empty,
+    )
 }
 
 /// Makes the span a child of the caller's trace when a `traceparent` header came in.

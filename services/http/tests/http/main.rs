@@ -88,3 +88,105 @@ async fn a_request_slower_than_the_grace_period_does_not_hold_the_process() {
         "the over-long request was cut off"
     );
 }
+
+mod request_log {
+    //! The request log's client address is the trusted one: forwarding headers count only from a
+    //! declared proxy, as for the audit trail.
+
+    use std::sync::{Arc, Mutex};
+
+    use actix_web::{App, HttpResponse, test, web};
+    use gatehouse_core::net::TrustedProxies;
+    use gatehouse_http::observe;
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+    /// Every field of every "HTTP request" span, as `name=value`.
+    #[derive(Clone, Default)]
+    struct RootSpans(Arc<Mutex<Vec<Vec<(String, String)>>>>);
+
+    impl<S: tracing::Subscriber> Layer<S> for RootSpans {
+        fn on_new_span(&self, attrs: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
+            struct Fields(Vec<(String, String)>);
+            impl Visit for Fields {
+                fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                    self.0.push((field.name().to_owned(), format!("{value:?}")));
+                }
+            }
+            if attrs.metadata().name() == "HTTP request" {
+                let mut fields = Fields(vec![]);
+                attrs.record(&mut fields);
+                self.0.lock().unwrap().push(fields.0);
+            }
+        }
+    }
+
+    impl RootSpans {
+        fn field(&self, name: &str) -> Vec<String> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|fields| {
+                    fields
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                })
+                .collect()
+        }
+    }
+
+    async fn request_from_peer(proxies: Option<&[&str]>, spans: &RootSpans) {
+        let proxies = proxies.map(|p| {
+            web::Data::new(
+                TrustedProxies::parse(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap(),
+            )
+        });
+        let app = test::init_service({
+            let app = App::new()
+                .route("/ok", web::get().to(HttpResponse::Ok))
+                .wrap(observe::tracing_logger());
+            match proxies {
+                Some(p) => app.app_data(p),
+                None => app.app_data(web::Data::new(())),
+            }
+        })
+        .await;
+        let req = test::TestRequest::get()
+            .uri("/ok")
+            .peer_addr("10.1.2.3:4000".parse().unwrap())
+            .insert_header(("host", "mcp.example.test"))
+            .insert_header(("x-forwarded-for", "203.0.113.9, 198.51.100.7"))
+            .insert_header(("x-forwarded-host", "evil.example"))
+            .insert_header(("x-forwarded-proto", "https"))
+            .insert_header(("forwarded", "for=192.0.2.66;host=evil.example;proto=https"))
+            .to_request();
+        let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+        let response = test::call_service(&app, req).await;
+        assert!(response.status().is_success());
+    }
+
+    #[actix_web::test]
+    async fn forwarding_headers_from_a_client_are_not_logged_as_its_address() {
+        let spans = RootSpans::default();
+        request_from_peer(None, &spans).await;
+        assert_eq!(spans.field("http.client_ip"), ["10.1.2.3"]);
+        assert_eq!(spans.field("http.host"), ["mcp.example.test"]);
+        assert_eq!(spans.field("http.scheme"), ["http"]);
+        assert_eq!(spans.field("http.route"), ["/ok"]);
+        assert_eq!(spans.field("otel.name"), ["GET /ok"]);
+        assert!(!spans.field("request_id")[0].is_empty());
+    }
+
+    #[actix_web::test]
+    async fn a_trusted_proxy_names_the_client() {
+        let spans = RootSpans::default();
+        request_from_peer(Some(&["10.0.0.0/8"]), &spans).await;
+        // The proxy appended 198.51.100.7; 203.0.113.9 was written by the client itself.
+        assert_eq!(spans.field("http.client_ip"), ["198.51.100.7"]);
+        assert_eq!(spans.field("http.host"), ["mcp.example.test"]);
+    }
+}
