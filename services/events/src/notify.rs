@@ -5,10 +5,11 @@
 //! nature (pub/sub keeps nothing): dataplanes also reconcile versions periodically, so a missed
 //! message delays a change by at most one reconcile interval.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::snapshot::ConfigChange;
@@ -24,6 +25,8 @@ pub const SESSION_END_CHANNEL: &str = "gatehouse:session-ended";
 pub const SESSION_END_SET: &str = "gatehouse:sessions-ended";
 /// Bound on [`SESSION_END_SET`]: the oldest ends beyond it are dropped.
 const SESSION_END_SET_MAX: isize = 100_000;
+/// Bound on the session ends waiting in memory for Redis to come back.
+const PENDING_ENDS_MAX: usize = 10_000;
 
 /// The SHA-256 of an ended session's id, as published on [`SESSION_END_CHANNEL`].
 pub type SessionKey = [u8; 32];
@@ -33,6 +36,48 @@ pub struct ChangeNotifier {
     local: broadcast::Sender<ConfigChange>,
     ended_sessions: broadcast::Sender<SessionKey>,
     redis: Option<RedisLink>,
+    /// Session ends that could not be stored while Redis was unreachable, retried until stored.
+    pending_ends: Arc<PendingEnds>,
+}
+
+/// Session ends (key, expiry) waiting for Redis.
+#[derive(Default)]
+struct PendingEnds {
+    ends: Mutex<Vec<(SessionKey, i64)>>,
+    added: Notify,
+}
+
+impl PendingEnds {
+    fn push(&self, key: SessionKey, expires_at: i64) {
+        let mut ends = self.ends.lock().expect("pending ends");
+        if ends.len() >= PENDING_ENDS_MAX {
+            // The end that would expire first is the least useful to keep.
+            if let Some(first) = (0..ends.len()).min_by_key(|&i| ends[i].1) {
+                ends.swap_remove(first);
+            }
+            tracing::warn!(
+                kept = PENDING_ENDS_MAX,
+                "too many session ends waiting for redis; dropped the one expiring first"
+            );
+        }
+        ends.push((key, expires_at));
+        drop(ends);
+        self.added.notify_one();
+    }
+
+    /// Takes what is waiting, without what has expired meanwhile.
+    fn take(&self, now: i64) -> Vec<(SessionKey, i64)> {
+        let mut ends = std::mem::take(&mut *self.ends.lock().expect("pending ends"));
+        ends.retain(|(_, expires_at)| *expires_at > now);
+        ends
+    }
+
+    fn put_back(&self, mut failed: Vec<(SessionKey, i64)>) {
+        let mut ends = self.ends.lock().expect("pending ends");
+        failed.append(&mut ends);
+        failed.truncate(PENDING_ENDS_MAX);
+        *ends = failed;
+    }
 }
 
 impl ChangeNotifier {
@@ -44,6 +89,7 @@ impl ChangeNotifier {
             local,
             ended_sessions,
             redis: None,
+            pending_ends: Default::default(),
         }
     }
 
@@ -67,6 +113,7 @@ impl ChangeNotifier {
         let relay = local.clone();
         let relay_ended = ended_sessions.clone();
         let subscriber = link.clone();
+        let retry_shutdown = shutdown.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             let mut failures = 0u32;
@@ -126,10 +173,51 @@ impl ChangeNotifier {
                 backoff = next_backoff(backoff);
             }
         });
+        let pending_ends: Arc<PendingEnds> = Default::default();
+        tokio::spawn(Self::store_pending_ends(
+            link.clone(),
+            pending_ends.clone(),
+            retry_shutdown,
+        ));
         Self {
             local,
             ended_sessions,
             redis: Some(link),
+            pending_ends,
+        }
+    }
+
+    /// Stores the session ends that waited for Redis once it answers again (and announces
+    /// them), so replicas learn of every end that has not expired, however long Redis was away.
+    async fn store_pending_ends(link: RedisLink, pending: Arc<PendingEnds>, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            tokio::select! {
+                _ = pending.added.notified() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            loop {
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                let ends = pending.take(now);
+                if ends.is_empty() {
+                    backoff = Duration::from_millis(100);
+                    break;
+                }
+                match Self::store_session_ends(&link, &ends, Duration::from_secs(2)).await {
+                    Ok(()) => {
+                        tracing::info!(count = ends.len(), "stored session ends that waited for redis");
+                        backoff = Duration::from_millis(100);
+                    }
+                    Err(_) => {
+                        pending.put_back(ends);
+                        tokio::select! {
+                            _ = tokio::time::sleep(jittered(backoff)) => {}
+                            _ = shutdown.cancelled() => return,
+                        }
+                        backoff = next_backoff(backoff);
+                    }
+                }
+            }
         }
     }
 
@@ -151,37 +239,51 @@ impl ChangeNotifier {
 
     /// Announces that a session ended (DELETE) to every dataplane, this one included, and keeps
     /// the end in Redis until `expires_at` (unix seconds, when the id would expire anyway) for
-    /// replicas that are not listening now. If Redis cannot be reached, the other replicas do not
-    /// learn of it: they still forward nothing for the session (its upstream sessions are gone)
-    /// and only answer what they answer on their own (ping, lists) until the id expires.
+    /// replicas that are not listening now. If Redis cannot be reached, the end waits in memory
+    /// (bounded) and is stored and announced as soon as Redis answers again; until then the other
+    /// replicas forward nothing for the session (its upstream sessions are gone) and only answer
+    /// what they answer on their own (ping, lists).
     pub async fn publish_session_end(&self, key: SessionKey, expires_at: i64) {
         let Some(link) = &self.redis else {
             let _ = self.ended_sessions.send(key);
             return;
         };
-        let Some(conn) = link.wait(Duration::from_millis(250)).await else {
-            tracing::warn!("could not publish a session end to other dataplanes: redis unreachable");
-            return;
+        if let Err(e) = Self::store_session_ends(link, &[(key, expires_at)], Duration::from_millis(250)).await
+        {
+            tracing::warn!(error = %e, "could not publish a session end to other dataplanes yet; retrying while redis is away");
+            self.pending_ends.push(key, expires_at);
+        }
+    }
+
+    /// Adds ends to [`SESSION_END_SET`] (trimming what expired and what exceeds the bound) and
+    /// announces each on [`SESSION_END_CHANNEL`], in one atomic pipeline.
+    async fn store_session_ends(
+        link: &RedisLink,
+        ends: &[(SessionKey, i64)],
+        wait: Duration,
+    ) -> Result<(), String> {
+        let Some(conn) = link.wait(wait).await else {
+            return Err("redis unreachable".to_owned());
         };
-        let member = hex::encode(key);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut c = conn.conn.clone();
-        let stored: redis::RedisResult<()> = redis::pipe()
-            .atomic()
-            .zadd(SESSION_END_SET, &member, expires_at)
-            .ignore()
-            .zrembyscore(SESSION_END_SET, "-inf", now)
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (key, expires_at) in ends {
+            pipe.zadd(SESSION_END_SET, hex::encode(key), *expires_at).ignore();
+        }
+        pipe.zrembyscore(SESSION_END_SET, "-inf", now)
             .ignore()
             .zremrangebyrank(SESSION_END_SET, 0, -(SESSION_END_SET_MAX + 1))
-            .ignore()
-            .publish(SESSION_END_CHANNEL, &member)
-            .ignore()
-            .query_async(&mut c)
-            .await;
-        if let Err(e) = stored {
-            link.failed(&conn, &e);
-            tracing::warn!(error = %e, "could not publish a session end to other dataplanes");
+            .ignore();
+        for (key, _) in ends {
+            pipe.publish(SESSION_END_CHANNEL, hex::encode(key)).ignore();
         }
+        let mut c = conn.conn.clone();
+        let stored: redis::RedisResult<()> = pipe.query_async(&mut c).await;
+        stored.map_err(|e| {
+            link.failed(&conn, &e);
+            e.to_string()
+        })
     }
 
     /// The session ends kept in Redis whose ids have not expired yet (empty when unreachable).

@@ -61,3 +61,54 @@ async fn session_ends_reach_replicas_that_were_not_listening() {
     assert!(!heard.contains(&expired), "an expired end is not handed out");
     shutdown.cancel();
 }
+
+/// A session ended while Redis is down is stored and announced once Redis is back, so the other
+/// replicas still learn of it; one whose id expired meanwhile is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_ends_announced_while_redis_is_down_are_delivered_when_it_returns() {
+    let mut server = RedisServer::start();
+    let shutdown = CancellationToken::new();
+    let announcer = notifier(&server.url(), &shutdown).await;
+    // Connected first, so the outage is one the announcer lives through.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while announcer.ping().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .is_ok(),
+        "the announcer reaches redis"
+    );
+
+    server.kill();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let during_outage = [7u8; 32];
+    let expires_during_outage = [8u8; 32];
+    announcer.publish_session_end(during_outage, now + 3600).await;
+    announcer
+        .publish_session_end(expires_during_outage, now + 1)
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.restart();
+
+    let other = notifier(&server.url(), &shutdown).await;
+    let mut ends = other.subscribe_session_ends();
+    let mut heard = std::collections::HashSet::new();
+    while let Some(key) = next_end(&mut ends, Duration::from_secs(10)).await {
+        heard.insert(key);
+        if heard.contains(&during_outage) {
+            break;
+        }
+    }
+    assert!(
+        heard.contains(&during_outage),
+        "the other replica learned of the end announced during the outage"
+    );
+    // Give a late delivery of the expired one the chance to show up.
+    while let Some(key) = next_end(&mut ends, Duration::from_secs(1)).await {
+        heard.insert(key);
+    }
+    assert!(!heard.contains(&expires_during_outage));
+    shutdown.cancel();
+}
