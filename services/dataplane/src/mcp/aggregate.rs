@@ -106,11 +106,30 @@ pub(super) async fn list_page(
         caller: Some(ctx.caller()),
         client_capabilities: None,
     };
-    let (reply, _) = ctx.state.upstreams.request(out, &id).await.map_err(|_| None)?;
-    let Some(result) = reply.get("result") else {
-        return Err(reply.get("error").is_some().then_some(reply));
+    // A list left out because its upstream failed still gives the client an answer (the other
+    // upstreams' items), so the operator is told here: a warning and
+    // `gatehouse_dataplane_upstream_list_failures_total`.
+    let failed = |reason: &str| {
+        tracing::warn!(server_id = %server_id, method = message.method(), reason, "upstream list left out of the answer");
+        metrics::counter!("gatehouse_dataplane_upstream_list_failures_total").increment(1);
     };
-    let items = result.get(key).and_then(Value::as_array).ok_or(None)?;
+    let (reply, _) = ctx.state.upstreams.request(out, &id).await.map_err(|e| {
+        failed(&e.to_string());
+        None
+    })?;
+    let Some(result) = reply.get("result") else {
+        // A JSON-RPC error (e.g. method not found from a server without prompts) is the upstream's
+        // own answer, not a failure.
+        if reply.get("error").is_some() {
+            return Err(Some(reply));
+        }
+        failed("the answer holds neither a result nor an error");
+        return Err(None);
+    };
+    let Some(items) = result.get(key).and_then(Value::as_array) else {
+        failed("the result holds no list");
+        return Err(None);
+    };
     Ok(Page {
         items: items.clone(),
         next_cursor: result

@@ -433,6 +433,28 @@ async fn aggregated_lists_walk_every_upstream_with_its_own_cursor() {
     }
 }
 
+/// With one upstream down, lists still answer with the others' items (the failure is the
+/// operator's to see, in the logs and `gatehouse_dataplane_upstream_list_failures_total`), in
+/// both eras.
+#[tokio::test]
+async fn lists_answer_with_the_upstreams_that_answer() {
+    let two = TwoUpstreams::start(Default::default(), Default::default()).await;
+    let modern = two.client("2026-07-28").await;
+    let legacy = two.client("2025-11-25").await;
+    two.beta.shutdown().await;
+    for client in [&modern, &legacy] {
+        let (uris, pages) = walk(client, "resources/list", "resources", "uri").await;
+        assert_eq!(pages, 1, "{uris:?}");
+        assert!(uris.contains(&"test://alpha/info".to_owned()), "{uris:?}");
+        assert!(!uris.iter().any(|u| u.starts_with("test://beta/")), "{uris:?}");
+        let (prompts, _) = walk(client, "prompts/list", "prompts", "name").await;
+        assert!(
+            !prompts.is_empty() && prompts.iter().all(|p| p.starts_with("orders__")),
+            "{prompts:?}"
+        );
+    }
+}
+
 /// Walks a list to its end: the `field` of every item, and how many pages it took.
 async fn walk(client: &RawClient, method: &str, key: &str, field: &str) -> (Vec<String>, usize) {
     let mut values = Vec::new();
