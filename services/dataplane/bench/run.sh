@@ -3,6 +3,7 @@
 #   services/dataplane/bench/run.sh            full run (about 10 minutes)
 #   DURATION=10 CALLS=200000 services/dataplane/bench/run.sh   shorter
 #   DP_WORKERS=2 services/dataplane/bench/run.sh                  dataplane with one worker per core
+#   RATE_PAIRS=5 LOADGEN_DUMP_DIR=/tmp/lat services/dataplane/bench/run.sh   more fixed-rate rounds, every latency kept
 # Needs: wrk (apt-get install wrk). Fixed-rate latency, the 1M-call memory run and the idle
 # sessions use examples/loadgen.rs. With nginx installed (apt-get install nginx-light), the same
 # run also measures nginx as a bare reverse proxy in front of the same upstream (no policy at
@@ -14,6 +15,7 @@ CALLS="${CALLS:-1000000}"
 RATE="${RATE:-1000}"
 CONNS="${CONNS:-32}"
 DP_WORKERS="${DP_WORKERS:-1}"
+RATE_PAIRS="${RATE_PAIRS:-3}"
 ECHO_PORT=18090 DP_PORT=18091 JWKS_PORT=18092 NGINX_PORT=18095
 BIN="${CARGO_TARGET_DIR:-target}/release/examples"
 LUA="services/dataplane/bench/tools_call.lua"
@@ -80,13 +82,20 @@ EOF
   after="$(cpu_ticks "$NGINX_WORKER")"
   requests="$(awk '/requests in/ {print $1}' /tmp/bench-nginx.txt)"
   echo "nginx CPU: $(( (after - before) * 1000000 / CLK_TCK / requests )) us per tools/call"
-  kill "$NGINX_PID"
-  NGINX_PID=""
 fi
 
-echo "== fixed rate ${RATE}/s for ${DURATION}s: direct, then through the dataplane"
-"$LOADGEN" rate "$DIRECT_URL" "$RATE" "$DURATION"
-"$LOADGEN" rate "$DP_URL" "$RATE" "$DURATION" "$TOKEN"
+# Interleaved, so that the machine's slow phases fall on all of them alike. LOADGEN_DUMP_DIR
+# keeps every request's scheduled start and latency (µs), one file per run, for a closer look.
+echo "== fixed rate ${RATE}/s for ${DURATION}s, $RATE_PAIRS rounds: direct, through the dataplane${NGINX_PID:+, through nginx}"
+for round in $(seq 1 "$RATE_PAIRS"); do
+  dump() { [ -n "${LOADGEN_DUMP_DIR:-}" ] && echo "$LOADGEN_DUMP_DIR/$1-$round.txt" || true; }
+  echo -n "direct    "; LOADGEN_DUMP="$(dump direct)" "$LOADGEN" rate "$DIRECT_URL" "$RATE" "$DURATION"
+  echo -n "dataplane "; LOADGEN_DUMP="$(dump dataplane)" "$LOADGEN" rate "$DP_URL" "$RATE" "$DURATION" "$TOKEN"
+  if [ -n "${NGINX_PID:-}" ]; then
+    echo -n "nginx     "; LOADGEN_DUMP="$(dump nginx)" "$LOADGEN" rate "http://127.0.0.1:$NGINX_PORT/mcp" "$RATE" "$DURATION"
+  fi
+done
+if [ -n "${NGINX_PID:-}" ]; then kill "$NGINX_PID"; NGINX_PID=""; fi
 
 echo "== memory over $CALLS calls"
 echo "RSS before: $(rss_kb "$DP_PID") kB"

@@ -3,6 +3,7 @@
 //! slow server cannot hide its queueing), or closed-loop for N requests with C connections.
 //!
 //! loadgen rate URL RATE SECONDS [TOKEN]      → p50/p99/p99.9 latency, achieved rate, errors
+//!   (with LOADGEN_DUMP=FILE, also every request's scheduled start and latency, in µs)
 //! loadgen count URL N CONNECTIONS [TOKEN]    → requests/s, errors
 //! loadgen sessions URL N CONNECTIONS TOKEN   → opens N 2025-11-25 sessions (initialize), leaves them idle
 
@@ -98,12 +99,22 @@ async fn main() {
                             errors.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    scheduled.elapsed()
+                    (scheduled, scheduled.elapsed())
                 }));
             }
             let mut latencies = Vec::with_capacity(tasks.len());
+            let mut dump = std::env::var_os("LOADGEN_DUMP")
+                .filter(|path| !path.is_empty())
+                .map(|path| std::io::BufWriter::new(std::fs::File::create(path).expect("LOADGEN_DUMP")));
             for t in tasks {
-                latencies.push(t.await.unwrap());
+                let (scheduled, latency) = t.await.unwrap();
+                if let Some(out) = dump.as_mut() {
+                    // One line per request: scheduled start (µs since the first) and latency (µs).
+                    use std::io::Write;
+                    let at = scheduled.duration_since(start).as_micros();
+                    writeln!(out, "{at} {}", latency.as_micros()).expect("LOADGEN_DUMP");
+                }
+                latencies.push(latency);
             }
             let elapsed = start.elapsed().as_secs_f64();
             latencies.sort();
