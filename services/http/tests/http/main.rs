@@ -102,20 +102,23 @@ mod request_log {
     use tracing::span::{Attributes, Id};
     use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
-    /// Every field of every "HTTP request" span, as `name=value`.
+    /// One span's fields: name and value.
+    type Fields = Vec<(String, String)>;
+
+    /// Every field of every "HTTP request" span.
     #[derive(Clone, Default)]
-    struct RootSpans(Arc<Mutex<Vec<Vec<(String, String)>>>>);
+    struct RootSpans(Arc<Mutex<Vec<Fields>>>);
 
     impl<S: tracing::Subscriber> Layer<S> for RootSpans {
         fn on_new_span(&self, attrs: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
-            struct Fields(Vec<(String, String)>);
-            impl Visit for Fields {
+            struct Collect(Fields);
+            impl Visit for Collect {
                 fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
                     self.0.push((field.name().to_owned(), format!("{value:?}")));
                 }
             }
             if attrs.metadata().name() == "HTTP request" {
-                let mut fields = Fields(vec![]);
+                let mut fields = Collect(vec![]);
                 attrs.record(&mut fields);
                 self.0.lock().unwrap().push(fields.0);
             }
