@@ -79,8 +79,8 @@ impl ConsoleClient {
     }
 
     /// Registers an upstream server (`server`: the body of `POST /servers`), approves every tool
-    /// `grants` names and creates one scope per grant (scope name, tool names granted); returns
-    /// the server's id.
+    /// `grants` names and creates one scope per grant (scope name, tool names granted; `"*"`
+    /// grants every tool the server lists); returns the server's id.
     pub async fn provision(&self, org: &str, server: Value, grants: &[(&str, &[&str])]) -> String {
         let created = self
             .send(
@@ -106,6 +106,23 @@ impl ConsoleClient {
                 .unwrap_or_else(|| panic!("{name} not listed: {tools}"))
                 .clone()
         };
+        let all: Vec<&str> = tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        let grants: Vec<(&str, Vec<&str>)> = grants
+            .iter()
+            .map(|(scope, names)| {
+                let names = if names.contains(&"*") {
+                    all.clone()
+                } else {
+                    names.to_vec()
+                };
+                (*scope, names)
+            })
+            .collect();
         let mut approved: Vec<&str> = Vec::new();
         for name in grants.iter().flat_map(|(_, names)| names.iter()) {
             if approved.contains(name) {
@@ -123,7 +140,7 @@ impl ConsoleClient {
             .await;
             approved.push(name);
         }
-        for (scope, names) in grants {
+        for (scope, names) in &grants {
             let tool_ids: Vec<Value> = names.iter().map(|name| find(name)["id"].clone()).collect();
             self.send(
                 reqwest::Method::POST,

@@ -1,6 +1,7 @@
 //! Test support: fresh databases, free ports, local Redis servers, log capture.
 //! Dev-dependency only.
 
+pub mod conformance;
 pub mod console;
 pub mod node_tools;
 pub mod redis_server;

@@ -5,6 +5,7 @@
 //! with approved tools and scopes in one call, tokens from the authorization server, and waiting.
 
 mod config_sync;
+mod conformance;
 mod sdk_clients;
 mod tokens;
 
