@@ -4,13 +4,11 @@
 //! dataplane crate's own conformance tests install the same configuration directly and sign their
 //! tokens themselves; this one proves the platform's real path.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use gatehouse_test_support::conformance::{ExpectedFailure, run_suite};
 
-use super::{Admin, client_credentials_token, metadata_url, platform_reaching_loopback, wait_for_status};
+use super::{Admin, platform_reaching_loopback, service_client_token};
 
 #[tokio::test]
 async fn conformance_suite_passes_with_an_authorization_server_token() {
@@ -39,22 +37,8 @@ async fn conformance_suite_passes_with_an_authorization_server_token() {
             })),
         )
         .await;
-    let client = admin
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/orgs/conforg/service-clients",
-            Some(json!({"name": "conformance", "endpoint_id": endpoint["id"], "scopes": ["conformance"]})),
-        )
-        .await;
-    let resource = format!("{}/conforg/mcp/mcp", platform.dataplane);
-    let token = client_credentials_token(&platform, &client, &resource, None).await;
-    wait_for_status(
-        &platform,
-        &metadata_url(&platform, "conforg", "mcp"),
-        200,
-        Duration::from_secs(2),
-    )
-    .await;
+    let (resource, token) =
+        service_client_token(&platform, &admin, "conforg", &endpoint, &["conformance"]).await;
     run_suite(
         "@modelcontextprotocol/conformance",
         "platform-alpha12",

@@ -86,6 +86,36 @@ async fn client_credentials_token(
         .to_owned()
 }
 
+/// A service client of `endpoint` (as the REST API describes it) granted `scopes`, and an access
+/// token for it from the authorization server, returned once the dataplane serves the endpoint:
+/// the endpoint's resource URL and the token.
+async fn service_client_token(
+    platform: &Platform,
+    admin: &ConsoleClient,
+    org: &str,
+    endpoint: &Value,
+    scopes: &[&str],
+) -> (String, String) {
+    let client = admin
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/orgs/{org}/service-clients"),
+            Some(serde_json::json!({"name": "e2e", "endpoint_id": endpoint["id"], "scopes": scopes})),
+        )
+        .await;
+    let slug = endpoint["slug"].as_str().expect("endpoint slug");
+    let resource = format!("{}/{org}/{slug}/mcp", platform.dataplane);
+    let token = client_credentials_token(platform, &client, &resource, None).await;
+    wait_for_status(
+        platform,
+        &metadata_url(platform, org, slug),
+        200,
+        Duration::from_secs(2),
+    )
+    .await;
+    (resource, token)
+}
+
 async fn wait_for<F, Fut>(limit: Duration, mut probe: F) -> Duration
 where
     F: FnMut() -> Fut,

@@ -1,10 +1,8 @@
 //! The official TypeScript and Python SDK clients through the dataplane.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
-use super::{Admin, client_credentials_token, metadata_url, platform_reaching_loopback, wait_for_status};
+use super::{Admin, platform_reaching_loopback, service_client_token};
 
 /// The official TypeScript and Python SDK clients list and call tools through the dataplane with
 /// an access token from the authorization server, in every era the SDK supports (TypeScript
@@ -34,22 +32,7 @@ async fn sdk_clients_list_and_call_with_an_authorization_server_token() {
         )
         .await;
     let endpoint = admin.create_endpoint("sdkorg", "mcp", "MCP", &server_id).await;
-    let client = admin
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/orgs/sdkorg/service-clients",
-            Some(json!({"name": "sdk", "endpoint_id": endpoint["id"], "scopes": ["fx:text"]})),
-        )
-        .await;
-    let resource = format!("{}/sdkorg/mcp/mcp", platform.dataplane);
-    let token = client_credentials_token(&platform, &client, &resource, None).await;
-    wait_for_status(
-        &platform,
-        &metadata_url(&platform, "sdkorg", "mcp"),
-        200,
-        Duration::from_secs(2),
-    )
-    .await;
+    let (resource, token) = service_client_token(&platform, &admin, "sdkorg", &endpoint, &["fx:text"]).await;
 
     let runs: Vec<(&str, std::path::PathBuf, Vec<String>)> = vec![
         (
