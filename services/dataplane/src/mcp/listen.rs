@@ -18,7 +18,7 @@ use gatehouse_events::CallOutcome;
 
 use crate::jsonrpc::{self, Message};
 use crate::session::Session;
-use crate::upstream::{Reply, SseEvents};
+use crate::upstream::{Reply, SseEvents, next_message};
 
 use super::calls::forward_request;
 use super::dispatch::{Answer, Relay};
@@ -156,14 +156,7 @@ async fn open(
 /// Reads a stream up to its acknowledgement; an upstream's response to the request (an error)
 /// comes back as `Err(Some(response))`, an ended stream as `Err(None)`.
 async fn acknowledgement(events: &mut SseEvents, id: &Value) -> Result<Value, Option<Value>> {
-    while let Some(Ok(event)) = events.next().await {
-        let Some(value) = event
-            .data
-            .as_deref()
-            .and_then(|d| serde_json::from_str::<Value>(d).ok())
-        else {
-            continue;
-        };
+    while let Some(Ok(value)) = next_message(events).await {
         if value.get("method").and_then(Value::as_str) == Some(ACKNOWLEDGED) {
             return Ok(value);
         }

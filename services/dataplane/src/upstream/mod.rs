@@ -425,18 +425,27 @@ impl Upstreams {
     }
 }
 
+/// The next message on an upstream stream: the next event whose data is JSON (other events are
+/// skipped), why the stream broke, or `None` at its end.
+pub async fn next_message(events: &mut SseEvents) -> Option<Result<Value, String>> {
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => {
+                if let Some(value) = event.data.as_deref().and_then(|d| serde_json::from_str(d).ok()) {
+                    return Some(Ok(value));
+                }
+            }
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    None
+}
+
 /// Reads a stream up to the response to request `id` (messages before it are skipped): the
 /// response, or why none came.
 pub async fn response_on(events: &mut SseEvents, id: &Value) -> Result<Value, String> {
-    while let Some(event) = events.next().await {
-        let event = event?;
-        let Some(value) = event
-            .data
-            .as_deref()
-            .and_then(|d| serde_json::from_str::<Value>(d).ok())
-        else {
-            continue;
-        };
+    while let Some(value) = next_message(events).await {
+        let value = value?;
         let is_response =
             value.get("method").is_none() && (value.get("result").is_some() || value.get("error").is_some());
         if is_response && value.get("id") == Some(id) {
