@@ -18,7 +18,7 @@ use crate::session::Session;
 use crate::upstream::{Outbound, UpstreamError};
 
 use super::dispatch::{Answer, Relay, unknown_tool};
-use super::{Ctx, Era, MODERN_VERSIONS, check_limit, rpc_error};
+use super::{Era, Incoming, MODERN_VERSIONS, check_limit, rpc_error};
 
 /// The protocol version and upstream session to use with `server` for this request.
 pub(super) fn upstream_session(
@@ -77,14 +77,8 @@ pub(super) fn mcp_headers_for(
     out
 }
 
-pub(super) async fn call_tool(
-    req: &HttpRequest,
-    ctx: &Ctx,
-    era: Era,
-    session: Option<&Session>,
-    mut message: Message,
-    bytes_in: u64,
-) -> Answer {
+pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, bytes_in: u64) -> Answer {
+    let ctx = incoming.ctx;
     let id = message.id().cloned().unwrap_or(Value::Null);
     let Some(name) = message.param_str("name").map(str::to_owned) else {
         return Answer::Value(jsonrpc::error_body(
@@ -159,19 +153,22 @@ pub(super) async fn call_tool(
         arguments.as_ref(),
         bytes_in,
     );
-    forward_request(req, ctx, era, session, message, Some(*server_id), Some(record)).await
+    forward_request(incoming, message, Some(*server_id), Some(record)).await
 }
 
 /// Sends a request to `target` and hands back its reply for relaying.
 pub(super) async fn forward_request(
-    req: &HttpRequest,
-    ctx: &Ctx,
-    era: Era,
-    session: Option<&Session>,
+    incoming: Incoming<'_>,
     message: Message,
     target: Option<ServerId>,
     record: Option<CallRecord>,
 ) -> Answer {
+    let Incoming {
+        http: req,
+        ctx,
+        era,
+        session,
+    } = incoming;
     let id = message.id().cloned().unwrap_or(Value::Null);
     let fail = |record: Option<CallRecord>, code: i64, text: &str| {
         if let Some(r) = record {

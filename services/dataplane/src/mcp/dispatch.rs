@@ -2,7 +2,7 @@
 //! resources, tasks and subscriptions to the modules that serve them), the grants that gate them,
 //! and what a dispatch produces.
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -22,7 +22,7 @@ use super::calls::{call_tool, forward_request};
 use super::listen::listen;
 use super::resources::{Unrouted, requested_uri, resource_owner};
 use super::tasks::{forward_task_request, namespace_answer};
-use super::{Ctx, Era};
+use super::{Ctx, Era, Incoming};
 
 /// What a request dispatch produced.
 pub(super) enum Answer {
@@ -71,14 +71,13 @@ fn grant_allows(grant: &Option<CapabilityGrant>, principal: &Principal) -> Optio
     })
 }
 
-pub(super) async fn dispatch(
-    req: &HttpRequest,
-    ctx: &Ctx,
-    era: Era,
-    session: Option<&Session>,
-    message: Message,
-    bytes_in: u64,
-) -> Answer {
+pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
+    let Incoming {
+        http: req,
+        ctx,
+        era,
+        session,
+    } = incoming;
     let id = message.id().cloned().unwrap_or(Value::Null);
     let method = message.method().to_owned();
     match method.as_str() {
@@ -107,7 +106,7 @@ pub(super) async fn dispatch(
             Answer::Value(result_value(&id, Value::Object(result)))
         }
         "tools/call" => {
-            let answer = call_tool(req, ctx, era, session, message, bytes_in).await;
+            let answer = call_tool(incoming, message, bytes_in).await;
             // With several upstreams, a task the call created is named after its upstream.
             namespace_answer(ctx, answer)
         }
@@ -181,7 +180,7 @@ pub(super) async fn dispatch(
                             ),
                     )
                 }
-                Some(Ok(())) => forward_named(req, ctx, era, session, message, bytes_in).await,
+                Some(Ok(())) => forward_named(incoming, message, bytes_in).await,
             }
         }
         "logging/setLevel" => {
@@ -216,9 +215,9 @@ pub(super) async fn dispatch(
             if ctx.endpoint.server_ids.len() == 1 {
                 let target = ctx.endpoint.server_ids[0];
                 let record = ctx.record(&method, None, Some(target), None, bytes_in);
-                forward_request(req, ctx, era, session, message, Some(target), Some(record)).await
+                forward_request(incoming, message, Some(target), Some(record)).await
             } else {
-                dispatch_among_several(req, ctx, era, session, message, bytes_in).await
+                dispatch_among_several(incoming, message, bytes_in).await
             }
         }
         _ => {
@@ -227,9 +226,9 @@ pub(super) async fn dispatch(
             if ctx.endpoint.server_ids.len() == 1 {
                 let target = ctx.endpoint.server_ids[0];
                 let record = ctx.record(&method, None, Some(target), None, bytes_in);
-                forward_request(req, ctx, era, session, message, Some(target), Some(record)).await
+                forward_request(incoming, message, Some(target), Some(record)).await
             } else {
-                dispatch_among_several(req, ctx, era, session, message, bytes_in).await
+                dispatch_among_several(incoming, message, bytes_in).await
             }
         }
     }
@@ -264,20 +263,16 @@ fn narrow_listen_to_grants(ctx: &Ctx, message: &mut Message) {
 /// The methods beyond the endpoint's own that can still be routed with several upstreams: tasks
 /// (by their namespaced ids; `tasks/list` across all) and `subscriptions/listen` (to all).
 /// Nobody can tell whose anything else is.
-async fn dispatch_among_several(
-    req: &HttpRequest,
-    ctx: &Ctx,
-    era: Era,
-    session: Option<&Session>,
-    message: Message,
-    bytes_in: u64,
-) -> Answer {
+async fn dispatch_among_several(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
+    let Incoming {
+        ctx, era, session, ..
+    } = incoming;
     let id = message.id().cloned().unwrap_or(Value::Null);
     match message.method() {
         "tasks/list" => aggregate_list(ctx, era, session, &message, ListKind::Tasks).await,
-        m if m.starts_with("tasks/") => forward_task_request(req, ctx, era, session, message, bytes_in).await,
+        m if m.starts_with("tasks/") => forward_task_request(incoming, message, bytes_in).await,
         "subscriptions/listen" if !ctx.endpoint.server_ids.is_empty() => {
-            listen(req, ctx, era, session, message, bytes_in).await
+            listen(incoming, message, bytes_in).await
         }
         method => Answer::Value(jsonrpc::error_body(
             Some(&id),
@@ -289,14 +284,10 @@ async fn dispatch_among_several(
 }
 
 /// A prompt or resource request (its grant was checked) to the upstream that owns it.
-async fn forward_named(
-    req: &HttpRequest,
-    ctx: &Ctx,
-    era: Era,
-    session: Option<&Session>,
-    mut message: Message,
-    bytes_in: u64,
-) -> Answer {
+async fn forward_named(incoming: Incoming<'_>, mut message: Message, bytes_in: u64) -> Answer {
+    let Incoming {
+        ctx, era, session, ..
+    } = incoming;
     let method = message.method().to_owned();
     let name = message
         .param_str("name")
@@ -316,7 +307,7 @@ async fn forward_named(
         }
     };
     let record = ctx.record(&method, name.as_deref(), target, None, bytes_in);
-    forward_request(req, ctx, era, session, message, target, Some(record)).await
+    forward_request(incoming, message, target, Some(record)).await
 }
 
 /// Whether a request names a prompt (`prompts/get`, or a completion of a `ref/prompt`) rather

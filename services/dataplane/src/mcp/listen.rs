@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::HttpRequest;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
@@ -25,7 +24,7 @@ use super::dispatch::{Answer, Relay};
 use super::relay::{FrameStream, ListChangedHook, frame, relay_events, sse_response};
 use super::resources::resource_owner;
 use super::tasks::namespace_events;
-use super::{CANCELLATION_PROBE, Ctx, Era};
+use super::{CANCELLATION_PROBE, Ctx, Era, Incoming};
 
 const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
 /// How long an upstream may take to acknowledge before it is left out.
@@ -38,20 +37,16 @@ struct Opened {
     relay: Relay,
 }
 
-pub(super) async fn listen(
-    req: &HttpRequest,
-    ctx: &Ctx,
-    era: Era,
-    session: Option<&Session>,
-    message: Message,
-    bytes_in: u64,
-) -> Answer {
+pub(super) async fn listen(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
+    let Incoming {
+        ctx, era, session, ..
+    } = incoming;
     let id = message.id().cloned().unwrap_or(Value::Null);
     let record = ctx.record("subscriptions/listen", None, None, None, bytes_in);
     let requests = per_upstream_requests(ctx, era, session, &message).await;
     let opens = requests
         .into_iter()
-        .map(|(server, message)| open(req, ctx, era, session, message, server));
+        .map(|(server, message)| open(incoming, message, server));
     let mut opened = Vec::new();
     let mut refusal = None;
     for outcome in futures::future::join_all(opens).await {
@@ -121,16 +116,9 @@ async fn per_upstream_requests(
 
 /// Sends the request to `server` and waits for its acknowledgement. An upstream that answers
 /// anything else (an error, a plain reply) is left out, and its answer kept as a refusal.
-async fn open(
-    req: &HttpRequest,
-    ctx: &Ctx,
-    era: Era,
-    session: Option<&Session>,
-    message: Message,
-    server: ServerId,
-) -> Result<Opened, Answer> {
+async fn open(incoming: Incoming<'_>, message: Message, server: ServerId) -> Result<Opened, Answer> {
     let id = message.id().cloned().unwrap_or(Value::Null);
-    let answer = forward_request(req, ctx, era, session, message, Some(server), None).await;
+    let answer = forward_request(incoming, message, Some(server), None).await;
     let (mut events, relay) = match answer {
         Answer::Upstream {
             reply: Reply::Stream { events, .. },

@@ -60,7 +60,7 @@ use crate::events::{CallRecord, CallSite};
 use crate::headers::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::jsonrpc::{self, Body, Kind, Message};
 use crate::resource;
-use crate::session::EndedSessions;
+use crate::session::{EndedSessions, Session};
 use crate::state::AppState;
 use crate::store::{EndpointState, OrgState, ServerState};
 use crate::upstream::{Caller, UpstreamError};
@@ -91,6 +91,16 @@ fn all_versions() -> Vec<&'static str> {
 enum Era {
     Modern,
     Legacy,
+}
+
+/// What every handler of one incoming JSON-RPC request needs besides the message: the HTTP
+/// request it came in, the endpoint's context, its era and (2025 era) its session.
+#[derive(Clone, Copy)]
+struct Incoming<'a> {
+    http: &'a HttpRequest,
+    ctx: &'a Ctx,
+    era: Era,
+    session: Option<&'a Session>,
 }
 
 /// Everything established about a request before its body is looked at.
@@ -453,7 +463,18 @@ async fn single(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -
     match message.kind {
         Kind::Request => {
             let id = message.id().cloned();
-            match dispatch(req, ctx, Era::Legacy, Some(&session), message, bytes_in).await {
+            match dispatch(
+                Incoming {
+                    http: req,
+                    ctx,
+                    era: Era::Legacy,
+                    session: Some(&session),
+                },
+                message,
+                bytes_in,
+            )
+            .await
+            {
                 Answer::Http(r) => r,
                 Answer::Value(v) => json_response(StatusCode::OK, &v),
                 Answer::Upstream { reply, relay } => relay_reply(ctx, reply, relay, id),

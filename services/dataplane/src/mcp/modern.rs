@@ -14,7 +14,9 @@ use crate::jsonrpc::{self, Kind, Message};
 
 use super::dispatch::{Answer, dispatch};
 use super::relay::{FrameStream, frame, relay_reply};
-use super::{CANCELLATION_PROBE, Ctx, Era, MODERN_VERSIONS, all_versions, json_response, rpc_error};
+use super::{
+    CANCELLATION_PROBE, Ctx, Era, Incoming, MODERN_VERSIONS, all_versions, json_response, rpc_error,
+};
 
 /// Methods the stateless revision removed (SEP-2575): 404 with -32601.
 const REMOVED_IN_MODERN: &[&str] = &[
@@ -131,7 +133,17 @@ pub(super) async fn modern(req: &HttpRequest, ctx: &Ctx, message: Message, bytes
         Kind::Request => {
             let (req, ctx) = (req.clone(), ctx.clone());
             let answering = Box::pin(async move {
-                let answer = dispatch(&req, &ctx, Era::Modern, None, message, bytes_in).await;
+                let answer = dispatch(
+                    Incoming {
+                        http: &req,
+                        ctx: &ctx,
+                        era: Era::Modern,
+                        session: None,
+                    },
+                    message,
+                    bytes_in,
+                )
+                .await;
                 modern_answer(&ctx, answer, id)
             });
             respond_or_stream(answering).await

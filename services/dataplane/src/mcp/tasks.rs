@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use actix_web::HttpRequest;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -16,12 +15,11 @@ use gatehouse_core::snapshot::{TOOL_NAMESPACE_SEPARATOR, namespaced_tool_name};
 use gatehouse_events::CallOutcome;
 
 use crate::jsonrpc::{self, Message};
-use crate::session::Session;
 use crate::upstream::{Reply, SseEvents};
 
 use super::calls::forward_request;
 use super::dispatch::Answer;
-use super::{Ctx, Era};
+use super::{Ctx, Incoming};
 
 /// The `_meta` key naming the task a message belongs to (2025-11-25).
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
@@ -34,13 +32,11 @@ pub(super) fn namespaces_tasks(ctx: &Ctx) -> bool {
 /// A `tasks/*` request naming a task (`tasks/get`, `tasks/result`, `tasks/cancel`,
 /// `tasks/update`) at an endpoint with several upstreams: to the upstream its id names.
 pub(super) async fn forward_task_request(
-    req: &HttpRequest,
-    ctx: &Ctx,
-    era: Era,
-    session: Option<&Session>,
+    incoming: Incoming<'_>,
     mut message: Message,
     bytes_in: u64,
 ) -> Answer {
+    let ctx = incoming.ctx;
     let id = message.id().cloned().unwrap_or(Value::Null);
     let method = message.method().to_owned();
     let Some(target) = route_task(ctx, &mut message) else {
@@ -54,7 +50,7 @@ pub(super) async fn forward_task_request(
         ));
     };
     let record = ctx.record(&method, None, Some(target), None, bytes_in);
-    let answer = forward_request(req, ctx, era, session, message, Some(target), Some(record)).await;
+    let answer = forward_request(incoming, message, Some(target), Some(record)).await;
     namespace_answer(ctx, answer)
 }
 
