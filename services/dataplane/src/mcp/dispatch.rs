@@ -212,25 +212,22 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
         "subscriptions/listen" => {
             let mut message = message;
             narrow_listen_to_grants(ctx, &mut message);
-            if ctx.endpoint.server_ids.len() == 1 {
-                let target = ctx.endpoint.server_ids[0];
-                let record = ctx.record(&method, None, Some(target), None, bytes_in);
-                forward_request(incoming, message, Some(target), Some(record)).await
-            } else {
-                dispatch_among_several(incoming, message, bytes_in).await
-            }
+            to_upstreams(incoming, message, bytes_in).await
         }
-        _ => {
-            // Everything else (tasks, subscriptions, extensions) goes to the endpoint's only
-            // upstream as it is.
-            if ctx.endpoint.server_ids.len() == 1 {
-                let target = ctx.endpoint.server_ids[0];
-                let record = ctx.record(&method, None, Some(target), None, bytes_in);
-                forward_request(incoming, message, Some(target), Some(record)).await
-            } else {
-                dispatch_among_several(incoming, message, bytes_in).await
-            }
-        }
+        // Everything else (tasks, subscriptions, extensions) goes to the upstreams as it is.
+        _ => to_upstreams(incoming, message, bytes_in).await,
+    }
+}
+
+/// A request the endpoint does not serve itself: to its only upstream as it is, or, with
+/// several, to the ones [`dispatch_among_several`] can tell it belongs to.
+async fn to_upstreams(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
+    let ctx = incoming.ctx;
+    if let [target] = ctx.endpoint.server_ids[..] {
+        let record = ctx.record(message.method(), None, Some(target), None, bytes_in);
+        forward_request(incoming, message, Some(target), Some(record)).await
+    } else {
+        dispatch_among_several(incoming, message, bytes_in).await
     }
 }
 

@@ -103,6 +103,26 @@ struct Incoming<'a> {
     session: Option<&'a Session>,
 }
 
+impl<'a> Incoming<'a> {
+    fn legacy(http: &'a HttpRequest, ctx: &'a Ctx, session: &'a Session) -> Self {
+        Self {
+            http,
+            ctx,
+            era: Era::Legacy,
+            session: Some(session),
+        }
+    }
+
+    fn modern(http: &'a HttpRequest, ctx: &'a Ctx) -> Self {
+        Self {
+            http,
+            ctx,
+            era: Era::Modern,
+            session: None,
+        }
+    }
+}
+
 /// Everything established about a request before its body is looked at.
 #[derive(Clone)]
 struct Ctx {
@@ -463,18 +483,7 @@ async fn single(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -
     match message.kind {
         Kind::Request => {
             let id = message.id().cloned();
-            match dispatch(
-                Incoming {
-                    http: req,
-                    ctx,
-                    era: Era::Legacy,
-                    session: Some(&session),
-                },
-                message,
-                bytes_in,
-            )
-            .await
-            {
+            match dispatch(Incoming::legacy(req, ctx, &session), message, bytes_in).await {
                 Answer::Http(r) => r,
                 Answer::Value(v) => json_response(StatusCode::OK, &v),
                 Answer::Upstream { reply, relay } => relay_reply(ctx, reply, relay, id),

@@ -14,9 +14,7 @@ use crate::jsonrpc::{self, Kind, Message};
 
 use super::dispatch::{Answer, dispatch};
 use super::relay::{FrameStream, frame, relay_reply};
-use super::{
-    CANCELLATION_PROBE, Ctx, Era, Incoming, MODERN_VERSIONS, all_versions, json_response, rpc_error,
-};
+use super::{CANCELLATION_PROBE, Ctx, Incoming, MODERN_VERSIONS, all_versions, json_response, rpc_error};
 
 /// Methods the stateless revision removed (SEP-2575): 404 with -32601.
 const REMOVED_IN_MODERN: &[&str] = &[
@@ -133,17 +131,7 @@ pub(super) async fn modern(req: &HttpRequest, ctx: &Ctx, message: Message, bytes
         Kind::Request => {
             let (req, ctx) = (req.clone(), ctx.clone());
             let answering = Box::pin(async move {
-                let answer = dispatch(
-                    Incoming {
-                        http: &req,
-                        ctx: &ctx,
-                        era: Era::Modern,
-                        session: None,
-                    },
-                    message,
-                    bytes_in,
-                )
-                .await;
+                let answer = dispatch(Incoming::modern(&req, &ctx), message, bytes_in).await;
                 modern_answer(&ctx, answer, id)
             });
             respond_or_stream(answering).await

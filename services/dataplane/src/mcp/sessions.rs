@@ -16,7 +16,7 @@ use crate::upstream::{Outbound, Reply, response_on};
 use super::aggregate::{filter_capabilities, merge_capabilities};
 use super::dispatch::{Answer, dispatch, result_value};
 use super::relay::route_client_response;
-use super::{Ctx, Era, Incoming, LEGACY_VERSIONS, header_str, json_response, rpc_error};
+use super::{Ctx, Incoming, LEGACY_VERSIONS, header_str, json_response, rpc_error};
 
 const LATEST_LEGACY: &str = "2025-11-25";
 /// A missing `MCP-Protocol-Version` on a session request means this revision.
@@ -278,17 +278,7 @@ pub(super) async fn batch(
                     ));
                     continue;
                 }
-                let answer = dispatch(
-                    Incoming {
-                        http: req,
-                        ctx,
-                        era: Era::Legacy,
-                        session: Some(&session),
-                    },
-                    message,
-                    bytes_in,
-                )
-                .await;
+                let answer = dispatch(Incoming::legacy(req, ctx, &session), message, bytes_in).await;
                 answers.push(answer_value(answer, &id).await);
             }
         }
