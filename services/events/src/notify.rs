@@ -113,7 +113,8 @@ impl ChangeNotifier {
         let relay = local.clone();
         let relay_ended = ended_sessions.clone();
         let subscriber = link.clone();
-        let retry_shutdown = shutdown.clone();
+        let pending_ends: Arc<PendingEnds> = Default::default();
+        let pending = pending_ends.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             let mut failures = 0u32;
@@ -131,8 +132,10 @@ impl ChangeNotifier {
                     Ok(mut pubsub) => {
                         backoff = Duration::from_millis(100);
                         failures = 0;
-                        // Subscribed first, then caught up: an end announced in between is
-                        // delivered twice, which is harmless; none is missed.
+                        // Redis is back: the ends that waited for it go first. Subscribed first,
+                        // then caught up: an end announced in between is delivered twice, which
+                        // is harmless; none is missed.
+                        Self::store_pending_ends(&subscriber, &pending).await;
                         for key in Self::current_session_ends(&subscriber).await {
                             let _ = relay_ended.send(key);
                         }
@@ -140,6 +143,12 @@ impl ChangeNotifier {
                         loop {
                             tokio::select! {
                                 _ = shutdown.cancelled() => return,
+                                _ = pending.added.notified() => {
+                                    if !Self::store_pending_ends(&subscriber, &pending).await {
+                                        tokio::time::sleep(Duration::from_millis(200)).await;
+                                        pending.added.notify_one();
+                                    }
+                                }
                                 msg = messages.next() => match msg {
                                     Some(msg) if msg.get_channel_name() == SESSION_END_CHANNEL => {
                                         match decode_session_key(msg.get_payload_bytes()) {
@@ -173,12 +182,6 @@ impl ChangeNotifier {
                 backoff = next_backoff(backoff);
             }
         });
-        let pending_ends: Arc<PendingEnds> = Default::default();
-        tokio::spawn(Self::store_pending_ends(
-            link.clone(),
-            pending_ends.clone(),
-            retry_shutdown,
-        ));
         Self {
             local,
             ended_sessions,
@@ -187,36 +190,23 @@ impl ChangeNotifier {
         }
     }
 
-    /// Stores the session ends that waited for Redis once it answers again (and announces
-    /// them), so replicas learn of every end that has not expired, however long Redis was away.
-    async fn store_pending_ends(link: RedisLink, pending: Arc<PendingEnds>, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            tokio::select! {
-                _ = pending.added.notified() => {}
-                _ = shutdown.cancelled() => return,
+    /// Stores (and announces) the session ends that waited for Redis, but those that expired
+    /// meanwhile; true when none is left waiting. Called whenever the subscription is (re)made
+    /// and when an end is added, so replicas learn of every end however long Redis was away.
+    async fn store_pending_ends(link: &RedisLink, pending: &PendingEnds) -> bool {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let ends = pending.take(now);
+        if ends.is_empty() {
+            return true;
+        }
+        match Self::store_session_ends(link, &ends, Duration::from_secs(2)).await {
+            Ok(()) => {
+                tracing::info!(count = ends.len(), "stored session ends that waited for redis");
+                true
             }
-            loop {
-                let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                let ends = pending.take(now);
-                if ends.is_empty() {
-                    backoff = Duration::from_millis(100);
-                    break;
-                }
-                match Self::store_session_ends(&link, &ends, Duration::from_secs(2)).await {
-                    Ok(()) => {
-                        tracing::info!(count = ends.len(), "stored session ends that waited for redis");
-                        backoff = Duration::from_millis(100);
-                    }
-                    Err(_) => {
-                        pending.put_back(ends);
-                        tokio::select! {
-                            _ = tokio::time::sleep(jittered(backoff)) => {}
-                            _ = shutdown.cancelled() => return,
-                        }
-                        backoff = next_backoff(backoff);
-                    }
-                }
+            Err(_) => {
+                pending.put_back(ends);
+                false
             }
         }
     }
