@@ -84,6 +84,15 @@ impl Redactor {
         }
     }
 
+    /// An upstream message as the client may see it: `message` itself when nothing needed
+    /// redacting (or the deployment does not redact), else the redacted copy.
+    pub fn apply(redactor: Option<&Redactor>, message: bytes::Bytes) -> bytes::Bytes {
+        match redactor.and_then(|r| r.redact(&message)) {
+            Some(redacted) => bytes::Bytes::from(redacted.message),
+            None => message,
+        }
+    }
+
     /// `None` when the JSON message (or SSE event data) holds nothing to redact: send it as it
     /// is. A message that is not JSON is redacted as text.
     pub fn redact(&self, message: &[u8]) -> Option<Redacted> {

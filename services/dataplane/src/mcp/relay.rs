@@ -44,7 +44,7 @@ pub(super) fn relay_reply(
             HttpResponse::Accepted().finish()
         }
         Reply::Json { body, .. } => {
-            let body = redact(ctx, body);
+            let body = Redactor::apply(ctx.state.redactor.as_ref(), body);
             if let Some(mut r) = relay.record.take() {
                 r.add_bytes_out(body.len() as u64);
                 match error_code_of(&body) {
@@ -55,7 +55,7 @@ pub(super) fn relay_reply(
             HttpResponse::Ok().content_type("application/json").body(body)
         }
         Reply::Status { status, body, json } => {
-            let body = redact(ctx, body);
+            let body = Redactor::apply(ctx.state.redactor.as_ref(), body);
             if let Some(r) = relay.record.take() {
                 r.finish(CallOutcome::Error, error_code_of(&body).flatten());
             }
@@ -80,14 +80,6 @@ pub(super) fn relay_reply(
             let events = relay_events(events, relay, request_id, Some(hook), ctx.state.redactor.clone());
             sse_response(events, probe)
         }
-    }
-}
-
-/// The upstream's message with secrets redacted (when the deployment redacts).
-fn redact(ctx: &Ctx, body: Bytes) -> Bytes {
-    match ctx.state.redactor.as_ref().and_then(|r| r.redact(&body)) {
-        Some(redacted) => Bytes::from(redacted.message),
-        None => body,
     }
 }
 

@@ -10,6 +10,7 @@ use gatehouse_events::CallOutcome;
 
 use crate::headers::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::jsonrpc::{self, Kind, Message};
+use crate::redact::Redactor;
 use crate::session::{Session, UpstreamSession};
 use crate::upstream::{Outbound, Reply, response_on};
 
@@ -279,7 +280,7 @@ pub(super) async fn batch(
                     continue;
                 }
                 let answer = dispatch(Incoming::legacy(req, ctx, &session), message, bytes_in).await;
-                answers.push(answer_value(answer, &id).await);
+                answers.push(answer_value(ctx, answer, &id).await);
             }
         }
     }
@@ -290,7 +291,7 @@ pub(super) async fn batch(
 }
 
 /// The response message of an answer (reading a stream to its response).
-async fn answer_value(answer: Answer, id: &Value) -> Value {
+async fn answer_value(ctx: &Ctx, answer: Answer, id: &Value) -> Value {
     match answer {
         Answer::Value(v) => v,
         Answer::Http(r) => {
@@ -302,12 +303,18 @@ async fn answer_value(answer: Answer, id: &Value) -> Value {
             jsonrpc::error_body(Some(id), jsonrpc::SERVER_ERROR, code, None)
         }
         Answer::Upstream { reply, mut relay } => {
-            let value = match reply {
-                Reply::Json { body, .. } => serde_json::from_slice(&body).ok(),
-                Reply::Stream { mut events, .. } => response_on(&mut events, id).await.ok(),
-                Reply::Status { body, .. } => serde_json::from_slice(&body).ok(),
+            let body = match reply {
+                Reply::Json { body, .. } | Reply::Status { body, .. } => Some(body),
+                Reply::Stream { mut events, .. } => response_on(&mut events, id)
+                    .await
+                    .ok()
+                    .map(|v| Bytes::from(serde_json::to_vec(&v).expect("json"))),
                 Reply::Accepted => None,
             };
+            // Redacted as every upstream message toward the client is (`relay`).
+            let value = body
+                .map(|body| Redactor::apply(ctx.state.redactor.as_ref(), body))
+                .and_then(|body| serde_json::from_slice(&body).ok());
             let value = value.unwrap_or_else(|| {
                 jsonrpc::error_body(
                     Some(id),

@@ -162,3 +162,29 @@ async fn oversized_upstream_answers_are_refused() {
         assert_eq!(error["code"], -32000, "{tool}: {:?}", answer.messages);
     }
 }
+
+/// Answers inside a 2025-03-26 batch are upstream messages toward the client too.
+#[tokio::test]
+async fn secrets_in_batched_answers_are_redacted() {
+    let world = World::granting_all(FixtureOptions::default()).await;
+    let mut client = world.client("alice", "fx:all", "2025-03-26");
+    client.handshake().await;
+    let batch = json!([
+        client.tool_call(1, "greet", json!({"name": AWS_KEY})),
+        client.tool_call(2, "greet", json!({"name": "Ada"})),
+    ]);
+    let answer = client.send(&batch).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.messages);
+    // One JSON array answers the batch.
+    let answers = answer.messages[0].as_array().expect("a batch answer");
+    let text = |id: i64| {
+        answers
+            .iter()
+            .find(|a| a["id"] == id)
+            .and_then(|a| a["result"]["content"][0]["text"].as_str())
+            .unwrap_or_else(|| panic!("{answers:?}"))
+            .to_owned()
+    };
+    assert_eq!(text(1), "Hello, [REDACTED:aws-access-key-id]!");
+    assert_eq!(text(2), "Hello, Ada!");
+}
