@@ -154,6 +154,8 @@ pub async fn sync_server(
     };
     let mut events: Vec<NewAuditEvent> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
+    // The names in the server's own order: endpoints list tools in that order.
+    let mut listed_order: Vec<&str> = Vec::with_capacity(tools.len());
     let mut dataplane_affected = false;
     for definition in &tools {
         let Some(name) = definition.get("name").and_then(Value::as_str) else {
@@ -173,6 +175,7 @@ pub async fn sync_server(
                 .push(format!("{}: listed twice", poisoning::escape_invisible(name)));
             continue;
         }
+        listed_order.push(name);
         let hash_hex = tool_definition_hash(definition);
         let hash = hex::decode(&hash_hex).map_err(|e| ApiError::Internal(e.into()))?;
         let flags = serde_json::to_value(poisoning::scan(definition, &others))
@@ -227,6 +230,7 @@ pub async fn sync_server(
             })));
         }
     }
+    dataplane_affected |= tools::record_upstream_order(&mut tx, server_id, &listed_order).await?;
     let seen: Vec<String> = seen.into_iter().collect();
     for (row, from) in tools::mark_removed_except(&mut tx, server_id, &seen).await? {
         dataplane_affected |= from == ToolStatus::Approved;

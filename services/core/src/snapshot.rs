@@ -82,7 +82,8 @@ pub struct EndpointSnapshot {
     /// The canonical resource URL: the access token audience.
     pub resource_url: String,
     pub rate_limits: RateLimits,
-    /// Approved tools exposed at this endpoint, sorted by `exposed_name`.
+    /// Approved tools exposed at this endpoint, in the order `tools/list` serves them: by server,
+    /// then as the server lists them.
     pub tools: Vec<EndpointTool>,
     /// Every scope of the org, with the tools of this endpoint it grants (possibly none).
     pub scopes: Vec<ScopeSnapshot>,

@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use gatehouse_test_support::conformance::{ExpectedFailure, run_suite};
+use gatehouse_test_support::conformance::run_suite;
 
 use super::{Admin, platform_reaching_loopback, service_client_token};
 
@@ -45,16 +45,6 @@ async fn conformance_suite_passes_with_an_authorization_server_token() {
         &resource,
         platform.dataplane.trim_end_matches('/'),
         &token,
-        &[ExpectedFailure {
-            check: "sep-2243-server-accepts-whitespace-header-value",
-            // The upstream tool refusing a client without the tasks extension: the header with
-            // whitespace was accepted and the call forwarded.
-            message_contains: "\"code\":-32021",
-            because: "the suite calls the first listed tool with no arguments and no capabilities; \
-                      the platform lists an endpoint's tools by name, and the fixture's first by \
-                      name is confirm_delete, a task-only tool (the dataplane's own conformance \
-                      tests list the fixture's order and pass this check)",
-        }],
     )
     .await;
 }

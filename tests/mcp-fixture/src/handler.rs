@@ -112,7 +112,7 @@ impl FixtureServer {
     }
 
     fn listed_tools(&self) -> Vec<Tool> {
-        catalog::tools()
+        let mut tools: Vec<Tool> = catalog::tools()
             .into_iter()
             .filter(|listed| listed.name != tool::DYNAMIC || self.state.dynamic_tool_listed())
             .filter(|listed| listed.name != tool::SLOW_CANCELLABLE || self.state.options.slow_tool)
@@ -123,7 +123,11 @@ impl FixtureServer {
                 }
                 listed
             })
-            .collect()
+            .collect();
+        if self.state.tools_reversed() {
+            tools.reverse();
+        }
+        tools
     }
 }
 

@@ -75,6 +75,9 @@ pub struct FixtureOptions {
     pub record_headers: bool,
     /// Change a tool's description after N calls, if set.
     pub rug_pull: Option<RugPull>,
+    /// List the tools in reverse order once this many `tools/call` requests were served (to
+    /// observe that a gateway follows the server's order).
+    pub reverse_tools_after_calls: Option<u64>,
     /// How often `test://watched-resource` changes and subscribers hear about
     /// it.
     pub watched_resource_interval: Duration,
@@ -106,6 +109,7 @@ impl Default for FixtureOptions {
             host_policy: HostPolicy::default(),
             record_headers: false,
             rug_pull: None,
+            reverse_tools_after_calls: None,
             watched_resource_interval: Duration::from_secs(3),
             tasks_extension: true,
             skills_extension: true,

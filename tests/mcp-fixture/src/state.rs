@@ -97,6 +97,13 @@ impl FixtureState {
         (pulled && rug_pull.tool == tool).then_some(rug_pull.new_description.as_str())
     }
 
+    /// Whether tools are listed in reverse order now.
+    pub(crate) fn tools_reversed(&self) -> bool {
+        self.options
+            .reverse_tools_after_calls
+            .is_some_and(|after| self.tool_calls.load(Ordering::SeqCst) >= after)
+    }
+
     pub(crate) fn tool_calls(&self) -> u64 {
         self.tool_calls.load(Ordering::SeqCst)
     }

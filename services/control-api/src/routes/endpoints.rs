@@ -134,7 +134,8 @@ pub struct EndpointOut {
     pub prompts: ExposureIn,
     pub resources: ExposureIn,
     pub servers: Vec<EndpointServerOut>,
-    /// Approved tools served at this endpoint now, sorted by exposed name.
+    /// Approved tools served at this endpoint now, in the order `tools/list` serves them: by
+    /// server, then as the server lists them.
     pub tools: Vec<ExposedToolOut>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]

@@ -23,5 +23,5 @@ async fn conformance_suite_latest_tag_passes_through_the_dataplane() {
 async fn run_through_the_dataplane(package: &str, label: &str) {
     let world = World::start(FixtureOptions::default(), &[("conformance", &["*"])], &[]).await;
     let token = world.token("conformance-runner", "conformance");
-    run_suite(package, label, &world.url(), &world.dataplane.url, &token, &[]).await;
+    run_suite(package, label, &world.url(), &world.dataplane.url, &token).await;
 }

@@ -28,6 +28,9 @@ pub struct ExposedTool {
     pub name: String,
     pub approved_definition: Value,
     pub approved_hash: Vec<u8>,
+    /// Where the server listed the tool in its latest listing (1 = first); `None` until the
+    /// server is synced again after the column was added.
+    pub upstream_position: Option<i32>,
     /// Whether names carry the server's namespace: always, unless the endpoint turned it off and
     /// has a single server (so nothing can be shadowed).
     pub namespaced: bool,
@@ -44,13 +47,14 @@ impl ExposedTool {
 }
 
 /// The approved tools exposed at one endpoint (or at every endpoint of the org), sorted by
-/// endpoint and exposed name. A tool that is not `approved` (pending, changed, rejected,
+/// endpoint, then server (by slug), then in the order the server lists them (tools without a
+/// recorded position last, by name). A tool that is not `approved` (pending, changed, rejected,
 /// removed) is never exposed.
 pub async fn exposed_tools(tx: &mut TenantTx, endpoint: Option<EndpointId>) -> DbResult<Vec<ExposedTool>> {
     let org_id = tx.org_id();
     let mut rows: Vec<ExposedTool> = sqlx::query_as(
         "SELECT es.endpoint_id, t.id AS tool_id, s.id AS server_id, s.slug AS server_slug, t.name,
-                t.approved_definition, t.approved_hash,
+                t.approved_definition, t.approved_hash, t.upstream_position,
                 (e.namespace_tools OR (SELECT count(*) FROM endpoint_servers o
                                         WHERE o.org_id = es.org_id AND o.endpoint_id = es.endpoint_id) > 1)
                     AS namespaced
@@ -70,7 +74,22 @@ pub async fn exposed_tools(tx: &mut TenantTx, endpoint: Option<EndpointId>) -> D
     .bind(endpoint)
     .fetch_all(tx.conn())
     .await?;
-    rows.sort_by_key(|t| (t.endpoint_id, t.exposed_name()));
+    rows.sort_by(|a, b| {
+        (
+            a.endpoint_id,
+            &a.server_slug,
+            a.upstream_position.is_none(),
+            a.upstream_position,
+            &a.name,
+        )
+            .cmp(&(
+                b.endpoint_id,
+                &b.server_slug,
+                b.upstream_position.is_none(),
+                b.upstream_position,
+                &b.name,
+            ))
+    });
     Ok(rows)
 }
 

@@ -203,6 +203,32 @@ pub async fn observe(
     Ok((updated, transition))
 }
 
+/// Records where each tool stood in the server's complete listing (`listed`, in the server's
+/// order; position 1 is the first). Returns whether an *approved* tool moved, which changes what
+/// endpoints list and so must reach the dataplane. Tools not in `listed` keep their last position
+/// (they are being marked removed, and a removed tool is never listed).
+pub async fn record_upstream_order(tx: &mut TenantTx, server: ServerId, listed: &[&str]) -> DbResult<bool> {
+    let org_id = tx.org_id();
+    let approved_moved: i64 = sqlx::query_scalar(
+        "WITH listed AS (
+              SELECT name, ord::integer AS position FROM unnest($3::text[]) WITH ORDINALITY AS l(name, ord)
+         ), moved AS (
+              UPDATE tools t SET upstream_position = listed.position
+                FROM listed
+               WHERE t.org_id = $1 AND t.server_id = $2 AND t.name = listed.name
+                 AND t.upstream_position IS DISTINCT FROM listed.position
+           RETURNING t.status
+         )
+         SELECT count(*) FROM moved WHERE status = 'approved'",
+    )
+    .bind(org_id)
+    .bind(server)
+    .bind(listed)
+    .fetch_one(tx.conn())
+    .await?;
+    Ok(approved_moved > 0)
+}
+
 /// Marks the server's tools that were not seen in a complete listing as `removed`; returns them
 /// with the status they had.
 pub async fn mark_removed_except(

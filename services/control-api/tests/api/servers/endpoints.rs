@@ -3,7 +3,11 @@
 
 use serde_json::{Value, json};
 
-use super::{get_json, internal_snapshot, next_change};
+use gatehouse_core::snapshot::ToolTarget;
+
+use super::{
+    approve, call_upstream_once, get_json, internal_snapshot, next_change, register, server_tools, sync,
+};
 use crate::generated::{app_reaching_loopback, fixture};
 use crate::world::problem;
 
@@ -288,4 +292,119 @@ async fn endpoint_exposure_shapes_tool_names_prompts_and_resources() {
         snap.endpoints[0].resources,
         Some(gatehouse_core::snapshot::CapabilityGrant { scope: None })
     );
+}
+
+/// An endpoint lists its tools in the order its server lists them (clients often take the first
+/// tool for the server's main one), and follows the server when it reorders them: the new order
+/// is published like any other change, and a sync that finds the same order publishes nothing.
+#[tokio::test]
+async fn an_endpoint_lists_tools_in_the_order_its_server_does() {
+    let app = app_reaching_loopback().await;
+    let upstream = mcp_fixture::spawn_fixture(mcp_fixture::FixtureOptions {
+        reverse_tools_after_calls: Some(1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let owner = app.user("owner@example.com").await;
+    let (org, org_id) = app.org(&owner, "acme").await;
+    let (status, created) = register(
+        &owner,
+        &org,
+        json!({"slug": "fixture", "name": "Fixture", "url": upstream.url()}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let server_id = created["server"]["id"].as_str().unwrap().to_owned();
+    let upstream_order = upstream_tool_names(upstream.url()).await;
+    let mut by_name = upstream_order.clone();
+    by_name.sort();
+    assert_ne!(
+        upstream_order, by_name,
+        "the fixture does not list its tools by name"
+    );
+
+    // Approve every tool, in name order (approval order must not matter either).
+    let listed: Vec<Value> = server_tools(&owner, &org, &server_id).await;
+    assert_eq!(listed.len(), upstream_order.len());
+    for tool in &listed {
+        let id = tool["id"].as_str().unwrap();
+        assert_eq!(
+            approve(&owner, &org, id, &tool["definition_hash"]).await.status(),
+            200
+        );
+    }
+    let endpoint: Value = owner
+        .post(&format!("/api/v1/orgs/{org}/endpoints"))
+        .json(&json!({"slug": "all", "name": "All", "servers": [{"server_id": server_id}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let endpoint_path = format!(
+        "/api/v1/orgs/{org}/endpoints/{}",
+        endpoint["id"].as_str().unwrap()
+    );
+
+    let served = |snap: &gatehouse_core::snapshot::OrgSnapshot| -> Vec<String> {
+        snap.endpoints[0]
+            .tools
+            .iter()
+            .map(|t| match &t.target {
+                ToolTarget::Upstream { upstream_name, .. } => upstream_name.clone(),
+                other => panic!("not an upstream tool: {other:?}"),
+            })
+            .collect()
+    };
+    let rest_order = |endpoint: &Value| -> Vec<String> {
+        endpoint["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                t["exposed_name"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("fixture__")
+                    .to_owned()
+            })
+            .collect()
+    };
+    let snap = internal_snapshot(&app, org_id).await;
+    assert_eq!(served(&snap), upstream_order);
+    assert_eq!(
+        rest_order(&get_json(&owner, &endpoint_path).await),
+        upstream_order
+    );
+
+    // The same order again: nothing to publish.
+    assert_eq!(sync(&owner, &org, &server_id).await.status(), 200);
+    assert_eq!(internal_snapshot(&app, org_id).await.version, snap.version);
+
+    // The server reverses its list: the endpoint follows, as a new configuration version.
+    call_upstream_once(upstream.url(), "test_simple_text").await;
+    let reversed = upstream_tool_names(upstream.url()).await;
+    assert_eq!(reversed, upstream_order.iter().rev().cloned().collect::<Vec<_>>());
+    let mut changes = app.notifier.subscribe();
+    assert_eq!(sync(&owner, &org, &server_id).await.status(), 200);
+    let change = next_change(&mut changes, org_id).await;
+    assert!(change.version > snap.version);
+    let snap = internal_snapshot(&app, org_id).await;
+    assert_eq!(served(&snap), reversed);
+    assert_eq!(rest_order(&get_json(&owner, &endpoint_path).await), reversed);
+}
+
+/// The names of the tools `url` lists, in its order.
+async fn upstream_tool_names(url: &str) -> Vec<String> {
+    let client = rmcp::ServiceExt::serve(
+        (),
+        rmcp::transport::StreamableHttpClientTransport::from_uri(url.to_owned()),
+    )
+    .await
+    .unwrap();
+    let tools = client.peer().list_all_tools().await.unwrap();
+    let _ = client.cancel().await;
+    tools.into_iter().map(|t| t.name.into_owned()).collect()
 }
