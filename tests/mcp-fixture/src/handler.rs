@@ -21,8 +21,9 @@ use rmcp::{
         ListToolsResult, LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
         ReadResourceDirectoryRequestParams, ReadResourceDirectoryResult, ReadResourceRequestParams,
         ReadResourceResponse, Reference, ResourceUpdatedNotificationParam, SKILLS_EXTENSION_ID,
-        ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter,
-        TASKS_EXTENSION_ID, Tool, UnsubscribeRequestParams, UpdateTaskParams,
+        ServerCapabilities, ServerConfig, ServerNotification, SetLevelRequestParams, SubscribeRequestParams,
+        SubscriptionFilter, TASKS_EXTENSION_ID, TaskStatusNotification, TaskStatusNotificationParams, Tool,
+        UnsubscribeRequestParams, UpdateTaskParams,
     },
     service::{NotificationContext, Peer, RequestContext, SubscriptionContext, SubscriptionSendError},
 };
@@ -99,6 +100,13 @@ impl FixtureServer {
                         }
                         peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
                             .await
+                    }
+                    Ok(ChangeEvent::TaskStatus(task)) => {
+                        let params = TaskStatusNotificationParams::new(*task);
+                        peer.send_notification(ServerNotification::TaskStatusNotification(
+                            TaskStatusNotification::new(params),
+                        ))
+                        .await
                     }
                     Err(RecvError::Lagged(_)) => continue,
                     Err(RecvError::Closed) => break,
@@ -455,7 +463,8 @@ impl ServerHandler for FixtureServer {
                 Ok(ChangeEvent::ToolListChanged) => sink.notify_tool_list_changed().await,
                 Ok(ChangeEvent::PromptListChanged) => sink.notify_prompt_list_changed().await,
                 Ok(ChangeEvent::ResourceUpdated(uri)) => sink.notify_resource_updated(uri).await,
-                Err(RecvError::Lagged(_)) => continue,
+                // Subscription streams carry list and resource changes only.
+                Ok(ChangeEvent::TaskStatus(_)) | Err(RecvError::Lagged(_)) => continue,
                 // The fixture is shutting down: end the subscription gracefully.
                 Err(RecvError::Closed) => return Ok(()),
             };

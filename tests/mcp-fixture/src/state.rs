@@ -15,11 +15,13 @@ use crate::{FixtureOptions, reconnect::ResumableSessionManager};
 pub type RecordedHeaders = Arc<Mutex<Vec<Vec<(String, String)>>>>;
 
 /// Something changed that clients may have asked to hear about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum ChangeEvent {
     ToolListChanged,
     PromptListChanged,
     ResourceUpdated(String),
+    /// A task reached a terminal status (as `tasks/get` shows it).
+    TaskStatus(Box<rmcp::model::DetailedTask>),
 }
 
 pub(crate) struct FixtureState {

@@ -12,7 +12,7 @@ use rmcp::{
     ErrorData, RoleServer,
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities, ContentBlock,
-        CreateTaskResult, InputRequest, JsonObject, TaskPayload,
+        CreateTaskResult, InputRequest, JsonObject, TaskPayload, TaskStatus,
     },
     service::RequestContext,
     task_manager::{TaskContext, TaskExit, TaskOptions},
@@ -23,12 +23,15 @@ use crate::{
     catalog::tool,
     handler::FixtureServer,
     inputs::{Ask, elicited_text},
+    state::ChangeEvent,
 };
 
 /// `slow_compute` refuses to sleep longer than this.
 const MAX_COMPUTE_SECONDS: u64 = 600;
 /// How long the failing jobs pretend to work before they fail.
 const JOB_DURATION: Duration = Duration::from_secs(1);
+/// How often a running task is checked to announce its terminal status.
+const STATUS_POLL: Duration = Duration::from_millis(50);
 
 fn declared_tasks(context: &RequestContext<RoleServer>) -> bool {
     context
@@ -85,7 +88,30 @@ impl FixtureServer {
             .lock()
             .expect("task ids poisoned")
             .push(task.task_id.clone());
+        self.announce_when_settled(task.task_id.clone());
         CreateTaskResult::new(task).into()
+    }
+
+    /// Sends a task status notification (SEP-2663 `notifications/tasks`) to the 2025-era
+    /// sessions once the task is completed, failed or cancelled, with the task as `tasks/get`
+    /// shows it then (so a client that reacts with `tasks/get` finds it settled).
+    fn announce_when_settled(&self, task_id: String) {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(STATUS_POLL).await;
+                let Ok(detailed) = state.tasks.get_task(&task_id) else {
+                    return;
+                };
+                if matches!(
+                    detailed.task.status,
+                    TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
+                ) {
+                    state.publish(ChangeEvent::TaskStatus(Box::new(detailed)));
+                    return;
+                }
+            }
+        });
     }
 
     /// Dispatch the Tasks-extension tools; `None` if `request` names none.

@@ -628,3 +628,69 @@ async fn subscriptions_listen_merges_every_upstream() {
         unroutable.messages
     );
 }
+
+/// 2025-11-25: a task's status notification (SEP-2663 `notifications/tasks`, sent by the upstream
+/// on the session's GET stream when the task settles) reaches the client with the task named as
+/// the client knows it, `catalog__<upstream id>`.
+#[tokio::test]
+async fn task_status_notifications_name_the_task_as_the_client_knows_it() {
+    let two = TwoUpstreams::start(FixtureOptions::default(), FixtureOptions::default()).await;
+    let mut client = RawClient::new(
+        &two.dp.endpoint_url("two", "main"),
+        Some(two.token.clone()),
+        "2025-11-25",
+    )
+    .declaring_tasks();
+    client.handshake().await;
+    let get = client
+        .http
+        .get(&client.url)
+        .bearer_auth(&two.token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", client.session.clone().unwrap())
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    let mut stream = MessageStream::new(get);
+
+    let created = client
+        .call_tool(
+            1,
+            "catalog__slow_compute",
+            json!({"seconds": 1, "label": "notified"}),
+        )
+        .await;
+    let result = &created.response(1)["result"];
+    let task_id = result["task"]["taskId"]
+        .as_str()
+        .or(result["taskId"].as_str())
+        .unwrap_or_else(|| panic!("no task in {:?}", created.messages))
+        .to_owned();
+    assert!(task_id.starts_with("catalog__"), "{task_id}");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        let message = stream
+            .next(deadline)
+            .await
+            .unwrap_or_else(|| panic!("no status notification for {task_id}: {}", stream.received));
+        if message["method"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("notifications/tasks"))
+        {
+            break message;
+        }
+    };
+    assert_eq!(status["params"]["taskId"], task_id.as_str(), "{status}");
+    assert_eq!(status["params"]["status"], "completed", "{status}");
+    // And the id it carries is one the client can use.
+    let fetched = client.call(2, "tasks/get", json!({"taskId": task_id})).await;
+    assert_eq!(
+        fetched.response(2)["result"]["status"],
+        "completed",
+        "{:?}",
+        fetched.messages
+    );
+}
