@@ -271,6 +271,22 @@ impl TwoUpstreams {
         client
     }
 
+    /// The standalone GET stream of `client`'s 2025-11-25 session.
+    async fn get_stream(&self, client: &RawClient) -> MessageStream {
+        let get = client
+            .http
+            .get(&client.url)
+            .bearer_auth(&self.token)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", client.session.clone().unwrap())
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(get.status(), 200);
+        MessageStream::new(get)
+    }
+
     /// A new snapshot version: the endpoint's in-memory state, what it learned included, starts
     /// over (as on a replica that never saw the endpoint).
     fn republish(&mut self) {
@@ -357,18 +373,7 @@ async fn resource_subscriptions_go_to_the_owner() {
         .call(2, "resources/subscribe", json!({"uri": "test://nobody/watched"}))
         .await;
     assert_eq!(error_code(&nobody, 2), Some(-32002), "{:?}", nobody.messages);
-    let get = client
-        .http
-        .get(&client.url)
-        .bearer_auth(&two.token)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", client.session.clone().unwrap())
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(get.status(), 200);
-    let mut stream = MessageStream::new(get);
+    let mut stream = two.get_stream(&client).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let message = stream
@@ -642,18 +647,7 @@ async fn task_status_notifications_name_the_task_as_the_client_knows_it() {
     )
     .declaring_tasks();
     client.handshake().await;
-    let get = client
-        .http
-        .get(&client.url)
-        .bearer_auth(&two.token)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", client.session.clone().unwrap())
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(get.status(), 200);
-    let mut stream = MessageStream::new(get);
+    let mut stream = two.get_stream(&client).await;
 
     let created = client
         .call_tool(
