@@ -136,7 +136,17 @@ impl Upstreams {
             HeaderValue::from_static("application/json"),
         );
         headers.remove(reqwest::header::ACCEPT);
-        let post = |body: Vec<u8>| self.post_message(endpoint.clone(), headers.clone(), body);
+        // The connection was opened for this call: its endpoint answering 404 is a failing
+        // upstream, not a session for the client to start again.
+        let post = |body: Vec<u8>| {
+            let sent = self.post_message(endpoint.clone(), headers.clone(), body);
+            async move {
+                sent.await.map_err(|e| match e {
+                    UpstreamError::SessionGone => UpstreamError::Unavailable("upstream answered 404".into()),
+                    e => e,
+                })
+            }
+        };
         let is_request = message.get("method").is_some() && message.get("id").is_some();
         let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
         if !is_initialize {
@@ -247,6 +257,7 @@ impl Upstreams {
     }
 
     /// POSTs one message to a connection's message endpoint; the answer comes on its stream.
+    /// 404: the connection that endpoint belongs to has closed (`SessionGone`).
     async fn post_message(
         &self,
         endpoint: url::Url,
@@ -256,6 +267,7 @@ impl Upstreams {
         let send = self.inner.http.post(endpoint).headers(headers).body(body).send();
         match tokio::time::timeout(self.inner.timeout, send).await {
             Ok(Ok(r)) if r.status().is_success() => Ok(()),
+            Ok(Ok(r)) if r.status() == reqwest::StatusCode::NOT_FOUND => Err(UpstreamError::SessionGone),
             Ok(Ok(r)) => Err(UpstreamError::Unavailable(format!(
                 "upstream answered {}",
                 r.status().as_u16()

@@ -102,7 +102,8 @@ async fn http_sse_upstreams_are_served() {
 /// A sampling request the HTTP+SSE upstream sends while a call runs reaches the client with an
 /// opaque id; the client's answer, sent on another connection, reaches the upstream on the
 /// connection that asked, and the call completes with what the client said. An answer whose id
-/// the dataplane did not issue goes nowhere.
+/// the dataplane did not issue goes nowhere, and one that comes after the call ended (the
+/// connection that asked has closed) is answered 404.
 #[tokio::test]
 async fn http_sse_upstreams_server_requests_are_relayed() {
     let legacy = LegacySseServer::with_sampling().await;
@@ -121,6 +122,7 @@ async fn http_sse_upstreams_server_requests_are_relayed() {
     assert_eq!(response.status(), 200);
     let mut stream = MessageStream::new(response);
     let mut asked = None;
+    let mut reply = None;
     let mut result = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while let Some(message) = stream.next(deadline).await {
@@ -131,12 +133,13 @@ async fn http_sse_upstreams_server_requests_are_relayed() {
                     .is_some_and(|s| s.starts_with("gh.") && !s.contains("sessionId")),
                 "an opaque id: {id}"
             );
-            let reply = json!({"jsonrpc": "2.0", "id": id, "result": {
+            let answer = json!({"jsonrpc": "2.0", "id": id, "result": {
                 "role": "assistant", "content": {"type": "text", "text": "from the client"},
                 "model": "test", "stopReason": "endTurn"}});
-            let r = client.builder(&reply).send().await.unwrap();
+            let r = client.builder(&answer).send().await.unwrap();
             assert_eq!(r.status(), 202, "the answer was delivered upstream");
             asked = Some(message.clone());
+            reply = Some(answer);
         }
         if message["id"] == 7 {
             result = Some(message);
@@ -153,4 +156,20 @@ async fn http_sse_upstreams_server_requests_are_relayed() {
         result["result"]["content"][0]["text"], "sampled:from the client",
         "{result}"
     );
+
+    // The call is over and its connection closes: the same answer again has nowhere to go.
+    let reply = reply.expect("answered");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let late = client.builder(&reply).send().await.unwrap();
+        if late.status() == 404 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a late answer is {}, not 404",
+            late.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
