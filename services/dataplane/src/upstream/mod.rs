@@ -502,43 +502,42 @@ fn limit_events(
     bytes: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
     limit: usize,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    let too_large = || std::io::Error::other("upstream event too large");
-    // Bytes of the event in progress before this chunk, and the last three bytes seen (a blank
-    // line may be split between chunks).
-    let mut pending = 0usize;
-    let mut tail = [0u8; 3];
+    let mut sizer = EventSizer::default();
     bytes.map(move |chunk| {
         let chunk = chunk.map_err(std::io::Error::other)?;
-        let mut start = 0;
-        for end in event_ends(&tail, &chunk) {
-            if pending + (end - start) > limit {
-                return Err(too_large());
-            }
-            pending = 0;
-            start = end;
-        }
-        pending += chunk.len() - start;
-        if pending > limit {
-            return Err(too_large());
-        }
-        for &b in &chunk {
-            tail = [tail[1], tail[2], b];
+        if sizer.feed(&chunk) > limit {
+            return Err(std::io::Error::other("upstream event too large"));
         }
         Ok(chunk)
     })
 }
 
-/// The offsets in `chunk` just after each blank line that ends an event (`\n\n`, `\r\r` or
-/// `\r\n\r\n`), counting one that began in `tail`, the three bytes before the chunk.
-fn event_ends(tail: &[u8; 3], chunk: &[u8]) -> Vec<usize> {
-    let joined: Vec<u8> = tail.iter().chain(chunk).copied().collect();
-    (tail.len()..joined.len())
-        .filter(|&i| {
-            let two = &joined[i - 1..=i];
-            two == b"\n\n" || two == b"\r\r" || (i >= 3 && &joined[i - 3..=i] == b"\r\n\r\n")
-        })
-        .map(|i| i + 1 - tail.len())
-        .collect()
+/// Measures SSE events across chunks, in one pass over each chunk's bytes.
+#[derive(Default)]
+struct EventSizer {
+    /// Bytes of the event in progress (its ending blank line included).
+    pending: usize,
+    /// The last three bytes seen: a blank line may be split between chunks.
+    last: [u8; 3],
+}
+
+impl EventSizer {
+    /// Takes the next chunk; returns the size of the largest event it ends or continues.
+    fn feed(&mut self, chunk: &[u8]) -> usize {
+        let mut largest = 0;
+        for &b in chunk {
+            self.pending += 1;
+            // An event ends with a blank line: `\n\n`, `\r\r` or `\r\n\r\n`.
+            let ends =
+                (self.last[2] == b && (b == b'\n' || b == b'\r')) || (self.last == *b"\r\n\r" && b == b'\n');
+            self.last = [self.last[1], self.last[2], b];
+            if ends {
+                largest = largest.max(self.pending);
+                self.pending = 0;
+            }
+        }
+        largest.max(self.pending)
+    }
 }
 
 /// A description of a transport error without URLs, addresses or credentials.
@@ -556,10 +555,24 @@ mod tests {
 
     #[test]
     fn event_ends_are_found_within_and_across_chunks() {
-        assert_eq!(event_ends(&[0; 3], b"data: a\n\ndata: b\n\n"), vec![9, 18]);
-        assert_eq!(event_ends(b"a\r\n", b"\r\ndata"), vec![2]);
-        assert_eq!(event_ends(b"xa\n", b"\nb"), vec![1]);
-        assert!(event_ends(&[0; 3], b"data: no end").is_empty());
+        // Two events of 9 bytes each, whole in one chunk.
+        let mut sizer = EventSizer::default();
+        assert_eq!(sizer.feed(b"data: a\n\ndata: b\n\n"), 9);
+        assert_eq!(sizer.pending, 0);
+        // `\r\n\r\n` split between chunks ends the event; what follows starts a new one.
+        let mut sizer = EventSizer::default();
+        sizer.feed(b"a\r\n");
+        sizer.feed(b"\r\ndata");
+        assert_eq!(sizer.pending, 4);
+        // So does `\n\n`.
+        let mut sizer = EventSizer::default();
+        sizer.feed(b"xa\n");
+        sizer.feed(b"\nb");
+        assert_eq!(sizer.pending, 1);
+        // No blank line: one event still in progress.
+        let mut sizer = EventSizer::default();
+        assert_eq!(sizer.feed(b"data: no end"), 12);
+        assert_eq!(sizer.pending, 12);
     }
 
     #[tokio::test]
