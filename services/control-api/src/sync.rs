@@ -153,7 +153,7 @@ pub async fn sync_server(
         ..Default::default()
     };
     let mut events: Vec<NewAuditEvent> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     // The names in the server's own order: endpoints list tools in that order.
     let mut listed_order: Vec<&str> = Vec::with_capacity(tools.len());
     let mut dataplane_affected = false;
@@ -169,7 +169,7 @@ pub async fn sync_server(
             ));
             continue;
         }
-        if !seen.insert(name.to_owned()) {
+        if !seen.insert(name) {
             report
                 .skipped
                 .push(format!("{}: listed twice", poisoning::escape_invisible(name)));
@@ -231,8 +231,7 @@ pub async fn sync_server(
         }
     }
     dataplane_affected |= tools::record_upstream_order(&mut tx, server_id, &listed_order).await?;
-    let seen: Vec<String> = seen.into_iter().collect();
-    for (row, from) in tools::mark_removed_except(&mut tx, server_id, &seen).await? {
+    for (row, from) in tools::mark_removed_except(&mut tx, server_id, &listed_order).await? {
         dataplane_affected |= from == ToolStatus::Approved;
         report.removed.push(poisoning::escape_invisible(&row.name));
         events.push(

@@ -234,7 +234,7 @@ pub async fn record_upstream_order(tx: &mut TenantTx, server: ServerId, listed: 
 pub async fn mark_removed_except(
     tx: &mut TenantTx,
     server: ServerId,
-    seen_names: &[String],
+    seen_names: &[&str],
 ) -> DbResult<Vec<(ToolRow, ToolStatus)>> {
     let org_id = tx.org_id();
     let before: Vec<ToolRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
