@@ -42,9 +42,14 @@ impl RootSpanBuilder for GatehouseRootSpan {
     }
 }
 
+/// The route pattern the root span matched, kept for [`request_metrics`] (matching the path
+/// against the routes is not free, and once per request is enough).
+struct MatchedRoute(Option<String>);
+
 fn root_span(request: &ServiceRequest) -> Span {
     let method = request.method().as_str();
     let route = request.match_pattern();
+    request.extensions_mut().insert(MatchedRoute(route.clone()));
     let route = route.as_deref().unwrap_or("default");
     let header = |name| {
         request
@@ -124,11 +129,11 @@ pub async fn request_metrics(
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
     let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
-    let mut response = next.call(req).await?;
-    let route = response
-        .request()
-        .match_pattern()
+    let matched = req.extensions_mut().remove::<MatchedRoute>();
+    let route = matched
+        .map_or_else(|| req.match_pattern(), |m| m.0)
         .unwrap_or_else(|| "unmatched".to_owned());
+    let mut response = next.call(req).await?;
     let status = response.status().as_u16().to_string();
     metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);

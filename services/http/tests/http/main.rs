@@ -193,3 +193,38 @@ mod request_log {
         assert_eq!(spans.field("http.host"), ["mcp.example.test"]);
     }
 }
+
+/// Request metrics are labelled with the route pattern the request matched (once per request,
+/// shared with the request log's span).
+mod request_metrics {
+    use actix_web::{App, HttpResponse, test, web};
+    use gatehouse_http::observe;
+
+    #[actix_web::test]
+    async fn request_metrics_name_the_matched_route() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _recording = metrics::set_default_local_recorder(&recorder);
+        let app = test::init_service(
+            App::new()
+                .route("/orgs/{org}/ok", web::get().to(HttpResponse::Ok))
+                .wrap(actix_web::middleware::from_fn(observe::request_metrics))
+                .wrap(observe::tracing_logger()),
+        )
+        .await;
+        for path in ["/orgs/acme/ok", "/nowhere"] {
+            let request = test::TestRequest::get().uri(path).to_request();
+            test::call_service(&app, request).await;
+        }
+        let rendered = handle.render();
+        let counted = |route: &str, status: &str| {
+            rendered.lines().any(|line| {
+                line.starts_with("http_requests_total{")
+                    && line.contains(&format!("route=\"{route}\""))
+                    && line.contains(&format!("status=\"{status}\""))
+            })
+        };
+        assert!(counted("/orgs/{org}/ok", "200"), "{rendered}");
+        assert!(counted("unmatched", "404"), "{rendered}");
+    }
+}
