@@ -37,6 +37,18 @@ pub struct ExposedTool {
 }
 
 impl ExposedTool {
+    /// Where the tool comes in its endpoint's `tools/list`: by endpoint, then server, then as
+    /// the server lists it (tools without a recorded position last, by name).
+    fn listing_order(&self) -> (EndpointId, &str, bool, Option<i32>, &str) {
+        (
+            self.endpoint_id,
+            &self.server_slug,
+            self.upstream_position.is_none(),
+            self.upstream_position,
+            &self.name,
+        )
+    }
+
     pub fn exposed_name(&self) -> String {
         if self.namespaced {
             namespaced_tool_name(&self.server_slug, &self.name)
@@ -74,22 +86,7 @@ pub async fn exposed_tools(tx: &mut TenantTx, endpoint: Option<EndpointId>) -> D
     .bind(endpoint)
     .fetch_all(tx.conn())
     .await?;
-    rows.sort_by(|a, b| {
-        (
-            a.endpoint_id,
-            &a.server_slug,
-            a.upstream_position.is_none(),
-            a.upstream_position,
-            &a.name,
-        )
-            .cmp(&(
-                b.endpoint_id,
-                &b.server_slug,
-                b.upstream_position.is_none(),
-                b.upstream_position,
-                &b.name,
-            ))
-    });
+    rows.sort_by(|a, b| a.listing_order().cmp(&b.listing_order()));
     Ok(rows)
 }
 
