@@ -53,6 +53,9 @@ impl Drop for TelemetryGuard {
 /// else (state, pools, config) is passed explicitly.
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// How often histogram samples are folded into their buckets (see [`spawn_upkeep`]).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// Handle that renders the process's metrics as Prometheus text. Installs a recorder (without OTLP
 /// mirroring) if `init` was not called, e.g. in tests that build services directly.
 pub fn prometheus() -> &'static PrometheusHandle {
@@ -65,8 +68,27 @@ pub fn prometheus() -> &'static PrometheusHandle {
             prometheus: recorder,
             otel: None,
         });
+        spawn_upkeep(handle.clone(), UPKEEP_EVERY);
         handle
     })
+}
+
+/// Folds the recorder's histogram samples into their buckets every `every`, on a thread of its
+/// own (it needs no runtime, and lives as long as the process). A recorder built with
+/// `build_recorder` keeps every sample until upkeep or a scrape drains it: without this, a process
+/// nobody scrapes would grow by a few bytes per observed request, forever.
+fn spawn_upkeep(handle: PrometheusHandle, every: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "metrics upkeep thread not started: histograms drain only when scraped");
+    }
 }
 
 fn prometheus_recorder() -> PrometheusRecorder {
@@ -145,8 +167,10 @@ pub fn init(cfg: &TelemetryConfig, service: &str) -> anyhow::Result<TelemetryGua
     });
     let prometheus = prometheus_recorder();
     let handle = prometheus.handle();
-    if metrics::set_global_recorder(FanoutRecorder { prometheus, otel }).is_ok() {
-        let _ = PROMETHEUS.set(handle);
+    if metrics::set_global_recorder(FanoutRecorder { prometheus, otel }).is_ok()
+        && PROMETHEUS.set(handle.clone()).is_ok()
+    {
+        spawn_upkeep(handle, UPKEEP_EVERY);
     }
     tracing::debug!(service = %service_name, otlp = !cfg.otlp_endpoint.is_empty(), "telemetry ready");
     Ok(TelemetryGuard {
@@ -296,5 +320,46 @@ impl HistogramFn for FanHistogram {
     fn record(&self, value: f64) {
         self.prom.record(value);
         self.otel.record(value, &self.attrs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resident_kb() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    #[test]
+    fn histogram_samples_do_not_pile_up_when_nobody_scrapes() {
+        let recorder = prometheus_recorder();
+        spawn_upkeep(recorder.handle(), Duration::from_millis(10));
+        let key = Key::from_name("gatehouse_test_request_duration_seconds");
+        let metadata = metrics::Metadata::new(module_path!(), metrics::Level::INFO, None);
+        let histogram = recorder.register_histogram(&key, &metadata);
+        let batch = |n: usize| {
+            for i in 0..n {
+                histogram.record((i % 100) as f64 / 1000.0);
+            }
+            // Long enough for several upkeep rounds.
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        // 3,000,000 samples: kept until drained, they would hold more than 24 MB.
+        batch(300_000);
+        let after_first = resident_kb();
+        for _ in 0..9 {
+            batch(300_000);
+        }
+        let grown_kb = resident_kb().saturating_sub(after_first);
+        assert!(
+            grown_kb < 8 * 1024,
+            "resident memory grew by {grown_kb} kB over 2,700,000 samples nobody scraped"
+        );
     }
 }
