@@ -177,7 +177,6 @@ impl Dataplane {
         let listener = gatehouse_http::bind(cfg.dataplane.listen, "dataplane.listen")?;
         let addr = listener.local_addr()?;
         let readiness = web::Data::new(readiness);
-        let state = web::Data::new(state);
         let max_body = cfg.dataplane.max_body_bytes;
         let grace = cfg.grace_period();
         let draining = Draining::new();
@@ -189,7 +188,7 @@ impl Dataplane {
             App::new()
                 .app_data(readiness.clone())
                 .app_data(proxies.clone())
-                .app_data(state.clone())
+                .app_data(worker_state(&state))
                 .app_data(draining_data.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(gatehouse_http::ops::configure)
@@ -243,6 +242,18 @@ impl Dataplane {
         background.cancel();
         result
     }
+}
+
+/// One HTTP worker's copy of the shared state, sending to upstreams through a connection pool of
+/// its own (see [`upstream::Upstreams::with_own_pool`]). Should that pool fail to build, the
+/// worker shares the process-wide pool: slower, never wrong.
+fn worker_state(state: &AppState) -> web::Data<AppState> {
+    let mut own = state.clone();
+    match state.upstreams.with_own_pool() {
+        Ok(upstreams) => own.upstreams = upstreams,
+        Err(e) => tracing::warn!(error = %e, "worker shares the process-wide upstream pool"),
+    }
+    web::Data::new(own)
 }
 
 /// Mounts the MCP endpoints and the protected-resource metadata.

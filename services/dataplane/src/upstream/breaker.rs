@@ -7,7 +7,7 @@ use gatehouse_core::ids::ServerId;
 use super::Upstreams;
 
 /// Consecutive failures that open a breaker, and how long it stays open.
-const BREAKER_THRESHOLD: u32 = 5;
+pub(super) const BREAKER_THRESHOLD: u32 = 5;
 const BREAKER_OPEN_FOR: Duration = Duration::from_secs(10);
 
 #[derive(Default)]

@@ -91,7 +91,7 @@ impl Upstreams {
             reqwest::header::ACCEPT,
             HeaderValue::from_static("text/event-stream"),
         );
-        let send = self.inner.http.get(base.clone()).headers(headers.clone()).send();
+        let send = self.http.get(base.clone()).headers(headers.clone()).send();
         let response = match tokio::time::timeout(self.inner.timeout, send).await {
             Ok(Ok(r)) if r.status().is_success() => r,
             Ok(Ok(r)) => {
@@ -264,7 +264,7 @@ impl Upstreams {
         headers: reqwest::header::HeaderMap,
         body: Vec<u8>,
     ) -> Result<(), UpstreamError> {
-        let send = self.inner.http.post(endpoint).headers(headers).body(body).send();
+        let send = self.http.post(endpoint).headers(headers).body(body).send();
         match tokio::time::timeout(self.inner.timeout, send).await {
             Ok(Ok(r)) if r.status().is_success() => Ok(()),
             Ok(Ok(r)) if r.status() == reqwest::StatusCode::NOT_FOUND => Err(UpstreamError::SessionGone),

@@ -90,11 +90,15 @@ pub struct Outbound<'a> {
 
 #[derive(Clone)]
 pub struct Upstreams {
+    /// The connection pool this handle sends through. Each HTTP worker gets its own
+    /// ([`Upstreams::with_own_pool`]): a pooled connection's I/O task runs on the runtime that
+    /// opened it, so a pool shared by workers would hand most calls to another worker's thread
+    /// and back (two cross-thread wake-ups per call, and the I/O on the wrong core).
+    http: reqwest::Client,
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    http: reqwest::Client,
     egress: Egress,
     timeout: Duration,
     /// Largest answer body, or single stream event, accepted from an upstream.
@@ -116,17 +120,10 @@ impl Upstreams {
         signer: AssertionSigner,
         reply_key: &[u8; 32],
     ) -> anyhow::Result<Self> {
-        // The SSRF guard's client: public destinations only (unless configured), DNS pinned,
-        // redirects only within the upstream's origin (its credential never travels elsewhere).
-        let http = egress
-            .client_builder(RedirectMode::SameOrigin)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
-            .build()?;
+        let http = pooled_client(&egress)?;
         Ok(Self {
+            http,
             inner: Arc::new(Inner {
-                http,
                 egress,
                 timeout,
                 max_message_bytes,
@@ -136,6 +133,15 @@ impl Upstreams {
                 signer,
                 reply_routes: ReplyRoutes::new(reply_key),
             }),
+        })
+    }
+
+    /// The same upstreams (breakers, credentials, routes) through a connection pool of its own,
+    /// for one HTTP worker: that worker's calls then stay on its own thread.
+    pub fn with_own_pool(&self) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: pooled_client(&self.inner.egress)?,
+            inner: self.inner.clone(),
         })
     }
 
@@ -252,7 +258,6 @@ impl Upstreams {
                 HeaderValue::from_static("application/json, text/event-stream"),
             );
             let send = self
-                .inner
                 .http
                 .post(url.clone())
                 .headers(headers)
@@ -351,7 +356,7 @@ impl Upstreams {
         if let Some(id) = last_event_id.and_then(|v| HeaderValue::from_str(v).ok()) {
             headers.insert("last-event-id", id);
         }
-        let send = self.inner.http.get(url).headers(headers).send();
+        let send = self.http.get(url).headers(headers).send();
         let response = match tokio::time::timeout(self.inner.timeout, send).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(UpstreamError::Unavailable(classify(&e))),
@@ -378,11 +383,7 @@ impl Upstreams {
         else {
             return;
         };
-        let _ = tokio::time::timeout(
-            self.inner.timeout,
-            self.inner.http.delete(url).headers(headers).send(),
-        )
-        .await;
+        let _ = tokio::time::timeout(self.inner.timeout, self.http.delete(url).headers(headers).send()).await;
     }
 
     /// Sends one request and waits for its response message, reading a stream if the upstream
@@ -545,6 +546,18 @@ fn classify(e: &reqwest::Error) -> String {
     EgressError::from_reqwest(e).as_str().to_owned()
 }
 
+/// The SSRF guard's client: public destinations only (unless configured), DNS pinned, redirects
+/// only within the upstream's origin (its credential never travels elsewhere); pooled keep-alive
+/// connections with `TCP_NODELAY`.
+fn pooled_client(egress: &Egress) -> anyhow::Result<reqwest::Client> {
+    Ok(egress
+        .client_builder(RedirectMode::SameOrigin)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .build()?)
+}
+
 fn refusal(e: EgressError) -> UpstreamError {
     UpstreamError::Refused(e.as_str())
 }
@@ -573,6 +586,149 @@ mod tests {
         let mut sizer = EventSizer::default();
         assert_eq!(sizer.feed(b"data: no end"), 12);
         assert_eq!(sizer.pending, 12);
+    }
+
+    /// An HTTP/1.1 upstream that answers every POST with one JSON-RPC result on a kept-alive
+    /// connection, and counts the connections it accepted.
+    async fn counting_upstream() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // One request: its head, then `content-length` bytes of body.
+                        let head_end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            match socket.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        while buf.len() < head_end + length {
+                            match socket.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..head_end + length);
+                        let body = br#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        if socket.write_all(answer.as_bytes()).await.is_err()
+                            || socket.write_all(body).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn server_at(url: String) -> ServerState {
+        use gatehouse_core::snapshot::{ServerSnapshot, UpstreamAuth};
+        ServerState {
+            org_id: OrgId::new(),
+            url: url::Url::parse(&url).ok(),
+            snapshot: ServerSnapshot {
+                id: ServerId::new(),
+                slug: "echo".into(),
+                url,
+                transport: UpstreamTransport::StreamableHttp,
+                auth: UpstreamAuth::None,
+                send_caller_assertion: false,
+            },
+            credential: Ok(UpstreamCredential::None),
+        }
+    }
+
+    fn outbound(server: &ServerState) -> Outbound<'_> {
+        Outbound {
+            server,
+            body: Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
+            protocol_version: None,
+            session_id: None,
+            mcp_headers: Vec::new(),
+            caller: None,
+            client_capabilities: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_pool_keeps_its_own_connections_and_shares_the_breakers() {
+        use std::sync::atomic::Ordering;
+        let egress = Egress::from_config(&gatehouse_core::config::EgressConfig {
+            allow_http: true,
+            allow_private_networks: true,
+            allow_hosts: Vec::new(),
+            request_timeout_ms: 5_000,
+            max_redirects: 0,
+        })
+        .unwrap();
+        let first = Upstreams::new(
+            egress,
+            Duration::from_secs(5),
+            1 << 20,
+            AssertionSigner::new([7; 32], "https://gatehouse.test".into()).unwrap(),
+            &[9; 32],
+        )
+        .unwrap();
+        let second = first.with_own_pool().unwrap();
+        let (addr, accepted) = counting_upstream().await;
+        let echo = server_at(format!("http://{addr}/mcp"));
+
+        for _ in 0..3 {
+            assert!(matches!(
+                first.post(outbound(&echo)).await,
+                Ok(Reply::Json { .. })
+            ));
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one pool reuses its connection"
+        );
+        for _ in 0..3 {
+            assert!(matches!(
+                second.post(outbound(&echo)).await,
+                Ok(Reply::Json { .. })
+            ));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "the other pool opens its own");
+
+        // An upstream that refuses connections opens the breaker through one handle; the other
+        // then fails fast too (breakers belong to the upstream, not to a pool).
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = server_at(format!("http://{}/mcp", closed.local_addr().unwrap()));
+        drop(closed);
+        for _ in 0..breaker::BREAKER_THRESHOLD {
+            assert!(matches!(
+                first.post(outbound(&dead)).await,
+                Err(UpstreamError::Unavailable(_))
+            ));
+        }
+        match second.post(outbound(&dead)).await {
+            Err(UpstreamError::Unavailable(why)) => assert_eq!(why, "circuit breaker open"),
+            _ => panic!("the other pool's handle must see the open breaker"),
+        }
     }
 
     #[tokio::test]

@@ -59,7 +59,6 @@ impl Upstreams {
             form.push(("scope", scope.clone()));
         }
         let response = self
-            .inner
             .http
             .post(url)
             .basic_auth(client_id, Some(client_secret.expose_secret()))
