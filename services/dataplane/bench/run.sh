@@ -86,6 +86,7 @@ fi
 
 # Interleaved, so that the machine's slow phases fall on all of them alike. LOADGEN_DUMP_DIR
 # keeps every request's scheduled start and latency (µs), one file per run, for a closer look.
+[ -n "${LOADGEN_DUMP_DIR:-}" ] && mkdir -p "$LOADGEN_DUMP_DIR"
 echo "== fixed rate ${RATE}/s for ${DURATION}s, $RATE_PAIRS rounds: direct, through the dataplane${NGINX_PID:+, through nginx}"
 for round in $(seq 1 "$RATE_PAIRS"); do
   dump() { [ -n "${LOADGEN_DUMP_DIR:-}" ] && echo "$LOADGEN_DUMP_DIR/$1-$round.txt" || true; }

@@ -108,6 +108,9 @@ async fn main() -> anyhow::Result<()> {
         files: vec![],
         overrides,
     })?);
+    // Logs, traces and metrics set up as the `gatehouse` binary sets them up (JSON logs at
+    // `info`, the Prometheus recorder): what they cost per request is part of what is measured.
+    let _telemetry = gatehouse_core::telemetry::init(&cfg.telemetry, "dataplane")?;
     let (events, mut consumer) = gatehouse_events::local_bus();
     let drained = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = drained.clone();
