@@ -695,11 +695,15 @@ mod tests {
         let (addr, accepted) = counting_upstream().await;
         let echo = server_at(format!("http://{addr}/mcp"));
 
+        // Between calls, a moment for the pool to take the connection back (hyper returns it
+        // from a task of its own), so that every call after the first could reuse it.
+        let settle = || tokio::time::sleep(Duration::from_millis(50));
         for _ in 0..3 {
             assert!(matches!(
                 first.post(outbound(&echo)).await,
                 Ok(Reply::Json { .. })
             ));
+            settle().await;
         }
         assert_eq!(
             accepted.load(Ordering::SeqCst),
@@ -711,6 +715,7 @@ mod tests {
                 second.post(outbound(&echo)).await,
                 Ok(Reply::Json { .. })
             ));
+            settle().await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 2, "the other pool opens its own");
 
