@@ -119,6 +119,24 @@ fn join_remote_trace(span: &Span, request: &ServiceRequest) {
     }
 }
 
+/// The `method` label: the standard methods by name, any other token as `other`. A client may send
+/// any token as a method, and every distinct label set is a series the recorder keeps for good.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Echoes the request id and records `http_requests_total` / `http_request_duration_seconds`.
 /// Register with `actix_web::middleware::from_fn(observe::request_metrics)` inside the tracing
 /// logger (so the id exists).
@@ -127,7 +145,7 @@ pub async fn request_metrics(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
     let matched = req.extensions_mut().remove::<MatchedRoute>();
     let route = matched
@@ -135,7 +153,7 @@ pub async fn request_metrics(
         .unwrap_or_else(|| "unmatched".to_owned());
     let mut response = next.call(req).await?;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());

@@ -227,4 +227,48 @@ mod request_metrics {
         assert!(counted("/orgs/{org}/ok", "200"), "{rendered}");
         assert!(counted("unmatched", "404"), "{rendered}");
     }
+
+    #[actix_web::test]
+    async fn request_metrics_keep_a_bounded_set_of_methods() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _recording = metrics::set_default_local_recorder(&recorder);
+        let app = test::init_service(
+            App::new()
+                .route("/ok", web::get().to(HttpResponse::Ok))
+                .wrap(actix_web::middleware::from_fn(observe::request_metrics))
+                .wrap(observe::tracing_logger()),
+        )
+        .await;
+        // Methods a client made up: each would otherwise be a series of its own, kept for good.
+        for i in 0..50 {
+            let method = actix_web::http::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+            let request = test::TestRequest::default()
+                .method(method)
+                .uri("/ok")
+                .to_request();
+            test::call_service(&app, request).await;
+        }
+        let request = test::TestRequest::get().uri("/ok").to_request();
+        test::call_service(&app, request).await;
+        let rendered = handle.render();
+        let series: Vec<&str> = rendered
+            .lines()
+            .filter(|l| l.starts_with("http_requests_total{"))
+            .collect();
+        assert_eq!(series.len(), 2, "{rendered}");
+        assert!(
+            series
+                .iter()
+                .any(|l| l.contains("method=\"GET\"") && l.ends_with(" 1")),
+            "{rendered}"
+        );
+        assert!(
+            series
+                .iter()
+                .any(|l| l.contains("method=\"other\"") && l.ends_with(" 50")),
+            "{rendered}"
+        );
+        assert!(!rendered.contains("INVENTED"), "{rendered}");
+    }
 }
