@@ -6,12 +6,16 @@
 //! (keep-alive, `TCP_NODELAY`); every upstream has a circuit breaker so a dead server fails fast.
 //!
 //! Layout: `mod.rs` holds the public types and the Streamable HTTP client ([`Upstreams`]);
-//! private submodules hold the per-upstream circuit breaker (`breaker`), the client-credentials
-//! token cache (`oauth`) and the deprecated HTTP+SSE transport (`http_sse`, 2024-11-05).
+//! private submodules hold the headers each request carries (`headers`), bounded reading of
+//! answers and SSE streams (`stream`), the per-upstream circuit breaker (`breaker`), the
+//! client-credentials token cache (`oauth`) and the deprecated HTTP+SSE transport (`http_sse`,
+//! 2024-11-05).
 
 mod breaker;
+mod headers;
 mod http_sse;
 mod oauth;
+mod stream;
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -19,22 +23,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use secrecy::ExposeSecret;
+use futures::Stream;
+use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
 use gatehouse_core::snapshot::UpstreamTransport;
 
-use crate::assertion::{self, AssertionSigner, CallerClaims};
+use crate::assertion::AssertionSigner;
 use crate::auth::Principal;
 use crate::store::{ServerState, UpstreamCredential};
 use gatehouse_egress::{Egress, EgressError, RedirectMode};
 
+pub use self::stream::{next_message, response_on};
+
 use self::breaker::Breaker;
 use self::http_sse::ReplyRoutes;
 use self::oauth::OauthToken;
+use self::stream::read_body;
 
 pub type SseEvents = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, String>> + Send>>;
 
@@ -147,74 +153,6 @@ impl Upstreams {
 
     pub fn signer(&self) -> &AssertionSigner {
         &self.inner.signer
-    }
-
-    async fn headers_for(
-        &self,
-        server: &ServerState,
-        protocol_version: Option<&str>,
-        session_id: Option<&str>,
-        caller: Option<Caller<'_>>,
-    ) -> Result<HeaderMap, UpstreamError> {
-        let mut headers = HeaderMap::new();
-        if let Some(v) = protocol_version.and_then(|v| HeaderValue::from_str(v).ok()) {
-            headers.insert("mcp-protocol-version", v);
-        }
-        if let Some(s) = session_id.and_then(|s| HeaderValue::from_str(s).ok()) {
-            headers.insert("mcp-session-id", s);
-        }
-        match server
-            .credential
-            .as_ref()
-            .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?
-        {
-            UpstreamCredential::None => {}
-            UpstreamCredential::Bearer(token) => {
-                let value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                    .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?;
-                headers.insert(reqwest::header::AUTHORIZATION, sensitive(value));
-            }
-            UpstreamCredential::Header { name, value } => {
-                let name = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?;
-                let value = HeaderValue::from_str(value.expose_secret())
-                    .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?;
-                headers.insert(name, sensitive(value));
-            }
-            UpstreamCredential::OauthClientCredentials { .. } => {
-                let token = self.oauth_token(server).await?;
-                let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                    .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?;
-                headers.insert(reqwest::header::AUTHORIZATION, sensitive(value));
-            }
-        }
-        if server.snapshot.send_caller_assertion
-            && let Some(caller) = caller
-        {
-            let sub_kind = match caller.principal.kind {
-                gatehouse_events::SubjectKind::User => "user",
-                gatehouse_events::SubjectKind::ServiceToken => "service_token",
-                gatehouse_events::SubjectKind::OauthClient => "client",
-                gatehouse_events::SubjectKind::Anonymous => "anonymous",
-            };
-            let (iat, exp) = AssertionSigner::times();
-            let jwt = self.inner.signer.sign(&CallerClaims {
-                iss: self.inner.signer.issuer(),
-                aud: &server.snapshot.url,
-                sub: &caller.principal.subject,
-                sub_kind,
-                org_id: caller.org.to_string(),
-                endpoint_id: caller.endpoint.to_string(),
-                client_id: caller.principal.client_id.as_deref(),
-                iat,
-                exp,
-                jti: uuid::Uuid::now_v7().to_string(),
-            });
-            if let Ok(v) = HeaderValue::from_str(&jwt) {
-                headers.insert(assertion::HEADER, v);
-            }
-        }
-        Ok(headers)
     }
 
     fn url(&self, server: &ServerState) -> Result<url::Url, UpstreamError> {
@@ -426,121 +364,6 @@ impl Upstreams {
     }
 }
 
-/// The next message on an upstream stream: the next event whose data is JSON (other events are
-/// skipped), why the stream broke, or `None` at its end.
-pub async fn next_message(events: &mut SseEvents) -> Option<Result<Value, String>> {
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(event) => {
-                if let Some(value) = event.data.as_deref().and_then(|d| serde_json::from_str(d).ok()) {
-                    return Some(Ok(value));
-                }
-            }
-            Err(e) => return Some(Err(e)),
-        }
-    }
-    None
-}
-
-/// Reads a stream up to the response to request `id` (messages before it are skipped): the
-/// response, or why none came.
-pub async fn response_on(events: &mut SseEvents, id: &Value) -> Result<Value, String> {
-    while let Some(value) = next_message(events).await {
-        let value = value?;
-        let is_response =
-            value.get("method").is_none() && (value.get("result").is_some() || value.get("error").is_some());
-        if is_response && value.get("id") == Some(id) {
-            return Ok(value);
-        }
-    }
-    Err("stream ended without a response".into())
-}
-
-fn sensitive(mut value: HeaderValue) -> HeaderValue {
-    value.set_sensitive(true);
-    value
-}
-
-impl Upstreams {
-    /// The events of an upstream stream; one event larger than the message limit breaks it.
-    fn sse_events(&self, response: reqwest::Response) -> SseEvents {
-        let bytes = limit_events(response.bytes_stream(), self.inner.max_message_bytes);
-        Box::pin(
-            sse_stream::SseStream::from_bytes_stream(bytes)
-                .map(|e| e.map_err(|e| format!("upstream stream broke: {e}"))),
-        )
-    }
-}
-
-/// Reads an answer's body, refusing one larger than `limit`: a broken or hostile upstream must
-/// not exhaust the memory that every tenant's calls share. A body that arrives in one chunk (the
-/// usual small answer) is passed on without copying.
-async fn read_body(response: reqwest::Response, limit: usize) -> Result<Bytes, UpstreamError> {
-    let too_large = || UpstreamError::Unavailable("upstream answer too large".into());
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let mut chunks = response.bytes_stream();
-    let mut parts: Vec<Bytes> = Vec::new();
-    let mut size = 0usize;
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| UpstreamError::Unavailable(classify(&e)))?;
-        size += chunk.len();
-        if size > limit {
-            return Err(too_large());
-        }
-        parts.push(chunk);
-    }
-    Ok(match parts.len() {
-        1 => parts.pop().expect("one part"),
-        _ => parts.concat().into(),
-    })
-}
-
-/// Passes a stream's bytes on while no single event (the bytes between blank lines) is larger
-/// than `limit`; then ends it with an error instead of buffering without bound.
-fn limit_events(
-    bytes: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
-    limit: usize,
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    let mut sizer = EventSizer::default();
-    bytes.map(move |chunk| {
-        let chunk = chunk.map_err(std::io::Error::other)?;
-        if sizer.feed(&chunk) > limit {
-            return Err(std::io::Error::other("upstream event too large"));
-        }
-        Ok(chunk)
-    })
-}
-
-/// Measures SSE events across chunks, in one pass over each chunk's bytes.
-#[derive(Default)]
-struct EventSizer {
-    /// Bytes of the event in progress (its ending blank line included).
-    pending: usize,
-    /// The last three bytes seen: a blank line may be split between chunks.
-    last: [u8; 3],
-}
-
-impl EventSizer {
-    /// Takes the next chunk; returns the size of the largest event it ends or continues.
-    fn feed(&mut self, chunk: &[u8]) -> usize {
-        let mut largest = 0;
-        for &b in chunk {
-            self.pending += 1;
-            // An event ends with a blank line: `\n\n`, `\r\r` or `\r\n\r\n`.
-            let ends =
-                (self.last[2] == b && (b == b'\n' || b == b'\r')) || (self.last == *b"\r\n\r" && b == b'\n');
-            self.last = [self.last[1], self.last[2], b];
-            if ends {
-                largest = largest.max(self.pending);
-                self.pending = 0;
-            }
-        }
-        largest.max(self.pending)
-    }
-}
-
 /// A description of a transport error without URLs, addresses or credentials.
 fn classify(e: &reqwest::Error) -> String {
     EgressError::from_reqwest(e).as_str().to_owned()
@@ -563,195 +386,4 @@ fn refusal(e: EgressError) -> UpstreamError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_ends_are_found_within_and_across_chunks() {
-        // Two events of 9 bytes each, whole in one chunk.
-        let mut sizer = EventSizer::default();
-        assert_eq!(sizer.feed(b"data: a\n\ndata: b\n\n"), 9);
-        assert_eq!(sizer.pending, 0);
-        // `\r\n\r\n` split between chunks ends the event; what follows starts a new one.
-        let mut sizer = EventSizer::default();
-        sizer.feed(b"a\r\n");
-        sizer.feed(b"\r\ndata");
-        assert_eq!(sizer.pending, 4);
-        // So does `\n\n`.
-        let mut sizer = EventSizer::default();
-        sizer.feed(b"xa\n");
-        sizer.feed(b"\nb");
-        assert_eq!(sizer.pending, 1);
-        // No blank line: one event still in progress.
-        let mut sizer = EventSizer::default();
-        assert_eq!(sizer.feed(b"data: no end"), 12);
-        assert_eq!(sizer.pending, 12);
-    }
-
-    /// An HTTP/1.1 upstream that answers every POST with one JSON-RPC result on a kept-alive
-    /// connection, and counts the connections it accepted.
-    async fn counting_upstream() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        // One request: its head, then `content-length` bytes of body.
-                        let head_end = loop {
-                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                                break i + 4;
-                            }
-                            match socket.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        };
-                        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-                        let length: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .map_or(0, |v| v.trim().parse().unwrap());
-                        while buf.len() < head_end + length {
-                            match socket.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        buf.drain(..head_end + length);
-                        let body = br#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
-                        let answer = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                            body.len()
-                        );
-                        if socket.write_all(answer.as_bytes()).await.is_err()
-                            || socket.write_all(body).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        (addr, accepted)
-    }
-
-    fn server_at(url: String) -> ServerState {
-        use gatehouse_core::snapshot::{ServerSnapshot, UpstreamAuth};
-        ServerState {
-            org_id: OrgId::new(),
-            url: url::Url::parse(&url).ok(),
-            snapshot: ServerSnapshot {
-                id: ServerId::new(),
-                slug: "echo".into(),
-                url,
-                transport: UpstreamTransport::StreamableHttp,
-                auth: UpstreamAuth::None,
-                send_caller_assertion: false,
-            },
-            credential: Ok(UpstreamCredential::None),
-        }
-    }
-
-    fn outbound(server: &ServerState) -> Outbound<'_> {
-        Outbound {
-            server,
-            body: Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
-            protocol_version: None,
-            session_id: None,
-            mcp_headers: Vec::new(),
-            caller: None,
-            client_capabilities: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_worker_pool_keeps_its_own_connections_and_shares_the_breakers() {
-        use std::sync::atomic::Ordering;
-        let egress = Egress::from_config(&gatehouse_core::config::EgressConfig {
-            allow_http: true,
-            allow_private_networks: true,
-            allow_hosts: Vec::new(),
-            request_timeout_ms: 5_000,
-            max_redirects: 0,
-        })
-        .unwrap();
-        let first = Upstreams::new(
-            egress,
-            Duration::from_secs(5),
-            1 << 20,
-            AssertionSigner::new([7; 32], "https://gatehouse.test".into()).unwrap(),
-            &[9; 32],
-        )
-        .unwrap();
-        let second = first.with_own_pool().unwrap();
-        let (addr, accepted) = counting_upstream().await;
-        let echo = server_at(format!("http://{addr}/mcp"));
-
-        // Between calls, a moment for the pool to take the connection back (hyper returns it
-        // from a task of its own), so that every call after the first could reuse it.
-        let settle = || tokio::time::sleep(Duration::from_millis(50));
-        for _ in 0..3 {
-            assert!(matches!(
-                first.post(outbound(&echo)).await,
-                Ok(Reply::Json { .. })
-            ));
-            settle().await;
-        }
-        assert_eq!(
-            accepted.load(Ordering::SeqCst),
-            1,
-            "one pool reuses its connection"
-        );
-        for _ in 0..3 {
-            assert!(matches!(
-                second.post(outbound(&echo)).await,
-                Ok(Reply::Json { .. })
-            ));
-            settle().await;
-        }
-        assert_eq!(accepted.load(Ordering::SeqCst), 2, "the other pool opens its own");
-
-        // An upstream that refuses connections opens the breaker through one handle; the other
-        // then fails fast too (breakers belong to the upstream, not to a pool).
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let dead = server_at(format!("http://{}/mcp", closed.local_addr().unwrap()));
-        drop(closed);
-        for _ in 0..breaker::BREAKER_THRESHOLD {
-            assert!(matches!(
-                first.post(outbound(&dead)).await,
-                Err(UpstreamError::Unavailable(_))
-            ));
-        }
-        match second.post(outbound(&dead)).await {
-            Err(UpstreamError::Unavailable(why)) => assert_eq!(why, "circuit breaker open"),
-            _ => panic!("the other pool's handle must see the open breaker"),
-        }
-    }
-
-    #[tokio::test]
-    async fn one_event_larger_than_the_limit_breaks_the_stream() {
-        let chunks = |parts: Vec<&'static [u8]>| {
-            futures::stream::iter(parts.into_iter().map(|p| Ok(Bytes::from_static(p))))
-        };
-        let fits: Vec<_> = limit_events(chunks(vec![b"data: 12345\n\n", b"data: 6789", b"0\n\n"]), 16)
-            .collect()
-            .await;
-        assert!(fits.iter().all(Result::is_ok));
-        let whole: Vec<_> = limit_events(chunks(vec![b"data: 0123456789abcdef\n\n"]), 16)
-            .collect()
-            .await;
-        assert!(whole[0].is_err(), "one large event in one chunk");
-        let split: Vec<_> = limit_events(chunks(vec![b"data: 01234567", b"89abcdef"]), 16)
-            .collect()
-            .await;
-        assert!(split[1].is_err(), "one large event across chunks");
-    }
-}
+mod tests;
