@@ -26,6 +26,9 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogFormat, TelemetryConfig};
 
+mod span_fields;
+pub use span_fields::SpanJsonFields;
+
 /// Latency buckets (seconds) shared by every request-duration histogram.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -148,6 +151,7 @@ pub fn init(cfg: &TelemetryConfig, service: &str) -> anyhow::Result<TelemetryGua
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .fmt_fields(SpanJsonFields)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
     };

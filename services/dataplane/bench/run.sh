@@ -16,14 +16,14 @@ RATE="${RATE:-1000}"
 CONNS="${CONNS:-32}"
 DP_WORKERS="${DP_WORKERS:-1}"
 RATE_PAIRS="${RATE_PAIRS:-3}"
-ECHO_PORT=18090 DP_PORT=18091 JWKS_PORT=18092 NGINX_PORT=18095
+ECHO_PORT=18090 DP_PORT=18091 JWKS_PORT=18092 NGINX_PORT=18095 BARE_PORT=18096
 BIN="${CARGO_TARGET_DIR:-target}/release/examples"
 LUA="services/dataplane/bench/tools_call.lua"
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
 cargo build --release -p gatehouse-dataplane --examples >&2
 
-cleanup() { kill "${ECHO_PID:-}" "${DP_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; }
+cleanup() { kill "${ECHO_PID:-}" "${DP_PID:-}" "${NGINX_PID:-}" "${BARE_PID:-}" 2>/dev/null || true; }
 trap cleanup EXIT
 "$BIN/echo_upstream" "127.0.0.1:$ECHO_PORT" 1 2>/dev/null &
 ECHO_PID=$!
@@ -84,6 +84,19 @@ EOF
   echo "nginx CPU: $(( (after - before) * 1000000 / CLK_TCK / requests )) us per tools/call"
 fi
 
+# The dataplane's own stack (actix-web and reqwest) passing bytes through, with no policy at all.
+"$BIN/bare_proxy" "127.0.0.1:$BARE_PORT" "$DIRECT_URL" 2>/dev/null &
+BARE_PID=$!
+sleep 0.5
+TOKEN="" wrk -t1 -c4 -d2s -s "$LUA" "http://127.0.0.1:$BARE_PORT/mcp" >/dev/null
+echo "== throughput: through a bare actix-web + reqwest pass-through (reference: the dataplane's stack, no policy)"
+before="$(cpu_ticks "$BARE_PID")"
+TOKEN="" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "http://127.0.0.1:$BARE_PORT/mcp" | tee /tmp/bench-bare.txt
+after="$(cpu_ticks "$BARE_PID")"
+requests="$(awk '/requests in/ {print $1}' /tmp/bench-bare.txt)"
+echo "bare pass-through CPU: $(( (after - before) * 1000000 / CLK_TCK / requests )) us per tools/call"
+kill "$BARE_PID"; BARE_PID=""
+
 # Interleaved, so that the machine's slow phases fall on all of them alike. LOADGEN_DUMP_DIR
 # keeps every request's scheduled start and latency (µs), one file per run, for a closer look.
 [ -n "${LOADGEN_DUMP_DIR:-}" ] && mkdir -p "$LOADGEN_DUMP_DIR"
@@ -112,4 +125,4 @@ sleep 2
 echo "RSS before: $rss0 kB; with 10,000 sessions opened and idle: $(rss_kb "$DP_PID") kB"
 
 echo "== JWT verification (distinct tokens, cache misses; then cache hits)"
-"$BIN/bench_dataplane" --jwt-micro --listen 127.0.0.1:18093 --jwks-port 18094 2>/dev/null
+"$BIN/bench_dataplane" --jwt-micro --listen 127.0.0.1:18093 --jwks-port 18094 2>/dev/null | grep "^jwt_"

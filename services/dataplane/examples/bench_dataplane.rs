@@ -90,7 +90,6 @@ async fn main() -> anyhow::Result<()> {
     let public_url = format!("http://{listen}");
     let overrides: Vec<(String, String)> = vec![
         ("mode".into(), "local".into()),
-        ("telemetry.log_filter".into(), "warn".into()),
         ("dataplane.listen".into(), listen.clone()),
         ("dataplane.public_url".into(), public_url.clone()),
         ("dataplane.control_api_url".into(), issuer.clone()),

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# A/B of two dataplane builds or settings in the same minutes (docs/benchmarks.md, "Dataplane").
+# Both run side by side in front of one echo upstream; each round runs wrk direct, then through A,
+# then through B, so a slow phase of the machine falls on all three alike.
+#   A_BIN=/tmp/bench_before B_BIN=/tmp/bench_after services/dataplane/bench/ab.sh
+#   A_ENV=RUST_LOG=warn B_ENV=RUST_LOG=info services/dataplane/bench/ab.sh   (one build, two settings)
+# A_BIN/B_BIN: bench_dataplane binaries (default: this tree's release build); A_ENV/B_ENV: one
+# VAR=value each; DURATION (8 s), ROUNDS (3), CONNS (32), DP_WORKERS (1).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+BIN="${CARGO_TARGET_DIR:-target}/release/examples"
+A_BIN="${A_BIN:-$BIN/bench_dataplane}"
+B_BIN="${B_BIN:-$BIN/bench_dataplane}"
+DURATION="${DURATION:-8}" ROUNDS="${ROUNDS:-3}" CONNS="${CONNS:-32}" DP_WORKERS="${DP_WORKERS:-1}"
+ECHO_PORT=18190 A_PORT=18191 A_JWKS=18192 B_PORT=18193 B_JWKS=18194
+LUA="services/dataplane/bench/tools_call.lua"
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+[ -x "$BIN/echo_upstream" ] || cargo build --release -p gatehouse-dataplane --examples >&2
+
+cleanup() { kill "${ECHO_PID:-}" "${A_PID:-}" "${B_PID:-}" 2>/dev/null || true; }
+trap cleanup EXIT
+CLK_TCK="$(getconf CLK_TCK)"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+"$BIN/echo_upstream" "127.0.0.1:$ECHO_PORT" 1 2>/dev/null &
+ECHO_PID=$!
+A_OUT="$(mktemp)" B_OUT="$(mktemp)"
+env ${A_ENV:-} "$A_BIN" --upstream "http://127.0.0.1:$ECHO_PORT/mcp" --listen "127.0.0.1:$A_PORT" \
+  --jwks-port "$A_JWKS" --workers "$DP_WORKERS" >"$A_OUT" 2>/dev/null &
+A_PID=$!
+env ${B_ENV:-} "$B_BIN" --upstream "http://127.0.0.1:$ECHO_PORT/mcp" --listen "127.0.0.1:$B_PORT" \
+  --jwks-port "$B_JWKS" --workers "$DP_WORKERS" >"$B_OUT" 2>/dev/null &
+B_PID=$!
+for _ in $(seq 1 100); do grep -q '^pid=' "$A_OUT" && grep -q '^pid=' "$B_OUT" && break; sleep 0.1; done
+
+# name, URL, pid whose CPU is counted, token
+measure() {
+  TOKEN="$4" wrk -t1 -c4 -d1s -s "$LUA" "$2" >/dev/null
+  local before after out requests
+  before="$(cpu_ticks "$3")"
+  out="$(TOKEN="$4" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$LUA" "$2")"
+  after="$(cpu_ticks "$3")"
+  requests="$(awk '/requests in/ {print $1}' <<<"$out")"
+  printf '%-7s %10s req/s  %6.1f us CPU per call\n' "$1" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
+    "$(awk -v t="$((after - before))" -v n="$requests" -v k="$CLK_TCK" 'BEGIN {print t * 1000000 / k / n}')"
+}
+for round in $(seq 1 "$ROUNDS"); do
+  echo "== round $round"
+  measure direct "http://127.0.0.1:$ECHO_PORT/mcp" "$ECHO_PID" ""
+  measure A "$(sed -n 's/^url=//p' "$A_OUT")" "$A_PID" "$(sed -n 's/^token=//p' "$A_OUT")"
+  measure B "$(sed -n 's/^url=//p' "$B_OUT")" "$B_PID" "$(sed -n 's/^token=//p' "$B_OUT")"
+done
