@@ -5,6 +5,9 @@
 //! servers only), or, in local mode without SMTP, as `.eml` files under `mail.file_dir` (the path
 //! of each file is logged so a developer can open the link). Every message is a typed template
 //! ([`Mail`]) rendered as text and HTML.
+//!
+//! The SMTP server's certificate is always verified: against the public web roots, plus the roots
+//! in `mail.smtp_ca_file` when it is set (a relay whose certificate an internal CA signed).
 
 mod templates;
 
@@ -13,7 +16,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 use url::Url;
@@ -27,6 +30,8 @@ pub use templates::{Mail, Rendered};
 pub enum MailError {
     #[error("mail.smtp_url: {0}")]
     Config(String),
+    #[error("mail.smtp_ca_file: {0}")]
+    CaFile(String),
     #[error("invalid recipient address")]
     Recipient,
     #[error("could not build the message: {0}")]
@@ -102,7 +107,8 @@ impl Mailer {
                 dir: cfg.file_dir.clone(),
             }
         } else {
-            Transport::Smtp(smtp_transport(url)?)
+            let extra_roots = extra_roots(&cfg.smtp_ca_file)?;
+            Transport::Smtp(smtp_transport(url, extra_roots.as_deref())?)
         };
         Ok(Self { transport, from })
     }
@@ -145,8 +151,33 @@ impl Mailer {
     }
 }
 
-/// The SMTP transport described by `url` (see the module docs for the accepted forms).
-fn smtp_transport(raw: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
+/// The PEM roots in `path` (none when the path is empty), checked now so that a bad file stops the
+/// service at start rather than failing every mail later.
+fn extra_roots(path: &std::path::Path) -> Result<Option<Vec<u8>>, MailError> {
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let pem = std::fs::read(path)
+        .map_err(|e| MailError::CaFile(format!("{} cannot be read: {e}", path.display())))?;
+    // An unreadable PEM block is an error; a file with no certificate block at all would
+    // otherwise parse as an empty list and silently add nothing.
+    Certificate::from_pem(&pem)
+        .map_err(|_| MailError::CaFile(format!("{} is not PEM certificates", path.display())))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(MailError::CaFile(format!(
+            "{} holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(Some(pem))
+}
+
+/// The SMTP transport described by `url` (see the module docs for the accepted forms), trusting
+/// `extra_roots` (PEM) on top of the public roots.
+fn smtp_transport(
+    raw: &str,
+    extra_roots: Option<&[u8]>,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
     let url = Url::parse(raw).map_err(|_| MailError::Config("is not a valid URL".into()))?;
     let host = url
         .host_str()
@@ -158,8 +189,17 @@ fn smtp_transport(raw: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailE
         .query_pairs()
         .find(|(k, _)| k == "tls")
         .map(|(_, v)| v.into_owned());
-    let tls_params =
-        || TlsParameters::new(host.clone()).map_err(|e| MailError::Config(format!("TLS setup failed: {e}")));
+    let tls_params = || {
+        let mut params = TlsParameters::builder(host.clone());
+        if let Some(pem) = extra_roots {
+            let roots = Certificate::from_pem(pem)
+                .map_err(|_| MailError::CaFile("is not PEM certificates".into()))?;
+            params = params.add_root_certificate(roots);
+        }
+        params
+            .build()
+            .map_err(|e| MailError::Config(format!("TLS setup failed: {e}")))
+    };
     let (tls, default_port) = match (url.scheme(), tls_param.as_deref()) {
         ("smtps", None | Some("wrapper")) => (Tls::Wrapper(tls_params()?), 465),
         ("smtp", None | Some("required") | Some("starttls")) => (Tls::Required(tls_params()?), 587),
@@ -195,6 +235,7 @@ mod tests {
     fn cfg(url: &str, dir: PathBuf) -> MailConfig {
         MailConfig {
             smtp_url: url.to_owned().into(),
+            smtp_ca_file: PathBuf::new(),
             from: "Gatehouse <no-reply@example.com>".into(),
             file_dir: dir,
         }
@@ -209,7 +250,7 @@ mod tests {
             "smtp://127.0.0.1:2525?tls=none",
             "smtp://mail.example.com?tls=opportunistic",
         ] {
-            assert!(smtp_transport(ok).is_ok(), "{ok}");
+            assert!(smtp_transport(ok, None).is_ok(), "{ok}");
         }
         for bad in [
             "http://mail.example.com",
@@ -217,7 +258,7 @@ mod tests {
             "not a url",
             "smtp:///nohost",
         ] {
-            assert!(smtp_transport(bad).is_err(), "{bad}");
+            assert!(smtp_transport(bad, None).is_err(), "{bad}");
         }
     }
 

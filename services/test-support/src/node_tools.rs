@@ -102,6 +102,8 @@ pub struct ReceivedMail {
     pub raw: String,
     /// The decoded text/plain part.
     pub text: String,
+    /// Whether the message came over TLS (STARTTLS or implicit).
+    pub secure: bool,
 }
 
 impl ReceivedMail {
@@ -119,15 +121,43 @@ impl ReceivedMail {
     }
 }
 
-/// A real SMTP server (npm `smtp-server`) on a free loopback port, plain SMTP.
+/// A real SMTP server (npm `smtp-server`) on a free loopback port: plain SMTP without STARTTLS
+/// ([`MailServer::start`]), or with TLS ([`MailServer::start_tls`]).
 pub struct MailServer {
     process: NodeProcess,
     pub port: u16,
 }
 
+/// How a [`MailServer`] offers TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain SMTP that offers STARTTLS (port 587 style).
+    StartTls,
+    /// TLS from the first byte (smtps, port 465 style).
+    Implicit,
+}
+
 impl MailServer {
     pub async fn start() -> Self {
-        let process = NodeProcess::start("smtp-server.mjs", &["smtp-server"], &[]).await;
+        Self::launch(&[]).await
+    }
+
+    /// A server whose certificate (for 127.0.0.1) is `ca`'s leaf.
+    pub async fn start_tls(mode: SmtpTls, ca: &crate::tls::TestCa) -> Self {
+        let mode = match mode {
+            SmtpTls::StartTls => "starttls",
+            SmtpTls::Implicit => "implicit",
+        };
+        Self::launch(&[
+            mode.to_owned(),
+            ca.key_pem.display().to_string(),
+            ca.cert_pem.display().to_string(),
+        ])
+        .await
+    }
+
+    async fn launch(args: &[String]) -> Self {
+        let process = NodeProcess::start("smtp-server.mjs", &["smtp-server"], args).await;
         let listening = process
             .wait_for(Duration::from_secs(20), |v| v["type"] == "listening")
             .await
@@ -151,7 +181,17 @@ impl MailServer {
                 .unwrap_or_default(),
             text: text_part(&raw),
             raw,
+            secure: v["secure"].as_bool().unwrap_or(false),
         }
+    }
+
+    /// Every mail received so far, for anyone.
+    pub fn all_mails(&self) -> Vec<ReceivedMail> {
+        self.process
+            .all(|v| v["type"] == "mail")
+            .iter()
+            .map(Self::parse)
+            .collect()
     }
 
     /// Every mail received so far for `to`.

@@ -105,6 +105,7 @@ pub struct SecretsConfig {
 #[serde(deny_unknown_fields)]
 pub struct MailConfig {
     pub smtp_url: SecretString,
+    pub smtp_ca_file: PathBuf,
     pub from: String,
     pub file_dir: PathBuf,
 }
