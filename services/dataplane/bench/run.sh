@@ -40,6 +40,17 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 LOADGEN="$BIN/loadgen"
 
+# One wrk throughput run through a proxy, and that proxy's CPU per call from /proc.
+# Arguments: label, URL, pid whose CPU is counted, token ("" for none).
+through() {
+  local before after requests
+  before="$(cpu_ticks "$3")"
+  TOKEN="$4" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "$2" | tee "/tmp/bench-$1.txt"
+  after="$(cpu_ticks "$3")"
+  requests="$(awk '/requests in/ {print $1}' "/tmp/bench-$1.txt")"
+  echo "$1 CPU: $(( (after - before) * 1000000 / CLK_TCK / requests )) us per tools/call ($((after - before)) ticks for $requests calls)"
+}
+
 # Warm up (JWKS fetch, connection pools, pin check).
 TOKEN="$TOKEN" wrk -t1 -c4 -d2s -s "$LUA" "$DP_URL" >/dev/null
 TOKEN="" wrk -t1 -c4 -d2s -s "$LUA" "$DIRECT_URL" >/dev/null
@@ -48,11 +59,7 @@ echo "== throughput: direct to the upstream (wrk -t1 -c$CONNS -d${DURATION}s)"
 TOKEN="" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "$DIRECT_URL" | tee /tmp/bench-direct.txt
 
 echo "== throughput: through the dataplane (token verification, authorization, rate limits, events on)"
-before="$(cpu_ticks "$DP_PID")"
-wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "$DP_URL" | tee /tmp/bench-dp.txt
-after="$(cpu_ticks "$DP_PID")"
-requests="$(awk '/requests in/ {print $1}' /tmp/bench-dp.txt)"
-echo "dataplane CPU: $(( (after - before) * 1000000 / CLK_TCK / requests )) us per tools/call ($((after - before)) ticks for $requests calls)"
+through dataplane "$DP_URL" "$DP_PID" "$TOKEN"
 
 if command -v nginx >/dev/null; then
   NGINX_DIR="$(mktemp -d)"
@@ -77,11 +84,7 @@ EOF
   NGINX_WORKER="$(pgrep -P "$NGINX_PID" | head -1)"
   TOKEN="" wrk -t1 -c4 -d2s -s "$LUA" "http://127.0.0.1:$NGINX_PORT/mcp" >/dev/null
   echo "== throughput: through nginx as a bare reverse proxy (reference: no policy at all)"
-  before="$(cpu_ticks "$NGINX_WORKER")"
-  TOKEN="" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "http://127.0.0.1:$NGINX_PORT/mcp" | tee /tmp/bench-nginx.txt
-  after="$(cpu_ticks "$NGINX_WORKER")"
-  requests="$(awk '/requests in/ {print $1}' /tmp/bench-nginx.txt)"
-  echo "nginx CPU: $(( (after - before) * 1000000 / CLK_TCK / requests )) us per tools/call"
+  through nginx "http://127.0.0.1:$NGINX_PORT/mcp" "$NGINX_WORKER" ""
 fi
 
 # The dataplane's own stack (actix-web and reqwest) passing bytes through, with no policy at all.
@@ -90,11 +93,7 @@ BARE_PID=$!
 sleep 0.5
 TOKEN="" wrk -t1 -c4 -d2s -s "$LUA" "http://127.0.0.1:$BARE_PORT/mcp" >/dev/null
 echo "== throughput: through a bare actix-web + reqwest pass-through (reference: the dataplane's stack, no policy)"
-before="$(cpu_ticks "$BARE_PID")"
-TOKEN="" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "http://127.0.0.1:$BARE_PORT/mcp" | tee /tmp/bench-bare.txt
-after="$(cpu_ticks "$BARE_PID")"
-requests="$(awk '/requests in/ {print $1}' /tmp/bench-bare.txt)"
-echo "bare pass-through CPU: $(( (after - before) * 1000000 / CLK_TCK / requests )) us per tools/call"
+through bare "http://127.0.0.1:$BARE_PORT/mcp" "$BARE_PID" ""
 kill "$BARE_PID"; BARE_PID=""
 
 # Interleaved, so that the machine's slow phases fall on all of them alike. LOADGEN_DUMP_DIR
