@@ -96,6 +96,11 @@ echo "== throughput: through a bare actix-web + reqwest pass-through (reference:
 through bare "http://127.0.0.1:$BARE_PORT/mcp" "$BARE_PID" ""
 kill "$BARE_PID"; BARE_PID=""
 
+# Direct once more: on a 2-core VM the direct figure moves a lot between runs (wrk and the upstream
+# sharing a core or not), and a ratio is only as steady as its denominator. Both directs are shown.
+echo "== throughput: direct to the upstream, again (the spread of the baseline)"
+TOKEN="" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "$DIRECT_URL" | tee /tmp/bench-direct-again.txt
+
 # Interleaved, so that the machine's slow phases fall on all of them alike. LOADGEN_DUMP_DIR
 # keeps every request's scheduled start and latency (µs), one file per run, for a closer look.
 [ -n "${LOADGEN_DUMP_DIR:-}" ] && mkdir -p "$LOADGEN_DUMP_DIR"
