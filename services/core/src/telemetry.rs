@@ -27,7 +27,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 use crate::config::{LogFormat, TelemetryConfig};
 
 mod span_fields;
-pub use span_fields::SpanJsonFields;
+use span_fields::SpanJsonFields;
 
 /// Latency buckets (seconds) shared by every request-duration histogram.
 const LATENCY_BUCKETS: &[f64] = &[

@@ -108,7 +108,7 @@ impl Mailer {
             }
         } else {
             let extra_roots = extra_roots(&cfg.smtp_ca_file)?;
-            Transport::Smtp(smtp_transport(url, extra_roots.as_deref())?)
+            Transport::Smtp(smtp_transport(url, extra_roots.as_ref())?)
         };
         Ok(Self { transport, from })
     }
@@ -153,30 +153,29 @@ impl Mailer {
 
 /// The PEM roots in `path` (none when the path is empty), checked now so that a bad file stops the
 /// service at start rather than failing every mail later.
-fn extra_roots(path: &std::path::Path) -> Result<Option<Vec<u8>>, MailError> {
+fn extra_roots(path: &std::path::Path) -> Result<Option<Certificate>, MailError> {
     if path.as_os_str().is_empty() {
         return Ok(None);
     }
     let pem = std::fs::read(path)
         .map_err(|e| MailError::CaFile(format!("{} cannot be read: {e}", path.display())))?;
-    // An unreadable PEM block is an error; a file with no certificate block at all would
-    // otherwise parse as an empty list and silently add nothing.
-    Certificate::from_pem(&pem)
-        .map_err(|_| MailError::CaFile(format!("{} is not PEM certificates", path.display())))?;
+    // A file with no certificate block at all would parse as an empty list and add nothing.
     if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
         return Err(MailError::CaFile(format!(
             "{} holds no certificate",
             path.display()
         )));
     }
-    Ok(Some(pem))
+    let roots = Certificate::from_pem(&pem)
+        .map_err(|_| MailError::CaFile(format!("{} is not PEM certificates", path.display())))?;
+    Ok(Some(roots))
 }
 
 /// The SMTP transport described by `url` (see the module docs for the accepted forms), trusting
-/// `extra_roots` (PEM) on top of the public roots.
+/// `extra_roots` on top of the public roots.
 fn smtp_transport(
     raw: &str,
-    extra_roots: Option<&[u8]>,
+    extra_roots: Option<&Certificate>,
 ) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
     let url = Url::parse(raw).map_err(|_| MailError::Config("is not a valid URL".into()))?;
     let host = url
@@ -191,10 +190,8 @@ fn smtp_transport(
         .map(|(_, v)| v.into_owned());
     let tls_params = || {
         let mut params = TlsParameters::builder(host.clone());
-        if let Some(pem) = extra_roots {
-            let roots = Certificate::from_pem(pem)
-                .map_err(|_| MailError::CaFile("is not PEM certificates".into()))?;
-            params = params.add_root_certificate(roots);
+        if let Some(roots) = extra_roots {
+            params = params.add_root_certificate(roots.clone());
         }
         params
             .build()

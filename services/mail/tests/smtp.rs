@@ -30,8 +30,7 @@ async fn starttls_delivers_over_tls_to_a_server_the_configured_ca_signed() {
     let ca = TestCa::new();
     let server = MailServer::start_tls(SmtpTls::StartTls, &ca).await;
     // `smtp://` without `tls=`: STARTTLS required.
-    let url = format!("smtp://127.0.0.1:{}", server.port);
-    let mailer = Mailer::from_config(&config(url, Some(&ca.ca_pem)), false).unwrap();
+    let mailer = Mailer::from_config(&config(server.smtp_url(), Some(&ca.ca_pem)), false).unwrap();
     let delivery = mailer.send("alice@example.com", &verify_mail()).await.unwrap();
     assert_eq!(delivery, Delivery::Smtp);
     let mail = server.wait_for_nth("alice@example.com", 1).await;
@@ -43,8 +42,7 @@ async fn starttls_delivers_over_tls_to_a_server_the_configured_ca_signed() {
 async fn implicit_tls_delivers_to_a_server_the_configured_ca_signed() {
     let ca = TestCa::new();
     let server = MailServer::start_tls(SmtpTls::Implicit, &ca).await;
-    let url = format!("smtps://127.0.0.1:{}", server.port);
-    let mailer = Mailer::from_config(&config(url, Some(&ca.ca_pem)), false).unwrap();
+    let mailer = Mailer::from_config(&config(server.smtp_url(), Some(&ca.ca_pem)), false).unwrap();
     mailer.send("bob@example.com", &verify_mail()).await.unwrap();
     let mail = server.wait_for_nth("bob@example.com", 1).await;
     assert!(mail.secure);
@@ -55,14 +53,8 @@ async fn a_certificate_no_configured_root_vouches_for_is_refused() {
     let ca = TestCa::new();
     for mode in [SmtpTls::StartTls, SmtpTls::Implicit] {
         let server = MailServer::start_tls(mode, &ca).await;
-        let scheme = if mode == SmtpTls::Implicit {
-            "smtps"
-        } else {
-            "smtp"
-        };
-        let url = format!("{scheme}://127.0.0.1:{}", server.port);
         // Only the public web roots: the test CA is not among them.
-        let mailer = Mailer::from_config(&config(url, None), false).unwrap();
+        let mailer = Mailer::from_config(&config(server.smtp_url(), None), false).unwrap();
         let sent = mailer.send("carol@example.com", &verify_mail()).await;
         assert!(
             matches!(sent, Err(MailError::Smtp(_))),

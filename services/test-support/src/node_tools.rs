@@ -126,6 +126,7 @@ impl ReceivedMail {
 pub struct MailServer {
     process: NodeProcess,
     pub port: u16,
+    tls: Option<SmtpTls>,
 }
 
 /// How a [`MailServer`] offers TLS.
@@ -139,36 +140,44 @@ pub enum SmtpTls {
 
 impl MailServer {
     pub async fn start() -> Self {
-        Self::launch(&[]).await
+        Self::launch(None, &[]).await
     }
 
     /// A server whose certificate (for 127.0.0.1) is `ca`'s leaf.
     pub async fn start_tls(mode: SmtpTls, ca: &crate::tls::TestCa) -> Self {
-        let mode = match mode {
+        let arg = match mode {
             SmtpTls::StartTls => "starttls",
             SmtpTls::Implicit => "implicit",
         };
-        Self::launch(&[
-            mode.to_owned(),
-            ca.key_pem.display().to_string(),
-            ca.cert_pem.display().to_string(),
-        ])
+        Self::launch(
+            Some(mode),
+            &[
+                arg.to_owned(),
+                ca.key_pem.display().to_string(),
+                ca.cert_pem.display().to_string(),
+            ],
+        )
         .await
     }
 
-    async fn launch(args: &[String]) -> Self {
+    async fn launch(tls: Option<SmtpTls>, args: &[String]) -> Self {
         let process = NodeProcess::start("smtp-server.mjs", &["smtp-server"], args).await;
         let listening = process
             .wait_for(Duration::from_secs(20), |v| v["type"] == "listening")
             .await
             .expect("the test SMTP server did not start");
         let port = listening["port"].as_u64().expect("port") as u16;
-        Self { process, port }
+        Self { process, port, tls }
     }
 
-    /// The `mail.smtp_url` that reaches this server.
+    /// The `mail.smtp_url` that reaches this server: with STARTTLS required, implicit TLS, or
+    /// (plain server) no TLS.
     pub fn smtp_url(&self) -> String {
-        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+        match self.tls {
+            Some(SmtpTls::StartTls) => format!("smtp://127.0.0.1:{}", self.port),
+            Some(SmtpTls::Implicit) => format!("smtps://127.0.0.1:{}", self.port),
+            None => format!("smtp://127.0.0.1:{}?tls=none", self.port),
+        }
     }
 
     fn parse(v: &serde_json::Value) -> ReceivedMail {

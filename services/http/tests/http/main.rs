@@ -200,23 +200,31 @@ mod request_metrics {
     use actix_web::{App, HttpResponse, test, web};
     use gatehouse_http::observe;
 
-    #[actix_web::test]
-    async fn request_metrics_name_the_matched_route() {
+    /// The Prometheus text the request metrics produce for `requests`, sent to an app with one
+    /// GET route at `route`, wrapped as the services wrap theirs.
+    async fn rendered_after(route: &str, requests: Vec<test::TestRequest>) -> String {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         let _recording = metrics::set_default_local_recorder(&recorder);
         let app = test::init_service(
             App::new()
-                .route("/orgs/{org}/ok", web::get().to(HttpResponse::Ok))
+                .route(route, web::get().to(HttpResponse::Ok))
                 .wrap(actix_web::middleware::from_fn(observe::request_metrics))
                 .wrap(observe::tracing_logger()),
         )
         .await;
-        for path in ["/orgs/acme/ok", "/nowhere"] {
-            let request = test::TestRequest::get().uri(path).to_request();
-            test::call_service(&app, request).await;
+        for request in requests {
+            test::call_service(&app, request.to_request()).await;
         }
-        let rendered = handle.render();
+        handle.render()
+    }
+
+    #[actix_web::test]
+    async fn request_metrics_name_the_matched_route() {
+        let requests = ["/orgs/acme/ok", "/nowhere"]
+            .map(|path| test::TestRequest::get().uri(path))
+            .into();
+        let rendered = rendered_after("/orgs/{org}/ok", requests).await;
         let counted = |route: &str, status: &str| {
             rendered.lines().any(|line| {
                 line.starts_with("http_requests_total{")
@@ -230,28 +238,15 @@ mod request_metrics {
 
     #[actix_web::test]
     async fn request_metrics_keep_a_bounded_set_of_methods() {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        let _recording = metrics::set_default_local_recorder(&recorder);
-        let app = test::init_service(
-            App::new()
-                .route("/ok", web::get().to(HttpResponse::Ok))
-                .wrap(actix_web::middleware::from_fn(observe::request_metrics))
-                .wrap(observe::tracing_logger()),
-        )
-        .await;
         // Methods a client made up: each would otherwise be a series of its own, kept for good.
-        for i in 0..50 {
-            let method = actix_web::http::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
-            let request = test::TestRequest::default()
-                .method(method)
-                .uri("/ok")
-                .to_request();
-            test::call_service(&app, request).await;
-        }
-        let request = test::TestRequest::get().uri("/ok").to_request();
-        test::call_service(&app, request).await;
-        let rendered = handle.render();
+        let mut requests: Vec<test::TestRequest> = (0..50)
+            .map(|i| {
+                let method = actix_web::http::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+                test::TestRequest::default().method(method).uri("/ok")
+            })
+            .collect();
+        requests.push(test::TestRequest::get().uri("/ok"));
+        let rendered = rendered_after("/ok", requests).await;
         let series: Vec<&str> = rendered
             .lines()
             .filter(|l| l.starts_with("http_requests_total{"))
