@@ -1,10 +1,12 @@
-//! The `gatehouse` binary as an operator runs it: configuration errors, `migrate`, `up`.
+//! The `gatehouse` binary as an operator runs it: configuration errors, `migrate`, `up`, and the
+//! quickstart in docs/ run as written.
 
 mod config_errors;
 mod dataplane_replicas;
 mod infra;
 mod migrate;
 mod otlp;
+mod quickstart;
 mod sigterm;
 mod up;
 mod worker_process;

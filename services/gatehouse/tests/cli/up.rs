@@ -12,11 +12,11 @@ use gatehouse_test_support::free_port;
 
 use crate::gatehouse;
 
-struct Up {
+pub(crate) struct Up {
     child: Child,
     log: PathBuf,
-    control_api: String,
-    dataplane: String,
+    pub(crate) control_api: String,
+    pub(crate) dataplane: String,
     worker: String,
 }
 
@@ -27,7 +27,7 @@ impl Drop for Up {
     }
 }
 
-fn start(checkout: &Path, data: &Path, run: usize) -> Up {
+pub(crate) fn start(checkout: &Path, data: &Path, run: usize) -> Up {
     let (api, dp, wk) = (free_port(), free_port(), free_port());
     let log = checkout.join(format!("up-{run}.log"));
     let child = gatehouse()
@@ -63,7 +63,7 @@ async fn status(http: &reqwest::Client, url: &str) -> Option<u16> {
     http.get(url).send().await.ok().map(|r| r.status().as_u16())
 }
 
-async fn wait_for(http: &reqwest::Client, url: &str, want: u16, within: Duration, up: &mut Up) {
+pub(crate) async fn wait_for(http: &reqwest::Client, url: &str, want: u16, within: Duration, up: &mut Up) {
     let deadline = Instant::now() + within;
     loop {
         if status(http, url).await == Some(want) {
@@ -84,7 +84,7 @@ async fn wait_for(http: &reqwest::Client, url: &str, want: u16, within: Duration
     }
 }
 
-fn sigterm(up: &mut Up) -> std::process::ExitStatus {
+pub(crate) fn sigterm(up: &mut Up) -> std::process::ExitStatus {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(up.child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
