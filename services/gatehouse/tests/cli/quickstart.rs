@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::up::{sigterm, start, wait_for};
+use crate::up::{http_client, scratch_checkout, sigterm, start_ready};
 
 /// The ```bash blocks of a Markdown document, in order (```sh blocks are not run).
 fn bash_blocks(markdown: &str) -> Vec<&str> {
@@ -34,27 +34,8 @@ async fn the_quickstart_works_as_written() {
         blocks.len()
     );
 
-    let checkout =
-        std::env::temp_dir().join(format!("gatehouse-quickstart-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&checkout).unwrap();
-    // Traversable by the postgres user when the tests run as root.
-    std::fs::set_permissions(&checkout, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let data = checkout.join(".data");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let mut up = start(&checkout, &data, 1);
-    for base in [up.control_api.clone(), up.dataplane.clone()] {
-        wait_for(
-            &http,
-            &format!("{base}/readyz"),
-            200,
-            Duration::from_secs(180),
-            &mut up,
-        )
-        .await;
-    }
+    let (checkout, data) = scratch_checkout("quickstart");
+    let mut up = start_ready(&checkout, &data, &http_client()).await;
     let fixture = mcp_fixture::spawn_fixture(mcp_fixture::FixtureOptions::default())
         .await
         .unwrap();

@@ -59,11 +59,45 @@ pub(crate) fn start(checkout: &Path, data: &Path, run: usize) -> Up {
     }
 }
 
+/// An empty directory standing for a fresh checkout, and its `.data` (not created yet).
+pub(crate) fn scratch_checkout(name: &str) -> (PathBuf, PathBuf) {
+    let checkout = std::env::temp_dir().join(format!("gatehouse-{name}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&checkout).unwrap();
+    // Traversable by the postgres user when the tests run as root.
+    std::fs::set_permissions(&checkout, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let data = checkout.join(".data");
+    (checkout, data)
+}
+
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// A first `gatehouse up` in `checkout`, returned once all three services answer `/readyz` (the
+/// first run creates the private cluster and applies the migrations).
+pub(crate) async fn start_ready(checkout: &Path, data: &Path, http: &reqwest::Client) -> Up {
+    let mut up = start(checkout, data, 1);
+    for base in [up.control_api.clone(), up.dataplane.clone(), up.worker.clone()] {
+        wait_for(
+            http,
+            &format!("{base}/readyz"),
+            200,
+            Duration::from_secs(180),
+            &mut up,
+        )
+        .await;
+    }
+    up
+}
+
 async fn status(http: &reqwest::Client, url: &str) -> Option<u16> {
     http.get(url).send().await.ok().map(|r| r.status().as_u16())
 }
 
-pub(crate) async fn wait_for(http: &reqwest::Client, url: &str, want: u16, within: Duration, up: &mut Up) {
+async fn wait_for(http: &reqwest::Client, url: &str, want: u16, within: Duration, up: &mut Up) {
     let deadline = Instant::now() + within;
     loop {
         if status(http, url).await == Some(want) {
@@ -121,27 +155,9 @@ fn demo_login(log: &Path) -> String {
 #[tokio::test]
 async fn up_from_a_clean_checkout() {
     gatehouse_test_support::init();
-    let checkout = std::env::temp_dir().join(format!("gatehouse-up-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&checkout).unwrap();
-    // Traversable by the postgres user when the tests run as root.
-    std::fs::set_permissions(&checkout, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let data = checkout.join(".data");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-
-    let mut up = start(&checkout, &data, 1);
-    for base in [up.control_api.clone(), up.dataplane.clone(), up.worker.clone()] {
-        wait_for(
-            &http,
-            &format!("{base}/readyz"),
-            200,
-            Duration::from_secs(180),
-            &mut up,
-        )
-        .await;
-    }
+    let (checkout, data) = scratch_checkout("up");
+    let http = http_client();
+    let mut up = start_ready(&checkout, &data, &http).await;
     let login = demo_login(&up.log);
     assert!(login.contains("admin@demo.gatehouse.localhost"), "{login}");
     let banner = std::fs::read_to_string(&up.log).unwrap();
