@@ -94,6 +94,22 @@ fn spawn_upkeep(handle: PrometheusHandle, every: Duration) {
     }
 }
 
+/// The JSON log format: one line per event, its fields at the top level, with the current span's
+/// fields (kept by [`SpanJsonFields`]) under `span`.
+fn json_log_layer<S, W>(writer: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .fmt_fields(SpanJsonFields)
+        .with_writer(writer)
+}
+
 fn prometheus_recorder() -> PrometheusRecorder {
     PrometheusBuilder::new()
         .set_buckets(LATENCY_BUCKETS)
@@ -146,13 +162,7 @@ pub fn init(cfg: &TelemetryConfig, service: &str) -> anyhow::Result<TelemetryGua
     };
 
     let fmt_layer = match cfg.log_format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .fmt_fields(SpanJsonFields)
-            .boxed(),
+        LogFormat::Json => json_log_layer(std::io::stdout).boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
     };
     let otel_layer = tracer_provider

@@ -37,6 +37,12 @@ pub enum Kind {
     Response,
 }
 
+/// Whether a message an upstream sent is a JSON-RPC response (no method, a result or an error),
+/// without the full validation of [`Message::classify`]: what upstreams send is relayed as it is.
+pub fn is_response(message: &Value) -> bool {
+    message.get("method").is_none() && (message.get("result").is_some() || message.get("error").is_some())
+}
+
 /// One parsed JSON-RPC message. `value` is the whole message; the accessors read it.
 #[derive(Debug, Clone)]
 pub struct Message {

@@ -205,11 +205,9 @@ impl MailServer {
 
     /// Every mail received so far for `to`.
     pub fn mails_to(&self, to: &str) -> Vec<ReceivedMail> {
-        self.process
-            .all(|v| v["type"] == "mail" && v["to"].as_array().is_some_and(|a| a.iter().any(|x| x == to)))
-            .iter()
-            .map(Self::parse)
-            .collect()
+        let mut mails = self.all_mails();
+        mails.retain(|m| m.to.iter().any(|x| x == to));
+        mails
     }
 
     /// Waits (up to 15 s) until `to` has received `count` mails and returns the last one.

@@ -164,7 +164,7 @@ mod tests {
 
     use tracing_subscriber::layer::SubscriberExt;
 
-    use super::*;
+    use crate::telemetry::json_log_layer;
 
     /// Collects what the JSON layer writes.
     #[derive(Clone, Default)]
@@ -183,13 +183,8 @@ mod tests {
     fn logged_lines(body: impl FnOnce()) -> Vec<serde_json::Value> {
         let captured = Captured::default();
         let sink = captured.clone();
-        let layer = tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .fmt_fields(SpanJsonFields)
-            .with_writer(move || sink.clone());
+        // The layer the services log with.
+        let layer = json_log_layer(move || sink.clone());
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, body);
         let bytes = captured.0.lock().unwrap().clone();

@@ -173,13 +173,11 @@ pub(super) fn relay_events(
         let mut payload = std::borrow::Cow::Borrowed(data);
         if let Ok(mut value) = serde_json::from_str::<Value>(data) {
             let is_request = value.get("method").is_some() && value.get("id").is_some();
-            let is_response = value.get("method").is_none()
-                && (value.get("result").is_some() || value.get("error").is_some());
             if is_request && legacy {
                 let rewritten = rewrite_request_id(index, &value["id"]);
                 value["id"] = rewritten;
                 payload = std::borrow::Cow::Owned(serde_json::to_string(&value).expect("json"));
-            } else if is_response && value.get("id") == request_id.as_ref() {
+            } else if jsonrpc::is_response(&value) && value.get("id") == request_id.as_ref() {
                 answered = true;
                 if let Some(mut r) = relay.record.take() {
                     r.add_bytes_out(data.len() as u64);

@@ -18,6 +18,7 @@ impl Upstreams {
         session_id: Option<&str>,
         caller: Option<Caller<'_>>,
     ) -> Result<HeaderMap, UpstreamError> {
+        let unusable = || UpstreamError::Refused("upstream credential is unusable");
         let mut headers = HeaderMap::new();
         if let Some(v) = protocol_version.and_then(|v| HeaderValue::from_str(v).ok()) {
             headers.insert("mcp-protocol-version", v);
@@ -25,28 +26,21 @@ impl Upstreams {
         if let Some(s) = session_id.and_then(|s| HeaderValue::from_str(s).ok()) {
             headers.insert("mcp-session-id", s);
         }
-        match server
-            .credential
-            .as_ref()
-            .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?
-        {
+        match server.credential.as_ref().map_err(|_| unusable())? {
             UpstreamCredential::None => {}
             UpstreamCredential::Bearer(token) => {
                 let value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                    .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?;
+                    .map_err(|_| unusable())?;
                 headers.insert(reqwest::header::AUTHORIZATION, sensitive(value));
             }
             UpstreamCredential::Header { name, value } => {
-                let name = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?;
-                let value = HeaderValue::from_str(value.expose_secret())
-                    .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?;
+                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| unusable())?;
+                let value = HeaderValue::from_str(value.expose_secret()).map_err(|_| unusable())?;
                 headers.insert(name, sensitive(value));
             }
             UpstreamCredential::OauthClientCredentials { .. } => {
                 let token = self.oauth_token(server).await?;
-                let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                    .map_err(|_| UpstreamError::Refused("upstream credential is unusable"))?;
+                let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| unusable())?;
                 headers.insert(reqwest::header::AUTHORIZATION, sensitive(value));
             }
         }

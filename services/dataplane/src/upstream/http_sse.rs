@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use gatehouse_core::ids::ServerId;
 
+use crate::jsonrpc;
 use crate::sealed::Sealer;
 
 use super::{Outbound, Reply, UpstreamError, Upstreams, classify, response_on};
@@ -62,11 +63,6 @@ impl ReplyRoutes {
     }
 }
 
-/// Whether a message is a JSON-RPC response (no method, a result or an error).
-fn is_response(message: &Value) -> bool {
-    message.get("method").is_none() && (message.get("result").is_some() || message.get("error").is_some())
-}
-
 impl Upstreams {
     /// The deprecated HTTP+SSE transport (2024-11-05): a GET stream announces a message endpoint
     /// (`event: endpoint`), messages are POSTed there and answers come back on the stream. Each
@@ -83,7 +79,7 @@ impl Upstreams {
         let message: Value = serde_json::from_slice(&out.body)
             .map_err(|_| UpstreamError::Unavailable("cannot relay a batch over HTTP+SSE".into()))?;
         let base = self.url(server)?;
-        if is_response(&message) {
+        if jsonrpc::is_response(&message) {
             return self.answer_http_sse(out, &base, message).await;
         }
         let mut headers = self.headers_for(server, None, None, out.caller).await?;

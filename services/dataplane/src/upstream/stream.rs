@@ -5,6 +5,8 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 
+use crate::jsonrpc;
+
 use super::{SseEvents, UpstreamError, Upstreams, classify};
 
 /// The next message on an upstream stream: the next event whose data is JSON (other events are
@@ -28,9 +30,7 @@ pub async fn next_message(events: &mut SseEvents) -> Option<Result<Value, String
 pub async fn response_on(events: &mut SseEvents, id: &Value) -> Result<Value, String> {
     while let Some(value) = next_message(events).await {
         let value = value?;
-        let is_response =
-            value.get("method").is_none() && (value.get("result").is_some() || value.get("error").is_some());
-        if is_response && value.get("id") == Some(id) {
+        if jsonrpc::is_response(&value) && value.get("id") == Some(id) {
             return Ok(value);
         }
     }
