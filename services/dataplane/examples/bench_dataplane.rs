@@ -2,7 +2,11 @@
 //! token verification, authorization, rate limits (checked, not hit) and events (emitted and
 //! drained in process) all on, in front of `echo_upstream`. It prints the endpoint URL, a valid
 //! access token and its pid, then serves until killed. With `--jwt-micro`, it measures JWT
-//! verification instead and exits.
+//! verification instead and exits. With `--tenants N --tools-per-tenant M`, N other orgs (one
+//! server, one endpoint, M approved tools, two scopes and two service tokens each) are loaded
+//! beside the benchmark's own first, the way the loader installs them, and the load is measured
+//! (`scale_*` lines; see `bench/ab.sh`). With `--redis URL`, events, rate limits, quota state
+//! and change notifications go through Redis as in a production deployment (`bench/ab.sh`).
 //!
 //! `cargo run --release -p gatehouse-dataplane --example bench_dataplane -- --upstream http://127.0.0.1:18090/mcp --listen 127.0.0.1:18091`
 
@@ -52,6 +56,8 @@ async fn main() -> anyhow::Result<()> {
     let listen = arg("--listen", "127.0.0.1:18091");
     let workers = arg("--workers", "1");
     let jwks_port = arg("--jwks-port", "18092");
+    let tenants: usize = arg("--tenants", "0").parse()?;
+    let tools_per_tenant: usize = arg("--tools-per-tenant", "10").parse()?;
     let issuer = format!("http://127.0.0.1:{jwks_port}");
 
     // The signing key of a stand-in authorization server, published as JWKS.
@@ -88,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(jwks);
 
     let public_url = format!("http://{listen}");
+    let encryption_keys = format!("bench={}", generate_key_b64());
     let overrides: Vec<(String, String)> = vec![
         ("mode".into(), "local".into()),
         ("dataplane.listen".into(), listen.clone()),
@@ -97,36 +104,66 @@ async fn main() -> anyhow::Result<()> {
         ("dataplane.workers".into(), workers),
         ("egress.allow_http".into(), "true".into()),
         ("egress.allow_private_networks".into(), "true".into()),
-        (
-            "secrets.encryption_keys".into(),
-            format!("bench={}", generate_key_b64()),
-        ),
+        ("secrets.encryption_keys".into(), encryption_keys.clone()),
         ("secrets.signing_secret".into(), generate_signing_secret_b64()),
     ];
     let cfg = Arc::new(Config::load(&Sources {
         files: vec![],
-        overrides,
+        overrides: overrides.clone(),
     })?);
     // Logs, traces and metrics set up as the `gatehouse` binary sets them up (JSON logs at
     // `info`, the Prometheus recorder): what they cost per request is part of what is measured.
     let _telemetry = gatehouse_core::telemetry::init(&cfg.telemetry, "dataplane")?;
-    let (events, mut consumer) = gatehouse_events::local_bus();
+    let redis = arg("--redis", "");
     let drained = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = drained.clone();
-    tokio::spawn(async move {
-        // Drained as the production publisher does: a batch, then a short linger so that events
-        // gather without a cross-thread wake-up per call.
-        while let Ok(batch) = consumer.next_batch(10_000, Duration::from_secs(3600)).await {
-            counter.fetch_add(batch.messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    });
+    let (events, limiter, quota, notifier, _bus_handle) = if redis.is_empty() {
+        let (events, mut consumer) = gatehouse_events::local_bus();
+        let counter = drained.clone();
+        tokio::spawn(async move {
+            // Drained as the production publisher does: a batch, then a short linger so that
+            // events gather without a cross-thread wake-up per call.
+            while let Ok(batch) = consumer.next_batch(10_000, Duration::from_secs(3600)).await {
+                counter.fetch_add(batch.messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        (
+            events,
+            gatehouse_events::RateLimiter::local(),
+            gatehouse_events::QuotaState::local(),
+            gatehouse_events::ChangeNotifier::local(),
+            None,
+        )
+    } else {
+        // The production wiring with Redis: events published to the Redis stream, rate limits
+        // shared through Redis, quota state and change notifications from Redis.
+        let mut overrides = overrides.clone();
+        overrides.push(("redis.url".into(), redis.clone()));
+        overrides.push((
+            "redis.key_prefix".into(),
+            format!("bench-{}:", std::process::id()),
+        ));
+        let spool = std::env::temp_dir().join(format!("bench-spool-{}", std::process::id()));
+        overrides.push(("dataplane.spool_dir".into(), spool.display().to_string()));
+        let cfg = Config::load(&Sources {
+            files: vec![],
+            overrides,
+        })?;
+        let bus = gatehouse_events::Bus::from_config(&cfg, CancellationToken::new()).await?;
+        (
+            bus.publisher,
+            bus.limiter,
+            bus.quota,
+            bus.notifier,
+            Some(bus.handle),
+        )
+    };
     let dataplane = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
         cfg: cfg.clone(),
-        notifier: gatehouse_events::ChangeNotifier::local(),
+        notifier,
         events,
-        limiter: gatehouse_events::RateLimiter::local(),
-        quota: gatehouse_events::QuotaState::local(),
+        limiter,
+        quota,
     })?;
     let store = dataplane.store();
 
@@ -193,6 +230,11 @@ async fn main() -> anyhow::Result<()> {
         revocations: vec![],
         service_tokens: vec![],
     };
+    if tenants > 0 {
+        let keyring =
+            gatehouse_core::secrets::Keyring::parse(&encryption_keys).map_err(anyhow::Error::msg)?;
+        load_tenants(&store, &keyring, tenants, tools_per_tenant);
+    }
     store.install(snapshot);
     store.mark_loaded();
 
@@ -259,4 +301,170 @@ async fn main() -> anyhow::Result<()> {
             drained.load(std::sync::atomic::Ordering::Relaxed)
         );
     }
+}
+
+/// Resident set size of this process, in kB.
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// One other tenant as the control plane would publish it: one server with a sealed bearer
+/// credential, one endpoint exposing `tools` approved tools (namespaced, with per-tool limits on
+/// a few), a read scope granting half of them and a write scope granting all, two service tokens.
+fn tenant(i: usize, tools: usize, keyring: &gatehouse_core::secrets::Keyring) -> OrgSnapshot {
+    let org_id = OrgId::new();
+    let server_id = ServerId::new();
+    let slug = format!("tenant-{i:05}");
+    let endpoint_id = EndpointId::new();
+    let mut endpoint_tools = Vec::with_capacity(tools);
+    let mut per_tool = std::collections::BTreeMap::new();
+    for t in 0..tools {
+        let name = format!("lookup_record_{t}");
+        let definition = json!({
+            "name": name,
+            "description": format!("Looks up record {t} of the {slug} orders domain by its identifier and returns its current state, owner and history."),
+            "inputSchema": {"type": "object", "properties": {
+                "id": {"type": "string", "description": "The record identifier"},
+                "include_history": {"type": "boolean", "default": false},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 100}
+            }, "required": ["id"]},
+            "annotations": {"readOnlyHint": true},
+        });
+        let exposed = format!("orders__{name}");
+        if t % 5 == 0 {
+            per_tool.insert(
+                exposed.clone(),
+                Limit {
+                    per_minute: 600,
+                    burst: 20,
+                },
+            );
+        }
+        endpoint_tools.push(EndpointTool {
+            tool_id: ToolId::new(),
+            exposed_name: exposed,
+            target: ToolTarget::Upstream {
+                server_id,
+                upstream_name: name,
+            },
+            approved_hash: tool_definition_hash(&definition),
+            approved_definition: definition,
+        });
+    }
+    let all: Vec<ToolId> = endpoint_tools.iter().map(|t| t.tool_id).collect();
+    let scopes = vec![
+        ScopeSnapshot {
+            name: "orders:read".into(),
+            tool_ids: all.iter().step_by(2).copied().collect(),
+        },
+        ScopeSnapshot {
+            name: "orders:write".into(),
+            tool_ids: all,
+        },
+    ];
+    let context = server_credential_context(org_id, server_id);
+    let service_tokens = (0..2)
+        .map(|k| ServiceTokenSnapshot {
+            id: gatehouse_core::ids::ServiceTokenId::new(),
+            endpoint_id,
+            token_hash: hex_sha256(&format!("{slug}-ci-token-{k}")),
+            name: format!("ci-{k}"),
+            scopes: vec!["orders:read".into()],
+            expires_at: None,
+        })
+        .collect();
+    OrgSnapshot {
+        org_id,
+        slug: slug.clone(),
+        version: 1,
+        log_tool_arguments: false,
+        hard_limit_calls: None,
+        endpoints: vec![EndpointSnapshot {
+            id: endpoint_id,
+            slug: "agents".into(),
+            name: "Agents".into(),
+            resource_url: format!("https://mcp.example.com/{slug}/agents/mcp"),
+            rate_limits: RateLimits {
+                per_org: Some(Limit {
+                    per_minute: 60_000,
+                    burst: 1_000,
+                }),
+                per_subject: Some(Limit {
+                    per_minute: 600,
+                    burst: 50,
+                }),
+                per_tool,
+            },
+            tools: endpoint_tools,
+            scopes,
+            prompts: None,
+            resources: None,
+        }],
+        servers: vec![ServerSnapshot {
+            id: server_id,
+            slug: "orders".into(),
+            url: format!("https://orders.{slug}.example.com/mcp"),
+            transport: UpstreamTransport::StreamableHttp,
+            auth: UpstreamAuth::Bearer {
+                token: Sealed(keyring.seal(format!("upstream-secret-{slug}").as_bytes(), &context)),
+            },
+            send_caller_assertion: false,
+        }],
+        backends: vec![],
+        revocations: vec![],
+        service_tokens,
+    }
+}
+
+fn hex_sha256(text: &str) -> String {
+    gatehouse_core::secrets::token_hash(text)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Loads `n` other tenants into the store as the loader's full reconciliation does, and prints
+/// what that cost: time, memory, and the time to apply one org's change with all of them held.
+fn load_tenants(
+    store: &gatehouse_dataplane::store::SnapshotStore,
+    keyring: &gatehouse_core::secrets::Keyring,
+    n: usize,
+    tools: usize,
+) {
+    let rss_start = rss_kb();
+    let snapshots: Vec<OrgSnapshot> = (0..n).map(|i| tenant(i, tools, keyring)).collect();
+    let rss_generated = rss_kb();
+    let json_bytes: usize = snapshots
+        .iter()
+        .map(|s| serde_json::to_vec(s).expect("json").len())
+        .sum();
+    let first = snapshots[0].clone();
+    let started = Instant::now();
+    gatehouse_dataplane::loader::install_all(store, snapshots);
+    let load = started.elapsed();
+    let rss_loaded = rss_kb();
+    // One org's change, as a change notification applies it, with every other org held.
+    let updates = 200;
+    let started = Instant::now();
+    for v in 0..updates {
+        let mut next = first.clone();
+        next.version = 2 + v;
+        store.install(next);
+    }
+    let update = started.elapsed() / updates as u32;
+    println!("scale_tenants={n}");
+    println!("scale_tools={}", n * tools);
+    println!("scale_snapshot_json_mb={:.1}", json_bytes as f64 / 1e6);
+    println!("scale_full_load_ms={}", load.as_millis());
+    println!("scale_one_org_change_us={:.0}", update.as_secs_f64() * 1e6);
+    println!("scale_rss_start_kb={rss_start}");
+    println!("scale_rss_generated_kb={rss_generated}");
+    println!("scale_rss_loaded_kb={rss_loaded}");
 }

@@ -60,6 +60,19 @@ impl SnapshotSource {
     }
 }
 
+/// Fetched snapshots are installed this many at a time: one swap of the store per batch (see
+/// [`SnapshotStore::install_many`]), and the snapshots of a batch are indexed before the next
+/// batch is, so a full load never holds much more than one copy of the configuration.
+const INSTALL_BATCH: usize = 1_000;
+
+/// Installs fetched snapshots (each only if newer than what the store holds), in batches.
+pub fn install_all(store: &SnapshotStore, snapshots: Vec<OrgSnapshot>) {
+    let mut snapshots = snapshots.into_iter().peekable();
+    while snapshots.peek().is_some() {
+        store.install_many(snapshots.by_ref().take(INSTALL_BATCH));
+    }
+}
+
 /// Loads every org whose version is newer than what the store holds, and forgets orgs that are
 /// gone.
 pub async fn reconcile(store: &SnapshotStore, source: &SnapshotSource) -> anyhow::Result<()> {
@@ -76,11 +89,10 @@ pub async fn reconcile(store: &SnapshotStore, source: &SnapshotSource) -> anyhow
     }))
     .buffer_unordered(8);
     let mut failed = 0usize;
+    let mut fetched = Vec::new();
     while let Some((org, result)) = fetches.next().await {
         match result {
-            Ok(Some(snapshot)) => {
-                store.install(snapshot);
-            }
+            Ok(Some(snapshot)) => fetched.push(snapshot),
             Ok(None) => store.remove(org),
             Err(e) => {
                 failed += 1;
@@ -88,6 +100,7 @@ pub async fn reconcile(store: &SnapshotStore, source: &SnapshotSource) -> anyhow
             }
         }
     }
+    install_all(store, fetched);
     let listed_ids: std::collections::HashSet<OrgId> = listed.orgs.iter().map(|c| c.org_id).collect();
     for (org, _) in store.versions() {
         if !listed_ids.contains(&org) {

@@ -131,8 +131,8 @@ impl Pins {
             .filter_map(|t| Some((t.get("name")?.as_str()?, t)))
             .collect();
         let mut observed = self.inner.observed.write().expect("pins");
-        for endpoint in &org.snapshot.endpoints {
-            for tool in &endpoint.tools {
+        for endpoint in org.endpoints() {
+            for tool in &endpoint.snapshot.tools {
                 let ToolTarget::Upstream {
                     server_id: s,
                     upstream_name,

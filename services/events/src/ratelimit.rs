@@ -59,23 +59,29 @@ pub fn local_share(limit: Limit, replicas: u32) -> Limit {
     }
 }
 
-/// GCRA in Redis. `KEYS[1]`: the key; `ARGV[1]`: emission interval (µs); `ARGV[2]`: burst
-/// tolerance (µs). Returns {allowed (0/1), retry after (µs)}. Redis's clock is the one clock every replica
-/// shares; the key expires when its TAT is in the past (it then carries no state).
+/// GCRA in Redis over one or more keys, all or nothing. `KEYS[i]`: a key; `ARGV[2i-1]`: its
+/// emission interval (µs); `ARGV[2i]`: its burst tolerance (µs). The request is counted against
+/// every key only if every key admits it. Returns {allowed (0/1), retry after (µs): the longest
+/// wait among the keys that refused}. Redis's clock is the one clock every replica shares; a key
+/// expires when its TAT is in the past (it then carries no state).
 const GCRA_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if tat == nil or tat < now then tat = now end
-local allow_at = tat - tolerance
-if allow_at <= now then
-  local new_tat = tat + interval
-  redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
-  return {1, 0}
+local tats = {}
+local wait = 0
+for i = 1, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]))
+  if tat == nil or tat < now then tat = now end
+  local allow_at = tat - tonumber(ARGV[2 * i])
+  if allow_at > now and allow_at - now > wait then wait = allow_at - now end
+  tats[i] = tat
 end
-return {0, allow_at - now}
+if wait > 0 then return {0, wait} end
+for i = 1, #KEYS do
+  local new_tat = tats[i] + tonumber(ARGV[2 * i - 1])
+  redis.call('SET', KEYS[i], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+end
+return {1, 0}
 "#;
 
 /// Registers a replica and returns how many were seen within the window. `KEYS[1]`: the registry
@@ -150,22 +156,37 @@ impl RateLimiter {
 
     /// Checks and, if allowed, counts one request against `key` under `limit`.
     pub async fn check(&self, key: &str, limit: Limit) -> Decision {
+        self.check_all(&[(key, limit)]).await
+    }
+
+    /// Checks one request against several limits at once (e.g. the org's and the caller's): it
+    /// is counted against every key only if every key admits it, so a request one limit refuses
+    /// uses none of the others' budget. With Redis this is one round trip, whatever the number
+    /// of keys. Keys are namespaced by the caller; with a Redis Cluster they must share a slot.
+    pub async fn check_all(&self, checks: &[(&str, Limit)]) -> Decision {
+        if checks.is_empty() {
+            return Decision {
+                allowed: true,
+                retry_after: Duration::ZERO,
+            };
+        }
         let Some(shared) = &self.shared else {
-            return self.check_local(key, limit, Instant::now());
+            return self.check_local(checks, Instant::now());
         };
         if !shared.active.swap(true, Ordering::Relaxed) {
             shared.wake_heartbeat.notify_one();
         }
         if let Some(conn) = shared.link.get() {
-            let gcra = Gcra::of(limit);
             let mut c = conn.conn.clone();
-            let answer: redis::RedisResult<(i64, i64)> = shared
-                .gcra
-                .key(format!("{}{key}", shared.key_prefix))
-                .arg(gcra.emission_interval.as_micros() as u64)
-                .arg(gcra.burst_tolerance.as_micros() as u64)
-                .invoke_async(&mut c)
-                .await;
+            let mut invocation = shared.gcra.prepare_invoke();
+            for (key, limit) in checks {
+                let gcra = Gcra::of(*limit);
+                invocation
+                    .key(format!("{}{key}", shared.key_prefix))
+                    .arg(gcra.emission_interval.as_micros() as u64)
+                    .arg(gcra.burst_tolerance.as_micros() as u64);
+            }
+            let answer: redis::RedisResult<(i64, i64)> = invocation.invoke_async(&mut c).await;
             match answer {
                 Ok((allowed, retry_us)) => {
                     if shared.falling_back.swap(false, Ordering::Relaxed) {
@@ -188,8 +209,12 @@ impl RateLimiter {
             metrics::gauge!("gatehouse_ratelimit_local_fallback").set(1.0);
         }
         metrics::counter!("gatehouse_ratelimit_local_checks_total").increment(1);
-        let share = local_share(limit, shared.replicas.load(Ordering::Relaxed));
-        self.check_local(key, share, Instant::now())
+        let replicas = shared.replicas.load(Ordering::Relaxed);
+        let shares: Vec<(&str, Limit)> = checks
+            .iter()
+            .map(|(key, limit)| (*key, local_share(*limit, replicas)))
+            .collect();
+        self.check_local(&shares, Instant::now())
     }
 
     /// Whether checks currently go through Redis (false in single-node mode or while falling
@@ -207,8 +232,8 @@ impl RateLimiter {
             .map_or(1, |s| s.replicas.load(Ordering::Relaxed).max(1))
     }
 
-    fn check_local(&self, key: &str, limit: Limit, now: Instant) -> Decision {
-        let gcra = Gcra::of(limit);
+    /// The in-process GCRA over `checks`, all or nothing, as the Redis script does it.
+    fn check_local(&self, checks: &[(&str, Limit)], now: Instant) -> Decision {
         let mut state = self.local.lock().expect("rate limiter lock");
         state.checks_since_sweep += 1;
         if state.checks_since_sweep >= 10_000 {
@@ -216,19 +241,27 @@ impl RateLimiter {
             // Keys whose TAT is in the past carry no state worth keeping.
             state.tat.retain(|_, tat| *tat > now);
         }
-        let tat = state.tat.get(key).copied().unwrap_or(now).max(now);
-        let allow_at = tat.checked_sub(gcra.burst_tolerance).unwrap_or(now);
-        if allow_at <= now {
-            state.tat.insert(key.to_owned(), tat + gcra.emission_interval);
-            Decision {
-                allowed: true,
-                retry_after: Duration::ZERO,
-            }
-        } else {
-            Decision {
+        let mut wait = Duration::ZERO;
+        let mut next = Vec::with_capacity(checks.len());
+        for (key, limit) in checks {
+            let gcra = Gcra::of(*limit);
+            let tat = state.tat.get(*key).copied().unwrap_or(now).max(now);
+            let allow_at = tat.checked_sub(gcra.burst_tolerance).unwrap_or(now);
+            wait = wait.max(allow_at.saturating_duration_since(now));
+            next.push(tat + gcra.emission_interval);
+        }
+        if wait > Duration::ZERO {
+            return Decision {
                 allowed: false,
-                retry_after: allow_at - now,
-            }
+                retry_after: wait,
+            };
+        }
+        for ((key, _), tat) in checks.iter().zip(next) {
+            state.tat.insert((*key).to_owned(), tat);
+        }
+        Decision {
+            allowed: true,
+            retry_after: Duration::ZERO,
         }
     }
 }
@@ -288,10 +321,10 @@ mod tests {
         let start = Instant::now();
         // burst + 1 at once (the first request plus `burst` extra).
         let admitted = (0..20)
-            .filter(|_| limiter.check_local("k", limit, start).allowed)
+            .filter(|_| limiter.check_local(&[("k", limit)], start).allowed)
             .count();
         assert_eq!(admitted, 5);
-        let refused = limiter.check_local("k", limit, start);
+        let refused = limiter.check_local(&[("k", limit)], start);
         assert!(!refused.allowed);
         assert!(
             refused.retry_after > Duration::from_millis(900) && refused.retry_after <= Duration::from_secs(1)
@@ -299,12 +332,12 @@ mod tests {
         // One more per second afterwards.
         assert!(
             limiter
-                .check_local("k", limit, start + Duration::from_secs(1))
+                .check_local(&[("k", limit)], start + Duration::from_secs(1))
                 .allowed
         );
         assert!(
             !limiter
-                .check_local("k", limit, start + Duration::from_secs(1))
+                .check_local(&[("k", limit)], start + Duration::from_secs(1))
                 .allowed
         );
     }
@@ -317,9 +350,55 @@ mod tests {
             burst: 0,
         };
         let now = Instant::now();
-        assert!(limiter.check_local("a", limit, now).allowed);
-        assert!(limiter.check_local("b", limit, now).allowed);
-        assert!(!limiter.check_local("a", limit, now).allowed);
+        assert!(limiter.check_local(&[("a", limit)], now).allowed);
+        assert!(limiter.check_local(&[("b", limit)], now).allowed);
+        assert!(!limiter.check_local(&[("a", limit)], now).allowed);
+    }
+
+    #[test]
+    fn several_limits_admit_all_or_nothing() {
+        let limiter = RateLimiter::local();
+        let org = Limit {
+            per_minute: 60,
+            burst: 9,
+        };
+        let subject = Limit {
+            per_minute: 60,
+            burst: 1,
+        };
+        let now = Instant::now();
+        let both = |now| limiter.check_local(&[("org", org), ("sub", subject)], now);
+        assert!(both(now).allowed);
+        assert!(both(now).allowed);
+        // The subject's burst is spent: refused, and the org's budget is left untouched.
+        let refused = both(now);
+        assert!(!refused.allowed);
+        assert!(refused.retry_after > Duration::from_millis(900));
+        let org_alone = (0..20)
+            .filter(|_| limiter.check_local(&[("org", org)], now).allowed)
+            .count();
+        assert_eq!(org_alone, 8, "10 at once, of which the two admitted together");
+        // Now the org refuses too: the longest wait of the two is what the caller is told.
+        let refused = both(now);
+        assert!(!refused.allowed);
+        assert!(
+            refused.retry_after > Duration::from_millis(900) && refused.retry_after <= Duration::from_secs(1)
+        );
+        assert!(both(now + Duration::from_secs(1)).allowed);
+    }
+
+    #[test]
+    fn no_limit_admits() {
+        let limiter = RateLimiter::local();
+        let decision = block_on(limiter.check_all(&[]));
+        assert!(decision.allowed);
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
     }
 
     #[test]

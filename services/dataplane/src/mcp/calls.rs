@@ -18,7 +18,7 @@ use crate::session::Session;
 use crate::upstream::{Outbound, UpstreamError};
 
 use super::dispatch::{Answer, Relay, unknown_tool};
-use super::{Era, Incoming, MODERN_VERSIONS, check_limit, rpc_error};
+use super::{Era, Incoming, MODERN_VERSIONS, check_limits, rpc_error};
 
 /// The protocol version and upstream session to use with `server` for this request.
 pub(super) fn upstream_session(
@@ -122,7 +122,7 @@ pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, byte
             ctx.endpoint.id(),
             name
         );
-        if let Err(response) = check_limit(ctx, &key, *limit, "tools/call", Some(&name)).await {
+        if let Err(response) = check_limits(ctx, &[(&key, *limit)], "tools/call", Some(&name)).await {
             return Answer::Http(response);
         }
     }

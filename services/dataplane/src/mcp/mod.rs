@@ -323,6 +323,8 @@ async fn establish(
                 .expect("json"),
             ));
     }
+    // The org's and the caller's limits in one check (one Redis round trip): a request the
+    // caller's limit refuses uses none of the org's budget.
     let limits = &ctx.endpoint.snapshot.rate_limits;
     let org_key = format!("rl:org:{}", ctx.org.snapshot.org_id);
     let subject_key = format!(
@@ -331,22 +333,29 @@ async fn establish(
         ctx.endpoint.id(),
         ctx.principal.subject
     );
-    for (key, limit) in [(org_key, limits.per_org), (subject_key, limits.per_subject)] {
-        if let Some(limit) = limit {
-            check_limit(&ctx, &key, limit, "", None).await?;
-        }
-    }
+    let checks: Vec<(&str, Limit)> = [
+        (org_key.as_str(), limits.per_org),
+        (subject_key.as_str(), limits.per_subject),
+    ]
+    .into_iter()
+    .filter_map(|(key, limit)| Some((key, limit?)))
+    .collect();
+    check_limits(&ctx, &checks, "", None).await?;
     Ok(ctx)
 }
 
-async fn check_limit(
+/// Counts the request against `checks` (all or nothing); when a limit refuses, records the
+/// rejection and answers 429 with `Retry-After`.
+async fn check_limits(
     ctx: &Ctx,
-    key: &str,
-    limit: Limit,
+    checks: &[(&str, Limit)],
     method: &str,
     tool: Option<&str>,
 ) -> Result<(), HttpResponse> {
-    let decision = ctx.state.limiter.check(key, limit).await;
+    if checks.is_empty() {
+        return Ok(());
+    }
+    let decision = ctx.state.limiter.check_all(checks).await;
     if decision.allowed {
         return Ok(());
     }

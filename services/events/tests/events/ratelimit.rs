@@ -58,6 +58,49 @@ async fn replica(url: &str, ns: &str, shutdown: &CancellationToken) -> RateLimit
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_limits_in_one_check_through_redis_are_all_or_nothing() {
+    let url = gatehouse_test_support::redis_url();
+    let ns = unique("rl-all");
+    let shutdown = CancellationToken::new();
+    let (a, b) = (
+        replica(&url, &ns, &shutdown).await,
+        replica(&url, &ns, &shutdown).await,
+    );
+    // Slow enough that no token comes back during the test.
+    let org = Limit {
+        per_minute: 1,
+        burst: 5,
+    };
+    let subject = Limit {
+        per_minute: 1,
+        burst: 1,
+    };
+    let checks = |who: &'static str| [("org", org), (who, subject)];
+    // Alice's two, one on each replica: the subject limit is shared too.
+    assert!(a.check_all(&checks("sub:alice")).await.allowed);
+    assert!(b.check_all(&checks("sub:alice")).await.allowed);
+    assert!(a.is_shared() && b.is_shared(), "both went through Redis");
+    // Alice's third is refused by her own limit, and uses none of the org's budget.
+    let refused = b.check_all(&checks("sub:alice")).await;
+    assert!(!refused.allowed);
+    assert!(refused.retry_after > Duration::from_secs(50), "{refused:?}");
+    // So Bob gets the org's remaining four: two of his own, then the org's last two go to Carol.
+    assert!(a.check_all(&checks("sub:bob")).await.allowed);
+    assert!(b.check_all(&checks("sub:bob")).await.allowed);
+    assert!(!a.check_all(&checks("sub:bob")).await.allowed);
+    assert!(a.check_all(&checks("sub:carol")).await.allowed);
+    assert!(b.check_all(&checks("sub:carol")).await.allowed);
+    // The org is spent now: Dave, whose own limit is untouched, is refused by it.
+    let refused = a.check_all(&checks("sub:dave")).await;
+    assert!(!refused.allowed);
+    assert!(
+        b.check("sub:dave", subject).await.allowed,
+        "Dave's refusal did not count against his own limit"
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_each_limit_and_keys_do_not_affect_each_other() {
     let url = gatehouse_test_support::redis_url();
     let ns = unique("rl-shared");
