@@ -374,7 +374,9 @@ fn tenant(i: usize, tools: usize, keyring: &gatehouse_core::secrets::Keyring) ->
         .map(|k| ServiceTokenSnapshot {
             id: gatehouse_core::ids::ServiceTokenId::new(),
             endpoint_id,
-            token_hash: hex_sha256(&format!("{slug}-ci-token-{k}")),
+            token_hash: hex::encode(gatehouse_core::secrets::token_hash(&format!(
+                "{slug}-ci-token-{k}"
+            ))),
             name: format!("ci-{k}"),
             scopes: vec!["orders:read".into()],
             expires_at: None,
@@ -421,13 +423,6 @@ fn tenant(i: usize, tools: usize, keyring: &gatehouse_core::secrets::Keyring) ->
         revocations: vec![],
         service_tokens,
     }
-}
-
-fn hex_sha256(text: &str) -> String {
-    gatehouse_core::secrets::token_hash(text)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Loads `n` other tenants into the store as the loader's full reconciliation does, and prints

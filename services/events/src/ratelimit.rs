@@ -29,6 +29,14 @@ pub struct Decision {
     pub retry_after: Duration,
 }
 
+impl Decision {
+    /// The request was admitted (and counted).
+    pub const ADMITTED: Decision = Decision {
+        allowed: true,
+        retry_after: Duration::ZERO,
+    };
+}
+
 /// GCRA parameters of a limit.
 #[derive(Clone, Copy, Debug)]
 pub struct Gcra {
@@ -162,13 +170,10 @@ impl RateLimiter {
     /// Checks one request against several limits at once (e.g. the org's and the caller's): it
     /// is counted against every key only if every key admits it, so a request one limit refuses
     /// uses none of the others' budget. With Redis this is one round trip, whatever the number
-    /// of keys. Keys are namespaced by the caller; with a Redis Cluster they must share a slot.
+    /// of keys (several keys in one script: a Redis Cluster is not supported).
     pub async fn check_all(&self, checks: &[(&str, Limit)]) -> Decision {
         if checks.is_empty() {
-            return Decision {
-                allowed: true,
-                retry_after: Duration::ZERO,
-            };
+            return Decision::ADMITTED;
         }
         let Some(shared) = &self.shared else {
             return self.check_local(checks, Instant::now());
@@ -259,10 +264,7 @@ impl RateLimiter {
         for ((key, _), tat) in checks.iter().zip(next) {
             state.tat.insert((*key).to_owned(), tat);
         }
-        Decision {
-            allowed: true,
-            retry_after: Duration::ZERO,
-        }
+        Decision::ADMITTED
     }
 }
 
@@ -387,18 +389,11 @@ mod tests {
         assert!(both(now + Duration::from_secs(1)).allowed);
     }
 
-    #[test]
-    fn no_limit_admits() {
+    #[tokio::test]
+    async fn no_limit_admits() {
         let limiter = RateLimiter::local();
-        let decision = block_on(limiter.check_all(&[]));
+        let decision = limiter.check_all(&[]).await;
         assert!(decision.allowed);
-    }
-
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-            .block_on(f)
     }
 
     #[test]

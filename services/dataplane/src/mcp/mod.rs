@@ -352,9 +352,6 @@ async fn check_limits(
     method: &str,
     tool: Option<&str>,
 ) -> Result<(), HttpResponse> {
-    if checks.is_empty() {
-        return Ok(());
-    }
     let decision = ctx.state.limiter.check_all(checks).await;
     if decision.allowed {
         return Ok(());
