@@ -245,10 +245,12 @@ impl Dataplane {
 }
 
 /// One HTTP worker's copy of the shared state, sending to upstreams through a connection pool of
-/// its own (see [`upstream::Upstreams::with_own_pool`]). Should that pool fail to build, the
-/// worker shares the process-wide pool: slower, never wrong.
+/// its own (see [`upstream::Upstreams::with_own_pool`]) and checking rate limits through a Redis
+/// connection of its own ([`RateLimiter::for_worker`]): a call's I/O stays on the worker's thread.
+/// Should that pool fail to build, the worker shares the process-wide pool: slower, never wrong.
 fn worker_state(state: &AppState) -> web::Data<AppState> {
     let mut own = state.clone();
+    own.limiter = state.limiter.for_worker();
     match state.upstreams.with_own_pool() {
         Ok(upstreams) => own.upstreams = upstreams,
         Err(e) => tracing::warn!(error = %e, "worker shares the process-wide upstream pool"),

@@ -112,6 +112,9 @@ const REPLICA_WINDOW: Duration = Duration::from_secs(10);
 pub struct RateLimiter {
     local: Arc<Mutex<LocalState>>,
     shared: Option<Arc<Shared>>,
+    /// The connection this handle's checks try first: an HTTP worker's own
+    /// ([`RateLimiter::for_worker`]). While it is not up, checks go through `shared.link`.
+    own_link: Option<RedisLink>,
 }
 
 struct Shared {
@@ -159,7 +162,20 @@ impl RateLimiter {
         Self {
             local: Arc::default(),
             shared: Some(shared),
+            own_link: None,
         }
+    }
+
+    /// The same limits (same keys, same local fallback, same replica count) for one HTTP worker:
+    /// its checks go through a Redis connection made on the worker's own runtime, so that a check
+    /// does not hand its round trip to another thread and back (see [`RedisLink::sibling`]). To be
+    /// called on that worker. In-process limits are returned as they are.
+    pub fn for_worker(&self) -> Self {
+        let mut own = self.clone();
+        if let Some(shared) = &self.shared {
+            own.own_link = Some(shared.link.sibling("ratelimit-worker"));
+        }
+        own
     }
 
     /// Checks and, if allowed, counts one request against `key` under `limit`.
@@ -181,7 +197,11 @@ impl RateLimiter {
         if !shared.active.swap(true, Ordering::Relaxed) {
             shared.wake_heartbeat.notify_one();
         }
-        if let Some(conn) = shared.link.get() {
+        let connection = match self.own_link.as_ref().and_then(|own| Some((own, own.get()?))) {
+            Some(own) => Some(own),
+            None => shared.link.get().map(|conn| (&shared.link, conn)),
+        };
+        if let Some((link, conn)) = connection {
             let mut c = conn.conn.clone();
             let mut invocation = shared.gcra.prepare_invoke();
             for (key, limit) in checks {
@@ -203,7 +223,7 @@ impl RateLimiter {
                         retry_after: Duration::from_micros(retry_us.max(0) as u64),
                     };
                 }
-                Err(e) => shared.link.failed(&conn, &e),
+                Err(e) => link.failed(&conn, &e),
             }
         }
         if !shared.falling_back.swap(true, Ordering::Relaxed) {

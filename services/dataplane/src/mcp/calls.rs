@@ -18,7 +18,7 @@ use crate::session::Session;
 use crate::upstream::{Outbound, UpstreamError};
 
 use super::dispatch::{Answer, Relay, unknown_tool};
-use super::{Era, Incoming, MODERN_VERSIONS, check_limits, rpc_error};
+use super::{Era, Incoming, MODERN_VERSIONS, check_limits, rpc_error, tool_limit_key};
 
 /// The protocol version and upstream session to use with `server` for this request.
 pub(super) fn upstream_session(
@@ -89,11 +89,7 @@ pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, byte
         ));
     };
     let arguments = message.params().and_then(|p| p.get("arguments")).cloned();
-    let tool = ctx.endpoint.tool(&name);
-    let allowed = tool.filter(|t| {
-        ctx.endpoint.may_call(t.tool_id, &ctx.principal.scopes) && !ctx.state.pins.is_withheld(t)
-    });
-    let Some(tool) = allowed else {
+    let Some(tool) = ctx.callable_tool(&name) else {
         // Unknown, not granted and withheld look the same: the caller learns nothing.
         let mut record = ctx.record("tools/call", Some(&name), None, arguments.as_ref(), bytes_in);
         record.set_outcome(CallOutcome::Denied, Some(jsonrpc::INVALID_PARAMS));
@@ -115,13 +111,12 @@ pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, byte
             None,
         ));
     };
-    if let Some(limit) = ctx.endpoint.snapshot.rate_limits.per_tool.get(&name) {
-        let key = format!(
-            "rl:tool:{}:{}:{}",
-            ctx.org.snapshot.org_id,
-            ctx.endpoint.id(),
-            name
-        );
+    // A single `tools/call` was counted against its tool's limit at admission; one in a batch is
+    // counted here.
+    if ctx.tool_limit_counted.as_deref() != Some(name.as_str())
+        && let Some(limit) = ctx.endpoint.snapshot.rate_limits.per_tool.get(&name)
+    {
+        let key = tool_limit_key(ctx, &name);
         if let Err(response) = check_limits(ctx, &[(&key, *limit)], "tools/call", Some(&name)).await {
             return Answer::Http(response);
         }

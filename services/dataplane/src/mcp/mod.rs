@@ -52,7 +52,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use gatehouse_core::ids::ServerId;
-use gatehouse_core::snapshot::Limit;
+use gatehouse_core::snapshot::{EndpointTool, Limit};
 use gatehouse_events::CallOutcome;
 
 use crate::auth::{self, Principal, TokenError};
@@ -132,6 +132,57 @@ struct Ctx {
     principal: Arc<Principal>,
     site: CallSite,
     metadata_url: String,
+    /// The tool whose own rate limit this request was already counted against, with the
+    /// endpoint's limits, at admission ([`Unadmitted::admit`]).
+    tool_limit_counted: Option<String>,
+}
+
+/// A request whose caller is established but which is not yet counted against the endpoint's rate
+/// limits. Its [`Ctx`] is reached only through [`Unadmitted::admit`]: no handler can skip them.
+struct Unadmitted {
+    ctx: Ctx,
+}
+
+impl Unadmitted {
+    /// Counts the request against the org's and the caller's limits and, for a `tools/call` of a
+    /// tool with a limit of its own (`tool`), against that one too: one check, all or nothing
+    /// (one Redis round trip), so a request one limit refuses uses none of the others' budget.
+    async fn admit(self, tool: Option<&str>) -> Result<Ctx, HttpResponse> {
+        let mut ctx = self.ctx;
+        let limits = &ctx.endpoint.snapshot.rate_limits;
+        let org_key = format!("rl:org:{}", ctx.org.snapshot.org_id);
+        let subject_key = format!(
+            "rl:sub:{}:{}:{}",
+            ctx.org.snapshot.org_id,
+            ctx.endpoint.id(),
+            ctx.principal.subject
+        );
+        // Only a tool the caller may call: one it may not must not use up the tool's budget,
+        // which every caller shares.
+        let tool = tool
+            .filter(|name| ctx.callable_tool(name).is_some())
+            .and_then(|name| Some((name, *limits.per_tool.get(name)?)));
+        let tool_key = tool.map(|(name, _)| tool_limit_key(&ctx, name));
+        let checks: Vec<(&str, Limit)> = [
+            (org_key.as_str(), limits.per_org),
+            (subject_key.as_str(), limits.per_subject),
+            (tool_key.as_deref().unwrap_or(""), tool.map(|(_, limit)| limit)),
+        ]
+        .into_iter()
+        .filter_map(|(key, limit)| Some((key, limit?)))
+        .collect();
+        match tool {
+            Some((name, _)) => check_limits(&ctx, &checks, "tools/call", Some(name)).await?,
+            None => check_limits(&ctx, &checks, "", None).await?,
+        }
+        ctx.tool_limit_counted = tool.map(|(name, _)| name.to_owned());
+        Ok(ctx)
+    }
+}
+
+/// The rate-limit key of one tool at one endpoint.
+fn tool_limit_key(ctx: &Ctx, tool: &str) -> String {
+    format!("rl:tool:{}:{}:{tool}", ctx.org.snapshot.org_id, ctx.endpoint.id())
 }
 
 impl Ctx {
@@ -141,6 +192,14 @@ impl Ctx {
             org: self.org.snapshot.org_id,
             endpoint: self.endpoint.id(),
         }
+    }
+
+    /// The endpoint's tool `name` if the caller's scopes grant it and it is not withheld
+    /// (its upstream definition drifted from the approved pin).
+    fn callable_tool(&self, name: &str) -> Option<&EndpointTool> {
+        self.endpoint.tool(name).filter(|t| {
+            self.endpoint.may_call(t.tool_id, &self.principal.scopes) && !self.state.pins.is_withheld(t)
+        })
     }
 
     fn server(&self, id: ServerId) -> Option<&Arc<ServerState>> {
@@ -211,13 +270,14 @@ fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Origin/Host, configuration, endpoint, token, base scope and rate limits.
+/// Origin/Host, configuration, endpoint, token and base scope; the rate limits are counted by
+/// [`Unadmitted::admit`].
 async fn establish(
     req: &HttpRequest,
     state: &web::Data<AppState>,
     org_slug: &str,
     endpoint_slug: &str,
-) -> Result<Ctx, HttpResponse> {
+) -> Result<Unadmitted, HttpResponse> {
     if let Err(problem) = state.origins.check(
         req.headers().get("origin").map(|v| v.as_bytes()),
         req.headers().get("host").map(|v| v.as_bytes()),
@@ -292,6 +352,7 @@ async fn establish(
         principal,
         site,
         metadata_url,
+        tool_limit_counted: None,
     };
     // A token whose scopes grant nothing here gets a step-up challenge naming what would.
     if !ctx.endpoint.scopes_supported.is_empty()
@@ -323,25 +384,7 @@ async fn establish(
                 .expect("json"),
             ));
     }
-    // The org's and the caller's limits in one check (one Redis round trip): a request the
-    // caller's limit refuses uses none of the org's budget.
-    let limits = &ctx.endpoint.snapshot.rate_limits;
-    let org_key = format!("rl:org:{}", ctx.org.snapshot.org_id);
-    let subject_key = format!(
-        "rl:sub:{}:{}:{}",
-        ctx.org.snapshot.org_id,
-        ctx.endpoint.id(),
-        ctx.principal.subject
-    );
-    let checks: Vec<(&str, Limit)> = [
-        (org_key.as_str(), limits.per_org),
-        (subject_key.as_str(), limits.per_subject),
-    ]
-    .into_iter()
-    .filter_map(|(key, limit)| Some((key, limit?)))
-    .collect();
-    check_limits(&ctx, &checks, "", None).await?;
-    Ok(ctx)
+    Ok(Unadmitted { ctx })
 }
 
 /// Counts the request against `checks` (all or nothing); when a limit refuses, records the
@@ -404,7 +447,18 @@ pub async fn post(
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
     let (org_slug, endpoint_slug) = path.into_inner();
-    let ctx = match establish(&req, &state, &org_slug, &endpoint_slug).await {
+    let unadmitted = match establish(&req, &state, &org_slug, &endpoint_slug).await {
+        Ok(unadmitted) => unadmitted,
+        Err(response) => return response,
+    };
+    // Parsed before admission so that a single `tools/call` is counted against its tool's own
+    // limit in the same check; every request is counted before any of it is answered.
+    let parsed = jsonrpc::parse_body(&body, state.max_json_depth);
+    let tool = match &parsed {
+        Ok(Body::Single(m)) if m.kind == Kind::Request && m.method() == "tools/call" => m.param_str("name"),
+        _ => None,
+    };
+    let ctx = match unadmitted.admit(tool).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
@@ -435,7 +489,7 @@ pub async fn post(
             None,
         );
     }
-    let parsed = match jsonrpc::parse_body(&body, state.max_json_depth) {
+    let parsed = match parsed {
         Ok(parsed) => parsed,
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, None, e.code, &e.message, None),
     };
@@ -511,7 +565,10 @@ async fn establish_legacy_session_request(
     path: web::Path<(String, String)>,
 ) -> Result<Ctx, HttpResponse> {
     let (org_slug, endpoint_slug) = path.into_inner();
-    let ctx = establish(req, state, &org_slug, &endpoint_slug).await?;
+    let ctx = establish(req, state, &org_slug, &endpoint_slug)
+        .await?
+        .admit(None)
+        .await?;
     let modern_header = header_str(req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= MODERN_VERSIONS[0]);
     if modern_header || req.headers().get(MCP_SESSION_ID).is_none() {
         return Err(method_not_allowed());

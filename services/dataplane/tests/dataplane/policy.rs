@@ -153,6 +153,56 @@ async fn rate_limits_admit_rate_times_time_plus_burst_per_tenant() {
     ));
 }
 
+/// A single `tools/call` is counted against the org's, the caller's and the tool's limits in one
+/// check: a call the tool's limit refuses uses none of the caller's budget. A caller who may not
+/// call the tool uses none of the tool's budget, which every caller shares.
+#[tokio::test]
+async fn a_tool_limit_is_all_or_nothing_with_the_callers_and_spent_only_by_callers_it_grants() {
+    let mut world = World::start(
+        FixtureOptions::default(),
+        &[("fx:all", &["*"]), ("fx:text", &["test_simple_text"])],
+        &[],
+    )
+    .await;
+    // Slow enough that nothing comes back during the test: each caller gets 4 requests, the
+    // tool 2 calls.
+    world.org.endpoints[0].rate_limits.per_subject = Some(Limit {
+        per_minute: 1,
+        burst: 3,
+    });
+    world.org.endpoints[0].rate_limits.per_tool.insert(
+        "test_error_handling".into(),
+        Limit {
+            per_minute: 1,
+            burst: 1,
+        },
+    );
+    world.republish();
+    let call = json!({"name": "test_error_handling", "arguments": {}});
+    // Mallory may not call it: her calls look unknown and leave the tool's budget alone.
+    let mallory = world.client("mallory", "fx:text", "2026-07-28");
+    for i in 0..3 {
+        let answer = mallory.call(i, "tools/call", call.clone()).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.response(i)["error"]["message"],
+            "Unknown tool: test_error_handling"
+        );
+    }
+    let bob = world.client("bob", "fx:all", "2026-07-28");
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        statuses.push(bob.call(i, "tools/call", call.clone()).await.status);
+    }
+    assert_eq!(statuses, [200, 200, 429], "the tool's two calls were all Bob's");
+    // The refused call used none of Bob's own budget: two of his four are left.
+    let mut statuses = Vec::new();
+    for i in 10..13 {
+        statuses.push(bob.call(i, "tools/list", json!({})).await.status);
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+}
+
 #[tokio::test]
 async fn tenants_do_not_share_limits() {
     let issuer = Issuer::start().await;

@@ -100,6 +100,99 @@ async fn several_limits_in_one_check_through_redis_are_all_or_nothing() {
     shutdown.cancel();
 }
 
+/// The clients connected to the Redis at `url`, as (id, last command), without the one asking.
+async fn redis_clients(url: &str) -> Vec<(String, String)> {
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let me: i64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    list.lines()
+        .filter_map(|line| {
+            let field = |name: &str| {
+                line.split(' ')
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                    .map(str::to_owned)
+            };
+            Some((field("id")?, field("cmd")?))
+        })
+        .filter(|(id, _)| *id != me.to_string())
+        .collect()
+}
+
+/// An HTTP worker's handle, made on the worker's own single-threaded runtime as actix-web makes
+/// its workers, checks through a Redis connection of its own, against the same shared limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_handle_checks_through_its_own_connection_against_the_same_limits() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let ns = unique("rl-worker");
+    let shutdown = CancellationToken::new();
+    let process = replica(&url, &ns, &shutdown).await;
+    let limit = Limit {
+        per_minute: 1,
+        burst: 3,
+    };
+    assert!(process.check("org", limit).await.allowed);
+    let before: Vec<String> = redis_clients(&url).await.into_iter().map(|(id, _)| id).collect();
+
+    let worker = process.clone();
+    let worker_url = url.clone();
+    let decisions = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let own = worker.for_worker();
+            // Its own connection comes up on this runtime: a new client, not one of the process's.
+            eventually(Duration::from_secs(10), "the worker's own connection", || {
+                let (own, url, before) = (own.clone(), worker_url.clone(), before.clone());
+                async move {
+                    own.check(
+                        "probe",
+                        Limit {
+                            per_minute: 6000,
+                            burst: 100,
+                        },
+                    )
+                    .await;
+                    redis_clients(&url)
+                        .await
+                        .iter()
+                        .any(|(id, cmd)| !before.contains(id) && cmd.starts_with("eval"))
+                }
+            })
+            .await;
+            let mut decisions = Vec::new();
+            for _ in 0..4 {
+                decisions.push(own.check("org", limit).await.allowed);
+            }
+            assert!(own.is_shared(), "the worker's checks went through Redis");
+            decisions
+        })
+    })
+    .join()
+    .unwrap();
+    // The org's burst of four was shared: one taken by the process, three by the worker.
+    assert_eq!(decisions, [true, true, true, false]);
+    assert!(
+        !process.check("org", limit).await.allowed,
+        "the process sees the worker's use"
+    );
+    shutdown.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_each_limit_and_keys_do_not_affect_each_other() {
     let url = gatehouse_test_support::redis_url();
