@@ -17,8 +17,9 @@ use crate::jsonrpc::{self, Message};
 use crate::session::Session;
 use crate::upstream::{Outbound, UpstreamError};
 
+use super::admission::{check_limits, tool_limit_key};
 use super::dispatch::{Answer, Relay, unknown_tool};
-use super::{Era, Incoming, MODERN_VERSIONS, check_limits, rpc_error, tool_limit_key};
+use super::{Era, Incoming, MODERN_VERSIONS, rpc_error};
 
 /// The protocol version and upstream session to use with `server` for this request.
 pub(super) fn upstream_session(

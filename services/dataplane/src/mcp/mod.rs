@@ -5,14 +5,18 @@
 //! - 2025-03-26 / 2025-06-18 / 2025-11-25 ("legacy"): `initialize` opens a session whose id is
 //!   sealed by [`crate::session`]; GET opens the server-to-client stream, DELETE ends the session.
 //!
-//! Every request: Origin/Host check → configuration loaded → endpoint → bearer token → rate
-//! limits → body → era checks → dispatch. Policy is decided on the body. Tool lists and
+//! Every request: Origin/Host check → configuration loaded → endpoint → bearer token → body parsed
+//! → rate limits → body checks → era checks → dispatch. Nothing is answered before the rate limits
+//! count the request. Policy is decided on the body. Tool lists and
 //! definitions come from the snapshot (approved pins only); calls, prompts and resources are
 //! forwarded to the upstream that owns them with the server's own credential.
 //!
 //! Layout (private submodules; each file's `//!` line says what it holds):
-//! - `mod.rs`: the `POST`/`GET`/`DELETE` handlers, the per-request context (`Ctx`) and
-//!   `establish` (Origin/Host, endpoint, token, base scope, endpoint-wide rate limits);
+//! - `mod.rs`: the `POST` handler, one message to its era's path, and the JSON-RPC error
+//!   answers every path uses;
+//! - `admission`: the per-request context (`Ctx`), `establish` (Origin/Host, endpoint, token, base
+//!   scope) and `Unadmitted::admit` (the rate limits, the only way to a `Ctx`);
+//! - `get_delete`: the `GET` and `DELETE` handlers (2025 sessions only);
 //! - `modern`: the stateless 2026-07-28 path (header/body checks, answer or stream);
 //! - `sessions`: legacy sessions (session lookup, `initialize`, notifications, batches);
 //! - `dispatch`: a request to its handler by method, and what that produces (`Answer`);
@@ -33,10 +37,12 @@
 // their size does not matter here.
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
+mod admission;
 mod aggregate;
 mod calls;
 mod cursor;
 mod dispatch;
+mod get_delete;
 mod listen;
 mod modern;
 mod relay;
@@ -44,34 +50,24 @@ mod resources;
 mod sessions;
 mod tasks;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
-use gatehouse_core::ids::ServerId;
-use gatehouse_core::snapshot::{EndpointTool, Limit};
-use gatehouse_events::CallOutcome;
-
-use crate::auth::{self, Principal, TokenError};
-use crate::events::{CallRecord, CallSite};
-use crate::headers::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
+use crate::headers::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::jsonrpc::{self, Body, Kind, Message};
-use crate::resource;
-use crate::session::{EndedSessions, Session};
+use crate::session::Session;
 use crate::state::AppState;
-use crate::store::{EndpointState, OrgState, ServerState};
-use crate::upstream::{Caller, UpstreamError};
 
-use self::dispatch::{Answer, Relay, dispatch};
+use self::admission::{Ctx, establish};
+use self::dispatch::{Answer, dispatch};
 use self::modern::modern;
-use self::relay::{
-    FrameStream, ListChangedHook, relay_events, relay_reply, route_client_response, sse_response,
-};
+use self::relay::{relay_reply, route_client_response};
 use self::sessions::{batch, forward_notification, initialize, open_session};
-use self::tasks::{namespace_events, namespaces_tasks};
+
+pub use self::get_delete::{delete, get};
 
 /// The stateless revision and the session-based ones, newest first.
 pub const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
@@ -123,118 +119,6 @@ impl<'a> Incoming<'a> {
     }
 }
 
-/// Everything established about a request before its body is looked at.
-#[derive(Clone)]
-struct Ctx {
-    state: web::Data<AppState>,
-    org: Arc<OrgState>,
-    endpoint: Arc<EndpointState>,
-    principal: Arc<Principal>,
-    site: CallSite,
-    metadata_url: String,
-    /// The tool whose own rate limit this request was already counted against, with the
-    /// endpoint's limits, at admission ([`Unadmitted::admit`]).
-    tool_limit_counted: Option<String>,
-}
-
-/// A request whose caller is established but which is not yet counted against the endpoint's rate
-/// limits. Its [`Ctx`] is reached only through [`Unadmitted::admit`]: no handler can skip them.
-struct Unadmitted {
-    ctx: Ctx,
-}
-
-impl Unadmitted {
-    /// Counts the request against the org's and the caller's limits and, for a `tools/call` of a
-    /// tool with a limit of its own (`tool`), against that one too: one check, all or nothing
-    /// (one Redis round trip), so a request one limit refuses uses none of the others' budget.
-    async fn admit(self, tool: Option<&str>) -> Result<Ctx, HttpResponse> {
-        let mut ctx = self.ctx;
-        let limits = &ctx.endpoint.snapshot.rate_limits;
-        let org_key = format!("rl:org:{}", ctx.org.snapshot.org_id);
-        let subject_key = format!(
-            "rl:sub:{}:{}:{}",
-            ctx.org.snapshot.org_id,
-            ctx.endpoint.id(),
-            ctx.principal.subject
-        );
-        // Only a tool the caller may call: one it may not must not use up the tool's budget,
-        // which every caller shares.
-        let tool = tool
-            .filter(|name| ctx.callable_tool(name).is_some())
-            .and_then(|name| Some((name, *limits.per_tool.get(name)?)));
-        let tool_key = tool.map(|(name, _)| tool_limit_key(&ctx, name));
-        let checks: Vec<(&str, Limit)> = [
-            (org_key.as_str(), limits.per_org),
-            (subject_key.as_str(), limits.per_subject),
-            (tool_key.as_deref().unwrap_or(""), tool.map(|(_, limit)| limit)),
-        ]
-        .into_iter()
-        .filter_map(|(key, limit)| Some((key, limit?)))
-        .collect();
-        match tool {
-            Some((name, _)) => check_limits(&ctx, &checks, "tools/call", Some(name)).await?,
-            None => check_limits(&ctx, &checks, "", None).await?,
-        }
-        ctx.tool_limit_counted = tool.map(|(name, _)| name.to_owned());
-        Ok(ctx)
-    }
-}
-
-/// The rate-limit key of one tool at one endpoint.
-fn tool_limit_key(ctx: &Ctx, tool: &str) -> String {
-    format!("rl:tool:{}:{}:{tool}", ctx.org.snapshot.org_id, ctx.endpoint.id())
-}
-
-impl Ctx {
-    fn caller(&self) -> Caller<'_> {
-        Caller {
-            principal: &self.principal,
-            org: self.org.snapshot.org_id,
-            endpoint: self.endpoint.id(),
-        }
-    }
-
-    /// The endpoint's tool `name` if the caller's scopes grant it and it is not withheld
-    /// (its upstream definition drifted from the approved pin).
-    fn callable_tool(&self, name: &str) -> Option<&EndpointTool> {
-        self.endpoint.tool(name).filter(|t| {
-            self.endpoint.may_call(t.tool_id, &self.principal.scopes) && !self.state.pins.is_withheld(t)
-        })
-    }
-
-    fn server(&self, id: ServerId) -> Option<&Arc<ServerState>> {
-        self.org.servers.get(&id)
-    }
-
-    /// The endpoint's upstream whose slug is `slug` (the prefix of namespaced names).
-    fn server_by_slug(&self, slug: &str) -> Option<ServerId> {
-        self.endpoint
-            .server_ids
-            .iter()
-            .find(|s| self.server(**s).is_some_and(|st| st.snapshot.slug == slug))
-            .copied()
-    }
-
-    fn record(
-        &self,
-        method: &str,
-        tool: Option<&str>,
-        server: Option<ServerId>,
-        args: Option<&Value>,
-        bytes_in: u64,
-    ) -> CallRecord {
-        CallRecord::start(
-            &self.state.events,
-            &self.site,
-            method,
-            tool,
-            server,
-            args,
-            bytes_in,
-        )
-    }
-}
-
 fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("application/json")
@@ -268,152 +152,6 @@ fn method_not_allowed() -> HttpResponse {
 
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Origin/Host, configuration, endpoint, token and base scope; the rate limits are counted by
-/// [`Unadmitted::admit`].
-async fn establish(
-    req: &HttpRequest,
-    state: &web::Data<AppState>,
-    org_slug: &str,
-    endpoint_slug: &str,
-) -> Result<Unadmitted, HttpResponse> {
-    if let Err(problem) = state.origins.check(
-        req.headers().get("origin").map(|v| v.as_bytes()),
-        req.headers().get("host").map(|v| v.as_bytes()),
-    ) {
-        return Err(rpc_error(
-            StatusCode::FORBIDDEN,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            &format!("Forbidden: {problem}"),
-            None,
-        ));
-    }
-    if !state.store.is_loaded() {
-        return Err(resource::not_ready());
-    }
-    let not_found = || {
-        rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Found: no such endpoint",
-            None,
-        )
-    };
-    let org = state.store.org_by_slug(org_slug).ok_or_else(not_found)?;
-    let endpoint = org.endpoint(endpoint_slug).cloned().ok_or_else(not_found)?;
-    tracing::Span::current().record("org_id", tracing::field::display(org.snapshot.org_id));
-    let metadata_url = resource::metadata_url(&state.public_url, org_slug, endpoint_slug);
-    let token = auth::bearer(header_str(req, "authorization"));
-    let principal = match token {
-        Ok(token) => state.verifier.authenticate(token, &org, &endpoint).await,
-        Err(e) => Err(e),
-    };
-    let principal = principal.map_err(|e| {
-        let description = match &e {
-            TokenError::Missing => None,
-            TokenError::Invalid(why) => Some(*why),
-        };
-        metrics::counter!("gatehouse_dataplane_unauthenticated_total").increment(1);
-        HttpResponse::Unauthorized()
-            .insert_header((
-                "www-authenticate",
-                resource::challenge(&metadata_url, &endpoint, description),
-            ))
-            .content_type("application/json")
-            .body(
-                serde_json::to_vec(&jsonrpc::error_body(
-                    None,
-                    jsonrpc::INVALID_REQUEST,
-                    &format!(
-                        "Unauthorized: {}",
-                        description.unwrap_or("a bearer token is required")
-                    ),
-                    None,
-                ))
-                .expect("json"),
-            )
-    })?;
-    let site = CallSite {
-        org: org.snapshot.org_id,
-        endpoint: endpoint.id(),
-        principal: Some(principal.clone()),
-        ip: gatehouse_http::client_ip(req),
-        user_agent: header_str(req, "user-agent").map(|s| s.chars().take(256).collect()),
-        source: state.source.clone(),
-        log_arguments: org.snapshot.log_tool_arguments,
-    };
-    let ctx = Ctx {
-        state: state.clone(),
-        org,
-        endpoint,
-        principal,
-        site,
-        metadata_url,
-        tool_limit_counted: None,
-    };
-    // A token whose scopes grant nothing here gets a step-up challenge naming what would.
-    if !ctx.endpoint.scopes_supported.is_empty()
-        && !ctx
-            .endpoint
-            .scopes_supported
-            .iter()
-            .any(|s| ctx.principal.scopes.contains(s))
-    {
-        ctx.record("", None, None, None, 0)
-            .finish(CallOutcome::Denied, None);
-        return Err(HttpResponse::Forbidden()
-            .insert_header((
-                "www-authenticate",
-                resource::insufficient_scope(
-                    &ctx.metadata_url,
-                    &ctx.endpoint.scopes_supported,
-                    "the token grants nothing at this endpoint",
-                ),
-            ))
-            .content_type("application/json")
-            .body(
-                serde_json::to_vec(&jsonrpc::error_body(
-                    None,
-                    jsonrpc::INVALID_REQUEST,
-                    "Forbidden: insufficient scope",
-                    None,
-                ))
-                .expect("json"),
-            ));
-    }
-    Ok(Unadmitted { ctx })
-}
-
-/// Counts the request against `checks` (all or nothing); when a limit refuses, records the
-/// rejection and answers 429 with `Retry-After`.
-async fn check_limits(
-    ctx: &Ctx,
-    checks: &[(&str, Limit)],
-    method: &str,
-    tool: Option<&str>,
-) -> Result<(), HttpResponse> {
-    let decision = ctx.state.limiter.check_all(checks).await;
-    if decision.allowed {
-        return Ok(());
-    }
-    ctx.record(method, tool, None, None, 0)
-        .finish(CallOutcome::RateLimited, None);
-    let secs = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    Err(HttpResponse::TooManyRequests()
-        .insert_header(("retry-after", secs.to_string()))
-        .content_type("application/json")
-        .body(
-            serde_json::to_vec(&jsonrpc::error_body(
-                None,
-                jsonrpc::SERVER_ERROR,
-                &format!("Rate limit exceeded; retry after {secs} s"),
-                Some(json!({"retryAfterSeconds": secs})),
-            ))
-            .expect("json"),
-        ))
 }
 
 fn accepts_both(req: &HttpRequest) -> bool {
@@ -555,156 +293,4 @@ async fn single(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -
         }
         Kind::Response => route_client_response(ctx, &session, message).await,
     }
-}
-
-/// GET and DELETE exist only for sessions of the 2025 protocol versions: authenticates the caller
-/// for the endpoint, and answers 405 to a 2026-07-28 request or one without a session id.
-async fn establish_legacy_session_request(
-    req: &HttpRequest,
-    state: &web::Data<AppState>,
-    path: web::Path<(String, String)>,
-) -> Result<Ctx, HttpResponse> {
-    let (org_slug, endpoint_slug) = path.into_inner();
-    let ctx = establish(req, state, &org_slug, &endpoint_slug)
-        .await?
-        .admit(None)
-        .await?;
-    let modern_header = header_str(req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= MODERN_VERSIONS[0]);
-    if modern_header || req.headers().get(MCP_SESSION_ID).is_none() {
-        return Err(method_not_allowed());
-    }
-    Ok(ctx)
-}
-
-/// `GET /{org}/{endpoint}/mcp`: the session's server→client stream (legacy only).
-pub async fn get(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-) -> HttpResponse {
-    let ctx = match establish_legacy_session_request(&req, &state, path).await {
-        Ok(ctx) => ctx,
-        Err(response) => return response,
-    };
-    let accepts_sse = req
-        .headers()
-        .get_all("accept")
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"));
-    if !accepts_sse {
-        return rpc_error(
-            StatusCode::NOT_ACCEPTABLE,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Acceptable: the client must accept text/event-stream",
-            None,
-        );
-    }
-    let session = match open_session(&req, &ctx) {
-        Ok(s) => s,
-        Err(response) => return response,
-    };
-    // A resume names the upstream whose stream it continues.
-    let resume = header_str(&req, headers::LAST_EVENT_ID).and_then(|id| {
-        let (index, orig) = id.split_once('.')?;
-        Some((index.parse::<usize>().ok()?, orig.to_owned()))
-    });
-    let mut streams = Vec::new();
-    for (index, upstream) in session.upstreams.iter().enumerate() {
-        let last_event_id = match &resume {
-            Some((i, orig)) if *i == index && !orig.is_empty() => Some(orig.as_str()),
-            Some(_) => None,
-            None => None,
-        };
-        let Some(server) = ctx.server(upstream.server).cloned() else {
-            continue;
-        };
-        match state
-            .upstreams
-            .get_stream(
-                &server,
-                &upstream.version,
-                upstream.session_id.as_deref(),
-                last_event_id,
-                Some(ctx.caller()),
-            )
-            .await
-        {
-            Ok(Some(events)) => {
-                // Task status notifications name their upstream's tasks.
-                let events = if namespaces_tasks(&ctx) {
-                    namespace_events(events, server.snapshot.slug.as_str().into())
-                } else {
-                    events
-                };
-                let relay = Relay {
-                    era: Era::Legacy,
-                    index,
-                    server: upstream.server,
-                    record: None,
-                };
-                let hook = ListChangedHook {
-                    pins: state.pins.clone(),
-                    org: ctx.org.clone(),
-                    server: upstream.server,
-                };
-                streams.push(relay_events(
-                    events,
-                    relay,
-                    None,
-                    Some(hook),
-                    state.redactor.clone(),
-                ));
-            }
-            Ok(None) => {}
-            Err(UpstreamError::SessionGone) => {
-                return rpc_error(
-                    StatusCode::NOT_FOUND,
-                    None,
-                    jsonrpc::INVALID_REQUEST,
-                    "Not Found: session expired upstream; re-initialize",
-                    None,
-                );
-            }
-            Err(e) => tracing::warn!(server_id = %upstream.server, error = %e, "upstream GET stream failed"),
-        }
-    }
-    if streams.is_empty() {
-        return method_not_allowed();
-    }
-    let merged: FrameStream = Box::pin(futures::stream::select_all(streams));
-    sse_response(merged, Some(KEEP_ALIVE))
-}
-
-/// `DELETE /{org}/{endpoint}/mcp`: ends the session upstream.
-pub async fn delete(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-) -> HttpResponse {
-    let ctx = match establish_legacy_session_request(&req, &state, path).await {
-        Ok(ctx) => ctx,
-        Err(response) => return response,
-    };
-    let session = match open_session(&req, &ctx) {
-        Ok(s) => s,
-        Err(response) => return response,
-    };
-    let deletes = session.upstreams.iter().filter_map(|u| {
-        let server = ctx.server(u.server)?.clone();
-        let state = state.clone();
-        Some(async move {
-            if let Some(id) = &u.session_id {
-                state.upstreams.delete_session(&server, &u.version, id).await;
-            }
-        })
-    });
-    futures::future::join_all(deletes).await;
-    if let Some(id) = header_str(&req, MCP_SESSION_ID) {
-        let key = EndedSessions::key(id);
-        state.ended_sessions.insert(key);
-        let expires_at = time::OffsetDateTime::now_utc().unix_timestamp() + crate::session::MAX_AGE_SECS;
-        state.notifier.publish_session_end(key, expires_at).await;
-    }
-    HttpResponse::NoContent().finish()
 }
