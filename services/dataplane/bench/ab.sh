@@ -8,7 +8,7 @@
 #   B_ARGS="--redis redis://127.0.0.1:6379" ALSO_PID="$(pgrep -x redis-server)" RATE=1000 services/dataplane/bench/ab.sh
 # A_BIN/B_BIN: bench_dataplane binaries (default: this tree's release build); A_ENV/B_ENV: one
 # VAR=value each; A_ARGS/B_ARGS: more bench_dataplane arguments; RATE: also a fixed-rate run of
-# DURATION at RATE req/s through each per round (0: none); ALSO_PID: another process whose CPU per
+# DURATION at RATE req/s direct and through each per round (0: none); ALSO_PID: another process whose CPU per
 # call is shown too (Redis); DURATION (8 s), ROUNDS (3), CONNS (32), DP_WORKERS (1).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -67,6 +67,9 @@ for round in $(seq 1 "$ROUNDS"); do
   measure A "$(sed -n 's/^url=//p' "$A_OUT")" "$A_PID" "$(sed -n 's/^token=//p' "$A_OUT")"
   measure B "$(sed -n 's/^url=//p' "$B_OUT")" "$B_PID" "$(sed -n 's/^token=//p' "$B_OUT")"
   if [ "$RATE" != 0 ]; then
+    # Direct at the same rate first: the added p50/p99 of A and B are their figures minus these.
+    echo -n "direct at $RATE/s: "
+    "$BIN/loadgen" rate "http://127.0.0.1:$ECHO_PORT/mcp" "$RATE" "$DURATION"
     for side in A B; do
       out_file="${side}_OUT"
       echo -n "$side at $RATE/s: "
