@@ -8,8 +8,8 @@
 #   B_ARGS="--redis redis://127.0.0.1:6379" ALSO_PID="$(pgrep -x redis-server)" RATE=1000 services/dataplane/bench/ab.sh
 # A_BIN/B_BIN: bench_dataplane binaries (default: this tree's release build); A_ENV/B_ENV: one
 # VAR=value each; A_ARGS/B_ARGS: more bench_dataplane arguments; RATE: also a fixed-rate run of
-# DURATION at RATE req/s direct and through each per round (0: none); ALSO_PID: another process whose CPU per
-# call is shown too (Redis); DURATION (8 s), ROUNDS (3), CONNS (32), DP_WORKERS (1).
+# DURATION at RATE req/s per round, direct and through each (0: none); ALSO_PID: another process
+# whose CPU per call is shown too (Redis); DURATION (8 s), ROUNDS (3), CONNS (32), DP_WORKERS (1).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 BIN="${CARGO_TARGET_DIR:-target}/release/examples"
