@@ -24,8 +24,8 @@ command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; ex
 
 cleanup() { kill "${ECHO_PID:-}" "${A_PID:-}" "${B_PID:-}" 2>/dev/null || true; }
 trap cleanup EXIT
-CLK_TCK="$(getconf CLK_TCK)"
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# shellcheck source=services/dataplane/bench/machine.sh
+. services/dataplane/bench/machine.sh
 
 "$BIN/echo_upstream" "127.0.0.1:$ECHO_PORT" 1 2>/dev/null &
 ECHO_PID=$!
@@ -42,14 +42,13 @@ B_PID=$!
 for _ in $(seq 1 1200); do grep -q '^pid=' "$A_OUT" && grep -q '^pid=' "$B_OUT" && break; sleep 0.1; done
 grep -h '^scale_' "$A_OUT" "$B_OUT" || true
 
-# per-call CPU of `ticks` over `calls`, in µs
-per_call() { awk -v t="$1" -v n="$2" -v k="$CLK_TCK" 'BEGIN {printf "%.1f", t * 1000000 / k / n}'; }
 # name, URL, pid whose CPU is counted, token
 measure() {
   TOKEN="$4" wrk -t1 -c4 -d1s -s "$LUA" "$2" >/dev/null
-  local before after also out requests
+  local before after also machine_before out requests
   before="$(cpu_ticks "$3")"
   also="$([ -n "$ALSO_PID" ] && cpu_ticks "$ALSO_PID" || echo 0)"
+  machine_before="$(machine_ticks)"
   out="$(TOKEN="$4" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$LUA" "$2")"
   after="$(cpu_ticks "$3")"
   requests="$(awk '/requests in/ {print $1}' <<<"$out")"
@@ -58,6 +57,7 @@ measure() {
   if [ -n "$ALSO_PID" ]; then
     printf '  (+ %s us in pid %s)' "$(per_call "$(($(cpu_ticks "$ALSO_PID") - also))" "$requests")" "$ALSO_PID"
   fi
+  printf '  [%s]' "$(machine_shares "$machine_before" "$(machine_ticks)")"
   if grep -q 'Non-2xx' <<<"$out"; then printf '  NON-2XX ANSWERS'; fi
   echo
 }

@@ -35,20 +35,26 @@ for _ in $(seq 1 100); do grep -q '^pid=' "$OUT" && break; sleep 0.1; done
 DP_URL="$(sed -n 's/^url=//p' "$OUT")"
 export TOKEN="$(sed -n 's/^token=//p' "$OUT")"
 DIRECT_URL="http://127.0.0.1:$ECHO_PORT/mcp"
-CLK_TCK="$(getconf CLK_TCK)"
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# shellcheck source=services/dataplane/bench/machine.sh
+. services/dataplane/bench/machine.sh
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 LOADGEN="$BIN/loadgen"
 
-# One wrk throughput run through a proxy, and that proxy's CPU per call from /proc.
-# Arguments: label, URL, pid whose CPU is counted, token ("" for none).
+# One wrk throughput run, with the CPU per call of the proxy (if any) and of the upstream, from
+# /proc, and the machine's busy, steal and idle shares over the run.
+# Arguments: label, URL, pid of the proxy whose CPU is counted ("" for direct), token ("" for none).
 through() {
-  local before after requests
-  before="$(cpu_ticks "$3")"
+  local before echo_before machine_before after requests
+  before="$([ -n "$3" ] && cpu_ticks "$3" || echo 0)"
+  echo_before="$(cpu_ticks "$ECHO_PID")"
+  machine_before="$(machine_ticks)"
   TOKEN="$4" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "$2" | tee "/tmp/bench-$1.txt"
-  after="$(cpu_ticks "$3")"
+  after="$([ -n "$3" ] && cpu_ticks "$3" || echo 0)"
   requests="$(awk '/requests in/ {print $1}' "/tmp/bench-$1.txt")"
-  echo "$1 CPU: $(( (after - before) * 1000000 / CLK_TCK / requests )) us per tools/call ($((after - before)) ticks for $requests calls)"
+  if [ -n "$3" ]; then
+    echo "$1 CPU: $(( (after - before) * 1000000 / CLK_TCK / requests )) us per tools/call ($((after - before)) ticks for $requests calls)"
+  fi
+  echo "$1 upstream CPU: $(per_call "$(( $(cpu_ticks "$ECHO_PID") - echo_before ))" "$requests") us per call; $(machine_shares "$machine_before" "$(machine_ticks)")"
 }
 
 # Warm up (JWKS fetch, connection pools, pin check).
@@ -56,7 +62,7 @@ TOKEN="$TOKEN" wrk -t1 -c4 -d2s -s "$LUA" "$DP_URL" >/dev/null
 TOKEN="" wrk -t1 -c4 -d2s -s "$LUA" "$DIRECT_URL" >/dev/null
 
 echo "== throughput: direct to the upstream (wrk -t1 -c$CONNS -d${DURATION}s)"
-TOKEN="" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "$DIRECT_URL" | tee /tmp/bench-direct.txt
+through direct "$DIRECT_URL" "" ""
 
 echo "== throughput: through the dataplane (token verification, authorization, rate limits, events on)"
 through dataplane "$DP_URL" "$DP_PID" "$TOKEN"
@@ -99,7 +105,7 @@ kill "$BARE_PID"; BARE_PID=""
 # Direct once more: on a 2-core VM the direct figure moves a lot between runs (wrk and the upstream
 # sharing a core or not), and a ratio is only as steady as its denominator. Both directs are shown.
 echo "== throughput: direct to the upstream, again (the spread of the baseline)"
-TOKEN="" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "$DIRECT_URL" | tee /tmp/bench-direct-again.txt
+through direct-again "$DIRECT_URL" "" ""
 
 # Interleaved, so that the machine's slow phases fall on all of them alike. LOADGEN_DUMP_DIR
 # keeps every request's scheduled start and latency (µs), one file per run, for a closer look.
