@@ -52,7 +52,7 @@ through() {
   after="$([ -n "$3" ] && cpu_ticks "$3" || echo 0)"
   requests="$(awk '/requests in/ {print $1}' "/tmp/bench-$1.txt")"
   if [ -n "$3" ]; then
-    echo "$1 CPU: $(( (after - before) * 1000000 / CLK_TCK / requests )) us per tools/call ($((after - before)) ticks for $requests calls)"
+    echo "$1 CPU: $(per_call "$((after - before))" "$requests") us per tools/call ($((after - before)) ticks for $requests calls)"
   fi
   echo "$1 upstream CPU: $(per_call "$(( $(cpu_ticks "$ECHO_PID") - echo_before ))" "$requests") us per call; $(machine_shares "$machine_before" "$(machine_ticks)")"
 }
