@@ -16,23 +16,23 @@ use serde_json::{Value, json};
 
 use crate::platform::Platform;
 
-const PASSWORD: &str = "sdk-test-password";
-const REDIRECT: &str = "http://127.0.0.1:33418/callback";
+pub(crate) const PASSWORD: &str = "sdk-test-password";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:33418/callback";
 
 fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients")
 }
 
-struct Seeded {
-    email: String,
-    user: UserId,
-    org: OrgId,
-    endpoint: EndpointId,
-    resource: String,
+pub(crate) struct Seeded {
+    pub(crate) email: String,
+    pub(crate) user: UserId,
+    pub(crate) org: OrgId,
+    pub(crate) endpoint: EndpointId,
+    pub(crate) resource: String,
 }
 
 /// A user with a password, an org, and an endpoint with one approved tool granted by `orders:read`.
-async fn seed(p: &Platform, slug: &str) -> Seeded {
+pub(crate) async fn seed(p: &Platform, slug: &str) -> Seeded {
     let email = format!("sdk@{slug}.test");
     let hash = gatehouse_control_api::password::hash(PASSWORD.into())
         .await
@@ -99,7 +99,7 @@ async fn start(ca: &TestCa, extra: &[(&str, &str)]) -> Platform {
 }
 
 /// Waits until the dataplane challenges requests to the endpoint (its snapshot is loaded).
-async fn wait_for_challenge(p: &Platform, resource: &str) {
+pub(crate) async fn wait_for_challenge(p: &Platform, resource: &str) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let resp = p
@@ -393,68 +393,7 @@ async fn rust_client_discovers_from_the_endpoint_and_authorizes() {
         .append_pair("code_challenge_method", "S256")
         .append_pair("resource", &s.resource)
         .append_pair("state", "rs");
-    let mut cookies: Vec<String> = Vec::new();
-    let mut resp = http.get(authz.as_str()).send().await.unwrap();
-    let callback = loop {
-        for c in resp.headers().get_all("set-cookie") {
-            cookies.push(c.to_str().unwrap().split(';').next().unwrap().to_owned());
-        }
-        let cookie = cookies.join("; ");
-        if resp.status().is_redirection() {
-            let loc = resp.headers()["location"].to_str().unwrap().to_owned();
-            if loc.starts_with(REDIRECT) {
-                break loc;
-            }
-            resp = http
-                .get(format!("{issuer}{loc}"))
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap();
-            continue;
-        }
-        assert_eq!(resp.status(), 200);
-        let page = resp.text().await.unwrap();
-        let action = page
-            .split("action=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .to_owned();
-        let mut fields: Vec<(String, String)> = page
-            .split("<input type=\"hidden\" name=\"")
-            .skip(1)
-            .map(|f| {
-                let name = f.split('"').next().unwrap().to_owned();
-                let value = f
-                    .split("value=\"")
-                    .nth(1)
-                    .unwrap()
-                    .split('"')
-                    .next()
-                    .unwrap()
-                    .replace("&amp;", "&")
-                    .replace("&#39;", "'")
-                    .replace("&quot;", "\"");
-                (name, value)
-            })
-            .collect();
-        if action == "/authorize/login" {
-            fields.push(("email".into(), s.email.clone()));
-            fields.push(("password".into(), PASSWORD.into()));
-        } else {
-            fields.push(("decision".into(), "approve".into()));
-        }
-        resp = http
-            .post(format!("{issuer}{action}"))
-            .header("cookie", cookie)
-            .form(&fields)
-            .send()
-            .await
-            .unwrap();
-    };
+    let callback = through_login_and_consent(&http, issuer, authz.as_str(), &s.email, PASSWORD).await;
     let cb = url::Url::parse(&callback).unwrap();
     let q: std::collections::HashMap<_, _> = cb.query_pairs().into_owned().collect();
     assert_eq!((q["state"].as_str(), q["iss"].as_str()), ("rs", issuer));
@@ -504,4 +443,79 @@ async fn rust_client_discovers_from_the_endpoint_and_authorizes() {
         .await
         .unwrap();
     assert_ne!(resp.status(), 401, "the dataplane accepts the token");
+}
+
+/// Drives an authorization request (`authz`, a URL at the authorization server `issuer`) through
+/// the login and consent forms as a browser would, signing in as `email` with `password`, and
+/// returns the final redirect to the client's redirect URI.
+pub(crate) async fn through_login_and_consent(
+    http: &reqwest::Client,
+    issuer: &str,
+    authz: &str,
+    email: &str,
+    password: &str,
+) -> String {
+    let mut cookies: Vec<String> = Vec::new();
+    let mut resp = http.get(authz).send().await.unwrap();
+    loop {
+        for c in resp.headers().get_all("set-cookie") {
+            cookies.push(c.to_str().unwrap().split(';').next().unwrap().to_owned());
+        }
+        let cookie = cookies.join("; ");
+        if resp.status().is_redirection() {
+            let loc = resp.headers()["location"].to_str().unwrap().to_owned();
+            if loc.starts_with(REDIRECT) {
+                return loc;
+            }
+            resp = http
+                .get(format!("{issuer}{loc}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            continue;
+        }
+        let status = resp.status();
+        let page = resp.text().await.unwrap();
+        assert_eq!(status, 200, "{page}");
+        let action = page
+            .split("action=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut fields: Vec<(String, String)> = page
+            .split("<input type=\"hidden\" name=\"")
+            .skip(1)
+            .map(|f| {
+                let name = f.split('"').next().unwrap().to_owned();
+                let value = f
+                    .split("value=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .replace("&amp;", "&")
+                    .replace("&#39;", "'")
+                    .replace("&quot;", "\"");
+                (name, value)
+            })
+            .collect();
+        if action == "/authorize/login" {
+            fields.push(("email".into(), email.to_owned()));
+            fields.push(("password".into(), password.to_owned()));
+        } else {
+            fields.push(("decision".into(), "approve".into()));
+        }
+        resp = http
+            .post(format!("{issuer}{action}"))
+            .header("cookie", cookie)
+            .form(&fields)
+            .send()
+            .await
+            .unwrap();
+    }
 }

@@ -4,7 +4,7 @@
 use actix_web::HttpResponse;
 use actix_web::cookie::Cookie;
 
-use gatehouse_core::ids::UserId;
+use gatehouse_core::ids::{OrgId, UserId};
 use gatehouse_core::secrets::{random_token, token_hash};
 use gatehouse_core::snapshot::Limit;
 use gatehouse_db::repos::sessions::{self, SessionRow};
@@ -71,25 +71,21 @@ pub struct NewSession {
     pub csrf_token: String,
 }
 
-/// Creates a session for `user` in `tx`. A new random token every time: logging in always
-/// rotates the session (no fixation).
+/// Creates a session for `user` in `tx`: signed in through `sso_org`'s SSO, or with a password
+/// (`None`). A new random token every time: logging in always rotates the session (no fixation).
 pub async fn create_session(
     state: &AppState,
     tx: &mut GlobalTx,
     user: UserId,
-    method: &str,
+    sso_org: Option<OrgId>,
     client: &ClientInfo,
 ) -> Result<NewSession, ApiError> {
     let token = random_token(32);
-    let row = sessions::create(
-        tx,
-        user,
-        &token_hash(&token),
-        method,
-        client.ip,
-        client.user_agent.as_deref(),
-    )
-    .await?;
+    let (ip, agent) = (client.ip, client.user_agent.as_deref());
+    let row = match sso_org {
+        Some(org) => sessions::create_sso(tx, user, &token_hash(&token), org, ip, agent).await?,
+        None => sessions::create(tx, user, &token_hash(&token), "password", ip, agent).await?,
+    };
     let csrf = csrf_token(&state.keys.cookie, &token);
     Ok(NewSession {
         row,

@@ -14,7 +14,7 @@ use gatehouse_core::secrets::{hmac_sha256, hmac_sha256_verify, token_hash};
 use gatehouse_db::repos::orgs::OrgRow;
 use gatehouse_db::repos::sessions::SessionRow;
 use gatehouse_db::repos::users::UserRow;
-use gatehouse_db::repos::{orgs, sessions, users};
+use gatehouse_db::repos::{orgs, sessions, sso, users};
 use gatehouse_db::{Actor, GlobalTx, OrgScope, TenantTx};
 
 use crate::error::ApiError;
@@ -174,9 +174,18 @@ async fn resolve_member(req: HttpRequest) -> Result<OrgMember, ApiError> {
     // establishes the right to act, so this is the one place a scope is granted before it.
     let probe = OrgScope::authorized(org.id);
     let mut tx = TenantTx::begin(&state.db, &probe).await?;
-    let role = orgs::member_role(&mut tx, current.user.id).await?;
+    let access = sso::member_access(&mut tx, current.user.id).await?;
     tx.commit().await?;
-    let role = role.ok_or(ApiError::NotFound("org"))?;
+    let (role, enforced) = access.ok_or(ApiError::NotFound("org"))?;
+    // An org that enforces SSO accepts only sessions signed in through its own provider
+    // (owners excepted: the break-glass).
+    if !gatehouse_oauth::session::sso_satisfied(org.id, role, enforced.is_some(), current.session.sso_org_id)
+    {
+        return Err(ApiError::SsoRequired {
+            login_url: crate::routes::sso::login_url(&state, &org.slug),
+            org: org.slug,
+        });
+    }
     tracing::Span::current().record("org_id", tracing::field::display(org.id));
     Ok(OrgMember {
         current,

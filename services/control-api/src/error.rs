@@ -41,6 +41,10 @@ pub enum ApiError {
     /// Signed in, but the role does not allow this (only ever for the caller's own org).
     #[error("{0}")]
     Forbidden(String),
+    /// The org requires single sign-on and this login or session did not come through its
+    /// identity provider.
+    #[error("the org {org} requires single sign-on: sign in through its identity provider at {login_url}")]
+    SsoRequired { org: String, login_url: String },
     /// A cookie-authenticated write without a valid CSRF token.
     #[error("missing or invalid CSRF token")]
     Csrf,
@@ -86,6 +90,7 @@ impl ApiError {
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::EmailNotVerified => "email_not_verified",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::SsoRequired { .. } => "sso_required",
             ApiError::Csrf => "csrf",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
@@ -106,6 +111,7 @@ impl ApiError {
             ApiError::InvalidCredentials => "Invalid credentials",
             ApiError::EmailNotVerified => "Email not verified",
             ApiError::Forbidden(_) => "Forbidden",
+            ApiError::SsoRequired { .. } => "Single sign-on required",
             ApiError::Csrf => "CSRF check failed",
             ApiError::PayloadTooLarge { .. } => "Payload too large",
             ApiError::UnsupportedMediaType => "Unsupported media type",
@@ -172,7 +178,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::EmailNotVerified => StatusCode::FORBIDDEN,
-            ApiError::Forbidden(_) | ApiError::Csrf => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::SsoRequired { .. } | ApiError::Csrf => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

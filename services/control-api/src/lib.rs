@@ -2,9 +2,11 @@
 //! usage under `/api/v1`, the OAuth 2.1 authorization server, and the internal snapshot API the
 //! dataplane reads its configuration from.
 
+pub mod account_events;
 pub mod accounts;
 pub mod auth;
 pub mod changes;
+pub mod dns;
 pub mod error;
 pub mod extract;
 pub mod oidc;
@@ -70,6 +72,10 @@ impl ControlApi {
             rate_limiter: deps.rate_limiter.clone(),
             mailer: gatehouse_mail::Mailer::from_config(&cfg.mail, cfg.is_local())?,
             oidc_http: oidc_http::OidcHttp::new(&cfg.egress)?,
+            dns: dns::TxtResolver::new(
+                cfg.sso.nameservers().map_err(anyhow::Error::msg)?,
+                std::time::Duration::from_millis(cfg.sso.dns_timeout_ms),
+            ),
         };
         let oauth = gatehouse_oauth::OAuthState::new(
             cfg.clone(),

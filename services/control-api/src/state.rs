@@ -9,6 +9,7 @@ use gatehouse_egress::Egress;
 use gatehouse_events::{ChangeNotifier, RateLimiter};
 use gatehouse_mail::Mailer;
 
+use crate::dns::TxtResolver;
 use crate::oidc_http::OidcHttp;
 
 #[derive(Clone)]
@@ -30,4 +31,6 @@ pub struct AppState {
     /// HTTP for OIDC discovery, token and JWKS fetches of tenant-configured providers: every
     /// request passes the egress policy.
     pub oidc_http: OidcHttp,
+    /// Looks up the TXT records orgs publish to prove they control an email domain.
+    pub dns: TxtResolver,
 }

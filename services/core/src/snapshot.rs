@@ -192,6 +192,27 @@ pub struct Revocation {
     pub value: String,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
+    /// Only tokens issued (`iat`) at or before this time are revoked, so that tokens obtained
+    /// after the event that revoked them (a password change, a demotion) work. `None`: every
+    /// token matching the value. Set for `user` revocations.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub issued_before: Option<OffsetDateTime>,
+}
+
+impl Revocation {
+    /// Whether a token issued at `issued_at` (unix seconds; `None`: unknown) is caught, while
+    /// the revocation lives. `iat` has whole seconds, so a token issued in the same second as
+    /// the revocation is caught too.
+    pub fn catches(&self, issued_at: Option<u64>) -> bool {
+        match (self.issued_before, issued_at) {
+            (Some(cutoff), Some(iat)) => i128::from(iat) <= i128::from(cutoff.unix_timestamp()),
+            _ => true,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -257,4 +278,38 @@ pub struct ConfigChange {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrgVersions {
     pub orgs: Vec<ConfigChange>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cutoff_catches_tokens_issued_up_to_its_second() {
+        let cutoff = time::macros::datetime!(2026-12-06 10:00:00.5 UTC);
+        let revocation = Revocation {
+            kind: RevocationKind::User,
+            value: "u".into(),
+            expires_at: cutoff + time::Duration::minutes(11),
+            issued_before: Some(cutoff),
+        };
+        let at = cutoff.unix_timestamp() as u64;
+        assert!(revocation.catches(Some(at - 60)));
+        assert!(revocation.catches(Some(at)), "the same second is caught");
+        assert!(!revocation.catches(Some(at + 1)));
+        assert!(revocation.catches(None));
+        let everything = Revocation {
+            issued_before: None,
+            ..revocation.clone()
+        };
+        assert!(everything.catches(Some(at + 1000)));
+        // The cutoff travels in the snapshot; an older snapshot without it catches everything.
+        let json = serde_json::to_value(&revocation).unwrap();
+        assert!(json["issued_before"].is_string());
+        let old: Revocation = serde_json::from_value(serde_json::json!({
+            "kind": "user", "value": "u", "expires_at": "2026-12-06T10:11:00Z"
+        }))
+        .unwrap();
+        assert_eq!(old.issued_before, None);
+    }
 }

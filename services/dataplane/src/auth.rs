@@ -65,6 +65,8 @@ struct AccessClaims {
     jti: Option<String>,
     exp: u64,
     #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
     sid: Option<String>,
     #[serde(default)]
     gh_kind: Option<String>,
@@ -141,7 +143,7 @@ impl TokenVerifier {
                 .client_id
                 .as_deref()
                 .is_some_and(|c| org.is_revoked(RevocationKind::Client, c))
-            || (kind == SubjectKind::User && org.is_revoked(RevocationKind::User, &claims.sub));
+            || (kind == SubjectKind::User && org.revokes(RevocationKind::User, &claims.sub, claims.iat));
         if revoked {
             self.forget(token);
             return Err(TokenError::Invalid("token has been revoked"));

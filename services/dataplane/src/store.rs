@@ -17,8 +17,8 @@ use time::OffsetDateTime;
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId, ToolId};
 use gatehouse_core::secrets::Keyring;
 use gatehouse_core::snapshot::{
-    EndpointSnapshot, EndpointTool, OrgSnapshot, RevocationKind, ServerSnapshot, ServiceTokenSnapshot,
-    ToolTarget, UpstreamAuth, server_credential_context,
+    EndpointSnapshot, EndpointTool, OrgSnapshot, Revocation, RevocationKind, ServerSnapshot,
+    ServiceTokenSnapshot, ToolTarget, UpstreamAuth, server_credential_context,
 };
 
 use crate::owners::ResourceOwners;
@@ -159,7 +159,7 @@ pub struct OrgState {
     pub snapshot: OrgSettings,
     endpoints: HashMap<String, Arc<EndpointState>>,
     pub servers: HashMap<ServerId, Arc<ServerState>>,
-    revoked: HashMap<RevocationKind, HashMap<String, OffsetDateTime>>,
+    revoked: HashMap<RevocationKind, HashMap<String, Revocation>>,
     service_tokens: HashMap<String, ServiceTokenSnapshot>,
 }
 
@@ -198,9 +198,23 @@ impl OrgState {
             .into_iter()
             .map(|e| (e.slug.clone(), Arc::new(EndpointState::index(org_id, e))))
             .collect();
-        let mut revoked: HashMap<RevocationKind, HashMap<String, OffsetDateTime>> = HashMap::new();
+        let mut revoked: HashMap<RevocationKind, HashMap<String, Revocation>> = HashMap::new();
         for r in revocations {
-            revoked.entry(r.kind).or_default().insert(r.value, r.expires_at);
+            match revoked.entry(r.kind).or_default().entry(r.value.clone()) {
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(r);
+                }
+                // Several rows for one value: the widest of them (latest expiry, latest cutoff,
+                // or no cutoff at all).
+                std::collections::hash_map::Entry::Occupied(mut slot) => {
+                    let kept = slot.get_mut();
+                    kept.expires_at = kept.expires_at.max(r.expires_at);
+                    kept.issued_before = match (kept.issued_before, r.issued_before) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        _ => None,
+                    };
+                }
+            }
         }
         let service_tokens = service_tokens
             .into_iter()
@@ -231,10 +245,16 @@ impl OrgState {
 
     /// Whether `value` of `kind` is revoked (and the revocation still in force).
     pub fn is_revoked(&self, kind: RevocationKind, value: &str) -> bool {
+        self.revokes(kind, value, None)
+    }
+
+    /// Whether a token issued at `issued_at` (unix seconds) whose `kind` claim is `value` is
+    /// revoked: the revocation is in force and catches tokens issued then.
+    pub fn revokes(&self, kind: RevocationKind, value: &str, issued_at: Option<u64>) -> bool {
         self.revoked
             .get(&kind)
             .and_then(|m| m.get(value))
-            .is_some_and(|until| *until > OffsetDateTime::now_utc())
+            .is_some_and(|r| r.expires_at > OffsetDateTime::now_utc() && r.catches(issued_at))
     }
 
     pub fn service_token(&self, hash_hex: &str) -> Option<&ServiceTokenSnapshot> {
@@ -450,6 +470,7 @@ mod tests {
                 kind: RevocationKind::Jti,
                 value: format!("jti-v{version}"),
                 expires_at: OffsetDateTime::now_utc() + time::Duration::hours(1),
+                issued_before: None,
             }],
             service_tokens: vec![ServiceTokenSnapshot {
                 id: ServiceTokenId::new(),

@@ -89,6 +89,15 @@ impl TenantTx {
         self.tx.rollback().await?;
         Ok(())
     }
+
+    /// Ends the confinement to the org and continues the same transaction as a [`GlobalTx`]
+    /// (the counterpart of [`GlobalTx::into_tenant`]).
+    pub async fn into_global(mut self) -> DbResult<GlobalTx> {
+        sqlx::query("SELECT set_config('app.org_id', '', true)")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(GlobalTx { tx: self.tx })
+    }
 }
 
 /// A transaction for one signed-in user's own cross-org view (the orgs they belong to). It sets
@@ -143,5 +152,20 @@ impl GlobalTx {
     pub async fn commit(self) -> DbResult<()> {
         self.tx.commit().await?;
         Ok(())
+    }
+
+    /// Continues this transaction confined to one org, for account-level changes that must
+    /// change each of a user's orgs in the same transaction as the account (password changes,
+    /// account deletion). [`TenantTx::into_global`] ends the confinement again. The same rule as
+    /// [`TenantTx::begin`]: the caller has established the right to act in the org.
+    pub async fn into_tenant(mut self, scope: &OrgScope) -> DbResult<TenantTx> {
+        sqlx::query("SELECT set_config('app.org_id', $1, true)")
+            .bind(scope.org_id.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(TenantTx {
+            tx: self.tx,
+            org_id: scope.org_id,
+        })
     }
 }

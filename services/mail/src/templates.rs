@@ -21,6 +21,13 @@ pub enum Mail {
         link: String,
         expires_in_days: u32,
     },
+    /// An org's identity provider signed someone in with this address: following the link
+    /// proves the mailbox before the sign-in may create (or link) a Gatehouse account.
+    SsoLinkConfirm {
+        org_name: String,
+        link: String,
+        expires_in_hours: u32,
+    },
     /// Usage crossed a threshold of the plan's allowance.
     UsageAlert {
         org_name: String,
@@ -48,6 +55,7 @@ impl Mail {
             Mail::AccountExists { .. } => "account_exists",
             Mail::PasswordReset { .. } => "password_reset",
             Mail::Invitation { .. } => "invitation",
+            Mail::SsoLinkConfirm { .. } => "sso_link_confirm",
             Mail::UsageAlert { .. } => "usage_alert",
         }
     }
@@ -101,6 +109,23 @@ impl Mail {
                 &[&format!(
                     "The invitation works once and expires in {expires_in_days} days. Sign in (or sign up) \
                      with this email address to accept it."
+                )],
+            ),
+            Mail::SsoLinkConfirm {
+                org_name,
+                link,
+                expires_in_hours,
+            } => page(
+                &format!("Confirm your email to sign in to {org_name} on Gatehouse"),
+                &[&format!(
+                    "Someone signed in to the org \"{org_name}\" on Gatehouse through its identity provider \
+                     with this email address. Confirm that it was you to sign in with it; your Gatehouse \
+                     account is created, or your existing account linked to that identity provider, only then."
+                )],
+                ("Confirm and continue", link),
+                &[&format!(
+                    "The link works once and expires in {expires_in_hours} hours. If this was not you, ignore \
+                     this message: nothing changes, and no one can sign in as you with it."
                 )],
             ),
             Mail::UsageAlert {
@@ -185,6 +210,11 @@ mod tests {
                 role: "developer".into(),
                 link: "https://g.example/i?t=3".into(),
                 expires_in_days: 7,
+            },
+            Mail::SsoLinkConfirm {
+                org_name: "Acme".into(),
+                link: "https://g.example/api/v1/sso/confirm?token=4".into(),
+                expires_in_hours: 24,
             },
             Mail::UsageAlert {
                 org_name: "Acme".into(),

@@ -19,7 +19,7 @@ use gatehouse_db::repos::oauth_clients::OAuthClientRow;
 use gatehouse_db::repos::oauth_codes::{self, NewAuthorizationCode};
 use gatehouse_db::repos::oauth_scopes::{self, EndpointRef, EndpointScope};
 use gatehouse_db::repos::orgs::{self, OrgRow};
-use gatehouse_db::repos::{audit, oauth_consents, users};
+use gatehouse_db::repos::{audit, oauth_consents, sso, users};
 use gatehouse_db::{Actor, ActorType, GlobalTx, NewAuditEvent, OrgScope, TenantTx};
 
 use crate::error::OAuthError;
@@ -447,11 +447,7 @@ pub(crate) fn login_response(
     // SSO signs the user in (a console session) and comes back to this request.
     let sso_url = v.sso_enabled.then(|| {
         let return_to = format!("/authorize?{}", v.query);
-        format!(
-            "/api/v1/sso/{}/start?return_to={}",
-            v.org.slug,
-            url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
-        )
+        session::sso_start_path(&v.org.slug, Some(&return_to))
     });
     let mut response = pages::login_page(&v.view(&host, issued_at, &csrf), email, error, sso_url.as_deref());
     let _ = response.add_cookie(&cookie);
@@ -474,20 +470,33 @@ async fn decide(
     signed_in: &SignedIn,
 ) -> Result<HttpResponse, Rejection> {
     let mut tx = TenantTx::begin(&state.db, &OrgScope::authorized(v.org.id)).await?;
-    let role = orgs::member_role(&mut tx, signed_in.user.id).await?;
+    let access = sso::member_access(&mut tx, signed_in.user.id).await?;
     let consent =
         oauth_consents::find_live(&mut tx, signed_in.user.id, &v.client.client_id, v.endpoint.id).await?;
     tx.commit().await?;
-    let Some(role) = role else {
+    let Some((role, enforced)) = access else {
         return Err(v.reject(
             "access_denied",
             "the signed-in user is not a member of the endpoint's organization",
         ));
     };
+    if !session::sso_satisfied(v.org.id, role, enforced.is_some(), signed_in.sso_org) {
+        if v.prompt.as_deref() == Some("none") {
+            return Err(v.reject(
+                "login_required",
+                "the organization requires single sign-on through its identity provider",
+            ));
+        }
+        let message = format!(
+            "The organization {} requires single sign-on: sign in through its identity provider.",
+            v.org.name
+        );
+        return Ok(login_response(state, v, &signed_in.user.email, Some(&message)));
+    }
     let (granted, withheld) = scopes::for_role(v.requested.as_ref(), &v.endpoint_scopes, role);
     let remembered = consent.is_some_and(|c| granted.iter().all(|g| c.scopes.contains(g)));
     if remembered && v.prompt.as_deref() != Some("consent") {
-        let location = issue_code(state, req, v, &signed_in.user, role, &granted, false).await?;
+        let location = issue_code(state, req, v, signed_in, role, &granted, false).await?;
         return Ok(found(&location));
     }
     if v.prompt.as_deref() == Some("none") {
@@ -532,14 +541,25 @@ pub(crate) async fn issue_code(
     state: &OAuthState,
     req: &HttpRequest,
     v: &Validated,
-    user: &users::UserRow,
+    signed_in: &SignedIn,
     role: Role,
     granted: &BTreeSet<String>,
     record_consent: bool,
 ) -> Result<String, Rejection> {
+    let user = &signed_in.user;
     let code = tokens::new_code(v.org.id);
     let scopes: Vec<String> = granted.iter().cloned().collect();
     let mut tx = TenantTx::begin(&state.db, &OrgScope::authorized(v.org.id)).await?;
+    // Checked again under a share lock on the org's SSO settings: switching enforcement on waits
+    // for this code and then withdraws it, or this sees enforcement on.
+    let enforced = sso::enforced_locked(&mut tx).await?;
+    if !session::sso_satisfied(v.org.id, role, enforced, signed_in.sso_org) {
+        tx.commit().await?;
+        return Err(v.reject(
+            "access_denied",
+            "the organization requires single sign-on through its identity provider",
+        ));
+    }
     if record_consent {
         oauth_consents::grant(&mut tx, user.id, &v.client.client_id, v.endpoint.id, &scopes).await?;
         let info = gatehouse_http::ClientInfo::of(req);

@@ -101,6 +101,15 @@ async fn login_inner(
             Some("Verify your email address first: follow the link we sent you, then sign in again."),
         ));
     }
+    if let Some(org) =
+        session::check_password_login(&mut tx, &user, info.ip, info.user_agent.as_deref()).await?
+    {
+        tx.commit().await?;
+        let message = format!(
+            "The organization {org} requires single sign-on: sign in through its identity provider, not with a password."
+        );
+        return Ok(login_response(state, &v, &email, Some(&message)));
+    }
     let session_cookie = session::start(state, &mut tx, &user, info.ip, info.user_agent.as_deref()).await?;
     tx.commit().await?;
     tracing::info!(user_id = %user.id, "signed in at the authorization server");
@@ -189,6 +198,6 @@ async fn consent_inner(
     }
     tx.commit().await?;
     let (granted, _) = scopes::for_role(v.requested.as_ref(), &v.endpoint_scopes, role);
-    let location = issue_code(state, req, &v, &signed_in.user, role, &granted, true).await?;
+    let location = issue_code(state, req, &v, &signed_in, role, &granted, true).await?;
     Ok(see_other(&location))
 }

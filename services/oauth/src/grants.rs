@@ -11,7 +11,7 @@ use gatehouse_core::Config;
 use gatehouse_core::ids::{EndpointId, OrgId, RefreshFamilyId, UserId};
 use gatehouse_core::snapshot::{ConfigChange, RevocationKind};
 use gatehouse_db::repos::oauth_refresh::{self, FamilyFilter};
-use gatehouse_db::repos::{audit, oauth_consents, oauth_revocations, orgs};
+use gatehouse_db::repos::{audit, oauth_codes, oauth_consents, oauth_revocations, orgs};
 use gatehouse_db::{Actor, DbResult, NewAuditEvent, TenantTx};
 use gatehouse_events::ChangeNotifier;
 
@@ -33,6 +33,8 @@ pub struct Selection {
     /// Also withdraw the remembered consents of the selection (so the next authorization asks
     /// again). Only meaningful with user and/or client.
     pub consents: bool,
+    /// Every grant except those of the org's owners (the org starts enforcing SSO).
+    pub except_owners: bool,
 }
 
 /// The outcome, to report and to publish.
@@ -59,6 +61,7 @@ pub async fn revoke(
             user_id: sel.user,
             client_id: sel.client_id.as_deref(),
             endpoint_id: sel.endpoint,
+            except_owners: sel.except_owners,
         },
         reason,
     )
@@ -120,6 +123,44 @@ pub async fn revoke_tokens(
     )
     .await?;
     orgs::bump_config_version(tx).await
+}
+
+/// Ends what `user` could do through OAuth in the org of `tx`, for account and membership
+/// events (removal, leaving, demotion, password change or reset, account deletion): codes not
+/// yet redeemed are withdrawn (first, so that a redemption in flight finishes and its grant is
+/// seen), every grant is revoked (and with `consents`, the remembered consents withdrawn), and a
+/// `user` revocation catches the access tokens issued until now at the dataplane (tokens the
+/// user obtains afterwards work). Returns the new configuration version to publish.
+pub async fn revoke_user_access(
+    tx: &mut TenantTx,
+    cfg: &Config,
+    user: UserId,
+    consents: bool,
+    reason: &str,
+    actor: Actor,
+) -> DbResult<i64> {
+    oauth_codes::withdraw_unredeemed(tx, Some(user), false).await?;
+    revoke(
+        tx,
+        cfg,
+        &Selection {
+            user: Some(user),
+            consents,
+            ..Default::default()
+        },
+        reason,
+        actor.clone(),
+    )
+    .await?;
+    revoke_tokens(
+        tx,
+        RevocationKind::User,
+        &[user.to_string()],
+        access_tokens_expired_by(cfg),
+        reason,
+        actor,
+    )
+    .await
 }
 
 /// Announces a committed change to dataplanes.

@@ -136,7 +136,7 @@ async fn inspect_access_token(
         candidates.push((RevocationKind::User, claims.sub.clone()));
     }
     let mut tx = TenantTx::begin(&state.db, &OrgScope::authorized(org)).await?;
-    let revoked = oauth_revocations::any_live(&mut tx, &candidates).await?;
+    let revoked = oauth_revocations::any_live(&mut tx, &candidates, Some(claims.iat)).await?;
     tx.commit().await?;
     if revoked {
         return Ok(None);

@@ -8,10 +8,13 @@ use actix_web::cookie::{Cookie, SameSite};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use gatehouse_core::ids::OrgId;
+use gatehouse_core::role::Role;
 use gatehouse_core::secrets::{hmac_sha256, hmac_sha256_verify, random_token, token_hash};
 use gatehouse_db::repos::sessions::{self, ABSOLUTE_TIMEOUT};
 use gatehouse_db::repos::users::{self, UserRow};
-use gatehouse_db::{DbResult, GlobalTx};
+use gatehouse_db::repos::{audit, sso};
+use gatehouse_db::{Actor, ActorType, DbResult, GlobalTx, NewAuditEvent};
 
 use crate::OAuthState;
 
@@ -22,6 +25,8 @@ pub const FORM_TTL_SECS: i64 = 600;
 pub struct SignedIn {
     pub user: UserRow,
     pub session_token: String,
+    /// The org whose SSO signed the session in (`None`: a password session).
+    pub sso_org: Option<OrgId>,
 }
 
 /// The user of the console session cookie, if it is live.
@@ -43,7 +48,56 @@ pub async fn current(state: &OAuthState, req: &HttpRequest) -> DbResult<Option<S
     Ok(user.map(|user| SignedIn {
         user,
         session_token: token,
+        sso_org: session.sso_org_id,
     }))
+}
+
+/// Whether a session may act in `org` as a member with `role`: always, unless the org enforces
+/// SSO, where only sessions signed in through the org's own SSO may, and owners (break-glass).
+pub fn sso_satisfied(org: OrgId, role: Role, enforced: bool, session_sso_org: Option<OrgId>) -> bool {
+    !enforced || role == Role::Owner || session_sso_org == Some(org)
+}
+
+/// Where an SSO login for the org `slug` starts (a path on the control API), returning to the
+/// local path `return_to` afterwards.
+pub fn sso_start_path(slug: &str, return_to: Option<&str>) -> String {
+    let mut path = format!("/api/v1/sso/{slug}/start");
+    if let Some(to) = return_to {
+        path.push_str("?return_to=");
+        path.extend(url::form_urlencoded::byte_serialize(to.as_bytes()));
+    }
+    path
+}
+
+/// The check every password login makes (console and authorization server alike), after the
+/// password was found right: `Some(slug)` of an org that enforces SSO and in which the user is
+/// not an owner (the login is refused: sign in through that org's SSO). Owners of enforcing
+/// orgs are let in (break-glass) and the login is recorded as `sso.break_glass_login` in each
+/// such org's audit trail, in `tx`.
+pub async fn check_password_login(
+    tx: &mut GlobalTx,
+    user: &UserRow,
+    ip: Option<IpAddr>,
+    user_agent: Option<&str>,
+) -> DbResult<Option<String>> {
+    let enforcing = sso::enforcing_memberships(tx, user.id).await?;
+    if let Some(refusing) = enforcing.iter().find(|m| m.role != Role::Owner) {
+        return Ok(Some(refusing.slug.clone()));
+    }
+    if !enforcing.is_empty() {
+        let orgs: Vec<OrgId> = enforcing.iter().map(|m| m.org_id).collect();
+        let actor = Actor {
+            kind: ActorType::User,
+            id: Some(user.id.to_string()),
+            label: Some(user.email.clone()),
+        };
+        let event = NewAuditEvent::control(actor, "sso.break_glass_login")
+            .target("user", user.id)
+            .client(ip, user_agent.map(str::to_owned))
+            .details(serde_json::json!({"method": "password"}));
+        audit::append_to_orgs(tx, &orgs, &[event]).await?;
+    }
+    Ok(None)
 }
 
 /// Starts a console session for `user` and returns its cookie.

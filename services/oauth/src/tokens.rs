@@ -8,6 +8,7 @@
 //! | service token | `ghs_<org id, 32 hex>_<43 random>` |
 //! | service client id | `ghsc_<org id, 32 hex>_<client row id, 32 hex>` |
 //! | client secret | `ghcs_<43 random>` |
+//! | SSO link confirmation (mailed) | `ghl_<org id, 32 hex>_<43 random>` |
 //! | dynamically registered client id | `ghd_<22 random>` |
 
 use gatehouse_core::ids::{OrgId, ServiceClientId};
@@ -19,6 +20,7 @@ pub const SERVICE_TOKEN_PREFIX: &str = "ghs_";
 pub const SERVICE_CLIENT_PREFIX: &str = "ghsc_";
 pub const CLIENT_SECRET_PREFIX: &str = "ghcs_";
 pub const DYNAMIC_CLIENT_PREFIX: &str = "ghd_";
+pub const SSO_LINK_PREFIX: &str = "ghl_";
 
 /// Characters of a service token shown in listings (prefix + org + a few random characters).
 pub const SERVICE_TOKEN_DISPLAY_LEN: usize = SERVICE_TOKEN_PREFIX.len() + 32 + 1 + 6;
@@ -37,6 +39,10 @@ pub fn new_refresh_token(org: OrgId) -> String {
 
 pub fn new_service_token(org: OrgId) -> String {
     org_scoped(SERVICE_TOKEN_PREFIX, org)
+}
+
+pub fn new_sso_link_token(org: OrgId) -> String {
+    org_scoped(SSO_LINK_PREFIX, org)
 }
 
 pub fn new_client_secret() -> String {

@@ -3,6 +3,7 @@
 
 pub mod conformance;
 pub mod console;
+pub mod dns;
 pub mod node_tools;
 pub mod redis_server;
 pub mod testdb;

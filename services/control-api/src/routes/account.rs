@@ -10,6 +10,7 @@ use gatehouse_db::repos::email_tokens::{self, Purpose};
 use gatehouse_db::repos::{audit, memberships, orgs, sessions, users};
 use gatehouse_db::{GlobalTx, OrgScope, TenantTx, UserTx};
 
+use crate::account_events;
 use crate::accounts::{audit_event, check_password, no_content_clearing_session};
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -37,7 +38,8 @@ pub struct DeleteAccountIn {
     pub password: Option<String>,
 }
 
-/// Changes the password. Every other session of the account ends; this one stays.
+/// Changes the password. Every other session of the account ends (this one stays), and so does
+/// its OAuth access in every org (grants revoked, live access tokens refused by the dataplanes).
 #[utoipa::path(
     tag = "session",
     operation_id = "account.change_password",
@@ -77,12 +79,23 @@ async fn change_password(
         .target("user", current.user.id)
         .details(serde_json::json!({"other_sessions_ended": ended}));
     audit::append_to_user_orgs(&mut tx, current.user.id, &[event]).await?;
+    let (tx, changes) = account_events::end_access_in_every_org(
+        tx,
+        &state.cfg,
+        current.user.id,
+        false,
+        "password_changed",
+        current.actor(),
+    )
+    .await?;
     tx.commit().await?;
+    account_events::publish(&state, changes).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Deletes the account, its sessions and memberships. Refused while the user is the only owner
-/// of an org: transfer ownership first.
+/// Deletes the account, its sessions, memberships and OAuth grants (its live access tokens are
+/// refused by the dataplanes). Refused while the user is the only owner of an org: transfer
+/// ownership first.
 #[utoipa::path(
     tag = "session",
     operation_id = "account.delete",
@@ -136,7 +149,19 @@ async fn delete_account(
         .target("user", current.user.id)
         .details(serde_json::json!({"email": current.user.email}));
     audit::append_to_user_orgs(&mut tx, current.user.id, &[event]).await?;
+    // Before the memberships and grants go with the account, the dataplanes learn that its live
+    // access tokens are void.
+    let (mut tx, changes) = account_events::end_access_in_every_org(
+        tx,
+        &state.cfg,
+        current.user.id,
+        false,
+        "account_deleted",
+        current.actor(),
+    )
+    .await?;
     users::delete(&mut tx, current.user.id).await?;
     tx.commit().await?;
+    account_events::publish(&state, changes).await;
     Ok(no_content_clearing_session(&state))
 }

@@ -1,6 +1,9 @@
 //! Members of an org: list, change role, remove, leave, transfer ownership. An org always keeps
 //! an owner: the owner role changes hands only by transfer, and an owner cannot be removed or
-//! leave while they are the only one. See docs/permissions.md.
+//! leave while they are the only one. Removal, leaving and every demotion (a transfer demotes
+//! the previous owner) end the member's OAuth access in the org: grants revoked, codes
+//! withdrawn, live access tokens refused by the dataplanes once the change is published. See
+//! docs/permissions.md.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
@@ -12,6 +15,7 @@ use gatehouse_core::ids::UserId;
 use gatehouse_core::role::Role;
 use gatehouse_db::repos::audit;
 use gatehouse_db::repos::memberships::{self, MemberRow};
+use gatehouse_oauth::grants;
 
 use crate::accounts::audit_event;
 use crate::auth::OrgMember;
@@ -131,6 +135,7 @@ async fn change_role(
             member.role, target.role, body.role
         )));
     }
+    let mut version = None;
     if target.role != body.role {
         memberships::set_role(&mut tx, target_id, body.role).await?;
         let event = audit_event(member.actor(), "member.role_changed", &member.current.client)
@@ -141,8 +146,23 @@ async fn change_role(
                 "after": {"role": body.role},
             }));
         audit::append(&mut tx, &[event]).await?;
+        // Grants were consented with the old role's scopes: a demoted member authorizes again.
+        if !body.role.at_least(target.role) {
+            version = Some(
+                grants::revoke_user_access(
+                    &mut tx,
+                    &state.cfg,
+                    target_id,
+                    false,
+                    "member_demoted",
+                    member.actor(),
+                )
+                .await?,
+            );
+        }
     }
     tx.commit().await?;
+    grants::publish(&state.notifier, member.org.id, version).await;
     let mut out = MemberOut::from(&target);
     out.role = body.role;
     Ok(HttpResponse::Ok().json(out))
@@ -195,7 +215,17 @@ async fn remove_member(
         .target("user", target_id)
         .details(serde_json::json!({"email": target.email, "before": {"role": target.role}}));
     audit::append(&mut tx, &[event]).await?;
+    let version = grants::revoke_user_access(
+        &mut tx,
+        &state.cfg,
+        target_id,
+        true,
+        "member_removed",
+        member.actor(),
+    )
+    .await?;
     tx.commit().await?;
+    grants::publish(&state.notifier, member.org.id, Some(version)).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -229,7 +259,10 @@ async fn leave_org(state: web::Data<AppState>, member: OrgMember) -> ApiResult<H
         .target("user", me)
         .details(serde_json::json!({"before": {"role": member.role}}));
     audit::append(&mut tx, &[event]).await?;
+    let version =
+        grants::revoke_user_access(&mut tx, &state.cfg, me, true, "member_left", member.actor()).await?;
     tx.commit().await?;
+    grants::publish(&state.notifier, member.org.id, Some(version)).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -276,7 +309,11 @@ async fn transfer_ownership(
         "after": {"owner": target.user_id, "previous_owner_role": Role::Admin},
     }));
     audit::append(&mut tx, &[event]).await?;
+    // The previous owner is demoted to admin: their grants go like any demoted member's.
+    let version =
+        grants::revoke_user_access(&mut tx, &state.cfg, me, false, "member_demoted", member.actor()).await?;
     tx.commit().await?;
+    grants::publish(&state.notifier, member.org.id, Some(version)).await;
     let mut out = MemberOut::from(&target);
     out.role = Role::Owner;
     Ok(HttpResponse::Ok().json(out))

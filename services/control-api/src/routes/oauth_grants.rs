@@ -207,6 +207,7 @@ pub async fn list_grants(
             user_id: query.user_id,
             client_id: query.client_id.as_deref(),
             endpoint_id: query.endpoint_id,
+            except_owners: false,
         },
         1000,
     )
@@ -255,6 +256,7 @@ pub async fn revoke_grants(
         client_id: body.client_id,
         endpoint: None,
         consents: body.grant_id.is_none(),
+        except_owners: false,
     };
     revoke(&state, &member, &selection, "admin_revoked").await
 }

@@ -17,6 +17,7 @@ use gatehouse_db::repos::users::{self, UserRow};
 use gatehouse_db::{AuditOutcome, GlobalTx, repos::audit};
 use gatehouse_mail::Mail;
 
+use crate::account_events;
 use crate::accounts::{
     audit_event, check_display_name, check_password, console_link, console_url, create_session,
     limit_mail_requests, no_content_clearing_session, normalize_email, presented_session_token, rate_limit,
@@ -224,7 +225,9 @@ async fn verify_email(state: web::Data<AppState>, body: ValidJson<TokenIn>) -> A
 }
 
 /// Logs in with email and password and sets the session cookie (a new session every time). The
-/// response carries the CSRF token for writes. Wrong email and wrong password answer alike.
+/// response carries the CSRF token for writes. Wrong email and wrong password answer alike. A
+/// member of an org that enforces SSO is refused (`403 sso_required`, naming the org's SSO
+/// login), unless they own every such org (break-glass, audited).
 #[utoipa::path(
     tag = "session",
     operation_id = "session.login",
@@ -232,7 +235,7 @@ async fn verify_email(state: web::Data<AppState>, body: ValidJson<TokenIn>) -> A
     responses(
         (status = 200, description = "Logged in; the session cookie is set", body = SessionOut),
         (status = 401, description = "Invalid email or password", body = Problem),
-        (status = 403, description = "The email address is not verified yet", body = Problem),
+        (status = 403, description = "The email address is not verified yet, or an org of the user requires SSO (code `sso_required`)", body = Problem),
         (status = 429, description = "Too many attempts for this account or from this address", body = Problem),
     )
 )]
@@ -286,13 +289,27 @@ async fn login(
     if user.email_verified_at.is_none() {
         return Err(ApiError::EmailNotVerified);
     }
+    if let Some(org) = gatehouse_oauth::session::check_password_login(
+        &mut tx,
+        &user,
+        client.ip,
+        client.user_agent.as_deref(),
+    )
+    .await?
+    {
+        tx.commit().await?;
+        return Err(ApiError::SsoRequired {
+            login_url: crate::routes::sso::login_url(&state, &org),
+            org,
+        });
+    }
     // Rotation: whatever session the browser held before is ended.
     if let Some(old) = presented_session_token(&state, &req)
         && let Some(previous) = sessions::find_live(&mut tx, &token_hash(&old)).await?
     {
         sessions::delete(&mut tx, previous.id).await?;
     }
-    let session = create_session(&state, &mut tx, user.id, "password", &client).await?;
+    let session = create_session(&state, &mut tx, user.id, None, &client).await?;
     let event = audit_event(user_actor(user.id, &user.email), "user.login", &client)
         .target("user", user.id)
         .details(serde_json::json!({"method": "password", "session_id": session.row.id}));
@@ -399,7 +416,8 @@ async fn request_password_reset(
 }
 
 /// Sets a new password with the token from the reset link (single use). Ends every session of
-/// the account; also confirms the email address (the link proves the mailbox).
+/// the account and its OAuth access in every org, removes its SSO links; also confirms the email
+/// address (the link proves the mailbox).
 #[utoipa::path(
     tag = "session",
     operation_id = "session.confirm_password_reset",
@@ -431,11 +449,18 @@ async fn confirm_password_reset(
     users::mark_verified(&mut tx, user.id).await?;
     email_tokens::revoke_all(&mut tx, user.id, Purpose::ResetPassword).await?;
     let ended = sessions::delete_all_for_user(&mut tx, user.id, None).await?;
-    let event = audit_event(user_actor(user.id, &user.email), "user.password_reset", &client)
+    let actor = user_actor(user.id, &user.email);
+    let event = audit_event(actor.clone(), "user.password_reset", &client)
         .target("user", user.id)
         .details(serde_json::json!({"sessions_ended": ended}));
     audit::append_to_user_orgs(&mut tx, user.id, &[event]).await?;
+    // Whoever held a session or a grant keeps nothing: OAuth access ends in every org, and SSO
+    // links go (an identity provider that once linked the address signs in as it no more).
+    let (tx, changes) =
+        account_events::end_access_in_every_org(tx, &state.cfg, user.id, true, "password_reset", actor)
+            .await?;
     tx.commit().await?;
+    account_events::publish(&state, changes).await;
     Ok(message(
         actix_web::http::StatusCode::OK,
         "Your password was changed. Log in with the new password.",

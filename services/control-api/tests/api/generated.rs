@@ -97,6 +97,7 @@ fn every_operation_has_a_minimum_role_and_an_example() {
         member_id: None,
         invitation_id: Default::default(),
         invoice_id: Default::default(),
+        domain: "x.example.com".into(),
     };
     let missing: Vec<String> = ops
         .iter()

@@ -11,5 +11,7 @@ mod route_table;
 mod servers;
 mod smoke;
 mod sso;
+mod sso_accounts;
+mod sso_policy;
 mod usage;
 mod world;

@@ -70,6 +70,8 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("invitations.accept", SignedIn),
     ("sso.start", Public),
     ("sso.callback", Public),
+    ("sso.confirm_page", Public),
+    ("sso.confirm", Public),
     // orgs, members, invitations, SSO
     ("orgs.get", Member(Viewer)),
     ("orgs.get_settings", Member(Viewer)),
@@ -85,6 +87,11 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("sso.get", Member(Admin)),
     ("sso.put", Member(Admin)),
     ("sso.delete", Member(Admin)),
+    ("sso.set_enforcement", Member(Admin)),
+    ("sso_domains.list", Member(Admin)),
+    ("sso_domains.add", Member(Admin)),
+    ("sso_domains.verify", Member(Admin)),
+    ("sso_domains.remove", Member(Admin)),
     ("members.transfer_ownership", Member(Owner)),
     // audit
     ("audit.list", Member(Admin)),
@@ -152,6 +159,8 @@ pub fn example_body(
             "client_secret": "secret",
             "allowed_domains": ["example.com"]
         }),
+        "sso.set_enforcement" => json!({"enforced": false}),
+        "sso_domains.add" => json!({"domain": "new-domain.example.com"}),
         "servers.create" => json!({
             "slug": "catalog",
             "name": "Catalog",

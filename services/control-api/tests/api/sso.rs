@@ -1,6 +1,8 @@
 //! SSO against a real OpenID Connect provider (npm `oidc-provider`) started by each test: the
 //! whole authorization code + PKCE flow driven over HTTP, just-in-time membership for verified
-//! emails of allowed domains, and ID tokens with a wrong nonce, issuer or audience refused.
+//! emails of allowed domains the org verified, and ID tokens with a wrong nonce, issuer or
+//! audience refused. What the provider may do for domains the org did not verify is in
+//! `sso_accounts`.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +13,7 @@ use serde_json::{Value, json};
 use crate::account_support::{assert_problem, audit_actions, session_cookie_of};
 use crate::helpers::{TestApp, TestUser};
 
-fn account(email: &str, verified: bool) -> OidcAccount {
+pub(crate) fn account(email: &str, verified: bool) -> OidcAccount {
     OidcAccount {
         email: email.to_owned(),
         sub: format!("sub-{}", email.replace(['@', '.'], "-")),
@@ -62,6 +64,7 @@ async fn org_with_sso(
     let body: Value = resp.json().await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["allowed_domains"], json!(["acme.test"]));
+    verified_domain(app, org, "acme.test").await;
     assert_eq!(body["client_secret_set"], true);
     assert!(
         body.get("client_secret").is_none(),
@@ -71,14 +74,29 @@ async fn org_with_sso(
     (owner, slug, org)
 }
 
+/// Records `domain` as verified by `org` (what a DNS check does; tests of the check itself are in
+/// `sso_accounts`).
+pub(crate) async fn verified_domain(app: &TestApp, org: OrgId, domain: &str) {
+    let mut admin = app.db.admin().await;
+    sqlx::query(
+        "INSERT INTO org_sso_domains (org_id, domain, challenge, verified_at)
+         VALUES ($1, $2, 'verified-in-the-test-setup', now())",
+    )
+    .bind(org)
+    .bind(domain)
+    .execute(&mut admin)
+    .await
+    .unwrap();
+}
+
 /// A browser: follows redirects by hand, keeping each host's cookies.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     jars: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Browser {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -88,7 +106,7 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, url: &str) -> reqwest::Response {
+    pub(crate) async fn get(&mut self, url: &str) -> reqwest::Response {
         let parsed = url::Url::parse(url).unwrap();
         let origin = parsed.origin().ascii_serialization();
         let jar = self.jars.entry(origin).or_default();
@@ -113,9 +131,23 @@ impl Browser {
         resp
     }
 
+    /// Posts a form to `url` with this origin's cookies.
+    pub(crate) async fn post_form(&mut self, url: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let origin = url::Url::parse(url).unwrap().origin().ascii_serialization();
+        let jar = self.jars.entry(origin).or_default();
+        let cookie: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        self.http
+            .post(url)
+            .header("cookie", cookie.join("; "))
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Starts an SSO login at Gatehouse, logs in at the provider as `login_hint`, and returns
     /// Gatehouse's answer to the callback.
-    async fn sso_login(
+    pub(crate) async fn sso_login(
         &mut self,
         app: &TestApp,
         slug: &str,
@@ -148,7 +180,7 @@ impl Browser {
     }
 }
 
-fn location(resp: &reqwest::Response, base: &str) -> String {
+pub(crate) fn location(resp: &reqwest::Response, base: &str) -> String {
     let raw = resp
         .headers()
         .get("location")
@@ -158,11 +190,11 @@ fn location(resp: &reqwest::Response, base: &str) -> String {
     url::Url::parse(base).unwrap().join(raw).unwrap().to_string()
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-async fn user_count(app: &TestApp, email: &str) -> i64 {
+pub(crate) async fn user_count(app: &TestApp, email: &str) -> i64 {
     let mut admin = app.db.admin().await;
     sqlx::query_scalar("SELECT count(*) FROM users WHERE email = $1")
         .bind(email)
@@ -239,7 +271,7 @@ async fn sso_login_provisions_members_of_allowed_domains() {
 }
 
 #[tokio::test]
-async fn sso_refuses_other_domains_unverified_emails_and_existing_accounts() {
+async fn sso_refuses_other_domains_and_unverified_emails_and_links_existing_accounts() {
     let app = spawn().await;
     let provider = OidcProvider::start(OidcMode::Normal, &app.url("/api/v1/sso/callback"), &accounts()).await;
     let (_, slug, _) = org_with_sso(&app, &provider, &provider.issuer, &provider.client_id).await;
@@ -258,10 +290,13 @@ async fn sso_refuses_other_domains_unverified_emails_and_existing_accounts() {
     assert_problem(resp, 403, Some("forbidden")).await;
     assert_eq!(user_count(&app, "unverified@acme.test").await, 0);
 
+    // An existing account with an address of a domain the org verified is linked and signed in.
     let resp = Browser::new()
         .sso_login(&app, &slug, "/", "taken@acme.test")
         .await;
-    assert_problem(resp, 409, Some("sso_account_exists")).await;
+    assert_eq!(resp.status(), 302);
+    assert!(session_cookie_of(&resp).is_some());
+    assert_eq!(user_count(&app, "taken@acme.test").await, 1);
 }
 
 /// Starts a provider in `mode`, configures the org for it, logs in, and expects a refusal that

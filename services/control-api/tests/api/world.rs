@@ -67,6 +67,8 @@ pub struct World {
     /// A pending invitation.
     pub invitation_id: gatehouse_core::ids::InvitationId,
     pub invoice_id: InvoiceId,
+    /// An email domain the org has added for SSO (not verified).
+    pub domain: String,
 }
 
 /// A fresh org owned by `owner`, with `members` added, populated as described above.
@@ -194,6 +196,12 @@ pub async fn world(
     )
     .await
     .unwrap();
+    // An email domain of the org (pending verification), unique to this world.
+    let domain = format!("{slug}.example.com");
+    gatehouse_db::repos::sso_domains::add(&mut tx, &domain, "world-challenge-value")
+        .await
+        .unwrap()
+        .expect("a new domain");
     let invoice_id = invoices::create_final(
         &mut tx,
         time::macros::date!(2026 - 10 - 01),
@@ -224,6 +232,7 @@ pub async fn world(
         invoice_id,
         service_token_id,
         service_client_id,
+        domain,
     }
 }
 
@@ -260,6 +269,7 @@ impl World {
                 .to_string(),
             "invitation_id" => self.invitation_id.to_string(),
             "invoice_id" => self.invoice_id.to_string(),
+            "domain" => self.domain.clone(),
             other => panic!(
                 "route {route}: no value for path parameter {{{other}}}; teach World::path_param \
                  (services/control-api/tests/api/world.rs) how to fill it"

@@ -31,8 +31,8 @@ use error::figment_error;
 pub use keys::{env_var_for, setting_keys};
 pub use sections::{
     AccountsConfig, ControlApiConfig, DatabaseConfig, DataplaneConfig, EgressConfig, LocalConfig, LogFormat,
-    MailConfig, OAuthConfig, RedisConfig, SecretsConfig, ShutdownConfig, SigningAlg, TelemetryConfig,
-    UsageWorkerConfig,
+    MailConfig, OAuthConfig, RedisConfig, SecretsConfig, ShutdownConfig, SigningAlg, SsoConfig,
+    TelemetryConfig, UsageWorkerConfig,
 };
 pub use validate::Component;
 pub use values::{decode_userinfo, resolve_path};
@@ -75,6 +75,7 @@ pub struct Config {
     pub oauth: OAuthConfig,
     pub local: LocalConfig,
     pub accounts: AccountsConfig,
+    pub sso: SsoConfig,
 }
 
 /// Where configuration comes from; tests pass explicit environments instead of the process's.

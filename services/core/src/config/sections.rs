@@ -163,3 +163,31 @@ pub struct LocalConfig {
     pub data_dir: PathBuf,
     pub seed_demo: bool,
 }
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsoConfig {
+    pub dns_nameservers: Vec<String>,
+    pub dns_timeout_ms: u64,
+    pub link_ttl_secs: u64,
+}
+
+impl SsoConfig {
+    /// The configured DNS servers as socket addresses (port 53 when none is given).
+    pub fn nameservers(&self) -> Result<Vec<std::net::SocketAddr>, String> {
+        self.dns_nameservers
+            .iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<std::net::SocketAddr>()
+                    .or_else(|_| {
+                        entry
+                            .parse::<std::net::IpAddr>()
+                            .map(|ip| std::net::SocketAddr::new(ip, 53))
+                    })
+                    .map_err(|_| format!("{entry:?} is not an IP address with an optional port"))
+            })
+            .collect()
+    }
+}

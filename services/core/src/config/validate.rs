@@ -248,6 +248,21 @@ impl Config {
                 "must be an address like `Name <user@example.com>` or `user@example.com`",
             ));
         }
+        self.sso
+            .nameservers()
+            .map_err(|why| ConfigError::new("sso.dns_nameservers", why))?;
+        if self.sso.dns_timeout_ms == 0 || self.sso.dns_timeout_ms > 30_000 {
+            return Err(ConfigError::new(
+                "sso.dns_timeout_ms",
+                "must be between 1 and 30000",
+            ));
+        }
+        if self.sso.link_ttl_secs < 60 || self.sso.link_ttl_secs > 7 * 86400 {
+            return Err(ConfigError::new(
+                "sso.link_ttl_secs",
+                "must be between 60 and 604800 (7 days)",
+            ));
+        }
         if !self.telemetry.otlp_endpoint.is_empty() {
             let parsed = Url::parse(&self.telemetry.otlp_endpoint);
             if !matches!(parsed.as_ref().map(|u| u.scheme()), Ok("http" | "https")) {

@@ -206,6 +206,7 @@ async fn revocations_take_effect_with_the_next_snapshot() {
         kind: RevocationKind::Family,
         value: "family-alice".into(),
         expires_at: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        issued_before: None,
     });
     world.republish();
     let answer = alice.call(2, "tools/list", json!({})).await;
@@ -221,14 +222,29 @@ async fn revocations_take_effect_with_the_next_snapshot() {
         200,
         "others are unaffected"
     );
-    // By user id.
+    // By user id, for tokens issued up to a time: bob's token was issued before the cutoff,
+    // carol's after it.
+    let carol = world.client("carol", "fx:all", "2026-07-28");
+    let now = time::OffsetDateTime::now_utc();
     world.org.revocations.push(Revocation {
         kind: RevocationKind::User,
         value: "bob".into(),
-        expires_at: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        expires_at: now + time::Duration::hours(1),
+        issued_before: Some(now + time::Duration::seconds(1)),
+    });
+    world.org.revocations.push(Revocation {
+        kind: RevocationKind::User,
+        value: "carol".into(),
+        expires_at: now + time::Duration::hours(1),
+        issued_before: Some(now - time::Duration::minutes(5)),
     });
     world.republish();
     assert_eq!(bob.call(3, "tools/list", json!({})).await.status, 401);
+    assert_eq!(
+        carol.call(1, "tools/list", json!({})).await.status,
+        200,
+        "a token issued after the user's revocation works"
+    );
 }
 
 #[tokio::test]

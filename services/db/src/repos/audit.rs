@@ -221,20 +221,21 @@ pub async fn append_to_user_orgs(
     user: UserId,
     events: &[NewAuditEvent],
 ) -> DbResult<usize> {
+    let orgs: Vec<OrgId> = crate::repos::memberships::orgs_of_user_in(tx.conn(), user)
+        .await?
+        .into_iter()
+        .map(|(org, _)| org)
+        .collect();
+    append_to_orgs(tx, &orgs, events).await?;
+    Ok(orgs.len())
+}
+
+/// Appends `events` to the chain of each of `orgs`, in the caller's global transaction (the
+/// tenant context is set per org and cleared again before returning). The caller has
+/// established why each org must see the events.
+pub async fn append_to_orgs(tx: &mut GlobalTx, orgs: &[OrgId], events: &[NewAuditEvent]) -> DbResult<()> {
     let conn = tx.conn();
-    sqlx::query("SELECT set_config('app.user_id', $1, true)")
-        .bind(user.to_string())
-        .execute(&mut *conn)
-        .await?;
-    let orgs: Vec<OrgId> =
-        sqlx::query_scalar("SELECT org_id FROM memberships WHERE user_id = $1 ORDER BY org_id")
-            .bind(user)
-            .fetch_all(&mut *conn)
-            .await?;
-    sqlx::query("SELECT set_config('app.user_id', '', true)")
-        .execute(&mut *conn)
-        .await?;
-    for org in &orgs {
+    for org in orgs {
         sqlx::query("SELECT set_config('app.org_id', $1, true)")
             .bind(org.to_string())
             .execute(&mut *conn)
@@ -244,7 +245,7 @@ pub async fn append_to_user_orgs(
     sqlx::query("SELECT set_config('app.org_id', '', true)")
         .execute(&mut *conn)
         .await?;
-    Ok(orgs.len())
+    Ok(())
 }
 
 /// Appends to `org_id`'s chain on a connection whose transaction is confined to that org.

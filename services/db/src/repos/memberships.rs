@@ -4,11 +4,13 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use gatehouse_core::ids::UserId;
+use sqlx::PgConnection;
+
+use gatehouse_core::ids::{OrgId, UserId};
 use gatehouse_core::role::Role;
 
 use crate::error::{DbError, DbResult};
-use crate::tenant::TenantTx;
+use crate::tenant::{GlobalTx, TenantTx};
 
 /// A member as the org sees them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -140,4 +142,30 @@ pub async fn lock_owners(tx: &mut TenantTx) -> DbResult<Vec<UserId>> {
     .bind(org_id)
     .fetch_all(tx.conn())
     .await?)
+}
+
+/// The orgs `user` belongs to and their role in each, read in a global transaction (for
+/// account-level changes that reach every org of the user).
+pub async fn orgs_of_user(tx: &mut GlobalTx, user: UserId) -> DbResult<Vec<(OrgId, Role)>> {
+    orgs_of_user_in(tx.conn(), user).await
+}
+
+/// [`orgs_of_user`] on a connection whose transaction has no tenant set: the user's own
+/// memberships are readable through `app.user_id`, which is cleared again before returning.
+pub(crate) async fn orgs_of_user_in(conn: &mut PgConnection, user: UserId) -> DbResult<Vec<(OrgId, Role)>> {
+    sqlx::query("SELECT set_config('app.user_id', $1, true)")
+        .bind(user.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let rows: Vec<(OrgId, String)> =
+        sqlx::query_as("SELECT org_id, role FROM memberships WHERE user_id = $1 ORDER BY org_id")
+            .bind(user)
+            .fetch_all(&mut *conn)
+            .await?;
+    sqlx::query("SELECT set_config('app.user_id', '', true)")
+        .execute(&mut *conn)
+        .await?;
+    rows.into_iter()
+        .map(|(org, role)| Ok((org, parse_role(&role)?)))
+        .collect()
 }

@@ -23,6 +23,7 @@ pub mod sessions;
 pub mod signing_keys;
 pub mod snapshot;
 pub mod sso;
+pub mod sso_domains;
 pub mod tools;
 pub mod usage;
 pub mod users;

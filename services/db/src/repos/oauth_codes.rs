@@ -111,3 +111,30 @@ pub async fn delete_expired(tx: &mut TenantTx) -> DbResult<u64> {
     .await?
     .rows_affected())
 }
+
+/// Deletes the codes not yet redeemed of `user` (or, with `except_owners` and no user, of
+/// everyone but the org's owners): a redemption in flight finishes first (its row is locked), so
+/// a revocation that runs this before revoking families also sees the family it creates.
+pub async fn withdraw_unredeemed(
+    tx: &mut TenantTx,
+    user: Option<UserId>,
+    except_owners: bool,
+) -> DbResult<u64> {
+    if user.is_none() && !except_owners {
+        return Ok(0);
+    }
+    let org_id = tx.org_id();
+    Ok(sqlx::query(
+        "DELETE FROM oauth_authorization_codes c
+          WHERE c.org_id = $1 AND c.consumed_at IS NULL
+            AND ($2::uuid IS NULL OR c.user_id = $2)
+            AND ($3::boolean IS FALSE OR NOT EXISTS (
+                 SELECT 1 FROM memberships m WHERE m.org_id = c.org_id AND m.user_id = c.user_id AND m.role = 'owner'))",
+    )
+    .bind(org_id)
+    .bind(user)
+    .bind(except_owners)
+    .execute(tx.conn())
+    .await?
+    .rows_affected())
+}

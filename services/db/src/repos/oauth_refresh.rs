@@ -158,10 +158,16 @@ pub struct FamilyFilter<'a> {
     pub user_id: Option<UserId>,
     pub client_id: Option<&'a str>,
     pub endpoint_id: Option<EndpointId>,
+    /// Every family except those of the org's owners (SSO enforcement switched on).
+    pub except_owners: bool,
 }
 
 /// Revokes the live families matching `filter`; returns their ids. A filter with no field set
 /// matches nothing.
+
+const EXCEPT_OWNERS: &str = "($7::boolean IS FALSE OR NOT EXISTS (
+    SELECT 1 FROM memberships m WHERE m.org_id = f.org_id AND m.user_id = f.user_id AND m.role = 'owner'))";
+
 pub async fn revoke_families(
     tx: &mut TenantTx,
     filter: &FamilyFilter<'_>,
@@ -171,25 +177,28 @@ pub async fn revoke_families(
         && filter.user_id.is_none()
         && filter.client_id.is_none()
         && filter.endpoint_id.is_none()
+        && !filter.except_owners
     {
         return Ok(Vec::new());
     }
     let org_id = tx.org_id();
-    Ok(sqlx::query_scalar(
-        "UPDATE oauth_refresh_families SET revoked_at = now(), revoked_reason = $6
-          WHERE org_id = $1 AND revoked_at IS NULL
-            AND ($2::uuid IS NULL OR id = $2)
-            AND ($3::uuid IS NULL OR user_id = $3)
-            AND ($4::text IS NULL OR client_id = $4)
-            AND ($5::uuid IS NULL OR endpoint_id = $5)
-          RETURNING id",
-    )
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "UPDATE oauth_refresh_families f SET revoked_at = now(), revoked_reason = $6
+          WHERE f.org_id = $1 AND f.revoked_at IS NULL
+            AND ($2::uuid IS NULL OR f.id = $2)
+            AND ($3::uuid IS NULL OR f.user_id = $3)
+            AND ($4::text IS NULL OR f.client_id = $4)
+            AND ($5::uuid IS NULL OR f.endpoint_id = $5)
+            AND {EXCEPT_OWNERS}
+          RETURNING f.id"
+    )))
     .bind(org_id)
     .bind(filter.id)
     .bind(filter.user_id)
     .bind(filter.client_id)
     .bind(filter.endpoint_id)
     .bind(reason)
+    .bind(filter.except_owners)
     .fetch_all(tx.conn())
     .await?)
 }
@@ -202,13 +211,14 @@ pub async fn list_live(
 ) -> DbResult<Vec<RefreshFamilyRow>> {
     let org_id = tx.org_id();
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {FAMILY_COLUMNS} FROM oauth_refresh_families
-          WHERE org_id = $1 AND revoked_at IS NULL
-            AND ($2::uuid IS NULL OR id = $2)
-            AND ($3::uuid IS NULL OR user_id = $3)
-            AND ($4::text IS NULL OR client_id = $4)
-            AND ($5::uuid IS NULL OR endpoint_id = $5)
-          ORDER BY created_at DESC LIMIT $6"
+        "SELECT {FAMILY_COLUMNS} FROM oauth_refresh_families f
+          WHERE f.org_id = $1 AND f.revoked_at IS NULL
+            AND ($2::uuid IS NULL OR f.id = $2)
+            AND ($3::uuid IS NULL OR f.user_id = $3)
+            AND ($4::text IS NULL OR f.client_id = $4)
+            AND ($5::uuid IS NULL OR f.endpoint_id = $5)
+            AND {EXCEPT_OWNERS}
+          ORDER BY f.created_at DESC LIMIT $6"
     )))
     .bind(org_id)
     .bind(filter.id)
@@ -216,6 +226,7 @@ pub async fn list_live(
     .bind(filter.client_id)
     .bind(filter.endpoint_id)
     .bind(limit.clamp(1, 1000))
+    .bind(filter.except_owners)
     .fetch_all(tx.conn())
     .await?)
 }

@@ -42,8 +42,14 @@ pub async fn insert(
     Ok(())
 }
 
-/// Whether any live revocation matches one of `(kind, value)`.
-pub async fn any_live(tx: &mut TenantTx, candidates: &[(RevocationKind, String)]) -> DbResult<bool> {
+/// Whether any live revocation matches one of `(kind, value)` for a token issued at `issued_at`
+/// (unix seconds): `user` revocations catch only tokens issued up to them (in whole seconds, as
+/// the dataplane compares; see `Revocation::catches`).
+pub async fn any_live(
+    tx: &mut TenantTx,
+    candidates: &[(RevocationKind, String)],
+    issued_at: Option<i64>,
+) -> DbResult<bool> {
     if candidates.is_empty() {
         return Ok(false);
     }
@@ -54,11 +60,14 @@ pub async fn any_live(tx: &mut TenantTx, candidates: &[(RevocationKind, String)]
         "SELECT EXISTS (SELECT 1 FROM token_revocations r
                           JOIN UNNEST($2::text[], $3::text[]) AS c(kind, value)
                             ON r.kind = c.kind AND r.value = c.value
-                         WHERE r.org_id = $1 AND r.expires_at > now())",
+                         WHERE r.org_id = $1 AND r.expires_at > now()
+                           AND (r.kind <> 'user' OR $4::bigint IS NULL
+                                OR $4 <= floor(extract(epoch FROM r.revoked_at))))",
     )
     .bind(org_id)
     .bind(&kinds)
     .bind(&values)
+    .bind(issued_at)
     .fetch_one(tx.conn())
     .await?)
 }

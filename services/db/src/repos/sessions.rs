@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use time::{Duration, OffsetDateTime};
 
-use gatehouse_core::ids::{SessionId, UserId};
+use gatehouse_core::ids::{OrgId, SessionId, UserId};
 
 use crate::error::DbResult;
 use crate::tenant::GlobalTx;
@@ -14,9 +14,13 @@ pub struct SessionRow {
     pub id: SessionId,
     pub user_id: UserId,
     pub auth_method: String,
+    /// The org whose SSO signed this session in (`None`: a password session).
+    pub sso_org_id: Option<OrgId>,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
 }
+
+const COLUMNS: &str = "id, user_id, auth_method, sso_org_id, created_at, expires_at";
 
 /// How long a console session lives without use.
 pub const IDLE_TIMEOUT: Duration = Duration::hours(12);
@@ -31,15 +35,40 @@ pub async fn create(
     ip: Option<IpAddr>,
     user_agent: Option<&str>,
 ) -> DbResult<SessionRow> {
-    Ok(sqlx::query_as(
-        "INSERT INTO user_sessions (id, user_id, token_hash, auth_method, expires_at, ip, user_agent)
-         VALUES ($1, $2, $3, $4, now() + $5::interval, $6, $7)
-         RETURNING id, user_id, auth_method, created_at, expires_at",
-    )
+    insert(tx, user_id, token_hash, auth_method, None, ip, user_agent).await
+}
+
+/// A session signed in through `org`'s SSO.
+pub async fn create_sso(
+    tx: &mut GlobalTx,
+    user_id: UserId,
+    token_hash: &[u8],
+    org: OrgId,
+    ip: Option<IpAddr>,
+    user_agent: Option<&str>,
+) -> DbResult<SessionRow> {
+    insert(tx, user_id, token_hash, "sso", Some(org), ip, user_agent).await
+}
+
+async fn insert(
+    tx: &mut GlobalTx,
+    user_id: UserId,
+    token_hash: &[u8],
+    auth_method: &str,
+    sso_org: Option<OrgId>,
+    ip: Option<IpAddr>,
+    user_agent: Option<&str>,
+) -> DbResult<SessionRow> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO user_sessions (id, user_id, token_hash, auth_method, sso_org_id, expires_at, ip, user_agent)
+         VALUES ($1, $2, $3, $4, $5, now() + $6::interval, $7, $8)
+         RETURNING {COLUMNS}"
+    )))
     .bind(SessionId::new())
     .bind(user_id)
     .bind(token_hash)
     .bind(auth_method)
+    .bind(sso_org)
     .bind(format!("{} seconds", ABSOLUTE_TIMEOUT.whole_seconds()))
     .bind(ip.map(sqlx::types::ipnet::IpNet::from))
     .bind(user_agent)
@@ -50,11 +79,11 @@ pub async fn create(
 /// The live session for a token hash, touching its last-seen time. Sessions idle for longer than
 /// [`IDLE_TIMEOUT`] or past their absolute expiry are not returned.
 pub async fn find_live(tx: &mut GlobalTx, token_hash: &[u8]) -> DbResult<Option<SessionRow>> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE user_sessions SET last_seen_at = now()
           WHERE token_hash = $1 AND expires_at > now() AND last_seen_at > now() - $2::interval
-          RETURNING id, user_id, auth_method, created_at, expires_at",
-    )
+          RETURNING {COLUMNS}"
+    )))
     .bind(token_hash)
     .bind(format!("{} seconds", IDLE_TIMEOUT.whole_seconds()))
     .fetch_optional(tx.conn())

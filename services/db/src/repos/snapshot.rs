@@ -272,8 +272,8 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
         )
         .collect();
 
-    let revocation_rows: Vec<(String, String, OffsetDateTime)> = sqlx::query_as(
-        "SELECT kind, value, expires_at FROM token_revocations
+    let revocation_rows: Vec<(String, String, OffsetDateTime, OffsetDateTime)> = sqlx::query_as(
+        "SELECT kind, value, expires_at, revoked_at FROM token_revocations
           WHERE org_id = $1 AND expires_at > now() ORDER BY expires_at, id",
     )
     .bind(org_id)
@@ -281,7 +281,7 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
     .await?;
     let revocations = revocation_rows
         .into_iter()
-        .map(|(kind, value, expires_at)| {
+        .map(|(kind, value, expires_at, revoked_at)| {
             let kind = match kind.as_str() {
                 "family" => RevocationKind::Family,
                 "jti" => RevocationKind::Jti,
@@ -293,6 +293,8 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
                 kind,
                 value,
                 expires_at,
+                // A user's tokens are revoked up to the event; those they obtain later work.
+                issued_before: (kind == RevocationKind::User).then_some(revoked_at),
             })
         })
         .collect::<DbResult<Vec<_>>>()?;

@@ -27,12 +27,14 @@ pub const SEEDED_TABLES: &[&str] = &[
     "oauth_refresh_families",
     "oauth_refresh_tokens",
     "org_settings",
+    "org_sso_domains",
     "org_sso_providers",
     "scope_grants",
     "scopes",
     "service_clients",
     "service_tokens",
     "sso_identities",
+    "sso_pending_links",
     "token_revocations",
     "tools",
     "usage_alerts_sent",
@@ -77,6 +79,11 @@ pub async fn seed_org(db: &Db, slug: &str) -> SeededOrg {
          VALUES ($1, 'https://idp.example/' || $1::text, 'client-' || $1::text, '\\x00')",
         "INSERT INTO sso_identities (org_id, issuer, subject, user_id)
          VALUES ($1, 'https://idp.example/' || $1::text, 'sub-' || $1::text, $2)",
+        "INSERT INTO org_sso_domains (org_id, domain, challenge)
+         VALUES ($1, 'd' || replace($1::text, '-', '') || '.test', 'challenge-' || $1::text)",
+        "INSERT INTO sso_pending_links (id, org_id, token_hash, issuer, subject, email, expires_at)
+         VALUES (gen_random_uuid(), $1, decode(md5('link' || $1::text), 'hex'), 'https://idp.example/' || $1::text,
+                 'sub-' || $1::text, 'pending+' || $1::text || '@x.test', now() + interval '1 day')",
         "INSERT INTO domain_servers (id, org_id, slug, name, url) VALUES (gen_random_uuid(), $1, 'orders', 'Orders ' || $1::text, 'https://orders.example/mcp')",
         "INSERT INTO backends (id, org_id, slug, name, dsn_enc) VALUES (gen_random_uuid(), $1, 'warehouse', 'WH ' || $1::text, '\\x00')",
         "INSERT INTO tools (id, org_id, kind, server_id, name, definition, definition_hash, approved_definition, approved_hash, status)

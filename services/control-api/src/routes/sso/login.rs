@@ -1,7 +1,8 @@
 //! The SSO login flow: `GET /sso/{org}/start` (or [`start_sso_login`] from other flows) seals
 //! state, nonce and PKCE verifier into a short-lived cookie and redirects to the provider;
-//! `GET /sso/callback` checks them, redeems the code, validates the ID token, links or provisions
-//! the user (JIT membership), starts the console session and redirects to `return_to`.
+//! `GET /sso/callback` checks them, redeems the code, validates the ID token, and hands the
+//! identity to `provision`; when that signs someone in, it starts the console session (marked as
+//! signed in through this org's SSO) and redirects to `return_to`.
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
@@ -15,16 +16,16 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use gatehouse_core::ids::OrgId;
 use gatehouse_db::repos::sso::{self, SsoProviderRow};
-use gatehouse_db::repos::{audit, memberships, orgs, users};
+use gatehouse_db::repos::{audit, orgs, users};
 use gatehouse_db::{GlobalTx, OrgScope, TenantTx};
 
-use super::{SECRET_CONTEXT, redirect_uri};
-use crate::accounts::{
-    audit_event, create_session, email_domain, normalize_email, session_cookie, user_actor,
-};
+use super::provision::{self, Outcome, refused};
+use super::{client_secret, redirect_uri};
+use crate::accounts::{audit_event, create_session, session_cookie, user_actor};
 use crate::auth::ClientInfo;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::oidc::{OidcError, Provider};
+use crate::routes::session::MessageOut;
 use crate::state::AppState;
 
 pub(super) fn configure(cfg: &mut ServiceConfig) {
@@ -33,6 +34,10 @@ pub(super) fn configure(cfg: &mut ServiceConfig) {
 
 /// Context string of the sealed login-state cookie.
 const STATE_CONTEXT: &str = "sso-login-state";
+
+/// The answer when the address must be confirmed by mail first (the same for every address).
+const CONFIRM_BY_MAIL: &str = "Check your inbox: to finish signing in, follow the link we sent to the \
+     email address your identity provider gave us. Nothing changes until you do.";
 
 fn state_cookie_name(local: bool) -> &'static str {
     if local {
@@ -145,8 +150,9 @@ pub async fn start_sso_login(
         .await?
         .filter(|p| p.enabled)
         .ok_or(ApiError::NotFound("SSO configuration"))?;
+    let secret = client_secret(state, &mut tx, &provider_row).await?;
     tx.commit().await?;
-    let provider = discover(state, &provider_row).await?;
+    let provider = discover(state, &provider_row, &secret).await?;
     let start = provider.authorize();
     let login = LoginState {
         org: org.id,
@@ -185,18 +191,12 @@ fn state_cookie(state: &AppState, value: &str, removal: bool) -> Cookie<'static>
     cookie
 }
 
-async fn discover(state: &AppState, row: &SsoProviderRow) -> ApiResult<Provider> {
-    let secret = state
-        .keyring
-        .open(&row.client_secret_enc, SECRET_CONTEXT)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored SSO secret cannot be opened: {e}")))?;
-    let secret =
-        String::from_utf8(secret).map_err(|_| ApiError::Internal(anyhow::anyhow!("SSO secret not UTF-8")))?;
+async fn discover(state: &AppState, row: &SsoProviderRow, secret: &str) -> ApiResult<Provider> {
     Provider::discover(
         &state.oidc_http,
         &row.issuer_url,
         &row.client_id,
-        &secret,
+        secret,
         &redirect_uri(state),
     )
     .await
@@ -206,22 +206,20 @@ async fn discover(state: &AppState, row: &SsoProviderRow) -> ApiResult<Provider>
     })
 }
 
-fn sso_refused(detail: impl Into<String>) -> ApiError {
-    ApiError::Forbidden(detail.into())
-}
-
 /// The provider's redirect back: validates state (against the sealed cookie), redeems the code
-/// with the PKCE verifier, validates the ID token, links or provisions the user, starts the
-/// console session and redirects to `return_to`.
+/// with the PKCE verifier, validates the ID token, and signs the identity in (302 to
+/// `return_to` with the session cookie) or mails its address a confirmation link first (202, the
+/// same answer whether or not an account exists for the address).
 #[utoipa::path(
     tag = "sso",
     operation_id = "sso.callback",
     params(CallbackQuery),
     responses(
         (status = 302, description = "Logged in; to return_to with the session cookie"),
+        (status = 202, description = "A confirmation link was mailed to the asserted address (a domain the org has not verified)", body = MessageOut),
         (status = 400, description = "Missing or mismatched state, expired login, or provider error", body = Problem),
         (status = 403, description = "The identity may not sign in to this org", body = Problem),
-        (status = 409, description = "The email already has a Gatehouse account (code `sso_account_exists`)", body = Problem),
+        (status = 429, description = "Too many confirmation mails for this address or client", body = Problem),
     )
 )]
 #[get("/sso/callback")]
@@ -263,9 +261,10 @@ async fn sso_callback(
     let provider_row = sso::get(&mut tx)
         .await?
         .filter(|p| p.enabled && p.issuer_url == login.issuer)
-        .ok_or_else(|| sso_refused("SSO is no longer enabled for this org"))?;
+        .ok_or_else(|| refused("SSO is no longer enabled for this org"))?;
+    let secret = client_secret(&state, &mut tx, &provider_row).await?;
     tx.commit().await?;
-    let provider = discover(&state, &provider_row).await?;
+    let provider = discover(&state, &provider_row, &secret).await?;
     let identity = provider
         .finish(&state.oidc_http, code, &login.pkce_verifier, &login.nonce)
         .await
@@ -284,71 +283,32 @@ async fn sso_callback(
             }
         })?;
 
-    let verified_email = identity
-        .email
-        .as_deref()
-        .filter(|_| identity.email_verified)
-        .and_then(|e| normalize_email("email", e).ok());
-    let domain_allowed = verified_email
-        .as_deref()
-        .is_some_and(|e| provider_row.allowed_domains.iter().any(|d| d == email_domain(e)));
-
-    let mut tx = TenantTx::begin(&state.db, &scope).await?;
-    let mut events = Vec::new();
-    let linked = sso::find_identity(&mut tx, &identity.issuer, &identity.subject).await?;
-    let user_id = match linked {
-        Some(user) => user,
-        None => {
-            let Some(email) = verified_email.clone().filter(|_| domain_allowed) else {
-                return Err(sso_refused(
-                    "this identity is not linked to a member, and the provider did not assert a verified \
-                     email address in one of the org's allowed domains",
-                ));
-            };
-            if sso::find_user_id_by_email(&mut tx, &email).await?.is_some() {
-                return Err(ApiError::conflict(
-                    "sso_account_exists",
-                    "a Gatehouse account with this email already exists: sign in with its password",
-                ));
-            }
-            let name = identity.name.clone().unwrap_or_default();
-            let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
-            let user = sso::create_sso_user(&mut tx, &email, &name).await?;
-            sso::link_identity(&mut tx, &identity.issuer, &identity.subject, user).await?;
-            events.push(
-                audit_event(user_actor(user, &email), "sso.identity_linked", &client)
-                    .target("user", user)
-                    .details(serde_json::json!({"issuer": identity.issuer, "subject": identity.subject, "provisioned": true})),
-            );
-            user
+    let outcome = provision::after_login(
+        &state,
+        login.org,
+        &provider_row,
+        &identity,
+        &login.return_to,
+        &client,
+    )
+    .await?;
+    let user_id = match outcome {
+        Outcome::SignedIn(user) => user,
+        Outcome::MailSent => {
+            return Ok(HttpResponse::Accepted()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .cookie(state_cookie(&state, "", true))
+                .json(MessageOut {
+                    message: CONFIRM_BY_MAIL.to_owned(),
+                }));
         }
     };
-    if orgs::member_role(&mut tx, user_id).await?.is_none() {
-        if !domain_allowed {
-            return Err(sso_refused(
-                "you are not a member of this org, and the provider did not assert a verified email \
-                 address in one of the org's allowed domains",
-            ));
-        }
-        memberships::add(&mut tx, user_id, provider_row.jit_role).await?;
-        events.push(
-            audit_event(
-                user_actor(user_id, verified_email.as_deref().unwrap_or_default()),
-                "member.added",
-                &client,
-            )
-            .target("user", user_id)
-            .details(serde_json::json!({"via": "sso_jit", "after": {"role": provider_row.jit_role}})),
-        );
-    }
-    audit::append(&mut tx, &events).await?;
-    tx.commit().await?;
 
     let mut global = GlobalTx::begin(&state.db).await?;
     let user = users::find_by_id(&mut global, user_id)
         .await?
-        .ok_or_else(|| sso_refused("the account no longer exists"))?;
-    let session = create_session(&state, &mut global, user.id, "sso", &client).await?;
+        .ok_or_else(|| refused("the account no longer exists"))?;
+    let session = create_session(&state, &mut global, user.id, Some(login.org), &client).await?;
     let event = audit_event(user_actor(user.id, &user.email), "user.login", &client)
         .target("user", user.id)
         .details(serde_json::json!({"method": "sso", "org_id": login.org, "session_id": session.row.id}));

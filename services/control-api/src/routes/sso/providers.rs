@@ -11,7 +11,7 @@ use gatehouse_core::role::Role;
 use gatehouse_db::repos::audit;
 use gatehouse_db::repos::sso::{self, SsoProviderConfig, SsoProviderRow};
 
-use super::{SECRET_CONTEXT, redirect_uri};
+use super::{client_secret, login_url, redirect_uri, secret_context};
 use crate::accounts::audit_event;
 use crate::auth::OrgMember;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -34,7 +34,8 @@ pub struct SsoConfigIn {
     /// Required when SSO is first configured; omit to keep the stored secret.
     #[serde(default)]
     pub client_secret: Option<String>,
-    /// Verified emails of these domains join the org on first SSO login.
+    /// Verified emails of these domains join the org on first SSO login: at once for domains
+    /// the org verified (`/orgs/{org}/sso/domains`), after a mailed confirmation otherwise.
     #[serde(default)]
     pub allowed_domains: Vec<String>,
     /// The role given to members who join on first SSO login (`admin`, `developer`, `viewer`).
@@ -65,19 +66,18 @@ pub struct SsoConfigOut {
     pub redirect_uri: String,
     /// Where members start an SSO login.
     pub login_url: String,
+    /// Whether the org requires SSO (`PUT /orgs/{org}/sso/enforcement`): members cannot sign in
+    /// with a password, and password sessions are refused at the org (owners excepted).
+    pub enforced: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub enforced_since: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
 }
 
-fn login_url(state: &AppState, slug: &str) -> String {
-    let mut url = state.cfg.control_api.public_url.clone();
-    url.set_path(&format!("/api/v1/sso/{slug}/start"));
-    url.set_query(None);
-    url.to_string()
-}
-
-fn config_out(state: &AppState, slug: &str, row: &SsoProviderRow) -> SsoConfigOut {
+pub(super) fn config_out(state: &AppState, slug: &str, row: &SsoProviderRow) -> SsoConfigOut {
     SsoConfigOut {
         issuer_url: row.issuer_url.clone(),
         client_id: row.client_id.clone(),
@@ -87,6 +87,8 @@ fn config_out(state: &AppState, slug: &str, row: &SsoProviderRow) -> SsoConfigOu
         enabled: row.enabled,
         redirect_uri: redirect_uri(state),
         login_url: login_url(state, slug),
+        enforced: row.enforced_at.is_some(),
+        enforced_since: row.enforced_at,
         updated_at: row.updated_at,
     }
 }
@@ -100,28 +102,34 @@ fn check_domains(raw: &[String]) -> Result<Vec<String>, ApiError> {
     }
     let mut out = Vec::with_capacity(raw.len());
     for (i, d) in raw.iter().enumerate() {
-        let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
-        let valid = d.len() >= 3
-            && d.len() <= 253
-            && d.contains('.')
-            && d.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        if !valid {
-            return Err(ApiError::invalid(
+        let d = normalize_domain(d).ok_or_else(|| {
+            ApiError::invalid(
                 format!("allowed_domains[{i}]"),
                 "must be a domain name like example.com",
-            ));
-        }
+            )
+        })?;
         if !out.contains(&d) {
             out.push(d);
         }
     }
     Ok(out)
+}
+
+/// An email domain trimmed and lower-cased (`Acme.Test.` → `acme.test`), if it is a valid
+/// domain name of at least two labels.
+pub(super) fn normalize_domain(raw: &str) -> Option<String> {
+    let d = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = d.len() >= 3
+        && d.len() <= 253
+        && d.contains('.')
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    valid.then_some(d)
 }
 
 /// The org's SSO configuration (admin or owner).
@@ -158,6 +166,7 @@ async fn get_sso(state: web::Data<AppState>, member: OrgMember) -> ApiResult<Htt
         (status = 400, description = "Invalid input, or discovery at the issuer failed", body = Problem),
         (status = 403, description = "Role too low", body = Problem),
         (status = 404, description = "No such org, or not a member", body = Problem),
+        (status = 409, description = "Disabling SSO while the org enforces it (code `sso_enforced`)", body = Problem),
     )
 )]
 #[put("/orgs/{org}/sso")]
@@ -197,18 +206,13 @@ async fn put_sso(
     let domains = check_domains(&body.allowed_domains)?;
     let mut tx = member.begin(&state).await?;
     let before = sso::get(&mut tx).await?;
+    if !body.enabled && before.as_ref().is_some_and(|b| b.enforced_at.is_some()) {
+        return Err(enforced_conflict());
+    }
     let secret = match (&body.client_secret, &before) {
         (Some(s), _) if !s.is_empty() && s.len() <= 4096 => s.clone(),
         (Some(_), _) => return Err(ApiError::invalid("client_secret", "must be 1 to 4096 characters")),
-        (None, Some(existing)) => String::from_utf8(
-            state
-                .keyring
-                .open(&existing.client_secret_enc, SECRET_CONTEXT)
-                .map_err(|e| {
-                    ApiError::Internal(anyhow::anyhow!("stored SSO secret cannot be opened: {e}"))
-                })?,
-        )
-        .map_err(|_| ApiError::Internal(anyhow::anyhow!("stored SSO secret is not UTF-8")))?,
+        (None, Some(existing)) => client_secret(&state, &mut tx, existing).await?,
         (None, None) => {
             return Err(ApiError::invalid(
                 "client_secret",
@@ -232,7 +236,9 @@ async fn put_sso(
                  {issuer_url}/.well-known/openid-configuration naming exactly this issuer",
         )
     })?;
-    let sealed = state.keyring.seal(secret.as_bytes(), SECRET_CONTEXT);
+    let sealed = state
+        .keyring
+        .seal(secret.as_bytes(), &secret_context(member.org.id));
     let row = sso::upsert(
         &mut tx,
         &SsoProviderConfig {
@@ -264,7 +270,8 @@ async fn put_sso(
 }
 
 /// Removes the org's SSO configuration and identity links (admin or owner). Members who only
-/// ever signed in through SSO can still reset a password by email.
+/// ever signed in through SSO can still reset a password by email. Refused while the org
+/// enforces SSO (`409 sso_enforced`).
 #[utoipa::path(
     tag = "sso",
     operation_id = "sso.delete",
@@ -273,6 +280,7 @@ async fn put_sso(
         (status = 204, description = "Removed"),
         (status = 403, description = "Role too low", body = Problem),
         (status = 404, description = "No such org, not a member, or SSO not configured", body = Problem),
+        (status = 409, description = "The org enforces SSO (code `sso_enforced`)", body = Problem),
     )
 )]
 #[delete("/orgs/{org}/sso")]
@@ -282,6 +290,9 @@ async fn delete_sso(state: web::Data<AppState>, member: OrgMember) -> ApiResult<
     let before = sso::get(&mut tx)
         .await?
         .ok_or(ApiError::NotFound("SSO configuration"))?;
+    if before.enforced_at.is_some() {
+        return Err(enforced_conflict());
+    }
     sso::delete(&mut tx).await?;
     let event = audit_event(member.actor(), "sso.removed", &member.current.client)
         .target("org", member.org.id)
@@ -291,6 +302,13 @@ async fn delete_sso(state: web::Data<AppState>, member: OrgMember) -> ApiResult<
     audit::append(&mut tx, &[event]).await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+fn enforced_conflict() -> ApiError {
+    ApiError::conflict(
+        "sso_enforced",
+        "the org enforces SSO: switch enforcement off first (PUT /orgs/{org}/sso/enforcement)",
+    )
 }
 
 #[cfg(test)]

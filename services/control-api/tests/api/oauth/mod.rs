@@ -3,7 +3,7 @@
 mod admin_api;
 mod checklist;
 mod cimd;
-mod fixture;
+pub(crate) mod fixture;
 mod flow;
 mod jwt;
 mod mutants;

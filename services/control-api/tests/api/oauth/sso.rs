@@ -93,6 +93,7 @@ async fn sso_sign_in_leads_back_to_consent_and_a_code() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    crate::sso::verified_domain(&app, fx.org_id, "ssoorg.test").await;
 
     let (client, _) = register(&app, &[REDIRECT], "none").await;
     let pkce = Pkce::new();
