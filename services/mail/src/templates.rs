@@ -231,7 +231,9 @@ mod tests {
             let link = match &mail {
                 Mail::VerifyEmail { link } | Mail::PasswordReset { link } => link.clone(),
                 Mail::AccountExists { login_link, .. } => login_link.clone(),
-                Mail::Invitation { link, .. } | Mail::UsageAlert { link, .. } => link.clone(),
+                Mail::Invitation { link, .. }
+                | Mail::UsageAlert { link, .. }
+                | Mail::SsoLinkConfirm { link, .. } => link.clone(),
             };
             assert!(r.text.contains(&link), "{}", mail.template_name());
             assert!(r.html.contains(&escape(&link)), "{}", mail.template_name());
