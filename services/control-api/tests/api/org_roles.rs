@@ -232,9 +232,10 @@ async fn fixture(app: &TestApp, people: &People, provider: &OidcProvider, slug: 
     )
     .await
     .unwrap();
+    // Sealed as the control API seals it: bound to the org.
     let sealed = keyring.seal(
         provider.client_secret.as_bytes(),
-        "org_sso_providers.client_secret",
+        &format!("org_sso_providers.client_secret:{org}"),
     );
     sso::upsert(
         &mut tx,
