@@ -348,6 +348,9 @@ enum Answer {
     Trickle,
 }
 
+/// Which answer a fake provider gives for a request path.
+type Route = fn(&str) -> Answer;
+
 /// A provider speaking plain HTTP/1.1 on loopback; counts the body bytes it managed to send.
 struct FakeIdp {
     issuer: String,
@@ -356,7 +359,7 @@ struct FakeIdp {
 }
 
 impl FakeIdp {
-    async fn start(route: fn(&str) -> Answer) -> FakeIdp {
+    async fn start(route: Route) -> FakeIdp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
         let sent = Arc::new(AtomicU64::new(0));
@@ -452,7 +455,7 @@ async fn oidc_discovery_and_jwks_reads_are_bounded() {
     let app = spawn(&[("egress.request_timeout_ms", "2000")]).await;
     let owner = app.user("owner@acme.test").await;
     app.org(&owner, "acme").await;
-    let cases: [(&str, fn(&str) -> Answer); 3] = [
+    let cases: [(&str, Route); 3] = [
         ("endless discovery document", |_| Answer::Endless),
         ("endless JWKS", |p| {
             if p == "/jwks" {

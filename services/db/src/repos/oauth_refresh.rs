@@ -162,12 +162,12 @@ pub struct FamilyFilter<'a> {
     pub except_owners: bool,
 }
 
-/// Revokes the live families matching `filter`; returns their ids. A filter with no field set
-/// matches nothing.
-
+/// The `except_owners` condition on a family `f` (bound as `$7`).
 const EXCEPT_OWNERS: &str = "($7::boolean IS FALSE OR NOT EXISTS (
     SELECT 1 FROM memberships m WHERE m.org_id = f.org_id AND m.user_id = f.user_id AND m.role = 'owner'))";
 
+/// Revokes the live families matching `filter`; returns their ids. A filter with no field set
+/// matches nothing.
 pub async fn revoke_families(
     tx: &mut TenantTx,
     filter: &FamilyFilter<'_>,
