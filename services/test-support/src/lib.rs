@@ -5,6 +5,7 @@ pub mod conformance;
 pub mod console;
 pub mod node_tools;
 pub mod redis_server;
+pub mod sdk_servers;
 pub mod testdb;
 pub mod tls;
 
