@@ -412,7 +412,7 @@ impl RawClient {
                     // stream" (input comes as an `input_required` result); nothing could answer it.
                     (Some(method), Some(_)) if self.revision.is_stateless() => {
                         return Err(format!(
-                            "a {method} request arrived on the 2026-07-28 response stream \
+                            "the server sent a {method} request on the 2026-07-28 response stream \
                              (input must come as an input_required result)"
                         ));
                     }
