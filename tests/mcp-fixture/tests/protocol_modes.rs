@@ -41,6 +41,23 @@ async fn answer(response: reqwest::Response, id: i64) -> (u16, Option<String>, V
     (status, session, message)
 }
 
+/// `tools/call test_simple_text` carrying 2026-07-28 `_meta`.
+fn simple_call(id: i64) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+        "name": "test_simple_text", "arguments": {}, "_meta": modern_meta()
+    }})
+}
+
+/// Asserts that `response` answers [`simple_call`] `id` with the tool's text.
+async fn assert_simple_text(response: reqwest::Response, id: i64) {
+    let (status, _, called) = answer(response, id).await;
+    assert_eq!(status, 200, "{called}");
+    assert_eq!(
+        called["result"]["content"][0]["text"],
+        "This is a simple text response for testing."
+    );
+}
+
 #[tokio::test]
 async fn a_2026_only_fixture_refuses_the_session_revisions() {
     let fixture = spawn_fixture(FixtureOptions {
@@ -88,20 +105,11 @@ async fn a_2026_only_fixture_refuses_the_session_revisions() {
         .header("mcp-protocol-version", "2026-07-28")
         .header("mcp-method", "tools/call")
         .header("mcp-name", "test_simple_text")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-                "name": "test_simple_text", "arguments": {}, "_meta": modern_meta()
-            }}),
-        )
+        .json(&simple_call(3))
         .send()
         .await
         .unwrap();
-    let (status, _, called) = answer(call, 3).await;
-    assert_eq!(status, 200, "{called}");
-    assert_eq!(
-        called["result"]["content"][0]["text"],
-        "This is a simple text response for testing."
-    );
+    assert_simple_text(call, 3).await;
 }
 
 #[tokio::test]
@@ -175,20 +183,11 @@ async fn a_2025_only_fixture_answers_2026_requests_as_a_2025_server() {
 
     // 2026-07-28 `_meta` on a session request is ignored: the session serves it.
     let call = in_session("2025-11-25")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
-                "name": "test_simple_text", "arguments": {}, "_meta": modern_meta()
-            }}),
-        )
+        .json(&simple_call(4))
         .send()
         .await
         .unwrap();
-    let (status, _, called) = answer(call, 4).await;
-    assert_eq!(status, 200, "{called}");
-    assert_eq!(
-        called["result"]["content"][0]["text"],
-        "This is a simple text response for testing."
-    );
+    assert_simple_text(call, 4).await;
 
     // GET without a session.
     let get = http
