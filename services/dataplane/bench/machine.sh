@@ -2,9 +2,10 @@
 # Sourced by run.sh and ab.sh: what a process and the whole machine spent during one load run.
 #
 # On these 2-core VMs the hypervisor takes a varying share of the CPUs ("steal" in /proc/stat:
-# 8 to 25% during a wrk run in the twelfth session, 2 to 7% idle), and the same build's figures
-# move with it between runs and between sessions. Every run therefore prints the machine's
-# shares next to its own figures, so a slow run can be told from a slow build.
+# up to 25% during a wrk run, 2 to 7% with the machine idle; docs/benchmarks.md, "How to read
+# the figures"), and the same build's figures move with it between runs and between machines.
+# Every run therefore prints the machine's shares next to its own figures, so a slow run can be
+# told from a slow build.
 
 CLK_TCK="$(getconf CLK_TCK)"
 

@@ -61,6 +61,18 @@ impl ConsoleClient {
     /// Sends `method path` (path from the API root, e.g. `/api/v1/orgs/acme/servers`) and returns
     /// the JSON answer; fails the test unless the status is a success.
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_send(method, path, body)
+            .await
+            .unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    /// [`ConsoleClient::send`], returning a failure (status and answer) instead of failing the test.
+    pub async fn try_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -71,47 +83,62 @@ impl ConsoleClient {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let response = req.send().await.unwrap();
+        let response = req.send().await.map_err(|e| format!("{method} {path}: {e}"))?;
         let status = response.status();
         let value: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{method} {path}: {status} {value}");
-        value
+        if !status.is_success() {
+            return Err(format!("{method} {path}: {status} {value}"));
+        }
+        Ok(value)
     }
 
     /// Registers an upstream server (`server`: the body of `POST /servers`), approves every tool
     /// `grants` names and creates one scope per grant (scope name, tool names granted; `"*"`
     /// grants every tool the server lists); returns the server's id.
     pub async fn provision(&self, org: &str, server: Value, grants: &[(&str, &[&str])]) -> String {
+        self.try_provision(org, server, grants)
+            .await
+            .unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    /// [`ConsoleClient::provision`], returning what failed (a refused request, a tool the sync did
+    /// not list, with the sync's error) instead of failing the test.
+    pub async fn try_provision(
+        &self,
+        org: &str,
+        server: Value,
+        grants: &[(&str, &[&str])],
+    ) -> Result<String, String> {
         let created = self
-            .send(
+            .try_send(
                 reqwest::Method::POST,
                 &format!("/api/v1/orgs/{org}/servers"),
                 Some(server),
             )
-            .await;
-        let server_id = created["server"]["id"].as_str().unwrap().to_owned();
+            .await?;
+        let server_id = created["server"]["id"]
+            .as_str()
+            .ok_or_else(|| format!("no server id in {created}"))?
+            .to_owned();
         let tools = self
-            .send(
+            .try_send(
                 reqwest::Method::GET,
                 &format!("/api/v1/orgs/{org}/servers/{server_id}/tools"),
                 None,
             )
-            .await;
+            .await?;
+        let listed: &[Value] = tools.as_array().map(Vec::as_slice).unwrap_or_default();
         let find = |name: &str| {
-            tools
-                .as_array()
-                .unwrap()
+            listed
                 .iter()
                 .find(|t| t["name"] == name)
-                .unwrap_or_else(|| panic!("{name} not listed: {tools}"))
-                .clone()
+                .cloned()
+                .ok_or_else(|| format!("{name} not listed (sync: {}): {tools}", created["sync"]))
         };
-        let all: Vec<&str> = tools
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|t| t["name"].as_str())
-            .collect();
+        let all: Vec<&str> = listed.iter().filter_map(|t| t["name"].as_str()).collect();
+        if all.is_empty() {
+            return Err(format!("the server lists no tool (sync: {})", created["sync"]));
+        }
         let grants: Vec<(&str, Vec<&str>)> = grants
             .iter()
             .map(|(scope, names)| {
@@ -128,28 +155,31 @@ impl ConsoleClient {
             if approved.contains(name) {
                 continue;
             }
-            let tool = find(name);
-            self.send(
+            let tool = find(name)?;
+            self.try_send(
                 reqwest::Method::POST,
                 &format!(
                     "/api/v1/orgs/{org}/tools/{}/approve",
-                    tool["id"].as_str().unwrap()
+                    tool["id"].as_str().unwrap_or_default()
                 ),
                 Some(json!({"definition_hash": tool["definition_hash"]})),
             )
-            .await;
+            .await?;
             approved.push(name);
         }
         for (scope, names) in &grants {
-            let tool_ids: Vec<Value> = names.iter().map(|name| find(name)["id"].clone()).collect();
-            self.send(
+            let mut tool_ids = Vec::new();
+            for name in names {
+                tool_ids.push(find(name)?["id"].clone());
+            }
+            self.try_send(
                 reqwest::Method::POST,
                 &format!("/api/v1/orgs/{org}/scopes"),
                 Some(json!({"name": scope, "tool_ids": tool_ids})),
             )
-            .await;
+            .await?;
         }
-        server_id
+        Ok(server_id)
     }
 
     /// Creates endpoint `slug` over one server; returns the endpoint as the API describes it.

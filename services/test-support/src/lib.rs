@@ -6,6 +6,7 @@ pub mod console;
 pub mod dns;
 pub mod node_tools;
 pub mod redis_server;
+pub mod sdk_servers;
 pub mod testdb;
 pub mod tls;
 

@@ -396,27 +396,15 @@ impl LegacySseServer {
     }
 
     async fn start_with(args: &[&str]) -> LegacySseServer {
-        let dir = clients_dir().join("conformance");
-        let node = dir.join("node_modules/.bin/node");
-        assert!(
-            node.exists(),
-            "Node 22 is not installed: run tests/clients/setup.sh"
-        );
-        let mut child = Command::new(&node)
-            .current_dir(&dir)
-            .arg("legacy-sse-server.mjs")
-            .args(args)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the HTTP+SSE server");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout piped")).lines();
-        let port = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("the HTTP+SSE server started within 20 s")
-            .expect("read its output")
-            .and_then(|line| line.strip_prefix("listening ").and_then(|p| p.parse().ok()))
-            .expect("it printed `listening <port>`");
+        let mut command = vec!["legacy-sse-server.mjs"];
+        command.extend_from_slice(args);
+        let (child, port) = crate::sdk_servers::spawn_listening(
+            &crate::sdk_servers::node(),
+            &clients_dir().join("conformance"),
+            &command,
+            Duration::from_secs(20),
+        )
+        .await;
         LegacySseServer { _child: child, port }
     }
 

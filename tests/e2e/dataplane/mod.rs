@@ -4,6 +4,7 @@
 //! Shared here: a console user driving the REST API (`Admin`), provisioning an upstream server
 //! with approved tools and scopes in one call, tokens from the authorization server, and waiting.
 
+mod bridging_matrix;
 mod config_sync;
 mod conformance;
 mod sdk_clients;

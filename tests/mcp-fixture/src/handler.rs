@@ -170,6 +170,10 @@ fn completion_candidates(reference: &Reference, argument: &str, own: Option<&str
 }
 
 impl ServerHandler for FixtureServer {
+    fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [rmcp::model::ProtocolVersion]> {
+        crate::era::supported_versions(self.state.options.protocol)
+    }
+
     fn get_info(&self) -> ServerConfig {
         let mut capabilities = ServerCapabilities::builder()
             .enable_logging()

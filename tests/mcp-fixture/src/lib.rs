@@ -20,6 +20,7 @@
 
 mod catalog;
 mod content;
+mod era;
 mod handler;
 mod inputs;
 mod logs;
@@ -40,7 +41,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-pub use options::{FixtureOptions, HostPolicy, ResponseFormat, RugPull, SessionMode};
+pub use options::{FixtureOptions, HostPolicy, ProtocolMode, ResponseFormat, RugPull, SessionMode};
 pub use state::RecordedHeaders;
 
 use crate::{
@@ -135,8 +136,11 @@ pub async fn spawn_fixture(options: FixtureOptions) -> anyhow::Result<FixtureHan
     let sessions = Arc::new(ResumableSessionManager::default());
     let state = Arc::new(FixtureState::new(options.clone(), sessions.clone()));
 
+    // 2026-07-28 only: no sessions, and every request must carry that revision's metadata.
+    let modern_only = options.protocol == ProtocolMode::Only2026;
     let mut config = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(options.session_mode == SessionMode::Stateful)
+        .with_legacy_session_mode(options.session_mode == SessionMode::Stateful && !modern_only)
+        .with_stateless_protocol_metadata_required(modern_only)
         .with_json_response(options.response_format == ResponseFormat::Json)
         .with_cancellation_token(shutdown.child_token());
     config = match &options.host_policy {
@@ -246,5 +250,11 @@ async fn serve(
         *not_found.status_mut() = StatusCode::NOT_FOUND;
         return Ok(not_found);
     }
-    Ok(mcp.handle(request).await)
+    if state.options.protocol == ProtocolMode::Both {
+        return Ok(mcp.handle(request).await);
+    }
+    Ok(match era::gate(state.options.protocol, request).await {
+        era::Gate::Answer(response) => response,
+        era::Gate::Serve(request) => mcp.handle(request).await,
+    })
 }

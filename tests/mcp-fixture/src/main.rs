@@ -4,13 +4,15 @@
 //! ```text
 //! mcp-fixture [--port N] [--host-policy any|loopback]
 //!             [--session-mode stateful|stateless] [--response-format sse|json]
+//!             [--protocol both|2026-only|2025-only] [--page-size N]
 //! ```
 
 use anyhow::{Context, bail};
-use mcp_fixture::{FixtureOptions, HostPolicy, ResponseFormat, SessionMode, spawn_fixture};
+use mcp_fixture::{FixtureOptions, HostPolicy, ProtocolMode, ResponseFormat, SessionMode, spawn_fixture};
 
 const USAGE: &str = "usage: mcp-fixture [--port N] [--host-policy any|loopback] \
-                     [--session-mode stateful|stateless] [--response-format sse|json]";
+                     [--session-mode stateful|stateless] [--response-format sse|json] \
+                     [--protocol both|2026-only|2025-only] [--page-size N]";
 
 fn parse_options() -> anyhow::Result<FixtureOptions> {
     let mut options = FixtureOptions::default();
@@ -31,6 +33,12 @@ fn parse_options() -> anyhow::Result<FixtureOptions> {
             ("--session-mode", "stateless") => options.session_mode = SessionMode::Stateless,
             ("--response-format", "sse") => options.response_format = ResponseFormat::Sse,
             ("--response-format", "json") => options.response_format = ResponseFormat::Json,
+            ("--protocol", "both") => options.protocol = ProtocolMode::Both,
+            ("--protocol", "2026-only") => options.protocol = ProtocolMode::Only2026,
+            ("--protocol", "2025-only") => options.protocol = ProtocolMode::Only2025,
+            ("--page-size", size) => {
+                options.page_size = Some(size.parse().context("--page-size takes a number")?);
+            }
             _ => bail!("unexpected argument {flag} {value}\n{USAGE}"),
         }
     }

@@ -21,6 +21,30 @@ pub enum SessionMode {
     Stateless,
 }
 
+/// Which protocol revisions the fixture speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtocolMode {
+    /// Both eras (a dual-era server): `initialize` opens a session in one of the
+    /// revisions up to 2025-11-25, a request carrying 2026-07-28 `_meta` is served
+    /// statelessly.
+    #[default]
+    Both,
+    /// 2026-07-28 only, as a stateless-only server is: `initialize` is refused
+    /// with `-32022` naming the one supported version (HTTP 400), a request
+    /// without the 2026-07-28 `_meta` is refused (HTTP 400), GET and DELETE get
+    /// 405, `Mcp-Session-Id` is ignored and never minted.
+    Only2026,
+    /// The session revisions only (2024-11-05 through 2025-11-25), answering
+    /// 2026-07-28 traffic as a 2025-era server built on the official TypeScript
+    /// SDK's Streamable HTTP example does (see `era.rs`): a request without a
+    /// session that is not `initialize` gets 400 `-32000 Bad Request: No valid
+    /// session ID provided`, an `MCP-Protocol-Version` it does not know gets 400
+    /// `-32000 Bad Request: Unsupported protocol version`, `server/discover` and
+    /// `subscriptions/listen` are unknown methods (`-32601`), and `initialize`
+    /// asking for 2026-07-28 is answered with 2025-11-25.
+    Only2025,
+}
+
 /// Encoding of a POST response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ResponseFormat {
@@ -64,6 +88,8 @@ pub struct RugPull {
 /// Everything [`spawn_fixture`](crate::spawn_fixture) needs to know.
 #[derive(Debug, Clone)]
 pub struct FixtureOptions {
+    /// Which protocol revisions are served.
+    pub protocol: ProtocolMode,
     /// Session handling for the pre-2026 protocol revisions.
     pub session_mode: SessionMode,
     /// JSON or SSE answers where rmcp lets the server choose.
@@ -104,6 +130,7 @@ pub struct FixtureOptions {
 impl Default for FixtureOptions {
     fn default() -> Self {
         Self {
+            protocol: ProtocolMode::default(),
             session_mode: SessionMode::default(),
             response_format: ResponseFormat::default(),
             host_policy: HostPolicy::default(),

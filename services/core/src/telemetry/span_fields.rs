@@ -3,10 +3,10 @@
 //! tracing-subscriber's own `JsonFields` formats a span's fields when the span is created, then
 //! parses that JSON and writes it out again for every field recorded later. Every HTTP request has
 //! a root span that gets three fields recorded after its creation (status, outcome, org), so with
-//! logs at `info` each request paid for three parse/serialise round trips and a map per round,
-//! even though almost no request logs anything. Here a later field is appended before the closing
-//! brace instead. A field recorded twice appears twice; the JSON event formatter reads the object
-//! into a map, where the later value wins, as it did before.
+//! logs at `info` each request would pay for three parse/serialise round trips and a map per
+//! round, even though almost no request logs anything. Here a later field is appended before the
+//! closing brace instead. A field recorded twice appears twice; the JSON event formatter reads the
+//! object into a map, where the later value wins, as with `JsonFields`.
 
 use std::fmt::{self, Write};
 
