@@ -162,9 +162,15 @@ pub struct FamilyFilter<'a> {
     pub except_owners: bool,
 }
 
-/// The `except_owners` condition on a family `f` (bound as `$7`).
-const EXCEPT_OWNERS: &str = "($7::boolean IS FALSE OR NOT EXISTS (
-    SELECT 1 FROM memberships m WHERE m.org_id = f.org_id AND m.user_id = f.user_id AND m.role = 'owner'))";
+/// The live families `f` a [`FamilyFilter`] selects: org `$1`, then `$2` id, `$3` user, `$4`
+/// client, `$5` endpoint (each unless NULL) and `$7` except owners.
+const FILTERED_LIVE: &str = "f.org_id = $1 AND f.revoked_at IS NULL
+    AND ($2::uuid IS NULL OR f.id = $2)
+    AND ($3::uuid IS NULL OR f.user_id = $3)
+    AND ($4::text IS NULL OR f.client_id = $4)
+    AND ($5::uuid IS NULL OR f.endpoint_id = $5)
+    AND ($7::boolean IS FALSE OR NOT EXISTS (
+        SELECT 1 FROM memberships m WHERE m.org_id = f.org_id AND m.user_id = f.user_id AND m.role = 'owner'))";
 
 /// Revokes the live families matching `filter`; returns their ids. A filter with no field set
 /// matches nothing.
@@ -184,12 +190,7 @@ pub async fn revoke_families(
     let org_id = tx.org_id();
     Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "UPDATE oauth_refresh_families f SET revoked_at = now(), revoked_reason = $6
-          WHERE f.org_id = $1 AND f.revoked_at IS NULL
-            AND ($2::uuid IS NULL OR f.id = $2)
-            AND ($3::uuid IS NULL OR f.user_id = $3)
-            AND ($4::text IS NULL OR f.client_id = $4)
-            AND ($5::uuid IS NULL OR f.endpoint_id = $5)
-            AND {EXCEPT_OWNERS}
+          WHERE {FILTERED_LIVE}
           RETURNING f.id"
     )))
     .bind(org_id)
@@ -212,12 +213,7 @@ pub async fn list_live(
     let org_id = tx.org_id();
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {FAMILY_COLUMNS} FROM oauth_refresh_families f
-          WHERE f.org_id = $1 AND f.revoked_at IS NULL
-            AND ($2::uuid IS NULL OR f.id = $2)
-            AND ($3::uuid IS NULL OR f.user_id = $3)
-            AND ($4::text IS NULL OR f.client_id = $4)
-            AND ($5::uuid IS NULL OR f.endpoint_id = $5)
-            AND {EXCEPT_OWNERS}
+          WHERE {FILTERED_LIVE}
           ORDER BY f.created_at DESC LIMIT $6"
     )))
     .bind(org_id)
