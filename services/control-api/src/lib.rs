@@ -9,6 +9,7 @@ pub mod changes;
 pub mod dns;
 pub mod error;
 pub mod extract;
+pub mod hosted;
 pub mod oidc;
 pub mod oidc_http;
 pub mod openapi;

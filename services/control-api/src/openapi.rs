@@ -10,7 +10,7 @@ use crate::error::Problem;
 #[openapi(
     info(
         title = "Gatehouse control API",
-        description = "Accounts, orgs, domain servers, tools, scopes, endpoints, tokens, audit and usage. \
+        description = "Accounts, orgs, domain servers, backends, tools, scopes, endpoints, tokens, audit and usage. \
                        Errors are application/problem+json (RFC 9457). Cookie-authenticated writes need \
                        the X-CSRF-Token header returned by GET /api/v1/session.",
         license(name = "Apache-2.0")
@@ -23,6 +23,7 @@ use crate::error::Problem;
         (name = "servers", description = "Domain servers and their tools"),
         (name = "scopes", description = "Scopes and the tools they grant"),
         (name = "endpoints", description = "Governed MCP endpoints"),
+        (name = "backends", description = "PostgreSQL backends and their hosted SQL tools"),
         (name = "tokens", description = "Service tokens and clients"),
         (name = "audit", description = "Audit trail"),
         (name = "usage", description = "Usage and invoices"),

@@ -57,6 +57,11 @@ pub fn backend_dsn_context(org: OrgId, backend: BackendId) -> String {
     format!("gatehouse/backend-dsn/{org}/{backend}")
 }
 
+/// Seal context of a backend's caller-context signing key.
+pub fn backend_context_key_context(org: OrgId, backend: BackendId) -> String {
+    format!("gatehouse/backend-context-key/{org}/{backend}")
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OrgSnapshot {
     pub org_id: OrgId,
@@ -125,8 +130,36 @@ pub enum ToolTarget {
         server_id: ServerId,
         upstream_name: String,
     },
-    /// A hosted SQL tool on a tenant backend.
-    Sql { backend_id: BackendId, sql: String },
+    /// A hosted SQL tool on a tenant backend (run by `gatehouse-hosted-sql`).
+    Sql(SqlToolTarget),
+}
+
+/// What the runtime needs to run a hosted SQL tool: the statement as the backend runs it, its
+/// parameters and result columns with the types learned from the backend when the tool was
+/// defined, and whether it writes or destroys. All of it is covered by the approved hash.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SqlToolTarget {
+    pub backend_id: BackendId,
+    /// The tool's own name (without the backend's namespace).
+    pub name: String,
+    /// The statement with its `:name` parameters rewritten to `$1, $2, …`.
+    pub sql: String,
+    /// Parameters in position order (`params[0]` is `$1`).
+    pub params: Vec<SqlColumn>,
+    /// Result columns, in order.
+    pub columns: Vec<SqlColumn>,
+    /// `read` (runs `READ ONLY`) or `write`.
+    pub access: String,
+    /// Runs only after the caller confirmed this call.
+    pub destructive: bool,
+}
+
+/// A named, typed parameter or column of a SQL tool; `pg_type` is the tool type as
+/// `gatehouse-hosted-sql` describes it (`{"type": "int4"}`, `{"type": "text", "array": true}`, …).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SqlColumn {
+    pub name: String,
+    pub pg_type: serde_json::Value,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,10 +211,32 @@ pub enum UpstreamAuth {
 pub struct BackendSnapshot {
     pub id: BackendId,
     pub slug: String,
-    /// Sealed with `backend_dsn_context`.
+    /// The connection string of the backend's tool role, sealed with `backend_dsn_context`.
     pub dsn: Sealed,
+    /// How the connection is protected.
+    pub tls: BackendTls,
+    /// The key that signs caller contexts for this backend, sealed with
+    /// `backend_context_key_context`.
+    pub context_key: Sealed,
+    /// The `search_path` every tool runs with.
     pub allowed_schemas: Vec<String>,
+    /// Functions the backend's admin allowed beyond the built-in allowlist (the runtime
+    /// validates each statement again when it loads it).
+    pub allowed_functions: Vec<String>,
     pub statement_timeout_ms: i32,
+    /// Most rows a call returns (reads) or changes (writes).
+    pub max_rows: i32,
+}
+
+/// TLS to a backend. `verify_full` checks the certificate chain (against `ca_pem` when given,
+/// else the public web roots) and the host name; `verify_ca` only the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendTls {
+    /// `disable`, `require`, `verify_ca` or `verify_full`.
+    pub mode: String,
+    /// A CA certificate (PEM) to trust for this backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
 }
 
 /// A revocation the dataplane honours until `expires_at` (when every affected access token has

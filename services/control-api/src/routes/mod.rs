@@ -10,6 +10,7 @@ pub mod sso;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub mod audit;
+pub mod backends;
 pub mod endpoints;
 pub mod internal;
 pub mod oauth_grants;
@@ -17,6 +18,7 @@ pub mod scopes;
 pub mod servers;
 pub mod service_clients;
 pub mod service_tokens;
+pub mod sql_tools;
 pub mod tools;
 pub mod usage;
 
@@ -26,6 +28,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
     tools::configure(cfg);
     scopes::configure(cfg);
     endpoints::configure(cfg);
+    backends::configure(cfg);
+    sql_tools::configure(cfg);
     audit::configure(cfg);
     session::configure(cfg);
     account::configure(cfg);

@@ -8,11 +8,11 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use gatehouse_core::ids::{ServerId, ToolId, UserId};
+use gatehouse_core::ids::{BackendId, ServerId, ToolId, UserId};
 use gatehouse_core::role::Role;
 use gatehouse_core::snapshot::namespaced_tool_name;
-use gatehouse_db::repos::servers;
 use gatehouse_db::repos::tools::{self, DecisionRefused, ToolFilter, ToolRow, ToolStatus};
+use gatehouse_db::repos::{backends, servers};
 
 use crate::auth::OrgMember;
 use crate::changes;
@@ -74,6 +74,10 @@ impl From<ToolStatusOut> for ToolStatus {
 pub struct ToolOut {
     pub id: ToolId,
     pub server_id: Option<ServerId>,
+    /// Set for hosted SQL tools (their definition and inspection are under
+    /// `/backends/{backend_id}/tools/{tool_id}`).
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub backend_id: Option<BackendId>,
     /// The upstream's own name.
     pub name: String,
     /// The name it is exposed under at endpoints: `<server slug>__<name>`.
@@ -108,6 +112,7 @@ fn tool_out(row: &ToolRow, server_slug: &str) -> ToolOut {
     ToolOut {
         id: row.id,
         server_id: row.server_id,
+        backend_id: row.backend_id,
         name: row.name.clone(),
         exposed_name: namespaced_tool_name(server_slug, &row.name),
         status: row.status().into(),
@@ -130,13 +135,25 @@ fn tool_out(row: &ToolRow, server_slug: &str) -> ToolOut {
 
 async fn with_slugs(tx: &mut gatehouse_db::TenantTx, rows: &[ToolRow]) -> ApiResult<Vec<ToolOut>> {
     let servers = servers::list(tx).await?;
+    let backends = if rows.iter().any(|r| r.backend_id.is_some()) {
+        backends::list(tx).await?
+    } else {
+        vec![]
+    };
     Ok(rows
         .iter()
         .map(|row| {
             let slug = servers
                 .iter()
                 .find(|s| Some(s.id) == row.server_id)
-                .map_or("", |s| s.slug.as_str());
+                .map(|s| s.slug.as_str())
+                .or_else(|| {
+                    backends
+                        .iter()
+                        .find(|b| Some(b.id) == row.backend_id)
+                        .map(|b| b.slug.as_str())
+                })
+                .unwrap_or("");
             tool_out(row, slug)
         })
         .collect())
@@ -295,8 +312,14 @@ pub async fn approve_tool(
         .ok()
         .filter(|h| h.len() == 32)
         .ok_or_else(|| ApiError::invalid("definition_hash", "must be 64 hexadecimal characters"))?;
+    // A hosted SQL tool is published only through the gate (validated on its backend again,
+    // every relation it touches protected by row-level security): outside any transaction.
+    let inspection = crate::hosted::approval_gate(&state, &member, id, &expected).await?;
     let mut tx = member.begin(&state).await?;
     tools::get(&mut tx, id).await?.ok_or(ApiError::NotFound("tool"))?;
+    if let Some(inspection) = &inspection {
+        backends::record_inspection(&mut tx, id, inspection).await?;
+    }
     let (row, from) = tools::approve(&mut tx, id, Some(&expected), member.current.user.id)
         .await?
         .map_err(refused)?;

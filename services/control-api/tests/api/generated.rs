@@ -86,6 +86,9 @@ fn every_operation_has_a_minimum_role_and_an_example() {
     route_table::assert_table_covers(&ops);
     let placeholder = World {
         slug: "x".into(),
+        backend_id: Default::default(),
+        backend_dsn: "postgres://x@h/d".into(),
+        sql_tool_id: Default::default(),
         org_id: Default::default(),
         server_id: Default::default(),
         tool_id: Default::default(),

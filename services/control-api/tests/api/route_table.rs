@@ -40,6 +40,25 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("tools.get", Member(Viewer)),
     ("tools.approve", Member(Admin)),
     ("tools.reject", Member(Admin)),
+    // backends and hosted SQL tools
+    ("backends.list", Member(Viewer)),
+    ("backends.get", Member(Viewer)),
+    ("backends.reference_tables.list", Member(Viewer)),
+    ("backends.tools.list", Member(Viewer)),
+    ("backends.tools.get", Member(Viewer)),
+    ("endpoints.backends.get", Member(Viewer)),
+    ("backends.test", Member(Developer)),
+    ("backends.tools.create", Member(Developer)),
+    ("backends.tools.update", Member(Developer)),
+    ("backends.tools.delete", Member(Developer)),
+    ("backends.tools.inspect", Member(Developer)),
+    ("backends.create", Member(Admin)),
+    ("backends.update", Member(Admin)),
+    ("backends.delete", Member(Admin)),
+    ("backends.setup_sql", Member(Admin)),
+    ("backends.reference_tables.mark", Member(Admin)),
+    ("backends.reference_tables.unmark", Member(Admin)),
+    ("endpoints.backends.set", Member(Admin)),
     // scopes and grants
     ("scopes.list", Member(Viewer)),
     ("scopes.get", Member(Viewer)),
@@ -168,6 +187,24 @@ pub fn example_body(
             "auth": {"kind": "bearer", "token": "example-upstream-token"}
         }),
         "servers.update" => json!({"name": "Orders (renamed)"}),
+        "backends.create" => json!({
+            "slug": "ledger",
+            "name": "Ledger",
+            "dsn": world.backend_dsn,
+            "tls_mode": "disable"
+        }),
+        "backends.update" => json!({"name": "Warehouse (renamed)", "max_rows": 50}),
+        "backends.reference_tables.mark" => json!({"schema": "public", "table": "orgs"}),
+        "backends.tools.create" => json!({
+            "name": "count_endpoints",
+            "description": "How many endpoints the caller's org has.",
+            "sql": "SELECT count(*) AS n FROM endpoints",
+            "access": "read"
+        }),
+        "backends.tools.update" => json!({"description": "An endpoint of the caller's org, by slug."}),
+        "endpoints.backends.set" => {
+            json!({"backends": [{"backend_id": world.backend_id, "tool_ids": [world.sql_tool_id]}]})
+        }
         "servers.tools.decide" => json!({"decision": "approve", "tool_ids": [world.tool_id]}),
         "tools.approve" => json!({"definition_hash": world.tool_hash}),
         "scopes.create" => json!({

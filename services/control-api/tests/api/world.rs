@@ -54,6 +54,12 @@ impl Cast {
 
 pub struct World {
     pub slug: String,
+    /// A backend: the test database itself, reached as the services' role (which owns nothing
+    /// and cannot bypass row-level security), with the `gatehouse` schema installed.
+    pub backend_id: gatehouse_core::ids::BackendId,
+    pub backend_dsn: String,
+    /// An approved SQL tool of the backend, exposed at the endpoint.
+    pub sql_tool_id: ToolId,
     pub org_id: OrgId,
     pub server_id: ServerId,
     pub tool_id: ToolId,
@@ -202,6 +208,7 @@ pub async fn world(
         .await
         .unwrap()
         .expect("a new domain");
+    let (backend_id, sql_tool) = hosted_backend(app, &mut tx, org_id, owner.id).await;
     let invoice_id = invoices::create_final(
         &mut tx,
         time::macros::date!(2026 - 10 - 01),
@@ -220,6 +227,9 @@ pub async fn world(
     .expect("a new invoice");
     tx.commit().await.unwrap();
     World {
+        backend_id,
+        backend_dsn: app.db.service_url.clone(),
+        sql_tool_id: sql_tool.id,
         member_id: members.last().map(|(u, _)| u.id),
         invitation_id: invitation.id,
         slug,
@@ -258,7 +268,11 @@ impl World {
         match name {
             "org" => self.slug.clone(),
             "server_id" => self.server_id.to_string(),
+            "tool_id" if route.contains("/backends/") => self.sql_tool_id.to_string(),
             "tool_id" => self.tool_id.to_string(),
+            "backend_id" => self.backend_id.to_string(),
+            "schema" => "public".to_owned(),
+            "table" => "plans".to_owned(),
             "scope_id" => self.scope_id.to_string(),
             "endpoint_id" => self.endpoint_id.to_string(),
             "service_token_id" => self.service_token_id.to_string(),
@@ -336,4 +350,110 @@ pub async fn problem(response: reqwest::Response) -> (u16, Value) {
         status,
         serde_json::from_str(&body).expect("problem+json body is JSON"),
     )
+}
+
+/// Installs the `gatehouse` schema in the test database (once) and registers it as a backend of
+/// `org` with a fresh key, an approved SQL tool over a table protected by row-level security,
+/// and `public.plans` marked as reference data. The backend is not exposed at the endpoint (that
+/// would namespace the server's tools there).
+async fn hosted_backend(
+    app: &TestApp,
+    tx: &mut TenantTx,
+    org_id: OrgId,
+    owner: gatehouse_core::ids::UserId,
+) -> (
+    gatehouse_core::ids::BackendId,
+    gatehouse_db::repos::backends::SqlToolRow,
+) {
+    use gatehouse_core::snapshot::{backend_context_key_context, backend_dsn_context};
+    use gatehouse_db::repos::backends::{self, BackendFields, SqlToolFields};
+    use gatehouse_hosted_sql::{BackendConfig, ContextKey, TlsMode, install};
+    use sqlx::Executor;
+
+    let mut admin = app.db.admin().await;
+    let installed: bool = sqlx::query_scalar("SELECT to_regclass('gatehouse.schema_version') IS NOT NULL")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    if !installed {
+        admin
+            .execute(sqlx::AssertSqlSafe(
+                install::upgrade_script("gatehouse_test_context_owner", 0).unwrap(),
+            ))
+            .await
+            .unwrap();
+    }
+    let key = ContextKey::generate();
+    admin
+        .execute(sqlx::AssertSqlSafe(install::key_statement(&key)))
+        .await
+        .unwrap();
+    let id = gatehouse_core::ids::BackendId::new();
+    let keyring = app.keyring();
+    let dsn = app.db.service_url.clone();
+    backends::create(
+        tx,
+        id,
+        "warehouse",
+        &BackendFields {
+            name: "Warehouse",
+            dsn_enc: &keyring.seal(dsn.as_bytes(), &backend_dsn_context(org_id, id)),
+            tls_mode: "disable",
+            tls_ca_pem: None,
+            owner_role: "gatehouse_test_context_owner",
+            allowed_schemas: &["public".to_owned()],
+            allowed_functions: &[],
+            statement_timeout_ms: 5000,
+            max_rows: 100,
+        },
+        &keyring.seal(key.bytes(), &backend_context_key_context(org_id, id)),
+    )
+    .await
+    .unwrap();
+    let config = BackendConfig::new(
+        org_id,
+        id,
+        secrecy::SecretString::from(dsn),
+        TlsMode::Disable,
+        None,
+        key,
+        vec!["public".into()],
+        &[],
+        std::time::Duration::from_secs(5),
+        100,
+    )
+    .unwrap();
+    let sql = "SELECT slug, name FROM endpoints WHERE slug = :slug";
+    let v = gatehouse_control_api::hosted::validate(
+        &config,
+        "endpoint_by_slug",
+        "An endpoint of the caller's org.",
+        sql,
+        gatehouse_hosted_sql::statement::Access::Read,
+        false,
+        &serde_json::Map::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("world SQL tool: {e}"));
+    let tool = backends::create_tool(
+        tx,
+        id,
+        &SqlToolFields {
+            name: "endpoint_by_slug",
+            sql_text: sql,
+            access: "read",
+            destructive: false,
+            definition: &v.definition.definition,
+            definition_hash: &v.hash,
+            target: &v.target,
+            inspection: &v.inspection,
+        },
+    )
+    .await
+    .unwrap();
+    tools::approve(tx, tool.id, None, owner).await.unwrap().unwrap();
+    backends::mark_reference_table(tx, id, "public", "plans", owner)
+        .await
+        .unwrap();
+    (id, tool)
 }

@@ -215,11 +215,16 @@ pub async fn servers(tx: &mut TenantTx, id: EndpointId) -> DbResult<Vec<Endpoint
 /// server exists and every listed tool belongs to its server.
 pub async fn set_servers(tx: &mut TenantTx, id: EndpointId, selection: &[EndpointServer]) -> DbResult<()> {
     let org_id = tx.org_id();
-    sqlx::query("DELETE FROM endpoint_tools WHERE org_id = $1 AND endpoint_id = $2")
-        .bind(org_id)
-        .bind(id)
-        .execute(tx.conn())
-        .await?;
+    // The selection of backends' tools (`backends::set_endpoint_backends`) stays.
+    sqlx::query(
+        "DELETE FROM endpoint_tools et USING tools t
+          WHERE et.org_id = $1 AND et.endpoint_id = $2 AND t.org_id = et.org_id AND t.id = et.tool_id
+            AND t.kind = 'upstream'",
+    )
+    .bind(org_id)
+    .bind(id)
+    .execute(tx.conn())
+    .await?;
     sqlx::query("DELETE FROM endpoint_servers WHERE org_id = $1 AND endpoint_id = $2")
         .bind(org_id)
         .bind(id)

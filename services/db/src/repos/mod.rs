@@ -2,6 +2,7 @@
 //! take `&mut GlobalTx` (or `&mut UserTx` for a user's own cross-org view).
 
 pub mod audit;
+pub mod backends;
 pub mod drift;
 pub mod email_tokens;
 pub mod endpoints;

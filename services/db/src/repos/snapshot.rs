@@ -7,15 +7,15 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use gatehouse_core::ids::{BackendId, EndpointId, ServerId, ServiceTokenId, ToolId};
+use gatehouse_core::ids::{EndpointId, ServerId, ServiceTokenId, ToolId};
 use gatehouse_core::snapshot::{
-    BackendSnapshot, CapabilityGrant, ConfigChange, EndpointSnapshot, EndpointTool, OrgSnapshot, RateLimits,
-    Revocation, RevocationKind, ScopeSnapshot, Sealed, ServerSnapshot, ServiceTokenSnapshot, ToolTarget,
-    UpstreamAuth, UpstreamTransport, namespaced_tool_name,
+    BackendSnapshot, BackendTls, CapabilityGrant, ConfigChange, EndpointSnapshot, EndpointTool, OrgSnapshot,
+    RateLimits, Revocation, RevocationKind, ScopeSnapshot, Sealed, ServerSnapshot, ServiceTokenSnapshot,
+    SqlToolTarget, ToolTarget, UpstreamAuth, UpstreamTransport, namespaced_tool_name,
 };
 
 use crate::error::{DbError, DbResult};
-use crate::repos::{endpoints, scopes, servers};
+use crate::repos::{backends, endpoints, scopes, servers};
 use crate::tenant::TenantTx;
 
 /// An approved tool exposed at an endpoint.
@@ -67,8 +67,9 @@ pub async fn exposed_tools(tx: &mut TenantTx, endpoint: Option<EndpointId>) -> D
     let mut rows: Vec<ExposedTool> = sqlx::query_as(
         "SELECT es.endpoint_id, t.id AS tool_id, s.id AS server_id, s.slug AS server_slug, t.name,
                 t.approved_definition, t.approved_hash, t.upstream_position,
-                (e.namespace_tools OR (SELECT count(*) FROM endpoint_servers o
-                                        WHERE o.org_id = es.org_id AND o.endpoint_id = es.endpoint_id) > 1)
+                (e.namespace_tools
+                 OR (SELECT count(*) FROM endpoint_servers o WHERE o.org_id = es.org_id AND o.endpoint_id = es.endpoint_id)
+                  + (SELECT count(*) FROM endpoint_backends o WHERE o.org_id = es.org_id AND o.endpoint_id = es.endpoint_id) > 1)
                     AS namespaced
            FROM endpoint_servers es
            JOIN endpoints e ON e.org_id = es.org_id AND e.id = es.endpoint_id
@@ -90,8 +91,6 @@ pub async fn exposed_tools(tx: &mut TenantTx, endpoint: Option<EndpointId>) -> D
     Ok(rows)
 }
 
-/// `backends` columns read into the snapshot.
-type BackendRow = (BackendId, String, Vec<u8>, Vec<String>, i32);
 /// `service_tokens` columns read into the snapshot.
 type TokenRow = (
     ServiceTokenId,
@@ -178,12 +177,13 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
 
     let endpoint_rows = endpoints::list(tx).await?;
     let exposed = exposed_tools(tx, None).await?;
+    let exposed_sql = backends::exposed_sql_tools(tx, None).await?;
     let scope_rows = scopes::list(tx).await?;
     let mut endpoints = Vec::with_capacity(endpoint_rows.len());
     for row in endpoint_rows {
         let rate_limits: RateLimits =
             serde_json::from_value(row.rate_limits.clone()).map_err(|_| corrupt("endpoints.rate_limits"))?;
-        let tools: Vec<EndpointTool> = exposed
+        let mut tools: Vec<EndpointTool> = exposed
             .iter()
             .filter(|t| t.endpoint_id == row.id)
             .map(|t| EndpointTool {
@@ -197,6 +197,28 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
                 approved_hash: hex::encode(&t.approved_hash),
             })
             .collect();
+        // Hosted SQL tools come after the servers' tools, by backend and name. Backend slugs
+        // cannot equal a server slug of the org, so names never collide; a tool that would is
+        // left out rather than shadow another.
+        for t in exposed_sql.iter().filter(|t| t.endpoint_id == row.id) {
+            let exposed_name = if t.namespaced {
+                namespaced_tool_name(&t.backend_slug, &t.name)
+            } else {
+                t.name.clone()
+            };
+            if tools.iter().any(|other| other.exposed_name == exposed_name) {
+                continue;
+            }
+            let target: SqlToolTarget = serde_json::from_value(t.approved_sql_target.clone())
+                .map_err(|_| corrupt("tools.approved_sql_target"))?;
+            tools.push(EndpointTool {
+                tool_id: t.tool_id,
+                exposed_name,
+                target: ToolTarget::Sql(target),
+                approved_definition: t.approved_definition.clone(),
+                approved_hash: hex::encode(&t.approved_hash),
+            });
+        }
         let scopes = scope_rows
             .iter()
             .map(|s| ScopeSnapshot {
@@ -230,24 +252,27 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
         .map(server_snapshot)
         .collect::<DbResult<Vec<_>>>()?;
 
-    let backends: Vec<BackendRow> = sqlx::query_as(
-        "SELECT id, slug, dsn_enc, allowed_schemas, statement_timeout_ms FROM backends
-          WHERE org_id = $1 ORDER BY slug",
-    )
-    .bind(org_id)
-    .fetch_all(tx.conn())
-    .await?;
-    let backends = backends
+    let backends = backends::list(tx)
+        .await?
         .into_iter()
-        .map(
-            |(id, slug, dsn, allowed_schemas, statement_timeout_ms)| BackendSnapshot {
-                id,
-                slug,
-                dsn: Sealed(dsn),
-                allowed_schemas,
-                statement_timeout_ms,
-            },
-        )
+        .filter_map(|b| {
+            // A backend without a context key cannot sign a caller context: it serves nothing.
+            let context_key = b.context_key_enc?;
+            Some(BackendSnapshot {
+                id: b.id,
+                slug: b.slug,
+                dsn: Sealed(b.dsn_enc),
+                tls: BackendTls {
+                    mode: b.tls_mode,
+                    ca_pem: b.tls_ca_pem,
+                },
+                context_key: Sealed(context_key),
+                allowed_schemas: b.allowed_schemas,
+                allowed_functions: b.allowed_functions,
+                statement_timeout_ms: b.statement_timeout_ms,
+                max_rows: b.max_rows,
+            })
+        })
         .collect();
 
     let tokens: Vec<TokenRow> = sqlx::query_as(

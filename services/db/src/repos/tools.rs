@@ -10,7 +10,7 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use gatehouse_core::ids::{ServerId, ToolId, UserId};
+use gatehouse_core::ids::{BackendId, ServerId, ToolId, UserId};
 
 use crate::error::{DbError, DbResult};
 use crate::tenant::TenantTx;
@@ -58,6 +58,8 @@ impl ToolStatus {
 pub struct ToolRow {
     pub id: ToolId,
     pub server_id: Option<ServerId>,
+    /// Set for hosted SQL tools (see `repos::backends`).
+    pub backend_id: Option<BackendId>,
     pub name: String,
     pub definition: Value,
     pub definition_hash: Vec<u8>,
@@ -92,7 +94,7 @@ impl ToolRow {
     }
 }
 
-const COLUMNS: &str = "id, server_id, name, definition, definition_hash, approved_definition, approved_hash, \
+const COLUMNS: &str = "id, server_id, backend_id, name, definition, definition_hash, approved_definition, approved_hash, \
                        status, flags, decided_by, decided_at, first_seen_at, last_seen_at, updated_at";
 
 /// What one observation did to a tool.
@@ -345,6 +347,7 @@ pub async fn approve(
     let updated: ToolRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE tools
             SET approved_definition = definition, approved_hash = definition_hash, status = 'approved',
+                approved_sql_target = sql_target,
                 decided_by = $3, decided_at = now(), updated_at = now()
           WHERE org_id = $1 AND id = $2
           RETURNING {COLUMNS}"

@@ -13,8 +13,10 @@ use sqlx::AssertSqlSafe;
 pub const SEEDED_TABLES: &[&str] = &[
     "audit_chain_heads",
     "audit_events",
+    "backend_reference_tables",
     "backends",
     "domain_servers",
+    "endpoint_backends",
     "endpoint_servers",
     "endpoint_tools",
     "endpoints",
@@ -90,15 +92,20 @@ pub async fn seed_org(db: &Db, slug: &str) -> SeededOrg {
          SELECT gen_random_uuid(), $1, 'upstream', s.id, 'get_order', jsonb_build_object('name', 'get_order', 'org', $1::text),
                 '\\x01', jsonb_build_object('name', 'get_order'), '\\x01', 'approved'
            FROM domain_servers s WHERE s.org_id = $1",
-        "INSERT INTO tools (id, org_id, kind, backend_id, name, definition, definition_hash, sql_text)
-         SELECT gen_random_uuid(), $1, 'sql', b.id, 'top_customers', jsonb_build_object('org', $1::text), '\\x02', 'SELECT 1'
+        "INSERT INTO tools (id, org_id, kind, backend_id, name, definition, definition_hash, sql_text, sql_access, sql_target)
+         SELECT gen_random_uuid(), $1, 'sql', b.id, 'top_customers', jsonb_build_object('org', $1::text), '\\x02', 'SELECT 1',
+                'read', jsonb_build_object('org', $1::text)
            FROM backends b WHERE b.org_id = $1",
+        "INSERT INTO backend_reference_tables (org_id, backend_id, schema_name, table_name)
+         SELECT $1, b.id, 'public', 'products_' || $1::text FROM backends b WHERE b.org_id = $1",
         "INSERT INTO scopes (id, org_id, name, description) VALUES (gen_random_uuid(), $1, 'orders:read', $1::text)",
         "INSERT INTO scope_grants (org_id, scope_id, tool_id)
          SELECT $1, s.id, t.id FROM scopes s, tools t WHERE s.org_id = $1 AND t.org_id = $1 AND t.kind = 'upstream'",
         "INSERT INTO endpoints (id, org_id, slug, name, description) VALUES (gen_random_uuid(), $1, 'support', 'Support', $1::text)",
         "INSERT INTO endpoint_servers (org_id, endpoint_id, server_id, all_tools)
          SELECT $1, e.id, s.id, false FROM endpoints e, domain_servers s WHERE e.org_id = $1 AND s.org_id = $1",
+        "INSERT INTO endpoint_backends (org_id, endpoint_id, backend_id, all_tools)
+         SELECT $1, e.id, b.id, false FROM endpoints e, backends b WHERE e.org_id = $1 AND b.org_id = $1",
         "INSERT INTO endpoint_tools (org_id, endpoint_id, tool_id)
          SELECT $1, e.id, t.id FROM endpoints e, tools t WHERE e.org_id = $1 AND t.org_id = $1",
         "INSERT INTO service_clients (id, org_id, client_id, name, secret_hash, endpoint_id)

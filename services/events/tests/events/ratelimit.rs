@@ -1,7 +1,5 @@
 //! Rate limits shared by replicas through Redis, and the local fallback while Redis is down.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gatehouse_core::snapshot::Limit;

@@ -4,6 +4,7 @@
 
 mod drift;
 mod endpoints;
+mod hosted_sql;
 mod internal_api;
 mod registration;
 mod ssrf;
