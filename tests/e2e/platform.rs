@@ -16,6 +16,10 @@ pub struct Platform {
     pub control_api: String,
     pub dataplane: String,
     pub worker: String,
+    /// The internal listeners of the control API (snapshots, JWKS, metrics) and the dataplane
+    /// (metrics).
+    pub control_api_internal: String,
+    pub dataplane_internal: String,
     pub notifier: ChangeNotifier,
     /// What the dataplane emits events through (single-node mode: the spool the worker reads).
     pub events: EventPublisher,
@@ -44,6 +48,9 @@ impl Platform {
         gatehouse_test_support::init();
         let db = TestDb::new().await;
         let (api_port, dp_port, worker_port) = (free_port(), free_port(), free_port());
+        let (api_internal_port, dp_internal_port) = (free_port(), free_port());
+        let control_api_internal = format!("http://127.0.0.1:{api_internal_port}");
+        let dataplane_internal = format!("http://127.0.0.1:{dp_internal_port}");
         let control_api = format!("http://127.0.0.1:{api_port}");
         let dataplane = format!("http://127.0.0.1:{dp_port}");
         let worker = format!("http://127.0.0.1:{worker_port}");
@@ -52,10 +59,18 @@ impl Platform {
             ("mode".into(), "local".into()),
             ("database.url".into(), db.service_url.clone()),
             ("control_api.listen".into(), format!("127.0.0.1:{api_port}")),
+            (
+                "control_api.internal_listen".into(),
+                format!("127.0.0.1:{api_internal_port}"),
+            ),
             ("control_api.public_url".into(), control_api.clone()),
             ("dataplane.listen".into(), format!("127.0.0.1:{dp_port}")),
+            (
+                "dataplane.internal_listen".into(),
+                format!("127.0.0.1:{dp_internal_port}"),
+            ),
             ("dataplane.public_url".into(), dataplane.clone()),
-            ("dataplane.control_api_url".into(), control_api.clone()),
+            ("dataplane.control_api_url".into(), control_api_internal.clone()),
             ("dataplane.spool_dir".into(), spool.display().to_string()),
             ("usage_worker.listen".into(), format!("127.0.0.1:{worker_port}")),
             (
@@ -132,6 +147,8 @@ impl Platform {
             control_api,
             dataplane,
             worker,
+            control_api_internal,
+            dataplane_internal,
             notifier,
             events: bus.publisher.clone(),
             quota: bus.quota.clone(),

@@ -1,4 +1,5 @@
-//! The three services start together and report ready.
+//! The three services start together and report ready; metrics are served by the internal
+//! listeners only (the usage worker has no other).
 
 use crate::platform::Platform;
 
@@ -8,6 +9,12 @@ async fn all_services_ready() {
     for base in [&platform.control_api, &platform.dataplane, &platform.worker] {
         let health = platform.http.get(format!("{base}/healthz")).send().await.unwrap();
         assert_eq!(health.status(), 200, "{base}/healthz");
+    }
+    for base in [
+        &platform.control_api_internal,
+        &platform.dataplane_internal,
+        &platform.worker,
+    ] {
         let metrics = platform.http.get(format!("{base}/metrics")).send().await.unwrap();
         assert_eq!(metrics.status(), 200);
         assert!(
@@ -16,5 +23,9 @@ async fn all_services_ready() {
                 .unwrap()
                 .starts_with("text/plain")
         );
+    }
+    for base in [&platform.control_api, &platform.dataplane] {
+        let metrics = platform.http.get(format!("{base}/metrics")).send().await.unwrap();
+        assert_eq!(metrics.status(), 404, "{base}/metrics is internal");
     }
 }

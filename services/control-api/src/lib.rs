@@ -50,11 +50,14 @@ pub struct Dependencies {
     pub rate_limiter: RateLimiter,
 }
 
-/// A bound, not yet running control API.
+/// A bound, not yet running control API: its public listener and its internal one (the snapshot
+/// API for dataplanes, the JWKS, `/metrics`).
 pub struct ControlApi {
     server: Server,
+    internal: Server,
     state: AppState,
     addr: SocketAddr,
+    internal_addr: SocketAddr,
     grace: std::time::Duration,
     oauth: gatehouse_oauth::OAuthState,
     draining: Draining,
@@ -107,6 +110,9 @@ impl ControlApi {
         };
         let listener = gatehouse_http::bind(cfg.control_api.listen, "control_api.listen")?;
         let addr = listener.local_addr()?;
+        let internal_listener =
+            gatehouse_http::bind(cfg.control_api.internal_listen, "control_api.internal_listen")?;
+        let internal_addr = internal_listener.local_addr()?;
         let app_state = state.clone();
         let state = web::Data::new(state);
         let oauth_data = web::Data::new(oauth.clone());
@@ -118,6 +124,34 @@ impl ControlApi {
         let proxies = web::Data::new(
             TrustedProxies::parse(&cfg.control_api.trusted_proxies).map_err(anyhow::Error::msg)?,
         );
+        let internal = {
+            let state = state.clone();
+            let oauth_data = oauth_data.clone();
+            let readiness = readiness.clone();
+            let draining_data = draining_data.clone();
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(state.clone())
+                    .app_data(oauth_data.clone())
+                    .app_data(readiness.clone())
+                    .app_data(draining_data.clone())
+                    .configure(gatehouse_http::ops::configure_internal)
+                    .configure(routes::internal::configure)
+                    .configure(gatehouse_oauth::configure_jwks)
+                    .wrap(middleware::from_fn(
+                        gatehouse_http::close_connections_when_draining,
+                    ))
+                    .wrap(middleware::from_fn(observe::request_metrics))
+                    .wrap(observe::tracing_logger())
+            })
+            .disable_signals()
+            .tcp_nodelay(true)
+            // Dataplanes' snapshot reads and metric scrapes: light, asynchronous work.
+            .workers(2)
+            .shutdown_timeout(grace.as_secs())
+            .listen(internal_listener)?
+            .run()
+        };
         let mut server = HttpServer::new(move || {
             let (app, api) = App::new()
                 .into_utoipa_app()
@@ -132,10 +166,9 @@ impl ControlApi {
                 .app_data(extract::query_config())
                 .service(scope::scope("/api/v1").configure(routes::configure))
                 .split_for_parts();
-            app.configure(gatehouse_http::ops::configure)
+            app.configure(gatehouse_http::ops::configure_public)
                 .app_data(oauth_data.clone())
                 .configure(gatehouse_oauth::configure)
-                .configure(routes::internal::configure)
                 .route("/api/openapi.json", web::get().to(openapi_json))
                 .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/docs/openapi.json", api))
                 .wrap(middleware::from_fn(
@@ -153,8 +186,10 @@ impl ControlApi {
         }
         Ok(Self {
             server: server.run(),
+            internal,
             state: app_state,
             addr,
+            internal_addr,
             grace,
             oauth,
             draining,
@@ -163,6 +198,11 @@ impl ControlApi {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the internal listener (snapshot API, JWKS, `/metrics`) is bound.
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal_addr
     }
 
     /// The authorization server's state (signing keys, for `gatehouse signing-keys`).
@@ -174,8 +214,13 @@ impl ControlApi {
         // Signing keys: the first is created and due rotations are scheduled by this loop.
         tokio::spawn(self.oauth.signing.clone().maintain_until(shutdown.clone()));
         let resync = tokio::spawn(resync::run(self.state, shutdown.child_token()));
-        let result =
-            gatehouse_http::run_until_stopped(self.server, shutdown.clone(), self.grace, self.draining).await;
+        let result = gatehouse_http::run_both_until_stopped(
+            [self.server, self.internal],
+            shutdown.clone(),
+            self.grace,
+            self.draining,
+        )
+        .await;
         shutdown.cancel();
         let _ = resync.await;
         result

@@ -95,8 +95,9 @@ fn spawn_upkeep(handle: PrometheusHandle, every: Duration) {
 }
 
 /// The JSON log format: one line per event, its fields at the top level, with the current span's
-/// fields (kept by [`SpanJsonFields`]) under `span`.
-fn json_log_layer<S, W>(writer: W) -> impl Layer<S>
+/// fields (kept by [`SpanJsonFields`]) under `span`. Public so that tests can capture exactly
+/// what a service logs.
+pub fn json_log_layer<S, W>(writer: W) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + 'static,

@@ -98,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
     let overrides: Vec<(String, String)> = vec![
         ("mode".into(), "local".into()),
         ("dataplane.listen".into(), listen.clone()),
+        ("dataplane.internal_listen".into(), "127.0.0.1:0".into()),
         ("dataplane.public_url".into(), public_url.clone()),
         ("dataplane.control_api_url".into(), issuer.clone()),
         ("control_api.public_url".into(), issuer.clone()),

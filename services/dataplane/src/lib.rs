@@ -58,7 +58,10 @@ pub struct Dependencies {
 
 pub struct Dataplane {
     server: Server,
+    /// `/metrics` and health checks, on `dataplane.internal_listen`.
+    internal: Server,
     addr: SocketAddr,
+    internal_addr: SocketAddr,
     grace: Duration,
     store: SnapshotStore,
     loader: Option<(loader::SnapshotSource, ChangeNotifier, Duration)>,
@@ -176,6 +179,9 @@ impl Dataplane {
         }
         let listener = gatehouse_http::bind(cfg.dataplane.listen, "dataplane.listen")?;
         let addr = listener.local_addr()?;
+        let internal_listener =
+            gatehouse_http::bind(cfg.dataplane.internal_listen, "dataplane.internal_listen")?;
+        let internal_addr = internal_listener.local_addr()?;
         let readiness = web::Data::new(readiness);
         let max_body = cfg.dataplane.max_body_bytes;
         let grace = cfg.grace_period();
@@ -184,6 +190,25 @@ impl Dataplane {
         let proxies = web::Data::new(
             TrustedProxies::parse(&cfg.dataplane.trusted_proxies).map_err(anyhow::Error::msg)?,
         );
+        let internal = {
+            let readiness = readiness.clone();
+            let draining_data = draining_data.clone();
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(readiness.clone())
+                    .app_data(draining_data.clone())
+                    .configure(gatehouse_http::ops::configure_internal)
+                    .wrap(middleware::from_fn(
+                        gatehouse_http::close_connections_when_draining,
+                    ))
+                    .wrap(observe::tracing_logger())
+            })
+            .disable_signals()
+            .workers(1)
+            .shutdown_timeout(grace.as_secs())
+            .listen(internal_listener)?
+            .run()
+        };
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(readiness.clone())
@@ -191,7 +216,7 @@ impl Dataplane {
                 .app_data(worker_state(&state))
                 .app_data(draining_data.clone())
                 .app_data(web::PayloadConfig::new(max_body))
-                .configure(gatehouse_http::ops::configure)
+                .configure(gatehouse_http::ops::configure_public)
                 .configure(configure)
                 .wrap(middleware::from_fn(
                     gatehouse_http::close_connections_when_draining,
@@ -208,7 +233,9 @@ impl Dataplane {
         }
         Ok(Self {
             server: server.run(),
+            internal,
             addr,
+            internal_addr,
             grace,
             store,
             loader: Some((source, deps.notifier, reconcile)),
@@ -219,6 +246,11 @@ impl Dataplane {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the internal listener (`/metrics`, health checks) is bound.
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal_addr
     }
 
     /// The configuration store (tests install snapshots directly).
@@ -237,8 +269,13 @@ impl Dataplane {
             ));
         }
         let background = self.background.clone();
-        let result =
-            gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await;
+        let result = gatehouse_http::run_both_until_stopped(
+            [self.server, self.internal],
+            shutdown,
+            self.grace,
+            self.draining,
+        )
+        .await;
         background.cancel();
         result
     }

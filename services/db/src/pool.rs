@@ -52,35 +52,84 @@ impl Db {
         Ok(())
     }
 
-    /// Refuses to run as a role that could defeat row-level security: a superuser, a role with
-    /// BYPASSRLS, or a role that owns tables (owners bypass RLS unless it is forced, and could
-    /// disable it).
+    /// Refuses to run as a role that could defeat row-level security, directly or through a role
+    /// it belongs to (membership counts whether or not it is inherited: `SET ROLE` reaches it):
+    /// - a superuser or a role with BYPASSRLS;
+    /// - the predefined roles that read or write past the grants (`pg_read_all_data`,
+    ///   `pg_write_all_data`) or reach the server's files and programs;
+    /// - an owner of the database (`pg_database_owner`), of the `public` schema, or of a table,
+    ///   view, sequence or function in it (owners bypass RLS unless it is forced, and can disable
+    ///   it or replace what they own).
     pub async fn verify_service_role(&self) -> Result<(), UnsafeRole> {
-        let row: (String, bool, bool, i64) = sqlx::query_as(
-            "SELECT r.rolname::text, r.rolsuper, r.rolbypassrls,
-                    (SELECT count(*) FROM pg_class c
-                      WHERE c.relowner = r.oid AND c.relnamespace = 'public'::regnamespace)
-               FROM pg_roles r WHERE r.rolname = current_user",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| UnsafeRole(format!("could not inspect the database role: {e}")))?;
-        let (name, superuser, bypass, owned) = row;
+        type Inspection = (String, bool, bool, Vec<String>, Vec<String>, bool, Vec<String>);
+        let (name, superuser, bypass, powerful, predefined, owns_schema, owned): Inspection =
+            sqlx::query_as(
+                "SELECT r.rolname::text, r.rolsuper, r.rolbypassrls,
+                        ARRAY(SELECT o.rolname::text FROM pg_roles o
+                               WHERE o.oid <> r.oid AND (o.rolsuper OR o.rolbypassrls)
+                                 AND pg_has_role(r.oid, o.oid, 'MEMBER') ORDER BY 1),
+                        ARRAY(SELECT p.rolname::text FROM pg_roles p
+                               WHERE p.rolname IN ('pg_read_all_data', 'pg_write_all_data',
+                                                   'pg_read_server_files', 'pg_write_server_files',
+                                                   'pg_execute_server_program', 'pg_database_owner')
+                                 AND pg_has_role(r.oid, p.oid, 'MEMBER') ORDER BY 1),
+                        COALESCE((SELECT pg_has_role(r.oid, n.nspowner, 'MEMBER')
+                                    FROM pg_namespace n WHERE n.nspname = 'public'), false),
+                        ARRAY(SELECT owned.name FROM (
+                                SELECT c.relname::text AS name FROM pg_class c
+                                 WHERE c.relnamespace = 'public'::regnamespace
+                                   AND pg_has_role(r.oid, c.relowner, 'MEMBER')
+                                UNION ALL
+                                SELECT f.proname::text FROM pg_proc f
+                                 WHERE f.pronamespace = 'public'::regnamespace
+                                   AND pg_has_role(r.oid, f.proowner, 'MEMBER')) owned
+                              ORDER BY 1)
+                   FROM pg_roles r WHERE r.rolname = current_user",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| UnsafeRole(format!("could not inspect the database role: {e}")))?;
+        let fix = "services must use a role without these powers (`gatehouse migrate` creates \
+                   it from database.url)";
         if superuser {
             return Err(UnsafeRole(format!(
-                "database.url connects as {name:?}, a superuser; services must use a role without \
-                 SUPERUSER or BYPASSRLS (`gatehouse migrate` creates it from database.url)"
+                "database.url connects as {name:?}, a superuser; {fix}"
             )));
         }
         if bypass {
             return Err(UnsafeRole(format!(
-                "database.url connects as {name:?}, which has BYPASSRLS"
+                "database.url connects as {name:?}, which has BYPASSRLS; {fix}"
             )));
         }
-        if owned > 0 {
+        if !powerful.is_empty() {
             return Err(UnsafeRole(format!(
-                "database.url connects as {name:?}, which owns {owned} relation(s); the schema must \
-                 be owned by the migration role (database.admin_url)"
+                "database.url connects as {name:?}, a member of {} (superuser or BYPASSRLS); {fix}",
+                powerful.join(", ")
+            )));
+        }
+        if !predefined.is_empty() {
+            return Err(UnsafeRole(format!(
+                "database.url connects as {name:?}, a member of {}, which reach(es) data past its \
+                 grants or the database's ownership; {fix}",
+                predefined.join(", ")
+            )));
+        }
+        if owns_schema {
+            return Err(UnsafeRole(format!(
+                "database.url connects as {name:?}, which owns the public schema (directly or \
+                 through a role it belongs to); the schema must be owned by the migration role \
+                 (database.admin_url)"
+            )));
+        }
+        if !owned.is_empty() {
+            let shown: Vec<&str> = owned.iter().take(5).map(String::as_str).collect();
+            return Err(UnsafeRole(format!(
+                "database.url connects as {name:?}, which owns {} object(s) of the schema ({}{}), \
+                 directly or through a role it belongs to; the schema must be owned by the \
+                 migration role (database.admin_url)",
+                owned.len(),
+                shown.join(", "),
+                if owned.len() > shown.len() { ", ..." } else { "" }
             )));
         }
         Ok(())

@@ -27,9 +27,10 @@ pub async fn run_service(sources: Sources, component: Component) -> anyhow::Resu
     let shutdown = gatehouse_core::shutdown::on_signal();
     match component {
         Component::ControlApi => {
+            let Some(db) = verified_db(&cfg, &shutdown).await? else {
+                return Ok(());
+            };
             let notifier = notifier(&cfg, shutdown.clone()).await?;
-            let db = Db::connect_lazy(&cfg.database)?;
-            guard_service_role(db.clone(), shutdown.clone());
             let api = gatehouse_control_api::ControlApi::build(gatehouse_control_api::Dependencies {
                 cfg: cfg.clone(),
                 db: db.clone(),
@@ -55,8 +56,9 @@ pub async fn run_service(sources: Sources, component: Component) -> anyhow::Resu
             bus.handle.close().await;
         }
         Component::UsageWorker => {
-            let db = Db::connect_lazy(&cfg.database)?;
-            guard_service_role(db.clone(), shutdown.clone());
+            let Some(db) = verified_db(&cfg, &shutdown).await? else {
+                return Ok(());
+            };
             let bus = Bus::from_config(&cfg, shutdown.clone()).await?;
             let worker = gatehouse_usage_worker::UsageWorker::build(gatehouse_usage_worker::Dependencies {
                 cfg: cfg.clone(),
@@ -90,26 +92,32 @@ pub async fn notifier(cfg: &Config, shutdown: CancellationToken) -> anyhow::Resu
     }
 }
 
-/// Checks the services' database role as soon as the database answers, and stops the process if
-/// that role could defeat row-level security. The database may be down at start: readiness says
-/// so meanwhile.
-pub fn guard_service_role(db: Db, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        loop {
-            if db.ping().await.is_ok() {
-                if let Err(unsafe_role) = db.verify_service_role().await {
-                    tracing::error!("{unsafe_role}");
-                    eprintln!("gatehouse: database.url: {unsafe_role}");
-                    std::process::exit(2);
-                }
-                return;
+/// Connects as the services' role and checks that this role cannot defeat row-level security
+/// ([`Db::verify_service_role`]) before anything listens: a service with an unsafe role never
+/// accepts a request. A database that is down at start is waited for (and said so in the log);
+/// `None` when shutdown comes first.
+pub async fn verified_db(cfg: &Config, shutdown: &CancellationToken) -> anyhow::Result<Option<Db>> {
+    let db = Db::connect_lazy(&cfg.database)?;
+    let mut said = false;
+    loop {
+        match db.ping().await {
+            Ok(()) => break,
+            Err(e) if !said => {
+                tracing::warn!(error = %e, "waiting for the database before listening");
+                said = true;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.cancelled() => return,
-            }
+            Err(_) => {}
         }
-    });
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return Ok(None),
+        }
+    }
+    if let Err(unsafe_role) = db.verify_service_role().await {
+        db.close().await;
+        return Err(ConfigError::new("database.url", unsafe_role.to_string()).into());
+    }
+    Ok(Some(db))
 }
 
 /// `gatehouse migrate`: migrations as the owner, then the services' role.

@@ -135,10 +135,11 @@ async fn serve(cfg: Arc<Config>, data_dir: &Path, admin_url: &str, service_url: 
         notifier: notifier.clone(),
         rate_limiter: gatehouse_events::RateLimiter::local(),
     })?;
-    // In one process the dataplane reaches the control API where it actually listens.
+    // In one process the dataplane reaches the control API's internal listener where it actually
+    // listens.
     let mut dataplane_cfg = (*cfg).clone();
     dataplane_cfg.dataplane.control_api_url =
-        url::Url::parse(&format!("http://{}", control_api.local_addr()))?;
+        url::Url::parse(&format!("http://{}", control_api.internal_addr()))?;
     let dataplane = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
         cfg: Arc::new(dataplane_cfg),
         notifier: notifier.clone(),
@@ -203,6 +204,12 @@ fn print_banner(
     );
     println!("  Demo endpoint          {}", cfg.endpoint_url("demo", "demo"));
     println!("  Usage worker           http://{}/readyz", worker.local_addr());
+    println!(
+        "  Metrics (internal)     http://{}/metrics  http://{}/metrics  http://{}/metrics",
+        control_api.internal_addr(),
+        dataplane.internal_addr(),
+        worker.local_addr()
+    );
     match login {
         Some((email, password)) => println!("  Demo login             {email} / {password}"),
         None => println!("  Demo login             (not seeded)"),

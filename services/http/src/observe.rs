@@ -87,7 +87,7 @@ fn root_span(request: &ServiceRequest) -> Span {
         http.host = %header(actix_web::http::header::HOST),
         http.client_ip = %client_ip,
         http.user_agent = %header(actix_web::http::header::USER_AGENT),
-        http.target = %request.uri().path_and_query().map(|p| p.as_str()).unwrap_or(""),
+        http.target = %loggable_target(request.uri()),
         http.status_code = tracing::field::Empty,
         otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",
@@ -98,6 +98,41 @@ fn root_span(request: &ServiceRequest) -> Span {
         exception.details = tracing::field::Empty,
         org_id = tracing::field::Empty,
     )
+}
+
+/// The request target as logged and traced: the path, and of the query only the parameter names.
+/// Query values carry secrets (password reset and email verification tokens, the `code` and `state`
+/// of an SSO or OAuth callback, a client's own parameters), and request logs and traces are kept
+/// and shipped where secrets must not go, so every value is replaced by `[redacted]`. A parameter
+/// without `=`, or whose name is not a short identifier, is redacted whole.
+pub fn loggable_target(uri: &actix_web::http::Uri) -> String {
+    const REDACTED: &str = "[redacted]";
+    let mut target = uri.path().to_owned();
+    let Some(query) = uri.query() else {
+        return target;
+    };
+    target.push('?');
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            target.push('&');
+        }
+        let name = pair.split_once('=').map(|(name, _)| name).filter(|name| {
+            !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'[' | b']'))
+        });
+        match name {
+            Some(name) => {
+                target.push_str(name);
+                target.push('=');
+                target.push_str(REDACTED);
+            }
+            None => target.push_str(REDACTED),
+        }
+    }
+    target
 }
 
 /// Makes the span a child of the caller's trace when a `traceparent` header came in.

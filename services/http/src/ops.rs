@@ -71,11 +71,18 @@ pub const READYZ_PATH: &str = "/readyz";
 /// Prometheus metrics path, on every service.
 pub const METRICS_PATH: &str = "/metrics";
 
-/// Mounts `/healthz`, `/readyz` and `/metrics`. `Readiness` must be in app data.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Mounts `/healthz` and `/readyz`, for a public listener (which answers 404 for `/metrics`).
+/// `Readiness` must be in app data.
+pub fn configure_public(cfg: &mut web::ServiceConfig) {
     cfg.route(HEALTHZ_PATH, web::get().to(healthz))
-        .route(READYZ_PATH, web::get().to(readyz))
-        .route(METRICS_PATH, web::get().to(metrics_text));
+        .route(READYZ_PATH, web::get().to(readyz));
+}
+
+/// Mounts `/healthz`, `/readyz` and `/metrics`, for an internal listener (one that is not
+/// reachable from the public network). `Readiness` must be in app data.
+pub fn configure_internal(cfg: &mut web::ServiceConfig) {
+    configure_public(cfg);
+    cfg.route(METRICS_PATH, web::get().to(metrics_text));
 }
 
 /// Alive: the process answers. Never checks dependencies (a restart would not fix them).

@@ -87,3 +87,25 @@ pub async fn run_until_stopped(
         }
     }
 }
+
+/// Runs a service's public and internal servers with [`run_until_stopped`]: both stop on
+/// `shutdown`, and either one stopping on its own (an error) stops the other.
+pub async fn run_both_until_stopped(
+    servers: [Server; 2],
+    shutdown: CancellationToken,
+    grace: Duration,
+    draining: Draining,
+) -> anyhow::Result<()> {
+    let stop = shutdown.child_token();
+    let [a, b] = servers.map(|server| {
+        let stop = stop.clone();
+        let draining = draining.clone();
+        async move {
+            let result = run_until_stopped(server, stop.clone(), grace, draining).await;
+            stop.cancel();
+            result
+        }
+    });
+    let (a, b) = tokio::join!(a, b);
+    a.and(b)
+}

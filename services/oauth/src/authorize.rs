@@ -7,6 +7,7 @@
 //! with `error`, `state` and `iss`.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -98,6 +99,17 @@ impl Rejection {
                 }
                 params.push(("iss", issuer.as_str()));
                 found(&redirect::with_params(&redirect_uri, &params))
+            }
+            Rejection::Internal(OAuthError::RateLimited { retry_after_secs }) => {
+                let mut response = pages::error_page(
+                    "Too many requests",
+                    "Too many applications were looked up from your address. Try again later.",
+                );
+                *response.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
+                if let Ok(value) = header::HeaderValue::from_str(&retry_after_secs.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                response
             }
             Rejection::Internal(err) => {
                 let message = match &err {
@@ -206,7 +218,8 @@ fn is_code_challenge(s: &str) -> bool {
 }
 
 /// Validates a raw authorization request.
-pub async fn validate(state: &OAuthState, raw: &str) -> Result<Validated, Rejection> {
+/// `ip` is the caller's address (a metadata document fetch counts against its allowance).
+pub async fn validate(state: &OAuthState, raw: &str, ip: Option<IpAddr>) -> Result<Validated, Rejection> {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect();
     let mut params: HashMap<&str, &str> = HashMap::new();
     let mut duplicated = Vec::new();
@@ -235,7 +248,7 @@ pub async fn validate(state: &OAuthState, raw: &str) -> Result<Validated, Reject
                 "The request does not name an application (client_id).",
             )
         })?;
-    let client = clients::find_registered(state, client_id).await?.ok_or_else(|| {
+    let client = clients::find_registered(state, client_id, ip).await?.ok_or_else(|| {
         if client_id.starts_with("https://") {
             page(
                 "Unknown application",
@@ -623,7 +636,7 @@ async fn authorize_inner(
     req: &HttpRequest,
     raw: &str,
 ) -> Result<HttpResponse, Rejection> {
-    let v = validate(state, raw).await?;
+    let v = validate(state, raw, gatehouse_http::client_ip(req)).await?;
     let signed_in = session::current(state, req).await?;
     let signed_in = match signed_in {
         Some(s) if v.prompt.as_deref() != Some("login") => s,

@@ -2,6 +2,7 @@
 //! The document is fetched through the SSRF guard, validated (its `client_id` must be the URL),
 //! and cached in `oauth_clients` for as long as its HTTP caching headers allow (within bounds).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -188,8 +189,14 @@ pub fn cache_ttl(headers: &reqwest::header::HeaderMap) -> Duration {
 }
 
 /// The client named by a metadata document URL, from the cache or freshly fetched. `None` when
-/// the URL is not acceptable, the document cannot be fetched, or it is not valid (logged).
-pub async fn resolve(state: &OAuthState, client_id: &str) -> OAuthResult<Option<OAuthClientRow>> {
+/// the URL is not acceptable, the document cannot be fetched, or it is not valid (logged). A fetch
+/// counts against the registration allowance of the caller's IP, `ip`
+/// ([`crate::register::admit_registration`]); a cached document does not.
+pub async fn resolve(
+    state: &OAuthState,
+    client_id: &str,
+    ip: Option<IpAddr>,
+) -> OAuthResult<Option<OAuthClientRow>> {
     if !is_document_url(client_id) {
         return Ok(None);
     }
@@ -203,6 +210,7 @@ pub async fn resolve(state: &OAuthState, client_id: &str) -> OAuthResult<Option<
     {
         return Ok(cached);
     }
+    crate::register::admit_registration(state, ip).await?;
     match fetch(
         state,
         client_id,

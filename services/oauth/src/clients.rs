@@ -1,5 +1,7 @@
 //! Clients: finding the one a request names, and authenticating it at the token endpoint.
 
+use std::net::IpAddr;
+
 use actix_web::HttpRequest;
 use actix_web::http::header;
 use base64::Engine;
@@ -19,13 +21,18 @@ use crate::tokens;
 pub const MAX_CLIENT_ID_LEN: usize = 2000;
 
 /// A public or confidential client registered globally (dynamic registration or metadata
-/// document), as used by the authorization code and refresh token grants.
-pub async fn find_registered(state: &OAuthState, client_id: &str) -> OAuthResult<Option<OAuthClientRow>> {
+/// document), as used by the authorization code and refresh token grants. `ip` is the caller's
+/// address: fetching a metadata document counts against its registration allowance.
+pub async fn find_registered(
+    state: &OAuthState,
+    client_id: &str,
+    ip: Option<IpAddr>,
+) -> OAuthResult<Option<OAuthClientRow>> {
     if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_LEN {
         return Ok(None);
     }
     if client_id.starts_with("https://") {
-        return crate::cimd::resolve(state, client_id).await;
+        return crate::cimd::resolve(state, client_id, ip).await;
     }
     if !client_id.starts_with(tokens::DYNAMIC_CLIENT_PREFIX) {
         return Ok(None);
@@ -43,6 +50,8 @@ pub struct Presented {
     pub secret: Option<String>,
     /// Presented with HTTP Basic (RFC 6749 §2.3.1).
     pub basic: bool,
+    /// The caller's address (a metadata document fetch counts against its allowance).
+    pub ip: Option<IpAddr>,
 }
 
 fn form_decode(s: &str) -> String {
@@ -91,6 +100,7 @@ pub fn presented(
             client_id: id,
             secret: Some(secret),
             basic: true,
+            ip: gatehouse_http::client_ip(req),
         });
     }
     let client_id = form_client_id
@@ -100,6 +110,7 @@ pub fn presented(
         client_id: client_id.to_owned(),
         secret: form_secret.map(str::to_owned),
         basic: false,
+        ip: gatehouse_http::client_ip(req),
     })
 }
 
@@ -161,7 +172,7 @@ pub async fn authenticate(state: &OAuthState, p: &Presented) -> OAuthResult<Auth
             client: Box::new(client),
         });
     }
-    let client = find_registered(state, &p.client_id)
+    let client = find_registered(state, &p.client_id, p.ip)
         .await?
         .ok_or_else(|| fail("unknown client"))?;
     match (client.token_endpoint_auth_method.as_str(), p.secret.as_deref()) {

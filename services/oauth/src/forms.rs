@@ -39,7 +39,7 @@ async fn login_inner(
     req: &HttpRequest,
     form: LoginForm,
 ) -> Result<HttpResponse, Rejection> {
-    let v = validate(state, &form.q).await?;
+    let v = validate(state, &form.q, gatehouse_http::client_ip(req)).await?;
     let email = form.email.trim().to_lowercase();
     let cookie_name = session::login_cookie_name(state.cfg.is_local());
     let csrf_ok = req
@@ -147,7 +147,7 @@ async fn consent_inner(
     req: &HttpRequest,
     form: ConsentForm,
 ) -> Result<HttpResponse, Rejection> {
-    let v = validate(state, &form.q).await?;
+    let v = validate(state, &form.q, gatehouse_http::client_ip(req)).await?;
     let Some(signed_in) = session::current(state, req).await? else {
         return Ok(login_response(
             state,

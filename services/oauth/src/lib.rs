@@ -108,6 +108,12 @@ impl OAuthState {
     }
 }
 
+/// Mounts the JWKS alone, for the control API's internal listener (dataplanes verify tokens with
+/// it). The app must carry `web::Data<OAuthState>`.
+pub fn configure_jwks(cfg: &mut web::ServiceConfig) {
+    cfg.route("/.well-known/jwks.json", web::get().to(metadata::jwks));
+}
+
 /// Mounts every route of the authorization server. The app must carry `web::Data<OAuthState>`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(

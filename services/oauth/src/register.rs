@@ -1,5 +1,8 @@
 //! RFC 7591 dynamic client registration, kept for clients that predate Client ID Metadata
-//! Documents. Rate-limited per client IP.
+//! Documents. Rate-limited per client IP, together with metadata document fetches
+//! ([`admit_registration`]).
+
+use std::net::IpAddr;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -143,13 +146,11 @@ pub fn validate(req: &RegistrationRequest) -> OAuthResult<(NewOAuthClient, Optio
     ))
 }
 
-/// `POST /oauth/register`.
-pub async fn register(
-    state: web::Data<OAuthState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> OAuthResult<HttpResponse> {
-    let ip = gatehouse_http::client_ip(&req);
+/// Admits one client registration from `ip`, or refuses it as rate-limited. Both ways a client
+/// comes to exist count against the same allowance (`oauth.dynamic_registration_per_hour` per
+/// client IP): a dynamic registration, and a fetch of a Client ID Metadata Document (each fetch
+/// makes Gatehouse reach out to a URL the caller chose and store what it finds).
+pub(crate) async fn admit_registration(state: &OAuthState, ip: Option<IpAddr>) -> OAuthResult<()> {
     let per_hour = state.cfg.oauth.dynamic_registration_per_hour.max(1);
     let limit = Limit {
         per_minute: per_hour.div_ceil(60),
@@ -167,6 +168,16 @@ pub async fn register(
             retry_after_secs: decision.retry_after.as_secs().max(1),
         });
     }
+    Ok(())
+}
+
+/// `POST /oauth/register`.
+pub async fn register(
+    state: web::Data<OAuthState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> OAuthResult<HttpResponse> {
+    admit_registration(&state, gatehouse_http::client_ip(&req)).await?;
     if body.len() > MAX_BODY {
         return Err(OAuthError::InvalidClientMetadata(format!(
             "the registration is larger than {MAX_BODY} bytes"

@@ -92,7 +92,7 @@ impl UsageWorker {
             App::new()
                 .app_data(readiness.clone())
                 .app_data(draining_data.clone())
-                .configure(gatehouse_http::ops::configure)
+                .configure(gatehouse_http::ops::configure_internal)
                 .wrap(middleware::from_fn(
                     gatehouse_http::close_connections_when_draining,
                 ))

@@ -9,8 +9,9 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use futures::{StreamExt, TryStreamExt};
 use gatehouse_core::role::Role;
-use gatehouse_db::AuditOutcome;
+use gatehouse_db::{AuditOutcome, TenantTx};
 use gatehouse_db::repos::audit::{self, AuditQuery, AuditRecord};
 
 use crate::auth::OrgMember;
@@ -207,7 +208,9 @@ pub async fn list_audit(
     }))
 }
 
-/// Export the (filtered) audit trail as JSON Lines, one event per line, oldest first.
+/// Export the (filtered) audit trail as JSON Lines, one event per line, oldest first. The answer
+/// streams: rows are read page by page in one read-only snapshot and written out as they come, so
+/// a trail of any size is exported in constant memory.
 #[utoipa::path(
     operation_id = "audit.export",
     tag = "audit",
@@ -224,22 +227,20 @@ pub async fn export_audit(
     params: ValidQuery<AuditParams>,
 ) -> ApiResult<HttpResponse> {
     member.require(Role::Admin)?;
-    let mut query = params.query(EXPORT_PAGE)?;
-    // Pages are read in one transaction so the export is one consistent view.
-    let mut tx = member.begin(&state).await?;
-    let mut body = Vec::new();
-    loop {
-        let page = audit::list(&mut tx, &query).await?;
-        for record in &page {
-            serde_json::to_writer(&mut body, &event_out(record)).map_err(|e| ApiError::Internal(e.into()))?;
-            body.push(b'\n');
+    let query = params.query(EXPORT_PAGE)?;
+    // One snapshot for the whole export, however long the client takes to read it.
+    let tx = TenantTx::begin_consistent_read(&state.db, &member.scope).await?;
+    // The first page is read before answering, so that a failing database is still a problem
+    // response; once the body streams, a failure can only cut it short (and is logged).
+    let (first, rest) = export_page(tx, query).await?;
+    let rest = futures::stream::try_unfold(rest, |cursor| async move {
+        match cursor {
+            None => Ok(None),
+            Some((tx, query)) => export_page(tx, query).await.map(Some),
         }
-        match page.last() {
-            Some(last) if page.len() as i64 == EXPORT_PAGE => query.after_seq = Some(last.seq),
-            _ => break,
-        }
-    }
-    tx.commit().await?;
+    })
+    .inspect_err(|e| tracing::error!(error = %e, "audit export cut short"));
+    let body = futures::stream::once(async move { Ok::<_, ApiError>(first) }).chain(rest);
     let filename = format!("audit-{}.jsonl", member.org.slug);
     Ok(HttpResponse::Ok()
         .content_type("application/x-ndjson")
@@ -247,7 +248,32 @@ pub async fn export_audit(
             actix_web::http::header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"{filename}\""),
         ))
-        .body(body))
+        .streaming(body))
+}
+
+/// Where an export continues: its transaction and the query for the next page.
+type ExportCursor = Option<(TenantTx, AuditQuery)>;
+
+/// Reads one page of the export and renders it as JSON Lines; the cursor is `None` after the last
+/// page (the transaction is then committed).
+async fn export_page(mut tx: TenantTx, mut query: AuditQuery) -> ApiResult<(web::Bytes, ExportCursor)> {
+    let page = audit::list(&mut tx, &query).await?;
+    let mut chunk = Vec::new();
+    for record in &page {
+        serde_json::to_writer(&mut chunk, &event_out(record)).map_err(|e| ApiError::Internal(e.into()))?;
+        chunk.push(b'\n');
+    }
+    let cursor = match page.last() {
+        Some(last) if page.len() as i64 == EXPORT_PAGE => {
+            query.after_seq = Some(last.seq);
+            Some((tx, query))
+        }
+        _ => {
+            tx.commit().await?;
+            None
+        }
+    };
+    Ok((web::Bytes::from(chunk), cursor))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

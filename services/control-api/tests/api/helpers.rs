@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
     pub base: String,
+    /// The internal listener (snapshot API, JWKS, `/metrics`).
+    pub internal: String,
     pub db: TestDb,
     pub cfg: Arc<Config>,
     pub notifier: ChangeNotifier,
@@ -38,7 +40,9 @@ pub fn test_config(db: &TestDb, extra: &[(&str, &str)]) -> Config {
         ("mode".into(), "local".into()),
         ("database.url".into(), db.service_url.clone()),
         ("control_api.listen".into(), "127.0.0.1:0".into()),
+        ("control_api.internal_listen".into(), "127.0.0.1:0".into()),
         ("dataplane.listen".into(), "127.0.0.1:0".into()),
+        ("dataplane.internal_listen".into(), "127.0.0.1:0".into()),
         ("usage_worker.listen".into(), "127.0.0.1:0".into()),
         (
             "secrets.encryption_keys".into(),
@@ -93,10 +97,12 @@ impl TestApp {
             rate_limiter: gatehouse_events::RateLimiter::local(),
         })
         .expect("build control API");
+        let internal = format!("http://{}", api.internal_addr());
         let stop = shutdown.clone();
         tokio::spawn(async move { api.run_until_stopped(stop).await });
         TestApp {
             base,
+            internal,
             db,
             cfg,
             notifier,
@@ -115,6 +121,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// `path` on the internal listener.
+    pub fn internal_url(&self, path: &str) -> String {
+        format!("{}{}", self.internal, path)
     }
 
     /// A verified user with a live session (made through the repositories).

@@ -2,6 +2,7 @@
 
 mod account_support;
 mod accounts;
+mod audit_export;
 mod bad_input;
 mod generated;
 mod helpers;

@@ -240,6 +240,24 @@ mod tests {
     }
 
     #[test]
+    fn an_internal_listener_on_the_public_address_is_refused() {
+        Jail::expect_with(|jail| {
+            valid_env(jail);
+            jail.set_env("GATEHOUSE_CONTROL_API__LISTEN", "0.0.0.0:8080");
+            jail.set_env("GATEHOUSE_CONTROL_API__INTERNAL_LISTEN", "10.0.0.5:8080");
+            let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+            let err = cfg.validate(Component::ControlApi).unwrap_err();
+            assert_eq!(err.setting, "control_api.internal_listen", "{err}");
+            jail.set_env("GATEHOUSE_CONTROL_API__INTERNAL_LISTEN", "10.0.0.5:8090");
+            jail.set_env("GATEHOUSE_DATAPLANE__INTERNAL_LISTEN", "127.0.0.1:8081");
+            let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+            let err = cfg.validate(Component::Dataplane).unwrap_err();
+            assert_eq!(err.setting, "dataplane.internal_listen", "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn malformed_listen_address_is_named() {
         Jail::expect_with(|jail| {
             valid_env(jail);

@@ -33,6 +33,7 @@ pub struct RedisConfig {
 #[serde(deny_unknown_fields)]
 pub struct ControlApiConfig {
     pub listen: SocketAddr,
+    pub internal_listen: SocketAddr,
     pub public_url: Url,
     pub workers: usize,
     pub max_body_bytes: usize,
@@ -44,6 +45,7 @@ pub struct ControlApiConfig {
 #[serde(deny_unknown_fields)]
 pub struct DataplaneConfig {
     pub listen: SocketAddr,
+    pub internal_listen: SocketAddr,
     pub public_url: Url,
     pub control_api_url: Url,
     pub allowed_origins: Vec<String>,

@@ -123,6 +123,28 @@ impl Config {
                 "must exceed oauth.key_publish_lead_secs",
             ));
         }
+        for (setting, internal, public) in [
+            (
+                "control_api.internal_listen",
+                self.control_api.internal_listen,
+                self.control_api.listen,
+            ),
+            (
+                "dataplane.internal_listen",
+                self.dataplane.internal_listen,
+                self.dataplane.listen,
+            ),
+        ] {
+            if same_listener(internal, public) {
+                return Err(ConfigError::new(
+                    setting,
+                    format!(
+                        "must differ from the public listen address {public}: /internal and /metrics are \
+                         served only there"
+                    ),
+                ));
+            }
+        }
         if self.database.max_connections == 0 {
             return Err(ConfigError::new("database.max_connections", "must be at least 1"));
         }
@@ -274,6 +296,14 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether two listen addresses would be the same socket: same port (not 0, which picks a free
+/// one) on the same address, or on the wildcard address of either.
+fn same_listener(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn is_loopback_url(url: &Url) -> bool {

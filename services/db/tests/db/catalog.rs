@@ -282,3 +282,82 @@ async fn audit_trail_is_append_only_for_the_services() {
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
 }
+
+/// The start-up check refuses a services' role that could get around row-level security through
+/// a role it belongs to, a predefined role, or ownership (of a table through a group, of the
+/// database itself); a plain member of `gatehouse_app` passes. Each case is a fresh login role
+/// (unique name, dropped after).
+#[tokio::test]
+async fn services_role_check_refuses_memberships_that_bypass_rls() {
+    gatehouse_test_support::init();
+    let db = TestDb::new().await;
+    let mut admin = db.admin().await;
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let login = |case: &str| format!("gh_rolecheck_{tag}_{case}");
+    let helper = |case: &str| format!("gh_rolecheck_{tag}_{case}_group");
+    let cases: [(&str, &str, Option<&str>); 7] = [
+        ("plain", "", None),
+        ("read_all", "GRANT pg_read_all_data TO {login}", Some("pg_read_all_data")),
+        ("write_all", "GRANT pg_write_all_data TO {login}", Some("pg_write_all_data")),
+        (
+            "bypass_group",
+            "CREATE ROLE {helper} NOLOGIN BYPASSRLS; GRANT {helper} TO {login}",
+            Some("BYPASSRLS"),
+        ),
+        (
+            "super_group",
+            "CREATE ROLE {helper} NOLOGIN SUPERUSER; GRANT {helper} TO {login}; ALTER ROLE {login} NOINHERIT",
+            Some("superuser"),
+        ),
+        (
+            "owner_group",
+            "CREATE ROLE {helper} NOLOGIN; GRANT {helper} TO {login};
+             CREATE TABLE public.{helper}_t (id int); ALTER TABLE public.{helper}_t OWNER TO {helper}",
+            Some("owns 1 object"),
+        ),
+        ("db_owner", "ALTER DATABASE \"{db}\" OWNER TO {login}", Some("pg_database_owner")),
+    ];
+    let mut outcomes = Vec::new();
+    for (case, grant, refused_for) in cases {
+        let (login, helper) = (login(case), helper(case));
+        let setup = format!(
+            "CREATE ROLE {login} LOGIN PASSWORD 'pw' NOSUPERUSER NOBYPASSRLS; GRANT gatehouse_app TO {login};
+             GRANT CONNECT ON DATABASE \"{db}\" TO {login}; {grant}",
+            db = db.name
+        )
+        .replace("{login}", &login)
+        .replace("{helper}", &helper)
+        .replace("{db}", &db.name);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&db.service_url).unwrap();
+        url.set_username(&login).unwrap();
+        url.set_password(Some("pw")).unwrap();
+        let as_role = gatehouse_db::Db::connect_lazy(&gatehouse_test_support::testdb::database_config(
+            url.as_str(),
+        ))
+        .unwrap();
+        let outcome = as_role.verify_service_role().await;
+        as_role.close().await;
+        let cleanup = format!(
+            "ALTER DATABASE \"{db}\" OWNER TO CURRENT_USER; DROP TABLE IF EXISTS public.{helper}_t;
+             DROP OWNED BY {login}; DROP ROLE {login}; DROP ROLE IF EXISTS {helper}",
+            db = db.name
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(cleanup))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        outcomes.push((case, refused_for, outcome));
+    }
+    for (case, refused_for, outcome) in outcomes {
+        match (refused_for, outcome) {
+            (None, Ok(())) => {}
+            (None, Err(e)) => panic!("{case}: a plain member of gatehouse_app is refused: {e}"),
+            (Some(why), Ok(())) => panic!("{case}: accepted, though it could bypass RLS ({why})"),
+            (Some(why), Err(e)) => assert!(e.0.contains(why), "{case}: {e} does not name {why}"),
+        }
+    }
+}

@@ -28,6 +28,8 @@ struct Shared {
     encryption_keys: String,
     signing_secret: String,
     control_api: String,
+    /// The control API's internal listener, where dataplanes read snapshots and the JWKS.
+    control_api_internal: String,
     public_url: String,
     dir: PathBuf,
 }
@@ -48,7 +50,7 @@ impl Shared {
             .env("GATEHOUSE_SECRETS__ENCRYPTION_KEYS", &self.encryption_keys)
             .env("GATEHOUSE_SECRETS__SIGNING_SECRET", &self.signing_secret)
             .env("GATEHOUSE_CONTROL_API__PUBLIC_URL", &self.control_api)
-            .env("GATEHOUSE_DATAPLANE__CONTROL_API_URL", &self.control_api)
+            .env("GATEHOUSE_DATAPLANE__CONTROL_API_URL", &self.control_api_internal)
             .env("GATEHOUSE_DATAPLANE__PUBLIC_URL", &self.public_url)
             .env("GATEHOUSE_EGRESS__ALLOW_HTTP", "true")
             .env("GATEHOUSE_EGRESS__ALLOW_PRIVATE_NETWORKS", "true")
@@ -74,6 +76,7 @@ impl Shared {
             "dataplane",
             &[
                 ("GATEHOUSE_DATAPLANE__LISTEN", listen.to_string()),
+                ("GATEHOUSE_DATAPLANE__INTERNAL_LISTEN", "127.0.0.1:0".to_owned()),
                 (
                     "GATEHOUSE_DATAPLANE__SPOOL_DIR",
                     self.dir.join(format!("{name}-spool")).display().to_string(),
@@ -155,6 +158,7 @@ async fn a_session_started_on_one_dataplane_process_continues_on_another() {
     let dir = std::env::temp_dir().join(format!("gatehouse-replicas-{}", random_token(8)));
     std::fs::create_dir_all(&dir).unwrap();
     let api_port = free_port();
+    let internal_port = free_port();
     let dp_port = loopback_pair_port();
     let shared = Shared {
         db_url: db.service_url.clone(),
@@ -163,6 +167,7 @@ async fn a_session_started_on_one_dataplane_process_continues_on_another() {
         encryption_keys: format!("k1={}", generate_key_b64()),
         signing_secret: generate_signing_secret_b64(),
         control_api: format!("http://127.0.0.1:{api_port}"),
+        control_api_internal: format!("http://127.0.0.1:{internal_port}"),
         public_url: format!("http://{PUBLIC_HOST}:{dp_port}"),
         dir: dir.clone(),
     };
@@ -174,7 +179,13 @@ async fn a_session_started_on_one_dataplane_process_continues_on_another() {
     let mut control = shared.spawn(
         "control-api",
         "control-api",
-        &[("GATEHOUSE_CONTROL_API__LISTEN", format!("127.0.0.1:{api_port}"))],
+        &[
+            ("GATEHOUSE_CONTROL_API__LISTEN", format!("127.0.0.1:{api_port}")),
+            (
+                "GATEHOUSE_CONTROL_API__INTERNAL_LISTEN",
+                format!("127.0.0.1:{internal_port}"),
+            ),
+        ],
     );
     control
         .wait_ready(&http, &format!("{}/readyz", shared.control_api))

@@ -52,6 +52,27 @@ fn default_ports() -> BTreeMap<&'static str, u16> {
     ])
 }
 
+/// The internal listener's default port of each service that has one besides its public listener
+/// (`/internal`, `/metrics`): never published, never behind a public Service.
+fn default_internal_ports() -> BTreeMap<&'static str, u16> {
+    let cfg = Config::load(&Sources::default()).unwrap();
+    BTreeMap::from([
+        ("control-api", cfg.control_api.internal_listen.port()),
+        ("dataplane", cfg.dataplane.internal_listen.port()),
+    ])
+}
+
+/// The port of the control API URL the dataplane is configured with: the control API's internal
+/// listener, never its public one.
+fn assert_dataplane_reads_the_internal_listener(control_api_url: &str) {
+    let url = url::Url::parse(control_api_url).unwrap();
+    assert_eq!(
+        url.port_or_known_default(),
+        Some(default_internal_ports()["control-api"]),
+        "dataplane.control_api_url {control_api_url} is not the control API's internal listener"
+    );
+}
+
 fn component(service: &str) -> Component {
     match service {
         "control-api" => Component::ControlApi,
@@ -162,6 +183,17 @@ fn dockerfile_matches_the_binary() {
             "{var}"
         );
         assert!(dockerfile.contains(&format!("{port}")), "EXPOSE {port}");
+    }
+    for (service, port) in default_internal_ports() {
+        let var = format!(
+            "GATEHOUSE_{}__INTERNAL_LISTEN",
+            service.to_ascii_uppercase().replace('-', "_")
+        );
+        assert_eq!(
+            env.get(&var).map(String::as_str),
+            Some(format!("0.0.0.0:{port}").as_str()),
+            "{var}"
+        );
     }
     let expose = dockerfile
         .lines()
@@ -299,7 +331,17 @@ fn compose_matches_the_binary() {
             ))
             .or_insert(format!("0.0.0.0:{port}"));
         }
+        for (service, port) in default_internal_ports() {
+            env.entry(format!(
+                "GATEHOUSE_{}__INTERNAL_LISTEN",
+                service.to_ascii_uppercase().replace('-', "_")
+            ))
+            .or_insert(format!("0.0.0.0:{port}"));
+        }
         validate_env(&command[0], &env).unwrap_or_else(|e| panic!("compose service {name}: {e}"));
+        if command[0] == "dataplane" {
+            assert_dataplane_reads_the_internal_listener(&env["GATEHOUSE_DATAPLANE__CONTROL_API_URL"]);
+        }
         if let Some(published) = service["ports"].as_sequence() {
             let port = ports[command[0].as_str()];
             for mapping in published {
@@ -338,6 +380,7 @@ fn kubernetes_manifests_render_and_match_the_binary() {
         ("Deployment", "dataplane"),
         ("Deployment", "usage-worker"),
         ("Service", "control-api"),
+        ("Service", "control-api-internal"),
         ("Service", "dataplane"),
         ("Service", "usage-worker"),
         ("Job", "gatehouse-migrate"),
@@ -366,6 +409,33 @@ fn kubernetes_manifests_render_and_match_the_binary() {
     for key in config.keys() {
         assert!(known.contains(key), "ConfigMap sets unknown setting {key}");
     }
+    // The public Services carry the public port only; the internal listener has its own
+    // in-cluster Service, which the dataplanes use.
+    let internal_ports = default_internal_ports();
+    for doc in docs.iter().filter(|d| d["kind"].as_str() == Some("Service")) {
+        let name = scalar(&doc["metadata"]["name"]);
+        let service_ports: Vec<u16> = doc["spec"]["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|p| p["port"].as_u64().unwrap() as u16)
+            .collect();
+        let expected = match name.as_str() {
+            "control-api-internal" => internal_ports["control-api"],
+            public => ports[public],
+        };
+        assert_eq!(service_ports, [expected], "Service {name} ports");
+        assert!(
+            doc["spec"]["type"].as_str().is_none_or(|t| t == "ClusterIP"),
+            "Service {name} is in-cluster"
+        );
+    }
+    let control_api_url = &config["GATEHOUSE_DATAPLANE__CONTROL_API_URL"];
+    assert!(
+        control_api_url.starts_with("http://control-api-internal."),
+        "{control_api_url}"
+    );
+    assert_dataplane_reads_the_internal_listener(control_api_url);
     let secrets_doc = read("infra/k8s/README.md");
     for doc in &docs {
         let kind = scalar(&doc["kind"]);
@@ -435,6 +505,16 @@ fn kubernetes_manifests_render_and_match_the_binary() {
             if kind == "Deployment" {
                 let port = container["ports"][0]["containerPort"].as_u64().unwrap() as u16;
                 assert_eq!(port, ports[args[0].as_str()], "{} containerPort", args[0]);
+                let metrics_port = internal_ports
+                    .get(args[0].as_str())
+                    .copied()
+                    .unwrap_or(port);
+                assert_eq!(
+                    doc["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"].as_str(),
+                    Some(metrics_port.to_string().as_str()),
+                    "{} is scraped on its internal listener",
+                    args[0]
+                );
                 assert_eq!(
                     container["livenessProbe"]["httpGet"]["path"].as_str(),
                     Some(HEALTHZ_PATH)

@@ -3,6 +3,7 @@
 
 mod config_errors;
 mod dataplane_replicas;
+mod db_role;
 mod infra;
 mod migrate;
 mod otlp;

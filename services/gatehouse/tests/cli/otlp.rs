@@ -91,6 +91,7 @@ async fn traces_and_metrics_are_exported_over_otlp() {
         .env("GATEHOUSE_MODE", "local")
         .env("GATEHOUSE_DATABASE__URL", &db.service_url)
         .env("GATEHOUSE_CONTROL_API__LISTEN", format!("127.0.0.1:{port}"))
+        .env("GATEHOUSE_CONTROL_API__INTERNAL_LISTEN", "127.0.0.1:0")
         .env("GATEHOUSE_CONTROL_API__PUBLIC_URL", &base)
         .env("GATEHOUSE_CONTROL_API__RESYNC_INTERVAL_SECS", "0")
         .env(

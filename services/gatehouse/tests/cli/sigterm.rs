@@ -76,6 +76,7 @@ async fn sigterm_during_a_slow_request_lets_it_finish_then_exits() {
         .env("GATEHOUSE_MODE", "local")
         .env("GATEHOUSE_DATABASE__URL", &db.service_url)
         .env("GATEHOUSE_CONTROL_API__LISTEN", format!("127.0.0.1:{port}"))
+        .env("GATEHOUSE_CONTROL_API__INTERNAL_LISTEN", "127.0.0.1:0")
         .env("GATEHOUSE_CONTROL_API__PUBLIC_URL", &base)
         .env(
             "GATEHOUSE_SECRETS__ENCRYPTION_KEYS",

@@ -44,6 +44,8 @@ pub(crate) fn start(checkout: &Path, data: &Path, run: usize) -> Up {
             format!("http://127.0.0.1:{dp}"),
         )
         .env("GATEHOUSE_USAGE_WORKER__LISTEN", format!("127.0.0.1:{wk}"))
+        .env("GATEHOUSE_CONTROL_API__INTERNAL_LISTEN", "127.0.0.1:0")
+        .env("GATEHOUSE_DATAPLANE__INTERNAL_LISTEN", "127.0.0.1:0")
         .env("GATEHOUSE_SHUTDOWN__GRACE_PERIOD_SECS", "5")
         .arg("up")
         .stdout(std::fs::File::create(&log).unwrap())

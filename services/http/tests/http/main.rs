@@ -267,3 +267,107 @@ mod request_metrics {
         assert!(!rendered.contains("INVENTED"), "{rendered}");
     }
 }
+
+/// Secrets in URLs (reset and verification tokens, SSO and OAuth callback codes and states) never
+/// reach the request log or the trace: the service's own JSON log of a real request over TCP is
+/// captured and searched for them.
+mod secrets_in_logs {
+    use std::io;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use gatehouse_http::observe;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// Collects what the services' JSON log layer writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The process-wide log (the server's worker threads log there): the services' JSON layer.
+    fn log() -> &'static Captured {
+        static LOG: OnceLock<Captured> = OnceLock::new();
+        LOG.get_or_init(|| {
+            let captured = Captured::default();
+            let sink = captured.clone();
+            let layer = gatehouse_core::telemetry::json_log_layer(move || sink.clone());
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+                .expect("no other global subscriber in this test binary");
+            captured
+        })
+    }
+
+    async fn page() -> HttpResponse {
+        tracing::info!("page served");
+        HttpResponse::Ok().finish()
+    }
+
+    #[actix_web::test]
+    async fn query_secrets_are_redacted_in_request_logs_and_spans() {
+        let log = log();
+        let listener = gatehouse_http::bind("127.0.0.1:0".parse().unwrap(), "test.listen").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = HttpServer::new(|| {
+            App::new()
+                .default_service(web::to(page))
+                .wrap(actix_web::middleware::from_fn(observe::request_metrics))
+                .wrap(observe::tracing_logger())
+        })
+        .disable_signals()
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        let secrets = [
+            "reset-tok-3f9a1c77d2",
+            "verify-tok-81bb02e4aa",
+            "sso-code-5d17e0c9b3",
+            "sso-state-a2c4e6f801",
+            "oauth-state-77aa0d13",
+        ];
+        for target in [
+            format!("/reset-password?token={}", secrets[0]),
+            format!("/verify-email?token={}&next=%2F", secrets[1]),
+            format!(
+                "/api/v1/sso/callback?code={}&state={}",
+                secrets[2], secrets[3]
+            ),
+            format!("/oauth/authorize?client_id=c&{}", secrets[4]),
+        ] {
+            let response = reqwest::get(format!("http://{addr}{target}")).await.unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        handle.stop(true).await;
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let targets: Vec<String> = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|line| line["fields"]["message"] == "page served" || line["message"] == "page served")
+            .filter_map(|line| line["span"]["http.target"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                "/reset-password?token=[redacted]",
+                "/verify-email?token=[redacted]&next=[redacted]",
+                "/api/v1/sso/callback?code=[redacted]&state=[redacted]",
+                "/oauth/authorize?client_id=[redacted]&[redacted]",
+            ],
+            "the logged request targets keep paths and parameter names only"
+        );
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} is in the log:\n{text}");
+        }
+    }
+}

@@ -197,3 +197,71 @@ async fn metadata_documents_go_through_the_ssrf_guard() {
         "a loopback destination must not be contacted"
     );
 }
+
+/// Metadata document fetches are rate-limited per client IP like dynamic registration, against
+/// the same allowance: past it, no document is fetched (429 with `Retry-After`), and neither a
+/// further fetch nor a dynamic registration is admitted. A cached document is not a fetch.
+#[tokio::test]
+async fn metadata_document_fetches_are_rate_limited_like_registration() {
+    let ca = TestCa::new();
+    let docs = HttpsServer::start(&ca).await;
+    let ca_file = ca.ca_pem.display().to_string();
+    let app = TestApp::spawn_with(&[
+        ("egress.allow_private_networks", "true"),
+        ("oauth.metadata_document_ca_file", &ca_file),
+        ("oauth.dynamic_registration_per_hour", "3"),
+    ])
+    .await;
+    let fx = setup(&app, "o@cimd4.test", "cimd4").await;
+    let pkce = Pkce::new();
+    let authorize = |client_id: String| {
+        let path = authorize_path(&client_id, REDIRECT, &pkce.challenge, &fx.resource, None, "s");
+        let request = app.http.get(app.url(&path));
+        async move { request.send().await.unwrap() }
+    };
+    let paths: Vec<String> = (0..5).map(|i| format!("/client-{i}.json")).collect();
+    for path in &paths {
+        docs.put(
+            path,
+            Document {
+                headers: vec![("cache-control".into(), "max-age=3600".into())],
+                body: json!({"client_id": docs.url(path), "redirect_uris": [REDIRECT]}).to_string(),
+            },
+        );
+    }
+    for path in &paths[..3] {
+        let resp = authorize(docs.url(path)).await;
+        assert_eq!(resp.status(), 200, "{path} is within the allowance");
+        assert_eq!(docs.hits(path), 1);
+    }
+    // Cached: served without a fetch, so not counted.
+    assert_eq!(authorize(docs.url(&paths[0])).await.status(), 200);
+    let resp = authorize(docs.url(&paths[3])).await;
+    assert_eq!(resp.status(), 429, "a fourth fetch within the hour is refused");
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(resp.headers().get("location").is_none());
+    assert_eq!(docs.hits(&paths[3]), 0, "the refused document is never fetched");
+    // The token endpoint resolves clients the same way.
+    let (status, body) = token_request(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &docs.url(&paths[4])),
+            ("code", "x"),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &pkce.verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(docs.hits(&paths[4]), 0);
+    // One allowance: dynamic registration from the same address is spent too.
+    let resp = app
+        .http
+        .post(app.url("/oauth/register"))
+        .json(&json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+}

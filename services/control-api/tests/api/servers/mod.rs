@@ -81,7 +81,7 @@ async fn internal_snapshot(app: &TestApp, org_id: OrgId) -> OrgSnapshot {
     let token = app.cfg.derived_keys().unwrap().internal_token;
     let response = app
         .http
-        .get(app.url(&format!("/internal/v1/orgs/{org_id}/snapshot")))
+        .get(app.internal_url(&format!("/internal/v1/orgs/{org_id}/snapshot")))
         .bearer_auth(token)
         .send()
         .await

@@ -62,6 +62,7 @@ impl TestDataplane {
         let mut overrides: Vec<(String, String)> = vec![
             ("mode".into(), "local".into()),
             ("dataplane.listen".into(), format!("127.0.0.1:{port}")),
+            ("dataplane.internal_listen".into(), "127.0.0.1:0".into()),
             ("dataplane.public_url".into(), url.clone()),
             ("dataplane.control_api_url".into(), issuer.url.clone()),
             ("control_api.public_url".into(), issuer.url.clone()),
