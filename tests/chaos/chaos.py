@@ -12,7 +12,7 @@ import base64
 import http.client
 import json
 import os
-import random
+import select
 import shutil
 import signal
 import socket
@@ -24,7 +24,19 @@ import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-PG_BIN = "/usr/lib/postgresql/15/bin"
+
+def pg_bin():
+    """PostgreSQL's server binaries: $PG_BIN, else the newest /usr/lib/postgresql/<n>/bin."""
+    if os.environ.get("PG_BIN"):
+        return os.environ["PG_BIN"]
+    found = sorted((int(v), v) for v in os.listdir("/usr/lib/postgresql") if v.isdigit()) \
+        if os.path.isdir("/usr/lib/postgresql") else []
+    if found:
+        return f"/usr/lib/postgresql/{found[-1][1]}/bin"
+    return os.path.dirname(shutil.which("initdb") or "/usr/bin/initdb")
+
+
+PG_BIN = pg_bin()
 PROTOCOL = "2026-07-28"
 TOOL = "fx__greet"
 ORGS = ("demo", "chaos")
@@ -341,12 +353,37 @@ class Load:
         self.local = threading.local()
         self.stop = threading.Event()
         self.seq = 0
+        self.stale_closed = 0
+        self.resent = 0
 
     def conn(self, port):
+        """This thread's keep-alive connection to `port`. Like any HTTP client with a pool, a
+        connection the server closed while it sat idle (the dataplane closes idle keep-alive
+        connections after 5 s) is noticed before reuse and replaced."""
         conns = self.local.__dict__.setdefault("conns", {})
-        if port not in conns:
-            conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=self.timeout)
-        return conns[port]
+        conn = conns.get(port)
+        if conn is None:
+            conn = conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=self.timeout)
+        elif conn.sock is not None and select.select([conn.sock], [], [], 0)[0]:
+            conn.close()
+            with self.lock:
+                self.stale_closed += 1
+        return conn
+
+    def send(self, conn, path, body, headers):
+        """Sends one request. If writing it on a reused connection fails because the server had
+        closed that connection (the race the check in conn() cannot close), the request never
+        reached the server: it is sent once more on a new connection, and counted."""
+        reused = conn.sock is not None
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+        except (BrokenPipeError, ConnectionResetError):
+            conn.close()
+            if not reused:
+                raise
+            with self.lock:
+                self.resent += 1
+            conn.request("POST", path, body=body, headers=headers)
 
     def call(self, dp, target, kind, token, label, t_sched):
         t_start = time.time()
@@ -363,7 +400,7 @@ class Load:
         status, served, error = None, False, None
         conn = self.conn(dp)
         try:
-            conn.request("POST", target["path"], body=body, headers=headers)
+            self.send(conn, target["path"], body, headers)
             resp = conn.getresponse()
             status = resp.status
             text = resp.read().decode(errors="replace")
@@ -429,7 +466,9 @@ SCHEDULES = {
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--gatehouse", required=True, help="the gatehouse binary")
-    ap.add_argument("--fixture", required=True, help="the mcp-fixture binary")
+    upstream = ap.add_mutually_exclusive_group(required=True)
+    upstream.add_argument("--fixture", help="the mcp-fixture binary (started on a free port)")
+    upstream.add_argument("--fixture-url", help="an MCP fixture already running at this URL")
     ap.add_argument("--quick", action="store_true", help="a short smoke run (about 2 minutes)")
     ap.add_argument("--rate", type=float, default=40, help="authorized calls per second in all")
     ap.add_argument("--invalid-rate", type=float, default=6, help="unauthorized calls per second")
@@ -451,11 +490,15 @@ def main():
         redis.start()
         log(f"PostgreSQL on {pg.port}, Redis on {redis.port}")
 
-        fixture_port = free_port()
-        fixture = subprocess.Popen([args.fixture, "--port", str(fixture_port)],
-                                   stdout=subprocess.DEVNULL,
-                                   stderr=open(os.path.join(root, "fixture.log"), "w"))
-        fixture_url = f"http://127.0.0.1:{fixture_port}/mcp"
+        fixture_url = args.fixture_url
+        if args.fixture:
+            fixture_port = free_port()
+            fixture = subprocess.Popen([args.fixture, "--port", str(fixture_port)],
+                                       stdout=subprocess.DEVNULL,
+                                       stderr=open(os.path.join(root, "fixture.log"), "w"))
+            fixture_url = f"http://127.0.0.1:{fixture_port}/mcp"
+            wait_for("the fixture", lambda: socket.create_connection(
+                ("127.0.0.1", fixture_port), timeout=1).close() is None, 30)
 
         secrets = {
             "GATEHOUSE_SECRETS__ENCRYPTION_KEYS": "chaos-1=" + base64.b64encode(os.urandom(32)).decode(),
@@ -540,6 +583,11 @@ def main():
         drained = drain(pg, redis, dataplanes, root)
         report = verify(records, result, targets, pg, redis, api, drained)
         report["machine"] = result["machine"]
+        report["client"] = {"idle_connections_found_closed": load.stale_closed,
+                            "requests_resent_after_write_failed": load.resent}
+        with open(os.path.join(root, "calls.jsonl"), "w") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
         report["dataplane_event_metrics"] = {d.name: event_metrics(d.port) for d in dataplanes}
         report["setup"] = {"commit": subprocess.run(
                                ["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -581,7 +629,7 @@ def chaos(load, schedule, worker, redis, pg):
         actions.append((at, "postgres", (down, mode)))
     actions.sort(key=lambda a: a[0])
     windows = []
-    pool = ThreadPoolExecutor(max_workers=96)
+    pool = ThreadPoolExecutor(max_workers=48)
     driver = threading.Thread(target=load.run, args=(pool,), daemon=True)
     t0 = time.time()
     ticks = cpu_ticks()
@@ -693,7 +741,11 @@ def verify(records, result, targets, pg, redis, api, drained):
                                        for r in in_run if not r["served"]).most_common(5)}
     redis_calls = [r for w in result["windows"] if w["kind"] == "redis"
                    for r in valid if w["start"] <= r["t_sched"] <= w["end"]]
-    rep["redis_down"] = share(redis_calls)
+    # Calls the dataplane answered without serving them (an error instead of the tool's answer),
+    # as opposed to calls still unanswered when the client gave up.
+    rep["redis_down"] = share(redis_calls) | {
+        "answered_not_served": sum(r["status"] is not None and not r["served"] for r in redis_calls),
+        "unanswered": sum(r["status"] is None for r in redis_calls)}
 
     # Events: every answered call (valid or refused for a reason the gateway records) is one
     # event; a call's argument label finds its audit entry.
@@ -817,6 +869,7 @@ def print_report(rep):
         print(f"  {c['org']}: {c}")
     print(f"\n== drain: {rep['drain']}")
     print(f"== machine over the load: {rep['machine']}")
+    print(f"== client connections: {rep['client']}")
     print(f"== dataplane event counters: {json.dumps(rep['dataplane_event_metrics'])}")
     print("\n== targets")
     for k, v in rep["targets"].items():
