@@ -368,7 +368,12 @@ class Load:
             conn.close()
             with self.lock:
                 self.stale_closed += 1
-        return conn
+        # How long the connection sat unused (None: a new one), kept with each call: a call the
+        # server closes without answering on a connection idle for about its 5 s keep-alive
+        # crossed the server's close on the wire.
+        last = self.local.__dict__.setdefault("last_used", {})
+        idle = time.time() - last[port] if conn.sock is not None and port in last else None
+        return conn, idle
 
     def send(self, conn, path, body, headers):
         """Sends one request. If writing it on a reused connection fails because the server had
@@ -398,7 +403,7 @@ class Load:
         if token:
             headers["authorization"] = f"Bearer {token}"
         status, served, error = None, False, None
-        conn = self.conn(dp)
+        conn, idle = self.conn(dp)
         try:
             self.send(conn, target["path"], body, headers)
             resp = conn.getresponse()
@@ -410,9 +415,10 @@ class Load:
         except Exception as e:  # noqa: BLE001 - any transport failure is a call not served
             error = f"{type(e).__name__}: {e}"
             conn.close()
+        self.local.last_used[dp] = time.time()
         rec = {"label": label, "dp": dp, "org": target["org"], "kind": kind, "t_sched": t_sched,
                "t_start": t_start, "t_end": time.time(), "status": status, "served": served,
-               "error": error}
+               "error": error, "conn_idle": idle}
         with self.lock:
             self.records.append(rec)
         return rec
@@ -733,6 +739,11 @@ def verify(records, result, targets, pg, redis, api, drained):
     rep["outages"] = outages
     in_run = [r for r in valid if t0 <= r["t_sched"] <= t1]
     lat = sorted(r["t_end"] - r["t_sched"] for r in in_run)
+    rep["unanswered"] = [{"at_secs": round(r["t_sched"] - t0, 2), "dataplane": r["dp"],
+                          "after_ms": round(1000 * (r["t_end"] - r["t_start"])),
+                          "connection_idle_secs": None if r["conn_idle"] is None
+                          else round(r["conn_idle"], 2), "error": r["error"][:80]}
+                         for r in records if r["status"] is None]
     rep["load"] = {"secs": round(t1 - t0), **share(in_run),
                    "p50_ms": round(1000 * lat[len(lat) // 2]),
                    "p99_ms": round(1000 * lat[int(0.99 * (len(lat) - 1))]),
@@ -857,6 +868,9 @@ def print_report(rep):
             print(f"{'':>14}not served: {f[1]} x {f[0]}")
     print(f"\nwhile Redis was down: {rep['redis_down']}")
     print(f"whole run: {rep['load']}")
+    print("calls the client got no answer to (valid or not):")
+    for u in rep["unanswered"]:
+        print(f"  {u}")
     print(f"\n== events\n{json.dumps(rep['events'], indent=1)}")
     print(f"\n== calls without a valid token\n{json.dumps(rep['unauthorized'], indent=1)}")
     print("\n== usage totals against raw events")
