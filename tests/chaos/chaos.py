@@ -327,15 +327,10 @@ class Load:
     Every call carries a unique label as its argument, which the audit trail records."""
 
     def __init__(self, dataplanes, host, targets, rate_valid, rate_invalid, timeout):
-        self.dataplanes, self.host, self.targets, self.timeout = dataplanes, host, targets, timeout
-        self.plan = []
-        per_slot = []
-        for dp in dataplanes:
-            for t in targets:
-                for tok in t["tokens"]:
-                    per_slot.append((dp, t, "valid", tok))
-        self.rate_valid = rate_valid
-        self.valid_slots = per_slot
+        self.host, self.timeout = host, timeout
+        self.rate_valid, self.rate_invalid = rate_valid, rate_invalid
+        self.valid_slots = [(dp, t, "valid", tok) for dp in dataplanes for t in targets
+                            for tok in t["tokens"]]
         other = {t["org"]: o for t in targets for o in targets if o is not t}
         self.invalid_slots = []
         for dp in dataplanes:
@@ -347,7 +342,6 @@ class Load:
                                   ("other-org", other[t["org"]]["tokens"][0]),
                                   ("jwt-alg-none", unsigned_jwt(t["path"]))):
                     self.invalid_slots.append((dp, t, kind, tok))
-        self.rate_invalid = rate_invalid
         self.records = []
         self.lock = threading.Lock()
         self.local = threading.local()
@@ -595,10 +589,10 @@ def main():
             for r in records:
                 f.write(json.dumps(r) + "\n")
         report["dataplane_event_metrics"] = {d.name: event_metrics(d.port) for d in dataplanes}
-        report["setup"] = {"commit": subprocess.run(
-                               ["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                               text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip(),
-                           "gatehouse": args.gatehouse,"rate_authorized": args.rate, "rate_unauthorized": args.invalid_rate,
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+        report["setup"] = {"commit": commit.stdout.strip(), "gatehouse": args.gatehouse,
+                           "rate_authorized": args.rate, "rate_unauthorized": args.invalid_rate,
                            "schedule": schedule, "dir": root}
         print_report(report)
         if args.report:
@@ -629,7 +623,7 @@ def chaos(load, schedule, worker, redis, pg):
     actions = []
     for at in schedule["worker_kills"]:
         actions.append((at, "usage-worker", None))
-    for at, down, in schedule["redis"]:
+    for at, down in schedule["redis"]:
         actions.append((at, "redis", down))
     for at, down, mode in schedule["postgres"]:
         actions.append((at, "postgres", (down, mode)))
