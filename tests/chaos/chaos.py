@@ -83,7 +83,7 @@ def machine_shares(before, after):
 
 
 def event_metrics(port):
-    """The dataplane's event counters (docs/operations.md, "Events")."""
+    """The dataplane's event counters (docs/operations.md, "Events"), from its internal listener."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
@@ -506,6 +506,9 @@ def main():
         }
         api_port, dp_ports, worker_port = free_port(), [free_port(), free_port()], free_port()
         api_url = f"http://127.0.0.1:{api_port}"
+        # Internal listeners: the control API's (snapshots and JWKS for the dataplanes) and each
+        # dataplane's (metrics).
+        api_internal_port, dp_internal_ports = free_port(), [free_port() for _ in dp_ports]
         public_host = f"127.0.0.1:{dp_ports[0]}"
 
         # Migrations, the services' role and the demo user, org and endpoint: `gatehouse up`
@@ -515,7 +518,9 @@ def main():
             "DATABASE_URL": pg.url(),
             "GATEHOUSE_LOCAL__DATA_DIR": up_dir,
             "GATEHOUSE_CONTROL_API__LISTEN": f"127.0.0.1:{free_port()}",
+            "GATEHOUSE_CONTROL_API__INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
             "GATEHOUSE_DATAPLANE__LISTEN": f"127.0.0.1:{free_port()}",
+            "GATEHOUSE_DATAPLANE__INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
             "GATEHOUSE_USAGE_WORKER__LISTEN": f"127.0.0.1:{free_port()}",
         }
         up_log = os.path.join(root, "up.log")
@@ -535,7 +540,7 @@ def main():
             "GATEHOUSE_DATABASE__URL": service_url,
             "GATEHOUSE_REDIS__URL": redis.url(),
             "GATEHOUSE_CONTROL_API__PUBLIC_URL": api_url,
-            "GATEHOUSE_DATAPLANE__CONTROL_API_URL": api_url,
+            "GATEHOUSE_DATAPLANE__CONTROL_API_URL": f"http://127.0.0.1:{api_internal_port}",
             "GATEHOUSE_DATAPLANE__PUBLIC_URL": f"http://{public_host}",
             "GATEHOUSE_EGRESS__ALLOW_HTTP": "true",
             "GATEHOUSE_EGRESS__ALLOW_PRIVATE_NETWORKS": "true",
@@ -544,10 +549,13 @@ def main():
             "GATEHOUSE_SHUTDOWN__GRACE_PERIOD_SECS": "5",
         }
         control = Service("control-api", [args.gatehouse, "control-api"],
-                          common | {"GATEHOUSE_CONTROL_API__LISTEN": f"127.0.0.1:{api_port}"},
+                          common | {"GATEHOUSE_CONTROL_API__LISTEN": f"127.0.0.1:{api_port}",
+                                     "GATEHOUSE_CONTROL_API__INTERNAL_LISTEN":
+                                         f"127.0.0.1:{api_internal_port}"},
                           root, api_port)
         dataplanes = [Service(f"dataplane-{n + 1}", [args.gatehouse, "dataplane"], common | {
             "GATEHOUSE_DATAPLANE__LISTEN": f"127.0.0.1:{port}",
+            "GATEHOUSE_DATAPLANE__INTERNAL_LISTEN": f"127.0.0.1:{dp_internal_ports[n]}",
             "GATEHOUSE_DATAPLANE__SPOOL_DIR": os.path.join(root, f"dataplane-{n + 1}-spool"),
         }, root, port) for n, port in enumerate(dp_ports)]
         worker = Service("usage-worker", [args.gatehouse, "usage-worker"], common | {
@@ -588,7 +596,8 @@ def main():
         with open(os.path.join(root, "calls.jsonl"), "w") as f:
             for r in records:
                 f.write(json.dumps(r) + "\n")
-        report["dataplane_event_metrics"] = {d.name: event_metrics(d.port) for d in dataplanes}
+        report["dataplane_event_metrics"] = {
+            d.name: event_metrics(internal) for d, internal in zip(dataplanes, dp_internal_ports)}
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, cwd=os.path.dirname(os.path.abspath(__file__)))
         report["setup"] = {"commit": commit.stdout.strip(), "gatehouse": args.gatehouse,
