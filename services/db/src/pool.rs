@@ -62,9 +62,8 @@ impl Db {
     ///   it or replace what they own).
     pub async fn verify_service_role(&self) -> Result<(), UnsafeRole> {
         type Inspection = (String, bool, bool, Vec<String>, Vec<String>, bool, Vec<String>);
-        let (name, superuser, bypass, powerful, predefined, owns_schema, owned): Inspection =
-            sqlx::query_as(
-                "SELECT r.rolname::text, r.rolsuper, r.rolbypassrls,
+        let (name, superuser, bypass, powerful, predefined, owns_schema, owned): Inspection = sqlx::query_as(
+            "SELECT r.rolname::text, r.rolsuper, r.rolbypassrls,
                         ARRAY(SELECT o.rolname::text FROM pg_roles o
                                WHERE o.oid <> r.oid AND (o.rolsuper OR o.rolbypassrls)
                                  AND pg_has_role(r.oid, o.oid, 'MEMBER') ORDER BY 1),
@@ -85,10 +84,10 @@ impl Db {
                                    AND pg_has_role(r.oid, f.proowner, 'MEMBER')) owned
                               ORDER BY 1)
                    FROM pg_roles r WHERE r.rolname = current_user",
-            )
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| UnsafeRole(format!("could not inspect the database role: {e}")))?;
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| UnsafeRole(format!("could not inspect the database role: {e}")))?;
         let fix = "services must use a role without these powers (`gatehouse migrate` creates \
                    it from database.url)";
         if superuser {

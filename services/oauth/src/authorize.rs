@@ -248,19 +248,21 @@ pub async fn validate(state: &OAuthState, raw: &str, ip: Option<IpAddr>) -> Resu
                 "The request does not name an application (client_id).",
             )
         })?;
-    let client = clients::find_registered(state, client_id, ip).await?.ok_or_else(|| {
-        if client_id.starts_with("https://") {
-            page(
-                "Unknown application",
-                "The application's metadata document could not be fetched, or it is not valid.",
-            )
-        } else {
-            page(
-                "Unknown application",
-                "The application is not registered with this server.",
-            )
-        }
-    })?;
+    let client = clients::find_registered(state, client_id, ip)
+        .await?
+        .ok_or_else(|| {
+            if client_id.starts_with("https://") {
+                page(
+                    "Unknown application",
+                    "The application's metadata document could not be fetched, or it is not valid.",
+                )
+            } else {
+                page(
+                    "Unknown application",
+                    "The application is not registered with this server.",
+                )
+            }
+        })?;
     let redirect_uri = params
         .get("redirect_uri")
         .copied()

@@ -11,8 +11,8 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use futures::{StreamExt, TryStreamExt};
 use gatehouse_core::role::Role;
-use gatehouse_db::{AuditOutcome, TenantTx};
 use gatehouse_db::repos::audit::{self, AuditQuery, AuditRecord};
+use gatehouse_db::{AuditOutcome, TenantTx};
 
 use crate::auth::OrgMember;
 use crate::error::{ApiError, ApiResult, Problem};

@@ -297,8 +297,16 @@ async fn services_role_check_refuses_memberships_that_bypass_rls() {
     let helper = |case: &str| format!("gh_rolecheck_{tag}_{case}_group");
     let cases: [(&str, &str, Option<&str>); 7] = [
         ("plain", "", None),
-        ("read_all", "GRANT pg_read_all_data TO {login}", Some("pg_read_all_data")),
-        ("write_all", "GRANT pg_write_all_data TO {login}", Some("pg_write_all_data")),
+        (
+            "read_all",
+            "GRANT pg_read_all_data TO {login}",
+            Some("pg_read_all_data"),
+        ),
+        (
+            "write_all",
+            "GRANT pg_write_all_data TO {login}",
+            Some("pg_write_all_data"),
+        ),
         (
             "bypass_group",
             "CREATE ROLE {helper} NOLOGIN BYPASSRLS; GRANT {helper} TO {login}",
@@ -315,7 +323,11 @@ async fn services_role_check_refuses_memberships_that_bypass_rls() {
              CREATE TABLE public.{helper}_t (id int); ALTER TABLE public.{helper}_t OWNER TO {helper}",
             Some("owns 1 object"),
         ),
-        ("db_owner", "ALTER DATABASE \"{db}\" OWNER TO {login}", Some("pg_database_owner")),
+        (
+            "db_owner",
+            "ALTER DATABASE \"{db}\" OWNER TO {login}",
+            Some("pg_database_owner"),
+        ),
     ];
     let mut outcomes = Vec::new();
     for (case, grant, refused_for) in cases {
@@ -335,10 +347,9 @@ async fn services_role_check_refuses_memberships_that_bypass_rls() {
         let mut url = url::Url::parse(&db.service_url).unwrap();
         url.set_username(&login).unwrap();
         url.set_password(Some("pw")).unwrap();
-        let as_role = gatehouse_db::Db::connect_lazy(&gatehouse_test_support::testdb::database_config(
-            url.as_str(),
-        ))
-        .unwrap();
+        let as_role =
+            gatehouse_db::Db::connect_lazy(&gatehouse_test_support::testdb::database_config(url.as_str()))
+                .unwrap();
         let outcome = as_role.verify_service_role().await;
         as_role.close().await;
         let cleanup = format!(

@@ -505,10 +505,7 @@ fn kubernetes_manifests_render_and_match_the_binary() {
             if kind == "Deployment" {
                 let port = container["ports"][0]["containerPort"].as_u64().unwrap() as u16;
                 assert_eq!(port, ports[args[0].as_str()], "{} containerPort", args[0]);
-                let metrics_port = internal_ports
-                    .get(args[0].as_str())
-                    .copied()
-                    .unwrap_or(port);
+                let metrics_port = internal_ports.get(args[0].as_str()).copied().unwrap_or(port);
                 assert_eq!(
                     doc["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"].as_str(),
                     Some(metrics_port.to_string().as_str()),

@@ -339,10 +339,7 @@ mod secrets_in_logs {
         for target in [
             format!("/reset-password?token={}", secrets[0]),
             format!("/verify-email?token={}&next=%2F", secrets[1]),
-            format!(
-                "/api/v1/sso/callback?code={}&state={}",
-                secrets[2], secrets[3]
-            ),
+            format!("/api/v1/sso/callback?code={}&state={}", secrets[2], secrets[3]),
             format!("/oauth/authorize?client_id=c&{}", secrets[4]),
         ] {
             let response = reqwest::get(format!("http://{addr}{target}")).await.unwrap();

@@ -106,7 +106,11 @@ async fn internal_routes_and_metrics_are_only_on_the_internal_listener() {
     }
     for path in ["/api/v1/orgs", "/authorize", "/api/openapi.json"] {
         let internal = app.http.get(app.internal_url(path)).send().await.unwrap();
-        assert_eq!(internal.status(), 404, "the internal listener does not serve {path}");
+        assert_eq!(
+            internal.status(),
+            404,
+            "the internal listener does not serve {path}"
+        );
     }
     let public = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(public.status(), 200, "probes still reach the public listener");
