@@ -25,6 +25,7 @@ pub mod sealed;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod stream_slots;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -134,6 +135,12 @@ impl Dataplane {
             issuer: cfg.issuer(),
             public_url,
             max_json_depth: cfg.dataplane.max_json_depth,
+            batches: state::BatchLimits {
+                max_messages: cfg.dataplane.max_batch_messages,
+                max_answer_bytes: cfg.dataplane.max_batch_answer_bytes,
+                timeout: Duration::from_millis(cfg.dataplane.batch_timeout_ms),
+            },
+            streams: stream_slots::StreamSlots::new(cfg.dataplane.max_streams_per_subject),
             redactor: cfg.dataplane.redact_secrets.then(redact::Redactor::new),
             source: format!("dataplane-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]).into(),
         };

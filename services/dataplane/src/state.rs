@@ -1,6 +1,7 @@
 //! What every request handler shares (built once, outside the per-worker app factory).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use gatehouse_events::{ChangeNotifier, EventPublisher, QuotaState, RateLimiter};
 
@@ -9,6 +10,7 @@ use crate::headers::OriginPolicy;
 use crate::pins::Pins;
 use crate::session::{EndedSessions, SessionCodec};
 use crate::store::SnapshotStore;
+use crate::stream_slots::StreamSlots;
 use crate::upstream::Upstreams;
 
 #[derive(Clone)]
@@ -30,8 +32,20 @@ pub struct AppState {
     /// The dataplane's public URL without a trailing slash.
     pub public_url: String,
     pub max_json_depth: usize,
+    pub batches: BatchLimits,
+    /// Notification streams open per caller (`dataplane.max_streams_per_subject`).
+    pub streams: StreamSlots,
     /// Redacts secrets in what upstreams send back (`dataplane.redact_secrets`).
     pub redactor: Option<crate::redact::Redactor>,
     /// This instance, as named in events.
     pub source: Arc<str>,
+}
+
+/// How far one JSON-RPC batch may go (`dataplane.max_batch_messages`, `.max_batch_answer_bytes`,
+/// `.batch_timeout_ms`).
+#[derive(Clone, Copy, Debug)]
+pub struct BatchLimits {
+    pub max_messages: usize,
+    pub max_answer_bytes: usize,
+    pub timeout: Duration,
 }

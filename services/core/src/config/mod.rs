@@ -240,6 +240,26 @@ mod tests {
     }
 
     #[test]
+    fn batch_and_stream_limits_are_validated() {
+        for (var, value, setting) in [
+            ("MAX_BATCH_MESSAGES", "0", "dataplane.max_batch_messages"),
+            ("MAX_BATCH_MESSAGES", "10001", "dataplane.max_batch_messages"),
+            ("MAX_BATCH_ANSWER_BYTES", "1023", "dataplane.max_batch_answer_bytes"),
+            ("BATCH_TIMEOUT_MS", "0", "dataplane.batch_timeout_ms"),
+            ("MAX_STREAMS_PER_SUBJECT", "0", "dataplane.max_streams_per_subject"),
+        ] {
+            Jail::expect_with(|jail| {
+                valid_env(jail);
+                jail.set_env(format!("GATEHOUSE_DATAPLANE__{var}"), value);
+                let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+                let err = cfg.validate(Component::Dataplane).unwrap_err();
+                assert_eq!(err.setting, setting, "{var}={value}: {err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
     fn malformed_listen_address_is_named() {
         Jail::expect_with(|jail| {
             valid_env(jail);

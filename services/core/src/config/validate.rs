@@ -150,6 +150,27 @@ impl Config {
                 "must be between 1 and 512",
             ));
         }
+        if self.dataplane.max_batch_messages == 0 || self.dataplane.max_batch_messages > 10_000 {
+            return Err(ConfigError::new(
+                "dataplane.max_batch_messages",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.dataplane.max_batch_answer_bytes < 1024 {
+            return Err(ConfigError::new(
+                "dataplane.max_batch_answer_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.dataplane.batch_timeout_ms == 0 {
+            return Err(ConfigError::new("dataplane.batch_timeout_ms", "must be at least 1"));
+        }
+        if self.dataplane.max_streams_per_subject == 0 {
+            return Err(ConfigError::new(
+                "dataplane.max_streams_per_subject",
+                "must be at least 1",
+            ));
+        }
         for (setting, value) in [
             (
                 "accounts.login_per_account_per_minute",

@@ -1,11 +1,12 @@
-//! `tools/call` (grant, pin, per-tool rate limit and quota checks) and forwarding a request to
-//! the upstream that owns it, with the upstream session and SEP-2243 headers to use.
+//! `tools/call` (grant and pin checks; its rate limits and the quota were checked at admission)
+//! and forwarding a request to the upstream that owns it, with the upstream session and SEP-2243
+//! headers to use.
 
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use gatehouse_core::ids::ServerId;
 use gatehouse_core::snapshot::ToolTarget;
@@ -17,7 +18,6 @@ use crate::jsonrpc::{self, Message};
 use crate::session::Session;
 use crate::upstream::{Outbound, UpstreamError};
 
-use super::admission::{check_limits, tool_limit_key};
 use super::dispatch::{Answer, Relay, unknown_tool};
 use super::{Era, Incoming, MODERN_VERSIONS, rpc_error};
 
@@ -112,33 +112,6 @@ pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, byte
             None,
         ));
     };
-    // A single `tools/call` was counted against its tool's limit at admission; one in a batch is
-    // counted here.
-    if ctx.tool_limit_counted.as_deref() != Some(name.as_str())
-        && let Some(limit) = ctx.endpoint.snapshot.rate_limits.per_tool.get(&name)
-    {
-        let key = tool_limit_key(ctx, &name);
-        if let Err(response) = check_limits(ctx, &[(&key, *limit)], "tools/call", Some(&name)).await {
-            return Answer::Http(response);
-        }
-    }
-    if ctx.state.quota.is_over(ctx.org.snapshot.org_id) {
-        let mut record = ctx.record(
-            "tools/call",
-            Some(&name),
-            Some(*server_id),
-            arguments.as_ref(),
-            bytes_in,
-        );
-        record.set_outcome(CallOutcome::OverQuota, Some(jsonrpc::SERVER_ERROR));
-        drop(record);
-        return Answer::Value(jsonrpc::error_body(
-            Some(&id),
-            jsonrpc::SERVER_ERROR,
-            "Quota exceeded: this organization has used its call allowance for the billing period",
-            Some(json!({"reason": "quota_exceeded"})),
-        ));
-    }
     if let Some(params) = message.params_mut() {
         params.insert("name".into(), Value::String(upstream_name.clone()));
     }

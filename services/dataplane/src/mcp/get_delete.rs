@@ -1,5 +1,6 @@
-//! `GET` (a session's server→client stream, merged across its upstreams) and `DELETE` (ending a
-//! session upstream and on every replica): they exist only for the 2025 revisions' sessions.
+//! `GET` (a session's server→client stream, merged across its upstreams; one of the caller's
+//! bounded notification streams) and `DELETE` (ending a session upstream and on every replica):
+//! they exist only for the 2025 revisions' sessions.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -10,7 +11,7 @@ use crate::session::EndedSessions;
 use crate::state::AppState;
 use crate::upstream::UpstreamError;
 
-use super::admission::{Ctx, establish};
+use super::admission::{Ctx, establish, open_stream};
 use super::dispatch::Relay;
 use super::relay::{FrameStream, ListChangedHook, relay_events, sse_response};
 use super::sessions::open_session;
@@ -62,6 +63,10 @@ pub async fn get(
     }
     let session = match open_session(&req, &ctx) {
         Ok(s) => s,
+        Err(response) => return response,
+    };
+    let slot = match open_stream(&ctx, None) {
+        Ok(slot) => slot,
         Err(response) => return response,
     };
     // A resume names the upstream whose stream it continues.
@@ -133,7 +138,7 @@ pub async fn get(
         return method_not_allowed();
     }
     let merged: FrameStream = Box::pin(futures::stream::select_all(streams));
-    sse_response(merged, Some(KEEP_ALIVE))
+    slot.held_by(sse_response(merged, Some(KEEP_ALIVE)))
 }
 
 /// `DELETE /{org}/{endpoint}/mcp`: ends the session upstream.

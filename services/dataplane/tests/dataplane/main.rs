@@ -1,6 +1,10 @@
 //! Dataplane tests: a real dataplane on a free port, real upstream MCP servers (mcp-fixture),
 //! snapshots built by the test, tokens signed by a test key published as JWKS.
 
+/// The abuse corpus: malformed, oversized, nested and mixed-era bodies on every route.
+mod abuse;
+/// Batches bounded in messages, answer bytes and time; per-message limits and quota; streams.
+mod batches;
 /// The official MCP conformance suite through the dataplane.
 mod conformance;
 /// Drift (rug pull): a changed tool definition is withheld and reported.
