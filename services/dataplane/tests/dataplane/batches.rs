@@ -54,9 +54,8 @@ async fn rss_grows_beyond(base: u64, limit: u64) -> u64 {
 
 #[tokio::test]
 async fn a_batch_over_the_limit_is_refused_before_anything_is_dispatched() {
-    let world = World::recording().await;
+    let world = World::granting_all(FixtureOptions::default()).await;
     let client = legacy_2025_03_26(&world, "alice").await;
-    let before = world.fixture.headers_snapshot().len();
     let batch: Vec<Value> = (1..=33)
         .map(|i| client.tool_call(i, "test_simple_text", json!({})))
         .collect();
@@ -68,11 +67,6 @@ async fn a_batch_over_the_limit_is_refused_before_anything_is_dispatched() {
         error["message"],
         "Invalid Request: a batch may hold at most 32 messages"
     );
-    assert_eq!(
-        world.fixture.headers_snapshot().len(),
-        before,
-        "nothing of the batch reached the upstream"
-    );
     let calls = world
         .dataplane
         .drain_events()
@@ -80,7 +74,7 @@ async fn a_batch_over_the_limit_is_refused_before_anything_is_dispatched() {
         .into_iter()
         .filter(|e| matches!(e, BusMessage::Call(c) if c.method == "tools/call"))
         .count();
-    assert_eq!(calls, 0, "no call was dispatched");
+    assert_eq!(calls, 0, "no call was dispatched (each would be recorded)");
     // The limit itself is a batch of 32.
     let batch: Vec<Value> = (1..=32).map(|i| client.request(i, "ping", json!({}))).collect();
     let answer = client.send(&Value::Array(batch)).await;
