@@ -264,16 +264,24 @@ mod tests {
 
     #[test]
     fn batch_limit_counts_top_level_elements_only() {
-        let two = br#"[{"jsonrpc":"2.0","method":"a","params":{"x":[1,2,3]}},{"jsonrpc":"2.0","method":"b,c"}]"#;
+        let two =
+            br#"[{"jsonrpc":"2.0","method":"a","params":{"x":[1,2,3]}},{"jsonrpc":"2.0","method":"b,c"}]"#;
         assert!(!batch_exceeds(two, 2));
         assert!(batch_exceeds(two, 1));
         assert!(!batch_exceeds(br#" {"a":[1,2,3,4,5]}"#, 1), "not a batch");
         assert!(!batch_exceeds(br#"["\",\",",1]"#, 2), "commas in strings");
         assert!(!batch_exceeds(b"[]", 1));
-        let many = format!("[{}]", vec![r#"{"jsonrpc":"2.0","method":"ping","id":1}"#; 1000].join(","));
+        let many = format!(
+            "[{}]",
+            vec![r#"{"jsonrpc":"2.0","method":"ping","id":1}"#; 1000].join(",")
+        );
         let refused = parse_body(many.as_bytes(), 8, 32).unwrap_err();
         assert_eq!(refused.code, INVALID_REQUEST);
-        assert!(refused.message.contains("at most 32 messages"), "{}", refused.message);
+        assert!(
+            refused.message.contains("at most 32 messages"),
+            "{}",
+            refused.message
+        );
         assert!(matches!(parse_body(two, 8, 2), Ok(Body::Batch(m)) if m.len() == 2));
     }
 

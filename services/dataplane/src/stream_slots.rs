@@ -101,10 +101,7 @@ impl MessageBody for Held {
         self.body.size()
     }
 
-    fn poll_next(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
         Pin::new(&mut self.get_mut().body).poll_next(cx)
     }
 }
@@ -121,7 +118,10 @@ mod tests {
         let b = slots.acquire(org, "alice").unwrap();
         assert!(slots.acquire(org, "alice").is_none(), "the third is refused");
         assert!(slots.acquire(org, "bob").is_some(), "another subject has its own");
-        assert!(slots.acquire(other_org, "alice").is_some(), "so does the same subject elsewhere");
+        assert!(
+            slots.acquire(other_org, "alice").is_some(),
+            "so does the same subject elsewhere"
+        );
         drop(a);
         assert_eq!(slots.open(org, "alice"), 1);
         let _c = slots.acquire(org, "alice").expect("a slot was given back");

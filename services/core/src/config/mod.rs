@@ -244,9 +244,17 @@ mod tests {
         for (var, value, setting) in [
             ("MAX_BATCH_MESSAGES", "0", "dataplane.max_batch_messages"),
             ("MAX_BATCH_MESSAGES", "10001", "dataplane.max_batch_messages"),
-            ("MAX_BATCH_ANSWER_BYTES", "1023", "dataplane.max_batch_answer_bytes"),
+            (
+                "MAX_BATCH_ANSWER_BYTES",
+                "1023",
+                "dataplane.max_batch_answer_bytes",
+            ),
             ("BATCH_TIMEOUT_MS", "0", "dataplane.batch_timeout_ms"),
-            ("MAX_STREAMS_PER_SUBJECT", "0", "dataplane.max_streams_per_subject"),
+            (
+                "MAX_STREAMS_PER_SUBJECT",
+                "0",
+                "dataplane.max_streams_per_subject",
+            ),
         ] {
             Jail::expect_with(|jail| {
                 valid_env(jail);

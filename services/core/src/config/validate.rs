@@ -163,7 +163,10 @@ impl Config {
             ));
         }
         if self.dataplane.batch_timeout_ms == 0 {
-            return Err(ConfigError::new("dataplane.batch_timeout_ms", "must be at least 1"));
+            return Err(ConfigError::new(
+                "dataplane.batch_timeout_ms",
+                "must be at least 1",
+            ));
         }
         if self.dataplane.max_streams_per_subject == 0 {
             return Err(ConfigError::new(

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
@@ -50,7 +50,9 @@ pub(super) struct Unadmitted {
 pub(super) enum Verdict {
     Admitted,
     /// A rate limit refused it; it may be sent again after this many seconds.
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     /// A billable request of an org over its quota.
     OverQuota,
 }

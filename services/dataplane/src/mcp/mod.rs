@@ -237,7 +237,9 @@ pub async fn post(
     let bytes_in = body.len() as u64;
     match parsed {
         Body::Batch(messages) => batch(&req, &ctx, messages, verdicts, bytes_in).await,
-        Body::Single(message) if message.kind == Kind::Request && message.method() == "subscriptions/listen" => {
+        Body::Single(message)
+            if message.kind == Kind::Request && message.method() == "subscriptions/listen" =>
+        {
             let slot = match open_stream(&ctx, message.id()) {
                 Ok(slot) => slot,
                 Err(response) => return response,

@@ -293,10 +293,12 @@ pub(super) async fn batch(
         }
         match message.kind {
             Kind::Notification => {
-                let _ = tokio::time::timeout_at(deadline, forward_notification(ctx, &session, &message)).await;
+                let _ =
+                    tokio::time::timeout_at(deadline, forward_notification(ctx, &session, &message)).await;
             }
             Kind::Response => {
-                let _ = tokio::time::timeout_at(deadline, route_client_response(ctx, &session, message)).await;
+                let _ =
+                    tokio::time::timeout_at(deadline, route_client_response(ctx, &session, message)).await;
             }
             Kind::Request => {
                 if message.method() == "initialize" {

@@ -276,7 +276,12 @@ async fn the_abuse_corpus_gets_errors_of_the_right_kind_without_panics_or_unboun
         (Method::GET, format!("{url}{deep_query}"), None, &[405]),
         (Method::POST, url.clone(), Some("not-a-token"), &[401]),
         (Method::POST, url.replace("/main/", "/nope/"), None, &[404]),
-        (Method::POST, format!("{}/..%2f..%2fetc/passwd/mcp", world.dataplane.url), None, &[404]),
+        (
+            Method::POST,
+            format!("{}/..%2f..%2fetc/passwd/mcp", world.dataplane.url),
+            None,
+            &[404],
+        ),
         (
             Method::GET,
             format!(
@@ -297,14 +302,37 @@ async fn the_abuse_corpus_gets_errors_of_the_right_kind_without_panics_or_unboun
         ),
         (
             Method::POST,
-            format!("{}/.well-known/gatehouse/caller-assertion-jwks.json", world.dataplane.url),
+            format!(
+                "{}/.well-known/gatehouse/caller-assertion-jwks.json",
+                world.dataplane.url
+            ),
             None,
             &[404, 405],
         ),
-        (Method::POST, format!("{}/healthz", world.dataplane.url), None, &[404, 405]),
-        (Method::POST, format!("{}/readyz", world.dataplane.url), None, &[404, 405]),
-        (Method::POST, format!("{}/metrics", world.dataplane.url), None, &[404, 405]),
-        (Method::POST, format!("{}/no/such/route", world.dataplane.url), None, &[404]),
+        (
+            Method::POST,
+            format!("{}/healthz", world.dataplane.url),
+            None,
+            &[404, 405],
+        ),
+        (
+            Method::POST,
+            format!("{}/readyz", world.dataplane.url),
+            None,
+            &[404, 405],
+        ),
+        (
+            Method::POST,
+            format!("{}/metrics", world.dataplane.url),
+            None,
+            &[404, 405],
+        ),
+        (
+            Method::POST,
+            format!("{}/no/such/route", world.dataplane.url),
+            None,
+            &[404],
+        ),
     ];
     for (method, target, bearer, statuses) in other {
         let response = world

@@ -98,9 +98,7 @@ async fn a_100000_message_batch_gets_a_clear_error_and_grows_rss_by_less_than_50
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&format!(
-            r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/list"}}"#
-        ));
+        body.push_str(&format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/list"}}"#));
     }
     body.push(']');
     let body = bytes::Bytes::from(body);
@@ -187,16 +185,15 @@ async fn a_per_subject_limit_of_5_admits_5_calls_of_a_500_call_batch() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        calls.iter().filter(|o| **o == CallOutcome::Success).count(),
-        5
-    );
+    assert_eq!(calls.iter().filter(|o| **o == CallOutcome::Success).count(), 5);
     assert_eq!(
         calls.iter().filter(|o| **o == CallOutcome::RateLimited).count(),
         495
     );
     // A batch every message of which is refused is refused as a whole, as each would be.
-    let batch: Vec<Value> = (1..=3).map(|i| client.request(i, "tools/list", json!({}))).collect();
+    let batch: Vec<Value> = (1..=3)
+        .map(|i| client.request(i, "tools/list", json!({})))
+        .collect();
     let refused = client.send(&Value::Array(batch)).await;
     assert_eq!(refused.status, 429);
     assert!(refused.headers.get("retry-after").is_some());
