@@ -39,16 +39,6 @@ fn dataplane_panics() -> Arc<Mutex<Vec<String>>> {
         .clone()
 }
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse::<u64>().ok())
-        .expect("resident pages")
-        * 4096
-}
-
 /// How a request is sent to the MCP endpoint.
 #[derive(Clone, Copy, Debug)]
 enum Mode {

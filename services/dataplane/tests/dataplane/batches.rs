@@ -30,17 +30,6 @@ async fn legacy_2025_03_26(world: &World, sub: &str) -> RawClient {
     client
 }
 
-/// The resident set size of this process (the dataplane runs in it), in bytes.
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("resident pages");
-    pages * 4096
-}
-
 /// Resolves once the process's RSS has grown by more than `limit` bytes over `base`.
 async fn rss_grows_beyond(base: u64, limit: u64) -> u64 {
     loop {
