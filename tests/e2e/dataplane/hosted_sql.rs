@@ -22,8 +22,20 @@ fn superuser_url(db: &str) -> String {
 
 /// A `tools/call` of `name` as `token` (a 2026-07-28 stateless request); `meta` is added to the
 /// request's `_meta`. Returns the JSON-RPC response.
-async fn call(platform: &Platform, url: &str, token: &str, name: &str, arguments: Value, meta: Value) -> Value {
-    let mut body = request(MODERN, 1, "tools/call", json!({"name": name, "arguments": arguments}));
+async fn call(
+    platform: &Platform,
+    url: &str,
+    token: &str,
+    name: &str,
+    arguments: Value,
+    meta: Value,
+) -> Value {
+    let mut body = request(
+        MODERN,
+        1,
+        "tools/call",
+        json!({"name": name, "arguments": arguments}),
+    );
     if let Value::Object(extra) = meta {
         for (k, v) in extra {
             body["params"]["_meta"][k] = v;
@@ -84,7 +96,10 @@ async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security()
     let backend_id = backend["id"].as_str().unwrap().to_owned();
     let setup = platform
         .http
-        .get(format!("{}{base}/backends/{backend_id}/setup-sql", platform.control_api))
+        .get(format!(
+            "{}{base}/backends/{backend_id}/setup-sql",
+            platform.control_api
+        ))
         .header("cookie", &admin.cookie)
         .send()
         .await
@@ -115,7 +130,12 @@ async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security()
     // Two tools: a read, and a destructive write.
     let mut tool_ids = Vec::new();
     for (name, sql, access, destructive) in [
-        ("my_notes", "SELECT id, body FROM notes ORDER BY id", "read", false),
+        (
+            "my_notes",
+            "SELECT id, body FROM notes ORDER BY id",
+            "read",
+            false,
+        ),
         ("delete_note", "DELETE FROM notes WHERE id = :id", "write", true),
     ] {
         let tool = admin
@@ -190,8 +210,14 @@ async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security()
     .await;
 
     // Each caller sees exactly its own rows: PostgreSQL decides, not the tool's SQL.
-    assert_eq!(ids(&call(&platform, &url, &alice.0, read, json!({}), json!({})).await), [1, 3]);
-    assert_eq!(ids(&call(&platform, &url, &bob.0, read, json!({}), json!({})).await), [2]);
+    assert_eq!(
+        ids(&call(&platform, &url, &alice.0, read, json!({}), json!({})).await),
+        [1, 3]
+    );
+    assert_eq!(
+        ids(&call(&platform, &url, &bob.0, read, json!({}), json!({})).await),
+        [2]
+    );
     let answer = call(&platform, &url, &alice.0, read, json!({}), json!({})).await;
     let text = answer["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("alice 1") && !text.contains("bob 2"), "{text}");
@@ -203,7 +229,10 @@ async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security()
     let confirmation = &first["result"]["structuredContent"];
     assert_eq!(confirmation["confirmation_required"], true, "{first}");
     let token = confirmation["token"].as_str().unwrap().to_owned();
-    assert_eq!(ids(&call(&platform, &url, &alice.0, read, json!({}), json!({})).await), [1, 3]);
+    assert_eq!(
+        ids(&call(&platform, &url, &alice.0, read, json!({}), json!({})).await),
+        [1, 3]
+    );
 
     // The token is bound to its caller and arguments: bob cannot spend it, nor alice on another row.
     let meta = json!({"io.gatehouse/confirmation": token});
@@ -218,11 +247,17 @@ async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security()
     assert_eq!(done["result"]["structuredContent"]["rows_affected"], 1, "{done}");
     let again = call(&platform, &url, &alice.0, delete, json!({"id": 1}), meta).await;
     assert_eq!(again["result"]["isError"], true, "{again}");
-    assert_eq!(ids(&call(&platform, &url, &alice.0, read, json!({}), json!({})).await), [3]);
+    assert_eq!(
+        ids(&call(&platform, &url, &alice.0, read, json!({}), json!({})).await),
+        [3]
+    );
 
     // Alice, confirmed, cannot delete bob's row: the policy hides it from her.
     let first = call(&platform, &url, &alice.0, delete, json!({"id": 2}), json!({})).await;
-    let token = first["result"]["structuredContent"]["token"].as_str().unwrap().to_owned();
+    let token = first["result"]["structuredContent"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let hidden = call(
         &platform,
         &url,
@@ -232,8 +267,14 @@ async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security()
         json!({"io.gatehouse/confirmation": token}),
     )
     .await;
-    assert_eq!(hidden["result"]["structuredContent"]["rows_affected"], 0, "{hidden}");
-    assert_eq!(ids(&call(&platform, &url, &bob.0, read, json!({}), json!({})).await), [2]);
+    assert_eq!(
+        hidden["result"]["structuredContent"]["rows_affected"], 0,
+        "{hidden}"
+    );
+    assert_eq!(
+        ids(&call(&platform, &url, &bob.0, read, json!({}), json!({})).await),
+        [2]
+    );
 
     // The calls reach the audit trail like any tool's; those awaiting confirmation as denied.
     let mut platform_db = platform.db.admin().await;

@@ -112,13 +112,7 @@ pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, byte
         }
     }
     if ctx.state.quota.is_over(ctx.org.snapshot.org_id) {
-        let mut record = ctx.record(
-            "tools/call",
-            Some(&name),
-            server_id,
-            arguments.as_ref(),
-            bytes_in,
-        );
+        let mut record = ctx.record("tools/call", Some(&name), server_id, arguments.as_ref(), bytes_in);
         record.set_outcome(CallOutcome::OverQuota, Some(jsonrpc::SERVER_ERROR));
         drop(record);
         return Answer::Value(jsonrpc::error_body(

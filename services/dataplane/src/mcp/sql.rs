@@ -164,7 +164,11 @@ fn caller_context(ctx: &Ctx) -> CallerContext {
     }
 }
 
-async fn check_backend_host(ctx: &Ctx, backend: BackendId, (host, port): &(String, u16)) -> Result<(), ToolError> {
+async fn check_backend_host(
+    ctx: &Ctx,
+    backend: BackendId,
+    (host, port): &(String, u16),
+) -> Result<(), ToolError> {
     let refused = || ToolError::new(ErrorKind::Misconfigured, "the backend's address is not allowed");
     let Ok(probe) = url::Url::parse(&format!("https://{}:{port}/", bracket(host))) else {
         return Err(refused());
