@@ -101,6 +101,7 @@ impl Dataplane {
             deps.events.clone(),
             store.clone(),
             reconcile,
+            cfg.dataplane.max_pin_check_bytes,
             background.clone(),
         );
         let control = cfg

@@ -20,6 +20,7 @@ use gatehouse_core::snapshot::{
     EndpointSnapshot, EndpointTool, OrgSnapshot, Revocation, RevocationKind, ServerSnapshot,
     ServiceTokenSnapshot, ToolTarget, UpstreamAuth, server_credential_context,
 };
+use gatehouse_core::sync::MutexExt;
 use gatehouse_hosted_sql::{BackendConfig, SqlTool};
 
 use crate::owners::ResourceOwners;
@@ -111,7 +112,7 @@ impl SnapshotStore {
         if states.is_empty() {
             return 0;
         }
-        let _guard = self.inner.write.lock().expect("store writer lock");
+        let _guard = self.inner.write.lock_or_recover();
         let current = self.inner.orgs.load();
         let mut by_slug = current.by_slug.clone();
         let mut by_id = current.by_id.clone();
@@ -137,7 +138,7 @@ impl SnapshotStore {
 
     /// Forgets an org the control plane no longer lists (deleted).
     pub fn remove(&self, org: OrgId) {
-        let _guard = self.inner.write.lock().expect("store writer lock");
+        let _guard = self.inner.write.lock_or_recover();
         let current = self.inner.orgs.load();
         if !current.by_id.contains_key(&org) {
             return;

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::ids::OrgId;
+use gatehouse_core::sync::MutexExt;
 use gatehouse_db::Db;
 use gatehouse_events::{ChangeNotifier, EventConsumer, QuotaState};
 
@@ -33,7 +34,7 @@ pub struct PipelineHealth {
 
 impl PipelineHealth {
     fn failed(&self, problem: String) {
-        let mut since = self.failing_since.lock().expect("health lock");
+        let mut since = self.failing_since.lock_or_recover();
         match since.as_mut() {
             Some((_, p)) => *p = problem,
             None => *since = Some((Instant::now(), problem)),
@@ -41,11 +42,11 @@ impl PipelineHealth {
     }
 
     fn ok(&self) {
-        *self.failing_since.lock().expect("health lock") = None;
+        *self.failing_since.lock_or_recover() = None;
     }
 
     pub fn check(&self) -> Result<(), String> {
-        match &*self.failing_since.lock().expect("health lock") {
+        match &*self.failing_since.lock_or_recover() {
             Some((since, problem)) if since.elapsed() >= STUCK_AFTER => Err(format!(
                 "no batch written for {}s: {problem}",
                 since.elapsed().as_secs()

@@ -62,6 +62,7 @@ pub struct DataplaneConfig {
     pub spool_max_bytes: u64,
     pub spool_segment_bytes: u64,
     pub snapshot_reconcile_secs: u64,
+    pub max_pin_check_bytes: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -122,6 +123,7 @@ pub struct EgressConfig {
     pub allow_hosts: Vec<String>,
     pub request_timeout_ms: u64,
     pub max_redirects: usize,
+    pub max_document_bytes: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -144,6 +144,18 @@ impl Config {
                 "must be at least 1024",
             ));
         }
+        if self.dataplane.max_pin_check_bytes < 1024 {
+            return Err(ConfigError::new(
+                "dataplane.max_pin_check_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.egress.max_document_bytes) {
+            return Err(ConfigError::new(
+                "egress.max_document_bytes",
+                "must be between 1024 and 67108864 (64 MiB)",
+            ));
+        }
         if self.dataplane.max_json_depth == 0 || self.dataplane.max_json_depth > 512 {
             return Err(ConfigError::new(
                 "dataplane.max_json_depth",

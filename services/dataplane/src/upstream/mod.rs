@@ -29,6 +29,7 @@ use serde_json::Value;
 
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
 use gatehouse_core::snapshot::UpstreamTransport;
+use gatehouse_core::sync::MutexExt;
 
 use crate::assertion::AssertionSigner;
 use crate::auth::Principal;
@@ -219,7 +220,7 @@ impl Upstreams {
             // A cached client-credentials token the upstream no longer accepts: fetch a new one
             // and try once more (the request was refused, so repeating it is safe).
             if response.status() == reqwest::StatusCode::UNAUTHORIZED && uses_oauth && attempt == 1 {
-                self.inner.oauth.lock().expect("oauth cache").remove(&server_id);
+                self.inner.oauth.lock_or_recover().remove(&server_id);
                 continue;
             }
             break response;
@@ -254,11 +255,7 @@ impl Upstreams {
             });
         }
         let limit = self.inner.max_message_bytes;
-        let body = match tokio::time::timeout(self.inner.timeout, read_body(response, limit)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(UpstreamError::Unavailable("upstream body incomplete".into())),
-        };
+        let body = read_body(response, limit, self.inner.timeout).await?;
         let json = content_type.starts_with("application/json");
         if status == 200 && json {
             return Ok(Reply::Json { body, session_id });

@@ -25,5 +25,7 @@ mod resource_server;
 mod sessions;
 /// A call's response stream: server→client requests relayed; closing it cancels upstream.
 mod streams;
+/// What tenants' servers answer (token lifetimes, sizes) cannot hurt other tenants.
+mod tenant_values;
 /// Kinds of upstreams: aggregation and routing, the server's own credential.
 mod upstreams;
