@@ -7,6 +7,8 @@ mod conformance;
 mod drift;
 /// Test support: authorization server stand-in, dataplane, snapshots, raw MCP client, `World`.
 mod harness;
+/// Methods not understood, tasks bound to their creator, `Mcp-Param-*` headers, published scopes.
+mod methods;
 /// `Mcp-*` headers that disagree with the body are refused before reaching the upstream.
 mod header_validation;
 /// Upstreams on the deprecated HTTP+SSE transport.

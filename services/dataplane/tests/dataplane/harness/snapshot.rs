@@ -68,6 +68,10 @@ impl OrgSpec {
             UpstreamAuth::Bearer { token } => UpstreamAuth::Bearer {
                 token: seal(std::str::from_utf8(&token.0).unwrap()),
             },
+            UpstreamAuth::Header { name, value } => UpstreamAuth::Header {
+                name: name.clone(),
+                value: seal(std::str::from_utf8(&value.0).unwrap()),
+            },
             UpstreamAuth::OauthClientCredentials {
                 token_url,
                 client_id,
