@@ -258,9 +258,10 @@ async fn challenges_and_metadata_name_only_the_scopes_to_start_with() {
         "{}/.well-known/oauth-protected-resource/{}/main/mcp",
         world.dataplane.url, world.org.slug
     );
+    let url = world.url();
     let check = |published: &[&str]| {
         let metadata_url = metadata_url.clone();
-        let url = world.url();
+        let url = url.clone();
         let published: Vec<String> = published.iter().map(|s| (*s).to_owned()).collect();
         async move {
             let http = reqwest::Client::new();
