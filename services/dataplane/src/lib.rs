@@ -8,6 +8,7 @@
 //!   the body, and relays to upstreams through [`upstream`] with the server's own credential.
 //! - [`owners`] remembers which upstream owns which resource URI at endpoints with several.
 //! - [`pins`] withholds tools whose upstream definition drifted from the approved pin.
+//! - [`task_owners`] remembers who created each task, so that only they are served it.
 //! - [`events`] records every call; rate limits and quotas come from `gatehouse_events`.
 
 pub mod assertion;
@@ -25,6 +26,7 @@ pub mod sealed;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod task_owners;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -113,6 +115,20 @@ impl Dataplane {
             format!("{control}/.well-known/jwks.json"),
             http.clone(),
         );
+        let tasks = match cfg.redis_url() {
+            Some(url) => {
+                let client = redis::Client::open(url)?;
+                let link = gatehouse_events::link::RedisLink::new(
+                    client,
+                    "task-owners",
+                    Some(Duration::from_secs(2)),
+                    gatehouse_events::link::ConnectGate::new(),
+                    background.clone(),
+                );
+                task_owners::TaskOwners::redis(link, &cfg.redis.key_prefix)
+            }
+            None => task_owners::TaskOwners::local(),
+        };
         let ended_sessions = session::EndedSessions::default();
         tokio::spawn(
             ended_sessions
@@ -131,6 +147,7 @@ impl Dataplane {
             limiter: deps.limiter.clone(),
             quota: deps.quota.clone(),
             pins,
+            tasks,
             issuer: cfg.issuer(),
             public_url,
             max_json_depth: cfg.dataplane.max_json_depth,

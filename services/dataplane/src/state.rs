@@ -9,6 +9,7 @@ use crate::headers::OriginPolicy;
 use crate::pins::Pins;
 use crate::session::{EndedSessions, SessionCodec};
 use crate::store::SnapshotStore;
+use crate::task_owners::TaskOwners;
 use crate::upstream::Upstreams;
 
 #[derive(Clone)]
@@ -25,6 +26,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub quota: QuotaState,
     pub pins: Pins,
+    /// Who created each task (shared through Redis when the dataplane uses it).
+    pub tasks: TaskOwners,
     /// The OAuth issuer (authorization server) named in resource metadata.
     pub issuer: String,
     /// The dataplane's public URL without a trailing slash.

@@ -24,9 +24,15 @@ fn republish_with(world: &mut World, change: impl FnOnce(&mut Value)) {
     world.dataplane.store.install(snapshot);
 }
 
-/// Requests the upstream received so far.
-fn forwarded(world: &World) -> usize {
-    world.fixture.headers_snapshot().len()
+/// How many requests the upstream received since `before` (an index into its record) whose body
+/// is as long as `body`: the dataplane forwards a message as it came, so a forwarded `body` is
+/// one of them (and the session's own traffic, such as `notifications/initialized`, is not).
+fn forwarded_since(world: &World, before: usize, body: &Value) -> usize {
+    let length = serde_json::to_vec(body).unwrap().len().to_string();
+    world.fixture.headers_snapshot()[before..]
+        .iter()
+        .filter(|headers| headers.iter().any(|(n, v)| n == "content-length" && *v == length))
+        .count()
 }
 
 /// A method no MCP revision defines is answered -32601 by the dataplane and never reaches the
@@ -38,10 +44,16 @@ async fn methods_gatehouse_does_not_understand_are_not_forwarded() {
         let mut client = world.client("alice", "fx:all", version);
         client.handshake().await;
         for (id, method) in [(1, "acme/export_everything"), (2, "tools/secret_admin")] {
-            let before = forwarded(&world);
-            let answer = client.call(id, method, json!({})).await;
+            let before = world.fixture.headers_snapshot().len();
+            let body = client.request(id, method, json!({}));
+            let answer = client.send(&body).await;
             assert_eq!(error_code(&answer, id), Some(-32601), "{version} {method}: {:?}", answer.messages);
-            assert_eq!(forwarded(&world), before, "{version}: {method} reached the upstream");
+            assert_eq!(
+                answer.response(id)["error"]["message"],
+                format!("Method not found: {method}"),
+                "{version}: answered by the dataplane"
+            );
+            assert_eq!(forwarded_since(&world, before, &body), 0, "{version}: {method} reached the upstream");
         }
     }
     republish_with(&mut world, |endpoint| {
@@ -51,16 +63,18 @@ async fn methods_gatehouse_does_not_understand_are_not_forwarded() {
         let mut client = world.client("alice", "fx:all", version);
         client.handshake().await;
         for (id, method) in [(3, "acme/export_everything"), (4, "vendor/ping")] {
-            let before = forwarded(&world);
-            let answer = client.call(id, method, json!({})).await;
+            let before = world.fixture.headers_snapshot().len();
+            let body = client.request(id, method, json!({}));
+            let answer = client.send(&body).await;
             // The fixture does not know them either: its own -32601 answers.
             assert_eq!(error_code(&answer, id), Some(-32601), "{version}: {:?}", answer.messages);
-            assert_eq!(forwarded(&world), before + 1, "{version}: {method} was forwarded");
+            assert_eq!(forwarded_since(&world, before, &body), 1, "{version}: {method} was forwarded");
         }
-        let before = forwarded(&world);
-        let answer = client.call(5, "vendor/other", json!({})).await;
+        let before = world.fixture.headers_snapshot().len();
+        let body = client.request(5, "vendor/other", json!({}));
+        let answer = client.send(&body).await;
         assert_eq!(error_code(&answer, 5), Some(-32601), "{:?}", answer.messages);
-        assert_eq!(forwarded(&world), before, "{version}: only the listed methods pass");
+        assert_eq!(forwarded_since(&world, before, &body), 0, "{version}: only the listed methods pass");
     }
 }
 
@@ -207,7 +221,7 @@ async fn mcp_param_headers_pass_only_as_declared_and_never_over_a_credential() {
     world.republish();
     let client = world.client("alice", "fx:all", "2026-07-28");
 
-    let before = forwarded(&world);
+    let before = world.fixture.headers_snapshot().len();
     let call = client.tool_call(1, "test_simple_text", json!({}));
     let answer = Answer::read(
         client

@@ -136,6 +136,7 @@ impl OrgSpec {
                     .filter(|t| grants.contains(&"*") || grants.contains(&t.exposed_name.as_str()))
                     .map(|t| t.tool_id)
                     .collect(),
+                min_role: Some(gatehouse_core::role::Role::Viewer),
             })
             .collect();
         self.endpoints.push(EndpointSnapshot {
@@ -148,6 +149,8 @@ impl OrgSpec {
             scopes,
             prompts: Some(CapabilityGrant { scope: None }),
             resources: Some(CapabilityGrant { scope: None }),
+            extra_methods: vec![],
+            publish_scopes: false,
         });
         self.endpoints.len() - 1
     }
