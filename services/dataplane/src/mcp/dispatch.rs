@@ -121,6 +121,8 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
             let answer = bind_created_task(ctx, tool, &id, answer).await;
             namespace_answer(ctx, answer)
         }
+        // 2026-07-28 removed them (SEP-2663).
+        "tasks/list" | "tasks/result" if era == Era::Modern => method_not_found(&id, &method),
         "tasks/list" => list_tasks(incoming, message).await,
         "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => {
             forward_task_request(incoming, message, bytes_in).await

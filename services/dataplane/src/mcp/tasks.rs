@@ -29,10 +29,25 @@ use crate::upstream::{Reply, SseEvents};
 use super::aggregate::{ListKind, aggregate_list, list_answer, list_page};
 use super::calls::forward_request;
 use super::dispatch::Answer;
-use super::{Ctx, Incoming};
+use super::{Ctx, Era, Incoming};
 
 /// The `_meta` key naming the task a message belongs to (2025-11-25).
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+/// The Tasks extension, as clients declare it (`capabilities.extensions`).
+const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
+/// The JSON-RPC error for a request that needs a capability the client did not declare.
+const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
+
+/// Whether a 2026-07-28 request declares the Tasks extension among its client capabilities.
+fn declares_tasks(message: &Message) -> bool {
+    message
+        .params()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
+        .and_then(|c| c.get("extensions"))
+        .and_then(|e| e.get(TASKS_EXTENSION))
+        .is_some()
+}
 
 /// Whether task ids are namespaced at this endpoint.
 pub(super) fn namespaces_tasks(ctx: &Ctx) -> bool {
@@ -50,6 +65,16 @@ pub(super) async fn forward_task_request(
     let ctx = incoming.ctx;
     let id = message.id().cloned().unwrap_or(Value::Null);
     let method = message.method().to_owned();
+    // 2026-07-28: a client that did not declare the extension has no tasks (SEP-2663), whoever
+    // created the one it names.
+    if incoming.era == Era::Modern && !declares_tasks(&message) {
+        return Answer::Value(jsonrpc::error_body(
+            Some(&id),
+            MISSING_REQUIRED_CLIENT_CAPABILITY,
+            "Missing required client capability",
+            Some(json!({"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}})),
+        ));
+    }
     let located = locate_task(ctx, &mut message);
     let served = match &located {
         Some((target, task_id)) => serves(ctx, *target, task_id).await,
