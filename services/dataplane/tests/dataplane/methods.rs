@@ -304,3 +304,37 @@ async fn challenges_and_metadata_name_only_the_scopes_to_start_with() {
     });
     check(&["fx:read", "payroll:admin"]).await;
 }
+
+/// With Redis, every replica knows who created a task: created through one dataplane, it is
+/// served by another to its creator only.
+#[tokio::test]
+async fn replicas_share_who_created_a_task_through_redis() {
+    let redis = gatehouse_test_support::redis_server::RedisServer::start();
+    let url = redis.url();
+    let issuer = Issuer::start().await;
+    let shared = Shared::new();
+    let extra = [("redis.url", url.as_str())];
+    let first = TestDataplane::start(&issuer, &shared, &extra).await;
+    let second = TestDataplane::start(&issuer, &shared, &extra).await;
+    let fixture = mcp_fixture::spawn_fixture(FixtureOptions::default()).await.unwrap();
+    let server = ServerSpec::fixture("fx", fixture.url()).await;
+    let mut org = OrgSpec::new(&format!("org-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]));
+    org.add_server(&server, &shared.encryption_keys);
+    // Both replicas serve the same public URL (the token audience).
+    org.add_endpoint(&first.url, "main", &[&server], false, &[("fx:all", &["*"])]);
+    first.load(&[org.snapshot()]);
+    second.load(&[org.snapshot()]);
+    let token = |sub: &str| issuer.token(&org.endpoints[0], org.org_id, sub, "fx:all", json!({}));
+    let on = |dataplane: &TestDataplane, sub: &str| {
+        RawClient::new(&dataplane.endpoint_url(&org.slug, "main"), Some(token(sub)), "2026-07-28")
+            .declaring_tasks()
+    };
+    let created = on(&first, "alice")
+        .call_tool(1, "slow_compute", json!({"seconds": 30, "label": "shared"}))
+        .await;
+    let task = created_task(&created, 1);
+    let mine = on(&second, "alice").call(2, "tasks/get", json!({"taskId": task})).await;
+    assert_eq!(mine.response(2)["result"]["taskId"], task.as_str(), "{:?}", mine.messages);
+    let theirs = on(&second, "bob").call(3, "tasks/get", json!({"taskId": task})).await;
+    assert_eq!(theirs.response(3)["error"]["message"], "Unknown task", "{:?}", theirs.messages);
+}
