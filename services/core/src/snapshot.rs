@@ -143,11 +143,15 @@ pub fn extra_method_problem(entry: &str) -> Option<&'static str> {
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/');
     if !name.chars().all(allowed) || name.starts_with('/') || name.ends_with('/') || name.contains("//") {
-        return Some("may hold only letters, digits, `_`, `.`, `-` and single inner `/` (and end in `/*` for a prefix)");
+        return Some(
+            "may hold only letters, digits, `_`, `.`, `-` and single inner `/` (and end in `/*` for a prefix)",
+        );
     }
     let namespace = name.split('/').next().unwrap_or(name);
     if MCP_NAMESPACES.contains(&namespace) {
-        return Some("is in a namespace of MCP itself, whose methods Gatehouse serves (or refuses) on its own");
+        return Some(
+            "is in a namespace of MCP itself, whose methods Gatehouse serves (or refuses) on its own",
+        );
     }
     None
 }
@@ -414,17 +418,36 @@ mod tests {
         for ok in ["acme/export", "acme/*", "vendor.ping", "x-y/z_1/*"] {
             assert_eq!(extra_method_problem(ok), None, "{ok}");
         }
-        for bad in ["", "*", "/*", "tasks/*", "tools/secret", "notifications/x", "ping", "a b", "a//b", "a/", "ü/x"] {
+        for bad in [
+            "",
+            "*",
+            "/*",
+            "tasks/*",
+            "tools/secret",
+            "notifications/x",
+            "ping",
+            "a b",
+            "a//b",
+            "a/",
+            "ü/x",
+        ] {
             assert!(extra_method_problem(bad).is_some(), "{bad:?}");
         }
-        let extra = vec!["acme/*".to_owned(), "vendor.ping".to_owned(), "tasks/*".to_owned()];
+        let extra = vec![
+            "acme/*".to_owned(),
+            "vendor.ping".to_owned(),
+            "tasks/*".to_owned(),
+        ];
         assert!(extra_method_allowed(&extra, "acme/export"));
         assert!(extra_method_allowed(&extra, "acme/a/b"));
         assert!(!extra_method_allowed(&extra, "acme/"));
         assert!(!extra_method_allowed(&extra, "acmeX/export"));
         assert!(extra_method_allowed(&extra, "vendor.ping"));
         assert!(!extra_method_allowed(&extra, "vendor.pingx"));
-        assert!(!extra_method_allowed(&extra, "tasks/get"), "an MCP namespace never opens");
+        assert!(
+            !extra_method_allowed(&extra, "tasks/get"),
+            "an MCP namespace never opens"
+        );
     }
 
     #[test]

@@ -156,7 +156,10 @@ impl TaskOwners {
             local.retain(|_, (_, at)| now.duration_since(*at) < TASK_TTL);
         }
         if local.len() >= MAX_LOCAL
-            && let Some(oldest) = local.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone())
+            && let Some(oldest) = local
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone())
         {
             local.remove(&oldest);
         }
@@ -211,7 +214,11 @@ mod tests {
         let start = Instant::now();
         for i in 0..MAX_LOCAL + 10 {
             let at = start + Duration::from_millis(i as u64);
-            owners.record_at(TaskKey::new(org, endpoint, server, &i.to_string()), owner("a"), at);
+            owners.record_at(
+                TaskKey::new(org, endpoint, server, &i.to_string()),
+                owner("a"),
+                at,
+            );
         }
         let held = owners.local.lock().unwrap().len();
         assert_eq!(held, MAX_LOCAL);

@@ -210,7 +210,10 @@ pub(super) async fn forward_request(
     }
     // The approved schema of the tool called (its upstream name is in the message by now).
     let input_schema = (message.method() == "tools/call")
-        .then(|| ctx.endpoint.tool_by_upstream(server_id, message.param_str("name")?))
+        .then(|| {
+            ctx.endpoint
+                .tool_by_upstream(server_id, message.param_str("name")?)
+        })
         .flatten()
         .and_then(|t| t.approved_definition.get("inputSchema"));
     let headers = mcp_headers_for(era, &message, Some(req), input_schema);

@@ -279,7 +279,11 @@ impl Binding {
 /// flattened with `resultType: "task"` (SEP-2663).
 fn created_task_id(response: &Value) -> Option<&str> {
     let result = response.get("result")?;
-    if let Some(task) = result.get("task").and_then(|t| t.get("taskId")).and_then(Value::as_str) {
+    if let Some(task) = result
+        .get("task")
+        .and_then(|t| t.get("taskId"))
+        .and_then(Value::as_str)
+    {
         return Some(task);
     }
     if result.get("resultType").and_then(Value::as_str) == Some("task") {

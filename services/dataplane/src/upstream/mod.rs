@@ -371,10 +371,7 @@ impl Upstreams {
 /// A description of a transport error without URLs, addresses or credentials.
 /// Headers that carry credentials: never sent on a client's behalf.
 fn is_credential_header(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "authorization" | "proxy-authorization" | "cookie"
-    )
+    matches!(name.as_str(), "authorization" | "proxy-authorization" | "cookie")
 }
 
 fn classify(e: &reqwest::Error) -> String {

@@ -7,12 +7,12 @@ mod conformance;
 mod drift;
 /// Test support: authorization server stand-in, dataplane, snapshots, raw MCP client, `World`.
 mod harness;
-/// Methods not understood, tasks bound to their creator, `Mcp-Param-*` headers, published scopes.
-mod methods;
 /// `Mcp-*` headers that disagree with the body are refused before reaching the upstream.
 mod header_validation;
 /// Upstreams on the deprecated HTTP+SSE transport.
 mod legacy_transport;
+/// Methods not understood, tasks bound to their creator, `Mcp-Param-*` headers, published scopes.
+mod methods;
 /// What upstreams send back: secrets redacted.
 mod outputs;
 /// Scopes, rate limits, quotas and the events every call leaves behind.

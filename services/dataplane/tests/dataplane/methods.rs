@@ -47,13 +47,22 @@ async fn methods_gatehouse_does_not_understand_are_not_forwarded() {
             let before = world.fixture.headers_snapshot().len();
             let body = client.request(id, method, json!({}));
             let answer = client.send(&body).await;
-            assert_eq!(error_code(&answer, id), Some(-32601), "{version} {method}: {:?}", answer.messages);
+            assert_eq!(
+                error_code(&answer, id),
+                Some(-32601),
+                "{version} {method}: {:?}",
+                answer.messages
+            );
             assert_eq!(
                 answer.response(id)["error"]["message"],
                 format!("Method not found: {method}"),
                 "{version}: answered by the dataplane"
             );
-            assert_eq!(forwarded_since(&world, before, &body), 0, "{version}: {method} reached the upstream");
+            assert_eq!(
+                forwarded_since(&world, before, &body),
+                0,
+                "{version}: {method} reached the upstream"
+            );
         }
     }
     republish_with(&mut world, |endpoint| {
@@ -67,14 +76,27 @@ async fn methods_gatehouse_does_not_understand_are_not_forwarded() {
             let body = client.request(id, method, json!({}));
             let answer = client.send(&body).await;
             // The fixture does not know them either: its own -32601 answers.
-            assert_eq!(error_code(&answer, id), Some(-32601), "{version}: {:?}", answer.messages);
-            assert_eq!(forwarded_since(&world, before, &body), 1, "{version}: {method} was forwarded");
+            assert_eq!(
+                error_code(&answer, id),
+                Some(-32601),
+                "{version}: {:?}",
+                answer.messages
+            );
+            assert_eq!(
+                forwarded_since(&world, before, &body),
+                1,
+                "{version}: {method} was forwarded"
+            );
         }
         let before = world.fixture.headers_snapshot().len();
         let body = client.request(5, "vendor/other", json!({}));
         let answer = client.send(&body).await;
         assert_eq!(error_code(&answer, 5), Some(-32601), "{:?}", answer.messages);
-        assert_eq!(forwarded_since(&world, before, &body), 0, "{version}: only the listed methods pass");
+        assert_eq!(
+            forwarded_since(&world, before, &body),
+            0,
+            "{version}: only the listed methods pass"
+        );
     }
 }
 
@@ -105,7 +127,10 @@ fn listed_tasks(answer: &Answer, id: i64) -> Option<Vec<String>> {
 async fn tasks_are_served_only_to_their_creator() {
     let mut world = World::start(
         FixtureOptions::default(),
-        &[("fx:all", &["*"]), ("fx:tasks", &["slow_compute", "test_simple_text"])],
+        &[
+            ("fx:all", &["*"]),
+            ("fx:tasks", &["slow_compute", "test_simple_text"]),
+        ],
         &[],
     )
     .await;
@@ -120,7 +145,12 @@ async fn tasks_are_served_only_to_their_creator() {
             .await;
         let task = created_task(&created, 1);
         let mine = alice.call(2, "tasks/get", json!({"taskId": task})).await;
-        assert_eq!(mine.response(2)["result"]["taskId"], task.as_str(), "{version}: {:?}", mine.messages);
+        assert_eq!(
+            mine.response(2)["result"]["taskId"],
+            task.as_str(),
+            "{version}: {:?}",
+            mine.messages
+        );
 
         for (id, method, params) in [
             (10, "tasks/get", json!({"taskId": task})),
@@ -143,7 +173,12 @@ async fn tasks_are_served_only_to_their_creator() {
         }
         // Bob's cancel did not reach it: it is still Alice's, and still working.
         let still = alice.call(3, "tasks/get", json!({"taskId": task})).await;
-        assert_eq!(still.response(3)["result"]["status"], "working", "{version}: {:?}", still.messages);
+        assert_eq!(
+            still.response(3)["result"]["status"],
+            "working",
+            "{version}: {:?}",
+            still.messages
+        );
         if !alice.modern() {
             let listed = alice.call(4, "tasks/list", json!({})).await;
             let ids = listed_tasks(&listed, 4).unwrap_or_else(|| panic!("{:?}", listed.messages));
@@ -181,9 +216,13 @@ async fn tasks_are_served_only_to_their_creator() {
 async fn a_task_is_served_only_at_the_endpoint_that_created_it() {
     let mut world = World::granting_all(FixtureOptions::default()).await;
     let servers = [&world.server];
-    world
-        .org
-        .add_endpoint(&world.dataplane.url, "other", &servers, false, &[("fx:all", &["*"])]);
+    world.org.add_endpoint(
+        &world.dataplane.url,
+        "other",
+        &servers,
+        false,
+        &[("fx:all", &["*"])],
+    );
     world.republish();
     let mut alice = world.client("alice", "fx:all", "2025-11-25").declaring_tasks();
     alice.handshake().await;
@@ -244,7 +283,10 @@ async fn mcp_param_headers_pass_only_as_declared_and_never_over_a_credential() {
     assert!(seen.len() > before, "the calls reached the upstream");
     for request in &seen[before..] {
         for (name, value) in request {
-            assert_ne!(name, "mcp-param-tenant", "an undeclared parameter header was forwarded");
+            assert_ne!(
+                name, "mcp-param-tenant",
+                "an undeclared parameter header was forwarded"
+            );
             if name == "mcp-param-region" {
                 assert_eq!(value, "server-secret", "a client header replaced the credential");
             }
@@ -265,7 +307,11 @@ async fn challenges_and_metadata_name_only_the_scopes_to_start_with() {
     .await;
     republish_with(&mut world, |endpoint| {
         for scope in endpoint["scopes"].as_array_mut().unwrap() {
-            scope["min_role"] = json!(if scope["name"] == "fx:read" { "viewer" } else { "admin" });
+            scope["min_role"] = json!(if scope["name"] == "fx:read" {
+                "viewer"
+            } else {
+                "admin"
+            });
         }
     });
     let metadata_url = format!(
@@ -279,7 +325,14 @@ async fn challenges_and_metadata_name_only_the_scopes_to_start_with() {
         let published: Vec<String> = published.iter().map(|s| (*s).to_owned()).collect();
         async move {
             let http = reqwest::Client::new();
-            let metadata: Value = http.get(&metadata_url).send().await.unwrap().json().await.unwrap();
+            let metadata: Value = http
+                .get(&metadata_url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             assert_eq!(metadata["scopes_supported"], json!(published), "{metadata}");
             let anonymous = RawClient::new(&url, None, "2025-11-25");
             let answer = anonymous.call(1, "tools/list", json!({})).await;
@@ -298,7 +351,11 @@ async fn challenges_and_metadata_name_only_the_scopes_to_start_with() {
     check(&["fx:read"]).await;
     republish_with(&mut world, |endpoint| {
         for scope in endpoint["scopes"].as_array_mut().unwrap() {
-            scope["min_role"] = json!(if scope["name"] == "fx:read" { "viewer" } else { "admin" });
+            scope["min_role"] = json!(if scope["name"] == "fx:read" {
+                "viewer"
+            } else {
+                "admin"
+            });
         }
         endpoint["publish_scopes"] = json!(true);
     });
@@ -316,9 +373,14 @@ async fn replicas_share_who_created_a_task_through_redis() {
     let extra = [("redis.url", url.as_str())];
     let first = TestDataplane::start(&issuer, &shared, &extra).await;
     let second = TestDataplane::start(&issuer, &shared, &extra).await;
-    let fixture = mcp_fixture::spawn_fixture(FixtureOptions::default()).await.unwrap();
+    let fixture = mcp_fixture::spawn_fixture(FixtureOptions::default())
+        .await
+        .unwrap();
     let server = ServerSpec::fixture("fx", fixture.url()).await;
-    let mut org = OrgSpec::new(&format!("org-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]));
+    let mut org = OrgSpec::new(&format!(
+        "org-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[24..]
+    ));
     org.add_server(&server, &shared.encryption_keys);
     // Both replicas serve the same public URL (the token audience).
     org.add_endpoint(&first.url, "main", &[&server], false, &[("fx:all", &["*"])]);
@@ -326,15 +388,33 @@ async fn replicas_share_who_created_a_task_through_redis() {
     second.load(&[org.snapshot()]);
     let token = |sub: &str| issuer.token(&org.endpoints[0], org.org_id, sub, "fx:all", json!({}));
     let on = |dataplane: &TestDataplane, sub: &str| {
-        RawClient::new(&dataplane.endpoint_url(&org.slug, "main"), Some(token(sub)), "2026-07-28")
-            .declaring_tasks()
+        RawClient::new(
+            &dataplane.endpoint_url(&org.slug, "main"),
+            Some(token(sub)),
+            "2026-07-28",
+        )
+        .declaring_tasks()
     };
     let created = on(&first, "alice")
         .call_tool(1, "slow_compute", json!({"seconds": 30, "label": "shared"}))
         .await;
     let task = created_task(&created, 1);
-    let mine = on(&second, "alice").call(2, "tasks/get", json!({"taskId": task})).await;
-    assert_eq!(mine.response(2)["result"]["taskId"], task.as_str(), "{:?}", mine.messages);
-    let theirs = on(&second, "bob").call(3, "tasks/get", json!({"taskId": task})).await;
-    assert_eq!(theirs.response(3)["error"]["message"], "Unknown task", "{:?}", theirs.messages);
+    let mine = on(&second, "alice")
+        .call(2, "tasks/get", json!({"taskId": task}))
+        .await;
+    assert_eq!(
+        mine.response(2)["result"]["taskId"],
+        task.as_str(),
+        "{:?}",
+        mine.messages
+    );
+    let theirs = on(&second, "bob")
+        .call(3, "tasks/get", json!({"taskId": task}))
+        .await;
+    assert_eq!(
+        theirs.response(3)["error"]["message"],
+        "Unknown task",
+        "{:?}",
+        theirs.messages
+    );
 }

@@ -105,7 +105,11 @@ pub struct Protocol {
 
 /// Sets the endpoint's extra methods and whether it publishes every scope name (validated by
 /// the caller).
-pub async fn set_protocol(tx: &mut TenantTx, id: EndpointId, protocol: &Protocol) -> DbResult<Option<EndpointRow>> {
+pub async fn set_protocol(
+    tx: &mut TenantTx,
+    id: EndpointId,
+    protocol: &Protocol,
+) -> DbResult<Option<EndpointRow>> {
     let org_id = tx.org_id();
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE endpoints SET extra_methods = $3, publish_scopes = $4, updated_at = now()

@@ -318,20 +318,33 @@ async fn endpoint_extra_methods_and_scope_publishing_reach_the_snapshot() {
         (json!(["acme/x", "tools/secret"]), "extra_methods[1]"),
         (json!(["*"]), "extra_methods[0]"),
         (json!(["acme x"]), "extra_methods[0]"),
-        (json!((0..33).map(|i| format!("acme/m{i}")).collect::<Vec<_>>()), "extra_methods"),
+        (
+            json!((0..33).map(|i| format!("acme/m{i}")).collect::<Vec<_>>()),
+            "extra_methods",
+        ),
     ] {
         let (status, body) = problem(patch(json!({"extra_methods": bad})).await.unwrap()).await;
-        assert_eq!((status, body["field"].as_str()), (400, Some(field)), "{bad}: {body}");
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some(field)),
+            "{bad}: {body}"
+        );
     }
-    let response = patch(json!({"extra_methods": ["vendor.ping", "acme/*", "acme/*"], "publish_scopes": true}))
-        .await
-        .unwrap();
+    let response =
+        patch(json!({"extra_methods": ["vendor.ping", "acme/*", "acme/*"], "publish_scopes": true}))
+            .await
+            .unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["extra_methods"], json!(["acme/*", "vendor.ping"]));
     assert_eq!(body["publish_scopes"], true);
     // Other changes keep them.
-    let body: Value = patch(json!({"name": "Renamed"})).await.unwrap().json().await.unwrap();
+    let body: Value = patch(json!({"name": "Renamed"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["extra_methods"], json!(["acme/*", "vendor.ping"]));
     let snap = internal_snapshot(&app, w.org_id).await;
     assert_eq!(snap.endpoints[0].extra_methods, ["acme/*", "vendor.ping"]);
