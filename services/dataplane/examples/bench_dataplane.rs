@@ -206,9 +206,12 @@ async fn main() -> anyhow::Result<()> {
         scopes: vec![ScopeSnapshot {
             name: "bench".into(),
             tool_ids: vec![tool_id],
+            min_role: Some(gatehouse_core::role::Role::Viewer),
         }],
         prompts: None,
         resources: None,
+        extra_methods: vec![],
+        publish_scopes: false,
     };
     let org = OrgId::new();
     let snapshot = OrgSnapshot {
@@ -363,10 +366,12 @@ fn tenant(i: usize, tools: usize, keyring: &gatehouse_core::secrets::Keyring) ->
         ScopeSnapshot {
             name: "orders:read".into(),
             tool_ids: all.iter().step_by(2).copied().collect(),
+            min_role: Some(gatehouse_core::role::Role::Viewer),
         },
         ScopeSnapshot {
             name: "orders:write".into(),
             tool_ids: all,
+            min_role: Some(gatehouse_core::role::Role::Viewer),
         },
     ];
     let context = server_credential_context(org_id, server_id);
@@ -408,6 +413,8 @@ fn tenant(i: usize, tools: usize, keyring: &gatehouse_core::secrets::Keyring) ->
             scopes,
             prompts: None,
             resources: None,
+            extra_methods: vec![],
+            publish_scopes: false,
         }],
         servers: vec![ServerSnapshot {
             id: server_id,

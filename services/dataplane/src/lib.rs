@@ -8,6 +8,7 @@
 //!   the body, and relays to upstreams through [`upstream`] with the server's own credential.
 //! - [`owners`] remembers which upstream owns which resource URI at endpoints with several.
 //! - [`pins`] withholds tools whose upstream definition drifted from the approved pin.
+//! - [`task_owners`] remembers who created each task, so that only they are served it.
 //! - [`events`] records every call; rate limits and quotas come from `gatehouse_events`.
 
 pub mod assertion;
@@ -26,6 +27,7 @@ pub mod session;
 pub mod state;
 pub mod store;
 pub mod stream_slots;
+pub mod task_owners;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -115,6 +117,20 @@ impl Dataplane {
             format!("{control}/.well-known/jwks.json"),
             http.clone(),
         );
+        let tasks = match cfg.redis_url() {
+            Some(url) => {
+                let client = redis::Client::open(url)?;
+                let link = gatehouse_events::link::RedisLink::new(
+                    client,
+                    "task-owners",
+                    Some(Duration::from_secs(2)),
+                    gatehouse_events::link::ConnectGate::new(),
+                    background.clone(),
+                );
+                task_owners::TaskOwners::redis(link, &cfg.redis.key_prefix)
+            }
+            None => task_owners::TaskOwners::local(),
+        };
         let hosted_sql = gatehouse_hosted_sql::HostedSql::new(gatehouse_hosted_sql::RuntimeConfig::default());
         tokio::spawn(close_idle_backend_pools(hosted_sql.clone(), background.clone()));
         let ended_sessions = session::EndedSessions::default();
@@ -135,6 +151,7 @@ impl Dataplane {
             limiter: deps.limiter.clone(),
             quota: deps.quota.clone(),
             pins,
+            tasks,
             hosted_sql,
             egress,
             issuer: cfg.issuer(),

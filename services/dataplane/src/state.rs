@@ -11,6 +11,7 @@ use crate::pins::Pins;
 use crate::session::{EndedSessions, SessionCodec};
 use crate::store::SnapshotStore;
 use crate::stream_slots::StreamSlots;
+use crate::task_owners::TaskOwners;
 use crate::upstream::Upstreams;
 
 #[derive(Clone)]
@@ -27,6 +28,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub quota: QuotaState,
     pub pins: Pins,
+    /// Who created each task (shared through Redis when the dataplane uses it).
+    pub tasks: TaskOwners,
     /// Runs hosted SQL tools: one small pool per backend.
     pub hosted_sql: gatehouse_hosted_sql::HostedSql,
     /// Checks a backend's host against the SSRF guard before each hosted SQL call.

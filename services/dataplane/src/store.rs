@@ -15,6 +15,7 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use gatehouse_core::ids::{BackendId, EndpointId, OrgId, ServerId, ToolId};
+use gatehouse_core::role::Role;
 use gatehouse_core::secrets::Keyring;
 use gatehouse_core::snapshot::{
     EndpointSnapshot, EndpointTool, OrgSnapshot, Revocation, RevocationKind, ServerSnapshot,
@@ -337,6 +338,10 @@ pub struct EndpointState {
     grants: HashMap<ToolId, Vec<String>>,
     /// The scopes worth asking for at this endpoint (those granting anything), sorted.
     pub scopes_supported: Vec<String>,
+    /// What 401 challenges and the protected-resource metadata name: the scopes a caller can
+    /// start with (those of `scopes_supported` any member may hold), or all of them when the
+    /// endpoint publishes its scopes. Sorted.
+    pub scopes_published: Vec<String>,
     /// The upstream servers this endpoint reaches, in a stable order (first use in `tools`).
     pub server_ids: Vec<ServerId>,
     /// Which of those servers owns which resource URI (learned; used with several servers).
@@ -367,6 +372,17 @@ impl EndpointState {
                 supported.insert(scope.clone());
             }
         }
+        let scopes_published = supported
+            .iter()
+            .filter(|name| {
+                snapshot.publish_scopes
+                    || snapshot
+                        .scopes
+                        .iter()
+                        .any(|s| &s.name == *name && s.min_role == Some(Role::Viewer))
+            })
+            .cloned()
+            .collect();
         let mut server_ids = Vec::new();
         for tool in &snapshot.tools {
             if let ToolTarget::Upstream { server_id, .. } = &tool.target
@@ -381,6 +397,7 @@ impl EndpointState {
             tools_by_name,
             grants,
             scopes_supported: supported.into_iter().collect(),
+            scopes_published,
             server_ids,
             resource_owners: ResourceOwners::default(),
         }
@@ -522,6 +539,8 @@ mod tests {
                 scopes: vec![],
                 prompts: None,
                 resources: None,
+                extra_methods: vec![],
+                publish_scopes: false,
             }],
             servers: vec![ServerSnapshot {
                 id: ServerId::new(),

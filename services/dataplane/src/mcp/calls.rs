@@ -45,11 +45,14 @@ pub(super) fn upstream_session(
 }
 
 /// The SEP-2243 headers for an upstream request (modern era): computed from the body we send,
-/// plus the client's `Mcp-Param-*` headers (forwarded, validated before).
+/// plus those of the client's `Mcp-Param-*` headers (validated before) that `input_schema`, the
+/// approved input schema of the called tool, declares (`x-mcp-header`). No other client header
+/// is forwarded.
 pub(super) fn mcp_headers_for(
     era: Era,
     message: &Message,
     req: Option<&HttpRequest>,
+    input_schema: Option<&Value>,
 ) -> Vec<(HeaderName, HeaderValue)> {
     if era != Era::Modern {
         return vec![];
@@ -63,9 +66,15 @@ pub(super) fn mcp_headers_for(
     {
         out.push((HeaderName::from_static("mcp-name"), v));
     }
+    let declared: Vec<String> = input_schema
+        .map(headers::param_annotations)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, header)| format!("{}{header}", headers::MCP_PARAM_PREFIX))
+        .collect();
     if let Some(req) = req {
         for (name, value) in req.headers() {
-            if name.as_str().starts_with(headers::MCP_PARAM_PREFIX)
+            if declared.iter().any(|d| d == name.as_str())
                 && let (Ok(n), Ok(v)) = (
                     HeaderName::from_bytes(name.as_str().as_bytes()),
                     HeaderValue::from_bytes(value.as_bytes()),
@@ -166,7 +175,15 @@ pub(super) async fn forward_request(
     if era == Era::Modern || session.is_some() {
         ctx.state.pins.watch(ctx.org.snapshot.org_id, server_id);
     }
-    let headers = mcp_headers_for(era, &message, Some(req));
+    // The approved schema of the tool called (its upstream name is in the message by now).
+    let input_schema = (message.method() == "tools/call")
+        .then(|| {
+            ctx.endpoint
+                .tool_by_upstream(server_id, message.param_str("name")?)
+        })
+        .flatten()
+        .and_then(|t| t.approved_definition.get("inputSchema"));
+    let headers = mcp_headers_for(era, &message, Some(req), input_schema);
     let body = Bytes::from(serde_json::to_vec(&message.value).expect("json"));
     let out = Outbound {
         server: &server,

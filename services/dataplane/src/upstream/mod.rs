@@ -185,8 +185,12 @@ impl Upstreams {
             let mut headers = self
                 .headers_for(out.server, out.protocol_version, out.session_id, out.caller)
                 .await?;
+            // Never over a header already decided (the server's credential, the caller
+            // assertion, the session) nor as a credential header of any kind.
             for (name, value) in &out.mcp_headers {
-                headers.insert(name.clone(), value.clone());
+                if !headers.contains_key(name) && !is_credential_header(name) {
+                    headers.insert(name.clone(), value.clone());
+                }
             }
             headers.insert(
                 reqwest::header::CONTENT_TYPE,
@@ -362,6 +366,11 @@ impl Upstreams {
 }
 
 /// A description of a transport error without URLs, addresses or credentials.
+/// Headers that carry credentials: never sent on a client's behalf.
+fn is_credential_header(name: &HeaderName) -> bool {
+    matches!(name.as_str(), "authorization" | "proxy-authorization" | "cookie")
+}
+
 fn classify(e: &reqwest::Error) -> String {
     EgressError::from_reqwest(e).as_str().to_owned()
 }

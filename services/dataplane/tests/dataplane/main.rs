@@ -15,6 +15,8 @@ mod harness;
 mod header_validation;
 /// Upstreams on the deprecated HTTP+SSE transport.
 mod legacy_transport;
+/// Methods not understood, tasks bound to their creator, `Mcp-Param-*` headers, published scopes.
+mod methods;
 /// What upstreams send back: secrets redacted.
 mod outputs;
 /// Scopes, rate limits, quotas and the events every call leaves behind.

@@ -229,6 +229,7 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
                     .copied()
                     .filter(|id| tools.iter().any(|t| t.tool_id == *id))
                     .collect(),
+                min_role: s.min_role.parse().ok(),
             })
             .collect();
         let grant =
@@ -243,6 +244,8 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
             rate_limits,
             tools,
             scopes,
+            extra_methods: row.extra_methods,
+            publish_scopes: row.publish_scopes,
         });
     }
 
