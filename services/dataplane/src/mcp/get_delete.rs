@@ -15,7 +15,7 @@ use super::admission::{Ctx, establish, open_stream};
 use super::dispatch::Relay;
 use super::relay::{FrameStream, ListChangedHook, relay_events, sse_response};
 use super::sessions::open_session;
-use super::tasks::{namespace_events, namespaces_tasks};
+use super::tasks::{namespace_events, namespaces_tasks, only_served_tasks};
 use super::{Era, KEEP_ALIVE, MODERN_VERSIONS, header_str, method_not_allowed, rpc_error};
 
 /// GET and DELETE exist only for sessions of the 2025 protocol versions: authenticates the caller
@@ -96,7 +96,8 @@ pub async fn get(
             .await
         {
             Ok(Some(events)) => {
-                // Task status notifications name their upstream's tasks.
+                // Messages about tasks reach only their creator; they name their upstream's tasks.
+                let events = only_served_tasks(&ctx, upstream.server, events);
                 let events = if namespaces_tasks(&ctx) {
                     namespace_events(events, server.snapshot.slug.as_str().into())
                 } else {

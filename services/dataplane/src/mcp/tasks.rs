@@ -319,6 +319,44 @@ pub(super) fn namespace_answer(ctx: &Ctx, answer: Answer) -> Answer {
     Answer::Upstream { reply, relay }
 }
 
+/// An upstream's SSE events without the messages about tasks the caller is not served
+/// ([`serves`]): task status notifications, and notifications or requests whose `_meta` names a
+/// related task. Upstreams may send these to every session (the 2025 GET stream,
+/// `subscriptions/listen`); only the task's creator receives them. Runs before the ids are
+/// namespaced (they are the upstream's own here).
+pub(super) fn only_served_tasks(ctx: &Ctx, server: ServerId, events: SseEvents) -> SseEvents {
+    let ctx = Arc::new(ctx.clone());
+    Box::pin(events.filter_map(move |event| {
+        let ctx = ctx.clone();
+        async move {
+            let task = event
+                .as_ref()
+                .ok()
+                .and_then(|e| e.data.as_deref())
+                .filter(|data| mentions_task(data.as_bytes()))
+                .and_then(|data| serde_json::from_str::<Value>(data).ok())
+                .and_then(|message| task_named_by(&message).map(str::to_owned));
+            match task {
+                Some(task) if !serves(&ctx, server, &task).await => None,
+                _ => Some(event),
+            }
+        }
+    }))
+}
+
+/// The task a server-sent message is about: a task status notification's `taskId`, or the
+/// related task in its `_meta` (responses are the caller's own and are not looked at).
+fn task_named_by(message: &Value) -> Option<&str> {
+    let method = message.get("method")?.as_str()?;
+    let params = message.get("params")?;
+    if method.starts_with("notifications/tasks")
+        && let Some(id) = params.get("taskId").and_then(Value::as_str)
+    {
+        return Some(id);
+    }
+    params.get("_meta")?.get(RELATED_TASK)?.get("taskId")?.as_str()
+}
+
 /// An upstream's SSE events with the task ids in their messages namespaced.
 pub(super) fn namespace_events(events: SseEvents, slug: Arc<str>) -> SseEvents {
     Box::pin(events.map(move |event| {

@@ -210,6 +210,63 @@ async fn tasks_are_served_only_to_their_creator() {
     }
 }
 
+/// The standalone GET stream of a 2025-11-25 session.
+async fn notification_stream(client: &RawClient) -> MessageStream {
+    let get = client
+        .http
+        .get(&client.url)
+        .bearer_auth(client.token.clone().unwrap())
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", client.session.clone().unwrap())
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    MessageStream::new(get)
+}
+
+/// An upstream that announces a task's status to every session (the fixture does, on the 2025
+/// GET streams): the announcement reaches the task's creator, not another subject's stream.
+#[tokio::test]
+async fn task_notifications_reach_only_the_tasks_creator() {
+    let world = World::start(FixtureOptions::default(), &[("fx:all", &["*"])], &[]).await;
+    let mut alice = world.client("alice", "fx:all", "2025-11-25").declaring_tasks();
+    alice.handshake().await;
+    let mut bob = world.client("bob", "fx:all", "2025-11-25").declaring_tasks();
+    bob.handshake().await;
+    let mut alices = notification_stream(&alice).await;
+    let mut bobs = notification_stream(&bob).await;
+    // Let both GET streams reach the upstream before the task settles.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let created = alice
+        .call_tool(1, "slow_compute", json!({"seconds": 1, "label": "alice's"}))
+        .await;
+    let task = created_task(&created, 1);
+    let is_status = |m: &Value| {
+        m["method"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("notifications/tasks"))
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut alice_saw = None;
+    while let Some(message) = alices.next(deadline).await {
+        if is_status(&message) {
+            alice_saw = Some(message);
+            break;
+        }
+    }
+    let alice_saw = alice_saw.unwrap_or_else(|| panic!("alice got no status: {}", alices.received));
+    assert_eq!(alice_saw["params"]["taskId"], task.as_str(), "{alice_saw}");
+    // Bob's stream has had as long: it carries no status of Alice's task.
+    let quiet = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    while let Some(message) = bobs.next(quiet).await {
+        assert!(!is_status(&message), "bob received {message}");
+    }
+    assert!(!bobs.received.contains(&task), "bob's stream: {}", bobs.received);
+}
+
 /// A task created at one endpoint is not served at another endpoint of the org, even to its
 /// creator holding the same scope there (ids are the upstream's: they do not name endpoints).
 #[tokio::test]
