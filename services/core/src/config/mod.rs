@@ -30,8 +30,8 @@ pub use error::ConfigError;
 use error::figment_error;
 pub use keys::{env_var_for, setting_keys};
 pub use sections::{
-    AccountsConfig, ControlApiConfig, DatabaseConfig, DataplaneConfig, EgressConfig, LocalConfig, LogFormat,
-    MailConfig, OAuthConfig, RedisConfig, SecretsConfig, ShutdownConfig, SigningAlg, SsoConfig,
+    AccountsConfig, BillingConfig, ControlApiConfig, DatabaseConfig, DataplaneConfig, EgressConfig, LocalConfig, LogFormat,
+    MailConfig, OAuthConfig, OperatorConfig, RedisConfig, SecretsConfig, ShutdownConfig, SigningAlg, SsoConfig,
     TelemetryConfig, UsageWorkerConfig,
 };
 pub use validate::Component;
@@ -51,6 +51,10 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
 /// Name of the environment variable that points at an optional configuration file.
 pub const CONFIG_FILE_ENV: &str = "GATEHOUSE_CONFIG";
 
+/// Environment variable holding the operator token for `gatehouse admin` (the client side; the
+/// services only know its hash, `operator.token_sha256`). Not a setting.
+pub const OPERATOR_TOKEN_ENV: &str = "GATEHOUSE_OPERATOR_TOKEN";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -67,6 +71,8 @@ pub struct Config {
     pub control_api: ControlApiConfig,
     pub dataplane: DataplaneConfig,
     pub usage_worker: UsageWorkerConfig,
+    pub billing: BillingConfig,
+    pub operator: OperatorConfig,
     pub telemetry: TelemetryConfig,
     pub shutdown: ShutdownConfig,
     pub secrets: SecretsConfig,
@@ -112,7 +118,11 @@ impl Config {
                 figment = figment.merge(Serialized::default(key, value));
             }
         }
-        figment = figment.merge(Env::prefixed("GATEHOUSE_").split("__").ignore(&["config"]));
+        figment = figment.merge(
+            Env::prefixed("GATEHOUSE_")
+                .split("__")
+                .ignore(&["config", "operator_token"]),
+        );
         for (key, value) in &sources.overrides {
             // Same parsing as environment values: "2" is a number, "[a, b]" a list.
             let parsed: figment::value::Value = value
