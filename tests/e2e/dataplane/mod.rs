@@ -8,6 +8,7 @@ mod bridging_matrix;
 mod config_sync;
 mod conformance;
 mod sdk_clients;
+mod suspension;
 mod tokens;
 
 use std::time::{Duration, Instant};
