@@ -188,7 +188,9 @@ async fn the_demo_org_of_gatehouse_up_takes_50000_calls_without_a_quota_refusal(
     };
     let endpoint = EndpointId::new();
     for n in 0..CALLS {
-        platform.events.emit(call(org.id, endpoint, n, CallOutcome::Success));
+        platform
+            .events
+            .emit(call(org.id, endpoint, n, CallOutcome::Success));
     }
 
     // The owner signs in with the seeded login, as a newcomer would.

@@ -54,7 +54,13 @@ fn authenticate(req: &HttpRequest) -> Result<Operator, ApiError> {
         .headers()
         .get(OPERATOR_NAME_HEADER)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().chars().filter(|c| !c.is_control()).take(120).collect::<String>())
+        .map(|v| {
+            v.trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(120)
+                .collect::<String>()
+        })
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "operator".to_owned());
     Ok(Operator {

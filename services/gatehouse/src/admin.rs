@@ -123,7 +123,10 @@ impl PlanSettings {
             "retention_days",
             nullable(self.retention_days.map(Value::from), self.no_retention_limit),
         );
-        put("seats", nullable(self.seats.map(Value::from), self.unlimited_seats));
+        put(
+            "seats",
+            nullable(self.seats.map(Value::from), self.unlimited_seats),
+        );
         if let Some(raw) = &self.rate_limit_defaults {
             let limits: Value = serde_json::from_str(raw).context("--rate-limit-defaults is not JSON")?;
             body.insert("rate_limit_defaults".into(), limits);
@@ -311,10 +314,7 @@ impl Client {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("calling {url}"))?;
+        let response = request.send().await.with_context(|| format!("calling {url}"))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));

@@ -16,7 +16,13 @@ use super::{Admin, service_client_token, wait_for};
 use crate::platform::Platform;
 
 /// An `initialize` through `dataplane` (base URL) at the endpoint's path: the status and the body.
-async fn initialize(http: &reqwest::Client, dataplane: &str, host: &str, path: &str, token: &str) -> (u16, Value) {
+async fn initialize(
+    http: &reqwest::Client,
+    dataplane: &str,
+    host: &str,
+    path: &str,
+    token: &str,
+) -> (u16, Value) {
     let response = http
         .post(format!("{dataplane}{path}"))
         // Both replicas serve the one public URL (a load balancer in front keeps its Host).
@@ -51,7 +57,10 @@ async fn a_suspended_org_is_refused_by_every_dataplane_within_a_second_and_resum
     let redis = gatehouse_test_support::redis_url();
     let namespace = format!("suspend-{}:", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let operator_token = random_token(32);
-    let operator_hash: String = token_hash(&operator_token).iter().map(|b| format!("{b:02x}")).collect();
+    let operator_hash: String = token_hash(&operator_token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let platform = Platform::start_with(&[
         ("egress.allow_http", "true"),
         ("egress.allow_private_networks", "true"),
@@ -66,7 +75,8 @@ async fn a_suspended_org_is_refused_by_every_dataplane_within_a_second_and_resum
     let second_port = free_port();
     let mut second_cfg = (*platform.cfg).clone();
     second_cfg.dataplane.listen = format!("127.0.0.1:{second_port}").parse().unwrap();
-    second_cfg.dataplane.spool_dir = std::env::temp_dir().join(format!("gatehouse-spool-2-{}", platform.db.name));
+    second_cfg.dataplane.spool_dir =
+        std::env::temp_dir().join(format!("gatehouse-spool-2-{}", platform.db.name));
     let second_cfg = Arc::new(second_cfg);
     let shutdown = CancellationToken::new();
     let bus = Bus::from_config(&second_cfg, shutdown.clone()).await.unwrap();
@@ -91,7 +101,9 @@ async fn a_suspended_org_is_refused_by_every_dataplane_within_a_second_and_resum
             &[("fx:all", &["*"])],
         )
         .await;
-    let endpoint = admin.create_endpoint("paused", "tools", "Tools", &server_id).await;
+    let endpoint = admin
+        .create_endpoint("paused", "tools", "Tools", &server_id)
+        .await;
     let (_resource, token) = service_client_token(&platform, &admin, "paused", &endpoint, &["fx:all"]).await;
     let path = "/paused/tools/mcp";
     let host = platform.dataplane.trim_start_matches("http://");
@@ -125,11 +137,17 @@ async fn a_suspended_org_is_refused_by_every_dataplane_within_a_second_and_resum
     }
     let (_, refused) = initialize(&platform.http, &dataplanes[1], host, path, &token).await;
     assert!(
-        refused["error"]["message"].as_str().unwrap().contains("suspended"),
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("suspended"),
         "{refused}"
     );
 
-    let resumed = operator(reqwest::Method::POST, "/orgs/paused/resume").send().await.unwrap();
+    let resumed = operator(reqwest::Method::POST, "/orgs/paused/resume")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resumed.status(), 200);
     for dp in &dataplanes {
         let took = wait_for(Duration::from_secs(1), || async {

@@ -180,7 +180,10 @@ fn amount(field: &str, value: i64) -> ApiResult<()> {
     if (0..=MAX_AMOUNT).contains(&value) {
         Ok(())
     } else {
-        Err(ApiError::invalid(field, format!("must be between 0 and {MAX_AMOUNT}")))
+        Err(ApiError::invalid(
+            field,
+            format!("must be between 0 and {MAX_AMOUNT}"),
+        ))
     }
 }
 
@@ -234,7 +237,10 @@ fn checked_fields(p: Proposed<'_>) -> ApiResult<PlanFields> {
     if let Some(n) = seats
         && !(1..=MAX_SEATS).contains(&n)
     {
-        return Err(ApiError::invalid("seats", format!("must be between 1 and {MAX_SEATS}, or null")));
+        return Err(ApiError::invalid(
+            "seats",
+            format!("must be between 1 and {MAX_SEATS}, or null"),
+        ));
     }
     Ok(PlanFields {
         name,
@@ -242,7 +248,8 @@ fn checked_fields(p: Proposed<'_>) -> ApiResult<PlanFields> {
         included_calls,
         overage_cents_per_1000_calls: overage,
         hard_limit_calls,
-        rate_limit_defaults: serde_json::to_value(rate_limit_defaults).map_err(|e| ApiError::Internal(e.into()))?,
+        rate_limit_defaults: serde_json::to_value(rate_limit_defaults)
+            .map_err(|e| ApiError::Internal(e.into()))?,
         retention_days,
         seats,
     })
@@ -261,7 +268,8 @@ fn prefix_field(e: ApiError, prefix: &str) -> ApiError {
 
 /// An operator event, with the request's IP and user agent.
 fn event(operator: &Operator, action: &str) -> NewAuditEvent {
-    NewAuditEvent::control(operator.actor(), action).client(operator.client.ip, operator.client.user_agent.clone())
+    NewAuditEvent::control(operator.actor(), action)
+        .client(operator.client.ip, operator.client.user_agent.clone())
 }
 
 /// Records a plan action in the platform trail and in the trail of every org on the plan, then
@@ -323,12 +331,15 @@ pub async fn create_plan(
         seats: body.seats,
     })?;
     let mut tx = GlobalTx::begin(&state.db).await?;
-    let plan = plans::create(&mut tx, &body.id, &fields)
-        .await
-        .map_err(|e| match e.conflict_constraint() {
-            Some(_) => ApiError::conflict("plan_exists", format!("a plan with the id {:?} exists", body.id)),
-            None => e.into(),
-        })?;
+    let plan =
+        plans::create(&mut tx, &body.id, &fields)
+            .await
+            .map_err(|e| match e.conflict_constraint() {
+                Some(_) => {
+                    ApiError::conflict("plan_exists", format!("a plan with the id {:?} exists", body.id))
+                }
+                None => e.into(),
+            })?;
     let event = event(&operator, "plan.create")
         .target("plan", &plan.id)
         .details(json!({"before": null, "after": plan_view(&plan)}));
@@ -355,7 +366,9 @@ pub async fn get_plan(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let mut tx = GlobalTx::begin(&state.db).await?;
-    let plan = plans::get(&mut tx, &path).await?.ok_or(ApiError::NotFound("plan"))?;
+    let plan = plans::get(&mut tx, &path)
+        .await?
+        .ok_or(ApiError::NotFound("plan"))?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(plan_out(&plan)))
 }
@@ -383,9 +396,12 @@ pub async fn update_plan(
     body: ValidJson<PlanPatch>,
 ) -> ApiResult<HttpResponse> {
     let mut tx = GlobalTx::begin(&state.db).await?;
-    let before = plans::get(&mut tx, &path).await?.ok_or(ApiError::NotFound("plan"))?;
+    let before = plans::get(&mut tx, &path)
+        .await?
+        .ok_or(ApiError::NotFound("plan"))?;
     let current = before.fields();
-    let current_limits: RateLimits = serde_json::from_value(current.rate_limit_defaults.clone()).unwrap_or_default();
+    let current_limits: RateLimits =
+        serde_json::from_value(current.rate_limit_defaults.clone()).unwrap_or_default();
     let fields = checked_fields(Proposed {
         name: body.name.as_deref().unwrap_or(&current.name),
         monthly_fee_cents: body.monthly_fee_cents.unwrap_or(current.monthly_fee_cents),
@@ -427,7 +443,9 @@ pub async fn retire_plan(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let mut tx = GlobalTx::begin(&state.db).await?;
-    let before = plans::get(&mut tx, &path).await?.ok_or(ApiError::NotFound("plan"))?;
+    let before = plans::get(&mut tx, &path)
+        .await?
+        .ok_or(ApiError::NotFound("plan"))?;
     let after = plans::retire(&mut tx, &path)
         .await?
         .ok_or(ApiError::NotFound("plan"))?;

@@ -29,7 +29,11 @@ fn operator_routes() -> Vec<(Method, String, String)> {
         }
         for (method, op) in item.as_object().unwrap() {
             let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
-            routes.push((method, path.clone(), op["operationId"].as_str().unwrap().to_owned()));
+            routes.push((
+                method,
+                path.clone(),
+                op["operationId"].as_str().unwrap().to_owned(),
+            ));
         }
     }
     routes
@@ -38,7 +42,9 @@ fn operator_routes() -> Vec<(Method, String, String)> {
 /// A valid body for each operator operation that takes one.
 fn example_body(operation: &str) -> Option<Value> {
     match operation {
-        "operator.plans.create" => Some(json!({"id": format!("p-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]), "name": "P", "included_calls": 10})),
+        "operator.plans.create" => Some(
+            json!({"id": format!("p-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]), "name": "P", "included_calls": 10}),
+        ),
         "operator.plans.update" => Some(json!({"included_calls": 20})),
         "operator.orgs.set_plan" => Some(json!({"plan_id": "self_hosted"})),
         "operator.orgs.suspend" => Some(json!({"reason": "test"})),
@@ -106,7 +112,10 @@ async fn tenant_credentials_are_refused_by_every_operator_route() {
     let (slug, _org) = app.org(&owner, "tenant").await;
     let session_token = owner.cookie.split_once('=').unwrap().1.to_owned();
     let routes = operator_routes();
-    assert!(routes.len() >= 11, "expected every operator route, found {routes:?}");
+    assert!(
+        routes.len() >= 11,
+        "expected every operator route, found {routes:?}"
+    );
 
     let before = platform_state(&app).await;
     let mut failures = Vec::new();
@@ -141,11 +150,22 @@ async fn tenant_credentials_are_refused_by_every_operator_route() {
             }
         }
     }
-    assert!(failures.is_empty(), "operator routes accepted tenant credentials:\n{}", failures.join("\n"));
-    assert_eq!(platform_state(&app).await, before, "a refused request changed something");
+    assert!(
+        failures.is_empty(),
+        "operator routes accepted tenant credentials:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(
+        platform_state(&app).await,
+        before,
+        "a refused request changed something"
+    );
 
     // The same routes answer the operator token (so the refusals above are about credentials).
-    let operator = Operator { app: &app, token: &token };
+    let operator = Operator {
+        app: &app,
+        token: &token,
+    };
     for (method, template, operation) in &routes {
         let response = operator
             .send(method.clone(), &fill(template, &slug), example_body(operation))
@@ -203,7 +223,10 @@ fn actions_by_operator(trail: &[Value]) -> Vec<String> {
 #[tokio::test]
 async fn plans_are_created_changed_and_retired_and_each_action_is_audited() {
     let (app, token) = app_with_operator().await;
-    let op = Operator { app: &app, token: &token };
+    let op = Operator {
+        app: &app,
+        token: &token,
+    };
     let owner = app.user("owner@planned.example").await;
     let (slug, org_id) = app.org(&owner, "planned").await;
 
@@ -226,24 +249,59 @@ async fn plans_are_created_changed_and_retired_and_each_action_is_audited() {
         .await;
     assert_eq!(created["hard_limit_calls"], 200000);
     assert_eq!(created["rate_limit_defaults"]["per_org"]["per_minute"], 600);
-    assert_eq!((created["seats"].clone(), created["retired"].clone()), (json!(5), json!(false)));
+    assert_eq!(
+        (created["seats"].clone(), created["retired"].clone()),
+        (json!(5), json!(false))
+    );
 
-    let (status, body) = problem(op.send(Method::POST, "/api/operator/plans", Some(json!({"id": "startup", "name": "Again", "included_calls": 1}))).await).await;
+    let (status, body) = problem(
+        op.send(
+            Method::POST,
+            "/api/operator/plans",
+            Some(json!({"id": "startup", "name": "Again", "included_calls": 1})),
+        )
+        .await,
+    )
+    .await;
     assert_eq!((status, body["code"].as_str()), (409, Some("plan_exists")));
     for (bad, field) in [
         (json!({"id": "Bad Id", "name": "x", "included_calls": 1}), "id"),
-        (json!({"id": "ok", "name": "x", "included_calls": -1}), "included_calls"),
-        (json!({"id": "ok", "name": "x", "included_calls": 1, "seats": 0}), "seats"),
-        (json!({"id": "ok", "name": "x", "included_calls": 1, "rate_limit_defaults": {"per_tool": {"t": {"per_minute": 1}}}}), "rate_limit_defaults.per_tool"),
-        (json!({"id": "ok", "name": "x", "included_calls": 1, "rate_limit_defaults": {"per_org": {"per_minute": 0}}}), "rate_limit_defaults.per_org.per_minute"),
+        (
+            json!({"id": "ok", "name": "x", "included_calls": -1}),
+            "included_calls",
+        ),
+        (
+            json!({"id": "ok", "name": "x", "included_calls": 1, "seats": 0}),
+            "seats",
+        ),
+        (
+            json!({"id": "ok", "name": "x", "included_calls": 1, "rate_limit_defaults": {"per_tool": {"t": {"per_minute": 1}}}}),
+            "rate_limit_defaults.per_tool",
+        ),
+        (
+            json!({"id": "ok", "name": "x", "included_calls": 1, "rate_limit_defaults": {"per_org": {"per_minute": 0}}}),
+            "rate_limit_defaults.per_org.per_minute",
+        ),
     ] {
-        let (status, body) = problem(op.send(Method::POST, "/api/operator/plans", Some(bad.clone())).await).await;
-        assert_eq!((status, body["field"].as_str()), (400, Some(field)), "{bad}: {body}");
+        let (status, body) = problem(
+            op.send(Method::POST, "/api/operator/plans", Some(bad.clone()))
+                .await,
+        )
+        .await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some(field)),
+            "{bad}: {body}"
+        );
     }
 
     // The org moves onto it; then the plan changes: the org's trail shows both.
-    op.ok(Method::PUT, &format!("/api/operator/orgs/{slug}/plan"), Some(json!({"plan_id": "startup"})))
-        .await;
+    op.ok(
+        Method::PUT,
+        &format!("/api/operator/orgs/{slug}/plan"),
+        Some(json!({"plan_id": "startup"})),
+    )
+    .await;
     let changed = op
         .ok(
             Method::PATCH,
@@ -254,21 +312,35 @@ async fn plans_are_created_changed_and_retired_and_each_action_is_audited() {
     assert_eq!(changed["hard_limit_calls"], Value::Null);
     assert_eq!(changed["seats"], 10);
     assert_eq!(changed["retention_days"], 90, "absent fields are kept");
-    let retired = op.ok(Method::POST, "/api/operator/plans/startup/retire", None).await;
+    let retired = op
+        .ok(Method::POST, "/api/operator/plans/startup/retire", None)
+        .await;
     assert_eq!(retired["retired"], true);
     let listed = op.ok(Method::GET, "/api/operator/plans", None).await;
-    assert!(listed.as_array().unwrap().iter().any(|p| p["id"] == "self_hosted" && p["hard_limit_calls"].is_null()));
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "self_hosted" && p["hard_limit_calls"].is_null())
+    );
 
     // No org can be moved onto a retired plan; the org already on it keeps it.
     let other_owner = app.user("owner@other.example").await;
     let (other, _) = app.org(&other_owner, "other").await;
     let (status, body) = problem(
-        op.send(Method::PUT, &format!("/api/operator/orgs/{other}/plan"), Some(json!({"plan_id": "startup"})))
-            .await,
+        op.send(
+            Method::PUT,
+            &format!("/api/operator/orgs/{other}/plan"),
+            Some(json!({"plan_id": "startup"})),
+        )
+        .await,
     )
     .await;
     assert_eq!((status, body["code"].as_str()), (409, Some("plan_retired")));
-    let org = op.ok(Method::GET, &format!("/api/operator/orgs/{slug}"), None).await;
+    let org = op
+        .ok(Method::GET, &format!("/api/operator/orgs/{slug}"), None)
+        .await;
     assert_eq!(org["plan_id"], "startup");
 
     assert_eq!(
@@ -298,20 +370,39 @@ async fn plans_are_created_changed_and_retired_and_each_action_is_audited() {
 #[tokio::test]
 async fn orgs_are_inspected_suspended_and_resumed_and_members_keep_their_trail() {
     let (app, token) = app_with_operator().await;
-    let op = Operator { app: &app, token: &token };
+    let op = Operator {
+        app: &app,
+        token: &token,
+    };
     let owner = app.user("owner@suspended.example").await;
     let (slug, org_id) = app.org(&owner, "suspended").await;
     let mut changes = app.notifier.subscribe();
 
     let listed = op.ok(Method::GET, "/api/operator/orgs", None).await;
-    assert!(listed.as_array().unwrap().iter().any(|o| o["slug"] == slug && o["suspended"] == false));
-    let org = op.ok(Method::GET, &format!("/api/operator/orgs/{slug}"), None).await;
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["slug"] == slug && o["suspended"] == false)
+    );
+    let org = op
+        .ok(Method::GET, &format!("/api/operator/orgs/{slug}"), None)
+        .await;
     assert_eq!(org["plan_id"], "free");
     assert_eq!(org["usage"]["calls"], 0);
     assert_eq!(org["usage"]["members"], 1);
     assert_eq!(org["usage"]["hard_limit_calls"], 10000);
 
-    let (status, body) = problem(op.send(Method::POST, &format!("/api/operator/orgs/{slug}/suspend"), Some(json!({"reason": ""}))).await).await;
+    let (status, body) = problem(
+        op.send(
+            Method::POST,
+            &format!("/api/operator/orgs/{slug}/suspend"),
+            Some(json!({"reason": ""})),
+        )
+        .await,
+    )
+    .await;
     assert_eq!((status, body["field"].as_str()), (400, Some("reason")));
     let suspended = op
         .ok(
@@ -320,7 +411,13 @@ async fn orgs_are_inspected_suspended_and_resumed_and_members_keep_their_trail()
             Some(json!({"reason": "unpaid invoices"})),
         )
         .await;
-    assert_eq!((suspended["suspended"].clone(), suspended["suspended_reason"].clone()), (json!(true), json!("unpaid invoices")));
+    assert_eq!(
+        (
+            suspended["suspended"].clone(),
+            suspended["suspended_reason"].clone()
+        ),
+        (json!(true), json!("unpaid invoices"))
+    );
     // Dataplanes are told.
     let change = tokio::time::timeout(std::time::Duration::from_secs(2), changes.recv())
         .await
@@ -346,10 +443,18 @@ async fn orgs_are_inspected_suspended_and_resumed_and_members_keep_their_trail()
     let lines = export.text().await.unwrap();
     assert!(lines.contains("\"org.suspend\""), "{lines}");
 
-    let resumed = op.ok(Method::POST, &format!("/api/operator/orgs/{slug}/resume"), None).await;
-    assert_eq!((resumed["suspended"].clone(), resumed["suspended_reason"].clone()), (json!(false), Value::Null));
+    let resumed = op
+        .ok(Method::POST, &format!("/api/operator/orgs/{slug}/resume"), None)
+        .await;
+    assert_eq!(
+        (resumed["suspended"].clone(), resumed["suspended_reason"].clone()),
+        (json!(false), Value::Null)
+    );
 
-    assert_eq!(actions_by_operator(&org_trail(&owner, &slug).await), ["org.suspend", "org.resume"]);
+    assert_eq!(
+        actions_by_operator(&org_trail(&owner, &slug).await),
+        ["org.suspend", "org.resume"]
+    );
     let verified: Value = owner
         .get(&format!("/api/v1/orgs/{slug}/audit/verify"))
         .send()
@@ -369,5 +474,8 @@ async fn orgs_are_inspected_suspended_and_resumed_and_members_keep_their_trail()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["org.suspend", "org.resume"]);
-    assert_eq!(platform["events"][0]["details"]["after"]["suspended_reason"], "unpaid invoices");
+    assert_eq!(
+        platform["events"][0]["details"]["after"]["suspended_reason"],
+        "unpaid invoices"
+    );
 }

@@ -30,9 +30,9 @@ pub use error::ConfigError;
 use error::figment_error;
 pub use keys::{env_var_for, setting_keys};
 pub use sections::{
-    AccountsConfig, BillingConfig, ControlApiConfig, DatabaseConfig, DataplaneConfig, EgressConfig, LocalConfig, LogFormat,
-    MailConfig, OAuthConfig, OperatorConfig, RedisConfig, SecretsConfig, ShutdownConfig, SigningAlg, SsoConfig,
-    TelemetryConfig, UsageWorkerConfig,
+    AccountsConfig, BillingConfig, ControlApiConfig, DatabaseConfig, DataplaneConfig, EgressConfig,
+    LocalConfig, LogFormat, MailConfig, OAuthConfig, OperatorConfig, RedisConfig, SecretsConfig,
+    ShutdownConfig, SigningAlg, SsoConfig, TelemetryConfig, UsageWorkerConfig,
 };
 pub use validate::Component;
 pub use values::{decode_userinfo, resolve_path};
@@ -245,6 +245,32 @@ mod tests {
             jail.set_env("GATEHOUSE_CONTROL_API__LISTN", "127.0.0.1:1");
             let err = Config::load(&Sources::default()).unwrap_err();
             assert_eq!(err.setting, "control_api.listn");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn operator_token_hash_must_be_a_sha256() {
+        Jail::expect_with(|jail| {
+            valid_env(jail);
+            jail.set_env("GATEHOUSE_OPERATOR__TOKEN_SHA256", "not-a-hash");
+            let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+            let err = cfg.validate(Component::ControlApi).unwrap_err();
+            assert_eq!(err.setting, "operator.token_sha256", "{err}");
+            let hash = hex::encode(crate::secrets::token_hash("operator"));
+            jail.set_env("GATEHOUSE_OPERATOR__TOKEN_SHA256", &hash);
+            // The client side's token variable is not a setting and does not trip the loader.
+            jail.set_env(OPERATOR_TOKEN_ENV, "operator");
+            let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+            cfg.validate(Component::ControlApi).map_err(|e| e.to_string())?;
+            assert_eq!(
+                cfg.operator.token_hash(),
+                Some(crate::secrets::token_hash("operator"))
+            );
+            assert!(
+                cfg.billing.enforce_hard_limits,
+                "hard limits are enforced by default"
+            );
             Ok(())
         });
     }

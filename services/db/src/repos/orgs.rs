@@ -209,21 +209,21 @@ const ADMIN_COLUMNS: &str = "id, slug, name, plan_id, suspended_at, suspended_re
 
 /// Every org, by slug (operators only).
 pub async fn list_admin(tx: &mut GlobalTx) -> DbResult<Vec<OrgAdminRow>> {
-    Ok(
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {ADMIN_COLUMNS} FROM orgs ORDER BY slug")))
-            .fetch_all(tx.conn())
-            .await?,
-    )
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ADMIN_COLUMNS} FROM orgs ORDER BY slug"
+    )))
+    .fetch_all(tx.conn())
+    .await?)
 }
 
 /// One org by slug (operators only).
 pub async fn find_admin_by_slug(tx: &mut GlobalTx, slug: &str) -> DbResult<Option<OrgAdminRow>> {
-    Ok(
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {ADMIN_COLUMNS} FROM orgs WHERE slug = $1")))
-            .bind(slug)
-            .fetch_optional(tx.conn())
-            .await?,
-    )
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ADMIN_COLUMNS} FROM orgs WHERE slug = $1"
+    )))
+    .bind(slug)
+    .fetch_optional(tx.conn())
+    .await?)
 }
 
 /// Moves the org of this transaction onto `plan_id` (which must exist).

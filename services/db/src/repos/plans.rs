@@ -56,16 +56,20 @@ const COLUMNS: &str = "id, name, monthly_fee_cents, included_calls, overage_cent
 
 /// Every plan, retired ones included, by id.
 pub async fn list(tx: &mut GlobalTx) -> DbResult<Vec<PlanRecord>> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM plans ORDER BY id")))
-        .fetch_all(tx.conn())
-        .await?)
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM plans ORDER BY id"
+    )))
+    .fetch_all(tx.conn())
+    .await?)
 }
 
 pub async fn get(tx: &mut GlobalTx, id: &str) -> DbResult<Option<PlanRecord>> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM plans WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await?)
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM plans WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?)
 }
 
 /// Creates a plan; a taken id is `DbError::Conflict { constraint: "plans_pkey" }`.
@@ -126,8 +130,10 @@ pub async fn retire(tx: &mut GlobalTx, id: &str) -> DbResult<Option<PlanRecord>>
 
 /// The ids of the orgs on `plan` (for publishing a changed plan to dataplanes).
 pub async fn orgs_on(tx: &mut GlobalTx, plan: &str) -> DbResult<Vec<gatehouse_core::ids::OrgId>> {
-    Ok(sqlx::query_scalar("SELECT id FROM orgs WHERE plan_id = $1 ORDER BY id")
-        .bind(plan)
-        .fetch_all(tx.conn())
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT id FROM orgs WHERE plan_id = $1 ORDER BY id")
+            .bind(plan)
+            .fetch_all(tx.conn())
+            .await?,
+    )
 }

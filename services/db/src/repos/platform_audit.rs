@@ -60,11 +60,13 @@ pub async fn append(tx: &mut GlobalTx, org: Option<OrgId>, event: &NewAuditEvent
     .bind(&hash)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE platform_audit_chain_head SET seq = $1, entry_hash = $2, updated_at = now() WHERE singleton")
-        .bind(seq)
-        .bind(&hash)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE platform_audit_chain_head SET seq = $1, entry_hash = $2, updated_at = now() WHERE singleton",
+    )
+    .bind(seq)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
     Ok(seq)
 }
 

@@ -71,9 +71,14 @@ async fn hard_limit_is_enforced_on_other_instances_and_lifted() {
 
     // Plan change: no hard cap any more; the sweep lifts the block.
     set_plan(&db, capped, "team").await;
-    quota::sweep_once(&db.db, &worker_quota, OffsetDateTime::now_utc(), HardLimits::Enforced)
-        .await
-        .unwrap();
+    quota::sweep_once(
+        &db.db,
+        &worker_quota,
+        OffsetDateTime::now_utc(),
+        HardLimits::Enforced,
+    )
+    .await
+    .unwrap();
     let lifted = Instant::now();
     while dataplane.quota.is_over(capped) {
         assert!(
@@ -85,9 +90,15 @@ async fn hard_limit_is_enforced_on_other_instances_and_lifted() {
 
     // Back on the capped plan: over again; in the next period it is under again.
     set_plan(&db, capped, &tiny).await;
-    let status = quota::enforce(&db.db, &worker_quota, capped, OffsetDateTime::now_utc(), HardLimits::Enforced)
-        .await
-        .unwrap();
+    let status = quota::enforce(
+        &db.db,
+        &worker_quota,
+        capped,
+        OffsetDateTime::now_utc(),
+        HardLimits::Enforced,
+    )
+    .await
+    .unwrap();
     assert!(status.over && status.calls == 5);
     let next_month = OffsetDateTime::now_utc() + Duration::from_secs(32 * 86_400);
     assert_eq!(
@@ -117,12 +128,10 @@ async fn an_install_that_ignores_hard_limits_never_refuses_an_org() {
     let capped = org(&db, "capped-ignored").await;
     put_on_plan(&db, capped, 0, 3, 0, Some(3)).await;
     let shutdown = CancellationToken::new();
-    let bus = Bus::from_config(
-        &config(&db, None, &temp_dir("ign"), &unique("ign"), &[]),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let spool = temp_dir("ign");
+    let bus = Bus::from_config(&config(&db, None, &spool, &unique("ign"), &[]), shutdown.clone())
+        .await
+        .unwrap();
     let state = bus.quota.clone();
     let mut ignoring = pipeline(&db, gatehouse_events::ChangeNotifier::local(), state.clone());
     ignoring.hard_limits = HardLimits::Ignored;
@@ -134,7 +143,10 @@ async fn an_install_that_ignores_hard_limits_never_refuses_an_org() {
     let status = quota::status(&db.db, capped, OffsetDateTime::now_utc(), HardLimits::Ignored)
         .await
         .unwrap();
-    assert_eq!((status.calls, status.hard_limit, status.over), (5, Some(3), false));
+    assert_eq!(
+        (status.calls, status.hard_limit, status.over),
+        (5, Some(3), false)
+    );
     assert!(!state.is_over(capped), "the pipeline marked the org over quota");
     // The same usage is over the limit where limits are enforced.
     let enforced = quota::status(&db.db, capped, OffsetDateTime::now_utc(), HardLimits::Enforced)
