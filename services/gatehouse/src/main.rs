@@ -70,7 +70,7 @@ enum Command {
     },
     /// Operator administration: plans, orgs (plan, suspension, usage) and the platform audit
     /// trail, through the control API's operator API (operator token).
-    Admin(admin::AdminArgs),
+    Admin(Box<admin::AdminArgs>),
 }
 
 #[derive(Subcommand)]
@@ -111,7 +111,7 @@ fn main() -> ExitCode {
                 services::signing_keys(sources, matches!(action, SigningKeysAction::Rotate)).await
             }
             Command::Healthcheck => services::healthcheck(sources).await,
-            Command::Admin(args) => admin::run(sources, args).await,
+            Command::Admin(args) => admin::run(sources, *args).await,
         }
     });
     match result {
