@@ -87,7 +87,7 @@ impl Dataplane {
             b"gatehouse/http-sse-reply-route/aes-256-gcm/v1",
         );
         let upstreams = upstream::Upstreams::new(
-            egress,
+            egress.clone(),
             Duration::from_millis(cfg.dataplane.upstream_timeout_ms.max(1)),
             cfg.dataplane.max_upstream_message_bytes,
             signer,
@@ -113,6 +113,8 @@ impl Dataplane {
             format!("{control}/.well-known/jwks.json"),
             http.clone(),
         );
+        let hosted_sql = gatehouse_hosted_sql::HostedSql::new(gatehouse_hosted_sql::RuntimeConfig::default());
+        tokio::spawn(close_idle_backend_pools(hosted_sql.clone(), background.clone()));
         let ended_sessions = session::EndedSessions::default();
         tokio::spawn(
             ended_sessions
@@ -131,6 +133,8 @@ impl Dataplane {
             limiter: deps.limiter.clone(),
             quota: deps.quota.clone(),
             pins,
+            hosted_sql,
+            egress,
             issuer: cfg.issuer(),
             public_url,
             max_json_depth: cfg.dataplane.max_json_depth,
@@ -241,6 +245,23 @@ impl Dataplane {
             gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await;
         background.cancel();
         result
+    }
+}
+
+/// Closes hosted SQL pools unused for the runtime's `idle_close_after`, every minute.
+async fn close_idle_backend_pools(hosted_sql: gatehouse_hosted_sql::HostedSql, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {
+                let closed = hosted_sql.close_idle();
+                if closed > 0 {
+                    tracing::debug!(closed, "idle hosted SQL pools closed");
+                }
+            }
+        }
     }
 }
 

@@ -25,6 +25,10 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub quota: QuotaState,
     pub pins: Pins,
+    /// Runs hosted SQL tools: one small pool per backend.
+    pub hosted_sql: gatehouse_hosted_sql::HostedSql,
+    /// Checks a backend's host against the SSRF guard before each hosted SQL call.
+    pub egress: gatehouse_egress::Egress,
     /// The OAuth issuer (authorization server) named in resource metadata.
     pub issuer: String,
     /// The dataplane's public URL without a trailing slash.

@@ -14,12 +14,13 @@ use arc_swap::ArcSwap;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-use gatehouse_core::ids::{EndpointId, OrgId, ServerId, ToolId};
+use gatehouse_core::ids::{BackendId, EndpointId, OrgId, ServerId, ToolId};
 use gatehouse_core::secrets::Keyring;
 use gatehouse_core::snapshot::{
     EndpointSnapshot, EndpointTool, OrgSnapshot, Revocation, RevocationKind, ServerSnapshot,
     ServiceTokenSnapshot, ToolTarget, UpstreamAuth, server_credential_context,
 };
+use gatehouse_hosted_sql::{BackendConfig, SqlTool};
 
 use crate::owners::ResourceOwners;
 
@@ -159,6 +160,12 @@ pub struct OrgState {
     pub snapshot: OrgSettings,
     endpoints: HashMap<String, Arc<EndpointState>>,
     pub servers: HashMap<ServerId, Arc<ServerState>>,
+    /// Hosted SQL backends, opened (connection string and context key unsealed) when the
+    /// snapshot arrived; an `Err` says why one cannot be used.
+    backends: HashMap<BackendId, Arc<Result<BackendConfig, String>>>,
+    /// Hosted SQL tools of the org's endpoints, validated again by the runtime's parser when the
+    /// snapshot arrived.
+    sql_tools: HashMap<ToolId, Arc<Result<SqlTool, String>>>,
     revoked: HashMap<RevocationKind, HashMap<String, Revocation>>,
     service_tokens: HashMap<String, ServiceTokenSnapshot>,
 }
@@ -188,8 +195,7 @@ impl OrgState {
             suspended,
             endpoints,
             servers,
-            // Hosted SQL tools are not served by this dataplane yet.
-            backends: _,
+            backends,
             revocations,
             service_tokens,
         } = snapshot;
@@ -197,6 +203,17 @@ impl OrgState {
             .into_iter()
             .map(|s| (s.id, Arc::new(ServerState::open(org_id, s, keyring))))
             .collect();
+        let backends: HashMap<BackendId, Arc<Result<BackendConfig, String>>> = backends
+            .iter()
+            .map(|b| {
+                let opened = BackendConfig::from_snapshot(org_id, b, keyring).map_err(|e| e.0);
+                if let Err(e) = &opened {
+                    tracing::warn!(org_id = %org_id, backend_id = %b.id, error = %e, "backend cannot be opened");
+                }
+                (b.id, Arc::new(opened))
+            })
+            .collect();
+        let sql_tools = sql_tools(&endpoints, &backends);
         let endpoints = endpoints
             .into_iter()
             .map(|e| (e.slug.clone(), Arc::new(EndpointState::index(org_id, e))))
@@ -233,8 +250,25 @@ impl OrgState {
             },
             endpoints,
             servers,
+            backends,
+            sql_tools,
             revoked,
             service_tokens,
+        }
+    }
+
+    /// A hosted SQL tool ready to run, with its backend; `Err` says why it cannot run (for the
+    /// log, never for the caller).
+    pub fn sql_tool(&self, tool: ToolId, backend: BackendId) -> Result<(&BackendConfig, &SqlTool), &str> {
+        let backend = match self.backends.get(&backend).map(|b| b.as_ref()) {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => return Err(e),
+            None => return Err("the tool's backend is not in the snapshot"),
+        };
+        match self.sql_tools.get(&tool).map(|t| t.as_ref()) {
+            Some(Ok(t)) => Ok((backend, t)),
+            Some(Err(e)) => Err(e),
+            None => Err("the tool is not a hosted SQL tool of this org"),
         }
     }
 
@@ -264,6 +298,37 @@ impl OrgState {
     pub fn service_token(&self, hash_hex: &str) -> Option<&ServiceTokenSnapshot> {
         self.service_tokens.get(hash_hex)
     }
+}
+
+/// The hosted SQL tools of `endpoints`, each validated again with its backend's function allowlist
+/// (once per tool, however many endpoints expose it).
+fn sql_tools(
+    endpoints: &[EndpointSnapshot],
+    backends: &HashMap<BackendId, Arc<Result<BackendConfig, String>>>,
+) -> HashMap<ToolId, Arc<Result<SqlTool, String>>> {
+    let mut out = HashMap::new();
+    for tool in endpoints.iter().flat_map(|e| &e.tools) {
+        let ToolTarget::Sql(target) = &tool.target else {
+            continue;
+        };
+        out.entry(tool.tool_id).or_insert_with(|| {
+            let built = match backends.get(&target.backend_id).map(|b| b.as_ref()) {
+                Some(Ok(backend)) => SqlTool::from_snapshot(
+                    tool.tool_id,
+                    &tool.approved_hash,
+                    target,
+                    &backend.allowed_functions,
+                ),
+                Some(Err(_)) => Err("the tool's backend cannot be opened".to_owned()),
+                None => Err("the tool's backend is not in the snapshot".to_owned()),
+            };
+            if let Err(e) = &built {
+                tracing::warn!(tool_id = %tool.tool_id, error = %e, "hosted SQL tool cannot run");
+            }
+            Arc::new(built)
+        });
+    }
+    out
 }
 
 /// An endpoint with its tools indexed by exposed name and the scopes that grant each tool.

@@ -7,6 +7,7 @@
 mod bridging_matrix;
 mod config_sync;
 mod conformance;
+mod hosted_sql;
 mod sdk_clients;
 mod suspension;
 mod tokens;

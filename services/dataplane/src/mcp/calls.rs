@@ -97,20 +97,9 @@ pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, byte
         drop(record);
         return unknown_tool(&id, &name);
     };
-    let ToolTarget::Upstream {
-        server_id,
-        upstream_name,
-    } = &tool.target
-    else {
-        let mut record = ctx.record("tools/call", Some(&name), None, arguments.as_ref(), bytes_in);
-        record.set_outcome(CallOutcome::Error, Some(jsonrpc::INTERNAL_ERROR));
-        drop(record);
-        return Answer::Value(jsonrpc::error_body(
-            Some(&id),
-            jsonrpc::INTERNAL_ERROR,
-            "This tool runs on a hosted SQL backend, which this dataplane does not serve yet",
-            None,
-        ));
+    let server_id = match &tool.target {
+        ToolTarget::Upstream { server_id, .. } => Some(*server_id),
+        ToolTarget::Sql(_) => None,
     };
     // A single `tools/call` was counted against its tool's limit at admission; one in a batch is
     // counted here.
@@ -123,13 +112,7 @@ pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, byte
         }
     }
     if ctx.state.quota.is_over(ctx.org.snapshot.org_id) {
-        let mut record = ctx.record(
-            "tools/call",
-            Some(&name),
-            Some(*server_id),
-            arguments.as_ref(),
-            bytes_in,
-        );
+        let mut record = ctx.record("tools/call", Some(&name), server_id, arguments.as_ref(), bytes_in);
         record.set_outcome(CallOutcome::OverQuota, Some(jsonrpc::SERVER_ERROR));
         drop(record);
         return Answer::Value(jsonrpc::error_body(
@@ -139,17 +122,22 @@ pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, byte
             Some(json!({"reason": "quota_exceeded"})),
         ));
     }
-    if let Some(params) = message.params_mut() {
-        params.insert("name".into(), Value::String(upstream_name.clone()));
+    let record = ctx.record("tools/call", Some(&name), server_id, arguments.as_ref(), bytes_in);
+    match &tool.target {
+        ToolTarget::Upstream {
+            server_id,
+            upstream_name,
+        } => {
+            let (server_id, upstream_name) = (*server_id, upstream_name.clone());
+            if let Some(params) = message.params_mut() {
+                params.insert("name".into(), Value::String(upstream_name));
+            }
+            forward_request(incoming, message, Some(server_id), Some(record)).await
+        }
+        ToolTarget::Sql(target) => {
+            super::sql::call(ctx, &id, tool, target.backend_id, message.params(), record).await
+        }
     }
-    let record = ctx.record(
-        "tools/call",
-        Some(&name),
-        Some(*server_id),
-        arguments.as_ref(),
-        bytes_in,
-    );
-    forward_request(incoming, message, Some(*server_id), Some(record)).await
 }
 
 /// Sends a request to `target` and hands back its reply for relaying.

@@ -48,6 +48,7 @@ mod modern;
 mod relay;
 mod resources;
 mod sessions;
+mod sql;
 mod tasks;
 
 use std::time::Duration;

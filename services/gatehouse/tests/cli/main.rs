@@ -2,6 +2,7 @@
 //! quickstart in docs/ run as written.
 
 mod admin;
+mod chaos_smoke;
 mod config_errors;
 mod dataplane_replicas;
 mod infra;
