@@ -73,6 +73,9 @@ pub struct OrgSnapshot {
     pub log_tool_arguments: bool,
     /// Calls per billing period beyond which calls are refused; `None` means no hard cap.
     pub hard_limit_calls: Option<i64>,
+    /// Suspended by an operator: the org's endpoints refuse every request.
+    #[serde(default)]
+    pub suspended: bool,
     pub endpoints: Vec<EndpointSnapshot>,
     pub servers: Vec<ServerSnapshot>,
     pub backends: Vec<BackendSnapshot>,

@@ -220,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
         version: 1,
         log_tool_arguments: false,
         hard_limit_calls: None,
+        suspended: false,
         endpoints: vec![endpoint.clone()],
         servers: vec![ServerSnapshot {
             id: server_id,
@@ -393,6 +394,7 @@ fn tenant(i: usize, tools: usize, keyring: &gatehouse_core::secrets::Keyring) ->
         version: 1,
         log_tool_arguments: false,
         hard_limit_calls: None,
+        suspended: false,
         endpoints: vec![EndpointSnapshot {
             id: endpoint_id,
             slug: "agents".into(),

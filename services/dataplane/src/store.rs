@@ -181,6 +181,8 @@ pub struct OrgSettings {
     pub version: i64,
     /// Record tool-call arguments in audit events (otherwise only their hash).
     pub log_tool_arguments: bool,
+    /// Suspended by an operator: every request to the org's endpoints is refused.
+    pub suspended: bool,
 }
 
 impl OrgState {
@@ -192,6 +194,7 @@ impl OrgState {
             log_tool_arguments,
             // Enforced by the usage worker, which publishes the over-quota state.
             hard_limit_calls: _,
+            suspended,
             endpoints,
             servers,
             backends,
@@ -245,6 +248,7 @@ impl OrgState {
                 slug,
                 version,
                 log_tool_arguments,
+                suspended,
             },
             endpoints,
             servers,
@@ -529,6 +533,7 @@ mod tests {
             version,
             log_tool_arguments: false,
             hard_limit_calls: None,
+            suspended: false,
             endpoints: vec![EndpointSnapshot {
                 id: endpoint_id,
                 slug: format!("ep-v{version}"),

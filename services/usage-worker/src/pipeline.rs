@@ -62,6 +62,8 @@ pub struct Pipeline {
     pub db: Db,
     pub notifier: ChangeNotifier,
     pub quota: QuotaState,
+    /// Whether plans' hard limits apply (`billing.enforce_hard_limits`).
+    pub hard_limits: crate::quota::HardLimits,
     pub batch_size: usize,
     /// How long a batch in flight may keep retrying after shutdown was requested.
     pub grace: Duration,
@@ -171,7 +173,7 @@ impl Pipeline {
         let touched: BTreeSet<OrgId> = written.orgs.keys().copied().collect();
         let now = OffsetDateTime::now_utc();
         for org in touched {
-            if let Err(e) = crate::quota::enforce(&self.db, &self.quota, org, now).await {
+            if let Err(e) = crate::quota::enforce(&self.db, &self.quota, org, now, self.hard_limits).await {
                 tracing::warn!(org_id = %org, error = %e, "quota check failed; the sweep will retry");
             }
             if written.orgs[&org].usage_inserted > 0

@@ -9,6 +9,7 @@ mod config_sync;
 mod conformance;
 mod hosted_sql;
 mod sdk_clients;
+mod suspension;
 mod tokens;
 
 use std::time::{Duration, Instant};

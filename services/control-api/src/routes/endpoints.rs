@@ -195,7 +195,7 @@ fn check_limit(field: &str, limit: &Limit) -> ApiResult<()> {
 
 /// Validates rate limits; `exposed` are the names tools could have at this endpoint (per-tool
 /// limits must name one of them, unless the endpoint exposes nothing yet).
-fn check_rate_limits(limits: &RateLimits) -> ApiResult<()> {
+pub(crate) fn check_rate_limits(limits: &RateLimits) -> ApiResult<()> {
     if let Some(l) = &limits.per_org {
         check_limit("rate_limits.per_org", l)?;
     }

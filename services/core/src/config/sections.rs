@@ -77,6 +77,30 @@ pub struct UsageWorkerConfig {
     pub quota_sweep_secs: u64,
 }
 
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    pub enforce_hard_limits: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    pub token_sha256: String,
+}
+
+impl OperatorConfig {
+    /// The configured token hash as bytes; `None` when no operator token is configured (or the
+    /// value is malformed, which `validate` refuses at start).
+    pub fn token_hash(&self) -> Option<Vec<u8>> {
+        let hex = self.token_sha256.trim();
+        if hex.is_empty() {
+            return None;
+        }
+        hex::decode(hex).ok().filter(|bytes| bytes.len() == 32)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {

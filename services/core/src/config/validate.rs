@@ -299,6 +299,13 @@ impl Config {
                 "must be between 60 and 604800 (7 days)",
             ));
         }
+        let operator_token = self.operator.token_sha256.trim();
+        if !operator_token.is_empty() && self.operator.token_hash().is_none() {
+            return Err(ConfigError::new(
+                "operator.token_sha256",
+                "must be the SHA-256 of the operator token as 64 hex digits (`gatehouse admin new-token` prints one)",
+            ));
+        }
         if !self.telemetry.otlp_endpoint.is_empty() {
             let parsed = Url::parse(&self.telemetry.otlp_endpoint);
             if !matches!(parsed.as_ref().map(|u| u.scheme()), Ok("http" | "https")) {

@@ -303,6 +303,15 @@ pub(super) async fn establish(
     };
     let org = state.store.org_by_slug(org_slug).ok_or_else(not_found)?;
     let endpoint = org.endpoint(endpoint_slug).cloned().ok_or_else(not_found)?;
+    if org.snapshot.suspended {
+        return Err(rpc_error(
+            StatusCode::FORBIDDEN,
+            None,
+            jsonrpc::SERVER_ERROR,
+            "Forbidden: this organization is suspended; its endpoints refuse calls until the platform operator resumes it",
+            Some(json!({"reason": "org_suspended"})),
+        ));
+    }
     tracing::Span::current().record("org_id", tracing::field::display(org.snapshot.org_id));
     let metadata_url = resource::metadata_url(&state.public_url, org_slug, endpoint_slug);
     let token = auth::bearer(header_str(req, "authorization"));

@@ -176,6 +176,7 @@ impl OrgSpec {
             version: self.version,
             log_tool_arguments: self.log_tool_arguments,
             hard_limit_calls: None,
+            suspended: false,
             endpoints: self.endpoints.clone(),
             servers: self.servers.clone(),
             backends: vec![],
