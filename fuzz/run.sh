@@ -24,5 +24,6 @@ host:x{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name
 seed list "$(printf '\x10')mcp-method:tools/list{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"tools/list\",\"params\":{\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}}}"
 seed b64 "$(printf '\x2c')mcp-method:prompts/get
 mcp-name:=?base64?w6k=?={\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"prompts/get\",\"params\":{\"name\":\"é\"}}"
+seed batch "$(printf '\x01')x[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"},{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}]"
 cargo +nightly fuzz run mcp_request corpus/mcp_request -- -max_total_time="$seconds" -rss_limit_mb=2048
 echo "fuzzing: ${seconds}s, no crashes"

@@ -2,7 +2,8 @@
 //! body parsing within the depth limit, message classification, the SEP-2243 header/body
 //! validation (with `x-mcp-header` schemas), header value decoding and the Origin/Host check.
 //! The modules are the dataplane's own source files, compiled here without the service around
-//! them. Invariant: no input panics, and a header that validates really matches the body.
+//! them. Invariants: no input panics, a header that validates really matches the body, and no
+//! batch larger than the limit is parsed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -43,10 +44,14 @@ fuzz_target!(|data: &[u8]| {
     let host = raw.iter().find(|(n, _)| *n == "host").map(|(_, v)| *v);
     let _ = policy.check(origin, host);
 
-    let Ok(parsed) = jsonrpc::parse_body(body, 64) else { return };
+    let Ok(parsed) = jsonrpc::parse_body(body, 64, 32) else { return };
     let messages = match parsed {
         jsonrpc::Body::Single(m) => vec![m],
-        jsonrpc::Body::Batch(ms) => ms,
+        jsonrpc::Body::Batch(ms) => {
+            // The batch limit is counted before parsing: nothing larger is ever parsed.
+            assert!(ms.len() <= 32, "a batch of {} messages passed the limit of 32", ms.len());
+            ms
+        }
     };
     for message in messages {
         let _ = message.meta_protocol_version();

@@ -155,6 +155,7 @@ async fn an_org_at_its_hard_limit_is_over_quota_in_process() {
         &platform.db.db,
         &platform.quota,
         time::OffsetDateTime::now_utc(),
+        gatehouse_usage_worker::quota::HardLimits::Enforced,
     )
     .await
     .unwrap();
@@ -162,4 +163,84 @@ async fn an_org_at_its_hard_limit_is_over_quota_in_process() {
         !platform.quota.is_over(org),
         "a plan without a hard limit lifts the block"
     );
+}
+
+/// `gatehouse up`'s demo org (seeded as `up` seeds it, in single-node mode as `up` runs) takes
+/// 50,000 billable calls without being refused: every call goes through the real pipeline (spool,
+/// usage-worker, quota decision against the seeded plan) and the quota state the dataplane reads
+/// never marks the org over. Its owner sees the plan and the usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_org_of_gatehouse_up_takes_50000_calls_without_a_quota_refusal() {
+    const CALLS: usize = 50_000;
+    let platform = Platform::start_with(&[("usage_worker.batch_size", "5000")]).await;
+    let login = gatehouse_control_api::seed::seed_demo(&platform.db.db)
+        .await
+        .unwrap()
+        .expect("a fresh database gets the demo org");
+    let org = {
+        let mut tx = gatehouse_db::GlobalTx::begin(&platform.db.db).await.unwrap();
+        let org = gatehouse_db::repos::orgs::find_by_slug(&mut tx, &login.org_slug)
+            .await
+            .unwrap()
+            .unwrap();
+        tx.commit().await.unwrap();
+        org
+    };
+    let endpoint = EndpointId::new();
+    for n in 0..CALLS {
+        platform
+            .events
+            .emit(call(org.id, endpoint, n, CallOutcome::Success));
+    }
+
+    // The owner signs in with the seeded login, as a newcomer would.
+    let res = platform
+        .http
+        .post(format!("{}/api/v1/session", platform.control_api))
+        .json(&serde_json::json!({"email": login.email, "password": login.password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(session_cookie_name(true)))
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_owned();
+
+    let current_path = format!("/api/v1/orgs/{}/usage/current", login.org_slug);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let current = loop {
+        assert!(
+            !platform.quota.is_over(org.id),
+            "the demo org was marked over quota"
+        );
+        let current = get_json(&platform, &cookie, &current_path).await;
+        if current["calls"] == CALLS {
+            break current;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "usage never reached {CALLS} calls: {current}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // The worker decided on the org after the last batch: still not over.
+    gatehouse_usage_worker::quota::enforce(
+        &platform.db.db,
+        &platform.quota,
+        org.id,
+        time::OffsetDateTime::now_utc(),
+        gatehouse_usage_worker::quota::HardLimits::of(&platform.cfg.billing),
+    )
+    .await
+    .unwrap();
+    assert!(!platform.quota.is_over(org.id), "over quota after {CALLS} calls");
+    assert_eq!(current["over_quota"], false, "{current}");
+    assert_eq!(current["plan"]["id"], "self_hosted", "{current}");
+    assert_eq!(current["plan"]["hard_limit_calls"], Value::Null, "{current}");
 }

@@ -29,6 +29,10 @@ pub enum ApiError {
     /// The change conflicts with existing state (duplicate slug, last owner...).
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// The change would send a stored (write-only) credential somewhere new: the request must
+    /// supply it again in `field`.
+    #[error("{detail}")]
+    CredentialRequired { field: &'static str, detail: String },
     /// Not signed in, or the session expired.
     #[error("authentication required")]
     Unauthenticated,
@@ -86,6 +90,7 @@ impl ApiError {
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Conflict { code, .. } => code,
+            ApiError::CredentialRequired { .. } => "credential_required",
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::EmailNotVerified => "email_not_verified",
@@ -107,6 +112,7 @@ impl ApiError {
             ApiError::InvalidField { .. } => "Invalid request field",
             ApiError::BadRequest(_) => "Bad request",
             ApiError::Conflict { .. } => "Conflict",
+            ApiError::CredentialRequired { .. } => "Credential required",
             ApiError::Unauthenticated => "Authentication required",
             ApiError::InvalidCredentials => "Invalid credentials",
             ApiError::EmailNotVerified => "Email not verified",
@@ -176,6 +182,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::InvalidField { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::CredentialRequired { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::EmailNotVerified => StatusCode::FORBIDDEN,
             ApiError::Forbidden(_) | ApiError::SsoRequired { .. } | ApiError::Csrf => StatusCode::FORBIDDEN,
@@ -206,6 +213,7 @@ impl ResponseError for ApiError {
             code: self.code().to_owned(),
             field: match self {
                 ApiError::InvalidField { field, .. } => Some(field.clone()),
+                ApiError::CredentialRequired { field, .. } => Some((*field).to_owned()),
                 _ => None,
             },
         };

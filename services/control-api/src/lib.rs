@@ -13,6 +13,7 @@ pub mod hosted;
 pub mod oidc;
 pub mod oidc_http;
 pub mod openapi;
+pub mod operator;
 pub mod password;
 pub mod poisoning;
 pub mod resync;
@@ -165,6 +166,7 @@ impl ControlApi {
                 .app_data(extract::path_config())
                 .app_data(extract::query_config())
                 .service(scope::scope("/api/v1").configure(routes::configure))
+                .service(scope::scope("/api/operator").configure(routes::operator::configure))
                 .split_for_parts();
             app.configure(gatehouse_http::ops::configure_public)
                 .app_data(oauth_data.clone())

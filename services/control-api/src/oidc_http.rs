@@ -5,16 +5,12 @@
 //! only unless `allow_http`, public destinations only unless `allow_private_networks` or
 //! `allow_hosts`, names resolved once and connections pinned to the checked addresses. Redirects
 //! are not followed at all (OAuth/OIDC endpoints must not redirect; following them is an SSRF
-//! vector), and response bodies are capped.
+//! vector), and response bodies are read within `egress.max_document_bytes` and the timeout.
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use gatehouse_core::config::EgressConfig;
-use gatehouse_egress::{Egress, EgressError, RedirectMode};
-
-/// Largest response body accepted from an identity provider.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+use gatehouse_egress::{Egress, EgressError, ReadError, RedirectMode};
 
 /// Why a fetch failed, in words safe to show to the admin who configured the provider.
 #[derive(Debug, thiserror::Error)]
@@ -65,20 +61,16 @@ impl OidcHttp {
         let response = outgoing.send().await.map_err(|e| EgressError::from_reqwest(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let mut stream = response.bytes_stream();
-        let mut body = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| EgressError::from_reqwest(&e))?;
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(OidcHttpError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = self.egress.read_document(response).await.map_err(|e| match e {
+            ReadError::TooLarge { .. } => OidcHttpError::TooLarge,
+            ReadError::Timeout => OidcHttpError::Egress(EgressError::Timeout),
+            ReadError::Transport(e) => OidcHttpError::Egress(e),
+        })?;
         let mut out = http::Response::builder().status(status);
         for (name, value) in &headers {
             out = out.header(name, value);
         }
-        out.body(body).map_err(|_| OidcHttpError::Malformed)
+        out.body(body.to_vec()).map_err(|_| OidcHttpError::Malformed)
     }
 }
 
@@ -93,6 +85,7 @@ mod tests {
             allow_hosts: vec![],
             request_timeout_ms: 1000,
             max_redirects: 3,
+            max_document_bytes: 1 << 20,
         }
     }
 

@@ -16,6 +16,7 @@ use crate::error::Problem;
         license(name = "Apache-2.0")
     ),
     components(schemas(Problem)),
+    modifiers(&OperatorToken),
     tags(
         (name = "session", description = "Sign-up, login, the current user"),
         (name = "orgs", description = "Orgs, members and invitations"),
@@ -27,9 +28,31 @@ use crate::error::Problem;
         (name = "tokens", description = "Service tokens and clients"),
         (name = "audit", description = "Audit trail"),
         (name = "usage", description = "Usage and invoices"),
+        (name = "operator", description = "Platform operators: plans and orgs (operator token, `/api/operator`)"),
     )
 )]
 pub struct ApiDoc;
+
+/// The operator API's credential: `Authorization: Bearer <operator token>`.
+struct OperatorToken;
+
+impl utoipa::Modify for OperatorToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "operator_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The operator token, whose SHA-256 is `operator.token_sha256`; no tenant credential is accepted",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 impl ApiDoc {
     /// The base document (info, tags, shared schemas) before routes are collected.
@@ -38,12 +61,14 @@ impl ApiDoc {
     }
 }
 
-/// The complete document: the base above plus every route mounted under `/api/v1`.
+/// The complete document: the base above plus every route mounted under `/api/v1` and the
+/// operator API under `/api/operator`.
 pub fn document() -> utoipa::openapi::OpenApi {
     let (_, api) = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .service(scope::scope("/api/v1").configure(crate::routes::configure))
+        .service(scope::scope("/api/operator").configure(crate::routes::operator::configure))
         .split_for_parts();
     api
 }

@@ -1,5 +1,6 @@
 //! The demo org seeded by `gatehouse up` on first run: an admin user, the `demo` org and its
-//! `demo` endpoint, so that a newcomer can log in and look around at once.
+//! `demo` endpoint, so that a newcomer can log in and look around at once. The org is on the
+//! `self_hosted` plan (no fee, no hard cap): a local install is not billed.
 
 use serde_json::json;
 
@@ -11,6 +12,8 @@ use gatehouse_db::{Actor, Db, GlobalTx, NewAuditEvent, OrgScope, TenantTx};
 pub const DEMO_EMAIL: &str = "admin@demo.gatehouse.localhost";
 pub const DEMO_ORG: &str = "demo";
 pub const DEMO_ENDPOINT: &str = "demo";
+/// The plan the demo org is on: no fee and no hard cap.
+pub const DEMO_PLAN: &str = "self_hosted";
 
 /// The demo login, printed by `gatehouse up`.
 #[derive(Clone, Debug)]
@@ -36,7 +39,8 @@ pub async fn seed_demo(db: &Db) -> anyhow::Result<Option<DemoLogin>> {
     // The org is being created by us, so acting in it is authorized.
     let scope = OrgScope::authorized(OrgId::new());
     let mut tx = TenantTx::begin(db, &scope).await?;
-    let org = orgs::create_with_owner(&mut tx, DEMO_ORG, "Demo", user.id).await?;
+    orgs::create_with_owner(&mut tx, DEMO_ORG, "Demo", user.id).await?;
+    let org = orgs::set_plan(&mut tx, DEMO_PLAN).await?;
     let endpoint = endpoints::create(
         &mut tx,
         DEMO_ENDPOINT,
@@ -51,7 +55,7 @@ pub async fn seed_demo(db: &Db) -> anyhow::Result<Option<DemoLogin>> {
         &[
             NewAuditEvent::control(actor.clone(), "org.created")
                 .target("org", org.id)
-                .details(json!({"slug": org.slug, "seeded": true})),
+                .details(json!({"slug": org.slug, "plan": org.plan_id, "seeded": true})),
             NewAuditEvent::control(actor, "endpoint.created")
                 .target("endpoint", endpoint.id)
                 .details(json!({"slug": endpoint.slug, "seeded": true})),

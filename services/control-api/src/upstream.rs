@@ -16,7 +16,7 @@ use rmcp::transport::streamable_http_client::{
 use serde_json::Value;
 use url::Url;
 
-use gatehouse_egress::{Egress, EgressError};
+use gatehouse_egress::{Egress, EgressError, ReadError, limit_sse_events};
 
 /// A tool list larger than this is refused (a runaway or hostile server).
 pub const MAX_TOOLS: usize = 1000;
@@ -254,11 +254,21 @@ async fn list_tools_http_sse(
     if !response.status().is_success() {
         return Err(status_failure(response.status().as_u16()));
     }
-    let mut events = sse_stream::SseStream::from_bytes_stream(response.bytes_stream());
+    // No event is buffered beyond the limit: a stream whose event does not end breaks at once.
+    let oversized = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = oversized.clone();
+    let bytes = limit_sse_events(response.bytes_stream(), MAX_EVENT_BYTES).inspect(move |chunk| {
+        if chunk.is_err() {
+            seen.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let mut events = std::pin::pin!(sse_stream::SseStream::from_bytes_stream(bytes));
     let mut next_event = async || -> Result<sse_stream::Sse, SyncFailure> {
         match events.next().await {
-            Some(Ok(event)) if event.data.as_ref().is_none_or(|d| d.len() <= MAX_EVENT_BYTES) => Ok(event),
-            Some(Ok(_)) => Err(SyncFailure::new("the server sent an oversized event")),
+            Some(Ok(event)) => Ok(event),
+            _ if oversized.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(SyncFailure::new("the server sent an oversized event"))
+            }
             Some(Err(_)) | None => Err(SyncFailure::new("the server's event stream ended early")),
         }
     };
@@ -398,15 +408,11 @@ async fn client_credentials_token(
             status.as_u16()
         )));
     }
-    let body = response.bytes().await.map_err(|e| {
-        egress_failure(
-            "cannot read the OAuth token response",
-            EgressError::from_reqwest(&e),
-        )
+    let body = egress.read_document(response).await.map_err(|e| match e {
+        ReadError::TooLarge { .. } => SyncFailure::new("the OAuth token response is too large"),
+        ReadError::Timeout => egress_failure("cannot read the OAuth token response", EgressError::Timeout),
+        ReadError::Transport(e) => egress_failure("cannot read the OAuth token response", e),
     })?;
-    if body.len() > 64 * 1024 {
-        return Err(SyncFailure::new("the OAuth token response is too large"));
-    }
     let parsed: Value = serde_json::from_slice(&body)
         .map_err(|_| SyncFailure::new("the OAuth token endpoint did not answer with JSON"))?;
     let token = parsed

@@ -6,6 +6,7 @@
 //! - [`telemetry`]: logs, traces, metrics; [`shutdown`]: signal handling.
 //! - [`canonical`]: canonical JSON and tool-definition pins; [`html`]: HTML escaping.
 //! - [`snapshot`]: the control-plane → dataplane configuration contract.
+//! - [`sync`]: locks on shared state that survive a panic elsewhere.
 
 pub mod canonical;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod role;
 pub mod secrets;
 pub mod shutdown;
 pub mod snapshot;
+pub mod sync;
 pub mod telemetry;
 
 pub use config::{Component, Config, ConfigError, Mode};

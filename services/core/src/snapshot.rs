@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::ids::{BackendId, EndpointId, OrgId, ServerId, ServiceTokenId, ToolId};
+use crate::role::Role;
 
 /// Separator between a server's namespace and a tool's own name: `orders__get_order`.
 pub const TOOL_NAMESPACE_SEPARATOR: &str = "__";
@@ -72,6 +73,9 @@ pub struct OrgSnapshot {
     pub log_tool_arguments: bool,
     /// Calls per billing period beyond which calls are refused; `None` means no hard cap.
     pub hard_limit_calls: Option<i64>,
+    /// Suspended by an operator: the org's endpoints refuse every request.
+    #[serde(default)]
+    pub suspended: bool,
     pub endpoints: Vec<EndpointSnapshot>,
     pub servers: Vec<ServerSnapshot>,
     pub backends: Vec<BackendSnapshot>,
@@ -98,6 +102,75 @@ pub struct EndpointSnapshot {
     /// Upstream resources (`resources/*`), when the endpoint exposes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<CapabilityGrant>,
+    /// Methods beyond those Gatehouse understands that the endpoint forwards to its upstream:
+    /// exact names, or prefixes written `prefix/*` (see [`extra_method_allowed`]). Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_methods: Vec<String>,
+    /// Name every scope that grants something here in 401 challenges and the protected-resource
+    /// metadata; otherwise only the scopes any member may hold (minimum role viewer).
+    #[serde(default)]
+    pub publish_scopes: bool,
+}
+
+/// Method namespaces of MCP itself: an extra method can never be in one of them, so that an
+/// endpoint's opt-in cannot reopen a method Gatehouse polices (`tasks/*`, `resources/*`, ...).
+const MCP_NAMESPACES: &[&str] = &[
+    "completion",
+    "elicitation",
+    "initialize",
+    "logging",
+    "notifications",
+    "ping",
+    "prompts",
+    "resources",
+    "roots",
+    "sampling",
+    "server",
+    "skills",
+    "subscriptions",
+    "tasks",
+    "tools",
+];
+
+/// At most this many extra methods per endpoint.
+pub const MAX_EXTRA_METHODS: usize = 32;
+const MAX_EXTRA_METHOD_LEN: usize = 128;
+
+/// Why `entry` cannot be an extra method of an endpoint (`None`: it can). An entry is a method
+/// name or a prefix written `prefix/*`: letters, digits and `_ . - /`, at most 128 characters,
+/// outside MCP's own namespaces.
+pub fn extra_method_problem(entry: &str) -> Option<&'static str> {
+    let name = entry.strip_suffix("/*").unwrap_or(entry);
+    if name.is_empty() || entry.len() > MAX_EXTRA_METHOD_LEN {
+        return Some("must be a method name or a `prefix/*` of 1 to 128 characters");
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/');
+    if !name.chars().all(allowed) || name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+        return Some(
+            "may hold only letters, digits, `_`, `.`, `-` and single inner `/` (and end in `/*` for a prefix)",
+        );
+    }
+    let namespace = name.split('/').next().unwrap_or(name);
+    if MCP_NAMESPACES.contains(&namespace) {
+        return Some(
+            "is in a namespace of MCP itself, whose methods Gatehouse serves (or refuses) on its own",
+        );
+    }
+    None
+}
+
+/// Whether `method` is one of `extra`: an exact entry, or under a `prefix/*` entry. Entries that
+/// [`extra_method_problem`] refuses never match.
+pub fn extra_method_allowed(extra: &[String], method: &str) -> bool {
+    extra.iter().any(|entry| {
+        if extra_method_problem(entry).is_some() {
+            return false;
+        }
+        match entry.strip_suffix('*') {
+            Some(prefix) => method.len() > prefix.len() && method.starts_with(prefix),
+            None => method == entry,
+        }
+    })
 }
 
 /// Who may use a non-tool capability (prompts, resources) of an endpoint. The same rule decides
@@ -166,6 +239,10 @@ pub struct SqlColumn {
 pub struct ScopeSnapshot {
     pub name: String,
     pub tool_ids: Vec<ToolId>,
+    /// The lowest member role that may hold the scope (`None`: not known, treated as not
+    /// available to every member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_role: Option<Role>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -338,6 +415,43 @@ pub struct OrgVersions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_methods_are_names_or_prefixes_outside_mcp() {
+        for ok in ["acme/export", "acme/*", "vendor.ping", "x-y/z_1/*"] {
+            assert_eq!(extra_method_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            "*",
+            "/*",
+            "tasks/*",
+            "tools/secret",
+            "notifications/x",
+            "ping",
+            "a b",
+            "a//b",
+            "a/",
+            "ü/x",
+        ] {
+            assert!(extra_method_problem(bad).is_some(), "{bad:?}");
+        }
+        let extra = vec![
+            "acme/*".to_owned(),
+            "vendor.ping".to_owned(),
+            "tasks/*".to_owned(),
+        ];
+        assert!(extra_method_allowed(&extra, "acme/export"));
+        assert!(extra_method_allowed(&extra, "acme/a/b"));
+        assert!(!extra_method_allowed(&extra, "acme/"));
+        assert!(!extra_method_allowed(&extra, "acmeX/export"));
+        assert!(extra_method_allowed(&extra, "vendor.ping"));
+        assert!(!extra_method_allowed(&extra, "vendor.pingx"));
+        assert!(
+            !extra_method_allowed(&extra, "tasks/get"),
+            "an MCP namespace never opens"
+        );
+    }
 
     #[test]
     fn a_cutoff_catches_tokens_issued_up_to_its_second() {

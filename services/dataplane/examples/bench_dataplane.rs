@@ -207,9 +207,12 @@ async fn main() -> anyhow::Result<()> {
         scopes: vec![ScopeSnapshot {
             name: "bench".into(),
             tool_ids: vec![tool_id],
+            min_role: Some(gatehouse_core::role::Role::Viewer),
         }],
         prompts: None,
         resources: None,
+        extra_methods: vec![],
+        publish_scopes: false,
     };
     let org = OrgId::new();
     let snapshot = OrgSnapshot {
@@ -218,6 +221,7 @@ async fn main() -> anyhow::Result<()> {
         version: 1,
         log_tool_arguments: false,
         hard_limit_calls: None,
+        suspended: false,
         endpoints: vec![endpoint.clone()],
         servers: vec![ServerSnapshot {
             id: server_id,
@@ -364,10 +368,12 @@ fn tenant(i: usize, tools: usize, keyring: &gatehouse_core::secrets::Keyring) ->
         ScopeSnapshot {
             name: "orders:read".into(),
             tool_ids: all.iter().step_by(2).copied().collect(),
+            min_role: Some(gatehouse_core::role::Role::Viewer),
         },
         ScopeSnapshot {
             name: "orders:write".into(),
             tool_ids: all,
+            min_role: Some(gatehouse_core::role::Role::Viewer),
         },
     ];
     let context = server_credential_context(org_id, server_id);
@@ -389,6 +395,7 @@ fn tenant(i: usize, tools: usize, keyring: &gatehouse_core::secrets::Keyring) ->
         version: 1,
         log_tool_arguments: false,
         hard_limit_calls: None,
+        suspended: false,
         endpoints: vec![EndpointSnapshot {
             id: endpoint_id,
             slug: "agents".into(),
@@ -409,6 +416,8 @@ fn tenant(i: usize, tools: usize, keyring: &gatehouse_core::secrets::Keyring) ->
             scopes,
             prompts: None,
             resources: None,
+            extra_methods: vec![],
+            publish_scopes: false,
         }],
         servers: vec![ServerSnapshot {
             id: server_id,

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use gatehouse_core::snapshot::RevocationKind;
+use gatehouse_core::sync::{MutexExt, RwLockExt};
 use gatehouse_events::SubjectKind;
 
 use crate::store::{EndpointState, OrgState};
@@ -153,13 +154,13 @@ impl TokenVerifier {
 
     fn forget(&self, token: &str) {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.inner.cache.write().expect("token cache").remove(&key);
+        self.inner.cache.write_or_recover().remove(&key);
     }
 
     async fn verify_jwt(&self, token: &str, audience: &str) -> Result<CachedToken, TokenError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = jsonwebtoken::get_current_timestamp();
-        if let Some(hit) = self.inner.cache.read().expect("token cache").get(&key).cloned() {
+        if let Some(hit) = self.inner.cache.read_or_recover().get(&key).cloned() {
             if hit.claims.exp + CLOCK_LEEWAY_SECS > now && &*hit.audience == audience {
                 return Ok(hit);
             }
@@ -205,7 +206,7 @@ impl TokenVerifier {
             claims: Arc::new(data.claims),
             audience: audience.into(),
         };
-        let mut cache = self.inner.cache.write().expect("token cache");
+        let mut cache = self.inner.cache.write_or_recover();
         if cache.len() >= TOKEN_CACHE_MAX {
             cache.retain(|_, t| t.claims.exp + CLOCK_LEEWAY_SECS > now);
             if cache.len() >= TOKEN_CACHE_MAX {
@@ -218,30 +219,28 @@ impl TokenVerifier {
 
     /// The key for `kid`, fetching the JWKS when it is unknown (at most once a minute).
     async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), TokenError> {
-        if let Some(found) = self.inner.keys.read().expect("jwks").get(kid).cloned() {
+        if let Some(found) = self.inner.keys.read_or_recover().get(kid).cloned() {
             return Ok(found);
         }
         let _one_fetch = self.inner.fetch_lock.lock().await;
-        if let Some(found) = self.inner.keys.read().expect("jwks").get(kid).cloned() {
+        if let Some(found) = self.inner.keys.read_or_recover().get(kid).cloned() {
             return Ok(found);
         }
         let may_fetch = self
             .inner
             .last_fetch
-            .lock()
-            .expect("jwks fetch time")
+            .lock_or_recover()
             .is_none_or(|t| t.elapsed() >= JWKS_REFRESH_MIN);
         if may_fetch {
-            *self.inner.last_fetch.lock().expect("jwks fetch time") = Some(Instant::now());
+            *self.inner.last_fetch.lock_or_recover() = Some(Instant::now());
             match self.fetch_jwks().await {
-                Ok(keys) => *self.inner.keys.write().expect("jwks") = keys,
+                Ok(keys) => *self.inner.keys.write_or_recover() = keys,
                 Err(e) => tracing::warn!(error = %e, "could not fetch the JWKS"),
             }
         }
         self.inner
             .keys
-            .read()
-            .expect("jwks")
+            .read_or_recover()
             .get(kid)
             .cloned()
             .ok_or(TokenError::Invalid("token signed with an unknown key"))

@@ -158,6 +158,47 @@ pub fn exceeds_depth(bytes: &[u8], max: usize) -> bool {
     false
 }
 
+/// Whether `bytes` is a JSON array (a batch) of more than `max` elements. Counts the commas
+/// between top-level elements (strings skipped) and stops at the first one past `max`: runs
+/// before parsing, so a huge batch costs nothing but this scan.
+pub fn batch_exceeds(bytes: &[u8], max: usize) -> bool {
+    let Some(start) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return false;
+    };
+    if bytes[start] != b'[' {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut commas = 0usize;
+    for &b in &bytes[start..] {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 => {
+                commas += 1;
+                if commas >= max {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// A parsed POST body: one message or a batch.
 #[derive(Debug)]
 pub enum Body {
@@ -172,8 +213,14 @@ pub struct BodyError {
     pub message: String,
 }
 
-/// Parses a POST body within the depth limit.
-pub fn parse_body(bytes: &[u8], max_depth: usize) -> Result<Body, BodyError> {
+/// Parses a POST body within the batch size and depth limits (both checked before parsing).
+pub fn parse_body(bytes: &[u8], max_depth: usize, max_batch: usize) -> Result<Body, BodyError> {
+    if batch_exceeds(bytes, max_batch) {
+        return Err(BodyError {
+            code: INVALID_REQUEST,
+            message: format!("Invalid Request: a batch may hold at most {max_batch} messages"),
+        });
+    }
     if exceeds_depth(bytes, max_depth) {
         return Err(BodyError {
             code: INVALID_REQUEST,
@@ -216,24 +263,47 @@ mod tests {
     }
 
     #[test]
+    fn batch_limit_counts_top_level_elements_only() {
+        let two =
+            br#"[{"jsonrpc":"2.0","method":"a","params":{"x":[1,2,3]}},{"jsonrpc":"2.0","method":"b,c"}]"#;
+        assert!(!batch_exceeds(two, 2));
+        assert!(batch_exceeds(two, 1));
+        assert!(!batch_exceeds(br#" {"a":[1,2,3,4,5]}"#, 1), "not a batch");
+        assert!(!batch_exceeds(br#"["\",\",",1]"#, 2), "commas in strings");
+        assert!(!batch_exceeds(b"[]", 1));
+        let many = format!(
+            "[{}]",
+            vec![r#"{"jsonrpc":"2.0","method":"ping","id":1}"#; 1000].join(",")
+        );
+        let refused = parse_body(many.as_bytes(), 8, 32).unwrap_err();
+        assert_eq!(refused.code, INVALID_REQUEST);
+        assert!(
+            refused.message.contains("at most 32 messages"),
+            "{}",
+            refused.message
+        );
+        assert!(matches!(parse_body(two, 8, 2), Ok(Body::Batch(m)) if m.len() == 2));
+    }
+
+    #[test]
     fn classification() {
-        let req = parse_body(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, 8).unwrap();
+        let req = parse_body(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, 8, 4).unwrap();
         assert!(matches!(req, Body::Single(m) if m.kind == Kind::Request));
-        let note = parse_body(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, 8).unwrap();
+        let note = parse_body(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, 8, 4).unwrap();
         assert!(matches!(note, Body::Single(m) if m.kind == Kind::Notification));
-        let resp = parse_body(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#, 8).unwrap();
+        let resp = parse_body(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#, 8, 4).unwrap();
         assert!(matches!(resp, Body::Single(m) if m.kind == Kind::Response));
-        assert_eq!(parse_body(b"{", 8).unwrap_err().code, PARSE_ERROR);
+        assert_eq!(parse_body(b"{", 8, 4).unwrap_err().code, PARSE_ERROR);
         assert_eq!(
-            parse_body(br#"{"id":1,"method":"x"}"#, 8).unwrap_err().code,
+            parse_body(br#"{"id":1,"method":"x"}"#, 8, 4).unwrap_err().code,
             INVALID_REQUEST
         );
         assert_eq!(
-            parse_body(br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#, 8)
+            parse_body(br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#, 8, 4)
                 .unwrap_err()
                 .code,
             INVALID_REQUEST
         );
-        assert_eq!(parse_body(b"[]", 8).unwrap_err().code, INVALID_REQUEST);
+        assert_eq!(parse_body(b"[]", 8, 4).unwrap_err().code, INVALID_REQUEST);
     }
 }

@@ -8,6 +8,7 @@
 //!   the body, and relays to upstreams through [`upstream`] with the server's own credential.
 //! - [`owners`] remembers which upstream owns which resource URI at endpoints with several.
 //! - [`pins`] withholds tools whose upstream definition drifted from the approved pin.
+//! - [`task_owners`] remembers who created each task, so that only they are served it.
 //! - [`events`] records every call; rate limits and quotas come from `gatehouse_events`.
 
 pub mod assertion;
@@ -25,6 +26,8 @@ pub mod sealed;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod stream_slots;
+pub mod task_owners;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -90,7 +93,7 @@ impl Dataplane {
             b"gatehouse/http-sse-reply-route/aes-256-gcm/v1",
         );
         let upstreams = upstream::Upstreams::new(
-            egress,
+            egress.clone(),
             Duration::from_millis(cfg.dataplane.upstream_timeout_ms.max(1)),
             cfg.dataplane.max_upstream_message_bytes,
             signer,
@@ -103,6 +106,7 @@ impl Dataplane {
             deps.events.clone(),
             store.clone(),
             reconcile,
+            cfg.dataplane.max_pin_check_bytes,
             background.clone(),
         );
         let control = cfg
@@ -116,6 +120,22 @@ impl Dataplane {
             format!("{control}/.well-known/jwks.json"),
             http.clone(),
         );
+        let tasks = match cfg.redis_url() {
+            Some(url) => {
+                let client = redis::Client::open(url)?;
+                let link = gatehouse_events::link::RedisLink::new(
+                    client,
+                    "task-owners",
+                    Some(Duration::from_secs(2)),
+                    gatehouse_events::link::ConnectGate::new(),
+                    background.clone(),
+                );
+                task_owners::TaskOwners::redis(link, &cfg.redis.key_prefix)
+            }
+            None => task_owners::TaskOwners::local(),
+        };
+        let hosted_sql = gatehouse_hosted_sql::HostedSql::new(gatehouse_hosted_sql::RuntimeConfig::default());
+        tokio::spawn(close_idle_backend_pools(hosted_sql.clone(), background.clone()));
         let ended_sessions = session::EndedSessions::default();
         tokio::spawn(
             ended_sessions
@@ -134,9 +154,18 @@ impl Dataplane {
             limiter: deps.limiter.clone(),
             quota: deps.quota.clone(),
             pins,
+            tasks,
+            hosted_sql,
+            egress,
             issuer: cfg.issuer(),
             public_url,
             max_json_depth: cfg.dataplane.max_json_depth,
+            batches: state::BatchLimits {
+                max_messages: cfg.dataplane.max_batch_messages,
+                max_answer_bytes: cfg.dataplane.max_batch_answer_bytes,
+                timeout: Duration::from_millis(cfg.dataplane.batch_timeout_ms),
+            },
+            streams: stream_slots::StreamSlots::new(cfg.dataplane.max_streams_per_subject),
             redactor: cfg.dataplane.redact_secrets.then(redact::Redactor::new),
             source: format!("dataplane-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]).into(),
         };
@@ -278,6 +307,23 @@ impl Dataplane {
         .await;
         background.cancel();
         result
+    }
+}
+
+/// Closes hosted SQL pools unused for the runtime's `idle_close_after`, every minute.
+async fn close_idle_backend_pools(hosted_sql: gatehouse_hosted_sql::HostedSql, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {
+                let closed = hosted_sql.close_idle();
+                if closed > 0 {
+                    tracing::debug!(closed, "idle hosted SQL pools closed");
+                }
+            }
+        }
     }
 }
 

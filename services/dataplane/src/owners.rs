@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use gatehouse_core::ids::ServerId;
+use gatehouse_core::sync::MutexExt;
 
 /// How long what was learned is trusted: upstreams may add, move or drop resources.
 const ENTRY_TTL: Duration = Duration::from_secs(300);
@@ -118,7 +119,7 @@ impl Owners {
 impl ResourceOwners {
     /// What is known about `uri` now.
     pub fn lookup(&self, uri: &str, now: Instant) -> Lookup {
-        let owners = self.owners.lock().expect("resource owners lock");
+        let owners = self.owners.lock_or_recover();
         if let Some(o) = owners.uris.get(uri)
             && now.duration_since(o.learned) < ENTRY_TTL
         {
@@ -137,7 +138,7 @@ impl ResourceOwners {
 
     /// Whether a URI nobody claimed justifies listing the upstreams again.
     pub fn relearn_due(&self, now: Instant) -> bool {
-        let owners = self.owners.lock().expect("resource owners lock");
+        let owners = self.owners.lock_or_recover();
         owners
             .complete_at
             .is_none_or(|at| now.duration_since(at) >= RELEARN_AFTER)
@@ -155,7 +156,7 @@ impl ResourceOwners {
             rank: listing.rank,
             learned: now,
         };
-        let mut owners = self.owners.lock().expect("resource owners lock");
+        let mut owners = self.owners.lock_or_recover();
         for uri in listing.uris.iter().chain(&listing.templates) {
             owners.remember(uri, owner, now);
         }
@@ -178,7 +179,7 @@ impl ResourceOwners {
             }
         }
         prefixes.truncate(MAX_PREFIXES);
-        let mut owners = self.owners.lock().expect("resource owners lock");
+        let mut owners = self.owners.lock_or_recover();
         owners.prefixes = prefixes;
         owners.complete_at = Some(now);
     }

@@ -7,6 +7,11 @@
 //! Upstreams are checked on first use, whenever a client lists tools (at most every
 //! `RECHECK_AFTER`), when the upstream announces `notifications/tools/list_changed` (a watcher
 //! keeps a session with a GET stream open for that), and periodically.
+//!
+//! A check reads at most `dataplane.max_pin_check_bytes` of tool definitions from an upstream
+//! (each answer also within `dataplane.max_upstream_message_bytes`); a list larger than that
+//! withholds the server's pinned tools until a check fits. Definitions are hashed before the
+//! shared pin map is locked, and only to record the outcome.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -20,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use gatehouse_core::canonical::tool_definition_hash;
 use gatehouse_core::ids::{EventId, ServerId};
 use gatehouse_core::snapshot::{EndpointTool, ToolTarget};
+use gatehouse_core::sync::{MutexExt, RwLockExt};
 use gatehouse_events::{BusMessage, EventPublisher, ToolDrift};
 
 use crate::store::{OrgState, ServerState, SnapshotStore};
@@ -28,6 +34,16 @@ use crate::upstream::{Outbound, UpstreamError, Upstreams};
 /// A client's `tools/list` re-checks an upstream at most this often.
 const RECHECK_AFTER: Duration = Duration::from_secs(2);
 const WATCH_VERSION: &str = "2025-11-25";
+/// What a pinned tool is observed as when its upstream's list was too large to check: matches
+/// no approved hash, so the tool is withheld until a check fits.
+const UNCHECKED: &str = "unchecked:tool-list-too-large";
+
+/// What one check read from an upstream.
+enum Listing {
+    Tools(Vec<Value>),
+    /// The tool definitions exceeded `dataplane.max_pin_check_bytes`; reading stopped there.
+    TooLarge,
+}
 
 #[derive(Clone)]
 pub struct Pins {
@@ -46,6 +62,8 @@ struct Inner {
     store: SnapshotStore,
     shutdown: CancellationToken,
     every: Duration,
+    /// Largest total of the tool definitions one check reads from an upstream (all pages).
+    max_check_bytes: usize,
 }
 
 impl Pins {
@@ -54,6 +72,7 @@ impl Pins {
         events: EventPublisher,
         store: SnapshotStore,
         every: Duration,
+        max_check_bytes: usize,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -67,6 +86,7 @@ impl Pins {
                 store,
                 shutdown,
                 every,
+                max_check_bytes,
             }),
         }
     }
@@ -82,8 +102,7 @@ impl Pins {
         };
         self.inner
             .observed
-            .read()
-            .expect("pins")
+            .read_or_recover()
             .get(&(*server_id, upstream_name.clone()))
             .is_some_and(|observed| observed != &tool.approved_hash)
     }
@@ -91,7 +110,7 @@ impl Pins {
     /// Claims the next check of `server` if its last one is older than `after` (so concurrent
     /// listings trigger one check, not one each).
     fn claim_if_stale(&self, server: ServerId, after: Duration) -> bool {
-        let mut checks = self.inner.last_check.lock().expect("pin checks");
+        let mut checks = self.inner.last_check.lock_or_recover();
         let stale = checks.get(&server).is_none_or(|t| t.elapsed() >= after);
         if stale {
             checks.insert(server, Instant::now());
@@ -117,20 +136,31 @@ impl Pins {
         let tools = self.list_upstream_tools(server).await;
         self.inner
             .last_check
-            .lock()
-            .expect("pin checks")
+            .lock_or_recover()
             .insert(server.snapshot.id, Instant::now());
-        let tools = tools?;
-        self.compare(org, server.snapshot.id, &tools);
+        match tools? {
+            Listing::Tools(tools) => self.compare(org, server.snapshot.id, Some(&tools)),
+            Listing::TooLarge => {
+                tracing::warn!(org_id = %org.snapshot.org_id, server_id = %server.snapshot.id, "the upstream's tool list exceeds dataplane.max_pin_check_bytes; withholding its tools");
+                metrics::counter!("gatehouse_dataplane_pin_check_too_large_total").increment(1);
+                self.compare(org, server.snapshot.id, None);
+            }
+        }
         Ok(())
     }
 
-    fn compare(&self, org: &OrgState, server_id: ServerId, tools: &[Value]) {
+    /// Compares what the upstream serves with every pin of the org (`None`: a list too large to
+    /// check, which withholds every pinned tool of the server). The hashes are computed first;
+    /// the shared maps are locked only to apply the outcome.
+    fn compare(&self, org: &OrgState, server_id: ServerId, tools: Option<&[Value]>) {
         let served: HashMap<&str, &Value> = tools
+            .unwrap_or_default()
             .iter()
             .filter_map(|t| Some((t.get("name")?.as_str()?, t)))
             .collect();
-        let mut observed = self.inner.observed.write().expect("pins");
+        let mut hashes: HashMap<&str, String> = HashMap::new();
+        // (key, approved hash, what is served now: (hash, definition)).
+        let mut outcomes = Vec::new();
         for endpoint in org.endpoints() {
             for tool in &endpoint.snapshot.tools {
                 let ToolTarget::Upstream {
@@ -143,46 +173,67 @@ impl Pins {
                 if *s != server_id {
                     continue;
                 }
-                let key = (server_id, upstream_name.clone());
-                match served.get(upstream_name.as_str()) {
-                    Some(definition) => {
-                        let hash = tool_definition_hash(definition);
-                        if hash == tool.approved_hash {
-                            observed.remove(&key);
-                        } else {
-                            let first_time = self.inner.reported.lock().expect("reported").insert((
-                                server_id,
-                                upstream_name.clone(),
-                                hash.clone(),
-                            ));
-                            if first_time {
-                                tracing::warn!(org_id = %org.snapshot.org_id, server_id = %server_id, tool = %upstream_name, "tool definition drifted from its approved pin; withholding it");
-                                metrics::counter!("gatehouse_dataplane_tool_drift_total").increment(1);
-                                self.inner.events.emit(BusMessage::ToolDrift(ToolDrift {
-                                    id: EventId::new(),
-                                    org_id: org.snapshot.org_id,
-                                    occurred_at: OffsetDateTime::now_utc(),
-                                    server_id,
-                                    tool_name: upstream_name.clone(),
-                                    approved_hash: tool.approved_hash.clone(),
-                                    observed_hash: hash.clone(),
-                                    observed_definition: (*definition).clone(),
-                                }));
-                            }
-                            observed.insert(key, hash);
-                        }
+                let now_served = served.get(upstream_name.as_str()).map(|definition| {
+                    let hash = hashes
+                        .entry(upstream_name.as_str())
+                        .or_insert_with(|| tool_definition_hash(definition))
+                        .clone();
+                    (hash, *definition)
+                });
+                outcomes.push((
+                    (server_id, upstream_name.clone()),
+                    &tool.approved_hash,
+                    now_served,
+                ));
+            }
+        }
+        let mut drifted = Vec::new();
+        {
+            let mut observed = self.inner.observed.write_or_recover();
+            for (key, approved, now_served) in outcomes {
+                if tools.is_none() {
+                    observed.insert(key, UNCHECKED.to_owned());
+                    continue;
+                }
+                match now_served {
+                    Some((hash, definition)) if hash != *approved => {
+                        observed.insert(key.clone(), hash.clone());
+                        drifted.push((key, approved, hash, definition));
                     }
-                    // A tool the upstream no longer lists cannot be called anyway; keep no state.
-                    None => {
+                    // Served as approved, or no longer listed (then it cannot be called anyway;
+                    // keep no state).
+                    _ => {
                         observed.remove(&key);
                     }
                 }
             }
         }
+        for ((server_id, upstream_name), approved, hash, definition) in drifted {
+            let first_time = self.inner.reported.lock_or_recover().insert((
+                server_id,
+                upstream_name.clone(),
+                hash.clone(),
+            ));
+            if first_time {
+                tracing::warn!(org_id = %org.snapshot.org_id, server_id = %server_id, tool = %upstream_name, "tool definition drifted from its approved pin; withholding it");
+                metrics::counter!("gatehouse_dataplane_tool_drift_total").increment(1);
+                self.inner.events.emit(BusMessage::ToolDrift(ToolDrift {
+                    id: EventId::new(),
+                    org_id: org.snapshot.org_id,
+                    occurred_at: OffsetDateTime::now_utc(),
+                    server_id,
+                    tool_name: upstream_name,
+                    approved_hash: approved.clone(),
+                    observed_hash: hash,
+                    observed_definition: definition.clone(),
+                }));
+            }
+        }
     }
 
-    /// `tools/list` on the upstream in a short session of its own (all pages).
-    async fn list_upstream_tools(&self, server: &ServerState) -> Result<Vec<Value>, UpstreamError> {
+    /// `tools/list` on the upstream in a short session of its own (all pages, at most
+    /// `dataplane.max_pin_check_bytes` of tool definitions in all).
+    async fn list_upstream_tools(&self, server: &ServerState) -> Result<Listing, UpstreamError> {
         let session = self.open_session(server).await?;
         let listed = self.list_tools_in(server, session.as_deref()).await;
         // The check's session ends with it: nothing accumulates upstream.
@@ -199,8 +250,9 @@ impl Pins {
         &self,
         server: &ServerState,
         session: Option<&str>,
-    ) -> Result<Vec<Value>, UpstreamError> {
+    ) -> Result<Listing, UpstreamError> {
         let mut tools = Vec::new();
+        let mut read = 0usize;
         let mut cursor: Option<Value> = None;
         for page in 0..50 {
             let mut params = json!({});
@@ -229,6 +281,10 @@ impl Pins {
                 .get("result")
                 .ok_or_else(|| UpstreamError::Unavailable("tools/list failed upstream".into()))?;
             if let Some(list) = result.get("tools").and_then(Value::as_array) {
+                read = read.saturating_add(json_size(list));
+                if read > self.inner.max_check_bytes {
+                    return Ok(Listing::TooLarge);
+                }
                 tools.extend(list.iter().cloned());
             }
             cursor = result.get("nextCursor").filter(|c| !c.is_null()).cloned();
@@ -236,7 +292,7 @@ impl Pins {
                 break;
             }
         }
-        Ok(tools)
+        Ok(Listing::Tools(tools))
     }
 
     /// Initializes a 2025-11-25 session with the upstream; `None` when it keeps no sessions.
@@ -286,13 +342,13 @@ impl Pins {
     /// Starts (once per server) a task that re-checks the server when it announces a tool list
     /// change, and every reconcile interval.
     pub fn watch(&self, org: gatehouse_core::ids::OrgId, server: ServerId) {
-        if !self.inner.watched.lock().expect("watched").insert(server) {
+        if !self.inner.watched.lock_or_recover().insert(server) {
             return;
         }
         let pins = self.clone();
         tokio::spawn(async move {
             pins.watch_loop(org, server).await;
-            pins.inner.watched.lock().expect("watched").remove(&server);
+            pins.inner.watched.lock_or_recover().remove(&server);
         });
     }
 
@@ -380,4 +436,22 @@ impl Pins {
             }
         });
     }
+}
+
+/// The size of `value` as JSON, without building the text.
+fn json_size(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail; a value that cannot be serialised counts as nothing.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }

@@ -43,7 +43,7 @@ pub async fn protected_resource_metadata(
         .json(json!({
             "resource": endpoint.snapshot.resource_url,
             "authorization_servers": [state.issuer],
-            "scopes_supported": endpoint.scopes_supported,
+            "scopes_supported": endpoint.scopes_published,
             "bearer_methods_supported": ["header"],
             "resource_name": endpoint.snapshot.name,
         }))
@@ -63,7 +63,8 @@ fn quote(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// The `WWW-Authenticate` value for a missing or invalid token.
+/// The `WWW-Authenticate` value for a missing or invalid token: it names the scopes a caller can
+/// start with ([`EndpointState::scopes_published`]), never every scope of the endpoint.
 pub fn challenge(metadata_url: &str, endpoint: &EndpointState, error: Option<&str>) -> String {
     let mut value = String::from("Bearer ");
     if let Some(description) = error {
@@ -73,10 +74,10 @@ pub fn challenge(metadata_url: &str, endpoint: &EndpointState, error: Option<&st
         ));
     }
     value.push_str(&format!("resource_metadata=\"{}\"", quote(metadata_url)));
-    if !endpoint.scopes_supported.is_empty() {
+    if !endpoint.scopes_published.is_empty() {
         value.push_str(&format!(
             ", scope=\"{}\"",
-            quote(&endpoint.scopes_supported.join(" "))
+            quote(&endpoint.scopes_published.join(" "))
         ));
     }
     value

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
+use gatehouse_core::sync::MutexExt;
 
 use crate::sealed::Sealer;
 
@@ -98,7 +99,7 @@ impl EndedSessions {
 
     pub fn insert(&self, key: [u8; 32]) {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut ended = self.ended.lock().expect("ended sessions");
+        let mut ended = self.ended.lock_or_recover();
         if ended.len() >= Self::MAX {
             ended.retain(|_, until| *until > now);
             if ended.len() >= Self::MAX {
@@ -109,10 +110,7 @@ impl EndedSessions {
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.ended
-            .lock()
-            .expect("ended sessions")
-            .contains_key(&Self::key(id))
+        self.ended.lock_or_recover().contains_key(&Self::key(id))
     }
 
     /// Records the session ends other replicas announce, until `stop`.

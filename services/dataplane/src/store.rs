@@ -14,12 +14,15 @@ use arc_swap::ArcSwap;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-use gatehouse_core::ids::{EndpointId, OrgId, ServerId, ToolId};
+use gatehouse_core::ids::{BackendId, EndpointId, OrgId, ServerId, ToolId};
+use gatehouse_core::role::Role;
 use gatehouse_core::secrets::Keyring;
 use gatehouse_core::snapshot::{
     EndpointSnapshot, EndpointTool, OrgSnapshot, Revocation, RevocationKind, ServerSnapshot,
     ServiceTokenSnapshot, ToolTarget, UpstreamAuth, server_credential_context,
 };
+use gatehouse_core::sync::MutexExt;
+use gatehouse_hosted_sql::{BackendConfig, SqlTool};
 
 use crate::owners::ResourceOwners;
 
@@ -110,7 +113,7 @@ impl SnapshotStore {
         if states.is_empty() {
             return 0;
         }
-        let _guard = self.inner.write.lock().expect("store writer lock");
+        let _guard = self.inner.write.lock_or_recover();
         let current = self.inner.orgs.load();
         let mut by_slug = current.by_slug.clone();
         let mut by_id = current.by_id.clone();
@@ -136,7 +139,7 @@ impl SnapshotStore {
 
     /// Forgets an org the control plane no longer lists (deleted).
     pub fn remove(&self, org: OrgId) {
-        let _guard = self.inner.write.lock().expect("store writer lock");
+        let _guard = self.inner.write.lock_or_recover();
         let current = self.inner.orgs.load();
         if !current.by_id.contains_key(&org) {
             return;
@@ -159,6 +162,12 @@ pub struct OrgState {
     pub snapshot: OrgSettings,
     endpoints: HashMap<String, Arc<EndpointState>>,
     pub servers: HashMap<ServerId, Arc<ServerState>>,
+    /// Hosted SQL backends, opened (connection string and context key unsealed) when the
+    /// snapshot arrived; an `Err` says why one cannot be used.
+    backends: HashMap<BackendId, Arc<Result<BackendConfig, String>>>,
+    /// Hosted SQL tools of the org's endpoints, validated again by the runtime's parser when the
+    /// snapshot arrived.
+    sql_tools: HashMap<ToolId, Arc<Result<SqlTool, String>>>,
     revoked: HashMap<RevocationKind, HashMap<String, Revocation>>,
     service_tokens: HashMap<String, ServiceTokenSnapshot>,
 }
@@ -172,6 +181,8 @@ pub struct OrgSettings {
     pub version: i64,
     /// Record tool-call arguments in audit events (otherwise only their hash).
     pub log_tool_arguments: bool,
+    /// Suspended by an operator: every request to the org's endpoints is refused.
+    pub suspended: bool,
 }
 
 impl OrgState {
@@ -183,10 +194,10 @@ impl OrgState {
             log_tool_arguments,
             // Enforced by the usage worker, which publishes the over-quota state.
             hard_limit_calls: _,
+            suspended,
             endpoints,
             servers,
-            // Hosted SQL tools are not served by this dataplane yet.
-            backends: _,
+            backends,
             revocations,
             service_tokens,
         } = snapshot;
@@ -194,6 +205,17 @@ impl OrgState {
             .into_iter()
             .map(|s| (s.id, Arc::new(ServerState::open(org_id, s, keyring))))
             .collect();
+        let backends: HashMap<BackendId, Arc<Result<BackendConfig, String>>> = backends
+            .iter()
+            .map(|b| {
+                let opened = BackendConfig::from_snapshot(org_id, b, keyring).map_err(|e| e.0);
+                if let Err(e) = &opened {
+                    tracing::warn!(org_id = %org_id, backend_id = %b.id, error = %e, "backend cannot be opened");
+                }
+                (b.id, Arc::new(opened))
+            })
+            .collect();
+        let sql_tools = sql_tools(&endpoints, &backends);
         let endpoints = endpoints
             .into_iter()
             .map(|e| (e.slug.clone(), Arc::new(EndpointState::index(org_id, e))))
@@ -226,11 +248,29 @@ impl OrgState {
                 slug,
                 version,
                 log_tool_arguments,
+                suspended,
             },
             endpoints,
             servers,
+            backends,
+            sql_tools,
             revoked,
             service_tokens,
+        }
+    }
+
+    /// A hosted SQL tool ready to run, with its backend; `Err` says why it cannot run (for the
+    /// log, never for the caller).
+    pub fn sql_tool(&self, tool: ToolId, backend: BackendId) -> Result<(&BackendConfig, &SqlTool), &str> {
+        let backend = match self.backends.get(&backend).map(|b| b.as_ref()) {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => return Err(e),
+            None => return Err("the tool's backend is not in the snapshot"),
+        };
+        match self.sql_tools.get(&tool).map(|t| t.as_ref()) {
+            Some(Ok(t)) => Ok((backend, t)),
+            Some(Err(e)) => Err(e),
+            None => Err("the tool is not a hosted SQL tool of this org"),
         }
     }
 
@@ -262,6 +302,37 @@ impl OrgState {
     }
 }
 
+/// The hosted SQL tools of `endpoints`, each validated again with its backend's function allowlist
+/// (once per tool, however many endpoints expose it).
+fn sql_tools(
+    endpoints: &[EndpointSnapshot],
+    backends: &HashMap<BackendId, Arc<Result<BackendConfig, String>>>,
+) -> HashMap<ToolId, Arc<Result<SqlTool, String>>> {
+    let mut out = HashMap::new();
+    for tool in endpoints.iter().flat_map(|e| &e.tools) {
+        let ToolTarget::Sql(target) = &tool.target else {
+            continue;
+        };
+        out.entry(tool.tool_id).or_insert_with(|| {
+            let built = match backends.get(&target.backend_id).map(|b| b.as_ref()) {
+                Some(Ok(backend)) => SqlTool::from_snapshot(
+                    tool.tool_id,
+                    &tool.approved_hash,
+                    target,
+                    &backend.allowed_functions,
+                ),
+                Some(Err(_)) => Err("the tool's backend cannot be opened".to_owned()),
+                None => Err("the tool's backend is not in the snapshot".to_owned()),
+            };
+            if let Err(e) = &built {
+                tracing::warn!(tool_id = %tool.tool_id, error = %e, "hosted SQL tool cannot run");
+            }
+            Arc::new(built)
+        });
+    }
+    out
+}
+
 /// An endpoint with its tools indexed by exposed name and the scopes that grant each tool.
 pub struct EndpointState {
     pub org_id: OrgId,
@@ -271,6 +342,10 @@ pub struct EndpointState {
     grants: HashMap<ToolId, Vec<String>>,
     /// The scopes worth asking for at this endpoint (those granting anything), sorted.
     pub scopes_supported: Vec<String>,
+    /// What 401 challenges and the protected-resource metadata name: the scopes a caller can
+    /// start with (those of `scopes_supported` any member may hold), or all of them when the
+    /// endpoint publishes its scopes. Sorted.
+    pub scopes_published: Vec<String>,
     /// The upstream servers this endpoint reaches, in a stable order (first use in `tools`).
     pub server_ids: Vec<ServerId>,
     /// Which of those servers owns which resource URI (learned; used with several servers).
@@ -301,6 +376,17 @@ impl EndpointState {
                 supported.insert(scope.clone());
             }
         }
+        let scopes_published = supported
+            .iter()
+            .filter(|name| {
+                snapshot.publish_scopes
+                    || snapshot
+                        .scopes
+                        .iter()
+                        .any(|s| &s.name == *name && s.min_role == Some(Role::Viewer))
+            })
+            .cloned()
+            .collect();
         let mut server_ids = Vec::new();
         for tool in &snapshot.tools {
             if let ToolTarget::Upstream { server_id, .. } = &tool.target
@@ -315,6 +401,7 @@ impl EndpointState {
             tools_by_name,
             grants,
             scopes_supported: supported.into_iter().collect(),
+            scopes_published,
             server_ids,
             resource_owners: ResourceOwners::default(),
         }
@@ -446,6 +533,7 @@ mod tests {
             version,
             log_tool_arguments: false,
             hard_limit_calls: None,
+            suspended: false,
             endpoints: vec![EndpointSnapshot {
                 id: endpoint_id,
                 slug: format!("ep-v{version}"),
@@ -456,6 +544,8 @@ mod tests {
                 scopes: vec![],
                 prompts: None,
                 resources: None,
+                extra_methods: vec![],
+                publish_scopes: false,
             }],
             servers: vec![ServerSnapshot {
                 id: ServerId::new(),

@@ -20,6 +20,9 @@
 //!   connector again), at most `egress.max_redirects`; the credentialed client follows redirects
 //!   only within the same origin, so a server's credential never travels to another host;
 //! - **timeouts** from `egress.request_timeout_ms`;
+//! - **bounded reads** ([`bounded`]): bodies no larger than a limit (`egress.max_document_bytes`
+//!   for documents: token responses, discovery documents, key sets, client metadata) and within
+//!   the timeout, SSE streams with no event larger than a limit, never buffered beyond it;
 //! - **generic errors**: [`EgressError`] says what kind of problem it was, never what an internal
 //!   host answered, which address a name resolved to, or the underlying error text.
 //!
@@ -32,6 +35,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bounded;
 pub mod ip;
 
 use std::collections::HashSet;
@@ -47,6 +51,7 @@ use gatehouse_core::config::EgressConfig;
 use reqwest::redirect;
 use url::{Host, Url};
 
+pub use bounded::{ReadError, limit_sse_events, read_body};
 pub use ip::{AddressClass, classify};
 
 /// Why a request was refused by the guard. Travels inside reqwest's error chain (from the
@@ -301,6 +306,7 @@ fn refused(class: AddressClass) {
 pub struct Egress {
     guard: Arc<Guard>,
     timeout: Duration,
+    max_document_bytes: usize,
     client: reqwest::Client,
     credentialed: reqwest::Client,
 }
@@ -338,6 +344,7 @@ impl Egress {
             credentialed: build(RedirectMode::SameOrigin)?,
             guard,
             timeout,
+            max_document_bytes: cfg.max_document_bytes,
         })
     }
 
@@ -357,6 +364,18 @@ impl Egress {
     /// dataplane's upstream calls). Sets the connect timeout; the total timeout is the caller's.
     pub fn client_builder(&self, redirects: RedirectMode) -> reqwest::ClientBuilder {
         builder(&self.guard, self.timeout, redirects)
+    }
+
+    /// Reads a document a tenant's server answered (a token response, a discovery document, a
+    /// key set, a client metadata document): at most `egress.max_document_bytes`, within
+    /// `egress.request_timeout_ms`.
+    pub async fn read_document(&self, response: reqwest::Response) -> Result<bytes::Bytes, ReadError> {
+        bounded::read_body(response, self.max_document_bytes, self.timeout).await
+    }
+
+    /// The configured timeout of one request (`egress.request_timeout_ms`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Checks what can be checked without the network: scheme and IP-literal hosts.
@@ -492,6 +511,7 @@ mod tests {
             allow_hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
             request_timeout_ms: 2000,
             max_redirects: 3,
+            max_document_bytes: 1 << 20,
         }
     }
 

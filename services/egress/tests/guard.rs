@@ -19,6 +19,7 @@ fn config(allow_http: bool, allow_private: bool, hosts: &[&str], max_redirects: 
         allow_hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
         request_timeout_ms: 3000,
         max_redirects,
+        max_document_bytes: 1 << 20,
     }
 }
 

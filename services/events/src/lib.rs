@@ -19,7 +19,9 @@ pub mod spool;
 
 pub use bus::{Batch, BusProbe, EventConsumer, EventPublisher, local_bus};
 pub use factory::{Bus, BusHandle};
-pub use message::{BusMessage, CallEvent, CallOutcome, SubjectKind, ToolDrift};
+pub use message::{
+    BILLABLE_METHODS, BusMessage, CallEvent, CallOutcome, SubjectKind, ToolDrift, is_billable,
+};
 pub use notify::{ChangeNotifier, SessionKey};
 pub use quota::QuotaState;
 pub use ratelimit::{Decision, RateLimiter};

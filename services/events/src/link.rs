@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gatehouse_core::sync::MutexExt;
+
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
 use tokio::sync::watch;
@@ -47,7 +49,7 @@ impl ConnectGate {
     /// Waits for this caller's attempt slot.
     pub async fn acquire(&self) {
         let wait = {
-            let mut next = self.next_slot.lock().expect("gate lock");
+            let mut next = self.next_slot.lock_or_recover();
             let now = Instant::now();
             let slot = (*next).max(now);
             *next = slot + MIN_ATTEMPT_SPACING;
@@ -179,7 +181,7 @@ impl RedisLink {
     /// under way).
     pub fn get(&self) -> Option<LinkConn> {
         let conn = {
-            let state = self.inner.state.lock().expect("link lock");
+            let state = self.inner.state.lock_or_recover();
             state.conn.clone().map(|conn| LinkConn {
                 conn,
                 generation: state.generation,
@@ -223,7 +225,7 @@ impl RedisLink {
             return;
         }
         let dropped = {
-            let mut state = self.inner.state.lock().expect("link lock");
+            let mut state = self.inner.state.lock_or_recover();
             if state.generation == used.generation && state.conn.is_some() {
                 state.conn = None;
                 true
@@ -240,14 +242,14 @@ impl RedisLink {
 
     fn start_connecting(&self) {
         {
-            let mut state = self.inner.state.lock().expect("link lock");
+            let mut state = self.inner.state.lock_or_recover();
             if state.conn.is_some() || state.connecting || self.inner.shutdown.is_cancelled() {
                 return;
             }
             state.connecting = true;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.inner.state.lock().expect("link lock").connecting = false;
+            self.inner.state.lock_or_recover().connecting = false;
             return;
         };
         let inner = self.inner.clone();
@@ -273,7 +275,7 @@ async fn connect_loop(inner: Arc<LinkInner>) {
         match attempt {
             Ok(conn) => {
                 {
-                    let mut state = inner.state.lock().expect("link lock");
+                    let mut state = inner.state.lock_or_recover();
                     state.generation += 1;
                     state.conn = Some(conn);
                     state.connecting = false;
@@ -298,7 +300,7 @@ async fn connect_loop(inner: Arc<LinkInner>) {
         }
         backoff = next_backoff(backoff);
     }
-    inner.state.lock().expect("link lock").connecting = false;
+    inner.state.lock_or_recover().connecting = false;
 }
 
 #[cfg(test)]

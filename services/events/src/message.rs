@@ -35,6 +35,28 @@ impl BusMessage {
     }
 }
 
+/// The JSON-RPC methods billed per call. A request of one of them that reached its upstream
+/// (answered or failed there) is one billable call ([`CallEvent::billable_units`], what the
+/// usage-worker meters); the dataplane refuses every one of them for an org over its quota
+/// before it is dispatched.
+pub const BILLABLE_METHODS: &[&str] = &["tools/call"];
+
+/// Whether requests of `method` are billed ([`BILLABLE_METHODS`]).
+pub fn is_billable(method: &str) -> bool {
+    BILLABLE_METHODS.contains(&method)
+}
+
+impl CallEvent {
+    /// Billable calls this event counts for: one for a billable method forwarded to its upstream
+    /// (answered or failed there); refusals by the gateway and protocol traffic (`tools/list`,
+    /// ...) are free.
+    pub fn billable_units(&self) -> i64 {
+        i64::from(
+            is_billable(&self.method) && matches!(self.outcome, CallOutcome::Success | CallOutcome::Error),
+        )
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CallOutcome {

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::snapshot::ConfigChange;
+use gatehouse_core::sync::MutexExt;
 
 use crate::link::{ConnectGate, RedisLink, jittered, next_backoff};
 
@@ -49,7 +50,7 @@ struct PendingEnds {
 
 impl PendingEnds {
     fn push(&self, key: SessionKey, expires_at: i64) {
-        let mut ends = self.ends.lock().expect("pending ends");
+        let mut ends = self.ends.lock_or_recover();
         if ends.len() >= PENDING_ENDS_MAX {
             // The end that would expire first is the least useful to keep.
             if let Some(first) = (0..ends.len()).min_by_key(|&i| ends[i].1) {
@@ -67,13 +68,13 @@ impl PendingEnds {
 
     /// Takes what is waiting, without what has expired meanwhile.
     fn take(&self, now: i64) -> Vec<(SessionKey, i64)> {
-        let mut ends = std::mem::take(&mut *self.ends.lock().expect("pending ends"));
+        let mut ends = std::mem::take(&mut *self.ends.lock_or_recover());
         ends.retain(|(_, expires_at)| *expires_at > now);
         ends
     }
 
     fn put_back(&self, mut failed: Vec<(SessionKey, i64)>) {
-        let mut ends = self.ends.lock().expect("pending ends");
+        let mut ends = self.ends.lock_or_recover();
         failed.append(&mut ends);
         failed.truncate(PENDING_ENDS_MAX);
         *ends = failed;

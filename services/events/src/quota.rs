@@ -19,6 +19,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::ids::OrgId;
+use gatehouse_core::sync::{MutexExt, RwLockExt};
 
 use crate::link::{RedisLink, jittered, next_backoff};
 
@@ -83,12 +84,12 @@ impl QuotaState {
     }
 
     pub fn is_over(&self, org: OrgId) -> bool {
-        self.over.read().expect("quota lock").contains(&org)
+        self.over.read_or_recover().contains(&org)
     }
 
     /// The orgs currently over quota.
     pub fn over_orgs(&self) -> Vec<OrgId> {
-        self.over.read().expect("quota lock").iter().copied().collect()
+        self.over.read_or_recover().iter().copied().collect()
     }
 
     /// Marks `org` as over (or back under) quota, here at once and, with Redis, for every
@@ -96,7 +97,7 @@ impl QuotaState {
     pub async fn set(&self, org: OrgId, over: bool) {
         self.apply(org, over);
         if let Some(shared) = &self.shared {
-            shared.unsynced.lock().expect("quota lock").insert(org, over);
+            shared.unsynced.lock_or_recover().insert(org, over);
             if !self.flush().await {
                 shared.wake.notify_one();
             }
@@ -104,7 +105,7 @@ impl QuotaState {
     }
 
     fn apply(&self, org: OrgId, over: bool) {
-        let mut set = self.over.write().expect("quota lock");
+        let mut set = self.over.write_or_recover();
         if over {
             set.insert(org);
         } else {
@@ -117,8 +118,7 @@ impl QuotaState {
         let Some(shared) = &self.shared else { return true };
         let pending: Vec<(OrgId, bool)> = shared
             .unsynced
-            .lock()
-            .expect("quota lock")
+            .lock_or_recover()
             .iter()
             .map(|(o, v)| (*o, *v))
             .collect();
@@ -146,7 +146,7 @@ impl QuotaState {
         let mut c = conn.conn.clone();
         match pipe.query_async::<()>(&mut c).await {
             Ok(()) => {
-                let mut unsynced = shared.unsynced.lock().expect("quota lock");
+                let mut unsynced = shared.unsynced.lock_or_recover();
                 for (org, over) in pending {
                     if unsynced.get(&org) == Some(&over) {
                         unsynced.remove(&org);
@@ -176,7 +176,7 @@ impl QuotaState {
         match members {
             Ok(members) => {
                 let mut loaded: HashSet<OrgId> = members.iter().filter_map(|m| m.parse().ok()).collect();
-                for (org, over) in shared.unsynced.lock().expect("quota lock").iter() {
+                for (org, over) in shared.unsynced.lock_or_recover().iter() {
                     if *over {
                         loaded.insert(*org);
                     } else {
@@ -184,7 +184,7 @@ impl QuotaState {
                     }
                 }
                 metrics::gauge!("gatehouse_quota_orgs_over").set(loaded.len() as f64);
-                *self.over.write().expect("quota lock") = loaded;
+                *self.over.write_or_recover() = loaded;
                 shared.loaded.send_replace(true);
                 true
             }
@@ -232,7 +232,7 @@ impl QuotaState {
                             msg = messages.next() => match msg {
                                 Some(msg) => match serde_json::from_slice::<QuotaChange>(msg.get_payload_bytes()) {
                                     Ok(change) => {
-                                        let pending = shared.unsynced.lock().expect("quota lock").contains_key(&change.org_id);
+                                        let pending = shared.unsynced.lock_or_recover().contains_key(&change.org_id);
                                         if !pending {
                                             self.apply(change.org_id, change.over);
                                         }

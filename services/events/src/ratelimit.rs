@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::snapshot::Limit;
+use gatehouse_core::sync::MutexExt;
 
 use crate::link::RedisLink;
 
@@ -259,7 +260,7 @@ impl RateLimiter {
 
     /// The in-process GCRA over `checks`, all or nothing, as the Redis script does it.
     fn check_local(&self, checks: &[(&str, Limit)], now: Instant) -> Decision {
-        let mut state = self.local.lock().expect("rate limiter lock");
+        let mut state = self.local.lock_or_recover();
         state.checks_since_sweep += 1;
         if state.checks_since_sweep >= 10_000 {
             state.checks_since_sweep = 0;

@@ -17,6 +17,8 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use gatehouse_core::sync::MutexExt;
+
 use tokio::sync::Notify;
 
 use crate::message::BusMessage;
@@ -174,12 +176,12 @@ impl Spool {
 
     /// Bytes currently held on disk.
     pub fn bytes(&self) -> u64 {
-        self.state.lock().expect("spool lock").total_bytes
+        self.state.lock_or_recover().total_bytes
     }
 
     /// Whether nothing is waiting in the spool.
     pub fn is_empty(&self) -> bool {
-        let state = self.state.lock().expect("spool lock");
+        let state = self.state.lock_or_recover();
         state.segments.values().all(|s| s.len == 0)
     }
 
@@ -193,7 +195,7 @@ impl Spool {
             serde_json::to_writer(&mut bytes, m).map_err(io::Error::other)?;
             bytes.push(b'\n');
         }
-        let mut state = self.state.lock().expect("spool lock");
+        let mut state = self.state.lock_or_recover();
         if state.total_bytes + bytes.len() as u64 > self.max_bytes {
             return Err(SpoolError::Full {
                 used: state.total_bytes,
@@ -250,7 +252,7 @@ impl Spool {
     /// Closes the segment being written (if it holds anything) so that readers may finish and
     /// delete it.
     pub fn rotate(&self) {
-        let mut state = self.state.lock().expect("spool lock");
+        let mut state = self.state.lock_or_recover();
         let current_has_data = state
             .writer
             .as_ref()
@@ -270,7 +272,7 @@ impl Spool {
 
     /// Where a reader starts: the oldest position held and not yet acknowledged.
     pub fn start(&self) -> SpoolPosition {
-        let state = self.state.lock().expect("spool lock");
+        let state = self.state.lock_or_recover();
         let oldest = SpoolPosition {
             seq: state.segments.keys().next().copied().unwrap_or(state.next_seq),
             offset: 0,
@@ -295,7 +297,7 @@ impl Spool {
         while out.messages.len() < max {
             // The segment to read: the one at `pos`, or the next one after it.
             let (seq, len, closed) = {
-                let state = self.state.lock().expect("spool lock");
+                let state = self.state.lock_or_recover();
                 match state.segments.range(pos.seq..).next() {
                     Some((&seq, s)) => (seq, s.len, s.closed),
                     None => break,
@@ -357,7 +359,7 @@ impl Spool {
     /// segment being written is closed and deleted too when `upto` is at its end; the next
     /// append starts a new one.
     pub fn release(&self, upto: SpoolPosition) -> io::Result<()> {
-        let mut state = self.state.lock().expect("spool lock");
+        let mut state = self.state.lock_or_recover();
         if upto > state.acked {
             state.acked = upto;
             let tmp = self.dir.join(format!("{ACKED_FILE}.tmp"));

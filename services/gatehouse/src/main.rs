@@ -6,9 +6,11 @@
 //! gatehouse openapi [--check FILE]                   print (or check) the control API's OpenAPI document
 //! gatehouse up                                       the whole platform in one process, locally
 //! gatehouse signing-keys list | rotate               the OAuth token signing keys
+//! gatehouse admin plans|orgs|audit|new-token         operator administration (the operator API)
 //! gatehouse healthcheck                              exit 0 if a service of this configuration is alive
 //! ```
 
+mod admin;
 mod services;
 mod up;
 
@@ -66,6 +68,9 @@ enum Command {
         #[command(subcommand)]
         action: SigningKeysAction,
     },
+    /// Operator administration: plans, orgs (plan, suspension, usage) and the platform audit
+    /// trail, through the control API's operator API (operator token).
+    Admin(Box<admin::AdminArgs>),
 }
 
 #[derive(Subcommand)]
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
                 services::signing_keys(sources, matches!(action, SigningKeysAction::Rotate)).await
             }
             Command::Healthcheck => services::healthcheck(sources).await,
+            Command::Admin(args) => admin::run(sources, *args).await,
         }
     });
     match result {

@@ -5,7 +5,10 @@
 //! - PostgreSQL: `DATABASE_URL` if set; otherwise a private cluster under `<data dir>/postgres`.
 //! - Redis: `REDIS_URL` if set; otherwise single-node mode (in-process events, rate limits and
 //!   change notifications).
-//! - Migrations run and a demo org is seeded on first run; the URLs and the demo login are printed.
+//! - Migrations run and a demo org is seeded on first run (on the `self_hosted` plan: no hard
+//!   cap); the URLs and the demo login are printed.
+//! - An operator token is generated on first run into `<data dir>/operator-token` (unless
+//!   `operator.token_sha256` is configured), for `gatehouse admin`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +40,13 @@ pub async fn run(sources: Sources) -> anyhow::Result<()> {
             .collect(),
         overrides: sources.overrides.clone(),
     };
+    // The operator token of this install (`gatehouse admin` finds it in the data directory),
+    // unless one is configured.
+    if first.operator.token_sha256.trim().is_empty() {
+        layered
+            .overrides
+            .push(("operator.token_sha256".into(), ensure_operator_token(&data_dir)?));
+    }
     let provisional = Config::load(&layered)?;
     let _telemetry = gatehouse_core::telemetry::init(&provisional.telemetry, "up")?;
 
@@ -243,6 +253,20 @@ fn ensure_local_config(data_dir: &Path) -> anyhow::Result<PathBuf> {
         write_private(&path, &text)?;
     }
     Ok(path)
+}
+
+/// Generates `<data dir>/operator-token` on first run; returns the hex SHA-256 of the token.
+fn ensure_operator_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(crate::admin::OPERATOR_TOKEN_FILE);
+    let token = match std::fs::read_to_string(&path) {
+        Ok(existing) if !existing.trim().is_empty() => existing.trim().to_owned(),
+        _ => {
+            let token = crate::admin::new_operator_token();
+            write_private(&path, &token)?;
+            token
+        }
+    };
+    Ok(crate::admin::token_sha256_hex(&token))
 }
 
 fn service_password(data_dir: &Path) -> anyhow::Result<String> {

@@ -60,6 +60,8 @@ pub struct BackendConfig {
     pub id: BackendId,
     pub org_id: OrgId,
     dsn: SecretString,
+    /// The host and port of the connection string (for the SSRF guard).
+    host: (String, u16),
     pub tls: TlsMode,
     pub ca_pem: Option<String>,
     pub context_key: ContextKey,
@@ -145,7 +147,7 @@ impl BackendConfig {
         statement_timeout: Duration,
         max_rows: usize,
     ) -> Result<Self, BackendConfigError> {
-        check_dsn(dsn.expose_secret())?;
+        let host = check_dsn(dsn.expose_secret())?;
         let mut h = Sha256::new();
         for part in [
             dsn.expose_secret().as_bytes(),
@@ -164,6 +166,7 @@ impl BackendConfig {
             id,
             org_id,
             dsn,
+            host,
             tls,
             ca_pem,
             context_key,
@@ -206,6 +209,11 @@ impl BackendConfig {
             Duration::from_millis(u64::try_from(snapshot.statement_timeout_ms.max(1)).unwrap_or(1)),
             usize::try_from(snapshot.max_rows.clamp(1, MAX_ROWS_LIMIT)).unwrap_or(1),
         )
+    }
+
+    /// The host and port the connection string names.
+    pub fn host_port(&self) -> (String, u16) {
+        self.host.clone()
     }
 
     pub fn fingerprint(&self) -> &[u8; 32] {

@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use actix_web::http::header;
-use futures::StreamExt;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -270,15 +269,16 @@ async fn fetch(state: &OAuthState, url: &str, etag: Option<&str>) -> Result<Fetc
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() <= 256)
         .map(str::to_owned);
-    let mut body = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| "the document could not be read".to_owned())?;
-        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!("the document is larger than {MAX_DOCUMENT_BYTES} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let limit = MAX_DOCUMENT_BYTES.min(state.cfg.egress.max_document_bytes);
+    let deadline = Duration::from_millis(state.cfg.egress.request_timeout_ms.max(1));
+    let body = gatehouse_egress::read_body(resp, limit, deadline)
+        .await
+        .map_err(|e| match e {
+            gatehouse_egress::ReadError::TooLarge { .. } => {
+                format!("the document is larger than {limit} bytes")
+            }
+            _ => "the document could not be read".to_owned(),
+        })?;
     let mut client = validate(url, &body)?;
     client.document_etag = new_etag;
     Ok(Fetched::Document(Box::new(client), ttl))

@@ -182,7 +182,8 @@ pub fn form_token_valid(
     presented: &str,
 ) -> bool {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    if issued_at > now + 5 || now - issued_at > FORM_TTL_SECS {
+    // `issued_at` is the client's to send: no arithmetic on it can overflow.
+    if issued_at > now.saturating_add(5) || now.saturating_sub(issued_at) > FORM_TTL_SECS {
         return false;
     }
     URL_SAFE_NO_PAD.decode(presented).is_ok_and(|t| {

@@ -190,13 +190,11 @@ pub fn action_of(call: &CallEvent) -> String {
     format!("{}.{verb}", if tool_call { "tool" } else { "mcp" })
 }
 
-/// Billable calls of an event: a tool call that reached its upstream (answered or failed there)
-/// counts one; requests refused by the gateway and protocol traffic (`tools/list`, ...) are
-/// free.
+/// Billable calls of an event ([`CallEvent::billable_units`]): a call of a billable method
+/// (`tools/call`) that reached its upstream (answered or failed there) counts one; requests
+/// refused by the gateway and protocol traffic (`tools/list`, ...) are free.
 pub fn units_of(call: &CallEvent) -> i64 {
-    i64::from(
-        call.method == "tools/call" && matches!(call.outcome, CallOutcome::Success | CallOutcome::Error),
-    )
+    call.billable_units()
 }
 
 fn outcome_str(outcome: CallOutcome) -> &'static str {

@@ -118,6 +118,7 @@ impl UsageWorker {
             db: deps.db,
             notifier: deps.notifier,
             quota: deps.quota,
+            hard_limits: quota::HardLimits::of(&cfg.billing),
             batch_size: cfg.usage_worker.batch_size,
             grace,
             health,
@@ -168,6 +169,7 @@ impl UsageWorker {
             },
         ));
         let (db, quota) = (self.pipeline.db.clone(), self.pipeline.quota.clone());
+        let limits = self.pipeline.hard_limits;
         let sweep = tokio::spawn(every(
             Duration::from_secs(cfg.usage_worker.quota_sweep_secs),
             shutdown.clone(),
@@ -175,7 +177,7 @@ impl UsageWorker {
             move || {
                 let (db, quota) = (db.clone(), quota.clone());
                 async move {
-                    quota::sweep_once(&db, &quota, OffsetDateTime::now_utc()).await?;
+                    quota::sweep_once(&db, &quota, OffsetDateTime::now_utc(), limits).await?;
                     Ok(())
                 }
             },

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::ids::OrgId;
+use gatehouse_core::sync::MutexExt;
 use gatehouse_db::Db;
 use gatehouse_events::{ChangeNotifier, EventConsumer, QuotaState};
 
@@ -33,7 +34,7 @@ pub struct PipelineHealth {
 
 impl PipelineHealth {
     fn failed(&self, problem: String) {
-        let mut since = self.failing_since.lock().expect("health lock");
+        let mut since = self.failing_since.lock_or_recover();
         match since.as_mut() {
             Some((_, p)) => *p = problem,
             None => *since = Some((Instant::now(), problem)),
@@ -41,11 +42,11 @@ impl PipelineHealth {
     }
 
     fn ok(&self) {
-        *self.failing_since.lock().expect("health lock") = None;
+        *self.failing_since.lock_or_recover() = None;
     }
 
     pub fn check(&self) -> Result<(), String> {
-        match &*self.failing_since.lock().expect("health lock") {
+        match &*self.failing_since.lock_or_recover() {
             Some((since, problem)) if since.elapsed() >= STUCK_AFTER => Err(format!(
                 "no batch written for {}s: {problem}",
                 since.elapsed().as_secs()
@@ -61,6 +62,8 @@ pub struct Pipeline {
     pub db: Db,
     pub notifier: ChangeNotifier,
     pub quota: QuotaState,
+    /// Whether plans' hard limits apply (`billing.enforce_hard_limits`).
+    pub hard_limits: crate::quota::HardLimits,
     pub batch_size: usize,
     /// How long a batch in flight may keep retrying after shutdown was requested.
     pub grace: Duration,
@@ -170,7 +173,7 @@ impl Pipeline {
         let touched: BTreeSet<OrgId> = written.orgs.keys().copied().collect();
         let now = OffsetDateTime::now_utc();
         for org in touched {
-            if let Err(e) = crate::quota::enforce(&self.db, &self.quota, org, now).await {
+            if let Err(e) = crate::quota::enforce(&self.db, &self.quota, org, now, self.hard_limits).await {
                 tracing::warn!(org_id = %org, error = %e, "quota check failed; the sweep will retry");
             }
             if written.orgs[&org].usage_inserted > 0

@@ -7,7 +7,9 @@
 mod bridging_matrix;
 mod config_sync;
 mod conformance;
+mod hosted_sql;
 mod sdk_clients;
+mod suspension;
 mod tokens;
 
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@ use super::{
 use crate::platform::Platform;
 
 /// Posts one MCP request to the dataplane and returns (status, response message or body).
-async fn mcp(
+pub(super) async fn mcp(
     platform: &Platform,
     url: &str,
     token: &str,
@@ -62,7 +62,7 @@ async fn mcp(
     (status, value, session)
 }
 
-fn request(version: &str, id: i64, method: &str, mut params: Value) -> Value {
+pub(super) fn request(version: &str, id: i64, method: &str, mut params: Value) -> Value {
     if version >= "2026-07-28" {
         params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": version,
             "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"},

@@ -140,7 +140,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-fn event_out(r: &AuditRecord) -> AuditEventOut {
+pub(crate) fn event_out(r: &AuditRecord) -> AuditEventOut {
     let e = &r.event;
     AuditEventOut {
         seq: r.seq,

@@ -13,9 +13,9 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use gatehouse_core::ids::{EndpointId, ServerId, ToolId};
 use gatehouse_core::role::Role;
-use gatehouse_core::snapshot::{Limit, RateLimits};
+use gatehouse_core::snapshot::{Limit, MAX_EXTRA_METHODS, RateLimits, extra_method_problem};
 use gatehouse_db::TenantTx;
-use gatehouse_db::repos::endpoints::{self, EndpointRow, EndpointServer, Exposure};
+use gatehouse_db::repos::endpoints::{self, EndpointRow, EndpointServer, Exposure, Protocol};
 use gatehouse_db::repos::snapshot::exposed_tools;
 use gatehouse_db::repos::tools::{self, ToolFilter};
 use gatehouse_db::repos::{scopes, servers};
@@ -82,6 +82,15 @@ pub struct EndpointIn {
     pub prompts: ExposureIn,
     #[serde(default)]
     pub resources: ExposureIn,
+    /// Vendor methods forwarded to the upstreams beyond the MCP methods Gatehouse understands
+    /// (which every other method is refused with JSON-RPC -32601): exact method names, or
+    /// prefixes written `prefix/*`; at most 32, none in a namespace of MCP itself.
+    #[serde(default)]
+    pub extra_methods: Vec<String>,
+    /// Name every scope that grants something here in 401 challenges and the protected-resource
+    /// metadata. By default they name only the scopes any member may hold (minimum role viewer).
+    #[serde(default)]
+    pub publish_scopes: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -93,6 +102,9 @@ pub struct EndpointPatch {
     pub namespace_tools: Option<bool>,
     pub prompts: Option<ExposureIn>,
     pub resources: Option<ExposureIn>,
+    /// Replaces the endpoint's extra methods.
+    pub extra_methods: Option<Vec<String>>,
+    pub publish_scopes: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -133,6 +145,10 @@ pub struct EndpointOut {
     pub namespace_tools: bool,
     pub prompts: ExposureIn,
     pub resources: ExposureIn,
+    /// Vendor methods forwarded beyond those Gatehouse understands (names or `prefix/*`).
+    pub extra_methods: Vec<String>,
+    /// Challenges and metadata name every scope of the endpoint, not only those to start with.
+    pub publish_scopes: bool,
     pub servers: Vec<EndpointServerOut>,
     /// Approved tools served at this endpoint now, in the order `tools/list` serves them: by
     /// server, then as the server lists them.
@@ -179,7 +195,7 @@ fn check_limit(field: &str, limit: &Limit) -> ApiResult<()> {
 
 /// Validates rate limits; `exposed` are the names tools could have at this endpoint (per-tool
 /// limits must name one of them, unless the endpoint exposes nothing yet).
-fn check_rate_limits(limits: &RateLimits) -> ApiResult<()> {
+pub(crate) fn check_rate_limits(limits: &RateLimits) -> ApiResult<()> {
     if let Some(l) = &limits.per_org {
         check_limit("rate_limits.per_org", l)?;
     }
@@ -236,6 +252,26 @@ async fn checked_exposure(
         expose_resources: resources.enabled,
         resources_scope: resources.scope.clone(),
     })
+}
+
+/// Validates extra methods: each a method name or `prefix/*` outside MCP's own namespaces, at
+/// most [`MAX_EXTRA_METHODS`]; returned sorted without duplicates.
+fn checked_extra_methods(methods: &[String]) -> ApiResult<Vec<String>> {
+    if methods.len() > MAX_EXTRA_METHODS {
+        return Err(ApiError::invalid(
+            "extra_methods",
+            format!("must list at most {MAX_EXTRA_METHODS} methods"),
+        ));
+    }
+    for (i, method) in methods.iter().enumerate() {
+        if let Some(problem) = extra_method_problem(method) {
+            return Err(ApiError::invalid(format!("extra_methods[{i}]"), problem));
+        }
+    }
+    let mut out = methods.to_vec();
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 fn exposure_out(enabled: bool, scope: &Option<String>) -> ExposureIn {
@@ -311,6 +347,8 @@ async fn endpoint_out(
         namespace_tools: row.namespace_tools,
         prompts: exposure_out(row.expose_prompts, &row.prompts_scope),
         resources: exposure_out(row.expose_resources, &row.resources_scope),
+        extra_methods: row.extra_methods.clone(),
+        publish_scopes: row.publish_scopes,
         servers: selection
             .into_iter()
             .map(|s| EndpointServerOut {
@@ -339,6 +377,7 @@ fn audit_view(row: &EndpointRow, selection: &[EndpointServer]) -> Value {
         "description": row.description,
         "rate_limits": row.rate_limits,
         "exposure": row.exposure(),
+        "protocol": row.protocol(),
         "servers": selection,
     })
 }
@@ -385,6 +424,10 @@ pub async fn create_endpoint(
     let name = validate::name("name", &body.name)?;
     let description = validate::description("description", &body.description)?;
     check_rate_limits(&body.rate_limits)?;
+    let protocol = Protocol {
+        extra_methods: checked_extra_methods(&body.extra_methods)?,
+        publish_scopes: body.publish_scopes,
+    };
     let limits = serde_json::to_value(&body.rate_limits).map_err(|e| ApiError::Internal(e.into()))?;
     let mut tx = member.begin(&state).await?;
     let selection = checked_selection(&mut tx, &body.servers).await?;
@@ -406,7 +449,10 @@ pub async fn create_endpoint(
             None => e.into(),
         })?;
     endpoints::set_servers(&mut tx, row.id, &selection).await?;
-    let row = endpoints::set_exposure(&mut tx, row.id, &exposure)
+    endpoints::set_exposure(&mut tx, row.id, &exposure)
+        .await?
+        .ok_or(ApiError::NotFound("endpoint"))?;
+    let row = endpoints::set_protocol(&mut tx, row.id, &protocol)
         .await?
         .ok_or(ApiError::NotFound("endpoint"))?;
     let out = endpoint_out(&state, &member, &mut tx, &row).await?;
@@ -441,7 +487,8 @@ pub async fn get_endpoint(
     Ok(HttpResponse::Ok().json(out))
 }
 
-/// Change an endpoint's name, description or rate limits (the slug is immutable).
+/// Change an endpoint's name, description, rate limits, exposure, extra methods or scope
+/// publishing (the slug is immutable).
 #[utoipa::path(
     operation_id = "endpoints.update",
     tag = "endpoints",
@@ -474,6 +521,11 @@ pub async fn update_endpoint(
     if let Some(limits) = &body.rate_limits {
         check_rate_limits(limits)?;
     }
+    let extra_methods = body
+        .extra_methods
+        .as_deref()
+        .map(checked_extra_methods)
+        .transpose()?;
     let mut tx = member.begin(&state).await?;
     let before = endpoints::get(&mut tx, id)
         .await?
@@ -504,7 +556,14 @@ pub async fn update_endpoint(
         selection.len(),
     )
     .await?;
-    let after = endpoints::set_exposure(&mut tx, id, &exposure)
+    endpoints::set_exposure(&mut tx, id, &exposure)
+        .await?
+        .ok_or(ApiError::NotFound("endpoint"))?;
+    let protocol = Protocol {
+        extra_methods: extra_methods.unwrap_or_else(|| before.extra_methods.clone()),
+        publish_scopes: body.publish_scopes.unwrap_or(before.publish_scopes),
+    };
+    let after = endpoints::set_protocol(&mut tx, id, &protocol)
         .await?
         .ok_or(ApiError::NotFound("endpoint"))?;
     let out = endpoint_out(&state, &member, &mut tx, &after).await?;

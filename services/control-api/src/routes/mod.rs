@@ -1,4 +1,5 @@
-//! The REST API under `/api/v1`, one module per resource, each exposing `configure`.
+//! The REST API under `/api/v1`, one module per resource, each exposing `configure`; the
+//! operator API (`operator`) is mounted on its own under `/api/operator`.
 
 pub mod account;
 pub mod invitations;
@@ -14,6 +15,7 @@ pub mod backends;
 pub mod endpoints;
 pub mod internal;
 pub mod oauth_grants;
+pub mod operator;
 pub mod scopes;
 pub mod servers;
 pub mod service_clients;

@@ -133,9 +133,14 @@ fn default_auth() -> AuthIn {
 #[serde(deny_unknown_fields)]
 pub struct ServerPatch {
     pub name: Option<String>,
+    /// A URL on another origin (scheme, host or port) than the current one requires `auth` in
+    /// the same request when the server has a stored credential: the credential is write-only,
+    /// and is never sent to a new destination without being supplied again (422
+    /// `credential_required` otherwise).
     pub url: Option<String>,
     pub transport: Option<Transport>,
-    /// Replaces the credential.
+    /// Replaces the credential (its secret included: a new OAuth `token_url` comes with its
+    /// `client_secret`).
     pub auth: Option<AuthIn>,
     pub send_caller_assertion: Option<bool>,
 }
@@ -419,7 +424,8 @@ pub async fn get_server(
 }
 
 /// Change a server's name, URL, transport, credential or caller assertion. A new URL, transport
-/// or credential triggers a sync. The slug cannot change (it namespaces tool names).
+/// or credential triggers a sync. The slug cannot change (it namespaces tool names). Moving a
+/// server with a stored credential to another origin requires the credential again (`auth`).
 #[utoipa::path(
     operation_id = "servers.update",
     tag = "servers",
@@ -428,6 +434,7 @@ pub async fn get_server(
     responses(
         (status = 200, body = ServerSynced),
         (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem, description = "`credential_required`: a URL on another origin without `auth`"),
     )
 )]
 #[patch("/orgs/{org}/servers/{server_id}")]
@@ -456,6 +463,11 @@ pub async fn update_server(
     let before = servers::get_for_update(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound("server"))?;
+    if new_auth.is_none()
+        && let Some(url) = &patch.url
+    {
+        require_credential_for_new_origin(&before, url)?;
+    }
     let auth = new_auth.clone().unwrap_or_else(|| StoredAuth {
         kind: match before.auth_kind.as_str() {
             "bearer" => "bearer",
@@ -503,6 +515,25 @@ pub async fn update_server(
         }
     };
     Ok(HttpResponse::Ok().json(synced))
+}
+
+/// A stored credential goes only where it was supplied for: a URL on another origin needs the
+/// credential again (`auth` in the same request).
+fn require_credential_for_new_origin(before: &ServerRow, new_url: &str) -> ApiResult<()> {
+    if before.credential_enc.is_none() {
+        return Ok(());
+    }
+    let origin = |u: &str| Url::parse(u).map(|u| u.origin()).ok();
+    let (old, new) = (origin(&before.url), origin(new_url));
+    if old.is_some() && old == new {
+        return Ok(());
+    }
+    Err(ApiError::CredentialRequired {
+        field: "auth",
+        detail: "the new URL is on another origin: supply the server's credential again in `auth` \
+                 (stored credentials are write-only and never follow a URL to a new destination)"
+            .into(),
+    })
 }
 
 /// Delete a server with its tools; endpoints stop exposing them.

@@ -231,7 +231,8 @@ pub struct CurrentUsageOut {
     pub plan: PlanOut,
     /// Billable calls recorded so far this period.
     pub calls: i64,
-    /// Whether calls are refused because the hard limit is reached.
+    /// Whether calls are refused because the hard limit is reached (never on an install that
+    /// does not enforce hard limits, `billing.enforce_hard_limits`).
     pub over_quota: bool,
 }
 
@@ -258,7 +259,8 @@ pub async fn get_current_usage(state: web::Data<AppState>, member: OrgMember) ->
     Ok(HttpResponse::Ok().json(CurrentUsageOut {
         period_start: format_date(period_start),
         period_end: format_date(period_end),
-        over_quota: plan.hard_limit_calls.is_some_and(|limit| calls >= limit),
+        over_quota: state.cfg.billing.enforce_hard_limits
+            && plan.hard_limit_calls.is_some_and(|limit| calls >= limit),
         calls,
         plan: PlanOut {
             id: plan.id,

@@ -7,6 +7,7 @@ mod bad_input;
 mod generated;
 mod helpers;
 mod oauth;
+mod operator;
 mod org_roles;
 mod route_table;
 mod servers;

@@ -30,9 +30,9 @@ pub use error::ConfigError;
 use error::figment_error;
 pub use keys::{env_var_for, setting_keys};
 pub use sections::{
-    AccountsConfig, ControlApiConfig, DatabaseConfig, DataplaneConfig, EgressConfig, LocalConfig, LogFormat,
-    MailConfig, OAuthConfig, RedisConfig, SecretsConfig, ShutdownConfig, SigningAlg, SsoConfig,
-    TelemetryConfig, UsageWorkerConfig,
+    AccountsConfig, BillingConfig, ControlApiConfig, DatabaseConfig, DataplaneConfig, EgressConfig,
+    LocalConfig, LogFormat, MailConfig, OAuthConfig, OperatorConfig, RedisConfig, SecretsConfig,
+    ShutdownConfig, SigningAlg, SsoConfig, TelemetryConfig, UsageWorkerConfig,
 };
 pub use validate::Component;
 pub use values::{decode_userinfo, resolve_path};
@@ -51,6 +51,10 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
 /// Name of the environment variable that points at an optional configuration file.
 pub const CONFIG_FILE_ENV: &str = "GATEHOUSE_CONFIG";
 
+/// Environment variable holding the operator token for `gatehouse admin` (the client side; the
+/// services only know its hash, `operator.token_sha256`). Not a setting.
+pub const OPERATOR_TOKEN_ENV: &str = "GATEHOUSE_OPERATOR_TOKEN";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -67,6 +71,8 @@ pub struct Config {
     pub control_api: ControlApiConfig,
     pub dataplane: DataplaneConfig,
     pub usage_worker: UsageWorkerConfig,
+    pub billing: BillingConfig,
+    pub operator: OperatorConfig,
     pub telemetry: TelemetryConfig,
     pub shutdown: ShutdownConfig,
     pub secrets: SecretsConfig,
@@ -112,7 +118,11 @@ impl Config {
                 figment = figment.merge(Serialized::default(key, value));
             }
         }
-        figment = figment.merge(Env::prefixed("GATEHOUSE_").split("__").ignore(&["config"]));
+        figment = figment.merge(
+            Env::prefixed("GATEHOUSE_")
+                .split("__")
+                .ignore(&["config", "operator_token"]),
+        );
         for (key, value) in &sources.overrides {
             // Same parsing as environment values: "2" is a number, "[a, b]" a list.
             let parsed: figment::value::Value = value
@@ -253,6 +263,60 @@ mod tests {
             let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
             let err = cfg.validate(Component::Dataplane).unwrap_err();
             assert_eq!(err.setting, "dataplane.internal_listen", "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn batch_and_stream_limits_are_validated() {
+        for (var, value, setting) in [
+            ("MAX_BATCH_MESSAGES", "0", "dataplane.max_batch_messages"),
+            ("MAX_BATCH_MESSAGES", "10001", "dataplane.max_batch_messages"),
+            (
+                "MAX_BATCH_ANSWER_BYTES",
+                "1023",
+                "dataplane.max_batch_answer_bytes",
+            ),
+            ("BATCH_TIMEOUT_MS", "0", "dataplane.batch_timeout_ms"),
+            (
+                "MAX_STREAMS_PER_SUBJECT",
+                "0",
+                "dataplane.max_streams_per_subject",
+            ),
+        ] {
+            Jail::expect_with(|jail| {
+                valid_env(jail);
+                jail.set_env(format!("GATEHOUSE_DATAPLANE__{var}"), value);
+                let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+                let err = cfg.validate(Component::Dataplane).unwrap_err();
+                assert_eq!(err.setting, setting, "{var}={value}: {err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn operator_token_hash_must_be_a_sha256() {
+        Jail::expect_with(|jail| {
+            valid_env(jail);
+            jail.set_env("GATEHOUSE_OPERATOR__TOKEN_SHA256", "not-a-hash");
+            let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+            let err = cfg.validate(Component::ControlApi).unwrap_err();
+            assert_eq!(err.setting, "operator.token_sha256", "{err}");
+            let hash = hex::encode(crate::secrets::token_hash("operator"));
+            jail.set_env("GATEHOUSE_OPERATOR__TOKEN_SHA256", &hash);
+            // The client side's token variable is not a setting and does not trip the loader.
+            jail.set_env(OPERATOR_TOKEN_ENV, "operator");
+            let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+            cfg.validate(Component::ControlApi).map_err(|e| e.to_string())?;
+            assert_eq!(
+                cfg.operator.token_hash(),
+                Some(crate::secrets::token_hash("operator"))
+            );
+            assert!(
+                cfg.billing.enforce_hard_limits,
+                "hard limits are enforced by default"
+            );
             Ok(())
         });
     }

@@ -53,6 +53,10 @@ pub struct DataplaneConfig {
     pub workers: usize,
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
+    pub max_batch_messages: usize,
+    pub max_batch_answer_bytes: usize,
+    pub batch_timeout_ms: u64,
+    pub max_streams_per_subject: usize,
     pub redact_secrets: bool,
     pub max_upstream_message_bytes: usize,
     pub upstream_timeout_ms: u64,
@@ -60,6 +64,7 @@ pub struct DataplaneConfig {
     pub spool_max_bytes: u64,
     pub spool_segment_bytes: u64,
     pub snapshot_reconcile_secs: u64,
+    pub max_pin_check_bytes: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -72,6 +77,30 @@ pub struct UsageWorkerConfig {
     pub lateness_secs: u64,
     pub invoice_interval_secs: u64,
     pub quota_sweep_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    pub enforce_hard_limits: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    pub token_sha256: String,
+}
+
+impl OperatorConfig {
+    /// The configured token hash as bytes; `None` when no operator token is configured (or the
+    /// value is malformed, which `validate` refuses at start).
+    pub fn token_hash(&self) -> Option<Vec<u8>> {
+        let hex = self.token_sha256.trim();
+        if hex.is_empty() {
+            return None;
+        }
+        hex::decode(hex).ok().filter(|bytes| bytes.len() == 32)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -120,6 +149,7 @@ pub struct EgressConfig {
     pub allow_hosts: Vec<String>,
     pub request_timeout_ms: u64,
     pub max_redirects: usize,
+    pub max_document_bytes: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

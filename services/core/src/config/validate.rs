@@ -166,10 +166,46 @@ impl Config {
                 "must be at least 1024",
             ));
         }
+        if self.dataplane.max_pin_check_bytes < 1024 {
+            return Err(ConfigError::new(
+                "dataplane.max_pin_check_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.egress.max_document_bytes) {
+            return Err(ConfigError::new(
+                "egress.max_document_bytes",
+                "must be between 1024 and 67108864 (64 MiB)",
+            ));
+        }
         if self.dataplane.max_json_depth == 0 || self.dataplane.max_json_depth > 512 {
             return Err(ConfigError::new(
                 "dataplane.max_json_depth",
                 "must be between 1 and 512",
+            ));
+        }
+        if self.dataplane.max_batch_messages == 0 || self.dataplane.max_batch_messages > 10_000 {
+            return Err(ConfigError::new(
+                "dataplane.max_batch_messages",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.dataplane.max_batch_answer_bytes < 1024 {
+            return Err(ConfigError::new(
+                "dataplane.max_batch_answer_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.dataplane.batch_timeout_ms == 0 {
+            return Err(ConfigError::new(
+                "dataplane.batch_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.dataplane.max_streams_per_subject == 0 {
+            return Err(ConfigError::new(
+                "dataplane.max_streams_per_subject",
+                "must be at least 1",
             ));
         }
         for (setting, value) in [
@@ -283,6 +319,13 @@ impl Config {
             return Err(ConfigError::new(
                 "sso.link_ttl_secs",
                 "must be between 60 and 604800 (7 days)",
+            ));
+        }
+        let operator_token = self.operator.token_sha256.trim();
+        if !operator_token.is_empty() && self.operator.token_hash().is_none() {
+            return Err(ConfigError::new(
+                "operator.token_sha256",
+                "must be the SHA-256 of the operator token as 64 hex digits (`gatehouse admin new-token` prints one)",
             ));
         }
         if !self.telemetry.otlp_endpoint.is_empty() {

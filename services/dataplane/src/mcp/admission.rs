@@ -1,27 +1,31 @@
 //! Admission: what is established about a request before its body is acted on. The per-request
 //! context ([`Ctx`]), `establish` (Origin/Host, configuration loaded, endpoint, bearer token, base
-//! scope) and [`Unadmitted::admit`], which counts the request against the endpoint's rate limits
-//! (and a single `tools/call` against its tool's) and is the only way to a [`Ctx`].
+//! scope), [`Unadmitted::admit`] and [`Unadmitted::admit_batch`], which count every message
+//! against the endpoint's rate limits (a `tools/call` against its tool's too) and refuse billable
+//! requests of an org over its quota, and are the only way to a [`Ctx`]; and [`open_stream`],
+//! the caller's bounded share of notification streams.
 
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use gatehouse_core::ids::ServerId;
-use gatehouse_core::snapshot::{EndpointTool, Limit};
+use gatehouse_core::snapshot::{EndpointTool, Limit, ToolTarget};
 use gatehouse_events::CallOutcome;
 
 use crate::auth::{self, Principal, TokenError};
 use crate::events::{CallRecord, CallSite};
-use crate::jsonrpc;
+use crate::jsonrpc::{self, Kind, Message};
 use crate::resource;
 use crate::state::AppState;
 use crate::store::{EndpointState, OrgState, ServerState};
+use crate::stream_slots::StreamSlot;
 use crate::upstream::Caller;
 
-use super::{header_str, rpc_error};
+use super::{header_str, json_response, rpc_error};
 
 /// Everything established about a request before its body is looked at.
 #[derive(Clone)]
@@ -32,37 +36,156 @@ pub(super) struct Ctx {
     pub(super) principal: Arc<Principal>,
     pub(super) site: CallSite,
     pub(super) metadata_url: String,
-    /// The tool whose own rate limit this request was already counted against, with the
-    /// endpoint's limits, at admission ([`Unadmitted::admit`]).
-    pub(super) tool_limit_counted: Option<String>,
 }
 
 /// A request whose caller is established but which is not yet counted against the endpoint's rate
-/// limits. Its [`Ctx`] is reached only through [`Unadmitted::admit`]: no handler can skip them.
+/// limits. Its [`Ctx`] is reached only through [`Unadmitted::admit`] or
+/// [`Unadmitted::admit_batch`]: no handler can skip them.
 pub(super) struct Unadmitted {
     ctx: Ctx,
 }
 
+/// What admission decided about one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Admitted,
+    /// A rate limit refused it; it may be sent again after this many seconds.
+    RateLimited {
+        retry_after_secs: u64,
+    },
+    /// A billable request of an org over its quota.
+    OverQuota,
+}
+
+impl Verdict {
+    /// The JSON-RPC error answering a refused request `id`; `None` when it was admitted.
+    pub(super) fn error_body(self, id: Option<&Value>) -> Option<Value> {
+        match self {
+            Verdict::Admitted => None,
+            Verdict::RateLimited { retry_after_secs } => Some(jsonrpc::error_body(
+                id,
+                jsonrpc::SERVER_ERROR,
+                &format!("Rate limit exceeded; retry after {retry_after_secs} s"),
+                Some(json!({"retryAfterSeconds": retry_after_secs})),
+            )),
+            Verdict::OverQuota => Some(jsonrpc::error_body(
+                id,
+                jsonrpc::SERVER_ERROR,
+                "Quota exceeded: this organization has used its call allowance for the billing period",
+                Some(json!({"reason": "quota_exceeded"})),
+            )),
+        }
+    }
+}
+
 impl Unadmitted {
-    /// Counts the request against the org's and the caller's limits and, for a `tools/call` of a
-    /// tool with a limit of its own (`tool`), against that one too: one check, all or nothing
-    /// (one Redis round trip), so a request one limit refuses uses none of the others' budget.
-    pub(super) async fn admit(self, tool: Option<&str>) -> Result<Ctx, HttpResponse> {
-        let mut ctx = self.ctx;
-        let limits = &ctx.endpoint.snapshot.rate_limits;
-        let org_key = format!("rl:org:{}", ctx.org.snapshot.org_id);
+    /// Admits a request holding one message (`None`: none, or a body that did not parse): counts
+    /// it against the org's and the caller's limits and, for a `tools/call` of a tool with a limit
+    /// of its own, against that one too, in one check; then refuses a billable request of an org
+    /// over its quota. A refusal is the answer: 429 with `Retry-After`, or the quota's JSON-RPC
+    /// error.
+    pub(super) async fn admit(self, message: Option<&Message>) -> Result<Ctx, HttpResponse> {
+        match self.ctx.verdict(message).await {
+            Verdict::Admitted => Ok(self.ctx),
+            Verdict::RateLimited { retry_after_secs } => Err(too_many_requests(retry_after_secs)),
+            verdict @ Verdict::OverQuota => Err(json_response(
+                StatusCode::OK,
+                &verdict
+                    .error_body(message.and_then(Message::id))
+                    .unwrap_or_default(),
+            )),
+        }
+    }
+
+    /// Admits a batch: every message is counted and checked as if it had come alone, and gets its
+    /// own verdict (in order). When every message is refused by a rate limit the answer is 429,
+    /// as it would have been for each of them.
+    pub(super) async fn admit_batch(self, messages: &[Message]) -> Result<(Ctx, Vec<Verdict>), HttpResponse> {
+        let mut verdicts = Vec::with_capacity(messages.len());
+        for message in messages {
+            verdicts.push(self.ctx.verdict(Some(message)).await);
+        }
+        let rate_limited = |v: &Verdict| match v {
+            Verdict::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
+        if verdicts.iter().all(|v| rate_limited(v).is_some()) {
+            let secs = verdicts.iter().filter_map(rate_limited).max().unwrap_or(1);
+            return Err(too_many_requests(secs));
+        }
+        Ok((self.ctx, verdicts))
+    }
+}
+
+/// A notification stream of the caller (a session's GET stream, `subscriptions/listen`): a slot
+/// among the caller's `dataplane.max_streams_per_subject` on this replica, held by the response
+/// ([`StreamSlot::held_by`]), or 429 when the caller holds them all.
+pub(super) fn open_stream(ctx: &Ctx, id: Option<&Value>) -> Result<StreamSlot, HttpResponse> {
+    let streams = &ctx.state.streams;
+    streams
+        .acquire(ctx.org.snapshot.org_id, &ctx.principal.subject)
+        .ok_or_else(|| {
+            metrics::counter!("gatehouse_dataplane_streams_refused_total").increment(1);
+            rpc_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                id,
+                jsonrpc::SERVER_ERROR,
+                &format!(
+                    "Too many open streams: a caller may hold {} notification streams open at once; close one first",
+                    streams.max()
+                ),
+                Some(json!({"maxStreams": streams.max()})),
+            )
+        })
+}
+
+/// 429 with `Retry-After` and the JSON-RPC error of a rate limit.
+fn too_many_requests(secs: u64) -> HttpResponse {
+    let mut response = json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        &Verdict::RateLimited {
+            retry_after_secs: secs,
+        }
+        .error_body(None)
+        .unwrap_or_default(),
+    );
+    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The rate-limit key of one tool at one endpoint.
+fn tool_limit_key(ctx: &Ctx, tool: &str) -> String {
+    format!("rl:tool:{}:{}:{tool}", ctx.org.snapshot.org_id, ctx.endpoint.id())
+}
+
+impl Ctx {
+    /// Counts one message (or a request without one) against the org's and the caller's limits
+    /// and, for a `tools/call` of a tool with a limit of its own that the caller may call, against
+    /// that one too: one check, all or nothing (one Redis round trip), so a message one limit
+    /// refuses uses none of the others' budget. Then, for a billable request, the quota. Every
+    /// refusal is recorded.
+    async fn verdict(&self, message: Option<&Message>) -> Verdict {
+        let limits = &self.endpoint.snapshot.rate_limits;
+        let org_key = format!("rl:org:{}", self.org.snapshot.org_id);
         let subject_key = format!(
             "rl:sub:{}:{}:{}",
-            ctx.org.snapshot.org_id,
-            ctx.endpoint.id(),
-            ctx.principal.subject
+            self.org.snapshot.org_id,
+            self.endpoint.id(),
+            self.principal.subject
         );
+        let request = message.filter(|m| m.kind == Kind::Request);
+        let method = message.map_or("", Message::method);
+        let named_tool = request
+            .filter(|m| m.method() == "tools/call")
+            .and_then(|m| m.param_str("name"));
         // Only a tool the caller may call: one it may not must not use up the tool's budget,
         // which every caller shares.
-        let tool = tool
-            .filter(|name| ctx.callable_tool(name).is_some())
+        let tool = named_tool
+            .filter(|name| self.callable_tool(name).is_some())
             .and_then(|name| Some((name, *limits.per_tool.get(name)?)));
-        let tool_key = tool.map(|(name, _)| tool_limit_key(&ctx, name));
+        let tool_key = tool.map(|(name, _)| tool_limit_key(self, name));
         let checks: Vec<(&str, Limit)> = [
             (org_key.as_str(), limits.per_org),
             (subject_key.as_str(), limits.per_subject),
@@ -71,19 +194,32 @@ impl Unadmitted {
         .into_iter()
         .filter_map(|(key, limit)| Some((key, limit?)))
         .collect();
-        let (method, tool_name) = tool.map_or(("", None), |(name, _)| ("tools/call", Some(name)));
-        check_limits(&ctx, &checks, method, tool_name).await?;
-        ctx.tool_limit_counted = tool.map(|(name, _)| name.to_owned());
-        Ok(ctx)
+        let decision = self.state.limiter.check_all(&checks).await;
+        if !decision.allowed {
+            self.record(method, named_tool, None, None, 0)
+                .finish(CallOutcome::RateLimited, None);
+            let secs = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            return Verdict::RateLimited {
+                retry_after_secs: secs,
+            };
+        }
+        if request.is_some_and(|m| gatehouse_events::is_billable(m.method()))
+            && self.state.quota.is_over(self.org.snapshot.org_id)
+        {
+            let server = named_tool
+                .and_then(|name| self.callable_tool(name))
+                .and_then(|t| match &t.target {
+                    ToolTarget::Upstream { server_id, .. } => Some(*server_id),
+                    ToolTarget::Sql(_) => None,
+                });
+            let arguments = request.and_then(|m| m.params()).and_then(|p| p.get("arguments"));
+            self.record(method, named_tool, server, arguments, 0)
+                .finish(CallOutcome::OverQuota, Some(jsonrpc::SERVER_ERROR));
+            return Verdict::OverQuota;
+        }
+        Verdict::Admitted
     }
-}
 
-/// The rate-limit key of one tool at one endpoint.
-pub(super) fn tool_limit_key(ctx: &Ctx, tool: &str) -> String {
-    format!("rl:tool:{}:{}:{tool}", ctx.org.snapshot.org_id, ctx.endpoint.id())
-}
-
-impl Ctx {
     pub(super) fn caller(&self) -> Caller<'_> {
         Caller {
             principal: &self.principal,
@@ -167,6 +303,15 @@ pub(super) async fn establish(
     };
     let org = state.store.org_by_slug(org_slug).ok_or_else(not_found)?;
     let endpoint = org.endpoint(endpoint_slug).cloned().ok_or_else(not_found)?;
+    if org.snapshot.suspended {
+        return Err(rpc_error(
+            StatusCode::FORBIDDEN,
+            None,
+            jsonrpc::SERVER_ERROR,
+            "Forbidden: this organization is suspended; its endpoints refuse calls until the platform operator resumes it",
+            Some(json!({"reason": "org_suspended"})),
+        ));
+    }
     tracing::Span::current().record("org_id", tracing::field::display(org.snapshot.org_id));
     let metadata_url = resource::metadata_url(&state.public_url, org_slug, endpoint_slug);
     let token = auth::bearer(header_str(req, "authorization"));
@@ -215,7 +360,6 @@ pub(super) async fn establish(
         principal,
         site,
         metadata_url,
-        tool_limit_counted: None,
     };
     // A token whose scopes grant nothing here gets a step-up challenge naming what would.
     if !ctx.endpoint.scopes_supported.is_empty()
@@ -248,33 +392,4 @@ pub(super) async fn establish(
             ));
     }
     Ok(Unadmitted { ctx })
-}
-
-/// Counts the request against `checks` (all or nothing); when a limit refuses, records the
-/// rejection and answers 429 with `Retry-After`.
-pub(super) async fn check_limits(
-    ctx: &Ctx,
-    checks: &[(&str, Limit)],
-    method: &str,
-    tool: Option<&str>,
-) -> Result<(), HttpResponse> {
-    let decision = ctx.state.limiter.check_all(checks).await;
-    if decision.allowed {
-        return Ok(());
-    }
-    ctx.record(method, tool, None, None, 0)
-        .finish(CallOutcome::RateLimited, None);
-    let secs = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    Err(HttpResponse::TooManyRequests()
-        .insert_header(("retry-after", secs.to_string()))
-        .content_type("application/json")
-        .body(
-            serde_json::to_vec(&jsonrpc::error_body(
-                None,
-                jsonrpc::SERVER_ERROR,
-                &format!("Rate limit exceeded; retry after {secs} s"),
-                Some(json!({"retryAfterSeconds": secs})),
-            ))
-            .expect("json"),
-        ))
 }

@@ -102,7 +102,7 @@ pub(super) async fn list_page(
         body: Bytes::from(serde_json::to_vec(&value).expect("json")),
         protocol_version: Some(&version),
         session_id: session_id.as_deref(),
-        mcp_headers: mcp_headers_for(era, message, None),
+        mcp_headers: mcp_headers_for(era, message, None, None),
         caller: Some(ctx.caller()),
         client_capabilities: None,
     };
@@ -297,7 +297,13 @@ fn namespace_item(kind: ListKind, slug: &str, mut item: Value) -> Value {
     item
 }
 
-fn list_answer(id: &Value, era: Era, kind: ListKind, items: Vec<Value>, next: Option<String>) -> Answer {
+pub(super) fn list_answer(
+    id: &Value,
+    era: Era,
+    kind: ListKind,
+    items: Vec<Value>,
+    next: Option<String>,
+) -> Answer {
     let mut result = Map::new();
     result.insert(kind.key().into(), Value::Array(items));
     if let Some(next) = next {
@@ -326,7 +332,7 @@ pub(super) async fn discover(req: &HttpRequest, ctx: &Ctx, message: Message) -> 
             body: Bytes::from(serde_json::to_vec(&message.value).expect("json")),
             protocol_version: Some(&version),
             session_id: None,
-            mcp_headers: mcp_headers_for(Era::Modern, &message, Some(req)),
+            mcp_headers: mcp_headers_for(Era::Modern, &message, Some(req), None),
             caller: Some(ctx.caller()),
             client_capabilities: None,
         };

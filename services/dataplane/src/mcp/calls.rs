@@ -1,11 +1,12 @@
-//! `tools/call` (grant, pin, per-tool rate limit and quota checks) and forwarding a request to
-//! the upstream that owns it, with the upstream session and SEP-2243 headers to use.
+//! `tools/call` (grant and pin checks; its rate limits and the quota were checked at admission)
+//! and forwarding a request to the upstream that owns it, with the upstream session and SEP-2243
+//! headers to use.
 
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use gatehouse_core::ids::ServerId;
 use gatehouse_core::snapshot::ToolTarget;
@@ -17,7 +18,6 @@ use crate::jsonrpc::{self, Message};
 use crate::session::Session;
 use crate::upstream::{Outbound, UpstreamError};
 
-use super::admission::{check_limits, tool_limit_key};
 use super::dispatch::{Answer, Relay, unknown_tool};
 use super::{Era, Incoming, MODERN_VERSIONS, rpc_error};
 
@@ -45,11 +45,14 @@ pub(super) fn upstream_session(
 }
 
 /// The SEP-2243 headers for an upstream request (modern era): computed from the body we send,
-/// plus the client's `Mcp-Param-*` headers (forwarded, validated before).
+/// plus those of the client's `Mcp-Param-*` headers (validated before) that `input_schema`, the
+/// approved input schema of the called tool, declares (`x-mcp-header`). No other client header
+/// is forwarded.
 pub(super) fn mcp_headers_for(
     era: Era,
     message: &Message,
     req: Option<&HttpRequest>,
+    input_schema: Option<&Value>,
 ) -> Vec<(HeaderName, HeaderValue)> {
     if era != Era::Modern {
         return vec![];
@@ -63,9 +66,15 @@ pub(super) fn mcp_headers_for(
     {
         out.push((HeaderName::from_static("mcp-name"), v));
     }
+    let declared: Vec<String> = input_schema
+        .map(headers::param_annotations)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, header)| format!("{}{header}", headers::MCP_PARAM_PREFIX))
+        .collect();
     if let Some(req) = req {
         for (name, value) in req.headers() {
-            if name.as_str().starts_with(headers::MCP_PARAM_PREFIX)
+            if declared.iter().any(|d| d == name.as_str())
                 && let (Ok(n), Ok(v)) = (
                     HeaderName::from_bytes(name.as_str().as_bytes()),
                     HeaderValue::from_bytes(value.as_bytes()),
@@ -97,59 +106,26 @@ pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, byte
         drop(record);
         return unknown_tool(&id, &name);
     };
-    let ToolTarget::Upstream {
-        server_id,
-        upstream_name,
-    } = &tool.target
-    else {
-        let mut record = ctx.record("tools/call", Some(&name), None, arguments.as_ref(), bytes_in);
-        record.set_outcome(CallOutcome::Error, Some(jsonrpc::INTERNAL_ERROR));
-        drop(record);
-        return Answer::Value(jsonrpc::error_body(
-            Some(&id),
-            jsonrpc::INTERNAL_ERROR,
-            "This tool runs on a hosted SQL backend, which this dataplane does not serve yet",
-            None,
-        ));
+    let server_id = match &tool.target {
+        ToolTarget::Upstream { server_id, .. } => Some(*server_id),
+        ToolTarget::Sql(_) => None,
     };
-    // A single `tools/call` was counted against its tool's limit at admission; one in a batch is
-    // counted here.
-    if ctx.tool_limit_counted.as_deref() != Some(name.as_str())
-        && let Some(limit) = ctx.endpoint.snapshot.rate_limits.per_tool.get(&name)
-    {
-        let key = tool_limit_key(ctx, &name);
-        if let Err(response) = check_limits(ctx, &[(&key, *limit)], "tools/call", Some(&name)).await {
-            return Answer::Http(response);
+    let record = ctx.record("tools/call", Some(&name), server_id, arguments.as_ref(), bytes_in);
+    match &tool.target {
+        ToolTarget::Upstream {
+            server_id,
+            upstream_name,
+        } => {
+            let (server_id, upstream_name) = (*server_id, upstream_name.clone());
+            if let Some(params) = message.params_mut() {
+                params.insert("name".into(), Value::String(upstream_name));
+            }
+            forward_request(incoming, message, Some(server_id), Some(record)).await
+        }
+        ToolTarget::Sql(target) => {
+            super::sql::call(ctx, &id, tool, target.backend_id, message.params(), record).await
         }
     }
-    if ctx.state.quota.is_over(ctx.org.snapshot.org_id) {
-        let mut record = ctx.record(
-            "tools/call",
-            Some(&name),
-            Some(*server_id),
-            arguments.as_ref(),
-            bytes_in,
-        );
-        record.set_outcome(CallOutcome::OverQuota, Some(jsonrpc::SERVER_ERROR));
-        drop(record);
-        return Answer::Value(jsonrpc::error_body(
-            Some(&id),
-            jsonrpc::SERVER_ERROR,
-            "Quota exceeded: this organization has used its call allowance for the billing period",
-            Some(json!({"reason": "quota_exceeded"})),
-        ));
-    }
-    if let Some(params) = message.params_mut() {
-        params.insert("name".into(), Value::String(upstream_name.clone()));
-    }
-    let record = ctx.record(
-        "tools/call",
-        Some(&name),
-        Some(*server_id),
-        arguments.as_ref(),
-        bytes_in,
-    );
-    forward_request(incoming, message, Some(*server_id), Some(record)).await
 }
 
 /// Sends a request to `target` and hands back its reply for relaying.
@@ -199,7 +175,15 @@ pub(super) async fn forward_request(
     if era == Era::Modern || session.is_some() {
         ctx.state.pins.watch(ctx.org.snapshot.org_id, server_id);
     }
-    let headers = mcp_headers_for(era, &message, Some(req));
+    // The approved schema of the tool called (its upstream name is in the message by now).
+    let input_schema = (message.method() == "tools/call")
+        .then(|| {
+            ctx.endpoint
+                .tool_by_upstream(server_id, message.param_str("name")?)
+        })
+        .flatten()
+        .and_then(|t| t.approved_definition.get("inputSchema"));
+    let headers = mcp_headers_for(era, &message, Some(req), input_schema);
     let body = Bytes::from(serde_json::to_vec(&message.value).expect("json"));
     let out = Outbound {
         server: &server,

@@ -1,13 +1,18 @@
 //! One request to its handler by method (`tools/list` from the snapshot; lists, calls, prompts,
 //! resources, tasks and subscriptions to the modules that serve them), the grants that gate them,
 //! and what a dispatch produces.
+//!
+//! Dispatch is an allowlist: the methods of both revisions Gatehouse understands, each with the
+//! policy that applies to it, and the endpoint's own extra (vendor) methods
+//! (`EndpointSnapshot::extra_methods`). Every other method is answered -32601 and never reaches
+//! an upstream.
 
 use actix_web::HttpResponse;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use gatehouse_core::ids::ServerId;
-use gatehouse_core::snapshot::CapabilityGrant;
+use gatehouse_core::snapshot::{CapabilityGrant, extra_method_allowed};
 use gatehouse_events::CallOutcome;
 
 use crate::auth::Principal;
@@ -21,7 +26,7 @@ use super::aggregate::{ListKind, aggregate_list, discover};
 use super::calls::{call_tool, forward_request};
 use super::listen::listen;
 use super::resources::{Unrouted, requested_uri, resource_owner};
-use super::tasks::{forward_task_request, namespace_answer};
+use super::tasks::{bind_created_task, forward_task_request, list_tasks, namespace_answer};
 use super::{Ctx, Era, Incoming};
 
 /// What a request dispatch produced.
@@ -106,9 +111,21 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
             Answer::Value(result_value(&id, Value::Object(result)))
         }
         "tools/call" => {
+            let tool = message
+                .param_str("name")
+                .and_then(|name| ctx.callable_tool(name))
+                .map(|t| t.tool_id);
             let answer = call_tool(incoming, message, bytes_in).await;
-            // With several upstreams, a task the call created is named after its upstream.
+            // A task the call created is its caller's; with several upstreams it is named after
+            // its upstream.
+            let answer = bind_created_task(ctx, tool, &id, answer).await;
             namespace_answer(ctx, answer)
+        }
+        // 2026-07-28 removed them (SEP-2663).
+        "tasks/list" | "tasks/result" if era == Era::Modern => method_not_found(&id, &method),
+        "tasks/list" => list_tasks(incoming, message).await,
+        "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => {
+            forward_task_request(incoming, message, bytes_in).await
         }
         "prompts/list" | "resources/list" | "resources/templates/list" => {
             let (grant, kind) = match method.as_str() {
@@ -214,9 +231,28 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
             narrow_listen_to_grants(ctx, &mut message);
             to_upstreams(incoming, message, bytes_in).await
         }
-        // Everything else (tasks, subscriptions, extensions) goes to the upstreams as it is.
-        _ => to_upstreams(incoming, message, bytes_in).await,
+        // Skills (SEP-2640) are resources: the endpoint's resource grant decides.
+        "skills/list" | "skills/get" | "resources/directory/read" => {
+            match grant_allows(&ctx.endpoint.snapshot.resources, &ctx.principal) {
+                Some(Ok(())) => to_upstreams(incoming, message, bytes_in).await,
+                None | Some(Err(_)) => method_not_found(&id, &method),
+            }
+        }
+        // A vendor method passes only where the endpoint lists it.
+        method if extra_method_allowed(&ctx.endpoint.snapshot.extra_methods, method) => {
+            to_upstreams(incoming, message, bytes_in).await
+        }
+        _ => method_not_found(&id, &method),
     }
+}
+
+fn method_not_found(id: &Value, method: &str) -> Answer {
+    Answer::Value(jsonrpc::error_body(
+        Some(id),
+        jsonrpc::METHOD_NOT_FOUND,
+        &format!("Method not found: {method}"),
+        None,
+    ))
 }
 
 /// A request the endpoint does not serve itself: to its only upstream as it is, or, with
@@ -257,26 +293,17 @@ fn narrow_listen_to_grants(ctx: &Ctx, message: &mut Message) {
     }
 }
 
-/// The methods beyond the endpoint's own that can still be routed with several upstreams: tasks
-/// (by their namespaced ids; `tasks/list` across all) and `subscriptions/listen` (to all).
-/// Nobody can tell whose anything else is.
+/// The methods beyond the endpoint's own that can still be routed with several upstreams:
+/// `subscriptions/listen` (to all; tasks are routed by their namespaced ids in `tasks`). Nobody
+/// can tell whose anything else is.
 async fn dispatch_among_several(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
-    let Incoming {
-        ctx, era, session, ..
-    } = incoming;
+    let ctx = incoming.ctx;
     let id = message.id().cloned().unwrap_or(Value::Null);
     match message.method() {
-        "tasks/list" => aggregate_list(ctx, era, session, &message, ListKind::Tasks).await,
-        m if m.starts_with("tasks/") => forward_task_request(incoming, message, bytes_in).await,
         "subscriptions/listen" if !ctx.endpoint.server_ids.is_empty() => {
             listen(incoming, message, bytes_in).await
         }
-        method => Answer::Value(jsonrpc::error_body(
-            Some(&id),
-            jsonrpc::METHOD_NOT_FOUND,
-            &format!("Method not found: {method}"),
-            None,
-        )),
+        method => method_not_found(&id, method),
     }
 }
 

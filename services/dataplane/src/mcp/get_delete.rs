@@ -1,5 +1,6 @@
-//! `GET` (a session's server→client stream, merged across its upstreams) and `DELETE` (ending a
-//! session upstream and on every replica): they exist only for the 2025 revisions' sessions.
+//! `GET` (a session's server→client stream, merged across its upstreams; one of the caller's
+//! bounded notification streams) and `DELETE` (ending a session upstream and on every replica):
+//! they exist only for the 2025 revisions' sessions.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -10,11 +11,11 @@ use crate::session::EndedSessions;
 use crate::state::AppState;
 use crate::upstream::UpstreamError;
 
-use super::admission::{Ctx, establish};
+use super::admission::{Ctx, establish, open_stream};
 use super::dispatch::Relay;
 use super::relay::{FrameStream, ListChangedHook, relay_events, sse_response};
 use super::sessions::open_session;
-use super::tasks::{namespace_events, namespaces_tasks};
+use super::tasks::{namespace_events, namespaces_tasks, only_served_tasks};
 use super::{Era, KEEP_ALIVE, MODERN_VERSIONS, header_str, method_not_allowed, rpc_error};
 
 /// GET and DELETE exist only for sessions of the 2025 protocol versions: authenticates the caller
@@ -64,6 +65,10 @@ pub async fn get(
         Ok(s) => s,
         Err(response) => return response,
     };
+    let slot = match open_stream(&ctx, None) {
+        Ok(slot) => slot,
+        Err(response) => return response,
+    };
     // A resume names the upstream whose stream it continues.
     let resume = header_str(&req, headers::LAST_EVENT_ID).and_then(|id| {
         let (index, orig) = id.split_once('.')?;
@@ -91,7 +96,8 @@ pub async fn get(
             .await
         {
             Ok(Some(events)) => {
-                // Task status notifications name their upstream's tasks.
+                // Messages about tasks reach only their creator; they name their upstream's tasks.
+                let events = only_served_tasks(&ctx, upstream.server, events);
                 let events = if namespaces_tasks(&ctx) {
                     namespace_events(events, server.snapshot.slug.as_str().into())
                 } else {
@@ -133,7 +139,7 @@ pub async fn get(
         return method_not_allowed();
     }
     let merged: FrameStream = Box::pin(futures::stream::select_all(streams));
-    sse_response(merged, Some(KEEP_ALIVE))
+    slot.held_by(sse_response(merged, Some(KEEP_ALIVE)))
 }
 
 /// `DELETE /{org}/{endpoint}/mcp`: ends the session upstream.

@@ -23,7 +23,7 @@ use super::calls::forward_request;
 use super::dispatch::{Answer, Relay};
 use super::relay::{FrameStream, ListChangedHook, frame, relay_events, sse_response};
 use super::resources::resource_owner;
-use super::tasks::namespace_events;
+use super::tasks::{namespace_events, only_served_tasks};
 use super::{CANCELLATION_PROBE, Ctx, Era, Incoming};
 
 const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
@@ -174,7 +174,7 @@ fn merged_response(ctx: &Ctx, era: Era, id: Value, opened: Vec<Opened>) -> actix
                 server: relay.server,
             };
             relay_events(
-                namespace_events(events, slug),
+                namespace_events(only_served_tasks(ctx, relay.server, events), slug),
                 relay,
                 Some(id.clone()),
                 Some(hook),

@@ -6,8 +6,8 @@
 //!   sealed by [`crate::session`]; GET opens the server-to-client stream, DELETE ends the session.
 //!
 //! Every request: Origin/Host check → configuration loaded → endpoint → bearer token → body parsed
-//! → rate limits → body checks → era checks → dispatch. Nothing is answered before the rate limits
-//! count the request. Policy is decided on the body. Tool lists and
+//! (a batch's size checked first) → rate limits and quota, per message → body checks → era checks
+//! → dispatch. Nothing is answered before the rate limits count the request. Policy is decided on the body. Tool lists and
 //! definitions come from the snapshot (approved pins only); calls, prompts and resources are
 //! forwarded to the upstream that owns them with the server's own credential.
 //!
@@ -15,7 +15,8 @@
 //! - `mod.rs`: the `POST` handler, one message to its era's path, and the JSON-RPC error
 //!   answers every path uses;
 //! - `admission`: the per-request context (`Ctx`), `establish` (Origin/Host, endpoint, token, base
-//!   scope) and `Unadmitted::admit` (the rate limits, the only way to a `Ctx`);
+//!   scope), `Unadmitted::admit`/`admit_batch` (the rate limits and the quota, per message; the
+//!   only way to a `Ctx`) and `open_stream` (the caller's notification streams);
 //! - `get_delete`: the `GET` and `DELETE` handlers (2025 sessions only);
 //! - `modern`: the stateless 2026-07-28 path (header/body checks, answer or stream);
 //! - `sessions`: legacy sessions (session lookup, `initialize`, notifications, batches);
@@ -48,6 +49,7 @@ mod modern;
 mod relay;
 mod resources;
 mod sessions;
+mod sql;
 mod tasks;
 
 use std::time::Duration;
@@ -61,7 +63,7 @@ use crate::jsonrpc::{self, Body, Kind, Message};
 use crate::session::Session;
 use crate::state::AppState;
 
-use self::admission::{Ctx, establish};
+use self::admission::{Ctx, establish, open_stream};
 use self::dispatch::{Answer, dispatch};
 use self::modern::modern;
 use self::relay::{relay_reply, route_client_response};
@@ -189,15 +191,17 @@ pub async fn post(
         Ok(unadmitted) => unadmitted,
         Err(response) => return response,
     };
-    // Parsed before admission so that a single `tools/call` is counted against its tool's own
-    // limit in the same check; every request is counted before any of it is answered.
-    let parsed = jsonrpc::parse_body(&body, state.max_json_depth);
-    let tool = match &parsed {
-        Ok(Body::Single(m)) if m.kind == Kind::Request && m.method() == "tools/call" => m.param_str("name"),
-        _ => None,
+    // Parsed before admission so that every message of the body is counted (a `tools/call`
+    // against its tool's own limit in the same check) before any of it is answered; a batch over
+    // `dataplane.max_batch_messages` is refused by a scan before it is parsed.
+    let parsed = jsonrpc::parse_body(&body, state.max_json_depth, state.batches.max_messages);
+    let admitted = match &parsed {
+        Ok(Body::Batch(messages)) => unadmitted.admit_batch(messages).await,
+        Ok(Body::Single(message)) => unadmitted.admit(Some(message)).await.map(|ctx| (ctx, vec![])),
+        Err(_) => unadmitted.admit(None).await.map(|ctx| (ctx, vec![])),
     };
-    let ctx = match unadmitted.admit(tool).await {
-        Ok(ctx) => ctx,
+    let (ctx, verdicts) = match admitted {
+        Ok(admitted) => admitted,
         Err(response) => return response,
     };
     let content_type_ok = header_str(&req, "content-type")
@@ -233,7 +237,16 @@ pub async fn post(
     };
     let bytes_in = body.len() as u64;
     match parsed {
-        Body::Batch(messages) => batch(&req, &ctx, messages, bytes_in).await,
+        Body::Batch(messages) => batch(&req, &ctx, messages, verdicts, bytes_in).await,
+        Body::Single(message)
+            if message.kind == Kind::Request && message.method() == "subscriptions/listen" =>
+        {
+            let slot = match open_stream(&ctx, message.id()) {
+                Ok(slot) => slot,
+                Err(response) => return response,
+            };
+            slot.held_by(single(&req, &ctx, message, bytes_in).await)
+        }
         Body::Single(message) => single(&req, &ctx, message, bytes_in).await,
     }
 }

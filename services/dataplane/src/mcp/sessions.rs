@@ -14,10 +14,11 @@ use crate::redact::Redactor;
 use crate::session::{Session, UpstreamSession};
 use crate::upstream::{Outbound, Reply, response_on};
 
+use super::admission::Verdict;
 use super::aggregate::{filter_capabilities, merge_capabilities};
 use super::dispatch::{Answer, dispatch, result_value};
 use super::relay::route_client_response;
-use super::{Ctx, Incoming, LEGACY_VERSIONS, header_str, json_response, rpc_error};
+use super::{Ctx, Incoming, LEGACY_VERSIONS, header_str, rpc_error};
 
 const LATEST_LEGACY: &str = "2025-11-25";
 /// A missing `MCP-Protocol-Version` on a session request means this revision.
@@ -229,12 +230,16 @@ pub(super) async fn forward_notification(ctx: &Ctx, session: &Session, message: 
     futures::future::join_all(sends).await;
 }
 
-/// Batches: only the 2025-03-26 revision has them; each element is handled in turn and the
-/// answers are returned together.
+/// Batches: only the 2025-03-26 revision has them. Each message was admitted on its own
+/// (`verdicts`, in order); the admitted ones are handled in turn and the answers returned
+/// together, within the batch's deadline and answer size (`dataplane.batch_timeout_ms`,
+/// `dataplane.max_batch_answer_bytes`). A request past either gets a JSON-RPC error and is not
+/// sent upstream.
 pub(super) async fn batch(
     req: &HttpRequest,
     ctx: &Ctx,
     messages: Vec<Message>,
+    verdicts: Vec<Verdict>,
     bytes_in: u64,
 ) -> HttpResponse {
     let session = match open_session(req, ctx) {
@@ -261,17 +266,43 @@ pub(super) async fn batch(
             None,
         );
     }
-    let mut answers = Vec::new();
-    for message in messages {
+    let limits = ctx.state.batches;
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let mut answers = BatchAnswers::new(limits.max_answer_bytes);
+    for (message, verdict) in messages.into_iter().zip(verdicts) {
+        let id = message.id().cloned().unwrap_or(Value::Null);
+        let is_request = message.kind == Kind::Request;
+        // Refused at admission: a request gets the refusal, anything else is dropped.
+        if let Some(refusal) = verdict.error_body(Some(&id)) {
+            if is_request {
+                answers.push_error(refusal);
+            }
+            continue;
+        }
+        let late = tokio::time::Instant::now() >= deadline;
+        if late || answers.full {
+            if is_request {
+                let error = if late {
+                    batch_deadline_error(&id, limits.timeout)
+                } else {
+                    answers.too_large_error(&id)
+                };
+                answers.push_error(error);
+            }
+            continue;
+        }
         match message.kind {
-            Kind::Notification => forward_notification(ctx, &session, &message).await,
+            Kind::Notification => {
+                let _ =
+                    tokio::time::timeout_at(deadline, forward_notification(ctx, &session, &message)).await;
+            }
             Kind::Response => {
-                route_client_response(ctx, &session, message).await;
+                let _ =
+                    tokio::time::timeout_at(deadline, route_client_response(ctx, &session, message)).await;
             }
             Kind::Request => {
-                let id = message.id().cloned().unwrap_or(Value::Null);
                 if message.method() == "initialize" {
-                    answers.push(jsonrpc::error_body(
+                    answers.push_error(jsonrpc::error_body(
                         Some(&id),
                         jsonrpc::INVALID_REQUEST,
                         "Invalid Request: initialize cannot be batched",
@@ -279,15 +310,97 @@ pub(super) async fn batch(
                     ));
                     continue;
                 }
-                let answer = dispatch(Incoming::legacy(req, ctx, &session), message, bytes_in).await;
-                answers.push(answer_value(ctx, answer, &id).await);
+                let answered = tokio::time::timeout_at(deadline, async {
+                    let answer = dispatch(Incoming::legacy(req, ctx, &session), message, bytes_in).await;
+                    answer_value(ctx, answer, &id).await
+                })
+                .await;
+                match answered {
+                    Ok(value) => answers.push(&value, &id),
+                    Err(_) => answers.push_error(batch_deadline_error(&id, limits.timeout)),
+                }
             }
         }
     }
-    if answers.is_empty() {
-        return HttpResponse::Accepted().finish();
+    answers.into_response()
+}
+
+/// The answers to a batch as they are serialized, within `max_bytes`: the answer that would
+/// cross it is replaced by an error, and so is every one after it (errors are small and one per
+/// request, at most `dataplane.max_batch_messages`).
+struct BatchAnswers {
+    body: Vec<u8>,
+    count: usize,
+    max_bytes: usize,
+    /// An answer was refused for size: the requests after it are not sent.
+    full: bool,
+}
+
+impl BatchAnswers {
+    fn new(max_bytes: usize) -> Self {
+        Self {
+            body: vec![b'['],
+            count: 0,
+            max_bytes,
+            full: false,
+        }
     }
-    json_response(StatusCode::OK, &Value::Array(answers))
+
+    fn push(&mut self, answer: &Value, id: &Value) {
+        let bytes = serde_json::to_vec(answer).expect("json");
+        if self.body.len() + bytes.len() + 2 > self.max_bytes {
+            self.full = true;
+            let error = self.too_large_error(id);
+            self.push_error(error);
+            return;
+        }
+        self.append(&bytes);
+    }
+
+    fn push_error(&mut self, error: Value) {
+        let bytes = serde_json::to_vec(&error).expect("json");
+        self.append(&bytes);
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        if self.count > 0 {
+            self.body.push(b',');
+        }
+        self.body.extend_from_slice(bytes);
+        self.count += 1;
+    }
+
+    fn too_large_error(&self, id: &Value) -> Value {
+        jsonrpc::error_body(
+            Some(id),
+            jsonrpc::SERVER_ERROR,
+            &format!(
+                "Batch answers too large: the answers to one batch may total {} bytes; send this request on its own",
+                self.max_bytes
+            ),
+            Some(json!({"maxBatchAnswerBytes": self.max_bytes})),
+        )
+    }
+
+    fn into_response(mut self) -> HttpResponse {
+        if self.count == 0 {
+            return HttpResponse::Accepted().finish();
+        }
+        self.body.push(b']');
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(self.body)
+    }
+}
+
+fn batch_deadline_error(id: &Value, timeout: std::time::Duration) -> Value {
+    let ms = timeout.as_millis();
+    jsonrpc::error_body(
+        Some(id),
+        jsonrpc::SERVER_ERROR,
+        &format!("Batch deadline exceeded: a batch may take {ms} ms in all"),
+        Some(json!({"batchTimeoutMs": ms})),
+    )
 }
 
 /// The response message of an answer (reading a stream to its response).

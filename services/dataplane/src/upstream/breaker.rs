@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use gatehouse_core::ids::ServerId;
+use gatehouse_core::sync::MutexExt;
 
 use super::Upstreams;
 
@@ -18,7 +19,7 @@ pub(super) struct Breaker {
 
 impl Upstreams {
     pub(super) fn breaker_open(&self, server: ServerId) -> bool {
-        let breakers = self.inner.breakers.lock().expect("breakers");
+        let breakers = self.inner.breakers.lock_or_recover();
         breakers
             .get(&server)
             .and_then(|b| b.open_until)
@@ -26,7 +27,7 @@ impl Upstreams {
     }
 
     pub(super) fn record(&self, server: ServerId, ok: bool) {
-        let mut breakers = self.inner.breakers.lock().expect("breakers");
+        let mut breakers = self.inner.breakers.lock_or_recover();
         let breaker = breakers.entry(server).or_default();
         if ok {
             *breaker = Breaker::default();

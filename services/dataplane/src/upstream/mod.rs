@@ -29,6 +29,7 @@ use serde_json::Value;
 
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
 use gatehouse_core::snapshot::UpstreamTransport;
+use gatehouse_core::sync::MutexExt;
 
 use crate::assertion::AssertionSigner;
 use crate::auth::Principal;
@@ -184,8 +185,12 @@ impl Upstreams {
             let mut headers = self
                 .headers_for(out.server, out.protocol_version, out.session_id, out.caller)
                 .await?;
+            // Never over a header already decided (the server's credential, the caller
+            // assertion, the session) nor as a credential header of any kind.
             for (name, value) in &out.mcp_headers {
-                headers.insert(name.clone(), value.clone());
+                if !headers.contains_key(name) && !is_credential_header(name) {
+                    headers.insert(name.clone(), value.clone());
+                }
             }
             headers.insert(
                 reqwest::header::CONTENT_TYPE,
@@ -219,7 +224,7 @@ impl Upstreams {
             // A cached client-credentials token the upstream no longer accepts: fetch a new one
             // and try once more (the request was refused, so repeating it is safe).
             if response.status() == reqwest::StatusCode::UNAUTHORIZED && uses_oauth && attempt == 1 {
-                self.inner.oauth.lock().expect("oauth cache").remove(&server_id);
+                self.inner.oauth.lock_or_recover().remove(&server_id);
                 continue;
             }
             break response;
@@ -254,11 +259,7 @@ impl Upstreams {
             });
         }
         let limit = self.inner.max_message_bytes;
-        let body = match tokio::time::timeout(self.inner.timeout, read_body(response, limit)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(UpstreamError::Unavailable("upstream body incomplete".into())),
-        };
+        let body = read_body(response, limit, self.inner.timeout).await?;
         let json = content_type.starts_with("application/json");
         if status == 200 && json {
             return Ok(Reply::Json { body, session_id });
@@ -365,6 +366,11 @@ impl Upstreams {
 }
 
 /// A description of a transport error without URLs, addresses or credentials.
+/// Headers that carry credentials: never sent on a client's behalf.
+fn is_credential_header(name: &HeaderName) -> bool {
+    matches!(name.as_str(), "authorization" | "proxy-authorization" | "cookie")
+}
+
 fn classify(e: &reqwest::Error) -> String {
     EgressError::from_reqwest(e).as_str().to_owned()
 }

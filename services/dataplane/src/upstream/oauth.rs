@@ -1,17 +1,52 @@
 //! OAuth client-credentials tokens for upstreams that use them, cached per server until shortly
 //! before they expire (one fetch at a time per server).
+//!
+//! Everything the token endpoint answers is the tenant's: its body is read within
+//! `egress.max_document_bytes` and the timeout, and its `expires_in` (any JSON value) is clamped
+//! to [`MAX_TOKEN_LIFETIME`] before any arithmetic. The cache is shared by every tenant's calls:
+//! the expiry is computed before its lock is taken, and nothing done under it can panic.
 
 use std::time::{Duration, Instant};
 
+use gatehouse_core::sync::MutexExt;
 use secrecy::ExposeSecret;
+use serde_json::Value;
 
 use crate::store::{ServerState, UpstreamCredential};
 
 use super::{UpstreamError, Upstreams, classify, refusal};
 
+/// The longest a fetched token is cached, whatever `expires_in` says.
+pub(super) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Assumed when the token endpoint says nothing (RFC 6749 makes `expires_in` optional).
+const DEFAULT_LIFETIME_SECS: u64 = 300;
+/// A token is dropped from the cache this long before the endpoint said it expires.
+const EXPIRY_MARGIN_SECS: u64 = 30;
+
 pub(super) struct OauthToken {
     token: String,
     valid_until: Instant,
+}
+
+/// How long a token whose endpoint answered `expires_in` may be cached: the value (a number or
+/// a numeric string, as endpoints send both), clamped to `[0, MAX_TOKEN_LIFETIME]`, minus the
+/// margin, at least one second. Never overflows, whatever the value.
+pub(super) fn token_lifetime(expires_in: Option<&Value>) -> Duration {
+    let secs = match expires_in {
+        None | Some(Value::Null) => Some(DEFAULT_LIFETIME_SECS),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            // Negative, fractional or huge: `as` saturates (NaN is not JSON).
+            .or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        Some(_) => None,
+    }
+    .unwrap_or(0);
+    Duration::from_secs(
+        secs.min(MAX_TOKEN_LIFETIME.as_secs())
+            .saturating_sub(EXPIRY_MARGIN_SECS)
+            .max(1),
+    )
 }
 
 impl Upstreams {
@@ -20,8 +55,7 @@ impl Upstreams {
         let cached = || {
             self.inner
                 .oauth
-                .lock()
-                .expect("oauth cache")
+                .lock_or_recover()
                 .get(&server.snapshot.id)
                 .filter(|t| t.valid_until > Instant::now())
                 .map(|t| t.token.clone())
@@ -34,8 +68,7 @@ impl Upstreams {
         let gate = self
             .inner
             .oauth_fetch
-            .lock()
-            .expect("oauth fetch gates")
+            .lock_or_recover()
             .entry(server.snapshot.id)
             .or_default()
             .clone();
@@ -73,24 +106,71 @@ impl Upstreams {
                 response.status().as_u16()
             )));
         }
+        let body = self
+            .inner
+            .egress
+            .read_document(response)
+            .await
+            .map_err(|e| UpstreamError::Unavailable(format!("token endpoint: {}", e.as_str())))?;
         #[derive(serde::Deserialize)]
         struct TokenResponse {
             access_token: String,
             #[serde(default)]
-            expires_in: Option<u64>,
+            expires_in: Option<Value>,
         }
-        let token: TokenResponse = response
-            .json()
-            .await
+        let token: TokenResponse = serde_json::from_slice(&body)
             .map_err(|_| UpstreamError::Unavailable("token endpoint sent no token".into()))?;
-        let lifetime = Duration::from_secs(token.expires_in.unwrap_or(300).saturating_sub(30).max(1));
-        self.inner.oauth.lock().expect("oauth cache").insert(
+        let now = Instant::now();
+        let valid_until = now
+            .checked_add(token_lifetime(token.expires_in.as_ref()))
+            .unwrap_or(now);
+        self.inner.oauth.lock_or_recover().insert(
             server.snapshot.id,
             OauthToken {
                 token: token.access_token.clone(),
-                valid_until: Instant::now() + lifetime,
+                valid_until,
             },
         );
         Ok(token.access_token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn any_expires_in_gives_a_bounded_lifetime() {
+        let secs = |v: Option<Value>| token_lifetime(v.as_ref()).as_secs();
+        assert_eq!(secs(None), 270);
+        assert_eq!(secs(Some(json!(3600))), 3570);
+        assert_eq!(secs(Some(json!("3600"))), 3570);
+        let max = MAX_TOKEN_LIFETIME.as_secs() - EXPIRY_MARGIN_SECS;
+        for absurd in [
+            json!(u64::MAX),
+            json!(18446744073709551615u64),
+            json!(1e300),
+            json!("18446744073709551615"),
+        ] {
+            assert_eq!(secs(Some(absurd.clone())), max, "{absurd}");
+        }
+        for tiny in [
+            json!(0),
+            json!(-5),
+            json!(-1e300),
+            json!(0.5),
+            json!("soon"),
+            json!([1]),
+            json!(10),
+        ] {
+            assert_eq!(secs(Some(tiny.clone())), 1, "{tiny}");
+        }
+        // Whatever the lifetime, adding it to now cannot overflow.
+        assert!(
+            Instant::now()
+                .checked_add(token_lifetime(Some(&json!(u64::MAX))))
+                .is_some()
+        );
     }
 }

@@ -95,6 +95,7 @@ async fn a_worker_pool_keeps_its_own_connections_and_shares_the_breakers() {
         allow_hosts: Vec::new(),
         request_timeout_ms: 5_000,
         max_redirects: 0,
+        max_document_bytes: 1 << 20,
     })
     .unwrap();
     let first = Upstreams::new(

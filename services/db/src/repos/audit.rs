@@ -48,6 +48,8 @@ pub enum ActorType {
     OauthClient,
     System,
     Anonymous,
+    /// A platform operator (operator API or `gatehouse admin`).
+    Operator,
 }
 
 impl ActorType {
@@ -58,6 +60,7 @@ impl ActorType {
             ActorType::OauthClient => "oauth_client",
             ActorType::System => "system",
             ActorType::Anonymous => "anonymous",
+            ActorType::Operator => "operator",
         }
     }
 }
@@ -91,6 +94,15 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// A platform operator, named by `label` (what the operator said they are, e.g. an email).
+    pub fn operator(label: &str) -> Self {
+        Self {
+            kind: ActorType::Operator,
+            id: None,
+            label: Some(label.to_owned()),
+        }
+    }
+
     pub fn system(label: &str) -> Self {
         Self {
             kind: ActorType::System,
@@ -170,7 +182,7 @@ pub struct AuditRecord {
 }
 
 /// PostgreSQL keeps microseconds; hash exactly what is stored.
-fn to_micros(t: OffsetDateTime) -> OffsetDateTime {
+pub(crate) fn to_micros(t: OffsetDateTime) -> OffsetDateTime {
     let nanos = t.nanosecond();
     t.replace_nanosecond(nanos - nanos % 1000)
         .expect("valid nanosecond")
@@ -413,7 +425,7 @@ pub async fn list(tx: &mut TenantTx, q: &AuditQuery) -> DbResult<Vec<AuditRecord
     rows.into_iter().map(record_from_row).collect()
 }
 
-fn record_from_row(row: sqlx::postgres::PgRow) -> DbResult<AuditRecord> {
+pub(crate) fn record_from_row(row: sqlx::postgres::PgRow) -> DbResult<AuditRecord> {
     let parse_enum = |s: String| -> Value { Value::String(s) };
     let source: AuditSource = serde_json::from_value(parse_enum(row.try_get("source")?)).map_err(decode)?;
     let kind: ActorType = serde_json::from_value(parse_enum(row.try_get("actor_type")?)).map_err(decode)?;

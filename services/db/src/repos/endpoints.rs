@@ -21,12 +21,16 @@ pub struct EndpointRow {
     pub prompts_scope: Option<String>,
     pub expose_resources: bool,
     pub resources_scope: Option<String>,
+    /// Vendor methods forwarded beyond those Gatehouse understands (names or `prefix/*`).
+    pub extra_methods: Vec<String>,
+    /// Challenges and metadata name every scope of the endpoint (not only those to start with).
+    pub publish_scopes: bool,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
 
 const COLUMNS: &str = "id, slug, name, description, rate_limits, namespace_tools, expose_prompts, prompts_scope, \
-                       expose_resources, resources_scope, created_at, updated_at";
+                       expose_resources, resources_scope, extra_methods, publish_scopes, created_at, updated_at";
 
 /// How an endpoint exposes tool names, prompts and resources.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -60,6 +64,13 @@ impl EndpointRow {
             resources_scope: self.resources_scope.clone(),
         }
     }
+
+    pub fn protocol(&self) -> Protocol {
+        Protocol {
+            extra_methods: self.extra_methods.clone(),
+            publish_scopes: self.publish_scopes,
+        }
+    }
 }
 
 /// Sets how the endpoint exposes tool names, prompts and resources.
@@ -81,6 +92,33 @@ pub async fn set_exposure(
     .bind(&exposure.prompts_scope)
     .bind(exposure.expose_resources)
     .bind(&exposure.resources_scope)
+    .fetch_optional(tx.conn())
+    .await?)
+}
+
+/// What an endpoint says to callers about methods and scopes beyond its tools.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Protocol {
+    pub extra_methods: Vec<String>,
+    pub publish_scopes: bool,
+}
+
+/// Sets the endpoint's extra methods and whether it publishes every scope name (validated by
+/// the caller).
+pub async fn set_protocol(
+    tx: &mut TenantTx,
+    id: EndpointId,
+    protocol: &Protocol,
+) -> DbResult<Option<EndpointRow>> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE endpoints SET extra_methods = $3, publish_scopes = $4, updated_at = now()
+          WHERE org_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    )))
+    .bind(org_id)
+    .bind(id)
+    .bind(&protocol.extra_methods)
+    .bind(protocol.publish_scopes)
     .fetch_optional(tx.conn())
     .await?)
 }

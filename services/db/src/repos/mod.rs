@@ -17,6 +17,8 @@ pub mod oauth_revocations;
 pub mod oauth_scopes;
 pub mod oauth_service_clients;
 pub mod orgs;
+pub mod plans;
+pub mod platform_audit;
 pub mod scopes;
 pub mod servers;
 pub mod service_tokens;

@@ -57,7 +57,10 @@ pub async fn granting_scopes(tx: &mut TenantTx, endpoint: EndpointId) -> DbResul
                           WHERE et.org_id = t.org_id AND et.endpoint_id = $2 AND et.tool_id = t.id)
                  OR EXISTS (SELECT 1 FROM endpoint_servers es
                              WHERE es.org_id = t.org_id AND es.endpoint_id = $2
-                               AND es.server_id = t.server_id AND es.all_tools))
+                               AND es.server_id = t.server_id AND es.all_tools)
+                 OR EXISTS (SELECT 1 FROM endpoint_backends eb
+                             WHERE eb.org_id = t.org_id AND eb.endpoint_id = $2
+                               AND eb.backend_id = t.backend_id AND eb.all_tools))
           GROUP BY s.name, s.description, s.min_role
           ORDER BY s.name",
     )

@@ -192,3 +192,78 @@ pub async fn set_log_tool_arguments(tx: &mut TenantTx, value: bool) -> DbResult<
         .await?;
     Ok(())
 }
+
+/// An org as platform operators see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct OrgAdminRow {
+    pub id: OrgId,
+    pub slug: String,
+    pub name: String,
+    pub plan_id: String,
+    pub suspended_at: Option<OffsetDateTime>,
+    pub suspended_reason: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+const ADMIN_COLUMNS: &str = "id, slug, name, plan_id, suspended_at, suspended_reason, created_at";
+
+/// Every org, by slug (operators only).
+pub async fn list_admin(tx: &mut GlobalTx) -> DbResult<Vec<OrgAdminRow>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ADMIN_COLUMNS} FROM orgs ORDER BY slug"
+    )))
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// One org by slug (operators only).
+pub async fn find_admin_by_slug(tx: &mut GlobalTx, slug: &str) -> DbResult<Option<OrgAdminRow>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ADMIN_COLUMNS} FROM orgs WHERE slug = $1"
+    )))
+    .bind(slug)
+    .fetch_optional(tx.conn())
+    .await?)
+}
+
+/// Moves the org of this transaction onto `plan_id` (which must exist).
+pub async fn set_plan(tx: &mut TenantTx, plan_id: &str) -> DbResult<OrgAdminRow> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE orgs SET plan_id = $2, updated_at = now() WHERE id = $1 RETURNING {ADMIN_COLUMNS}"
+    )))
+    .bind(org_id)
+    .bind(plan_id)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// Suspends the org of this transaction (`Some(reason)`, keeping the first suspension time when
+/// it already is) or resumes it (`None`).
+pub async fn set_suspension(tx: &mut TenantTx, reason: Option<&str>) -> DbResult<OrgAdminRow> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE orgs
+            SET suspended_at = CASE WHEN $2 THEN COALESCE(suspended_at, now()) END,
+                suspended_reason = $3,
+                updated_at = now()
+          WHERE id = $1
+         RETURNING {ADMIN_COLUMNS}"
+    )))
+    .bind(org_id)
+    .bind(reason.is_some())
+    .bind(reason)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// How many members the org of this transaction has.
+pub async fn member_count(tx: &mut TenantTx) -> DbResult<i64> {
+    let org_id = tx.org_id();
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM memberships WHERE org_id = $1")
+            .bind(org_id)
+            .fetch_one(tx.conn())
+            .await?,
+    )
+}

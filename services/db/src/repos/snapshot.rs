@@ -168,8 +168,9 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
             .bind(org_id)
             .fetch_one(tx.conn())
             .await?;
-    let (slug, hard_limit_calls): (String, Option<i64>) = sqlx::query_as(
-        "SELECT o.slug, p.hard_limit_calls FROM orgs o JOIN plans p ON p.id = o.plan_id WHERE o.id = $1",
+    let (slug, hard_limit_calls, suspended): (String, Option<i64>, bool) = sqlx::query_as(
+        "SELECT o.slug, p.hard_limit_calls, o.suspended_at IS NOT NULL
+           FROM orgs o JOIN plans p ON p.id = o.plan_id WHERE o.id = $1",
     )
     .bind(org_id)
     .fetch_one(tx.conn())
@@ -229,6 +230,7 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
                     .copied()
                     .filter(|id| tools.iter().any(|t| t.tool_id == *id))
                     .collect(),
+                min_role: s.min_role.parse().ok(),
             })
             .collect();
         let grant =
@@ -243,6 +245,8 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
             rate_limits,
             tools,
             scopes,
+            extra_methods: row.extra_methods,
+            publish_scopes: row.publish_scopes,
         });
     }
 
@@ -330,6 +334,7 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
         version,
         log_tool_arguments,
         hard_limit_calls,
+        suspended,
         endpoints,
         servers,
         backends,

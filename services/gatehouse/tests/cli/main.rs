@@ -1,6 +1,7 @@
 //! The `gatehouse` binary as an operator runs it: configuration errors, `migrate`, `up`, and the
 //! quickstart in docs/ run as written.
 
+mod admin;
 mod chaos_smoke;
 mod config_errors;
 mod dataplane_replicas;

@@ -162,6 +162,7 @@ pub fn pipeline(db: &TestDb, notifier: ChangeNotifier, quota: QuotaState) -> Pip
         db: db.db.clone(),
         notifier,
         quota,
+        hard_limits: gatehouse_usage_worker::quota::HardLimits::Enforced,
         batch_size: 200,
         grace: Duration::from_secs(5),
         health: Arc::new(PipelineHealth::default()),

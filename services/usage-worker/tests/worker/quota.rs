@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use gatehouse_events::{Bus, CallOutcome};
 use gatehouse_test_support::TestDb;
-use gatehouse_usage_worker::quota;
+use gatehouse_usage_worker::quota::{self, HardLimits};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -71,9 +71,14 @@ async fn hard_limit_is_enforced_on_other_instances_and_lifted() {
 
     // Plan change: no hard cap any more; the sweep lifts the block.
     set_plan(&db, capped, "team").await;
-    quota::sweep_once(&db.db, &worker_quota, OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    quota::sweep_once(
+        &db.db,
+        &worker_quota,
+        OffsetDateTime::now_utc(),
+        HardLimits::Enforced,
+    )
+    .await
+    .unwrap();
     let lifted = Instant::now();
     while dataplane.quota.is_over(capped) {
         assert!(
@@ -85,13 +90,19 @@ async fn hard_limit_is_enforced_on_other_instances_and_lifted() {
 
     // Back on the capped plan: over again; in the next period it is under again.
     set_plan(&db, capped, &tiny).await;
-    let status = quota::enforce(&db.db, &worker_quota, capped, OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let status = quota::enforce(
+        &db.db,
+        &worker_quota,
+        capped,
+        OffsetDateTime::now_utc(),
+        HardLimits::Enforced,
+    )
+    .await
+    .unwrap();
     assert!(status.over && status.calls == 5);
     let next_month = OffsetDateTime::now_utc() + Duration::from_secs(32 * 86_400);
     assert_eq!(
-        quota::sweep_once(&db.db, &worker_quota, next_month)
+        quota::sweep_once(&db.db, &worker_quota, next_month, HardLimits::Enforced)
             .await
             .unwrap(),
         1
@@ -104,6 +115,52 @@ async fn hard_limit_is_enforced_on_other_instances_and_lifted() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    stop.cancel();
+    worker.await.unwrap();
+    shutdown.cancel();
+}
+
+/// `billing.enforce_hard_limits = false`: an org at its plan's hard limit is not marked over
+/// quota, and one marked over before is cleared by the sweep.
+#[tokio::test]
+async fn an_install_that_ignores_hard_limits_never_refuses_an_org() {
+    let db = TestDb::new().await;
+    let capped = org(&db, "capped-ignored").await;
+    put_on_plan(&db, capped, 0, 3, 0, Some(3)).await;
+    let shutdown = CancellationToken::new();
+    let spool = temp_dir("ign");
+    let bus = Bus::from_config(&config(&db, None, &spool, &unique("ign"), &[]), shutdown.clone())
+        .await
+        .unwrap();
+    let state = bus.quota.clone();
+    let mut ignoring = pipeline(&db, gatehouse_events::ChangeNotifier::local(), state.clone());
+    ignoring.hard_limits = HardLimits::Ignored;
+    let (worker, stop) = spawn_pipeline(ignoring, bus.consumer);
+    for n in 0..5 {
+        bus.publisher.emit(call(capped, n, CallOutcome::Success));
+    }
+    wait_for_usage(&db, 5, Duration::from_secs(20)).await;
+    let status = quota::status(&db.db, capped, OffsetDateTime::now_utc(), HardLimits::Ignored)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status.calls, status.hard_limit, status.over),
+        (5, Some(3), false)
+    );
+    assert!(!state.is_over(capped), "the pipeline marked the org over quota");
+    // The same usage is over the limit where limits are enforced.
+    let enforced = quota::status(&db.db, capped, OffsetDateTime::now_utc(), HardLimits::Enforced)
+        .await
+        .unwrap();
+    assert!(enforced.over);
+
+    // Marked over while limits were enforced: the sweep of an install that ignores them clears it.
+    state.set(capped, true).await;
+    let cleared = quota::sweep_once(&db.db, &state, OffsetDateTime::now_utc(), HardLimits::Ignored)
+        .await
+        .unwrap();
+    assert_eq!(cleared, 1);
+    assert!(!state.is_over(capped));
     stop.cancel();
     worker.await.unwrap();
     shutdown.cancel();

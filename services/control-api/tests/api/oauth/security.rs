@@ -468,3 +468,29 @@ async fn rfc9700_x1_consent_is_per_client_and_not_frameable() {
     assert_eq!(forged.status(), 400);
     assert!(forged.headers().get("location").is_none());
 }
+
+/// The login form's issue time is the client's to send: any value, however absurd, is a refused
+/// form, never an arithmetic overflow.
+#[tokio::test]
+async fn an_absurd_form_time_is_refused_without_overflow() {
+    let app = TestApp::spawn().await;
+    let fx = setup(&app, "o@formtime.test", "formtime").await;
+    let (client, _) = register(&app, &[REDIRECT], "none").await;
+    let pkce = Pkce::new();
+    let path = authorize_path(&client, REDIRECT, &pkce.challenge, &fx.resource, None, "s");
+    for absurd in [i64::MIN.to_string(), i64::MAX.to_string()] {
+        let mut browser = Browser::new(&app);
+        let page = browser.get(&path).await;
+        let (action, mut fields) = form(&page.text().await.unwrap());
+        fields.iter_mut().find(|(k, _)| k == "t").unwrap().1 = absurd.clone();
+        fields.push(("email".into(), "o@formtime.test".into()));
+        fields.push(("password".into(), PASSWORD.into()));
+        let resp = browser.post_form(&action, &fields).await;
+        assert!(location(&resp).is_none(), "t={absurd}: signed in");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("form expired"), "t={absurd}: {text}");
+    }
+    // The authorization server still serves.
+    let page = Browser::new(&app).get(&path).await;
+    assert_eq!(page.status(), 200);
+}

@@ -294,6 +294,66 @@ async fn endpoint_exposure_shapes_tool_names_prompts_and_resources() {
     );
 }
 
+/// Extra (vendor) methods and scope publishing: validated (never a method of MCP's own
+/// namespaces), stored, and carried by the snapshot with every scope's minimum role.
+#[tokio::test]
+async fn endpoint_extra_methods_and_scope_publishing_reach_the_snapshot() {
+    let app = app_reaching_loopback().await;
+    let upstream = fixture().await;
+    let owner = app.user("owner@example.com").await;
+    let w = crate::world::world(&app, &owner, &[], upstream.url()).await;
+    let org = w.slug.clone();
+    let endpoint = format!("/api/v1/orgs/{org}/endpoints/{}", w.endpoint_id);
+    let patch = |body: Value| {
+        owner
+            .request(reqwest::Method::PATCH, &endpoint)
+            .json(&body)
+            .send()
+    };
+    let snap = internal_snapshot(&app, w.org_id).await;
+    assert!(snap.endpoints[0].extra_methods.is_empty());
+    assert!(!snap.endpoints[0].publish_scopes);
+    for (bad, field) in [
+        (json!(["tasks/*"]), "extra_methods[0]"),
+        (json!(["acme/x", "tools/secret"]), "extra_methods[1]"),
+        (json!(["*"]), "extra_methods[0]"),
+        (json!(["acme x"]), "extra_methods[0]"),
+        (
+            json!((0..33).map(|i| format!("acme/m{i}")).collect::<Vec<_>>()),
+            "extra_methods",
+        ),
+    ] {
+        let (status, body) = problem(patch(json!({"extra_methods": bad})).await.unwrap()).await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some(field)),
+            "{bad}: {body}"
+        );
+    }
+    let response =
+        patch(json!({"extra_methods": ["vendor.ping", "acme/*", "acme/*"], "publish_scopes": true}))
+            .await
+            .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["extra_methods"], json!(["acme/*", "vendor.ping"]));
+    assert_eq!(body["publish_scopes"], true);
+    // Other changes keep them.
+    let body: Value = patch(json!({"name": "Renamed"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["extra_methods"], json!(["acme/*", "vendor.ping"]));
+    let snap = internal_snapshot(&app, w.org_id).await;
+    assert_eq!(snap.endpoints[0].extra_methods, ["acme/*", "vendor.ping"]);
+    assert!(snap.endpoints[0].publish_scopes);
+    for scope in &snap.endpoints[0].scopes {
+        assert!(scope.min_role.is_some(), "{scope:?}");
+    }
+}
+
 /// An endpoint lists its tools in the order its server lists them (clients often take the first
 /// tool for the server's main one), and follows the server when it reorders them: the new order
 /// is published like any other change, and a sync that finds the same order publishes nothing.

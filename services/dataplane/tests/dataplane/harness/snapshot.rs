@@ -68,6 +68,10 @@ impl OrgSpec {
             UpstreamAuth::Bearer { token } => UpstreamAuth::Bearer {
                 token: seal(std::str::from_utf8(&token.0).unwrap()),
             },
+            UpstreamAuth::Header { name, value } => UpstreamAuth::Header {
+                name: name.clone(),
+                value: seal(std::str::from_utf8(&value.0).unwrap()),
+            },
             UpstreamAuth::OauthClientCredentials {
                 token_url,
                 client_id,
@@ -132,6 +136,7 @@ impl OrgSpec {
                     .filter(|t| grants.contains(&"*") || grants.contains(&t.exposed_name.as_str()))
                     .map(|t| t.tool_id)
                     .collect(),
+                min_role: Some(gatehouse_core::role::Role::Viewer),
             })
             .collect();
         self.endpoints.push(EndpointSnapshot {
@@ -144,6 +149,8 @@ impl OrgSpec {
             scopes,
             prompts: Some(CapabilityGrant { scope: None }),
             resources: Some(CapabilityGrant { scope: None }),
+            extra_methods: vec![],
+            publish_scopes: false,
         });
         self.endpoints.len() - 1
     }
@@ -169,6 +176,7 @@ impl OrgSpec {
             version: self.version,
             log_tool_arguments: self.log_tool_arguments,
             hard_limit_calls: None,
+            suspended: false,
             endpoints: self.endpoints.clone(),
             servers: self.servers.clone(),
             backends: vec![],
