@@ -57,8 +57,9 @@ CREATE TABLE platform_audit_events (
     target_type text,
     target_id   text,
     -- The org the action affected, if any (its own trail has the same event). No foreign key:
-    -- the trail outlives what it mentions.
-    org_id      uuid,
+    -- the trail outlives what it mentions. Not named org_id: this is a platform table, not a
+    -- tenant one (tenant tables are those with org_id, each under forced row-level security).
+    affected_org_id uuid,
     outcome     text NOT NULL CHECK (outcome IN ('success', 'denied', 'error', 'rate_limited')),
     ip          inet,
     user_agent  text,
@@ -66,7 +67,7 @@ CREATE TABLE platform_audit_events (
     prev_hash   bytea NOT NULL,
     entry_hash  bytea NOT NULL
 );
-CREATE INDEX platform_audit_events_org ON platform_audit_events (org_id, seq);
+CREATE INDEX platform_audit_events_org ON platform_audit_events (affected_org_id, seq);
 REVOKE UPDATE, DELETE, TRUNCATE ON platform_audit_events FROM gatehouse_app;
 CREATE TRIGGER platform_audit_events_append_only BEFORE UPDATE OR DELETE ON platform_audit_events
     FOR EACH ROW EXECUTE FUNCTION gatehouse_refuse_mutation();

@@ -75,6 +75,7 @@ async fn a_suspended_org_is_refused_by_every_dataplane_within_a_second_and_resum
     let second_port = free_port();
     let mut second_cfg = (*platform.cfg).clone();
     second_cfg.dataplane.listen = format!("127.0.0.1:{second_port}").parse().unwrap();
+    second_cfg.dataplane.internal_listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     second_cfg.dataplane.spool_dir =
         std::env::temp_dir().join(format!("gatehouse-spool-2-{}", platform.db.name));
     let second_cfg = Arc::new(second_cfg);

@@ -38,7 +38,7 @@ pub async fn append(tx: &mut GlobalTx, org: Option<OrgId>, event: &NewAuditEvent
     let hash = entry_hash(&prev, seq, PLATFORM_CHAIN, event);
     sqlx::query(
         "INSERT INTO platform_audit_events (seq, id, occurred_at, actor_type, actor_id, actor_label, action,
-                                            target_type, target_id, org_id, outcome, ip, user_agent, details,
+                                            target_type, target_id, affected_org_id, outcome, ip, user_agent, details,
                                             prev_hash, entry_hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
@@ -80,10 +80,10 @@ pub async fn list(
     let rows = sqlx::query(
         "SELECT seq, id, occurred_at, recorded_at, 'control' AS source, actor_type, actor_id, actor_label,
                 action, target_type, target_id, outcome, host(ip) AS ip, user_agent, details, prev_hash,
-                entry_hash, org_id
+                entry_hash, affected_org_id
            FROM platform_audit_events
           WHERE ($1::bigint IS NULL OR seq > $1)
-            AND ($2::uuid IS NULL OR org_id = $2)
+            AND ($2::uuid IS NULL OR affected_org_id = $2)
           ORDER BY seq
           LIMIT $3",
     )
@@ -94,7 +94,7 @@ pub async fn list(
     .await?;
     rows.into_iter()
         .map(|row| {
-            let org_id: Option<OrgId> = row.try_get("org_id")?;
+            let org_id: Option<OrgId> = row.try_get("affected_org_id")?;
             Ok(PlatformRecord {
                 record: record_from_row(row)?,
                 org_id,
