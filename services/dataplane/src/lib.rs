@@ -134,7 +134,7 @@ impl Dataplane {
             }
             None => task_owners::TaskOwners::local(),
         };
-        let hosted_sql = gatehouse_hosted_sql::HostedSql::new(gatehouse_hosted_sql::RuntimeConfig::default());
+        let hosted_sql = gatehouse_hosted_sql::HostedSql::new((&cfg.hosted_sql).into());
         tokio::spawn(close_idle_backend_pools(hosted_sql.clone(), background.clone()));
         let ended_sessions = session::EndedSessions::default();
         tokio::spawn(

@@ -31,8 +31,8 @@ use error::figment_error;
 pub use keys::{env_var_for, setting_keys};
 pub use sections::{
     AccountsConfig, BillingConfig, ControlApiConfig, DatabaseConfig, DataplaneConfig, EgressConfig,
-    LocalConfig, LogFormat, MailConfig, OAuthConfig, OperatorConfig, RedisConfig, SecretsConfig,
-    ShutdownConfig, SigningAlg, SsoConfig, TelemetryConfig, UsageWorkerConfig,
+    HostedSqlConfig, LocalConfig, LogFormat, MailConfig, OAuthConfig, OperatorConfig, RedisConfig,
+    SecretsConfig, ShutdownConfig, SigningAlg, SsoConfig, TelemetryConfig, UsageWorkerConfig,
 };
 pub use validate::Component;
 pub use values::{decode_userinfo, resolve_path};
@@ -72,6 +72,7 @@ pub struct Config {
     pub dataplane: DataplaneConfig,
     pub usage_worker: UsageWorkerConfig,
     pub billing: BillingConfig,
+    pub hosted_sql: HostedSqlConfig,
     pub operator: OperatorConfig,
     pub telemetry: TelemetryConfig,
     pub shutdown: ShutdownConfig,
@@ -290,6 +291,33 @@ mod tests {
                 let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
                 let err = cfg.validate(Component::Dataplane).unwrap_err();
                 assert_eq!(err.setting, setting, "{var}={value}: {err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn hosted_sql_runtime_settings_are_validated() {
+        for (var, value) in [
+            ("POOL_SIZE", "0"),
+            ("POOL_SIZE", "65"),
+            ("ACQUIRE_TIMEOUT_MS", "0"),
+            ("IDLE_CLOSE_AFTER_SECS", "0"),
+            ("IDLE_IN_TRANSACTION_TIMEOUT_MS", "0"),
+            ("CALL_MARGIN_MS", "60001"),
+            ("BREAKER_THRESHOLD", "0"),
+            ("BREAKER_OPEN_SECS", "0"),
+        ] {
+            Jail::expect_with(|jail| {
+                valid_env(jail);
+                jail.set_env(format!("GATEHOUSE_HOSTED_SQL__{var}"), value);
+                let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+                let err = cfg.validate(Component::Dataplane).unwrap_err();
+                assert_eq!(
+                    err.setting,
+                    format!("hosted_sql.{}", var.to_ascii_lowercase()),
+                    "{var}={value}: {err}"
+                );
                 Ok(())
             });
         }

@@ -85,6 +85,19 @@ pub struct BillingConfig {
     pub enforce_hard_limits: bool,
 }
 
+/// How the dataplane runs hosted SQL tools on tenant backends (`gatehouse-hosted-sql`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostedSqlConfig {
+    pub pool_size: u32,
+    pub acquire_timeout_ms: u64,
+    pub idle_close_after_secs: u64,
+    pub idle_in_transaction_timeout_ms: u64,
+    pub call_margin_ms: u64,
+    pub breaker_threshold: u32,
+    pub breaker_open_secs: u64,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorConfig {

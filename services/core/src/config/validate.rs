@@ -166,6 +166,38 @@ impl Config {
                 "must be at least 1024",
             ));
         }
+        let sql = &self.hosted_sql;
+        for (setting, value, min, max) in [
+            ("hosted_sql.pool_size", u64::from(sql.pool_size), 1, 64),
+            ("hosted_sql.acquire_timeout_ms", sql.acquire_timeout_ms, 1, 60_000),
+            (
+                "hosted_sql.idle_close_after_secs",
+                sql.idle_close_after_secs,
+                1,
+                86_400,
+            ),
+            (
+                "hosted_sql.idle_in_transaction_timeout_ms",
+                sql.idle_in_transaction_timeout_ms,
+                1,
+                600_000,
+            ),
+            ("hosted_sql.call_margin_ms", sql.call_margin_ms, 0, 60_000),
+            (
+                "hosted_sql.breaker_threshold",
+                u64::from(sql.breaker_threshold),
+                1,
+                1_000,
+            ),
+            ("hosted_sql.breaker_open_secs", sql.breaker_open_secs, 1, 3_600),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::new(
+                    setting,
+                    format!("must be between {min} and {max}"),
+                ));
+            }
+        }
         if self.dataplane.max_pin_check_bytes < 1024 {
             return Err(ConfigError::new(
                 "dataplane.max_pin_check_bytes",

@@ -66,6 +66,23 @@ impl Default for RuntimeConfig {
     }
 }
 
+impl From<&gatehouse_core::config::HostedSqlConfig> for RuntimeConfig {
+    /// The runtime as the `[hosted_sql]` settings configure it.
+    fn from(cfg: &gatehouse_core::config::HostedSqlConfig) -> Self {
+        Self {
+            pool_size: cfg.pool_size,
+            acquire_timeout: Duration::from_millis(cfg.acquire_timeout_ms),
+            idle_close_after: Duration::from_secs(cfg.idle_close_after_secs),
+            idle_in_transaction_timeout: Duration::from_millis(cfg.idle_in_transaction_timeout_ms),
+            call_margin: Duration::from_millis(cfg.call_margin_ms),
+            breaker: BreakerSettings {
+                threshold: cfg.breaker_threshold,
+                open_for: Duration::from_secs(cfg.breaker_open_secs),
+            },
+        }
+    }
+}
+
 /// How a call is made beyond its arguments.
 #[derive(Clone, Debug, Default)]
 pub struct CallOptions {
