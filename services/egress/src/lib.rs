@@ -383,6 +383,20 @@ impl Egress {
         self.guard.check_static(url)
     }
 
+    /// Full check of a non-HTTP destination (`host:port`, e.g. a PostgreSQL backend) before use:
+    /// the host, and every address its name resolves to now, as [`Egress::check_url`] checks a
+    /// URL's.
+    pub async fn check_host(&self, host: &str, port: u16) -> Result<(), EgressError> {
+        let bracketed = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        let probe =
+            Url::parse(&format!("https://{bracketed}:{port}/")).map_err(|_| EgressError::InvalidUrl)?;
+        self.check_url(&probe).await
+    }
+
     /// Full check of a URL before use: scheme, host, and every address its name resolves to now.
     /// The guarded clients check again when they connect; this gives a clear error up front.
     pub async fn check_url(&self, url: &Url) -> Result<(), EgressError> {
@@ -609,6 +623,19 @@ mod tests {
             check(&exempt, "http://127.0.0.2/"),
             Err(EgressError::DestinationNotAllowed)
         );
+    }
+
+    #[tokio::test]
+    async fn hosts_are_checked_like_urls_ipv6_bracketed_once() {
+        let strict = Egress::from_config(&config(false, false, &[])).unwrap();
+        for host in ["127.0.0.1", "::1", "[::1]"] {
+            assert_eq!(
+                strict.check_host(host, 5432).await,
+                Err(EgressError::DestinationNotAllowed),
+                "{host}"
+            );
+        }
+        assert_eq!(strict.check_host("93.184.216.34", 5432).await, Ok(()));
     }
 
     #[test]

@@ -230,9 +230,7 @@ async fn check_connection_string(state: &AppState, dsn: &str) -> ApiResult<()> {
         return Err(ApiError::invalid("dsn", "must be at most 2048 characters"));
     }
     let (host, port) = check_dsn(dsn).map_err(|e| ApiError::invalid("dsn", e.0))?;
-    let probe = url::Url::parse(&format!("https://{host}:{port}/"))
-        .map_err(|_| ApiError::invalid("dsn", "has an invalid host"))?;
-    match state.egress.check_url(&probe).await {
+    match state.egress.check_host(&host, port).await {
         Ok(()) | Err(EgressError::Unresolvable | EgressError::Timeout | EgressError::Unreachable) => Ok(()),
         Err(e) => Err(ApiError::invalid("dsn", e.to_string())),
     }

@@ -592,17 +592,11 @@ pub async fn get_org(
     Ok(HttpResponse::Ok().json(OrgDetailOut {
         org: org_out(&org),
         usage: OrgUsageOut {
-            period_start: format!(
-                "{:04}-{:02}-{:02}",
-                period_start.year(),
-                u8::from(period_start.month()),
-                period_start.day()
-            ),
+            period_start: crate::routes::usage::format_date(period_start),
             calls,
             included_calls: plan.included_calls,
             hard_limit_calls: plan.hard_limit_calls,
-            over_quota: state.cfg.billing.enforce_hard_limits
-                && plan.hard_limit_calls.is_some_and(|limit| calls >= limit),
+            over_quota: crate::routes::usage::over_quota(&state, plan.hard_limit_calls, calls),
             members,
             seats,
         },

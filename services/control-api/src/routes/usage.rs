@@ -259,8 +259,7 @@ pub async fn get_current_usage(state: web::Data<AppState>, member: OrgMember) ->
     Ok(HttpResponse::Ok().json(CurrentUsageOut {
         period_start: format_date(period_start),
         period_end: format_date(period_end),
-        over_quota: state.cfg.billing.enforce_hard_limits
-            && plan.hard_limit_calls.is_some_and(|limit| calls >= limit),
+        over_quota: over_quota(&state, plan.hard_limit_calls, calls),
         calls,
         plan: PlanOut {
             id: plan.id,
@@ -436,7 +435,14 @@ fn parse_grouping(value: &str) -> ApiResult<(Grouping, Vec<String>)> {
     Ok((grouping, names))
 }
 
-fn format_date(d: Date) -> String {
+/// Whether an org with `calls` billable calls this period is refused by its plan's hard cap on
+/// this install (`billing.enforce_hard_limits`).
+pub(crate) fn over_quota(state: &AppState, hard_limit_calls: Option<i64>, calls: i64) -> bool {
+    state.cfg.billing.enforce_hard_limits && hard_limit_calls.is_some_and(|limit| calls >= limit)
+}
+
+/// `YYYY-MM-DD`.
+pub(crate) fn format_date(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 

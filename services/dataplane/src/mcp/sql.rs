@@ -169,11 +169,7 @@ async fn check_backend_host(
     backend: BackendId,
     (host, port): &(String, u16),
 ) -> Result<(), ToolError> {
-    let refused = || ToolError::new(ErrorKind::Misconfigured, "the backend's address is not allowed");
-    let Ok(probe) = url::Url::parse(&format!("https://{}:{port}/", bracket(host))) else {
-        return Err(refused());
-    };
-    match ctx.state.egress.check_url(&probe).await {
+    match ctx.state.egress.check_host(host, *port).await {
         Ok(()) => Ok(()),
         Err(e) => {
             tracing::warn!(backend_id = %backend, error = %e, "hosted SQL backend refused by the egress guard");
@@ -183,29 +179,8 @@ async fn check_backend_host(
                 | gatehouse_egress::EgressError::Unreachable => {
                     ToolError::new(ErrorKind::Unavailable, "the backend cannot be reached")
                 }
-                _ => refused(),
+                _ => ToolError::new(ErrorKind::Misconfigured, "the backend's address is not allowed"),
             })
         }
-    }
-}
-
-/// An IPv6 literal in a URL's authority is bracketed.
-fn bracket(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv6_hosts_are_bracketed_once() {
-        assert_eq!(bracket("::1"), "[::1]");
-        assert_eq!(bracket("[::1]"), "[::1]");
-        assert_eq!(bracket("db.example"), "db.example");
     }
 }
