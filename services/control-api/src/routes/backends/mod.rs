@@ -2,19 +2,21 @@
 //! connection string of a dedicated least-privilege role (sealed, write-only), get the setup SQL
 //! for its `gatehouse` schema, test it, mark tenant-neutral reference tables, and choose which
 //! endpoints expose its tools.
+//!
+//! Marking reference tables is in [`reference_tables`], choosing an endpoint's backends in
+//! [`endpoint_backends`].
 
-use actix_web::{HttpResponse, delete, get, patch, post, put, web};
+use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use gatehouse_core::ids::{BackendId, EndpointId, OrgId, ToolId};
+use gatehouse_core::ids::{BackendId, OrgId};
 use gatehouse_core::role::Role;
 use gatehouse_core::snapshot::{backend_context_key_context, backend_dsn_context};
-use gatehouse_db::repos::backends::{self, BackendFields, BackendRow, EndpointBackend};
-use gatehouse_db::repos::endpoints;
+use gatehouse_db::repos::backends::{self, BackendFields, BackendRow};
 use gatehouse_egress::EgressError;
 use gatehouse_hosted_sql::backend::{MAX_ROWS_LIMIT, TlsMode, check_dsn};
 use gatehouse_hosted_sql::context::ContextKey;
@@ -27,6 +29,12 @@ use crate::extract::{ValidJson, ValidQuery};
 use crate::hosted;
 use crate::state::AppState;
 use crate::validate;
+
+mod endpoint_backends;
+mod reference_tables;
+
+pub use self::endpoint_backends::*;
+pub use self::reference_tables::*;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list_backends)
@@ -680,248 +688,4 @@ pub async fn setup_sql(
         .content_type("application/sql; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
         .body(script))
-}
-
-/// A relation an admin marked as tenant-neutral reference data.
-#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReferenceTable {
-    pub schema: String,
-    pub table: String,
-}
-
-/// Relations of the backend marked tenant-neutral.
-#[utoipa::path(
-    operation_id = "backends.reference_tables.list",
-    tag = "backends",
-    params(("org" = String, Path, description = "Org slug"), ("backend_id" = String, Path, format = Uuid)),
-    responses((status = 200, body = Vec<ReferenceTable>), (status = 404, body = Problem))
-)]
-#[get("/orgs/{org}/backends/{backend_id}/reference-tables")]
-pub async fn list_reference_tables(
-    state: web::Data<AppState>,
-    member: OrgMember,
-    path: web::Path<(String, BackendId)>,
-) -> ApiResult<HttpResponse> {
-    member.require(Role::Viewer)?;
-    let (_, id) = path.into_inner();
-    let mut tx = member.begin(&state).await?;
-    backends::get(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("backend"))?;
-    let tables = backends::reference_tables(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(HttpResponse::Ok().json(
-        tables
-            .iter()
-            .filter_map(|t| t.split_once('.'))
-            .map(|(schema, table)| ReferenceTable {
-                schema: schema.into(),
-                table: table.into(),
-            })
-            .collect::<Vec<_>>(),
-    ))
-}
-
-/// Mark a relation as tenant-neutral reference data (e.g. a product catalogue): tools may then
-/// read it without row-level security. Audited.
-#[utoipa::path(
-    operation_id = "backends.reference_tables.mark",
-    tag = "backends",
-    params(("org" = String, Path, description = "Org slug"), ("backend_id" = String, Path, format = Uuid)),
-    request_body = ReferenceTable,
-    responses((status = 204), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem))
-)]
-#[post("/orgs/{org}/backends/{backend_id}/reference-tables")]
-pub async fn mark_reference_table(
-    state: web::Data<AppState>,
-    member: OrgMember,
-    path: web::Path<(String, BackendId)>,
-    body: ValidJson<ReferenceTable>,
-) -> ApiResult<HttpResponse> {
-    member.require(Role::Admin)?;
-    let (_, id) = path.into_inner();
-    identifier("schema", &body.schema)?;
-    identifier("table", &body.table)?;
-    if body.schema == "gatehouse" {
-        return Err(ApiError::invalid(
-            "schema",
-            "the gatehouse schema is not reference data",
-        ));
-    }
-    let mut tx = member.begin(&state).await?;
-    backends::get_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("backend"))?;
-    if backends::mark_reference_table(&mut tx, id, &body.schema, &body.table, member.current.user.id).await? {
-        let event = changes::event(&member, "backend.reference_table_marked")
-            .target("backend", id)
-            .details(json!({"schema": body.schema, "table": body.table}));
-        changes::commit_audited(tx, &[event]).await?;
-    } else {
-        tx.commit().await?;
-    }
-    Ok(HttpResponse::NoContent().finish())
-}
-
-/// Remove the tenant-neutral mark. Approved tools reading the relation are withheld until
-/// approved again (the gate runs again).
-#[utoipa::path(
-    operation_id = "backends.reference_tables.unmark",
-    tag = "backends",
-    params(
-        ("org" = String, Path, description = "Org slug"), ("backend_id" = String, Path, format = Uuid),
-        ("schema" = String, Path), ("table" = String, Path),
-    ),
-    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem))
-)]
-#[delete("/orgs/{org}/backends/{backend_id}/reference-tables/{schema}/{table}")]
-pub async fn unmark_reference_table(
-    state: web::Data<AppState>,
-    member: OrgMember,
-    path: web::Path<(String, BackendId, String, String)>,
-) -> ApiResult<HttpResponse> {
-    member.require(Role::Admin)?;
-    let (_, id, schema, table) = path.into_inner();
-    let mut tx = member.begin(&state).await?;
-    backends::get_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("backend"))?;
-    if !backends::unmark_reference_table(&mut tx, id, &schema, &table).await? {
-        return Err(ApiError::NotFound("reference table"));
-    }
-    let withheld = backends::withhold_tools(&mut tx, id, Some(&[format!("{schema}.{table}")])).await?;
-    let event = changes::event(&member, "backend.reference_table_unmarked")
-        .target("backend", id)
-        .details(json!({"schema": schema, "table": table, "tools_withheld": withheld}));
-    changes::commit_config_change(&state, tx, &[event]).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-/// A backend combined into an endpoint.
-#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointBackendIo {
-    #[schema(value_type = String, format = Uuid)]
-    pub backend_id: BackendId,
-    /// Expose only these tools of the backend; absent (or null) exposes all its approved tools.
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub tool_ids: Option<Vec<ToolId>>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointBackendsIn {
-    /// The complete selection (replaces the current one).
-    pub backends: Vec<EndpointBackendIo>,
-}
-
-async fn endpoint_backends_out(
-    tx: &mut gatehouse_db::TenantTx,
-    endpoint: EndpointId,
-) -> ApiResult<Vec<EndpointBackendIo>> {
-    Ok(backends::endpoint_backends(tx, endpoint)
-        .await?
-        .into_iter()
-        .map(|row| EndpointBackendIo {
-            backend_id: row.backend_id,
-            tool_ids: (!row.all_tools).then_some(row.tool_ids),
-        })
-        .collect())
-}
-
-/// The backends an endpoint combines.
-#[utoipa::path(
-    operation_id = "endpoints.backends.get",
-    tag = "backends",
-    params(("org" = String, Path, description = "Org slug"), ("endpoint_id" = String, Path, format = Uuid)),
-    responses((status = 200, body = Vec<EndpointBackendIo>), (status = 404, body = Problem))
-)]
-#[get("/orgs/{org}/endpoints/{endpoint_id}/backends")]
-pub async fn get_endpoint_backends(
-    state: web::Data<AppState>,
-    member: OrgMember,
-    path: web::Path<(String, EndpointId)>,
-) -> ApiResult<HttpResponse> {
-    member.require(Role::Viewer)?;
-    let (_, endpoint) = path.into_inner();
-    let mut tx = member.begin(&state).await?;
-    endpoints::get(&mut tx, endpoint)
-        .await?
-        .ok_or(ApiError::NotFound("endpoint"))?;
-    let out = endpoint_backends_out(&mut tx, endpoint).await?;
-    tx.commit().await?;
-    Ok(HttpResponse::Ok().json(out))
-}
-
-/// Choose the backends whose approved SQL tools an endpoint exposes (`<backend slug>__<tool>`),
-/// all of them or a selection.
-#[utoipa::path(
-    operation_id = "endpoints.backends.set",
-    tag = "backends",
-    params(("org" = String, Path, description = "Org slug"), ("endpoint_id" = String, Path, format = Uuid)),
-    request_body = EndpointBackendsIn,
-    responses(
-        (status = 200, body = Vec<EndpointBackendIo>),
-        (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
-    )
-)]
-#[put("/orgs/{org}/endpoints/{endpoint_id}/backends")]
-pub async fn set_endpoint_backends(
-    state: web::Data<AppState>,
-    member: OrgMember,
-    path: web::Path<(String, EndpointId)>,
-    body: ValidJson<EndpointBackendsIn>,
-) -> ApiResult<HttpResponse> {
-    member.require(Role::Admin)?;
-    let (_, endpoint) = path.into_inner();
-    let body = body.0;
-    if body.backends.len() > 100 {
-        return Err(ApiError::invalid("backends", "must list at most 100 backends"));
-    }
-    let mut tx = member.begin(&state).await?;
-    endpoints::get(&mut tx, endpoint)
-        .await?
-        .ok_or(ApiError::NotFound("endpoint"))?;
-    let mut rows = Vec::new();
-    for (i, b) in body.backends.iter().enumerate() {
-        if body.backends[..i].iter().any(|o| o.backend_id == b.backend_id) {
-            return Err(ApiError::invalid(
-                "backends",
-                format!("{} is listed twice", b.backend_id),
-            ));
-        }
-        backends::get(&mut tx, b.backend_id).await?.ok_or_else(|| {
-            ApiError::invalid(
-                "backends",
-                format!("{} is not a backend of this org", b.backend_id),
-            )
-        })?;
-        if let Some(ids) = &b.tool_ids {
-            let of_backend: Vec<ToolId> = backends::list_tools(&mut tx, b.backend_id)
-                .await?
-                .iter()
-                .map(|t| t.id)
-                .collect();
-            if let Some(missing) = ids.iter().find(|id| !of_backend.contains(id)) {
-                return Err(ApiError::invalid(
-                    "backends",
-                    format!("{missing} is not a tool of backend {}", b.backend_id),
-                ));
-            }
-        }
-        rows.push(EndpointBackend {
-            backend_id: b.backend_id,
-            all_tools: b.tool_ids.is_none(),
-            tool_ids: b.tool_ids.clone().unwrap_or_default(),
-        });
-    }
-    backends::set_endpoint_backends(&mut tx, endpoint, &rows).await?;
-    let out = endpoint_backends_out(&mut tx, endpoint).await?;
-    let event = changes::event(&member, "endpoint.backends")
-        .target("endpoint", endpoint)
-        .details(json!({"backends": out}));
-    changes::commit_config_change(&state, tx, &[event]).await?;
-    Ok(HttpResponse::Ok().json(out))
 }
