@@ -136,6 +136,13 @@ impl From<DbError> for ApiError {
             DbError::Conflict { constraint } => ApiError::conflict("conflict", conflict_detail(&constraint)),
             // A reference to a row that is not in this org reads as "not found".
             DbError::InvalidReference { .. } => ApiError::NotFound("referenced resource"),
+            // The plan's seat limit, enforced by a trigger on every way a member is added.
+            DbError::CheckViolation { constraint } if constraint == "memberships_seats" => {
+                ApiError::conflict(
+                    "seats_exhausted",
+                    "every seat of the org's plan is taken: remove a member, or ask the operator for a plan with more seats",
+                )
+            }
             DbError::CheckViolation { constraint } => {
                 ApiError::BadRequest(format!("a value violates the constraint {constraint}"))
             }

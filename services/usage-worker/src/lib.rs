@@ -12,6 +12,7 @@ pub mod billing;
 pub mod ingest;
 pub mod pipeline;
 pub mod quota;
+pub mod retention;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -182,10 +183,23 @@ impl UsageWorker {
                 }
             },
         ));
+        let db = self.pipeline.db.clone();
+        let retention = tokio::spawn(every(
+            Duration::from_secs(cfg.usage_worker.retention_sweep_secs),
+            shutdown.clone(),
+            "retention",
+            move || {
+                let db = db.clone();
+                async move {
+                    retention::sweep_once(&db).await?;
+                    Ok(())
+                }
+            },
+        ));
         let served =
             gatehouse_http::run_until_stopped(self.server, shutdown, self.grace, self.draining).await;
         let _ = pipeline.await;
-        let _ = tokio::join!(invoices, sweep);
+        let _ = tokio::join!(invoices, sweep, retention);
         if let Some(alerts) = alerts {
             let _ = alerts.await;
         }

@@ -285,6 +285,9 @@ pub struct AuditVerification {
     pub first_broken_seq: Option<i64>,
     /// The chain head disagrees with the last entry (entries removed from the end).
     pub head_mismatch: bool,
+    /// Entries up to this sequence number were removed by the plan's retention (`audit.pruned`
+    /// entries say when); the kept chain is verified from there. 0: nothing was removed.
+    pub pruned_through_seq: i64,
 }
 
 /// Recompute the org's audit hash chain from the first entry and report whether it is intact.
@@ -305,5 +308,6 @@ pub async fn verify_audit(state: web::Data<AppState>, member: OrgMember) -> ApiR
         entries: v.entries,
         first_broken_seq: v.first_broken_seq,
         head_mismatch: v.head_mismatch,
+        pruned_through_seq: v.pruned_through_seq,
     }))
 }

@@ -18,7 +18,7 @@ use gatehouse_db::TenantTx;
 use gatehouse_db::repos::endpoints::{self, EndpointRow, EndpointServer, Exposure, Protocol};
 use gatehouse_db::repos::snapshot::exposed_tools;
 use gatehouse_db::repos::tools::{self, ToolFilter};
-use gatehouse_db::repos::{scopes, servers};
+use gatehouse_db::repos::{orgs, scopes, servers};
 
 use crate::auth::OrgMember;
 use crate::changes;
@@ -70,8 +70,9 @@ pub struct EndpointIn {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Absent: the rate limits of the org's plan (`rate_limit_defaults`; none on plans without).
     #[serde(default)]
-    pub rate_limits: RateLimits,
+    pub rate_limits: Option<RateLimits>,
     #[serde(default)]
     pub servers: Vec<EndpointServerIn>,
     /// Prefix tool names with their server's slug (`orders__get_order`). May be false only while
@@ -195,6 +196,17 @@ fn check_limit(field: &str, limit: &Limit) -> ApiResult<()> {
 
 /// Validates rate limits; `exposed` are the names tools could have at this endpoint (per-tool
 /// limits must name one of them, unless the endpoint exposes nothing yet).
+/// The org's plan's default rate limits, as stored on a new endpoint. Parsed and checked like
+/// limits a request sends, so a malformed plan value fails here loudly instead of reaching the
+/// dataplane.
+async fn plan_rate_limits(tx: &mut TenantTx) -> ApiResult<Value> {
+    let stored = orgs::plan_rate_limit_defaults(tx).await?;
+    let limits: RateLimits = serde_json::from_value(stored)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("the plan's rate_limit_defaults: {e}")))?;
+    check_rate_limits(&limits)?;
+    serde_json::to_value(&limits).map_err(|e| ApiError::Internal(e.into()))
+}
+
 pub(crate) fn check_rate_limits(limits: &RateLimits) -> ApiResult<()> {
     if let Some(l) = &limits.per_org {
         check_limit("rate_limits.per_org", l)?;
@@ -423,13 +435,18 @@ pub async fn create_endpoint(
     validate::endpoint_slug("slug", &body.slug)?;
     let name = validate::name("name", &body.name)?;
     let description = validate::description("description", &body.description)?;
-    check_rate_limits(&body.rate_limits)?;
+    if let Some(limits) = &body.rate_limits {
+        check_rate_limits(limits)?;
+    }
     let protocol = Protocol {
         extra_methods: checked_extra_methods(&body.extra_methods)?,
         publish_scopes: body.publish_scopes,
     };
-    let limits = serde_json::to_value(&body.rate_limits).map_err(|e| ApiError::Internal(e.into()))?;
     let mut tx = member.begin(&state).await?;
+    let limits = match &body.rate_limits {
+        Some(limits) => serde_json::to_value(limits).map_err(|e| ApiError::Internal(e.into()))?,
+        None => plan_rate_limits(&mut tx).await?,
+    };
     let selection = checked_selection(&mut tx, &body.servers).await?;
     let exposure = checked_exposure(
         &mut tx,

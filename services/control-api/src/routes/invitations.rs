@@ -95,7 +95,7 @@ fn token_org(token: &str) -> Option<OrgId> {
         (status = 400, description = "Invalid input", body = Problem),
         (status = 403, description = "Role too low", body = Problem),
         (status = 404, description = "No such org, or not a member", body = Problem),
-        (status = 409, description = "Already a member", body = Problem),
+        (status = 409, description = "Already a member, or no free seat on the org's plan (`seats_exhausted`)", body = Problem),
         (status = 429, description = "Too many invitations", body = Problem),
     )
 )]
@@ -126,6 +126,12 @@ async fn create_invitation(
         return Err(ApiError::conflict(
             "already_member",
             "this address is already a member of the org",
+        ));
+    }
+    if memberships::seats(&mut tx).await?.full_for_invitation() {
+        return Err(ApiError::conflict(
+            "seats_exhausted",
+            "every seat of the org's plan is taken or promised to a pending invitation: remove a member or revoke an invitation, or ask the operator for a plan with more seats",
         ));
     }
     let token = new_token(member.org.id);
@@ -225,7 +231,7 @@ async fn revoke_invitation(
         (status = 401, description = "Not signed in", body = Problem),
         (status = 403, description = "The invitation is for another address", body = Problem),
         (status = 404, description = "Invalid, expired, revoked or used invitation", body = Problem),
-        (status = 409, description = "Already a member", body = Problem),
+        (status = 409, description = "Already a member, or no free seat on the org's plan (`seats_exhausted`)", body = Problem),
     )
 )]
 #[post("/invitations/accept")]

@@ -9,6 +9,7 @@ mod helpers;
 mod oauth;
 mod operator;
 mod org_roles;
+mod plan_terms;
 mod route_table;
 mod servers;
 mod smoke;

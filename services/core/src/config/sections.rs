@@ -77,6 +77,7 @@ pub struct UsageWorkerConfig {
     pub lateness_secs: u64,
     pub invoice_interval_secs: u64,
     pub quota_sweep_secs: u64,
+    pub retention_sweep_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -298,6 +298,10 @@ impl Config {
                 "usage_worker.quota_sweep_secs",
                 self.usage_worker.quota_sweep_secs,
             ),
+            (
+                "usage_worker.retention_sweep_secs",
+                self.usage_worker.retention_sweep_secs,
+            ),
         ] {
             if secs == 0 {
                 return Err(ConfigError::new(setting, "must be at least 1"));

@@ -469,16 +469,32 @@ pub struct ChainVerification {
     pub first_broken_seq: Option<i64>,
     /// The chain head disagrees with the last entry (entries deleted from the tail).
     pub head_mismatch: bool,
+    /// Entries up to this sequence number were removed by the plan's retention (0: none); the
+    /// kept chain is verified from the hash the last removed entry had.
+    pub pruned_through_seq: i64,
 }
 
-/// Recomputes the org's whole chain from genesis.
+/// The head of the org's chain: (last seq, its hash, pruned through seq, the hash it had).
+type ChainHead = (i64, Vec<u8>, i64, Option<Vec<u8>>);
+
+/// Recomputes the org's whole chain: from genesis, or from where retention pruning left it.
 pub async fn verify_chain(tx: &mut TenantTx) -> DbResult<ChainVerification> {
     let org = tx.org_id().to_string();
-    let mut prev = GENESIS_HASH.to_vec();
-    let mut expected_seq = 1i64;
+    let head: Option<ChainHead> = sqlx::query_as(
+        "SELECT seq, entry_hash, pruned_through_seq, pruned_through_hash FROM audit_chain_heads WHERE org_id = $1",
+    )
+    .bind(tx.org_id())
+    .fetch_optional(tx.conn())
+    .await?;
+    let (pruned_through_seq, anchor) = match &head {
+        Some((_, _, through, Some(hash))) if *through > 0 => (*through, hash.clone()),
+        _ => (0, GENESIS_HASH.to_vec()),
+    };
+    let mut prev = anchor;
+    let mut expected_seq = pruned_through_seq + 1;
     let mut entries = 0i64;
     let mut first_broken = None;
-    let mut after = 0i64;
+    let mut after = pruned_through_seq;
     loop {
         let page = list(
             tx,
@@ -505,18 +521,50 @@ pub async fn verify_chain(tx: &mut TenantTx) -> DbResult<ChainVerification> {
             after = record.seq;
         }
     }
-    let head: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, entry_hash FROM audit_chain_heads WHERE org_id = $1")
-            .bind(tx.org_id())
-            .fetch_optional(tx.conn())
-            .await?;
     let head_mismatch = match head {
-        Some((seq, hash)) => seq != expected_seq - 1 || hash != prev,
+        Some((seq, hash, _, _)) => seq != expected_seq - 1 || hash != prev,
         None => entries != 0,
     };
     Ok(ChainVerification {
         entries,
         first_broken_seq: first_broken,
         head_mismatch,
+        pruned_through_seq,
     })
+}
+
+/// What one retention pass removed from an org (see [`apply_retention`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Audit entries removed (the oldest, as a prefix of the chain).
+    pub audit_entries: i64,
+    /// The kept chain now starts after this sequence number.
+    pub through_seq: i64,
+    /// Raw usage events and minute rollups removed (of periods already invoiced).
+    pub usage_rows: i64,
+}
+
+/// Removes what the org's plan no longer keeps (`retention_days`): at most `max_entries` audit
+/// entries, and usage rows of invoiced periods older than the cutoff. When entries went, an
+/// `audit.pruned` entry in the org's own trail says which. Plans without retention keep everything.
+pub async fn apply_retention(tx: &mut TenantTx, max_entries: i32) -> DbResult<Pruned> {
+    let (audit_entries, through_seq, usage_rows): (i64, i64, i64) =
+        sqlx::query_as("SELECT * FROM gatehouse_apply_retention($1)")
+            .bind(max_entries)
+            .fetch_one(tx.conn())
+            .await?;
+    let pruned = Pruned {
+        audit_entries,
+        through_seq,
+        usage_rows,
+    };
+    if audit_entries > 0 {
+        let event = NewAuditEvent::control(Actor::system("retention"), "audit.pruned").details(json!({
+            "entries": audit_entries,
+            "through_seq": through_seq,
+            "reason": "the plan's retention_days",
+        }));
+        append(tx, &[event]).await?;
+    }
+    Ok(pruned)
 }

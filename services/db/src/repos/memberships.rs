@@ -84,7 +84,44 @@ pub async fn is_member_email(tx: &mut TenantTx, email: &str) -> DbResult<bool> {
     .await?)
 }
 
-/// Adds a member. A duplicate is a conflict on `memberships_pkey`.
+/// The org's seats: members, pending (unexpired, unanswered) invitations, and the cap of the
+/// org's plan (`None`: unlimited).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seats {
+    pub members: i64,
+    pub pending_invitations: i64,
+    pub cap: Option<i32>,
+}
+
+impl Seats {
+    /// Whether one more invitation would promise a seat the plan does not have.
+    pub fn full_for_invitation(&self) -> bool {
+        self.cap
+            .is_some_and(|cap| self.members + self.pending_invitations >= i64::from(cap))
+    }
+}
+
+/// Counts the org's seats (see [`Seats`]).
+pub async fn seats(tx: &mut TenantTx) -> DbResult<Seats> {
+    let org_id = tx.org_id();
+    let (members, pending_invitations, cap): (i64, i64, Option<i32>) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM memberships WHERE org_id = $1),
+                (SELECT count(*) FROM invitations
+                  WHERE org_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()),
+                (SELECT p.seats FROM orgs o JOIN plans p ON p.id = o.plan_id WHERE o.id = $1)",
+    )
+    .bind(org_id)
+    .fetch_one(tx.conn())
+    .await?;
+    Ok(Seats {
+        members,
+        pending_invitations,
+        cap,
+    })
+}
+
+/// Adds a member. A duplicate is a conflict on `memberships_pkey`; when every seat of the org's
+/// plan is taken, a check violation on `memberships_seats` (a trigger enforces the cap).
 pub async fn add(tx: &mut TenantTx, user: UserId, role: Role) -> DbResult<()> {
     let org_id = tx.org_id();
     sqlx::query("INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)")

@@ -226,6 +226,18 @@ pub async fn find_admin_by_slug(tx: &mut GlobalTx, slug: &str) -> DbResult<Optio
     .await?)
 }
 
+/// The rate limits (JSON, the endpoint `rate_limits` shape without per-tool limits) that the org's
+/// plan gives endpoints created without limits of their own.
+pub async fn plan_rate_limit_defaults(tx: &mut TenantTx) -> DbResult<serde_json::Value> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_scalar(
+        "SELECT p.rate_limit_defaults FROM orgs o JOIN plans p ON p.id = o.plan_id WHERE o.id = $1",
+    )
+    .bind(org_id)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
 /// Moves the org of this transaction onto `plan_id` (which must exist).
 pub async fn set_plan(tx: &mut TenantTx, plan_id: &str) -> DbResult<OrgAdminRow> {
     let org_id = tx.org_id();

@@ -137,3 +137,13 @@ pub async fn orgs_on(tx: &mut GlobalTx, plan: &str) -> DbResult<Vec<gatehouse_co
             .await?,
     )
 }
+
+/// The ids of the orgs whose plan sets a retention (`retention_days`), for the retention sweep.
+pub async fn orgs_with_retention(tx: &mut GlobalTx) -> DbResult<Vec<gatehouse_core::ids::OrgId>> {
+    Ok(sqlx::query_scalar(
+        "SELECT o.id FROM orgs o JOIN plans p ON p.id = o.plan_id
+          WHERE p.retention_days IS NOT NULL ORDER BY o.id",
+    )
+    .fetch_all(tx.conn())
+    .await?)
+}

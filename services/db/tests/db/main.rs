@@ -4,4 +4,5 @@
 mod audit_chain;
 mod catalog;
 mod isolation;
+mod retention;
 mod seed;

@@ -8,5 +8,6 @@ mod drift;
 mod helpers;
 mod quota;
 mod replay;
+mod retention;
 mod service;
 mod tokens;
