@@ -83,12 +83,34 @@ pub fn challenge(metadata_url: &str, endpoint: &EndpointState, error: Option<&st
     value
 }
 
-/// The `WWW-Authenticate` value for a token that lacks `scopes`.
-pub fn insufficient_scope(metadata_url: &str, scopes: &[String], description: &str) -> String {
-    format!(
-        "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\", error_description=\"{}\"",
-        quote(&scopes.join(" ")),
+/// The `WWW-Authenticate` value for a token that lacks `scopes`. Like [`challenge`], it names
+/// only those of `scopes` a caller can start with ([`EndpointState::scopes_published`]): a step-up
+/// challenge never tells a caller the name of a scope its role could not be granted (unless the
+/// endpoint publishes its scopes). With none to name, the challenge carries no `scope`.
+pub fn insufficient_scope(
+    metadata_url: &str,
+    endpoint: &EndpointState,
+    scopes: &[String],
+    description: &str,
+) -> String {
+    let named = nameable(endpoint, scopes);
+    let mut value = String::from("Bearer error=\"insufficient_scope\", ");
+    if !named.is_empty() {
+        value.push_str(&format!("scope=\"{}\", ", quote(&named.join(" "))));
+    }
+    value.push_str(&format!(
+        "resource_metadata=\"{}\", error_description=\"{}\"",
         quote(metadata_url),
         quote(description)
-    )
+    ));
+    value
+}
+
+/// Those of `scopes` that may be named to any caller of the endpoint.
+pub fn nameable<'a>(endpoint: &EndpointState, scopes: &'a [String]) -> Vec<&'a str> {
+    scopes
+        .iter()
+        .filter(|s| endpoint.scopes_published.contains(s))
+        .map(String::as_str)
+        .collect()
 }

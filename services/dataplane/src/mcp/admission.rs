@@ -376,6 +376,7 @@ pub(super) async fn establish(
                 "www-authenticate",
                 resource::insufficient_scope(
                     &ctx.metadata_url,
+                    &ctx.endpoint,
                     &ctx.endpoint.scopes_supported,
                     "the token grants nothing at this endpoint",
                 ),

@@ -175,14 +175,28 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
                         bytes_in,
                     )
                     .finish(CallOutcome::Denied, None);
+                    let required = std::slice::from_ref(&scope);
+                    // The scope is named only if any caller may know it (see `nameable`).
+                    let (description, message) = if resource::nameable(&ctx.endpoint, required).is_empty() {
+                        (
+                            format!("{method} requires a scope this token lacks"),
+                            "Forbidden: insufficient scope".to_owned(),
+                        )
+                    } else {
+                        (
+                            format!("{method} requires scope {scope}"),
+                            format!("Forbidden: insufficient scope ({scope} required)"),
+                        )
+                    };
                     Answer::Http(
                         HttpResponse::Forbidden()
                             .insert_header((
                                 "www-authenticate",
                                 resource::insufficient_scope(
                                     &ctx.metadata_url,
-                                    std::slice::from_ref(&scope),
-                                    &format!("{method} requires scope {scope}"),
+                                    &ctx.endpoint,
+                                    required,
+                                    &description,
                                 ),
                             ))
                             .content_type("application/json")
@@ -190,7 +204,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
                                 serde_json::to_vec(&jsonrpc::error_body(
                                     Some(&id),
                                     jsonrpc::INVALID_REQUEST,
-                                    &format!("Forbidden: insufficient scope ({scope} required)"),
+                                    &message,
                                     None,
                                 ))
                                 .expect("json"),

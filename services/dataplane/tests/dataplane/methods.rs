@@ -351,9 +351,9 @@ async fn mcp_param_headers_pass_only_as_declared_and_never_over_a_credential() {
     }
 }
 
-/// The 401 challenge and the protected-resource metadata name only the scopes any member can be
-/// granted (minimum role viewer), not every scope of the endpoint; an endpoint configured to
-/// publish them names them all.
+/// The 401 challenge, the 403 step-up challenge and the protected-resource metadata name only the
+/// scopes any member can be granted (minimum role viewer), not every scope of the endpoint; an
+/// endpoint configured to publish them names them all.
 #[tokio::test]
 async fn challenges_and_metadata_name_only_the_scopes_to_start_with() {
     let mut world = World::start(
@@ -376,9 +376,13 @@ async fn challenges_and_metadata_name_only_the_scopes_to_start_with() {
         world.dataplane.url, world.org.slug
     );
     let url = world.url();
+    // A valid token whose scopes grant nothing here gets a 403 step-up challenge: it too names
+    // only the scopes to start with.
+    let useless = world.token("u1", "other:scope");
     let check = |published: &[&str]| {
         let metadata_url = metadata_url.clone();
         let url = url.clone();
+        let useless = useless.clone();
         let published: Vec<String> = published.iter().map(|s| (*s).to_owned()).collect();
         async move {
             let http = reqwest::Client::new();
@@ -395,13 +399,21 @@ async fn challenges_and_metadata_name_only_the_scopes_to_start_with() {
             let answer = anonymous.call(1, "tools/list", json!({})).await;
             assert_eq!(answer.status, 401);
             let challenge = answer.headers["www-authenticate"].to_str().unwrap().to_owned();
-            if published.is_empty() {
-                assert!(!challenge.contains("scope="), "{challenge}");
-            } else {
-                assert!(
-                    challenge.contains(&format!("scope=\"{}\"", published.join(" "))),
-                    "{challenge}"
-                );
+            let refused = RawClient::new(&url, Some(useless), "2025-11-25")
+                .call(1, "tools/list", json!({}))
+                .await;
+            assert_eq!(refused.status, 403);
+            let step_up = refused.headers["www-authenticate"].to_str().unwrap().to_owned();
+            assert!(step_up.contains("error=\"insufficient_scope\""), "{step_up}");
+            for challenge in [&challenge, &step_up] {
+                if published.is_empty() {
+                    assert!(!challenge.contains("scope="), "{challenge}");
+                } else {
+                    assert!(
+                        challenge.contains(&format!("scope=\"{}\"", published.join(" "))),
+                        "{challenge}"
+                    );
+                }
             }
         }
     };
