@@ -170,8 +170,8 @@ impl Config {
     /// configuration with the control API, so that it holds only `secrets.dataplane_secret`.
     pub fn for_dataplane(&self) -> Config {
         let mut cfg = self.clone();
-        cfg.secrets.encryption_keys = secrecy::SecretString::from("");
-        cfg.secrets.signing_secret = secrecy::SecretString::from("");
+        cfg.secrets.encryption_keys = secrecy::SecretString::from(String::new());
+        cfg.secrets.signing_secret = secrecy::SecretString::from(String::new());
         cfg
     }
 
@@ -343,6 +343,7 @@ mod tests {
             let err = cfg.validate(Component::ControlApi).unwrap_err();
             assert_eq!(err.setting, "control_api.internal_listen", "{err}");
             jail.set_env("GATEHOUSE_CONTROL_API__INTERNAL_LISTEN", "10.0.0.5:8090");
+            dataplane_env(jail);
             jail.set_env("GATEHOUSE_DATAPLANE__INTERNAL_LISTEN", "127.0.0.1:8081");
             let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
             let err = cfg.validate(Component::Dataplane).unwrap_err();
@@ -369,7 +370,7 @@ mod tests {
             ),
         ] {
             Jail::expect_with(|jail| {
-                valid_env(jail);
+                dataplane_env(jail);
                 jail.set_env(format!("GATEHOUSE_DATAPLANE__{var}"), value);
                 let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
                 let err = cfg.validate(Component::Dataplane).unwrap_err();
@@ -392,7 +393,7 @@ mod tests {
             ("BREAKER_OPEN_SECS", "0"),
         ] {
             Jail::expect_with(|jail| {
-                valid_env(jail);
+                dataplane_env(jail);
                 jail.set_env(format!("GATEHOUSE_HOSTED_SQL__{var}"), value);
                 let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
                 let err = cfg.validate(Component::Dataplane).unwrap_err();
