@@ -236,6 +236,10 @@ fn interpolate(value: &str) -> String {
             "GATEHOUSE_SIGNING_SECRET",
             "c2lnbmluZy1zZWNyZXQtZm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZw==",
         ),
+        (
+            "GATEHOUSE_DATAPLANE_SECRET",
+            "ZGF0YXBsYW5lLXNlY3JldC1mb3ItdGVzdHMtb25seS0zMi1ieXRlcy1sb25n",
+        ),
     ]);
     let mut out = String::new();
     let mut rest = value;
