@@ -364,7 +364,11 @@ mod tests {
         assert_ne!(keys.cookie, keys.oauth_state);
         assert!(DerivedKeys::derive("c2hvcnQ=").unwrap_err().contains("32 bytes"));
         let dataplane = DataplaneKeys::derive(&generate_signing_secret_b64()).unwrap();
-        assert!(DataplaneKeys::derive("c2hvcnQ=").unwrap_err().contains("32 bytes"));
+        assert!(
+            DataplaneKeys::derive("c2hvcnQ=")
+                .unwrap_err()
+                .contains("32 bytes")
+        );
         assert!(!format!("{dataplane:?}").contains(&dataplane.internal_token));
         assert_ne!(
             URL_SAFE_NO_PAD.encode(dataplane.mcp_session),
@@ -390,8 +394,14 @@ mod tests {
         let at_rest = platform.seal(b"token", "ctx");
         let in_snapshot = dataplane.snapshot.seal(b"token", "ctx");
         assert_eq!(dataplane.snapshot.open(&in_snapshot, "ctx").unwrap(), b"token");
-        assert!(matches!(dataplane.snapshot.open(&at_rest, "ctx"), Err(SealError::UnknownKey(_))));
-        assert!(matches!(platform.open(&in_snapshot, "ctx"), Err(SealError::UnknownKey(_))));
+        assert!(matches!(
+            dataplane.snapshot.open(&at_rest, "ctx"),
+            Err(SealError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            platform.open(&in_snapshot, "ctx"),
+            Err(SealError::UnknownKey(_))
+        ));
         // Another dataplane secret: same kind of key id, different key.
         let other = DataplaneKeys::derive(&generate_signing_secret_b64()).unwrap();
         assert!(other.snapshot.open(&in_snapshot, "ctx").is_err());

@@ -472,8 +472,11 @@ mod tests {
     #[test]
     fn resealed_values_open_only_with_the_snapshot_key_and_their_own_context() {
         let platform = Keyring::parse(&format!("k1={}", generate_key_b64())).unwrap();
-        let snapshot = DataplaneKeys::derive(&generate_signing_secret_b64()).unwrap().snapshot;
-        let (org, server, broken, backend) = (OrgId::new(), ServerId::new(), ServerId::new(), BackendId::new());
+        let snapshot = DataplaneKeys::derive(&generate_signing_secret_b64())
+            .unwrap()
+            .snapshot;
+        let (org, server, broken, backend) =
+            (OrgId::new(), ServerId::new(), ServerId::new(), BackendId::new());
         let server_snapshot = |id: ServerId, token: Sealed| ServerSnapshot {
             id,
             slug: "s".into(),
@@ -491,9 +494,15 @@ mod tests {
             suspended: false,
             endpoints: vec![],
             servers: vec![
-                server_snapshot(server, Sealed(platform.seal(b"upstream-token", &server_credential_context(org, server)))),
+                server_snapshot(
+                    server,
+                    Sealed(platform.seal(b"upstream-token", &server_credential_context(org, server))),
+                ),
                 // Sealed for another org: it must not become usable by being re-sealed.
-                server_snapshot(broken, Sealed(platform.seal(b"x", &server_credential_context(OrgId::new(), broken)))),
+                server_snapshot(
+                    broken,
+                    Sealed(platform.seal(b"x", &server_credential_context(OrgId::new(), broken))),
+                ),
             ],
             backends: vec![BackendSnapshot {
                 id: backend,
@@ -522,25 +531,45 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let context = server_credential_context(org, server);
-        assert_eq!(snapshot.open(&token(&snap, 0), &context).unwrap(), b"upstream-token");
-        assert!(matches!(platform.open(&token(&snap, 0), &context), Err(SealError::UnknownKey(_))));
-        assert!(matches!(snapshot.open(&token(&at_rest, 0), &context), Err(SealError::UnknownKey(_))));
+        assert_eq!(
+            snapshot.open(&token(&snap, 0), &context).unwrap(),
+            b"upstream-token"
+        );
+        assert!(matches!(
+            platform.open(&token(&snap, 0), &context),
+            Err(SealError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            snapshot.open(&token(&at_rest, 0), &context),
+            Err(SealError::UnknownKey(_))
+        ));
         // Bound to its server: moved to the other server's slot it does not open.
         assert_eq!(
             snapshot.open(&token(&snap, 0), &server_credential_context(org, broken)),
             Err(SealError::Inauthentic)
         );
-        assert_eq!(snapshot.open(&token(&snap, 1), &server_credential_context(org, broken)), Err(SealError::Malformed));
+        assert_eq!(
+            snapshot.open(&token(&snap, 1), &server_credential_context(org, broken)),
+            Err(SealError::Malformed)
+        );
         let b = &snap.backends[0];
         assert_eq!(
-            snapshot.open(&b.dsn.0, &backend_dsn_context(org, backend)).unwrap(),
+            snapshot
+                .open(&b.dsn.0, &backend_dsn_context(org, backend))
+                .unwrap(),
             b"postgres://tool@db/x"
         );
         assert_eq!(
-            snapshot.open(&b.context_key.0, &backend_context_key_context(org, backend)).unwrap(),
+            snapshot
+                .open(&b.context_key.0, &backend_context_key_context(org, backend))
+                .unwrap(),
             [7; 32]
         );
-        assert!(platform.open(&b.dsn.0, &backend_dsn_context(org, backend)).is_err());
+        assert!(
+            platform
+                .open(&b.dsn.0, &backend_dsn_context(org, backend))
+                .is_err()
+        );
     }
 
     #[test]

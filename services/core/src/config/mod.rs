@@ -229,11 +229,7 @@ mod tests {
         Jail::expect_with(|jail| {
             valid_env(jail);
             let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
-            for c in [
-                Component::ControlApi,
-                Component::UsageWorker,
-                Component::AllInOne,
-            ] {
+            for c in [Component::ControlApi, Component::UsageWorker, Component::AllInOne] {
                 cfg.validate(c).map_err(|e| e.to_string())?;
             }
             cfg.for_dataplane()

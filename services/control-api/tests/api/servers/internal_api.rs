@@ -27,8 +27,7 @@ async fn snapshot_credentials_are_sealed_for_the_dataplane_only() {
     )
     .await;
     assert_eq!(status, 201, "{created}");
-    let server_id: gatehouse_core::ids::ServerId =
-        created["server"]["id"].as_str().unwrap().parse().unwrap();
+    let server_id: gatehouse_core::ids::ServerId = created["server"]["id"].as_str().unwrap().parse().unwrap();
     let context = server_credential_context(org_id, server_id);
     let platform = app.keyring();
     let dataplane = app.cfg.dataplane_keys().unwrap().snapshot;
@@ -38,8 +37,14 @@ async fn snapshot_credentials_are_sealed_for_the_dataplane_only() {
     let UpstreamAuth::Bearer { token: in_snapshot } = &server.auth else {
         panic!("a bearer credential: {:?}", server.auth)
     };
-    assert_eq!(dataplane.open(&in_snapshot.0, &context).unwrap(), b"stored-secret");
-    assert!(matches!(platform.open(&in_snapshot.0, &context), Err(SealError::UnknownKey(_))));
+    assert_eq!(
+        dataplane.open(&in_snapshot.0, &context).unwrap(),
+        b"stored-secret"
+    );
+    assert!(matches!(
+        platform.open(&in_snapshot.0, &context),
+        Err(SealError::UnknownKey(_))
+    ));
 
     let mut admin = app.db.admin().await;
     let (at_rest,): (Vec<u8>,) = sqlx::query_as("SELECT credential_enc FROM domain_servers WHERE id = $1")
@@ -48,7 +53,10 @@ async fn snapshot_credentials_are_sealed_for_the_dataplane_only() {
         .await
         .unwrap();
     assert_eq!(platform.open(&at_rest, &context).unwrap(), b"stored-secret");
-    assert!(matches!(dataplane.open(&at_rest, &context), Err(SealError::UnknownKey(_))));
+    assert!(matches!(
+        dataplane.open(&at_rest, &context),
+        Err(SealError::UnknownKey(_))
+    ));
     assert_ne!(at_rest, in_snapshot.0);
 }
 
@@ -66,9 +74,12 @@ async fn what_a_dataplane_holds_forges_no_console_session_or_csrf_token() {
             .json(&json!({"slug": slug, "name": slug}))
     };
     // CSRF tokens for a (stolen) session cookie, computed with every key a dataplane derives.
-    for (n, key) in [keys.mcp_session.to_vec(), keys.internal_token.clone().into_bytes()]
-        .into_iter()
-        .enumerate()
+    for (n, key) in [
+        keys.mcp_session.to_vec(),
+        keys.internal_token.clone().into_bytes(),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let forged = create(csrf_token(&key, &session_token), &format!("forged-{n}"))
             .send()
@@ -76,7 +87,10 @@ async fn what_a_dataplane_holds_forges_no_console_session_or_csrf_token() {
             .unwrap();
         assert_eq!(forged.status(), 403, "CSRF token from dataplane key {n}");
     }
-    let raw = create(keys.internal_token.clone(), "forged-raw").send().await.unwrap();
+    let raw = create(keys.internal_token.clone(), "forged-raw")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(raw.status(), 403);
     // The real token (from the platform's signing secret) works: the refusals above are about
     // the key.
