@@ -500,9 +500,14 @@ def main():
             wait_for("the fixture", lambda: socket.create_connection(
                 ("127.0.0.1", fixture_port), timeout=1).close() is None, 30)
 
-        secrets = {
+        # The platform's keys go to the control API only; the dataplanes hold the dataplane
+        # secret alone (they refuse to start with the platform's keys).
+        platform_secrets = {
             "GATEHOUSE_SECRETS__ENCRYPTION_KEYS": "chaos-1=" + base64.b64encode(os.urandom(32)).decode(),
             "GATEHOUSE_SECRETS__SIGNING_SECRET": base64.b64encode(os.urandom(48)).decode(),
+        }
+        dataplane_secret = {
+            "GATEHOUSE_SECRETS__DATAPLANE_SECRET": base64.b64encode(os.urandom(48)).decode(),
         }
         api_port, dp_ports, worker_port = free_port(), [free_port(), free_port()], free_port()
         api_url = f"http://127.0.0.1:{api_port}"
@@ -514,7 +519,7 @@ def main():
         # Migrations, the services' role and the demo user, org and endpoint: `gatehouse up`
         # against the private cluster, stopped once it serves.
         up_dir = os.path.join(root, "up")
-        env = clean_env() | secrets | {
+        env = clean_env() | platform_secrets | dataplane_secret | {
             "DATABASE_URL": pg.url(),
             "GATEHOUSE_LOCAL__DATA_DIR": up_dir,
             "GATEHOUSE_CONTROL_API__LISTEN": f"127.0.0.1:{free_port()}",
@@ -535,7 +540,7 @@ def main():
         with open(os.path.join(up_dir, "service-password")) as f:
             service_url = pg.url("gatehouse_svc", f.read().strip())
 
-        common = clean_env() | secrets | {
+        common = clean_env() | {
             "GATEHOUSE_MODE": "local",
             "GATEHOUSE_DATABASE__URL": service_url,
             "GATEHOUSE_REDIS__URL": redis.url(),
@@ -549,11 +554,12 @@ def main():
             "GATEHOUSE_SHUTDOWN__GRACE_PERIOD_SECS": "5",
         }
         control = Service("control-api", [args.gatehouse, "control-api"],
-                          common | {"GATEHOUSE_CONTROL_API__LISTEN": f"127.0.0.1:{api_port}",
+                          common | platform_secrets | dataplane_secret |
+                          {"GATEHOUSE_CONTROL_API__LISTEN": f"127.0.0.1:{api_port}",
                                      "GATEHOUSE_CONTROL_API__INTERNAL_LISTEN":
                                          f"127.0.0.1:{api_internal_port}"},
                           root, api_port)
-        dataplanes = [Service(f"dataplane-{n + 1}", [args.gatehouse, "dataplane"], common | {
+        dataplanes = [Service(f"dataplane-{n + 1}", [args.gatehouse, "dataplane"], common | dataplane_secret | {
             "GATEHOUSE_DATAPLANE__LISTEN": f"127.0.0.1:{port}",
             "GATEHOUSE_DATAPLANE__INTERNAL_LISTEN": f"127.0.0.1:{dp_internal_ports[n]}",
             "GATEHOUSE_DATAPLANE__SPOOL_DIR": os.path.join(root, f"dataplane-{n + 1}-spool"),

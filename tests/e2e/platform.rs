@@ -78,6 +78,7 @@ impl Platform {
                 format!("test-1={}", generate_key_b64()),
             ),
             ("secrets.signing_secret".into(), generate_signing_secret_b64()),
+            ("secrets.dataplane_secret".into(), generate_signing_secret_b64()),
             ("shutdown.grace_period_secs".into(), "2".into()),
             // Scheduled syncs would re-list the tests' hand-made servers; tests that want them ask.
             ("control_api.resync_interval_secs".into(), "0".into()),
@@ -118,8 +119,14 @@ impl Platform {
             rate_limiter: gatehouse_events::RateLimiter::local(),
         })
         .expect("build control API");
+        // The dataplane holds only its own secret, as a dataplane process does: every e2e call
+        // through it proves that snapshots carry what it can open.
+        let dataplane_cfg = cfg.for_dataplane();
+        dataplane_cfg
+            .validate(gatehouse_core::config::Component::Dataplane)
+            .expect("a dataplane configuration");
         let dp = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
-            cfg: cfg.clone(),
+            cfg: Arc::new(dataplane_cfg),
             notifier: notifier.clone(),
             events: bus.publisher.clone(),
             limiter: bus.limiter.clone(),

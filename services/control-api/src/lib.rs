@@ -70,6 +70,7 @@ impl ControlApi {
         let state = AppState {
             keyring: Arc::new(cfg.keyring()?),
             keys: Arc::new(cfg.derived_keys()?),
+            dataplane: Arc::new(cfg.dataplane_keys()?),
             cfg: cfg.clone(),
             db: deps.db.clone(),
             notifier: deps.notifier.clone(),

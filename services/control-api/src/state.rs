@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use gatehouse_core::Config;
-use gatehouse_core::secrets::{DerivedKeys, Keyring};
+use gatehouse_core::secrets::{DataplaneKeys, DerivedKeys, Keyring};
 use gatehouse_db::Db;
 use gatehouse_egress::Egress;
 use gatehouse_events::{ChangeNotifier, RateLimiter};
@@ -20,6 +20,9 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// Keys derived once from the signing secret.
     pub keys: Arc<DerivedKeys>,
+    /// Keys derived once from the dataplane secret: the internal token dataplanes present and
+    /// the key that seals the credentials in their snapshots.
+    pub dataplane: Arc<DataplaneKeys>,
     /// Announces configuration changes to dataplanes.
     pub notifier: ChangeNotifier,
     /// The SSRF guard: the only way to fetch a URL a tenant supplied.

@@ -1,5 +1,12 @@
 //! Secrets: sealing credentials at rest (AES-256-GCM with a key id, for rotation), keys derived
-//! once from the signing secret (HKDF-SHA256), random tokens and their hashes.
+//! once (HKDF-SHA256) from the platform's signing secret and from the dataplane secret, random
+//! tokens and their hashes.
+//!
+//! Two separate roots, so that a dataplane holds only what it needs:
+//! - the platform keys (`secrets.encryption_keys`, `secrets.signing_secret`): credentials at rest
+//!   in the platform database, console cookies and CSRF tokens, OAuth state. Control API only.
+//! - `secrets.dataplane_secret` ([`DataplaneKeys`]): MCP session ids, the internal-API token, and
+//!   the key that seals the credentials inside configuration snapshots. Control API and dataplane.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -146,6 +153,17 @@ impl Keyring {
             .map_err(|_| SealError::Inauthentic)
     }
 
+    /// A keyring of one key, for keys derived from a secret rather than configured. `kid` should
+    /// name the key's origin so that a value sealed under another secret fails with a clear
+    /// [`SealError::UnknownKey`].
+    pub fn single(kid: &str, key: &[u8; 32]) -> Self {
+        let cipher = Aes256Gcm::new_from_slice(key).expect("32-byte key");
+        Self {
+            active: kid.to_owned(),
+            keys: HashMap::from([(kid.to_owned(), cipher)]),
+        }
+    }
+
     /// The key id a sealed value was sealed with (to find values that need re-sealing).
     pub fn key_id_of(sealed: &[u8]) -> Option<&str> {
         let kid_len = *sealed.get(1)? as usize;
@@ -154,17 +172,13 @@ impl Keyring {
 }
 
 /// Keys derived once at start from `secrets.signing_secret` with HKDF-SHA256, one per purpose, so
-/// that no request pays for key stretching and no two purposes share a key.
+/// that no request pays for key stretching and no two purposes share a key. Held by the control
+/// API only: a dataplane never has them.
 #[derive(Clone)]
 pub struct DerivedKeys {
-    /// Signs console session cookies and CSRF tokens.
+    /// Signs console CSRF tokens (bound to the session cookie).
     pub cookie: [u8; 32],
-    /// Encrypts MCP session ids (AES-256-GCM), so that any dataplane replica can read them.
-    pub mcp_session: [u8; 32],
-    /// Authenticates the dataplane to the control API's internal endpoints.
-    pub internal_token: String,
-    /// Signs caller assertions sent to upstreams that ask for them (HMAC is not used there; this
-    /// seeds nothing else). Kept separate for rotation.
+    /// Authenticates the state of an OAuth authorization in progress (login and consent forms).
     pub oauth_state: [u8; 32],
 }
 
@@ -176,30 +190,68 @@ impl fmt::Debug for DerivedKeys {
 
 impl DerivedKeys {
     pub fn derive(signing_secret_b64: &str) -> Result<Self, String> {
-        if signing_secret_b64.is_empty() {
-            return Err(
-                "is required: at least 32 random bytes, base64 (generate with `openssl rand -base64 48`)"
-                    .to_owned(),
-            );
-        }
-        let secret = STANDARD
-            .decode(signing_secret_b64.trim())
-            .map_err(|_| "is not valid base64".to_owned())?;
-        if secret.len() < 32 {
-            return Err(format!(
-                "must decode to at least 32 bytes (it has {})",
-                secret.len()
-            ));
-        }
-        let prk = hkdf_extract(b"gatehouse/v1", &secret);
-        let internal = hkdf_expand(&prk, b"internal-api-token");
+        let prk = hkdf_extract(b"gatehouse/v1", &decode_secret(signing_secret_b64)?);
         Ok(Self {
             cookie: hkdf_expand(&prk, b"console-cookies"),
-            mcp_session: hkdf_expand(&prk, b"mcp-session-ids"),
-            internal_token: URL_SAFE_NO_PAD.encode(internal),
             oauth_state: hkdf_expand(&prk, b"oauth-state"),
         })
     }
+}
+
+/// Keys derived once at start from `secrets.dataplane_secret`, one per purpose: everything a
+/// dataplane holds. The control API derives the same keys to authenticate dataplanes and to seal
+/// the credentials it hands them.
+#[derive(Clone)]
+pub struct DataplaneKeys {
+    /// Encrypts MCP session ids (AES-256-GCM), so that any dataplane replica can read them; also
+    /// the root of the caller-assertion key and of the HTTP+SSE reply-route key.
+    pub mcp_session: [u8; 32],
+    /// Authenticates the dataplane to the control API's internal endpoints.
+    pub internal_token: String,
+    /// Seals the credentials inside configuration snapshots (upstream credentials, backend
+    /// connection strings and context keys), with the same contexts as at rest.
+    pub snapshot: Keyring,
+}
+
+impl fmt::Debug for DataplaneKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataplaneKeys([REDACTED])")
+    }
+}
+
+impl DataplaneKeys {
+    pub fn derive(dataplane_secret_b64: &str) -> Result<Self, String> {
+        let prk = hkdf_extract(b"gatehouse/dataplane/v1", &decode_secret(dataplane_secret_b64)?);
+        let snapshot = hkdf_expand(&prk, b"snapshot-credentials");
+        // The key id names the secret it comes from (a fingerprint, not the key), so a snapshot
+        // sealed under another dataplane secret is reported as such.
+        let kid = format!("snapshot-{}", hex::encode(&Sha256::digest(snapshot)[..4]));
+        Ok(Self {
+            mcp_session: hkdf_expand(&prk, b"mcp-session-ids"),
+            internal_token: URL_SAFE_NO_PAD.encode(hkdf_expand(&prk, b"internal-api-token")),
+            snapshot: Keyring::single(&kid, &snapshot),
+        })
+    }
+}
+
+/// Decodes a base64 secret of at least 32 bytes.
+fn decode_secret(secret_b64: &str) -> Result<Vec<u8>, String> {
+    if secret_b64.is_empty() {
+        return Err(
+            "is required: at least 32 random bytes, base64 (generate with `openssl rand -base64 48`)"
+                .to_owned(),
+        );
+    }
+    let secret = STANDARD
+        .decode(secret_b64.trim())
+        .map_err(|_| "is not valid base64".to_owned())?;
+    if secret.len() < 32 {
+        return Err(format!(
+            "must decode to at least 32 bytes (it has {})",
+            secret.len()
+        ));
+    }
+    Ok(secret)
 }
 
 fn hkdf_extract(salt: &[u8], ikm: &[u8]) -> [u8; 32] {
@@ -257,7 +309,8 @@ pub fn generate_key_b64() -> String {
     STANDARD.encode(bytes)
 }
 
-/// Generates a fresh base64 signing secret of 48 bytes.
+/// Generates a fresh base64 secret of 48 bytes (`secrets.signing_secret`,
+/// `secrets.dataplane_secret`).
 pub fn generate_signing_secret_b64() -> String {
     let mut bytes = [0u8; 48];
     rand::fill(&mut bytes);
@@ -308,9 +361,54 @@ mod tests {
     #[test]
     fn derived_keys_differ_per_purpose_and_need_enough_entropy() {
         let keys = DerivedKeys::derive(&generate_signing_secret_b64()).unwrap();
-        assert_ne!(keys.cookie, keys.mcp_session);
+        assert_ne!(keys.cookie, keys.oauth_state);
         assert!(DerivedKeys::derive("c2hvcnQ=").unwrap_err().contains("32 bytes"));
-        assert!(!format!("{keys:?}").contains(&keys.internal_token));
+        let dataplane = DataplaneKeys::derive(&generate_signing_secret_b64()).unwrap();
+        assert!(
+            DataplaneKeys::derive("c2hvcnQ=")
+                .unwrap_err()
+                .contains("32 bytes")
+        );
+        assert!(!format!("{dataplane:?}").contains(&dataplane.internal_token));
+        assert_ne!(
+            URL_SAFE_NO_PAD.encode(dataplane.mcp_session),
+            dataplane.internal_token
+        );
+    }
+
+    #[test]
+    fn one_secret_gives_different_keys_under_each_root() {
+        // The same bytes configured as both secrets still give unrelated keys (distinct salts).
+        let secret = generate_signing_secret_b64();
+        let platform = DerivedKeys::derive(&secret).unwrap();
+        let dataplane = DataplaneKeys::derive(&secret).unwrap();
+        for key in [platform.cookie, platform.oauth_state] {
+            assert_ne!(key, dataplane.mcp_session);
+        }
+    }
+
+    #[test]
+    fn snapshot_values_and_values_at_rest_do_not_open_with_each_other_keys() {
+        let platform = ring(&format!("k1={}", generate_key_b64()));
+        let dataplane = DataplaneKeys::derive(&generate_signing_secret_b64()).unwrap();
+        let at_rest = platform.seal(b"token", "ctx");
+        let in_snapshot = dataplane.snapshot.seal(b"token", "ctx");
+        assert_eq!(dataplane.snapshot.open(&in_snapshot, "ctx").unwrap(), b"token");
+        assert!(matches!(
+            dataplane.snapshot.open(&at_rest, "ctx"),
+            Err(SealError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            platform.open(&in_snapshot, "ctx"),
+            Err(SealError::UnknownKey(_))
+        ));
+        // Another dataplane secret: same kind of key id, different key.
+        let other = DataplaneKeys::derive(&generate_signing_secret_b64()).unwrap();
+        assert!(other.snapshot.open(&in_snapshot, "ctx").is_err());
+        // Even a keyring that reuses the key id does not open it.
+        let kid = Keyring::key_id_of(&in_snapshot).unwrap().to_owned();
+        let impostor = ring(&format!("{kid}={}", generate_key_b64()));
+        assert_eq!(impostor.open(&in_snapshot, "ctx"), Err(SealError::Inauthentic));
     }
 
     #[test]

@@ -2,8 +2,13 @@
 //! touching the database. The control API builds it (`GET /internal/v1/orgs/{org_id}/snapshot`),
 //! the dataplane holds the latest one per org in memory and swaps it when a change is published.
 //!
-//! Secrets stay sealed inside the snapshot (`Sealed`): the dataplane opens them with the same
-//! keyring, so no credential crosses the wire in the clear.
+//! Secrets stay sealed inside the snapshot (`Sealed`), so no credential crosses the wire in the
+//! clear. They are not the values at rest: the control API opens each with the platform keyring
+//! (`secrets.encryption_keys`) and seals it again with the snapshot key derived from
+//! `secrets.dataplane_secret` ([`OrgSnapshot::reseal`]), under the same context (which binds the
+//! value to its org and server or backend). The dataplane holds only the snapshot key: it cannot
+//! open what the platform database stores, and a snapshot value does not open with the platform
+//! keys either.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +17,7 @@ use time::OffsetDateTime;
 
 use crate::ids::{BackendId, EndpointId, OrgId, ServerId, ServiceTokenId, ToolId};
 use crate::role::Role;
+use crate::secrets::Keyring;
 
 /// Separator between a server's namespace and a tool's own name: `orders__get_order`.
 pub const TOOL_NAMESPACE_SEPARATOR: &str = "__";
@@ -81,6 +87,52 @@ pub struct OrgSnapshot {
     pub backends: Vec<BackendSnapshot>,
     pub revocations: Vec<Revocation>,
     pub service_tokens: Vec<ServiceTokenSnapshot>,
+}
+
+impl OrgSnapshot {
+    /// Re-seals every sealed value from `from` (the keys at rest) to `to` (the snapshot key),
+    /// each under its own context. A value that does not open with `from` is emptied (the
+    /// dataplane then reports that server or backend unusable, as it would have) and named in
+    /// the returned list.
+    pub fn reseal(&mut self, from: &Keyring, to: &Keyring) -> Vec<String> {
+        let org = self.org_id;
+        let mut problems = Vec::new();
+        let mut reseal = |sealed: &mut Sealed, context: String, what: String| {
+            *sealed = match from.open(&sealed.0, &context) {
+                Ok(plain) => Sealed(to.seal(&plain, &context)),
+                Err(e) => {
+                    problems.push(format!("{what}: {e}"));
+                    Sealed(Vec::new())
+                }
+            };
+        };
+        for server in &mut self.servers {
+            let context = server_credential_context(org, server.id);
+            let what = format!("credential of server {}", server.id);
+            match &mut server.auth {
+                UpstreamAuth::None => {}
+                UpstreamAuth::Bearer { token: sealed }
+                | UpstreamAuth::Header { value: sealed, .. }
+                | UpstreamAuth::OauthClientCredentials {
+                    client_secret: sealed,
+                    ..
+                } => reseal(sealed, context, what),
+            }
+        }
+        for backend in &mut self.backends {
+            reseal(
+                &mut backend.dsn,
+                backend_dsn_context(org, backend.id),
+                format!("connection string of backend {}", backend.id),
+            );
+            reseal(
+                &mut backend.context_key,
+                backend_context_key_context(org, backend.id),
+                format!("context key of backend {}", backend.id),
+            );
+        }
+        problems
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -415,6 +467,110 @@ pub struct OrgVersions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::{DataplaneKeys, SealError, generate_key_b64, generate_signing_secret_b64};
+
+    #[test]
+    fn resealed_values_open_only_with_the_snapshot_key_and_their_own_context() {
+        let platform = Keyring::parse(&format!("k1={}", generate_key_b64())).unwrap();
+        let snapshot = DataplaneKeys::derive(&generate_signing_secret_b64())
+            .unwrap()
+            .snapshot;
+        let (org, server, broken, backend) =
+            (OrgId::new(), ServerId::new(), ServerId::new(), BackendId::new());
+        let server_snapshot = |id: ServerId, token: Sealed| ServerSnapshot {
+            id,
+            slug: "s".into(),
+            url: "https://upstream.example".into(),
+            transport: UpstreamTransport::StreamableHttp,
+            auth: UpstreamAuth::Bearer { token },
+            send_caller_assertion: false,
+        };
+        let mut snap = OrgSnapshot {
+            org_id: org,
+            slug: "acme".into(),
+            version: 1,
+            log_tool_arguments: false,
+            hard_limit_calls: None,
+            suspended: false,
+            endpoints: vec![],
+            servers: vec![
+                server_snapshot(
+                    server,
+                    Sealed(platform.seal(b"upstream-token", &server_credential_context(org, server))),
+                ),
+                // Sealed for another org: it must not become usable by being re-sealed.
+                server_snapshot(
+                    broken,
+                    Sealed(platform.seal(b"x", &server_credential_context(OrgId::new(), broken))),
+                ),
+            ],
+            backends: vec![BackendSnapshot {
+                id: backend,
+                slug: "b".into(),
+                dsn: Sealed(platform.seal(b"postgres://tool@db/x", &backend_dsn_context(org, backend))),
+                tls: BackendTls {
+                    mode: "disable".into(),
+                    ca_pem: None,
+                },
+                context_key: Sealed(platform.seal(&[7; 32], &backend_context_key_context(org, backend))),
+                allowed_schemas: vec![],
+                allowed_functions: vec![],
+                statement_timeout_ms: 1000,
+                max_rows: 10,
+            }],
+            revocations: vec![],
+            service_tokens: vec![],
+        };
+        let at_rest = snap.clone();
+        let problems = snap.reseal(&platform, &snapshot);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains(&broken.to_string()), "{problems:?}");
+
+        let token = |s: &OrgSnapshot, i: usize| match &s.servers[i].auth {
+            UpstreamAuth::Bearer { token } => token.0.clone(),
+            other => panic!("{other:?}"),
+        };
+        let context = server_credential_context(org, server);
+        assert_eq!(
+            snapshot.open(&token(&snap, 0), &context).unwrap(),
+            b"upstream-token"
+        );
+        assert!(matches!(
+            platform.open(&token(&snap, 0), &context),
+            Err(SealError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            snapshot.open(&token(&at_rest, 0), &context),
+            Err(SealError::UnknownKey(_))
+        ));
+        // Bound to its server: moved to the other server's slot it does not open.
+        assert_eq!(
+            snapshot.open(&token(&snap, 0), &server_credential_context(org, broken)),
+            Err(SealError::Inauthentic)
+        );
+        assert_eq!(
+            snapshot.open(&token(&snap, 1), &server_credential_context(org, broken)),
+            Err(SealError::Malformed)
+        );
+        let b = &snap.backends[0];
+        assert_eq!(
+            snapshot
+                .open(&b.dsn.0, &backend_dsn_context(org, backend))
+                .unwrap(),
+            b"postgres://tool@db/x"
+        );
+        assert_eq!(
+            snapshot
+                .open(&b.context_key.0, &backend_context_key_context(org, backend))
+                .unwrap(),
+            [7; 32]
+        );
+        assert!(
+            platform
+                .open(&b.dsn.0, &backend_dsn_context(org, backend))
+                .is_err()
+        );
+    }
 
     #[test]
     fn extra_methods_are_names_or_prefixes_outside_mcp() {

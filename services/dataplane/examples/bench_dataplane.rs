@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use gatehouse_core::canonical::tool_definition_hash;
 use gatehouse_core::config::{Config, Sources};
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId, ToolId};
-use gatehouse_core::secrets::{generate_key_b64, generate_signing_secret_b64};
+use gatehouse_core::secrets::{DataplaneKeys, generate_signing_secret_b64};
 use gatehouse_core::snapshot::*;
 
 const ED25519_PKCS8_PREFIX: [u8; 16] = [
@@ -94,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(jwks);
 
     let public_url = format!("http://{listen}");
-    let encryption_keys = format!("bench={}", generate_key_b64());
+    let dataplane_secret = generate_signing_secret_b64();
     let overrides: Vec<(String, String)> = vec![
         ("mode".into(), "local".into()),
         ("dataplane.listen".into(), listen.clone()),
@@ -105,8 +105,7 @@ async fn main() -> anyhow::Result<()> {
         ("dataplane.workers".into(), workers),
         ("egress.allow_http".into(), "true".into()),
         ("egress.allow_private_networks".into(), "true".into()),
-        ("secrets.encryption_keys".into(), encryption_keys.clone()),
-        ("secrets.signing_secret".into(), generate_signing_secret_b64()),
+        ("secrets.dataplane_secret".into(), dataplane_secret.clone()),
     ];
     let cfg = Arc::new(Config::load(&Sources {
         files: vec![],
@@ -236,8 +235,10 @@ async fn main() -> anyhow::Result<()> {
         service_tokens: vec![],
     };
     if tenants > 0 {
-        let keyring =
-            gatehouse_core::secrets::Keyring::parse(&encryption_keys).map_err(anyhow::Error::msg)?;
+        // Sealed as the control API seals snapshots: with the dataplane secret's snapshot key.
+        let keyring = DataplaneKeys::derive(&dataplane_secret)
+            .map_err(anyhow::Error::msg)?
+            .snapshot;
         load_tenants(&store, &keyring, tenants, tools_per_tenant);
     }
     store.install(snapshot);

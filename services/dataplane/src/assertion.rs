@@ -9,8 +9,8 @@
 //!    (60 s lifetime) and, for replay protection, remember `jti` until `exp`;
 //! 4. read `org_id`, `endpoint_id`, `sub`, `sub_kind` and `client_id`.
 //!
-//! The signing key is an Ed25519 key derived once from the signing secret, so every replica signs
-//! with the same key and a rotation of the signing secret rotates it.
+//! The signing key is an Ed25519 key derived once from the dataplane secret, so every replica signs
+//! with the same key and a rotation of the dataplane secret rotates it.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

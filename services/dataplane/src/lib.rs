@@ -75,14 +75,15 @@ pub struct Dataplane {
 impl Dataplane {
     pub fn build(deps: Dependencies) -> anyhow::Result<Self> {
         let cfg = deps.cfg.clone();
-        let keys = cfg.derived_keys()?;
-        let keyring = cfg.keyring()?;
+        // Everything this process holds: keys derived from `secrets.dataplane_secret`. The
+        // platform's keys (credentials at rest, console sessions) are never read here.
+        let keys = cfg.dataplane_keys()?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        let store = SnapshotStore::new(keyring);
+        let store = SnapshotStore::new(keys.snapshot.clone());
         let public_url = cfg.dataplane.public_url.as_str().trim_end_matches('/').to_owned();
         // The caller-assertion key: its own derivation from the session key's root, one purpose.
         let assertion_seed = hmac_sha256(&keys.mcp_session, b"gatehouse/caller-assertion/ed25519-seed/v1");

@@ -1,5 +1,5 @@
 //! Sessions of the 2025-era protocol (`Mcp-Session-Id`), kept by the client, not by us: the id is
-//! the session itself, sealed with AES-256-GCM under a key derived once from the signing secret.
+//! the session itself, sealed with AES-256-GCM under a key derived once from the dataplane secret.
 //! It names the org, endpoint, authenticated subject, negotiated protocol version and each
 //! upstream's own session id, so any replica can serve any session and no upstream session id is
 //! ever readable by the client. A session presented with another subject's token is unknown (404).

@@ -146,8 +146,8 @@ async fn serve(cfg: Arc<Config>, data_dir: &Path, admin_url: &str, service_url: 
         rate_limiter: gatehouse_events::RateLimiter::local(),
     })?;
     // In one process the dataplane reaches the control API's internal listener where it actually
-    // listens.
-    let mut dataplane_cfg = (*cfg).clone();
+    // listens, and holds only its own secret, as it does in a process of its own.
+    let mut dataplane_cfg = cfg.for_dataplane();
     dataplane_cfg.dataplane.control_api_url =
         url::Url::parse(&format!("http://{}", control_api.internal_addr()))?;
     let dataplane = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {
@@ -244,15 +244,40 @@ fn ensure_local_config(data_dir: &Path) -> anyhow::Result<PathBuf> {
              [mail]\nfile_dir = {mail:?}\n\n\
              # Local use: MCP servers running on this machine over plain http may be registered.\n\
              [egress]\nallow_http = true\nallow_hosts = [\"localhost\", \"127.0.0.1\", \"::1\"]\n\n\
-             [secrets]\nencryption_keys = \"local-1={key}\"\nsigning_secret = \"{signing}\"\n",
+             [secrets]\nencryption_keys = \"local-1={key}\"\nsigning_secret = \"{signing}\"\n\
+             {DATAPLANE_SECRET_KEY} = \"{dataplane}\"\n",
             spool = spool.display().to_string(),
             mail = mail.display().to_string(),
             key = generate_key_b64(),
             signing = generate_signing_secret_b64(),
+            dataplane = generate_signing_secret_b64(),
         );
         write_private(&path, &text)?;
+    } else {
+        add_dataplane_secret(&path)?;
     }
     Ok(path)
+}
+
+const DATAPLANE_SECRET_KEY: &str = "dataplane_secret";
+
+/// A `local.toml` written before the dataplane had a secret of its own gets one, in its
+/// `[secrets]` table (or a new one), keeping everything else as it is.
+fn add_dataplane_secret(path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let has_key = text
+        .lines()
+        .any(|l| l.trim_start().starts_with(DATAPLANE_SECRET_KEY));
+    if has_key {
+        return Ok(());
+    }
+    let line = format!("{DATAPLANE_SECRET_KEY} = \"{}\"", generate_signing_secret_b64());
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    match lines.iter().position(|l| l.trim() == "[secrets]") {
+        Some(header) => lines.insert(header + 1, line),
+        None => lines.extend(["".to_owned(), "[secrets]".to_owned(), line]),
+    }
+    write_private(path, &(lines.join("\n") + "\n"))
 }
 
 /// Generates `<data dir>/operator-token` on first run; returns the hex SHA-256 of the token.
@@ -299,4 +324,49 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     } else {
         std::env::current_dir()?.join(path)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(path: &Path) -> Config {
+        Config::load(&Sources {
+            files: vec![path.to_path_buf()],
+            overrides: vec![],
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_local_config_without_a_dataplane_secret_gets_one_and_keeps_the_rest() {
+        let dir = std::env::temp_dir().join(format!("gatehouse-up-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fresh = ensure_local_config(&dir).unwrap();
+        let cfg = loaded(&fresh);
+        assert!(!cfg.secrets.dataplane_secret.expose_secret().is_empty());
+        cfg.dataplane_keys().unwrap();
+
+        // As written before the dataplane had its own secret.
+        let old = "mode = \"local\"\n\n[secrets]\nencryption_keys = \"local-1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\nsigning_secret = \"c2lnbmluZy1zZWNyZXQtZm9yLXRlc3RzLW9ubHktMzItYnl0ZXM=\"\n\n[mail]\nfile_dir = \"/tmp/m\"\n";
+        std::fs::write(&fresh, old).unwrap();
+        ensure_local_config(&dir).unwrap();
+        let cfg = loaded(&fresh);
+        let secret = cfg.secrets.dataplane_secret.expose_secret().to_owned();
+        cfg.validate(Component::AllInOne).unwrap();
+        assert_eq!(cfg.mail.file_dir, PathBuf::from("/tmp/m"));
+        assert_eq!(
+            cfg.secrets.signing_secret.expose_secret(),
+            "c2lnbmluZy1zZWNyZXQtZm9yLXRlc3RzLW9ubHktMzItYnl0ZXM="
+        );
+        // Later runs keep it.
+        ensure_local_config(&dir).unwrap();
+        assert_eq!(loaded(&fresh).secrets.dataplane_secret.expose_secret(), secret);
+
+        // No [secrets] table at all (secrets given another way): one is added.
+        std::fs::write(&fresh, "mode = \"local\"\n").unwrap();
+        ensure_local_config(&dir).unwrap();
+        assert!(!loaded(&fresh).secrets.dataplane_secret.expose_secret().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,13 +1,17 @@
 //! The internal API the dataplane reads its configuration from: every org's configuration
 //! version, and one org's snapshot. Authenticated with `Authorization: Bearer <internal token>`
-//! (derived from `secrets.signing_secret`, shared by the services), compared in constant time.
-//! Not part of the public OpenAPI document.
+//! (derived from `secrets.dataplane_secret`, shared by the control API and the dataplanes),
+//! compared in constant time. Not part of the public OpenAPI document.
+//!
+//! A snapshot's credentials are re-sealed for the dataplane ([`OrgSnapshot::reseal`]): opened
+//! with the platform keyring, sealed with the snapshot key of the dataplane secret, so a
+//! dataplane never needs the keys that protect the platform database.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use gatehouse_core::ids::OrgId;
 use gatehouse_core::secrets::token_hash;
-use gatehouse_core::snapshot::OrgVersions;
+use gatehouse_core::snapshot::{OrgSnapshot, OrgVersions};
 use gatehouse_db::repos::{orgs, snapshot};
 use gatehouse_db::{GlobalTx, OrgScope, TenantTx};
 
@@ -34,7 +38,7 @@ fn authenticate(state: &AppState, req: &HttpRequest) -> ApiResult<()> {
     // Comparing fixed-length digests keeps the comparison independent of where the strings
     // differ and of their lengths.
     let a = token_hash(presented);
-    let b = token_hash(&state.keys.internal_token);
+    let b = token_hash(&state.dataplane.internal_token);
     let same = a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 && a.len() == b.len();
     if presented.is_empty() || !same {
         return Err(ApiError::Unauthenticated);
@@ -77,8 +81,14 @@ async fn org_snapshot(
         return Err(ApiError::NotFound("org"));
     }
     let cfg = state.cfg.clone();
-    let snap = snapshot::build(&mut tx, |org, endpoint| cfg.endpoint_url(org, endpoint)).await?;
+    let mut snap: OrgSnapshot =
+        snapshot::build(&mut tx, |org, endpoint| cfg.endpoint_url(org, endpoint)).await?;
     tx.commit().await?;
+    for problem in snap.reseal(&state.keyring, &state.dataplane.snapshot) {
+        // The dataplane reports the server or backend unusable; the cause is logged here, where
+        // the keys at rest are.
+        tracing::error!(org_id = %org_id, problem, "sealed value cannot be opened for the snapshot");
+    }
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(snap))

@@ -49,6 +49,7 @@ pub fn test_config(db: &TestDb, extra: &[(&str, &str)]) -> Config {
             format!("test-1={}", generate_key_b64()),
         ),
         ("secrets.signing_secret".into(), generate_signing_secret_b64()),
+        ("secrets.dataplane_secret".into(), generate_signing_secret_b64()),
         ("shutdown.grace_period_secs".into(), "2".into()),
         // Scheduled syncs would re-list the tests' hand-made servers; tests that want them ask.
         ("control_api.resync_interval_secs".into(), "0".into()),

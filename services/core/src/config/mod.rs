@@ -18,7 +18,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use crate::secrets::{DerivedKeys, Keyring};
+use crate::secrets::{DataplaneKeys, DerivedKeys, Keyring};
 
 mod error;
 mod keys;
@@ -159,6 +159,22 @@ impl Config {
             .map_err(|problem| ConfigError::new("secrets.signing_secret", problem))
     }
 
+    /// Keys derived once from `secrets.dataplane_secret`. Valid after `validate`.
+    pub fn dataplane_keys(&self) -> Result<DataplaneKeys, ConfigError> {
+        DataplaneKeys::derive(self.secrets.dataplane_secret.expose_secret())
+            .map_err(|problem| ConfigError::new("secrets.dataplane_secret", problem))
+    }
+
+    /// This configuration without the platform's secrets (`secrets.encryption_keys`,
+    /// `secrets.signing_secret`): what a dataplane runs with when it shares a process or a
+    /// configuration with the control API, so that it holds only `secrets.dataplane_secret`.
+    pub fn for_dataplane(&self) -> Config {
+        let mut cfg = self.clone();
+        cfg.secrets.encryption_keys = secrecy::SecretString::from(String::new());
+        cfg.secrets.signing_secret = secrecy::SecretString::from(String::new());
+        cfg
+    }
+
     /// The public URL of an endpoint: `{dataplane public URL}/{org}/{endpoint}/mcp`.
     pub fn endpoint_url(&self, org_slug: &str, endpoint_slug: &str) -> String {
         format!(
@@ -194,7 +210,18 @@ mod tests {
             "GATEHOUSE_SECRETS__SIGNING_SECRET",
             "c2lnbmluZy1zZWNyZXQtZm9yLXRlc3RzLW9ubHktMzItYnl0ZXM=",
         );
+        jail.set_env(
+            "GATEHOUSE_SECRETS__DATAPLANE_SECRET",
+            "ZGF0YXBsYW5lLXNlY3JldC1mb3ItdGVzdHMtb25seS0zMi1ieXRlcw==",
+        );
         jail.set_env("GATEHOUSE_MAIL__SMTP_URL", "smtp://127.0.0.1:2525");
+    }
+
+    /// The environment of a dataplane run as its own process: its secret, not the platform's.
+    fn dataplane_env(jail: &mut Jail) {
+        valid_env(jail);
+        jail.set_env("GATEHOUSE_SECRETS__ENCRYPTION_KEYS", "");
+        jail.set_env("GATEHOUSE_SECRETS__SIGNING_SECRET", "");
     }
 
     #[test]
@@ -202,18 +229,70 @@ mod tests {
         Jail::expect_with(|jail| {
             valid_env(jail);
             let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
-            for c in [
-                Component::ControlApi,
-                Component::Dataplane,
-                Component::UsageWorker,
-            ] {
+            for c in [Component::ControlApi, Component::UsageWorker, Component::AllInOne] {
                 cfg.validate(c).map_err(|e| e.to_string())?;
             }
+            cfg.for_dataplane()
+                .validate(Component::Dataplane)
+                .map_err(|e| e.to_string())?;
             assert_eq!(cfg.control_api.listen.to_string(), "127.0.0.1:8080");
             assert_eq!(cfg.dataplane.listen.to_string(), "127.0.0.1:8081");
             assert_eq!(cfg.usage_worker.listen.to_string(), "127.0.0.1:8082");
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_dataplane_refuses_the_platform_keys_and_needs_its_own_secret() {
+        for (var, setting) in [
+            ("ENCRYPTION_KEYS", "secrets.encryption_keys"),
+            ("SIGNING_SECRET", "secrets.signing_secret"),
+        ] {
+            Jail::expect_with(|jail| {
+                valid_env(jail);
+                let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+                cfg.validate(Component::ControlApi).map_err(|e| e.to_string())?;
+                dataplane_env(jail);
+                let platform = if var == "ENCRYPTION_KEYS" {
+                    "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+                } else {
+                    "c2lnbmluZy1zZWNyZXQtZm9yLXRlc3RzLW9ubHktMzItYnl0ZXM="
+                };
+                jail.set_env(format!("GATEHOUSE_SECRETS__{var}"), platform);
+                let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+                let err = cfg.validate(Component::Dataplane).unwrap_err();
+                assert_eq!(err.setting, setting, "{err}");
+                assert!(err.to_string().contains("dataplane_secret"), "{err}");
+                assert!(!err.to_string().contains("AAECAwQF"), "{err}");
+                Ok(())
+            });
+        }
+        Jail::expect_with(|jail| {
+            dataplane_env(jail);
+            let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+            cfg.validate(Component::Dataplane).map_err(|e| e.to_string())?;
+            // The platform secrets are not needed, nor is the dataplane's, by the usage worker.
+            jail.set_env("GATEHOUSE_SECRETS__DATAPLANE_SECRET", "");
+            let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+            cfg.validate(Component::UsageWorker).map_err(|e| e.to_string())?;
+            for c in [Component::Dataplane, Component::ControlApi, Component::AllInOne] {
+                let err = valid_for_control_api_but(jail, c)?;
+                assert_eq!(err, "secrets.dataplane_secret", "{c:?}");
+            }
+            Ok(())
+        });
+    }
+
+    /// The setting named when `component` validates the full configuration minus the dataplane
+    /// secret.
+    fn valid_for_control_api_but(jail: &mut Jail, component: Component) -> figment::error::Result<String> {
+        valid_env(jail);
+        jail.set_env("GATEHOUSE_SECRETS__DATAPLANE_SECRET", "");
+        let mut cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
+        if component == Component::Dataplane {
+            cfg = cfg.for_dataplane();
+        }
+        Ok(cfg.validate(component).unwrap_err().setting)
     }
 
     #[test]
@@ -260,6 +339,7 @@ mod tests {
             let err = cfg.validate(Component::ControlApi).unwrap_err();
             assert_eq!(err.setting, "control_api.internal_listen", "{err}");
             jail.set_env("GATEHOUSE_CONTROL_API__INTERNAL_LISTEN", "10.0.0.5:8090");
+            dataplane_env(jail);
             jail.set_env("GATEHOUSE_DATAPLANE__INTERNAL_LISTEN", "127.0.0.1:8081");
             let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
             let err = cfg.validate(Component::Dataplane).unwrap_err();
@@ -286,7 +366,7 @@ mod tests {
             ),
         ] {
             Jail::expect_with(|jail| {
-                valid_env(jail);
+                dataplane_env(jail);
                 jail.set_env(format!("GATEHOUSE_DATAPLANE__{var}"), value);
                 let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
                 let err = cfg.validate(Component::Dataplane).unwrap_err();
@@ -309,7 +389,7 @@ mod tests {
             ("BREAKER_OPEN_SECS", "0"),
         ] {
             Jail::expect_with(|jail| {
-                valid_env(jail);
+                dataplane_env(jail);
                 jail.set_env(format!("GATEHOUSE_HOSTED_SQL__{var}"), value);
                 let cfg = Config::load(&Sources::default()).map_err(|e| e.to_string())?;
                 let err = cfg.validate(Component::Dataplane).unwrap_err();

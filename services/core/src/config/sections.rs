@@ -144,6 +144,7 @@ pub struct ShutdownConfig {
 pub struct SecretsConfig {
     pub encryption_keys: SecretString,
     pub signing_secret: SecretString,
+    pub dataplane_secret: SecretString,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -5,7 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::{Config, ConfigError, Mode};
-use crate::secrets::{DerivedKeys, Keyring};
+use crate::secrets::{DataplaneKeys, DerivedKeys, Keyring};
 
 /// Which process a configuration is validated for; each needs a different subset of settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,12 +56,7 @@ impl Config {
                  single-node mode without Redis is `gatehouse up`",
             ));
         }
-        if component != Component::Migrate {
-            Keyring::parse(self.secrets.encryption_keys.expose_secret())
-                .map_err(|problem| ConfigError::new("secrets.encryption_keys", problem))?;
-            DerivedKeys::derive(self.secrets.signing_secret.expose_secret())
-                .map_err(|problem| ConfigError::new("secrets.signing_secret", problem))?;
-        }
+        self.validate_secrets(component)?;
         for (setting, url) in [
             ("control_api.public_url", &self.control_api.public_url),
             ("dataplane.public_url", &self.dataplane.public_url),
@@ -372,6 +367,41 @@ impl Config {
                     "must be an http(s) URL such as http://otel-collector:4318",
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Each process holds only the secrets it needs: the control API (and `gatehouse up`) the
+    /// platform's and the dataplane's, a dataplane only its own, the usage worker and `migrate`
+    /// none.
+    fn validate_secrets(&self, component: Component) -> Result<(), ConfigError> {
+        let platform = matches!(component, Component::ControlApi | Component::AllInOne);
+        if platform {
+            Keyring::parse(self.secrets.encryption_keys.expose_secret())
+                .map_err(|problem| ConfigError::new("secrets.encryption_keys", problem))?;
+            DerivedKeys::derive(self.secrets.signing_secret.expose_secret())
+                .map_err(|problem| ConfigError::new("secrets.signing_secret", problem))?;
+        }
+        if component == Component::Dataplane {
+            for (setting, value) in [
+                ("secrets.encryption_keys", &self.secrets.encryption_keys),
+                ("secrets.signing_secret", &self.secrets.signing_secret),
+            ] {
+                if !value.expose_secret().trim().is_empty() {
+                    return Err(ConfigError::new(
+                        setting,
+                        "must not be set for the dataplane: it opens nothing at rest and signs no \
+                         console session, and holds only secrets.dataplane_secret (remove the \
+                         platform keys from its environment)",
+                    ));
+                }
+            }
+        }
+        if platform || component == Component::Dataplane {
+            DataplaneKeys::derive(self.secrets.dataplane_secret.expose_secret())
+                .map_err(|problem| ConfigError::new("secrets.dataplane_secret", problem))?;
         }
         Ok(())
     }

@@ -35,7 +35,7 @@ impl LegacyEndpoint {
             send_caller_assertion: false,
         };
         let mut org = OrgSpec::new("legacy");
-        org.add_server(&server, &shared.encryption_keys);
+        org.add_server(&server, &shared.snapshot_keys);
         org.servers[0].transport = gatehouse_core::snapshot::UpstreamTransport::HttpSse;
         org.add_endpoint(&dp.url, "main", &[&server], false, &[("all", &["*"])]);
         dp.load(&[org.snapshot()]);

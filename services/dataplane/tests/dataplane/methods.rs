@@ -313,7 +313,7 @@ async fn mcp_param_headers_pass_only_as_declared_and_never_over_a_credential() {
         value: gatehouse_core::snapshot::Sealed(b"server-secret".to_vec()),
     };
     world.org.servers.clear();
-    world.org.add_server(&world.server, &world.shared.encryption_keys);
+    world.org.add_server(&world.server, &world.shared.snapshot_keys);
     world.republish();
     let client = world.client("alice", "fx:all", "2026-07-28");
 
@@ -450,7 +450,7 @@ async fn replicas_share_who_created_a_task_through_redis() {
         "org-{}",
         &uuid::Uuid::now_v7().simple().to_string()[24..]
     ));
-    org.add_server(&server, &shared.encryption_keys);
+    org.add_server(&server, &shared.snapshot_keys);
     // Both replicas serve the same public URL (the token audience).
     org.add_endpoint(&first.url, "main", &[&server], false, &[("fx:all", &["*"])]);
     first.load(&[org.snapshot()]);

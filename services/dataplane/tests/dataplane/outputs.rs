@@ -149,7 +149,7 @@ async fn oversized_upstream_answers_are_refused() {
         send_caller_assertion: false,
     };
     let mut org = OrgSpec::new("big");
-    org.add_server(&server, &shared.encryption_keys);
+    org.add_server(&server, &shared.snapshot_keys);
     org.add_endpoint(&dp.url, "main", &[&server], false, &[("all", &["*"])]);
     dp.load(&[org.snapshot()]);
     let token = issuer.token(&org.endpoints[0], org.org_id, "alice", "all", json!({}));

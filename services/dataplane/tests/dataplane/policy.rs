@@ -215,7 +215,7 @@ async fn tenants_do_not_share_limits() {
     let mut orgs = Vec::new();
     for slug in ["tenant-a", "tenant-b"] {
         let mut org = OrgSpec::new(slug);
-        org.add_server(&server, &shared.encryption_keys);
+        org.add_server(&server, &shared.snapshot_keys);
         org.add_endpoint(&dp.url, "main", &[&server], false, &[("all", &["*"])]);
         org.endpoints[0].rate_limits.per_org = Some(Limit {
             per_minute: 1,

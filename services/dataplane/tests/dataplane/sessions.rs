@@ -157,7 +157,7 @@ async fn a_session_continues_on_another_instance() {
         .unwrap();
     let server = ServerSpec::fixture("fx", fixture.url()).await;
     let mut org = OrgSpec::new("twins");
-    org.add_server(&server, &shared.encryption_keys);
+    org.add_server(&server, &shared.snapshot_keys);
     org.add_endpoint(&public_a, "main", &[&server], false, &[("fx:all", &["*"])]);
     a.load(&[org.snapshot()]);
     b.load(&[org.snapshot()]);

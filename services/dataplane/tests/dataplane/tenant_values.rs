@@ -80,7 +80,7 @@ async fn oauth_org(dp: &TestDataplane, shared: &Shared, slug: &str, url: &str, t
         scope: None,
     };
     let mut org = OrgSpec::new(slug);
-    org.add_server(&server, &shared.encryption_keys);
+    org.add_server(&server, &shared.snapshot_keys);
     org.add_endpoint(&dp.url, "main", &[&server], false, &[("all", &["*"])]);
     org
 }

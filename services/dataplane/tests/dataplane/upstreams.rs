@@ -30,8 +30,8 @@ async fn aggregation_namespaces_and_routes_to_the_right_server() {
     let s1 = ServerSpec::fixture("orders", one.url()).await;
     let s2 = ServerSpec::fixture("catalog", two.url()).await;
     let mut org = OrgSpec::new("agg");
-    org.add_server(&s1, &shared.encryption_keys);
-    org.add_server(&s2, &shared.encryption_keys);
+    org.add_server(&s1, &shared.snapshot_keys);
+    org.add_server(&s2, &shared.snapshot_keys);
     org.add_endpoint(&dp.url, "main", &[&s1, &s2], true, &[("all", &["*"])]);
     dp.load(&[org.snapshot()]);
     let token = issuer.token(&org.endpoints[0], org.org_id, "alice", "all", json!({}));
@@ -139,7 +139,7 @@ async fn upstream_credentials_and_caller_assertion() {
     };
     server.send_caller_assertion = true;
     let mut org = OrgSpec::new("creds");
-    org.add_server(&server, &shared.encryption_keys);
+    org.add_server(&server, &shared.snapshot_keys);
     org.add_endpoint(&dp.url, "main", &[&server], false, &[("all", &["*"])]);
     dp.load(&[org.snapshot()]);
     let token = issuer.token(&org.endpoints[0], org.org_id, "alice", "all", json!({}));
@@ -237,8 +237,8 @@ impl TwoUpstreams {
         let orders = ServerSpec::fixture("orders", alpha.url()).await;
         let catalog = ServerSpec::fixture("catalog", beta.url()).await;
         let mut org = OrgSpec::new("two");
-        org.add_server(&orders, &shared.encryption_keys);
-        org.add_server(&catalog, &shared.encryption_keys);
+        org.add_server(&orders, &shared.snapshot_keys);
+        org.add_server(&catalog, &shared.snapshot_keys);
         org.add_endpoint(&dp.url, "main", &[&orders, &catalog], true, &[("all", &["*"])]);
         dp.load(&[org.snapshot()]);
         let token = issuer.token(&org.endpoints[0], org.org_id, "alice", "all", json!({}));

@@ -53,6 +53,7 @@ async fn plans_and_orgs_are_administered_with_gatehouse_admin() {
             format!("t-1={}", generate_key_b64()),
         ),
         ("secrets.signing_secret".into(), generate_signing_secret_b64()),
+        ("secrets.dataplane_secret".into(), generate_signing_secret_b64()),
         ("operator.token_sha256".into(), hash),
         (
             "mail.file_dir".into(),

@@ -1,7 +1,7 @@
 //! Each required setting missing or malformed stops the process with a non-zero exit and one line
 //! that names the setting and what is wrong, without echoing secrets.
 
-use crate::{gatehouse, valid_env};
+use crate::{gatehouse, valid_env, valid_env_for};
 
 struct Case {
     command: &'static str,
@@ -44,19 +44,38 @@ const CASES: &[Case] = &[
         "secrets.encryption_keys",
     ),
     missing(
-        "dataplane",
-        "GATEHOUSE_SECRETS__ENCRYPTION_KEYS",
-        "secrets.encryption_keys",
-    ),
-    missing(
         "control-api",
         "GATEHOUSE_SECRETS__SIGNING_SECRET",
         "secrets.signing_secret",
     ),
     missing(
+        "control-api",
+        "GATEHOUSE_SECRETS__DATAPLANE_SECRET",
+        "secrets.dataplane_secret",
+    ),
+    missing(
+        "dataplane",
+        "GATEHOUSE_SECRETS__DATAPLANE_SECRET",
+        "secrets.dataplane_secret",
+    ),
+    // A dataplane refuses the platform's keys, however valid they are.
+    malformed(
+        "dataplane",
+        "GATEHOUSE_SECRETS__ENCRYPTION_KEYS",
+        "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        "secrets.encryption_keys",
+    ),
+    malformed(
         "dataplane",
         "GATEHOUSE_SECRETS__SIGNING_SECRET",
+        "c2lnbmluZy1zZWNyZXQtZm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZw==",
         "secrets.signing_secret",
+    ),
+    malformed(
+        "dataplane",
+        "GATEHOUSE_SECRETS__DATAPLANE_SECRET",
+        "c2hvcnQ=",
+        "secrets.dataplane_secret",
     ),
     missing("dataplane", "GATEHOUSE_REDIS__URL", "redis.url"),
     missing("usage-worker", "GATEHOUSE_REDIS__URL", "redis.url"),
@@ -196,7 +215,7 @@ fn every_missing_or_malformed_setting_is_one_clear_line() {
     let mut failures = Vec::new();
     for case in CASES {
         let mut cmd = gatehouse();
-        for (k, v) in valid_env() {
+        for (k, v) in valid_env_for(case.command) {
             if Some(k) != case.remove {
                 cmd.env(k, v);
             }
@@ -225,7 +244,13 @@ fn every_missing_or_malformed_setting_is_one_clear_line() {
                 case.setting, lines[0]
             ));
         }
-        for secret in ["secret-pw", "owner-pw", "AAECAwQF", "c2lnbmluZy1zZWNyZXQ"] {
+        for secret in [
+            "secret-pw",
+            "owner-pw",
+            "AAECAwQF",
+            "c2lnbmluZy1zZWNyZXQ",
+            "ZGF0YXBsYW5l",
+        ] {
             if lines[0].contains(secret) {
                 failures.push(format!("{label}: the line echoes a secret: {}", lines[0]));
             }

@@ -2,7 +2,8 @@
 //! (as DNS round robin would), each process listening on the same port of its own loopback
 //! address. A session started on one continues on the other, stays bound to its subject there,
 //! and a DELETE on either ends it on both. Configuration comes from a real `gatehouse control-api`
-//! process over the internal snapshot API and Redis notifications.
+//! process over the internal snapshot API and Redis notifications. The dataplanes hold only the
+//! dataplane secret (no platform key), and still send the server's sealed credential upstream.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ struct Shared {
     namespace: String,
     encryption_keys: String,
     signing_secret: String,
+    dataplane_secret: String,
     control_api: String,
     /// The control API's internal listener, where dataplanes read snapshots and the JWKS.
     control_api_internal: String,
@@ -47,8 +49,7 @@ impl Shared {
                 "GATEHOUSE_REDIS__EVENTS_STREAM",
                 format!("{}events", self.namespace),
             )
-            .env("GATEHOUSE_SECRETS__ENCRYPTION_KEYS", &self.encryption_keys)
-            .env("GATEHOUSE_SECRETS__SIGNING_SECRET", &self.signing_secret)
+            .env("GATEHOUSE_SECRETS__DATAPLANE_SECRET", &self.dataplane_secret)
             .env("GATEHOUSE_CONTROL_API__PUBLIC_URL", &self.control_api)
             .env("GATEHOUSE_DATAPLANE__CONTROL_API_URL", &self.control_api_internal)
             .env("GATEHOUSE_DATAPLANE__PUBLIC_URL", &self.public_url)
@@ -58,6 +59,11 @@ impl Shared {
             .env("GATEHOUSE_SHUTDOWN__GRACE_PERIOD_SECS", "2")
             .env("GATEHOUSE_MAIL__FILE_DIR", self.dir.join("mail"))
             .env("GATEHOUSE_TELEMETRY__LOG_FORMAT", "pretty");
+        // The platform's keys go to the control API only; a dataplane refuses them.
+        if subcommand != "dataplane" {
+            cmd.env("GATEHOUSE_SECRETS__ENCRYPTION_KEYS", &self.encryption_keys)
+                .env("GATEHOUSE_SECRETS__SIGNING_SECRET", &self.signing_secret);
+        }
         for (key, value) in extra {
             cmd.env(key, value);
         }
@@ -152,9 +158,12 @@ fn remove_dir(dir: &Path) {
 async fn a_session_started_on_one_dataplane_process_continues_on_another() {
     gatehouse_test_support::init();
     let db = TestDb::new().await;
-    let fixture = mcp_fixture::spawn_fixture(mcp_fixture::FixtureOptions::default())
-        .await
-        .unwrap();
+    let fixture = mcp_fixture::spawn_fixture(mcp_fixture::FixtureOptions {
+        record_headers: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let dir = std::env::temp_dir().join(format!("gatehouse-replicas-{}", random_token(8)));
     std::fs::create_dir_all(&dir).unwrap();
     let api_port = free_port();
@@ -166,6 +175,7 @@ async fn a_session_started_on_one_dataplane_process_continues_on_another() {
         namespace: format!("test:replicas:{}:", random_token(8)),
         encryption_keys: format!("k1={}", generate_key_b64()),
         signing_secret: generate_signing_secret_b64(),
+        dataplane_secret: generate_signing_secret_b64(),
         control_api: format!("http://127.0.0.1:{api_port}"),
         control_api_internal: format!("http://127.0.0.1:{internal_port}"),
         public_url: format!("http://{PUBLIC_HOST}:{dp_port}"),
@@ -203,7 +213,8 @@ async fn a_session_started_on_one_dataplane_process_continues_on_another() {
     let server_id = admin
         .provision(
             "replicas",
-            json!({"slug": "fx", "name": "Fixture", "url": fixture.url(), "auth": {"kind": "none"}}),
+            json!({"slug": "fx", "name": "Fixture", "url": fixture.url(),
+                   "auth": {"kind": "bearer", "token": "sealed-upstream-credential"}}),
             &[("fx:text", &["test_simple_text"])],
         )
         .await;
@@ -292,6 +303,15 @@ async fn a_session_started_on_one_dataplane_process_continues_on_another() {
     assert!(called["result"]["content"].is_array(), "{called}");
     let calls_after_b = fixture.tool_calls();
     assert_eq!(calls_after_b, 1, "the call reached the upstream once");
+    // The dataplane opened the credential sealed in its snapshot (with its own secret's key).
+    assert!(
+        fixture
+            .headers_snapshot()
+            .iter()
+            .flatten()
+            .any(|(k, v)| k == "authorization" && v == "Bearer sealed-upstream-credential"),
+        "the upstream got the server's credential"
+    );
 
     // Another subject presenting the session id: not found, on either replica.
     for via in [&via_a, &via_b] {

@@ -83,6 +83,26 @@ fn component(service: &str) -> Component {
     }
 }
 
+/// The secrets each service is given: the control API the platform's keys and the dataplane
+/// secret, a dataplane only the dataplane secret, everything else none.
+fn assert_only_its_secrets(service: &str, env: &BTreeMap<String, String>) {
+    let given: BTreeSet<&str> = env
+        .keys()
+        .map(String::as_str)
+        .filter(|k| k.starts_with("GATEHOUSE_SECRETS__"))
+        .collect();
+    let expected: BTreeSet<&str> = match service {
+        "control-api" => BTreeSet::from([
+            "GATEHOUSE_SECRETS__ENCRYPTION_KEYS",
+            "GATEHOUSE_SECRETS__SIGNING_SECRET",
+            "GATEHOUSE_SECRETS__DATAPLANE_SECRET",
+        ]),
+        "dataplane" => BTreeSet::from(["GATEHOUSE_SECRETS__DATAPLANE_SECRET"]),
+        _ => BTreeSet::new(),
+    };
+    assert_eq!(given, expected, "{service} is given exactly the secrets it needs");
+}
+
 /// Loads and validates the configuration `env` gives `service` (values as the container sees them).
 fn validate_env(service: &str, env: &BTreeMap<String, String>) -> Result<(), String> {
     let overrides = env
@@ -216,6 +236,10 @@ fn interpolate(value: &str) -> String {
             "GATEHOUSE_SIGNING_SECRET",
             "c2lnbmluZy1zZWNyZXQtZm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZw==",
         ),
+        (
+            "GATEHOUSE_DATAPLANE_SECRET",
+            "ZGF0YXBsYW5lLXNlY3JldC1mb3ItdGVzdHMtb25seS0zMi1ieXRlcy1sb25n",
+        ),
     ]);
     let mut out = String::new();
     let mut rest = value;
@@ -339,6 +363,7 @@ fn compose_matches_the_binary() {
             .or_insert(format!("0.0.0.0:{port}"));
         }
         validate_env(&command[0], &env).unwrap_or_else(|e| panic!("compose service {name}: {e}"));
+        assert_only_its_secrets(&command[0], &env);
         if command[0] == "dataplane" {
             assert_dataplane_reads_the_internal_listener(&env["GATEHOUSE_DATAPLANE__CONTROL_API_URL"]);
         }
@@ -476,6 +501,12 @@ fn kubernetes_manifests_render_and_match_the_binary() {
                     "{kind} {} sets unknown setting {name}",
                     args[0]
                 );
+                if let Some(secret) = var["valueFrom"]["secretKeyRef"]["name"].as_str() {
+                    assert!(
+                        args[0] != "dataplane" || secret == "gatehouse-dataplane-secrets",
+                        "the dataplane reads {name} from {secret}, not from its own Secret"
+                    );
+                }
                 let value = match var["valueFrom"]["secretKeyRef"]["key"].as_str() {
                     Some(key) => {
                         assert!(
@@ -493,6 +524,9 @@ fn kubernetes_manifests_render_and_match_the_binary() {
                             "signing-secret" => {
                                 "c2lnbmluZy1zZWNyZXQtZm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZw==".into()
                             }
+                            "dataplane-secret" => {
+                                "ZGF0YXBsYW5lLXNlY3JldC1mb3ItdGVzdHMtb25seS0zMi1ieXRlcy1sb25n".into()
+                            }
                             "smtp-url" => "smtp://smtp.example.com:587".into(),
                             other => panic!("no example for secret key {other}"),
                         }
@@ -502,6 +536,7 @@ fn kubernetes_manifests_render_and_match_the_binary() {
                 env.insert(name, value);
             }
             validate_env(&args[0], &env).unwrap_or_else(|e| panic!("{kind} {}: {e}", args[0]));
+            assert_only_its_secrets(&args[0], &env);
             if kind == "Deployment" {
                 let port = container["ports"][0]["containerPort"].as_u64().unwrap() as u16;
                 assert_eq!(port, ports[args[0].as_str()], "{} containerPort", args[0]);

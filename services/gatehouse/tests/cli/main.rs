@@ -50,9 +50,28 @@ pub fn valid_env() -> Vec<(&'static str, String)> {
             "GATEHOUSE_SECRETS__SIGNING_SECRET",
             "c2lnbmluZy1zZWNyZXQtZm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZw==".into(),
         ),
+        (
+            "GATEHOUSE_SECRETS__DATAPLANE_SECRET",
+            "ZGF0YXBsYW5lLXNlY3JldC1mb3ItdGVzdHMtb25seS0zMi1ieXRlcy1sb25n".into(),
+        ),
         ("GATEHOUSE_MAIL__SMTP_URL", "smtp://127.0.0.1:1".into()),
         ("GATEHOUSE_TELEMETRY__LOG_FORMAT", "json".into()),
     ]
+}
+
+/// [`valid_env`] as `command` gets it: a dataplane holds only the dataplane secret, never the
+/// platform's keys (it refuses to start with them).
+pub fn valid_env_for(command: &str) -> Vec<(&'static str, String)> {
+    valid_env()
+        .into_iter()
+        .filter(|(k, _)| {
+            command != "dataplane"
+                || !matches!(
+                    *k,
+                    "GATEHOUSE_SECRETS__ENCRYPTION_KEYS" | "GATEHOUSE_SECRETS__SIGNING_SECRET"
+                )
+        })
+        .collect()
 }
 
 /// A spawned `gatehouse` service, killed when dropped; its log explains a failure to start.

@@ -100,6 +100,10 @@ async fn traces_and_metrics_are_exported_over_otlp() {
         )
         .env("GATEHOUSE_SECRETS__SIGNING_SECRET", generate_signing_secret_b64())
         .env(
+            "GATEHOUSE_SECRETS__DATAPLANE_SECRET",
+            generate_signing_secret_b64(),
+        )
+        .env(
             "GATEHOUSE_MAIL__FILE_DIR",
             std::env::temp_dir().join(format!("gh-otlp-mail-{port}")),
         )

@@ -83,6 +83,10 @@ async fn sigterm_during_a_slow_request_lets_it_finish_then_exits() {
             format!("k1={}", generate_key_b64()),
         )
         .env("GATEHOUSE_SECRETS__SIGNING_SECRET", &signing_secret)
+        .env(
+            "GATEHOUSE_SECRETS__DATAPLANE_SECRET",
+            generate_signing_secret_b64(),
+        )
         .env("GATEHOUSE_EGRESS__ALLOW_HTTP", "true")
         .env("GATEHOUSE_EGRESS__ALLOW_HOSTS", "[\"127.0.0.1\"]")
         .env("GATEHOUSE_EGRESS__REQUEST_TIMEOUT_MS", "10000")

@@ -207,9 +207,12 @@ async fn a_backend_and_its_tools_from_registration_to_a_call() {
     assert_eq!(target.access, "read");
     assert!(target.sql.contains("o.total >= $1"));
 
-    // The runtime runs the snapshot as the dataplane will.
+    // The runtime runs the snapshot as the dataplane will: with the snapshot key of the dataplane
+    // secret, not with the keys at rest.
     let backend_snapshot = snapshot.backends.iter().find(|b| b.slug == "shop").unwrap();
-    let config = BackendConfig::from_snapshot(org_id, backend_snapshot, &app.keyring()).unwrap();
+    assert!(BackendConfig::from_snapshot(org_id, backend_snapshot, &app.keyring()).is_err());
+    let snapshot_keys = app.cfg.dataplane_keys().unwrap().snapshot;
+    let config = BackendConfig::from_snapshot(org_id, backend_snapshot, &snapshot_keys).unwrap();
     let sql_tool = SqlTool::from_snapshot(
         exposed.tool_id,
         &exposed.approved_hash,

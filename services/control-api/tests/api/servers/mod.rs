@@ -79,7 +79,7 @@ async fn call_upstream_once(url: &str, tool: &'static str) {
 
 /// The org's snapshot as the dataplane reads it (internal API).
 async fn internal_snapshot(app: &TestApp, org_id: OrgId) -> OrgSnapshot {
-    let token = app.cfg.derived_keys().unwrap().internal_token;
+    let token = app.cfg.dataplane_keys().unwrap().internal_token;
     let response = app
         .http
         .get(app.internal_url(&format!("/internal/v1/orgs/{org_id}/snapshot")))

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::config::{Config, Sources};
-use gatehouse_core::secrets::{generate_key_b64, generate_signing_secret_b64};
+use gatehouse_core::secrets::{DataplaneKeys, Keyring, generate_signing_secret_b64};
 use gatehouse_core::snapshot::OrgSnapshot;
 use gatehouse_dataplane::store::SnapshotStore;
 use gatehouse_events::{BusMessage, EventConsumer, QuotaState};
@@ -31,16 +31,21 @@ impl Drop for TestDataplane {
     }
 }
 
+/// What the dataplanes of one test share: the dataplane secret (their only secret, as in
+/// production), and the snapshot key derived from it, with which the tests seal credentials the
+/// way the control API does.
 pub struct Shared {
-    pub encryption_keys: String,
-    pub signing_secret: String,
+    pub dataplane_secret: String,
+    pub snapshot_keys: Keyring,
 }
 
 impl Shared {
     pub fn new() -> Self {
+        let dataplane_secret = generate_signing_secret_b64();
+        let snapshot_keys = DataplaneKeys::derive(&dataplane_secret).unwrap().snapshot;
         Self {
-            encryption_keys: format!("test-1={}", generate_key_b64()),
-            signing_secret: generate_signing_secret_b64(),
+            dataplane_secret,
+            snapshot_keys,
         }
     }
 }
@@ -71,20 +76,20 @@ impl TestDataplane {
             // The upstreams of these tests are plain-http servers on loopback.
             ("egress.allow_http".into(), "true".into()),
             ("egress.allow_private_networks".into(), "true".into()),
-            ("secrets.encryption_keys".into(), shared.encryption_keys.clone()),
-            ("secrets.signing_secret".into(), shared.signing_secret.clone()),
+            ("secrets.dataplane_secret".into(), shared.dataplane_secret.clone()),
             ("shutdown.grace_period_secs".into(), "1".into()),
         ];
         for (k, v) in extra {
             overrides.push(((*k).into(), (*v).into()));
         }
-        let cfg = Arc::new(
-            Config::load(&Sources {
-                files: vec![],
-                overrides,
-            })
-            .expect("valid test config"),
-        );
+        let cfg = Config::load(&Sources {
+            files: vec![],
+            overrides,
+        })
+        .expect("valid test config");
+        cfg.validate(gatehouse_core::config::Component::Dataplane)
+            .expect("a dataplane configuration");
+        let cfg = Arc::new(cfg);
         let (events, consumer) = gatehouse_events::local_bus();
         let quota = QuotaState::local();
         let dataplane = gatehouse_dataplane::Dataplane::build(gatehouse_dataplane::Dependencies {

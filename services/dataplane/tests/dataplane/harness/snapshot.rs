@@ -59,8 +59,9 @@ impl OrgSpec {
         }
     }
 
-    pub fn add_server(&mut self, spec: &ServerSpec, keyring_spec: &str) {
-        let keyring = gatehouse_core::secrets::Keyring::parse(keyring_spec).unwrap();
+    /// Adds a server whose credential is sealed as the control API seals it for dataplanes: with
+    /// the snapshot key (`Shared::snapshot_keys`).
+    pub fn add_server(&mut self, spec: &ServerSpec, keyring: &gatehouse_core::secrets::Keyring) {
         let seal = |plain: &str| {
             Sealed(keyring.seal(plain.as_bytes(), &server_credential_context(self.org_id, spec.id)))
         };

@@ -32,7 +32,7 @@ impl World {
             "org-{}",
             &uuid::Uuid::now_v7().simple().to_string()[24..]
         ));
-        org.add_server(&server, &shared.encryption_keys);
+        org.add_server(&server, &shared.snapshot_keys);
         org.add_endpoint(&dataplane.url, "main", &[&server], false, scopes);
         dataplane.load(&[org.snapshot()]);
         World {
