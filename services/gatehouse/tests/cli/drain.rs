@@ -289,6 +289,7 @@ async fn a_dataplane_process_with_100_open_get_streams_stops_within_2_s() {
     sigterm(&dataplane);
     let (status, at) = exited(&mut dataplane, Duration::from_secs(40)).await;
     let took = at - signalled;
+    eprintln!("gatehouse dataplane stopped {took:?} after SIGTERM with 100 idle streams");
     assert!(status.success(), "exit status {status}");
     assert!(
         took < Duration::from_secs(2),
@@ -375,6 +376,10 @@ async fn a_slow_call_in_flight_completes_and_the_dataplane_stops_right_after_it(
     let (exit, at) = exited(&mut dataplane, Duration::from_secs(40)).await;
     assert!(exit.success(), "exit status {exit}");
     let after_answer = at.saturating_duration_since(answered_at);
+    eprintln!(
+        "stopped {after_answer:?} after the slow call's answer, {:?} after SIGTERM",
+        at - signalled
+    );
     assert!(
         after_answer < Duration::from_secs(1),
         "stopped {after_answer:?} after the call's answer ({:?} after SIGTERM, grace {GRACE_SECS} s)",
@@ -474,6 +479,7 @@ async fn gatehouse_up_with_100_open_get_streams_stops_within_2_s() {
     sigterm(&up);
     let (status, at) = exited(&mut up, Duration::from_secs(40)).await;
     let took = at - signalled;
+    eprintln!("gatehouse up stopped {took:?} after SIGTERM with 100 idle streams");
     assert!(status.success(), "exit status {status}");
     assert!(
         took < Duration::from_secs(2),
@@ -491,7 +497,7 @@ fn last_event_id(text: &str) -> Option<String> {
     text.lines()
         .filter_map(|l| l.strip_prefix("id:"))
         .map(|id| id.trim().to_owned())
-        .last()
+        .next_back()
 }
 
 /// A 2026-07-28 request through `http`: the version in `_meta` and the headers that mirror the
@@ -758,7 +764,7 @@ async fn a_rolling_restart_under_load_fails_no_call_and_loses_no_event() {
                 let mut n = 0u64;
                 while !stop.load(Ordering::SeqCst) {
                     n += 1;
-                    let (tool, arguments) = if (n + c) % 3 == 0 {
+                    let (tool, arguments) = if (n + c).is_multiple_of(3) {
                         ("fx__test_slow_cancellable", json!({"seconds": 0.5}))
                     } else {
                         ("fx__test_simple_text", json!({}))
@@ -785,6 +791,12 @@ async fn a_rolling_restart_under_load_fails_no_call_and_loses_no_event() {
     }
 
     let failed = tally.failed.lock().unwrap().clone();
+    eprintln!(
+        "rolling restart: {} calls answered, {} refusals retried, {} failed",
+        tally.answered.load(Ordering::Relaxed),
+        tally.retried.load(Ordering::Relaxed),
+        failed.len()
+    );
     assert!(failed.is_empty(), "calls failed beyond retry: {failed:?}");
     let answered = tally.answered.load(Ordering::Relaxed);
     assert!(answered > 20, "the load ran ({answered} calls)");
