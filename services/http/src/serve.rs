@@ -178,10 +178,25 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that counts as in flight until dropped.
+/// A response body that counts as in flight until dropped, and a little longer: the worker drops
+/// a body as soon as it has yielded its last bytes, and writes those to the socket afterwards, in
+/// the same turn. The release waits for that turn to end (a task on the worker's own
+/// single-threaded runtime runs only after it), so that stopping the server once nothing is in
+/// flight never cuts off the end of an answer.
 struct Tracked {
     body: BoxBody,
-    _in_flight: InFlight,
+    in_flight: Option<InFlight>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let Some(in_flight) = self.in_flight.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { drop(in_flight) });
+        }
+    }
 }
 
 impl MessageBody for Tracked {
@@ -233,7 +248,7 @@ pub async fn drain_requests(
     Ok(response.map_body(|_, body| {
         BoxBody::new(Tracked {
             body: BoxBody::new(body),
-            _in_flight: in_flight,
+            in_flight: Some(in_flight),
         })
     }))
 }
