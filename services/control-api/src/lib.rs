@@ -121,7 +121,9 @@ impl ControlApi {
         let readiness = web::Data::new(readiness);
         let body_limit = BodyLimit(cfg.control_api.max_body_bytes);
         let grace = cfg.grace_period();
-        let draining = Draining::new();
+        // Requests arriving while draining: the API's own 503 (the client retries after `Retry-After`).
+        let draining = Draining::new()
+            .refusing_with(|| actix_web::ResponseError::error_response(&error::ApiError::Unavailable));
         let draining_data = web::Data::new(draining.clone());
         let proxies = web::Data::new(
             TrustedProxies::parse(&cfg.control_api.trusted_proxies).map_err(anyhow::Error::msg)?,
@@ -140,9 +142,7 @@ impl ControlApi {
                     .configure(gatehouse_http::ops::configure_internal)
                     .configure(routes::internal::configure)
                     .configure(gatehouse_oauth::configure_jwks)
-                    .wrap(middleware::from_fn(
-                        gatehouse_http::close_connections_when_draining,
-                    ))
+                    .wrap(middleware::from_fn(gatehouse_http::drain_requests))
                     .wrap(middleware::from_fn(observe::request_metrics))
                     .wrap(observe::tracing_logger())
             })
@@ -174,9 +174,7 @@ impl ControlApi {
                 .configure(gatehouse_oauth::configure)
                 .route("/api/openapi.json", web::get().to(openapi_json))
                 .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/docs/openapi.json", api))
-                .wrap(middleware::from_fn(
-                    gatehouse_http::close_connections_when_draining,
-                ))
+                .wrap(middleware::from_fn(gatehouse_http::drain_requests))
                 .wrap(middleware::from_fn(observe::request_metrics))
                 .wrap(observe::tracing_logger())
         })

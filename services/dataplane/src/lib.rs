@@ -137,6 +137,7 @@ impl Dataplane {
         };
         let hosted_sql = gatehouse_hosted_sql::HostedSql::new((&cfg.hosted_sql).into());
         tokio::spawn(close_idle_backend_pools(hosted_sql.clone(), background.clone()));
+        let draining = Draining::new().refusing_with(refuse_while_draining);
         let ended_sessions = session::EndedSessions::default();
         tokio::spawn(
             ended_sessions
@@ -166,9 +167,10 @@ impl Dataplane {
                 max_answer_bytes: cfg.dataplane.max_batch_answer_bytes,
                 timeout: Duration::from_millis(cfg.dataplane.batch_timeout_ms),
             },
-            streams: stream_slots::StreamSlots::new(cfg.dataplane.max_streams_per_subject),
+            streams: stream_slots::StreamSlots::new(cfg.dataplane.max_streams_per_subject, draining.token()),
             redactor: cfg.dataplane.redact_secrets.then(redact::Redactor::new),
             source: format!("dataplane-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]).into(),
+            drain: draining.clone(),
         };
         let source = loader::SnapshotSource::new(
             http.clone(),
@@ -215,7 +217,6 @@ impl Dataplane {
         let readiness = web::Data::new(readiness);
         let max_body = cfg.dataplane.max_body_bytes;
         let grace = cfg.grace_period();
-        let draining = Draining::new();
         let draining_data = web::Data::new(draining.clone());
         let proxies = web::Data::new(
             TrustedProxies::parse(&cfg.dataplane.trusted_proxies).map_err(anyhow::Error::msg)?,
@@ -228,9 +229,7 @@ impl Dataplane {
                     .app_data(readiness.clone())
                     .app_data(draining_data.clone())
                     .configure(gatehouse_http::ops::configure_internal)
-                    .wrap(middleware::from_fn(
-                        gatehouse_http::close_connections_when_draining,
-                    ))
+                    .wrap(middleware::from_fn(gatehouse_http::drain_requests))
                     .wrap(observe::tracing_logger())
             })
             .disable_signals()
@@ -248,9 +247,7 @@ impl Dataplane {
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(gatehouse_http::ops::configure_public)
                 .configure(configure)
-                .wrap(middleware::from_fn(
-                    gatehouse_http::close_connections_when_draining,
-                ))
+                .wrap(middleware::from_fn(gatehouse_http::drain_requests))
                 .wrap(middleware::from_fn(observe::request_metrics))
                 .wrap(observe::tracing_logger())
         })
@@ -309,6 +306,23 @@ impl Dataplane {
         background.cancel();
         result
     }
+}
+
+/// The answer to an MCP request that arrives while this replica drains: 503 (with `Retry-After`,
+/// added by the drain) and a JSON-RPC error saying to retry, which another replica will take.
+fn refuse_while_draining() -> HttpResponse {
+    let secs = gatehouse_http::serve::RETRY_AFTER_SECS;
+    HttpResponse::ServiceUnavailable()
+        .content_type("application/json")
+        .body(
+            jsonrpc::error_body(
+                None,
+                jsonrpc::SERVER_ERROR,
+                &format!("Service unavailable: this replica is shutting down; retry after {secs} s"),
+                Some(serde_json::json!({"retryAfterSeconds": secs})),
+            )
+            .to_string(),
+        )
 }
 
 /// Closes hosted SQL pools unused for the runtime's `idle_close_after`, every minute.

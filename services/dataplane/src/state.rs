@@ -46,6 +46,18 @@ pub struct AppState {
     pub redactor: Option<crate::redact::Redactor>,
     /// This instance, as named in events.
     pub source: Arc<str>,
+    /// The drain on shutdown (SIGTERM), shared with the servers. The one hook for whatever this
+    /// replica holds open beyond a request:
+    /// - `drain.token()` is cancelled when draining begins: stop opening new long-lived things
+    ///   (upstream sessions of a pool, notification streams) and end those that carry no call in
+    ///   flight; the notification streams in [`StreamSlots`] end on it already.
+    /// - `drain.on_close(|| async move { ... })` runs once every in-flight request has finished
+    ///   (or the grace period ran out), before the process exits: end the upstream sessions
+    ///   Gatehouse opened itself there (a DELETE each). Register it when the holder is built.
+    ///
+    /// Sessions of 2025 clients are not among them: their upstream session ids travel sealed in
+    /// the client's `Mcp-Session-Id`, and the client goes on with them on another replica.
+    pub drain: gatehouse_http::Draining,
 }
 
 /// How far one JSON-RPC batch may go (`dataplane.max_batch_messages`, `.max_batch_answer_bytes`,

@@ -2,8 +2,14 @@
 //! count per (org, subject) on this replica, bounded by `dataplane.max_streams_per_subject`. A
 //! slot is taken when such a request is admitted and given back when its response body is
 //! dropped (sent in full, or the client went away).
+//!
+//! These streams carry no call in flight, so they do not hold a replica that drains: when
+//! draining begins (the token given to [`StreamSlots::new`]) each one ends, after a `retry` hint
+//! where the revision resumes streams ([`StreamSlot::resumable`]), and the client reconnects, to
+//! another replica once this one is out of the load balancer.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -11,6 +17,7 @@ use std::task::{Context, Poll};
 use actix_web::HttpResponse;
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use bytes::Bytes;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use gatehouse_core::ids::OrgId;
 
@@ -21,13 +28,16 @@ type Caller = (OrgId, String);
 pub struct StreamSlots {
     max: usize,
     open: Arc<Mutex<HashMap<Caller, usize>>>,
+    draining: CancellationToken,
 }
 
 impl StreamSlots {
-    pub fn new(max: usize) -> Self {
+    /// At most `max` streams per caller; every stream ends when `draining` is cancelled.
+    pub fn new(max: usize, draining: CancellationToken) -> Self {
         Self {
             max,
             open: Arc::default(),
+            draining,
         }
     }
 
@@ -49,6 +59,7 @@ impl StreamSlots {
         Some(StreamSlot {
             slots: self.clone(),
             caller,
+            farewell: None,
         })
     }
 
@@ -73,6 +84,8 @@ impl StreamSlots {
 pub struct StreamSlot {
     slots: StreamSlots,
     caller: Caller,
+    /// Written last when the stream ends because the replica drains.
+    farewell: Option<Bytes>,
 }
 
 impl Drop for StreamSlot {
@@ -82,16 +95,37 @@ impl Drop for StreamSlot {
 }
 
 impl StreamSlot {
-    /// `response`, holding this slot until its body is dropped.
+    /// A stream the client resumes (2025 revisions, `Last-Event-ID`): when the replica drains it
+    /// ends with an SSE `retry` field, telling the client to reconnect after `retry_ms`.
+    pub fn resumable(mut self, retry_ms: u64) -> Self {
+        self.farewell = Some(Bytes::from(format!("retry: {retry_ms}\n\n")));
+        self
+    }
+
+    /// `response`, holding this slot until its body is dropped. An event stream ends when the
+    /// replica drains.
     pub fn held_by(self, response: HttpResponse) -> HttpResponse {
-        response.map_body(|_, body| BoxBody::new(Held { body, _slot: self }))
+        let is_stream = response
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let ending = is_stream.then(|| Box::pin(self.slots.draining.clone().cancelled_owned()));
+        response.map_body(|_, body| {
+            BoxBody::new(Held {
+                body,
+                ending,
+                slot: self,
+            })
+        })
     }
 }
 
-/// A response body that holds a stream slot.
+/// A response body that holds a stream slot (and, for an event stream, ends on drain).
 struct Held {
     body: BoxBody,
-    _slot: StreamSlot,
+    ending: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    slot: StreamSlot,
 }
 
 impl MessageBody for Held {
@@ -102,7 +136,19 @@ impl MessageBody for Held {
     }
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_next(cx)
+        let this = self.get_mut();
+        if let Some(ending) = &mut this.ending
+            && ending.as_mut().poll(cx).is_ready()
+        {
+            this.ending = None;
+            // The upstream streams are let go now; nothing more is read from them.
+            this.body = BoxBody::new(());
+            if let Some(farewell) = this.slot.farewell.take() {
+                return Poll::Ready(Some(Ok(farewell)));
+            }
+            return Poll::Ready(None);
+        }
+        Pin::new(&mut this.body).poll_next(cx)
     }
 }
 
@@ -112,7 +158,7 @@ mod tests {
 
     #[test]
     fn slots_are_per_caller_and_given_back() {
-        let slots = StreamSlots::new(2);
+        let slots = StreamSlots::new(2, CancellationToken::new());
         let (org, other_org) = (OrgId::new(), OrgId::new());
         let a = slots.acquire(org, "alice").unwrap();
         let b = slots.acquire(org, "alice").unwrap();
@@ -127,5 +173,32 @@ mod tests {
         let _c = slots.acquire(org, "alice").expect("a slot was given back");
         drop(b);
         assert_eq!(slots.open(org, "bob"), 0, "nothing left behind");
+    }
+
+    #[tokio::test]
+    async fn an_event_stream_ends_when_draining_begins() {
+        let draining = CancellationToken::new();
+        let slots = StreamSlots::new(2, draining.clone());
+        let org = OrgId::new();
+        let endless = || {
+            HttpResponse::Ok()
+                .content_type("text/event-stream")
+                .streaming(futures::stream::pending::<Result<Bytes, actix_web::Error>>())
+        };
+        let resumable = slots
+            .acquire(org, "alice")
+            .unwrap()
+            .resumable(2500)
+            .held_by(endless());
+        let plain = slots.acquire(org, "alice").unwrap().held_by(endless());
+        draining.cancel();
+        let body = actix_web::body::to_bytes(resumable.into_body()).await.unwrap();
+        assert_eq!(
+            body, "retry: 2500\n\n",
+            "a resumable stream says when to reconnect"
+        );
+        let body = actix_web::body::to_bytes(plain.into_body()).await.unwrap();
+        assert!(body.is_empty(), "{body:?}");
+        assert_eq!(slots.open(org, "alice"), 0, "their slots are given back");
     }
 }

@@ -2,14 +2,14 @@
 //! - [`ops`]: `/healthz`, `/readyz` (with named dependency checks) and `/metrics` (internal
 //!   listeners only);
 //! - [`observe`]: request ids, tracing spans (joined to an incoming `traceparent`) and HTTP metrics;
-//! - [`serve`]: binding and graceful shutdown within the configured grace period.
+//! - [`serve`]: binding, and draining on shutdown within the configured grace period.
 
 pub mod observe;
 pub mod ops;
 pub mod serve;
 
 pub use ops::{Readiness, ReadinessCheck};
-pub use serve::{Draining, bind, close_connections_when_draining, run_both_until_stopped, run_until_stopped};
+pub use serve::{Draining, bind, drain_requests, run_both_until_stopped, run_until_stopped};
 
 /// Where a request came from, for the audit trail and per-address limits.
 #[derive(Clone, Debug, Default)]

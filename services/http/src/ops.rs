@@ -8,6 +8,8 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use serde_json::{Map, Value, json};
 
+use crate::serve::Draining;
+
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// One named dependency check: `Ok` when reachable, `Err(reason)` otherwise. The reason is shown
@@ -92,8 +94,14 @@ async fn healthz() -> HttpResponse {
         .json(json!({"status": "alive"}))
 }
 
-/// Ready: every dependency reachable; 503 naming what is not.
-async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+/// Ready: every dependency reachable; 503 naming what is not. Once the service drains (see
+/// [`crate::serve`]), 503 at once, so that load balancers stop sending it requests.
+async fn readyz(readiness: web::Data<Readiness>, draining: Option<web::Data<Draining>>) -> HttpResponse {
+    if draining.is_some_and(|d| d.is_draining()) {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header(("cache-control", "no-store"))
+            .json(json!({"status": "draining", "checks": {}}));
+    }
     let (ready, checks) = readiness.evaluate().await;
     let body = json!({"status": if ready { "ready" } else { "not_ready" }, "checks": checks});
     if ready {

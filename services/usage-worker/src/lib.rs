@@ -94,9 +94,7 @@ impl UsageWorker {
                 .app_data(readiness.clone())
                 .app_data(draining_data.clone())
                 .configure(gatehouse_http::ops::configure_internal)
-                .wrap(middleware::from_fn(
-                    gatehouse_http::close_connections_when_draining,
-                ))
+                .wrap(middleware::from_fn(gatehouse_http::drain_requests))
                 .wrap(middleware::from_fn(observe::request_metrics))
                 .wrap(observe::tracing_logger())
         })

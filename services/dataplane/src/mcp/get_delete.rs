@@ -13,7 +13,7 @@ use crate::upstream::UpstreamError;
 
 use super::admission::{Ctx, establish, open_stream};
 use super::dispatch::Relay;
-use super::relay::{FrameStream, ListChangedHook, relay_events, sse_response};
+use super::relay::{FrameStream, ListChangedHook, SSE_RETRY_MS, relay_events, sse_response};
 use super::sessions::open_session;
 use super::tasks::{namespace_events, namespaces_tasks, only_served_tasks};
 use super::{Era, KEEP_ALIVE, MODERN_VERSIONS, header_str, method_not_allowed, rpc_error};
@@ -139,7 +139,10 @@ pub async fn get(
         return method_not_allowed();
     }
     let merged: FrameStream = Box::pin(futures::stream::select_all(streams));
-    slot.held_by(sse_response(merged, Some(KEEP_ALIVE)))
+    // On drain the stream ends with a `retry` hint; the client resumes it (`Last-Event-ID`) on
+    // another replica.
+    slot.resumable(SSE_RETRY_MS)
+        .held_by(sse_response(merged, Some(KEEP_ALIVE)))
 }
 
 /// `DELETE /{org}/{endpoint}/mcp`: ends the session upstream.

@@ -26,7 +26,7 @@ use crate::upstream::{Outbound, Reply, SseEvents, UpstreamError};
 use super::dispatch::Relay;
 use super::{CANCELLATION_PROBE, Ctx, Era, rpc_error};
 
-const SSE_RETRY_MS: u64 = 3000;
+pub(super) const SSE_RETRY_MS: u64 = 3000;
 const RESPONSE_ID_PREFIX: &str = "gh.";
 
 /// Sends an upstream reply to the client: JSON as it came, streams event by event.

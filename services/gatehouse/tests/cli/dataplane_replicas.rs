@@ -19,26 +19,32 @@ use gatehouse_test_support::{TestDb, free_port};
 use crate::{ServiceProcess, gatehouse};
 
 /// The name both dataplanes serve under.
-const PUBLIC_HOST: &str = "mcp.replicas.test";
+pub(crate) const PUBLIC_HOST: &str = "mcp.replicas.test";
 
 /// Settings every process of this platform shares.
-struct Shared {
-    db_url: String,
-    redis: String,
-    namespace: String,
-    encryption_keys: String,
-    signing_secret: String,
-    dataplane_secret: String,
-    control_api: String,
+pub(crate) struct Shared {
+    pub(crate) db_url: String,
+    pub(crate) redis: String,
+    pub(crate) namespace: String,
+    pub(crate) encryption_keys: String,
+    pub(crate) signing_secret: String,
+    pub(crate) dataplane_secret: String,
+    pub(crate) control_api: String,
+
     /// The control API's internal listener, where dataplanes read snapshots and the JWKS.
-    control_api_internal: String,
-    public_url: String,
-    dir: PathBuf,
+    pub(crate) control_api_internal: String,
+    pub(crate) public_url: String,
+    pub(crate) dir: PathBuf,
 }
 
 impl Shared {
     /// Starts `gatehouse {subcommand}`; `name` labels its log files.
-    fn spawn(&self, name: &'static str, subcommand: &str, extra: &[(&str, String)]) -> ServiceProcess {
+    pub(crate) fn spawn(
+        &self,
+        name: &'static str,
+        subcommand: &str,
+        extra: &[(&str, String)],
+    ) -> ServiceProcess {
         let log = self.dir.join(format!("{name}.log"));
         let mut cmd = gatehouse();
         cmd.env("GATEHOUSE_MODE", "local")
@@ -76,7 +82,7 @@ impl Shared {
         ServiceProcess { name, child, log }
     }
 
-    fn spawn_dataplane(&self, name: &'static str, listen: SocketAddr) -> ServiceProcess {
+    pub(crate) fn spawn_dataplane(&self, name: &'static str, listen: SocketAddr) -> ServiceProcess {
         self.spawn(
             name,
             "dataplane",
@@ -93,14 +99,14 @@ impl Shared {
 }
 
 /// A client whose resolver sends the public name to one replica's address.
-fn client_for(replica: SocketAddr) -> reqwest::Client {
+pub(crate) fn client_for(replica: SocketAddr) -> reqwest::Client {
     reqwest::Client::builder()
         .resolve(PUBLIC_HOST, replica)
         .build()
         .unwrap()
 }
 
-async fn post(
+pub(crate) async fn post(
     http: &reqwest::Client,
     url: &str,
     token: &str,
@@ -140,7 +146,7 @@ async fn post(
     (status, session, message)
 }
 
-fn loopback_pair_port() -> u16 {
+pub(crate) fn loopback_pair_port() -> u16 {
     // A port free on 127.0.0.1 that is also free on 127.0.0.2.
     loop {
         let port = free_port();
@@ -150,7 +156,7 @@ fn loopback_pair_port() -> u16 {
     }
 }
 
-fn remove_dir(dir: &Path) {
+pub(crate) fn remove_dir(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 

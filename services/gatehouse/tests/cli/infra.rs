@@ -367,6 +367,19 @@ fn compose_matches_the_binary() {
         if command[0] == "dataplane" {
             assert_dataplane_reads_the_internal_listener(&env["GATEHOUSE_DATAPLANE__CONTROL_API_URL"]);
         }
+        // Compose waits stop_grace_period (10 s unless set) before SIGKILL: longer than the drain
+        // of every service (`migrate` runs once and does not drain).
+        let grace: u64 = env
+            .get("GATEHOUSE_SHUTDOWN__GRACE_PERIOD_SECS")
+            .map_or(30, |g| g.parse().unwrap());
+        let stop_grace: u64 = service["stop_grace_period"]
+            .as_str()
+            .and_then(|s| s.strip_suffix('s'))
+            .map_or(10, |s| s.parse().unwrap());
+        assert!(
+            command[0] == "migrate" || stop_grace > grace,
+            "compose service {name}: stop_grace_period {stop_grace}s, drain grace {grace}s"
+        );
         if let Some(published) = service["ports"].as_sequence() {
             let port = ports[command[0].as_str()];
             for mapping in published {
@@ -556,10 +569,19 @@ fn kubernetes_manifests_render_and_match_the_binary() {
                     Some(READYZ_PATH)
                 );
                 let grace: u64 = config["GATEHOUSE_SHUTDOWN__GRACE_PERIOD_SECS"].parse().unwrap();
+                // preStop runs before SIGTERM, on the same clock.
+                let pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+                    .as_u64()
+                    .unwrap_or(0);
                 assert!(
-                    pod["terminationGracePeriodSeconds"].as_u64().unwrap() > grace,
-                    "Kubernetes must wait longer than the drain grace period"
+                    pod["terminationGracePeriodSeconds"].as_u64().unwrap() > pre_stop + grace,
+                    "Kubernetes must wait longer than preStop and the drain grace period together"
                 );
+                // Services clients reach through a load balancer wait for it to stop sending
+                // before they drain.
+                if ["control-api", "dataplane"].contains(&args[0].as_str()) {
+                    assert!(pre_stop > 0, "{}: a preStop sleep", args[0]);
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ mod chaos_smoke;
 mod config_errors;
 mod dataplane_replicas;
 mod db_role;
+mod drain;
 mod infra;
 mod migrate;
 mod otlp;

@@ -164,6 +164,6 @@ async fn sigterm_during_a_slow_request_lets_it_finish_then_exits() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(exit.success(), "exit status {exit}");
-    // It stopped accepting new connections once draining began.
+    // Once it has exited, nothing listens.
     assert!(http.get(format!("{base}/healthz")).send().await.is_err());
 }

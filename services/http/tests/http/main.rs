@@ -1,10 +1,12 @@
-//! Graceful shutdown: a slow request in flight when shutdown starts completes; one slower than the
-//! grace period does not keep the process alive past it.
+//! Draining on shutdown: a slow request in flight when shutdown starts completes and the server
+//! stops right after it; readiness turns 503 and new requests are refused with `Retry-After`
+//! meanwhile; close hooks run before the server stops; one request slower than the grace period
+//! does not keep the process alive past it, nor does an idle keep-alive connection.
 
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use gatehouse_http::{Draining, bind, close_connections_when_draining, run_until_stopped};
+use gatehouse_http::{Draining, Readiness, bind, drain_requests, run_until_stopped};
 use tokio_util::sync::CancellationToken;
 
 /// Signals that a slow request has reached its handler (so shutdown starts while it is in flight).
@@ -24,18 +26,34 @@ async fn serve(
     tokio::task::JoinHandle<anyhow::Result<()>>,
     Started,
 ) {
+    let (base, shutdown, handle, started, _) = serve_draining(grace, Draining::new()).await;
+    (base, shutdown, handle, started)
+}
+
+async fn serve_draining(
+    grace: Duration,
+    draining: Draining,
+) -> (
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    Started,
+    Draining,
+) {
     let started: Started = Default::default();
     let started_data = web::Data::new(started.clone());
     let listener = bind("127.0.0.1:0".parse().unwrap(), "test.listen").unwrap();
     let addr = listener.local_addr().unwrap();
-    let draining = Draining::new();
     let data = web::Data::new(draining.clone());
+    let readiness = web::Data::new(Readiness::new());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(readiness.clone())
             .app_data(started_data.clone())
+            .configure(gatehouse_http::ops::configure_public)
             .route("/slow/{ms}", web::get().to(slow))
-            .wrap(actix_web::middleware::from_fn(close_connections_when_draining))
+            .wrap(actix_web::middleware::from_fn(drain_requests))
     })
     .disable_signals()
     .workers(1)
@@ -44,8 +62,13 @@ async fn serve(
     .unwrap()
     .run();
     let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(run_until_stopped(server, shutdown.clone(), grace, draining));
-    (format!("http://{addr}"), shutdown, handle, started)
+    let handle = tokio::spawn(run_until_stopped(
+        server,
+        shutdown.clone(),
+        grace,
+        draining.clone(),
+    ));
+    (format!("http://{addr}"), shutdown, handle, started, draining)
 }
 
 #[actix_web::test]
@@ -87,6 +110,77 @@ async fn a_request_slower_than_the_grace_period_does_not_hold_the_process() {
         request.await.unwrap().is_err(),
         "the over-long request was cut off"
     );
+}
+
+#[actix_web::test]
+async fn while_draining_readiness_fails_new_requests_are_refused_and_the_server_stops_after_the_last_one() {
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let draining = Draining::new();
+    let (base, shutdown, server, started, draining) = serve_draining(Duration::from_secs(20), draining).await;
+    {
+        let closed = closed.clone();
+        let draining = draining.clone();
+        draining.clone().on_close(move || async move {
+            // Runs after the in-flight request and before the server stops.
+            assert_eq!(draining.in_flight(), 0);
+            closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{base}/readyz")).send().await.unwrap().status(),
+        200
+    );
+    let request = {
+        let url = format!("{base}/slow/1500");
+        tokio::spawn(async move { reqwest::get(url).await })
+    };
+    started.notified().await;
+    let stopping = Instant::now();
+    shutdown.cancel();
+    draining.token().cancelled().await;
+
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "readiness fails at once");
+    let refused = http.get(format!("{base}/slow/10")).send().await.unwrap();
+    assert_eq!(refused.status(), 503, "a new request is refused");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(refused.headers()["connection"], "close");
+    assert!(
+        !closed.load(std::sync::atomic::Ordering::SeqCst),
+        "close hooks wait"
+    );
+
+    let response = request.await.unwrap().expect("the in-flight request is answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "done");
+    server.await.unwrap().unwrap();
+    let took = stopping.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "stopped {took:?} after shutdown began: right after the request, not after the 20 s grace"
+    );
+    assert!(
+        closed.load(std::sync::atomic::Ordering::SeqCst),
+        "the close hook ran"
+    );
+}
+
+#[actix_web::test]
+async fn an_idle_keep_alive_connection_does_not_hold_the_server() {
+    let (base, shutdown, server, _started, _) =
+        serve_draining(Duration::from_secs(20), Draining::new()).await;
+    // A pooled client keeps its connection open after the answer.
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{base}/slow/1")).send().await.unwrap().status(),
+        200
+    );
+    let stopping = Instant::now();
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_millis(500), "stopped after {took:?}");
 }
 
 mod request_log {
