@@ -234,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
         backends: vec![],
         revocations: vec![],
         service_tokens: vec![],
+        callers: vec![],
     };
     if tenants > 0 {
         let keyring =
@@ -432,6 +433,7 @@ fn tenant(i: usize, tools: usize, keyring: &gatehouse_core::secrets::Keyring) ->
         backends: vec![],
         revocations: vec![],
         service_tokens,
+        callers: vec![],
     }
 }
 

@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 use super::tokens::{mcp, request};
+use gatehouse_test_support::console::ConsoleClient;
+
 use super::{Admin, platform_reaching_loopback, wait_for};
 use crate::platform::Platform;
 
@@ -56,6 +58,169 @@ fn ids(answer: &Value) -> Vec<i64> {
         .collect()
 }
 
+/// A throwaway database on the test PostgreSQL with a least-privilege tool role, registered as
+/// backend `slug` of the org through the REST API, with the `gatehouse` schema the API serves
+/// installed and `tables` (run as superuser; `{role}` names the tool role) created.
+struct TestBackend {
+    pg: PgConnection,
+    conn: PgConnection,
+    db: String,
+    role: String,
+    owner_role: String,
+    id: String,
+}
+
+impl TestBackend {
+    async fn create(platform: &Platform, admin: &ConsoleClient, base: &str, slug: &str, tables: &str) -> Self {
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let (db, role, owner_role, password) = (
+            format!("hsdp_{tag}"),
+            format!("hsdp_tools_{tag}"),
+            format!("hsdp_owner_{tag}"),
+            format!("pw-{tag}"),
+        );
+        let mut pg = PgConnection::connect(&superuser_url("postgres")).await.unwrap();
+        pg.execute(AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
+            .await
+            .unwrap();
+        pg.execute(AssertSqlSafe(format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{password}' NOBYPASSRLS NOINHERIT"
+        )))
+        .await
+        .unwrap();
+        let server = url::Url::parse(&gatehouse_test_support::testdb::server_url()).unwrap();
+        let dsn = format!(
+            "postgres://{role}:{password}@{}:{}/{db}",
+            server.host_str().unwrap(),
+            server.port().unwrap_or(5432)
+        );
+        let backend = admin
+            .send(
+                reqwest::Method::POST,
+                &format!("{base}/backends"),
+                Some(json!({"slug": slug, "name": slug, "dsn": dsn, "tls_mode": "disable", "owner_role": owner_role})),
+            )
+            .await;
+        let id = backend["id"].as_str().unwrap().to_owned();
+        let setup = platform
+            .http
+            .get(format!("{}{base}/backends/{id}/setup-sql", platform.control_api))
+            .header("cookie", &admin.cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut conn = PgConnection::connect(&superuser_url(&db)).await.unwrap();
+        conn.execute(AssertSqlSafe(setup)).await.unwrap();
+        conn.execute(AssertSqlSafe(tables.replace("{role}", &role)))
+            .await
+            .unwrap();
+        let ready = admin
+            .send(reqwest::Method::POST, &format!("{base}/backends/{id}/test"), None)
+            .await;
+        assert_eq!(ready["ready"], true, "{ready}");
+        Self {
+            pg,
+            conn,
+            db,
+            role,
+            owner_role,
+            id,
+        }
+    }
+
+    /// Defines and approves `tools` (name, SQL, access, destructive), grants them all through the
+    /// scope `scope`, and exposes the backend at a new endpoint `endpoint`; returns its id.
+    async fn publish(
+        &self,
+        admin: &ConsoleClient,
+        base: &str,
+        tools: &[(&str, &str, &str, bool)],
+        scope: &str,
+        endpoint: &str,
+    ) -> String {
+        let mut tool_ids = Vec::new();
+        for (name, sql, access, destructive) in tools {
+            let tool = admin
+                .send(
+                    reqwest::Method::POST,
+                    &format!("{base}/backends/{}/tools", self.id),
+                    Some(json!({"name": name, "description": name, "sql": sql, "access": access, "destructive": destructive})),
+                )
+                .await;
+            admin
+                .send(
+                    reqwest::Method::POST,
+                    &format!("{base}/tools/{}/approve", tool["id"].as_str().unwrap()),
+                    Some(json!({"definition_hash": tool["definition_hash"]})),
+                )
+                .await;
+            tool_ids.push(tool["id"].clone());
+        }
+        admin
+            .send(
+                reqwest::Method::POST,
+                &format!("{base}/scopes"),
+                Some(json!({"name": scope, "tool_ids": tool_ids})),
+            )
+            .await;
+        let endpoint = admin
+            .send(
+                reqwest::Method::POST,
+                &format!("{base}/endpoints"),
+                Some(json!({"slug": endpoint, "name": endpoint})),
+            )
+            .await;
+        let endpoint_id = endpoint["id"].as_str().unwrap().to_owned();
+        admin
+            .send(
+                reqwest::Method::PUT,
+                &format!("{base}/endpoints/{endpoint_id}/backends"),
+                Some(json!({"backends": [{"backend_id": self.id}]})),
+            )
+            .await;
+        endpoint_id
+    }
+
+    async fn drop_all(self) {
+        let Self {
+            mut pg,
+            conn,
+            db,
+            role,
+            owner_role,
+            ..
+        } = self;
+        drop(conn);
+        pg.execute(AssertSqlSafe(format!("DROP DATABASE \"{db}\" WITH (FORCE)")))
+            .await
+            .unwrap();
+        for r in [&role, &owner_role] {
+            pg.execute(AssertSqlSafe(format!("DROP ROLE IF EXISTS {r}")))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A service token of `endpoint_id` granted `scope`: its secret and its subject
+/// (`service_token:<id>`).
+async fn service_token(admin: &ConsoleClient, base: &str, endpoint_id: &str, scope: &str, name: &str) -> (String, String) {
+    let created = admin
+        .send(
+            reqwest::Method::POST,
+            &format!("{base}/service-tokens"),
+            Some(json!({"name": name, "endpoint_id": endpoint_id, "scopes": [scope]})),
+        )
+        .await;
+    (
+        created["secret"].as_str().unwrap().to_owned(),
+        format!("service_token:{}", created["id"].as_str().unwrap()),
+    )
+}
+
 #[tokio::test]
 async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security() {
     let platform = platform_reaching_loopback().await;
@@ -63,137 +228,41 @@ async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security()
 
     // The customer's database: notes owned by callers, protected by a policy on the verified
     // subject Gatehouse signs into each transaction.
-    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let (db, role, owner_role, password) = (
-        format!("hsdp_{tag}"),
-        format!("hsdp_tools_{tag}"),
-        format!("hsdp_owner_{tag}"),
-        format!("pw-{tag}"),
-    );
-    let mut pg = PgConnection::connect(&superuser_url("postgres")).await.unwrap();
-    pg.execute(AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
-        .await
-        .unwrap();
-    pg.execute(AssertSqlSafe(format!(
-        "CREATE ROLE {role} LOGIN PASSWORD '{password}' NOBYPASSRLS NOINHERIT"
-    )))
-    .await
-    .unwrap();
-    let server = url::Url::parse(&gatehouse_test_support::testdb::server_url()).unwrap();
-    let dsn = format!(
-        "postgres://{role}:{password}@{}:{}/{db}",
-        server.host_str().unwrap(),
-        server.port().unwrap_or(5432)
-    );
     let base = "/api/v1/orgs/notes";
-    let backend = admin
-        .send(
-            reqwest::Method::POST,
-            &format!("{base}/backends"),
-            Some(json!({"slug": "notes", "name": "Notes", "dsn": dsn, "tls_mode": "disable", "owner_role": owner_role})),
-        )
-        .await;
-    let backend_id = backend["id"].as_str().unwrap().to_owned();
-    let setup = platform
-        .http
-        .get(format!(
-            "{}{base}/backends/{backend_id}/setup-sql",
-            platform.control_api
-        ))
-        .header("cookie", &admin.cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut backend_db = PgConnection::connect(&superuser_url(&db)).await.unwrap();
-    backend_db.execute(AssertSqlSafe(setup)).await.unwrap();
-    backend_db
-        .execute(AssertSqlSafe(format!(
-            "CREATE TABLE notes (id int PRIMARY KEY, owner text NOT NULL, body text NOT NULL);
-             ALTER TABLE notes ENABLE ROW LEVEL SECURITY; ALTER TABLE notes FORCE ROW LEVEL SECURITY;
-             CREATE POLICY mine ON notes USING (owner = (SELECT gatehouse.subject()));
-             GRANT SELECT, DELETE ON notes TO {role};"
-        )))
-        .await
-        .unwrap();
-    let ready = admin
-        .send(
-            reqwest::Method::POST,
-            &format!("{base}/backends/{backend_id}/test"),
-            None,
-        )
-        .await;
-    assert_eq!(ready["ready"], true, "{ready}");
+    let mut backend = TestBackend::create(
+        &platform,
+        &admin,
+        base,
+        "notes",
+        "CREATE TABLE notes (id int PRIMARY KEY, owner text NOT NULL, body text NOT NULL);
+         ALTER TABLE notes ENABLE ROW LEVEL SECURITY; ALTER TABLE notes FORCE ROW LEVEL SECURITY;
+         CREATE POLICY mine ON notes USING (owner = (SELECT gatehouse.subject()));
+         GRANT SELECT, DELETE ON notes TO {role};",
+    )
+    .await;
 
     // Two tools: a read, and a destructive write.
-    let mut tool_ids = Vec::new();
-    for (name, sql, access, destructive) in [
-        (
-            "my_notes",
-            "SELECT id, body FROM notes ORDER BY id",
-            "read",
-            false,
-        ),
-        ("delete_note", "DELETE FROM notes WHERE id = :id", "write", true),
-    ] {
-        let tool = admin
-            .send(
-                reqwest::Method::POST,
-                &format!("{base}/backends/{backend_id}/tools"),
-                Some(json!({"name": name, "description": name, "sql": sql, "access": access, "destructive": destructive})),
-            )
-            .await;
-        admin
-            .send(
-                reqwest::Method::POST,
-                &format!("{base}/tools/{}/approve", tool["id"].as_str().unwrap()),
-                Some(json!({"definition_hash": tool["definition_hash"]})),
-            )
-            .await;
-        tool_ids.push(tool["id"].clone());
-    }
-    admin
-        .send(
-            reqwest::Method::POST,
-            &format!("{base}/scopes"),
-            Some(json!({"name": "notes", "tool_ids": tool_ids})),
-        )
-        .await;
-    let endpoint = admin
-        .send(
-            reqwest::Method::POST,
-            &format!("{base}/endpoints"),
-            Some(json!({"slug": "notes", "name": "Notes"})),
-        )
-        .await;
-    let endpoint_id = endpoint["id"].as_str().unwrap().to_owned();
-    admin
-        .send(
-            reqwest::Method::PUT,
-            &format!("{base}/endpoints/{endpoint_id}/backends"),
-            Some(json!({"backends": [{"backend_id": backend_id}]})),
+    let endpoint_id = backend
+        .publish(
+            &admin,
+            base,
+            &[
+                ("my_notes", "SELECT id, body FROM notes ORDER BY id", "read", false),
+                ("delete_note", "DELETE FROM notes WHERE id = :id", "write", true),
+            ],
+            "notes",
+            "notes",
         )
         .await;
 
     // Two callers, each with rows of their own.
     let mut callers = Vec::new();
     for name in ["alice", "bob"] {
-        let created = admin
-            .send(
-                reqwest::Method::POST,
-                &format!("{base}/service-tokens"),
-                Some(json!({"name": name, "endpoint_id": endpoint_id, "scopes": ["notes"]})),
-            )
-            .await;
-        callers.push((
-            created["secret"].as_str().unwrap().to_owned(),
-            format!("service_token:{}", created["id"].as_str().unwrap()),
-        ));
+        callers.push(service_token(&admin, base, &endpoint_id, "notes", name).await);
     }
     let (alice, bob) = (&callers[0], &callers[1]);
-    backend_db
+    backend
+        .conn
         .execute(AssertSqlSafe(format!(
             "INSERT INTO notes VALUES (1, '{a}', 'alice 1'), (2, '{b}', 'bob 2'), (3, '{a}', 'alice 3'), (4, 'nobody', 'orphan')",
             a = alice.1,
@@ -276,7 +345,61 @@ async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security()
         [2]
     );
 
-    // The calls reach the audit trail like any tool's; those awaiting confirmation as denied.
+    // A 2026-07-28 client that declared elicitation is asked with an `input_required` result;
+    // its retry carries the answer and the echoed `requestState`. Declined, nothing runs.
+    let asking = |extra: Value| {
+        let mut body = request(
+            MODERN,
+            1,
+            "tools/call",
+            json!({"name": delete, "arguments": {"id": 3}}),
+        );
+        body["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] = json!({"elicitation": {}});
+        if let Value::Object(extra) = extra {
+            for (k, v) in extra {
+                body["params"][k] = v;
+            }
+        }
+        body
+    };
+    let (_, asked, _) = mcp(&platform, &url, &alice.0, MODERN, None, asking(json!({}))).await;
+    assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");
+    let question = &asked["result"]["inputRequests"]["confirm"];
+    assert_eq!(question["method"], "elicitation/create", "{asked}");
+    assert_eq!(question["params"]["requestedSchema"]["required"], json!(["confirm"]), "{asked}");
+    let state = asked["result"]["requestState"].as_str().unwrap().to_owned();
+    let (_, no, _) = mcp(
+        &platform,
+        &url,
+        &alice.0,
+        MODERN,
+        None,
+        asking(json!({"requestState": state, "inputResponses": {"confirm": {"action": "decline"}}})),
+    )
+    .await;
+    assert_eq!(no["result"]["isError"], true, "{no}");
+    assert_eq!(
+        ids(&call(&platform, &url, &alice.0, read, json!({}), json!({})).await),
+        [3]
+    );
+    let (_, yes, _) = mcp(
+        &platform,
+        &url,
+        &alice.0,
+        MODERN,
+        None,
+        asking(json!({"requestState": state,
+            "inputResponses": {"confirm": {"action": "accept", "content": {"confirm": true}}}})),
+    )
+    .await;
+    assert_eq!(yes["result"]["resultType"], "complete", "{yes}");
+    assert_eq!(yes["result"]["structuredContent"]["rows_affected"], 1, "{yes}");
+    assert!(
+        ids(&call(&platform, &url, &alice.0, read, json!({}), json!({})).await).is_empty()
+    );
+
+    // The calls reach the audit trail like any tool's: those awaiting, declining or presenting an
+    // invalid confirmation as denied, and each confirmation with how it was given and by whom.
     let mut platform_db = platform.db.admin().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -287,20 +410,182 @@ async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security()
         .fetch_all(&mut platform_db)
         .await
         .unwrap();
-        if counts == [("tool.call".to_owned(), 5), ("tool.denied".to_owned(), 2)] {
+        if counts == [("tool.call".to_owned(), 3), ("tool.denied".to_owned(), 7)] {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "audit trail: {counts:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let confirmations: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT action, details->'confirmation' FROM audit_events
+          WHERE details->>'tool' = $1 AND details ? 'confirmation' ORDER BY occurred_at, id",
+    )
+    .bind(delete)
+    .fetch_all(&mut platform_db)
+    .await
+    .unwrap();
+    let summary: Vec<(String, String, String, String)> = confirmations
+        .iter()
+        .map(|(action, c)| {
+            (
+                action.clone(),
+                c["method"].as_str().unwrap().to_owned(),
+                c["decision"].as_str().unwrap().to_owned(),
+                c["by"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let row = |action: &str, method: &str, decision: &str, by: &str| {
+        (action.to_owned(), method.to_owned(), decision.to_owned(), by.to_owned())
+    };
+    assert_eq!(
+        summary,
+        [
+            row("tool.denied", "token", "refused", &bob.1),
+            row("tool.denied", "token", "refused", &alice.1),
+            row("tool.call", "token", "accepted", &alice.1),
+            row("tool.denied", "token", "refused", &alice.1),
+            row("tool.call", "token", "accepted", &alice.1),
+            row("tool.denied", "input_required", "declined", &alice.1),
+            row("tool.call", "input_required", "accepted", &alice.1),
+        ]
+    );
+    assert!(
+        confirmations
+            .iter()
+            .filter(|(_, c)| c["decision"] == "accepted")
+            .all(|(_, c)| c["nonce"].as_str().is_some_and(|n| n.len() == 32)),
+        "{confirmations:?}"
+    );
 
-    drop(backend_db);
-    pg.execute(AssertSqlSafe(format!("DROP DATABASE \"{db}\" WITH (FORCE)")))
-        .await
-        .unwrap();
-    for r in [&role, &owner_role] {
-        pg.execute(AssertSqlSafe(format!("DROP ROLE IF EXISTS {r}")))
-            .await
-            .unwrap();
+    backend.drop_all().await;
+}
+
+/// The orders example of docs/hosted-sql.md: one table shared by several customers, a policy on
+/// `gatehouse.claim('customer_id')`, and each customer's service token carrying its `customer_id`
+/// attribute, set through the REST API and signed into every call by the dataplane.
+#[tokio::test]
+async fn policies_read_the_callers_attributes_set_through_the_api() {
+    let platform = platform_reaching_loopback().await;
+    let (admin, _) = Admin::create(&platform, "owner@shop.test", "shop").await;
+    let base = "/api/v1/orgs/shop";
+    let backend = TestBackend::create(
+        &platform,
+        &admin,
+        base,
+        "shop",
+        "CREATE TABLE orders (id int PRIMARY KEY, customer_id text NOT NULL, total numeric(10,2) NOT NULL);
+         ALTER TABLE orders ENABLE ROW LEVEL SECURITY; ALTER TABLE orders FORCE ROW LEVEL SECURITY;
+         CREATE POLICY orders_by_customer ON orders FOR ALL TO PUBLIC
+             USING (customer_id = (SELECT gatehouse.claim('customer_id')))
+             WITH CHECK (customer_id = (SELECT gatehouse.claim('customer_id')));
+         GRANT SELECT ON orders TO {role};
+         INSERT INTO orders VALUES (1, 'acme', 10), (2, 'globex', 20), (3, 'acme', 30);",
+    )
+    .await;
+    let endpoint_id = backend
+        .publish(
+            &admin,
+            base,
+            &[
+                ("my_orders", "SELECT id, total FROM orders ORDER BY id", "read", false),
+                (
+                    "whoami",
+                    "SELECT gatehouse.claim('customer_id') AS customer, gatehouse.email() AS email, gatehouse.subject() AS subject",
+                    "read",
+                    false,
+                ),
+            ],
+            "orders",
+            "orders",
+        )
+        .await;
+
+    // The org defines the attribute; values for undefined names are refused.
+    admin
+        .send(
+            reqwest::Method::PUT,
+            &format!("{base}/attributes/customer_id"),
+            Some(json!({"description": "The customer this caller acts for"})),
+        )
+        .await;
+    let mut tokens = Vec::new();
+    for name in ["acme", "globex", "unassigned"] {
+        tokens.push(service_token(&admin, base, &endpoint_id, "orders", name).await);
     }
+    let token_id = |t: &(String, String)| t.1.trim_start_matches("service_token:").to_owned();
+    let refused = admin
+        .try_send(
+            reqwest::Method::PUT,
+            &format!("{base}/service-tokens/{}/attributes", token_id(&tokens[0])),
+            Some(json!({"attributes": {"tenant": "acme"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(refused.contains("400") && refused.contains("tenant"), "{refused}");
+    for (token, customer) in [(&tokens[0], "acme"), (&tokens[1], "globex")] {
+        admin
+            .send(
+                reqwest::Method::PUT,
+                &format!("{base}/service-tokens/{}/attributes", token_id(token)),
+                Some(json!({"attributes": {"customer_id": customer}})),
+            )
+            .await;
+    }
+    let stored = admin
+        .send(
+            reqwest::Method::GET,
+            &format!("{base}/service-tokens/{}/attributes", token_id(&tokens[0])),
+            None,
+        )
+        .await;
+    assert_eq!(stored, json!({"attributes": {"customer_id": "acme"}}));
+
+    let url = format!("{}/shop/orders/mcp", platform.dataplane);
+    let read = "shop__my_orders";
+    let (acme, globex, unassigned) = (&tokens[0], &tokens[1], &tokens[2]);
+    wait_for(Duration::from_secs(5), || async {
+        let answer = call(&platform, &url, &acme.0, read, json!({}), json!({})).await;
+        answer["result"]["isError"] == false && answer["result"]["structuredContent"]["row_count"] == 2
+    })
+    .await;
+
+    // Each customer's token sees its customer's orders; a token without the attribute sees none.
+    assert_eq!(ids(&call(&platform, &url, &acme.0, read, json!({}), json!({})).await), [1, 3]);
+    assert_eq!(ids(&call(&platform, &url, &globex.0, read, json!({}), json!({})).await), [2]);
+    assert_eq!(
+        ids(&call(&platform, &url, &unassigned.0, read, json!({}), json!({})).await),
+        Vec::<i64>::new()
+    );
+    let who = call(&platform, &url, &acme.0, "shop__whoami", json!({}), json!({})).await;
+    assert_eq!(
+        who["result"]["structuredContent"]["rows"],
+        json!([{"customer": "acme", "email": null, "subject": acme.1}]),
+        "{who}"
+    );
+
+    // Changing a token's attribute is published: its calls follow within seconds.
+    admin
+        .send(
+            reqwest::Method::PUT,
+            &format!("{base}/service-tokens/{}/attributes", token_id(acme)),
+            Some(json!({"attributes": {"customer_id": "globex"}})),
+        )
+        .await;
+    wait_for(Duration::from_secs(5), || async {
+        let answer = call(&platform, &url, &acme.0, read, json!({}), json!({})).await;
+        answer["result"]["structuredContent"]["rows"] == json!([{"id": 2, "total": "20.00"}])
+    })
+    .await;
+
+    // Removing the attribute removes every value: no customer's rows are visible any more.
+    admin
+        .send(reqwest::Method::DELETE, &format!("{base}/attributes/customer_id"), None)
+        .await;
+    wait_for(Duration::from_secs(5), || async {
+        let answer = call(&platform, &url, &globex.0, read, json!({}), json!({})).await;
+        answer["result"]["structuredContent"]["row_count"] == 0
+    })
+    .await;
+    backend.drop_all().await;
 }
