@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpResponse, delete, get, put, web};
+use actix_web::{HttpResponse, delete, get, post, put, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -62,6 +62,9 @@ impl From<AttributeRow> for AttributeOut {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttributeIn {
+    /// Lower-case letters, digits and `_`, starting with a letter (at most 63): the name policies
+    /// pass to `gatehouse.claim()`.
+    pub name: String,
     /// What the attribute holds, e.g. "The customer this caller acts for".
     #[serde(default)]
     pub description: String,
@@ -132,44 +135,47 @@ pub async fn list_attributes(state: web::Data<AppState>, member: OrgMember) -> A
     Ok(HttpResponse::Ok().json(rows.into_iter().map(AttributeOut::from).collect::<Vec<_>>()))
 }
 
-/// Define a caller attribute (or change its description). Audited.
+/// Define a caller attribute (or change the description of one). Audited.
 #[utoipa::path(
     operation_id = "attributes.define",
     tag = "orgs",
-    params(("org" = String, Path, description = "Org slug"), ("name" = String, Path)),
+    params(("org" = String, Path, description = "Org slug")),
     request_body = AttributeIn,
-    responses((status = 204), (status = 400, body = Problem), (status = 403, body = Problem))
+    responses((status = 200, body = AttributeOut), (status = 400, body = Problem), (status = 403, body = Problem))
 )]
-#[put("/orgs/{org}/attributes/{name}")]
+#[post("/orgs/{org}/attributes")]
 pub async fn define_attribute(
     state: web::Data<AppState>,
     member: OrgMember,
-    path: web::Path<(String, String)>,
     body: ValidJson<AttributeIn>,
 ) -> ApiResult<HttpResponse> {
     member.require(Role::Admin)?;
-    let (_, name) = path.into_inner();
-    attribute_name(&name)?;
+    attribute_name(&body.name)?;
     let description = validate::description("description", &body.description)?;
     if description.chars().count() > 500 {
         return Err(ApiError::invalid("description", "must be at most 500 characters"));
     }
     let mut tx = member.begin(&state).await?;
-    let created = caller_attributes::define(&mut tx, &name, &description).await?;
+    let created = caller_attributes::define(&mut tx, &body.name, &description).await?;
+    let row = caller_attributes::list(&mut tx)
+        .await?
+        .into_iter()
+        .find(|a| a.name == body.name)
+        .ok_or(ApiError::NotFound("attribute"))?;
     let event = changes::event(&member, "attribute.defined")
-        .details(json!({"name": name, "created": created}));
+        .details(json!({"name": body.name, "created": created}));
     changes::commit_audited(tx, &[event]).await?;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(HttpResponse::Ok().json(AttributeOut::from(row)))
 }
 
 /// Remove a caller attribute and every member's and token's value of it. Audited; published.
 #[utoipa::path(
     operation_id = "attributes.remove",
     tag = "orgs",
-    params(("org" = String, Path, description = "Org slug"), ("name" = String, Path)),
+    params(("org" = String, Path, description = "Org slug"), ("attribute" = String, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem))
 )]
-#[delete("/orgs/{org}/attributes/{name}")]
+#[delete("/orgs/{org}/attributes/{attribute}")]
 pub async fn remove_attribute(
     state: web::Data<AppState>,
     member: OrgMember,
@@ -199,7 +205,7 @@ pub async fn get_member_attributes(
     member: OrgMember,
     path: web::Path<(String, UserId)>,
 ) -> ApiResult<HttpResponse> {
-    member.require(Role::Viewer)?;
+    member.require(Role::Admin)?;
     let (_, user) = path.into_inner();
     let mut tx = member.begin(&state).await?;
     if !memberships::list(&mut tx).await?.iter().any(|m| m.user_id == user) {
@@ -244,16 +250,16 @@ pub async fn set_member_attributes(
 #[utoipa::path(
     operation_id = "attributes.service_token.get",
     tag = "tokens",
-    params(("org" = String, Path, description = "Org slug"), ("token_id" = String, Path, format = Uuid)),
+    params(("org" = String, Path, description = "Org slug"), ("service_token_id" = String, Path, format = Uuid)),
     responses((status = 200, body = AttributeValues), (status = 404, body = Problem))
 )]
-#[get("/orgs/{org}/service-tokens/{token_id}/attributes")]
+#[get("/orgs/{org}/service-tokens/{service_token_id}/attributes")]
 pub async fn get_service_token_attributes(
     state: web::Data<AppState>,
     member: OrgMember,
     path: web::Path<(String, ServiceTokenId)>,
 ) -> ApiResult<HttpResponse> {
-    member.require(Role::Viewer)?;
+    member.require(Role::Admin)?;
     let (_, token) = path.into_inner();
     let mut tx = member.begin(&state).await?;
     if !service_tokens::list(&mut tx).await?.iter().any(|t| t.id == token) {
@@ -269,11 +275,11 @@ pub async fn get_service_token_attributes(
 #[utoipa::path(
     operation_id = "attributes.service_token.set",
     tag = "tokens",
-    params(("org" = String, Path, description = "Org slug"), ("token_id" = String, Path, format = Uuid)),
+    params(("org" = String, Path, description = "Org slug"), ("service_token_id" = String, Path, format = Uuid)),
     request_body = AttributeValues,
     responses((status = 204), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem))
 )]
-#[put("/orgs/{org}/service-tokens/{token_id}/attributes")]
+#[put("/orgs/{org}/service-tokens/{service_token_id}/attributes")]
 pub async fn set_service_token_attributes(
     state: web::Data<AppState>,
     member: OrgMember,

@@ -94,7 +94,7 @@ pub async fn set_member_values(
         .bind(user)
         .execute(tx.conn())
         .await?;
-    let (names, vals): (Vec<&String>, Vec<&String>) = values.iter().unzip();
+    let (names, vals): (Vec<String>, Vec<String>) = values.clone().into_iter().unzip();
     sqlx::query(
         "INSERT INTO member_attribute_values (org_id, user_id, name, value)
          SELECT $1, $2, n, v FROM unnest($3::text[], $4::text[]) AS x (n, v)",
@@ -136,7 +136,7 @@ pub async fn set_service_token_values(
         .bind(token)
         .execute(tx.conn())
         .await?;
-    let (names, vals): (Vec<&String>, Vec<&String>) = values.iter().unzip();
+    let (names, vals): (Vec<String>, Vec<String>) = values.clone().into_iter().unzip();
     sqlx::query(
         "INSERT INTO service_token_attribute_values (org_id, service_token_id, name, value)
          SELECT $1, $2, n, v FROM unnest($3::text[], $4::text[]) AS x (n, v)",

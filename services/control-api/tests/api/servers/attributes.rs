@@ -23,15 +23,15 @@ async fn members_attributes_and_emails_reach_the_snapshot() {
 
     let status = |r: reqwest::Response| r.status().as_u16();
     let defined = owner
-        .request(Method::PUT, &format!("{base}/attributes/customer_id"))
-        .json(&json!({"description": "The customer"}))
+        .request(Method::POST, &format!("{base}/attributes"))
+        .json(&json!({"name": "customer_id", "description": "The customer"}))
         .send()
         .await
         .unwrap();
-    assert_eq!(status(defined), 204);
+    assert_eq!(status(defined), 200);
     let bad_name = owner
-        .request(Method::PUT, &format!("{base}/attributes/Customer-Id"))
-        .json(&json!({}))
+        .request(Method::POST, &format!("{base}/attributes"))
+        .json(&json!({"name": "Customer-Id"}))
         .send()
         .await
         .unwrap();
@@ -68,7 +68,7 @@ async fn members_attributes_and_emails_reach_the_snapshot() {
         .await
         .unwrap();
     assert_eq!(status(set), 204);
-    let read: Value = dev.get(&member_path).send().await.unwrap().json().await.unwrap();
+    let read: Value = owner.get(&member_path).send().await.unwrap().json().await.unwrap();
     assert_eq!(read, json!({"attributes": {"customer_id": "c-42"}}));
 
     let snapshot = internal_snapshot(&app, org_id).await;
