@@ -196,7 +196,8 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
             .flatten(),
         elicitation: message
             .params()
-            .and_then(|p| p.pointer("/capabilities/elicitation"))
+            .and_then(|p| p.get("capabilities"))
+            .and_then(|c| c.get("elicitation"))
             .is_some_and(Value::is_object),
     };
     for u in &session.upstreams {
