@@ -700,7 +700,9 @@ async fn destructive_tools_are_confirmed_by_asking_the_client_in_both_revisions(
     let (read, delete) = ("items__my_items", "items__delete_item");
     let mine = || async { ids(&call(&platform, &url, &alice.0, read, json!({}), json!({})).await) };
     wait_for(Duration::from_secs(5), || async {
-        call(&platform, &url, &alice.0, read, json!({}), json!({})).await["result"]["isError"] == false
+        let body = request(MODERN, 1, "tools/call", json!({"name": read, "arguments": {}}));
+        let (status, answer, _) = mcp(&platform, &url, &alice.0, MODERN, None, body).await;
+        status == 200 && answer["result"]["isError"] == false
     })
     .await;
 
