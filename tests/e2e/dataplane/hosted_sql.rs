@@ -72,7 +72,13 @@ struct TestBackend {
 }
 
 impl TestBackend {
-    async fn create(platform: &Platform, admin: &ConsoleClient, base: &str, slug: &str, tables: &str) -> Self {
+    async fn create(
+        platform: &Platform,
+        admin: &ConsoleClient,
+        base: &str,
+        slug: &str,
+        tables: &str,
+    ) -> Self {
         let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let (db, role, owner_role, password) = (
             format!("hsdp_{tag}"),
@@ -214,7 +220,13 @@ impl TestBackend {
 
 /// A service token of `endpoint_id` granted `scope`: its secret and its subject
 /// (`service_token:<id>`).
-async fn service_token(admin: &ConsoleClient, base: &str, endpoint_id: &str, scope: &str, name: &str) -> (String, String) {
+async fn service_token(
+    admin: &ConsoleClient,
+    base: &str,
+    endpoint_id: &str,
+    scope: &str,
+    name: &str,
+) -> (String, String) {
     let created = admin
         .send(
             reqwest::Method::POST,
@@ -254,7 +266,12 @@ async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security()
             &admin,
             base,
             &[
-                ("my_notes", "SELECT id, body FROM notes ORDER BY id", "read", false),
+                (
+                    "my_notes",
+                    "SELECT id, body FROM notes ORDER BY id",
+                    "read",
+                    false,
+                ),
                 ("delete_note", "DELETE FROM notes WHERE id = :id", "write", true),
             ],
             "notes",
@@ -373,7 +390,11 @@ async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security()
     assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");
     let question = &asked["result"]["inputRequests"]["confirm"];
     assert_eq!(question["method"], "elicitation/create", "{asked}");
-    assert_eq!(question["params"]["requestedSchema"]["required"], json!(["confirm"]), "{asked}");
+    assert_eq!(
+        question["params"]["requestedSchema"]["required"],
+        json!(["confirm"]),
+        "{asked}"
+    );
     let state = asked["result"]["requestState"].as_str().unwrap().to_owned();
     let (_, no, _) = mcp(
         &platform,
@@ -401,9 +422,7 @@ async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security()
     .await;
     assert_eq!(yes["result"]["resultType"], "complete", "{yes}");
     assert_eq!(yes["result"]["structuredContent"]["rows_affected"], 1, "{yes}");
-    assert!(
-        ids(&call(&platform, &url, &alice.0, read, json!({}), json!({})).await).is_empty()
-    );
+    assert!(ids(&call(&platform, &url, &alice.0, read, json!({}), json!({})).await).is_empty());
 
     // The calls reach the audit trail like any tool's: those awaiting, declining or presenting an
     // invalid confirmation as denied, and each confirmation with how it was given and by whom.
@@ -443,7 +462,12 @@ async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security()
         })
         .collect();
     let row = |action: &str, method: &str, decision: &str, by: &str| {
-        (action.to_owned(), method.to_owned(), decision.to_owned(), by.to_owned())
+        (
+            action.to_owned(),
+            method.to_owned(),
+            decision.to_owned(),
+            by.to_owned(),
+        )
     };
     assert_eq!(
         summary,
@@ -558,8 +582,14 @@ async fn policies_read_the_callers_attributes_set_through_the_api() {
     .await;
 
     // Each customer's token sees its customer's orders; a token without the attribute sees none.
-    assert_eq!(ids(&call(&platform, &url, &acme.0, read, json!({}), json!({})).await), [1, 3]);
-    assert_eq!(ids(&call(&platform, &url, &globex.0, read, json!({}), json!({})).await), [2]);
+    assert_eq!(
+        ids(&call(&platform, &url, &acme.0, read, json!({}), json!({})).await),
+        [1, 3]
+    );
+    assert_eq!(
+        ids(&call(&platform, &url, &globex.0, read, json!({}), json!({})).await),
+        [2]
+    );
     assert_eq!(
         ids(&call(&platform, &url, &unassigned.0, read, json!({}), json!({})).await),
         Vec::<i64>::new()
@@ -587,7 +617,11 @@ async fn policies_read_the_callers_attributes_set_through_the_api() {
 
     // Removing the attribute removes every value: no customer's rows are visible any more.
     admin
-        .send(reqwest::Method::DELETE, &format!("{base}/attributes/customer_id"), None)
+        .send(
+            reqwest::Method::DELETE,
+            &format!("{base}/attributes/customer_id"),
+            None,
+        )
         .await;
     wait_for(Duration::from_secs(5), || async {
         let answer = call(&platform, &url, &globex.0, read, json!({}), json!({})).await;
@@ -608,13 +642,27 @@ async fn open_session(platform: &Platform, url: &str, token: &str) -> String {
     assert_eq!(status, 200, "{answer}");
     let session = session.expect("a session id");
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let (status, _, _) = mcp(platform, url, token, SESSION_REVISION, Some(&session), initialized).await;
+    let (status, _, _) = mcp(
+        platform,
+        url,
+        token,
+        SESSION_REVISION,
+        Some(&session),
+        initialized,
+    )
+    .await;
     assert_eq!(status, 202);
     session
 }
 
 /// Posts `body` on the session and returns the open response.
-async fn post_on_session(platform: &Platform, url: &str, token: &str, session: &str, body: &Value) -> reqwest::Response {
+async fn post_on_session(
+    platform: &Platform,
+    url: &str,
+    token: &str,
+    session: &str,
+    body: &Value,
+) -> reqwest::Response {
     platform
         .http
         .post(url)
@@ -710,15 +758,17 @@ async fn destructive_tools_are_confirmed_by_asking_the_client_in_both_revisions(
     // acceptance runs the call and its result follows on the same stream.
     let session = open_session(&platform, &url, &alice.0).await;
     let bob_session = open_session(&platform, &url, &bob.0).await;
-    let delete_call = |id: i64, n: i64| {
-        json!({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": delete, "arguments": {"id": id}}})
-    };
+    let delete_call = |id: i64, n: i64| json!({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": delete, "arguments": {"id": id}}});
     let mut stream = post_on_session(&platform, &url, &alice.0, &session, &delete_call(1, 7)).await;
     assert_eq!(stream.status(), 200);
     let mut buffer = String::new();
     let question = next_message(&mut stream, &mut buffer).await;
     assert_eq!(question["method"], "elicitation/create", "{question}");
-    assert_eq!(question["params"]["requestedSchema"]["required"], json!(["confirm"]), "{question}");
+    assert_eq!(
+        question["params"]["requestedSchema"]["required"],
+        json!(["confirm"]),
+        "{question}"
+    );
     let answer = |result: Value| json!({"jsonrpc": "2.0", "id": question["id"], "result": result});
     let accept = answer(json!({"action": "accept", "content": {"confirm": true}}));
     let hijack = post_on_session(&platform, &url, &bob.0, &bob_session, &accept).await;
@@ -727,7 +777,10 @@ async fn destructive_tools_are_confirmed_by_asking_the_client_in_both_revisions(
     assert_eq!(answered.status(), 202);
     let result = next_message(&mut stream, &mut buffer).await;
     assert_eq!(result["id"], 7, "{result}");
-    assert_eq!(result["result"]["structuredContent"]["rows_affected"], 1, "{result}");
+    assert_eq!(
+        result["result"]["structuredContent"]["rows_affected"], 1,
+        "{result}"
+    );
     assert_eq!(mine().await, [2, 3, 4, 5, 6]);
 
     // Declined: nothing runs.
@@ -763,14 +816,28 @@ async fn destructive_tools_are_confirmed_by_asking_the_client_in_both_revisions(
         }
     };
     let legacy = sdk("legacy", 3, "accept").await;
-    assert_eq!(legacy["elicitations"].as_array().map(Vec::len), Some(1), "{legacy}");
-    assert_eq!(legacy["result"]["structuredContent"]["rows_affected"], 1, "{legacy}");
+    assert_eq!(
+        legacy["elicitations"].as_array().map(Vec::len),
+        Some(1),
+        "{legacy}"
+    );
+    assert_eq!(
+        legacy["result"]["structuredContent"]["rows_affected"], 1,
+        "{legacy}"
+    );
     let modern = sdk("modern", 4, "decline").await;
     assert_eq!(modern["protocolVersion"], MODERN, "{modern}");
     assert_eq!(modern["result"]["isError"], true, "{modern}");
     let modern = sdk("modern", 4, "accept").await;
-    assert_eq!(modern["elicitations"].as_array().map(Vec::len), Some(1), "{modern}");
-    assert_eq!(modern["result"]["structuredContent"]["rows_affected"], 1, "{modern}");
+    assert_eq!(
+        modern["elicitations"].as_array().map(Vec::len),
+        Some(1),
+        "{modern}"
+    );
+    assert_eq!(
+        modern["result"]["structuredContent"]["rows_affected"], 1,
+        "{modern}"
+    );
     assert_eq!(mine().await, [2, 5, 6]);
 
     // Idempotent writes in both revisions: a retry with the same key returns the first result and
@@ -778,10 +845,16 @@ async fn destructive_tools_are_confirmed_by_asking_the_client_in_both_revisions(
     let add = "items__add_item";
     let key = |k: &str| json!({"io.gatehouse/idempotency-key": k});
     let first = call(&platform, &url, &alice.0, add, json!({"id": 10}), key("k-modern")).await;
-    assert_eq!(first["result"]["structuredContent"]["rows_affected"], 1, "{first}");
+    assert_eq!(
+        first["result"]["structuredContent"]["rows_affected"], 1,
+        "{first}"
+    );
     let again = call(&platform, &url, &alice.0, add, json!({"id": 10}), key("k-modern")).await;
     assert_eq!(again["result"]["structuredContent"]["replayed"], true, "{again}");
-    assert_eq!(again["result"]["structuredContent"]["rows"], first["result"]["structuredContent"]["rows"]);
+    assert_eq!(
+        again["result"]["structuredContent"]["rows"],
+        first["result"]["structuredContent"]["rows"]
+    );
     let other = call(&platform, &url, &alice.0, add, json!({"id": 12}), key("k-modern")).await;
     assert_eq!(other["result"]["isError"], true, "{other}");
     let in_session = |n: i64| {
@@ -790,13 +863,28 @@ async fn destructive_tools_are_confirmed_by_asking_the_client_in_both_revisions(
     };
     let mut replies = Vec::new();
     for n in [20, 21] {
-        let (status, reply, _) =
-            mcp(&platform, &url, &alice.0, SESSION_REVISION, Some(&session), in_session(n)).await;
+        let (status, reply, _) = mcp(
+            &platform,
+            &url,
+            &alice.0,
+            SESSION_REVISION,
+            Some(&session),
+            in_session(n),
+        )
+        .await;
         assert_eq!(status, 200, "{reply}");
         replies.push(reply);
     }
-    assert_eq!(replies[0]["result"]["structuredContent"]["rows_affected"], 1, "{}", replies[0]);
-    assert_eq!(replies[1]["result"]["structuredContent"]["replayed"], true, "{}", replies[1]);
+    assert_eq!(
+        replies[0]["result"]["structuredContent"]["rows_affected"], 1,
+        "{}",
+        replies[0]
+    );
+    assert_eq!(
+        replies[1]["result"]["structuredContent"]["replayed"], true,
+        "{}",
+        replies[1]
+    );
     assert_eq!(mine().await, [2, 5, 6, 10, 11]);
 
     // Each confirmation is audited with how it was given.
@@ -877,8 +965,18 @@ async fn hosted_sql_point_lookup_benchmark() {
             &admin,
             base,
             &[
-                ("get_guarded", "SELECT id, title FROM guarded WHERE id = :id", "read", false),
-                ("get_open", "SELECT id, title FROM open_rows WHERE id = :id", "read", false),
+                (
+                    "get_guarded",
+                    "SELECT id, title FROM guarded WHERE id = :id",
+                    "read",
+                    false,
+                ),
+                (
+                    "get_open",
+                    "SELECT id, title FROM open_rows WHERE id = :id",
+                    "read",
+                    false,
+                ),
             ],
             "bench",
             "bench",
@@ -904,7 +1002,15 @@ async fn hosted_sql_point_lookup_benchmark() {
         .await;
     let url = format!("{}/bench/bench/mcp", platform.dataplane);
     wait_for(Duration::from_secs(5), || async {
-        let answer = call(&platform, &url, &caller.0, "bench__get_guarded", json!({"id": 3}), json!({})).await;
+        let answer = call(
+            &platform,
+            &url,
+            &caller.0,
+            "bench__get_guarded",
+            json!({"id": 3}),
+            json!({}),
+        )
+        .await;
         answer["result"]["structuredContent"]["row_count"] == 1
     })
     .await;
@@ -937,16 +1043,33 @@ async fn hosted_sql_point_lookup_benchmark() {
     }
     let stats = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        (v.iter().sum::<f64>() / v.len() as f64, v[v.len() / 2], v[v.len() * 99 / 100])
+        (
+            v.iter().sum::<f64>() / v.len() as f64,
+            v[v.len() / 2],
+            v[v.len() * 99 / 100],
+        )
     };
     let [mut d, mut on, mut off] = samples;
     let (d, on, off) = (stats(&mut d), stats(&mut on), stats(&mut off));
     println!("calls per kind: {}", per_round * 4);
-    println!("direct query (tool role, sqlx)          mean {:>8.1} µs  p50 {:>8.1}  p99 {:>8.1}", d.0, d.1, d.2);
-    println!("dataplane, RLS off (reference table)    mean {:>8.1} µs  p50 {:>8.1}  p99 {:>8.1}", off.0, off.1, off.2);
-    println!("dataplane, RLS on (forced, claim policy) mean {:>8.1} µs  p50 {:>8.1}  p99 {:>8.1}", on.0, on.1, on.2);
+    println!(
+        "direct query (tool role, sqlx)          mean {:>8.1} µs  p50 {:>8.1}  p99 {:>8.1}",
+        d.0, d.1, d.2
+    );
+    println!(
+        "dataplane, RLS off (reference table)    mean {:>8.1} µs  p50 {:>8.1}  p99 {:>8.1}",
+        off.0, off.1, off.2
+    );
+    println!(
+        "dataplane, RLS on (forced, claim policy) mean {:>8.1} µs  p50 {:>8.1}  p99 {:>8.1}",
+        on.0, on.1, on.2
+    );
     println!("dataplane / direct (RLS off), p50: {:.2}x", off.1 / d.1);
-    println!("RLS on / RLS off through the dataplane, p50: {:.3}x (mean {:.3}x)", on.1 / off.1, on.0 / off.0);
+    println!(
+        "RLS on / RLS off through the dataplane, p50: {:.3}x (mean {:.3}x)",
+        on.1 / off.1,
+        on.0 / off.0
+    );
     drop(direct);
     backend.drop_all().await;
 }

@@ -162,8 +162,8 @@ pub async fn define_attribute(
         .into_iter()
         .find(|a| a.name == body.name)
         .ok_or(ApiError::NotFound("attribute"))?;
-    let event = changes::event(&member, "attribute.defined")
-        .details(json!({"name": body.name, "created": created}));
+    let event =
+        changes::event(&member, "attribute.defined").details(json!({"name": body.name, "created": created}));
     changes::commit_audited(tx, &[event]).await?;
     Ok(HttpResponse::Ok().json(AttributeOut::from(row)))
 }
@@ -208,7 +208,11 @@ pub async fn get_member_attributes(
     member.require(Role::Admin)?;
     let (_, user) = path.into_inner();
     let mut tx = member.begin(&state).await?;
-    if !memberships::list(&mut tx).await?.iter().any(|m| m.user_id == user) {
+    if !memberships::list(&mut tx)
+        .await?
+        .iter()
+        .any(|m| m.user_id == user)
+    {
         return Err(ApiError::NotFound("member"));
     }
     let attributes = caller_attributes::member_values(&mut tx, user).await?;

@@ -154,9 +154,7 @@ pub(super) async fn call(
     };
     // A 2026-07-28 retry carries the token back as `requestState` and the answer in
     // `inputResponses`.
-    let request_state = params
-        .and_then(|p| p.get("requestState"))
-        .and_then(Value::as_str);
+    let request_state = params.and_then(|p| p.get("requestState")).and_then(Value::as_str);
     let (confirmation, confirmed_by) = match request_state {
         Some(state) if sql_tool.destructive => {
             let answer = params
@@ -213,7 +211,12 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 impl SqlCall {
     /// Runs the call (with `confirmation`, the token, for a destructive tool) and answers it,
     /// unless a destructive tool still needs confirming.
-    async fn run(&self, confirmation: Option<String>, confirmed_by: ConfirmBy, mut record: CallRecord) -> Ran {
+    async fn run(
+        &self,
+        confirmation: Option<String>,
+        confirmed_by: ConfirmBy,
+        mut record: CallRecord,
+    ) -> Ran {
         let ctx = &self.ctx;
         let Ok((backend, tool)) = ctx.org.sql_tool(self.tool_id, self.backend_id) else {
             return Ran::Answered(finish(

@@ -62,23 +62,18 @@ pub async fn remove(tx: &mut TenantTx, name: &str) -> DbResult<bool> {
 /// The names in `values` the org has not defined.
 pub async fn undefined(tx: &mut TenantTx, values: &BTreeMap<String, String>) -> DbResult<Vec<String>> {
     let defined: Vec<String> = list(tx).await?.into_iter().map(|a| a.name).collect();
-    Ok(values
-        .keys()
-        .filter(|k| !defined.contains(k))
-        .cloned()
-        .collect())
+    Ok(values.keys().filter(|k| !defined.contains(k)).cloned().collect())
 }
 
 /// A member's attribute values.
 pub async fn member_values(tx: &mut TenantTx, user: UserId) -> DbResult<BTreeMap<String, String>> {
     let org_id = tx.org_id();
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT name, value FROM member_attribute_values WHERE org_id = $1 AND user_id = $2",
-    )
-    .bind(org_id)
-    .bind(user)
-    .fetch_all(tx.conn())
-    .await?;
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, value FROM member_attribute_values WHERE org_id = $1 AND user_id = $2")
+            .bind(org_id)
+            .bind(user)
+            .fetch_all(tx.conn())
+            .await?;
     Ok(rows.into_iter().collect())
 }
 

@@ -68,14 +68,24 @@ async fn members_attributes_and_emails_reach_the_snapshot() {
         .await
         .unwrap();
     assert_eq!(status(set), 204);
-    let read: Value = owner.get(&member_path).send().await.unwrap().json().await.unwrap();
+    let read: Value = owner
+        .get(&member_path)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(read, json!({"attributes": {"customer_id": "c-42"}}));
 
     let snapshot = internal_snapshot(&app, org_id).await;
     let caller = |id: String| snapshot.callers.iter().find(|c| c.subject == id).cloned();
     let dev_caller = caller(dev.id.to_string()).expect("the developer in the snapshot");
     assert_eq!(dev_caller.email.as_deref(), Some(dev.email.as_str()));
-    assert_eq!(dev_caller.attributes.get("customer_id").map(String::as_str), Some("c-42"));
+    assert_eq!(
+        dev_caller.attributes.get("customer_id").map(String::as_str),
+        Some("c-42")
+    );
     let owner_caller = caller(owner.id.to_string()).expect("the owner in the snapshot");
     assert_eq!(owner_caller.email.as_deref(), Some(owner.email.as_str()));
     assert!(owner_caller.attributes.is_empty());
