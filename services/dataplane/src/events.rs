@@ -87,7 +87,7 @@ impl CallRecord {
     /// Records how the destructive call was confirmed (or declined, or refused).
     pub fn set_confirmation(&mut self, confirmation: CallConfirmation) {
         if let Some(event) = &mut self.event {
-            event.confirmation = Some(confirmation);
+            event.confirmation = Some(Box::new(confirmation));
         }
     }
 

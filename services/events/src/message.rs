@@ -113,7 +113,7 @@ pub struct CallEvent {
     pub user_agent: Option<String>,
     /// How a destructive call was confirmed (or that its confirmation was declined or refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub confirmation: Option<CallConfirmation>,
+    pub confirmation: Option<Box<CallConfirmation>>,
 }
 
 /// The confirmation of a destructive call, for the audit trail.

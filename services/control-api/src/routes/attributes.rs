@@ -97,7 +97,7 @@ async fn check_values(tx: &mut TenantTx, values: &BTreeMap<String, String>) -> A
     if values.len() > MAX_VALUES {
         return Err(ApiError::invalid(
             "attributes",
-            &format!("at most {MAX_VALUES} attributes"),
+            format!("at most {MAX_VALUES} attributes"),
         ));
     }
     for value in values.values() {
@@ -105,7 +105,7 @@ async fn check_values(tx: &mut TenantTx, values: &BTreeMap<String, String>) -> A
         if chars == 0 || chars > MAX_VALUE_CHARS || value.chars().any(char::is_control) {
             return Err(ApiError::invalid(
                 "attributes",
-                &format!("values must be 1 to {MAX_VALUE_CHARS} characters, without control characters"),
+                format!("values must be 1 to {MAX_VALUE_CHARS} characters, without control characters"),
             ));
         }
     }
@@ -113,7 +113,7 @@ async fn check_values(tx: &mut TenantTx, values: &BTreeMap<String, String>) -> A
     if !undefined.is_empty() {
         return Err(ApiError::invalid(
             "attributes",
-            &format!("not defined by the org: {}", undefined.join(", ")),
+            format!("not defined by the org: {}", undefined.join(", ")),
         ));
     }
     Ok(())

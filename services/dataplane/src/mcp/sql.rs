@@ -18,12 +18,11 @@ use gatehouse_hosted_sql::{CallOptions, CallerContext, ErrorKind, Outcome, ToolE
 use crate::elicitations::ID_PREFIX;
 use crate::events::CallRecord;
 use crate::jsonrpc::{self, Message};
-use crate::session::Session;
 
 use super::admission::Ctx;
 use super::dispatch::{Answer, result_value};
 use super::relay::{FrameStream, frame, sse_response};
-use super::{Era, KEEP_ALIVE, rpc_error};
+use super::{Era, Incoming, KEEP_ALIVE, rpc_error};
 
 /// `_meta` key of a write's idempotency key (a retry with the same key changes nothing more).
 pub(super) const META_IDEMPOTENCY_KEY: &str = "io.gatehouse/idempotency-key";
@@ -83,15 +82,14 @@ enum Ran {
 /// Runs the hosted SQL tool `tool` (exposed as `name`) for the caller of `ctx`. The grant, rate
 /// limits and quota were checked by the caller of this function; `record` is finished here.
 pub(super) async fn call(
-    ctx: &Ctx,
-    era: Era,
-    session: Option<&Session>,
+    incoming: &Incoming<'_>,
     id: &Value,
     tool: &EndpointTool,
     backend_id: BackendId,
     params: Option<&Map<String, Value>>,
     record: CallRecord,
 ) -> Answer {
+    let (ctx, era, session) = (incoming.ctx, incoming.era, incoming.session);
     let (backend, sql_tool) = match ctx.org.sql_tool(tool.tool_id, backend_id) {
         Ok(pair) => pair,
         Err(problem) => {

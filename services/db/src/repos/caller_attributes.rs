@@ -145,11 +145,14 @@ pub async fn set_service_token_values(
     Ok(())
 }
 
+/// Subject, email, attribute name and value (the last two absent for a member without values).
+type CallerRow = (String, Option<String>, Option<String>, Option<String>);
+
 /// For the snapshot: every member (subject = user id, with the email) and every live service
 /// token with attribute values (`service_token:<id>`), by subject.
 pub async fn callers(tx: &mut TenantTx) -> DbResult<Vec<CallerSnapshot>> {
     let org_id = tx.org_id();
-    let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<CallerRow> = sqlx::query_as(
         "SELECT m.user_id::text, u.email, v.name, v.value
            FROM memberships m
            JOIN users u ON u.id = m.user_id
