@@ -48,6 +48,17 @@ async fn call(
     answer
 }
 
+/// Waits until the dataplane knows `token` and serves `tool` (called without arguments, it
+/// answers with a tool result, an error one if the tool needs arguments).
+async fn served(platform: &Platform, url: &str, token: &str, tool: &str) {
+    wait_for(Duration::from_secs(5), || async {
+        let body = request(MODERN, 1, "tools/call", json!({"name": tool, "arguments": {}}));
+        let (status, answer, _) = mcp(platform, url, token, MODERN, None, body).await;
+        status == 200 && answer["result"]["content"].is_array()
+    })
+    .await;
+}
+
 fn ids(answer: &Value) -> Vec<i64> {
     assert_eq!(answer["result"]["isError"], false, "{answer}");
     answer["result"]["structuredContent"]["rows"]
@@ -297,10 +308,7 @@ async fn hosted_sql_tools_run_per_caller_under_the_backends_row_level_security()
 
     let url = format!("{}/notes/notes/mcp", platform.dataplane);
     let read = "notes__my_notes";
-    wait_for(Duration::from_secs(5), || async {
-        call(&platform, &url, &alice.0, read, json!({}), json!({})).await["result"]["isError"] == false
-    })
-    .await;
+    served(&platform, &url, &alice.0, read).await;
 
     // Each caller sees exactly its own rows: PostgreSQL decides, not the tool's SQL.
     assert_eq!(
@@ -575,9 +583,10 @@ async fn policies_read_the_callers_attributes_set_through_the_api() {
     let url = format!("{}/shop/orders/mcp", platform.dataplane);
     let read = "shop__my_orders";
     let (acme, globex, unassigned) = (&tokens[0], &tokens[1], &tokens[2]);
+    served(&platform, &url, &acme.0, read).await;
     wait_for(Duration::from_secs(5), || async {
         let answer = call(&platform, &url, &acme.0, read, json!({}), json!({})).await;
-        answer["result"]["isError"] == false && answer["result"]["structuredContent"]["row_count"] == 2
+        answer["result"]["structuredContent"]["row_count"] == 2
     })
     .await;
 
@@ -747,12 +756,7 @@ async fn destructive_tools_are_confirmed_by_asking_the_client_in_both_revisions(
     let url = format!("{}/items/items/mcp", platform.dataplane);
     let (read, delete) = ("items__my_items", "items__delete_item");
     let mine = || async { ids(&call(&platform, &url, &alice.0, read, json!({}), json!({})).await) };
-    wait_for(Duration::from_secs(5), || async {
-        let body = request(MODERN, 1, "tools/call", json!({"name": read, "arguments": {}}));
-        let (status, answer, _) = mcp(&platform, &url, &alice.0, MODERN, None, body).await;
-        status == 200 && answer["result"]["isError"] == false
-    })
-    .await;
+    served(&platform, &url, &alice.0, read).await;
 
     // Raw 2025 session: the question arrives on the call's stream; bob cannot answer it; alice's
     // acceptance runs the call and its result follows on the same stream.
@@ -1001,6 +1005,7 @@ async fn hosted_sql_point_lookup_benchmark() {
         )
         .await;
     let url = format!("{}/bench/bench/mcp", platform.dataplane);
+    served(&platform, &url, &caller.0, "bench__get_guarded").await;
     wait_for(Duration::from_secs(5), || async {
         let answer = call(
             &platform,
