@@ -46,6 +46,7 @@ fn call(org: OrgId, endpoint: EndpointId, n: usize, outcome: CallOutcome) -> Bus
         arguments: None,
         ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         user_agent: Some("e2e".into()),
+        confirmation: None,
     })
 }
 

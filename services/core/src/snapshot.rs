@@ -87,6 +87,20 @@ pub struct OrgSnapshot {
     pub backends: Vec<BackendSnapshot>,
     pub revocations: Vec<Revocation>,
     pub service_tokens: Vec<ServiceTokenSnapshot>,
+    /// What the dataplane signs into a hosted SQL call's caller context beyond the credential:
+    /// each member's email and attribute values, and each service token's attribute values.
+    #[serde(default)]
+    pub callers: Vec<CallerSnapshot>,
+}
+
+/// A caller's email and per-org attribute values (`gatehouse.email()`, `gatehouse.claim(name)` on
+/// a hosted SQL backend).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerSnapshot {
+    /// The subject as the dataplane names it: a user id, or `service_token:<id>`.
+    pub subject: String,
+    pub email: Option<String>,
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl OrgSnapshot {

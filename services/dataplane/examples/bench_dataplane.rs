@@ -233,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
         backends: vec![],
         revocations: vec![],
         service_tokens: vec![],
+        callers: vec![],
     };
     if tenants > 0 {
         // Sealed as the control API seals snapshots: with the dataplane secret's snapshot key.
@@ -433,6 +434,7 @@ fn tenant(i: usize, tools: usize, keyring: &gatehouse_core::secrets::Keyring) ->
         backends: vec![],
         revocations: vec![],
         service_tokens,
+        callers: vec![],
     }
 }
 

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use gatehouse_core::canonical::canonical_hash;
 use gatehouse_core::ids::{EndpointId, EventId, OrgId, ServerId};
-use gatehouse_events::{BusMessage, CallEvent, CallOutcome, EventPublisher, SubjectKind};
+use gatehouse_events::{BusMessage, CallConfirmation, CallEvent, CallOutcome, EventPublisher, SubjectKind};
 
 use crate::auth::Principal;
 
@@ -73,6 +73,7 @@ impl CallRecord {
                 arguments: (site.log_arguments && method == "tools/call").then(|| args.clone()),
                 ip: site.ip,
                 user_agent: site.user_agent.clone(),
+                confirmation: None,
             }),
         }
     }
@@ -80,6 +81,13 @@ impl CallRecord {
     pub fn add_bytes_out(&mut self, n: u64) {
         if let Some(event) = &mut self.event {
             event.bytes_out += n;
+        }
+    }
+
+    /// Records how the destructive call was confirmed (or declined, or refused).
+    pub fn set_confirmation(&mut self, confirmation: CallConfirmation) {
+        if let Some(event) = &mut self.event {
+            event.confirmation = Some(Box::new(confirmation));
         }
     }
 

@@ -13,6 +13,7 @@
 
 pub mod assertion;
 pub mod auth;
+pub mod elicitations;
 pub mod events;
 pub mod headers;
 pub mod jsonrpc;
@@ -158,6 +159,7 @@ impl Dataplane {
             pins,
             tasks,
             hosted_sql,
+            elicitations: Default::default(),
             egress,
             issuer: cfg.issuer(),
             public_url,

@@ -41,6 +41,10 @@ pub struct Session {
     /// roots.
     #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
     pub client_capabilities: Option<Value>,
+    /// Whether the client declared the elicitation capability at `initialize`: a destructive
+    /// hosted SQL tool then asks the person through `elicitation/create`.
+    #[serde(rename = "el", default, skip_serializing_if = "std::ops::Not::not")]
+    pub elicitation: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +146,7 @@ mod tests {
     fn sample() -> Session {
         Session {
             client_capabilities: None,
+            elicitation: false,
             org: OrgId::new(),
             endpoint: EndpointId::new(),
             subject: "user-1".into(),

@@ -32,6 +32,9 @@ pub struct AppState {
     pub tasks: TaskOwners,
     /// Runs hosted SQL tools: one small pool per backend.
     pub hosted_sql: gatehouse_hosted_sql::HostedSql,
+    /// Confirmations of destructive hosted SQL calls asked through `elicitation/create`, waiting
+    /// on this replica for the client's answer.
+    pub elicitations: crate::elicitations::Elicitations,
     /// Checks a backend's host against the SSRF guard before each hosted SQL call.
     pub egress: gatehouse_egress::Egress,
     /// The OAuth issuer (authorization server) named in resource metadata.

@@ -18,7 +18,7 @@ use gatehouse_core::ids::{BackendId, EndpointId, OrgId, ServerId, ToolId};
 use gatehouse_core::role::Role;
 use gatehouse_core::secrets::Keyring;
 use gatehouse_core::snapshot::{
-    EndpointSnapshot, EndpointTool, OrgSnapshot, Revocation, RevocationKind, ServerSnapshot,
+    CallerSnapshot, EndpointSnapshot, EndpointTool, OrgSnapshot, Revocation, RevocationKind, ServerSnapshot,
     ServiceTokenSnapshot, ToolTarget, UpstreamAuth, server_credential_context,
 };
 use gatehouse_core::sync::MutexExt;
@@ -170,6 +170,8 @@ pub struct OrgState {
     sql_tools: HashMap<ToolId, Arc<Result<SqlTool, String>>>,
     revoked: HashMap<RevocationKind, HashMap<String, Revocation>>,
     service_tokens: HashMap<String, ServiceTokenSnapshot>,
+    /// Callers' emails and attribute values, by subject (for hosted SQL caller contexts).
+    callers: HashMap<String, CallerSnapshot>,
 }
 
 /// What an org's snapshot says of the org as a whole.
@@ -200,6 +202,7 @@ impl OrgState {
             backends,
             revocations,
             service_tokens,
+            callers,
         } = snapshot;
         let servers = servers
             .into_iter()
@@ -242,6 +245,7 @@ impl OrgState {
             .into_iter()
             .map(|t| (t.token_hash.to_ascii_lowercase(), t))
             .collect();
+        let callers = callers.into_iter().map(|c| (c.subject.clone(), c)).collect();
         Self {
             snapshot: OrgSettings {
                 org_id,
@@ -256,7 +260,14 @@ impl OrgState {
             sql_tools,
             revoked,
             service_tokens,
+            callers,
         }
+    }
+
+    /// The email and attribute values the snapshot has for `subject` (a user id, or
+    /// `service_token:<id>`), if any.
+    pub fn caller(&self, subject: &str) -> Option<&CallerSnapshot> {
+        self.callers.get(subject)
     }
 
     /// A hosted SQL tool ready to run, with its backend; `Err` says why it cannot run (for the
@@ -570,6 +581,7 @@ mod tests {
                 scopes: vec![],
                 expires_at: None,
             }],
+            callers: vec![],
         }
     }
 

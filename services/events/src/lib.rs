@@ -20,7 +20,8 @@ pub mod spool;
 pub use bus::{Batch, BusProbe, EventConsumer, EventPublisher, local_bus};
 pub use factory::{Bus, BusHandle};
 pub use message::{
-    BILLABLE_METHODS, BusMessage, CallEvent, CallOutcome, SubjectKind, ToolDrift, is_billable,
+    BILLABLE_METHODS, BusMessage, CallConfirmation, CallEvent, CallOutcome, SubjectKind, ToolDrift,
+    is_billable,
 };
 pub use notify::{ChangeNotifier, SessionKey};
 pub use quota::QuotaState;

@@ -111,6 +111,24 @@ pub struct CallEvent {
     pub arguments: Option<serde_json::Value>,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// How a destructive call was confirmed (or that its confirmation was declined or refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<Box<CallConfirmation>>,
+}
+
+/// The confirmation of a destructive call, for the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallConfirmation {
+    /// How the person was asked: `elicitation` (a 2025 session's `elicitation/create`),
+    /// `input_required` (a 2026-07-28 multi-round-trip result) or `token` (the `_meta` two-step).
+    pub method: String,
+    /// Who confirmed: the caller's subject (a confirmation is bound to its caller).
+    pub by: String,
+    /// The confirmation's nonce (hex), when it was presented.
+    pub nonce: Option<String>,
+    /// `accepted` (the call ran), `declined` (the person said no) or `refused` (the confirmation
+    /// was invalid, expired, used, or for another call).
+    pub decision: String,
 }
 
 /// A definition served upstream that no longer matches the approved pin.

@@ -243,6 +243,17 @@ pub fn audit_of_call(call: &CallEvent) -> NewAuditEvent {
     if let Some(arguments) = &call.arguments {
         details.insert("arguments".into(), sanitize_value(arguments.clone()));
     }
+    if let Some(confirmation) = &call.confirmation {
+        details.insert(
+            "confirmation".into(),
+            json!({
+                "method": sanitize(&confirmation.method),
+                "by": sanitize(&confirmation.by),
+                "nonce": confirmation.nonce.as_deref().map(sanitize),
+                "decision": sanitize(&confirmation.decision),
+            }),
+        );
+    }
     if call.outcome == CallOutcome::OverQuota {
         details.insert("reason".into(), json!("over_quota"));
     }
@@ -340,6 +351,7 @@ mod tests {
             arguments: None,
             ip: None,
             user_agent: None,
+            confirmation: None,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod sso;
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
+pub mod attributes;
 pub mod audit;
 pub mod backends;
 pub mod endpoints;
@@ -37,6 +38,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     account::configure(cfg);
     orgs::configure(cfg);
     members::configure(cfg);
+    attributes::configure(cfg);
     invitations::configure(cfg);
     sso::configure(cfg);
     usage::configure(cfg);

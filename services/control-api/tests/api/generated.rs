@@ -101,6 +101,7 @@ fn every_operation_has_a_minimum_role_and_an_example() {
         invitation_id: Default::default(),
         invoice_id: Default::default(),
         domain: "x.example.com".into(),
+        attribute: "attr_x".into(),
     };
     let missing: Vec<String> = ops
         .iter()

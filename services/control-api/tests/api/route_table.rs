@@ -112,6 +112,13 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("sso_domains.verify", Member(Admin)),
     ("sso_domains.remove", Member(Admin)),
     ("members.transfer_ownership", Member(Owner)),
+    ("attributes.list", Member(Viewer)),
+    ("attributes.define", Member(Admin)),
+    ("attributes.remove", Member(Admin)),
+    ("attributes.member.get", Member(Admin)),
+    ("attributes.member.set", Member(Admin)),
+    ("attributes.service_token.get", Member(Admin)),
+    ("attributes.service_token.set", Member(Admin)),
     // audit
     ("audit.list", Member(Admin)),
     ("audit.export", Member(Admin)),
@@ -172,6 +179,10 @@ pub fn example_body(
         "members.change_role" => json!({"role": "developer"}),
         "members.transfer_ownership" => json!({"user_id": world.member_id}),
         "invitations.create" => json!({"email": "colleague@example.com", "role": "developer"}),
+        "attributes.define" => json!({"name": "customer_id", "description": "The customer"}),
+        "attributes.member.set" | "attributes.service_token.set" => {
+            json!({"attributes": {(world.attribute.clone()): "c-17"}})
+        }
         "sso.put" => json!({
             "issuer_url": "https://idp.invalid",
             "client_id": "gatehouse",

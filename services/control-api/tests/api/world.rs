@@ -75,6 +75,8 @@ pub struct World {
     pub invoice_id: InvoiceId,
     /// An email domain the org has added for SSO (not verified).
     pub domain: String,
+    /// A caller attribute the org defined (a name of its own, so another org has no such one).
+    pub attribute: String,
 }
 
 /// A fresh org owned by `owner`, with `members` added, populated as described above.
@@ -146,6 +148,10 @@ pub async fn world(
     )
     .await
     .unwrap();
+    let attribute = format!("attr_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    gatehouse_db::repos::caller_attributes::define(&mut tx, &attribute, "an example")
+        .await
+        .unwrap();
     let service_token_id = ServiceTokenId::new();
     gatehouse_db::repos::service_tokens::create(
         &mut tx,
@@ -243,6 +249,7 @@ pub async fn world(
         service_token_id,
         service_client_id,
         domain,
+        attribute,
     }
 }
 
@@ -284,6 +291,7 @@ impl World {
             "invitation_id" => self.invitation_id.to_string(),
             "invoice_id" => self.invoice_id.to_string(),
             "domain" => self.domain.clone(),
+            "attribute" => self.attribute.clone(),
             other => panic!(
                 "route {route}: no value for path parameter {{{other}}}; teach World::path_param \
                  (services/control-api/tests/api/world.rs) how to fill it"

@@ -317,6 +317,23 @@ pub(super) fn list_answer(
 /// merged. An upstream's protocol error (e.g. unsupported version) is passed on as a 4xx.
 pub(super) async fn discover(req: &HttpRequest, ctx: &Ctx, message: Message) -> Answer {
     let id = message.id().cloned().unwrap_or(Value::Null);
+    if ctx.endpoint.server_ids.is_empty() {
+        // Only hosted SQL tools (or nothing yet): Gatehouse is the server.
+        let mut result = json!({
+            "supportedVersions": MODERN_VERSIONS,
+            "capabilities": {"tools": {}},
+            "_meta": {"io.modelcontextprotocol/serverInfo": {
+                "name": format!("gatehouse/{}/{}", ctx.org.snapshot.slug, ctx.endpoint.snapshot.slug),
+                "title": ctx.endpoint.snapshot.name,
+                "version": env!("CARGO_PKG_VERSION"),
+            }},
+        });
+        filter_capabilities(ctx, &mut result);
+        if let Value::Object(fields) = &mut result {
+            modern_list_fields(Era::Modern, fields);
+        }
+        return Answer::Value(result_value(&id, result));
+    }
     let mut merged: Option<Value> = None;
     let mut first_error: Option<Answer> = None;
     for server_id in ctx.endpoint.server_ids.clone() {

@@ -123,7 +123,7 @@ pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, byte
             forward_request(incoming, message, Some(server_id), Some(record)).await
         }
         ToolTarget::Sql(target) => {
-            super::sql::call(ctx, &id, tool, target.backend_id, message.params(), record).await
+            super::sql::call(&incoming, &id, tool, target.backend_id, message.params(), record).await
         }
     }
 }

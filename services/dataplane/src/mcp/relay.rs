@@ -256,6 +256,9 @@ pub(super) async fn route_client_response(
     session: &Session,
     mut message: Message,
 ) -> HttpResponse {
+    if let Some(answered) = super::sql::elicitation_answer(ctx, &message) {
+        return answered;
+    }
     let Some((index, original)) = message.id().and_then(parse_rewritten_id) else {
         return rpc_error(
             StatusCode::BAD_REQUEST,

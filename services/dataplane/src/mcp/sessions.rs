@@ -194,6 +194,11 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
         client_capabilities: speaks_http_sse
             .then(|| message.params().and_then(|p| p.get("capabilities")).cloned())
             .flatten(),
+        elicitation: message
+            .params()
+            .and_then(|p| p.get("capabilities"))
+            .and_then(|c| c.get("elicitation"))
+            .is_some_and(Value::is_object),
     };
     for u in &session.upstreams {
         ctx.state.pins.watch(ctx.org.snapshot.org_id, u.server);

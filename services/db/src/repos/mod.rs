@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod backends;
+pub mod caller_attributes;
 pub mod drift;
 pub mod email_tokens;
 pub mod endpoints;

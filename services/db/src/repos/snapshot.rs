@@ -15,7 +15,7 @@ use gatehouse_core::snapshot::{
 };
 
 use crate::error::{DbError, DbResult};
-use crate::repos::{backends, endpoints, scopes, servers};
+use crate::repos::{backends, caller_attributes, endpoints, scopes, servers};
 use crate::tenant::TenantTx;
 
 /// An approved tool exposed at an endpoint.
@@ -327,6 +327,7 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
             })
         })
         .collect::<DbResult<Vec<_>>>()?;
+    let callers = caller_attributes::callers(tx).await?;
 
     Ok(OrgSnapshot {
         org_id,
@@ -340,6 +341,7 @@ pub async fn build(tx: &mut TenantTx, endpoint_url: impl Fn(&str, &str) -> Strin
         backends,
         revocations,
         service_tokens,
+        callers,
     })
 }
 

@@ -15,6 +15,7 @@ pub const SEEDED_TABLES: &[&str] = &[
     "audit_events",
     "backend_reference_tables",
     "backends",
+    "caller_attributes",
     "domain_servers",
     "endpoint_backends",
     "endpoint_servers",
@@ -23,6 +24,7 @@ pub const SEEDED_TABLES: &[&str] = &[
     "invitations",
     "invoice_lines",
     "invoices",
+    "member_attribute_values",
     "memberships",
     "oauth_authorization_codes",
     "oauth_consents",
@@ -34,6 +36,7 @@ pub const SEEDED_TABLES: &[&str] = &[
     "scope_grants",
     "scopes",
     "service_clients",
+    "service_token_attribute_values",
     "service_tokens",
     "sso_identities",
     "sso_pending_links",
@@ -121,6 +124,10 @@ pub async fn seed_org(db: &Db, slug: &str) -> SeededOrg {
          SELECT $1, $2, $3, e.id, '{orders:read}' FROM endpoints e WHERE e.org_id = $1",
         "INSERT INTO service_tokens (id, org_id, endpoint_id, name, token_prefix, token_hash)
          SELECT gen_random_uuid(), $1, e.id, 'ci ' || $1::text, 'ghs_', decode(md5('st' || $1::text), 'hex') FROM endpoints e WHERE e.org_id = $1",
+        "INSERT INTO caller_attributes (org_id, name, description) VALUES ($1, 'customer_id', $1::text)",
+        "INSERT INTO member_attribute_values (org_id, user_id, name, value) VALUES ($1, $2, 'customer_id', $1::text)",
+        "INSERT INTO service_token_attribute_values (org_id, service_token_id, name, value)
+         SELECT $1, t.id, 'customer_id', $1::text FROM service_tokens t WHERE t.org_id = $1",
         "INSERT INTO token_revocations (id, org_id, kind, value, expires_at) VALUES (gen_random_uuid(), $1, 'jti', $1::text, now() + interval '10 minutes')",
         "INSERT INTO usage_events (org_id, id, source, occurred_at, tool, subject, outcome)
          VALUES ($1, gen_random_uuid(), 'seed', now(), 'orders__get_order', $1::text, 'success')",

@@ -58,6 +58,7 @@ pub fn call(org: OrgId, n: usize) -> BusMessage {
         arguments: None,
         ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         user_agent: None,
+        confirmation: None,
     })
 }
 

@@ -147,6 +147,7 @@ pub fn call(org: OrgId, n: usize, outcome: CallOutcome) -> BusMessage {
         arguments: None,
         ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         user_agent: Some("test-agent".into()),
+        confirmation: None,
     })
 }
 

@@ -2,6 +2,7 @@
 //! a changed definition upstream is withheld (rug pull), the SSRF guard refuses internal URLs,
 //! every change is audited and published, and the internal snapshot reflects it.
 
+mod attributes;
 mod credentials;
 mod drift;
 mod endpoints;

@@ -183,6 +183,7 @@ impl OrgSpec {
             backends: vec![],
             revocations: self.revocations.clone(),
             service_tokens: self.service_tokens.clone(),
+            callers: vec![],
         }
     }
 }
