@@ -507,6 +507,7 @@ mod tests {
             hard_limit_calls: None,
             suspended: false,
             endpoints: vec![],
+            callers: vec![],
             servers: vec![
                 server_snapshot(
                     server,
