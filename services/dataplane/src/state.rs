@@ -44,6 +44,8 @@ pub struct AppState {
     pub streams: StreamSlots,
     /// Redacts secrets in what upstreams send back (`dataplane.redact_secrets`).
     pub redactor: Option<crate::redact::Redactor>,
+    /// Server→client requests bridged between revisions, waiting on this replica.
+    pub inputs: crate::mcp::InputRequests,
     /// This instance, as named in events.
     pub source: Arc<str>,
 }

@@ -3,6 +3,8 @@
 
 /// The abuse corpus: malformed, oversized, nested and mixed-era bodies on every route.
 mod abuse;
+/// Bridging revisions: stateless clients of session upstreams and the other way round.
+mod bridging;
 /// Batches bounded in messages, answer bytes and time; per-message limits and quota; streams.
 mod batches;
 /// The official MCP conformance suite through the dataplane.
