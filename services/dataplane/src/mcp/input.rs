@@ -273,6 +273,7 @@ pub(super) fn stateless_view(
             session_id,
             version: route.version.clone(),
             call_id: route.call_id.clone(),
+            armed: true,
         })
     });
     let state = State {
@@ -299,7 +300,9 @@ pub(super) fn stateless_view(
                 let asked_id = value["id"].clone();
                 let request = json!({"method": value["method"], "params": value.get("params").cloned().unwrap_or_else(|| json!({}))});
                 // The call goes on, parked: not cancelled.
-                state.cancel = None;
+                if let Some(cancel) = state.cancel.as_mut() {
+                    cancel.armed = false;
+                }
                 let parked = Parked {
                     events: state.events.take().expect("events"),
                     route: state.route.take().expect("route"),
@@ -332,7 +335,9 @@ pub(super) fn stateless_view(
                 sse.data = Some(value.to_string());
                 state.events = None;
                 state.route = None;
-                state.cancel = None;
+                if let Some(cancel) = state.cancel.as_mut() {
+                    cancel.armed = false;
+                }
             }
             Some((Ok(sse), state))
         }
@@ -359,10 +364,15 @@ struct CancelOnDrop {
     session_id: String,
     version: String,
     call_id: Value,
+    /// Off once the call was answered or parked.
+    armed: bool,
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
         let cancelled = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
             "params": {"requestId": self.call_id, "reason": "The client closed the request"}});
         let (upstreams, server) = (self.upstreams.clone(), self.server.clone());

@@ -143,7 +143,7 @@ impl Upstreams {
             Err(UpstreamError::Unavailable(reason)) if reason.starts_with("upstream answered 4") => {}
             Err(e) => return Err(e),
         }
-        let (held, result) = self.open_session(server, &hello, caller).await?;
+        let (held, result) = self.open_session(server, &hello, None).await?;
         self.delete_session(server, &held.version, &held.session_id).await;
         Ok(learned_from(Wire::Session, &result))
     }

@@ -2,8 +2,13 @@
 //! (2025-only) upstream, in upstream sessions the dataplane holds per caller, and session clients
 //! of a stateless (2026-07-28-only) upstream.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use futures::StreamExt;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use mcp_fixture::{FixtureOptions, ProtocolMode};
 
@@ -20,14 +25,35 @@ fn fixture(protocol: ProtocolMode, record_headers: bool) -> FixtureOptions {
     }
 }
 
-/// The upstream session ids the fixture was sent, in the order it first saw them.
-fn session_ids(world: &World) -> Vec<String> {
-    let mut seen: Vec<String> = Vec::new();
+/// The upstream sessions the fixture was sent requests in on a caller's behalf (those carrying a
+/// caller assertion), in the order it first saw them, each with the subjects it was used for.
+fn sessions_by_subject(world: &World) -> Vec<(String, Vec<String>)> {
+    use base64::Engine;
+    let mut seen: Vec<(String, Vec<String>)> = Vec::new();
     for request in world.fixture.headers_snapshot() {
-        for (name, value) in request {
-            if name == "mcp-session-id" && !seen.contains(&value) {
-                seen.push(value);
-            }
+        let header = |wanted: &str| {
+            request
+                .iter()
+                .find(|(name, _)| name == wanted)
+                .map(|(_, value)| value.clone())
+        };
+        let (Some(session), Some(assertion)) = (
+            header("mcp-session-id"),
+            header(gatehouse_dataplane::assertion::HEADER),
+        ) else {
+            continue;
+        };
+        let claims = assertion.split('.').nth(1).unwrap_or_default();
+        let claims: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .ok()
+            .and_then(|c| serde_json::from_slice(&c).ok())
+            .expect("the caller assertion's claims");
+        let subject = claims["sub"].as_str().unwrap().to_owned();
+        match seen.iter_mut().find(|(s, _)| *s == session) {
+            Some((_, subjects)) if subjects.contains(&subject) => {}
+            Some((_, subjects)) => subjects.push(subject),
+            None => seen.push((session, vec![subject])),
         }
     }
     seen
@@ -71,23 +97,29 @@ async fn a_stateless_client_reaches_a_session_upstream_in_the_revision_it_speaks
 
 #[tokio::test]
 async fn two_subjects_never_share_an_upstream_session() {
-    let world = World::granting_all(fixture(ProtocolMode::Only2025, true)).await;
-    // Learning the upstream's wire opens (and closes) a session of its own.
-    let warm = world.client("warm-up", "fx:all", STATELESS);
-    warm.call(1, "server/discover", json!({})).await.response(1);
-    let before = session_ids(&world).len();
+    let mut world = World::granting_all(fixture(ProtocolMode::Only2025, true)).await;
+    // Every request sent on a caller's behalf names the caller to the upstream.
+    world.org.servers[0].send_caller_assertion = true;
+    world.republish();
 
     let alice = world.client("alice", "fx:all", STATELESS);
     let bob = world.client("bob", "fx:all", STATELESS);
+    assert_simple_text(&alice.call_tool(1, "test_simple_text", json!({})).await, 1);
     assert_simple_text(&alice.call_tool(2, "test_simple_text", json!({})).await, 2);
-    assert_simple_text(&alice.call_tool(3, "test_simple_text", json!({})).await, 3);
-    let alices = session_ids(&world)[before..].to_vec();
-    assert_eq!(alices.len(), 1, "alice's calls share one upstream session: {alices:?}");
+    let alices = sessions_by_subject(&world);
+    assert_eq!(
+        alices.len(),
+        1,
+        "alice's calls share one upstream session: {alices:?}"
+    );
 
-    assert_simple_text(&bob.call_tool(4, "test_simple_text", json!({})).await, 4);
-    assert_simple_text(&alice.call_tool(5, "test_simple_text", json!({})).await, 5);
-    let all = session_ids(&world)[before..].to_vec();
+    assert_simple_text(&bob.call_tool(3, "test_simple_text", json!({})).await, 3);
+    assert_simple_text(&alice.call_tool(4, "test_simple_text", json!({})).await, 4);
+    let all = sessions_by_subject(&world);
     assert_eq!(all.len(), 2, "bob got a session of his own, alice kept hers: {all:?}");
+    for (session, subjects) in &all {
+        assert_eq!(subjects.len(), 1, "session {session} served {subjects:?}");
+    }
     assert_eq!(all[0], alices[0]);
     assert_eq!(world.dataplane.upstreams.held_sessions(), 2);
 }
@@ -119,35 +151,157 @@ async fn an_upstream_restart_is_invisible_to_stateless_clients() {
     assert_eq!(world.dataplane.upstreams.held_sessions(), 1);
 }
 
+/// A small 2025-era server with sessions (one connection per request): `initialize` opens a
+/// session, `tools/list` and `tools/call` serve `test_simple_text` in one, DELETE ends it, an
+/// unknown session is 404 and a request without one 400. Returns its URL and its open sessions
+/// (id → the name the client gave at `initialize`).
+async fn session_server() -> (String, Arc<Mutex<HashMap<String, String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let open = Arc::new(Mutex::new(HashMap::new()));
+    let sessions = open.clone();
+    tokio::spawn(async move {
+        let next = Arc::new(AtomicU64::new(1));
+        while let Ok((stream, _)) = listener.accept().await {
+            let (sessions, next) = (sessions.clone(), next.clone());
+            tokio::spawn(async move {
+                let _ = serve_one(stream, &sessions, &next).await;
+            });
+        }
+    });
+    (url, open)
+}
+
+async fn serve_one(
+    mut stream: tokio::net::TcpStream,
+    sessions: &Mutex<HashMap<String, String>>,
+    next: &AtomicU64,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(|v| v.trim().to_owned()))
+    };
+    let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let session = header("mcp-session-id");
+    let known = session
+        .as_ref()
+        .is_some_and(|s| sessions.lock().unwrap().contains_key(s));
+    let body: Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+    let error = |code: i64, message: &str| json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
+    let (status, mut reply_session, reply) = if head.starts_with("delete") {
+        let removed = session.is_some_and(|s| sessions.lock().unwrap().remove(&s).is_some());
+        (if removed { 200 } else { 404 }, None, None)
+    } else if body["method"] == "initialize" {
+        let id = format!("s{}", next.fetch_add(1, Ordering::Relaxed));
+        let client = body["params"]["clientInfo"]["name"].as_str().unwrap_or_default();
+        sessions.lock().unwrap().insert(id.clone(), client.to_owned());
+        let result = json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+            "serverInfo": {"name": "sessions", "version": "1"}});
+        (200, Some(id), Some(json!({"jsonrpc": "2.0", "id": body["id"], "result": result})))
+    } else if session.is_none() {
+        (400, None, Some(error(-32000, "Bad Request: No valid session ID provided")))
+    } else if !known {
+        (404, None, Some(error(-32001, "Session not found")))
+    } else if body.get("id").is_none() {
+        (202, None, None)
+    } else {
+        let result = match body["method"].as_str() {
+            Some("tools/list") => json!({"tools": [{"name": "test_simple_text",
+                "description": "Answers with a simple text", "inputSchema": {"type": "object"}}]}),
+            Some("tools/call") => json!({"content": [{"type": "text", "text": SIMPLE_TEXT}]}),
+            _ => json!({}),
+        };
+        (200, None, Some(json!({"jsonrpc": "2.0", "id": body["id"], "result": result})))
+    };
+    let body = reply.map(|r| r.to_string()).unwrap_or_default();
+    let mut response = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    if let Some(id) = reply_session.take() {
+        response.push_str(&format!("mcp-session-id: {id}\r\n"));
+    }
+    response.push_str("\r\n");
+    response.push_str(&body);
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
 #[tokio::test]
 async fn held_upstream_sessions_stay_under_the_cap_with_ten_thousand_callers() {
     const CAP: usize = 50;
     const CALLERS: i64 = 10_000;
-    let world = World::start(
-        fixture(ProtocolMode::Only2025, false),
-        &[("fx:all", &["*"])],
-        &[("dataplane.max_upstream_sessions", &CAP.to_string())],
+    let (url, open) = session_server().await;
+    let issuer = Issuer::start().await;
+    let shared = Shared::new();
+    let cap = CAP.to_string();
+    let dataplane = TestDataplane::start(
+        &issuer,
+        &shared,
+        &[("dataplane.max_upstream_sessions", cap.as_str())],
     )
     .await;
-    let world = &world;
+    let server = ServerSpec::fixture("sessions", &url).await;
+    let mut org = OrgSpec::new("cap");
+    org.add_server(&server, &shared.encryption_keys);
+    org.add_endpoint(&dataplane.url, "main", &[&server], false, &[("all", &["*"])]);
+    dataplane.load(&[org.snapshot()]);
+    let (org, issuer, dataplane) = (&org, &issuer, &dataplane);
+    let endpoint_url = dataplane.endpoint_url(&org.slug, "main");
+    let endpoint_url = &endpoint_url;
+
     let mut most = 0;
     let mut calls = futures::stream::iter(1..=CALLERS)
         .map(|i| async move {
-            let client = world.client(&format!("caller-{i}"), "fx:all", STATELESS);
+            let token = issuer.token(&org.endpoints[0], org.org_id, &format!("caller-{i}"), "all", json!({}));
+            let client = RawClient::new(endpoint_url, Some(token), STATELESS);
             let answer = client.call_tool(i, "test_simple_text", json!({})).await;
             answer.response(i)["result"]["content"][0]["text"].clone()
         })
-        .buffer_unordered(16);
+        .buffer_unordered(32);
     let mut answered = 0;
     while let Some(text) = calls.next().await {
         assert_eq!(text, Value::from(SIMPLE_TEXT));
         answered += 1;
-        let held = world.dataplane.upstreams.held_sessions();
+        let held = dataplane.upstreams.held_sessions();
         most = most.max(held);
         assert!(held <= CAP, "{held} upstream sessions held, over the cap of {CAP}");
     }
     assert_eq!(answered, CALLERS);
     assert_eq!(most, CAP, "the pool filled up to its cap and no further");
+    // Evicted sessions were closed upstream (DELETE), not just forgotten.
+    // (Sessions opened for callers: the client's name, not the pin watcher's.)
+    let callers_open = || open.lock().unwrap().values().filter(|c| *c == "raw-test").count();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while callers_open() > CAP && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let still_open = callers_open();
+    assert!(still_open <= CAP, "{still_open} sessions still open upstream");
+
+    dataplane.upstreams.close_all().await;
+    assert_eq!(dataplane.upstreams.held_sessions(), 0);
+    assert_eq!(callers_open(), 0, "close_all ends every held session upstream");
 }
 
 #[tokio::test]

@@ -23,15 +23,7 @@ async fn conformance_suite_latest_tag_passes_through_the_dataplane() {
 /// 0.2.0-alpha.12 with the fixture in 2025-only mode behind the dataplane (a 2025-era server with
 /// sessions, answering 2026-07-28 requests as such servers do): the client's revision is the
 /// dataplane's to speak, whatever the upstream speaks, so every scenario passes here too.
-///
-/// Ignored until the dataplane bridges revisions (docs/dataplane.md, "Bridging"). Without it the
-/// 2026-07-28 requests reach the upstream as they came and get its `-32000 Bad Request: No valid
-/// session ID provided`: 28 of 65 scenarios fail (82 of 212 checks), namely `server-stateless`,
-/// `sep-2164-resource-not-found`, the three `sep-2640-skills-*`, `http-header-validation`,
-/// `http-custom-header-server-validation`, every `tasks-*` but `tasks-status-notifications`, and
-/// every `input-required-result-*` but `unsupported-methods` and `validate-input`.
 #[tokio::test]
-#[ignore = "bridging: 2026-07-28 requests reach a 2025-only upstream as they came (docs/dataplane.md, Bridging)"]
 async fn conformance_suite_passes_with_a_2025_only_upstream() {
     let upstream = FixtureOptions {
         protocol: ProtocolMode::Only2025,
