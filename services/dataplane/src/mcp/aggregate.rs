@@ -106,7 +106,7 @@ pub(super) async fn list_page(
     let reply = match bridge::send(ctx, era, session, &server, &message, None, None).await {
         Ok((reply, _)) => upstreams.answer_of(reply, &id).await,
         Err(Unroutable::Upstream(e)) => Err(e),
-        Err(Unroutable::NotInSession) => {
+        Err(Unroutable::NotInSession | Unroutable::UnknownRequestState) => {
             failed("not in the client's session");
             return Err(None);
         }

@@ -50,6 +50,8 @@ pub(super) struct Route {
 pub(super) enum Unroutable {
     /// A session client whose session has no session with this upstream.
     NotInSession,
+    /// A `requestState` the dataplane does not hold, for a session upstream.
+    UnknownRequestState,
     Upstream(UpstreamError),
 }
 
@@ -200,14 +202,20 @@ pub(super) async fn send(
     req: Option<&HttpRequest>,
     input_schema: Option<&Value>,
 ) -> Result<(Reply, Route), Unroutable> {
-    if era == Era::Modern
-        && let Some((reply, route)) = ctx.state.inputs.resume(ctx, server, message).await
-    {
-        return Ok((reply, route));
+    let request_state = message.params().and_then(|p| p.get("requestState"));
+    if era == Era::Modern && request_state.is_some() {
+        if let Some((reply, route)) = ctx.state.inputs.resume(ctx, server, message).await {
+            return Ok((reply, route));
+        }
     }
     let mut retried = false;
     loop {
         let route = route(ctx, era, session, server, message).await?;
+        // Only the dataplane makes the `requestState` of a session upstream's call: one it does
+        // not hold (altered, expired, or parked on another replica) is refused.
+        if era == Era::Modern && route.wire == Wire::Session && request_state.is_some() {
+            return Err(Unroutable::UnknownRequestState);
+        }
         let body = upstream_body(era, session, &route, message);
         let outbound_message = Message {
             value: body,

@@ -187,6 +187,11 @@ pub(super) async fn forward_request(
             jsonrpc::SERVER_ERROR,
             "Upstream unavailable for this session; re-initialize",
         ),
+        Err(Unroutable::UnknownRequestState) => fail(
+            record,
+            jsonrpc::INVALID_PARAMS,
+            "Invalid params: requestState is not valid (altered or expired); send the request again without it",
+        ),
         Err(Unroutable::Upstream(UpstreamError::SessionGone)) => {
             if let Some(r) = record {
                 r.finish(CallOutcome::Error, None);

@@ -14,7 +14,7 @@
 //!
 //! Both hold state on the replica that relayed the call, for at most [`WAIT`] and at most
 //! [`MAX_WAITING`] of each kind: a retry or an answer that reaches another replica finds nothing
-//! (a retry is then sent to the upstream as a new call; an answer gets 404).
+//! (a retry then gets `-32602`, to be sent again without `requestState`; an answer gets 404).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -130,7 +130,7 @@ impl InputRequests {
 
     /// Resumes the call a stateless client's retry names in `requestState`, if it was parked
     /// here for this caller: the client's answer goes to the upstream, and the parked stream is
-    /// the retry's reply. `None` when there is nothing to resume (the retry goes as a new call).
+    /// the retry's reply. `None` when there is nothing to resume.
     pub(super) async fn resume(
         &self,
         ctx: &Ctx,
@@ -139,9 +139,6 @@ impl InputRequests {
     ) -> Option<(Reply, Route)> {
         let params = message.params()?;
         let state = params.get("requestState")?.as_str()?;
-        if !state.starts_with(STATE_PREFIX) {
-            return None;
-        }
         let parked = {
             let mut map = self.parked.lock_or_recover();
             let owned = map

@@ -46,9 +46,17 @@ pub(super) fn relay_reply(
         }
         Reply::Json { body, .. } => {
             let body = Redactor::apply(ctx.state.redactor.as_ref(), body);
-            let body = match relay.shape {
-                Some(shape) => shape.apply_bytes(body),
-                None => body,
+            // A session upstream's answer to a stateless client: shaped, and its protocol
+            // errors carry their status in that revision.
+            let (body, status) = match relay.shape {
+                Some(shape) => {
+                    let body = shape.apply_bytes(body);
+                    let status = serde_json::from_slice::<Value>(&body)
+                        .map(|v| super::modern::stateless_status(&v))
+                        .unwrap_or(StatusCode::OK);
+                    (body, status)
+                }
+                None => (body, StatusCode::OK),
             };
             if let Some(mut r) = relay.record.take() {
                 r.add_bytes_out(body.len() as u64);
@@ -57,7 +65,7 @@ pub(super) fn relay_reply(
                     _ => r.finish(CallOutcome::Success, None),
                 }
             }
-            HttpResponse::Ok().content_type("application/json").body(body)
+            HttpResponse::build(status).content_type("application/json").body(body)
         }
         Reply::Status { status, body, json } => {
             let body = Redactor::apply(ctx.state.redactor.as_ref(), body);

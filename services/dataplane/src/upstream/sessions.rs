@@ -343,15 +343,13 @@ impl Upstreams {
 }
 
 /// The 2025 `initialize` capabilities for what a 2026-07-28 client declared in its `_meta`: the
-/// same object (the client capabilities kept their shape), without the 2026-07-28 extensions map.
+/// same object (the client capabilities kept their shape, extensions included).
 pub fn session_capabilities(declared: &Value) -> Value {
-    let mut capabilities = declared.clone();
-    if let Some(map) = capabilities.as_object_mut() {
-        map.remove("extensions");
+    if declared.is_object() {
+        declared.clone()
     } else {
-        capabilities = json!({});
+        json!({})
     }
-    capabilities
 }
 
 #[cfg(test)]

@@ -179,36 +179,51 @@ async fn serve_one(
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
+    // Keep-alive: requests one after the other on the connection.
+    loop {
+        let head_end = loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(|v| v.trim().to_owned()))
+        };
+        let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        while buf.len() < head_end + length {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
         }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let header = |name: &str| {
-        head.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(|v| v.trim().to_owned()))
-    };
-    let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-    while buf.len() < head_end + length {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        let body: Value = serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or(Value::Null);
+        buf.drain(..head_end + length);
+        let response = answer(&head, header("mcp-session-id"), &body, sessions, next);
+        stream.write_all(response.as_bytes()).await?;
     }
-    let session = header("mcp-session-id");
+}
+
+/// The session server's answer to one request (`head` lower-cased).
+fn answer(
+    head: &str,
+    session: Option<String>,
+    body: &Value,
+    sessions: &Mutex<HashMap<String, String>>,
+    next: &AtomicU64,
+) -> String {
     let known = session
         .as_ref()
         .is_some_and(|s| sessions.lock().unwrap().contains_key(s));
-    let body: Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
     let error = |code: i64, message: &str| json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
-    let (status, mut reply_session, reply) = if head.starts_with("delete") {
+    let (status, new_session, reply) = if head.starts_with("delete") {
         let removed = session.is_some_and(|s| sessions.lock().unwrap().remove(&s).is_some());
         (if removed { 200 } else { 404 }, None, None)
     } else if body["method"] == "initialize" {
@@ -222,6 +237,8 @@ async fn serve_one(
         (400, None, Some(error(-32000, "Bad Request: No valid session ID provided")))
     } else if !known {
         (404, None, Some(error(-32001, "Session not found")))
+    } else if head.starts_with("get") {
+        (405, None, None)
     } else if body.get("id").is_none() {
         (202, None, None)
     } else {
@@ -235,16 +252,15 @@ async fn serve_one(
     };
     let body = reply.map(|r| r.to_string()).unwrap_or_default();
     let mut response = format!(
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
         body.len()
     );
-    if let Some(id) = reply_session.take() {
+    if let Some(id) = new_session {
         response.push_str(&format!("mcp-session-id: {id}\r\n"));
     }
     response.push_str("\r\n");
     response.push_str(&body);
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    response
 }
 
 #[tokio::test]
@@ -269,12 +285,16 @@ async fn held_upstream_sessions_stay_under_the_cap_with_ten_thousand_callers() {
     let (org, issuer, dataplane) = (&org, &issuer, &dataplane);
     let endpoint_url = dataplane.endpoint_url(&org.slug, "main");
     let endpoint_url = &endpoint_url;
+    // One connection pool for every caller, as many clients behind one proxy would be.
+    let http = reqwest::Client::new();
+    let http = &http;
 
     let mut most = 0;
     let mut calls = futures::stream::iter(1..=CALLERS)
         .map(|i| async move {
             let token = issuer.token(&org.endpoints[0], org.org_id, &format!("caller-{i}"), "all", json!({}));
-            let client = RawClient::new(endpoint_url, Some(token), STATELESS);
+            let mut client = RawClient::new(endpoint_url, Some(token), STATELESS);
+            client.http = http.clone();
             let answer = client.call_tool(i, "test_simple_text", json!({})).await;
             answer.response(i)["result"]["content"][0]["text"].clone()
         })
