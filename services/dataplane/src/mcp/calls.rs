@@ -164,10 +164,10 @@ pub(super) async fn forward_request(
                 // The upstream's requests on the stream become `input_required` (and back).
                 (Era::Modern, Wire::Session, Reply::Stream { events, session_id }) => {
                     let events = input::stateless_view(ctx, events, route, id.clone());
-                    Answer::Upstream {
-                        reply: Reply::Stream { events, session_id },
-                        relay,
-                    }
+                    // An answer that is the stream's first message goes as JSON, with the HTTP
+                    // status its error has in the client's revision.
+                    let reply = input::answer_first(events, &id, session_id).await;
+                    Answer::Upstream { reply, relay }
                 }
                 // An `input_required` result becomes requests on the stream, answered by the
                 // client and sent on with the next round.

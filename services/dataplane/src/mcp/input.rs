@@ -352,6 +352,34 @@ enum Step {
     Done,
 }
 
+/// `events` as a JSON reply when their first message is the answer to `id`, else as a stream.
+pub(super) async fn answer_first(mut events: SseEvents, id: &Value, session_id: Option<String>) -> Reply {
+    let first = loop {
+        match events.next().await {
+            Some(Ok(sse)) if sse.data.as_deref().is_none_or(|d| d.trim().is_empty()) => continue,
+            other => break other,
+        }
+    };
+    let Some(first) = first else {
+        return Reply::Stream {
+            events,
+            session_id,
+        };
+    };
+    if let Ok(sse) = &first
+        && let Some(data) = sse.data.as_deref()
+        && serde_json::from_str::<Value>(data)
+            .is_ok_and(|v| v.get("method").is_none() && v.get("id") == Some(id))
+    {
+        return Reply::Json {
+            body: Bytes::from(data.to_owned()),
+            session_id,
+        };
+    }
+    let events: SseEvents = Box::pin(futures::stream::once(futures::future::ready(first)).chain(events));
+    Reply::Stream { events, session_id }
+}
+
 /// A stateless client's call in a held upstream session: if the client goes away (closing its
 /// stream, the revision's cancellation) before the answer, the upstream is sent
 /// `notifications/cancelled` for it in that session.
