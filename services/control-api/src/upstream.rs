@@ -238,17 +238,23 @@ async fn list_tools_stateless(
             .chain(text.lines().filter_map(|l| l.strip_prefix("data:")))
             .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
             .find(|m| m.get("id") == Some(&id) && m.get("method").is_none())
-            .ok_or_else(|| SyncFailure::new("the server did not answer tools/list with a valid MCP result"))?;
-        let result = answer
-            .get("result")
-            .ok_or_else(|| SyncFailure::new("the server did not answer tools/list with a valid MCP result"))?;
+            .ok_or_else(|| {
+                SyncFailure::new("the server did not answer tools/list with a valid MCP result")
+            })?;
+        let result = answer.get("result").ok_or_else(|| {
+            SyncFailure::new("the server did not answer tools/list with a valid MCP result")
+        })?;
         tools.extend(result["tools"].as_array().into_iter().flatten().cloned());
         if tools.len() > MAX_TOOLS {
-            return Err(SyncFailure::new(format!("the server lists more than {MAX_TOOLS} tools")));
+            return Err(SyncFailure::new(format!(
+                "the server lists more than {MAX_TOOLS} tools"
+            )));
         }
         match result.get("nextCursor").filter(|c| !c.is_null()) {
             Some(next) if Some(next) == cursor.as_ref() => {
-                return Err(SyncFailure::new("the server's tool list repeats the same page cursor"));
+                return Err(SyncFailure::new(
+                    "the server's tool list repeats the same page cursor",
+                ));
             }
             Some(next) => cursor = Some(next.clone()),
             None => return Ok(tools),

@@ -76,9 +76,9 @@ async fn main() -> std::io::Result<()> {
             .route("/mcp", web::post().to(mcp))
             .route("/mcp", web::delete().to(HttpResponse::Ok))
     })
-        .workers(workers)
-        .tcp_nodelay(true)
-        .bind(addr)?
-        .run()
-        .await
+    .workers(workers)
+    .tcp_nodelay(true)
+    .bind(addr)?
+    .run()
+    .await
 }

@@ -142,7 +142,10 @@ impl Dataplane {
         };
         let hosted_sql = gatehouse_hosted_sql::HostedSql::new((&cfg.hosted_sql).into());
         tokio::spawn(close_idle_backend_pools(hosted_sql.clone(), background.clone()));
-        tokio::spawn(close_idle_upstream_sessions(upstreams.clone(), background.clone()));
+        tokio::spawn(close_idle_upstream_sessions(
+            upstreams.clone(),
+            background.clone(),
+        ));
         let ended_sessions = session::EndedSessions::default();
         tokio::spawn(
             ended_sessions

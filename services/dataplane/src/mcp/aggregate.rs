@@ -346,10 +346,7 @@ pub(super) async fn discover(ctx: &Ctx, message: Message) -> Answer {
     for upstream in &learned {
         merge_capabilities(&mut result, &json!({"capabilities": upstream.capabilities}));
     }
-    let instructions: Vec<&str> = learned
-        .iter()
-        .filter_map(|l| l.instructions.as_deref())
-        .collect();
+    let instructions: Vec<&str> = learned.iter().filter_map(|l| l.instructions.as_deref()).collect();
     if !instructions.is_empty() {
         result["instructions"] = json!(instructions.join("\n\n"));
     }

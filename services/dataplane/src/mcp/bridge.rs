@@ -176,9 +176,7 @@ pub(super) fn upstream_body(era: Era, session: Option<&Session>, route: &Route, 
                 value["params"] = json!({});
             }
             let params = value["params"].as_object_mut().expect("an object");
-            let target = params
-                .entry("_meta")
-                .or_insert_with(|| Value::Object(Map::new()));
+            let target = params.entry("_meta").or_insert_with(|| Value::Object(Map::new()));
             if let (Some(target), Some(meta)) = (target.as_object_mut(), meta.as_object()) {
                 for (k, v) in meta {
                     target.insert(k.clone(), v.clone());
@@ -278,7 +276,11 @@ impl StatelessShape {
     /// The shape for `method`'s results when `route` is a session upstream of a stateless client.
     pub(super) fn needed(era: Era, wire: Wire, method: &str) -> Option<Self> {
         (era == Era::Modern && wire == Wire::Session).then(|| StatelessShape {
-            cacheable: method.ends_with("/list") || method == "resources/read",
+            cacheable: method.ends_with("/list")
+                || matches!(
+                    method,
+                    "resources/read" | "skills/get" | "resources/directory/read"
+                ),
         })
     }
 
@@ -287,14 +289,10 @@ impl StatelessShape {
         let Some(result) = answer.get_mut("result").and_then(Value::as_object_mut) else {
             return;
         };
-        result
-            .entry("resultType")
-            .or_insert_with(|| json!("complete"));
+        result.entry("resultType").or_insert_with(|| json!("complete"));
         if self.cacheable {
             result.entry("ttlMs").or_insert_with(|| json!(0));
-            result
-                .entry("cacheScope")
-                .or_insert_with(|| json!("private"));
+            result.entry("cacheScope").or_insert_with(|| json!("private"));
         }
     }
 

@@ -17,9 +17,9 @@ use crate::jsonrpc::{self, Message};
 use crate::upstream::{Reply, UpstreamError, Wire};
 
 use super::bridge::{self, StatelessShape, Unroutable};
+use super::dispatch::{Answer, Relay, unknown_tool};
 use super::input;
 use super::relay::{relay_events, sse_response};
-use super::dispatch::{Answer, Relay, unknown_tool};
 use super::{Era, Incoming, rpc_error};
 
 /// The SEP-2243 headers for a request to a stateless upstream: computed from the body we send,

@@ -250,12 +250,7 @@ fn event(data: &Value) -> sse_stream::Sse {
 /// A session upstream's call stream as a stateless client must see it: the response to
 /// `call_id` carries `client_id`; a request from the upstream parks the call and ends the
 /// stream with an `input_required` result naming it.
-pub(super) fn stateless_view(
-    ctx: &Ctx,
-    events: SseEvents,
-    route: Route,
-    client_id: Value,
-) -> SseEvents {
+pub(super) fn stateless_view(ctx: &Ctx, events: SseEvents, route: Route, client_id: Value) -> SseEvents {
     let inputs = ctx.state.inputs.clone();
     let owner = Owner::of(ctx);
     struct State {
@@ -288,7 +283,11 @@ pub(super) fn stateless_view(
                 state.events = None;
                 return Some((item, state));
             };
-            let Some(mut value) = sse.data.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok()) else {
+            let Some(mut value) = sse
+                .data
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+            else {
                 return Some((Ok(sse), state));
             };
             let is_request = value.get("method").is_some() && value.get("id").is_some();
@@ -361,10 +360,7 @@ pub(super) async fn answer_first(mut events: SseEvents, id: &Value, session_id: 
         }
     };
     let Some(first) = first else {
-        return Reply::Stream {
-            events,
-            session_id,
-        };
+        return Reply::Stream { events, session_id };
     };
     if let Ok(sse) = &first
         && let Some(data) = sse.data.as_deref()
@@ -451,8 +447,13 @@ pub(super) fn session_view(
     };
     let (in_flight, cancelled) = ctx.state.inputs.in_flight(&ctx, &id);
     let rounds = futures::stream::unfold(state, move |mut state| {
-        let (ctx, session, server, message, id) =
-            (ctx.clone(), session.clone(), server.clone(), message.clone(), id.clone());
+        let (ctx, session, server, message, id) = (
+            ctx.clone(),
+            session.clone(),
+            server.clone(),
+            message.clone(),
+            id.clone(),
+        );
         async move {
             loop {
                 if let Some(sse) = state.pending.pop_front() {
@@ -467,7 +468,12 @@ pub(super) fn session_view(
                     }
                     Step::Reply(Reply::Status { body, .. }) => {
                         let value = serde_json::from_slice::<Value>(&body).unwrap_or_else(|_| {
-                            crate::jsonrpc::error_body(Some(&id), crate::jsonrpc::SERVER_ERROR, "Upstream server unavailable", None)
+                            crate::jsonrpc::error_body(
+                                Some(&id),
+                                crate::jsonrpc::SERVER_ERROR,
+                                "Upstream server unavailable",
+                                None,
+                            )
                         });
                         state.pending.push_back(event(&value));
                     }
@@ -476,10 +482,16 @@ pub(super) fn session_view(
                         None => {}
                         Some(Err(e)) => return Some((Err(e), state)),
                         Some(Ok(sse)) => {
-                            let value = sse.data.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok());
+                            let value = sse
+                                .data
+                                .as_deref()
+                                .and_then(|d| serde_json::from_str::<Value>(d).ok());
                             match value {
-                                Some(value) if value.get("method").is_none() && value.get("id") == Some(&id) => {
-                                    state.step = on_answer(&ctx, value, &id, &mut state.pending, &mut state.rounds);
+                                Some(value)
+                                    if value.get("method").is_none() && value.get("id") == Some(&id) =>
+                                {
+                                    state.step =
+                                        on_answer(&ctx, value, &id, &mut state.pending, &mut state.rounds);
                                 }
                                 _ => {
                                     state.step = Step::Relay(events);
@@ -492,7 +504,10 @@ pub(super) fn session_view(
                         let mut responses = Map::new();
                         for (key, answer) in questions {
                             let answer = tokio::time::timeout(WAIT, answer).await;
-                            let answer = answer.ok().and_then(Result::ok).unwrap_or_else(|| json!({"action": "cancel"}));
+                            let answer = answer
+                                .ok()
+                                .and_then(Result::ok)
+                                .unwrap_or_else(|| json!({"action": "cancel"}));
                             responses.insert(key, answer);
                         }
                         let mut retry = message.clone();
@@ -504,7 +519,9 @@ pub(super) fn session_view(
                                 params.insert("requestState".into(), request_state);
                             }
                         }
-                        match bridge::send(&ctx, Era::Legacy, Some(&session), &server, &retry, None, None).await {
+                        match bridge::send(&ctx, Era::Legacy, Some(&session), &server, &retry, None, None)
+                            .await
+                        {
                             Ok((reply, _)) => state.step = Step::Reply(reply),
                             Err(_) => state.pending.push_back(event(&crate::jsonrpc::error_body(
                                 Some(&id),
@@ -526,7 +543,11 @@ pub(super) fn session_view(
                 drop(in_flight);
                 Ok(sse_stream::Sse::default())
             }))
-            .filter(|e| futures::future::ready(!matches!(e, Ok(sse) if sse.data.is_none() && sse.id.is_none() && sse.event.is_none()))),
+            .filter(|e| {
+                futures::future::ready(
+                    !matches!(e, Ok(sse) if sse.data.is_none() && sse.id.is_none() && sse.event.is_none()),
+                )
+            }),
     )
 }
 
@@ -540,7 +561,8 @@ fn on_answer(
     rounds: &mut usize,
 ) -> Step {
     let result = value.get("result");
-    let input_required = result.is_some_and(|r| r.get("resultType").and_then(Value::as_str) == Some("input_required"));
+    let input_required =
+        result.is_some_and(|r| r.get("resultType").and_then(Value::as_str) == Some("input_required"));
     if !input_required {
         pending.push_back(event(&value));
         return Step::Done;

@@ -65,7 +65,9 @@ pub(super) fn relay_reply(
                     _ => r.finish(CallOutcome::Success, None),
                 }
             }
-            HttpResponse::build(status).content_type("application/json").body(body)
+            HttpResponse::build(status)
+                .content_type("application/json")
+                .body(body)
         }
         Reply::Status { status, body, json } => {
             let body = Redactor::apply(ctx.state.redactor.as_ref(), body);

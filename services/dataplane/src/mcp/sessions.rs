@@ -15,8 +15,8 @@ use crate::session::{Session, UpstreamSession};
 use crate::upstream::{Outbound, Reply, STATELESS_VERSION, Wire, response_on};
 
 use super::admission::Verdict;
-use super::bridge::wire_of;
 use super::aggregate::{endpoint_server_info, filter_capabilities, merge_capabilities};
+use super::bridge::wire_of;
 use super::dispatch::{Answer, dispatch, result_value};
 use super::relay::route_client_response;
 use super::{Ctx, Incoming, LEGACY_VERSIONS, header_str, rpc_error};
@@ -246,25 +246,29 @@ pub(super) async fn forward_notification(ctx: &Ctx, session: &Session, message: 
         ctx.state.inputs.cancel(ctx, request_id);
     }
     let body = Bytes::from(serde_json::to_vec(&message.value).expect("json"));
-    let sends = session.upstreams.iter().filter(|u| wire_of(&u.version) == Wire::Session).filter_map(|u| {
-        let server = ctx.server(u.server)?.clone();
-        let body = body.clone();
-        Some(async move {
-            let _ = ctx
-                .state
-                .upstreams
-                .post(Outbound {
-                    server: &server,
-                    body,
-                    protocol_version: Some(&u.version),
-                    session_id: u.session_id.as_deref(),
-                    mcp_headers: vec![],
-                    caller: Some(ctx.caller()),
-                    client_capabilities: None,
-                })
-                .await;
-        })
-    });
+    let sends = session
+        .upstreams
+        .iter()
+        .filter(|u| wire_of(&u.version) == Wire::Session)
+        .filter_map(|u| {
+            let server = ctx.server(u.server)?.clone();
+            let body = body.clone();
+            Some(async move {
+                let _ = ctx
+                    .state
+                    .upstreams
+                    .post(Outbound {
+                        server: &server,
+                        body,
+                        protocol_version: Some(&u.version),
+                        session_id: u.session_id.as_deref(),
+                        mcp_headers: vec![],
+                        caller: Some(ctx.caller()),
+                        client_capabilities: None,
+                    })
+                    .await;
+            })
+        });
     futures::future::join_all(sends).await;
 }
 

@@ -48,8 +48,8 @@ use self::breaker::Breaker;
 use self::http_sse::ReplyRoutes;
 use self::oauth::OauthToken;
 use self::sessions::SessionPool;
-use self::wire::Wires;
 use self::stream::read_body;
+use self::wire::Wires;
 
 pub type SseEvents = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, String>> + Send>>;
 

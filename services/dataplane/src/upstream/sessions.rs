@@ -332,13 +332,7 @@ impl Upstreams {
         })
         .await?;
         metrics::counter!("gatehouse_dataplane_upstream_sessions_opened_total").increment(1);
-        Ok((
-            HeldSession {
-                session_id,
-                version,
-            },
-            result,
-        ))
+        Ok((HeldSession { session_id, version }, result))
     }
 }
 

@@ -90,7 +90,11 @@ impl Upstreams {
         self.inner.wires.known.lock_or_recover().remove(&server);
     }
 
-    async fn learn(&self, server: &ServerState, caller: Option<Caller<'_>>) -> Result<Learned, UpstreamError> {
+    async fn learn(
+        &self,
+        server: &ServerState,
+        caller: Option<Caller<'_>>,
+    ) -> Result<Learned, UpstreamError> {
         let hello = ClientHello {
             capabilities: &json!({}),
             client_info: None,

@@ -3,10 +3,10 @@
 
 /// The abuse corpus: malformed, oversized, nested and mixed-era bodies on every route.
 mod abuse;
-/// Bridging revisions: stateless clients of session upstreams and the other way round.
-mod bridging;
 /// Batches bounded in messages, answer bytes and time; per-message limits and quota; streams.
 mod batches;
+/// Bridging revisions: stateless clients of session upstreams and the other way round.
+mod bridging;
 /// The official MCP conformance suite through the dataplane.
 mod conformance;
 /// Drift (rug pull): a changed tool definition is withheld and reported.

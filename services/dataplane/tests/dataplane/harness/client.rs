@@ -208,7 +208,11 @@ pub async fn upstream_tools(url: &str) -> Vec<Value> {
         .header("accept", "application/json, text/event-stream");
     let mut params = json!({});
     match &session {
-        Some(s) => req = req.header("mcp-protocol-version", "2025-11-25").header("mcp-session-id", s),
+        Some(s) => {
+            req = req
+                .header("mcp-protocol-version", "2025-11-25")
+                .header("mcp-session-id", s)
+        }
         // A server without sessions (2026-07-28 only).
         None => {
             req = req
