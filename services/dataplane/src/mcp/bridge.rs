@@ -201,10 +201,11 @@ pub(super) async fn send(
     input_schema: Option<&Value>,
 ) -> Result<(Reply, Route), Unroutable> {
     let request_state = message.params().and_then(|p| p.get("requestState"));
-    if era == Era::Modern && request_state.is_some() {
-        if let Some((reply, route)) = ctx.state.inputs.resume(ctx, server, message).await {
-            return Ok((reply, route));
-        }
+    if era == Era::Modern
+        && request_state.is_some()
+        && let Some((reply, route)) = ctx.state.inputs.resume(ctx, server, message).await
+    {
+        return Ok((reply, route));
     }
     let mut retried = false;
     loop {
