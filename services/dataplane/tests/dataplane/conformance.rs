@@ -24,12 +24,14 @@ async fn conformance_suite_latest_tag_passes_through_the_dataplane() {
 /// sessions, answering 2026-07-28 requests as such servers do): the client's revision is the
 /// dataplane's to speak, whatever the upstream speaks, so every scenario passes here too.
 ///
-/// Ignored while one check fails: `sep-2322-elicitation-incomplete` expects the `inputRequests`
-/// key the fixture names in its 2026-07-28 answer (`user_name`); a 2025 server's
-/// `elicitation/create` names none, and the dataplane's `input_required` uses `input-1`. Every
-/// other scenario passes (run it with `--run-ignored all`).
+/// Ignored while 8 of 212 checks fail (5 of 65 scenarios): `subscriptions/listen` is not bridged
+/// to a session upstream (`server-stateless`, 3 checks), `tasks/update` through a held session
+/// lacks `resultType` (`tasks-dispatch-and-envelope`), tasks that ask for input
+/// (`tasks-mrtr-input`, 2), and the `inputRequests` keys a 2025 server's `elicitation/create`
+/// cannot name (`input-required-result-basic-elicitation`, `-multiple-input-requests`). Run it with
+/// `--run-ignored all`.
 #[tokio::test]
-#[ignore = "sep-2322-elicitation-incomplete: a 2025 server's elicitation names no inputRequests key"]
+#[ignore = "bridging: 8 of 212 checks fail (subscriptions/listen, tasks through held sessions, inputRequests keys)"]
 async fn conformance_suite_passes_with_a_2025_only_upstream() {
     let upstream = FixtureOptions {
         protocol: ProtocolMode::Only2025,
