@@ -141,7 +141,16 @@ async fn list_tools_inner(
         Default::default(),
         Implementation::new("gatehouse", env!("CARGO_PKG_VERSION")),
     );
-    let client = info.serve(transport).await.map_err(|e| classify(&e, "connect"))?;
+    let client = match info.serve(transport).await {
+        Ok(client) => client,
+        // A server without sessions (2026-07-28 only) refuses `initialize`: it is listed in its
+        // own revision.
+        Err(e) => {
+            return list_tools_stateless(egress, url, credential)
+                .await
+                .map_err(|_| classify(&e, "connect"));
+        }
+    };
     let mut tools = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
@@ -180,6 +189,80 @@ async fn list_tools_inner(
     };
     let _ = client.cancel().await;
     outcome
+}
+
+/// Lists tools in the stateless revision (2026-07-28): each page a request of its own, with the
+/// revision's headers and `_meta`; answers are read within the event size limit.
+async fn list_tools_stateless(
+    egress: &Egress,
+    url: &str,
+    credential: &Credential,
+) -> Result<Vec<Value>, SyncFailure> {
+    use serde_json::json;
+    const VERSION: &str = "2026-07-28";
+    let headers = credential_headers(egress, credential).await?;
+    let http = egress.credentialed_client();
+    let mut tools = Vec::new();
+    let mut cursor: Option<Value> = None;
+    for page in 0..MAX_PAGES {
+        let mut params = json!({"_meta": {
+            "io.modelcontextprotocol/protocolVersion": VERSION,
+            "io.modelcontextprotocol/clientInfo": {"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }});
+        if let Some(c) = &cursor {
+            params["cursor"] = c.clone();
+        }
+        let id = json!(page);
+        let response = http
+            .post(url)
+            .headers(headers.clone())
+            .header(reqwest::header::ACCEPT, "application/json, text/event-stream")
+            .header("mcp-protocol-version", VERSION)
+            .header("mcp-method", "tools/list")
+            .json(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params}))
+            .send()
+            .await
+            .map_err(|e| egress_failure("cannot reach the server", EgressError::from_reqwest(&e)))?;
+        if !response.status().is_success() {
+            return Err(status_failure(response.status().as_u16()));
+        }
+        let body = egress.read_document(response).await.map_err(|e| match e {
+            ReadError::TooLarge { .. } => SyncFailure::new("the server's tool list page is too large"),
+            ReadError::Timeout => egress_failure("cannot read the server's tool list", EgressError::Timeout),
+            ReadError::Transport(e) => egress_failure("cannot read the server's tool list", e),
+        })?;
+        let text = String::from_utf8_lossy(&body);
+        // A JSON body, or the `data:` of an SSE body's answer.
+        let answer = std::iter::once(text.as_ref())
+            .chain(text.lines().filter_map(|l| l.strip_prefix("data:")))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|m| m.get("id") == Some(&id) && m.get("method").is_none())
+            .ok_or_else(|| {
+                SyncFailure::new("the server did not answer tools/list with a valid MCP result")
+            })?;
+        let result = answer.get("result").ok_or_else(|| {
+            SyncFailure::new("the server did not answer tools/list with a valid MCP result")
+        })?;
+        tools.extend(result["tools"].as_array().into_iter().flatten().cloned());
+        if tools.len() > MAX_TOOLS {
+            return Err(SyncFailure::new(format!(
+                "the server lists more than {MAX_TOOLS} tools"
+            )));
+        }
+        match result.get("nextCursor").filter(|c| !c.is_null()) {
+            Some(next) if Some(next) == cursor.as_ref() => {
+                return Err(SyncFailure::new(
+                    "the server's tool list repeats the same page cursor",
+                ));
+            }
+            Some(next) => cursor = Some(next.clone()),
+            None => return Ok(tools),
+        }
+    }
+    Err(SyncFailure::new(format!(
+        "the server's tool list did not end after {MAX_PAGES} pages"
+    )))
 }
 
 /// The headers carrying the server's own credential.

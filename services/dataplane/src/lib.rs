@@ -68,6 +68,8 @@ pub struct Dataplane {
     internal_addr: SocketAddr,
     grace: Duration,
     store: SnapshotStore,
+    /// The upstream client (its held upstream sessions are closed with `close_all` at shutdown).
+    upstreams: upstream::Upstreams,
     loader: Option<(loader::SnapshotSource, ChangeNotifier, Duration)>,
     background: CancellationToken,
     draining: Draining,
@@ -100,6 +102,10 @@ impl Dataplane {
             cfg.dataplane.max_upstream_message_bytes,
             signer,
             &reply_key,
+            upstream::SessionLimits {
+                max_sessions: cfg.dataplane.max_upstream_sessions,
+                idle: Duration::from_secs(cfg.dataplane.upstream_session_idle_secs.max(1)),
+            },
         )?;
         let background = CancellationToken::new();
         let reconcile = Duration::from_secs(cfg.dataplane.snapshot_reconcile_secs.max(1));
@@ -139,12 +145,20 @@ impl Dataplane {
         let hosted_sql = gatehouse_hosted_sql::HostedSql::new((&cfg.hosted_sql).into());
         tokio::spawn(close_idle_backend_pools(hosted_sql.clone(), background.clone()));
         let draining = Draining::new().refusing_with(refuse_while_draining);
+        // Upstream sessions held for stateless clients end with the replica (a DELETE each).
+        let held = upstreams.clone();
+        draining.on_close(move || async move { held.close_all().await });
+        tokio::spawn(close_idle_upstream_sessions(
+            upstreams.clone(),
+            background.clone(),
+        ));
         let ended_sessions = session::EndedSessions::default();
         tokio::spawn(
             ended_sessions
                 .clone()
                 .follow(deps.notifier.subscribe_session_ends(), background.clone()),
         );
+        let state_upstreams = upstreams.clone();
         let state = AppState {
             store: store.clone(),
             verifier,
@@ -171,6 +185,7 @@ impl Dataplane {
             },
             streams: stream_slots::StreamSlots::new(cfg.dataplane.max_streams_per_subject, draining.token()),
             redactor: cfg.dataplane.redact_secrets.then(redact::Redactor::new),
+            inputs: mcp::InputRequests::default(),
             source: format!("dataplane-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]).into(),
             drain: draining.clone(),
         };
@@ -267,6 +282,7 @@ impl Dataplane {
             internal_addr,
             grace,
             store,
+            upstreams: state_upstreams,
             loader: Some((source, deps.notifier, reconcile)),
             background,
             draining,
@@ -280,6 +296,12 @@ impl Dataplane {
     /// Where the internal listener (`/metrics`, health checks) is bound.
     pub fn internal_addr(&self) -> SocketAddr {
         self.internal_addr
+    }
+
+    /// The upstream client shared by every worker: its held upstream sessions
+    /// ([`upstream::Upstreams::held_sessions`], [`upstream::Upstreams::close_all`]).
+    pub fn upstreams(&self) -> upstream::Upstreams {
+        self.upstreams.clone()
     }
 
     /// The configuration store (tests install snapshots directly).
@@ -340,6 +362,18 @@ async fn close_idle_backend_pools(hosted_sql: gatehouse_hosted_sql::HostedSql, s
                     tracing::debug!(closed, "idle hosted SQL pools closed");
                 }
             }
+        }
+    }
+}
+
+/// Closes the upstream sessions held for stateless clients that went unused too long.
+async fn close_idle_upstream_sessions(upstreams: upstream::Upstreams, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(30));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => upstreams.close_idle_sessions().await,
         }
     }
 }

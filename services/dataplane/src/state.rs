@@ -47,6 +47,8 @@ pub struct AppState {
     pub streams: StreamSlots,
     /// Redacts secrets in what upstreams send back (`dataplane.redact_secrets`).
     pub redactor: Option<crate::redact::Redactor>,
+    /// Server→client requests bridged between revisions, waiting on this replica.
+    pub inputs: crate::mcp::InputRequests,
     /// This instance, as named in events.
     pub source: Arc<str>,
     /// The drain on shutdown (SIGTERM), shared with the servers. The one hook for whatever this
@@ -56,7 +58,8 @@ pub struct AppState {
     ///   flight; the notification streams in [`StreamSlots`] end on it already.
     /// - `drain.on_close(|| async move { ... })` runs once every in-flight request has finished
     ///   (or the grace period ran out), before the process exits: end the upstream sessions
-    ///   Gatehouse opened itself there (a DELETE each). Register it when the holder is built.
+    ///   Gatehouse opened itself there (a DELETE each). Register it when the holder is built;
+    ///   the sessions held for stateless clients (`Upstreams::close_all`) are registered in `lib.rs`.
     ///
     /// Sessions of 2025 clients are not among them: their upstream session ids travel sealed in
     /// the client's `Mcp-Session-Id`, and the client goes on with them on another replica.

@@ -60,6 +60,8 @@ pub struct DataplaneConfig {
     pub redact_secrets: bool,
     pub max_upstream_message_bytes: usize,
     pub upstream_timeout_ms: u64,
+    pub max_upstream_sessions: usize,
+    pub upstream_session_idle_secs: u64,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
     pub spool_segment_bytes: u64,

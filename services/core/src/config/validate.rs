@@ -229,6 +229,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.dataplane.max_upstream_sessions == 0 {
+            return Err(ConfigError::new(
+                "dataplane.max_upstream_sessions",
+                "must be at least 1",
+            ));
+        }
         if self.dataplane.max_streams_per_subject == 0 {
             return Err(ConfigError::new(
                 "dataplane.max_streams_per_subject",

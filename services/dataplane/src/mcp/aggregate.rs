@@ -2,9 +2,6 @@
 //! (composite cursors with several upstreams), `server/discover`, and the capability merging and
 //! filtering `initialize` shares.
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse};
-use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use gatehouse_core::ids::ServerId;
@@ -12,13 +9,11 @@ use gatehouse_core::ids::ServerId;
 use crate::jsonrpc::{self, Message};
 use crate::owners::Listing;
 use crate::session::Session;
-use crate::upstream::{Outbound, Reply, response_on};
 
-use super::calls::{mcp_headers_for, upstream_session};
+use super::bridge::{self, Unroutable};
 use super::cursor::{Position, Walk};
 use super::dispatch::{Answer, modern_list_fields, result_value};
-use super::modern::relay_json_error;
-use super::{Ctx, Era, MODERN_VERSIONS};
+use super::{Ctx, Era, all_versions};
 
 /// The lists answered across the endpoint's upstreams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,15 +91,9 @@ pub(super) async fn list_page(
         }
     }
     let server = ctx.server(server_id).ok_or(None)?.clone();
-    let (version, session_id) = upstream_session(era, session, server_id, message).ok_or(None)?;
-    let out = Outbound {
-        server: &server,
-        body: Bytes::from(serde_json::to_vec(&value).expect("json")),
-        protocol_version: Some(&version),
-        session_id: session_id.as_deref(),
-        mcp_headers: mcp_headers_for(era, message, None, None),
-        caller: Some(ctx.caller()),
-        client_capabilities: None,
+    let message = Message {
+        value,
+        kind: message.kind,
     };
     // A list left out because its upstream failed still gives the client an answer (the other
     // upstreams' items), so the operator is told here: a warning and
@@ -113,7 +102,16 @@ pub(super) async fn list_page(
         tracing::warn!(server_id = %server_id, method = message.method(), reason, "upstream list left out of the answer");
         metrics::counter!("gatehouse_dataplane_upstream_list_failures_total").increment(1);
     };
-    let (reply, _) = ctx.state.upstreams.request(out, &id).await.map_err(|e| {
+    let upstreams = &ctx.state.upstreams;
+    let reply = match bridge::send(ctx, era, session, &server, &message, None, None).await {
+        Ok((reply, _)) => upstreams.answer_of(reply, &id).await,
+        Err(Unroutable::Upstream(e)) => Err(e),
+        Err(Unroutable::NotInSession | Unroutable::UnknownRequestState) => {
+            failed("not in the client's session");
+            return Err(None);
+        }
+    };
+    let (reply, _) = reply.map_err(|e| {
         failed(&e.to_string());
         None
     })?;
@@ -313,90 +311,64 @@ pub(super) fn list_answer(
     Answer::Value(result_value(id, Value::Object(result)))
 }
 
-/// `server/discover`: asked of every upstream; the first answer is the base, capabilities are
-/// merged. An upstream's protocol error (e.g. unsupported version) is passed on as a 4xx.
-pub(super) async fn discover(req: &HttpRequest, ctx: &Ctx, message: Message) -> Answer {
+/// `server/discover`, answered by the dataplane from the endpoint's configuration: its own server
+/// info and revisions, and the capabilities its upstreams declared (learned in each one's own
+/// wire, `upstream::Learned`) that the endpoint exposes.
+pub(super) async fn discover(ctx: &Ctx, message: Message) -> Answer {
     let id = message.id().cloned().unwrap_or(Value::Null);
-    if ctx.endpoint.server_ids.is_empty() {
-        // Only hosted SQL tools (or nothing yet): Gatehouse is the server.
-        let mut result = json!({
-            "supportedVersions": MODERN_VERSIONS,
-            "capabilities": {"tools": {}},
-            "_meta": {"io.modelcontextprotocol/serverInfo": {
-                "name": format!("gatehouse/{}/{}", ctx.org.snapshot.slug, ctx.endpoint.snapshot.slug),
-                "title": ctx.endpoint.snapshot.name,
-                "version": env!("CARGO_PKG_VERSION"),
-            }},
-        });
-        filter_capabilities(ctx, &mut result);
-        if let Value::Object(fields) = &mut result {
-            modern_list_fields(Era::Modern, fields);
-        }
-        return Answer::Value(result_value(&id, result));
-    }
-    let mut merged: Option<Value> = None;
-    let mut first_error: Option<Answer> = None;
-    for server_id in ctx.endpoint.server_ids.clone() {
-        let Some(server) = ctx.server(server_id).cloned() else {
-            continue;
-        };
-        let version = message
-            .meta_protocol_version()
-            .unwrap_or(MODERN_VERSIONS[0])
-            .to_owned();
-        let out = Outbound {
-            server: &server,
-            body: Bytes::from(serde_json::to_vec(&message.value).expect("json")),
-            protocol_version: Some(&version),
-            session_id: None,
-            mcp_headers: mcp_headers_for(Era::Modern, &message, Some(req), None),
-            caller: Some(ctx.caller()),
-            client_capabilities: None,
-        };
-        let answer = match ctx.state.upstreams.post(out).await {
-            Ok(Reply::Json { body, .. }) => serde_json::from_slice::<Value>(&body).ok(),
-            Ok(Reply::Stream { mut events, .. }) => response_on(&mut events, &id).await.ok(),
-            Ok(Reply::Status { status, body, json }) if (400..500).contains(&status) => {
-                first_error.get_or_insert_with(|| {
-                    Answer::Http(
-                        HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST))
-                            .content_type(if json { "application/json" } else { "text/plain" })
-                            .body(body),
-                    )
-                });
-                None
+    let upstreams = &ctx.state.upstreams;
+    let learning = ctx.endpoint.server_ids.iter().filter_map(|server_id| {
+        let server = ctx.server(*server_id)?.clone();
+        Some(async move {
+            match upstreams.learned(&server, Some(ctx.caller())).await {
+                Ok(learned) => Some(learned),
+                Err(e) => {
+                    tracing::warn!(server_id = %server.snapshot.id, error = %e, "upstream could not be asked what it serves");
+                    None
+                }
             }
-            _ => None,
-        };
-        let Some(answer) = answer else { continue };
-        match answer.get("result") {
-            Some(result) => {
-                merged = Some(match merged.take() {
-                    None => result.clone(),
-                    Some(mut base) => {
-                        merge_capabilities(&mut base, result);
-                        base
-                    }
-                });
-            }
-            None => {
-                first_error.get_or_insert_with(|| Answer::Http(relay_json_error(&answer)));
-            }
-        }
-    }
-    match (merged, first_error) {
-        (Some(mut result), _) => {
-            filter_capabilities(ctx, &mut result);
-            Answer::Value(result_value(&id, result))
-        }
-        (None, Some(error)) => error,
-        (None, None) => Answer::Value(jsonrpc::error_body(
+        })
+    });
+    let learned: Vec<_> = futures::future::join_all(learning)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    if learned.is_empty() && !ctx.endpoint.server_ids.is_empty() {
+        return Answer::Value(jsonrpc::error_body(
             Some(&id),
             jsonrpc::SERVER_ERROR,
             "Upstream servers unavailable",
             None,
-        )),
+        ));
     }
+    let mut result = json!({"capabilities": {}});
+    for upstream in &learned {
+        merge_capabilities(&mut result, &json!({"capabilities": upstream.capabilities}));
+    }
+    let instructions: Vec<&str> = learned.iter().filter_map(|l| l.instructions.as_deref()).collect();
+    if !instructions.is_empty() {
+        result["instructions"] = json!(instructions.join("\n\n"));
+    }
+    // 2026-07-28 results identify the server in `_meta` (a `ResultMetaObject`).
+    result["_meta"] = json!({"io.modelcontextprotocol/serverInfo": endpoint_server_info(ctx)});
+    result["supportedVersions"] = json!(all_versions());
+    filter_capabilities(ctx, &mut result);
+    let mut result = match result {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    modern_list_fields(Era::Modern, &mut result);
+    Answer::Value(result_value(&id, Value::Object(result)))
+}
+
+/// The endpoint's own server info.
+pub(super) fn endpoint_server_info(ctx: &Ctx) -> Value {
+    json!({
+        "name": format!("gatehouse/{}/{}", ctx.org.snapshot.slug, ctx.endpoint.snapshot.slug),
+        "title": ctx.endpoint.snapshot.name,
+        "version": env!("CARGO_PKG_VERSION"),
+    })
 }
 
 pub(super) fn merge_capabilities(base: &mut Value, other: &Value) {

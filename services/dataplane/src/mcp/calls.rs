@@ -4,7 +4,6 @@
 
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
-use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
@@ -15,48 +14,23 @@ use gatehouse_events::CallOutcome;
 use crate::events::CallRecord;
 use crate::headers;
 use crate::jsonrpc::{self, Message};
-use crate::session::Session;
-use crate::upstream::{Outbound, UpstreamError};
+use crate::upstream::{Reply, UpstreamError, Wire};
 
+use super::bridge::{self, StatelessShape, Unroutable};
 use super::dispatch::{Answer, Relay, unknown_tool};
-use super::{Era, Incoming, MODERN_VERSIONS, rpc_error};
+use super::input;
+use super::relay::{relay_events, sse_response};
+use super::{Era, Incoming, rpc_error};
 
-/// The protocol version and upstream session to use with `server` for this request.
-pub(super) fn upstream_session(
-    era: Era,
-    session: Option<&Session>,
-    server: ServerId,
-    message: &Message,
-) -> Option<(String, Option<String>)> {
-    match era {
-        Era::Modern => Some((
-            message
-                .meta_protocol_version()
-                .unwrap_or(MODERN_VERSIONS[0])
-                .to_owned(),
-            None,
-        )),
-        Era::Legacy => {
-            let s = session?;
-            let u = s.upstreams.iter().find(|u| u.server == server)?;
-            Some((u.version.clone(), u.session_id.clone()))
-        }
-    }
-}
-
-/// The SEP-2243 headers for an upstream request (modern era): computed from the body we send,
+/// The SEP-2243 headers for a request to a stateless upstream: computed from the body we send,
 /// plus those of the client's `Mcp-Param-*` headers (validated before) that `input_schema`, the
 /// approved input schema of the called tool, declares (`x-mcp-header`). No other client header
 /// is forwarded.
 pub(super) fn mcp_headers_for(
-    era: Era,
     message: &Message,
     req: Option<&HttpRequest>,
     input_schema: Option<&Value>,
 ) -> Vec<(HeaderName, HeaderValue)> {
-    if era != Era::Modern {
-        return vec![];
-    }
     let mut out = Vec::new();
     if let Ok(v) = HeaderValue::from_str(&headers::encode_value(message.method())) {
         out.push((HeaderName::from_static("mcp-method"), v));
@@ -162,13 +136,6 @@ pub(super) async fn forward_request(
             "Upstream server is not configured",
         );
     };
-    let Some((version, session_id)) = upstream_session(era, session, server_id, &message) else {
-        return fail(
-            record,
-            jsonrpc::SERVER_ERROR,
-            "Upstream unavailable for this session; re-initialize",
-        );
-    };
     let index = session
         .and_then(|s| s.upstreams.iter().position(|u| u.server == server_id))
         .unwrap_or(0);
@@ -183,28 +150,49 @@ pub(super) async fn forward_request(
         })
         .flatten()
         .and_then(|t| t.approved_definition.get("inputSchema"));
-    let headers = mcp_headers_for(era, &message, Some(req), input_schema);
-    let body = Bytes::from(serde_json::to_vec(&message.value).expect("json"));
-    let out = Outbound {
-        server: &server,
-        body,
-        protocol_version: Some(&version),
-        session_id: session_id.as_deref(),
-        mcp_headers: headers,
-        caller: Some(ctx.caller()),
-        client_capabilities: session.and_then(|s| s.client_capabilities.as_ref()),
-    };
-    match ctx.state.upstreams.post(out).await {
-        Ok(reply) => Answer::Upstream {
-            reply,
-            relay: Relay {
+    let sent = bridge::send(ctx, era, session, &server, &message, Some(req), input_schema).await;
+    match sent {
+        Ok((reply, route)) => {
+            let relay = Relay {
                 era,
                 index,
                 server: server_id,
                 record,
-            },
-        },
-        Err(UpstreamError::SessionGone) => {
+                shape: StatelessShape::needed(era, route.wire, message.method()),
+            };
+            match (era, route.wire, reply) {
+                // The upstream's requests on the stream become `input_required` (and back).
+                (Era::Modern, Wire::Session, Reply::Stream { events, session_id }) => {
+                    let events = input::stateless_view(ctx, events, route, id.clone());
+                    // An answer that is the stream's first message goes as JSON, with the HTTP
+                    // status its error has in the client's revision.
+                    let reply = input::answer_first(events, &id, session_id).await;
+                    Answer::Upstream { reply, relay }
+                }
+                // An `input_required` result becomes requests on the stream, answered by the
+                // client and sent on with the next round.
+                (Era::Legacy, Wire::Stateless, reply) if input::may_ask(&reply) => {
+                    let session = session.expect("a session client");
+                    let events = input::session_view(ctx, session, &server, message, reply);
+                    let request_id = Some(id.clone());
+                    let hook = None;
+                    let events = relay_events(events, relay, request_id, hook, ctx.state.redactor.clone());
+                    Answer::Http(sse_response(events, None))
+                }
+                (_, _, reply) => Answer::Upstream { reply, relay },
+            }
+        }
+        Err(Unroutable::NotInSession) => fail(
+            record,
+            jsonrpc::SERVER_ERROR,
+            "Upstream unavailable for this session; re-initialize",
+        ),
+        Err(Unroutable::UnknownRequestState) => fail(
+            record,
+            jsonrpc::INVALID_PARAMS,
+            "Invalid params: requestState is not valid (altered or expired); send the request again without it",
+        ),
+        Err(Unroutable::Upstream(UpstreamError::SessionGone)) => {
             if let Some(r) = record {
                 r.finish(CallOutcome::Error, None);
             }
@@ -216,7 +204,7 @@ pub(super) async fn forward_request(
                 None,
             ))
         }
-        Err(e) => {
+        Err(Unroutable::Upstream(e)) => {
             tracing::warn!(server_id = %server_id, error = %e, "upstream request failed");
             fail(record, jsonrpc::SERVER_ERROR, "Upstream server unavailable")
         }

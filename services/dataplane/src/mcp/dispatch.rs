@@ -20,9 +20,10 @@ use crate::events::CallRecord;
 use crate::jsonrpc::{self, Message};
 use crate::resource;
 use crate::session::{Session, UpstreamSession};
-use crate::upstream::{Outbound, Reply};
+use crate::upstream::{Outbound, Reply, Wire};
 
 use super::aggregate::{ListKind, aggregate_list, discover};
+use super::bridge::{StatelessShape, wire_of};
 use super::calls::{call_tool, forward_request};
 use super::listen::listen;
 use super::resources::{Unrouted, requested_uri, resource_owner};
@@ -43,6 +44,8 @@ pub(super) struct Relay {
     pub(super) index: usize,
     pub(super) server: ServerId,
     pub(super) record: Option<CallRecord>,
+    /// What the answer must gain on its way to a stateless client of a session upstream.
+    pub(super) shape: Option<StatelessShape>,
 }
 
 pub(super) fn result_value(id: &Value, result: Value) -> Value {
@@ -78,10 +81,7 @@ fn grant_allows(grant: &Option<CapabilityGrant>, principal: &Principal) -> Optio
 
 pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
     let Incoming {
-        http: req,
-        ctx,
-        era,
-        session,
+        ctx, era, session, ..
     } = incoming;
     let id = message.id().cloned().unwrap_or(Value::Null);
     let method = message.method().to_owned();
@@ -216,7 +216,13 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
         }
         "logging/setLevel" => {
             if let Some(session) = session {
-                let servers: Vec<(usize, &UpstreamSession)> = session.upstreams.iter().enumerate().collect();
+                // The stateless revision has no logging level to set.
+                let servers: Vec<(usize, &UpstreamSession)> = session
+                    .upstreams
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, u)| wire_of(&u.version) == Wire::Session)
+                    .collect();
                 let body = Bytes::from(serde_json::to_vec(&message.value).expect("json"));
                 let id = &id;
                 let sends = servers.into_iter().filter_map(|(_, u)| {
@@ -239,7 +245,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
             }
             Answer::Value(result_value(&id, json!({})))
         }
-        "server/discover" => discover(req, ctx, message).await,
+        "server/discover" => discover(ctx, message).await,
         "subscriptions/listen" => {
             let mut message = message;
             narrow_listen_to_grants(ctx, &mut message);

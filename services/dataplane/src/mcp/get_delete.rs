@@ -108,6 +108,7 @@ pub async fn get(
                     index,
                     server: upstream.server,
                     record: None,
+                    shape: None,
                 };
                 let hook = ListChangedHook {
                     pins: state.pins.clone(),

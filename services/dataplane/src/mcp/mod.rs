@@ -24,6 +24,10 @@
 //! - `aggregate`: requests answered across all upstreams (prompt/resource/task lists,
 //!   `server/discover`), with `cursor`'s composite cursors when there are several;
 //! - `calls`: `tools/call` and forwarding a request to the upstream that owns it;
+//! - `bridge`: how a request reaches one upstream whatever revision either side speaks (the one
+//!   place that picks the upstream's wire, session and headers, and shapes its body);
+//! - `input`: server→client requests across the bridge (a session upstream's request ↔ a
+//!   2026-07-28 `input_required` result), and cancellation of bridged calls;
 //! - `relay`: upstream replies and streams back to the client as SSE, and the client's answers
 //!   to server→client requests back to their upstream.
 //!
@@ -33,6 +37,16 @@
 //! task ids, namespaced like tools in both directions (`tasks`); `subscriptions/listen` goes to
 //! every upstream and their streams are merged (`listen`). With one upstream, requests and
 //! replies pass through as they are.
+//!
+//! **The bridge.** The client's wire (stateless 2026-07-28, or a 2025 session) is chosen at the
+//! edge; each upstream's wire is learned on first use (`upstream::Learned`). Below the edge a
+//! request reaches an upstream only through `bridge::send`, which speaks the upstream's wire: a
+//! stateless client's request to a session upstream goes in a session the dataplane holds for
+//! that caller (`upstream::SessionKey`; capped, idle ones closed, reopened on a 404), a session
+//! client's request to a stateless upstream carries the revision's headers and `_meta`. What
+//! comes back is shaped for the client's wire by the relay (`bridge::StatelessShape`) and, for
+//! server→client requests, by `input`. `server/discover` and `initialize` are answered by the
+//! endpoint itself from what was learned (`aggregate::discover`, `sessions::initialize`).
 
 // Handlers answer with `HttpResponse` on the error path and `Answer` lives for one request:
 // their size does not matter here.
@@ -40,10 +54,12 @@
 
 mod admission;
 mod aggregate;
+mod bridge;
 mod calls;
 mod cursor;
 mod dispatch;
 mod get_delete;
+mod input;
 mod listen;
 mod modern;
 mod relay;
@@ -70,6 +86,7 @@ use self::relay::{relay_reply, route_client_response};
 use self::sessions::{batch, forward_notification, initialize, open_session};
 
 pub use self::get_delete::{delete, get};
+pub use self::input::InputRequests;
 
 /// The stateless revision and the session-based ones, newest first.
 pub const MODERN_VERSIONS: &[&str] = &["2026-07-28"];

@@ -66,6 +66,21 @@ pub(super) async fn modern(req: &HttpRequest, ctx: &Ctx, message: Message, bytes
                     None,
                 );
             }
+            Some(_)
+                if !message
+                    .params()
+                    .and_then(|p| p.get("_meta"))
+                    .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
+                    .is_some_and(Value::is_object) =>
+            {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    id.as_ref(),
+                    jsonrpc::INVALID_PARAMS,
+                    "Invalid params: request _meta is missing or has malformed required fields: io.modelcontextprotocol/clientCapabilities",
+                    None,
+                );
+            }
             Some(meta) if meta != header_version => {
                 return rpc_error(
                     StatusCode::BAD_REQUEST,
@@ -229,15 +244,19 @@ fn response_as_frames(response: HttpResponse) -> FrameStream {
 }
 
 pub(super) fn relay_json_error(value: &Value) -> HttpResponse {
+    json_response(stateless_status(value), value)
+}
+
+/// The HTTP status a 2026-07-28 answer carries: its protocol errors have their own.
+pub(super) fn stateless_status(value: &Value) -> StatusCode {
     let code = value
         .get("error")
         .and_then(|e| e.get("code"))
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    let status = match code {
+    match code {
         jsonrpc::UNSUPPORTED_PROTOCOL_VERSION | jsonrpc::HEADER_MISMATCH | -32021 => StatusCode::BAD_REQUEST,
         jsonrpc::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
         _ => StatusCode::OK,
-    };
-    json_response(status, value)
+    }
 }

@@ -21,9 +21,10 @@ use crate::jsonrpc::{self, Message};
 use crate::redact::Redactor;
 use crate::session::Session;
 use crate::store::OrgState;
-use crate::upstream::{Outbound, Reply, SseEvents, UpstreamError};
+use crate::upstream::{Outbound, Reply, UpstreamError};
 
 use super::dispatch::Relay;
+use super::input::{ASK_PREFIX, LocalEvents};
 use super::{CANCELLATION_PROBE, Ctx, Era, rpc_error};
 
 pub(super) const SSE_RETRY_MS: u64 = 3000;
@@ -45,6 +46,18 @@ pub(super) fn relay_reply(
         }
         Reply::Json { body, .. } => {
             let body = Redactor::apply(ctx.state.redactor.as_ref(), body);
+            // A session upstream's answer to a stateless client: shaped, and its protocol
+            // errors carry their status in that revision.
+            let (body, status) = match relay.shape {
+                Some(shape) => {
+                    let body = shape.apply_bytes(body);
+                    let status = serde_json::from_slice::<Value>(&body)
+                        .map(|v| super::modern::stateless_status(&v))
+                        .unwrap_or(StatusCode::OK);
+                    (body, status)
+                }
+                None => (body, StatusCode::OK),
+            };
             if let Some(mut r) = relay.record.take() {
                 r.add_bytes_out(body.len() as u64);
                 match error_code_of(&body) {
@@ -52,7 +65,9 @@ pub(super) fn relay_reply(
                     _ => r.finish(CallOutcome::Success, None),
                 }
             }
-            HttpResponse::Ok().content_type("application/json").body(body)
+            HttpResponse::build(status)
+                .content_type("application/json")
+                .body(body)
         }
         Reply::Status { status, body, json } => {
             let body = Redactor::apply(ctx.state.redactor.as_ref(), body);
@@ -115,7 +130,7 @@ pub(super) type FrameStream = std::pin::Pin<Box<dyn futures::Stream<Item = Resul
 /// upstream (legacy), a priming event is sent first when the upstream sends none, and the call
 /// record is finished when the response goes by (or when the client goes away).
 pub(super) fn relay_events(
-    events: SseEvents,
+    events: LocalEvents,
     mut relay: Relay,
     request_id: Option<Value>,
     hook: Option<ListChangedHook>,
@@ -179,6 +194,10 @@ pub(super) fn relay_events(
                 payload = std::borrow::Cow::Owned(serde_json::to_string(&value).expect("json"));
             } else if jsonrpc::is_response(&value) && value.get("id") == request_id.as_ref() {
                 answered = true;
+                if let Some(shape) = relay.shape {
+                    shape.apply(&mut value);
+                    payload = std::borrow::Cow::Owned(serde_json::to_string(&value).expect("json"));
+                }
                 if let Some(mut r) = relay.record.take() {
                     r.add_bytes_out(data.len() as u64);
                     match value
@@ -268,6 +287,19 @@ pub(super) async fn route_client_response(
             None,
         );
     };
+    // The answer to a request put to the client for a stateless upstream's `input_required`.
+    if let Some(ask) = original.as_str().filter(|id| id.starts_with(ASK_PREFIX)) {
+        if ctx.state.inputs.answer(ctx, ask, &message) {
+            return HttpResponse::Accepted().finish();
+        }
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Found: no call waits for this answer on this server",
+            None,
+        );
+    }
     let Some(upstream) = session.upstreams.get(index) else {
         return rpc_error(
             StatusCode::BAD_REQUEST,

@@ -12,10 +12,11 @@ use crate::headers::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::jsonrpc::{self, Kind, Message};
 use crate::redact::Redactor;
 use crate::session::{Session, UpstreamSession};
-use crate::upstream::{Outbound, Reply, response_on};
+use crate::upstream::{Outbound, Reply, STATELESS_VERSION, Wire, response_on};
 
 use super::admission::Verdict;
-use super::aggregate::{filter_capabilities, merge_capabilities};
+use super::aggregate::{endpoint_server_info, filter_capabilities, merge_capabilities};
+use super::bridge::wire_of;
 use super::dispatch::{Answer, dispatch, result_value};
 use super::relay::route_client_response;
 use super::{Ctx, Incoming, LEGACY_VERSIONS, header_str, rpc_error};
@@ -123,25 +124,45 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
                 caller: Some(ctx.caller()),
                 client_capabilities: None,
             };
-            match ctx.state.upstreams.request(out, &id).await {
-                Ok((reply, session_id)) => {
-                    let result = reply.get("result")?.clone();
+            let refusal = match ctx.state.upstreams.request(out, &id).await {
+                Ok((reply, session_id)) if reply.get("result").is_some() => {
+                    let result = reply["result"].clone();
                     let negotiated = result
                         .get("protocolVersion")
                         .and_then(Value::as_str)
                         .unwrap_or(&version)
                         .to_owned();
-                    Some((
+                    return Some((
                         UpstreamSession {
                             server: *server_id,
                             session_id,
                             version: negotiated,
                         },
                         result,
-                    ))
+                    ));
                 }
-                Err(e) => {
-                    tracing::warn!(server_id = %server_id, error = %e, "upstream initialize failed");
+                Ok((reply, _)) => reply.get("error").map(Value::to_string).unwrap_or_default(),
+                Err(e) => e.to_string(),
+            };
+            // A server without sessions (2026-07-28 only) is spoken to statelessly within ours.
+            match ctx.state.upstreams.learned(&server, Some(ctx.caller())).await {
+                Ok(learned) if learned.wire == Wire::Stateless => {
+                    let mut result = json!({
+                        "capabilities": learned.capabilities,
+                        "serverInfo": learned.server_info.clone().unwrap_or_else(|| endpoint_server_info(ctx)),
+                    });
+                    if let Some(instructions) = &learned.instructions {
+                        result["instructions"] = json!(instructions);
+                    }
+                    let upstream = UpstreamSession {
+                        server: *server_id,
+                        session_id: None,
+                        version: STATELESS_VERSION.to_owned(),
+                    };
+                    Some((upstream, result))
+                }
+                _ => {
+                    tracing::warn!(server_id = %server_id, error = %refusal, "upstream initialize failed");
                     None
                 }
             }
@@ -169,7 +190,7 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
         merge_capabilities(&mut merged, other);
     }
     if results.len() != 1 {
-        merged["serverInfo"] = json!({"name": format!("gatehouse/{}/{}", ctx.org.snapshot.slug, ctx.endpoint.snapshot.slug), "title": ctx.endpoint.snapshot.name, "version": env!("CARGO_PKG_VERSION")});
+        merged["serverInfo"] = endpoint_server_info(ctx);
         let instructions: Vec<&str> = results
             .iter()
             .filter_map(|(_, r)| r.get("instructions").and_then(Value::as_str))
@@ -191,7 +212,18 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
         version: version.clone(),
         upstreams: results.into_iter().map(|(u, _)| u).collect(),
         issued_at: time::OffsetDateTime::now_utc().unix_timestamp(),
-        client_capabilities: speaks_http_sse
+        client_capabilities: None,
+        elicitation: false,
+    };
+    // An HTTP+SSE upstream's handshake per request, and a stateless upstream's `_meta`, declare
+    // them again.
+    let needs_capabilities = speaks_http_sse
+        || session
+            .upstreams
+            .iter()
+            .any(|u| u.session_id.is_none() && u.version == STATELESS_VERSION);
+    let session = Session {
+        client_capabilities: needs_capabilities
             .then(|| message.params().and_then(|p| p.get("capabilities")).cloned())
             .flatten(),
         elicitation: message
@@ -199,6 +231,7 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
             .and_then(|p| p.get("capabilities"))
             .and_then(|c| c.get("elicitation"))
             .is_some_and(Value::is_object),
+        ..session
     };
     for u in &session.upstreams {
         ctx.state.pins.watch(ctx.org.snapshot.org_id, u.server);
@@ -210,28 +243,38 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
         .body(serde_json::to_vec(&result_value(&id, merged)).expect("json"))
 }
 
-/// A client notification (legacy) goes to every upstream of the session.
+/// A client notification (legacy) goes to every session upstream of the session; a stateless
+/// upstream takes none, but a `notifications/cancelled` ends the call to it.
 pub(super) async fn forward_notification(ctx: &Ctx, session: &Session, message: &Message) {
+    if message.method() == "notifications/cancelled"
+        && let Some(request_id) = message.params().and_then(|p| p.get("requestId"))
+    {
+        ctx.state.inputs.cancel(ctx, request_id);
+    }
     let body = Bytes::from(serde_json::to_vec(&message.value).expect("json"));
-    let sends = session.upstreams.iter().filter_map(|u| {
-        let server = ctx.server(u.server)?.clone();
-        let body = body.clone();
-        Some(async move {
-            let _ = ctx
-                .state
-                .upstreams
-                .post(Outbound {
-                    server: &server,
-                    body,
-                    protocol_version: Some(&u.version),
-                    session_id: u.session_id.as_deref(),
-                    mcp_headers: vec![],
-                    caller: Some(ctx.caller()),
-                    client_capabilities: None,
-                })
-                .await;
-        })
-    });
+    let sends = session
+        .upstreams
+        .iter()
+        .filter(|u| wire_of(&u.version) == Wire::Session)
+        .filter_map(|u| {
+            let server = ctx.server(u.server)?.clone();
+            let body = body.clone();
+            Some(async move {
+                let _ = ctx
+                    .state
+                    .upstreams
+                    .post(Outbound {
+                        server: &server,
+                        body,
+                        protocol_version: Some(&u.version),
+                        session_id: u.session_id.as_deref(),
+                        mcp_headers: vec![],
+                        caller: Some(ctx.caller()),
+                        client_capabilities: None,
+                    })
+                    .await;
+            })
+        });
     futures::future::join_all(sends).await;
 }
 

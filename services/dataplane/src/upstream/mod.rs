@@ -15,7 +15,9 @@ mod breaker;
 mod headers;
 mod http_sse;
 mod oauth;
+mod sessions;
 mod stream;
+mod wire;
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -36,12 +38,18 @@ use crate::auth::Principal;
 use crate::store::{ServerState, UpstreamCredential};
 use gatehouse_egress::{Egress, EgressError, RedirectMode};
 
+pub use self::sessions::{
+    ClientHello, HeldSession, NEWEST_SESSION_VERSION, SessionKey, SessionLimits, session_capabilities,
+};
 pub use self::stream::{next_message, response_on};
+pub use self::wire::{Learned, STATELESS_VERSION, Wire, stateless_meta};
 
 use self::breaker::Breaker;
 use self::http_sse::ReplyRoutes;
 use self::oauth::OauthToken;
+use self::sessions::SessionPool;
 use self::stream::read_body;
+use self::wire::Wires;
 
 pub type SseEvents = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, String>> + Send>>;
 
@@ -115,17 +123,23 @@ struct Inner {
     oauth_fetch: Mutex<HashMap<ServerId, Arc<tokio::sync::Mutex<()>>>>,
     signer: AssertionSigner,
     reply_routes: ReplyRoutes,
+    /// Sessions held for stateless clients of session upstreams.
+    sessions: SessionPool,
+    /// Each upstream's wire (stateless or session), learned on first use.
+    wires: Wires,
 }
 
 impl Upstreams {
     /// `max_message_bytes` bounds an answer body or a single stream event; `reply_key` seals the
-    /// routes of HTTP+SSE upstreams' server→client requests (one purpose).
+    /// routes of HTTP+SSE upstreams' server→client requests (one purpose); `sessions` bounds the
+    /// upstream sessions held for stateless clients.
     pub fn new(
         egress: Egress,
         timeout: Duration,
         max_message_bytes: usize,
         signer: AssertionSigner,
         reply_key: &[u8; 32],
+        sessions: SessionLimits,
     ) -> anyhow::Result<Self> {
         let http = pooled_client(&egress)?;
         Ok(Self {
@@ -139,6 +153,8 @@ impl Upstreams {
                 oauth_fetch: Mutex::new(HashMap::new()),
                 signer,
                 reply_routes: ReplyRoutes::new(reply_key),
+                sessions: SessionPool::new(sessions),
+                wires: Wires::default(),
             }),
         })
     }
@@ -333,7 +349,18 @@ impl Upstreams {
         out: Outbound<'_>,
         id: &Value,
     ) -> Result<(Value, Option<String>), UpstreamError> {
-        match self.post(out).await? {
+        let reply = self.post(out).await?;
+        self.answer_of(reply, id).await
+    }
+
+    /// The response message to request `id` in `reply` (reading a stream to it), and the
+    /// session id the upstream named.
+    pub async fn answer_of(
+        &self,
+        reply: Reply,
+        id: &Value,
+    ) -> Result<(Value, Option<String>), UpstreamError> {
+        match reply {
             Reply::Json { body, session_id } => {
                 let value: Value = serde_json::from_slice(&body)
                     .map_err(|_| UpstreamError::Unavailable("upstream sent invalid JSON".into()))?;

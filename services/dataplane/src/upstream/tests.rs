@@ -57,7 +57,7 @@ async fn counting_upstream() -> (std::net::SocketAddr, Arc<std::sync::atomic::At
     (addr, accepted)
 }
 
-fn server_at(url: String) -> ServerState {
+pub(super) fn server_at(url: String) -> ServerState {
     use gatehouse_core::snapshot::{ServerSnapshot, UpstreamAuth};
     ServerState {
         org_id: OrgId::new(),
@@ -104,6 +104,10 @@ async fn a_worker_pool_keeps_its_own_connections_and_shares_the_breakers() {
         1 << 20,
         AssertionSigner::new([7; 32], "https://gatehouse.test".into()).unwrap(),
         &[9; 32],
+        SessionLimits {
+            max_sessions: 16,
+            idle: Duration::from_secs(60),
+        },
     )
     .unwrap();
     let second = first.with_own_pool().unwrap();

@@ -5,6 +5,8 @@
 mod abuse;
 /// Batches bounded in messages, answer bytes and time; per-message limits and quota; streams.
 mod batches;
+/// Bridging revisions: stateless clients of session upstreams and the other way round.
+mod bridging;
 /// The official MCP conformance suite through the dataplane.
 mod conformance;
 /// Drift (rug pull): a changed tool definition is withheld and reported.

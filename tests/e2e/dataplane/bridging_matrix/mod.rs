@@ -71,7 +71,6 @@ struct Endpoint {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bridging: see docs/dataplane.md"]
 async fn every_client_revision_reaches_every_upstream() {
     let started = Instant::now();
     let (node, python) = (node(), python());

@@ -205,13 +205,28 @@ pub async fn upstream_tools(url: &str) -> Vec<Value> {
     let _ = init.bytes().await;
     let mut req = http
         .post(url)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25");
-    if let Some(s) = &session {
-        req = req.header("mcp-session-id", s);
+        .header("accept", "application/json, text/event-stream");
+    let mut params = json!({});
+    match &session {
+        Some(s) => {
+            req = req
+                .header("mcp-protocol-version", "2025-11-25")
+                .header("mcp-session-id", s)
+        }
+        // A server without sessions (2026-07-28 only).
+        None => {
+            req = req
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/list");
+            params["_meta"] = json!({
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {},
+            });
+        }
     }
     let resp = req
-        .json(&json!({"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}))
+        .json(&json!({"jsonrpc":"2.0","id":2,"method":"tools/list","params":params}))
         .send()
         .await
         .unwrap();

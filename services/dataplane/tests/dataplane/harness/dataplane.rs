@@ -19,6 +19,8 @@ pub struct TestDataplane {
     pub url: String,
     pub cfg: Arc<Config>,
     pub store: SnapshotStore,
+    /// The dataplane's upstream client (its held upstream sessions).
+    pub upstreams: gatehouse_dataplane::upstream::Upstreams,
     pub events: tokio::sync::Mutex<EventConsumer>,
     pub quota: QuotaState,
     pub http: reqwest::Client,
@@ -101,12 +103,14 @@ impl TestDataplane {
         })
         .expect("build dataplane");
         let store = dataplane.store();
+        let upstreams = dataplane.upstreams();
         let shutdown = CancellationToken::new();
         tokio::spawn(dataplane.run_until_stopped(shutdown.clone()));
         TestDataplane {
             url,
             cfg,
             store,
+            upstreams,
             events: tokio::sync::Mutex::new(consumer),
             quota,
             http: reqwest::Client::new(),

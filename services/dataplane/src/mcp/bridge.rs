@@ -1,0 +1,310 @@
+//! The bridge between the client's wire and each upstream's: one place that decides how a
+//! request reaches an upstream, whatever revision either side speaks.
+//!
+//! - A stateless client (2026-07-28) of a session upstream: the request goes in a session the
+//!   dataplane holds for (upstream, caller, declared capabilities) (`upstream::SessionKey`),
+//!   opened with the client's capabilities mapped, without the revision's `_meta` keys; a 404
+//!   (the upstream forgot the session: expired, restarted) opens a new one and sends again, so
+//!   the client never sees it. The upstream's result gets the revision's `resultType` (and, for
+//!   lists and reads, `ttlMs` and `cacheScope`) on the way back ([`StatelessShape`]).
+//! - A session client (2025 era) of a stateless upstream: its session names the upstream with no
+//!   session id and the stateless revision, and each request goes with the revision's headers
+//!   and the `_meta` it requires (the client's declared capabilities).
+//! - Otherwise the request goes as it came, in the client's own session or statelessly.
+
+use std::sync::Arc;
+
+use actix_web::HttpRequest;
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use gatehouse_core::ids::ServerId;
+use gatehouse_core::snapshot::UpstreamTransport;
+
+use crate::jsonrpc::Message;
+use crate::session::Session;
+use crate::store::ServerState;
+use crate::upstream::{
+    ClientHello, Outbound, Reply, STATELESS_VERSION, SessionKey, UpstreamError, Wire, stateless_meta,
+};
+
+use super::calls::mcp_headers_for;
+use super::{Ctx, Era, MODERN_VERSIONS};
+
+/// The `_meta` keys of the stateless revision's requests.
+const STATELESS_META_PREFIX: &str = "io.modelcontextprotocol/";
+
+/// How one request reaches one upstream.
+pub(super) struct Route {
+    pub(super) server: ServerId,
+    /// The id the upstream knows the call by (a resumed call keeps its first id).
+    pub(super) call_id: Value,
+    pub(super) wire: Wire,
+    pub(super) version: String,
+    pub(super) session_id: Option<String>,
+    /// The session the dataplane holds for a stateless client, if that is the one used.
+    held: Option<SessionKey>,
+}
+
+/// Why a request cannot reach an upstream.
+pub(super) enum Unroutable {
+    /// A session client whose session has no session with this upstream.
+    NotInSession,
+    /// A `requestState` the dataplane does not hold, for a session upstream.
+    UnknownRequestState,
+    Upstream(UpstreamError),
+}
+
+/// The capabilities a stateless client declared in its request's `_meta`.
+fn declared_capabilities(message: &Message) -> Value {
+    message
+        .params()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
+        .cloned()
+        .unwrap_or_else(|| json!({}))
+}
+
+fn declared_client_info(message: &Message) -> Option<&Value> {
+    message
+        .params()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get("io.modelcontextprotocol/clientInfo"))
+}
+
+/// The wire a version is spoken on.
+pub(super) fn wire_of(version: &str) -> Wire {
+    if version >= STATELESS_VERSION {
+        Wire::Stateless
+    } else {
+        Wire::Session
+    }
+}
+
+/// How `message` reaches `server` for this client.
+pub(super) async fn route(
+    ctx: &Ctx,
+    era: Era,
+    session: Option<&Session>,
+    server: &Arc<ServerState>,
+    message: &Message,
+) -> Result<Route, Unroutable> {
+    let server_id = server.snapshot.id;
+    let call_id = message.id().cloned().unwrap_or(Value::Null);
+    if era == Era::Legacy {
+        let upstream = session
+            .and_then(|s| s.upstreams.iter().find(|u| u.server == server_id))
+            .ok_or(Unroutable::NotInSession)?;
+        return Ok(Route {
+            server: server_id,
+            call_id,
+            wire: wire_of(&upstream.version),
+            version: upstream.version.clone(),
+            session_id: upstream.session_id.clone(),
+            held: None,
+        });
+    }
+    let upstreams = &ctx.state.upstreams;
+    let learned = upstreams
+        .learned(server, Some(ctx.caller()))
+        .await
+        .map_err(Unroutable::Upstream)?;
+    let version = message
+        .meta_protocol_version()
+        .unwrap_or(MODERN_VERSIONS[0])
+        .to_owned();
+    if learned.wire == Wire::Stateless || server.snapshot.transport == UpstreamTransport::HttpSse {
+        // An HTTP+SSE upstream opens a connection and session of its own for each request.
+        return Ok(Route {
+            server: server_id,
+            call_id,
+            wire: learned.wire,
+            version,
+            session_id: None,
+            held: None,
+        });
+    }
+    let capabilities = declared_capabilities(message);
+    let key = SessionKey::new(server_id, ctx.caller(), &capabilities);
+    let hello = ClientHello {
+        capabilities: &capabilities,
+        client_info: declared_client_info(message),
+    };
+    let held = upstreams
+        .held_session(server, &key, &hello, ctx.caller())
+        .await
+        .map_err(Unroutable::Upstream)?;
+    Ok(Route {
+        server: server_id,
+        call_id,
+        wire: Wire::Session,
+        version: held.version,
+        session_id: Some(held.session_id),
+        held: Some(key),
+    })
+}
+
+/// The message as `route`'s upstream must get it.
+pub(super) fn upstream_body(era: Era, session: Option<&Session>, route: &Route, message: &Message) -> Value {
+    let mut value = message.value.clone();
+    match (era, route.wire) {
+        (Era::Modern, Wire::Session) => {
+            if let Some(params) = value.get_mut("params").and_then(Value::as_object_mut) {
+                params.remove("inputResponses");
+                params.remove("requestState");
+                let empty = match params.get_mut("_meta").and_then(Value::as_object_mut) {
+                    Some(meta) => {
+                        meta.retain(|k, _| !k.starts_with(STATELESS_META_PREFIX));
+                        meta.is_empty()
+                    }
+                    None => false,
+                };
+                if empty {
+                    params.remove("_meta");
+                }
+            }
+        }
+        (Era::Legacy, Wire::Stateless) if value.get("method").is_some() => {
+            let capabilities = session
+                .and_then(|s| s.client_capabilities.clone())
+                .unwrap_or_else(|| json!({}));
+            let meta = stateless_meta(&ClientHello {
+                capabilities: &capabilities,
+                client_info: None,
+            });
+            if !value.get("params").is_some_and(Value::is_object) {
+                value["params"] = json!({});
+            }
+            let params = value["params"].as_object_mut().expect("an object");
+            let target = params.entry("_meta").or_insert_with(|| Value::Object(Map::new()));
+            if let (Some(target), Some(meta)) = (target.as_object_mut(), meta.as_object()) {
+                for (k, v) in meta {
+                    target.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        _ => {}
+    }
+    value
+}
+
+/// Sends `message` to `server` the way [`route`] says, and once more in a new session when the
+/// session the dataplane held for a stateless client is gone upstream. `req` is the client's
+/// request (its `Mcp-Param-*` headers the tool declares are forwarded to stateless upstreams).
+pub(super) async fn send(
+    ctx: &Ctx,
+    era: Era,
+    session: Option<&Session>,
+    server: &Arc<ServerState>,
+    message: &Message,
+    req: Option<&HttpRequest>,
+    input_schema: Option<&Value>,
+) -> Result<(Reply, Route), Unroutable> {
+    let request_state = message.params().and_then(|p| p.get("requestState"));
+    if era == Era::Modern
+        && request_state.is_some()
+        && let Some((reply, route)) = ctx.state.inputs.resume(ctx, server, message).await
+    {
+        return Ok((reply, route));
+    }
+    let mut retried = false;
+    loop {
+        let route = route(ctx, era, session, server, message).await?;
+        // Only the dataplane makes the `requestState` of a session upstream's call: one it does
+        // not hold (altered, expired, or parked on another replica) is refused.
+        if era == Era::Modern && route.wire == Wire::Session && request_state.is_some() {
+            return Err(Unroutable::UnknownRequestState);
+        }
+        let body = upstream_body(era, session, &route, message);
+        let outbound_message = Message {
+            value: body,
+            kind: message.kind,
+        };
+        let headers = match route.wire {
+            Wire::Stateless => mcp_headers_for(&outbound_message, req, input_schema),
+            Wire::Session => vec![],
+        };
+        let capabilities = client_capabilities(era, session, message);
+        let out = Outbound {
+            server,
+            body: Bytes::from(serde_json::to_vec(&outbound_message.value).expect("json")),
+            protocol_version: Some(&route.version),
+            session_id: route.session_id.as_deref(),
+            mcp_headers: headers,
+            caller: Some(ctx.caller()),
+            client_capabilities: capabilities.as_ref(),
+        };
+        match ctx.state.upstreams.post(out).await {
+            Err(UpstreamError::SessionGone) if !retried && route.held.is_some() => {
+                let (key, id) = (route.held.as_ref().expect("held"), route.session_id.as_deref());
+                ctx.state.upstreams.forget_session(key, id.unwrap_or_default());
+                metrics::counter!("gatehouse_dataplane_upstream_sessions_reopened_total").increment(1);
+                retried = true;
+            }
+            Err(e) => return Err(Unroutable::Upstream(e)),
+            Ok(reply) => {
+                if route.wire == Wire::Stateless
+                    && matches!(&reply, Reply::Status { status: 400, .. })
+                    && era == Era::Modern
+                {
+                    // A server that stopped speaking the revision is learned again next time.
+                    ctx.state.upstreams.forget_wire(server.snapshot.id);
+                }
+                return Ok((reply, route));
+            }
+        }
+    }
+}
+
+/// What the client declared, for an HTTP+SSE upstream's own handshake.
+fn client_capabilities(era: Era, session: Option<&Session>, message: &Message) -> Option<Value> {
+    match era {
+        Era::Legacy => session.and_then(|s| s.client_capabilities.clone()),
+        Era::Modern => Some(crate::upstream::session_capabilities(&declared_capabilities(
+            message,
+        ))),
+    }
+}
+
+/// What a stateless client's results must carry that a session upstream's lack.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct StatelessShape {
+    /// Lists and reads also carry `ttlMs` and `cacheScope`.
+    pub(super) cacheable: bool,
+}
+
+impl StatelessShape {
+    /// The shape for `method`'s results when `route` is a session upstream of a stateless client.
+    pub(super) fn needed(era: Era, wire: Wire, method: &str) -> Option<Self> {
+        (era == Era::Modern && wire == Wire::Session).then(|| StatelessShape {
+            cacheable: method.ends_with("/list")
+                || matches!(
+                    method,
+                    "resources/read" | "skills/get" | "resources/directory/read"
+                ),
+        })
+    }
+
+    /// Adds what `answer`'s result lacks (nothing when it is not a result).
+    pub(super) fn apply(self, answer: &mut Value) {
+        let Some(result) = answer.get_mut("result").and_then(Value::as_object_mut) else {
+            return;
+        };
+        result.entry("resultType").or_insert_with(|| json!("complete"));
+        if self.cacheable {
+            result.entry("ttlMs").or_insert_with(|| json!(0));
+            result.entry("cacheScope").or_insert_with(|| json!("private"));
+        }
+    }
+
+    /// `apply` on an answer's bytes.
+    pub(super) fn apply_bytes(self, body: Bytes) -> Bytes {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(mut value) if value.get("result").is_some() => {
+                self.apply(&mut value);
+                Bytes::from(serde_json::to_vec(&value).expect("json"))
+            }
+            _ => body,
+        }
+    }
+}
