@@ -1,6 +1,6 @@
 import { lazy, Suspense, useEffect, useState } from "react";
 import { BrowserRouter, Link, Navigate, NavLink, Outlet, Route, Routes, useLocation, useNavigate } from "react-router";
-import { QueryClient, QueryClientProvider, useQueryClient } from "@tanstack/react-query";
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import * as DropdownMenu from "@radix-ui/react-dropdown-menu";
 import { api, ApiError } from "./api/client";
 import { SessionProvider, useSession } from "./api/session";
@@ -250,11 +250,9 @@ function OrgSwitcher() {
 function UserMenu() {
   const { session, signedOut } = useSession();
   const navigate = useNavigate();
-  const qc = useQueryClient();
   async function logout() {
     await api.DELETE("/api/v1/session");
     signedOut();
-    qc.clear();
     navigate("/login");
   }
   return (

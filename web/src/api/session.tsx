@@ -1,6 +1,6 @@
 // Who is signed in: the session from GET /api/v1/session, shared by every page.
 import { createContext, useContext, useEffect, type ReactNode } from "react";
-import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { QueryClient, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, ApiError, session, unwrap, type Schemas } from "./client";
 
 export type Session = Schemas["SessionOut"];
@@ -36,6 +36,7 @@ export function SessionProvider({ children }: { children: ReactNode }) {
 
   useEffect(() => {
     const expired = () => {
+      forgetAllBut(qc);
       qc.setQueryData(SESSION_KEY, null);
     };
     session.onExpired.add(expired);
@@ -50,16 +51,22 @@ export function SessionProvider({ children }: { children: ReactNode }) {
     error: query.error instanceof ApiError ? query.error : query.error ? new ApiError(0, null) : null,
     signedIn(s) {
       session.csrfToken = s.csrf_token;
-      qc.clear();
+      forgetAllBut(qc);
       qc.setQueryData(SESSION_KEY, s);
     },
     signedOut() {
       session.csrfToken = null;
-      qc.clear();
+      forgetAllBut(qc);
       qc.setQueryData(SESSION_KEY, null);
     },
   };
   return <Ctx.Provider value={value}>{children}</Ctx.Provider>;
+}
+
+/** Drops every cached answer but the session's (whose observer must stay attached). */
+function forgetAllBut(qc: QueryClient) {
+  qc.removeQueries({ predicate: (q) => q.queryKey[0] !== SESSION_KEY[0] });
+  qc.getMutationCache().clear();
 }
 
 export function useSession(): SessionState {
