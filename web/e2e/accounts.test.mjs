@@ -139,6 +139,7 @@ test("a team signs up, creates an org and invites a teammate; another org sees n
   const done401b = alice.expectStatus(401);
   await alice.page.getByRole("link", { name: "Settings" }).click();
   await alice.page.waitForURL((u) => u.pathname === "/login" && u.searchParams.get("next") === "/orgs/acme/settings");
+  await alice.page.getByText("Your session ended").waitFor();
   await done401b();
   const doneSso2 = alice.expectStatus(404);
   await logIn(alice, { email: ALICE });

@@ -7,6 +7,7 @@ import { SessionProvider, useSession } from "./api/session";
 import { useCurrentOrg, useOrgs } from "./api/org";
 import { ErrorState, Loading } from "./components";
 import { extraRoutes } from "./routes.extra";
+import { loginPath } from "./next";
 
 const Login = lazy(() => import("./pages/auth/Login"));
 const Signup = lazy(() => import("./pages/auth/Signup"));
@@ -72,18 +73,13 @@ export default function App() {
   );
 }
 
-/** Where a signed-out user is sent, remembering the page to come back to. */
-export function loginPath(location: { pathname: string; search: string }): string {
-  const next = location.pathname + location.search;
-  return next === "/" ? "/login" : `/login?next=${encodeURIComponent(next)}`;
-}
 
 function RequireSession() {
-  const { session, loading, error } = useSession();
+  const { session, loading, error, expired } = useSession();
   const location = useLocation();
   if (loading) return <Loading />;
   if (error) return <ErrorState error={error} retry={() => window.location.reload()} />;
-  if (!session) return <Navigate to={loginPath(location)} replace />;
+  if (!session) return <Navigate to={loginPath(location, expired)} replace />;
   return <Outlet />;
 }
 
