@@ -200,7 +200,7 @@ mod tests {
         (status, headers, String::from_utf8_lossy(&body).into_owned())
     }
 
-    fn h<'a>(headers: &'a header::HeaderMap, name: header::HeaderName) -> &'a str {
+    fn h(headers: &header::HeaderMap, name: header::HeaderName) -> &str {
         headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 
