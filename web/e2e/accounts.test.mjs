@@ -1,6 +1,6 @@
 // Accounts and orgs in the browser: sign up → verification mail → create org → invite a second
-// user who accepts by mail link (signing in on the way) → roles; another org's user, signed in at
-// the same time, sees none of it; session expiry sends you to login and back; every page passes
+// user who accepts by mail link (signing in on the way) → roles; another org's user,
+// signed in at the same time, sees none of it; session expiry sends you to login and back; every page passes
 // axe-core and leaves no browser errors. Screenshots go to docs/console/.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";

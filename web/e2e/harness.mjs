@@ -176,7 +176,7 @@ export async function startStack({ seedDemo = false } = {}) {
   child.stdout.on("data", (d) => (output += d));
   child.stderr.on("data", (d) => (output += d));
   const exited = new Promise((ok) => child.on("exit", (code, signal) => ok({ code, signal })));
-  const deadline = Date.now() + 120_000;
+  const deadline = Date.now() + 240_000;
   for (;;) {
     const done = await Promise.race([exited, sleep(300).then(() => null)]);
     if (done) throw new Error(`gatehouse up exited (${JSON.stringify(done)}):\n${output}`);
@@ -188,7 +188,7 @@ export async function startStack({ seedDemo = false } = {}) {
     }
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
-      throw new Error(`gatehouse up was not ready within 120 s:\n${output}`);
+      throw new Error(`gatehouse up was not ready within 240 s:\n${output}`);
     }
   }
   return {
