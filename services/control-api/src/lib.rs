@@ -6,6 +6,7 @@ pub mod account_events;
 pub mod accounts;
 pub mod auth;
 pub mod changes;
+pub mod console;
 pub mod dns;
 pub mod error;
 pub mod extract;
@@ -125,6 +126,13 @@ impl ControlApi {
         let draining = Draining::new()
             .refusing_with(|| actix_web::ResponseError::error_response(&error::ApiError::Unavailable));
         let draining_data = web::Data::new(draining.clone());
+        let console = web::Data::new(console::Console::embedded(&cfg));
+        if !console.is_built() {
+            tracing::warn!(
+                reason = console::BUILD_NOTE,
+                "the web console is not part of this build"
+            );
+        }
         let proxies = web::Data::new(
             TrustedProxies::parse(&cfg.control_api.trusted_proxies).map_err(anyhow::Error::msg)?,
         );
@@ -174,6 +182,8 @@ impl ControlApi {
                 .configure(gatehouse_oauth::configure)
                 .route("/api/openapi.json", web::get().to(openapi_json))
                 .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/docs/openapi.json", api))
+                .app_data(console.clone())
+                .default_service(web::to(console::serve))
                 .wrap(middleware::from_fn(gatehouse_http::drain_requests))
                 .wrap(middleware::from_fn(observe::request_metrics))
                 .wrap(observe::tracing_logger())
