@@ -1,0 +1,81 @@
+import { useState, type FormEvent } from "react";
+import { Link, Navigate, useNavigate, useSearchParams } from "react-router";
+import { useMutation } from "@tanstack/react-query";
+import { api, ApiError, unwrap } from "../../api/client";
+import { useSession } from "../../api/session";
+import { Field, FormAlert, Notice, formErrors } from "../../components";
+import { safeNext } from "../../next";
+
+export default function Login() {
+  const [params] = useSearchParams();
+  const next = safeNext(params.get("next"));
+  const { session, signedIn } = useSession();
+  const navigate = useNavigate();
+  const [email, setEmail] = useState("");
+  const [password, setPassword] = useState("");
+  const [ssoOrg, setSsoOrg] = useState("");
+  const login = useMutation({
+    mutationFn: () => unwrap(api.POST("/api/v1/session", { body: { email, password } })),
+    onSuccess: (s) => {
+      signedIn(s);
+      navigate(next, { replace: true });
+    },
+  });
+  if (session && !login.isPending) return <Navigate to={next} replace />;
+  const errors = formErrors(login.error, ["email", "password"]);
+  const ssoUrl =
+    login.error instanceof ApiError && login.error.code === "sso_required" ? login.error.message.match(/https?:\/\/\S+|\/api\/v1\/sso\/\S+/)?.[0] : undefined;
+  function submit(e: FormEvent) {
+    e.preventDefault();
+    login.mutate();
+  }
+  function sso(e: FormEvent) {
+    e.preventDefault();
+    const slug = ssoOrg.trim();
+    if (!slug) return;
+    window.location.assign(`/api/v1/sso/${encodeURIComponent(slug)}/start?return_to=${encodeURIComponent(next)}`);
+  }
+  document.title = "Log in · Gatehouse";
+  return (
+    <div className="auth-card">
+      <h1>Log in</h1>
+      {params.get("expired") && <Notice>Your session ended. Log in again to continue.</Notice>}
+      {params.get("reset") && <Notice>Your password is changed. Log in with the new one.</Notice>}
+      {params.get("verified") && <Notice>Your email address is verified. You can log in now.</Notice>}
+      <FormAlert message={errors.form} />
+      {ssoUrl && (
+        <p>
+          <a href={ssoUrl}>Continue with your org's single sign-on</a>
+        </p>
+      )}
+      <form onSubmit={submit} noValidate>
+        <Field label="Email" error={errors.field.email}>
+          <input type="email" autoComplete="username" value={email} onChange={(e) => setEmail(e.target.value)} required />
+        </Field>
+        <Field label="Password" error={errors.field.password}>
+          <input type="password" autoComplete="current-password" value={password} onChange={(e) => setPassword(e.target.value)} required />
+        </Field>
+        <div className="form-actions">
+          <button type="submit" className="btn btn-primary" disabled={login.isPending}>
+            {login.isPending ? "Logging in…" : "Log in"}
+          </button>
+          <Link to="/reset-password">Forgot your password?</Link>
+        </div>
+      </form>
+      <div className="divider">or</div>
+      <form onSubmit={sso}>
+        <Field label="Org (for single sign-on)" hint="The org's short name, as in its console address.">
+          <input value={ssoOrg} onChange={(e) => setSsoOrg(e.target.value)} autoComplete="organization" />
+        </Field>
+        <button type="submit" className="btn">
+          Log in with SSO
+        </button>
+      </form>
+      <div className="auth-links">
+        <span>
+          New to Gatehouse? <Link to={next === "/" ? "/signup" : `/signup?next=${encodeURIComponent(next)}`}>Create an account</Link>
+        </span>
+      </div>
+    </div>
+  );
+}
