@@ -76,7 +76,7 @@ export function changes(scopes: MatrixScope[], original: Grants, edited: Grants)
 }
 
 /** The tools to show as rows: not removed upstream (unless still granted), by exposed name. */
-export function visibleTools(tools: MatrixTool[], grants: Grants): MatrixTool[] {
+export function visibleTools<T extends MatrixTool>(tools: T[], grants: Grants): T[] {
   const granted = new Set<string>();
   for (const set of grants.values()) for (const t of set) granted.add(t);
   return tools
