@@ -9,6 +9,13 @@ import { buildArguments, fieldsFromSchema, initialValues, type Field as SchemaFi
 
 type Answer = Schemas["PlaygroundOut"];
 type ListedTool = { name: string; title?: string; description?: string; inputSchema?: unknown };
+type Message = { result?: unknown; error?: unknown } | null | undefined;
+
+/** The JSON-RPC response of an answer, if the dataplane gave one. */
+function messageOf(answer: Answer | undefined): Message {
+  const m = answer?.response;
+  return m && typeof m === "object" ? (m as Message) : null;
+}
 
 function SchemaInput({ field, value, onChange }: { field: SchemaField; value: string | boolean; onChange: (v: string | boolean) => void }) {
   switch (field.kind) {
@@ -42,7 +49,7 @@ function hint(f: SchemaField): string | undefined {
 }
 
 function AnswerView({ answer }: { answer: Answer }) {
-  const error = answer.response && typeof answer.response === "object" && "error" in answer.response;
+  const error = messageOf(answer)?.error !== undefined;
   return (
     <div className="stack" aria-live="polite">
       <p>
@@ -85,7 +92,7 @@ export function Playground({ org, endpointId }: { org: string; endpointId: strin
   const list = useMutation({ mutationFn: () => send({ method: "tools/list" }) });
   const call = useMutation({ mutationFn: send });
   const tools: ListedTool[] = useMemo(() => {
-    const result = (list.data?.response as { result?: { tools?: ListedTool[] } } | null | undefined)?.result;
+    const result = messageOf(list.data)?.result as { tools?: ListedTool[] } | undefined;
     return result?.tools ?? [];
   }, [list.data]);
   const tool = tools.find((t) => t.name === selected);
@@ -116,8 +123,8 @@ export function Playground({ org, endpointId }: { org: string; endpointId: strin
       <button type="button" className="btn" onClick={() => list.mutate()} disabled={list.isPending}>
         {list.isPending ? "Listing…" : list.data ? "List my tools again" : "List my tools"}
       </button>
-      {list.data && !list.data.response?.result && <AnswerView answer={list.data} />}
-      {list.data && tools.length === 0 && list.data.response && "result" in list.data.response && (
+      {list.data && messageOf(list.data)?.result === undefined && <AnswerView answer={list.data} />}
+      {list.data && tools.length === 0 && messageOf(list.data)?.result !== undefined && (
         <p>No tool is granted to you at this endpoint.</p>
       )}
       {tools.length > 0 && (
