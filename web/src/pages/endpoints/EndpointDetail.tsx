@@ -75,7 +75,7 @@ export default function EndpointDetail() {
         title={e.name}
         description={
           <>
-            <Link to="..">Endpoints</Link> / <span className="mono">{e.slug}</span>
+            <Link to={`/orgs/${org}/endpoints`}>Endpoints</Link> / <span className="mono">{e.slug}</span>
           </>
         }
         actions={

@@ -63,7 +63,7 @@ function CreateEndpoint({ org }: { org: string }) {
           <ErrorState error={servers.error} retry={() => servers.refetch()} />
         ) : servers.data.length === 0 ? (
           <p className="muted">
-            No servers yet: <Link to="../servers">register one</Link> first.
+            No servers yet: <Link to={`/orgs/${org}/servers`}>register one</Link> first.
           </p>
         ) : (
           servers.data.map((s) => (

@@ -144,7 +144,7 @@ export default function ServerDetail() {
         title={s.name}
         description={
           <>
-            <Link to="..">Servers</Link> / <span className="mono">{s.slug}</span>
+            <Link to={`/orgs/${org}/servers`}>Servers</Link> / <span className="mono">{s.slug}</span>
           </>
         }
         actions={

@@ -23,7 +23,7 @@ export default function Invoice() {
         title={`Invoice ${i.period_start} – ${i.period_end}`}
         description={
           <span className="no-print">
-            <Link to="../..">Usage and billing</Link>
+            <Link to={`/orgs/${org}/usage`}>Usage and billing</Link>
           </span>
         }
         actions={
