@@ -6,8 +6,6 @@
 //! as for any client: the user's grants, rate limits, quota, audit and usage all apply. The token
 //! never leaves the server; the answer carries the JSON-RPC messages as sent and received.
 
-use std::collections::BTreeSet;
-
 use actix_web::{HttpResponse, post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -123,7 +121,7 @@ pub async fn playground_call(
 ) -> ApiResult<HttpResponse> {
     member.require(Role::Viewer)?;
     let (_, id) = path.into_inner();
-    let input = body.into_inner();
+    let ValidJson(input) = body;
     let params = validate_params(&input)?;
     let mut tx = member.begin(&state).await?;
     let endpoint = endpoints::get(&mut tx, id)
@@ -174,7 +172,7 @@ pub async fn playground_call(
         notifications: out.notifications,
         http_status: out.status,
         detail: out.detail,
-        scopes: scopes.into_iter().collect::<BTreeSet<_>>().into_iter().collect(),
+        scopes: scopes.into_iter().collect(),
     }))
 }
 
