@@ -170,15 +170,15 @@ test("register a server, approve, grant, serve, call from the playground, audit,
   // A service token: the secret is shown once, then revoked.
   await page.getByRole("link", { name: "Tokens" }).first().click();
   const tokenForm = page.getByRole("form", { name: "Create a service token" });
-  await tokenForm.getByLabel("Name").fill("nightly");
+  await tokenForm.getByLabel("Name").fill("estate-robot");
   await tokenForm.getByLabel("Endpoint").selectOption({ label: "Support (support)" });
   await tokenForm.getByLabel("support:read").check();
   await tokenForm.getByRole("button", { name: "Create service token" }).click();
   const secret = await page.getByTestId("secret").innerText();
-  assert.match(secret, /^ghs_estate_/);
-  await page.getByRole("button", { name: "Revoke nightly" }).click();
+  assert.match(secret, /^ghs_[0-9a-f]{32}_/);
+  await page.getByRole("button", { name: "Revoke estate-robot" }).click();
   await page.getByRole("dialog").getByRole("button", { name: "Revoke token" }).click();
-  await page.getByRole("row", { name: /nightly.*revoked/ }).waitFor();
+  await page.getByRole("row", { name: /estate-robot.*revoked/ }).waitFor();
   await visit(page, "tokens", { shot: "tokens" });
 
   // Bob, of another org, sees none of it: Estate's pages are "Not found", his own are empty.
@@ -186,7 +186,7 @@ test("register a server, approve, grant, serve, call from the playground, audit,
     await bob.page.goto(`/orgs/estate/${path}`);
     await bob.page.getByRole("heading", { name: "Not found" }).waitFor();
     const text = await bob.page.locator("body").innerText();
-    for (const secretText of ["Support tools", TOOL, "support:read", "nightly", ALICE]) {
+    for (const secretText of ["Support tools", TOOL, "support:read", "estate-robot", ALICE]) {
       assert.ok(!text.includes(secretText), `bob sees ${secretText} at /orgs/estate/${path}`);
     }
     await visit(bob.page, `bob at estate ${path}`);
@@ -194,7 +194,7 @@ test("register a server, approve, grant, serve, call from the playground, audit,
     await bob.page.getByRole("heading", { level: 1 }).first().waitFor();
     await bob.page.waitForLoadState("networkidle");
     const own = await bob.page.locator("body").innerText();
-    for (const secretText of ["Support tools", TOOL, "support:read", "nightly", ALICE]) {
+    for (const secretText of ["Support tools", TOOL, "support:read", "estate-robot", ALICE]) {
       assert.ok(!own.includes(secretText), `bob sees ${secretText} at /orgs/other/${path}`);
     }
     await visit(bob.page, `bob at his own ${path}`);

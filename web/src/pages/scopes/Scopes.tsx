@@ -240,7 +240,7 @@ export default function Scopes() {
                       Tools
                     </th>
                     <th scope="col">
-                      <span className="sr-only">Actions</span>
+                      Actions
                     </th>
                   </tr>
                 </thead>

@@ -229,7 +229,7 @@ export default function ServerDetail() {
                   <th scope="col">Flags</th>
                   <th scope="col">Last seen</th>
                   <th scope="col">
-                    <span className="sr-only">Actions</span>
+                    Actions
                   </th>
                 </tr>
               </thead>
