@@ -16,7 +16,11 @@ use super::{Admin, metadata_url, platform_reaching_loopback, wait_for_status};
 use crate::platform::Platform;
 
 /// A signed-in user who owns `own_org` (and is nothing anywhere else yet).
-async fn user(platform: &Platform, email: &str, own_org: &str) -> (ConsoleClient, gatehouse_core::ids::UserId) {
+async fn user(
+    platform: &Platform,
+    email: &str,
+    own_org: &str,
+) -> (ConsoleClient, gatehouse_core::ids::UserId) {
     let owner = signed_in_owner(&platform.db.db, email, own_org).await;
     let client = ConsoleClient {
         http: platform.http.clone(),
@@ -76,7 +80,9 @@ async fn the_playground_calls_as_the_signed_in_user_with_their_own_grants() {
             Some(json!({"min_role": "admin"})),
         )
         .await;
-    let endpoint = owner.create_endpoint("acme", "support", "Support", &server_id).await;
+    let endpoint = owner
+        .create_endpoint("acme", "support", "Support", &server_id)
+        .await;
     let endpoint_id = endpoint["id"].as_str().unwrap().to_owned();
     wait_for_status(
         &platform,
@@ -89,17 +95,26 @@ async fn the_playground_calls_as_the_signed_in_user_with_their_own_grants() {
 
     // The owner may hold both scopes: both tools are listed, and a call goes through.
     let listed = owner
-        .send(reqwest::Method::POST, &path, Some(json!({"method": "tools/list"})))
+        .send(
+            reqwest::Method::POST,
+            &path,
+            Some(json!({"method": "tools/list"})),
+        )
         .await;
     assert_eq!(listed["http_status"], 200, "{listed}");
     assert_eq!(listed["request"]["method"], "tools/list");
-    assert_eq!(listed_names(&listed), vec!["fx__test_simple_text", "fx__test_image_content"]);
+    assert_eq!(
+        listed_names(&listed),
+        vec!["fx__test_simple_text", "fx__test_image_content"]
+    );
     assert_eq!(listed["scopes"], json!(["support:media", "support:text"]));
     let called = owner
         .send(
             reqwest::Method::POST,
             &path,
-            Some(json!({"method": "tools/call", "params": {"name": "fx__test_simple_text", "arguments": {}}})),
+            Some(
+                json!({"method": "tools/call", "params": {"name": "fx__test_simple_text", "arguments": {}}}),
+            ),
         )
         .await;
     assert!(called["response"]["result"]["content"].is_array(), "{called}");
@@ -113,7 +128,11 @@ async fn the_playground_calls_as_the_signed_in_user_with_their_own_grants() {
     memberships::add(&mut tx, viewer_id, Role::Viewer).await.unwrap();
     tx.commit().await.unwrap();
     let listed = viewer
-        .send(reqwest::Method::POST, &path, Some(json!({"method": "tools/list"})))
+        .send(
+            reqwest::Method::POST,
+            &path,
+            Some(json!({"method": "tools/list"})),
+        )
         .await;
     assert_eq!(listed_names(&listed), vec!["fx__test_simple_text"]);
     assert_eq!(listed["scopes"], json!(["support:text"]));
@@ -130,7 +149,11 @@ async fn the_playground_calls_as_the_signed_in_user_with_their_own_grants() {
     // A user of another org cannot reach the endpoint (the org is not even confirmed).
     let (stranger, _) = user(&platform, "stranger@example.com", "elsewhere").await;
     let denied = stranger
-        .try_send(reqwest::Method::POST, &path, Some(json!({"method": "tools/list"})))
+        .try_send(
+            reqwest::Method::POST,
+            &path,
+            Some(json!({"method": "tools/list"})),
+        )
         .await
         .unwrap_err();
     assert!(denied.contains("404"), "{denied}");
@@ -146,10 +169,17 @@ async fn the_playground_calls_as_the_signed_in_user_with_their_own_grants() {
         .unwrap_err();
     assert!(invalid.contains("params.name"), "{invalid}");
     let unsupported = owner
-        .try_send(reqwest::Method::POST, &path, Some(json!({"method": "resources/list"})))
+        .try_send(
+            reqwest::Method::POST,
+            &path,
+            Some(json!({"method": "resources/list"})),
+        )
         .await
         .unwrap_err();
-    assert!(unsupported.contains("400") || unsupported.contains("422"), "{unsupported}");
+    assert!(
+        unsupported.contains("400") || unsupported.contains("422"),
+        "{unsupported}"
+    );
 
     // The calls are in the org's audit trail as the users' own, through the dataplane.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -158,9 +188,9 @@ async fn the_playground_calls_as_the_signed_in_user_with_their_own_grants() {
             .send(reqwest::Method::GET, "/api/v1/orgs/acme/audit?limit=1000", None)
             .await;
         let events = audit["events"].as_array().unwrap();
-        let by_owner_through_dataplane = events.iter().any(|e| {
-            e["source"] == "data" && e["action"] == "tool.call" && e["actor_type"] == "user"
-        });
+        let by_owner_through_dataplane = events
+            .iter()
+            .any(|e| e["source"] == "data" && e["action"] == "tool.call" && e["actor_type"] == "user");
         let playground = events
             .iter()
             .filter(|e| e["action"] == "endpoint.playground_call")

@@ -87,8 +87,14 @@ fn validate_params(input: &PlaygroundIn) -> Result<Value, ApiError> {
         return Err(ApiError::invalid("params", "must be an object"));
     };
     if input.method == PlaygroundMethod::ToolsCall {
-        if !object.get("name").is_some_and(|n| n.as_str().is_some_and(|s| !s.is_empty())) {
-            return Err(ApiError::invalid("params.name", "the tool's exposed name is required"));
+        if !object
+            .get("name")
+            .is_some_and(|n| n.as_str().is_some_and(|s| !s.is_empty()))
+        {
+            return Err(ApiError::invalid(
+                "params.name",
+                "the tool's exposed name is required",
+            ));
         }
         if object.get("arguments").is_some_and(|a| !a.is_object()) {
             return Err(ApiError::invalid("params.arguments", "must be an object"));
@@ -233,23 +239,23 @@ impl McpSession<'_> {
         let messages = if is_sse {
             sse_messages(&text)
         } else {
-            serde_json::from_str::<Value>(&text).map(|v| vec![v]).unwrap_or_default()
+            serde_json::from_str::<Value>(&text)
+                .map(|v| vec![v])
+                .unwrap_or_default()
         };
         let id = message.get("id");
         let (mut response, mut notifications) = (None, Vec::new());
         for m in messages {
-            let answers_it = id.is_some()
-                && m.get("id") == id
-                && (m.get("result").is_some() || m.get("error").is_some());
+            let answers_it =
+                id.is_some() && m.get("id") == id && (m.get("result").is_some() || m.get("error").is_some());
             if answers_it && response.is_none() {
                 response = Some(m);
             } else {
                 notifications.push(m);
             }
         }
-        let detail = (response.is_none() && !(200..300).contains(&status)).then(|| {
-            challenge.unwrap_or_else(|| text.chars().take(2000).collect())
-        });
+        let detail = (response.is_none() && !(200..300).contains(&status))
+            .then(|| challenge.unwrap_or_else(|| text.chars().take(2000).collect()));
         Ok(Answer {
             status,
             session_id,
