@@ -1,12 +1,13 @@
 import { lazy, Suspense, useEffect, useState } from "react";
 import { BrowserRouter, Link, Navigate, NavLink, Outlet, Route, Routes, useLocation, useNavigate } from "react-router";
-import { QueryClient, QueryClientProvider, useQueryClient } from "@tanstack/react-query";
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import * as DropdownMenu from "@radix-ui/react-dropdown-menu";
 import { api, ApiError } from "./api/client";
 import { SessionProvider, useSession } from "./api/session";
 import { useCurrentOrg, useOrgs } from "./api/org";
 import { ErrorState, Loading } from "./components";
 import { extraRoutes } from "./routes.extra";
+import { loginPath } from "./next";
 
 const Login = lazy(() => import("./pages/auth/Login"));
 const Signup = lazy(() => import("./pages/auth/Signup"));
@@ -72,18 +73,13 @@ export default function App() {
   );
 }
 
-/** Where a signed-out user is sent, remembering the page to come back to. */
-export function loginPath(location: { pathname: string; search: string }): string {
-  const next = location.pathname + location.search;
-  return next === "/" ? "/login" : `/login?next=${encodeURIComponent(next)}`;
-}
 
 function RequireSession() {
-  const { session, loading, error } = useSession();
+  const { session, loading, error, expired } = useSession();
   const location = useLocation();
   if (loading) return <Loading />;
   if (error) return <ErrorState error={error} retry={() => window.location.reload()} />;
-  if (!session) return <Navigate to={loginPath(location)} replace />;
+  if (!session) return <Navigate to={loginPath(location, expired)} replace />;
   return <Outlet />;
 }
 
@@ -250,11 +246,9 @@ function OrgSwitcher() {
 function UserMenu() {
   const { session, signedOut } = useSession();
   const navigate = useNavigate();
-  const qc = useQueryClient();
   async function logout() {
     await api.DELETE("/api/v1/session");
     signedOut();
-    qc.clear();
     navigate("/login");
   }
   return (

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { safeNext } from "./next";
+import { loginPath, safeNext } from "./next";
 
 describe("safeNext", () => {
   it("keeps local paths with their query", () => {
@@ -9,5 +9,13 @@ describe("safeNext", () => {
     for (const bad of ["https://evil.example/", "//evil.example", "/\\evil.example", "javascript:alert(1)", "", null, "/a\nb"]) {
       expect(safeNext(bad)).toBe("/");
     }
+  });
+});
+
+describe("loginPath", () => {
+  it("remembers the page and whether the session expired", () => {
+    expect(loginPath({ pathname: "/", search: "" })).toBe("/login");
+    expect(loginPath({ pathname: "/orgs/acme", search: "?x=1" })).toBe("/login?next=%2Forgs%2Facme%3Fx%3D1");
+    expect(loginPath({ pathname: "/orgs/acme", search: "" }, true)).toBe("/login?next=%2Forgs%2Facme&expired=1");
   });
 });

@@ -7,3 +7,13 @@ export function safeNext(raw: string | null | undefined): string {
   if (/[\u0000-\u001f]/.test(raw)) return "/";
   return raw;
 }
+
+/** Where a signed-out user is sent, remembering the page to come back to. */
+export function loginPath(location: { pathname: string; search: string }, expired = false): string {
+  const params = new URLSearchParams();
+  const next = location.pathname + location.search;
+  if (next !== "/") params.set("next", next);
+  if (expired) params.set("expired", "1");
+  const query = params.toString();
+  return query ? `/login?${query}` : "/login";
+}

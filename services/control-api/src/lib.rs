@@ -6,6 +6,7 @@ pub mod account_events;
 pub mod accounts;
 pub mod auth;
 pub mod changes;
+pub mod console;
 pub mod dns;
 pub mod error;
 pub mod extract;
@@ -128,6 +129,13 @@ impl ControlApi {
         let grace = cfg.grace_period();
         let draining = Draining::new();
         let draining_data = web::Data::new(draining.clone());
+        let console = web::Data::new(console::Console::embedded(&cfg));
+        if !console.is_built() {
+            tracing::warn!(
+                reason = console::BUILD_NOTE,
+                "the web console is not part of this build"
+            );
+        }
         let proxies = web::Data::new(
             TrustedProxies::parse(&cfg.control_api.trusted_proxies).map_err(anyhow::Error::msg)?,
         );
@@ -179,6 +187,8 @@ impl ControlApi {
                 .configure(gatehouse_oauth::configure)
                 .route("/api/openapi.json", web::get().to(openapi_json))
                 .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/docs/openapi.json", api))
+                .app_data(console.clone())
+                .default_service(web::to(console::serve))
                 .wrap(middleware::from_fn(
                     gatehouse_http::close_connections_when_draining,
                 ))

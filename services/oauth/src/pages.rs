@@ -7,14 +7,29 @@ use actix_web::{HttpResponse, HttpResponseBuilder};
 
 pub use gatehouse_core::html::escape as esc;
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f5f7;color:#1d2330;margin:0}
-main{max-width:30rem;margin:4rem auto;background:#fff;border-radius:8px;padding:2rem;box-shadow:0 1px 4px #0002}
-h1{font-size:1.3rem;margin-top:0}label{display:block;margin:.8rem 0 .3rem;font-weight:600}
-input[type=email],input[type=password]{width:100%;padding:.5rem;box-sizing:border-box;border:1px solid #aab;border-radius:4px}
-button{padding:.55rem 1.2rem;border-radius:4px;border:1px solid #345;background:#2b4c7e;color:#fff;font-size:1rem;margin:1rem .5rem 0 0}
-button.secondary{background:#fff;color:#2b4c7e}.host{font-size:1.15rem;font-weight:700;font-family:monospace}
-.warn{background:#fff4ce;border:1px solid #e0c060;padding:.6rem;border-radius:4px}.error{background:#fde2e1;border:1px solid #d66;padding:.6rem;border-radius:4px}
-.muted{color:#667;font-size:.9rem}ul{padding-left:1.2rem}code{font-size:.9rem}";
+/// The console's look (web/src/styles.css: colours, type, radius, light and dark), inline because
+/// these pages allow no external resource.
+const STYLE: &str = ":root{--bg:#f7f8fa;--surface:#fff;--surface-2:#f0f2f5;--text:#1b1f24;--muted:#57606a;--border:#d0d7de;\
+--accent:#3b5bdb;--accent-text:#fff;--danger:#c92a2a;--danger-soft:#fff0f0;--warn:#8a5a00;--warn-soft:#fff6e0;--focus:#1c7ed6;color-scheme:light dark}
+@media (prefers-color-scheme:dark){:root{--bg:#0f1115;--surface:#171a21;--surface-2:#1f232c;--text:#e6e8eb;--muted:#a1a9b3;\
+--border:#353b45;--accent:#7c95ff;--accent-text:#0f1115;--danger:#ff8787;--danger-soft:#3a1d1d;--warn:#ffd43b;--warn-soft:#3a3017;--focus:#74c0fc}}
+*{box-sizing:border-box}body{font:15px/1.5 system-ui,-apple-system,\"Segoe UI\",Roboto,Arial,sans-serif;background:var(--bg);color:var(--text);margin:0}
+header{padding:16px 24px;font-weight:700;font-size:1.05rem;display:flex;align-items:center;gap:8px}
+.mark{width:22px;height:22px;border-radius:6px;background:var(--accent);display:inline-block}
+main{max-width:440px;margin:24px auto 64px;background:var(--surface);border:1px solid var(--border);border-radius:12px;padding:28px;\
+box-shadow:0 1px 2px #0000000f,0 4px 16px #0000000f}
+@media (max-width:480px){main{margin:8px 12px 48px;padding:20px}}
+h1{font-size:1.6rem;margin:0 0 16px}a{color:var(--accent)}:focus-visible{outline:3px solid var(--focus);outline-offset:2px}
+label{display:block;margin:14px 0 4px;font-weight:600;font-size:.92em}
+input[type=email],input[type=password]{width:100%;font:inherit;color:var(--text);background:var(--surface);padding:7px 10px;\
+min-height:36px;border:1px solid var(--border);border-radius:8px}
+button{font:inherit;min-height:36px;padding:7px 14px;border-radius:8px;border:1px solid var(--accent);background:var(--accent);\
+color:var(--accent-text);cursor:pointer;margin:18px 8px 0 0}
+button.secondary{background:var(--surface);color:var(--text);border-color:var(--border)}
+.host{font-size:1.1rem;font-weight:700;font-family:ui-monospace,Menlo,Consolas,monospace;overflow-wrap:anywhere}
+.warn{background:var(--warn-soft);color:var(--warn);border:1px solid var(--warn);padding:10px 14px;border-radius:8px}
+.error{background:var(--danger-soft);color:var(--danger);border:1px solid var(--danger);padding:10px 14px;border-radius:8px}
+.muted{color:var(--muted);font-size:.9rem}ul{padding-left:1.2rem}code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em;overflow-wrap:anywhere}";
 
 /// Builds a page response with the security headers every page carries. `form_targets` are CSP
 /// sources a form's redirect chain may end at (the client's redirect URI origin).
@@ -30,7 +45,7 @@ fn page(status: StatusCode, title: &str, body: &str, form_targets: &[String]) ->
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <meta name=\"referrer\" content=\"no-referrer\"><title>{} · Gatehouse</title><style>{STYLE}</style></head>\
-         <body><main>{body}</main></body></html>",
+         <body><header><span class=\"mark\" aria-hidden=\"true\"></span>Gatehouse</header><main>{body}</main></body></html>",
         esc(title)
     );
     let mut builder = HttpResponseBuilder::new(status);

@@ -1,6 +1,6 @@
 // Who is signed in: the session from GET /api/v1/session, shared by every page.
-import { createContext, useContext, useEffect, type ReactNode } from "react";
-import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { createContext, useContext, useEffect, useState, type ReactNode } from "react";
+import { QueryClient, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, ApiError, session, unwrap, type Schemas } from "./client";
 
 export type Session = Schemas["SessionOut"];
@@ -11,6 +11,8 @@ interface SessionState {
   session: Session | null;
   loading: boolean;
   error: ApiError | null;
+  /** The session ended while the app was in use (not a sign-out). */
+  expired: boolean;
   /** Stores a session just returned by a login. */
   signedIn(s: Session): void;
   /** Forgets the session and every cached answer (after logout or expiry). */
@@ -32,15 +34,18 @@ export function SessionProvider({ children }: { children: ReactNode }) {
   const qc = useQueryClient();
   const query = useQuery({ queryKey: SESSION_KEY, queryFn: fetchSession, staleTime: 60_000, retry: false });
   const current = query.data ?? null;
+  const [expired, setExpired] = useState(false);
   session.csrfToken = current?.csrf_token ?? null;
 
   useEffect(() => {
-    const expired = () => {
+    const onExpired = () => {
+      setExpired(true);
+      forgetAllBut(qc);
       qc.setQueryData(SESSION_KEY, null);
     };
-    session.onExpired.add(expired);
+    session.onExpired.add(onExpired);
     return () => {
-      session.onExpired.delete(expired);
+      session.onExpired.delete(onExpired);
     };
   }, [qc]);
 
@@ -48,18 +53,27 @@ export function SessionProvider({ children }: { children: ReactNode }) {
     session: current,
     loading: query.isPending,
     error: query.error instanceof ApiError ? query.error : query.error ? new ApiError(0, null) : null,
+    expired,
     signedIn(s) {
+      setExpired(false);
       session.csrfToken = s.csrf_token;
-      qc.clear();
+      forgetAllBut(qc);
       qc.setQueryData(SESSION_KEY, s);
     },
     signedOut() {
+      setExpired(false);
       session.csrfToken = null;
-      qc.clear();
+      forgetAllBut(qc);
       qc.setQueryData(SESSION_KEY, null);
     },
   };
   return <Ctx.Provider value={value}>{children}</Ctx.Provider>;
+}
+
+/** Drops every cached answer but the session's (whose observer must stay attached). */
+function forgetAllBut(qc: QueryClient) {
+  qc.removeQueries({ predicate: (q) => q.queryKey[0] !== SESSION_KEY[0] });
+  qc.getMutationCache().clear();
 }
 
 export function useSession(): SessionState {

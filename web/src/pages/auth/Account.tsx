@@ -66,7 +66,7 @@ function ChangePassword() {
         <Field label="Current password" error={errors.field.current_password}>
           <input type="password" autoComplete="current-password" value={current} onChange={(e) => setCurrent(e.target.value)} />
         </Field>
-        <Field label="New password" hint="At least 12 characters." error={errors.field.new_password}>
+        <Field label="New password" hint="At least 8 characters." error={errors.field.new_password}>
           <input type="password" autoComplete="new-password" value={next} onChange={(e) => setNext(e.target.value)} />
         </Field>
         <button type="submit" className="btn btn-primary" disabled={change.isPending}>

@@ -60,7 +60,7 @@ function SetPassword({ token }: { token: string }) {
       <h1>Choose a new password</h1>
       <FormAlert message={errors.form ?? errors.field.token ?? null} />
       <form onSubmit={submit} noValidate>
-        <Field label="New password" hint="At least 12 characters." error={errors.field.new_password}>
+        <Field label="New password" hint="At least 8 characters." error={errors.field.new_password}>
           <input type="password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.target.value)} required />
         </Field>
         <button type="submit" className="btn btn-primary" disabled={confirm.isPending}>

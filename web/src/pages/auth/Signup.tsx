@@ -40,7 +40,7 @@ export default function Signup() {
         <Field label="Name" hint="How your teammates see you (optional)." error={errors.field.display_name}>
           <input autoComplete="name" value={displayName} onChange={(e) => setDisplayName(e.target.value)} />
         </Field>
-        <Field label="Password" hint="At least 12 characters." error={errors.field.password}>
+        <Field label="Password" hint="At least 8 characters." error={errors.field.password}>
           <input type="password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.target.value)} required />
         </Field>
         <button type="submit" className="btn btn-primary" disabled={signup.isPending}>
