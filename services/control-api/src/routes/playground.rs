@@ -87,10 +87,11 @@ fn validate_params(input: &PlaygroundIn) -> Result<Value, ApiError> {
         return Err(ApiError::invalid("params", "must be an object"));
     };
     if input.method == PlaygroundMethod::ToolsCall {
-        if !object
+        let named = object
             .get("name")
-            .is_some_and(|n| n.as_str().is_some_and(|s| !s.is_empty()))
-        {
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty());
+        if !named {
             return Err(ApiError::invalid(
                 "params.name",
                 "the tool's exposed name is required",
