@@ -203,7 +203,7 @@ test("register a server, approve, grant, serve, call from the playground, audit,
   for (const path of ["servers", "tools", "scopes", "endpoints", "service-tokens", "audit", "usage"]) {
     assert.equal((await api(bob, "GET", `/api/v1/orgs/estate/${path}`)).status, 404, path);
   }
-  done404();
+  await done404();
 
   alice.assertNoErrors();
   bob.assertNoErrors();
