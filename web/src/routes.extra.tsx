@@ -3,6 +3,27 @@
 // "servers/:serverId"); pages read the org slug with `useCurrentOrg()` from api/org. An entry with
 // `nav` is listed in the sidebar under that label, in this order. Load pages with React.lazy so
 // they stay out of the initial bundle; App.tsx wraps every route in <Suspense>.
+import { lazy } from "react";
 import type React from "react";
 
-export const extraRoutes: { path: string; element: React.ReactNode; nav?: string }[] = [];
+const Servers = lazy(() => import("./pages/servers/Servers"));
+const ServerDetail = lazy(() => import("./pages/servers/ServerDetail"));
+const Scopes = lazy(() => import("./pages/scopes/Scopes"));
+const Endpoints = lazy(() => import("./pages/endpoints/Endpoints"));
+const EndpointDetail = lazy(() => import("./pages/endpoints/EndpointDetail"));
+const Tokens = lazy(() => import("./pages/tokens/Tokens"));
+const Audit = lazy(() => import("./pages/audit/Audit"));
+const Usage = lazy(() => import("./pages/usage/Usage"));
+const Invoice = lazy(() => import("./pages/usage/Invoice"));
+
+export const extraRoutes: { path: string; element: React.ReactNode; nav?: string }[] = [
+  { path: "servers", element: <Servers />, nav: "Servers" },
+  { path: "servers/:serverId", element: <ServerDetail /> },
+  { path: "scopes", element: <Scopes />, nav: "Scopes" },
+  { path: "endpoints", element: <Endpoints />, nav: "Endpoints" },
+  { path: "endpoints/:endpointId", element: <EndpointDetail /> },
+  { path: "tokens", element: <Tokens />, nav: "Tokens" },
+  { path: "audit", element: <Audit />, nav: "Audit log" },
+  { path: "usage", element: <Usage />, nav: "Usage" },
+  { path: "usage/invoices/:invoiceId", element: <Invoice /> },
+];

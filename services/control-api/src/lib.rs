@@ -83,6 +83,12 @@ impl ControlApi {
                 cfg.sso.nameservers().map_err(anyhow::Error::msg)?,
                 std::time::Duration::from_millis(cfg.sso.dns_timeout_ms),
             ),
+            dataplane_http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_millis(
+                    cfg.dataplane.upstream_timeout_ms.saturating_add(5000),
+                ))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
         };
         let oauth = gatehouse_oauth::OAuthState::new(
             cfg.clone(),

@@ -36,4 +36,7 @@ pub struct AppState {
     pub oidc_http: OidcHttp,
     /// Looks up the TXT records orgs publish to prove they control an email domain.
     pub dns: TxtResolver,
+    /// HTTP to the dataplane's public URL for the console's playground (our own service, not a
+    /// tenant-supplied URL); a request may last as long as the dataplane waits for an upstream.
+    pub dataplane_http: reqwest::Client,
 }

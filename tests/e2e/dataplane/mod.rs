@@ -8,6 +8,7 @@ mod bridging_matrix;
 mod config_sync;
 mod conformance;
 mod hosted_sql;
+mod playground;
 mod sdk_clients;
 mod suspension;
 mod tokens;

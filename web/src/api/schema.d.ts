@@ -607,6 +607,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/orgs/{org}/endpoints/{endpoint_id}/playground": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Calls the endpoint as the signed-in user through the dataplane (see the module documentation):
+         *     the user's own grants decide, and the call is audited and counted like any other.
+         */
+        post: operations["endpoints.playground"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/orgs/{org}/endpoints/{endpoint_id}/servers": {
         parameters: {
             query?: never;
@@ -2122,6 +2142,39 @@ export interface components {
              * @description Pass as `after_seq` for the next page; absent on the last page.
              */
             next_after_seq?: number | null;
+        };
+        PlaygroundIn: {
+            method: components["schemas"]["PlaygroundMethod"];
+            /**
+             * @description The request's `params`: for `tools/call`, `{"name": <exposed tool name>, "arguments": {…}}`;
+             *     for `tools/list`, optionally `{"cursor": …}`.
+             */
+            params?: unknown;
+        };
+        /**
+         * @description The MCP methods the playground may send.
+         * @enum {string}
+         */
+        PlaygroundMethod: "tools/list" | "tools/call";
+        PlaygroundOut: {
+            /** @description Why there is no response: the dataplane's refusal (its `WWW-Authenticate` challenge or body). */
+            detail?: string | null;
+            /**
+             * Format: int32
+             * @description HTTP status of the dataplane's answer to the request.
+             */
+            http_status: number;
+            /** @description Other messages the dataplane streamed before the response (notifications such as progress). */
+            notifications: unknown[];
+            /** @description The JSON-RPC request as sent to the endpoint. */
+            request: unknown;
+            /**
+             * @description The JSON-RPC response as received (`result` or `error`); absent when the dataplane refused
+             *     the request at the HTTP level (see `http_status` and `detail`).
+             */
+            response?: unknown;
+            /** @description The scopes of the user's token: those of the endpoint the user's role may hold. */
+            scopes: string[];
         };
         /** @description The problem document (RFC 9457) returned for every error. */
         Problem: {
@@ -4594,6 +4647,59 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "endpoints.playground": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Org slug */
+                org: string;
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PlaygroundIn"];
+            };
+        };
+        responses: {
+            /** @description The dataplane's answer, whatever it was */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlaygroundOut"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The dataplane could not be reached */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };

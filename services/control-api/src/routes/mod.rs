@@ -17,6 +17,7 @@ pub mod endpoints;
 pub mod internal;
 pub mod oauth_grants;
 pub mod operator;
+pub mod playground;
 pub mod scopes;
 pub mod servers;
 pub mod service_clients;
@@ -31,6 +32,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     tools::configure(cfg);
     scopes::configure(cfg);
     endpoints::configure(cfg);
+    playground::configure(cfg);
     backends::configure(cfg);
     sql_tools::configure(cfg);
     audit::configure(cfg);
