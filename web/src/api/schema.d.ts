@@ -280,6 +280,41 @@ export interface paths {
         patch: operations["orgs.update"];
         trace?: never;
     };
+    "/api/v1/orgs/{org}/attributes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The attributes the org defined. */
+        get: operations["attributes.list"];
+        put?: never;
+        /** Define a caller attribute (or change the description of one). Audited. */
+        post: operations["attributes.define"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{org}/attributes/{attribute}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove a caller attribute and every member's and token's value of it. Audited; published. */
+        delete: operations["attributes.remove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/orgs/{org}/audit": {
         parameters: {
             query?: never;
@@ -768,6 +803,24 @@ export interface paths {
         patch: operations["members.change_role"];
         trace?: never;
     };
+    "/api/v1/orgs/{org}/members/{user_id}/attributes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A member's attribute values. */
+        get: operations["attributes.member.get"];
+        /** Replace a member's attribute values (every name defined by the org). Audited; published. */
+        put: operations["attributes.member.set"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/orgs/{org}/oauth/consents": {
         parameters: {
             query?: never;
@@ -1060,6 +1113,27 @@ export interface paths {
         post?: never;
         /** Revokes a service token; the dataplane refuses it from its next configuration refresh. */
         delete: operations["service_tokens.revoke"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{org}/service-tokens/{service_token_id}/attributes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A service token's attribute values. */
+        get: operations["attributes.service_token.get"];
+        /**
+         * Replace a live service token's attribute values (every name defined by the org). Audited;
+         *     published.
+         */
+        put: operations["attributes.service_token.set"];
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1476,6 +1550,28 @@ export interface components {
              */
             definition_hash: string;
         };
+        AttributeIn: {
+            /** @description What the attribute holds, e.g. "The customer this caller acts for". */
+            description?: string;
+            /**
+             * @description Lower-case letters, digits and `_`, starting with a letter (at most 63): the name policies
+             *     pass to `gatehouse.claim()`.
+             */
+            name: string;
+        };
+        /** @description An attribute the org defined. */
+        AttributeOut: {
+            /** Format: date-time */
+            created_at: string;
+            description: string;
+            name: string;
+        };
+        /** @description A member's or service token's attribute values, by attribute name. */
+        AttributeValues: {
+            attributes: {
+                [key: string]: string;
+            };
+        };
         /** @description One recorded event. */
         AuditEventOut: {
             action: string;
@@ -1521,6 +1617,12 @@ export interface components {
             first_broken_seq?: number | null;
             /** @description The chain head disagrees with the last entry (entries removed from the end). */
             head_mismatch: boolean;
+            /**
+             * Format: int64
+             * @description Entries up to this sequence number were removed by the plan's retention (`audit.pruned`
+             *     entries say when); the kept chain is verified from there. 0: nothing was removed.
+             */
+            pruned_through_seq: number;
             /** @description True when every entry and the chain head verify. */
             valid: boolean;
         };
@@ -1755,7 +1857,7 @@ export interface components {
              *     metadata. By default they name only the scopes any member may hold (minimum role viewer).
              */
             publish_scopes?: boolean;
-            rate_limits?: components["schemas"]["RateLimits"];
+            rate_limits?: components["schemas"]["RateLimits"] | null;
             resources?: components["schemas"]["ExposureIn"];
             servers?: components["schemas"]["EndpointServerIn"][];
             /** @description URL path segment, immutable: `{dataplane}/{org}/{slug}/mcp` is every token's audience. */
@@ -3310,7 +3412,7 @@ export interface operations {
                     "application/json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Already a member */
+            /** @description Already a member, or no free seat on the org's plan (`seats_exhausted`) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3473,6 +3575,115 @@ export interface operations {
                 };
             };
             /** @description No such org, or not a member */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "attributes.list": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Org slug */
+                org: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttributeOut"][];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "attributes.define": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Org slug */
+                org: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AttributeIn"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttributeOut"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "attributes.remove": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Org slug */
+                org: string;
+                attribute: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4851,7 +5062,7 @@ export interface operations {
                     "application/json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Already a member */
+            /** @description Already a member, or no free seat on the org's plan (`seats_exhausted`) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5189,6 +5400,86 @@ export interface operations {
             };
             /** @description Owner or own role */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "attributes.member.get": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Org slug */
+                org: string;
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttributeValues"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "attributes.member.set": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Org slug */
+                org: string;
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AttributeValues"];
+            };
+        };
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6143,6 +6434,86 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "attributes.service_token.get": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Org slug */
+                org: string;
+                service_token_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttributeValues"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "attributes.service_token.set": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Org slug */
+                org: string;
+                service_token_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AttributeValues"];
+            };
+        };
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
             };
             404: {
                 headers: {
