@@ -129,11 +129,12 @@ pub async fn playground_call(
     member.require(Role::Viewer)?;
     let (_, id) = path.into_inner();
     let ValidJson(input) = body;
-    let params = validate_params(&input)?;
     let mut tx = member.begin(&state).await?;
+    // Another org's endpoint is not found whatever the request says.
     let endpoint = endpoints::get(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound("endpoint"))?;
+    let params = validate_params(&input)?;
     let endpoint_scopes = oauth_scopes::granting_scopes(&mut tx, id).await?;
     let (scopes, _) = gatehouse_oauth::scopes::for_role(None, &endpoint_scopes, member.role);
     audit::append(

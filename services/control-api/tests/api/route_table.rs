@@ -72,6 +72,7 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("endpoints.client_config", Member(Viewer)),
     ("endpoints.create", Member(Admin)),
     ("endpoints.update", Member(Admin)),
+    ("endpoints.playground", Member(Viewer)),
     ("endpoints.set_servers", Member(Admin)),
     ("endpoints.delete", Member(Admin)),
     // sessions and accounts (not about an org)
@@ -179,6 +180,11 @@ pub fn example_body(
         "members.change_role" => json!({"role": "developer"}),
         "members.transfer_ownership" => json!({"user_id": world.member_id}),
         "invitations.create" => json!({"email": "colleague@example.com", "role": "developer"}),
+        // Arguments that are not an object: every member gets as far as validation (the test app
+        // runs no dataplane to call; tests/e2e/dataplane/playground.rs calls through a real one).
+        "endpoints.playground" => {
+            json!({"method": "tools/call", "params": {"name": "orders__get_order", "arguments": "not-an-object"}})
+        }
         "attributes.define" => json!({"name": "customer_id", "description": "The customer"}),
         "attributes.member.set" | "attributes.service_token.set" => {
             json!({"attributes": {(world.attribute.clone()): "c-17"}})
