@@ -96,7 +96,7 @@ function SetupSql({ org, backendId, installed }: { org: string; backendId: strin
       {script.data && (
         <div>
           <CopyButton text={script.data} label="Copy the setup script" />
-          <pre className="code" tabIndex={0} aria-label="Setup script">
+          <pre className="code" tabIndex={0} aria-label="Setup SQL">
             {script.data}
           </pre>
         </div>
@@ -129,7 +129,7 @@ export default function BackendDetail() {
   return (
     <>
       <p>
-        <Link to="..">← SQL backends</Link>
+        <Link to=".." relative="path">← SQL backends</Link>
       </p>
       <PageHeader
         title={b.name}

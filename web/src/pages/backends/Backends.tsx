@@ -47,6 +47,7 @@ function RegisterBackend({ org, onDone }: { org: string; onDone: (b: Backend) =>
   const [tls, setTls] = useState<TlsMode>("verify_full");
   const [caPem, setCaPem] = useState("");
   const [schemas, setSchemas] = useState("public");
+  const [ownerRole, setOwnerRole] = useState("");
   const qc = useQueryClient();
   const create = useMutation({
     mutationFn: async () => {
@@ -59,6 +60,7 @@ function RegisterBackend({ org, onDone }: { org: string; onDone: (b: Backend) =>
             dsn,
             tls_mode: tls,
             ca_pem: caPem.trim() ? caPem : null,
+            owner_role: ownerRole.trim() || null,
             allowed_schemas: schemas
               .split(",")
               .map((s) => s.trim())
@@ -76,7 +78,7 @@ function RegisterBackend({ org, onDone }: { org: string; onDone: (b: Backend) =>
       onDone(b);
     },
   });
-  const errors = formErrors(create.error, ["name", "slug", "dsn", "tls_mode", "ca_pem", "allowed_schemas"]);
+  const errors = formErrors(create.error, ["name", "slug", "dsn", "tls_mode", "ca_pem", "allowed_schemas", "owner_role"]);
   function submit(e: FormEvent) {
     e.preventDefault();
     create.mutate();
@@ -113,6 +115,13 @@ function RegisterBackend({ org, onDone }: { org: string; onDone: (b: Backend) =>
           <input value={schemas} onChange={(e) => setSchemas(e.target.value)} autoComplete="off" spellCheck={false} />
         </Field>
       </div>
+      <Field
+        label="Owner role (optional)"
+        hint="The NOLOGIN role the setup script creates to own the gatehouse schema; default gatehouse_context_owner."
+        error={errors.field.owner_role}
+      >
+        <input value={ownerRole} onChange={(e) => setOwnerRole(e.target.value)} autoComplete="off" spellCheck={false} />
+      </Field>
       {(tls === "verify_full" || tls === "verify_ca") && (
         <Field label="CA certificate (PEM)" hint="Optional: the CA to verify the backend's certificate with." error={errors.field.ca_pem}>
           <textarea rows={4} value={caPem} onChange={(e) => setCaPem(e.target.value)} spellCheck={false} className="mono" />

@@ -221,7 +221,7 @@ export function NewSqlTool() {
   return (
     <>
       <p>
-        <Link to="../..">← {backend.data.name}</Link>
+        <Link to="../.." relative="path">← {backend.data.name}</Link>
       </p>
       <PageHeader title="New SQL tool" description={`On ${backend.data.name}; exposed as ${backend.data.slug}__<name>.`} />
       <Section title="Definition">
@@ -276,7 +276,7 @@ export default function SqlToolPage() {
   return (
     <>
       <p>
-        <Link to="../..">← Backend</Link>
+        <Link to="../.." relative="path">← Backend</Link>
       </p>
       <PageHeader
         title={t.name}
