@@ -1,6 +1,7 @@
 // Hosted SQL in the browser: a real PostgreSQL database with a least-privilege role, forced
 // row-level security and a policy on the caller's attribute → register it as a backend from the
-// console (connection test) → install the setup script it shows → test the connection → define
+// console (connection test) → install the setup script it shows → rename it and enter its
+// connection string again → test the connection → define
 // a SQL tool, see the backend's refusal of a bad statement at the SQL field, fix it, see the
 // learned schemas and the inspection report (protected table, role that cannot bypass RLS) →
 // define the caller attribute the policy reads. Every page passes axe-core at 1280 and 390 px;
@@ -89,6 +90,14 @@ test("an admin registers a PostgreSQL backend, sees its inspection report and de
      CREATE TABLE products (sku text PRIMARY KEY, title text NOT NULL);
      GRANT SELECT ON orders, products TO ${ROLE};`,
   );
+  // The connection settings change in place: a new name, the connection string entered again.
+  await page.getByRole("button", { name: "Change", exact: true }).click();
+  const edit = page.getByRole("form", { name: "Change the connection" });
+  await edit.getByLabel("Name", { exact: true }).fill("Shop orders");
+  await edit.getByLabel("New connection string").fill(`postgres://${ROLE}:${PASSWORD}@${PG}:${PG_PORT}/${DB}`);
+  await edit.getByRole("button", { name: "Save connection" }).click();
+  await page.getByRole("heading", { name: "Shop orders", level: 1 }).waitFor();
+  await edit.waitFor({ state: "detached" });
   await page.getByRole("button", { name: "Test connection" }).click();
   await page.getByText(/^Ready\./).waitFor();
   await page.getByText("cannot bypass row-level security").first().waitFor();
@@ -155,7 +164,7 @@ test("an admin registers a PostgreSQL backend, sees its inspection report and de
 
   // The backends list.
   await page.getByRole("link", { name: "← SQL backends" }).click();
-  await page.getByRole("link", { name: "Shop database" }).waitFor();
+  await page.getByRole("link", { name: "Shop orders" }).waitFor();
   await visit(page, "backends", { shot: "backends" });
 
   // The attribute the policy reads, and the owner's value of it.

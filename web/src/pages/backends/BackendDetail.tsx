@@ -1,12 +1,13 @@
 // One hosted SQL backend: where it is (never its credentials), the connection test, the setup
 // script, its SQL tools with each one's inspection report, and its reference tables.
 import { Link, useNavigate, useParams } from "react-router";
+import { useState, type FormEvent } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { api, unwrap } from "../../api/client";
+import { api, unwrap, type Schemas } from "../../api/client";
 import { roleAtLeast, useCurrentOrg } from "../../api/org";
-import { ConfirmDialog, CopyButton, EmptyState, ErrorState, FormAlert, Loading, PageHeader, formErrors } from "../../components";
+import { ConfirmDialog, CopyButton, EmptyState, ErrorState, Field, FormAlert, Loading, PageHeader, formErrors } from "../../components";
 import { Section, StatusBadge } from "../servers/common";
-import { TestStatus, TLS_MODES } from "./Backends";
+import { TestStatus, TLS_MODES, type Backend, type TlsMode } from "./Backends";
 import "./backends.css";
 import { InspectionReport, ReferenceToggle, asInspection } from "./inspection";
 
@@ -72,6 +73,74 @@ function ConnectionTest({ org, backendId }: { org: string; backendId: string }) 
   );
 }
 
+/** Changes the name or the connection (a blank connection string or CA keeps the stored one). */
+function EditConnection({ org, backend, onDone }: { org: string; backend: Backend; onDone: () => void }) {
+  const [name, setName] = useState(backend.name);
+  const [dsn, setDsn] = useState("");
+  const [tls, setTls] = useState<TlsMode>(backend.tls_mode);
+  const [caPem, setCaPem] = useState("");
+  const [removeCa, setRemoveCa] = useState(false);
+  const qc = useQueryClient();
+  const save = useMutation({
+    mutationFn: () => {
+      const body: Schemas["BackendPatch"] = {};
+      if (name !== backend.name) body.name = name;
+      if (dsn.trim()) body.dsn = dsn;
+      if (tls !== backend.tls_mode) body.tls_mode = tls;
+      if (removeCa) body.ca_pem = "";
+      else if (caPem.trim()) body.ca_pem = caPem;
+      return unwrap(api.PATCH("/api/v1/orgs/{org}/backends/{backend_id}", { params: { path: { org, backend_id: backend.id } }, body }));
+    },
+    onSuccess: async () => {
+      await qc.invalidateQueries({ queryKey: ["org", org, "backends"] });
+      onDone();
+    },
+  });
+  const errors = formErrors(save.error, ["name", "dsn", "tls_mode", "ca_pem"]);
+  function submit(e: FormEvent) {
+    e.preventDefault();
+    save.mutate();
+  }
+  return (
+    <form onSubmit={submit} noValidate aria-label="Change the connection">
+      <FormAlert message={errors.form} />
+      <p className="muted">Changing the connection string, TLS settings or CA withholds the approved tools until they are approved again.</p>
+      <Field label="Name" error={errors.field.name}>
+        <input value={name} onChange={(e) => setName(e.target.value)} autoComplete="off" />
+      </Field>
+      <Field label="New connection string" hint="Leave blank to keep the stored one." error={errors.field.dsn}>
+        <input type="password" value={dsn} onChange={(e) => setDsn(e.target.value)} autoComplete="off" spellCheck={false} />
+      </Field>
+      <Field label="TLS mode" error={errors.field.tls_mode}>
+        <select value={tls} onChange={(e) => setTls(e.target.value as TlsMode)}>
+          {TLS_MODES.map((m) => (
+            <option key={m.value} value={m.value}>
+              {m.label}
+            </option>
+          ))}
+        </select>
+      </Field>
+      <Field label="New CA certificate (PEM)" hint="Leave blank to keep the stored one." error={errors.field.ca_pem}>
+        <textarea rows={3} className="mono" value={caPem} disabled={removeCa} onChange={(e) => setCaPem(e.target.value)} spellCheck={false} />
+      </Field>
+      {backend.has_ca_pem && (
+        <label className="check">
+          <input type="checkbox" checked={removeCa} onChange={(e) => setRemoveCa(e.target.checked)} />
+          Remove the stored CA certificate
+        </label>
+      )}
+      <div className="form-actions">
+        <button type="submit" className="btn btn-primary" disabled={save.isPending}>
+          Save connection
+        </button>
+        <button type="button" className="btn" onClick={onDone}>
+          Cancel
+        </button>
+      </div>
+    </form>
+  );
+}
+
 function SetupSql({ org, backendId, installed }: { org: string; backendId: string; installed: number }) {
   const script = useMutation({
     mutationFn: async () => {
@@ -113,6 +182,7 @@ export default function BackendDetail() {
   const backend = useQuery(backendQuery(org, backendId));
   const tools = useQuery(sqlToolsQuery(org, backendId));
   const reference = useQuery(referenceTablesQuery(org, backendId));
+  const [editing, setEditing] = useState(false);
   const isAdmin = roleAtLeast(role, "admin");
   const isDeveloper = roleAtLeast(role, "developer");
   const remove = useMutation({
@@ -152,7 +222,17 @@ export default function BackendDetail() {
           ) : undefined
         }
       />
-      <Section title="Connection">
+      <Section
+        title="Connection"
+        actions={
+          isAdmin && !editing ? (
+            <button type="button" className="btn" onClick={() => setEditing(true)}>
+              Change
+            </button>
+          ) : undefined
+        }
+      >
+        {editing && <EditConnection org={org} backend={b} onDone={() => setEditing(false)} />}
         <dl className="details">
           <dt>Database</dt>
           <dd className="mono">{b.target}</dd>
