@@ -3,7 +3,8 @@
 // console (connection test) → install the setup script it shows → rename it and enter its
 // connection string again → test the connection → define
 // a SQL tool, see the backend's refusal of a bad statement at the SQL field, fix it, see the
-// learned schemas and the inspection report (protected table, role that cannot bypass RLS) →
+// learned schemas and the inspection report (protected table, role that cannot bypass RLS),
+// approve it; mark a table a second tool reads as reference data →
 // define the caller attribute the policy reads. Every page passes axe-core at 1280 and 390 px;
 // screenshots go to docs/console/.
 import { after, before, test } from "node:test";
@@ -138,6 +139,13 @@ test("an admin registers a PostgreSQL backend, sees its inspection report and de
   await page.getByRole("button", { name: "Inspect again" }).click();
   await page.getByText("Inspected now: nothing blocks publication.").waitFor();
   await visit(page, "SQL tool", { shot: "sqltool" });
+  // Approval runs the publication gate (the table is protected): the tool is published.
+  await page.getByRole("button", { name: "Approve and publish" }).click();
+  await page.getByText("Approved: the tool is published").waitFor();
+  await page.getByText("approved", { exact: true }).first().waitFor();
+  const toolId = new URL(page.url()).pathname.split("/").pop();
+  const published = await api(owner, "GET", `/api/v1/orgs/shop/backends/${backendId}/tools/${toolId}`);
+  assert.equal(published.body.status, "approved");
 
   // A tool reading an unprotected table: the report says why; marking it reference data (after
   // a confirmation) is what lets it through.
