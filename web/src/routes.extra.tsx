@@ -1,4 +1,5 @@
-// Routes of the org's product pages (servers, scopes, endpoints, tokens, audit, usage).
+// Routes of the org's product pages (servers, scopes, endpoints, tokens, audit, usage, SQL
+// backends and their tools, caller attributes).
 // Each `path` is relative to the org, under `/orgs/:org/` (for example "servers" or
 // "servers/:serverId"); pages read the org slug with `useCurrentOrg()` from api/org. An entry with
 // `nav` is listed in the sidebar under that label, in this order. Load pages with React.lazy so
@@ -15,6 +16,11 @@ const Tokens = lazy(() => import("./pages/tokens/Tokens"));
 const Audit = lazy(() => import("./pages/audit/Audit"));
 const Usage = lazy(() => import("./pages/usage/Usage"));
 const Invoice = lazy(() => import("./pages/usage/Invoice"));
+const Backends = lazy(() => import("./pages/backends/Backends"));
+const BackendDetail = lazy(() => import("./pages/backends/BackendDetail"));
+const SqlTool = lazy(() => import("./pages/backends/SqlTool"));
+const NewSqlTool = lazy(() => import("./pages/backends/SqlTool").then((m) => ({ default: m.NewSqlTool })));
+const Attributes = lazy(() => import("./pages/attributes/Attributes"));
 
 export const extraRoutes: { path: string; element: React.ReactNode; nav?: string }[] = [
   { path: "servers", element: <Servers />, nav: "Servers" },
@@ -26,4 +32,9 @@ export const extraRoutes: { path: string; element: React.ReactNode; nav?: string
   { path: "audit", element: <Audit />, nav: "Audit log" },
   { path: "usage", element: <Usage />, nav: "Usage" },
   { path: "usage/invoices/:invoiceId", element: <Invoice /> },
+  { path: "backends", element: <Backends />, nav: "SQL backends" },
+  { path: "backends/:backendId", element: <BackendDetail /> },
+  { path: "backends/:backendId/tools/new", element: <NewSqlTool /> },
+  { path: "backends/:backendId/tools/:toolId", element: <SqlTool /> },
+  { path: "attributes", element: <Attributes />, nav: "Caller attributes" },
 ];
