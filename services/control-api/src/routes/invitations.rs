@@ -18,6 +18,7 @@ use gatehouse_mail::Mail;
 
 use crate::accounts::{audit_event, console_link, limit_mail_requests, normalize_email, send_mail_later};
 use crate::auth::{CurrentUser, OrgMember};
+use crate::changes;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::ValidJson;
 use crate::routes::orgs::OrgOut;
@@ -270,7 +271,8 @@ async fn accept_invitation(
             "email": current.user.email,
             "after": {"role": invitation.role},
         }));
-    audit::append(&mut tx, &[event]).await?;
-    tx.commit().await?;
+    // A new member is a new caller the dataplane signs into hosted SQL contexts (email,
+    // attributes): the org's configuration changes.
+    changes::commit_config_change(&state, tx, &[event]).await?;
     Ok(HttpResponse::Ok().json(OrgOut::new(&org, invitation.role)))
 }

@@ -35,6 +35,15 @@ async fn member_count(app: &TestApp, org: gatehouse_core::ids::OrgId) -> i64 {
         .unwrap()
 }
 
+async fn config_version(app: &TestApp, org: gatehouse_core::ids::OrgId) -> i64 {
+    let mut admin = app.db.admin().await;
+    sqlx::query_scalar("SELECT config_version FROM org_settings WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn seats_cap_invitations_and_every_join_and_plan_rate_limits_reach_new_endpoints() {
     let token = random_token(32);
@@ -130,6 +139,7 @@ async fn seats_cap_invitations_and_every_join_and_plan_rate_limits_reach_new_end
         json!({"seats": 3}),
     )
     .await;
+    let version_before = config_version(&app, org_id).await;
     let resp = bob_user
         .post("/api/v1/invitations/accept")
         .json(&json!({"token": invite_token}))
@@ -138,4 +148,6 @@ async fn seats_cap_invitations_and_every_join_and_plan_rate_limits_reach_new_end
         .unwrap();
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     assert_eq!(member_count(&app, org_id).await, 3);
+    // The new member is a new caller for the dataplane (their email in hosted SQL contexts).
+    assert!(config_version(&app, org_id).await > version_before);
 }

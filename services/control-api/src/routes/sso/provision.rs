@@ -222,6 +222,9 @@ async fn join(
     client: &ClientInfo,
 ) -> ApiResult<NewAuditEvent> {
     memberships::add(tx, user, provider.jit_role).await?;
+    // A new caller for the dataplane (hosted SQL contexts carry members' emails): the version
+    // moves with the join; dataplanes pick it up when they reconcile.
+    orgs::bump_config_version(tx).await?;
     Ok(audit_event(user_actor(user, email), "member.added", client)
         .target("user", user)
         .details(serde_json::json!({"via": "sso_jit", "after": {"role": provider.jit_role}})))
