@@ -584,9 +584,12 @@ async fn policies_read_the_callers_attributes_set_through_the_api() {
     let read = "shop__my_orders";
     let (acme, globex, unassigned) = (&tokens[0], &tokens[1], &tokens[2]);
     served(&platform, &url, &acme.0, read).await;
-    wait_for(Duration::from_secs(5), || async {
-        let answer = call(&platform, &url, &acme.0, read, json!({}), json!({})).await;
-        answer["result"]["structuredContent"]["row_count"] == 2
+    // Each PUT is its own configuration change: wait until the dataplane has the last of them.
+    wait_for(Duration::from_secs(10), || async {
+        let acme_rows = call(&platform, &url, &acme.0, read, json!({}), json!({})).await;
+        let globex_rows = call(&platform, &url, &globex.0, read, json!({}), json!({})).await;
+        acme_rows["result"]["structuredContent"]["row_count"] == 2
+            && globex_rows["result"]["structuredContent"]["row_count"] == 1
     })
     .await;
 
