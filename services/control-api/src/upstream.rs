@@ -232,11 +232,8 @@ async fn list_tools_stateless(
             ReadError::Timeout => egress_failure("cannot read the server's tool list", EgressError::Timeout),
             ReadError::Transport(e) => egress_failure("cannot read the server's tool list", e),
         })?;
-        let text = String::from_utf8_lossy(&body);
-        // A JSON body, or the `data:` of an SSE body's answer.
-        let answer = std::iter::once(text.as_ref())
-            .chain(text.lines().filter_map(|l| l.strip_prefix("data:")))
-            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        let answer = answer_messages(&String::from_utf8_lossy(&body))
+            .into_iter()
             .find(|m| m.get("id") == Some(&id) && m.get("method").is_none())
             .ok_or_else(|| {
                 SyncFailure::new("the server did not answer tools/list with a valid MCP result")
@@ -556,4 +553,34 @@ fn status_failure(status: u16) -> SyncFailure {
         404 => SyncFailure::new("the server answered HTTP 404: no MCP endpoint at this URL"),
         s => SyncFailure::new(format!("the server answered HTTP {s}")),
     }
+}
+
+/// The JSON-RPC messages of a Streamable HTTP answer body, read whole: the body itself when it is
+/// JSON, otherwise the `data:` of each SSE event (an event's several `data:` lines joined).
+/// Bodies are read bounded before they get here ([`Egress::read_document`],
+/// [`gatehouse_egress::read_body`]).
+pub(crate) fn answer_messages(body: &str) -> Vec<Value> {
+    if let Ok(message) = serde_json::from_str::<Value>(body.trim()) {
+        return vec![message];
+    }
+    let mut out = Vec::new();
+    let mut data = String::new();
+    let mut flush = |data: &mut String| {
+        if let Ok(message) = serde_json::from_str(data) {
+            out.push(message);
+        }
+        data.clear();
+    };
+    for line in body.lines() {
+        if line.is_empty() {
+            flush(&mut data);
+        } else if let Some(rest) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+        }
+    }
+    flush(&mut data);
+    out
 }

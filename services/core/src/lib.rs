@@ -8,6 +8,7 @@
 //! - [`snapshot`]: the control-plane → dataplane configuration contract.
 //! - [`sync`]: locks on shared state that survive a panic elsewhere.
 
+pub mod breaker;
 pub mod canonical;
 pub mod config;
 pub mod html;

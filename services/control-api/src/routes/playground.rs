@@ -24,6 +24,7 @@ use crate::auth::OrgMember;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::ValidJson;
 use crate::state::AppState;
+use crate::upstream::answer_messages;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(playground_call);
@@ -35,6 +36,8 @@ pub const PLAYGROUND_CLIENT_ID: &str = "gatehouse-console";
 const PROTOCOL_VERSION: &str = "2025-11-25";
 /// The most of a dataplane answer the playground reads.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
+/// How long reading the dataplane's answer to one message may take.
+const ANSWER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The MCP methods the playground may send.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
@@ -217,7 +220,7 @@ impl McpSession<'_> {
                 .header("mcp-session-id", sid)
                 .header("mcp-protocol-version", PROTOCOL_VERSION);
         }
-        let mut res = req.send().await.map_err(unreachable)?;
+        let res = req.send().await.map_err(unreachable)?;
         let status = res.status().as_u16();
         let header = |name: &str| {
             res.headers()
@@ -227,24 +230,11 @@ impl McpSession<'_> {
         };
         let session_id = header("mcp-session-id");
         let challenge = header("www-authenticate");
-        let is_sse = header("content-type").is_some_and(|c| c.starts_with("text/event-stream"));
-        let mut body = Vec::new();
-        while let Some(chunk) = res.chunk().await.map_err(unreachable)? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_ANSWER_BYTES {
-                return Err(ApiError::Upstream(format!(
-                    "the endpoint's answer exceeds {MAX_ANSWER_BYTES} bytes"
-                )));
-            }
-        }
+        let body = gatehouse_egress::read_body(res, MAX_ANSWER_BYTES, ANSWER_DEADLINE)
+            .await
+            .map_err(|e| ApiError::Upstream(format!("the endpoint's answer could not be read: {e}")))?;
         let text = String::from_utf8_lossy(&body);
-        let messages = if is_sse {
-            sse_messages(&text)
-        } else {
-            serde_json::from_str::<Value>(&text)
-                .map(|v| vec![v])
-                .unwrap_or_default()
-        };
+        let messages = answer_messages(&text);
         let id = message.get("id");
         let (mut response, mut notifications) = (None, Vec::new());
         for m in messages {
@@ -304,32 +294,6 @@ impl McpSession<'_> {
     }
 }
 
-/// The JSON messages of a `text/event-stream` body: each event's `data:` lines joined.
-pub fn sse_messages(text: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut data = String::new();
-    let flush = |data: &mut String, out: &mut Vec<Value>| {
-        if !data.is_empty() {
-            if let Ok(v) = serde_json::from_str(data) {
-                out.push(v);
-            }
-            data.clear();
-        }
-    };
-    for line in text.lines() {
-        if line.is_empty() {
-            flush(&mut data, &mut out);
-        } else if let Some(rest) = line.strip_prefix("data:") {
-            if !data.is_empty() {
-                data.push('\n');
-            }
-            data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
-        }
-    }
-    flush(&mut data, &mut out);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,7 +301,7 @@ mod tests {
     #[test]
     fn sse_events_become_messages() {
         let body = "event: message\nid: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"n\"}\n\n: comment\ndata: {\"jsonrpc\":\"2.0\",\ndata: \"id\":1,\"result\":{}}\n\n";
-        let messages = sse_messages(body);
+        let messages = answer_messages(body);
         assert_eq!(messages.len(), 2);
         assert_eq!(messages[1]["id"], 1);
         assert_eq!(messages[0]["method"], "n");

@@ -44,12 +44,12 @@ pub use self::sessions::{
 pub use self::stream::{next_message, response_on};
 pub use self::wire::{Learned, STATELESS_VERSION, Wire, stateless_meta};
 
-use self::breaker::Breaker;
 use self::http_sse::ReplyRoutes;
 use self::oauth::OauthToken;
 use self::sessions::SessionPool;
 use self::stream::read_body;
 use self::wire::Wires;
+use gatehouse_core::breaker::Breaker;
 
 pub type SseEvents = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, String>> + Send>>;
 

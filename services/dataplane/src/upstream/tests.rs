@@ -143,7 +143,7 @@ async fn a_worker_pool_keeps_its_own_connections_and_shares_the_breakers() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = server_at(format!("http://{}/mcp", closed.local_addr().unwrap()));
     drop(closed);
-    for _ in 0..breaker::BREAKER_THRESHOLD {
+    for _ in 0..breaker::SETTINGS.threshold {
         assert!(matches!(
             first.post(outbound(&dead)).await,
             Err(UpstreamError::Unavailable(_))

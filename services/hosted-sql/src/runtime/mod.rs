@@ -17,7 +17,6 @@
 //! backend is fine. A call dropped half-way rolls back (sqlx queues the rollback and the pool
 //! tests the connection before reuse); every released connection is reset with `DISCARD ALL`.
 
-mod breaker;
 mod pools;
 
 use std::time::Duration;
@@ -27,7 +26,6 @@ use serde_json::{Map, Value};
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, Connection, Either, Row};
 
-pub use self::breaker::BreakerSettings;
 use self::pools::{BackendPool, Pools};
 use crate::backend::BackendConfig;
 use crate::confirm::{self, ConfirmationRequest, Confirmed};
@@ -36,6 +34,8 @@ use crate::pgtypes::{self, SqlType};
 use crate::result::{ErrorKind, ResultColumn, ToolError, ToolResult};
 use crate::statement::Access;
 use crate::tool::SqlTool;
+pub use gatehouse_core::breaker::BreakerSettings;
+use gatehouse_core::sync::MutexExt;
 
 /// How the runtime sizes and guards its pools.
 #[derive(Clone, Debug)]
@@ -190,7 +190,7 @@ impl HostedSql {
             None
         };
         let pool = self.pools.get(backend)?;
-        if pool.breaker.is_open() {
+        if pool.breaker.lock_or_recover().is_open() {
             return Err(ToolError::new(
                 ErrorKind::Unavailable,
                 "the backend is unavailable (too many recent failures); try again shortly",
@@ -217,14 +217,16 @@ impl HostedSql {
         };
         match outcome {
             Ok(result) => {
-                pool.breaker.record(true);
+                pool.breaker.lock_or_recover().record(true, &self.cfg.breaker);
                 Ok(Outcome::Done(Box::new(Done {
                     result,
                     confirmed: confirmed.map(|c| hex::encode(c.nonce)),
                 })))
             }
             Err(Failure::Backend(why)) => {
-                pool.breaker.record(false);
+                if pool.breaker.lock_or_recover().record(false, &self.cfg.breaker) {
+                    metrics::counter!("gatehouse_hosted_sql_breaker_opened_total").increment(1);
+                }
                 tracing::warn!(backend_id = %backend.id, error = %why, "hosted SQL backend failure");
                 Err(ToolError::new(
                     ErrorKind::Unavailable,
@@ -232,7 +234,7 @@ impl HostedSql {
                 ))
             }
             Err(Failure::Tool(e)) => {
-                pool.breaker.record(true);
+                pool.breaker.lock_or_recover().record(true, &self.cfg.breaker);
                 Err(e)
             }
         }

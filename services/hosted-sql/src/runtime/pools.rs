@@ -11,16 +11,17 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPoolOptions, Postgres};
 use sqlx::{Executor, PgPool};
 
-use super::breaker::Breaker;
 use super::{Failure, RuntimeConfig};
 use crate::backend::BackendConfig;
 use crate::install::SCHEMA_VERSION;
 use crate::result::{ErrorKind, ToolError};
+use gatehouse_core::breaker::Breaker;
 
 pub(crate) struct BackendPool {
     fingerprint: [u8; 32],
     pool: PgPool,
-    pub(crate) breaker: Breaker,
+    /// The backend's circuit breaker (settings: `RuntimeConfig::breaker`).
+    pub(crate) breaker: std::sync::Mutex<Breaker>,
     last_used: Mutex<Instant>,
     /// Set once the backend passed [`BackendPool::check_role`].
     checked: tokio::sync::OnceCell<()>,
@@ -85,7 +86,7 @@ impl Pools {
         let entry = Arc::new(BackendPool {
             fingerprint: *backend.fingerprint(),
             pool,
-            breaker: Breaker::new(self.cfg.breaker),
+            breaker: std::sync::Mutex::new(Breaker::default()),
             last_used: Mutex::new(Instant::now()),
             checked: tokio::sync::OnceCell::new(),
         });
