@@ -52,13 +52,14 @@ fn example_body(operation: &str) -> Option<Value> {
     }
 }
 
-struct Operator<'a> {
-    app: &'a TestApp,
-    token: &'a str,
+/// The operator API as an operator calls it (bearer token and the `x-gatehouse-operator` label).
+pub(crate) struct Operator<'a> {
+    pub(crate) app: &'a TestApp,
+    pub(crate) token: &'a str,
 }
 
 impl Operator<'_> {
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+    pub(crate) async fn send(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
         let mut req = self
             .app
             .http
@@ -71,7 +72,7 @@ impl Operator<'_> {
         req.send().await.unwrap()
     }
 
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
         let response = self.send(method.clone(), path, body).await;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();

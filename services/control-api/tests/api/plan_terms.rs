@@ -9,22 +9,7 @@ use gatehouse_core::secrets::{random_token, token_hash};
 
 use crate::account_support::*;
 use crate::helpers::TestApp;
-
-async fn operator(app: &TestApp, token: &str, method: Method, path: &str, body: Value) -> Value {
-    let resp = app
-        .http
-        .request(method.clone(), app.url(path))
-        .bearer_auth(token)
-        .header("x-gatehouse-operator", "ops@example.com")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    assert!(status == 200 || status == 201, "{method} {path}: {status} {text}");
-    serde_json::from_str(&text).unwrap()
-}
+use crate::operator::Operator;
 
 async fn member_count(app: &TestApp, org: gatehouse_core::ids::OrgId) -> i64 {
     let mut admin = app.db.admin().await;
@@ -49,24 +34,19 @@ async fn seats_cap_invitations_and_every_join_and_plan_rate_limits_reach_new_end
     let token = random_token(32);
     let hash = hex::encode(token_hash(&token));
     let (app, mail) = spawn_with_mail(&[("operator.token_sha256", &hash)]).await;
+    let op = Operator {
+        app: &app,
+        token: &token,
+    };
     let owner = app.user("owner@seats.test").await;
     let (slug, org_id) = app.org(&owner, "seats").await;
     let defaults =
         json!({"per_org": {"per_minute": 600, "burst": 60}, "per_subject": {"per_minute": 60, "burst": 10}});
-    operator(
-        &app,
-        &token,
-        Method::POST,
-        "/api/operator/plans",
-        json!({"id": "duo", "name": "Duo", "included_calls": 1000, "seats": 2, "rate_limit_defaults": defaults}),
-    )
-    .await;
-    operator(
-        &app,
-        &token,
+    op.ok(Method::POST, "/api/operator/plans", Some(json!({"id": "duo", "name": "Duo", "included_calls": 1000, "seats": 2, "rate_limit_defaults": defaults}))).await;
+    op.ok(
         Method::PUT,
         &format!("/api/operator/orgs/{slug}/plan"),
-        json!({"plan_id": "duo"}),
+        Some(json!({"plan_id": "duo"})),
     )
     .await;
 
@@ -131,12 +111,10 @@ async fn seats_cap_invitations_and_every_join_and_plan_rate_limits_reach_new_end
     assert_eq!(member_count(&app, org_id).await, 2);
 
     // More seats: the same invitation now goes through.
-    operator(
-        &app,
-        &token,
+    op.ok(
         Method::PATCH,
         "/api/operator/plans/duo",
-        json!({"seats": 3}),
+        Some(json!({"seats": 3})),
     )
     .await;
     let version_before = config_version(&app, org_id).await;
