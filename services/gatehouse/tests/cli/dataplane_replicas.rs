@@ -38,6 +38,31 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// A platform on `db_url` with fresh secrets and Redis namespace (`test:{tag}:…`): the
+    /// control API on `api_port` (internal listener on `internal_port`), dataplanes serving
+    /// `PUBLIC_HOST` on `dp_port`, logs under `dir`.
+    pub(crate) fn new(
+        db_url: &str,
+        tag: &str,
+        api_port: u16,
+        internal_port: u16,
+        dp_port: u16,
+        dir: PathBuf,
+    ) -> Self {
+        Shared {
+            db_url: db_url.to_owned(),
+            redis: gatehouse_test_support::redis_url(),
+            namespace: format!("test:{tag}:{}:", random_token(8)),
+            encryption_keys: format!("k1={}", generate_key_b64()),
+            signing_secret: generate_signing_secret_b64(),
+            dataplane_secret: generate_signing_secret_b64(),
+            control_api: format!("http://127.0.0.1:{api_port}"),
+            control_api_internal: format!("http://127.0.0.1:{internal_port}"),
+            public_url: format!("http://{PUBLIC_HOST}:{dp_port}"),
+            dir,
+        }
+    }
+
     /// Starts `gatehouse {subcommand}`; `name` labels its log files.
     pub(crate) fn spawn(
         &self,
@@ -175,18 +200,14 @@ async fn a_session_started_on_one_dataplane_process_continues_on_another() {
     let api_port = free_port();
     let internal_port = free_port();
     let dp_port = loopback_pair_port();
-    let shared = Shared {
-        db_url: db.service_url.clone(),
-        redis: gatehouse_test_support::redis_url(),
-        namespace: format!("test:replicas:{}:", random_token(8)),
-        encryption_keys: format!("k1={}", generate_key_b64()),
-        signing_secret: generate_signing_secret_b64(),
-        dataplane_secret: generate_signing_secret_b64(),
-        control_api: format!("http://127.0.0.1:{api_port}"),
-        control_api_internal: format!("http://127.0.0.1:{internal_port}"),
-        public_url: format!("http://{PUBLIC_HOST}:{dp_port}"),
-        dir: dir.clone(),
-    };
+    let shared = Shared::new(
+        &db.service_url,
+        "replicas",
+        api_port,
+        internal_port,
+        dp_port,
+        dir.clone(),
+    );
     let http = reqwest::Client::new();
 
     // The org's owner, signed in.

@@ -9,12 +9,12 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use gatehouse_control_api::auth::{CSRF_HEADER, csrf_token, session_cookie_name};
-use gatehouse_core::secrets::{DerivedKeys, generate_key_b64, generate_signing_secret_b64, random_token};
+use gatehouse_core::secrets::{DerivedKeys, random_token};
 use gatehouse_test_support::console::{ConsoleClient, signed_in_owner};
 use gatehouse_test_support::{TestDb, free_port};
 
 use crate::ServiceProcess;
-use crate::dataplane_replicas::{PUBLIC_HOST, Shared, loopback_pair_port, post};
+use crate::dataplane_replicas::{Shared, loopback_pair_port, post};
 
 /// The grace period every process here gets: far longer than any stop the tests accept.
 pub(super) const GRACE_SECS: &str = "30";
@@ -60,18 +60,7 @@ impl Platform {
         let dir = std::env::temp_dir().join(format!("gatehouse-drain-{}", random_token(8)));
         std::fs::create_dir_all(&dir).unwrap();
         let (api_port, internal_port, dp_port) = (free_port(), free_port(), loopback_pair_port());
-        let shared = Shared {
-            db_url: db.service_url.clone(),
-            redis: gatehouse_test_support::redis_url(),
-            namespace: format!("test:drain:{}:", random_token(8)),
-            encryption_keys: format!("k1={}", generate_key_b64()),
-            signing_secret: generate_signing_secret_b64(),
-            dataplane_secret: generate_signing_secret_b64(),
-            control_api: format!("http://127.0.0.1:{api_port}"),
-            control_api_internal: format!("http://127.0.0.1:{internal_port}"),
-            public_url: format!("http://{PUBLIC_HOST}:{dp_port}"),
-            dir,
-        };
+        let shared = Shared::new(&db.service_url, "drain", api_port, internal_port, dp_port, dir);
         let http = reqwest::Client::new();
         let owner = signed_in_owner(&db.db, &format!("owner@{org}.test"), org).await;
         let mut control = shared.spawn(
