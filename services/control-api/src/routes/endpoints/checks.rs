@@ -33,8 +33,6 @@ fn check_limit(field: &str, limit: &Limit) -> ApiResult<()> {
     Ok(())
 }
 
-/// Validates rate limits; `exposed` are the names tools could have at this endpoint (per-tool
-/// limits must name one of them, unless the endpoint exposes nothing yet).
 /// The org's plan's default rate limits, as stored on a new endpoint. Parsed and checked like
 /// limits a request sends, so a malformed plan value fails here loudly instead of reaching the
 /// dataplane.
@@ -46,6 +44,8 @@ pub(super) async fn plan_rate_limits(tx: &mut TenantTx) -> ApiResult<Value> {
     serde_json::to_value(&limits).map_err(|e| ApiError::Internal(e.into()))
 }
 
+/// Validates rate limits: each limit in range, per-tool limits keyed by exposed tool names
+/// (`<server slug>__<tool>`), at most 1000 of them.
 pub(crate) fn check_rate_limits(limits: &RateLimits) -> ApiResult<()> {
     if let Some(l) = &limits.per_org {
         check_limit("rate_limits.per_org", l)?;
