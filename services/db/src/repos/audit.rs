@@ -480,12 +480,7 @@ type ChainHead = (i64, Vec<u8>, i64, Option<Vec<u8>>);
 /// Recomputes the org's whole chain: from genesis, or from where retention pruning left it.
 pub async fn verify_chain(tx: &mut TenantTx) -> DbResult<ChainVerification> {
     let org = tx.org_id().to_string();
-    let head: Option<ChainHead> = sqlx::query_as(
-        "SELECT seq, entry_hash, pruned_through_seq, pruned_through_hash FROM audit_chain_heads WHERE org_id = $1",
-    )
-    .bind(tx.org_id())
-    .fetch_optional(tx.conn())
-    .await?;
+    let head = chain_head(tx).await?;
     let (pruned_through_seq, anchor) = match &head {
         Some((_, _, through, Some(hash))) if *through > 0 => (*through, hash.clone()),
         _ => (0, GENESIS_HASH.to_vec()),
@@ -495,7 +490,7 @@ pub async fn verify_chain(tx: &mut TenantTx) -> DbResult<ChainVerification> {
     let mut entries = 0i64;
     let mut first_broken = None;
     let mut after = pruned_through_seq;
-    loop {
+    let head = loop {
         let page = list(
             tx,
             &AuditQuery {
@@ -506,7 +501,15 @@ pub async fn verify_chain(tx: &mut TenantTx) -> DbResult<ChainVerification> {
         )
         .await?;
         if page.is_empty() {
-            break;
+            // The head is compared once every entry has been read. Entries appended meanwhile
+            // (each with its head update) are read and verified too, rather than taken for a
+            // head that disagrees with the last entry; a head behind the last entry, or naming
+            // another hash, is a mismatch.
+            let head = chain_head(tx).await?;
+            match &head {
+                Some((seq, ..)) if *seq > after => continue,
+                _ => break head,
+            }
         }
         for record in &page {
             entries += 1;
@@ -520,7 +523,7 @@ pub async fn verify_chain(tx: &mut TenantTx) -> DbResult<ChainVerification> {
             expected_seq = record.seq + 1;
             after = record.seq;
         }
-    }
+    };
     let head_mismatch = match head {
         Some((seq, hash, _, _)) => seq != expected_seq - 1 || hash != prev,
         None => entries != 0,
@@ -531,6 +534,15 @@ pub async fn verify_chain(tx: &mut TenantTx) -> DbResult<ChainVerification> {
         head_mismatch,
         pruned_through_seq,
     })
+}
+
+async fn chain_head(tx: &mut TenantTx) -> DbResult<Option<ChainHead>> {
+    Ok(sqlx::query_as(
+        "SELECT seq, entry_hash, pruned_through_seq, pruned_through_hash FROM audit_chain_heads WHERE org_id = $1",
+    )
+    .bind(tx.org_id())
+    .fetch_optional(tx.conn())
+    .await?)
 }
 
 /// What one retention pass removed from an org (see [`apply_retention`]).
