@@ -207,6 +207,12 @@ async fn accept_connections(
                 }
             },
         };
+        // An SSE answer goes out as several small writes (a priming event, then the message):
+        // with Nagle's algorithm each waits for the previous one's acknowledgement, which a
+        // client on a long-lived connection delays by up to 40 ms.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::warn!(%error, "TCP_NODELAY not set");
+        }
         let mcp = mcp.clone();
         let state = state.clone();
         let service = service_fn(move |request| serve(mcp.clone(), state.clone(), request));
