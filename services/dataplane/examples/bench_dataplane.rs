@@ -7,6 +7,9 @@
 //! beside the benchmark's own first, the way the loader installs them, and the load is measured
 //! (`scale_*` lines; see `bench/ab.sh`). With `--redis URL`, events, rate limits, quota state
 //! and change notifications go through Redis as in a production deployment (`bench/ab.sh`).
+//! With `--endpoint SLUG=URL` (repeatable), a server and an endpoint `SLUG` in front of the MCP
+//! server at URL are added, exposing every tool that server lists, and their URL and token are
+//! printed too (`url_SLUG=`, `token_SLUG=`; `bench/bridging.sh`).
 //!
 //! `cargo run --release -p gatehouse-dataplane --example bench_dataplane -- --upstream http://127.0.0.1:18090/mcp --listen 127.0.0.1:18091`
 
@@ -39,6 +42,126 @@ fn arg(name: &str, default: &str) -> String {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| default.to_owned())
+}
+
+/// Every value of a repeatable option.
+fn args(name: &str) -> Vec<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2)
+        .filter(|w| w[0] == name)
+        .map(|w| w[1].clone())
+        .collect()
+}
+
+/// The tools an MCP server lists, read as a 2025-11-25 client when it opens a session and as a
+/// 2026-07-28 client when it does not (a stateless-only server refuses `initialize`).
+async fn upstream_tools(url: &str) -> anyhow::Result<Vec<Value>> {
+    let http = reqwest::Client::new();
+    let init = http
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "1"}}}),
+        )
+        .send()
+        .await?;
+    let session = init
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    init.bytes().await?;
+    let mut request = http
+        .post(url)
+        .header("accept", "application/json, text/event-stream");
+    let mut params = json!({});
+    match &session {
+        Some(session) => {
+            request = request
+                .header("mcp-protocol-version", "2025-11-25")
+                .header("mcp-session-id", session);
+        }
+        None => {
+            request = request
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/list");
+            params["_meta"] = json!({
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {},
+            });
+        }
+    }
+    let body = request
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": params}))
+        .send()
+        .await?
+        .text()
+        .await?;
+    // A JSON answer, or the SSE event carrying it (after a priming event with no data).
+    let answer: Value = std::iter::once(body.as_str())
+        .chain(body.lines().filter_map(|line| line.strip_prefix("data:")))
+        .find_map(|json| serde_json::from_str::<Value>(json.trim()).ok())
+        .ok_or_else(|| anyhow::anyhow!("{url} answered tools/list with {body}"))?;
+    if let Some(session) = &session {
+        http.delete(url)
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-session-id", session)
+            .send()
+            .await?;
+    }
+    answer["result"]["tools"]
+        .as_array()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("{url} listed no tools: {answer}"))
+}
+
+/// An endpoint `slug` exposing `tools` of `server` under their own names, all granted by the
+/// `bench` scope, with limits high enough never to refuse.
+fn bench_endpoint(slug: &str, public_url: &str, server_id: ServerId, tools: Vec<Value>) -> EndpointSnapshot {
+    let limit = Limit {
+        per_minute: 100_000_000,
+        burst: 1_000_000,
+    };
+    let tools: Vec<EndpointTool> = tools
+        .into_iter()
+        .map(|tool| {
+            let name = tool["name"].as_str().unwrap_or_default().to_owned();
+            EndpointTool {
+                tool_id: ToolId::new(),
+                exposed_name: name.clone(),
+                target: ToolTarget::Upstream {
+                    server_id,
+                    upstream_name: name,
+                },
+                approved_hash: tool_definition_hash(&tool),
+                approved_definition: tool,
+            }
+        })
+        .collect();
+    EndpointSnapshot {
+        id: EndpointId::new(),
+        slug: slug.into(),
+        name: slug.into(),
+        resource_url: format!("{public_url}/bench/{slug}/mcp"),
+        rate_limits: RateLimits {
+            per_org: Some(limit),
+            per_subject: Some(limit),
+            per_tool: tools.iter().map(|t| (t.exposed_name.clone(), limit)).collect(),
+        },
+        scopes: vec![ScopeSnapshot {
+            name: "bench".into(),
+            tool_ids: tools.iter().map(|t| t.tool_id).collect(),
+            min_role: Some(gatehouse_core::role::Role::Viewer),
+        }],
+        tools,
+        prompts: None,
+        resources: None,
+        extra_methods: vec![],
+        publish_scopes: false,
+    }
 }
 
 fn echo_tool() -> Value {
@@ -213,6 +336,30 @@ async fn main() -> anyhow::Result<()> {
         extra_methods: vec![],
         publish_scopes: false,
     };
+    let mut endpoints = vec![endpoint.clone()];
+    let mut servers = vec![ServerSnapshot {
+        id: server_id,
+        slug: "echo".into(),
+        url: upstream,
+        transport: UpstreamTransport::StreamableHttp,
+        auth: UpstreamAuth::None,
+        send_caller_assertion: false,
+    }];
+    for spec in args("--endpoint") {
+        let (slug, url) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--endpoint takes SLUG=URL, not {spec}"))?;
+        let id = ServerId::new();
+        endpoints.push(bench_endpoint(slug, &public_url, id, upstream_tools(url).await?));
+        servers.push(ServerSnapshot {
+            id,
+            slug: slug.into(),
+            url: url.into(),
+            transport: UpstreamTransport::StreamableHttp,
+            auth: UpstreamAuth::None,
+            send_caller_assertion: false,
+        });
+    }
     let org = OrgId::new();
     let snapshot = OrgSnapshot {
         org_id: org,
@@ -221,15 +368,8 @@ async fn main() -> anyhow::Result<()> {
         log_tool_arguments: false,
         hard_limit_calls: None,
         suspended: false,
-        endpoints: vec![endpoint.clone()],
-        servers: vec![ServerSnapshot {
-            id: server_id,
-            slug: "echo".into(),
-            url: upstream,
-            transport: UpstreamTransport::StreamableHttp,
-            auth: UpstreamAuth::None,
-            send_caller_assertion: false,
-        }],
+        endpoints: endpoints.clone(),
+        servers,
         backends: vec![],
         revocations: vec![],
         service_tokens: vec![],
@@ -245,7 +385,7 @@ async fn main() -> anyhow::Result<()> {
     store.install(snapshot);
     store.mark_loaded();
 
-    let token = |jti: &str| {
+    let token_for = |endpoint: &EndpointSnapshot, jti: &str| {
         let now = jsonwebtoken::get_current_timestamp();
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some("at+jwt".into());
@@ -259,6 +399,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .unwrap()
     };
+    let token = |jti: &str| token_for(&endpoint, jti);
 
     let shutdown = CancellationToken::new();
     tokio::spawn(dataplane.run_until_stopped(shutdown.clone()));
@@ -299,6 +440,10 @@ async fn main() -> anyhow::Result<()> {
 
     println!("url={public_url}/bench/echo/mcp");
     println!("token={}", token("bench-1"));
+    for more in &endpoints[1..] {
+        println!("url_{}={public_url}/bench/{}/mcp", more.slug, more.slug);
+        println!("token_{}={}", more.slug, token_for(more, "bench-1"));
+    }
     println!("pid={}", std::process::id());
     let mut ticker = tokio::time::interval(Duration::from_secs(10));
     loop {

@@ -4,38 +4,127 @@
 //!
 //! loadgen rate URL RATE SECONDS [TOKEN]      → p50/p99/p99.9 latency, achieved rate, errors
 //!   (with LOADGEN_DUMP=FILE, also every request's scheduled start and latency, in µs)
-//! loadgen count URL N CONNECTIONS [TOKEN]    → requests/s, errors
+//! loadgen count URL N CONNECTIONS [TOKEN] [TOOL]
+//!   → N 2026-07-28 (stateless) `tools/call`s of TOOL (default `echo`): requests/s, errors
+//! loadgen session-count URL N CONNECTIONS TOKEN [TOOL]
+//!   → one 2025-11-25 session per connection (`initialize`, `notifications/initialized`), then
+//!     N `tools/call`s of TOOL in those sessions: requests/s, errors
 //! loadgen sessions URL N CONNECTIONS TOKEN   → opens N 2025-11-25 sessions (initialize), leaves them idle
+//!
+//! An answer counts as an error unless its status is 2xx and it carries a JSON-RPC `result`. With
+//! LOADGEN_BEFORE_CALLS set, `count` and `session-count` run it (`sh -c`) once the sessions are
+//! open and before the first call, so that what a benchmark measures around the calls (a
+//! process's CPU time, callgrind's counters) leaves the handshakes out.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"loadgen","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+const SESSION_VERSION: &str = "2025-11-25";
+const STATELESS_VERSION: &str = "2026-07-28";
 const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"loadgen","version":"1"}}}"#;
+const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+
+/// How a request is sent: the revision's headers and, in a session, its id.
+#[derive(Clone, Copy)]
+enum Wire<'a> {
+    /// 2026-07-28: no session; the method and tool name repeated in headers.
+    Stateless { tool: &'a str },
+    /// A 2025-11-25 session's request (`None`: the `initialize` that opens it).
+    Session { id: Option<&'a str> },
+}
+
+/// A `tools/call` of `tool` with request id `id`; in 2026-07-28, with the client's `_meta` every
+/// request carries. Every request gets an id of its own: a caller's stateless requests may be
+/// relayed in one upstream session, where ids must not repeat.
+fn call_body(tool: &str, stateless: bool, id: u64) -> String {
+    let meta = if stateless {
+        format!(
+            r#","_meta":{{"io.modelcontextprotocol/protocolVersion":"{STATELESS_VERSION}","io.modelcontextprotocol/clientInfo":{{"name":"loadgen","version":"1"}},"io.modelcontextprotocol/clientCapabilities":{{}}}}"#
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"hello"}}{meta}}}}}"#
+    )
+}
 
 fn request(
     http: &reqwest::Client,
     url: &str,
     token: &Option<String>,
-    body: &'static str,
-    modern: bool,
+    body: impl Into<reqwest::Body>,
+    wire: Wire<'_>,
 ) -> reqwest::RequestBuilder {
     let mut r = http
         .post(url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .body(body);
-    if modern {
-        r = r
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", "echo");
+    match wire {
+        Wire::Stateless { tool } => {
+            r = r
+                .header("mcp-protocol-version", STATELESS_VERSION)
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", tool);
+        }
+        Wire::Session { id: Some(id) } => {
+            r = r
+                .header("mcp-protocol-version", SESSION_VERSION)
+                .header("mcp-session-id", id);
+        }
+        Wire::Session { id: None } => {}
     }
     if let Some(t) = token {
         r = r.bearer_auth(t);
     }
     r
+}
+
+/// Sends one request; whether it was answered with a JSON-RPC `result` (a notification: 2xx).
+async fn answered(r: reqwest::RequestBuilder, notification: bool) -> bool {
+    match r.send().await {
+        Ok(r) if r.status().is_success() => match r.bytes().await {
+            Ok(body) => notification || has_result(&body),
+            Err(_) => false,
+        },
+        _ => false,
+    }
+}
+
+fn has_result(body: &[u8]) -> bool {
+    body.windows(b"\"result\"".len()).any(|w| w == b"\"result\"")
+}
+
+/// Opens a 2025-11-25 session: its id.
+async fn open_session(http: &reqwest::Client, url: &str, token: &Option<String>) -> String {
+    let init = request(http, url, token, INIT, Wire::Session { id: None })
+        .send()
+        .await
+        .expect("initialize");
+    assert!(init.status().is_success(), "initialize: {}", init.status());
+    let id = init
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session id")
+        .to_owned();
+    let _ = init.bytes().await;
+    let initialized = request(http, url, token, INITIALIZED, Wire::Session { id: Some(&id) });
+    assert!(answered(initialized, true).await, "notifications/initialized");
+    id
+}
+
+fn before_calls() {
+    if let Some(command) = std::env::var_os("LOADGEN_BEFORE_CALLS").filter(|c| !c.is_empty()) {
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .status()
+            .expect("LOADGEN_BEFORE_CALLS");
+        assert!(status.success(), "LOADGEN_BEFORE_CALLS: {status}");
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -52,6 +141,7 @@ async fn main() {
     let mode: &'static str = match args.get(1).map(String::as_str) {
         Some("rate") => "rate",
         Some("count") => "count",
+        Some("session-count") => "session-count",
         Some("sessions") => "sessions",
         _ => "",
     };
@@ -59,6 +149,7 @@ async fn main() {
     let a: u64 = args.get(3).and_then(|v| v.parse().ok()).expect("number");
     let b: u64 = args.get(4).and_then(|v| v.parse().ok()).expect("number");
     let token = args.get(5).cloned().filter(|t| !t.is_empty());
+    let tool: &'static str = args.get(6).cloned().unwrap_or_else(|| "echo".into()).leak();
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(256)
@@ -87,17 +178,15 @@ async fn main() {
                     }
                 }
             });
+            let mut id = 0;
             while let Some(scheduled) = ticks.recv().await {
-                let req = request(&http, &url, &token, CALL, true);
+                id += 1;
+                let call = call_body(tool, true, id);
+                let req = request(&http, &url, &token, call, Wire::Stateless { tool });
                 let errors = errors.clone();
                 tasks.push(tokio::spawn(async move {
-                    match req.send().await {
-                        Ok(r) if r.status().is_success() => {
-                            let _ = r.bytes().await;
-                        }
-                        _ => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if !answered(req, false).await {
+                        errors.fetch_add(1, Ordering::Relaxed);
                     }
                     (scheduled, scheduled.elapsed())
                 }));
@@ -129,14 +218,27 @@ async fn main() {
                 percentile(&latencies, 0.999)
             );
         }
-        "count" | "sessions" => {
+        "count" | "session-count" | "sessions" => {
             let (n, connections) = (a, b);
-            let body = if mode == "count" { CALL } else { INIT };
+            let in_session = mode == "session-count";
+
+            let mut sessions = Vec::new();
+            if in_session {
+                for _ in 0..connections {
+                    sessions.push(Some(open_session(&http, &url, &token).await));
+                }
+            } else {
+                sessions.resize(connections as usize, None);
+            }
+            if mode != "sessions" {
+                before_calls();
+            }
             let next = Arc::new(AtomicU64::new(0));
             let errors = Arc::new(AtomicU64::new(0));
             let started = Instant::now();
-            let workers: Vec<_> = (0..connections)
-                .map(|_| {
+            let workers: Vec<_> = sessions
+                .into_iter()
+                .map(|session| {
                     let (http, url, token, next, errors) = (
                         http.clone(),
                         url.clone(),
@@ -145,14 +247,24 @@ async fn main() {
                         errors.clone(),
                     );
                     tokio::spawn(async move {
-                        while next.fetch_add(1, Ordering::Relaxed) < n {
-                            match request(&http, &url, &token, body, mode == "count").send().await {
-                                Ok(r) if r.status().is_success() => {
-                                    let _ = r.bytes().await;
-                                }
-                                _ => {
-                                    errors.fetch_add(1, Ordering::Relaxed);
-                                }
+                        let wire = match (mode, &session) {
+                            ("count", _) => Wire::Stateless { tool },
+                            (_, session) => Wire::Session {
+                                id: session.as_deref(),
+                            },
+                        };
+                        loop {
+                            let id = next.fetch_add(1, Ordering::Relaxed);
+                            if id >= n {
+                                break;
+                            }
+                            let body = match mode {
+                                "sessions" => INIT.to_owned(),
+                                _ => call_body(tool, !in_session, id + 1),
+                            };
+                            let req = request(&http, &url, &token, body, wire);
+                            if !answered(req, false).await {
+                                errors.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                     })
@@ -169,7 +281,7 @@ async fn main() {
             );
         }
         _ => eprintln!(
-            "usage: loadgen rate URL RATE SECONDS [TOKEN] | count URL N CONNECTIONS [TOKEN] | sessions URL N CONNECTIONS TOKEN"
+            "usage: loadgen rate URL RATE SECONDS [TOKEN] | count URL N CONNECTIONS [TOKEN] [TOOL] | session-count URL N CONNECTIONS TOKEN [TOOL] | sessions URL N CONNECTIONS TOKEN"
         ),
     }
 }
