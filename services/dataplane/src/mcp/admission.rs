@@ -5,38 +5,23 @@
 //! requests of an org over its quota, and are the only way to a [`Ctx`]; and [`open_stream`],
 //! the caller's bounded share of notification streams.
 
-use std::sync::Arc;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
-use gatehouse_core::ids::ServerId;
-use gatehouse_core::snapshot::{EndpointTool, Limit, ToolTarget};
+use gatehouse_core::snapshot::{Limit, ToolTarget};
 use gatehouse_events::CallOutcome;
 
-use crate::auth::{self, Principal, TokenError};
-use crate::events::{CallRecord, CallSite};
+use crate::auth::{self, TokenError};
+use crate::events::CallSite;
 use crate::jsonrpc::{self, Kind, Message};
 use crate::resource;
 use crate::state::AppState;
-use crate::store::{EndpointState, OrgState, ServerState};
 use crate::stream_slots::StreamSlot;
-use crate::upstream::Caller;
 
-use super::{header_str, json_response, rpc_error};
-
-/// Everything established about a request before its body is looked at.
-#[derive(Clone)]
-pub(super) struct Ctx {
-    pub(super) state: web::Data<AppState>,
-    pub(super) org: Arc<OrgState>,
-    pub(super) endpoint: Arc<EndpointState>,
-    pub(super) principal: Arc<Principal>,
-    pub(super) site: CallSite,
-    pub(super) metadata_url: String,
-}
+use super::context::Ctx;
+use super::http::{header_str, json_response, rpc_error};
 
 /// A request whose caller is established but which is not yet counted against the endpoint's rate
 /// limits. Its [`Ctx`] is reached only through [`Unadmitted::admit`] or
@@ -218,54 +203,6 @@ impl Ctx {
             return Verdict::OverQuota;
         }
         Verdict::Admitted
-    }
-
-    pub(super) fn caller(&self) -> Caller<'_> {
-        Caller {
-            principal: &self.principal,
-            org: self.org.snapshot.org_id,
-            endpoint: self.endpoint.id(),
-        }
-    }
-
-    /// The endpoint's tool `name` if the caller's scopes grant it and it is not withheld
-    /// (its upstream definition drifted from the approved pin).
-    pub(super) fn callable_tool(&self, name: &str) -> Option<&EndpointTool> {
-        self.endpoint.tool(name).filter(|t| {
-            self.endpoint.may_call(t.tool_id, &self.principal.scopes) && !self.state.pins.is_withheld(t)
-        })
-    }
-
-    pub(super) fn server(&self, id: ServerId) -> Option<&Arc<ServerState>> {
-        self.org.servers.get(&id)
-    }
-
-    /// The endpoint's upstream whose slug is `slug` (the prefix of namespaced names).
-    pub(super) fn server_by_slug(&self, slug: &str) -> Option<ServerId> {
-        self.endpoint
-            .server_ids
-            .iter()
-            .find(|s| self.server(**s).is_some_and(|st| st.snapshot.slug == slug))
-            .copied()
-    }
-
-    pub(super) fn record(
-        &self,
-        method: &str,
-        tool: Option<&str>,
-        server: Option<ServerId>,
-        args: Option<&Value>,
-        bytes_in: u64,
-    ) -> CallRecord {
-        CallRecord::start(
-            &self.state.events,
-            &self.site,
-            method,
-            tool,
-            server,
-            args,
-            bytes_in,
-        )
     }
 }
 

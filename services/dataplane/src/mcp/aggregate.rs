@@ -11,9 +11,9 @@ use crate::owners::Listing;
 use crate::session::Session;
 
 use super::bridge::{self, Unroutable};
+use super::context::{Ctx, Era, all_versions};
 use super::cursor::{Position, Walk};
-use super::dispatch::{Answer, modern_list_fields, result_value};
-use super::{Ctx, Era, all_versions};
+use super::outcome::{Answer, modern_list_fields, result_value};
 
 /// The lists answered across the endpoint's upstreams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

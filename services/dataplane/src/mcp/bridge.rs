@@ -16,11 +16,13 @@ use std::sync::Arc;
 
 use actix_web::HttpRequest;
 use bytes::Bytes;
+use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
 use gatehouse_core::ids::ServerId;
 use gatehouse_core::snapshot::UpstreamTransport;
 
+use crate::headers;
 use crate::jsonrpc::Message;
 use crate::session::Session;
 use crate::store::ServerState;
@@ -28,8 +30,7 @@ use crate::upstream::{
     ClientHello, Outbound, Reply, STATELESS_VERSION, SessionKey, UpstreamError, Wire, stateless_meta,
 };
 
-use super::calls::mcp_headers_for;
-use super::{Ctx, Era, MODERN_VERSIONS};
+use super::context::{Ctx, Era, MODERN_VERSIONS};
 
 /// The `_meta` keys of the stateless revision's requests.
 const STATELESS_META_PREFIX: &str = "io.modelcontextprotocol/";
@@ -266,45 +267,41 @@ fn client_capabilities(era: Era, session: Option<&Session>, message: &Message) -
     }
 }
 
-/// What a stateless client's results must carry that a session upstream's lack.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct StatelessShape {
-    /// Lists and reads also carry `ttlMs` and `cacheScope`.
-    pub(super) cacheable: bool,
-}
-
-impl StatelessShape {
-    /// The shape for `method`'s results when `route` is a session upstream of a stateless client.
-    pub(super) fn needed(era: Era, wire: Wire, method: &str) -> Option<Self> {
-        (era == Era::Modern && wire == Wire::Session).then(|| StatelessShape {
-            cacheable: method.ends_with("/list")
-                || matches!(
-                    method,
-                    "resources/read" | "skills/get" | "resources/directory/read"
-                ),
-        })
+/// The SEP-2243 headers for a request to a stateless upstream: computed from the body we send,
+/// plus those of the client's `Mcp-Param-*` headers (validated before) that `input_schema`, the
+/// approved input schema of the called tool, declares (`x-mcp-header`). No other client header
+/// is forwarded.
+pub(super) fn mcp_headers_for(
+    message: &Message,
+    req: Option<&HttpRequest>,
+    input_schema: Option<&Value>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    if let Ok(v) = HeaderValue::from_str(&headers::encode_value(message.method())) {
+        out.push((HeaderName::from_static("mcp-method"), v));
     }
-
-    /// Adds what `answer`'s result lacks (nothing when it is not a result).
-    pub(super) fn apply(self, answer: &mut Value) {
-        let Some(result) = answer.get_mut("result").and_then(Value::as_object_mut) else {
-            return;
-        };
-        result.entry("resultType").or_insert_with(|| json!("complete"));
-        if self.cacheable {
-            result.entry("ttlMs").or_insert_with(|| json!(0));
-            result.entry("cacheScope").or_insert_with(|| json!("private"));
-        }
+    if let Some(name) = headers::expected_name(message.method(), message.params())
+        && let Ok(v) = HeaderValue::from_str(&headers::encode_value(name))
+    {
+        out.push((HeaderName::from_static("mcp-name"), v));
     }
-
-    /// `apply` on an answer's bytes.
-    pub(super) fn apply_bytes(self, body: Bytes) -> Bytes {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(mut value) if value.get("result").is_some() => {
-                self.apply(&mut value);
-                Bytes::from(serde_json::to_vec(&value).expect("json"))
+    let declared: Vec<String> = input_schema
+        .map(headers::param_annotations)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, header)| format!("{}{header}", headers::MCP_PARAM_PREFIX))
+        .collect();
+    if let Some(req) = req {
+        for (name, value) in req.headers() {
+            if declared.iter().any(|d| d == name.as_str())
+                && let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_str().as_bytes()),
+                    HeaderValue::from_bytes(value.as_bytes()),
+                )
+            {
+                out.push((n, v));
             }
-            _ => body,
         }
     }
+    out
 }

@@ -16,58 +16,20 @@ use gatehouse_core::snapshot::{CapabilityGrant, extra_method_allowed};
 use gatehouse_events::CallOutcome;
 
 use crate::auth::Principal;
-use crate::events::CallRecord;
 use crate::jsonrpc::{self, Message};
 use crate::resource;
 use crate::session::{Session, UpstreamSession};
-use crate::upstream::{Outbound, Reply, Wire};
+use crate::upstream::{Outbound, Wire};
 
 use super::aggregate::{ListKind, aggregate_list, discover};
-use super::bridge::{StatelessShape, wire_of};
-use super::calls::{call_tool, forward_request};
+use super::bridge::wire_of;
+use super::context::{Ctx, Era, Incoming};
+use super::forward::forward_request;
 use super::listen::listen;
+use super::outcome::{Answer, modern_list_fields, result_value};
 use super::resources::{Unrouted, requested_uri, resource_owner};
 use super::tasks::{bind_created_task, forward_task_request, list_tasks, namespace_answer};
-use super::{Ctx, Era, Incoming};
-
-/// What a request dispatch produced.
-pub(super) enum Answer {
-    Http(HttpResponse),
-    Value(Value),
-    Upstream { reply: Reply, relay: Relay },
-}
-
-/// How to relay an upstream stream back.
-pub(super) struct Relay {
-    pub(super) era: Era,
-    /// Index of the upstream in the session (legacy), for event and request ids.
-    pub(super) index: usize,
-    pub(super) server: ServerId,
-    pub(super) record: Option<CallRecord>,
-    /// What the answer must gain on its way to a stateless client of a session upstream.
-    pub(super) shape: Option<StatelessShape>,
-}
-
-pub(super) fn result_value(id: &Value, result: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "result": result})
-}
-
-pub(super) fn modern_list_fields(era: Era, result: &mut Map<String, Value>) {
-    if era == Era::Modern {
-        result.insert("resultType".into(), json!("complete"));
-        result.insert("ttlMs".into(), json!(0));
-        result.insert("cacheScope".into(), json!("private"));
-    }
-}
-
-pub(super) fn unknown_tool(id: &Value, name: &str) -> Answer {
-    Answer::Value(jsonrpc::error_body(
-        Some(id),
-        jsonrpc::INVALID_PARAMS,
-        &format!("Unknown tool: {name}"),
-        None,
-    ))
-}
+use super::tools::call_tool;
 
 /// Whether a grant lets the caller use a capability: `None` = not exposed at all.
 fn grant_allows(grant: &Option<CapabilityGrant>, principal: &Principal) -> Option<Result<(), String>> {

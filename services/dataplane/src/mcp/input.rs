@@ -36,9 +36,8 @@ use crate::session::Session;
 use crate::store::ServerState;
 use crate::upstream::{Outbound, Reply, SseEvents};
 
-use super::Ctx;
-use super::Era;
 use super::bridge::{self, Route};
+use super::context::{Ctx, Era};
 
 /// How long an input request waits for the client.
 pub const WAIT: Duration = Duration::from_secs(300);

@@ -19,12 +19,12 @@ use crate::jsonrpc::{self, Message};
 use crate::session::Session;
 use crate::upstream::{Reply, SseEvents, next_message};
 
-use super::calls::forward_request;
-use super::dispatch::{Answer, Relay};
+use super::context::{CANCELLATION_PROBE, Ctx, Era, Incoming};
+use super::forward::forward_request;
+use super::outcome::{Answer, Relay};
 use super::relay::{FrameStream, ListChangedHook, frame, relay_events, sse_response};
 use super::resources::resource_owner;
 use super::tasks::{namespace_events, only_served_tasks};
-use super::{CANCELLATION_PROBE, Ctx, Era, Incoming};
 
 const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
 /// How long an upstream may take to acknowledge before it is left out.

@@ -17,15 +17,15 @@ use gatehouse_core::ids::ServerId;
 use gatehouse_events::CallOutcome;
 
 use crate::events::error_code_of;
-use crate::jsonrpc::{self, Message};
+use crate::jsonrpc;
 use crate::redact::Redactor;
-use crate::session::Session;
 use crate::store::OrgState;
-use crate::upstream::{Outbound, Reply, UpstreamError};
+use crate::upstream::Reply;
 
-use super::dispatch::Relay;
-use super::input::{ASK_PREFIX, LocalEvents};
-use super::{CANCELLATION_PROBE, Ctx, Era, rpc_error};
+use super::context::{CANCELLATION_PROBE, Ctx, Era};
+use super::http::stateless_status;
+use super::input::LocalEvents;
+use super::outcome::Relay;
 
 pub(super) const SSE_RETRY_MS: u64 = 3000;
 const RESPONSE_ID_PREFIX: &str = "gh.";
@@ -52,7 +52,7 @@ pub(super) fn relay_reply(
                 Some(shape) => {
                     let body = shape.apply_bytes(body);
                     let status = serde_json::from_slice::<Value>(&body)
-                        .map(|v| super::modern::stateless_status(&v))
+                        .map(|v| stateless_status(&v))
                         .unwrap_or(StatusCode::OK);
                     (body, status)
                 }
@@ -262,95 +262,9 @@ fn rewrite_request_id(index: usize, id: &Value) -> Value {
     ))
 }
 
-fn parse_rewritten_id(id: &Value) -> Option<(usize, Value)> {
+pub(super) fn parse_rewritten_id(id: &Value) -> Option<(usize, Value)> {
     let rest = id.as_str()?.strip_prefix(RESPONSE_ID_PREFIX)?;
     let (index, encoded) = rest.split_once('.')?;
     let original = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()?;
     Some((index.parse().ok()?, original))
-}
-
-/// The client's answer to a server→client request (sampling, elicitation, roots).
-pub(super) async fn route_client_response(
-    ctx: &Ctx,
-    session: &Session,
-    mut message: Message,
-) -> HttpResponse {
-    if let Some(answered) = super::sql::elicitation_answer(ctx, &message) {
-        return answered;
-    }
-    let Some((index, original)) = message.id().and_then(parse_rewritten_id) else {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Invalid Request: response to an unknown request",
-            None,
-        );
-    };
-    // The answer to a request put to the client for a stateless upstream's `input_required`.
-    if let Some(ask) = original.as_str().filter(|id| id.starts_with(ASK_PREFIX)) {
-        if ctx.state.inputs.answer(ctx, ask, &message) {
-            return HttpResponse::Accepted().finish();
-        }
-        return rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Found: no call waits for this answer on this server",
-            None,
-        );
-    }
-    let Some(upstream) = session.upstreams.get(index) else {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Invalid Request: response to an unknown request",
-            None,
-        );
-    };
-    let Some(server) = ctx.server(upstream.server).cloned() else {
-        return rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Found: session not found",
-            None,
-        );
-    };
-    message.value["id"] = original;
-    let out = Outbound {
-        server: &server,
-        body: Bytes::from(serde_json::to_vec(&message.value).expect("json")),
-        protocol_version: Some(&upstream.version),
-        session_id: upstream.session_id.as_deref(),
-        mcp_headers: vec![],
-        caller: Some(ctx.caller()),
-        client_capabilities: None,
-    };
-    match ctx.state.upstreams.post(out).await {
-        Ok(_) => HttpResponse::Accepted().finish(),
-        Err(UpstreamError::SessionGone) => rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Found: session expired upstream",
-            None,
-        ),
-        // An HTTP+SSE upstream's request whose route is not ours, or has expired.
-        Err(UpstreamError::Refused(_)) => rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Invalid Request: response to an unknown request",
-            None,
-        ),
-        Err(_) => rpc_error(
-            StatusCode::BAD_GATEWAY,
-            None,
-            jsonrpc::SERVER_ERROR,
-            "Upstream server unavailable",
-            None,
-        ),
-    }
 }

@@ -13,7 +13,7 @@ use crate::owners::{Listing, Lookup, decide};
 use crate::session::Session;
 
 use super::aggregate::{ListKind, list_page, listing_of};
-use super::{Ctx, Era};
+use super::context::{Ctx, Era};
 
 /// At most this many pages of each list are read from each upstream when learning.
 const MAX_PAGES: usize = 5;

@@ -19,10 +19,10 @@ use crate::elicitations::ID_PREFIX;
 use crate::events::CallRecord;
 use crate::jsonrpc::{self, Message};
 
-use super::admission::Ctx;
-use super::dispatch::{Answer, result_value};
+use super::context::{Ctx, Era, Incoming, KEEP_ALIVE};
+use super::http::rpc_error;
+use super::outcome::{Answer, result_value};
 use super::relay::{FrameStream, frame, sse_response};
-use super::{Era, Incoming, KEEP_ALIVE, rpc_error};
 
 /// `_meta` key of a write's idempotency key (a retry with the same key changes nothing more).
 pub(super) const META_IDEMPOTENCY_KEY: &str = "io.gatehouse/idempotency-key";

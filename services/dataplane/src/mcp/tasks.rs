@@ -27,9 +27,9 @@ use crate::task_owners::{TaskKey, TaskOwner, TaskOwners};
 use crate::upstream::{Reply, SseEvents};
 
 use super::aggregate::{ListKind, aggregate_list, list_answer, list_page};
-use super::calls::forward_request;
-use super::dispatch::Answer;
-use super::{Ctx, Era, Incoming};
+use super::context::{Ctx, Era, Incoming};
+use super::forward::forward_request;
+use super::outcome::Answer;
 
 /// The `_meta` key naming the task a message belongs to (2025-11-25).
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";

@@ -1,106 +1,22 @@
-//! `tools/call` (grant and pin checks; its rate limits and the quota were checked at admission)
-//! and forwarding a request to the upstream that owns it, with the upstream session and SEP-2243
-//! headers to use.
+//! Forwarding one request to the upstream that owns it, through the bridge, and what its reply
+//! becomes for the client.
 
-use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
-use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
 use gatehouse_core::ids::ServerId;
-use gatehouse_core::snapshot::ToolTarget;
 use gatehouse_events::CallOutcome;
 
 use crate::events::CallRecord;
-use crate::headers;
 use crate::jsonrpc::{self, Message};
 use crate::upstream::{Reply, UpstreamError, Wire};
 
-use super::bridge::{self, StatelessShape, Unroutable};
-use super::dispatch::{Answer, Relay, unknown_tool};
+use super::bridge::{self, Unroutable};
+use super::context::{Era, Incoming};
+use super::http::rpc_error;
 use super::input;
+use super::outcome::{Answer, Relay, StatelessShape};
 use super::relay::{relay_events, sse_response};
-use super::{Era, Incoming, rpc_error};
-
-/// The SEP-2243 headers for a request to a stateless upstream: computed from the body we send,
-/// plus those of the client's `Mcp-Param-*` headers (validated before) that `input_schema`, the
-/// approved input schema of the called tool, declares (`x-mcp-header`). No other client header
-/// is forwarded.
-pub(super) fn mcp_headers_for(
-    message: &Message,
-    req: Option<&HttpRequest>,
-    input_schema: Option<&Value>,
-) -> Vec<(HeaderName, HeaderValue)> {
-    let mut out = Vec::new();
-    if let Ok(v) = HeaderValue::from_str(&headers::encode_value(message.method())) {
-        out.push((HeaderName::from_static("mcp-method"), v));
-    }
-    if let Some(name) = headers::expected_name(message.method(), message.params())
-        && let Ok(v) = HeaderValue::from_str(&headers::encode_value(name))
-    {
-        out.push((HeaderName::from_static("mcp-name"), v));
-    }
-    let declared: Vec<String> = input_schema
-        .map(headers::param_annotations)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(_, header)| format!("{}{header}", headers::MCP_PARAM_PREFIX))
-        .collect();
-    if let Some(req) = req {
-        for (name, value) in req.headers() {
-            if declared.iter().any(|d| d == name.as_str())
-                && let (Ok(n), Ok(v)) = (
-                    HeaderName::from_bytes(name.as_str().as_bytes()),
-                    HeaderValue::from_bytes(value.as_bytes()),
-                )
-            {
-                out.push((n, v));
-            }
-        }
-    }
-    out
-}
-
-pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, bytes_in: u64) -> Answer {
-    let ctx = incoming.ctx;
-    let id = message.id().cloned().unwrap_or(Value::Null);
-    let Some(name) = message.param_str("name").map(str::to_owned) else {
-        return Answer::Value(jsonrpc::error_body(
-            Some(&id),
-            jsonrpc::INVALID_PARAMS,
-            "Invalid params: tools/call requires a tool name",
-            None,
-        ));
-    };
-    let arguments = message.params().and_then(|p| p.get("arguments")).cloned();
-    let Some(tool) = ctx.callable_tool(&name) else {
-        // Unknown, not granted and withheld look the same: the caller learns nothing.
-        let mut record = ctx.record("tools/call", Some(&name), None, arguments.as_ref(), bytes_in);
-        record.set_outcome(CallOutcome::Denied, Some(jsonrpc::INVALID_PARAMS));
-        drop(record);
-        return unknown_tool(&id, &name);
-    };
-    let server_id = match &tool.target {
-        ToolTarget::Upstream { server_id, .. } => Some(*server_id),
-        ToolTarget::Sql(_) => None,
-    };
-    let record = ctx.record("tools/call", Some(&name), server_id, arguments.as_ref(), bytes_in);
-    match &tool.target {
-        ToolTarget::Upstream {
-            server_id,
-            upstream_name,
-        } => {
-            let (server_id, upstream_name) = (*server_id, upstream_name.clone());
-            if let Some(params) = message.params_mut() {
-                params.insert("name".into(), Value::String(upstream_name));
-            }
-            forward_request(incoming, message, Some(server_id), Some(record)).await
-        }
-        ToolTarget::Sql(target) => {
-            super::sql::call(&incoming, &id, tool, target.backend_id, message.params(), record).await
-        }
-    }
-}
 
 /// Sends a request to `target` and hands back its reply for relaying.
 pub(super) async fn forward_request(

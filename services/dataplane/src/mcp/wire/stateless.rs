@@ -1,4 +1,4 @@
-//! The stateless 2026-07-28 path: the `MCP-Protocol-Version` and SEP-2243 header checks against
+//! The stateless wire (2026-07-28): the `MCP-Protocol-Version` and SEP-2243 header checks against
 //! the body, and answering at once when quick or as an SSE stream that probes for cancellation.
 
 use std::time::Duration;
@@ -12,9 +12,11 @@ use serde_json::{Value, json};
 use crate::headers::{self, MCP_PROTOCOL_VERSION, RawHeaders};
 use crate::jsonrpc::{self, Kind, Message};
 
-use super::dispatch::{Answer, dispatch};
-use super::relay::{FrameStream, frame, relay_reply};
-use super::{CANCELLATION_PROBE, Ctx, Incoming, MODERN_VERSIONS, all_versions, json_response, rpc_error};
+use crate::mcp::context::{CANCELLATION_PROBE, Ctx, Incoming, MODERN_VERSIONS, all_versions};
+use crate::mcp::dispatch::dispatch;
+use crate::mcp::http::{relay_json_error, rpc_error};
+use crate::mcp::outcome::Answer;
+use crate::mcp::relay::{FrameStream, frame, relay_reply};
 
 /// Methods the stateless revision removed (SEP-2575): 404 with -32601.
 const REMOVED_IN_MODERN: &[&str] = &[
@@ -241,22 +243,4 @@ fn response_as_frames(response: HttpResponse) -> FrameStream {
         }
         Ok(Bytes::from(frame(None, None, &String::from_utf8_lossy(&bytes))))
     }))
-}
-
-pub(super) fn relay_json_error(value: &Value) -> HttpResponse {
-    json_response(stateless_status(value), value)
-}
-
-/// The HTTP status a 2026-07-28 answer carries: its protocol errors have their own.
-pub(super) fn stateless_status(value: &Value) -> StatusCode {
-    let code = value
-        .get("error")
-        .and_then(|e| e.get("code"))
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    match code {
-        jsonrpc::UNSUPPORTED_PROTOCOL_VERSION | jsonrpc::HEADER_MISMATCH | -32021 => StatusCode::BAD_REQUEST,
-        jsonrpc::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
-        _ => StatusCode::OK,
-    }
 }

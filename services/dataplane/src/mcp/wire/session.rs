@@ -1,29 +1,35 @@
-//! Legacy (2025) sessions: finding the caller's session, `initialize` across every upstream,
-//! client notifications, and the 2025-03-26 batches.
+//! The session wire (2025 revisions): finding the caller's session, `initialize` across every
+//! upstream, client notifications, the client's answers to server→client requests, the `GET`
+//! stream (merged across the session's upstreams; one of the caller's bounded notification
+//! streams) and `DELETE` (ending a session upstream and on every replica).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use gatehouse_events::CallOutcome;
-
 use crate::headers::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
-use crate::jsonrpc::{self, Kind, Message};
-use crate::redact::Redactor;
-use crate::session::{Session, UpstreamSession};
-use crate::upstream::{Outbound, Reply, STATELESS_VERSION, Wire, response_on};
+use crate::jsonrpc::{self, Message};
+use crate::session::{EndedSessions, Session, UpstreamSession};
+use crate::state::AppState;
+use crate::upstream::{Outbound, STATELESS_VERSION, UpstreamError, Wire};
 
-use super::admission::Verdict;
-use super::aggregate::{endpoint_server_info, filter_capabilities, merge_capabilities};
-use super::bridge::wire_of;
-use super::dispatch::{Answer, dispatch, result_value};
-use super::relay::route_client_response;
-use super::{Ctx, Incoming, LEGACY_VERSIONS, header_str, rpc_error};
+use crate::mcp::admission::{establish, open_stream};
+use crate::mcp::aggregate::{endpoint_server_info, filter_capabilities, merge_capabilities};
+use crate::mcp::bridge::wire_of;
+use crate::mcp::context::{Ctx, Era, KEEP_ALIVE, LEGACY_VERSIONS, MODERN_VERSIONS};
+use crate::mcp::http::{header_str, method_not_allowed, rpc_error};
+use crate::mcp::input::ASK_PREFIX;
+use crate::mcp::outcome::{Relay, result_value};
+use crate::mcp::relay::{
+    FrameStream, ListChangedHook, SSE_RETRY_MS, parse_rewritten_id, relay_events, sse_response,
+};
+use crate::mcp::sql::elicitation_answer;
+use crate::mcp::tasks::{namespace_events, namespaces_tasks, only_served_tasks};
 
 const LATEST_LEGACY: &str = "2025-11-25";
 /// A missing `MCP-Protocol-Version` on a session request means this revision.
-const DEFAULT_LEGACY: &str = "2025-03-26";
+pub(super) const DEFAULT_LEGACY: &str = "2025-03-26";
 
 /// The session named by `Mcp-Session-Id`: 400 when absent, 404 when unknown, expired or not the
 /// caller's.
@@ -278,223 +284,249 @@ pub(super) async fn forward_notification(ctx: &Ctx, session: &Session, message: 
     futures::future::join_all(sends).await;
 }
 
-/// Batches: only the 2025-03-26 revision has them. Each message was admitted on its own
-/// (`verdicts`, in order); the admitted ones are handled in turn and the answers returned
-/// together, within the batch's deadline and answer size (`dataplane.batch_timeout_ms`,
-/// `dataplane.max_batch_answer_bytes`). A request past either gets a JSON-RPC error and is not
-/// sent upstream.
-pub(super) async fn batch(
-    req: &HttpRequest,
+/// The client's answer to a server→client request (sampling, elicitation, roots).
+pub(super) async fn route_client_response(
     ctx: &Ctx,
-    messages: Vec<Message>,
-    verdicts: Vec<Verdict>,
-    bytes_in: u64,
+    session: &Session,
+    mut message: Message,
 ) -> HttpResponse {
-    let session = match open_session(req, ctx) {
-        Ok(s) => s,
-        Err(response) => {
-            if req.headers().get(MCP_SESSION_ID).is_none() {
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    jsonrpc::INVALID_REQUEST,
-                    "Invalid Request: batches are not supported by this protocol version",
-                    None,
-                );
-            }
-            return response;
-        }
-    };
-    if session.version != DEFAULT_LEGACY {
+    if let Some(answered) = elicitation_answer(ctx, &message) {
+        return answered;
+    }
+    let Some((index, original)) = message.id().and_then(parse_rewritten_id) else {
         return rpc_error(
             StatusCode::BAD_REQUEST,
             None,
             jsonrpc::INVALID_REQUEST,
-            "Invalid Request: batches are not supported by this protocol version",
+            "Invalid Request: response to an unknown request",
+            None,
+        );
+    };
+    // The answer to a request put to the client for a stateless upstream's `input_required`.
+    if let Some(ask) = original.as_str().filter(|id| id.starts_with(ASK_PREFIX)) {
+        if ctx.state.inputs.answer(ctx, ask, &message) {
+            return HttpResponse::Accepted().finish();
+        }
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Found: no call waits for this answer on this server",
             None,
         );
     }
-    let limits = ctx.state.batches;
-    let deadline = tokio::time::Instant::now() + limits.timeout;
-    let mut answers = BatchAnswers::new(limits.max_answer_bytes);
-    for (message, verdict) in messages.into_iter().zip(verdicts) {
-        let id = message.id().cloned().unwrap_or(Value::Null);
-        let is_request = message.kind == Kind::Request;
-        // Refused at admission: a request gets the refusal, anything else is dropped.
-        if let Some(refusal) = verdict.error_body(Some(&id)) {
-            if is_request {
-                answers.push_error(refusal);
-            }
-            continue;
-        }
-        let late = tokio::time::Instant::now() >= deadline;
-        if late || answers.full {
-            if is_request {
-                let error = if late {
-                    batch_deadline_error(&id, limits.timeout)
-                } else {
-                    answers.too_large_error(&id)
-                };
-                answers.push_error(error);
-            }
-            continue;
-        }
-        match message.kind {
-            Kind::Notification => {
-                let _ =
-                    tokio::time::timeout_at(deadline, forward_notification(ctx, &session, &message)).await;
-            }
-            Kind::Response => {
-                let _ =
-                    tokio::time::timeout_at(deadline, route_client_response(ctx, &session, message)).await;
-            }
-            Kind::Request => {
-                if message.method() == "initialize" {
-                    answers.push_error(jsonrpc::error_body(
-                        Some(&id),
-                        jsonrpc::INVALID_REQUEST,
-                        "Invalid Request: initialize cannot be batched",
-                        None,
-                    ));
-                    continue;
-                }
-                let answered = tokio::time::timeout_at(deadline, async {
-                    let answer = dispatch(Incoming::legacy(req, ctx, &session), message, bytes_in).await;
-                    answer_value(ctx, answer, &id).await
-                })
-                .await;
-                match answered {
-                    Ok(value) => answers.push(&value, &id),
-                    Err(_) => answers.push_error(batch_deadline_error(&id, limits.timeout)),
-                }
-            }
-        }
-    }
-    answers.into_response()
-}
-
-/// The answers to a batch as they are serialized, within `max_bytes`: the answer that would
-/// cross it is replaced by an error, and so is every one after it (errors are small and one per
-/// request, at most `dataplane.max_batch_messages`).
-struct BatchAnswers {
-    body: Vec<u8>,
-    count: usize,
-    max_bytes: usize,
-    /// An answer was refused for size: the requests after it are not sent.
-    full: bool,
-}
-
-impl BatchAnswers {
-    fn new(max_bytes: usize) -> Self {
-        Self {
-            body: vec![b'['],
-            count: 0,
-            max_bytes,
-            full: false,
-        }
-    }
-
-    fn push(&mut self, answer: &Value, id: &Value) {
-        let bytes = serde_json::to_vec(answer).expect("json");
-        if self.body.len() + bytes.len() + 2 > self.max_bytes {
-            self.full = true;
-            let error = self.too_large_error(id);
-            self.push_error(error);
-            return;
-        }
-        self.append(&bytes);
-    }
-
-    fn push_error(&mut self, error: Value) {
-        let bytes = serde_json::to_vec(&error).expect("json");
-        self.append(&bytes);
-    }
-
-    fn append(&mut self, bytes: &[u8]) {
-        if self.count > 0 {
-            self.body.push(b',');
-        }
-        self.body.extend_from_slice(bytes);
-        self.count += 1;
-    }
-
-    fn too_large_error(&self, id: &Value) -> Value {
-        jsonrpc::error_body(
-            Some(id),
+    let Some(upstream) = session.upstreams.get(index) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Invalid Request: response to an unknown request",
+            None,
+        );
+    };
+    let Some(server) = ctx.server(upstream.server).cloned() else {
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Found: session not found",
+            None,
+        );
+    };
+    message.value["id"] = original;
+    let out = Outbound {
+        server: &server,
+        body: Bytes::from(serde_json::to_vec(&message.value).expect("json")),
+        protocol_version: Some(&upstream.version),
+        session_id: upstream.session_id.as_deref(),
+        mcp_headers: vec![],
+        caller: Some(ctx.caller()),
+        client_capabilities: None,
+    };
+    match ctx.state.upstreams.post(out).await {
+        Ok(_) => HttpResponse::Accepted().finish(),
+        Err(UpstreamError::SessionGone) => rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Found: session expired upstream",
+            None,
+        ),
+        // An HTTP+SSE upstream's request whose route is not ours, or has expired.
+        Err(UpstreamError::Refused(_)) => rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Invalid Request: response to an unknown request",
+            None,
+        ),
+        Err(_) => rpc_error(
+            StatusCode::BAD_GATEWAY,
+            None,
             jsonrpc::SERVER_ERROR,
-            &format!(
-                "Batch answers too large: the answers to one batch may total {} bytes; send this request on its own",
-                self.max_bytes
-            ),
-            Some(json!({"maxBatchAnswerBytes": self.max_bytes})),
-        )
-    }
-
-    fn into_response(mut self) -> HttpResponse {
-        if self.count == 0 {
-            return HttpResponse::Accepted().finish();
-        }
-        self.body.push(b']');
-        HttpResponse::Ok()
-            .content_type("application/json")
-            .body(self.body)
+            "Upstream server unavailable",
+            None,
+        ),
     }
 }
 
-fn batch_deadline_error(id: &Value, timeout: std::time::Duration) -> Value {
-    let ms = timeout.as_millis();
-    jsonrpc::error_body(
-        Some(id),
-        jsonrpc::SERVER_ERROR,
-        &format!("Batch deadline exceeded: a batch may take {ms} ms in all"),
-        Some(json!({"batchTimeoutMs": ms})),
-    )
+/// GET and DELETE exist only for sessions of the 2025 protocol versions: authenticates the caller
+/// for the endpoint, and answers 405 to a 2026-07-28 request or one without a session id.
+async fn establish_legacy_session_request(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<Ctx, HttpResponse> {
+    let (org_slug, endpoint_slug) = path.into_inner();
+    let ctx = establish(req, state, &org_slug, &endpoint_slug)
+        .await?
+        .admit(None)
+        .await?;
+    let modern_header = header_str(req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= MODERN_VERSIONS[0]);
+    if modern_header || req.headers().get(MCP_SESSION_ID).is_none() {
+        return Err(method_not_allowed());
+    }
+    Ok(ctx)
 }
 
-/// The response message of an answer (reading a stream to its response).
-async fn answer_value(ctx: &Ctx, answer: Answer, id: &Value) -> Value {
-    match answer {
-        Answer::Value(v) => v,
-        Answer::Http(r) => {
-            let code = if r.status() == StatusCode::TOO_MANY_REQUESTS {
-                "Rate limit exceeded"
-            } else {
-                "Request refused"
-            };
-            jsonrpc::error_body(Some(id), jsonrpc::SERVER_ERROR, code, None)
-        }
-        Answer::Upstream { reply, mut relay } => {
-            let body = match reply {
-                Reply::Json { body, .. } | Reply::Status { body, .. } => Some(body),
-                Reply::Stream { mut events, .. } => response_on(&mut events, id)
-                    .await
-                    .ok()
-                    .map(|v| Bytes::from(serde_json::to_vec(&v).expect("json"))),
-                Reply::Accepted => None,
-            };
-            // Redacted as every upstream message toward the client is (`relay`).
-            let value = body
-                .map(|body| Redactor::apply(ctx.state.redactor.as_ref(), body))
-                .and_then(|body| serde_json::from_slice(&body).ok());
-            let value = value.unwrap_or_else(|| {
-                jsonrpc::error_body(
-                    Some(id),
-                    jsonrpc::SERVER_ERROR,
-                    "Upstream server unavailable",
+/// `GET /{org}/{endpoint}/mcp`: the session's server→client stream (legacy only).
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let ctx = match establish_legacy_session_request(&req, &state, path).await {
+        Ok(ctx) => ctx,
+        Err(response) => return response,
+    };
+    let accepts_sse = req
+        .headers()
+        .get_all("accept")
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"));
+    if !accepts_sse {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "Not Acceptable: the client must accept text/event-stream",
+            None,
+        );
+    }
+    let session = match open_session(&req, &ctx) {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let slot = match open_stream(&ctx, None) {
+        Ok(slot) => slot,
+        Err(response) => return response,
+    };
+    // A resume names the upstream whose stream it continues.
+    let resume = header_str(&req, headers::LAST_EVENT_ID).and_then(|id| {
+        let (index, orig) = id.split_once('.')?;
+        Some((index.parse::<usize>().ok()?, orig.to_owned()))
+    });
+    let mut streams = Vec::new();
+    for (index, upstream) in session.upstreams.iter().enumerate() {
+        let last_event_id = match &resume {
+            Some((i, orig)) if *i == index && !orig.is_empty() => Some(orig.as_str()),
+            Some(_) => None,
+            None => None,
+        };
+        let Some(server) = ctx.server(upstream.server).cloned() else {
+            continue;
+        };
+        match state
+            .upstreams
+            .get_stream(
+                &server,
+                &upstream.version,
+                upstream.session_id.as_deref(),
+                last_event_id,
+                Some(ctx.caller()),
+            )
+            .await
+        {
+            Ok(Some(events)) => {
+                // Messages about tasks reach only their creator; they name their upstream's tasks.
+                let events = only_served_tasks(&ctx, upstream.server, events);
+                let events = if namespaces_tasks(&ctx) {
+                    namespace_events(events, server.snapshot.slug.as_str().into())
+                } else {
+                    events
+                };
+                let relay = Relay {
+                    era: Era::Legacy,
+                    index,
+                    server: upstream.server,
+                    record: None,
+                    shape: None,
+                };
+                let hook = ListChangedHook {
+                    pins: state.pins.clone(),
+                    org: ctx.org.clone(),
+                    server: upstream.server,
+                };
+                streams.push(relay_events(
+                    events,
+                    relay,
                     None,
-                )
-            });
-            if let Some(r) = relay.record.take() {
-                match value
-                    .get("error")
-                    .and_then(|e| e.get("code"))
-                    .and_then(Value::as_i64)
-                {
-                    Some(code) => r.finish(CallOutcome::Error, Some(code)),
-                    None => r.finish(CallOutcome::Success, None),
-                }
+                    Some(hook),
+                    state.redactor.clone(),
+                ));
             }
-            value
+            Ok(None) => {}
+            Err(UpstreamError::SessionGone) => {
+                return rpc_error(
+                    StatusCode::NOT_FOUND,
+                    None,
+                    jsonrpc::INVALID_REQUEST,
+                    "Not Found: session expired upstream; re-initialize",
+                    None,
+                );
+            }
+            Err(e) => tracing::warn!(server_id = %upstream.server, error = %e, "upstream GET stream failed"),
         }
     }
+    if streams.is_empty() {
+        return method_not_allowed();
+    }
+    let merged: FrameStream = Box::pin(futures::stream::select_all(streams));
+    // On drain the stream ends with a `retry` hint; the client resumes it (`Last-Event-ID`) on
+    // another replica.
+    slot.resumable(SSE_RETRY_MS)
+        .held_by(sse_response(merged, Some(KEEP_ALIVE)))
+}
+
+/// `DELETE /{org}/{endpoint}/mcp`: ends the session upstream.
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let ctx = match establish_legacy_session_request(&req, &state, path).await {
+        Ok(ctx) => ctx,
+        Err(response) => return response,
+    };
+    let session = match open_session(&req, &ctx) {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let deletes = session.upstreams.iter().filter_map(|u| {
+        let server = ctx.server(u.server)?.clone();
+        let state = state.clone();
+        Some(async move {
+            if let Some(id) = &u.session_id {
+                state.upstreams.delete_session(&server, &u.version, id).await;
+            }
+        })
+    });
+    futures::future::join_all(deletes).await;
+    if let Some(id) = header_str(&req, MCP_SESSION_ID) {
+        let key = EndedSessions::key(id);
+        state.ended_sessions.insert(key);
+        let expires_at = time::OffsetDateTime::now_utc().unix_timestamp() + crate::session::MAX_AGE_SECS;
+        state.notifier.publish_session_end(key, expires_at).await;
+    }
+    HttpResponse::NoContent().finish()
 }

@@ -1,0 +1,54 @@
+//! `tools/call`: grant and pin checks (its rate limits and the quota were checked at
+//! admission), then the upstream that serves the tool or its hosted SQL backend.
+
+use serde_json::Value;
+
+use gatehouse_core::snapshot::ToolTarget;
+use gatehouse_events::CallOutcome;
+
+use crate::jsonrpc::{self, Message};
+
+use super::context::Incoming;
+use super::forward::forward_request;
+use super::outcome::{Answer, unknown_tool};
+
+pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, bytes_in: u64) -> Answer {
+    let ctx = incoming.ctx;
+    let id = message.id().cloned().unwrap_or(Value::Null);
+    let Some(name) = message.param_str("name").map(str::to_owned) else {
+        return Answer::Value(jsonrpc::error_body(
+            Some(&id),
+            jsonrpc::INVALID_PARAMS,
+            "Invalid params: tools/call requires a tool name",
+            None,
+        ));
+    };
+    let arguments = message.params().and_then(|p| p.get("arguments")).cloned();
+    let Some(tool) = ctx.callable_tool(&name) else {
+        // Unknown, not granted and withheld look the same: the caller learns nothing.
+        let mut record = ctx.record("tools/call", Some(&name), None, arguments.as_ref(), bytes_in);
+        record.set_outcome(CallOutcome::Denied, Some(jsonrpc::INVALID_PARAMS));
+        drop(record);
+        return unknown_tool(&id, &name);
+    };
+    let server_id = match &tool.target {
+        ToolTarget::Upstream { server_id, .. } => Some(*server_id),
+        ToolTarget::Sql(_) => None,
+    };
+    let record = ctx.record("tools/call", Some(&name), server_id, arguments.as_ref(), bytes_in);
+    match &tool.target {
+        ToolTarget::Upstream {
+            server_id,
+            upstream_name,
+        } => {
+            let (server_id, upstream_name) = (*server_id, upstream_name.clone());
+            if let Some(params) = message.params_mut() {
+                params.insert("name".into(), Value::String(upstream_name));
+            }
+            forward_request(incoming, message, Some(server_id), Some(record)).await
+        }
+        ToolTarget::Sql(target) => {
+            super::sql::call(&incoming, &id, tool, target.backend_id, message.params(), record).await
+        }
+    }
+}
