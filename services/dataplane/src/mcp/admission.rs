@@ -5,10 +5,7 @@
 //! requests of an org over its quota, and are the only way to a [`Ctx`]; and [`open_stream`],
 //! the caller's bounded share of notification streams.
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
+use actix_web::{HttpRequest, web};
 
 use gatehouse_core::snapshot::{Limit, ToolTarget};
 use gatehouse_events::CallOutcome;
@@ -21,7 +18,7 @@ use crate::state::AppState;
 use crate::stream_slots::StreamSlot;
 
 use super::context::Ctx;
-use super::http::{header_str, json_response, rpc_error};
+use super::error::McpError;
 
 /// A request whose caller is established but which is not yet counted against the endpoint's rate
 /// limits. Its [`Ctx`] is reached only through [`Unadmitted::admit`] or
@@ -43,22 +40,12 @@ pub(super) enum Verdict {
 }
 
 impl Verdict {
-    /// The JSON-RPC error answering a refused request `id`; `None` when it was admitted.
-    pub(super) fn error_body(self, id: Option<&Value>) -> Option<Value> {
+    /// The error refusing the message; `None` when it was admitted.
+    pub(super) fn refusal(self) -> Option<McpError> {
         match self {
             Verdict::Admitted => None,
-            Verdict::RateLimited { retry_after_secs } => Some(jsonrpc::error_body(
-                id,
-                jsonrpc::SERVER_ERROR,
-                &format!("Rate limit exceeded; retry after {retry_after_secs} s"),
-                Some(json!({"retryAfterSeconds": retry_after_secs})),
-            )),
-            Verdict::OverQuota => Some(jsonrpc::error_body(
-                id,
-                jsonrpc::SERVER_ERROR,
-                "Quota exceeded: this organization has used its call allowance for the billing period",
-                Some(json!({"reason": "quota_exceeded"})),
-            )),
+            Verdict::RateLimited { retry_after_secs } => Some(McpError::RateLimited { retry_after_secs }),
+            Verdict::OverQuota => Some(McpError::OverQuota),
         }
     }
 }
@@ -69,23 +56,17 @@ impl Unadmitted {
     /// of its own, against that one too, in one check; then refuses a billable request of an org
     /// over its quota. A refusal is the answer: 429 with `Retry-After`, or the quota's JSON-RPC
     /// error.
-    pub(super) async fn admit(self, message: Option<&Message>) -> Result<Ctx, HttpResponse> {
-        match self.ctx.verdict(message).await {
-            Verdict::Admitted => Ok(self.ctx),
-            Verdict::RateLimited { retry_after_secs } => Err(too_many_requests(retry_after_secs)),
-            verdict @ Verdict::OverQuota => Err(json_response(
-                StatusCode::OK,
-                &verdict
-                    .error_body(message.and_then(Message::id))
-                    .unwrap_or_default(),
-            )),
+    pub(super) async fn admit(self, message: Option<&Message>) -> Result<Ctx, McpError> {
+        match self.ctx.verdict(message).await.refusal() {
+            None => Ok(self.ctx),
+            Some(refusal) => Err(refusal),
         }
     }
 
     /// Admits a batch: every message is counted and checked as if it had come alone, and gets its
     /// own verdict (in order). When every message is refused by a rate limit the answer is 429,
     /// as it would have been for each of them.
-    pub(super) async fn admit_batch(self, messages: &[Message]) -> Result<(Ctx, Vec<Verdict>), HttpResponse> {
+    pub(super) async fn admit_batch(self, messages: &[Message]) -> Result<(Ctx, Vec<Verdict>), McpError> {
         let mut verdicts = Vec::with_capacity(messages.len());
         for message in messages {
             verdicts.push(self.ctx.verdict(Some(message)).await);
@@ -96,7 +77,9 @@ impl Unadmitted {
         };
         if verdicts.iter().all(|v| rate_limited(v).is_some()) {
             let secs = verdicts.iter().filter_map(rate_limited).max().unwrap_or(1);
-            return Err(too_many_requests(secs));
+            return Err(McpError::RateLimited {
+                retry_after_secs: secs,
+            });
         }
         Ok((self.ctx, verdicts))
     }
@@ -105,39 +88,14 @@ impl Unadmitted {
 /// A notification stream of the caller (a session's GET stream, `subscriptions/listen`): a slot
 /// among the caller's `dataplane.max_streams_per_subject` on this replica, held by the response
 /// ([`StreamSlot::held_by`]), or 429 when the caller holds them all.
-pub(super) fn open_stream(ctx: &Ctx, id: Option<&Value>) -> Result<StreamSlot, HttpResponse> {
+pub(super) fn open_stream(ctx: &Ctx) -> Result<StreamSlot, McpError> {
     let streams = &ctx.state.streams;
     streams
         .acquire(ctx.org.snapshot.org_id, &ctx.principal.subject)
         .ok_or_else(|| {
             metrics::counter!("gatehouse_dataplane_streams_refused_total").increment(1);
-            rpc_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                id,
-                jsonrpc::SERVER_ERROR,
-                &format!(
-                    "Too many open streams: a caller may hold {} notification streams open at once; close one first",
-                    streams.max()
-                ),
-                Some(json!({"maxStreams": streams.max()})),
-            )
+            McpError::TooManyStreams { max: streams.max() }
         })
-}
-
-/// 429 with `Retry-After` and the JSON-RPC error of a rate limit.
-fn too_many_requests(secs: u64) -> HttpResponse {
-    let mut response = json_response(
-        StatusCode::TOO_MANY_REQUESTS,
-        &Verdict::RateLimited {
-            retry_after_secs: secs,
-        }
-        .error_body(None)
-        .unwrap_or_default(),
-    );
-    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
 }
 
 /// The rate-limit key of one tool at one endpoint.
@@ -213,45 +171,31 @@ pub(super) async fn establish(
     state: &web::Data<AppState>,
     org_slug: &str,
     endpoint_slug: &str,
-) -> Result<Unadmitted, HttpResponse> {
-    if let Err(problem) = state.origins.check(
-        req.headers().get("origin").map(|v| v.as_bytes()),
-        req.headers().get("host").map(|v| v.as_bytes()),
-    ) {
-        return Err(rpc_error(
-            StatusCode::FORBIDDEN,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            &format!("Forbidden: {problem}"),
-            None,
-        ));
-    }
-    if !state.store.is_loaded() {
-        return Err(resource::not_ready());
-    }
-    let not_found = || {
-        rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Found: no such endpoint",
-            None,
+) -> Result<Unadmitted, McpError> {
+    state
+        .origins
+        .check(
+            req.headers().get("origin").map(|v| v.as_bytes()),
+            req.headers().get("host").map(|v| v.as_bytes()),
         )
-    };
-    let org = state.store.org_by_slug(org_slug).ok_or_else(not_found)?;
-    let endpoint = org.endpoint(endpoint_slug).cloned().ok_or_else(not_found)?;
+        .map_err(|problem| McpError::OriginRefused(problem.to_string()))?;
+    if !state.store.is_loaded() {
+        return Err(McpError::NotReady);
+    }
+    let org = state
+        .store
+        .org_by_slug(org_slug)
+        .ok_or(McpError::EndpointNotFound)?;
+    let endpoint = org
+        .endpoint(endpoint_slug)
+        .cloned()
+        .ok_or(McpError::EndpointNotFound)?;
     if org.snapshot.suspended {
-        return Err(rpc_error(
-            StatusCode::FORBIDDEN,
-            None,
-            jsonrpc::SERVER_ERROR,
-            "Forbidden: this organization is suspended; its endpoints refuse calls until the platform operator resumes it",
-            Some(json!({"reason": "org_suspended"})),
-        ));
+        return Err(McpError::OrgSuspended);
     }
     tracing::Span::current().record("org_id", tracing::field::display(org.snapshot.org_id));
     let metadata_url = resource::metadata_url(&state.public_url, org_slug, endpoint_slug);
-    let token = auth::bearer(header_str(req, "authorization"));
+    let token = auth::bearer(req.headers().get("authorization").and_then(|v| v.to_str().ok()));
     let principal = match token {
         Ok(token) => state.verifier.authenticate(token, &org, &endpoint).await,
         Err(e) => Err(e),
@@ -262,31 +206,21 @@ pub(super) async fn establish(
             TokenError::Invalid(why) => Some(*why),
         };
         metrics::counter!("gatehouse_dataplane_unauthenticated_total").increment(1);
-        HttpResponse::Unauthorized()
-            .insert_header((
-                "www-authenticate",
-                resource::challenge(&metadata_url, &endpoint, description),
-            ))
-            .content_type("application/json")
-            .body(
-                serde_json::to_vec(&jsonrpc::error_body(
-                    None,
-                    jsonrpc::INVALID_REQUEST,
-                    &format!(
-                        "Unauthorized: {}",
-                        description.unwrap_or("a bearer token is required")
-                    ),
-                    None,
-                ))
-                .expect("json"),
-            )
+        McpError::Unauthorized {
+            description: description.unwrap_or("a bearer token is required").to_owned(),
+            challenge: resource::challenge(&metadata_url, &endpoint, description),
+        }
     })?;
     let site = CallSite {
         org: org.snapshot.org_id,
         endpoint: endpoint.id(),
         principal: Some(principal.clone()),
         ip: gatehouse_http::client_ip(req),
-        user_agent: header_str(req, "user-agent").map(|s| s.chars().take(256).collect()),
+        user_agent: req
+            .headers()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
         source: state.source.clone(),
         log_arguments: org.snapshot.log_tool_arguments,
     };
@@ -308,26 +242,15 @@ pub(super) async fn establish(
     {
         ctx.record("", None, None, None, 0)
             .finish(CallOutcome::Denied, None);
-        return Err(HttpResponse::Forbidden()
-            .insert_header((
-                "www-authenticate",
-                resource::insufficient_scope(
-                    &ctx.metadata_url,
-                    &ctx.endpoint,
-                    &ctx.endpoint.scopes_supported,
-                    "the token grants nothing at this endpoint",
-                ),
-            ))
-            .content_type("application/json")
-            .body(
-                serde_json::to_vec(&jsonrpc::error_body(
-                    None,
-                    jsonrpc::INVALID_REQUEST,
-                    "Forbidden: insufficient scope",
-                    None,
-                ))
-                .expect("json"),
-            ));
+        return Err(McpError::InsufficientScope {
+            message: "Forbidden: insufficient scope".to_owned(),
+            challenge: resource::insufficient_scope(
+                &ctx.metadata_url,
+                &ctx.endpoint,
+                &ctx.endpoint.scopes_supported,
+                "the token grants nothing at this endpoint",
+            ),
+        });
     }
     Ok(Unadmitted { ctx })
 }

@@ -11,9 +11,10 @@ use crate::owners::Listing;
 use crate::session::Session;
 
 use super::bridge::{self, Unroutable};
-use super::context::{Ctx, Era, all_versions};
+use super::context::{ClientWire, Ctx, all_versions};
 use super::cursor::{Position, Walk};
-use super::outcome::{Answer, modern_list_fields, result_value};
+use super::error::McpError;
+use super::outcome::{Answer, result_value, stateless_list_fields};
 
 /// The lists answered across the endpoint's upstreams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +71,7 @@ pub(super) struct Page {
 /// sent one, `None` if it could not be asked or answered nothing usable.
 pub(super) async fn list_page(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     message: &Message,
     key: &str,
@@ -103,7 +104,7 @@ pub(super) async fn list_page(
         metrics::counter!("gatehouse_dataplane_upstream_list_failures_total").increment(1);
     };
     let upstreams = &ctx.state.upstreams;
-    let reply = match bridge::send(ctx, era, session, &server, &message, None, None).await {
+    let reply = match bridge::send(ctx, client_wire, session, &server, &message, None, None).await {
         Ok((reply, _)) => upstreams.answer_of(reply, &id).await,
         Err(Unroutable::Upstream(e)) => Err(e),
         Err(Unroutable::NotInSession | Unroutable::UnknownRequestState) => {
@@ -142,7 +143,7 @@ pub(super) async fn list_page(
 /// its own cursor inside a composite one ([`Walk`]); with one, cursors pass through.
 pub(super) async fn aggregate_list(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     message: &Message,
     kind: ListKind,
@@ -152,7 +153,7 @@ pub(super) async fn aggregate_list(
         let page = match ctx.endpoint.server_ids.first() {
             Some(server) => {
                 let cursor = message.param_str("cursor");
-                list_page(ctx, era, session, message, kind.key(), *server, cursor)
+                list_page(ctx, client_wire, session, message, kind.key(), *server, cursor)
                     .await
                     .ok()
             }
@@ -162,23 +163,21 @@ pub(super) async fn aggregate_list(
             items: vec![],
             next_cursor: None,
         });
-        return list_answer(&id, era, kind, page.items, page.next_cursor);
+        return list_answer(&id, client_wire, kind, page.items, page.next_cursor);
     }
     let walk = match message.params().and_then(|p| p.get("cursor")) {
         None | Some(Value::Null) => None,
         Some(cursor) => match cursor.as_str().and_then(Walk::decode) {
             Some(walk) => Some(walk),
             None => {
-                return Answer::Value(jsonrpc::error_body(
-                    Some(&id),
+                return Answer::Error(McpError::protocol(
                     jsonrpc::INVALID_PARAMS,
                     "Invalid params: unknown cursor",
-                    None,
                 ));
             }
         },
     };
-    let walked = walk_upstreams(ctx, era, session, message, kind, walk.as_ref()).await;
+    let walked = walk_upstreams(ctx, client_wire, session, message, kind, walk.as_ref()).await;
     // Lists the endpoint exposes itself are lists even when no upstream answers; a task list
     // nobody serves (2026-07-28 removed `tasks/list`) is the upstreams' own refusal.
     if kind == ListKind::Tasks
@@ -187,7 +186,7 @@ pub(super) async fn aggregate_list(
     {
         return Answer::Value(refusal);
     }
-    list_answer(&id, era, kind, walked.items, walked.next.encode())
+    list_answer(&id, client_wire, kind, walked.items, walked.next.encode())
 }
 
 /// What one step of a walk through the upstreams' lists produced.
@@ -205,7 +204,7 @@ struct Walked {
 /// One page from every upstream the walk has not finished.
 async fn walk_upstreams(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     message: &Message,
     kind: ListKind,
@@ -226,7 +225,7 @@ async fn walk_upstreams(
             Some(async move {
                 let page = list_page(
                     ctx,
-                    era,
+                    client_wire,
                     session,
                     message,
                     kind.key(),
@@ -297,7 +296,7 @@ fn namespace_item(kind: ListKind, slug: &str, mut item: Value) -> Value {
 
 pub(super) fn list_answer(
     id: &Value,
-    era: Era,
+    client_wire: ClientWire,
     kind: ListKind,
     items: Vec<Value>,
     next: Option<String>,
@@ -307,7 +306,7 @@ pub(super) fn list_answer(
     if let Some(next) = next {
         result.insert("nextCursor".into(), json!(next));
     }
-    modern_list_fields(era, &mut result);
+    stateless_list_fields(client_wire, &mut result);
     Answer::Value(result_value(id, Value::Object(result)))
 }
 
@@ -335,11 +334,9 @@ pub(super) async fn discover(ctx: &Ctx, message: Message) -> Answer {
         .flatten()
         .collect();
     if learned.is_empty() && !ctx.endpoint.server_ids.is_empty() {
-        return Answer::Value(jsonrpc::error_body(
-            Some(&id),
+        return Answer::Error(McpError::protocol(
             jsonrpc::SERVER_ERROR,
             "Upstream servers unavailable",
-            None,
         ));
     }
     let mut result = json!({"capabilities": {}});
@@ -358,7 +355,7 @@ pub(super) async fn discover(ctx: &Ctx, message: Message) -> Answer {
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    modern_list_fields(Era::Modern, &mut result);
+    stateless_list_fields(ClientWire::Stateless, &mut result);
     Answer::Value(result_value(&id, Value::Object(result)))
 }
 

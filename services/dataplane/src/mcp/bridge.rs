@@ -30,7 +30,7 @@ use crate::upstream::{
     ClientHello, Outbound, Reply, STATELESS_VERSION, SessionKey, UpstreamError, Wire, stateless_meta,
 };
 
-use super::context::{Ctx, Era, MODERN_VERSIONS};
+use super::context::{ClientWire, Ctx, STATELESS_VERSIONS};
 
 /// The `_meta` keys of the stateless revision's requests.
 const STATELESS_META_PREFIX: &str = "io.modelcontextprotocol/";
@@ -85,14 +85,14 @@ pub(super) fn wire_of(version: &str) -> Wire {
 /// How `message` reaches `server` for this client.
 pub(super) async fn route(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     server: &Arc<ServerState>,
     message: &Message,
 ) -> Result<Route, Unroutable> {
     let server_id = server.snapshot.id;
     let call_id = message.id().cloned().unwrap_or(Value::Null);
-    if era == Era::Legacy {
+    if client_wire == ClientWire::Session {
         let upstream = session
             .and_then(|s| s.upstreams.iter().find(|u| u.server == server_id))
             .ok_or(Unroutable::NotInSession)?;
@@ -112,7 +112,7 @@ pub(super) async fn route(
         .map_err(Unroutable::Upstream)?;
     let version = message
         .meta_protocol_version()
-        .unwrap_or(MODERN_VERSIONS[0])
+        .unwrap_or(STATELESS_VERSIONS[0])
         .to_owned();
     if learned.wire == Wire::Stateless || server.snapshot.transport == UpstreamTransport::HttpSse {
         // An HTTP+SSE upstream opens a connection and session of its own for each request.
@@ -146,10 +146,15 @@ pub(super) async fn route(
 }
 
 /// The message as `route`'s upstream must get it.
-pub(super) fn upstream_body(era: Era, session: Option<&Session>, route: &Route, message: &Message) -> Value {
+pub(super) fn upstream_body(
+    client_wire: ClientWire,
+    session: Option<&Session>,
+    route: &Route,
+    message: &Message,
+) -> Value {
     let mut value = message.value.clone();
-    match (era, route.wire) {
-        (Era::Modern, Wire::Session) => {
+    match (client_wire, route.wire) {
+        (ClientWire::Stateless, Wire::Session) => {
             if let Some(params) = value.get_mut("params").and_then(Value::as_object_mut) {
                 params.remove("inputResponses");
                 params.remove("requestState");
@@ -165,7 +170,7 @@ pub(super) fn upstream_body(era: Era, session: Option<&Session>, route: &Route, 
                 }
             }
         }
-        (Era::Legacy, Wire::Stateless) if value.get("method").is_some() => {
+        (ClientWire::Session, Wire::Stateless) if value.get("method").is_some() => {
             let capabilities = session
                 .and_then(|s| s.client_capabilities.clone())
                 .unwrap_or_else(|| json!({}));
@@ -194,7 +199,7 @@ pub(super) fn upstream_body(era: Era, session: Option<&Session>, route: &Route, 
 /// request (its `Mcp-Param-*` headers the tool declares are forwarded to stateless upstreams).
 pub(super) async fn send(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     server: &Arc<ServerState>,
     message: &Message,
@@ -202,7 +207,7 @@ pub(super) async fn send(
     input_schema: Option<&Value>,
 ) -> Result<(Reply, Route), Unroutable> {
     let request_state = message.params().and_then(|p| p.get("requestState"));
-    if era == Era::Modern
+    if client_wire == ClientWire::Stateless
         && request_state.is_some()
         && let Some((reply, route)) = ctx.state.inputs.resume(ctx, server, message).await
     {
@@ -210,13 +215,13 @@ pub(super) async fn send(
     }
     let mut retried = false;
     loop {
-        let route = route(ctx, era, session, server, message).await?;
+        let route = route(ctx, client_wire, session, server, message).await?;
         // Only the dataplane makes the `requestState` of a session upstream's call: one it does
         // not hold (altered, expired, or parked on another replica) is refused.
-        if era == Era::Modern && route.wire == Wire::Session && request_state.is_some() {
+        if client_wire == ClientWire::Stateless && route.wire == Wire::Session && request_state.is_some() {
             return Err(Unroutable::UnknownRequestState);
         }
-        let body = upstream_body(era, session, &route, message);
+        let body = upstream_body(client_wire, session, &route, message);
         let outbound_message = Message {
             value: body,
             kind: message.kind,
@@ -225,7 +230,7 @@ pub(super) async fn send(
             Wire::Stateless => mcp_headers_for(&outbound_message, req, input_schema),
             Wire::Session => vec![],
         };
-        let capabilities = client_capabilities(era, session, message);
+        let capabilities = client_capabilities(client_wire, session, message);
         let out = Outbound {
             server,
             body: Bytes::from(serde_json::to_vec(&outbound_message.value).expect("json")),
@@ -246,7 +251,7 @@ pub(super) async fn send(
             Ok(reply) => {
                 if route.wire == Wire::Stateless
                     && matches!(&reply, Reply::Status { status: 400, .. })
-                    && era == Era::Modern
+                    && client_wire == ClientWire::Stateless
                 {
                     // A server that stopped speaking the revision is learned again next time.
                     ctx.state.upstreams.forget_wire(server.snapshot.id);
@@ -258,10 +263,14 @@ pub(super) async fn send(
 }
 
 /// What the client declared, for an HTTP+SSE upstream's own handshake.
-fn client_capabilities(era: Era, session: Option<&Session>, message: &Message) -> Option<Value> {
-    match era {
-        Era::Legacy => session.and_then(|s| s.client_capabilities.clone()),
-        Era::Modern => Some(crate::upstream::session_capabilities(&declared_capabilities(
+fn client_capabilities(
+    client_wire: ClientWire,
+    session: Option<&Session>,
+    message: &Message,
+) -> Option<Value> {
+    match client_wire {
+        ClientWire::Session => session.and_then(|s| s.client_capabilities.clone()),
+        ClientWire::Stateless => Some(crate::upstream::session_capabilities(&declared_capabilities(
             message,
         ))),
     }

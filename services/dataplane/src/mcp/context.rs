@@ -19,8 +19,8 @@ use crate::store::{EndpointState, OrgState, ServerState};
 use crate::upstream::Caller;
 
 /// The stateless revision and the session-based ones, newest first.
-pub const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
-pub const LEGACY_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+pub(super) const STATELESS_VERSIONS: &[&str] = &["2026-07-28"];
+pub(super) const SESSION_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 pub(super) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How often a 2026-07-28 response stream that is waiting on its upstream writes an SSE comment.
 /// actix notices that a client has gone only when a write fails, and closing the response stream
@@ -29,40 +29,47 @@ pub(super) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub(super) const CANCELLATION_PROBE: Duration = Duration::from_secs(1);
 
 pub(super) fn all_versions() -> Vec<&'static str> {
-    MODERN_VERSIONS.iter().chain(LEGACY_VERSIONS).copied().collect()
+    STATELESS_VERSIONS
+        .iter()
+        .chain(SESSION_VERSIONS)
+        .copied()
+        .collect()
 }
 
+/// How the client speaks to the endpoint, chosen once per message at the wire edge.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Era {
-    Modern,
-    Legacy,
+pub(super) enum ClientWire {
+    /// 2026-07-28: no sessions; each request carries its revision in `_meta`.
+    Stateless,
+    /// The 2025 revisions: a session opened by `initialize`.
+    Session,
 }
 
 /// What every handler of one incoming JSON-RPC request needs besides the message: the HTTP
-/// request it came in, the endpoint's context, its era and (2025 era) its session.
+/// request it came in, the endpoint's context, the client's wire and (session wire) its session.
 #[derive(Clone, Copy)]
 pub(super) struct Incoming<'a> {
     pub(super) http: &'a HttpRequest,
     pub(super) ctx: &'a Ctx,
-    pub(super) era: Era,
+    pub(super) client_wire: ClientWire,
     pub(super) session: Option<&'a Session>,
 }
 
 impl<'a> Incoming<'a> {
-    pub(super) fn legacy(http: &'a HttpRequest, ctx: &'a Ctx, session: &'a Session) -> Self {
+    pub(super) fn session(http: &'a HttpRequest, ctx: &'a Ctx, session: &'a Session) -> Self {
         Self {
             http,
             ctx,
-            era: Era::Legacy,
+            client_wire: ClientWire::Session,
             session: Some(session),
         }
     }
 
-    pub(super) fn modern(http: &'a HttpRequest, ctx: &'a Ctx) -> Self {
+    pub(super) fn stateless(http: &'a HttpRequest, ctx: &'a Ctx) -> Self {
         Self {
             http,
             ctx,
-            era: Era::Modern,
+            client_wire: ClientWire::Stateless,
             session: None,
         }
     }

@@ -7,7 +7,6 @@
 //! (`EndpointSnapshot::extra_methods`). Every other method is answered -32601 and never reaches
 //! an upstream.
 
-use actix_web::HttpResponse;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -23,10 +22,11 @@ use crate::upstream::{Outbound, Wire};
 
 use super::aggregate::{ListKind, aggregate_list, discover};
 use super::bridge::wire_of;
-use super::context::{Ctx, Era, Incoming};
+use super::context::{ClientWire, Ctx, Incoming};
+use super::error::McpError;
 use super::forward::forward_request;
 use super::listen::listen;
-use super::outcome::{Answer, modern_list_fields, result_value};
+use super::outcome::{Answer, result_value, stateless_list_fields};
 use super::resources::{Unrouted, requested_uri, resource_owner};
 use super::tasks::{bind_created_task, forward_task_request, list_tasks, namespace_answer};
 use super::tools::call_tool;
@@ -43,7 +43,10 @@ fn grant_allows(grant: &Option<CapabilityGrant>, principal: &Principal) -> Optio
 
 pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
     let Incoming {
-        ctx, era, session, ..
+        ctx,
+        client_wire,
+        session,
+        ..
     } = incoming;
     let id = message.id().cloned().unwrap_or(Value::Null);
     let method = message.method().to_owned();
@@ -69,7 +72,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
                 .collect();
             let mut result = Map::new();
             result.insert("tools".into(), Value::Array(tools));
-            modern_list_fields(era, &mut result);
+            stateless_list_fields(client_wire, &mut result);
             Answer::Value(result_value(&id, Value::Object(result)))
         }
         "tools/call" => {
@@ -84,7 +87,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
             namespace_answer(ctx, answer)
         }
         // 2026-07-28 removed them (SEP-2663).
-        "tasks/list" | "tasks/result" if era == Era::Modern => method_not_found(&id, &method),
+        "tasks/list" | "tasks/result" if client_wire == ClientWire::Stateless => method_not_found(&method),
         "tasks/list" => list_tasks(incoming, message).await,
         "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => {
             forward_task_request(incoming, message, bytes_in).await
@@ -96,19 +99,14 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
                 _ => (&ctx.endpoint.snapshot.resources, ListKind::ResourceTemplates),
             };
             match grant_allows(grant, &ctx.principal) {
-                None => Answer::Value(jsonrpc::error_body(
-                    Some(&id),
-                    jsonrpc::METHOD_NOT_FOUND,
-                    &format!("Method not found: {method}"),
-                    None,
-                )),
+                None => Answer::Error(McpError::method_not_found(&method)),
                 Some(Err(_)) => {
                     let mut result = Map::new();
                     result.insert(kind.key().into(), json!([]));
-                    modern_list_fields(era, &mut result);
+                    stateless_list_fields(client_wire, &mut result);
                     Answer::Value(result_value(&id, Value::Object(result)))
                 }
-                Some(Ok(())) => aggregate_list(ctx, era, session, &message, kind).await,
+                Some(Ok(())) => aggregate_list(ctx, client_wire, session, &message, kind).await,
             }
         }
         "prompts/get"
@@ -122,12 +120,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
                 &ctx.endpoint.snapshot.resources
             };
             match grant_allows(grant, &ctx.principal) {
-                None => Answer::Value(jsonrpc::error_body(
-                    Some(&id),
-                    jsonrpc::METHOD_NOT_FOUND,
-                    &format!("Method not found: {method}"),
-                    None,
-                )),
+                None => Answer::Error(McpError::method_not_found(&method)),
                 Some(Err(scope)) => {
                     ctx.record(
                         &method,
@@ -150,28 +143,15 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
                             format!("Forbidden: insufficient scope ({scope} required)"),
                         )
                     };
-                    Answer::Http(
-                        HttpResponse::Forbidden()
-                            .insert_header((
-                                "www-authenticate",
-                                resource::insufficient_scope(
-                                    &ctx.metadata_url,
-                                    &ctx.endpoint,
-                                    required,
-                                    &description,
-                                ),
-                            ))
-                            .content_type("application/json")
-                            .body(
-                                serde_json::to_vec(&jsonrpc::error_body(
-                                    Some(&id),
-                                    jsonrpc::INVALID_REQUEST,
-                                    &message,
-                                    None,
-                                ))
-                                .expect("json"),
-                            ),
-                    )
+                    Answer::Error(McpError::InsufficientScope {
+                        message,
+                        challenge: resource::insufficient_scope(
+                            &ctx.metadata_url,
+                            &ctx.endpoint,
+                            required,
+                            &description,
+                        ),
+                    })
                 }
                 Some(Ok(())) => forward_named(incoming, message, bytes_in).await,
             }
@@ -217,24 +197,19 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
         "skills/list" | "skills/get" | "resources/directory/read" => {
             match grant_allows(&ctx.endpoint.snapshot.resources, &ctx.principal) {
                 Some(Ok(())) => to_upstreams(incoming, message, bytes_in).await,
-                None | Some(Err(_)) => method_not_found(&id, &method),
+                None | Some(Err(_)) => method_not_found(&method),
             }
         }
         // A vendor method passes only where the endpoint lists it.
         method if extra_method_allowed(&ctx.endpoint.snapshot.extra_methods, method) => {
             to_upstreams(incoming, message, bytes_in).await
         }
-        _ => method_not_found(&id, &method),
+        _ => method_not_found(&method),
     }
 }
 
-fn method_not_found(id: &Value, method: &str) -> Answer {
-    Answer::Value(jsonrpc::error_body(
-        Some(id),
-        jsonrpc::METHOD_NOT_FOUND,
-        &format!("Method not found: {method}"),
-        None,
-    ))
+fn method_not_found(method: &str) -> Answer {
+    Answer::Error(McpError::method_not_found(method))
 }
 
 /// A request the endpoint does not serve itself: to its only upstream as it is, or, with
@@ -280,19 +255,21 @@ fn narrow_listen_to_grants(ctx: &Ctx, message: &mut Message) {
 /// can tell whose anything else is.
 async fn dispatch_among_several(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
     let ctx = incoming.ctx;
-    let id = message.id().cloned().unwrap_or(Value::Null);
     match message.method() {
         "subscriptions/listen" if !ctx.endpoint.server_ids.is_empty() => {
             listen(incoming, message, bytes_in).await
         }
-        method => method_not_found(&id, method),
+        method => method_not_found(method),
     }
 }
 
 /// A prompt or resource request (its grant was checked) to the upstream that owns it.
 async fn forward_named(incoming: Incoming<'_>, mut message: Message, bytes_in: u64) -> Answer {
     let Incoming {
-        ctx, era, session, ..
+        ctx,
+        client_wire,
+        session,
+        ..
     } = incoming;
     let method = message.method().to_owned();
     let name = message
@@ -302,13 +279,12 @@ async fn forward_named(incoming: Incoming<'_>, mut message: Message, bytes_in: u
     let target = if names_prompt(&message) || ctx.endpoint.server_ids.len() <= 1 {
         route_named(ctx, &mut message)
     } else {
-        match route_resource(ctx, era, session, &message).await {
+        match route_resource(ctx, client_wire, session, &message).await {
             Ok(target) => Some(target),
             Err(error) => {
-                let code = error["error"]["code"].as_i64();
                 ctx.record(&method, name.as_deref(), None, None, bytes_in)
-                    .finish(CallOutcome::Error, code);
-                return Answer::Value(error);
+                    .finish(CallOutcome::Error, Some(error.code()));
+                return Answer::Error(error);
             }
         }
     };
@@ -337,34 +313,27 @@ fn names_prompt(message: &Message) -> bool {
 /// to answer (-32002 when nobody serves it; never a guess).
 async fn route_resource(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     message: &Message,
-) -> Result<ServerId, Value> {
-    let id = message.id().cloned().unwrap_or(Value::Null);
+) -> Result<ServerId, McpError> {
     let Some(uri) = requested_uri(message) else {
-        return Err(jsonrpc::error_body(
-            Some(&id),
+        return Err(McpError::protocol(
             jsonrpc::INVALID_PARAMS,
             "Invalid params: a resource URI is required",
-            None,
         ));
     };
-    resource_owner(ctx, era, session, message, uri)
+    resource_owner(ctx, client_wire, session, message, uri)
         .await
         .map_err(|why| match why {
-            Unrouted::NotFound => jsonrpc::error_body(
-                Some(&id),
+            Unrouted::NotFound => McpError::protocol_with(
                 jsonrpc::RESOURCE_NOT_FOUND,
                 "Resource not found",
-                Some(json!({"uri": uri})),
+                json!({"uri": uri}),
             ),
-            Unrouted::Unavailable => jsonrpc::error_body(
-                Some(&id),
-                jsonrpc::SERVER_ERROR,
-                "Upstream servers unavailable",
-                None,
-            ),
+            Unrouted::Unavailable => {
+                McpError::protocol(jsonrpc::SERVER_ERROR, "Upstream servers unavailable")
+            }
         })
 }
 

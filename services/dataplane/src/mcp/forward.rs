@@ -1,7 +1,6 @@
 //! Forwarding one request to the upstream that owns it, through the bridge, and what its reply
 //! becomes for the client.
 
-use actix_web::http::StatusCode;
 use serde_json::Value;
 
 use gatehouse_core::ids::ServerId;
@@ -12,11 +11,11 @@ use crate::jsonrpc::{self, Message};
 use crate::upstream::{Reply, UpstreamError, Wire};
 
 use super::bridge::{self, Unroutable};
-use super::context::{Era, Incoming};
-use super::http::rpc_error;
+use super::context::{ClientWire, Incoming};
+use super::error::McpError;
 use super::input;
-use super::outcome::{Answer, Relay, StatelessShape};
-use super::relay::{relay_events, sse_response};
+use super::outcome::{Answer, ClientStream, Relay, StatelessShape};
+use super::relay::relay_events;
 
 /// Sends a request to `target` and hands back its reply for relaying.
 pub(super) async fn forward_request(
@@ -28,7 +27,7 @@ pub(super) async fn forward_request(
     let Incoming {
         http: req,
         ctx,
-        era,
+        client_wire,
         session,
     } = incoming;
     let id = message.id().cloned().unwrap_or(Value::Null);
@@ -36,7 +35,7 @@ pub(super) async fn forward_request(
         if let Some(r) = record {
             r.finish(CallOutcome::Error, Some(code));
         }
-        Answer::Value(jsonrpc::error_body(Some(&id), code, text, None))
+        Answer::Error(McpError::protocol(code, text))
     };
     let Some(server_id) = target else {
         return fail(
@@ -55,7 +54,7 @@ pub(super) async fn forward_request(
     let index = session
         .and_then(|s| s.upstreams.iter().position(|u| u.server == server_id))
         .unwrap_or(0);
-    if era == Era::Modern || session.is_some() {
+    if client_wire == ClientWire::Stateless || session.is_some() {
         ctx.state.pins.watch(ctx.org.snapshot.org_id, server_id);
     }
     // The approved schema of the tool called (its upstream name is in the message by now).
@@ -66,19 +65,28 @@ pub(super) async fn forward_request(
         })
         .flatten()
         .and_then(|t| t.approved_definition.get("inputSchema"));
-    let sent = bridge::send(ctx, era, session, &server, &message, Some(req), input_schema).await;
+    let sent = bridge::send(
+        ctx,
+        client_wire,
+        session,
+        &server,
+        &message,
+        Some(req),
+        input_schema,
+    )
+    .await;
     match sent {
         Ok((reply, route)) => {
             let relay = Relay {
-                era,
+                client_wire,
                 index,
                 server: server_id,
                 record,
-                shape: StatelessShape::needed(era, route.wire, message.method()),
+                shape: StatelessShape::needed(client_wire, route.wire, message.method()),
             };
-            match (era, route.wire, reply) {
+            match (client_wire, route.wire, reply) {
                 // The upstream's requests on the stream become `input_required` (and back).
-                (Era::Modern, Wire::Session, Reply::Stream { events, session_id }) => {
+                (ClientWire::Stateless, Wire::Session, Reply::Stream { events, session_id }) => {
                     let events = input::stateless_view(ctx, events, route, id.clone());
                     // An answer that is the stream's first message goes as JSON, with the HTTP
                     // status its error has in the client's revision.
@@ -87,13 +95,16 @@ pub(super) async fn forward_request(
                 }
                 // An `input_required` result becomes requests on the stream, answered by the
                 // client and sent on with the next round.
-                (Era::Legacy, Wire::Stateless, reply) if input::may_ask(&reply) => {
+                (ClientWire::Session, Wire::Stateless, reply) if input::may_ask(&reply) => {
                     let session = session.expect("a session client");
                     let events = input::session_view(ctx, session, &server, message, reply);
                     let request_id = Some(id.clone());
                     let hook = None;
                     let events = relay_events(events, relay, request_id, hook, ctx.state.redactor.clone());
-                    Answer::Http(sse_response(events, None))
+                    Answer::Stream(ClientStream {
+                        frames: events,
+                        keep_alive: None,
+                    })
                 }
                 (_, _, reply) => Answer::Upstream { reply, relay },
             }
@@ -112,12 +123,8 @@ pub(super) async fn forward_request(
             if let Some(r) = record {
                 r.finish(CallOutcome::Error, None);
             }
-            Answer::Http(rpc_error(
-                StatusCode::NOT_FOUND,
-                Some(&id),
-                jsonrpc::INVALID_REQUEST,
-                "Not Found: session expired upstream; re-initialize",
-                None,
+            Answer::Error(McpError::NotFound(
+                "Not Found: session expired upstream; re-initialize".to_owned(),
             ))
         }
         Err(Unroutable::Upstream(e)) => {

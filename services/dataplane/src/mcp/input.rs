@@ -37,7 +37,8 @@ use crate::store::ServerState;
 use crate::upstream::{Outbound, Reply, SseEvents};
 
 use super::bridge::{self, Route};
-use super::context::{Ctx, Era};
+use super::context::{ClientWire, Ctx};
+use super::error::McpError;
 
 /// How long an input request waits for the client.
 pub const WAIT: Duration = Duration::from_secs(300);
@@ -316,12 +317,11 @@ pub(super) fn stateless_view(ctx: &Ctx, events: SseEvents, route: Route, client_
                             "requestState": token,
                         }})
                     }
-                    None => crate::jsonrpc::error_body(
-                        Some(&client_id),
+                    None => McpError::protocol(
                         crate::jsonrpc::SERVER_ERROR,
                         "Too many calls waiting for input; try again later",
-                        None,
-                    ),
+                    )
+                    .body(Some(&client_id)),
                 };
                 return Some((Ok(event(&answer)), state));
             }
@@ -467,12 +467,8 @@ pub(super) fn session_view(
                     }
                     Step::Reply(Reply::Status { body, .. }) => {
                         let value = serde_json::from_slice::<Value>(&body).unwrap_or_else(|_| {
-                            crate::jsonrpc::error_body(
-                                Some(&id),
-                                crate::jsonrpc::SERVER_ERROR,
-                                "Upstream server unavailable",
-                                None,
-                            )
+                            McpError::protocol(crate::jsonrpc::SERVER_ERROR, "Upstream server unavailable")
+                                .body(Some(&id))
                         });
                         state.pending.push_back(event(&value));
                     }
@@ -518,16 +514,25 @@ pub(super) fn session_view(
                                 params.insert("requestState".into(), request_state);
                             }
                         }
-                        match bridge::send(&ctx, Era::Legacy, Some(&session), &server, &retry, None, None)
-                            .await
+                        match bridge::send(
+                            &ctx,
+                            ClientWire::Session,
+                            Some(&session),
+                            &server,
+                            &retry,
+                            None,
+                            None,
+                        )
+                        .await
                         {
                             Ok((reply, _)) => state.step = Step::Reply(reply),
-                            Err(_) => state.pending.push_back(event(&crate::jsonrpc::error_body(
-                                Some(&id),
-                                crate::jsonrpc::SERVER_ERROR,
-                                "Upstream server unavailable",
-                                None,
-                            ))),
+                            Err(_) => state.pending.push_back(event(
+                                &McpError::protocol(
+                                    crate::jsonrpc::SERVER_ERROR,
+                                    "Upstream server unavailable",
+                                )
+                                .body(Some(&id)),
+                            )),
                         }
                     }
                 }
@@ -586,12 +591,13 @@ fn on_answer(
         questions.push((key.clone(), answer));
     }
     if questions.is_empty() {
-        pending.push_back(event(&crate::jsonrpc::error_body(
-            Some(id),
-            crate::jsonrpc::SERVER_ERROR,
-            "The upstream's request for input could not be put to the client",
-            None,
-        )));
+        pending.push_back(event(
+            &McpError::protocol(
+                crate::jsonrpc::SERVER_ERROR,
+                "The upstream's request for input could not be put to the client",
+            )
+            .body(Some(id)),
+        ));
         return Step::Done;
     }
     let request_state = result.get("requestState").cloned().unwrap_or(Value::Null);

@@ -19,10 +19,11 @@ use crate::jsonrpc::{self, Message};
 use crate::session::Session;
 use crate::upstream::{Reply, SseEvents, next_message};
 
-use super::context::{CANCELLATION_PROBE, Ctx, Era, Incoming};
+use super::context::{CANCELLATION_PROBE, ClientWire, Ctx, Incoming};
+use super::error::McpError;
 use super::forward::forward_request;
-use super::outcome::{Answer, Relay};
-use super::relay::{FrameStream, ListChangedHook, frame, relay_events, sse_response};
+use super::outcome::{Answer, ClientStream, FrameStream, Relay};
+use super::relay::{ListChangedHook, frame, relay_events};
 use super::resources::resource_owner;
 use super::tasks::{namespace_events, only_served_tasks};
 
@@ -39,11 +40,14 @@ struct Opened {
 
 pub(super) async fn listen(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
     let Incoming {
-        ctx, era, session, ..
+        ctx,
+        client_wire,
+        session,
+        ..
     } = incoming;
     let id = message.id().cloned().unwrap_or(Value::Null);
     let record = ctx.record("subscriptions/listen", None, None, None, bytes_in);
-    let requests = per_upstream_requests(ctx, era, session, &message).await;
+    let requests = per_upstream_requests(ctx, client_wire, session, &message).await;
     let opens = requests
         .into_iter()
         .map(|(server, message)| open(incoming, message, server));
@@ -60,23 +64,21 @@ pub(super) async fn listen(incoming: Incoming<'_>, message: Message, bytes_in: u
     if opened.is_empty() {
         record.finish(CallOutcome::Error, None);
         return refusal.unwrap_or_else(|| {
-            Answer::Value(jsonrpc::error_body(
-                Some(&id),
+            Answer::Error(McpError::protocol(
                 jsonrpc::METHOD_NOT_FOUND,
                 "Method not found: subscriptions/listen",
-                None,
             ))
         });
     }
     record.finish(CallOutcome::Success, None);
-    Answer::Http(merged_response(ctx, era, id, opened))
+    Answer::Stream(merged_stream(ctx, client_wire, id, opened))
 }
 
 /// The request each upstream gets: the client's, with `resourceSubscriptions` narrowed to the
 /// URIs that upstream owns (URIs nobody owns are dropped, so nobody acknowledges them).
 async fn per_upstream_requests(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     message: &Message,
 ) -> Vec<(ServerId, Message)> {
@@ -93,7 +95,7 @@ async fn per_upstream_requests(
     }
     let mut owned: HashMap<ServerId, Vec<String>> = HashMap::new();
     for uri in wanted {
-        if let Ok(server) = resource_owner(ctx, era, session, message, &uri).await {
+        if let Ok(server) = resource_owner(ctx, client_wire, session, message, &uri).await {
             owned.entry(server).or_default().push(uri);
         }
     }
@@ -127,11 +129,9 @@ async fn open(incoming: Incoming<'_>, message: Message, server: ServerId) -> Res
         other => return Err(other),
     };
     let unavailable = || {
-        Answer::Value(jsonrpc::error_body(
-            Some(&id),
+        Answer::Error(McpError::protocol(
             jsonrpc::SERVER_ERROR,
             "Upstream server unavailable",
-            None,
         ))
     };
     match tokio::time::timeout(ACK_WAIT, acknowledgement(&mut events, &id)).await {
@@ -157,7 +157,7 @@ async fn acknowledgement(events: &mut SseEvents, id: &Value) -> Result<Value, Op
 
 /// One acknowledgement, then every upstream's stream (task ids namespaced, list changes watched
 /// for drift) merged.
-fn merged_response(ctx: &Ctx, era: Era, id: Value, opened: Vec<Opened>) -> actix_web::HttpResponse {
+fn merged_stream(ctx: &Ctx, client_wire: ClientWire, id: Value, opened: Vec<Opened>) -> ClientStream {
     let acks: Vec<Value> = opened.iter().map(|o| o.ack.clone()).collect();
     let ack = merge_acknowledgements(&acks);
     let first = frame(None, None, &serde_json::to_string(&ack).expect("json"));
@@ -187,7 +187,10 @@ fn merged_response(ctx: &Ctx, era: Era, id: Value, opened: Vec<Opened>) -> actix
             .chain(futures::stream::select_all(streams)),
     );
     // As a single upstream's stream: 2026-07-28 probes for the client leaving (cancellation).
-    sse_response(merged, (era == Era::Modern).then_some(CANCELLATION_PROBE))
+    ClientStream {
+        frames: merged,
+        keep_alive: (client_wire == ClientWire::Stateless).then_some(CANCELLATION_PROBE),
+    }
 }
 
 /// The first acknowledgement with `notifications` the union of all of them: a kind is on when

@@ -48,9 +48,8 @@
 //! server→client requests, by `input`. `server/discover` and `initialize` are answered by the
 //! endpoint itself from what was learned (`aggregate::discover`, `sessions::initialize`).
 
-// Handlers answer with `HttpResponse` on the error path and `Answer` lives for one request:
-// their size does not matter here.
-#![allow(clippy::result_large_err, clippy::large_enum_variant)]
+// An `Answer` lives for one request: its size does not matter here.
+#![allow(clippy::large_enum_variant)]
 
 mod admission;
 mod aggregate;
@@ -58,8 +57,8 @@ mod bridge;
 mod context;
 mod cursor;
 mod dispatch;
+mod error;
 mod forward;
-mod http;
 mod input;
 mod listen;
 mod outcome;

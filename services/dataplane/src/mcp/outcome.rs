@@ -1,8 +1,10 @@
-//! What handlers produce: an [`Answer`] (a JSON-RPC message, an upstream reply to relay, or a
-//! finished HTTP response), how an upstream reply is relayed ([`Relay`]), and the result
-//! builders every handler shares.
+//! What handlers produce, whatever the client's wire: an [`Answer`] (a JSON-RPC response made
+//! here, an [`McpError`], an upstream reply to relay, or a stream of SSE frames made here), how an
+//! upstream reply is relayed ([`Relay`]), and the result builders every handler shares. The wire
+//! edge turns an `Answer` into HTTP (`wire::render`).
 
-use actix_web::HttpResponse;
+use std::time::Duration;
+
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -12,18 +14,36 @@ use crate::events::CallRecord;
 use crate::jsonrpc;
 use crate::upstream::{Reply, Wire};
 
-use super::context::Era;
+use super::context::ClientWire;
+use super::error::McpError;
 
 /// What a request dispatch produced.
 pub(super) enum Answer {
-    Http(HttpResponse),
+    /// A JSON-RPC response (a result, or an upstream's own error passed on).
     Value(Value),
-    Upstream { reply: Reply, relay: Relay },
+    /// The endpoint refuses the request.
+    Error(McpError),
+    Upstream {
+        reply: Reply,
+        relay: Relay,
+    },
+    /// An SSE response the endpoint writes itself.
+    Stream(ClientStream),
+}
+
+/// SSE frames on their way to the client.
+pub(super) type FrameStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes, actix_web::Error>>>>;
+
+/// An SSE response body: its frames, and how often a comment is written while it is quiet (the
+/// client's departure is noticed only when a write fails).
+pub(super) struct ClientStream {
+    pub(super) frames: FrameStream,
+    pub(super) keep_alive: Option<Duration>,
 }
 
 /// How to relay an upstream stream back.
 pub(super) struct Relay {
-    pub(super) era: Era,
+    pub(super) client_wire: ClientWire,
     /// Index of the upstream in the session (legacy), for event and request ids.
     pub(super) index: usize,
     pub(super) server: ServerId,
@@ -36,21 +56,17 @@ pub(super) fn result_value(id: &Value, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
-pub(super) fn modern_list_fields(era: Era, result: &mut Map<String, Value>) {
-    if era == Era::Modern {
+pub(super) fn stateless_list_fields(client_wire: ClientWire, result: &mut Map<String, Value>) {
+    if client_wire == ClientWire::Stateless {
         result.insert("resultType".into(), json!("complete"));
         result.insert("ttlMs".into(), json!(0));
         result.insert("cacheScope".into(), json!("private"));
     }
 }
 
-pub(super) fn unknown_tool(id: &Value, name: &str) -> Answer {
-    Answer::Value(jsonrpc::error_body(
-        Some(id),
-        jsonrpc::INVALID_PARAMS,
-        &format!("Unknown tool: {name}"),
-        None,
-    ))
+/// Unknown, not granted and withheld tools look the same: the caller learns nothing.
+pub(super) fn unknown_tool(name: &str) -> McpError {
+    McpError::denied(jsonrpc::INVALID_PARAMS, format!("Unknown tool: {name}"))
 }
 
 /// What a stateless client's results must carry that a session upstream's lack.
@@ -62,8 +78,8 @@ pub(super) struct StatelessShape {
 
 impl StatelessShape {
     /// The shape for `method`'s results when `route` is a session upstream of a stateless client.
-    pub(super) fn needed(era: Era, wire: Wire, method: &str) -> Option<Self> {
-        (era == Era::Modern && wire == Wire::Session).then(|| StatelessShape {
+    pub(super) fn needed(client_wire: ClientWire, wire: Wire, method: &str) -> Option<Self> {
+        (client_wire == ClientWire::Stateless && wire == Wire::Session).then(|| StatelessShape {
             cacheable: method.ends_with("/list")
                 || matches!(
                     method,

@@ -13,7 +13,7 @@ use crate::owners::{Listing, Lookup, decide};
 use crate::session::Session;
 
 use super::aggregate::{ListKind, list_page, listing_of};
-use super::context::{Ctx, Era};
+use super::context::{ClientWire, Ctx};
 
 /// At most this many pages of each list are read from each upstream when learning.
 const MAX_PAGES: usize = 5;
@@ -41,7 +41,7 @@ pub(super) fn requested_uri(message: &Message) -> Option<&str> {
 /// seconds).
 pub(super) async fn resource_owner(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     message: &Message,
     uri: &str,
@@ -55,7 +55,7 @@ pub(super) async fn resource_owner(
     if let Some(decided) = known_owner(ctx, uri) {
         return decided;
     }
-    let listings = list_everything(ctx, era, session, message).await;
+    let listings = list_everything(ctx, client_wire, session, message).await;
     if listings.is_empty() {
         return Err(Unrouted::Unavailable);
     }
@@ -75,15 +75,27 @@ fn known_owner(ctx: &Ctx, uri: &str) -> Option<Result<ServerId, Unrouted>> {
 }
 
 /// Every upstream's resources and templates (the upstreams that answered at least one list).
-async fn list_everything(ctx: &Ctx, era: Era, session: Option<&Session>, message: &Message) -> Vec<Listing> {
+async fn list_everything(
+    ctx: &Ctx,
+    client_wire: ClientWire,
+    session: Option<&Session>,
+    message: &Message,
+) -> Vec<Listing> {
     let calls = ctx
         .endpoint
         .server_ids
         .iter()
         .enumerate()
         .map(|(rank, server)| async move {
-            let resources = all_pages(ctx, era, session, message, ListKind::Resources, *server);
-            let templates = all_pages(ctx, era, session, message, ListKind::ResourceTemplates, *server);
+            let resources = all_pages(ctx, client_wire, session, message, ListKind::Resources, *server);
+            let templates = all_pages(
+                ctx,
+                client_wire,
+                session,
+                message,
+                ListKind::ResourceTemplates,
+                *server,
+            );
             let (resources, templates) = futures::join!(resources, templates);
             if resources.is_none() && templates.is_none() {
                 return None;
@@ -108,7 +120,7 @@ async fn list_everything(ctx: &Ctx, era: Era, session: Option<&Session>, message
 /// reached.
 async fn all_pages(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     client_message: &Message,
     kind: ListKind,
@@ -118,7 +130,17 @@ async fn all_pages(
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_PAGES {
-        let page = match list_page(ctx, era, session, &request, kind.key(), server, cursor.as_deref()).await {
+        let page = match list_page(
+            ctx,
+            client_wire,
+            session,
+            &request,
+            kind.key(),
+            server,
+            cursor.as_deref(),
+        )
+        .await
+        {
             Ok(page) => page,
             // A refusal (an upstream without resources, say) is an answer: nothing more here.
             Err(Some(_refusal)) => return Some(items),

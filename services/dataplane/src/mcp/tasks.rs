@@ -27,7 +27,8 @@ use crate::task_owners::{TaskKey, TaskOwner, TaskOwners};
 use crate::upstream::{Reply, SseEvents};
 
 use super::aggregate::{ListKind, aggregate_list, list_answer, list_page};
-use super::context::{Ctx, Era, Incoming};
+use super::context::{ClientWire, Ctx, Incoming};
+use super::error::{MISSING_REQUIRED_CLIENT_CAPABILITY, McpError};
 use super::forward::forward_request;
 use super::outcome::Answer;
 
@@ -35,8 +36,6 @@ use super::outcome::Answer;
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 /// The Tasks extension, as clients declare it (`capabilities.extensions`).
 const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
-/// The JSON-RPC error for a request that needs a capability the client did not declare.
-const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
 
 /// Whether a 2026-07-28 request declares the Tasks extension among its client capabilities.
 fn declares_tasks(message: &Message) -> bool {
@@ -63,16 +62,14 @@ pub(super) async fn forward_task_request(
     bytes_in: u64,
 ) -> Answer {
     let ctx = incoming.ctx;
-    let id = message.id().cloned().unwrap_or(Value::Null);
     let method = message.method().to_owned();
     // 2026-07-28: a client that did not declare the extension has no tasks (SEP-2663), whoever
     // created the one it names.
-    if incoming.era == Era::Modern && !declares_tasks(&message) {
-        return Answer::Value(jsonrpc::error_body(
-            Some(&id),
+    if incoming.client_wire == ClientWire::Stateless && !declares_tasks(&message) {
+        return Answer::Error(McpError::protocol_with(
             MISSING_REQUIRED_CLIENT_CAPABILITY,
             "Missing required client capability",
-            Some(json!({"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}})),
+            json!({"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}}),
         ));
     }
     let located = locate_task(ctx, &mut message);
@@ -85,12 +82,7 @@ pub(super) async fn forward_task_request(
         // learned about other callers' tasks.
         ctx.record(&method, None, None, None, bytes_in)
             .finish(CallOutcome::Denied, Some(jsonrpc::INVALID_PARAMS));
-        return Answer::Value(jsonrpc::error_body(
-            Some(&id),
-            jsonrpc::INVALID_PARAMS,
-            "Unknown task",
-            None,
-        ));
+        return Answer::Error(McpError::denied(jsonrpc::INVALID_PARAMS, "Unknown task"));
     };
     let record = ctx.record(&method, None, Some(target), None, bytes_in);
     let answer = forward_request(incoming, message, Some(target), Some(record)).await;
@@ -142,11 +134,14 @@ async fn serves(ctx: &Ctx, server: ServerId, task_id: &str) -> bool {
 /// is served ([`serves`]).
 pub(super) async fn list_tasks(incoming: Incoming<'_>, message: Message) -> Answer {
     let Incoming {
-        ctx, era, session, ..
+        ctx,
+        client_wire,
+        session,
+        ..
     } = incoming;
     let id = message.id().cloned().unwrap_or(Value::Null);
     if namespaces_tasks(ctx) {
-        let mut answer = aggregate_list(ctx, era, session, &message, ListKind::Tasks).await;
+        let mut answer = aggregate_list(ctx, client_wire, session, &message, ListKind::Tasks).await;
         if let Answer::Value(value) = &mut answer
             && let Some(items) = value
                 .get_mut("result")
@@ -171,23 +166,29 @@ pub(super) async fn list_tasks(incoming: Incoming<'_>, message: Message) -> Answ
         return answer;
     }
     let Some(server) = ctx.endpoint.server_ids.first().copied() else {
-        return Answer::Value(jsonrpc::error_body(
-            Some(&id),
+        return Answer::Error(McpError::protocol(
             jsonrpc::METHOD_NOT_FOUND,
             "Method not found: tasks/list",
-            None,
         ));
     };
     let cursor = message.param_str("cursor");
-    let page = match list_page(ctx, era, session, &message, ListKind::Tasks.key(), server, cursor).await {
+    let page = match list_page(
+        ctx,
+        client_wire,
+        session,
+        &message,
+        ListKind::Tasks.key(),
+        server,
+        cursor,
+    )
+    .await
+    {
         Ok(page) => page,
         Err(Some(refusal)) => return Answer::Value(refusal),
         Err(None) => {
-            return Answer::Value(jsonrpc::error_body(
-                Some(&id),
+            return Answer::Error(McpError::protocol(
                 jsonrpc::SERVER_ERROR,
                 "Upstream server unavailable",
-                None,
             ));
         }
     };
@@ -199,7 +200,7 @@ pub(super) async fn list_tasks(incoming: Incoming<'_>, message: Message) -> Answ
             tasks.push(item);
         }
     }
-    list_answer(&id, era, ListKind::Tasks, tasks, page.next_cursor)
+    list_answer(&id, client_wire, ListKind::Tasks, tasks, page.next_cursor)
 }
 
 /// Records the creator of a task the answer to a `tools/call` of `tool` creates (request `id`),

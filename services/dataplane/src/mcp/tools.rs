@@ -4,11 +4,11 @@
 use serde_json::Value;
 
 use gatehouse_core::snapshot::ToolTarget;
-use gatehouse_events::CallOutcome;
 
 use crate::jsonrpc::{self, Message};
 
 use super::context::Incoming;
+use super::error::McpError;
 use super::forward::forward_request;
 use super::outcome::{Answer, unknown_tool};
 
@@ -16,20 +16,17 @@ pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, byte
     let ctx = incoming.ctx;
     let id = message.id().cloned().unwrap_or(Value::Null);
     let Some(name) = message.param_str("name").map(str::to_owned) else {
-        return Answer::Value(jsonrpc::error_body(
-            Some(&id),
+        return Answer::Error(McpError::protocol(
             jsonrpc::INVALID_PARAMS,
             "Invalid params: tools/call requires a tool name",
-            None,
         ));
     };
     let arguments = message.params().and_then(|p| p.get("arguments")).cloned();
     let Some(tool) = ctx.callable_tool(&name) else {
-        // Unknown, not granted and withheld look the same: the caller learns nothing.
-        let mut record = ctx.record("tools/call", Some(&name), None, arguments.as_ref(), bytes_in);
-        record.set_outcome(CallOutcome::Denied, Some(jsonrpc::INVALID_PARAMS));
-        drop(record);
-        return unknown_tool(&id, &name);
+        let refused = unknown_tool(&name);
+        ctx.record("tools/call", Some(&name), None, arguments.as_ref(), bytes_in)
+            .finish(refused.outcome(), Some(refused.code()));
+        return Answer::Error(refused);
     };
     let server_id = match &tool.target {
         ToolTarget::Upstream { server_id, .. } => Some(*server_id),

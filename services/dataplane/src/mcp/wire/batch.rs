@@ -14,12 +14,14 @@ use crate::redact::Redactor;
 use crate::upstream::{Reply, response_on};
 
 use crate::mcp::admission::Verdict;
-use crate::mcp::context::{Ctx, Incoming};
+use crate::mcp::context::{ClientWire, Ctx, Incoming};
 use crate::mcp::dispatch::dispatch;
-use crate::mcp::http::rpc_error;
+use crate::mcp::error::McpError;
 use crate::mcp::outcome::Answer;
 
-use super::session::{DEFAULT_LEGACY, forward_notification, open_session, route_client_response};
+use super::render::refusal;
+
+use super::session::{DEFAULT_SESSION_VERSION, forward_notification, open_session, route_client_response};
 
 /// Batches: only the 2025-03-26 revision has them. Each message was admitted on its own
 /// (`verdicts`, in order); the admitted ones are handled in turn and the answers returned
@@ -35,27 +37,12 @@ pub(super) async fn batch(
 ) -> HttpResponse {
     let session = match open_session(req, ctx) {
         Ok(s) => s,
-        Err(response) => {
-            if req.headers().get(MCP_SESSION_ID).is_none() {
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    jsonrpc::INVALID_REQUEST,
-                    "Invalid Request: batches are not supported by this protocol version",
-                    None,
-                );
-            }
-            return response;
-        }
+        // Without a session this is a stateless request, and that revision has no batches.
+        Err(_) if req.headers().get(MCP_SESSION_ID).is_none() => return refusal(&not_supported()),
+        Err(error) => return refusal(&error),
     };
-    if session.version != DEFAULT_LEGACY {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Invalid Request: batches are not supported by this protocol version",
-            None,
-        );
+    if session.version != DEFAULT_SESSION_VERSION {
+        return refusal(&not_supported());
     }
     let limits = ctx.state.batches;
     let deadline = tokio::time::Instant::now() + limits.timeout;
@@ -64,9 +51,9 @@ pub(super) async fn batch(
         let id = message.id().cloned().unwrap_or(Value::Null);
         let is_request = message.kind == Kind::Request;
         // Refused at admission: a request gets the refusal, anything else is dropped.
-        if let Some(refusal) = verdict.error_body(Some(&id)) {
+        if let Some(refused) = verdict.refusal() {
             if is_request {
-                answers.push_error(refusal);
+                answers.push_error(refused.body(Some(&id)));
             }
             continue;
         }
@@ -93,16 +80,15 @@ pub(super) async fn batch(
             }
             Kind::Request => {
                 if message.method() == "initialize" {
-                    answers.push_error(jsonrpc::error_body(
-                        Some(&id),
+                    let error = McpError::protocol(
                         jsonrpc::INVALID_REQUEST,
                         "Invalid Request: initialize cannot be batched",
-                        None,
-                    ));
+                    );
+                    answers.push_error(error.body(Some(&id)));
                     continue;
                 }
                 let answered = tokio::time::timeout_at(deadline, async {
-                    let answer = dispatch(Incoming::legacy(req, ctx, &session), message, bytes_in).await;
+                    let answer = dispatch(Incoming::session(req, ctx, &session), message, bytes_in).await;
                     answer_value(ctx, answer, &id).await
                 })
                 .await;
@@ -162,15 +148,15 @@ impl BatchAnswers {
     }
 
     fn too_large_error(&self, id: &Value) -> Value {
-        jsonrpc::error_body(
-            Some(id),
+        McpError::protocol_with(
             jsonrpc::SERVER_ERROR,
-            &format!(
+            format!(
                 "Batch answers too large: the answers to one batch may total {} bytes; send this request on its own",
                 self.max_bytes
             ),
-            Some(json!({"maxBatchAnswerBytes": self.max_bytes})),
+            json!({"maxBatchAnswerBytes": self.max_bytes}),
         )
+        .body(Some(id))
     }
 
     fn into_response(mut self) -> HttpResponse {
@@ -184,28 +170,35 @@ impl BatchAnswers {
     }
 }
 
+fn not_supported() -> McpError {
+    McpError::bad_request(
+        jsonrpc::INVALID_REQUEST,
+        "Invalid Request: batches are not supported by this protocol version",
+    )
+}
+
+fn request_refused(id: &Value) -> Value {
+    McpError::protocol(jsonrpc::SERVER_ERROR, "Request refused").body(Some(id))
+}
+
 fn batch_deadline_error(id: &Value, timeout: std::time::Duration) -> Value {
     let ms = timeout.as_millis();
-    jsonrpc::error_body(
-        Some(id),
+    McpError::protocol_with(
         jsonrpc::SERVER_ERROR,
-        &format!("Batch deadline exceeded: a batch may take {ms} ms in all"),
-        Some(json!({"batchTimeoutMs": ms})),
+        format!("Batch deadline exceeded: a batch may take {ms} ms in all"),
+        json!({"batchTimeoutMs": ms}),
     )
+    .body(Some(id))
 }
 
 /// The response message of an answer (reading a stream to its response).
 async fn answer_value(ctx: &Ctx, answer: Answer, id: &Value) -> Value {
     match answer {
         Answer::Value(v) => v,
-        Answer::Http(r) => {
-            let code = if r.status() == StatusCode::TOO_MANY_REQUESTS {
-                "Rate limit exceeded"
-            } else {
-                "Request refused"
-            };
-            jsonrpc::error_body(Some(id), jsonrpc::SERVER_ERROR, code, None)
-        }
+        // An error that would refuse the HTTP request, or an SSE response the endpoint writes
+        // itself, has no place in a batch's array.
+        Answer::Error(error) if error.status(ClientWire::Session) == StatusCode::OK => error.body(Some(id)),
+        Answer::Error(_) | Answer::Stream(_) => request_refused(id),
         Answer::Upstream { reply, mut relay } => {
             let body = match reply {
                 Reply::Json { body, .. } | Reply::Status { body, .. } => Some(body),
@@ -219,14 +212,7 @@ async fn answer_value(ctx: &Ctx, answer: Answer, id: &Value) -> Value {
             let value = body
                 .map(|body| Redactor::apply(ctx.state.redactor.as_ref(), body))
                 .and_then(|body| serde_json::from_slice(&body).ok());
-            let value = value.unwrap_or_else(|| {
-                jsonrpc::error_body(
-                    Some(id),
-                    jsonrpc::SERVER_ERROR,
-                    "Upstream server unavailable",
-                    None,
-                )
-            });
+            let value = value.unwrap_or_else(|| McpError::unavailable().body(Some(id)));
             if let Some(r) = relay.record.take() {
                 match value
                     .get("error")

@@ -4,27 +4,22 @@
 //! ([`session`], with [`batch`]es). `GET` and `DELETE` exist only for sessions.
 
 mod batch;
+mod render;
 mod session;
 mod stateless;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use crate::headers::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::jsonrpc::{self, Body, Kind, Message};
 use crate::state::AppState;
 
 use crate::mcp::admission::{establish, open_stream};
-use crate::mcp::context::{Ctx, Incoming, MODERN_VERSIONS, all_versions};
-use crate::mcp::dispatch::dispatch;
-use crate::mcp::http::{header_str, json_response, rpc_error};
-use crate::mcp::outcome::Answer;
-use crate::mcp::relay::relay_reply;
+use crate::mcp::context::{ClientWire, Ctx, STATELESS_VERSIONS};
+use crate::mcp::error::McpError;
 
 use self::batch::batch;
-use self::session::{forward_notification, initialize, open_session, route_client_response};
-use self::stateless::modern;
+use self::render::{error_response, header_str, refusal};
 
 pub use self::session::{delete, get};
 
@@ -61,7 +56,7 @@ pub async fn post(
     let (org_slug, endpoint_slug) = path.into_inner();
     let unadmitted = match establish(&req, &state, &org_slug, &endpoint_slug).await {
         Ok(unadmitted) => unadmitted,
-        Err(response) => return response,
+        Err(error) => return refusal(&error),
     };
     // Parsed before admission so that every message of the body is counted (a `tools/call`
     // against its tool's own limit in the same check) before any of it is answered; a batch over
@@ -74,7 +69,16 @@ pub async fn post(
     };
     let (ctx, verdicts) = match admitted {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        // A quota refusal is a JSON-RPC answer to the request; a rate limit refuses the HTTP
+        // request.
+        Err(error @ McpError::OverQuota) => {
+            let id = match &parsed {
+                Ok(Body::Single(message)) => message.id(),
+                _ => None,
+            };
+            return error_response(&error, id, ClientWire::Session);
+        }
+        Err(error) => return refusal(&error),
     };
     let content_type_ok = header_str(&req, "content-type")
         .map(|c| {
@@ -86,26 +90,16 @@ pub async fn post(
         })
         .unwrap_or(false);
     if !content_type_ok {
-        return rpc_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Unsupported Media Type: Content-Type must be application/json",
-            None,
-        );
+        return refusal(&McpError::UnsupportedMediaType);
     }
     if !accepts_both(&req) {
-        return rpc_error(
-            StatusCode::NOT_ACCEPTABLE,
-            None,
-            jsonrpc::INVALID_REQUEST,
+        return refusal(&McpError::NotAcceptable(
             "Not Acceptable: the client must accept both application/json and text/event-stream",
-            None,
-        );
+        ));
     }
     let parsed = match parsed {
         Ok(parsed) => parsed,
-        Err(e) => return rpc_error(StatusCode::BAD_REQUEST, None, e.code, &e.message, None),
+        Err(e) => return refusal(&McpError::bad_request(e.code, e.message)),
     };
     let bytes_in = body.len() as u64;
     match parsed {
@@ -113,9 +107,9 @@ pub async fn post(
         Body::Single(message)
             if message.kind == Kind::Request && message.method() == "subscriptions/listen" =>
         {
-            let slot = match open_stream(&ctx, message.id()) {
+            let slot = match open_stream(&ctx) {
                 Ok(slot) => slot,
-                Err(response) => return response,
+                Err(error) => return error_response(&error, message.id(), ClientWire::Session),
             };
             slot.held_by(single(&req, &ctx, message, bytes_in).await)
         }
@@ -123,59 +117,28 @@ pub async fn post(
     }
 }
 
-/// Whether this message is handled statelessly (2026-07-28).
-fn is_modern(req: &HttpRequest, message: &Message) -> bool {
+/// The client's wire for this message: stateless (2026-07-28) or a 2025 session.
+fn client_wire(req: &HttpRequest, message: &Message) -> ClientWire {
     if message.has_meta_protocol_version_key() {
-        return true;
+        return ClientWire::Stateless;
     }
     if message.kind == Kind::Request && message.method() == "initialize" {
-        return false;
+        return ClientWire::Session;
     }
-    let header_modern = header_str(req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= MODERN_VERSIONS[0]);
-    if header_modern {
-        return true;
-    }
-    message.kind == Kind::Request
+    let header_stateless = header_str(req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= STATELESS_VERSIONS[0]);
+    let discover_without_session = message.kind == Kind::Request
         && message.method() == "server/discover"
-        && req.headers().get(MCP_SESSION_ID).is_none()
+        && req.headers().get(MCP_SESSION_ID).is_none();
+    if header_stateless || discover_without_session {
+        ClientWire::Stateless
+    } else {
+        ClientWire::Session
+    }
 }
 
 async fn single(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -> HttpResponse {
-    if is_modern(req, &message) {
-        return modern(req, ctx, message, bytes_in).await;
-    }
-    if message.kind == Kind::Request && message.method() == "initialize" {
-        return initialize(req, ctx, message).await;
-    }
-    let session = match open_session(req, ctx) {
-        Ok(s) => s,
-        Err(response) => return response,
-    };
-    if let Some(version) = req.headers().get(MCP_PROTOCOL_VERSION) {
-        let known = version.to_str().ok().is_some_and(|v| all_versions().contains(&v));
-        if !known {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                message.id(),
-                jsonrpc::INVALID_REQUEST,
-                "Bad Request: unsupported MCP-Protocol-Version",
-                Some(json!({"supported": all_versions()})),
-            );
-        }
-    }
-    match message.kind {
-        Kind::Request => {
-            let id = message.id().cloned();
-            match dispatch(Incoming::legacy(req, ctx, &session), message, bytes_in).await {
-                Answer::Http(r) => r,
-                Answer::Value(v) => json_response(StatusCode::OK, &v),
-                Answer::Upstream { reply, relay } => relay_reply(ctx, reply, relay, id),
-            }
-        }
-        Kind::Notification => {
-            forward_notification(ctx, &session, &message).await;
-            HttpResponse::Accepted().finish()
-        }
-        Kind::Response => route_client_response(ctx, &session, message).await,
+    match client_wire(req, &message) {
+        ClientWire::Stateless => stateless::handle(req, ctx, message, bytes_in).await,
+        ClientWire::Session => session::handle(req, ctx, message, bytes_in).await,
     }
 }

@@ -3,13 +3,12 @@
 //! stream (merged across the session's upstreams; one of the caller's bounded notification
 //! streams) and `DELETE` (ending a session upstream and on every replica).
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::headers::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
-use crate::jsonrpc::{self, Message};
+use crate::jsonrpc::{self, Kind, Message};
 use crate::session::{EndedSessions, Session, UpstreamSession};
 use crate::state::AppState;
 use crate::upstream::{Outbound, STATELESS_VERSION, UpstreamError, Wire};
@@ -17,41 +16,69 @@ use crate::upstream::{Outbound, STATELESS_VERSION, UpstreamError, Wire};
 use crate::mcp::admission::{establish, open_stream};
 use crate::mcp::aggregate::{endpoint_server_info, filter_capabilities, merge_capabilities};
 use crate::mcp::bridge::wire_of;
-use crate::mcp::context::{Ctx, Era, KEEP_ALIVE, LEGACY_VERSIONS, MODERN_VERSIONS};
-use crate::mcp::http::{header_str, method_not_allowed, rpc_error};
-use crate::mcp::input::ASK_PREFIX;
-use crate::mcp::outcome::{Relay, result_value};
-use crate::mcp::relay::{
-    FrameStream, ListChangedHook, SSE_RETRY_MS, parse_rewritten_id, relay_events, sse_response,
+use crate::mcp::context::{
+    ClientWire, Ctx, Incoming, KEEP_ALIVE, SESSION_VERSIONS, STATELESS_VERSIONS, all_versions,
 };
+use crate::mcp::dispatch::dispatch;
+use crate::mcp::error::McpError;
+use crate::mcp::input::ASK_PREFIX;
+use crate::mcp::outcome::{ClientStream, FrameStream, Relay, result_value};
+use crate::mcp::relay::{ListChangedHook, SSE_RETRY_MS, parse_rewritten_id, relay_events};
 use crate::mcp::sql::elicitation_answer;
 use crate::mcp::tasks::{namespace_events, namespaces_tasks, only_served_tasks};
 
-const LATEST_LEGACY: &str = "2025-11-25";
+use super::render::{answer_response, error_response, header_str, refusal, sse_response};
+
+const LATEST_SESSION_VERSION: &str = "2025-11-25";
 /// A missing `MCP-Protocol-Version` on a session request means this revision.
-pub(super) const DEFAULT_LEGACY: &str = "2025-03-26";
+pub(super) const DEFAULT_SESSION_VERSION: &str = "2025-03-26";
+
+/// One message on the session wire: `initialize` opens a session; anything else needs one.
+pub(super) async fn handle(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -> HttpResponse {
+    if message.kind == Kind::Request && message.method() == "initialize" {
+        return initialize(req, ctx, message).await;
+    }
+    let session = match open_session(req, ctx) {
+        Ok(s) => s,
+        Err(error) => return refusal(&error),
+    };
+    if let Some(version) = req.headers().get(MCP_PROTOCOL_VERSION) {
+        let known = version.to_str().ok().is_some_and(|v| all_versions().contains(&v));
+        if !known {
+            let error = McpError::BadRequest {
+                code: jsonrpc::INVALID_REQUEST,
+                message: "Bad Request: unsupported MCP-Protocol-Version".to_owned(),
+                data: Some(json!({"supported": all_versions()})),
+            };
+            return error_response(&error, message.id(), ClientWire::Session);
+        }
+    }
+    match message.kind {
+        Kind::Request => {
+            let id = message.id().cloned();
+            let answer = dispatch(Incoming::session(req, ctx, &session), message, bytes_in).await;
+            answer_response(ctx, answer, id, ClientWire::Session)
+        }
+        Kind::Notification => {
+            forward_notification(ctx, &session, &message).await;
+            HttpResponse::Accepted().finish()
+        }
+        Kind::Response => route_client_response(ctx, &session, message).await,
+    }
+}
 
 /// The session named by `Mcp-Session-Id`: 400 when absent, 404 when unknown, expired or not the
 /// caller's.
-pub(super) fn open_session(req: &HttpRequest, ctx: &Ctx) -> Result<Session, HttpResponse> {
+pub(super) fn open_session(req: &HttpRequest, ctx: &Ctx) -> Result<Session, McpError> {
     let Some(id) = header_str(req, MCP_SESSION_ID) else {
-        return Err(rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
+        return Err(McpError::bad_request(
             jsonrpc::INVALID_REQUEST,
             "Bad Request: Mcp-Session-Id header is required",
-            None,
         ));
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if ctx.state.ended_sessions.contains(id) {
-        return Err(rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Found: session not found",
-            None,
-        ));
+        return Err(McpError::NotFound("Not Found: session not found".to_owned()));
     }
     match ctx.state.sessions.open(id, now) {
         Some(s)
@@ -61,13 +88,7 @@ pub(super) fn open_session(req: &HttpRequest, ctx: &Ctx) -> Result<Session, Http
         {
             Ok(s)
         }
-        _ => Err(rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Found: session not found",
-            None,
-        )),
+        _ => Err(McpError::NotFound("Not Found: session not found".to_owned())),
     }
 }
 
@@ -77,36 +98,38 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
     let id = message.id().cloned().unwrap_or(Value::Null);
     let requested = message
         .param_str("protocolVersion")
-        .unwrap_or(LATEST_LEGACY)
+        .unwrap_or(LATEST_SESSION_VERSION)
         .to_owned();
     if let Some(header) = header_str(req, MCP_PROTOCOL_VERSION)
         && header != requested
     {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            Some(&id),
-            jsonrpc::INVALID_REQUEST,
-            &format!(
-                "Invalid Request: MCP-Protocol-Version header ({header}) does not match initialize params.protocolVersion ({requested})"
+        return error_response(
+            &McpError::bad_request(
+                jsonrpc::INVALID_REQUEST,
+                format!(
+                    "Invalid Request: MCP-Protocol-Version header ({header}) does not match initialize params.protocolVersion ({requested})"
+                ),
             ),
-            None,
+            Some(&id),
+            ClientWire::Session,
         );
     }
     if let Some(method) = req.headers().get(headers::MCP_METHOD)
         && method.as_bytes() != b"initialize"
     {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
+        return error_response(
+            &McpError::bad_request(
+                jsonrpc::HEADER_MISMATCH,
+                "Header mismatch: Mcp-Method does not match body method `initialize`",
+            ),
             Some(&id),
-            jsonrpc::HEADER_MISMATCH,
-            "Header mismatch: Mcp-Method does not match body method `initialize`",
-            None,
+            ClientWire::Session,
         );
     }
-    let version = if LEGACY_VERSIONS.contains(&requested.as_str()) {
+    let version = if SESSION_VERSIONS.contains(&requested.as_str()) {
         requested.clone()
     } else {
-        LATEST_LEGACY.to_owned()
+        LATEST_SESSION_VERSION.to_owned()
     };
     let speaks_http_sse = ctx.endpoint.server_ids.iter().any(|s| {
         ctx.server(*s)
@@ -180,12 +203,10 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
         .flatten()
         .collect();
     if results.is_empty() && !ctx.endpoint.server_ids.is_empty() {
-        return rpc_error(
-            StatusCode::OK,
+        return error_response(
+            &McpError::protocol(jsonrpc::SERVER_ERROR, "Upstream servers unavailable"),
             Some(&id),
-            jsonrpc::SERVER_ERROR,
-            "Upstream servers unavailable",
-            None,
+            ClientWire::Session,
         );
     }
     let mut merged = results
@@ -290,16 +311,19 @@ pub(super) async fn route_client_response(
     session: &Session,
     mut message: Message,
 ) -> HttpResponse {
-    if let Some(answered) = elicitation_answer(ctx, &message) {
-        return answered;
+    match elicitation_answer(ctx, &message) {
+        Some(Ok(())) => return HttpResponse::Accepted().finish(),
+        Some(Err(error)) => return error_response(&error, None, ClientWire::Session),
+        None => {}
     }
     let Some((index, original)) = message.id().and_then(parse_rewritten_id) else {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
+        return error_response(
+            &McpError::bad_request(
+                jsonrpc::INVALID_REQUEST,
+                "Invalid Request: response to an unknown request",
+            ),
             None,
-            jsonrpc::INVALID_REQUEST,
-            "Invalid Request: response to an unknown request",
-            None,
+            ClientWire::Session,
         );
     };
     // The answer to a request put to the client for a stateless upstream's `input_required`.
@@ -307,30 +331,27 @@ pub(super) async fn route_client_response(
         if ctx.state.inputs.answer(ctx, ask, &message) {
             return HttpResponse::Accepted().finish();
         }
-        return rpc_error(
-            StatusCode::NOT_FOUND,
+        return error_response(
+            &McpError::NotFound("Not Found: no call waits for this answer on this server".to_owned()),
             None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Found: no call waits for this answer on this server",
-            None,
+            ClientWire::Session,
         );
     }
     let Some(upstream) = session.upstreams.get(index) else {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
+        return error_response(
+            &McpError::bad_request(
+                jsonrpc::INVALID_REQUEST,
+                "Invalid Request: response to an unknown request",
+            ),
             None,
-            jsonrpc::INVALID_REQUEST,
-            "Invalid Request: response to an unknown request",
-            None,
+            ClientWire::Session,
         );
     };
     let Some(server) = ctx.server(upstream.server).cloned() else {
-        return rpc_error(
-            StatusCode::NOT_FOUND,
+        return error_response(
+            &McpError::NotFound("Not Found: session not found".to_owned()),
             None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Found: session not found",
-            None,
+            ClientWire::Session,
         );
     };
     message.value["id"] = original;
@@ -345,46 +366,39 @@ pub(super) async fn route_client_response(
     };
     match ctx.state.upstreams.post(out).await {
         Ok(_) => HttpResponse::Accepted().finish(),
-        Err(UpstreamError::SessionGone) => rpc_error(
-            StatusCode::NOT_FOUND,
+        Err(UpstreamError::SessionGone) => error_response(
+            &McpError::NotFound("Not Found: session expired upstream".to_owned()),
             None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Found: session expired upstream",
-            None,
+            ClientWire::Session,
         ),
         // An HTTP+SSE upstream's request whose route is not ours, or has expired.
-        Err(UpstreamError::Refused(_)) => rpc_error(
-            StatusCode::BAD_REQUEST,
+        Err(UpstreamError::Refused(_)) => error_response(
+            &McpError::bad_request(
+                jsonrpc::INVALID_REQUEST,
+                "Invalid Request: response to an unknown request",
+            ),
             None,
-            jsonrpc::INVALID_REQUEST,
-            "Invalid Request: response to an unknown request",
-            None,
+            ClientWire::Session,
         ),
-        Err(_) => rpc_error(
-            StatusCode::BAD_GATEWAY,
-            None,
-            jsonrpc::SERVER_ERROR,
-            "Upstream server unavailable",
-            None,
-        ),
+        Err(_) => error_response(&McpError::BadGateway, None, ClientWire::Session),
     }
 }
 
 /// GET and DELETE exist only for sessions of the 2025 protocol versions: authenticates the caller
 /// for the endpoint, and answers 405 to a 2026-07-28 request or one without a session id.
-async fn establish_legacy_session_request(
+async fn establish_session_request(
     req: &HttpRequest,
     state: &web::Data<AppState>,
     path: web::Path<(String, String)>,
-) -> Result<Ctx, HttpResponse> {
+) -> Result<Ctx, McpError> {
     let (org_slug, endpoint_slug) = path.into_inner();
     let ctx = establish(req, state, &org_slug, &endpoint_slug)
         .await?
         .admit(None)
         .await?;
-    let modern_header = header_str(req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= MODERN_VERSIONS[0]);
-    if modern_header || req.headers().get(MCP_SESSION_ID).is_none() {
-        return Err(method_not_allowed());
+    let header_stateless = header_str(req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= STATELESS_VERSIONS[0]);
+    if header_stateless || req.headers().get(MCP_SESSION_ID).is_none() {
+        return Err(McpError::MethodNotAllowed);
     }
     Ok(ctx)
 }
@@ -395,9 +409,9 @@ pub async fn get(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    let ctx = match establish_legacy_session_request(&req, &state, path).await {
+    let ctx = match establish_session_request(&req, &state, path).await {
         Ok(ctx) => ctx,
-        Err(response) => return response,
+        Err(error) => return refusal(&error),
     };
     let accepts_sse = req
         .headers()
@@ -405,21 +419,19 @@ pub async fn get(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.to_ascii_lowercase().contains("text/event-stream"));
     if !accepts_sse {
-        return rpc_error(
-            StatusCode::NOT_ACCEPTABLE,
+        return error_response(
+            &McpError::NotAcceptable("Not Acceptable: the client must accept text/event-stream"),
             None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Acceptable: the client must accept text/event-stream",
-            None,
+            ClientWire::Session,
         );
     }
     let session = match open_session(&req, &ctx) {
         Ok(s) => s,
-        Err(response) => return response,
+        Err(error) => return refusal(&error),
     };
-    let slot = match open_stream(&ctx, None) {
+    let slot = match open_stream(&ctx) {
         Ok(slot) => slot,
-        Err(response) => return response,
+        Err(error) => return refusal(&error),
     };
     // A resume names the upstream whose stream it continues.
     let resume = header_str(&req, headers::LAST_EVENT_ID).and_then(|id| {
@@ -456,7 +468,7 @@ pub async fn get(
                     events
                 };
                 let relay = Relay {
-                    era: Era::Legacy,
+                    client_wire: ClientWire::Session,
                     index,
                     server: upstream.server,
                     record: None,
@@ -477,25 +489,25 @@ pub async fn get(
             }
             Ok(None) => {}
             Err(UpstreamError::SessionGone) => {
-                return rpc_error(
-                    StatusCode::NOT_FOUND,
+                return error_response(
+                    &McpError::NotFound("Not Found: session expired upstream; re-initialize".to_owned()),
                     None,
-                    jsonrpc::INVALID_REQUEST,
-                    "Not Found: session expired upstream; re-initialize",
-                    None,
+                    ClientWire::Session,
                 );
             }
             Err(e) => tracing::warn!(server_id = %upstream.server, error = %e, "upstream GET stream failed"),
         }
     }
     if streams.is_empty() {
-        return method_not_allowed();
+        return refusal(&McpError::MethodNotAllowed);
     }
     let merged: FrameStream = Box::pin(futures::stream::select_all(streams));
     // On drain the stream ends with a `retry` hint; the client resumes it (`Last-Event-ID`) on
     // another replica.
-    slot.resumable(SSE_RETRY_MS)
-        .held_by(sse_response(merged, Some(KEEP_ALIVE)))
+    slot.resumable(SSE_RETRY_MS).held_by(sse_response(ClientStream {
+        frames: merged,
+        keep_alive: Some(KEEP_ALIVE),
+    }))
 }
 
 /// `DELETE /{org}/{endpoint}/mcp`: ends the session upstream.
@@ -504,13 +516,13 @@ pub async fn delete(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    let ctx = match establish_legacy_session_request(&req, &state, path).await {
+    let ctx = match establish_session_request(&req, &state, path).await {
         Ok(ctx) => ctx,
-        Err(response) => return response,
+        Err(error) => return refusal(&error),
     };
     let session = match open_session(&req, &ctx) {
         Ok(s) => s,
-        Err(response) => return response,
+        Err(error) => return refusal(&error),
     };
     let deletes = session.upstreams.iter().filter_map(|u| {
         let server = ctx.server(u.server)?.clone();

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -12,14 +11,17 @@ use serde_json::{Value, json};
 use crate::headers::{self, MCP_PROTOCOL_VERSION, RawHeaders};
 use crate::jsonrpc::{self, Kind, Message};
 
-use crate::mcp::context::{CANCELLATION_PROBE, Ctx, Incoming, MODERN_VERSIONS, all_versions};
+use crate::mcp::context::{CANCELLATION_PROBE, ClientWire, Ctx, Incoming, STATELESS_VERSIONS, all_versions};
 use crate::mcp::dispatch::dispatch;
-use crate::mcp::http::{relay_json_error, rpc_error};
+use crate::mcp::error::McpError;
 use crate::mcp::outcome::Answer;
-use crate::mcp::relay::{FrameStream, frame, relay_reply};
+use crate::mcp::outcome::FrameStream;
+use crate::mcp::relay::frame;
+
+use super::render::{answer_response, error_response};
 
 /// Methods the stateless revision removed (SEP-2575): 404 with -32601.
-const REMOVED_IN_MODERN: &[&str] = &[
+const REMOVED_IN_STATELESS: &[&str] = &[
     "initialize",
     "ping",
     "logging/setLevel",
@@ -34,38 +36,41 @@ fn raw_headers(req: &HttpRequest) -> RawHeaders<'_> {
         .collect()
 }
 
-pub(super) async fn modern(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -> HttpResponse {
+pub(super) async fn handle(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -> HttpResponse {
     let id = message.id().cloned();
     let Some(header_version) = req.headers().get(MCP_PROTOCOL_VERSION) else {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
+        return error_response(
+            &McpError::bad_request(
+                jsonrpc::HEADER_MISMATCH,
+                "Header mismatch: the MCP-Protocol-Version header is required",
+            ),
             id.as_ref(),
-            jsonrpc::HEADER_MISMATCH,
-            "Header mismatch: the MCP-Protocol-Version header is required",
-            None,
+            ClientWire::Stateless,
         );
     };
     let Ok(header_version) = header_version.to_str() else {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
+        return error_response(
+            &McpError::bad_request(
+                jsonrpc::HEADER_MISMATCH,
+                "Header mismatch: MCP-Protocol-Version is not valid",
+            ),
             id.as_ref(),
-            jsonrpc::HEADER_MISMATCH,
-            "Header mismatch: MCP-Protocol-Version is not valid",
-            None,
+            ClientWire::Stateless,
         );
     };
     if message.kind == Kind::Request {
         match message.meta_protocol_version() {
             None => {
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    id.as_ref(),
-                    jsonrpc::INVALID_PARAMS,
-                    &format!(
-                        "Invalid params: request _meta is missing or has malformed required fields: {}",
-                        jsonrpc::META_PROTOCOL_VERSION
+                return error_response(
+                    &McpError::bad_request(
+                        jsonrpc::INVALID_PARAMS,
+                        format!(
+                            "Invalid params: request _meta is missing or has malformed required fields: {}",
+                            jsonrpc::META_PROTOCOL_VERSION
+                        ),
                     ),
-                    None,
+                    id.as_ref(),
+                    ClientWire::Stateless,
                 );
             }
             Some(_)
@@ -75,35 +80,39 @@ pub(super) async fn modern(req: &HttpRequest, ctx: &Ctx, message: Message, bytes
                     .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
                     .is_some_and(Value::is_object) =>
             {
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
+                return error_response(
+                    &McpError::bad_request(
+                        jsonrpc::INVALID_PARAMS,
+                        "Invalid params: request _meta is missing or has malformed required fields: io.modelcontextprotocol/clientCapabilities",
+                    ),
                     id.as_ref(),
-                    jsonrpc::INVALID_PARAMS,
-                    "Invalid params: request _meta is missing or has malformed required fields: io.modelcontextprotocol/clientCapabilities",
-                    None,
+                    ClientWire::Stateless,
                 );
             }
             Some(meta) if meta != header_version => {
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    id.as_ref(),
-                    jsonrpc::HEADER_MISMATCH,
-                    &format!(
-                        "Header mismatch: MCP-Protocol-Version header ({header_version}) does not match request _meta protocolVersion ({meta})"
+                return error_response(
+                    &McpError::bad_request(
+                        jsonrpc::HEADER_MISMATCH,
+                        format!(
+                            "Header mismatch: MCP-Protocol-Version header ({header_version}) does not match request _meta protocolVersion ({meta})"
+                        ),
                     ),
-                    None,
+                    id.as_ref(),
+                    ClientWire::Stateless,
                 );
             }
             Some(_) => {}
         }
     }
-    if !MODERN_VERSIONS.contains(&header_version) {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
+    if !STATELESS_VERSIONS.contains(&header_version) {
+        return error_response(
+            &McpError::BadRequest {
+                code: jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
+                message: format!("Unsupported protocol version: {header_version}"),
+                data: Some(json!({"supported": all_versions(), "requested": header_version})),
+            },
             id.as_ref(),
-            jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
-            &format!("Unsupported protocol version: {header_version}"),
-            Some(json!({"supported": all_versions(), "requested": header_version})),
+            ClientWire::Stateless,
         );
     }
     if message.kind != Kind::Response {
@@ -116,53 +125,48 @@ pub(super) async fn modern(req: &HttpRequest, ctx: &Ctx, message: Message, bytes
             headers::validate_standard(&raw_headers(req), message.method(), message.params(), tool_schema)
         {
             metrics::counter!("gatehouse_dataplane_header_mismatch_total").increment(1);
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
+            return error_response(
+                &McpError::bad_request(jsonrpc::HEADER_MISMATCH, format!("Header mismatch: {reason}")),
                 id.as_ref(),
-                jsonrpc::HEADER_MISMATCH,
-                &format!("Header mismatch: {reason}"),
-                None,
+                ClientWire::Stateless,
             );
         }
     }
     match message.kind {
         // Without sessions a notification has nowhere to go; closing a stream cancels.
         Kind::Notification => HttpResponse::Accepted().finish(),
-        Kind::Response => rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Invalid Request: a stateless server accepts no JSON-RPC responses",
-            None,
-        ),
-        Kind::Request if REMOVED_IN_MODERN.contains(&message.method()) => rpc_error(
-            StatusCode::NOT_FOUND,
-            id.as_ref(),
-            jsonrpc::METHOD_NOT_FOUND,
-            &format!(
-                "Method not found: {} does not exist in protocol version {header_version}",
-                message.method()
+        Kind::Response => error_response(
+            &McpError::bad_request(
+                jsonrpc::INVALID_REQUEST,
+                "Invalid Request: a stateless server accepts no JSON-RPC responses",
             ),
             None,
+            ClientWire::Stateless,
+        ),
+        Kind::Request if REMOVED_IN_STATELESS.contains(&message.method()) => error_response(
+            &McpError::protocol(
+                jsonrpc::METHOD_NOT_FOUND,
+                format!(
+                    "Method not found: {} does not exist in protocol version {header_version}",
+                    message.method()
+                ),
+            ),
+            id.as_ref(),
+            ClientWire::Stateless,
         ),
         Kind::Request => {
             let (req, ctx) = (req.clone(), ctx.clone());
             let answering = Box::pin(async move {
-                let answer = dispatch(Incoming::modern(&req, &ctx), message, bytes_in).await;
-                modern_answer(&ctx, answer, id)
+                let answer = dispatch(Incoming::stateless(&req, &ctx), message, bytes_in).await;
+                stateless_answer(&ctx, answer, id)
             });
             respond_or_stream(answering).await
         }
     }
 }
 
-fn modern_answer(ctx: &Ctx, answer: Answer, id: Option<Value>) -> HttpResponse {
-    match answer {
-        Answer::Http(r) => r,
-        // Protocol errors of the stateless revision carry their HTTP status.
-        Answer::Value(v) => relay_json_error(&v),
-        Answer::Upstream { reply, relay } => relay_reply(ctx, reply, relay, id),
-    }
+fn stateless_answer(ctx: &Ctx, answer: Answer, id: Option<Value>) -> HttpResponse {
+    answer_response(ctx, answer, id, ClientWire::Stateless)
 }
 
 /// How long a 2026-07-28 request may take before its answer turns into a stream.
