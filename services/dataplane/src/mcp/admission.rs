@@ -12,13 +12,14 @@ use gatehouse_events::CallOutcome;
 
 use crate::auth::{self, TokenError};
 use crate::events::CallSite;
-use crate::jsonrpc::{self, Kind, Message};
+use crate::jsonrpc::{self, Kind};
 use crate::resource;
 use crate::state::AppState;
 use crate::stream_slots::StreamSlot;
 
 use super::context::Ctx;
 use super::error::McpError;
+use super::request::McpRequest;
 
 /// A request whose caller is established but which is not yet counted against the endpoint's rate
 /// limits. Its [`Ctx`] is reached only through [`Unadmitted::admit`] or
@@ -56,8 +57,8 @@ impl Unadmitted {
     /// of its own, against that one too, in one check; then refuses a billable request of an org
     /// over its quota. A refusal is the answer: 429 with `Retry-After`, or the quota's JSON-RPC
     /// error.
-    pub(super) async fn admit(self, message: Option<&Message>) -> Result<Ctx, McpError> {
-        match self.ctx.verdict(message).await.refusal() {
+    pub(super) async fn admit(self, request: Option<&mut McpRequest>) -> Result<Ctx, McpError> {
+        match self.ctx.verdict(request).await.refusal() {
             None => Ok(self.ctx),
             Some(refusal) => Err(refusal),
         }
@@ -66,10 +67,13 @@ impl Unadmitted {
     /// Admits a batch: every message is counted and checked as if it had come alone, and gets its
     /// own verdict (in order). When every message is refused by a rate limit the answer is 429,
     /// as it would have been for each of them.
-    pub(super) async fn admit_batch(self, messages: &[Message]) -> Result<(Ctx, Vec<Verdict>), McpError> {
-        let mut verdicts = Vec::with_capacity(messages.len());
-        for message in messages {
-            verdicts.push(self.ctx.verdict(Some(message)).await);
+    pub(super) async fn admit_batch(
+        self,
+        requests: &mut [McpRequest],
+    ) -> Result<(Ctx, Vec<Verdict>), McpError> {
+        let mut verdicts = Vec::with_capacity(requests.len());
+        for request in requests {
+            verdicts.push(self.ctx.verdict(Some(request)).await);
         }
         let rate_limited = |v: &Verdict| match v {
             Verdict::RateLimited { retry_after_secs } => Some(*retry_after_secs),
@@ -104,12 +108,20 @@ fn tool_limit_key(ctx: &Ctx, tool: &str) -> String {
 }
 
 impl Ctx {
-    /// Counts one message (or a request without one) against the org's and the caller's limits
-    /// and, for a `tools/call` of a tool with a limit of its own that the caller may call, against
-    /// that one too: one check, all or nothing (one Redis round trip), so a message one limit
-    /// refuses uses none of the others' budget. Then, for a billable request, the quota. Every
-    /// refusal is recorded.
-    async fn verdict(&self, message: Option<&Message>) -> Verdict {
+    /// Resolves the tool a `tools/call` names (the one time it is looked up), then counts one
+    /// message (or a request without one) against the org's and the caller's limits and, for a
+    /// `tools/call` of a tool with a limit of its own that the caller may call, against that one
+    /// too: one check, all or nothing (one Redis round trip), so a message one limit refuses uses
+    /// none of the others' budget. Then, for a billable request, the quota. Every refusal is
+    /// recorded.
+    async fn verdict(&self, mut request: Option<&mut McpRequest>) -> Verdict {
+        if let Some(called) = request.as_deref_mut().and_then(|r| r.tool.as_mut()) {
+            called.found = self.endpoint.tool_index(&called.name);
+            called.callable = called
+                .definition(&self.endpoint)
+                .is_some_and(|t| self.may_call(t));
+        }
+        let request = request.map(|r| &*r);
         let limits = &self.endpoint.snapshot.rate_limits;
         let org_key = format!("rl:org:{}", self.org.snapshot.org_id);
         let subject_key = format!(
@@ -118,16 +130,14 @@ impl Ctx {
             self.endpoint.id(),
             self.principal.subject
         );
-        let request = message.filter(|m| m.kind == Kind::Request);
-        let method = message.map_or("", Message::method);
-        let named_tool = request
-            .filter(|m| m.method() == "tools/call")
-            .and_then(|m| m.param_str("name"));
+        let method = request.map_or("", |r| r.method.as_str());
+        let called = request.and_then(|r| r.tool.as_ref());
+        let named_tool = called.map(|t| t.name.as_str());
         // Only a tool the caller may call: one it may not must not use up the tool's budget,
         // which every caller shares.
-        let tool = named_tool
-            .filter(|name| self.callable_tool(name).is_some())
-            .and_then(|name| Some((name, *limits.per_tool.get(name)?)));
+        let tool = called
+            .filter(|t| t.callable)
+            .and_then(|t| Some((t.name.as_str(), *limits.per_tool.get(&t.name)?)));
         let tool_key = tool.map(|(name, _)| tool_limit_key(self, name));
         let checks: Vec<(&str, Limit)> = [
             (org_key.as_str(), limits.per_org),
@@ -146,16 +156,20 @@ impl Ctx {
                 retry_after_secs: secs,
             };
         }
-        if request.is_some_and(|m| gatehouse_events::is_billable(m.method()))
+        let is_request = request.is_some_and(|r| r.kind() == Kind::Request);
+        if is_request
+            && gatehouse_events::is_billable(method)
             && self.state.quota.is_over(self.org.snapshot.org_id)
         {
-            let server = named_tool
-                .and_then(|name| self.callable_tool(name))
+            let server = called
+                .and_then(|t| t.callable(&self.endpoint))
                 .and_then(|t| match &t.target {
                     ToolTarget::Upstream { server_id, .. } => Some(*server_id),
                     ToolTarget::Sql(_) => None,
                 });
-            let arguments = request.and_then(|m| m.params()).and_then(|p| p.get("arguments"));
+            let arguments = request
+                .and_then(|r| r.message.params())
+                .and_then(|p| p.get("arguments"));
             self.record(method, named_tool, server, arguments, 0)
                 .finish(CallOutcome::OverQuota, Some(jsonrpc::SERVER_ERROR));
             return Verdict::OverQuota;

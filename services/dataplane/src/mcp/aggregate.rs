@@ -15,6 +15,7 @@ use super::context::{ClientWire, Ctx, all_versions};
 use super::cursor::{Position, Walk};
 use super::error::McpError;
 use super::outcome::{Answer, result_value, stateless_list_fields};
+use super::request::Cursor;
 
 /// The lists answered across the endpoint's upstreams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,17 +147,23 @@ pub(super) async fn aggregate_list(
     client_wire: ClientWire,
     session: Option<&Session>,
     message: &Message,
+    cursor: &Cursor,
     kind: ListKind,
 ) -> Answer {
     let id = message.id().cloned().unwrap_or(Value::Null);
     if ctx.endpoint.server_ids.len() <= 1 {
         let page = match ctx.endpoint.server_ids.first() {
-            Some(server) => {
-                let cursor = message.param_str("cursor");
-                list_page(ctx, client_wire, session, message, kind.key(), *server, cursor)
-                    .await
-                    .ok()
-            }
+            Some(server) => list_page(
+                ctx,
+                client_wire,
+                session,
+                message,
+                kind.key(),
+                *server,
+                cursor.as_str(),
+            )
+            .await
+            .ok(),
             None => None,
         };
         let page = page.unwrap_or(Page {
@@ -165,18 +172,17 @@ pub(super) async fn aggregate_list(
         });
         return list_answer(&id, client_wire, kind, page.items, page.next_cursor);
     }
-    let walk = match message.params().and_then(|p| p.get("cursor")) {
-        None | Some(Value::Null) => None,
-        Some(cursor) => match cursor.as_str().and_then(Walk::decode) {
-            Some(walk) => Some(walk),
-            None => {
-                return Answer::Error(McpError::protocol(
-                    jsonrpc::INVALID_PARAMS,
-                    "Invalid params: unknown cursor",
-                ));
-            }
-        },
+    let walk = match cursor {
+        Cursor::Absent => None,
+        Cursor::Given(cursor) => Walk::decode(cursor),
+        Cursor::Malformed => None,
     };
+    if walk.is_none() && *cursor != Cursor::Absent {
+        return Answer::Error(McpError::protocol(
+            jsonrpc::INVALID_PARAMS,
+            "Invalid params: unknown cursor",
+        ));
+    }
     let walked = walk_upstreams(ctx, client_wire, session, message, kind, walk.as_ref()).await;
     // Lists the endpoint exposes itself are lists even when no upstream answers; a task list
     // nobody serves (2026-07-28 removed `tasks/list`) is the upstreams' own refusal.

@@ -95,12 +95,9 @@ impl Ctx {
         }
     }
 
-    /// The endpoint's tool `name` if the caller's scopes grant it and it is not withheld
-    /// (its upstream definition drifted from the approved pin).
-    pub(super) fn callable_tool(&self, name: &str) -> Option<&EndpointTool> {
-        self.endpoint.tool(name).filter(|t| {
-            self.endpoint.may_call(t.tool_id, &self.principal.scopes) && !self.state.pins.is_withheld(t)
-        })
+    /// Whether the caller's scopes grant `tool` and it is not withheld.
+    pub(super) fn may_call(&self, tool: &EndpointTool) -> bool {
+        self.endpoint.may_call(tool.tool_id, &self.principal.scopes) && !self.state.pins.is_withheld(tool)
     }
 
     pub(super) fn server(&self, id: ServerId) -> Option<&Arc<ServerState>> {

@@ -27,7 +27,8 @@ use super::error::McpError;
 use super::forward::forward_request;
 use super::listen::listen;
 use super::outcome::{Answer, result_value, stateless_list_fields};
-use super::resources::{Unrouted, requested_uri, resource_owner};
+use super::request::{McpRequest, Named};
+use super::resources::{Unrouted, resource_owner};
 use super::tasks::{bind_created_task, forward_task_request, list_tasks, namespace_answer};
 use super::tools::call_tool;
 
@@ -41,15 +42,15 @@ fn grant_allows(grant: &Option<CapabilityGrant>, principal: &Principal) -> Optio
     })
 }
 
-pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
+pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) -> Answer {
     let Incoming {
         ctx,
         client_wire,
         session,
         ..
     } = incoming;
-    let id = message.id().cloned().unwrap_or(Value::Null);
-    let method = message.method().to_owned();
+    let id = request.id.clone();
+    let method = request.method.clone();
     match method.as_str() {
         "ping" => Answer::Value(result_value(&id, json!({}))),
         "tools/list" => {
@@ -76,11 +77,12 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
             Answer::Value(result_value(&id, Value::Object(result)))
         }
         "tools/call" => {
-            let tool = message
-                .param_str("name")
-                .and_then(|name| ctx.callable_tool(name))
+            let tool = request
+                .tool
+                .as_ref()
+                .and_then(|t| t.callable(&ctx.endpoint))
                 .map(|t| t.tool_id);
-            let answer = call_tool(incoming, message, bytes_in).await;
+            let answer = call_tool(incoming, request).await;
             // A task the call created is its caller's; with several upstreams it is named after
             // its upstream.
             let answer = bind_created_task(ctx, tool, &id, answer).await;
@@ -88,9 +90,9 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
         }
         // 2026-07-28 removed them (SEP-2663).
         "tasks/list" | "tasks/result" if client_wire == ClientWire::Stateless => method_not_found(&method),
-        "tasks/list" => list_tasks(incoming, message).await,
+        "tasks/list" => list_tasks(incoming, request).await,
         "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => {
-            forward_task_request(incoming, message, bytes_in).await
+            forward_task_request(incoming, request).await
         }
         "prompts/list" | "resources/list" | "resources/templates/list" => {
             let (grant, kind) = match method.as_str() {
@@ -106,7 +108,9 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
                     stateless_list_fields(client_wire, &mut result);
                     Answer::Value(result_value(&id, Value::Object(result)))
                 }
-                Some(Ok(())) => aggregate_list(ctx, client_wire, session, &message, kind).await,
+                Some(Ok(())) => {
+                    aggregate_list(ctx, client_wire, session, &request.message, &request.cursor, kind).await
+                }
             }
         }
         "prompts/get"
@@ -114,7 +118,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
         | "resources/subscribe"
         | "resources/unsubscribe"
         | "completion/complete" => {
-            let grant = if names_prompt(&message) {
+            let grant = if names_prompt(&request) {
                 &ctx.endpoint.snapshot.prompts
             } else {
                 &ctx.endpoint.snapshot.resources
@@ -122,14 +126,8 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
             match grant_allows(grant, &ctx.principal) {
                 None => Answer::Error(McpError::method_not_found(&method)),
                 Some(Err(scope)) => {
-                    ctx.record(
-                        &method,
-                        message.param_str("name").or(message.param_str("uri")),
-                        None,
-                        None,
-                        bytes_in,
-                    )
-                    .finish(CallOutcome::Denied, None);
+                    ctx.record(&method, request.named_target(), None, None, request.bytes_in)
+                        .finish(CallOutcome::Denied, None);
                     let required = std::slice::from_ref(&scope);
                     // The scope is named only if any caller may know it (see `nameable`).
                     let (description, message) = if resource::nameable(&ctx.endpoint, required).is_empty() {
@@ -153,7 +151,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
                         ),
                     })
                 }
-                Some(Ok(())) => forward_named(incoming, message, bytes_in).await,
+                Some(Ok(())) => forward_named(incoming, request).await,
             }
         }
         "logging/setLevel" => {
@@ -165,7 +163,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
                     .enumerate()
                     .filter(|(_, u)| wire_of(&u.version) == Wire::Session)
                     .collect();
-                let body = Bytes::from(serde_json::to_vec(&message.value).expect("json"));
+                let body = Bytes::from(serde_json::to_vec(&request.message.value).expect("json"));
                 let id = &id;
                 let sends = servers.into_iter().filter_map(|(_, u)| {
                     let server = ctx.server(u.server)?.clone();
@@ -187,22 +185,21 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
             }
             Answer::Value(result_value(&id, json!({})))
         }
-        "server/discover" => discover(ctx, message).await,
+        "server/discover" => discover(ctx, request.message).await,
         "subscriptions/listen" => {
-            let mut message = message;
-            narrow_listen_to_grants(ctx, &mut message);
-            to_upstreams(incoming, message, bytes_in).await
+            narrow_listen_to_grants(ctx, &mut request.message);
+            to_upstreams(incoming, request).await
         }
         // Skills (SEP-2640) are resources: the endpoint's resource grant decides.
         "skills/list" | "skills/get" | "resources/directory/read" => {
             match grant_allows(&ctx.endpoint.snapshot.resources, &ctx.principal) {
-                Some(Ok(())) => to_upstreams(incoming, message, bytes_in).await,
+                Some(Ok(())) => to_upstreams(incoming, request).await,
                 None | Some(Err(_)) => method_not_found(&method),
             }
         }
         // A vendor method passes only where the endpoint lists it.
         method if extra_method_allowed(&ctx.endpoint.snapshot.extra_methods, method) => {
-            to_upstreams(incoming, message, bytes_in).await
+            to_upstreams(incoming, request).await
         }
         _ => method_not_found(&method),
     }
@@ -214,13 +211,13 @@ fn method_not_found(method: &str) -> Answer {
 
 /// A request the endpoint does not serve itself: to its only upstream as it is, or, with
 /// several, to the ones [`dispatch_among_several`] can tell it belongs to.
-async fn to_upstreams(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
+async fn to_upstreams(incoming: Incoming<'_>, request: McpRequest) -> Answer {
     let ctx = incoming.ctx;
     if let [target] = ctx.endpoint.server_ids[..] {
-        let record = ctx.record(message.method(), None, Some(target), None, bytes_in);
-        forward_request(incoming, message, Some(target), Some(record)).await
+        let record = ctx.record(&request.method, None, Some(target), None, request.bytes_in);
+        forward_request(incoming, request.message, Some(target), Some(record), None).await
     } else {
-        dispatch_among_several(incoming, message, bytes_in).await
+        dispatch_among_several(incoming, request).await
     }
 }
 
@@ -253,60 +250,45 @@ fn narrow_listen_to_grants(ctx: &Ctx, message: &mut Message) {
 /// The methods beyond the endpoint's own that can still be routed with several upstreams:
 /// `subscriptions/listen` (to all; tasks are routed by their namespaced ids in `tasks`). Nobody
 /// can tell whose anything else is.
-async fn dispatch_among_several(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
+async fn dispatch_among_several(incoming: Incoming<'_>, request: McpRequest) -> Answer {
     let ctx = incoming.ctx;
-    match message.method() {
+    match request.method.as_str() {
         "subscriptions/listen" if !ctx.endpoint.server_ids.is_empty() => {
-            listen(incoming, message, bytes_in).await
+            listen(incoming, request.message, request.bytes_in).await
         }
         method => method_not_found(method),
     }
 }
 
 /// A prompt or resource request (its grant was checked) to the upstream that owns it.
-async fn forward_named(incoming: Incoming<'_>, mut message: Message, bytes_in: u64) -> Answer {
+async fn forward_named(incoming: Incoming<'_>, mut request: McpRequest) -> Answer {
     let Incoming {
         ctx,
         client_wire,
         session,
         ..
     } = incoming;
-    let method = message.method().to_owned();
-    let name = message
-        .param_str("name")
-        .or(requested_uri(&message))
-        .map(str::to_owned);
-    let target = if names_prompt(&message) || ctx.endpoint.server_ids.len() <= 1 {
-        route_named(ctx, &mut message)
+    let name = request.named_target().map(str::to_owned);
+    let target = if names_prompt(&request) || ctx.endpoint.server_ids.len() <= 1 {
+        route_named(ctx, &mut request)
     } else {
-        match route_resource(ctx, client_wire, session, &message).await {
+        match route_resource(ctx, client_wire, session, &request).await {
             Ok(target) => Some(target),
             Err(error) => {
-                ctx.record(&method, name.as_deref(), None, None, bytes_in)
+                ctx.record(&request.method, name.as_deref(), None, None, request.bytes_in)
                     .finish(CallOutcome::Error, Some(error.code()));
                 return Answer::Error(error);
             }
         }
     };
-    let record = ctx.record(&method, name.as_deref(), target, None, bytes_in);
-    forward_request(incoming, message, target, Some(record)).await
+    let record = ctx.record(&request.method, name.as_deref(), target, None, request.bytes_in);
+    forward_request(incoming, request.message, target, Some(record), None).await
 }
 
 /// Whether a request names a prompt (`prompts/get`, or a completion of a `ref/prompt`) rather
 /// than a resource.
-fn names_prompt(message: &Message) -> bool {
-    match message.method() {
-        "prompts/get" => true,
-        "completion/complete" => {
-            message
-                .params()
-                .and_then(|p| p.get("ref"))
-                .and_then(|r| r.get("type"))
-                .and_then(Value::as_str)
-                == Some("ref/prompt")
-        }
-        _ => false,
-    }
+fn names_prompt(request: &McpRequest) -> bool {
+    matches!(request.named, Some(Named::Prompt(_)))
 }
 
 /// With several upstreams: the owner of the URI a resource request names, or the JSON-RPC error
@@ -315,15 +297,15 @@ async fn route_resource(
     ctx: &Ctx,
     client_wire: ClientWire,
     session: Option<&Session>,
-    message: &Message,
+    request: &McpRequest,
 ) -> Result<ServerId, McpError> {
-    let Some(uri) = requested_uri(message) else {
+    let Some(Named::Resource(Some(uri))) = &request.named else {
         return Err(McpError::protocol(
             jsonrpc::INVALID_PARAMS,
             "Invalid params: a resource URI is required",
         ));
     };
-    resource_owner(ctx, client_wire, session, message, uri)
+    resource_owner(ctx, client_wire, session, &request.message, uri)
         .await
         .map_err(|why| match why {
             Unrouted::NotFound => McpError::protocol_with(
@@ -340,25 +322,19 @@ async fn route_resource(
 /// The server a prompt request (or, with one upstream, any request naming something) goes to.
 /// With several servers, prompts are namespaced like tools (`<server slug>__<name>`; the prefix
 /// is removed here).
-fn route_named(ctx: &Ctx, message: &mut Message) -> Option<ServerId> {
+fn route_named(ctx: &Ctx, request: &mut McpRequest) -> Option<ServerId> {
     let servers = &ctx.endpoint.server_ids;
     if servers.len() <= 1 {
         return servers.first().copied();
     }
-    let is_get = message.method() == "prompts/get";
-    let name = if is_get {
-        message.param_str("name")
-    } else {
-        message
-            .params()
-            .and_then(|p| p.get("ref"))
-            .and_then(|r| r.get("name"))
-            .and_then(Value::as_str)
-    }?;
+    let Some(Named::Prompt(Some(name))) = &request.named else {
+        return None;
+    };
     let (slug, rest) = name.split_once(gatehouse_core::snapshot::TOOL_NAMESPACE_SEPARATOR)?;
     let server = ctx.server_by_slug(slug)?;
     let rest = json!(rest);
-    let params = message.params_mut()?;
+    let is_get = request.method == "prompts/get";
+    let params = request.message.params_mut()?;
     if is_get {
         params.insert("name".into(), rest);
     } else if let Some(r) = params.get_mut("ref").and_then(Value::as_object_mut) {

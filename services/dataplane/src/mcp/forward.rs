@@ -17,12 +17,15 @@ use super::input;
 use super::outcome::{Answer, ClientStream, Relay, StatelessShape};
 use super::relay::relay_events;
 
-/// Sends a request to `target` and hands back its reply for relaying.
+/// Sends a request to `target` and hands back its reply for relaying. `input_schema` is the
+/// approved input schema of the tool a `tools/call` calls (its `Mcp-Param-*` headers are
+/// forwarded to a stateless upstream).
 pub(super) async fn forward_request(
     incoming: Incoming<'_>,
     message: Message,
     target: Option<ServerId>,
     record: Option<CallRecord>,
+    input_schema: Option<&Value>,
 ) -> Answer {
     let Incoming {
         http: req,
@@ -54,17 +57,7 @@ pub(super) async fn forward_request(
     let index = session
         .and_then(|s| s.upstreams.iter().position(|u| u.server == server_id))
         .unwrap_or(0);
-    if client_wire == ClientWire::Stateless || session.is_some() {
-        ctx.state.pins.watch(ctx.org.snapshot.org_id, server_id);
-    }
-    // The approved schema of the tool called (its upstream name is in the message by now).
-    let input_schema = (message.method() == "tools/call")
-        .then(|| {
-            ctx.endpoint
-                .tool_by_upstream(server_id, message.param_str("name")?)
-        })
-        .flatten()
-        .and_then(|t| t.approved_definition.get("inputSchema"));
+    ctx.state.pins.watch(ctx.org.snapshot.org_id, server_id);
     let sent = bridge::send(
         ctx,
         client_wire,

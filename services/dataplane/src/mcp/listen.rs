@@ -120,7 +120,7 @@ async fn per_upstream_requests(
 /// anything else (an error, a plain reply) is left out, and its answer kept as a refusal.
 async fn open(incoming: Incoming<'_>, message: Message, server: ServerId) -> Result<Opened, Answer> {
     let id = message.id().cloned().unwrap_or(Value::Null);
-    let answer = forward_request(incoming, message, Some(server), None).await;
+    let answer = forward_request(incoming, message, Some(server), None, None).await;
     let (mut events, relay) = match answer {
         Answer::Upstream {
             reply: Reply::Stream { events, .. },

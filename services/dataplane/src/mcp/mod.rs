@@ -63,6 +63,7 @@ mod input;
 mod listen;
 mod outcome;
 mod relay;
+mod request;
 mod resources;
 mod sql;
 mod tasks;

@@ -27,15 +27,6 @@ pub(super) enum Unrouted {
     Unavailable,
 }
 
-/// The URI a resource request names: `params.uri`, or `params.ref.uri` for a completion.
-pub(super) fn requested_uri(message: &Message) -> Option<&str> {
-    let params = message.params()?;
-    match message.method() {
-        "completion/complete" => params.get("ref")?.get("uri")?.as_str(),
-        _ => params.get("uri")?.as_str(),
-    }
-}
-
 /// The upstream that owns `uri`: from the endpoint's map, else learned by listing every upstream
 /// (once at a time per endpoint; a URI nobody claimed is looked for again at most every few
 /// seconds).

@@ -31,6 +31,7 @@ use super::context::{ClientWire, Ctx, Incoming};
 use super::error::{MISSING_REQUIRED_CLIENT_CAPABILITY, McpError};
 use super::forward::forward_request;
 use super::outcome::Answer;
+use super::request::McpRequest;
 
 /// The `_meta` key naming the task a message belongs to (2025-11-25).
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
@@ -56,13 +57,15 @@ pub(super) fn namespaces_tasks(ctx: &Ctx) -> bool {
 /// A `tasks/*` request naming a task (`tasks/get`, `tasks/result`, `tasks/cancel`,
 /// `tasks/update`): to the upstream that holds it (with several, the one its id names), only for
 /// the subject that created it while it may still call the tool that did.
-pub(super) async fn forward_task_request(
-    incoming: Incoming<'_>,
-    mut message: Message,
-    bytes_in: u64,
-) -> Answer {
+pub(super) async fn forward_task_request(incoming: Incoming<'_>, request: McpRequest) -> Answer {
     let ctx = incoming.ctx;
-    let method = message.method().to_owned();
+    let McpRequest {
+        mut message,
+        method,
+        bytes_in,
+        task_id,
+        ..
+    } = request;
     // 2026-07-28: a client that did not declare the extension has no tasks (SEP-2663), whoever
     // created the one it names.
     if incoming.client_wire == ClientWire::Stateless && !declares_tasks(&message) {
@@ -72,7 +75,7 @@ pub(super) async fn forward_task_request(
             json!({"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}}),
         ));
     }
-    let located = locate_task(ctx, &mut message);
+    let located = task_id.and_then(|task_id| locate_task(ctx, &mut message, task_id));
     let served = match &located {
         Some((target, task_id)) => serves(ctx, *target, task_id).await,
         None => false,
@@ -85,29 +88,23 @@ pub(super) async fn forward_task_request(
         return Answer::Error(McpError::denied(jsonrpc::INVALID_PARAMS, "Unknown task"));
     };
     let record = ctx.record(&method, None, Some(target), None, bytes_in);
-    let answer = forward_request(incoming, message, Some(target), Some(record)).await;
+    let answer = forward_request(incoming, message, Some(target), Some(record), None).await;
     namespace_answer(ctx, answer)
 }
 
-/// The upstream and upstream task id `params.taskId` names: with several upstreams by its prefix
-/// (removed from the request), with one as it is.
-fn locate_task(ctx: &Ctx, message: &mut Message) -> Option<(ServerId, String)> {
-    if namespaces_tasks(ctx) {
-        let server = route_task(ctx, message)?;
-        return Some((server, message.param_str("taskId")?.to_owned()));
+/// The upstream and upstream task id the client's `task_id` names: with several upstreams by its
+/// prefix (removed from the request's `params.taskId`), with one as it is.
+fn locate_task(ctx: &Ctx, message: &mut Message, task_id: String) -> Option<(ServerId, String)> {
+    if !namespaces_tasks(ctx) {
+        return Some((*ctx.endpoint.server_ids.first()?, task_id));
     }
-    let server = *ctx.endpoint.server_ids.first()?;
-    Some((server, message.param_str("taskId")?.to_owned()))
-}
-
-/// The upstream named by `params.taskId`'s prefix; the prefix is removed from the request.
-fn route_task(ctx: &Ctx, message: &mut Message) -> Option<ServerId> {
-    let task_id = message.param_str("taskId")?;
     let (slug, upstream_id) = task_id.split_once(TOOL_NAMESPACE_SEPARATOR)?;
     let server = ctx.server_by_slug(slug)?;
-    let upstream_id = Value::String(upstream_id.to_owned());
-    message.params_mut()?.insert("taskId".into(), upstream_id);
-    Some(server)
+    let upstream_id = upstream_id.to_owned();
+    message
+        .params_mut()?
+        .insert("taskId".into(), Value::String(upstream_id.clone()));
+    Some((server, upstream_id))
 }
 
 fn task_key(ctx: &Ctx, server: ServerId, task_id: &str) -> TaskKey {
@@ -127,21 +124,23 @@ async fn serves(ctx: &Ctx, server: ServerId, task_id: &str) -> bool {
             .tools
             .iter()
             .find(|t| t.tool_id == owner.tool)
-            .is_some_and(|t| ctx.callable_tool(&t.exposed_name).is_some())
+            .is_some_and(|t| ctx.may_call(t))
 }
 
 /// `tasks/list`: the upstreams' lists (aggregated with several) with only the tasks the caller
 /// is served ([`serves`]).
-pub(super) async fn list_tasks(incoming: Incoming<'_>, message: Message) -> Answer {
+pub(super) async fn list_tasks(incoming: Incoming<'_>, request: McpRequest) -> Answer {
     let Incoming {
         ctx,
         client_wire,
         session,
         ..
     } = incoming;
-    let id = message.id().cloned().unwrap_or(Value::Null);
+    let McpRequest {
+        message, id, cursor, ..
+    } = request;
     if namespaces_tasks(ctx) {
-        let mut answer = aggregate_list(ctx, client_wire, session, &message, ListKind::Tasks).await;
+        let mut answer = aggregate_list(ctx, client_wire, session, &message, &cursor, ListKind::Tasks).await;
         if let Answer::Value(value) = &mut answer
             && let Some(items) = value
                 .get_mut("result")
@@ -171,7 +170,6 @@ pub(super) async fn list_tasks(incoming: Incoming<'_>, message: Message) -> Answ
             "Method not found: tasks/list",
         ));
     };
-    let cursor = message.param_str("cursor");
     let page = match list_page(
         ctx,
         client_wire,
@@ -179,7 +177,7 @@ pub(super) async fn list_tasks(incoming: Incoming<'_>, message: Message) -> Answ
         &message,
         ListKind::Tasks.key(),
         server,
-        cursor,
+        cursor.as_str(),
     )
     .await
     {

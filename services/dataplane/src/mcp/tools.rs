@@ -5,26 +5,34 @@ use serde_json::Value;
 
 use gatehouse_core::snapshot::ToolTarget;
 
-use crate::jsonrpc::{self, Message};
+use crate::jsonrpc;
 
 use super::context::Incoming;
 use super::error::McpError;
 use super::forward::forward_request;
 use super::outcome::{Answer, unknown_tool};
+use super::request::McpRequest;
 
-pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, bytes_in: u64) -> Answer {
+pub(super) async fn call_tool(incoming: Incoming<'_>, request: McpRequest) -> Answer {
     let ctx = incoming.ctx;
-    let id = message.id().cloned().unwrap_or(Value::Null);
-    let Some(name) = message.param_str("name").map(str::to_owned) else {
+    let McpRequest {
+        mut message,
+        id,
+        bytes_in,
+        tool: called,
+        ..
+    } = request;
+    let Some(called) = called else {
         return Answer::Error(McpError::protocol(
             jsonrpc::INVALID_PARAMS,
             "Invalid params: tools/call requires a tool name",
         ));
     };
     let arguments = message.params().and_then(|p| p.get("arguments")).cloned();
-    let Some(tool) = ctx.callable_tool(&name) else {
-        let refused = unknown_tool(&name);
-        ctx.record("tools/call", Some(&name), None, arguments.as_ref(), bytes_in)
+    let name = called.name.as_str();
+    let Some(tool) = called.callable(&ctx.endpoint) else {
+        let refused = unknown_tool(name);
+        ctx.record("tools/call", Some(name), None, arguments.as_ref(), bytes_in)
             .finish(refused.outcome(), Some(refused.code()));
         return Answer::Error(refused);
     };
@@ -32,7 +40,7 @@ pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, byte
         ToolTarget::Upstream { server_id, .. } => Some(*server_id),
         ToolTarget::Sql(_) => None,
     };
-    let record = ctx.record("tools/call", Some(&name), server_id, arguments.as_ref(), bytes_in);
+    let record = ctx.record("tools/call", Some(name), server_id, arguments.as_ref(), bytes_in);
     match &tool.target {
         ToolTarget::Upstream {
             server_id,
@@ -42,7 +50,8 @@ pub(super) async fn call_tool(incoming: Incoming<'_>, mut message: Message, byte
             if let Some(params) = message.params_mut() {
                 params.insert("name".into(), Value::String(upstream_name));
             }
-            forward_request(incoming, message, Some(server_id), Some(record)).await
+            let input_schema = tool.approved_definition.get("inputSchema");
+            forward_request(incoming, message, Some(server_id), Some(record), input_schema).await
         }
         ToolTarget::Sql(target) => {
             super::sql::call(&incoming, &id, tool, target.backend_id, message.params(), record).await

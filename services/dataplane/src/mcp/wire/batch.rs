@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use gatehouse_events::CallOutcome;
 
 use crate::headers::MCP_SESSION_ID;
-use crate::jsonrpc::{self, Kind, Message};
+use crate::jsonrpc::{self, Kind};
 use crate::redact::Redactor;
 use crate::upstream::{Reply, response_on};
 
@@ -18,6 +18,7 @@ use crate::mcp::context::{ClientWire, Ctx, Incoming};
 use crate::mcp::dispatch::dispatch;
 use crate::mcp::error::McpError;
 use crate::mcp::outcome::Answer;
+use crate::mcp::request::McpRequest;
 
 use super::render::refusal;
 
@@ -31,9 +32,8 @@ use super::session::{DEFAULT_SESSION_VERSION, forward_notification, open_session
 pub(super) async fn batch(
     req: &HttpRequest,
     ctx: &Ctx,
-    messages: Vec<Message>,
+    requests: Vec<McpRequest>,
     verdicts: Vec<Verdict>,
-    bytes_in: u64,
 ) -> HttpResponse {
     let session = match open_session(req, ctx) {
         Ok(s) => s,
@@ -47,9 +47,9 @@ pub(super) async fn batch(
     let limits = ctx.state.batches;
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let mut answers = BatchAnswers::new(limits.max_answer_bytes);
-    for (message, verdict) in messages.into_iter().zip(verdicts) {
-        let id = message.id().cloned().unwrap_or(Value::Null);
-        let is_request = message.kind == Kind::Request;
+    for (request, verdict) in requests.into_iter().zip(verdicts) {
+        let id = request.id.clone();
+        let is_request = request.kind() == Kind::Request;
         // Refused at admission: a request gets the refusal, anything else is dropped.
         if let Some(refused) = verdict.refusal() {
             if is_request {
@@ -69,17 +69,19 @@ pub(super) async fn batch(
             }
             continue;
         }
-        match message.kind {
+        match request.kind() {
             Kind::Notification => {
                 let _ =
-                    tokio::time::timeout_at(deadline, forward_notification(ctx, &session, &message)).await;
+                    tokio::time::timeout_at(deadline, forward_notification(ctx, &session, &request.message))
+                        .await;
             }
             Kind::Response => {
                 let _ =
-                    tokio::time::timeout_at(deadline, route_client_response(ctx, &session, message)).await;
+                    tokio::time::timeout_at(deadline, route_client_response(ctx, &session, request.message))
+                        .await;
             }
             Kind::Request => {
-                if message.method() == "initialize" {
+                if request.method == "initialize" {
                     let error = McpError::protocol(
                         jsonrpc::INVALID_REQUEST,
                         "Invalid Request: initialize cannot be batched",
@@ -88,7 +90,7 @@ pub(super) async fn batch(
                     continue;
                 }
                 let answered = tokio::time::timeout_at(deadline, async {
-                    let answer = dispatch(Incoming::session(req, ctx, &session), message, bytes_in).await;
+                    let answer = dispatch(Incoming::session(req, ctx, &session), request).await;
                     answer_value(ctx, answer, &id).await
                 })
                 .await;

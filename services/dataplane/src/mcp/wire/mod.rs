@@ -11,12 +11,13 @@ mod stateless;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::headers::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
-use crate::jsonrpc::{self, Body, Kind, Message};
+use crate::jsonrpc::{self, Body, Kind};
 use crate::state::AppState;
 
 use crate::mcp::admission::{establish, open_stream};
 use crate::mcp::context::{ClientWire, Ctx, STATELESS_VERSIONS};
 use crate::mcp::error::McpError;
+use crate::mcp::request::McpRequest;
 
 use self::batch::batch;
 use self::render::{error_response, header_str, refusal};
@@ -61,10 +62,20 @@ pub async fn post(
     // Parsed before admission so that every message of the body is counted (a `tools/call`
     // against its tool's own limit in the same check) before any of it is answered; a batch over
     // `dataplane.max_batch_messages` is refused by a scan before it is parsed.
-    let parsed = jsonrpc::parse_body(&body, state.max_json_depth, state.batches.max_messages);
-    let admitted = match &parsed {
-        Ok(Body::Batch(messages)) => unadmitted.admit_batch(messages).await,
-        Ok(Body::Single(message)) => unadmitted.admit(Some(message)).await.map(|ctx| (ctx, vec![])),
+    let bytes_in = body.len() as u64;
+    let mut parsed =
+        jsonrpc::parse_body(&body, state.max_json_depth, state.batches.max_messages).map(|body| match body {
+            Body::Single(message) => Requests::Single(McpRequest::read(message, bytes_in)),
+            Body::Batch(messages) => Requests::Batch(
+                messages
+                    .into_iter()
+                    .map(|message| McpRequest::read(message, bytes_in))
+                    .collect(),
+            ),
+        });
+    let admitted = match &mut parsed {
+        Ok(Requests::Batch(requests)) => unadmitted.admit_batch(requests).await,
+        Ok(Requests::Single(request)) => unadmitted.admit(Some(request)).await.map(|ctx| (ctx, vec![])),
         Err(_) => unadmitted.admit(None).await.map(|ctx| (ctx, vec![])),
     };
     let (ctx, verdicts) = match admitted {
@@ -73,7 +84,7 @@ pub async fn post(
         // request.
         Err(error @ McpError::OverQuota) => {
             let id = match &parsed {
-                Ok(Body::Single(message)) => message.id(),
+                Ok(Requests::Single(request)) => request.answer_id(),
                 _ => None,
             };
             return error_response(&error, id, ClientWire::Session);
@@ -101,34 +112,39 @@ pub async fn post(
         Ok(parsed) => parsed,
         Err(e) => return refusal(&McpError::bad_request(e.code, e.message)),
     };
-    let bytes_in = body.len() as u64;
     match parsed {
-        Body::Batch(messages) => batch(&req, &ctx, messages, verdicts, bytes_in).await,
-        Body::Single(message)
-            if message.kind == Kind::Request && message.method() == "subscriptions/listen" =>
+        Requests::Batch(requests) => batch(&req, &ctx, requests, verdicts).await,
+        Requests::Single(request)
+            if request.kind() == Kind::Request && request.method == "subscriptions/listen" =>
         {
             let slot = match open_stream(&ctx) {
                 Ok(slot) => slot,
-                Err(error) => return error_response(&error, message.id(), ClientWire::Session),
+                Err(error) => return error_response(&error, request.answer_id(), ClientWire::Session),
             };
-            slot.held_by(single(&req, &ctx, message, bytes_in).await)
+            slot.held_by(single(&req, &ctx, request).await)
         }
-        Body::Single(message) => single(&req, &ctx, message, bytes_in).await,
+        Requests::Single(request) => single(&req, &ctx, request).await,
     }
 }
 
+/// A body's messages, read.
+enum Requests {
+    Single(McpRequest),
+    Batch(Vec<McpRequest>),
+}
+
 /// The client's wire for this message: stateless (2026-07-28) or a 2025 session.
-fn client_wire(req: &HttpRequest, message: &Message) -> ClientWire {
-    if message.has_meta_protocol_version_key() {
+fn client_wire(req: &HttpRequest, request: &McpRequest) -> ClientWire {
+    if request.message.has_meta_protocol_version_key() {
         return ClientWire::Stateless;
     }
-    if message.kind == Kind::Request && message.method() == "initialize" {
+    let is_request = request.kind() == Kind::Request;
+    if is_request && request.method == "initialize" {
         return ClientWire::Session;
     }
     let header_stateless = header_str(req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= STATELESS_VERSIONS[0]);
-    let discover_without_session = message.kind == Kind::Request
-        && message.method() == "server/discover"
-        && req.headers().get(MCP_SESSION_ID).is_none();
+    let discover_without_session =
+        is_request && request.method == "server/discover" && req.headers().get(MCP_SESSION_ID).is_none();
     if header_stateless || discover_without_session {
         ClientWire::Stateless
     } else {
@@ -136,9 +152,9 @@ fn client_wire(req: &HttpRequest, message: &Message) -> ClientWire {
     }
 }
 
-async fn single(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -> HttpResponse {
-    match client_wire(req, &message) {
-        ClientWire::Stateless => stateless::handle(req, ctx, message, bytes_in).await,
-        ClientWire::Session => session::handle(req, ctx, message, bytes_in).await,
+async fn single(req: &HttpRequest, ctx: &Ctx, request: McpRequest) -> HttpResponse {
+    match client_wire(req, &request) {
+        ClientWire::Stateless => stateless::handle(req, ctx, request).await,
+        ClientWire::Session => session::handle(req, ctx, request).await,
     }
 }

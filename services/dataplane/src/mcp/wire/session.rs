@@ -24,6 +24,7 @@ use crate::mcp::error::McpError;
 use crate::mcp::input::ASK_PREFIX;
 use crate::mcp::outcome::{ClientStream, FrameStream, Relay, result_value};
 use crate::mcp::relay::{ListChangedHook, SSE_RETRY_MS, parse_rewritten_id, relay_events};
+use crate::mcp::request::McpRequest;
 use crate::mcp::sql::elicitation_answer;
 use crate::mcp::tasks::{namespace_events, namespaces_tasks, only_served_tasks};
 
@@ -34,9 +35,9 @@ const LATEST_SESSION_VERSION: &str = "2025-11-25";
 pub(super) const DEFAULT_SESSION_VERSION: &str = "2025-03-26";
 
 /// One message on the session wire: `initialize` opens a session; anything else needs one.
-pub(super) async fn handle(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -> HttpResponse {
-    if message.kind == Kind::Request && message.method() == "initialize" {
-        return initialize(req, ctx, message).await;
+pub(super) async fn handle(req: &HttpRequest, ctx: &Ctx, request: McpRequest) -> HttpResponse {
+    if request.kind() == Kind::Request && request.method == "initialize" {
+        return initialize(req, ctx, request.message).await;
     }
     let session = match open_session(req, ctx) {
         Ok(s) => s,
@@ -50,20 +51,20 @@ pub(super) async fn handle(req: &HttpRequest, ctx: &Ctx, message: Message, bytes
                 message: "Bad Request: unsupported MCP-Protocol-Version".to_owned(),
                 data: Some(json!({"supported": all_versions()})),
             };
-            return error_response(&error, message.id(), ClientWire::Session);
+            return error_response(&error, request.answer_id(), ClientWire::Session);
         }
     }
-    match message.kind {
+    match request.kind() {
         Kind::Request => {
-            let id = message.id().cloned();
-            let answer = dispatch(Incoming::session(req, ctx, &session), message, bytes_in).await;
+            let id = request.answer_id().cloned();
+            let answer = dispatch(Incoming::session(req, ctx, &session), request).await;
             answer_response(ctx, answer, id, ClientWire::Session)
         }
         Kind::Notification => {
-            forward_notification(ctx, &session, &message).await;
+            forward_notification(ctx, &session, &request.message).await;
             HttpResponse::Accepted().finish()
         }
-        Kind::Response => route_client_response(ctx, &session, message).await,
+        Kind::Response => route_client_response(ctx, &session, request.message).await,
     }
 }
 

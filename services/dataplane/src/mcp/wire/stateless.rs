@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::headers::{self, MCP_PROTOCOL_VERSION, RawHeaders};
-use crate::jsonrpc::{self, Kind, Message};
+use crate::jsonrpc::{self, Kind};
 
 use crate::mcp::context::{CANCELLATION_PROBE, ClientWire, Ctx, Incoming, STATELESS_VERSIONS, all_versions};
 use crate::mcp::dispatch::dispatch;
@@ -17,6 +17,7 @@ use crate::mcp::error::McpError;
 use crate::mcp::outcome::Answer;
 use crate::mcp::outcome::FrameStream;
 use crate::mcp::relay::frame;
+use crate::mcp::request::McpRequest;
 
 use super::render::{answer_response, error_response};
 
@@ -36,103 +37,14 @@ fn raw_headers(req: &HttpRequest) -> RawHeaders<'_> {
         .collect()
 }
 
-pub(super) async fn handle(req: &HttpRequest, ctx: &Ctx, message: Message, bytes_in: u64) -> HttpResponse {
-    let id = message.id().cloned();
-    let Some(header_version) = req.headers().get(MCP_PROTOCOL_VERSION) else {
-        return error_response(
-            &McpError::bad_request(
-                jsonrpc::HEADER_MISMATCH,
-                "Header mismatch: the MCP-Protocol-Version header is required",
-            ),
-            id.as_ref(),
-            ClientWire::Stateless,
-        );
+/// One message on the stateless wire: the revision's header and `_meta` checks, then the answer.
+pub(super) async fn handle(req: &HttpRequest, ctx: &Ctx, request: McpRequest) -> HttpResponse {
+    let id = request.answer_id().cloned();
+    let header_version = match checked_version(req, ctx, &request) {
+        Ok(version) => version,
+        Err(error) => return error_response(&error, id.as_ref(), ClientWire::Stateless),
     };
-    let Ok(header_version) = header_version.to_str() else {
-        return error_response(
-            &McpError::bad_request(
-                jsonrpc::HEADER_MISMATCH,
-                "Header mismatch: MCP-Protocol-Version is not valid",
-            ),
-            id.as_ref(),
-            ClientWire::Stateless,
-        );
-    };
-    if message.kind == Kind::Request {
-        match message.meta_protocol_version() {
-            None => {
-                return error_response(
-                    &McpError::bad_request(
-                        jsonrpc::INVALID_PARAMS,
-                        format!(
-                            "Invalid params: request _meta is missing or has malformed required fields: {}",
-                            jsonrpc::META_PROTOCOL_VERSION
-                        ),
-                    ),
-                    id.as_ref(),
-                    ClientWire::Stateless,
-                );
-            }
-            Some(_)
-                if !message
-                    .params()
-                    .and_then(|p| p.get("_meta"))
-                    .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
-                    .is_some_and(Value::is_object) =>
-            {
-                return error_response(
-                    &McpError::bad_request(
-                        jsonrpc::INVALID_PARAMS,
-                        "Invalid params: request _meta is missing or has malformed required fields: io.modelcontextprotocol/clientCapabilities",
-                    ),
-                    id.as_ref(),
-                    ClientWire::Stateless,
-                );
-            }
-            Some(meta) if meta != header_version => {
-                return error_response(
-                    &McpError::bad_request(
-                        jsonrpc::HEADER_MISMATCH,
-                        format!(
-                            "Header mismatch: MCP-Protocol-Version header ({header_version}) does not match request _meta protocolVersion ({meta})"
-                        ),
-                    ),
-                    id.as_ref(),
-                    ClientWire::Stateless,
-                );
-            }
-            Some(_) => {}
-        }
-    }
-    if !STATELESS_VERSIONS.contains(&header_version) {
-        return error_response(
-            &McpError::BadRequest {
-                code: jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
-                message: format!("Unsupported protocol version: {header_version}"),
-                data: Some(json!({"supported": all_versions(), "requested": header_version})),
-            },
-            id.as_ref(),
-            ClientWire::Stateless,
-        );
-    }
-    if message.kind != Kind::Response {
-        let tool_schema = (message.method() == "tools/call")
-            .then(|| message.param_str("name"))
-            .flatten()
-            .and_then(|n| ctx.endpoint.tool(n))
-            .and_then(|t| t.approved_definition.get("inputSchema"));
-        if let Err(reason) =
-            headers::validate_standard(&raw_headers(req), message.method(), message.params(), tool_schema)
-        {
-            metrics::counter!("gatehouse_dataplane_header_mismatch_total").increment(1);
-            return error_response(
-                &McpError::bad_request(jsonrpc::HEADER_MISMATCH, format!("Header mismatch: {reason}")),
-                id.as_ref(),
-                ClientWire::Stateless,
-            );
-        }
-    }
-    match message.kind {
+    match request.kind() {
         // Without sessions a notification has nowhere to go; closing a stream cancels.
         Kind::Notification => HttpResponse::Accepted().finish(),
         Kind::Response => error_response(
@@ -143,26 +55,103 @@ pub(super) async fn handle(req: &HttpRequest, ctx: &Ctx, message: Message, bytes
             None,
             ClientWire::Stateless,
         ),
-        Kind::Request if REMOVED_IN_STATELESS.contains(&message.method()) => error_response(
-            &McpError::protocol(
-                jsonrpc::METHOD_NOT_FOUND,
-                format!(
-                    "Method not found: {} does not exist in protocol version {header_version}",
-                    message.method()
-                ),
-            ),
+        Kind::Request if REMOVED_IN_STATELESS.contains(&request.method.as_str()) => error_response(
+            &McpError::method_not_found(&format!(
+                "{} does not exist in protocol version {header_version}",
+                request.method
+            )),
             id.as_ref(),
             ClientWire::Stateless,
         ),
         Kind::Request => {
             let (req, ctx) = (req.clone(), ctx.clone());
             let answering = Box::pin(async move {
-                let answer = dispatch(Incoming::stateless(&req, &ctx), message, bytes_in).await;
+                let answer = dispatch(Incoming::stateless(&req, &ctx), request).await;
                 stateless_answer(&ctx, answer, id)
             });
             respond_or_stream(answering).await
         }
     }
+}
+
+/// The revision's checks of a message against its HTTP request: `MCP-Protocol-Version` present,
+/// supported and equal to the request's `_meta` one, the required `_meta` fields, and the
+/// SEP-2243 headers matching the body. The revision, when they pass.
+fn checked_version<'r>(req: &'r HttpRequest, ctx: &Ctx, request: &McpRequest) -> Result<&'r str, McpError> {
+    let message = &request.message;
+    let header_version = req
+        .headers()
+        .get(MCP_PROTOCOL_VERSION)
+        .ok_or_else(|| {
+            McpError::bad_request(
+                jsonrpc::HEADER_MISMATCH,
+                "Header mismatch: the MCP-Protocol-Version header is required",
+            )
+        })?
+        .to_str()
+        .map_err(|_| {
+            McpError::bad_request(
+                jsonrpc::HEADER_MISMATCH,
+                "Header mismatch: MCP-Protocol-Version is not valid",
+            )
+        })?;
+    if request.kind() == Kind::Request {
+        let declares_capabilities = message
+            .params()
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
+            .is_some_and(Value::is_object);
+        match message.meta_protocol_version() {
+            None => {
+                return Err(McpError::bad_request(
+                    jsonrpc::INVALID_PARAMS,
+                    format!(
+                        "Invalid params: request _meta is missing or has malformed required fields: {}",
+                        jsonrpc::META_PROTOCOL_VERSION
+                    ),
+                ));
+            }
+            Some(_) if !declares_capabilities => {
+                return Err(McpError::bad_request(
+                    jsonrpc::INVALID_PARAMS,
+                    "Invalid params: request _meta is missing or has malformed required fields: io.modelcontextprotocol/clientCapabilities",
+                ));
+            }
+            Some(meta) if meta != header_version => {
+                return Err(McpError::bad_request(
+                    jsonrpc::HEADER_MISMATCH,
+                    format!(
+                        "Header mismatch: MCP-Protocol-Version header ({header_version}) does not match request _meta protocolVersion ({meta})"
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if !STATELESS_VERSIONS.contains(&header_version) {
+        return Err(McpError::BadRequest {
+            code: jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
+            message: format!("Unsupported protocol version: {header_version}"),
+            data: Some(json!({"supported": all_versions(), "requested": header_version})),
+        });
+    }
+    if request.kind() != Kind::Response {
+        let tool_schema = request
+            .tool
+            .as_ref()
+            .and_then(|t| t.definition(&ctx.endpoint))
+            .and_then(|t| t.approved_definition.get("inputSchema"));
+        if let Err(reason) =
+            headers::validate_standard(&raw_headers(req), &request.method, message.params(), tool_schema)
+        {
+            metrics::counter!("gatehouse_dataplane_header_mismatch_total").increment(1);
+            return Err(McpError::bad_request(
+                jsonrpc::HEADER_MISMATCH,
+                format!("Header mismatch: {reason}"),
+            ));
+        }
+    }
+    Ok(header_version)
 }
 
 fn stateless_answer(ctx: &Ctx, answer: Answer, id: Option<Value>) -> HttpResponse {

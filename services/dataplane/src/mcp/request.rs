@@ -1,0 +1,161 @@
+//! One JSON-RPC message as the endpoint acts on it: read once at the wire edge into the envelope
+//! fields the gateway decides on (method, id, the tool called, the cursor, the task, what a
+//! prompt or resource request names), next to the message itself, which stays opaque and is what
+//! goes upstream. The tool a `tools/call` names is resolved against the endpoint once, by
+//! admission ([`CalledTool`]).
+
+use serde_json::Value;
+
+use gatehouse_core::snapshot::EndpointTool;
+
+use crate::jsonrpc::{Kind, Message};
+use crate::store::EndpointState;
+
+/// A message with its envelope read.
+pub(super) struct McpRequest {
+    /// The message as it goes upstream (handlers rewrite namespaced names in it).
+    pub(super) message: Message,
+    /// The request's id (`null` for a notification or a response).
+    pub(super) id: Value,
+    pub(super) method: String,
+    /// The size of the HTTP body it came in, for the call record.
+    pub(super) bytes_in: u64,
+    /// `tools/call`: the tool it names.
+    pub(super) tool: Option<CalledTool>,
+    /// `params.cursor` of a list request.
+    pub(super) cursor: Cursor,
+    /// `params.taskId` of a `tasks/*` request, as the client named it.
+    pub(super) task_id: Option<String>,
+    /// What a prompt or resource request names.
+    pub(super) named: Option<Named>,
+}
+
+/// The tool a `tools/call` names, and what the endpoint has under that name.
+pub(super) struct CalledTool {
+    pub(super) name: String,
+    /// The endpoint's tool of that name (an index into its snapshot's tools), if any, and whether
+    /// the caller may call it (granted by its scopes, not withheld because its upstream
+    /// definition drifted from the approved pin): set by admission.
+    pub(super) found: Option<usize>,
+    pub(super) callable: bool,
+}
+
+impl CalledTool {
+    /// The endpoint's tool of this name, whether or not the caller may call it.
+    pub(super) fn definition<'e>(&self, endpoint: &'e EndpointState) -> Option<&'e EndpointTool> {
+        endpoint.snapshot.tools.get(self.found?)
+    }
+
+    /// The endpoint's tool, if the caller may call it.
+    pub(super) fn callable<'e>(&self, endpoint: &'e EndpointState) -> Option<&'e EndpointTool> {
+        self.definition(endpoint).filter(|_| self.callable)
+    }
+}
+
+/// A list request's cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Cursor {
+    /// None given (or `null`): the first page.
+    Absent,
+    Given(String),
+    /// Given, but not a string.
+    Malformed,
+}
+
+impl Cursor {
+    /// The cursor to pass through to a single upstream.
+    pub(super) fn as_str(&self) -> Option<&str> {
+        match self {
+            Cursor::Given(cursor) => Some(cursor),
+            Cursor::Absent | Cursor::Malformed => None,
+        }
+    }
+}
+
+/// What a prompt or resource request names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Named {
+    /// `prompts/get` (`params.name`), or `completion/complete` of a `ref/prompt` (`params.ref.name`).
+    Prompt(Option<String>),
+    /// `resources/*` (`params.uri`), or `completion/complete` of a `ref/resource` (`params.ref.uri`).
+    Resource(Option<String>),
+}
+
+impl McpRequest {
+    /// Reads the envelope of `message`, which came in an HTTP body of `bytes_in` bytes.
+    pub(super) fn read(message: Message, bytes_in: u64) -> Self {
+        let id = message.id().cloned().unwrap_or(Value::Null);
+        let method = match message.kind {
+            Kind::Request | Kind::Notification => message.method().to_owned(),
+            Kind::Response => String::new(),
+        };
+        let is_request = message.kind == Kind::Request;
+        let params = message.params();
+        let text = |key: &str| {
+            params
+                .and_then(|p| p.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let tool = (is_request && method == "tools/call")
+            .then(|| text("name"))
+            .flatten()
+            .map(|name| CalledTool {
+                name,
+                found: None,
+                callable: false,
+            });
+        let cursor = match params.and_then(|p| p.get("cursor")) {
+            None | Some(Value::Null) => Cursor::Absent,
+            Some(Value::String(cursor)) => Cursor::Given(cursor.clone()),
+            Some(_) => Cursor::Malformed,
+        };
+        let task_id = method.starts_with("tasks/").then(|| text("taskId")).flatten();
+        let reference = params.and_then(|p| p.get("ref"));
+        let ref_text = |key: &str| {
+            reference
+                .and_then(|r| r.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let named = match method.as_str() {
+            "prompts/get" => Some(Named::Prompt(text("name"))),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                Some(Named::Resource(text("uri")))
+            }
+            "completion/complete" if ref_text("type").as_deref() == Some("ref/prompt") => {
+                Some(Named::Prompt(ref_text("name")))
+            }
+            "completion/complete" => Some(Named::Resource(ref_text("uri"))),
+            _ => None,
+        };
+        McpRequest {
+            message,
+            id,
+            method,
+            bytes_in,
+            tool,
+            cursor,
+            task_id,
+            named,
+        }
+    }
+
+    pub(super) fn kind(&self) -> Kind {
+        self.message.kind
+    }
+
+    /// The id to answer with, when the message is a request.
+    pub(super) fn answer_id(&self) -> Option<&Value> {
+        self.message.id()
+    }
+
+    /// The name or URI a prompt or resource request names, for its call record.
+    pub(super) fn named_target(&self) -> Option<&str> {
+        match &self.named {
+            Some(Named::Prompt(name)) => name.as_deref(),
+            Some(Named::Resource(uri)) => uri.as_deref(),
+            None => None,
+        }
+    }
+}
