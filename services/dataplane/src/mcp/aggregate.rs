@@ -11,10 +11,10 @@ use crate::owners::Listing;
 use crate::session::Session;
 
 use super::bridge::{self, Unroutable};
-use super::context::{ClientWire, Ctx, all_versions};
+use super::context::{ClientWire, Ctx, all_versions, cacheable_result_fields};
 use super::cursor::{Position, Walk};
 use super::error::McpError;
-use super::outcome::{Answer, result_value, stateless_list_fields};
+use super::outcome::{Answer, result_value};
 use super::request::Cursor;
 
 /// The lists answered across the endpoint's upstreams.
@@ -312,7 +312,7 @@ pub(super) fn list_answer(
     if let Some(next) = next {
         result.insert("nextCursor".into(), json!(next));
     }
-    stateless_list_fields(client_wire, &mut result);
+    client_wire.list_fields(&mut result);
     Answer::Value(result_value(id, Value::Object(result)))
 }
 
@@ -361,7 +361,7 @@ pub(super) async fn discover(ctx: &Ctx, message: Message) -> Answer {
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    stateless_list_fields(ClientWire::Stateless, &mut result);
+    cacheable_result_fields(&mut result);
     Answer::Value(result_value(&id, Value::Object(result)))
 }
 

@@ -30,7 +30,7 @@ use crate::upstream::{
     ClientHello, Outbound, Reply, STATELESS_VERSION, SessionKey, UpstreamError, Wire, stateless_meta,
 };
 
-use super::context::{ClientWire, Ctx, STATELESS_VERSIONS};
+use super::context::{ClientWire, Crossing, Ctx, STATELESS_VERSIONS};
 
 /// The `_meta` keys of the stateless revision's requests.
 const STATELESS_META_PREFIX: &str = "io.modelcontextprotocol/";
@@ -153,8 +153,8 @@ pub(super) fn upstream_body(
     message: &Message,
 ) -> Value {
     let mut value = message.value.clone();
-    match (client_wire, route.wire) {
-        (ClientWire::Stateless, Wire::Session) => {
+    match client_wire.crossing(route.wire) {
+        Crossing::StatelessToSession => {
             if let Some(params) = value.get_mut("params").and_then(Value::as_object_mut) {
                 params.remove("inputResponses");
                 params.remove("requestState");
@@ -170,7 +170,7 @@ pub(super) fn upstream_body(
                 }
             }
         }
-        (ClientWire::Session, Wire::Stateless) if value.get("method").is_some() => {
+        Crossing::SessionToStateless if value.get("method").is_some() => {
             let capabilities = session
                 .and_then(|s| s.client_capabilities.clone())
                 .unwrap_or_else(|| json!({}));
@@ -207,8 +207,8 @@ pub(super) async fn send(
     input_schema: Option<&Value>,
 ) -> Result<(Reply, Route), Unroutable> {
     let request_state = message.params().and_then(|p| p.get("requestState"));
-    if client_wire == ClientWire::Stateless
-        && request_state.is_some()
+    // A `requestState` the dataplane made (a stateless client's retry of a parked call).
+    if request_state.is_some()
         && let Some((reply, route)) = ctx.state.inputs.resume(ctx, server, message).await
     {
         return Ok((reply, route));
@@ -218,7 +218,7 @@ pub(super) async fn send(
         let route = route(ctx, client_wire, session, server, message).await?;
         // Only the dataplane makes the `requestState` of a session upstream's call: one it does
         // not hold (altered, expired, or parked on another replica) is refused.
-        if client_wire == ClientWire::Stateless && route.wire == Wire::Session && request_state.is_some() {
+        if client_wire.crossing(route.wire) == Crossing::StatelessToSession && request_state.is_some() {
             return Err(Unroutable::UnknownRequestState);
         }
         let body = upstream_body(client_wire, session, &route, message);
@@ -250,8 +250,8 @@ pub(super) async fn send(
             Err(e) => return Err(Unroutable::Upstream(e)),
             Ok(reply) => {
                 if route.wire == Wire::Stateless
+                    && client_wire.crossing(route.wire) == Crossing::Same
                     && matches!(&reply, Reply::Status { status: 400, .. })
-                    && client_wire == ClientWire::Stateless
                 {
                     // A server that stopped speaking the revision is learned again next time.
                     ctx.state.upstreams.forget_wire(server.snapshot.id);

@@ -26,7 +26,7 @@ use super::context::{ClientWire, Ctx, Incoming};
 use super::error::McpError;
 use super::forward::forward_request;
 use super::listen::listen;
-use super::outcome::{Answer, result_value, stateless_list_fields};
+use super::outcome::{Answer, result_value};
 use super::request::{McpRequest, Named};
 use super::resources::{Unrouted, resource_owner};
 use super::tasks::{bind_created_task, forward_task_request, list_tasks, namespace_answer};
@@ -73,7 +73,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
                 .collect();
             let mut result = Map::new();
             result.insert("tools".into(), Value::Array(tools));
-            stateless_list_fields(client_wire, &mut result);
+            client_wire.list_fields(&mut result);
             Answer::Value(result_value(&id, Value::Object(result)))
         }
         "tools/call" => {
@@ -89,7 +89,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
             namespace_answer(ctx, answer)
         }
         // 2026-07-28 removed them (SEP-2663).
-        "tasks/list" | "tasks/result" if client_wire == ClientWire::Stateless => method_not_found(&method),
+        "tasks/list" | "tasks/result" if !client_wire.has_method(&method) => method_not_found(&method),
         "tasks/list" => list_tasks(incoming, request).await,
         "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => {
             forward_task_request(incoming, request).await
@@ -105,7 +105,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
                 Some(Err(_)) => {
                     let mut result = Map::new();
                     result.insert(kind.key().into(), json!([]));
-                    stateless_list_fields(client_wire, &mut result);
+                    client_wire.list_fields(&mut result);
                     Answer::Value(result_value(&id, Value::Object(result)))
                 }
                 Some(Ok(())) => {

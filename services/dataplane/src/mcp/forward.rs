@@ -8,10 +8,10 @@ use gatehouse_events::CallOutcome;
 
 use crate::events::CallRecord;
 use crate::jsonrpc::{self, Message};
-use crate::upstream::{Reply, UpstreamError, Wire};
+use crate::upstream::{Reply, UpstreamError};
 
 use super::bridge::{self, Unroutable};
-use super::context::{ClientWire, Incoming};
+use super::context::{Crossing, Incoming};
 use super::error::McpError;
 use super::input;
 use super::outcome::{Answer, ClientStream, Relay, StatelessShape};
@@ -77,9 +77,9 @@ pub(super) async fn forward_request(
                 record,
                 shape: StatelessShape::needed(client_wire, route.wire, message.method()),
             };
-            match (client_wire, route.wire, reply) {
+            match (client_wire.crossing(route.wire), reply) {
                 // The upstream's requests on the stream become `input_required` (and back).
-                (ClientWire::Stateless, Wire::Session, Reply::Stream { events, session_id }) => {
+                (Crossing::StatelessToSession, Reply::Stream { events, session_id }) => {
                     let events = input::stateless_view(ctx, events, route, id.clone());
                     // An answer that is the stream's first message goes as JSON, with the HTTP
                     // status its error has in the client's revision.
@@ -88,8 +88,10 @@ pub(super) async fn forward_request(
                 }
                 // An `input_required` result becomes requests on the stream, answered by the
                 // client and sent on with the next round.
-                (ClientWire::Session, Wire::Stateless, reply) if input::may_ask(&reply) => {
-                    let session = session.expect("a session client");
+                (Crossing::SessionToStateless, reply)
+                    if input::may_ask(&reply)
+                        && let Some(session) = session =>
+                {
                     let events = input::session_view(ctx, session, &server, message, reply);
                     let request_id = Some(id.clone());
                     let hook = None;
@@ -99,7 +101,7 @@ pub(super) async fn forward_request(
                         keep_alive: None,
                     })
                 }
-                (_, _, reply) => Answer::Upstream { reply, relay },
+                (_, reply) => Answer::Upstream { reply, relay },
             }
         }
         Err(Unroutable::NotInSession) => fail(

@@ -19,7 +19,7 @@ use crate::jsonrpc::{self, Message};
 use crate::session::Session;
 use crate::upstream::{Reply, SseEvents, next_message};
 
-use super::context::{CANCELLATION_PROBE, ClientWire, Ctx, Incoming};
+use super::context::{ClientWire, Ctx, Incoming};
 use super::error::McpError;
 use super::forward::forward_request;
 use super::outcome::{Answer, ClientStream, FrameStream, Relay};
@@ -189,7 +189,7 @@ fn merged_stream(ctx: &Ctx, client_wire: ClientWire, id: Value, opened: Vec<Open
     // As a single upstream's stream: 2026-07-28 probes for the client leaving (cancellation).
     ClientStream {
         frames: merged,
-        keep_alive: (client_wire == ClientWire::Stateless).then_some(CANCELLATION_PROBE),
+        keep_alive: client_wire.cancellation_probe(),
     }
 }
 

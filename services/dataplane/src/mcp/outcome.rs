@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use gatehouse_core::ids::ServerId;
 
@@ -14,7 +14,7 @@ use crate::events::CallRecord;
 use crate::jsonrpc;
 use crate::upstream::{Reply, Wire};
 
-use super::context::ClientWire;
+use super::context::{ClientWire, Crossing};
 use super::error::McpError;
 
 /// What a request dispatch produced.
@@ -56,14 +56,6 @@ pub(super) fn result_value(id: &Value, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
-pub(super) fn stateless_list_fields(client_wire: ClientWire, result: &mut Map<String, Value>) {
-    if client_wire == ClientWire::Stateless {
-        result.insert("resultType".into(), json!("complete"));
-        result.insert("ttlMs".into(), json!(0));
-        result.insert("cacheScope".into(), json!("private"));
-    }
-}
-
 /// Unknown, not granted and withheld tools look the same: the caller learns nothing.
 pub(super) fn unknown_tool(name: &str) -> McpError {
     McpError::denied(jsonrpc::INVALID_PARAMS, format!("Unknown tool: {name}"))
@@ -79,7 +71,7 @@ pub(super) struct StatelessShape {
 impl StatelessShape {
     /// The shape for `method`'s results when `route` is a session upstream of a stateless client.
     pub(super) fn needed(client_wire: ClientWire, wire: Wire, method: &str) -> Option<Self> {
-        (client_wire == ClientWire::Stateless && wire == Wire::Session).then(|| StatelessShape {
+        (client_wire.crossing(wire) == Crossing::StatelessToSession).then(|| StatelessShape {
             cacheable: method.ends_with("/list")
                 || matches!(
                     method,

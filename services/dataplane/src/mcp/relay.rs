@@ -18,7 +18,6 @@ use crate::jsonrpc;
 use crate::redact::Redactor;
 use crate::store::OrgState;
 
-use super::context::ClientWire;
 use super::error::McpError;
 use super::input::LocalEvents;
 use super::outcome::{FrameStream, Relay};
@@ -65,7 +64,7 @@ pub(super) fn relay_events(
     let mut first = true;
     let mut answered = false;
     let index = relay.index;
-    let session_client = relay.client_wire == ClientWire::Session;
+    let session_client = relay.client_wire.names_upstreams_in_ids();
     let stream = events.map(move |event| {
         let mut out = String::new();
         let event = match event {

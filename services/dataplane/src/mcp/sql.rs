@@ -17,7 +17,7 @@ use crate::elicitations::ID_PREFIX;
 use crate::events::CallRecord;
 use crate::jsonrpc::{self, Message};
 
-use super::context::{ClientWire, Ctx, Incoming, KEEP_ALIVE};
+use super::context::{Asking, ClientWire, Ctx, Incoming, KEEP_ALIVE};
 use super::error::McpError;
 use super::outcome::{Answer, ClientStream, FrameStream, result_value};
 use super::relay::frame;
@@ -126,17 +126,11 @@ pub(super) async fn call(
     let meta = params.and_then(|p| p.get("_meta")).and_then(Value::as_object);
     // Who can be asked is asked: a 2025 session that declared elicitation on the call's stream,
     // a 2026-07-28 client that declared it with `input_required`; others get the token.
-    let ask = match client_wire {
-        ClientWire::Session if session.is_some_and(|s| s.elicitation) => ConfirmBy::Elicitation,
-        ClientWire::Stateless
-            if meta
-                .and_then(|m| m.get(META_CLIENT_CAPABILITIES))
-                .and_then(|c| c.get("elicitation"))
-                .is_some_and(Value::is_object) =>
-        {
-            ConfirmBy::InputRequired
-        }
-        _ => ConfirmBy::Token,
+    let declared = meta.and_then(|m| m.get(META_CLIENT_CAPABILITIES));
+    let ask = match client_wire.asking(session, declared) {
+        Some(Asking::OnStream) => ConfirmBy::Elicitation,
+        Some(Asking::InputRequired) => ConfirmBy::InputRequired,
+        None => ConfirmBy::Token,
     };
     let run = SqlCall {
         ctx: ctx.clone(),
@@ -274,9 +268,7 @@ impl SqlCall {
 
     /// The JSON-RPC response carrying `result` (a complete result, in the 2026-07-28 revision).
     fn answer(&self, mut result: Value) -> Value {
-        if self.client_wire == ClientWire::Stateless {
-            result["resultType"] = json!("complete");
-        }
+        self.client_wire.complete(&mut result);
         result_value(&self.id, result)
     }
 

@@ -27,7 +27,7 @@ use crate::task_owners::{TaskKey, TaskOwner, TaskOwners};
 use crate::upstream::{Reply, SseEvents};
 
 use super::aggregate::{ListKind, aggregate_list, list_answer, list_page};
-use super::context::{ClientWire, Ctx, Incoming};
+use super::context::{Ctx, Incoming};
 use super::error::{MISSING_REQUIRED_CLIENT_CAPABILITY, McpError};
 use super::forward::forward_request;
 use super::outcome::Answer;
@@ -68,7 +68,7 @@ pub(super) async fn forward_task_request(incoming: Incoming<'_>, request: McpReq
     } = request;
     // 2026-07-28: a client that did not declare the extension has no tasks (SEP-2663), whoever
     // created the one it names.
-    if incoming.client_wire == ClientWire::Stateless && !declares_tasks(&message) {
+    if incoming.client_wire.declares_tasks_per_request() && !declares_tasks(&message) {
         return Answer::Error(McpError::protocol_with(
             MISSING_REQUIRED_CLIENT_CAPABILITY,
             "Missing required client capability",

@@ -16,7 +16,7 @@ use crate::redact::Redactor;
 use crate::resource;
 use crate::upstream::Reply;
 
-use crate::mcp::context::{CANCELLATION_PROBE, ClientWire, Ctx};
+use crate::mcp::context::{ClientWire, Ctx};
 use crate::mcp::error::{McpError, error_code, protocol_status};
 use crate::mcp::outcome::{Answer, ClientStream, FrameStream, Relay};
 use crate::mcp::relay::{ListChangedHook, relay_events};
@@ -139,7 +139,7 @@ fn relay_reply(ctx: &Ctx, reply: Reply, mut relay: Relay, request_id: Option<Val
             };
             // A legacy client's disconnect is not cancellation (it may resume the stream), so
             // only the 2026-07-28 relays probe for it.
-            let probe = (relay.client_wire == ClientWire::Stateless).then_some(CANCELLATION_PROBE);
+            let probe = relay.client_wire.cancellation_probe();
             let events = relay_events(events, relay, request_id, Some(hook), ctx.state.redactor.clone());
             sse_response(ClientStream {
                 frames: events,
