@@ -16,6 +16,7 @@ use super::cursor::{Position, Walk};
 use super::error::McpError;
 use super::outcome::{Answer, result_value};
 use super::request::Cursor;
+use super::upstream_calls::fan_out;
 
 /// The lists answered across the endpoint's upstreams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -322,23 +323,17 @@ pub(super) fn list_answer(
 pub(super) async fn discover(ctx: &Ctx, message: Message) -> Answer {
     let id = message.id().cloned().unwrap_or(Value::Null);
     let upstreams = &ctx.state.upstreams;
-    let learning = ctx.endpoint.server_ids.iter().filter_map(|server_id| {
-        let server = ctx.server(*server_id)?.clone();
-        Some(async move {
-            match upstreams.learned(&server, Some(ctx.caller())).await {
-                Ok(learned) => Some(learned),
-                Err(e) => {
-                    tracing::warn!(server_id = %server.snapshot.id, error = %e, "upstream could not be asked what it serves");
-                    None
-                }
+    let servers = ctx.endpoint.server_ids.iter().map(|s| (*s, ()));
+    let learning = fan_out(ctx, servers, |server, ()| async move {
+        match upstreams.learned(&server, Some(ctx.caller())).await {
+            Ok(learned) => Some(learned),
+            Err(e) => {
+                tracing::warn!(server_id = %server.snapshot.id, error = %e, "upstream could not be asked what it serves");
+                None
             }
-        })
+        }
     });
-    let learned: Vec<_> = futures::future::join_all(learning)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let learned: Vec<_> = learning.await.into_iter().flatten().collect();
     if learned.is_empty() && !ctx.endpoint.server_ids.is_empty() {
         return Answer::Error(McpError::protocol(
             jsonrpc::SERVER_ERROR,

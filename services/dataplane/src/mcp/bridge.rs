@@ -26,11 +26,10 @@ use crate::headers;
 use crate::jsonrpc::Message;
 use crate::session::Session;
 use crate::store::ServerState;
-use crate::upstream::{
-    ClientHello, Outbound, Reply, STATELESS_VERSION, SessionKey, UpstreamError, Wire, stateless_meta,
-};
+use crate::upstream::{ClientHello, Reply, SessionKey, UpstreamError, Wire, stateless_meta};
 
 use super::context::{ClientWire, Crossing, Ctx, STATELESS_VERSIONS};
+use super::upstream_calls::{UpstreamCall, wire_of};
 
 /// The `_meta` keys of the stateless revision's requests.
 const STATELESS_META_PREFIX: &str = "io.modelcontextprotocol/";
@@ -71,15 +70,6 @@ fn declared_client_info(message: &Message) -> Option<&Value> {
         .params()
         .and_then(|p| p.get("_meta"))
         .and_then(|m| m.get("io.modelcontextprotocol/clientInfo"))
-}
-
-/// The wire a version is spoken on.
-pub(super) fn wire_of(version: &str) -> Wire {
-    if version >= STATELESS_VERSION {
-        Wire::Stateless
-    } else {
-        Wire::Session
-    }
 }
 
 /// How `message` reaches `server` for this client.
@@ -231,16 +221,16 @@ pub(super) async fn send(
             Wire::Session => vec![],
         };
         let capabilities = client_capabilities(client_wire, session, message);
-        let out = Outbound {
+        let call = UpstreamCall {
             server,
-            body: Bytes::from(serde_json::to_vec(&outbound_message.value).expect("json")),
-            protocol_version: Some(&route.version),
+            version: Some(&route.version),
             session_id: route.session_id.as_deref(),
-            mcp_headers: headers,
             caller: Some(ctx.caller()),
+            mcp_headers: headers,
             client_capabilities: capabilities.as_ref(),
         };
-        match ctx.state.upstreams.post(out).await {
+        let body = Bytes::from(serde_json::to_vec(&outbound_message.value).expect("json"));
+        match call.post(&ctx.state.upstreams, body).await {
             Err(UpstreamError::SessionGone) if !retried && route.held.is_some() => {
                 let (key, id) = (route.held.as_ref().expect("held"), route.session_id.as_deref());
                 ctx.state.upstreams.forget_session(key, id.unwrap_or_default());

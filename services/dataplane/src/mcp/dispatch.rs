@@ -17,11 +17,9 @@ use gatehouse_events::CallOutcome;
 use crate::auth::Principal;
 use crate::jsonrpc::{self, Message};
 use crate::resource;
-use crate::session::{Session, UpstreamSession};
-use crate::upstream::{Outbound, Wire};
+use crate::session::Session;
 
 use super::aggregate::{ListKind, aggregate_list, discover};
-use super::bridge::wire_of;
 use super::context::{ClientWire, Ctx, Incoming};
 use super::error::McpError;
 use super::forward::forward_request;
@@ -31,6 +29,7 @@ use super::request::{McpRequest, Named};
 use super::resources::{Unrouted, resource_owner};
 use super::tasks::{bind_created_task, forward_task_request, list_tasks, namespace_answer};
 use super::tools::call_tool;
+use super::upstream_calls::{UpstreamCall, fan_out, session_wire_upstreams};
 
 /// Whether a grant lets the caller use a capability: `None` = not exposed at all.
 fn grant_allows(grant: &Option<CapabilityGrant>, principal: &Principal) -> Option<Result<(), String>> {
@@ -157,31 +156,16 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
         "logging/setLevel" => {
             if let Some(session) = session {
                 // The stateless revision has no logging level to set.
-                let servers: Vec<(usize, &UpstreamSession)> = session
-                    .upstreams
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, u)| wire_of(&u.version) == Wire::Session)
-                    .collect();
                 let body = Bytes::from(serde_json::to_vec(&request.message.value).expect("json"));
                 let id = &id;
-                let sends = servers.into_iter().filter_map(|(_, u)| {
-                    let server = ctx.server(u.server)?.clone();
+                fan_out(ctx, session_wire_upstreams(session), |server, upstream| {
                     let body = body.clone();
-                    Some(async move {
-                        let out = Outbound {
-                            server: &server,
-                            body,
-                            protocol_version: Some(&u.version),
-                            session_id: u.session_id.as_deref(),
-                            mcp_headers: vec![],
-                            caller: Some(ctx.caller()),
-                            client_capabilities: None,
-                        };
-                        let _ = ctx.state.upstreams.request(out, id).await;
-                    })
-                });
-                futures::future::join_all(sends).await;
+                    async move {
+                        let call = UpstreamCall::in_session(ctx, &server, upstream);
+                        let _ = call.request(&ctx.state.upstreams, body, id).await;
+                    }
+                })
+                .await;
             }
             Answer::Value(result_value(&id, json!({})))
         }

@@ -34,11 +34,12 @@ use gatehouse_core::sync::MutexExt;
 use crate::jsonrpc::Message;
 use crate::session::Session;
 use crate::store::ServerState;
-use crate::upstream::{Outbound, Reply, SseEvents};
+use crate::upstream::{Reply, SseEvents};
 
 use super::bridge::{self, Route};
 use super::context::{ClientWire, Ctx};
 use super::error::McpError;
+use super::upstream_calls::UpstreamCall;
 
 /// How long an input request waits for the client.
 pub const WAIT: Duration = Duration::from_secs(300);
@@ -154,16 +155,14 @@ impl InputRequests {
             None => json!({"jsonrpc": "2.0", "id": parked.asked_id, "error": {
                 "code": crate::jsonrpc::INVALID_PARAMS, "message": "The client gave no answer"}}),
         };
-        let out = Outbound {
+        let call = UpstreamCall::in_upstream_session(
             server,
-            body: Bytes::from(serde_json::to_vec(&answer).expect("json")),
-            protocol_version: Some(&parked.route.version),
-            session_id: parked.route.session_id.as_deref(),
-            mcp_headers: vec![],
-            caller: Some(ctx.caller()),
-            client_capabilities: None,
-        };
-        if let Err(e) = ctx.state.upstreams.post(out).await {
+            &parked.route.version,
+            parked.route.session_id.as_deref(),
+            Some(ctx.caller()),
+        );
+        let body = Bytes::from(serde_json::to_vec(&answer).expect("json"));
+        if let Err(e) = call.post(&ctx.state.upstreams, body).await {
             tracing::debug!(error = %e, "the answer to an upstream's request could not be delivered");
             return None;
         }
@@ -398,16 +397,9 @@ impl Drop for CancelOnDrop {
         let (upstreams, server) = (self.upstreams.clone(), self.server.clone());
         let (session_id, version) = (self.session_id.clone(), self.version.clone());
         tokio::spawn(async move {
-            let out = Outbound {
-                server: &server,
-                body: Bytes::from(serde_json::to_vec(&cancelled).expect("json")),
-                protocol_version: Some(&version),
-                session_id: Some(&session_id),
-                mcp_headers: vec![],
-                caller: None,
-                client_capabilities: None,
-            };
-            let _ = upstreams.post(out).await;
+            let call = UpstreamCall::in_upstream_session(&server, &version, Some(&session_id), None);
+            let body = Bytes::from(serde_json::to_vec(&cancelled).expect("json"));
+            let _ = call.post(&upstreams, body).await;
         });
     }
 }

@@ -68,6 +68,7 @@ mod resources;
 mod sql;
 mod tasks;
 mod tools;
+mod upstream_calls;
 mod wire;
 
 #[cfg(test)]

@@ -11,11 +11,10 @@ use crate::headers::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::jsonrpc::{self, Kind, Message};
 use crate::session::{EndedSessions, Session, UpstreamSession};
 use crate::state::AppState;
-use crate::upstream::{Outbound, STATELESS_VERSION, UpstreamError, Wire};
+use crate::upstream::{STATELESS_VERSION, UpstreamError, Wire};
 
 use crate::mcp::admission::{establish, open_stream};
 use crate::mcp::aggregate::{endpoint_server_info, filter_capabilities, merge_capabilities};
-use crate::mcp::bridge::wire_of;
 use crate::mcp::context::{
     ClientWire, Ctx, Incoming, KEEP_ALIVE, SESSION_VERSIONS, STATELESS_VERSIONS, all_versions,
 };
@@ -27,6 +26,7 @@ use crate::mcp::relay::{ListChangedHook, SSE_RETRY_MS, parse_rewritten_id, relay
 use crate::mcp::request::McpRequest;
 use crate::mcp::sql::elicitation_answer;
 use crate::mcp::tasks::{namespace_events, namespaces_tasks, only_served_tasks};
+use crate::mcp::upstream_calls::{UpstreamCall, fan_out, session_wire_upstreams};
 
 use super::render::{answer_response, error_response, header_str, refusal, sse_response};
 
@@ -139,22 +139,18 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
     let mut upstream_message = message.value.clone();
     upstream_message["params"]["protocolVersion"] = json!(version);
     let body = Bytes::from(serde_json::to_vec(&upstream_message).expect("json"));
-    let inits = ctx.endpoint.server_ids.iter().map(|server_id| {
+    let servers = ctx
+        .endpoint
+        .server_ids
+        .iter()
+        .map(|server_id| (*server_id, *server_id));
+    let inits = fan_out(ctx, servers, |server, server_id| {
         let body = body.clone();
         let id = id.clone();
         let version = version.clone();
         async move {
-            let server = ctx.server(*server_id)?.clone();
-            let out = Outbound {
-                server: &server,
-                body,
-                protocol_version: None,
-                session_id: None,
-                mcp_headers: vec![],
-                caller: Some(ctx.caller()),
-                client_capabilities: None,
-            };
-            let refusal = match ctx.state.upstreams.request(out, &id).await {
+            let call = UpstreamCall::opening(ctx, &server);
+            let refusal = match call.request(&ctx.state.upstreams, body, &id).await {
                 Ok((reply, session_id)) if reply.get("result").is_some() => {
                     let result = reply["result"].clone();
                     let negotiated = result
@@ -164,7 +160,7 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
                         .to_owned();
                     return Some((
                         UpstreamSession {
-                            server: *server_id,
+                            server: server_id,
                             session_id,
                             version: negotiated,
                         },
@@ -185,7 +181,7 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
                         result["instructions"] = json!(instructions);
                     }
                     let upstream = UpstreamSession {
-                        server: *server_id,
+                        server: server_id,
                         session_id: None,
                         version: STATELESS_VERSION.to_owned(),
                     };
@@ -198,11 +194,7 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
             }
         }
     });
-    let results: Vec<_> = futures::future::join_all(inits)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let results: Vec<_> = inits.await.into_iter().flatten().collect();
     if results.is_empty() && !ctx.endpoint.server_ids.is_empty() {
         return error_response(
             &McpError::protocol(jsonrpc::SERVER_ERROR, "Upstream servers unavailable"),
@@ -280,30 +272,14 @@ pub(super) async fn forward_notification(ctx: &Ctx, session: &Session, message: 
         ctx.state.inputs.cancel(ctx, request_id);
     }
     let body = Bytes::from(serde_json::to_vec(&message.value).expect("json"));
-    let sends = session
-        .upstreams
-        .iter()
-        .filter(|u| wire_of(&u.version) == Wire::Session)
-        .filter_map(|u| {
-            let server = ctx.server(u.server)?.clone();
-            let body = body.clone();
-            Some(async move {
-                let _ = ctx
-                    .state
-                    .upstreams
-                    .post(Outbound {
-                        server: &server,
-                        body,
-                        protocol_version: Some(&u.version),
-                        session_id: u.session_id.as_deref(),
-                        mcp_headers: vec![],
-                        caller: Some(ctx.caller()),
-                        client_capabilities: None,
-                    })
-                    .await;
-            })
-        });
-    futures::future::join_all(sends).await;
+    fan_out(ctx, session_wire_upstreams(session), |server, upstream| {
+        let body = body.clone();
+        async move {
+            let call = UpstreamCall::in_session(ctx, &server, upstream);
+            let _ = call.post(&ctx.state.upstreams, body).await;
+        }
+    })
+    .await;
 }
 
 /// The client's answer to a server→client request (sampling, elicitation, roots).
@@ -356,16 +332,11 @@ pub(super) async fn route_client_response(
         );
     };
     message.value["id"] = original;
-    let out = Outbound {
-        server: &server,
-        body: Bytes::from(serde_json::to_vec(&message.value).expect("json")),
-        protocol_version: Some(&upstream.version),
-        session_id: upstream.session_id.as_deref(),
-        mcp_headers: vec![],
-        caller: Some(ctx.caller()),
-        client_capabilities: None,
-    };
-    match ctx.state.upstreams.post(out).await {
+    let body = Bytes::from(serde_json::to_vec(&message.value).expect("json"));
+    match UpstreamCall::in_session(ctx, &server, upstream)
+        .post(&ctx.state.upstreams, body)
+        .await
+    {
         Ok(_) => HttpResponse::Accepted().finish(),
         Err(UpstreamError::SessionGone) => error_response(
             &McpError::NotFound("Not Found: session expired upstream".to_owned()),
@@ -525,16 +496,16 @@ pub async fn delete(
         Ok(s) => s,
         Err(error) => return refusal(&error),
     };
-    let deletes = session.upstreams.iter().filter_map(|u| {
-        let server = ctx.server(u.server)?.clone();
+    let upstreams = session.upstreams.iter().map(|u| (u.server, u));
+    fan_out(&ctx, upstreams, |server, u| {
         let state = state.clone();
-        Some(async move {
+        async move {
             if let Some(id) = &u.session_id {
                 state.upstreams.delete_session(&server, &u.version, id).await;
             }
-        })
-    });
-    futures::future::join_all(deletes).await;
+        }
+    })
+    .await;
     if let Some(id) = header_str(&req, MCP_SESSION_ID) {
         let key = EndedSessions::key(id);
         state.ended_sessions.insert(key);
