@@ -5,7 +5,6 @@
 //! upstream keeps its own open.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,13 +18,13 @@ use crate::jsonrpc::{self, Message};
 use crate::session::Session;
 use crate::upstream::{Reply, SseEvents, next_message};
 
+use super::client_stream::{Carrying, to_client};
 use super::context::{ClientWire, Ctx, Incoming};
 use super::error::McpError;
 use super::forward::forward_request;
 use super::outcome::{Answer, ClientStream, FrameStream, Relay};
-use super::relay::{ListChangedHook, frame, relay_events};
+use super::relay::frame;
 use super::resources::resource_owner;
-use super::tasks::{namespace_events, only_served_tasks};
 
 const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
 /// How long an upstream may take to acknowledge before it is left out.
@@ -164,22 +163,7 @@ fn merged_stream(ctx: &Ctx, client_wire: ClientWire, id: Value, opened: Vec<Open
     let streams: Vec<FrameStream> = opened
         .into_iter()
         .map(|Opened { events, relay, .. }| {
-            let slug: Arc<str> = ctx
-                .server(relay.server)
-                .map_or("", |s| s.snapshot.slug.as_str())
-                .into();
-            let hook = ListChangedHook {
-                pins: ctx.state.pins.clone(),
-                org: ctx.org.clone(),
-                server: relay.server,
-            };
-            relay_events(
-                namespace_events(only_served_tasks(ctx, relay.server, events), slug),
-                relay,
-                Some(id.clone()),
-                Some(hook),
-                ctx.state.redactor.clone(),
-            )
+            to_client(ctx, events, relay, Some(id.clone()), Carrying::Notifications)
         })
         .collect();
     let merged: FrameStream = Box::pin(

@@ -54,6 +54,7 @@
 mod admission;
 mod aggregate;
 mod bridge;
+mod client_stream;
 mod context;
 mod cursor;
 mod dispatch;

@@ -16,10 +16,10 @@ use crate::redact::Redactor;
 use crate::resource;
 use crate::upstream::Reply;
 
+use crate::mcp::client_stream::{Carrying, to_client};
 use crate::mcp::context::{ClientWire, Ctx};
 use crate::mcp::error::{McpError, error_code, protocol_status};
 use crate::mcp::outcome::{Answer, ClientStream, FrameStream, Relay};
-use crate::mcp::relay::{ListChangedHook, relay_events};
 
 pub(super) fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
@@ -132,19 +132,9 @@ fn relay_reply(ctx: &Ctx, reply: Reply, mut relay: Relay, request_id: Option<Val
                 .body(body)
         }
         Reply::Stream { events, .. } => {
-            let hook = ListChangedHook {
-                pins: ctx.state.pins.clone(),
-                org: ctx.org.clone(),
-                server: relay.server,
-            };
-            // A legacy client's disconnect is not cancellation (it may resume the stream), so
-            // only the 2026-07-28 relays probe for it.
-            let probe = relay.client_wire.cancellation_probe();
-            let events = relay_events(events, relay, request_id, Some(hook), ctx.state.redactor.clone());
-            sse_response(ClientStream {
-                frames: events,
-                keep_alive: probe,
-            })
+            let keep_alive = relay.client_wire.cancellation_probe();
+            let frames = to_client(ctx, events, relay, request_id, Carrying::Answer);
+            sse_response(ClientStream { frames, keep_alive })
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::upstream::{STATELESS_VERSION, UpstreamError, Wire};
 
 use crate::mcp::admission::{establish, open_stream};
 use crate::mcp::aggregate::{endpoint_server_info, filter_capabilities, merge_capabilities};
+use crate::mcp::client_stream::{Carrying, to_client};
 use crate::mcp::context::{
     ClientWire, Ctx, Incoming, KEEP_ALIVE, SESSION_VERSIONS, STATELESS_VERSIONS, all_versions,
 };
@@ -22,10 +23,9 @@ use crate::mcp::dispatch::dispatch;
 use crate::mcp::error::McpError;
 use crate::mcp::input::ASK_PREFIX;
 use crate::mcp::outcome::{ClientStream, FrameStream, Relay, result_value};
-use crate::mcp::relay::{ListChangedHook, SSE_RETRY_MS, parse_rewritten_id, relay_events};
+use crate::mcp::relay::{SSE_RETRY_MS, parse_rewritten_id};
 use crate::mcp::request::McpRequest;
 use crate::mcp::sql::elicitation_answer;
-use crate::mcp::tasks::{namespace_events, namespaces_tasks, only_served_tasks};
 use crate::mcp::upstream_calls::{UpstreamCall, fan_out, session_wire_upstreams};
 
 use super::render::{answer_response, error_response, header_str, refusal, sse_response};
@@ -432,13 +432,6 @@ pub async fn get(
             .await
         {
             Ok(Some(events)) => {
-                // Messages about tasks reach only their creator; they name their upstream's tasks.
-                let events = only_served_tasks(&ctx, upstream.server, events);
-                let events = if namespaces_tasks(&ctx) {
-                    namespace_events(events, server.snapshot.slug.as_str().into())
-                } else {
-                    events
-                };
                 let relay = Relay {
                     client_wire: ClientWire::Session,
                     index,
@@ -446,18 +439,7 @@ pub async fn get(
                     record: None,
                     shape: None,
                 };
-                let hook = ListChangedHook {
-                    pins: state.pins.clone(),
-                    org: ctx.org.clone(),
-                    server: upstream.server,
-                };
-                streams.push(relay_events(
-                    events,
-                    relay,
-                    None,
-                    Some(hook),
-                    state.redactor.clone(),
-                ));
+                streams.push(to_client(&ctx, events, relay, None, Carrying::Notifications));
             }
             Ok(None) => {}
             Err(UpstreamError::SessionGone) => {
