@@ -7,7 +7,7 @@
 //!   (the upstream forgot the session: expired, restarted) opens a new one and sends again, so
 //!   the client never sees it. The upstream's result gets the revision's `resultType` (and, for
 //!   lists and reads, `ttlMs` and `cacheScope`) on the way back ([`StatelessShape`]).
-//! - A session client (2025 era) of a stateless upstream: its session names the upstream with no
+//! - A session client (2025 revisions) of a stateless upstream: its session names the upstream with no
 //!   session id and the stateless revision, and each request goes with the revision's headers
 //!   and the `_meta` it requires (the client's declared capabilities).
 //! - Otherwise the request goes as it came, in the client's own session or statelessly.

@@ -44,7 +44,7 @@ pub(super) struct ClientStream {
 /// How to relay an upstream stream back.
 pub(super) struct Relay {
     pub(super) client_wire: ClientWire,
-    /// Index of the upstream in the session (legacy), for event and request ids.
+    /// Index of the upstream in the session (session wire), for event and request ids.
     pub(super) index: usize,
     pub(super) server: ServerId,
     pub(super) record: Option<CallRecord>,

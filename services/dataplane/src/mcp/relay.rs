@@ -52,7 +52,7 @@ pub(super) fn frame(id: Option<&str>, retry: Option<u64>, data: &str) -> String 
 }
 
 /// Relays upstream SSE events: event ids and server→client request ids are rewritten to name the
-/// upstream (legacy), a priming event is sent first when the upstream sends none, and the call
+/// upstream (session wire), a priming event is sent first when the upstream sends none, and the call
 /// record is finished when the response goes by (or when the client goes away).
 pub(super) fn relay_events(
     events: LocalEvents,

@@ -147,7 +147,7 @@ async fn all_pages(
     Some(items)
 }
 
-/// The dataplane's own list request, in the client's era: a 2026-07-28 request carries the
+/// The dataplane's own list request, on the client's wire: a 2026-07-28 request carries the
 /// client's `_meta` (protocol version, client info and capabilities).
 fn list_request(client_message: &Message, kind: ListKind) -> Message {
     let mut params = json!({});

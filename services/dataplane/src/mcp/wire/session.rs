@@ -93,7 +93,7 @@ pub(super) fn open_session(req: &HttpRequest, ctx: &Ctx) -> Result<Session, McpE
     }
 }
 
-/// `initialize` (legacy): opens a session with every upstream of the endpoint and seals their
+/// `initialize`: opens a session with every upstream of the endpoint and seals their
 /// session ids into ours.
 pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -> HttpResponse {
     let id = message.id().cloned().unwrap_or(Value::Null);
@@ -263,7 +263,7 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
         .body(serde_json::to_vec(&result_value(&id, merged)).expect("json"))
 }
 
-/// A client notification (legacy) goes to every session upstream of the session; a stateless
+/// A client notification goes to every session upstream of the session; a stateless
 /// upstream takes none, but a `notifications/cancelled` ends the call to it.
 pub(super) async fn forward_notification(ctx: &Ctx, session: &Session, message: &Message) {
     if message.method() == "notifications/cancelled"
@@ -375,7 +375,7 @@ async fn establish_session_request(
     Ok(ctx)
 }
 
-/// `GET /{org}/{endpoint}/mcp`: the session's server→client stream (legacy only).
+/// `GET /{org}/{endpoint}/mcp`: the session's server→client stream (session wire only).
 pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
