@@ -217,3 +217,43 @@ pub(super) fn protocol_status(code: Option<i64>) -> StatusCode {
 pub(super) fn error_code(response: &Value) -> Option<i64> {
     response.get("error")?.get("code")?.as_i64()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_errors_carry_their_status_only_on_the_stateless_wire() {
+        let not_found = McpError::method_not_found("x/y");
+        assert_eq!(not_found.status(ClientWire::Stateless), StatusCode::NOT_FOUND);
+        assert_eq!(not_found.status(ClientWire::Session), StatusCode::OK);
+        let capability = McpError::protocol(MISSING_REQUIRED_CLIENT_CAPABILITY, "missing");
+        assert_eq!(capability.status(ClientWire::Stateless), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            McpError::unavailable().status(ClientWire::Stateless),
+            StatusCode::OK
+        );
+        // A refusal of the HTTP request has the same status on both wires.
+        let limited = McpError::RateLimited { retry_after_secs: 3 };
+        assert_eq!(
+            limited.status(ClientWire::Stateless),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(limited.status(ClientWire::Session), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[test]
+    fn the_body_is_a_json_rpc_error_with_the_requests_id() {
+        let body = McpError::RateLimited { retry_after_secs: 3 }.body(Some(&json!(7)));
+        assert_eq!(
+            body,
+            json!({"jsonrpc": "2.0", "id": 7, "error": {"code": jsonrpc::SERVER_ERROR,
+                "message": "Rate limit exceeded; retry after 3 s", "data": {"retryAfterSeconds": 3}}})
+        );
+        assert_eq!(error_code(&body), Some(jsonrpc::SERVER_ERROR));
+        assert_eq!(
+            protocol_status(error_code(&json!({"result": {}}))),
+            StatusCode::OK
+        );
+    }
+}

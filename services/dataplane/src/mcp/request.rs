@@ -159,3 +159,41 @@ impl McpRequest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn read(value: Value) -> McpRequest {
+        McpRequest::read(Message::classify(value).expect("a message"), 10)
+    }
+
+    #[test]
+    fn the_envelope_is_read_once() {
+        let call = read(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "b__search", "arguments": {}}}));
+        assert_eq!(call.tool.as_ref().map(|t| t.name.as_str()), Some("b__search"));
+        assert!(
+            call.tool
+                .as_ref()
+                .is_some_and(|t| !t.callable && t.found.is_none())
+        );
+        let list =
+            read(json!({"jsonrpc": "2.0", "id": 2, "method": "prompts/list", "params": {"cursor": 3}}));
+        assert_eq!(list.cursor, Cursor::Malformed);
+        assert!(list.tool.is_none());
+        let task =
+            read(json!({"jsonrpc": "2.0", "id": 3, "method": "tasks/get", "params": {"taskId": "b__t1"}}));
+        assert_eq!(task.task_id.as_deref(), Some("b__t1"));
+        let completion = read(json!({"jsonrpc": "2.0", "id": 4, "method": "completion/complete",
+            "params": {"ref": {"type": "ref/prompt", "name": "b__greet"}}}));
+        assert_eq!(completion.named, Some(Named::Prompt(Some("b__greet".into()))));
+        let read_resource = read(json!({"jsonrpc": "2.0", "id": 5, "method": "resources/read",
+            "params": {"uri": "test://a"}}));
+        assert_eq!(read_resource.named_target(), Some("test://a"));
+        let answer = read(json!({"jsonrpc": "2.0", "id": 6, "result": {}}));
+        assert_eq!((answer.method.as_str(), answer.kind()), ("", Kind::Response));
+    }
+}
