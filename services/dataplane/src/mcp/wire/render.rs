@@ -14,12 +14,13 @@ use gatehouse_events::CallOutcome;
 use crate::events::error_code_of;
 use crate::redact::Redactor;
 use crate::resource;
-use crate::upstream::Reply;
+use crate::upstream::{Reply, SseEvents};
 
 use crate::mcp::client_stream::{Carrying, to_client};
 use crate::mcp::context::{ClientWire, Ctx};
 use crate::mcp::error::{McpError, error_code, protocol_status};
 use crate::mcp::outcome::{Answer, ClientStream, FrameStream, Relay};
+use crate::mcp::relay::frame;
 
 pub(super) fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
@@ -83,45 +84,21 @@ pub(super) fn answer_response(
     }
 }
 
-/// An upstream reply to the client: JSON as it came, streams event by event.
+/// An upstream reply to the client.
 fn relay_reply(ctx: &Ctx, reply: Reply, mut relay: Relay, request_id: Option<Value>) -> HttpResponse {
     match reply {
         Reply::Accepted => {
-            if let Some(r) = relay.record.take() {
-                r.finish(CallOutcome::Success, None);
-            }
+            relayed_accepted(&mut relay);
             HttpResponse::Accepted().finish()
         }
         Reply::Json { body, .. } => {
-            let body = Redactor::apply(ctx.state.redactor.as_ref(), body);
-            // A session upstream's answer to a stateless client: shaped, and its protocol
-            // errors carry their status in that revision.
-            let (body, status) = match relay.shape {
-                Some(shape) => {
-                    let body = shape.apply_bytes(body);
-                    let status = serde_json::from_slice::<Value>(&body)
-                        .map(|v| protocol_status(error_code(&v)))
-                        .unwrap_or(StatusCode::OK);
-                    (body, status)
-                }
-                None => (body, StatusCode::OK),
-            };
-            if let Some(mut r) = relay.record.take() {
-                r.add_bytes_out(body.len() as u64);
-                match error_code_of(&body) {
-                    Some(Some(code)) => r.finish(CallOutcome::Error, Some(code)),
-                    _ => r.finish(CallOutcome::Success, None),
-                }
-            }
+            let (body, status) = relayed_json(ctx, body, &mut relay);
             HttpResponse::build(status)
                 .content_type("application/json")
                 .body(body)
         }
         Reply::Status { status, body, json } => {
-            let body = Redactor::apply(ctx.state.redactor.as_ref(), body);
-            if let Some(r) = relay.record.take() {
-                r.finish(CallOutcome::Error, error_code_of(&body).flatten());
-            }
+            let body = relayed_status(ctx, body, &mut relay);
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             HttpResponse::build(status)
                 .content_type(if json {
@@ -131,45 +108,118 @@ fn relay_reply(ctx: &Ctx, reply: Reply, mut relay: Relay, request_id: Option<Val
                 })
                 .body(body)
         }
-        Reply::Stream { events, .. } => {
-            let keep_alive = relay.client_wire.cancellation_probe();
-            let frames = to_client(ctx, events, relay, request_id, Carrying::Answer);
-            sse_response(ClientStream { frames, keep_alive })
+        Reply::Stream { events, .. } => sse_response(relayed_stream(ctx, events, relay, request_id)),
+    }
+}
+
+/// An answer that took too long to go as JSON, as the frames of the stateless wire's SSE
+/// response: a JSON-RPC message becomes one event, a stream is relayed; anything else (no
+/// message to carry) becomes nothing.
+pub(super) fn answer_stream(ctx: &Ctx, answer: Answer, id: Option<Value>) -> ClientStream {
+    let message = |body: Option<Bytes>| {
+        let event = body
+            .filter(|b| serde_json::from_slice::<Value>(b).is_ok())
+            .map(|b| Ok(Bytes::from(frame(None, None, &String::from_utf8_lossy(&b)))));
+        ClientStream {
+            frames: Box::pin(futures::stream::iter(event)),
+            keep_alive: None,
+        }
+    };
+    let json = |value: &Value| Some(Bytes::from(serde_json::to_vec(value).expect("json")));
+    match answer {
+        Answer::Value(value) => message(json(&value)),
+        Answer::Error(error) => message(json(&error.body(id.as_ref()))),
+        Answer::Stream(stream) => stream,
+        Answer::Upstream { reply, mut relay } => match reply {
+            Reply::Accepted => {
+                relayed_accepted(&mut relay);
+                message(None)
+            }
+            Reply::Json { body, .. } => message(Some(relayed_json(ctx, body, &mut relay).0)),
+            Reply::Status { body, .. } => message(Some(relayed_status(ctx, body, &mut relay))),
+            Reply::Stream { events, .. } => relayed_stream(ctx, events, relay, id),
+        },
+    }
+}
+
+fn relayed_accepted(relay: &mut Relay) {
+    if let Some(r) = relay.record.take() {
+        r.finish(CallOutcome::Success, None);
+    }
+}
+
+/// An upstream's JSON answer as the client gets it: redacted; for a stateless client of a
+/// session upstream, shaped, with the status its protocol error carries on that wire; the call
+/// record finished.
+fn relayed_json(ctx: &Ctx, body: Bytes, relay: &mut Relay) -> (Bytes, StatusCode) {
+    let body = Redactor::apply(ctx.state.redactor.as_ref(), body);
+    let (body, status) = match relay.shape {
+        Some(shape) => {
+            let body = shape.apply_bytes(body);
+            let status = serde_json::from_slice::<Value>(&body)
+                .map(|v| protocol_status(error_code(&v)))
+                .unwrap_or(StatusCode::OK);
+            (body, status)
+        }
+        None => (body, StatusCode::OK),
+    };
+    if let Some(mut r) = relay.record.take() {
+        r.add_bytes_out(body.len() as u64);
+        match error_code_of(&body) {
+            Some(Some(code)) => r.finish(CallOutcome::Error, Some(code)),
+            _ => r.finish(CallOutcome::Success, None),
         }
     }
+    (body, status)
+}
+
+/// An upstream's refusal (an HTTP error status) as the client gets it: redacted; the call record
+/// finished as an error.
+fn relayed_status(ctx: &Ctx, body: Bytes, relay: &mut Relay) -> Bytes {
+    let body = Redactor::apply(ctx.state.redactor.as_ref(), body);
+    if let Some(r) = relay.record.take() {
+        r.finish(CallOutcome::Error, error_code_of(&body).flatten());
+    }
+    body
+}
+
+/// An upstream's stream answering the client's request: probed for the client leaving on the
+/// stateless wire (a session client's disconnect is not cancellation: it may resume).
+fn relayed_stream(ctx: &Ctx, events: SseEvents, relay: Relay, request_id: Option<Value>) -> ClientStream {
+    let keep_alive = relay.client_wire.cancellation_probe();
+    let frames = to_client(ctx, events, relay, request_id, Carrying::Answer);
+    ClientStream { frames, keep_alive }
 }
 
 /// An SSE response; with `keep_alive`, a comment is written whenever the stream has been quiet
 /// that long (proxies keep the connection, and a client that left is noticed).
-pub(super) fn sse_response(
-    ClientStream {
-        frames: stream,
-        keep_alive,
-    }: ClientStream,
-) -> HttpResponse {
-    let stream: FrameStream = if let Some(every) = keep_alive {
-        let ticks = futures::stream::unfold(
-            tokio::time::interval_at(tokio::time::Instant::now() + every, every),
-            |mut i| async move {
-                i.tick().await;
-                Some((Ok(Bytes::from_static(b": keep-alive\n\n")), i))
-            },
-        );
-        // End when the upstream streams end (the `None` after them), not when the ticker would.
-        let frames = stream
-            .map(Some)
-            .chain(futures::stream::once(futures::future::ready(None)));
-        Box::pin(
-            futures::stream::select(frames, ticks.map(Some))
-                .take_while(|item| futures::future::ready(item.is_some()))
-                .filter_map(futures::future::ready),
-        )
-    } else {
-        stream
-    };
+pub(super) fn sse_response(stream: ClientStream) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
-        .streaming(stream)
+        .streaming(with_keep_alive(stream))
+}
+
+/// The stream's frames, with its keep-alive comments.
+pub(super) fn with_keep_alive(ClientStream { frames, keep_alive }: ClientStream) -> FrameStream {
+    let Some(every) = keep_alive else {
+        return frames;
+    };
+    let ticks = futures::stream::unfold(
+        tokio::time::interval_at(tokio::time::Instant::now() + every, every),
+        |mut i| async move {
+            i.tick().await;
+            Some((Ok(Bytes::from_static(b": keep-alive\n\n")), i))
+        },
+    );
+    // End when the upstream streams end (the `None` after them), not when the ticker would.
+    let frames = frames
+        .map(Some)
+        .chain(futures::stream::once(futures::future::ready(None)));
+    Box::pin(
+        futures::stream::select(frames, ticks.map(Some))
+            .take_while(|item| futures::future::ready(item.is_some()))
+            .filter_map(futures::future::ready),
+    )
 }

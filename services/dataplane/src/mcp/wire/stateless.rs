@@ -16,10 +16,9 @@ use crate::mcp::dispatch::dispatch;
 use crate::mcp::error::McpError;
 use crate::mcp::outcome::Answer;
 use crate::mcp::outcome::FrameStream;
-use crate::mcp::relay::frame;
 use crate::mcp::request::McpRequest;
 
-use super::render::{answer_response, error_response};
+use super::render::{answer_response, answer_stream, error_response, with_keep_alive};
 
 /// Methods the stateless revision removed (SEP-2575): 404 with -32601.
 const REMOVED_IN_STATELESS: &[&str] = &[
@@ -67,9 +66,9 @@ pub(super) async fn handle(req: &HttpRequest, ctx: &Ctx, request: McpRequest) ->
             let (req, ctx) = (req.clone(), ctx.clone());
             let answering = Box::pin(async move {
                 let answer = dispatch(Incoming::stateless(&req, &ctx), request).await;
-                stateless_answer(&ctx, answer, id)
+                (ctx, answer)
             });
-            respond_or_stream(answering).await
+            respond_or_stream(answering, id).await
         }
     }
 }
@@ -154,10 +153,6 @@ fn checked_version<'r>(req: &'r HttpRequest, ctx: &Ctx, request: &McpRequest) ->
     Ok(header_version)
 }
 
-fn stateless_answer(ctx: &Ctx, answer: Answer, id: Option<Value>) -> HttpResponse {
-    answer_response(ctx, answer, id, ClientWire::Stateless)
-}
-
 /// How long a 2026-07-28 request may take before its answer turns into a stream.
 const ANSWER_AS_STREAM_AFTER: Duration = Duration::from_millis(500);
 
@@ -167,10 +162,11 @@ const ANSWER_AS_STREAM_AFTER: Duration = Duration::from_millis(500);
 /// that a client has gone only when a write fails; closing the response stream is cancellation in
 /// this revision, and dropping the pending request closes its upstream call.
 async fn respond_or_stream(
-    mut answering: std::pin::Pin<Box<dyn std::future::Future<Output = HttpResponse>>>,
+    mut answering: std::pin::Pin<Box<dyn std::future::Future<Output = (Ctx, Answer)>>>,
+    id: Option<Value>,
 ) -> HttpResponse {
-    if let Ok(response) = tokio::time::timeout(ANSWER_AS_STREAM_AFTER, &mut answering).await {
-        return response;
+    if let Ok((ctx, answer)) = tokio::time::timeout(ANSWER_AS_STREAM_AFTER, &mut answering).await {
+        return answer_response(&ctx, answer, id, ClientWire::Stateless);
     }
     metrics::counter!("gatehouse_dataplane_answers_streamed_total").increment(1);
     let ticks = futures::stream::unfold(
@@ -198,12 +194,14 @@ async fn respond_or_stream(
             futures::future::ready(go)
         }
     });
-    let frames = waiting.flat_map(|item| -> FrameStream {
+    let frames = waiting.flat_map(move |item| -> FrameStream {
         match item {
             futures::future::Either::Left(comment) => {
                 Box::pin(futures::stream::once(futures::future::ready(comment)))
             }
-            futures::future::Either::Right(response) => response_as_frames(response),
+            futures::future::Either::Right((ctx, answer)) => {
+                with_keep_alive(answer_stream(&ctx, answer, id.clone()))
+            }
         }
     });
     HttpResponse::Ok()
@@ -211,29 +209,4 @@ async fn respond_or_stream(
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(frames)
-}
-
-/// The body of a finished response as SSE frames: an SSE body is passed on as it is, a JSON body
-/// becomes one event; anything else (no JSON-RPC message to carry) becomes nothing.
-fn response_as_frames(response: HttpResponse) -> FrameStream {
-    use actix_web::body::MessageBody;
-    let is_stream = response
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let mut body = Box::pin(response.into_body());
-    if is_stream {
-        return Box::pin(futures::stream::poll_fn(move |cx| {
-            body.as_mut().poll_next(cx).map(|chunk| {
-                chunk.map(|r| r.map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string())))
-            })
-        }));
-    }
-    Box::pin(futures::stream::once(async move {
-        let bytes = actix_web::body::to_bytes(body).await.unwrap_or_default();
-        if bytes.is_empty() || serde_json::from_slice::<Value>(&bytes).is_err() {
-            return Ok(Bytes::new());
-        }
-        Ok(Bytes::from(frame(None, None, &String::from_utf8_lossy(&bytes))))
-    }))
 }
