@@ -78,6 +78,11 @@ pub(super) async fn forward_request(
                 shape: StatelessShape::needed(client_wire, route.wire, message.method()),
             };
             match (client_wire.crossing(route.wire), reply) {
+                // A listen stream served from a session upstream's own session is already the
+                // revision's (`session_listen::in_own_session`).
+                (Crossing::StatelessToSession, reply) if message.method() == "subscriptions/listen" => {
+                    Answer::Upstream { reply, relay }
+                }
                 // The upstream's requests on the stream become `input_required` (and back).
                 (Crossing::StatelessToSession, Reply::Stream { events, session_id }) => {
                     let events = input::stateless_view(ctx, events, route, id.clone());

@@ -1,8 +1,11 @@
-//! `subscriptions/listen` (2026-07-28) at an endpoint with several upstreams. The request goes to
-//! every upstream, each with only the resource subscriptions it owns; the client gets one
-//! `notifications/subscriptions/acknowledged` first (the union of what the upstreams agreed to),
-//! then every upstream's notifications merged on one response stream, which stays open while any
-//! upstream keeps its own open.
+//! `subscriptions/listen` (2026-07-28).
+//!
+//! - At an endpoint with several upstreams the request goes to every upstream, each with only the
+//!   resource subscriptions it owns; the client gets one `notifications/subscriptions/acknowledged`
+//!   first (the union of what the upstreams agreed to), then every upstream's notifications merged
+//!   on one response stream, which stays open while any upstream keeps its own open.
+//! - A session upstream (2025 revisions) has no such method: the bridge serves the stream from an
+//!   upstream session opened for it alone (`session_listen`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,8 +28,8 @@ use super::forward::forward_request;
 use super::outcome::{Answer, ClientStream, FrameStream, Relay};
 use super::relay::frame;
 use super::resources::resource_owner;
+use super::session_listen::ACKNOWLEDGED;
 
-const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
 /// How long an upstream may take to acknowledge before it is left out.
 const ACK_WAIT: Duration = Duration::from_secs(10);
 

@@ -21,6 +21,7 @@ mod outcome;
 mod relay;
 mod request;
 mod resources;
+mod session_listen;
 mod sql;
 mod tasks;
 mod tools;

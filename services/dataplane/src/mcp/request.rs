@@ -4,7 +4,7 @@
 //! goes upstream. The tool a `tools/call` names is resolved against the endpoint once, by
 //! admission ([`CalledTool`]).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use gatehouse_core::snapshot::EndpointTool;
 
@@ -158,6 +158,23 @@ impl McpRequest {
             None => None,
         }
     }
+}
+
+/// The capabilities a stateless client declared in its request's `_meta`.
+pub(super) fn declared_capabilities(message: &Message) -> Value {
+    message
+        .params()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
+        .cloned()
+        .unwrap_or_else(|| json!({}))
+}
+
+pub(super) fn declared_client_info(message: &Message) -> Option<&Value> {
+    message
+        .params()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get("io.modelcontextprotocol/clientInfo"))
 }
 
 #[cfg(test)]
