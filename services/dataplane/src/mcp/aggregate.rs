@@ -217,31 +217,30 @@ async fn walk_upstreams(
     kind: ListKind,
     walk: Option<&Walk>,
 ) -> Walked {
-    let calls = ctx
+    let ranked = ctx
         .endpoint
         .server_ids
         .iter()
         .enumerate()
-        .filter_map(|(rank, server_id)| {
-            let slug = ctx.server(*server_id)?.snapshot.slug.clone();
-            let cursor = match Walk::position(walk, &slug) {
-                Position::Start => None,
-                Position::At(cursor) => Some(cursor),
-                Position::Done => return None,
-            };
-            Some(async move {
-                let page = list_page(
-                    ctx,
-                    client_wire,
-                    session,
-                    message,
-                    kind.key(),
-                    *server_id,
-                    cursor.as_deref(),
-                );
-                (rank, *server_id, slug, page.await)
-            })
-        });
+        .map(|(rank, s)| (*s, rank));
+    let calls = fan_out(ctx, ranked, |server, rank| async move {
+        let (server_id, slug) = (server.snapshot.id, server.snapshot.slug.clone());
+        let cursor = match Walk::position(walk, &slug) {
+            Position::Start => None,
+            Position::At(cursor) => Some(cursor),
+            Position::Done => return None,
+        };
+        let page = list_page(
+            ctx,
+            client_wire,
+            session,
+            message,
+            kind.key(),
+            server_id,
+            cursor.as_deref(),
+        );
+        Some((rank, server_id, slug, page.await))
+    });
     let mut walked = Walked {
         items: Vec::new(),
         next: Walk::default(),
@@ -249,7 +248,7 @@ async fn walk_upstreams(
         refusal: None,
     };
     let now = std::time::Instant::now();
-    for (rank, server, slug, page) in futures::future::join_all(calls).await {
+    for (rank, server, slug, page) in calls.await.into_iter().flatten() {
         // An upstream that failed mid-walk is left out of the rest of it.
         let page = match page {
             Ok(page) => page,

@@ -14,6 +14,7 @@ use crate::session::Session;
 
 use super::aggregate::{ListKind, list_page, listing_of};
 use super::context::{ClientWire, Ctx};
+use super::upstream_calls::fan_out;
 
 /// At most this many pages of each list are read from each upstream when learning.
 const MAX_PAGES: usize = 5;
@@ -72,39 +73,37 @@ async fn list_everything(
     session: Option<&Session>,
     message: &Message,
 ) -> Vec<Listing> {
-    let calls = ctx
+    let ranked = ctx
         .endpoint
         .server_ids
         .iter()
         .enumerate()
-        .map(|(rank, server)| async move {
-            let resources = all_pages(ctx, client_wire, session, message, ListKind::Resources, *server);
-            let templates = all_pages(
-                ctx,
-                client_wire,
-                session,
-                message,
-                ListKind::ResourceTemplates,
-                *server,
-            );
-            let (resources, templates) = futures::join!(resources, templates);
-            if resources.is_none() && templates.is_none() {
-                return None;
-            }
-            let uris = listing_of(*server, rank, &resources.unwrap_or_default()).uris;
-            let templates = listing_of(*server, rank, &templates.unwrap_or_default()).templates;
-            Some(Listing {
-                server: *server,
-                rank,
-                uris,
-                templates,
-            })
-        });
-    futures::future::join_all(calls)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+        .map(|(rank, s)| (*s, rank));
+    let calls = fan_out(ctx, ranked, |server, rank| async move {
+        let server = &server.snapshot.id;
+        let resources = all_pages(ctx, client_wire, session, message, ListKind::Resources, *server);
+        let templates = all_pages(
+            ctx,
+            client_wire,
+            session,
+            message,
+            ListKind::ResourceTemplates,
+            *server,
+        );
+        let (resources, templates) = futures::join!(resources, templates);
+        if resources.is_none() && templates.is_none() {
+            return None;
+        }
+        let uris = listing_of(*server, rank, &resources.unwrap_or_default()).uris;
+        let templates = listing_of(*server, rank, &templates.unwrap_or_default()).templates;
+        Some(Listing {
+            server: *server,
+            rank,
+            uris,
+            templates,
+        })
+    });
+    calls.await.into_iter().flatten().collect()
 }
 
 /// The items of up to [`MAX_PAGES`] pages of `kind` from `server`; `None` if it could not be

@@ -410,32 +410,42 @@ pub async fn get(
         let (index, orig) = id.split_once('.')?;
         Some((index.parse::<usize>().ok()?, orig.to_owned()))
     });
-    let mut streams = Vec::new();
-    for (index, upstream) in session.upstreams.iter().enumerate() {
+    // Every upstream's stream, opened at once.
+    let upstreams = session
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(index, u)| (u.server, (index, u)));
+    let opened = fan_out(&ctx, upstreams, |server, (index, upstream)| {
         let last_event_id = match &resume {
             Some((i, orig)) if *i == index && !orig.is_empty() => Some(orig.as_str()),
-            Some(_) => None,
-            None => None,
+            Some(_) | None => None,
         };
-        let Some(server) = ctx.server(upstream.server).cloned() else {
-            continue;
-        };
-        match state
-            .upstreams
-            .get_stream(
-                &server,
-                &upstream.version,
-                upstream.session_id.as_deref(),
-                last_event_id,
-                Some(ctx.caller()),
-            )
-            .await
-        {
+        let ctx = &ctx;
+        async move {
+            let events = ctx
+                .state
+                .upstreams
+                .get_stream(
+                    &server,
+                    &upstream.version,
+                    upstream.session_id.as_deref(),
+                    last_event_id,
+                    Some(ctx.caller()),
+                )
+                .await;
+            (index, upstream.server, events)
+        }
+    })
+    .await;
+    let mut streams = Vec::new();
+    for (index, server, events) in opened {
+        match events {
             Ok(Some(events)) => {
                 let relay = Relay {
                     client_wire: ClientWire::Session,
                     index,
-                    server: upstream.server,
+                    server,
                     record: None,
                     shape: None,
                 };
@@ -449,7 +459,7 @@ pub async fn get(
                     ClientWire::Session,
                 );
             }
-            Err(e) => tracing::warn!(server_id = %upstream.server, error = %e, "upstream GET stream failed"),
+            Err(e) => tracing::warn!(server_id = %server, error = %e, "upstream GET stream failed"),
         }
     }
     if streams.is_empty() {
