@@ -8,11 +8,10 @@
 use actix_web::{HttpRequest, web};
 
 use gatehouse_core::snapshot::{Limit, ToolTarget};
-use gatehouse_events::CallOutcome;
 
 use crate::auth::{self, TokenError};
 use crate::events::CallSite;
-use crate::jsonrpc::{self, Kind};
+use crate::jsonrpc::Kind;
 use crate::resource;
 use crate::state::AppState;
 use crate::stream_slots::StreamSlot;
@@ -149,12 +148,14 @@ impl Ctx {
         .collect();
         let decision = self.state.limiter.check_all(&checks).await;
         if !decision.allowed {
-            self.record(method, named_tool, None, None, 0)
-                .finish(CallOutcome::RateLimited, None);
             let secs = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            return Verdict::RateLimited {
+            let verdict = Verdict::RateLimited {
                 retry_after_secs: secs,
             };
+            if let Some(refusal) = verdict.refusal() {
+                refusal.finish(self.record(method, named_tool, None, None, 0));
+            }
+            return verdict;
         }
         let is_request = request.is_some_and(|r| r.kind() == Kind::Request);
         if is_request
@@ -170,8 +171,7 @@ impl Ctx {
             let arguments = request
                 .and_then(|r| r.message.params())
                 .and_then(|p| p.get("arguments"));
-            self.record(method, named_tool, server, arguments, 0)
-                .finish(CallOutcome::OverQuota, Some(jsonrpc::SERVER_ERROR));
+            McpError::OverQuota.finish(self.record(method, named_tool, server, arguments, 0));
             return Verdict::OverQuota;
         }
         Verdict::Admitted
@@ -254,9 +254,7 @@ pub(super) async fn establish(
             .iter()
             .any(|s| ctx.principal.scopes.contains(s))
     {
-        ctx.record("", None, None, None, 0)
-            .finish(CallOutcome::Denied, None);
-        return Err(McpError::InsufficientScope {
+        let refusal = McpError::InsufficientScope {
             message: "Forbidden: insufficient scope".to_owned(),
             challenge: resource::insufficient_scope(
                 &ctx.metadata_url,
@@ -264,7 +262,9 @@ pub(super) async fn establish(
                 &ctx.endpoint.scopes_supported,
                 "the token grants nothing at this endpoint",
             ),
-        });
+        };
+        refusal.finish(ctx.record("", None, None, None, 0));
+        return Err(refusal);
     }
     Ok(Unadmitted { ctx })
 }

@@ -12,7 +12,6 @@ use serde_json::{Map, Value, json};
 
 use gatehouse_core::ids::ServerId;
 use gatehouse_core::snapshot::{CapabilityGrant, extra_method_allowed};
-use gatehouse_events::CallOutcome;
 
 use crate::auth::Principal;
 use crate::jsonrpc::{self, Message};
@@ -125,8 +124,6 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
             match grant_allows(grant, &ctx.principal) {
                 None => Answer::Error(McpError::method_not_found(&method)),
                 Some(Err(scope)) => {
-                    ctx.record(&method, request.named_target(), None, None, request.bytes_in)
-                        .finish(CallOutcome::Denied, None);
                     let required = std::slice::from_ref(&scope);
                     // The scope is named only if any caller may know it (see `nameable`).
                     let (description, message) = if resource::nameable(&ctx.endpoint, required).is_empty() {
@@ -140,7 +137,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
                             format!("Forbidden: insufficient scope ({scope} required)"),
                         )
                     };
-                    Answer::Error(McpError::InsufficientScope {
+                    let refusal = McpError::InsufficientScope {
                         message,
                         challenge: resource::insufficient_scope(
                             &ctx.metadata_url,
@@ -148,7 +145,9 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
                             required,
                             &description,
                         ),
-                    })
+                    };
+                    refusal.finish(ctx.record(&method, request.named_target(), None, None, request.bytes_in));
+                    Answer::Error(refusal)
                 }
                 Some(Ok(())) => forward_named(incoming, request).await,
             }
@@ -259,8 +258,7 @@ async fn forward_named(incoming: Incoming<'_>, mut request: McpRequest) -> Answe
         match route_resource(ctx, client_wire, session, &request).await {
             Ok(target) => Some(target),
             Err(error) => {
-                ctx.record(&request.method, name.as_deref(), None, None, request.bytes_in)
-                    .finish(CallOutcome::Error, Some(error.code()));
+                error.finish(ctx.record(&request.method, name.as_deref(), None, None, request.bytes_in));
                 return Answer::Error(error);
             }
         }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use gatehouse_events::CallOutcome;
 
+use crate::events::CallRecord;
 use crate::jsonrpc;
 
 use super::context::ClientWire;
@@ -187,14 +188,27 @@ impl McpError {
         }
     }
 
-    /// How a call this error answers is recorded.
-    pub(super) fn outcome(&self) -> CallOutcome {
+    /// How a call this error answers is recorded: its outcome, and the code recorded with it.
+    fn recorded(&self) -> (CallOutcome, Option<i64>) {
         match self {
-            McpError::Protocol { denied: false, .. } | McpError::BadGateway => CallOutcome::Error,
-            McpError::RateLimited { .. } => CallOutcome::RateLimited,
-            McpError::OverQuota => CallOutcome::OverQuota,
-            _ => CallOutcome::Denied,
+            McpError::Protocol {
+                code, denied: false, ..
+            } => (CallOutcome::Error, Some(*code)),
+            McpError::Protocol {
+                code, denied: true, ..
+            } => (CallOutcome::Denied, Some(*code)),
+            McpError::RateLimited { .. } => (CallOutcome::RateLimited, None),
+            McpError::OverQuota => (CallOutcome::OverQuota, Some(jsonrpc::SERVER_ERROR)),
+            // The upstream session or the upstream is gone: a failure, not a refusal.
+            McpError::NotFound(_) | McpError::BadGateway => (CallOutcome::Error, None),
+            _ => (CallOutcome::Denied, None),
         }
+    }
+
+    /// Finishes `record`, the call this error answers: the one place a refused call is recorded.
+    pub(super) fn finish(&self, record: CallRecord) {
+        let (outcome, code) = self.recorded();
+        record.finish(outcome, code);
     }
 }
 

@@ -4,7 +4,6 @@
 use serde_json::Value;
 
 use gatehouse_core::ids::ServerId;
-use gatehouse_events::CallOutcome;
 
 use crate::events::CallRecord;
 use crate::jsonrpc::{self, Message};
@@ -34,12 +33,8 @@ pub(super) async fn forward_request(
         session,
     } = incoming;
     let id = message.id().cloned().unwrap_or(Value::Null);
-    let fail = |record: Option<CallRecord>, code: i64, text: &str| {
-        if let Some(r) = record {
-            r.finish(CallOutcome::Error, Some(code));
-        }
-        Answer::Error(McpError::protocol(code, text))
-    };
+    let fail =
+        |record: Option<CallRecord>, code: i64, text: &str| refused(record, McpError::protocol(code, text));
     let Some(server_id) = target else {
         return fail(
             record,
@@ -119,17 +114,21 @@ pub(super) async fn forward_request(
             jsonrpc::INVALID_PARAMS,
             "Invalid params: requestState is not valid (altered or expired); send the request again without it",
         ),
-        Err(Unroutable::Upstream(UpstreamError::SessionGone)) => {
-            if let Some(r) = record {
-                r.finish(CallOutcome::Error, None);
-            }
-            Answer::Error(McpError::NotFound(
-                "Not Found: session expired upstream; re-initialize".to_owned(),
-            ))
-        }
+        Err(Unroutable::Upstream(UpstreamError::SessionGone)) => refused(
+            record,
+            McpError::NotFound("Not Found: session expired upstream; re-initialize".to_owned()),
+        ),
         Err(Unroutable::Upstream(e)) => {
             tracing::warn!(server_id = %server_id, error = %e, "upstream request failed");
             fail(record, jsonrpc::SERVER_ERROR, "Upstream server unavailable")
         }
     }
+}
+
+/// The call `record` records is refused with `error`.
+fn refused(record: Option<CallRecord>, error: McpError) -> Answer {
+    if let Some(record) = record {
+        error.finish(record);
+    }
+    Answer::Error(error)
 }

@@ -20,7 +20,6 @@ use serde_json::{Value, json};
 
 use gatehouse_core::ids::{ServerId, ToolId};
 use gatehouse_core::snapshot::{TOOL_NAMESPACE_SEPARATOR, namespaced_tool_name};
-use gatehouse_events::CallOutcome;
 
 use crate::jsonrpc::{self, Message};
 use crate::task_owners::{TaskKey, TaskOwner, TaskOwners};
@@ -83,9 +82,9 @@ pub(super) async fn forward_task_request(incoming: Incoming<'_>, request: McpReq
     let (Some((target, _)), true) = (located, served) else {
         // Not found, someone else's, or no longer callable: the same answer, so nothing is
         // learned about other callers' tasks.
-        ctx.record(&method, None, None, None, bytes_in)
-            .finish(CallOutcome::Denied, Some(jsonrpc::INVALID_PARAMS));
-        return Answer::Error(McpError::denied(jsonrpc::INVALID_PARAMS, "Unknown task"));
+        let refusal = McpError::denied(jsonrpc::INVALID_PARAMS, "Unknown task");
+        refusal.finish(ctx.record(&method, None, None, None, bytes_in));
+        return Answer::Error(refusal);
     };
     let record = ctx.record(&method, None, Some(target), None, bytes_in);
     let answer = forward_request(incoming, message, Some(target), Some(record), None).await;

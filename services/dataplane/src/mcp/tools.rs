@@ -32,8 +32,7 @@ pub(super) async fn call_tool(incoming: Incoming<'_>, request: McpRequest) -> An
     let name = called.name.as_str();
     let Some(tool) = called.callable(&ctx.endpoint) else {
         let refused = unknown_tool(name);
-        ctx.record("tools/call", Some(name), None, arguments.as_ref(), bytes_in)
-            .finish(refused.outcome(), Some(refused.code()));
+        refused.finish(ctx.record("tools/call", Some(name), None, arguments.as_ref(), bytes_in));
         return Answer::Error(refused);
     };
     let server_id = match &tool.target {
