@@ -1,9 +1,10 @@
-//! Admission: what is established about a request before its body is acted on. The per-request
-//! context ([`Ctx`]), `establish` (Origin/Host, configuration loaded, endpoint, bearer token, base
-//! scope), [`Unadmitted::admit`] and [`Unadmitted::admit_batch`], which count every message
-//! against the endpoint's rate limits (a `tools/call` against its tool's too) and refuse billable
-//! requests of an org over its quota, and are the only way to a [`Ctx`]; and [`open_stream`],
-//! the caller's bounded share of notification streams.
+//! Admission: what is established about a request before its body is acted on. `establish`
+//! (Origin/Host, configuration loaded, endpoint, bearer token, base scope) makes the per-request
+//! context; [`Unadmitted::admit`] and [`Unadmitted::admit_batch`] resolve the tool a `tools/call`
+//! names, count every message against the endpoint's rate limits (a `tools/call` against its
+//! tool's too) and refuse billable requests of an org over its quota, and are the only way to a
+//! [`Ctx`]; [`open_stream`] is the caller's bounded share of notification streams. Every rate
+//! limit and the quota are decided here, nowhere else.
 
 use actix_web::{HttpRequest, web};
 

@@ -6,7 +6,7 @@
 //!   opened with the client's capabilities mapped, without the revision's `_meta` keys; a 404
 //!   (the upstream forgot the session: expired, restarted) opens a new one and sends again, so
 //!   the client never sees it. The upstream's result gets the revision's `resultType` (and, for
-//!   lists and reads, `ttlMs` and `cacheScope`) on the way back ([`StatelessShape`]).
+//!   lists and reads, `ttlMs` and `cacheScope`) on the way back (`outcome::StatelessShape`).
 //! - A session client (2025 revisions) of a stateless upstream: its session names the upstream with no
 //!   session id and the stateless revision, and each request goes with the revision's headers
 //!   and the `_meta` it requires (the client's declared capabilities).
