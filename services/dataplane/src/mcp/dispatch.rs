@@ -24,7 +24,7 @@ use super::error::McpError;
 use super::forward::forward_request;
 use super::listen::listen;
 use super::outcome::{Answer, result_value};
-use super::request::{McpRequest, Named};
+use super::request::{McpRequest, Method, Named};
 use super::resources::{Unrouted, resource_owner};
 use super::tasks::{bind_created_task, forward_task_request, list_tasks, namespace_answer};
 use super::tools::call_tool;
@@ -49,9 +49,9 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
     } = incoming;
     let id = request.id.clone();
     let method = request.method.clone();
-    match method.as_str() {
-        "ping" => Answer::Value(result_value(&id, json!({}))),
-        "tools/list" => {
+    match &method {
+        Method::Ping => Answer::Value(result_value(&id, json!({}))),
+        Method::ToolsList => {
             let servers = ctx.endpoint.server_ids.clone();
             ctx.state.pins.refresh(&ctx.org, &servers).await;
             let tools: Vec<Value> = ctx
@@ -74,7 +74,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
             client_wire.list_fields(&mut result);
             Answer::Value(result_value(&id, Value::Object(result)))
         }
-        "tools/call" => {
+        Method::ToolsCall => {
             let tool = request
                 .tool
                 .as_ref()
@@ -87,19 +87,21 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
             namespace_answer(ctx, answer)
         }
         // 2026-07-28 removed them (SEP-2663).
-        "tasks/list" | "tasks/result" if !client_wire.has_method(&method) => method_not_found(&method),
-        "tasks/list" => list_tasks(incoming, request).await,
-        "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => {
+        Method::TasksList | Method::TasksResult if !client_wire.has_method(method.as_str()) => {
+            method_not_found(method.as_str())
+        }
+        Method::TasksList => list_tasks(incoming, request).await,
+        Method::TasksGet | Method::TasksResult | Method::TasksCancel | Method::TasksUpdate => {
             forward_task_request(incoming, request).await
         }
-        "prompts/list" | "resources/list" | "resources/templates/list" => {
-            let (grant, kind) = match method.as_str() {
-                "prompts/list" => (&ctx.endpoint.snapshot.prompts, ListKind::Prompts),
-                "resources/list" => (&ctx.endpoint.snapshot.resources, ListKind::Resources),
+        Method::PromptsList | Method::ResourcesList | Method::ResourcesTemplatesList => {
+            let (grant, kind) = match method {
+                Method::PromptsList => (&ctx.endpoint.snapshot.prompts, ListKind::Prompts),
+                Method::ResourcesList => (&ctx.endpoint.snapshot.resources, ListKind::Resources),
                 _ => (&ctx.endpoint.snapshot.resources, ListKind::ResourceTemplates),
             };
             match grant_allows(grant, &ctx.principal) {
-                None => Answer::Error(McpError::method_not_found(&method)),
+                None => Answer::Error(McpError::method_not_found(method.as_str())),
                 Some(Err(_)) => {
                     let mut result = Map::new();
                     result.insert(kind.key().into(), json!([]));
@@ -111,18 +113,18 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
                 }
             }
         }
-        "prompts/get"
-        | "resources/read"
-        | "resources/subscribe"
-        | "resources/unsubscribe"
-        | "completion/complete" => {
+        Method::PromptsGet
+        | Method::ResourcesRead
+        | Method::ResourcesSubscribe
+        | Method::ResourcesUnsubscribe
+        | Method::CompletionComplete => {
             let grant = if names_prompt(&request) {
                 &ctx.endpoint.snapshot.prompts
             } else {
                 &ctx.endpoint.snapshot.resources
             };
             match grant_allows(grant, &ctx.principal) {
-                None => Answer::Error(McpError::method_not_found(&method)),
+                None => Answer::Error(McpError::method_not_found(method.as_str())),
                 Some(Err(scope)) => {
                     let required = std::slice::from_ref(&scope);
                     // The scope is named only if any caller may know it (see `nameable`).
@@ -146,13 +148,19 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
                             &description,
                         ),
                     };
-                    refusal.finish(ctx.record(&method, request.named_target(), None, None, request.bytes_in));
+                    refusal.finish(ctx.record(
+                        method.as_str(),
+                        request.named_target(),
+                        None,
+                        None,
+                        request.bytes_in,
+                    ));
                     Answer::Error(refusal)
                 }
                 Some(Ok(())) => forward_named(incoming, request).await,
             }
         }
-        "logging/setLevel" => {
+        Method::LoggingSetLevel => {
             if let Some(session) = session {
                 // The stateless revision has no logging level to set.
                 let body = Bytes::from(serde_json::to_vec(&request.message.value).expect("json"));
@@ -168,23 +176,23 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
             }
             Answer::Value(result_value(&id, json!({})))
         }
-        "server/discover" => discover(ctx, request.message).await,
-        "subscriptions/listen" => {
+        Method::ServerDiscover => discover(ctx, request.message).await,
+        Method::SubscriptionsListen => {
             narrow_listen_to_grants(ctx, &mut request.message);
             to_upstreams(incoming, request).await
         }
         // Skills (SEP-2640) are resources: the endpoint's resource grant decides.
-        "skills/list" | "skills/get" | "resources/directory/read" => {
+        Method::SkillsList | Method::SkillsGet | Method::ResourcesDirectoryRead => {
             match grant_allows(&ctx.endpoint.snapshot.resources, &ctx.principal) {
                 Some(Ok(())) => to_upstreams(incoming, request).await,
-                None | Some(Err(_)) => method_not_found(&method),
+                None | Some(Err(_)) => method_not_found(method.as_str()),
             }
         }
         // A vendor method passes only where the endpoint lists it.
-        method if extra_method_allowed(&ctx.endpoint.snapshot.extra_methods, method) => {
+        method if extra_method_allowed(&ctx.endpoint.snapshot.extra_methods, method.as_str()) => {
             to_upstreams(incoming, request).await
         }
-        _ => method_not_found(&method),
+        _ => method_not_found(method.as_str()),
     }
 }
 
@@ -197,7 +205,13 @@ fn method_not_found(method: &str) -> Answer {
 async fn to_upstreams(incoming: Incoming<'_>, request: McpRequest) -> Answer {
     let ctx = incoming.ctx;
     if let [target] = ctx.endpoint.server_ids[..] {
-        let record = ctx.record(&request.method, None, Some(target), None, request.bytes_in);
+        let record = ctx.record(
+            request.method.as_str(),
+            None,
+            Some(target),
+            None,
+            request.bytes_in,
+        );
         forward_request(incoming, request.message, Some(target), Some(record), None).await
     } else {
         dispatch_among_several(incoming, request).await
@@ -235,11 +249,11 @@ fn narrow_listen_to_grants(ctx: &Ctx, message: &mut Message) {
 /// can tell whose anything else is.
 async fn dispatch_among_several(incoming: Incoming<'_>, request: McpRequest) -> Answer {
     let ctx = incoming.ctx;
-    match request.method.as_str() {
-        "subscriptions/listen" if !ctx.endpoint.server_ids.is_empty() => {
+    match &request.method {
+        Method::SubscriptionsListen if !ctx.endpoint.server_ids.is_empty() => {
             listen(incoming, request.message, request.bytes_in).await
         }
-        method => method_not_found(method),
+        method => method_not_found(method.as_str()),
     }
 }
 
@@ -258,12 +272,24 @@ async fn forward_named(incoming: Incoming<'_>, mut request: McpRequest) -> Answe
         match route_resource(ctx, client_wire, session, &request).await {
             Ok(target) => Some(target),
             Err(error) => {
-                error.finish(ctx.record(&request.method, name.as_deref(), None, None, request.bytes_in));
+                error.finish(ctx.record(
+                    request.method.as_str(),
+                    name.as_deref(),
+                    None,
+                    None,
+                    request.bytes_in,
+                ));
                 return Answer::Error(error);
             }
         }
     };
-    let record = ctx.record(&request.method, name.as_deref(), target, None, request.bytes_in);
+    let record = ctx.record(
+        request.method.as_str(),
+        name.as_deref(),
+        target,
+        None,
+        request.bytes_in,
+    );
     forward_request(incoming, request.message, target, Some(record), None).await
 }
 
@@ -315,7 +341,7 @@ fn route_named(ctx: &Ctx, request: &mut McpRequest) -> Option<ServerId> {
     let (slug, rest) = name.split_once(gatehouse_core::snapshot::TOOL_NAMESPACE_SEPARATOR)?;
     let server = ctx.server_by_slug(slug)?;
     let rest = json!(rest);
-    let is_get = request.method == "prompts/get";
+    let is_get = request.method == Method::PromptsGet;
     let params = request.message.params_mut()?;
     if is_get {
         params.insert("name".into(), rest);

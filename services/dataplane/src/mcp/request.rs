@@ -17,7 +17,7 @@ pub(super) struct McpRequest {
     pub(super) message: Message,
     /// The request's id (`null` for a notification or a response).
     pub(super) id: Value,
-    pub(super) method: String,
+    pub(super) method: Method,
     /// The size of the HTTP body it came in, for the call record.
     pub(super) bytes_in: u64,
     /// `tools/call`: the tool it names.
@@ -28,6 +28,103 @@ pub(super) struct McpRequest {
     pub(super) task_id: Option<String>,
     /// What a prompt or resource request names.
     pub(super) named: Option<Named>,
+}
+
+/// The methods the endpoint acts on; any other is `Other` (a notification's, or a vendor method an
+/// endpoint may allow).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Method {
+    Initialize,
+    Ping,
+    ServerDiscover,
+    ToolsList,
+    ToolsCall,
+    TasksList,
+    TasksGet,
+    TasksResult,
+    TasksCancel,
+    TasksUpdate,
+    PromptsList,
+    PromptsGet,
+    ResourcesList,
+    ResourcesTemplatesList,
+    ResourcesRead,
+    ResourcesSubscribe,
+    ResourcesUnsubscribe,
+    CompletionComplete,
+    LoggingSetLevel,
+    SubscriptionsListen,
+    SkillsList,
+    SkillsGet,
+    ResourcesDirectoryRead,
+    Other(String),
+}
+
+impl Method {
+    fn parse(name: &str) -> Self {
+        match name {
+            "initialize" => Method::Initialize,
+            "ping" => Method::Ping,
+            "server/discover" => Method::ServerDiscover,
+            "tools/list" => Method::ToolsList,
+            "tools/call" => Method::ToolsCall,
+            "tasks/list" => Method::TasksList,
+            "tasks/get" => Method::TasksGet,
+            "tasks/result" => Method::TasksResult,
+            "tasks/cancel" => Method::TasksCancel,
+            "tasks/update" => Method::TasksUpdate,
+            "prompts/list" => Method::PromptsList,
+            "prompts/get" => Method::PromptsGet,
+            "resources/list" => Method::ResourcesList,
+            "resources/templates/list" => Method::ResourcesTemplatesList,
+            "resources/read" => Method::ResourcesRead,
+            "resources/subscribe" => Method::ResourcesSubscribe,
+            "resources/unsubscribe" => Method::ResourcesUnsubscribe,
+            "completion/complete" => Method::CompletionComplete,
+            "logging/setLevel" => Method::LoggingSetLevel,
+            "subscriptions/listen" => Method::SubscriptionsListen,
+            "skills/list" => Method::SkillsList,
+            "skills/get" => Method::SkillsGet,
+            "resources/directory/read" => Method::ResourcesDirectoryRead,
+            other => Method::Other(other.to_owned()),
+        }
+    }
+
+    /// The method's name on the wire (`""` for a response, which has none).
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            Method::Initialize => "initialize",
+            Method::Ping => "ping",
+            Method::ServerDiscover => "server/discover",
+            Method::ToolsList => "tools/list",
+            Method::ToolsCall => "tools/call",
+            Method::TasksList => "tasks/list",
+            Method::TasksGet => "tasks/get",
+            Method::TasksResult => "tasks/result",
+            Method::TasksCancel => "tasks/cancel",
+            Method::TasksUpdate => "tasks/update",
+            Method::PromptsList => "prompts/list",
+            Method::PromptsGet => "prompts/get",
+            Method::ResourcesList => "resources/list",
+            Method::ResourcesTemplatesList => "resources/templates/list",
+            Method::ResourcesRead => "resources/read",
+            Method::ResourcesSubscribe => "resources/subscribe",
+            Method::ResourcesUnsubscribe => "resources/unsubscribe",
+            Method::CompletionComplete => "completion/complete",
+            Method::LoggingSetLevel => "logging/setLevel",
+            Method::SubscriptionsListen => "subscriptions/listen",
+            Method::SkillsList => "skills/list",
+            Method::SkillsGet => "skills/get",
+            Method::ResourcesDirectoryRead => "resources/directory/read",
+            Method::Other(name) => name,
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The tool a `tools/call` names, and what the endpoint has under that name.
@@ -85,10 +182,11 @@ impl McpRequest {
     /// Reads the envelope of `message`, which came in an HTTP body of `bytes_in` bytes.
     pub(super) fn read(message: Message, bytes_in: u64) -> Self {
         let id = message.id().cloned().unwrap_or(Value::Null);
-        let method = match message.kind {
-            Kind::Request | Kind::Notification => message.method().to_owned(),
-            Kind::Response => String::new(),
+        let name = match message.kind {
+            Kind::Request | Kind::Notification => message.method(),
+            Kind::Response => "",
         };
+        let method = Method::parse(name);
         let is_request = message.kind == Kind::Request;
         let params = message.params();
         let text = |key: &str| {
@@ -97,7 +195,7 @@ impl McpRequest {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
-        let tool = (is_request && method == "tools/call")
+        let tool = (is_request && method == Method::ToolsCall)
             .then(|| text("name"))
             .flatten()
             .map(|name| CalledTool {
@@ -110,7 +208,7 @@ impl McpRequest {
             Some(Value::String(cursor)) => Cursor::Given(cursor.clone()),
             Some(_) => Cursor::Malformed,
         };
-        let task_id = method.starts_with("tasks/").then(|| text("taskId")).flatten();
+        let task_id = name.starts_with("tasks/").then(|| text("taskId")).flatten();
         let reference = params.and_then(|p| p.get("ref"));
         let ref_text = |key: &str| {
             reference
@@ -118,15 +216,15 @@ impl McpRequest {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
-        let named = match method.as_str() {
-            "prompts/get" => Some(Named::Prompt(text("name"))),
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+        let named = match method {
+            Method::PromptsGet => Some(Named::Prompt(text("name"))),
+            Method::ResourcesRead | Method::ResourcesSubscribe | Method::ResourcesUnsubscribe => {
                 Some(Named::Resource(text("uri")))
             }
-            "completion/complete" if ref_text("type").as_deref() == Some("ref/prompt") => {
+            Method::CompletionComplete if ref_text("type").as_deref() == Some("ref/prompt") => {
                 Some(Named::Prompt(ref_text("name")))
             }
-            "completion/complete" => Some(Named::Resource(ref_text("uri"))),
+            Method::CompletionComplete => Some(Named::Resource(ref_text("uri"))),
             _ => None,
         };
         McpRequest {
@@ -212,5 +310,9 @@ mod tests {
         assert_eq!(read_resource.named_target(), Some("test://a"));
         let answer = read(json!({"jsonrpc": "2.0", "id": 6, "result": {}}));
         assert_eq!((answer.method.as_str(), answer.kind()), ("", Kind::Response));
+        assert_eq!(call.method, Method::ToolsCall);
+        let vendor = read(json!({"jsonrpc": "2.0", "id": 7, "method": "x-acme/report"}));
+        assert_eq!(vendor.method, Method::Other("x-acme/report".into()));
+        assert_eq!(vendor.method.as_str(), "x-acme/report");
     }
 }

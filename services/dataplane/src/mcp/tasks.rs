@@ -83,10 +83,10 @@ pub(super) async fn forward_task_request(incoming: Incoming<'_>, request: McpReq
         // Not found, someone else's, or no longer callable: the same answer, so nothing is
         // learned about other callers' tasks.
         let refusal = McpError::denied(jsonrpc::INVALID_PARAMS, "Unknown task");
-        refusal.finish(ctx.record(&method, None, None, None, bytes_in));
+        refusal.finish(ctx.record(method.as_str(), None, None, None, bytes_in));
         return Answer::Error(refusal);
     };
-    let record = ctx.record(&method, None, Some(target), None, bytes_in);
+    let record = ctx.record(method.as_str(), None, Some(target), None, bytes_in);
     let answer = forward_request(incoming, message, Some(target), Some(record), None).await;
     namespace_answer(ctx, answer)
 }

@@ -18,7 +18,7 @@ use crate::mcp::context::{ClientWire, Ctx, Incoming};
 use crate::mcp::dispatch::dispatch;
 use crate::mcp::error::McpError;
 use crate::mcp::outcome::Answer;
-use crate::mcp::request::McpRequest;
+use crate::mcp::request::{McpRequest, Method};
 
 use super::render::refusal;
 
@@ -81,7 +81,7 @@ pub(super) async fn batch(
                         .await;
             }
             Kind::Request => {
-                if request.method == "initialize" {
+                if request.method == Method::Initialize {
                     let error = McpError::protocol(
                         jsonrpc::INVALID_REQUEST,
                         "Invalid Request: initialize cannot be batched",

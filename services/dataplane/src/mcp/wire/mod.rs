@@ -17,7 +17,7 @@ use crate::state::AppState;
 use crate::mcp::admission::{establish, open_stream};
 use crate::mcp::context::{ClientWire, Ctx, STATELESS_VERSIONS};
 use crate::mcp::error::McpError;
-use crate::mcp::request::McpRequest;
+use crate::mcp::request::{McpRequest, Method};
 
 use self::batch::batch;
 use self::render::{error_response, header_str, refusal};
@@ -115,7 +115,7 @@ pub async fn post(
     match parsed {
         Requests::Batch(requests) => batch(&req, &ctx, requests, verdicts).await,
         Requests::Single(request)
-            if request.kind() == Kind::Request && request.method == "subscriptions/listen" =>
+            if request.kind() == Kind::Request && request.method == Method::SubscriptionsListen =>
         {
             let slot = match open_stream(&ctx) {
                 Ok(slot) => slot,
@@ -139,12 +139,12 @@ fn client_wire(req: &HttpRequest, request: &McpRequest) -> ClientWire {
         return ClientWire::Stateless;
     }
     let is_request = request.kind() == Kind::Request;
-    if is_request && request.method == "initialize" {
+    if is_request && request.method == Method::Initialize {
         return ClientWire::Session;
     }
     let header_stateless = header_str(req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= STATELESS_VERSIONS[0]);
     let discover_without_session =
-        is_request && request.method == "server/discover" && req.headers().get(MCP_SESSION_ID).is_none();
+        is_request && request.method == Method::ServerDiscover && req.headers().get(MCP_SESSION_ID).is_none();
     if header_stateless || discover_without_session {
         ClientWire::Stateless
     } else {

@@ -24,7 +24,7 @@ use crate::mcp::error::McpError;
 use crate::mcp::input::ASK_PREFIX;
 use crate::mcp::outcome::{ClientStream, FrameStream, Relay, result_value};
 use crate::mcp::relay::{SSE_RETRY_MS, parse_rewritten_id};
-use crate::mcp::request::McpRequest;
+use crate::mcp::request::{McpRequest, Method};
 use crate::mcp::sql::elicitation_answer;
 use crate::mcp::upstream_calls::{UpstreamCall, fan_out, session_wire_upstreams};
 
@@ -36,7 +36,7 @@ pub(super) const DEFAULT_SESSION_VERSION: &str = "2025-03-26";
 
 /// One message on the session wire: `initialize` opens a session; anything else needs one.
 pub(super) async fn handle(req: &HttpRequest, ctx: &Ctx, request: McpRequest) -> HttpResponse {
-    if request.kind() == Kind::Request && request.method == "initialize" {
+    if request.kind() == Kind::Request && request.method == Method::Initialize {
         return initialize(req, ctx, request.message).await;
     }
     let session = match open_session(req, ctx) {

@@ -16,17 +16,17 @@ use crate::mcp::dispatch::dispatch;
 use crate::mcp::error::McpError;
 use crate::mcp::outcome::Answer;
 use crate::mcp::outcome::FrameStream;
-use crate::mcp::request::McpRequest;
+use crate::mcp::request::{McpRequest, Method};
 
 use super::render::{answer_response, answer_stream, error_response, with_keep_alive};
 
 /// Methods the stateless revision removed (SEP-2575): 404 with -32601.
-const REMOVED_IN_STATELESS: &[&str] = &[
-    "initialize",
-    "ping",
-    "logging/setLevel",
-    "resources/subscribe",
-    "resources/unsubscribe",
+const REMOVED_IN_STATELESS: &[Method] = &[
+    Method::Initialize,
+    Method::Ping,
+    Method::LoggingSetLevel,
+    Method::ResourcesSubscribe,
+    Method::ResourcesUnsubscribe,
 ];
 
 fn raw_headers(req: &HttpRequest) -> RawHeaders<'_> {
@@ -54,10 +54,10 @@ pub(super) async fn handle(req: &HttpRequest, ctx: &Ctx, request: McpRequest) ->
             None,
             ClientWire::Stateless,
         ),
-        Kind::Request if REMOVED_IN_STATELESS.contains(&request.method.as_str()) => error_response(
+        Kind::Request if REMOVED_IN_STATELESS.contains(&request.method) => error_response(
             &McpError::method_not_found(&format!(
                 "{} does not exist in protocol version {header_version}",
-                request.method
+                request.method.as_str()
             )),
             id.as_ref(),
             ClientWire::Stateless,
@@ -140,9 +140,12 @@ fn checked_version<'r>(req: &'r HttpRequest, ctx: &Ctx, request: &McpRequest) ->
             .as_ref()
             .and_then(|t| t.definition(&ctx.endpoint))
             .and_then(|t| t.approved_definition.get("inputSchema"));
-        if let Err(reason) =
-            headers::validate_standard(&raw_headers(req), &request.method, message.params(), tool_schema)
-        {
+        if let Err(reason) = headers::validate_standard(
+            &raw_headers(req),
+            request.method.as_str(),
+            message.params(),
+            tool_schema,
+        ) {
             metrics::counter!("gatehouse_dataplane_header_mismatch_total").increment(1);
             return Err(McpError::bad_request(
                 jsonrpc::HEADER_MISMATCH,
