@@ -67,7 +67,7 @@ pub(super) async fn route(
 ) -> Result<Route, Unroutable> {
     let server_id = server.snapshot.id;
     let call_id = message.id().cloned().unwrap_or(Value::Null);
-    if client_wire == ClientWire::Session {
+    if client_wire.has_own_sessions() {
         let upstream = session
             .and_then(|s| s.upstreams.iter().find(|u| u.server == server_id))
             .ok_or(Unroutable::NotInSession)?;
@@ -193,7 +193,7 @@ pub(super) async fn send(
     {
         return Ok((reply, route));
     }
-    if client_wire == ClientWire::Stateless
+    if !client_wire.has_own_sessions()
         && message.method() == "subscriptions/listen"
         && server.snapshot.transport != UpstreamTransport::HttpSse
     {
@@ -273,11 +273,12 @@ fn client_capabilities(
     session: Option<&Session>,
     message: &Message,
 ) -> Option<Value> {
-    match client_wire {
-        ClientWire::Session => session.and_then(|s| s.client_capabilities.clone()),
-        ClientWire::Stateless => Some(crate::upstream::session_capabilities(&declared_capabilities(
+    if client_wire.has_own_sessions() {
+        session.and_then(|s| s.client_capabilities.clone())
+    } else {
+        Some(crate::upstream::session_capabilities(&declared_capabilities(
             message,
-        ))),
+        )))
     }
 }
 

@@ -78,6 +78,12 @@ impl ClientWire {
         }
     }
 
+    /// Whether the client's own session holds its upstream sessions (the session wire), rather
+    /// than the bridge finding one for each request (the stateless wire).
+    pub(super) fn has_own_sessions(self) -> bool {
+        self == ClientWire::Session
+    }
+
     /// The fields a list result (or `server/discover`'s) carries on this wire: the stateless
     /// revision's `resultType`, `ttlMs` and `cacheScope`.
     pub(super) fn list_fields(self, result: &mut Map<String, Value>) {
