@@ -1,11 +1,13 @@
-//! `subscriptions/listen` (2026-07-28) at an endpoint with several upstreams. The request goes to
-//! every upstream, each with only the resource subscriptions it owns; the client gets one
-//! `notifications/subscriptions/acknowledged` first (the union of what the upstreams agreed to),
-//! then every upstream's notifications merged on one response stream, which stays open while any
-//! upstream keeps its own open.
+//! `subscriptions/listen` (2026-07-28).
+//!
+//! - At an endpoint with several upstreams the request goes to every upstream, each with only the
+//!   resource subscriptions it owns; the client gets one `notifications/subscriptions/acknowledged`
+//!   first (the union of what the upstreams agreed to), then every upstream's notifications merged
+//!   on one response stream, which stays open while any upstream keeps its own open.
+//! - A session upstream (2025 revisions) has no such method: the bridge serves the stream from an
+//!   upstream session opened for it alone (`session_listen`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,14 +21,15 @@ use crate::jsonrpc::{self, Message};
 use crate::session::Session;
 use crate::upstream::{Reply, SseEvents, next_message};
 
-use super::calls::forward_request;
-use super::dispatch::{Answer, Relay};
-use super::relay::{FrameStream, ListChangedHook, frame, relay_events, sse_response};
+use super::client_stream::{Carrying, to_client};
+use super::context::{ClientWire, Ctx, Incoming};
+use super::error::McpError;
+use super::forward::forward_request;
+use super::outcome::{Answer, ClientStream, FrameStream, Relay};
+use super::relay::frame;
 use super::resources::resource_owner;
-use super::tasks::{namespace_events, only_served_tasks};
-use super::{CANCELLATION_PROBE, Ctx, Era, Incoming};
+use super::session_listen::ACKNOWLEDGED;
 
-const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
 /// How long an upstream may take to acknowledge before it is left out.
 const ACK_WAIT: Duration = Duration::from_secs(10);
 
@@ -39,11 +42,14 @@ struct Opened {
 
 pub(super) async fn listen(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
     let Incoming {
-        ctx, era, session, ..
+        ctx,
+        client_wire,
+        session,
+        ..
     } = incoming;
     let id = message.id().cloned().unwrap_or(Value::Null);
     let record = ctx.record("subscriptions/listen", None, None, None, bytes_in);
-    let requests = per_upstream_requests(ctx, era, session, &message).await;
+    let requests = per_upstream_requests(ctx, client_wire, session, &message).await;
     let opens = requests
         .into_iter()
         .map(|(server, message)| open(incoming, message, server));
@@ -60,23 +66,21 @@ pub(super) async fn listen(incoming: Incoming<'_>, message: Message, bytes_in: u
     if opened.is_empty() {
         record.finish(CallOutcome::Error, None);
         return refusal.unwrap_or_else(|| {
-            Answer::Value(jsonrpc::error_body(
-                Some(&id),
+            Answer::Error(McpError::protocol(
                 jsonrpc::METHOD_NOT_FOUND,
                 "Method not found: subscriptions/listen",
-                None,
             ))
         });
     }
     record.finish(CallOutcome::Success, None);
-    Answer::Http(merged_response(ctx, era, id, opened))
+    Answer::Stream(merged_stream(ctx, client_wire, id, opened))
 }
 
 /// The request each upstream gets: the client's, with `resourceSubscriptions` narrowed to the
 /// URIs that upstream owns (URIs nobody owns are dropped, so nobody acknowledges them).
 async fn per_upstream_requests(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     message: &Message,
 ) -> Vec<(ServerId, Message)> {
@@ -93,7 +97,7 @@ async fn per_upstream_requests(
     }
     let mut owned: HashMap<ServerId, Vec<String>> = HashMap::new();
     for uri in wanted {
-        if let Ok(server) = resource_owner(ctx, era, session, message, &uri).await {
+        if let Ok(server) = resource_owner(ctx, client_wire, session, message, &uri).await {
             owned.entry(server).or_default().push(uri);
         }
     }
@@ -118,7 +122,7 @@ async fn per_upstream_requests(
 /// anything else (an error, a plain reply) is left out, and its answer kept as a refusal.
 async fn open(incoming: Incoming<'_>, message: Message, server: ServerId) -> Result<Opened, Answer> {
     let id = message.id().cloned().unwrap_or(Value::Null);
-    let answer = forward_request(incoming, message, Some(server), None).await;
+    let answer = forward_request(incoming, message, Some(server), None, None).await;
     let (mut events, relay) = match answer {
         Answer::Upstream {
             reply: Reply::Stream { events, .. },
@@ -127,11 +131,9 @@ async fn open(incoming: Incoming<'_>, message: Message, server: ServerId) -> Res
         other => return Err(other),
     };
     let unavailable = || {
-        Answer::Value(jsonrpc::error_body(
-            Some(&id),
+        Answer::Error(McpError::protocol(
             jsonrpc::SERVER_ERROR,
             "Upstream server unavailable",
-            None,
         ))
     };
     match tokio::time::timeout(ACK_WAIT, acknowledgement(&mut events, &id)).await {
@@ -157,29 +159,14 @@ async fn acknowledgement(events: &mut SseEvents, id: &Value) -> Result<Value, Op
 
 /// One acknowledgement, then every upstream's stream (task ids namespaced, list changes watched
 /// for drift) merged.
-fn merged_response(ctx: &Ctx, era: Era, id: Value, opened: Vec<Opened>) -> actix_web::HttpResponse {
+fn merged_stream(ctx: &Ctx, client_wire: ClientWire, id: Value, opened: Vec<Opened>) -> ClientStream {
     let acks: Vec<Value> = opened.iter().map(|o| o.ack.clone()).collect();
     let ack = merge_acknowledgements(&acks);
     let first = frame(None, None, &serde_json::to_string(&ack).expect("json"));
     let streams: Vec<FrameStream> = opened
         .into_iter()
         .map(|Opened { events, relay, .. }| {
-            let slug: Arc<str> = ctx
-                .server(relay.server)
-                .map_or("", |s| s.snapshot.slug.as_str())
-                .into();
-            let hook = ListChangedHook {
-                pins: ctx.state.pins.clone(),
-                org: ctx.org.clone(),
-                server: relay.server,
-            };
-            relay_events(
-                namespace_events(only_served_tasks(ctx, relay.server, events), slug),
-                relay,
-                Some(id.clone()),
-                Some(hook),
-                ctx.state.redactor.clone(),
-            )
+            to_client(ctx, events, relay, Some(id.clone()), Carrying::Notifications)
         })
         .collect();
     let merged: FrameStream = Box::pin(
@@ -187,7 +174,10 @@ fn merged_response(ctx: &Ctx, era: Era, id: Value, opened: Vec<Opened>) -> actix
             .chain(futures::stream::select_all(streams)),
     );
     // As a single upstream's stream: 2026-07-28 probes for the client leaving (cancellation).
-    sse_response(merged, (era == Era::Modern).then_some(CANCELLATION_PROBE))
+    ClientStream {
+        frames: merged,
+        keep_alive: client_wire.cancellation_probe(),
+    }
 }
 
 /// The first acknowledgement with `notifications` the union of all of them: a kind is on when
