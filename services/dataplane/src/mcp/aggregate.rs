@@ -80,7 +80,6 @@ pub(super) async fn list_page(
     server_id: ServerId,
     cursor: Option<&str>,
 ) -> Result<Page, Option<Value>> {
-    let id = message.id().cloned().unwrap_or(Value::Null);
     let mut value = message.value.clone();
     if !value.get("params").is_some_and(Value::is_object) {
         value["params"] = json!({});
@@ -107,7 +106,7 @@ pub(super) async fn list_page(
     };
     let upstreams = &ctx.state.upstreams;
     let reply = match bridge::send(ctx, client_wire, session, &server, &message, None, None).await {
-        Ok((reply, _)) => upstreams.answer_of(reply, &id).await,
+        Ok((reply, route)) => upstreams.answer_of(reply, &route.call_id).await,
         Err(Unroutable::Upstream(e)) => Err(e),
         Err(Unroutable::NotInSession | Unroutable::UnknownRequestState) => {
             failed("not in the client's session");

@@ -110,6 +110,13 @@ pub(super) async fn route(
         .held_session(server, &key, &hello, ctx.caller())
         .await
         .map_err(Unroutable::Upstream)?;
+    // A stateless client's ids are its own to reuse (each request stands alone); in the session
+    // the dataplane holds for the caller, the same id twice in flight would have the upstream
+    // answer or cancel the wrong call. Each request goes there under an id of its own.
+    let call_id = match message.id() {
+        Some(_) => Value::String(format!("gatehouse-{}", uuid::Uuid::new_v4().simple())),
+        None => call_id,
+    };
     Ok(Route {
         server: server_id,
         call_id,
@@ -130,6 +137,9 @@ pub(super) fn upstream_body(
     let mut value = message.value.clone();
     match client_wire.crossing(route.wire) {
         Crossing::StatelessToSession => {
+            if route.held.is_some() && value.get("id").is_some() {
+                value["id"] = route.call_id.clone();
+            }
             let retry_keys = message.method() != "tasks/update";
             if let Some(params) = value.get_mut("params").and_then(Value::as_object_mut) {
                 // A retry's answers (MRTR) are the dataplane's to deliver in the session; a
@@ -172,6 +182,21 @@ pub(super) fn upstream_body(
         _ => {}
     }
     value
+}
+
+/// An upstream's JSON answer to `route`'s call under the id the client sent (the id the call
+/// had upstream differs when it went in a session the dataplane holds).
+pub(super) fn with_client_id(body: Bytes, route: &Route, client_id: &Value) -> Bytes {
+    if route.held.is_none() || route.call_id == *client_id {
+        return body;
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(mut value) if value.get("method").is_none() && value.get("id") == Some(&route.call_id) => {
+            value["id"] = client_id.clone();
+            Bytes::from(serde_json::to_vec(&value).expect("json"))
+        }
+        _ => body,
+    }
 }
 
 /// Sends `message` to `server` the way [`route`] says, and once more in a new session when the

@@ -101,6 +101,16 @@ pub(super) async fn forward_request(
                         keep_alive: None,
                     })
                 }
+                (Crossing::StatelessToSession, Reply::Json { body, session_id }) => {
+                    let body = bridge::with_client_id(body, &route, &id);
+                    let reply = Reply::Json { body, session_id };
+                    Answer::Upstream { reply, relay }
+                }
+                (Crossing::StatelessToSession, Reply::Status { status, body, json }) => {
+                    let body = bridge::with_client_id(body, &route, &id);
+                    let reply = Reply::Status { status, body, json };
+                    Answer::Upstream { reply, relay }
+                }
                 (_, reply) => Answer::Upstream { reply, relay },
             }
         }

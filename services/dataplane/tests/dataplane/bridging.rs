@@ -131,6 +131,36 @@ async fn two_subjects_never_share_an_upstream_session() {
     assert_eq!(world.dataplane.upstreams.held_sessions(), 2);
 }
 
+/// Stateless clients may reuse request ids (each request stands alone), but the upstream
+/// session the dataplane holds for a caller is one session: the same id twice in flight there
+/// would have the upstream answer (or cancel) the wrong call. Each request gets an id of its own
+/// in the held session, and the client gets its answer under the id it sent.
+#[tokio::test]
+async fn a_callers_concurrent_requests_with_one_id_each_get_their_own_answer() {
+    let world = World::granting_all(fixture(ProtocolMode::Only2025, false)).await;
+    let client = world.client("alice", "fx:all", STATELESS);
+    // Opens the held session, so that both calls below go in it.
+    assert_simple_text(&client.call_tool(7, "test_simple_text", json!({})).await, 7);
+
+    let slow = client.call_tool(7, "slow_compute", json!({"seconds": 2, "label": "slow"}));
+    let quick = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        client.call_tool(7, "test_simple_text", json!({})).await
+    };
+    let both = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        futures::future::join(slow, quick),
+    );
+    let (slow, quick) = both.await.expect("both calls are answered");
+    assert_simple_text(&quick, 7);
+    assert_eq!(
+        slow.response(7)["result"]["content"][0]["text"],
+        "slow_compute 'slow' finished after 2s",
+        "the slow call's own answer: {}",
+        slow.response(7)
+    );
+}
+
 #[tokio::test]
 async fn an_upstream_restart_is_invisible_to_stateless_clients() {
     let mut world = World::granting_all(fixture(ProtocolMode::Only2025, false)).await;
