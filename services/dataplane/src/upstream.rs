@@ -197,6 +197,20 @@ impl Upstreams {
         self.client.list_tools(&server.upstream, limits).await
     }
 
+    /// Opens a session with a session upstream for `caller` (`initialize` with `hello`, then
+    /// `notifications/initialized`), not held in the pool: the session and the `initialize`
+    /// result ([`client::Client::open_session`]).
+    pub async fn open_session(
+        &self,
+        server: &ServerState,
+        hello: &ClientHello<'_>,
+        caller: Option<Caller<'_>>,
+    ) -> Result<(HeldSession, Value), UpstreamError> {
+        self.client
+            .open_session(&server.upstream, hello, caller.map(Into::into))
+            .await
+    }
+
     /// A session of the dataplane's own with a session upstream (`None`: it keeps none).
     pub async fn own_session(&self, server: &ServerState) -> Result<Option<HeldSession>, UpstreamError> {
         self.client.own_session(&server.upstream).await

@@ -296,7 +296,7 @@ impl Client {
 
     /// Opens a session with a session upstream: `initialize` with `hello`, then
     /// `notifications/initialized`. Returns the session and the `initialize` result.
-    pub(super) async fn open_session(
+    pub async fn open_session(
         &self,
         upstream: &Upstream,
         hello: &ClientHello<'_>,

@@ -490,6 +490,7 @@ pub async fn verify_chain(tx: &mut TenantTx) -> DbResult<ChainVerification> {
     let mut entries = 0i64;
     let mut first_broken = None;
     let mut after = pruned_through_seq;
+    let mut last_head = head;
     let head = loop {
         let page = list(
             tx,
@@ -502,13 +503,17 @@ pub async fn verify_chain(tx: &mut TenantTx) -> DbResult<ChainVerification> {
         .await?;
         if page.is_empty() {
             // The head is compared once every entry has been read. Entries appended meanwhile
-            // (each with its head update) are read and verified too, rather than taken for a
-            // head that disagrees with the last entry; a head behind the last entry, or naming
-            // another hash, is a mismatch.
-            let head = chain_head(tx).await?;
-            match &head {
-                Some((seq, ..)) if *seq > after => continue,
-                _ => break head,
+            // (each moves the head) are read and verified too, rather than taken for a head that
+            // disagrees with the last entry. A head that stays put while naming another seq or
+            // hash than the last entry (a truncated tail, a rewritten head) is a mismatch.
+            let now = chain_head(tx).await?;
+            let moved = now.as_ref().map(|h| h.0) != last_head.as_ref().map(|h| h.0);
+            match &now {
+                Some((seq, ..)) if *seq > after && moved => {
+                    last_head = now;
+                    continue;
+                }
+                _ => break now,
             }
         }
         for record in &page {
