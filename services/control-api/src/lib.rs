@@ -22,7 +22,6 @@ pub mod routes;
 pub mod seed;
 pub mod state;
 pub mod sync;
-pub mod upstream;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -68,6 +67,7 @@ pub struct ControlApi {
 impl ControlApi {
     pub fn build(deps: Dependencies) -> anyhow::Result<Self> {
         let cfg = deps.cfg.clone();
+        let egress = gatehouse_egress::Egress::from_config(&cfg.egress)?;
         let state = AppState {
             keyring: Arc::new(cfg.keyring()?),
             keys: Arc::new(cfg.derived_keys()?),
@@ -75,7 +75,8 @@ impl ControlApi {
             cfg: cfg.clone(),
             db: deps.db.clone(),
             notifier: deps.notifier.clone(),
-            egress: gatehouse_egress::Egress::from_config(&cfg.egress)?,
+            mcp: sync::mcp_client(&egress)?,
+            egress,
             rate_limiter: deps.rate_limiter.clone(),
             mailer: gatehouse_mail::Mailer::from_config(&cfg.mail, cfg.is_local())?,
             oidc_http: oidc_http::OidcHttp::new(&cfg.egress)?,

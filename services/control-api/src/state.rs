@@ -27,6 +27,8 @@ pub struct AppState {
     pub notifier: ChangeNotifier,
     /// The SSRF guard: the only way to fetch a URL a tenant supplied.
     pub egress: Egress,
+    /// The MCP client tool sync lists servers' tools with (through `egress`).
+    pub mcp: gatehouse_mcp_client::Client,
     /// Login and mail-request limits (shared through Redis when configured).
     pub rate_limiter: RateLimiter,
     /// Verification, reset and invitation mail.

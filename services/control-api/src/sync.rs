@@ -13,16 +13,24 @@ use utoipa::ToSchema;
 use gatehouse_core::canonical::tool_definition_hash;
 use gatehouse_core::ids::ServerId;
 use gatehouse_core::snapshot::{namespaced_tool_name, server_credential_context};
-use gatehouse_db::repos::servers::ServerRow;
+use gatehouse_core::upstream::CredentialKind;
+use gatehouse_db::repos::servers::{ServerRow, SyncOutcome};
 use gatehouse_db::repos::tools::{Observed, ToolFilter, ToolStatus, Transition};
 use gatehouse_db::repos::{servers, tools};
 use gatehouse_db::{AuditOutcome, NewAuditEvent};
+use gatehouse_egress::Egress;
+use gatehouse_mcp_client::{
+    Credential, Listing, MAX_PAGES, SessionLimits, ToolLimits, Upstream, UpstreamError,
+};
+use secrecy::SecretString;
 
 use crate::changes::{self, Acting};
 use crate::error::{ApiError, ApiResult};
 use crate::poisoning;
 use crate::state::AppState;
-use crate::upstream::{self, Credential, SyncFailure};
+
+/// A tool list larger than this is refused (a runaway or hostile server).
+pub const MAX_TOOLS: usize = 1000;
 
 /// What a sync found.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, ToSchema)]
@@ -45,13 +53,33 @@ pub struct SyncReport {
     pub error: Option<String>,
 }
 
+/// Largest answer body, or single stream event, accepted from a server being synced.
+const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The MCP client of tool sync: each request within `egress.request_timeout_ms`, each answer
+/// within [`MAX_MESSAGE_BYTES`]; it asserts no caller and holds no sessions for clients.
+pub fn mcp_client(egress: &Egress) -> anyhow::Result<gatehouse_mcp_client::Client> {
+    let settings = gatehouse_mcp_client::Settings {
+        timeout: egress.timeout(),
+        max_message_bytes: MAX_MESSAGE_BYTES,
+        // Routes of HTTP+SSE server→client requests are never handed out by tool sync.
+        reply_key: rand::random(),
+        sessions: SessionLimits {
+            max_sessions: 1,
+            idle: Duration::from_secs(60),
+        },
+        metrics_prefix: "gatehouse_tool_sync",
+    };
+    gatehouse_mcp_client::Client::new(egress.clone(), settings, None)
+}
+
 /// Opens the server's sealed credential.
-pub fn credential(
+fn credential(
     state: &AppState,
     server: &ServerRow,
     org: gatehouse_core::ids::OrgId,
 ) -> ApiResult<Credential> {
-    let open = || -> ApiResult<String> {
+    let open = || -> ApiResult<SecretString> {
         let sealed = server
             .credential_enc
             .as_deref()
@@ -61,28 +89,78 @@ pub fn credential(
             .open(sealed, &server_credential_context(org, server.id))
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot open server credential: {e}")))?;
         String::from_utf8(plain)
+            .map(SecretString::from)
             .map_err(|_| ApiError::Internal(anyhow::anyhow!("server credential is not UTF-8")))
     };
-    Ok(match server.auth_kind.as_str() {
-        "none" => Credential::None,
-        "bearer" => Credential::Bearer(open()?),
-        "header" => Credential::Header {
+    Ok(match server.auth_kind {
+        CredentialKind::None => Credential::None,
+        CredentialKind::Bearer => Credential::Bearer(open()?),
+        CredentialKind::Header => Credential::Header {
             name: server.auth_header_name.clone().unwrap_or_default(),
             value: open()?,
         },
-        "oauth_client_credentials" => Credential::ClientCredentials {
+        CredentialKind::OauthClientCredentials => Credential::OauthClientCredentials {
             token_url: server.oauth_token_url.clone().unwrap_or_default(),
             client_id: server.oauth_client_id.clone().unwrap_or_default(),
             client_secret: open()?,
             scope: server.oauth_scope.clone(),
         },
-        other => return Err(ApiError::Internal(anyhow::anyhow!("unknown auth kind {other}"))),
     })
 }
 
 /// How long one sync may take end to end.
 fn deadline(state: &AppState) -> Duration {
     Duration::from_millis(state.cfg.egress.request_timeout_ms.saturating_mul(3).max(1000))
+}
+
+/// Lists every tool of `server` in the revision it speaks (learned anew), within the
+/// deadline: the tools and the revision, or a tenant-safe reason.
+async fn list_tools(state: &AppState, upstream: &Upstream) -> Result<(Vec<Value>, String), String> {
+    let limits = ToolLimits {
+        max_tools: Some(MAX_TOOLS),
+        max_bytes: None,
+    };
+    let listing = async {
+        state.mcp.relearn(upstream, None).await?;
+        state.mcp.list_tools(upstream, limits).await
+    };
+    let deadline = deadline(state);
+    let (learned, listing) = match tokio::time::timeout(deadline, listing).await {
+        Ok(Ok(listed)) => listed,
+        Ok(Err(e)) => return Err(failure(&e)),
+        Err(_) => {
+            return Err(format!(
+                "the server did not finish listing its tools within {} seconds",
+                deadline.as_secs()
+            ));
+        }
+    };
+    match listing {
+        Listing::Tools(tools) => Ok((tools, learned.version.clone())),
+        Listing::TooManyTools => Err(format!("the server lists more than {MAX_TOOLS} tools")),
+        Listing::TooManyPages => Err(format!(
+            "the server's tool list did not end after {MAX_PAGES} pages"
+        )),
+        Listing::RepeatedCursor => Err("the server's tool list repeats the same page cursor".into()),
+        // No byte bound is set.
+        Listing::TooLarge => Err("the server's tool list is too large".into()),
+    }
+}
+
+/// Why the exchange with the server failed, in words for the org (never what the server said).
+fn failure(e: &UpstreamError) -> String {
+    match e {
+        UpstreamError::Status(status @ (401 | 403)) => format!(
+            "the server refused Gatehouse's credential (HTTP {status}); check the server's authentication settings"
+        ),
+        UpstreamError::Status(404) => "the server answered HTTP 404: no MCP endpoint at this URL".into(),
+        UpstreamError::Status(status) => format!("the server answered HTTP {status}"),
+        UpstreamError::Unreachable(e) => format!("cannot reach the server: {e}"),
+        UpstreamError::TokenEndpoint(why) => format!("the OAuth token endpoint {why}"),
+        UpstreamError::Refused(why) => format!("Gatehouse refused to call the server: {why}"),
+        UpstreamError::SessionGone => "the server forgot its session while listing tools".into(),
+        UpstreamError::Unavailable(why) => format!("the server did not complete the MCP exchange: {why}"),
+    }
 }
 
 /// Syncs `server_id` on behalf of `acting`. A failure upstream is recorded on the server and in
@@ -98,29 +176,23 @@ pub async fn sync_server(
         .await?
         .ok_or(ApiError::NotFound("server"))?;
     tx.commit().await?;
-    let credential = credential(state, &server, org_id)?;
-    let transport = if server.transport == "http_sse" {
-        upstream::Transport::HttpSse
-    } else {
-        upstream::Transport::StreamableHttp
-    };
-    let listed = upstream::list_tools(
-        &state.egress,
-        &server.url,
-        transport,
-        &credential,
-        deadline(state),
-    )
-    .await;
-    drop(credential);
+    let upstream = Upstream::new(
+        server.id,
+        server.url.clone(),
+        server.transport,
+        Ok(credential(state, &server, org_id)?),
+        false,
+    );
+    let listed = list_tools(state, &upstream).await;
+    drop(upstream);
 
     let mut tx = acting.begin(state).await?;
     let server = servers::get_for_update(&mut tx, server_id)
         .await?
         .ok_or(ApiError::NotFound("server"))?;
-    let tools = match listed {
-        Err(SyncFailure(reason)) => {
-            let server = servers::record_sync(&mut tx, server_id, Some(&reason)).await?;
+    let (tools, protocol_revision) = match listed {
+        Err(reason) => {
+            let server = servers::record_sync(&mut tx, server_id, SyncOutcome::Failed(&reason)).await?;
             let event = acting
                 .event("server.sync")
                 .target("server", server_id)
@@ -133,7 +205,7 @@ pub async fn sync_server(
             };
             return Ok((server, report));
         }
-        Ok(tools) => tools,
+        Ok(listed) => listed,
     };
 
     // Names other servers of the org expose, for the cross-server reference heuristic.
@@ -246,7 +318,14 @@ pub async fn sync_server(
                 })),
         );
     }
-    let server = servers::record_sync(&mut tx, server_id, None).await?;
+    let server = servers::record_sync(
+        &mut tx,
+        server_id,
+        SyncOutcome::Listed {
+            protocol_revision: &protocol_revision,
+        },
+    )
+    .await?;
     events.insert(
         0,
         acting

@@ -6,6 +6,8 @@
 //! - [`telemetry`]: logs, traces, metrics; [`shutdown`]: signal handling.
 //! - [`canonical`]: canonical JSON and tool-definition pins; [`html`]: HTML escaping.
 //! - [`snapshot`]: the control-plane → dataplane configuration contract.
+//! - [`upstream`]: the typed model of an upstream server (transport, credential kind).
+//! - [`sealed`]: values handed out sealed, to come back intact and unread.
 //! - [`sync`]: locks on shared state that survive a panic elsewhere.
 
 pub mod breaker;
@@ -16,11 +18,13 @@ pub mod ids;
 pub mod net;
 pub mod reference;
 pub mod role;
+pub mod sealed;
 pub mod secrets;
 pub mod shutdown;
 pub mod snapshot;
 pub mod sync;
 pub mod telemetry;
+pub mod upstream;
 
 pub use config::{Component, Config, ConfigError, Mode};
 pub use ids::*;

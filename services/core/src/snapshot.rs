@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use crate::ids::{BackendId, EndpointId, OrgId, ServerId, ServiceTokenId, ToolId};
 use crate::role::Role;
 use crate::secrets::Keyring;
+pub use crate::upstream::UpstreamTransport;
 
 /// Separator between a server's namespace and a tool's own name: `orders__get_order`.
 pub const TOOL_NAMESPACE_SEPARATOR: &str = "__";
@@ -319,14 +320,6 @@ pub struct ServerSnapshot {
     pub transport: UpstreamTransport,
     pub auth: UpstreamAuth,
     pub send_caller_assertion: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UpstreamTransport {
-    StreamableHttp,
-    /// The deprecated HTTP+SSE transport (2024-11-05).
-    HttpSse,
 }
 
 /// How Gatehouse authenticates to an upstream: always with the server's own credential, never

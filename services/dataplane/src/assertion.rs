@@ -107,3 +107,29 @@ impl AssertionSigner {
         jsonwebtoken::encode(&header, claims, &self.inner.key).expect("Ed25519 signing cannot fail")
     }
 }
+
+/// The MCP client asks the signer for each request made for a caller to an upstream that wants
+/// an assertion.
+impl gatehouse_mcp_client::CallerAssertion for AssertionSigner {
+    fn assertion(
+        &self,
+        audience: &str,
+        caller: &gatehouse_mcp_client::Caller<'_>,
+    ) -> Option<(reqwest::header::HeaderName, reqwest::header::HeaderValue)> {
+        let (iat, exp) = Self::times();
+        let jwt = self.sign(&CallerClaims {
+            iss: self.issuer(),
+            aud: audience,
+            sub: caller.subject,
+            sub_kind: caller.subject_kind,
+            org_id: caller.org.to_string(),
+            endpoint_id: caller.endpoint.to_string(),
+            client_id: caller.client_id,
+            iat,
+            exp,
+            jti: uuid::Uuid::now_v7().to_string(),
+        });
+        let value = reqwest::header::HeaderValue::from_str(&jwt).ok()?;
+        Some((reqwest::header::HeaderName::from_static(HEADER), value))
+    }
+}

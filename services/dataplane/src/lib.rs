@@ -23,7 +23,6 @@ pub mod owners;
 pub mod pins;
 pub mod redact;
 pub mod resource;
-pub mod sealed;
 pub mod session;
 pub mod state;
 pub mod store;

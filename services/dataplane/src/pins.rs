@@ -5,12 +5,15 @@
 //! `approved_hash` matches), and a `ToolDrift` event records it.
 //!
 //! Upstreams are checked on first use, whenever a client lists tools (at most every
-//! `RECHECK_AFTER`), when the upstream announces `notifications/tools/list_changed` (a watcher
-//! keeps a session with a GET stream open for that), and periodically.
+//! `RECHECK_AFTER`), when a session upstream announces `notifications/tools/list_changed` (a
+//! watcher keeps a session with a GET stream open for that), and periodically. A check lists the
+//! tools in the revision the upstream speaks (the MCP client's pager: a stateless 2026-07-28
+//! server statelessly, a session server in a short session of its own).
 //!
 //! A check reads at most `dataplane.max_pin_check_bytes` of tool definitions from an upstream
-//! (each answer also within `dataplane.max_upstream_message_bytes`); a list larger than that
-//! withholds the server's pinned tools until a check fits. Definitions are hashed before the
+//! (each answer also within `dataplane.max_upstream_message_bytes`); a list larger than that, or
+//! one that does not end within the pager's page limit, withholds the server's pinned tools until
+//! a check fits. Definitions are hashed before the
 //! shared pin map is locked, and only to record the outcome.
 
 use std::collections::{HashMap, HashSet};
@@ -18,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -29,21 +32,13 @@ use gatehouse_core::sync::{MutexExt, RwLockExt};
 use gatehouse_events::{BusMessage, EventPublisher, ToolDrift};
 
 use crate::store::{OrgState, ServerState, SnapshotStore};
-use crate::upstream::{Outbound, UpstreamError, Upstreams};
+use crate::upstream::{Listing, ToolLimits, UpstreamError, Upstreams, Wire};
 
 /// A client's `tools/list` re-checks an upstream at most this often.
 const RECHECK_AFTER: Duration = Duration::from_secs(2);
-const WATCH_VERSION: &str = "2025-11-25";
 /// What a pinned tool is observed as when its upstream's list was too large to check: matches
 /// no approved hash, so the tool is withheld until a check fits.
 const UNCHECKED: &str = "unchecked:tool-list-too-large";
-
-/// What one check read from an upstream.
-enum Listing {
-    Tools(Vec<Value>),
-    /// The tool definitions exceeded `dataplane.max_pin_check_bytes`; reading stopped there.
-    TooLarge,
-}
 
 #[derive(Clone)]
 pub struct Pins {
@@ -131,17 +126,23 @@ impl Pins {
         }
     }
 
-    /// Fetches the upstream's tool list and compares every pinned tool of the org.
+    /// Fetches the upstream's tool list (in the revision it speaks) and compares every pinned
+    /// tool of the org.
     pub async fn check(&self, org: &OrgState, server: &ServerState) -> Result<(), UpstreamError> {
-        let tools = self.list_upstream_tools(server).await;
+        let limits = ToolLimits {
+            max_tools: None,
+            max_bytes: Some(self.inner.max_check_bytes),
+        };
+        let listed = self.inner.upstreams.list_tools(server, limits).await;
         self.inner
             .last_check
             .lock_or_recover()
             .insert(server.snapshot.id, Instant::now());
-        match tools? {
+        match listed?.1 {
             Listing::Tools(tools) => self.compare(org, server.snapshot.id, Some(&tools)),
-            Listing::TooLarge => {
-                tracing::warn!(org_id = %org.snapshot.org_id, server_id = %server.snapshot.id, "the upstream's tool list exceeds dataplane.max_pin_check_bytes; withholding its tools");
+            // Larger than a check reads, or a list that does not end: nothing can be vouched for.
+            Listing::TooLarge | Listing::TooManyTools | Listing::TooManyPages | Listing::RepeatedCursor => {
+                tracing::warn!(org_id = %org.snapshot.org_id, server_id = %server.snapshot.id, "the upstream's tool list exceeds dataplane.max_pin_check_bytes or does not end; withholding its tools");
                 metrics::counter!("gatehouse_dataplane_pin_check_too_large_total").increment(1);
                 self.compare(org, server.snapshot.id, None);
             }
@@ -231,114 +232,6 @@ impl Pins {
         }
     }
 
-    /// `tools/list` on the upstream in a short session of its own (all pages, at most
-    /// `dataplane.max_pin_check_bytes` of tool definitions in all).
-    async fn list_upstream_tools(&self, server: &ServerState) -> Result<Listing, UpstreamError> {
-        let session = self.open_session(server).await?;
-        let listed = self.list_tools_in(server, session.as_deref()).await;
-        // The check's session ends with it: nothing accumulates upstream.
-        if let Some(s) = &session {
-            self.inner
-                .upstreams
-                .delete_session(server, WATCH_VERSION, s)
-                .await;
-        }
-        listed
-    }
-
-    async fn list_tools_in(
-        &self,
-        server: &ServerState,
-        session: Option<&str>,
-    ) -> Result<Listing, UpstreamError> {
-        let mut tools = Vec::new();
-        let mut read = 0usize;
-        let mut cursor: Option<Value> = None;
-        for page in 0..50 {
-            let mut params = json!({});
-            if let Some(c) = &cursor {
-                params["cursor"] = c.clone();
-            }
-            let id = json!(format!("gatehouse-pins-{page}"));
-            let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params});
-            let (reply, _) = self
-                .inner
-                .upstreams
-                .request(
-                    Outbound {
-                        server,
-                        body: serde_json::to_vec(&body).expect("json").into(),
-                        protocol_version: Some(WATCH_VERSION),
-                        session_id: session,
-                        mcp_headers: vec![],
-                        caller: None,
-                        client_capabilities: None,
-                    },
-                    &id,
-                )
-                .await?;
-            let result = reply
-                .get("result")
-                .ok_or_else(|| UpstreamError::Unavailable("tools/list failed upstream".into()))?;
-            if let Some(list) = result.get("tools").and_then(Value::as_array) {
-                read = read.saturating_add(json_size(list));
-                if read > self.inner.max_check_bytes {
-                    return Ok(Listing::TooLarge);
-                }
-                tools.extend(list.iter().cloned());
-            }
-            cursor = result.get("nextCursor").filter(|c| !c.is_null()).cloned();
-            if cursor.is_none() {
-                break;
-            }
-        }
-        Ok(Listing::Tools(tools))
-    }
-
-    /// Initializes a 2025-11-25 session with the upstream; `None` when it keeps no sessions.
-    async fn open_session(&self, server: &ServerState) -> Result<Option<String>, UpstreamError> {
-        let id = json!("gatehouse-pins-init");
-        let init = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
-            "protocolVersion": WATCH_VERSION,
-            "capabilities": {},
-            "clientInfo": {"name": "gatehouse-pin-watcher", "version": env!("CARGO_PKG_VERSION")},
-        }});
-        let (reply, session) = self
-            .inner
-            .upstreams
-            .request(
-                Outbound {
-                    server,
-                    body: serde_json::to_vec(&init).expect("json").into(),
-                    protocol_version: None,
-                    session_id: None,
-                    mcp_headers: vec![],
-                    caller: None,
-                    client_capabilities: None,
-                },
-                &id,
-            )
-            .await?;
-        if reply.get("result").is_none() {
-            return Err(UpstreamError::Unavailable("initialize failed upstream".into()));
-        }
-        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        let _ = self
-            .inner
-            .upstreams
-            .post(Outbound {
-                server,
-                body: serde_json::to_vec(&initialized).expect("json").into(),
-                protocol_version: Some(WATCH_VERSION),
-                session_id: session.as_deref(),
-                mcp_headers: vec![],
-                caller: None,
-                client_capabilities: None,
-            })
-            .await;
-        Ok(session)
-    }
-
     /// Starts (once per server) a task that re-checks the server when it announces a tool list
     /// change, and every reconcile interval.
     pub fn watch(&self, org: gatehouse_core::ids::OrgId, server: ServerId) {
@@ -361,12 +254,22 @@ impl Pins {
             let Some(server) = org.servers.get(&server_id).cloned() else {
                 return;
             };
-            let session = self.open_session(&server).await.unwrap_or_default();
+            // A session upstream announces changes on its session's GET stream; a stateless
+            // one (2026-07-28) is checked on every tick and whenever a client lists tools.
+            let session = match self.inner.upstreams.learned(&server, None).await {
+                Ok(learned) if learned.wire == Wire::Session => self
+                    .inner
+                    .upstreams
+                    .own_session(&server)
+                    .await
+                    .unwrap_or_default(),
+                _ => None,
+            };
             let stream = match &session {
                 Some(s) => self
                     .inner
                     .upstreams
-                    .get_stream(&server, WATCH_VERSION, Some(s), None, None)
+                    .get_stream(&server, &s.version, Some(&s.session_id), None, None)
                     .await
                     .ok()
                     .flatten(),
@@ -399,7 +302,7 @@ impl Pins {
                 tokio::select! {
                     _ = self.inner.shutdown.cancelled() => {
                         if let Some(s) = &session {
-                            self.inner.upstreams.delete_session(&server, WATCH_VERSION, s).await;
+                            self.inner.upstreams.delete_session(&server, &s.version, &s.session_id).await;
                         }
                         return;
                     }
@@ -436,22 +339,4 @@ impl Pins {
             }
         });
     }
-}
-
-/// The size of `value` as JSON, without building the text.
-fn json_size(value: &impl serde::Serialize) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 = self.0.saturating_add(buf.len());
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing to a counter cannot fail; a value that cannot be serialised counts as nothing.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
 }

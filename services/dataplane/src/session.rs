@@ -10,7 +10,7 @@ use serde_json::Value;
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
 use gatehouse_core::sync::MutexExt;
 
-use crate::sealed::Sealer;
+use gatehouse_core::sealed::Sealer;
 
 const AAD: &[u8] = b"gatehouse/mcp-session/v1";
 const VERSION_PREFIX: &str = "ghs1.";

@@ -23,6 +23,7 @@ use gatehouse_core::snapshot::{
 };
 use gatehouse_core::sync::MutexExt;
 use gatehouse_hosted_sql::{BackendConfig, SqlTool};
+use gatehouse_mcp_client::{Credential, Upstream};
 
 use crate::owners::ResourceOwners;
 
@@ -446,36 +447,9 @@ impl EndpointState {
 pub struct ServerState {
     pub org_id: OrgId,
     pub snapshot: ServerSnapshot,
-    pub credential: Result<UpstreamCredential, String>,
-    /// `snapshot.url`, parsed once per snapshot rather than on every call (`None`: invalid).
-    pub url: Option<url::Url>,
-}
-
-/// A server's own credential, opened from the snapshot. Never logged (`Debug` redacts).
-pub enum UpstreamCredential {
-    None,
-    Bearer(SecretString),
-    Header {
-        name: String,
-        value: SecretString,
-    },
-    OauthClientCredentials {
-        token_url: String,
-        client_id: String,
-        client_secret: SecretString,
-        scope: Option<String>,
-    },
-}
-
-impl std::fmt::Debug for UpstreamCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            UpstreamCredential::None => "None",
-            UpstreamCredential::Bearer(_) => "Bearer([REDACTED])",
-            UpstreamCredential::Header { .. } => "Header([REDACTED])",
-            UpstreamCredential::OauthClientCredentials { .. } => "OauthClientCredentials([REDACTED])",
-        })
-    }
+    /// The server as the MCP client speaks to it: its URL (parsed once per snapshot), transport
+    /// and opened credential.
+    pub upstream: Arc<Upstream>,
 }
 
 impl ServerState {
@@ -490,9 +464,9 @@ impl ServerState {
                 .map_err(|_| "credential is not UTF-8".to_owned())
         };
         let credential = match &snapshot.auth {
-            UpstreamAuth::None => Ok(UpstreamCredential::None),
-            UpstreamAuth::Bearer { token } => open(token).map(UpstreamCredential::Bearer),
-            UpstreamAuth::Header { name, value } => open(value).map(|value| UpstreamCredential::Header {
+            UpstreamAuth::None => Ok(Credential::None),
+            UpstreamAuth::Bearer { token } => open(token).map(Credential::Bearer),
+            UpstreamAuth::Header { name, value } => open(value).map(|value| Credential::Header {
                 name: name.clone(),
                 value,
             }),
@@ -501,7 +475,7 @@ impl ServerState {
                 client_id,
                 client_secret,
                 scope,
-            } => open(client_secret).map(|client_secret| UpstreamCredential::OauthClientCredentials {
+            } => open(client_secret).map(|client_secret| Credential::OauthClientCredentials {
                 token_url: token_url.clone(),
                 client_id: client_id.clone(),
                 client_secret,
@@ -511,11 +485,17 @@ impl ServerState {
         if let Err(problem) = &credential {
             tracing::error!(org_id = %org_id, server_id = %snapshot.id, problem, "upstream credential unusable");
         }
+        let upstream = Upstream::new(
+            snapshot.id,
+            snapshot.url.clone(),
+            snapshot.transport,
+            credential,
+            snapshot.send_caller_assertion,
+        );
         Self {
             org_id,
-            url: url::Url::parse(&snapshot.url).ok(),
             snapshot,
-            credential,
+            upstream: Arc::new(upstream),
         }
     }
 }

@@ -77,6 +77,21 @@ async fn collect(
     })
 }
 
+/// The error a stream from [`limit_sse_events`] ends with when an event exceeds the limit (inside
+/// the `std::io::Error`, for callers to tell it from a broken connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an event is larger than {limit} bytes")]
+pub struct EventTooLarge {
+    pub limit: usize,
+}
+
+impl EventTooLarge {
+    /// Whether `e` is this error.
+    pub fn is(e: &std::io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<EventTooLarge>())
+    }
+}
+
 /// Passes a stream's bytes on while no single SSE event (the bytes between blank lines) is
 /// larger than `limit`; then ends it with an error instead of buffering without bound (an SSE
 /// parser keeps an event in memory until its blank line arrives).
@@ -93,9 +108,7 @@ where
         .map(move |chunk| {
             let chunk = chunk.map_err(std::io::Error::other)?;
             if sizer.feed(&chunk) > limit {
-                return Err(std::io::Error::other(format!(
-                    "an event is larger than {limit} bytes"
-                )));
+                return Err(std::io::Error::other(EventTooLarge { limit }));
             }
             Ok(chunk)
         })

@@ -51,7 +51,7 @@ use gatehouse_core::config::EgressConfig;
 use reqwest::redirect;
 use url::{Host, Url};
 
-pub use bounded::{ReadError, limit_sse_events, read_body};
+pub use bounded::{EventTooLarge, ReadError, limit_sse_events, read_body};
 pub use ip::{AddressClass, classify};
 
 /// Why a request was refused by the guard. Travels inside reqwest's error chain (from the

@@ -1653,8 +1653,7 @@ export interface components {
             /** @description Whether a secret is stored (sealed). */
             has_secret: boolean;
             header_name?: string | null;
-            /** @description `none`, `bearer`, `header` or `oauth_client_credentials`. */
-            kind: string;
+            kind: components["schemas"]["CredentialKind"];
             scope?: string | null;
             token_url?: string | null;
         };
@@ -1765,6 +1764,11 @@ export interface components {
             /** @description The token itself. Shown once: store it now. */
             secret: string;
         };
+        /**
+         * @description How Gatehouse authenticates to an upstream (the kind of its own credential).
+         * @enum {string}
+         */
+        CredentialKind: "none" | "bearer" | "header" | "oauth_client_credentials";
         CurrentUsageOut: {
             /**
              * Format: int64
@@ -2380,6 +2384,11 @@ export interface components {
             /** Format: date-time */
             last_synced_at?: string | null;
             name: string;
+            /**
+             * @description The MCP protocol revision the server spoke at its last successful sync: `2026-07-28` for
+             *     a server without sessions, otherwise the session revision it negotiated.
+             */
+            protocol_revision?: string | null;
             send_caller_assertion: boolean;
             slug: string;
             transport: components["schemas"]["Transport"];

@@ -16,6 +16,7 @@ use gatehouse_core::ids::EndpointId;
 use gatehouse_core::role::Role;
 use gatehouse_db::NewAuditEvent;
 use gatehouse_db::repos::{audit, endpoints, oauth_scopes};
+use gatehouse_mcp_client::answer_messages;
 use gatehouse_oauth::OAuthState;
 use gatehouse_oauth::jwt::SubjectKind;
 use gatehouse_oauth::token::{Grant, mint_access_token};
@@ -24,7 +25,6 @@ use crate::auth::OrgMember;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::ValidJson;
 use crate::state::AppState;
-use crate::upstream::answer_messages;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(playground_call);
@@ -297,15 +297,6 @@ impl McpSession<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sse_events_become_messages() {
-        let body = "event: message\nid: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"n\"}\n\n: comment\ndata: {\"jsonrpc\":\"2.0\",\ndata: \"id\":1,\"result\":{}}\n\n";
-        let messages = answer_messages(body);
-        assert_eq!(messages.len(), 2);
-        assert_eq!(messages[1]["id"], 1);
-        assert_eq!(messages[0]["method"], "n");
-    }
 
     #[test]
     fn tools_call_needs_a_name_and_object_arguments() {

@@ -12,6 +12,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use gatehouse_core::ids::{OrgId, ServerId};
 use gatehouse_core::role::Role;
 use gatehouse_core::snapshot::server_credential_context;
+use gatehouse_core::upstream::{CredentialKind, UpstreamTransport as Transport};
 use gatehouse_db::repos::servers::{self, NewServer, ServerRow, ServerUpdate, StoredAuth};
 use gatehouse_egress::EgressError;
 
@@ -30,34 +31,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(update_server)
         .service(delete_server)
         .service(sync_server);
-}
-
-/// Transport of the upstream server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Transport {
-    /// MCP Streamable HTTP (2025-03-26 and later).
-    StreamableHttp,
-    /// The deprecated HTTP+SSE transport (2024-11-05), for old servers: the URL is the server's
-    /// event-stream (GET) endpoint, e.g. `https://host/sse`.
-    HttpSse,
-}
-
-impl Transport {
-    fn as_str(self) -> &'static str {
-        match self {
-            Transport::StreamableHttp => "streamable_http",
-            Transport::HttpSse => "http_sse",
-        }
-    }
-
-    fn parse(s: &str) -> Transport {
-        if s == "http_sse" {
-            Transport::HttpSse
-        } else {
-            Transport::StreamableHttp
-        }
-    }
 }
 
 /// The server's own credential (write-only: never returned).
@@ -90,8 +63,7 @@ impl std::fmt::Debug for AuthIn {
 /// How the server is authenticated, without the secret.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct AuthOut {
-    /// `none`, `bearer`, `header` or `oauth_client_credentials`.
-    pub kind: String,
+    pub kind: CredentialKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,6 +132,9 @@ pub struct ServerOut {
     pub last_synced_at: Option<OffsetDateTime>,
     /// Why the last sync failed, if it did.
     pub last_sync_error: Option<String>,
+    /// The MCP protocol revision the server spoke at its last successful sync: `2026-07-28` for
+    /// a server without sessions, otherwise the session revision it negotiated.
+    pub protocol_revision: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -175,9 +150,9 @@ impl From<&ServerRow> for ServerOut {
             slug: row.slug.clone(),
             name: row.name.clone(),
             url: row.url.clone(),
-            transport: Transport::parse(&row.transport),
+            transport: row.transport,
             auth: AuthOut {
-                kind: row.auth_kind.clone(),
+                kind: row.auth_kind,
                 header_name: row.auth_header_name.clone(),
                 token_url: row.oauth_token_url.clone(),
                 client_id: row.oauth_client_id.clone(),
@@ -187,6 +162,7 @@ impl From<&ServerRow> for ServerOut {
             send_caller_assertion: row.send_caller_assertion,
             last_synced_at: row.last_synced_at,
             last_sync_error: row.last_sync_error.clone(),
+            protocol_revision: row.protocol_revision.clone(),
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -241,7 +217,7 @@ async fn stored_auth(state: &AppState, org: OrgId, server: ServerId, auth: &Auth
                 return Err(ApiError::invalid("auth.token", "must be valid in an HTTP header"));
             }
             StoredAuth {
-                kind: "bearer",
+                kind: CredentialKind::Bearer,
                 credential_enc: Some(seal(token, "auth.token")?),
                 ..StoredAuth::none()
             }
@@ -273,7 +249,7 @@ async fn stored_auth(state: &AppState, org: OrgId, server: ServerId, auth: &Auth
                 return Err(ApiError::invalid("auth.value", "must be valid in an HTTP header"));
             }
             StoredAuth {
-                kind: "header",
+                kind: CredentialKind::Header,
                 header_name: Some(name.clone()),
                 credential_enc: Some(seal(value, "auth.value")?),
                 ..StoredAuth::none()
@@ -293,7 +269,7 @@ async fn stored_auth(state: &AppState, org: OrgId, server: ServerId, auth: &Auth
                 return Err(ApiError::invalid("auth.scope", "must be at most 1024 characters"));
             }
             StoredAuth {
-                kind: "oauth_client_credentials",
+                kind: CredentialKind::OauthClientCredentials,
                 credential_enc: Some(seal(client_secret, "auth.client_secret")?),
                 oauth_token_url: Some(token_url.clone()),
                 oauth_client_id: Some(client_id.clone()),
@@ -382,7 +358,7 @@ pub async fn create_server(
             slug: &body.slug,
             name: &name,
             url: &body.url,
-            transport: body.transport.as_str(),
+            transport: body.transport,
             auth,
             send_caller_assertion: body.send_caller_assertion,
         },
@@ -469,22 +445,14 @@ pub async fn update_server(
         require_credential_for_new_origin(&before, url)?;
     }
     let auth = new_auth.clone().unwrap_or_else(|| StoredAuth {
-        kind: match before.auth_kind.as_str() {
-            "bearer" => "bearer",
-            "header" => "header",
-            "oauth_client_credentials" => "oauth_client_credentials",
-            _ => "none",
-        },
+        kind: before.auth_kind,
         header_name: before.auth_header_name.clone(),
         credential_enc: before.credential_enc.clone(),
         oauth_token_url: before.oauth_token_url.clone(),
         oauth_client_id: before.oauth_client_id.clone(),
         oauth_scope: before.oauth_scope.clone(),
     });
-    let transport: &str = match patch.transport {
-        Some(t) => t.as_str(),
-        None => &before.transport,
-    };
+    let transport = patch.transport.unwrap_or(before.transport);
     let after = servers::update(
         &mut tx,
         id,

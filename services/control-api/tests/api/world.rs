@@ -101,7 +101,7 @@ pub async fn world(
             slug: "orders",
             name: "Orders",
             url: upstream_url,
-            transport: "streamable_http",
+            transport: gatehouse_core::upstream::UpstreamTransport::StreamableHttp,
             auth: StoredAuth::none(),
             send_caller_assertion: false,
         },

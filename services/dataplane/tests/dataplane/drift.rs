@@ -5,13 +5,31 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use mcp_fixture::{FixtureOptions, RugPull};
+use mcp_fixture::{FixtureOptions, ProtocolMode, RugPull};
 
 use crate::harness::*;
 
 #[tokio::test]
 async fn rug_pulled_tool_is_withheld() {
+    rug_pull_is_withheld(ProtocolMode::Both).await;
+}
+
+/// The pin watcher lists a stateless upstream's tools in its own revision: a server that refuses
+/// `initialize` is checked too.
+#[tokio::test]
+async fn rug_pulled_tool_of_a_2026_only_upstream_is_withheld() {
+    rug_pull_is_withheld(ProtocolMode::Only2026).await;
+}
+
+/// The same for a server of the session revisions only.
+#[tokio::test]
+async fn rug_pulled_tool_of_a_2025_only_upstream_is_withheld() {
+    rug_pull_is_withheld(ProtocolMode::Only2025).await;
+}
+
+async fn rug_pull_is_withheld(protocol: ProtocolMode) {
     let world = World::granting_all(FixtureOptions {
+        protocol,
         rug_pull: Some(RugPull {
             tool: "test_simple_text".into(),
             after_calls: 1,

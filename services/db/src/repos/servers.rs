@@ -3,6 +3,7 @@
 use time::OffsetDateTime;
 
 use gatehouse_core::ids::ServerId;
+use gatehouse_core::upstream::{CredentialKind, UpstreamTransport};
 
 use crate::error::DbResult;
 use crate::tenant::TenantTx;
@@ -15,10 +16,8 @@ pub struct ServerRow {
     pub slug: String,
     pub name: String,
     pub url: String,
-    /// `streamable_http` or `http_sse`.
-    pub transport: String,
-    /// `none`, `bearer`, `header` or `oauth_client_credentials`.
-    pub auth_kind: String,
+    pub transport: UpstreamTransport,
+    pub auth_kind: CredentialKind,
     pub auth_header_name: Option<String>,
     pub credential_enc: Option<Vec<u8>>,
     pub oauth_token_url: Option<String>,
@@ -27,18 +26,21 @@ pub struct ServerRow {
     pub send_caller_assertion: bool,
     pub last_synced_at: Option<OffsetDateTime>,
     pub last_sync_error: Option<String>,
+    /// The protocol revision the server spoke at its last successful sync: `2026-07-28` for a
+    /// stateless server, otherwise the session revision it negotiated.
+    pub protocol_revision: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
 
 const COLUMNS: &str = "id, slug, name, url, transport, auth_kind, auth_header_name, credential_enc, \
                        oauth_token_url, oauth_client_id, oauth_scope, send_caller_assertion, \
-                       last_synced_at, last_sync_error, created_at, updated_at";
+                       last_synced_at, last_sync_error, protocol_revision, created_at, updated_at";
 
 /// How Gatehouse authenticates to the server, as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredAuth {
-    pub kind: &'static str,
+    pub kind: CredentialKind,
     pub header_name: Option<String>,
     pub credential_enc: Option<Vec<u8>>,
     pub oauth_token_url: Option<String>,
@@ -49,7 +51,7 @@ pub struct StoredAuth {
 impl StoredAuth {
     pub fn none() -> Self {
         Self {
-            kind: "none",
+            kind: CredentialKind::None,
             header_name: None,
             credential_enc: None,
             oauth_token_url: None,
@@ -67,7 +69,7 @@ pub struct NewServer<'a> {
     pub slug: &'a str,
     pub name: &'a str,
     pub url: &'a str,
-    pub transport: &'a str,
+    pub transport: UpstreamTransport,
     pub auth: StoredAuth,
     pub send_caller_assertion: bool,
 }
@@ -136,7 +138,7 @@ pub async fn get_for_update(tx: &mut TenantTx, id: ServerId) -> DbResult<Option<
 pub struct ServerUpdate<'a> {
     pub name: &'a str,
     pub url: &'a str,
-    pub transport: &'a str,
+    pub transport: UpstreamTransport,
     pub auth: StoredAuth,
     pub send_caller_assertion: bool,
 }
@@ -167,19 +169,33 @@ pub async fn update(tx: &mut TenantTx, id: ServerId, change: &ServerUpdate<'_>) 
     .await?)
 }
 
-/// Records the outcome of a sync (`error` is a tenant-safe message, or `None` on success).
-pub async fn record_sync(tx: &mut TenantTx, id: ServerId, error: Option<&str>) -> DbResult<ServerRow> {
+/// How a sync ended: the tenant-safe reason it failed, or the protocol revision the server spoke.
+#[derive(Clone, Copy, Debug)]
+pub enum SyncOutcome<'a> {
+    Failed(&'a str),
+    Listed { protocol_revision: &'a str },
+}
+
+/// Records the outcome of a sync. A success sets `last_synced_at` and the server's protocol
+/// revision and clears the error; a failure keeps both and records why.
+pub async fn record_sync(tx: &mut TenantTx, id: ServerId, outcome: SyncOutcome<'_>) -> DbResult<ServerRow> {
     let org_id = tx.org_id();
+    let (error, revision) = match outcome {
+        SyncOutcome::Failed(error) => (Some(error), None),
+        SyncOutcome::Listed { protocol_revision } => (None, Some(protocol_revision)),
+    };
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE domain_servers
             SET last_synced_at = CASE WHEN $3::text IS NULL THEN now() ELSE last_synced_at END,
-                last_sync_error = $3
+                last_sync_error = $3,
+                protocol_revision = COALESCE($4, protocol_revision)
           WHERE org_id = $1 AND id = $2
           RETURNING {COLUMNS}"
     )))
     .bind(org_id)
     .bind(id)
     .bind(error)
+    .bind(revision)
     .fetch_one(tx.conn())
     .await?)
 }

@@ -11,8 +11,9 @@ use gatehouse_core::ids::{EndpointId, ServerId, ServiceTokenId, ToolId};
 use gatehouse_core::snapshot::{
     BackendSnapshot, BackendTls, CapabilityGrant, ConfigChange, EndpointSnapshot, EndpointTool, OrgSnapshot,
     RateLimits, Revocation, RevocationKind, ScopeSnapshot, Sealed, ServerSnapshot, ServiceTokenSnapshot,
-    SqlToolTarget, ToolTarget, UpstreamAuth, UpstreamTransport, namespaced_tool_name,
+    SqlToolTarget, ToolTarget, UpstreamAuth, namespaced_tool_name,
 };
+use gatehouse_core::upstream::CredentialKind;
 
 use crate::error::{DbError, DbResult};
 use crate::repos::{backends, caller_attributes, endpoints, scopes, servers};
@@ -114,28 +115,23 @@ fn corrupt(what: &str) -> DbError {
 
 /// Converts a stored server into its snapshot form (credential still sealed).
 pub fn server_snapshot(row: &servers::ServerRow) -> DbResult<ServerSnapshot> {
-    let transport = match row.transport.as_str() {
-        "streamable_http" => UpstreamTransport::StreamableHttp,
-        "http_sse" => UpstreamTransport::HttpSse,
-        _ => return Err(corrupt("domain_servers.transport")),
-    };
     let sealed = || {
         row.credential_enc
             .clone()
             .map(Sealed)
             .ok_or_else(|| corrupt("domain_servers.credential_enc"))
     };
-    let auth = match row.auth_kind.as_str() {
-        "none" => UpstreamAuth::None,
-        "bearer" => UpstreamAuth::Bearer { token: sealed()? },
-        "header" => UpstreamAuth::Header {
+    let auth = match row.auth_kind {
+        CredentialKind::None => UpstreamAuth::None,
+        CredentialKind::Bearer => UpstreamAuth::Bearer { token: sealed()? },
+        CredentialKind::Header => UpstreamAuth::Header {
             name: row
                 .auth_header_name
                 .clone()
                 .ok_or_else(|| corrupt("domain_servers.auth_header_name"))?,
             value: sealed()?,
         },
-        "oauth_client_credentials" => UpstreamAuth::OauthClientCredentials {
+        CredentialKind::OauthClientCredentials => UpstreamAuth::OauthClientCredentials {
             token_url: row
                 .oauth_token_url
                 .clone()
@@ -147,13 +143,12 @@ pub fn server_snapshot(row: &servers::ServerRow) -> DbResult<ServerSnapshot> {
             client_secret: sealed()?,
             scope: row.oauth_scope.clone(),
         },
-        _ => return Err(corrupt("domain_servers.auth_kind")),
     };
     Ok(ServerSnapshot {
         id: row.id,
         slug: row.slug.clone(),
         url: row.url.clone(),
-        transport,
+        transport: row.transport,
         auth,
         send_caller_assertion: row.send_caller_assertion,
     })

@@ -6,3 +6,4 @@ mod catalog;
 mod isolation;
 mod retention;
 mod seed;
+mod typed_values;

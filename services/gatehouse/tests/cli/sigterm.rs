@@ -61,7 +61,7 @@ async fn sigterm_during_a_slow_request_lets_it_finish_then_exits() {
             slug: "slow",
             name: "Slow",
             url: &url,
-            transport: "streamable_http",
+            transport: gatehouse_core::upstream::UpstreamTransport::StreamableHttp,
             auth: StoredAuth::none(),
             send_caller_assertion: false,
         },

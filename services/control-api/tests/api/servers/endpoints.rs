@@ -215,7 +215,7 @@ async fn endpoint_exposure_shapes_tool_names_prompts_and_resources() {
                 slug: "billing",
                 name: "Billing",
                 url: upstream.url(),
-                transport: "streamable_http",
+                transport: gatehouse_core::upstream::UpstreamTransport::StreamableHttp,
                 auth: gatehouse_db::repos::servers::StoredAuth::none(),
                 send_caller_assertion: false,
             },

@@ -133,3 +133,33 @@ async fn an_http_sse_server_is_synced() {
     assert_eq!(again["sync"]["tools_listed"], 1, "{again}");
     assert_eq!(again["sync"]["new"], json!([]), "{again}");
 }
+
+/// A sync learns the revision the server speaks and records it on the server.
+#[tokio::test]
+async fn a_sync_records_the_protocol_revision_the_server_speaks() {
+    use mcp_fixture::{FixtureOptions, ProtocolMode, spawn_fixture};
+    let app = app_reaching_loopback().await;
+    let owner = app.user("owner@example.com").await;
+    let (org, _) = app.org(&owner, "acme").await;
+    for (slug, protocol, revision) in [
+        ("stateless", ProtocolMode::Only2026, "2026-07-28"),
+        ("sessions", ProtocolMode::Only2025, "2025-11-25"),
+    ] {
+        let upstream = spawn_fixture(FixtureOptions {
+            protocol,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let (status, created) = register(
+            &owner,
+            &org,
+            json!({"slug": slug, "name": slug, "url": upstream.url()}),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["sync"]["error"], Value::Null, "{created}");
+        assert!(created["sync"]["tools_listed"].as_u64().unwrap() > 0, "{created}");
+        assert_eq!(created["server"]["protocol_revision"], revision, "{created}");
+    }
+}

@@ -9,12 +9,11 @@
 use std::time::{Duration, Instant};
 
 use gatehouse_core::sync::MutexExt;
+use gatehouse_egress::EgressError;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
-use crate::store::{ServerState, UpstreamCredential};
-
-use super::{UpstreamError, Upstreams, classify, refusal};
+use super::{Client, Credential, Upstream, UpstreamError, refusal};
 
 /// The longest a fetched token is cached, whatever `expires_in` says.
 pub(super) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -24,8 +23,28 @@ const DEFAULT_LIFETIME_SECS: u64 = 300;
 const EXPIRY_MARGIN_SECS: u64 = 30;
 
 pub(super) struct OauthToken {
+    /// Which credential the token was issued for ([`fingerprint`]): a server whose credential
+    /// changed never gets the old one's token.
+    fingerprint: u64,
     token: String,
     valid_until: Instant,
+}
+
+/// A fingerprint of a client-credentials credential (token endpoint, client, secret, scope), kept
+/// in memory only.
+fn fingerprint(credential: &Credential) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    if let Credential::OauthClientCredentials {
+        token_url,
+        client_id,
+        client_secret,
+        scope,
+    } = credential
+    {
+        (token_url, client_id, client_secret.expose_secret(), scope).hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// How long a token whose endpoint answered `expires_in` may be cached: the value (a number or
@@ -49,15 +68,19 @@ pub(super) fn token_lifetime(expires_in: Option<&Value>) -> Duration {
     )
 }
 
-impl Upstreams {
+impl Client {
     /// An OAuth client-credentials token for `server`, cached until shortly before it expires.
-    pub(super) async fn oauth_token(&self, server: &ServerState) -> Result<String, UpstreamError> {
+    pub(super) async fn oauth_token(&self, upstream: &Upstream) -> Result<String, UpstreamError> {
+        let Ok(credential) = &upstream.credential else {
+            return Err(UpstreamError::Refused("upstream credential is unusable"));
+        };
+        let fingerprint = fingerprint(credential);
         let cached = || {
             self.inner
                 .oauth
                 .lock_or_recover()
-                .get(&server.snapshot.id)
-                .filter(|t| t.valid_until > Instant::now())
+                .get(&upstream.id)
+                .filter(|t| t.fingerprint == fingerprint && t.valid_until > Instant::now())
                 .map(|t| t.token.clone())
         };
         if let Some(token) = cached() {
@@ -69,19 +92,19 @@ impl Upstreams {
             .inner
             .oauth_fetch
             .lock_or_recover()
-            .entry(server.snapshot.id)
+            .entry(upstream.id)
             .or_default()
             .clone();
         let _one = gate.lock().await;
         if let Some(token) = cached() {
             return Ok(token);
         }
-        let Ok(UpstreamCredential::OauthClientCredentials {
+        let Credential::OauthClientCredentials {
             token_url,
             client_id,
             client_secret,
             scope,
-        }) = &server.credential
+        } = credential
         else {
             return Err(UpstreamError::Refused("upstream credential is unusable"));
         };
@@ -91,19 +114,26 @@ impl Upstreams {
         if let Some(scope) = scope {
             form.push(("scope", scope.clone()));
         }
+        let failed = |why: String| UpstreamError::TokenEndpoint(why);
+        // RFC 6749 §2.3.1: the client id and secret are form-urlencoded before Basic encoding.
         let response = self
             .http
             .post(url)
-            .basic_auth(client_id, Some(client_secret.expose_secret()))
+            .basic_auth(
+                form_urlencode(client_id),
+                Some(form_urlencode(client_secret.expose_secret())),
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
             .form(&form)
             .timeout(self.inner.timeout)
             .send()
             .await
-            .map_err(|e| UpstreamError::Unavailable(format!("token endpoint: {}", classify(&e))))?;
-        if !response.status().is_success() {
-            return Err(UpstreamError::Unavailable(format!(
-                "token endpoint answered {}",
-                response.status().as_u16()
+            .map_err(|e| failed(format!("could not be reached: {}", EgressError::from_reqwest(&e))))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(failed(format!(
+                "refused the client credentials (HTTP {})",
+                status.as_u16()
             )));
         }
         let body = self
@@ -111,28 +141,45 @@ impl Upstreams {
             .egress
             .read_document(response)
             .await
-            .map_err(|e| UpstreamError::Unavailable(format!("token endpoint: {}", e.as_str())))?;
+            .map_err(|e| failed(format!("answer could not be read: {e}")))?;
         #[derive(serde::Deserialize)]
         struct TokenResponse {
             access_token: String,
             #[serde(default)]
+            token_type: Option<String>,
+            #[serde(default)]
             expires_in: Option<Value>,
         }
         let token: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|_| UpstreamError::Unavailable("token endpoint sent no token".into()))?;
+            .ok()
+            .filter(|t: &TokenResponse| !t.access_token.is_empty())
+            .ok_or_else(|| failed("answered without an access token".into()))?;
+        if let Some(kind) = &token.token_type
+            && !kind.eq_ignore_ascii_case("bearer")
+        {
+            return Err(failed(format!(
+                "issued a {kind:?} token; only Bearer tokens are supported"
+            )));
+        }
         let now = Instant::now();
         let valid_until = now
             .checked_add(token_lifetime(token.expires_in.as_ref()))
             .unwrap_or(now);
         self.inner.oauth.lock_or_recover().insert(
-            server.snapshot.id,
+            upstream.id,
             OauthToken {
+                fingerprint,
                 token: token.access_token.clone(),
                 valid_until,
             },
         );
         Ok(token.access_token)
     }
+}
+
+/// RFC 6749 §2.3.1: client id and secret are form-urlencoded before Basic encoding.
+fn form_urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[cfg(test)]

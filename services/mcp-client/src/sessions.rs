@@ -18,9 +18,7 @@ use serde_json::{Value, json};
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
 use gatehouse_core::sync::MutexExt;
 
-use crate::store::ServerState;
-
-use super::{Caller, Outbound, UpstreamError, Upstreams};
+use super::{Caller, Client, Outbound, Upstream, UpstreamError};
 
 /// The newest session revision; an upstream may negotiate an older one.
 pub const NEWEST_SESSION_VERSION: &str = "2025-11-25";
@@ -45,14 +43,15 @@ pub struct SessionKey {
 }
 
 impl SessionKey {
-    pub fn new(server: ServerId, caller: Caller<'_>, capabilities: &Value) -> Self {
+    pub fn new<'a>(server: ServerId, caller: impl Into<Caller<'a>>, capabilities: &Value) -> Self {
+        let caller = caller.into();
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         capabilities.to_string().hash(&mut hasher);
         Self {
             server,
             org: caller.org,
             endpoint: caller.endpoint,
-            subject: caller.principal.subject.clone(),
+            subject: caller.subject.to_owned(),
             capabilities: hasher.finish(),
         }
     }
@@ -68,16 +67,17 @@ pub struct HeldSession {
 
 struct Entry {
     held: HeldSession,
-    server: Arc<ServerState>,
+    server: Arc<Upstream>,
     tick: u64,
     last_used: Instant,
 }
 
 /// A session to close: its upstream and itself.
-type Closing = (Arc<ServerState>, HeldSession);
+type Closing = (Arc<Upstream>, HeldSession);
 
 /// The held sessions, least recently used first in `order`.
 pub(super) struct SessionPool {
+    metrics_prefix: &'static str,
     limits: SessionLimits,
     inner: Mutex<PoolInner>,
 }
@@ -113,8 +113,9 @@ impl PoolInner {
 }
 
 impl SessionPool {
-    pub(super) fn new(limits: SessionLimits) -> Self {
+    pub(super) fn new(limits: SessionLimits, metrics_prefix: &'static str) -> Self {
         Self {
+            metrics_prefix,
             limits: SessionLimits {
                 max_sessions: limits.max_sessions.max(1),
                 idle: limits.idle,
@@ -144,7 +145,7 @@ impl SessionPool {
         &self,
         key: SessionKey,
         held: HeldSession,
-        server: Arc<ServerState>,
+        server: Arc<Upstream>,
         now: Instant,
     ) -> Vec<Closing> {
         let mut closing = Vec::new();
@@ -156,7 +157,8 @@ impl SessionPool {
                 break;
             };
             if let Some(entry) = inner.entries.remove(&oldest) {
-                metrics::counter!("gatehouse_dataplane_upstream_sessions_evicted_total").increment(1);
+                metrics::counter!(format!("{}_upstream_sessions_evicted_total", self.metrics_prefix))
+                    .increment(1);
                 closing.push((entry.server, entry.held));
             }
         }
@@ -172,7 +174,7 @@ impl SessionPool {
                 last_used: now,
             },
         );
-        metrics::gauge!("gatehouse_dataplane_upstream_sessions").set(inner.entries.len() as f64);
+        metrics::gauge!(format!("{}_upstream_sessions", self.metrics_prefix)).set(inner.entries.len() as f64);
         closing
     }
 
@@ -192,7 +194,7 @@ impl SessionPool {
         let mut closing = Vec::new();
         let mut inner = self.inner.lock_or_recover();
         inner.expire(now, self.limits.idle, &mut closing);
-        metrics::gauge!("gatehouse_dataplane_upstream_sessions").set(inner.entries.len() as f64);
+        metrics::gauge!(format!("{}_upstream_sessions", self.metrics_prefix)).set(inner.entries.len() as f64);
         closing
     }
 
@@ -200,7 +202,7 @@ impl SessionPool {
         let mut inner = self.inner.lock_or_recover();
         inner.order.clear();
         let closing = inner.entries.drain().map(|(_, e)| (e.server, e.held)).collect();
-        metrics::gauge!("gatehouse_dataplane_upstream_sessions").set(0.0);
+        metrics::gauge!(format!("{}_upstream_sessions", self.metrics_prefix)).set(0.0);
         closing
     }
 
@@ -217,12 +219,12 @@ pub struct ClientHello<'a> {
     pub client_info: Option<&'a Value>,
 }
 
-impl Upstreams {
+impl Client {
     /// The session held for `key` with `server`, opened (`initialize`, then
     /// `notifications/initialized`) when there is none.
     pub async fn held_session(
         &self,
-        server: &Arc<ServerState>,
+        server: &Arc<Upstream>,
         key: &SessionKey,
         hello: &ClientHello<'_>,
         caller: Caller<'_>,
@@ -279,14 +281,45 @@ impl Upstreams {
         futures::future::join_all(deletes).await;
     }
 
+    /// A session of the client's own with a session upstream (its GET stream to listen to, for
+    /// one): `None` when the upstream keeps no sessions. The caller ends it with
+    /// [`Client::delete_session`].
+    pub async fn own_session(&self, upstream: &Upstream) -> Result<Option<HeldSession>, UpstreamError> {
+        let capabilities = json!({});
+        let hello = ClientHello {
+            capabilities: &capabilities,
+            client_info: None,
+        };
+        let (session_id, version, _) = self.initialize(upstream, &hello, None).await?;
+        Ok(session_id.map(|session_id| HeldSession { session_id, version }))
+    }
+
     /// Opens a session with a session upstream: `initialize` with `hello`, then
     /// `notifications/initialized`. Returns the session and the `initialize` result.
     pub async fn open_session(
         &self,
-        server: &ServerState,
+        upstream: &Upstream,
         hello: &ClientHello<'_>,
         caller: Option<Caller<'_>>,
     ) -> Result<(HeldSession, Value), UpstreamError> {
+        let (session_id, version, result) = self.initialize(upstream, hello, caller).await?;
+        let Some(session_id) = session_id else {
+            return Err(UpstreamError::Unavailable(
+                "initialize answered without a session".into(),
+            ));
+        };
+        Ok((HeldSession { session_id, version }, result))
+    }
+
+    /// `initialize` with `hello`, then `notifications/initialized`: the session id the upstream
+    /// minted (`None`: a server that keeps no sessions), the revision it negotiated and the
+    /// `initialize` result.
+    pub(super) async fn initialize(
+        &self,
+        upstream: &Upstream,
+        hello: &ClientHello<'_>,
+        caller: Option<Caller<'_>>,
+    ) -> Result<(Option<String>, String, Value), UpstreamError> {
         let id = json!("gatehouse-initialize");
         let client_info = hello
             .client_info
@@ -298,7 +331,7 @@ impl Upstreams {
             "clientInfo": client_info,
         }});
         let out = Outbound {
-            server,
+            upstream,
             body: Bytes::from(serde_json::to_vec(&initialize).expect("json")),
             protocol_version: None,
             session_id: None,
@@ -310,11 +343,6 @@ impl Upstreams {
         let Some(result) = answer.get("result").cloned() else {
             return Err(UpstreamError::Unavailable("initialize refused upstream".into()));
         };
-        let Some(session_id) = session_id else {
-            return Err(UpstreamError::Unavailable(
-                "initialize answered without a session".into(),
-            ));
-        };
         let version = result
             .get("protocolVersion")
             .and_then(Value::as_str)
@@ -322,17 +350,19 @@ impl Upstreams {
             .to_owned();
         let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         self.post(Outbound {
-            server,
+            upstream,
             body: Bytes::from(serde_json::to_vec(&initialized).expect("json")),
             protocol_version: Some(&version),
-            session_id: Some(&session_id),
+            session_id: session_id.as_deref(),
             mcp_headers: vec![],
             caller,
             client_capabilities: None,
         })
         .await?;
-        metrics::counter!("gatehouse_dataplane_upstream_sessions_opened_total").increment(1);
-        Ok((HeldSession { session_id, version }, result))
+        if session_id.is_some() {
+            metrics::counter!(self.metric("upstream_sessions_opened_total")).increment(1);
+        }
+        Ok((session_id, version, result))
     }
 }
 
@@ -367,16 +397,19 @@ mod tests {
         }
     }
 
-    fn server() -> Arc<ServerState> {
-        Arc::new(crate::upstream::tests::server_at("http://127.0.0.1:9/mcp".into()))
+    fn server() -> Arc<Upstream> {
+        Arc::new(crate::tests::upstream_at("http://127.0.0.1:9/mcp".into()))
     }
 
     #[test]
     fn the_least_recently_used_session_is_evicted_at_the_cap() {
-        let pool = SessionPool::new(SessionLimits {
-            max_sessions: 2,
-            idle: Duration::from_secs(60),
-        });
+        let pool = SessionPool::new(
+            SessionLimits {
+                max_sessions: 2,
+                idle: Duration::from_secs(60),
+            },
+            "gatehouse_test",
+        );
         let now = Instant::now();
         let (a, b, c) = (key("a"), key("b"), key("c"));
         assert!(pool.insert(a.clone(), held("1"), server(), now).is_empty());
@@ -392,10 +425,13 @@ mod tests {
 
     #[test]
     fn ten_thousand_callers_never_hold_more_than_the_cap() {
-        let pool = SessionPool::new(SessionLimits {
-            max_sessions: 100,
-            idle: Duration::from_secs(60),
-        });
+        let pool = SessionPool::new(
+            SessionLimits {
+                max_sessions: 100,
+                idle: Duration::from_secs(60),
+            },
+            "gatehouse_test",
+        );
         let now = Instant::now();
         let mut closed = 0;
         for i in 0..10_000 {
@@ -412,10 +448,13 @@ mod tests {
 
     #[test]
     fn idle_sessions_are_taken_for_closing() {
-        let pool = SessionPool::new(SessionLimits {
-            max_sessions: 10,
-            idle: Duration::from_secs(60),
-        });
+        let pool = SessionPool::new(
+            SessionLimits {
+                max_sessions: 10,
+                idle: Duration::from_secs(60),
+            },
+            "gatehouse_test",
+        );
         let now = Instant::now();
         pool.insert(key("a"), held("1"), server(), now);
         pool.insert(key("b"), held("2"), server(), now + Duration::from_secs(30));
@@ -429,10 +468,13 @@ mod tests {
 
     #[test]
     fn a_forgotten_session_is_only_forgotten_if_still_held() {
-        let pool = SessionPool::new(SessionLimits {
-            max_sessions: 10,
-            idle: Duration::from_secs(60),
-        });
+        let pool = SessionPool::new(
+            SessionLimits {
+                max_sessions: 10,
+                idle: Duration::from_secs(60),
+            },
+            "gatehouse_test",
+        );
         let now = Instant::now();
         let a = key("a");
         pool.insert(a.clone(), held("new"), server(), now);
@@ -444,10 +486,13 @@ mod tests {
 
     #[test]
     fn subjects_have_sessions_of_their_own() {
-        let pool = SessionPool::new(SessionLimits {
-            max_sessions: 10,
-            idle: Duration::from_secs(60),
-        });
+        let pool = SessionPool::new(
+            SessionLimits {
+                max_sessions: 10,
+                idle: Duration::from_secs(60),
+            },
+            "gatehouse_test",
+        );
         let now = Instant::now();
         let alice = key("alice");
         let bob = SessionKey {

@@ -1,5 +1,5 @@
-//! Values the dataplane hands to clients and must get back intact and unread (session ids, the
-//! reply routes of HTTP+SSE upstreams): JSON sealed with AES-256-GCM under a key of one purpose,
+//! Values a service hands to clients and must get back intact and unread (the dataplane's session
+//! ids, the MCP client's reply routes of HTTP+SSE upstreams): JSON sealed with AES-256-GCM under a key of one purpose,
 //! that purpose bound as associated data, written `<prefix><base64url(nonce ‖ ciphertext)>`.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};

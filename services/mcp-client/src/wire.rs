@@ -1,8 +1,8 @@
-//! Each upstream's wire, learned on first use and kept per server (and its URL): a server that
-//! answers a 2026-07-28 `server/discover` is spoken to statelessly (dual-era servers too, for
-//! stateless clients); one that does not is a session server, spoken to in sessions the
-//! dataplane opens (`sessions`). What the upstream declared (its capabilities, server info and
-//! instructions) is kept with it, for the answers the dataplane gives itself (`server/discover`).
+//! Each upstream's revision, learned and kept per server (and its URL): a server that answers a
+//! 2026-07-28 `server/discover` is spoken to statelessly (dual-era servers too, for stateless
+//! clients); one that does not is a session server, spoken to in sessions (`sessions`); an
+//! HTTP+SSE server speaks 2024-11-05. What the upstream declared (its capabilities, server info
+//! and instructions) is kept with it, for the answers a gateway gives itself (`server/discover`).
 //! A learned wire is trusted for [`RELEARN_AFTER`], or until a request shows it wrong.
 
 use std::collections::HashMap;
@@ -14,16 +14,16 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 use gatehouse_core::ids::ServerId;
-use gatehouse_core::snapshot::UpstreamTransport;
 use gatehouse_core::sync::MutexExt;
-
-use crate::store::ServerState;
+use gatehouse_core::upstream::UpstreamTransport;
 
 use super::sessions::ClientHello;
-use super::{Caller, Outbound, UpstreamError, Upstreams};
+use super::{Caller, Client, Outbound, Upstream, UpstreamError};
 
 /// The stateless revision.
 pub const STATELESS_VERSION: &str = "2026-07-28";
+/// The revision of the deprecated HTTP+SSE transport.
+pub(super) const HTTP_SSE_VERSION: &str = "2024-11-05";
 /// A learned wire is asked again after this long (a server upgraded to the stateless revision
 /// is then spoken to in it).
 const RELEARN_AFTER: Duration = Duration::from_secs(3600);
@@ -41,6 +41,8 @@ pub enum Wire {
 #[derive(Clone, Debug)]
 pub struct Learned {
     pub wire: Wire,
+    /// The revision it speaks: [`STATELESS_VERSION`], or the session revision it negotiated.
+    pub version: String,
     /// The capabilities it declared (`server/discover` or `initialize`).
     pub capabilities: Value,
     pub server_info: Option<Value>,
@@ -58,26 +60,34 @@ pub(super) struct Wires {
     known: Mutex<HashMap<ServerId, Known>>,
 }
 
-impl Upstreams {
-    /// What is known of `server`'s wire, learned now if nothing (or something stale) is.
+impl Client {
+    /// What is known of `upstream`'s wire, learned now if nothing (or something stale) is.
     pub async fn learned(
         &self,
-        server: &ServerState,
+        upstream: &Upstream,
         caller: Option<Caller<'_>>,
     ) -> Result<Arc<Learned>, UpstreamError> {
-        let id = server.snapshot.id;
-        if let Some(known) = self.inner.wires.known.lock_or_recover().get(&id)
-            && known.url == server.snapshot.url
+        if let Some(known) = self.inner.wires.known.lock_or_recover().get(&upstream.id)
+            && known.url == upstream.url
             && known.at.elapsed() < RELEARN_AFTER
         {
             return Ok(known.learned.clone());
         }
-        let learned = Arc::new(self.learn(server, caller).await?);
-        tracing::debug!(server_id = %id, wire = ?learned.wire, "learned an upstream's wire");
+        self.relearn(upstream, caller).await
+    }
+
+    /// Learns `upstream`'s wire now, whatever is known, and keeps it.
+    pub async fn relearn(
+        &self,
+        upstream: &Upstream,
+        caller: Option<Caller<'_>>,
+    ) -> Result<Arc<Learned>, UpstreamError> {
+        let learned = Arc::new(self.learn(upstream, caller).await?);
+        tracing::debug!(server_id = %upstream.id, wire = ?learned.wire, version = %learned.version, "learned an upstream's wire");
         self.inner.wires.known.lock_or_recover().insert(
-            id,
+            upstream.id,
             Known {
-                url: server.snapshot.url.clone(),
+                url: upstream.url.clone(),
                 learned: learned.clone(),
                 at: Instant::now(),
             },
@@ -90,24 +100,20 @@ impl Upstreams {
         self.inner.wires.known.lock_or_recover().remove(&server);
     }
 
-    async fn learn(
-        &self,
-        server: &ServerState,
-        caller: Option<Caller<'_>>,
-    ) -> Result<Learned, UpstreamError> {
+    async fn learn(&self, upstream: &Upstream, caller: Option<Caller<'_>>) -> Result<Learned, UpstreamError> {
         let hello = ClientHello {
             capabilities: &json!({}),
             client_info: None,
         };
-        if server.snapshot.transport == UpstreamTransport::HttpSse {
+        if upstream.transport == UpstreamTransport::HttpSse {
             let id = json!("gatehouse-initialize");
             let initialize = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
-                "protocolVersion": "2024-11-05", "capabilities": {},
+                "protocolVersion": HTTP_SSE_VERSION, "capabilities": {},
                 "clientInfo": {"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")}}});
             let (answer, _) = self
                 .request(
                     Outbound {
-                        server,
+                        upstream,
                         body: Bytes::from(serde_json::to_vec(&initialize).expect("json")),
                         protocol_version: None,
                         session_id: None,
@@ -121,13 +127,13 @@ impl Upstreams {
             let result = answer
                 .get("result")
                 .ok_or_else(|| UpstreamError::Unavailable("initialize refused upstream".into()))?;
-            return Ok(learned_from(Wire::Session, result));
+            return Ok(learned_from(Wire::Session, HTTP_SSE_VERSION, result));
         }
         let id = json!("gatehouse-discover");
         let discover = json!({"jsonrpc": "2.0", "id": id, "method": "server/discover", "params": {
             "_meta": stateless_meta(&hello)}});
         let out = Outbound {
-            server,
+            upstream,
             body: Bytes::from(serde_json::to_vec(&discover).expect("json")),
             protocol_version: Some(STATELESS_VERSION),
             session_id: None,
@@ -141,21 +147,28 @@ impl Upstreams {
         // Any answer but a result (a 400, a JSON-RPC error) is a server without the revision.
         match self.request(out, &id).await {
             Ok((answer, _)) if answer.get("result").is_some_and(Value::is_object) => {
-                return Ok(learned_from(Wire::Stateless, &answer["result"]));
+                return Ok(learned_from(
+                    Wire::Stateless,
+                    STATELESS_VERSION,
+                    &answer["result"],
+                ));
             }
             Ok(_) => {}
-            Err(UpstreamError::Unavailable(reason)) if reason.starts_with("upstream answered 4") => {}
+            Err(UpstreamError::Status(status)) if (400..500).contains(&status) => {}
             Err(e) => return Err(e),
         }
-        let (held, result) = self.open_session(server, &hello, None).await?;
-        self.delete_session(server, &held.version, &held.session_id).await;
-        Ok(learned_from(Wire::Session, &result))
+        let (session_id, version, result) = self.initialize(upstream, &hello, None).await?;
+        if let Some(session_id) = session_id {
+            self.delete_session(upstream, &version, &session_id).await;
+        }
+        Ok(learned_from(Wire::Session, &version, &result))
     }
 }
 
-fn learned_from(wire: Wire, result: &Value) -> Learned {
+fn learned_from(wire: Wire, version: &str, result: &Value) -> Learned {
     Learned {
         wire,
+        version: version.to_owned(),
         capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
         server_info: result.get("serverInfo").cloned(),
         instructions: result

@@ -1,22 +1,33 @@
-//! The dataplane's client to upstream MCP servers (Streamable HTTP, both eras).
+//! The platform's one client to upstream MCP servers, used by the dataplane (every forwarded
+//! request, the pin watcher) and by the control API (tool sync).
 //!
 //! Requests are built from scratch: the upstream gets the JSON-RPC bytes, the MCP headers the
-//! dataplane decided on, the server's *own* credential and, if configured, a caller assertion —
-//! never the caller's `Authorization`, cookies or any other client header. Connections are pooled
-//! (keep-alive, `TCP_NODELAY`); every upstream has a circuit breaker so a dead server fails fast.
+//! caller decided on, the server's *own* credential and, if configured, a caller assertion —
+//! never a client's `Authorization`, cookies or any other client header. Every request goes
+//! through the SSRF guard ([`gatehouse_egress`]); connections are pooled (keep-alive,
+//! `TCP_NODELAY`); every upstream has a circuit breaker so a dead server fails fast; everything
+//! an upstream sends is read within bounds.
 //!
-//! Layout: `mod.rs` holds the public types and the Streamable HTTP client ([`Upstreams`]);
-//! private submodules hold the headers each request carries (`headers`), bounded reading of
-//! answers and SSE streams (`stream`), the per-upstream circuit breaker (`breaker`), the
-//! client-credentials token cache (`oauth`) and the deprecated HTTP+SSE transport (`http_sse`,
-//! 2024-11-05).
+//! Layout: `lib.rs` holds the public types and the Streamable HTTP transport ([`Client`]);
+//! private modules hold the headers each request carries (`headers`), bounded reading of answers
+//! and SSE streams (`stream`), the per-upstream circuit breaker (`breaker`), the
+//! client-credentials token cache (`oauth`), the deprecated HTTP+SSE transport (`http_sse`,
+//! 2024-11-05), the sessions held for stateless clients of session upstreams (`sessions`), each
+//! upstream's revision, learned (`wire`), and `tools/list` followed over every page (`tools`).
+//! [`answer_messages`] reads the JSON-RPC messages of a whole answer body.
+//!
+//! What the caller knows and this crate does not (where a server is configured, its opened
+//! credential, who a caller is and how to sign an assertion naming them) is passed in as plain
+//! values ([`Upstream`], [`Caller`]) and one trait ([`CallerAssertion`]).
 
 mod breaker;
 mod headers;
 mod http_sse;
+mod messages;
 mod oauth;
 mod sessions;
 mod stream;
+mod tools;
 mod wire;
 
 use std::collections::HashMap;
@@ -27,21 +38,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use reqwest::header::{HeaderName, HeaderValue};
+use secrecy::SecretString;
 use serde_json::Value;
 
+use gatehouse_core::breaker::Breaker;
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
-use gatehouse_core::snapshot::UpstreamTransport;
 use gatehouse_core::sync::MutexExt;
-
-use crate::assertion::AssertionSigner;
-use crate::auth::Principal;
-use crate::store::{ServerState, UpstreamCredential};
+use gatehouse_core::upstream::UpstreamTransport;
 use gatehouse_egress::{Egress, EgressError, RedirectMode};
 
+pub use self::messages::answer_messages;
 pub use self::sessions::{
     ClientHello, HeldSession, NEWEST_SESSION_VERSION, SessionKey, SessionLimits, session_capabilities,
 };
 pub use self::stream::{next_message, response_on};
+pub use self::tools::{Listing, MAX_PAGES, ToolLimits};
 pub use self::wire::{Learned, STATELESS_VERSION, Wire, stateless_meta};
 
 use self::http_sse::ReplyRoutes;
@@ -49,9 +60,68 @@ use self::oauth::OauthToken;
 use self::sessions::SessionPool;
 use self::stream::read_body;
 use self::wire::Wires;
-use gatehouse_core::breaker::Breaker;
 
 pub type SseEvents = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, String>> + Send>>;
+
+/// An upstream server as the client speaks to it.
+pub struct Upstream {
+    pub id: ServerId,
+    /// The URL as configured (the caller assertion's audience).
+    pub url: String,
+    /// `url`, parsed once (`None`: invalid).
+    parsed_url: Option<url::Url>,
+    pub transport: UpstreamTransport,
+    /// The server's own credential, opened; why it cannot be used otherwise (never sent).
+    pub credential: Result<Credential, String>,
+    /// Whether requests made for a caller carry an assertion naming them.
+    pub send_caller_assertion: bool,
+}
+
+impl Upstream {
+    pub fn new(
+        id: ServerId,
+        url: String,
+        transport: UpstreamTransport,
+        credential: Result<Credential, String>,
+        send_caller_assertion: bool,
+    ) -> Self {
+        Self {
+            id,
+            parsed_url: url::Url::parse(&url).ok(),
+            url,
+            transport,
+            credential,
+            send_caller_assertion,
+        }
+    }
+}
+
+/// A server's own credential, opened. Never logged (`Debug` redacts).
+pub enum Credential {
+    None,
+    Bearer(SecretString),
+    Header {
+        name: String,
+        value: SecretString,
+    },
+    OauthClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: SecretString,
+        scope: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credential::None => "None",
+            Credential::Bearer(_) => "Bearer([REDACTED])",
+            Credential::Header { .. } => "Header([REDACTED])",
+            Credential::OauthClientCredentials { .. } => "OauthClientCredentials([REDACTED])",
+        })
+    }
+}
 
 /// What an upstream answered to a POST.
 pub enum Reply {
@@ -68,11 +138,23 @@ pub enum Reply {
     Status { status: u16, body: Bytes, json: bool },
 }
 
+/// Why a request to an upstream failed. Every text is the client's own, never the upstream's.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    /// The upstream could not be reached or failed (connect error, timeout, 5xx, open breaker).
+    /// The upstream could not be used: a timeout, an open breaker, a broken or oversized
+    /// answer, an answer that is not MCP.
     #[error("upstream unavailable: {0}")]
     Unavailable(String),
+    /// The upstream could not be reached (the egress guard's refusal or a network failure).
+    #[error("upstream unreachable: {0}")]
+    Unreachable(EgressError),
+    /// The upstream answered with an HTTP status that is no MCP answer (5xx, or a 4xx without a
+    /// JSON-RPC error where an answer was needed).
+    #[error("upstream answered {0}")]
+    Status(u16),
+    /// The upstream's OAuth token endpoint refused the client credentials or failed.
+    #[error("token endpoint failed: {0}")]
+    TokenEndpoint(String),
     /// The upstream no longer knows the session we named (404).
     #[error("upstream session expired")]
     SessionGone,
@@ -81,21 +163,31 @@ pub enum UpstreamError {
     Refused(&'static str),
 }
 
-/// The identity the caller assertion names.
-#[derive(Clone, Copy)]
+/// Who a request is made for, as the caller assertion names them.
+#[derive(Clone, Copy, Debug)]
 pub struct Caller<'a> {
-    pub principal: &'a Principal,
     pub org: OrgId,
     pub endpoint: EndpointId,
+    pub subject: &'a str,
+    /// `user`, `service_token`, `client` or `anonymous`.
+    pub subject_kind: &'static str,
+    pub client_id: Option<&'a str>,
+}
+
+/// Signs the assertion that names a caller to an upstream (the dataplane's signer).
+pub trait CallerAssertion: Send + Sync + 'static {
+    /// The header, and its value, naming `caller` to the upstream at `audience`; `None` when no
+    /// assertion can be made.
+    fn assertion(&self, audience: &str, caller: &Caller<'_>) -> Option<(HeaderName, HeaderValue)>;
 }
 
 /// One outbound POST.
 pub struct Outbound<'a> {
-    pub server: &'a ServerState,
+    pub upstream: &'a Upstream,
     pub body: Bytes,
     pub protocol_version: Option<&'a str>,
     pub session_id: Option<&'a str>,
-    /// `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*` as the dataplane decided them.
+    /// `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*` as the caller decided them.
     pub mcp_headers: Vec<(HeaderName, HeaderValue)>,
     pub caller: Option<Caller<'a>>,
     /// What the client declared at `initialize` (legacy sessions), for an HTTP+SSE upstream's
@@ -103,10 +195,25 @@ pub struct Outbound<'a> {
     pub client_capabilities: Option<&'a Value>,
 }
 
+/// How a [`Client`] is bounded.
 #[derive(Clone)]
-pub struct Upstreams {
+pub struct Settings {
+    /// The longest a request (or the wait for an answer on a stream) may take.
+    pub timeout: Duration,
+    /// Largest answer body, or single stream event, accepted from an upstream.
+    pub max_message_bytes: usize,
+    /// Seals the reply routes of HTTP+SSE upstreams' server→client requests (one purpose).
+    pub reply_key: [u8; 32],
+    /// Bounds the upstream sessions held for stateless clients.
+    pub sessions: SessionLimits,
+    /// Prefix of the client's metric names (`gatehouse_dataplane`, `gatehouse_control_api`).
+    pub metrics_prefix: &'static str,
+}
+
+#[derive(Clone)]
+pub struct Client {
     /// The connection pool this handle sends through. Each HTTP worker gets its own
-    /// ([`Upstreams::with_own_pool`]): a pooled connection's I/O task runs on the runtime that
+    /// ([`Client::with_own_pool`]): a pooled connection's I/O task runs on the runtime that
     /// opened it, so a pool shared by workers would hand most calls to another worker's thread
     /// and back (two cross-thread wake-ups per call, and the I/O on the wrong core).
     http: reqwest::Client,
@@ -116,12 +223,12 @@ pub struct Upstreams {
 struct Inner {
     egress: Egress,
     timeout: Duration,
-    /// Largest answer body, or single stream event, accepted from an upstream.
     max_message_bytes: usize,
+    metrics_prefix: &'static str,
     breakers: Mutex<HashMap<ServerId, Breaker>>,
     oauth: Mutex<HashMap<ServerId, OauthToken>>,
     oauth_fetch: Mutex<HashMap<ServerId, Arc<tokio::sync::Mutex<()>>>>,
-    signer: AssertionSigner,
+    assertion: Option<Arc<dyn CallerAssertion>>,
     reply_routes: ReplyRoutes,
     /// Sessions held for stateless clients of session upstreams.
     sessions: SessionPool,
@@ -129,38 +236,35 @@ struct Inner {
     wires: Wires,
 }
 
-impl Upstreams {
-    /// `max_message_bytes` bounds an answer body or a single stream event; `reply_key` seals the
-    /// routes of HTTP+SSE upstreams' server→client requests (one purpose); `sessions` bounds the
-    /// upstream sessions held for stateless clients.
+impl Client {
+    /// A client through `egress`, bounded by `settings`; `assertion` signs caller assertions for
+    /// upstreams that want them (none are sent without it).
     pub fn new(
         egress: Egress,
-        timeout: Duration,
-        max_message_bytes: usize,
-        signer: AssertionSigner,
-        reply_key: &[u8; 32],
-        sessions: SessionLimits,
+        settings: Settings,
+        assertion: Option<Arc<dyn CallerAssertion>>,
     ) -> anyhow::Result<Self> {
         let http = pooled_client(&egress)?;
         Ok(Self {
             http,
             inner: Arc::new(Inner {
                 egress,
-                timeout,
-                max_message_bytes,
+                timeout: settings.timeout,
+                max_message_bytes: settings.max_message_bytes,
+                metrics_prefix: settings.metrics_prefix,
                 breakers: Mutex::new(HashMap::new()),
                 oauth: Mutex::new(HashMap::new()),
                 oauth_fetch: Mutex::new(HashMap::new()),
-                signer,
-                reply_routes: ReplyRoutes::new(reply_key),
-                sessions: SessionPool::new(sessions),
+                assertion,
+                reply_routes: ReplyRoutes::new(&settings.reply_key),
+                sessions: SessionPool::new(settings.sessions, settings.metrics_prefix),
                 wires: Wires::default(),
             }),
         })
     }
 
-    /// The same upstreams (breakers, credentials, routes) through a connection pool of its own,
-    /// for one HTTP worker: that worker's calls then stay on its own thread.
+    /// The same upstreams (breakers, credentials, routes, sessions) through a connection pool of
+    /// its own, for one HTTP worker: that worker's calls then stay on its own thread.
     pub fn with_own_pool(&self) -> anyhow::Result<Self> {
         Ok(Self {
             http: pooled_client(&self.inner.egress)?,
@@ -168,13 +272,13 @@ impl Upstreams {
         })
     }
 
-    pub fn signer(&self) -> &AssertionSigner {
-        &self.inner.signer
+    fn metric(&self, name: &str) -> String {
+        format!("{}_{name}", self.inner.metrics_prefix)
     }
 
-    fn url(&self, server: &ServerState) -> Result<url::Url, UpstreamError> {
-        let url = server
-            .url
+    fn url(&self, upstream: &Upstream) -> Result<url::Url, UpstreamError> {
+        let url = upstream
+            .parsed_url
             .clone()
             .ok_or(UpstreamError::Refused("upstream URL is invalid"))?;
         self.inner.egress.check_url_syntax(&url).map_err(refusal)?;
@@ -183,23 +287,23 @@ impl Upstreams {
 
     /// POSTs one message (or batch) and returns the upstream's answer without reading a stream.
     pub async fn post(&self, out: Outbound<'_>) -> Result<Reply, UpstreamError> {
-        if out.server.snapshot.transport == UpstreamTransport::HttpSse {
+        if out.upstream.transport == UpstreamTransport::HttpSse {
             return self.post_http_sse(out).await;
         }
-        let server_id = out.server.snapshot.id;
+        let server_id = out.upstream.id;
         if self.breaker_open(server_id) {
             return Err(UpstreamError::Unavailable("circuit breaker open".into()));
         }
-        let url = self.url(out.server)?;
+        let url = self.url(out.upstream)?;
         let uses_oauth = matches!(
-            out.server.credential,
-            Ok(UpstreamCredential::OauthClientCredentials { .. })
+            out.upstream.credential,
+            Ok(Credential::OauthClientCredentials { .. })
         );
         let mut attempt = 0;
         let response = loop {
             attempt += 1;
             let mut headers = self
-                .headers_for(out.server, out.protocol_version, out.session_id, out.caller)
+                .headers_for(out.upstream, out.protocol_version, out.session_id, out.caller)
                 .await?;
             // Never over a header already decided (the server's credential, the caller
             // assertion, the session) nor as a credential header of any kind.
@@ -230,7 +334,7 @@ impl Upstreams {
                 Ok(Err(e)) if e.is_connect() && attempt == 1 => continue,
                 Ok(Err(e)) => {
                     self.record(server_id, false);
-                    return Err(UpstreamError::Unavailable(classify(&e)));
+                    return Err(unreachable(&e));
                 }
                 Err(_) => {
                     self.record(server_id, false);
@@ -248,7 +352,7 @@ impl Upstreams {
         let status = response.status().as_u16();
         if status >= 500 {
             self.record(server_id, false);
-            return Err(UpstreamError::Unavailable(format!("upstream answered {status}")));
+            return Err(UpstreamError::Status(status));
         }
         self.record(server_id, true);
         if status == 404 && out.session_id.is_some() {
@@ -287,22 +391,22 @@ impl Upstreams {
     /// `last_event_id`). `Ok(None)` when the upstream offers no stream (405).
     pub async fn get_stream(
         &self,
-        server: &ServerState,
+        upstream: &Upstream,
         protocol_version: &str,
         session_id: Option<&str>,
         last_event_id: Option<&str>,
         caller: Option<Caller<'_>>,
     ) -> Result<Option<SseEvents>, UpstreamError> {
-        if server.snapshot.transport == UpstreamTransport::HttpSse {
+        if upstream.transport == UpstreamTransport::HttpSse {
             // Its stream belongs to a connection of its own; there is no session to listen to.
             return Ok(None);
         }
-        if self.breaker_open(server.snapshot.id) {
+        if self.breaker_open(upstream.id) {
             return Err(UpstreamError::Unavailable("circuit breaker open".into()));
         }
-        let url = self.url(server)?;
+        let url = self.url(upstream)?;
         let mut headers = self
-            .headers_for(server, Some(protocol_version), session_id, caller)
+            .headers_for(upstream, Some(protocol_version), session_id, caller)
             .await?;
         headers.insert(
             reqwest::header::ACCEPT,
@@ -314,26 +418,26 @@ impl Upstreams {
         let send = self.http.get(url).headers(headers).send();
         let response = match tokio::time::timeout(self.inner.timeout, send).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(UpstreamError::Unavailable(classify(&e))),
+            Ok(Err(e)) => return Err(unreachable(&e)),
             Err(_) => return Err(UpstreamError::Unavailable("no answer in time".into())),
         };
         match response.status().as_u16() {
             200 => Ok(Some(self.sse_events(response))),
             404 if session_id.is_some() => Err(UpstreamError::SessionGone),
             405 => Ok(None),
-            s if s >= 500 => Err(UpstreamError::Unavailable(format!("upstream answered {s}"))),
+            s if s >= 500 => Err(UpstreamError::Status(s)),
             _ => Ok(None),
         }
     }
 
     /// Ends an upstream session (best effort).
-    pub async fn delete_session(&self, server: &ServerState, protocol_version: &str, session_id: &str) {
-        if server.snapshot.transport == UpstreamTransport::HttpSse {
+    pub async fn delete_session(&self, upstream: &Upstream, protocol_version: &str, session_id: &str) {
+        if upstream.transport == UpstreamTransport::HttpSse {
             return;
         }
-        let Ok(url) = self.url(server) else { return };
+        let Ok(url) = self.url(upstream) else { return };
         let Ok(headers) = self
-            .headers_for(server, Some(protocol_version), Some(session_id), None)
+            .headers_for(upstream, Some(protocol_version), Some(session_id), None)
             .await
         else {
             return;
@@ -342,7 +446,7 @@ impl Upstreams {
     }
 
     /// Sends one request and waits for its response message, reading a stream if the upstream
-    /// answers with one (notifications on the way are dropped). For the dataplane's own requests
+    /// answers with one (notifications on the way are dropped). For the client's own requests
     /// (initialize, lists), not for relaying.
     pub async fn request(
         &self,
@@ -386,20 +490,20 @@ impl Upstreams {
                 {
                     return Ok((value, None));
                 }
-                Err(UpstreamError::Unavailable(format!("upstream answered {status}")))
+                Err(UpstreamError::Status(status))
             }
         }
     }
 }
 
-/// A description of a transport error without URLs, addresses or credentials.
 /// Headers that carry credentials: never sent on a client's behalf.
 fn is_credential_header(name: &HeaderName) -> bool {
     matches!(name.as_str(), "authorization" | "proxy-authorization" | "cookie")
 }
 
-fn classify(e: &reqwest::Error) -> String {
-    EgressError::from_reqwest(e).as_str().to_owned()
+/// A transport failure, as the guard classifies it (without URLs, addresses or credentials).
+fn unreachable(e: &reqwest::Error) -> UpstreamError {
+    UpstreamError::Unreachable(EgressError::from_reqwest(e))
 }
 
 /// The SSRF guard's client: public destinations only (unless configured), DNS pinned, redirects

@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 
 use gatehouse_core::ids::ServerId;
 
-use crate::jsonrpc;
-use crate::sealed::Sealer;
+use gatehouse_core::sealed::Sealer;
 
-use super::{Outbound, Reply, UpstreamError, Upstreams, classify, response_on};
+use super::stream::is_response;
+use super::{Client, Outbound, Reply, UpstreamError, response_on, unreachable};
 
 const ROUTE_PREFIX: &str = "ghsse1.";
 const ROUTE_AAD: &[u8] = b"gatehouse/http-sse-reply-route/v1";
@@ -63,7 +63,7 @@ impl ReplyRoutes {
     }
 }
 
-impl Upstreams {
+impl Client {
     /// The deprecated HTTP+SSE transport (2024-11-05): a GET stream announces a message endpoint
     /// (`event: endpoint`), messages are POSTed there and answers come back on the stream. Each
     /// forwarded request gets a connection of its own, with a fresh `initialize` handshake, so
@@ -72,17 +72,17 @@ impl Upstreams {
     /// their id (module docs).
     pub(super) async fn post_http_sse(&self, out: Outbound<'_>) -> Result<Reply, UpstreamError> {
         const LEGACY_VERSION: &str = "2024-11-05";
-        let server = out.server;
-        if self.breaker_open(server.snapshot.id) {
+        let upstream = out.upstream;
+        if self.breaker_open(upstream.id) {
             return Err(UpstreamError::Unavailable("circuit breaker open".into()));
         }
         let message: Value = serde_json::from_slice(&out.body)
             .map_err(|_| UpstreamError::Unavailable("cannot relay a batch over HTTP+SSE".into()))?;
-        let base = self.url(server)?;
-        if jsonrpc::is_response(&message) {
+        let base = self.url(upstream)?;
+        if is_response(&message) {
             return self.answer_http_sse(out, &base, message).await;
         }
-        let mut headers = self.headers_for(server, None, None, out.caller).await?;
+        let mut headers = self.headers_for(upstream, None, None, out.caller).await?;
         headers.insert(
             reqwest::header::ACCEPT,
             HeaderValue::from_static("text/event-stream"),
@@ -91,35 +91,31 @@ impl Upstreams {
         let response = match tokio::time::timeout(self.inner.timeout, send).await {
             Ok(Ok(r)) if r.status().is_success() => r,
             Ok(Ok(r)) => {
-                self.record(server.snapshot.id, r.status().as_u16() < 500);
-                return Err(UpstreamError::Unavailable(format!(
-                    "upstream answered {}",
-                    r.status().as_u16()
-                )));
+                self.record(upstream.id, r.status().as_u16() < 500);
+                return Err(UpstreamError::Status(r.status().as_u16()));
             }
             Ok(Err(e)) => {
-                self.record(server.snapshot.id, false);
-                return Err(UpstreamError::Unavailable(classify(&e)));
+                self.record(upstream.id, false);
+                return Err(unreachable(&e));
             }
             Err(_) => {
-                self.record(server.snapshot.id, false);
+                self.record(upstream.id, false);
                 return Err(UpstreamError::Unavailable("no answer in time".into()));
             }
         };
-        self.record(server.snapshot.id, true);
+        self.record(upstream.id, true);
         let mut events = self.sse_events(response);
         let endpoint = tokio::time::timeout(self.inner.timeout, async {
             while let Some(event) = events.next().await {
-                let event = event.ok()?;
+                let event = event.map_err(UpstreamError::Unavailable)?;
                 if event.event.as_deref() == Some("endpoint") {
-                    return event.data;
+                    return Ok(event.data);
                 }
             }
-            None
+            Ok(None)
         })
         .await
-        .ok()
-        .flatten()
+        .unwrap_or(Ok(None))?
         .ok_or_else(|| UpstreamError::Unavailable("no message endpoint announced".into()))?;
         let endpoint = base
             .join(endpoint.trim())
@@ -138,7 +134,7 @@ impl Upstreams {
             let sent = self.post_message(endpoint.clone(), headers.clone(), body);
             async move {
                 sent.await.map_err(|e| match e {
-                    UpstreamError::SessionGone => UpstreamError::Unavailable("upstream answered 404".into()),
+                    UpstreamError::SessionGone => UpstreamError::Status(404),
                     e => e,
                 })
             }
@@ -171,7 +167,7 @@ impl Upstreams {
         post(out.body.to_vec()).await?;
         let id = message.get("id").cloned();
         let routes = self.inner.reply_routes.clone();
-        let server_id = server.snapshot.id;
+        let server_id = upstream.id;
         let message_endpoint = match endpoint.query() {
             Some(q) => format!("{}?{q}", endpoint.path()),
             None => endpoint.path().to_owned(),
@@ -222,7 +218,7 @@ impl Upstreams {
     }
 }
 
-impl Upstreams {
+impl Client {
     /// The client's answer to an HTTP+SSE upstream's request: posted, with the upstream's own id,
     /// to the message endpoint of the connection that asked (which the call keeps open).
     async fn answer_http_sse(
@@ -234,7 +230,7 @@ impl Upstreams {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let route = message
             .get("id")
-            .and_then(|id| self.inner.reply_routes.open(id, out.server.snapshot.id, now))
+            .and_then(|id| self.inner.reply_routes.open(id, out.upstream.id, now))
             .ok_or(UpstreamError::Refused("answer to an unknown request"))?;
         let endpoint = base
             .join(&route.endpoint)
@@ -242,7 +238,7 @@ impl Upstreams {
             .filter(|e| e.origin() == base.origin())
             .ok_or(UpstreamError::Refused("answer to an unknown request"))?;
         message["id"] = route.id;
-        let mut headers = self.headers_for(out.server, None, None, out.caller).await?;
+        let mut headers = self.headers_for(out.upstream, None, None, out.caller).await?;
         headers.insert(
             reqwest::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -264,11 +260,8 @@ impl Upstreams {
         match tokio::time::timeout(self.inner.timeout, send).await {
             Ok(Ok(r)) if r.status().is_success() => Ok(()),
             Ok(Ok(r)) if r.status() == reqwest::StatusCode::NOT_FOUND => Err(UpstreamError::SessionGone),
-            Ok(Ok(r)) => Err(UpstreamError::Unavailable(format!(
-                "upstream answered {}",
-                r.status().as_u16()
-            ))),
-            Ok(Err(e)) => Err(UpstreamError::Unavailable(classify(&e))),
+            Ok(Ok(r)) => Err(UpstreamError::Status(r.status().as_u16())),
+            Ok(Err(e)) => Err(unreachable(&e)),
             Err(_) => Err(UpstreamError::Unavailable("no answer in time".into())),
         }
     }

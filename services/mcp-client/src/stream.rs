@@ -2,16 +2,16 @@
 //! answer body, or an SSE stream whose single events may not exceed the message limit, and the
 //! JSON-RPC messages on it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use gatehouse_egress::ReadError;
+use gatehouse_egress::{EventTooLarge, ReadError};
 use serde_json::Value;
 
-use crate::jsonrpc;
-
-use super::{SseEvents, UpstreamError, Upstreams};
+use super::{Client, SseEvents, UpstreamError};
 
 /// The next message on an upstream stream: the next event whose data is JSON (other events are
 /// skipped), why the stream broke, or `None` at its end.
@@ -34,21 +34,39 @@ pub async fn next_message(events: &mut SseEvents) -> Option<Result<Value, String
 pub async fn response_on(events: &mut SseEvents, id: &Value) -> Result<Value, String> {
     while let Some(value) = next_message(events).await {
         let value = value?;
-        if jsonrpc::is_response(&value) && value.get("id") == Some(id) {
+        if is_response(&value) && value.get("id") == Some(id) {
             return Ok(value);
         }
     }
     Err("stream ended without a response".into())
 }
 
-impl Upstreams {
-    /// The events of an upstream stream; one event larger than the message limit breaks it.
+/// A JSON-RPC response: no method, a result or an error.
+pub(super) fn is_response(message: &Value) -> bool {
+    message.get("method").is_none() && (message.get("result").is_some() || message.get("error").is_some())
+}
+
+impl Client {
+    /// The events of an upstream stream; one event larger than the message limit breaks it
+    /// ("upstream sent an oversized event").
     pub(super) fn sse_events(&self, response: reqwest::Response) -> SseEvents {
-        let bytes = gatehouse_egress::limit_sse_events(response.bytes_stream(), self.inner.max_message_bytes);
-        Box::pin(
-            sse_stream::SseStream::from_bytes_stream(bytes)
-                .map(|e| e.map_err(|e| format!("upstream stream broke: {e}"))),
-        )
+        let oversized = Arc::new(AtomicBool::new(false));
+        let seen = oversized.clone();
+        let bytes = gatehouse_egress::limit_sse_events(response.bytes_stream(), self.inner.max_message_bytes)
+            .inspect(move |chunk| {
+                if chunk.as_ref().is_err_and(EventTooLarge::is) {
+                    seen.store(true, Ordering::Relaxed);
+                }
+            });
+        Box::pin(sse_stream::SseStream::from_bytes_stream(bytes).map(move |e| {
+            e.map_err(|e| {
+                if oversized.load(Ordering::Relaxed) {
+                    "upstream sent an oversized event".to_owned()
+                } else {
+                    format!("upstream stream broke: {e}")
+                }
+            })
+        }))
     }
 }
 
@@ -61,11 +79,9 @@ pub(super) async fn read_body(
 ) -> Result<Bytes, UpstreamError> {
     gatehouse_egress::read_body(response, limit, deadline)
         .await
-        .map_err(|e| {
-            UpstreamError::Unavailable(match e {
-                ReadError::TooLarge { .. } => "upstream answer too large".into(),
-                ReadError::Timeout => "upstream body incomplete".into(),
-                ReadError::Transport(e) => e.as_str().into(),
-            })
+        .map_err(|e| match e {
+            ReadError::TooLarge { .. } => UpstreamError::Unavailable("upstream answer too large".into()),
+            ReadError::Timeout => UpstreamError::Unavailable("upstream body incomplete".into()),
+            ReadError::Transport(e) => UpstreamError::Unreachable(e),
         })
 }
