@@ -56,7 +56,7 @@ pub(super) enum Unroutable {
 }
 
 /// The capabilities a stateless client declared in its request's `_meta`.
-fn declared_capabilities(message: &Message) -> Value {
+pub(super) fn declared_capabilities(message: &Message) -> Value {
     message
         .params()
         .and_then(|p| p.get("_meta"))
@@ -65,7 +65,7 @@ fn declared_capabilities(message: &Message) -> Value {
         .unwrap_or_else(|| json!({}))
 }
 
-fn declared_client_info(message: &Message) -> Option<&Value> {
+pub(super) fn declared_client_info(message: &Message) -> Option<&Value> {
     message
         .params()
         .and_then(|p| p.get("_meta"))
@@ -149,9 +149,14 @@ pub(super) fn upstream_body(era: Era, session: Option<&Session>, route: &Route, 
     let mut value = message.value.clone();
     match (era, route.wire) {
         (Era::Modern, Wire::Session) => {
+            let retry_keys = message.method() != "tasks/update";
             if let Some(params) = value.get_mut("params").and_then(Value::as_object_mut) {
-                params.remove("inputResponses");
-                params.remove("requestState");
+                // A retry's answers (MRTR) are the dataplane's to deliver in the session; a
+                // `tasks/update` (Tasks extension, the same in both eras) carries them as its own.
+                if retry_keys {
+                    params.remove("inputResponses");
+                    params.remove("requestState");
+                }
                 let empty = match params.get_mut("_meta").and_then(Value::as_object_mut) {
                     Some(meta) => {
                         meta.retain(|k, _| !k.starts_with(STATELESS_META_PREFIX));
@@ -206,6 +211,31 @@ pub(super) async fn send(
         && let Some((reply, route)) = ctx.state.inputs.resume(ctx, server, message).await
     {
         return Ok((reply, route));
+    }
+    if era == Era::Modern
+        && message.method() == "subscriptions/listen"
+        && server.snapshot.transport != UpstreamTransport::HttpSse
+    {
+        let learned = ctx
+            .state
+            .upstreams
+            .learned(server, Some(ctx.caller()))
+            .await
+            .map_err(Unroutable::Upstream)?;
+        if learned.wire == Wire::Session {
+            let (reply, held) = super::listen::in_own_session(ctx, server, message)
+                .await
+                .map_err(Unroutable::Upstream)?;
+            let route = Route {
+                server: server.snapshot.id,
+                call_id: message.id().cloned().unwrap_or(Value::Null),
+                wire: Wire::Session,
+                version: held.version,
+                session_id: Some(held.session_id),
+                held: None,
+            };
+            return Ok((reply, route));
+        }
     }
     let mut retried = false;
     loop {
@@ -306,5 +336,52 @@ impl StatelessShape {
             }
             _ => body,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held_session_route() -> Route {
+        Route {
+            server: ServerId::new(),
+            call_id: json!(1),
+            wire: Wire::Session,
+            version: "2025-11-25".into(),
+            session_id: Some("s".into()),
+            held: None,
+        }
+    }
+
+    fn stateless_request(method: &str, params: Value) -> Message {
+        Message::classify(json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+            .expect("a request")
+    }
+
+    #[test]
+    fn a_retry_reaches_a_session_upstream_without_its_answers() {
+        let message = stateless_request(
+            "tools/call",
+            json!({"name": "t", "inputResponses": {"input-1": {}}, "requestState": "ghin.x",
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
+        );
+        let body = upstream_body(Era::Modern, None, &held_session_route(), &message);
+        assert_eq!(body["params"], json!({"name": "t"}));
+    }
+
+    #[test]
+    fn tasks_update_reaches_a_session_upstream_with_its_input_responses() {
+        let responses = json!({"confirm_delete": {"action": "accept", "content": {"confirm": true}}});
+        let message = stateless_request(
+            "tasks/update",
+            json!({"taskId": "t1", "inputResponses": responses,
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
+        );
+        let body = upstream_body(Era::Modern, None, &held_session_route(), &message);
+        assert_eq!(
+            body["params"],
+            json!({"taskId": "t1", "inputResponses": responses})
+        );
     }
 }

@@ -161,6 +161,11 @@ pub(super) async fn forward_request(
                 shape: StatelessShape::needed(era, route.wire, message.method()),
             };
             match (era, route.wire, reply) {
+                // A listen stream served from a session upstream's own session is already the
+                // revision's (`listen::in_own_session`).
+                (Era::Modern, Wire::Session, reply) if message.method() == "subscriptions/listen" => {
+                    Answer::Upstream { reply, relay }
+                }
                 // The upstream's requests on the stream become `input_required` (and back).
                 (Era::Modern, Wire::Session, Reply::Stream { events, session_id }) => {
                     let events = input::stateless_view(ctx, events, route, id.clone());

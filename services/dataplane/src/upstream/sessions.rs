@@ -281,7 +281,7 @@ impl Upstreams {
 
     /// Opens a session with a session upstream: `initialize` with `hello`, then
     /// `notifications/initialized`. Returns the session and the `initialize` result.
-    pub(super) async fn open_session(
+    pub async fn open_session(
         &self,
         server: &ServerState,
         hello: &ClientHello<'_>,

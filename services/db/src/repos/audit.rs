@@ -526,6 +526,7 @@ pub async fn verify_chain_range(tx: &mut TenantTx, range: SeqRange) -> DbResult<
     let mut entries = 0i64;
     let mut first_broken = None;
     let mut after = from_seq - 1;
+    let mut last_head = start_head.as_ref().map(|h| h.0);
     let end_head = 'read: loop {
         if bounded_to.is_some_and(|to| after >= to) {
             break 'read start_head;
@@ -544,13 +545,17 @@ pub async fn verify_chain_range(tx: &mut TenantTx, range: SeqRange) -> DbResult<
                 break 'read start_head;
             }
             // The head is compared once every entry has been read. Entries appended meanwhile
-            // (each with its head update) are read and verified too, rather than taken for a
-            // head that disagrees with the last entry; a head behind the last entry, or naming
-            // another hash, is a mismatch.
-            let head = chain_head(tx).await?;
-            match head {
-                Some((seq, ..)) if seq > after => continue,
-                _ => break 'read head.map(|h| (h.0, h.1)),
+            // (each moves the head) are read and verified too, rather than taken for a head that
+            // disagrees with the last entry. A head that stays put while naming another seq or
+            // hash than the last entry (a truncated tail, a rewritten head) is a mismatch.
+            let now = chain_head(tx).await?;
+            let moved = now.as_ref().map(|h| h.0) != last_head;
+            match now {
+                Some((seq, ..)) if seq > after && moved => {
+                    last_head = Some(seq);
+                    continue;
+                }
+                _ => break 'read now.map(|h| (h.0, h.1)),
             }
         }
         for record in &page {
