@@ -337,13 +337,19 @@ function SsoDomains({ slug }: { slug: string }) {
               header: "Actions",
               cell: (d) => (
                 <div className="form-actions">
-                  <button type="button" className="btn" disabled={check.isPending} onClick={() => check.mutate(d.domain)}>
-                    Check DNS<span className="sr-only"> for {d.domain}</span>
+                  <button
+                    type="button"
+                    className="btn"
+                    aria-label={`Check DNS for ${d.domain}`}
+                    disabled={check.isPending}
+                    onClick={() => check.mutate(d.domain)}
+                  >
+                    Check DNS
                   </button>
                   <ConfirmDialog
                     trigger={
-                      <button type="button" className="btn">
-                        Remove<span className="sr-only"> {d.domain}</span>
+                      <button type="button" className="btn" aria-label={`Remove ${d.domain}`}>
+                        Remove
                       </button>
                     }
                     title={`Remove ${d.domain}?`}
