@@ -28,7 +28,10 @@ async fn a_deleted_orgs_endpoints_stop_answering_within_a_second_and_other_orgs_
         let (_resource, token) = service_client_token(&platform, &admin, slug, &endpoint, &["fx:all"]).await;
         let path = format!("/{slug}/tools/mcp");
         wait_for(Duration::from_secs(5), || async {
-            initialize(&platform.http, &platform.dataplane, &host, &path, &token).await.0 == 200
+            initialize(&platform.http, &platform.dataplane, &host, &path, &token)
+                .await
+                .0
+                == 200
         })
         .await;
         served.push((admin, endpoint, token, path));
@@ -51,7 +54,10 @@ async fn a_deleted_orgs_endpoints_stop_answering_within_a_second_and_other_orgs_
                 client["client_id"].as_str().unwrap(),
                 client["client_secret"].as_str(),
             )
-            .form(&[("grant_type", "client_credentials"), ("resource", resource.as_str())])
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("resource", resource.as_str()),
+            ])
             .send()
     };
     assert_eq!(token_request().await.unwrap().status(), 200);
@@ -65,10 +71,15 @@ async fn a_deleted_orgs_endpoints_stop_answering_within_a_second_and_other_orgs_
         .await
         .expect("the owner deletes the org");
     let took = wait_for(Duration::from_secs(1), || async {
-        initialize(&platform.http, &platform.dataplane, &host, doomed_path, doomed_token)
-            .await
-            .0
-            == 404
+        initialize(
+            &platform.http,
+            &platform.dataplane,
+            &host,
+            doomed_path,
+            doomed_token,
+        )
+        .await
+        .0 == 404
     })
     .await;
     eprintln!("the dataplane stopped serving the deleted org {took:?} after the deletion");

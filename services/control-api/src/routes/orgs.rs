@@ -262,7 +262,10 @@ async fn delete_org(
     if body.confirm != member.org.slug {
         return Err(ApiError::invalid(
             "confirm",
-            format!("type the org's slug ({}) to confirm the deletion", member.org.slug),
+            format!(
+                "type the org's slug ({}) to confirm the deletion",
+                member.org.slug
+            ),
         ));
     }
     let mut tx = member.begin(&state).await?;

@@ -130,12 +130,29 @@ async fn the_owner_deletes_the_org_with_everything_it_owns_and_nothing_else() {
     for user in [&owner, &admin] {
         let got = user.get("/api/v1/orgs/doomed").send().await.unwrap();
         assert_eq!(got.status(), 404);
-        let mine: Vec<Value> = user.get("/api/v1/orgs").send().await.unwrap().json().await.unwrap();
+        let mine: Vec<Value> = user
+            .get("/api/v1/orgs")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert!(mine.iter().all(|o| o["slug"] != "doomed"), "{mine:?}");
     }
-    let mine: Vec<Value> = admin.get("/api/v1/orgs").send().await.unwrap().json().await.unwrap();
+    let mine: Vec<Value> = admin
+        .get("/api/v1/orgs")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(mine.len(), 1);
-    assert_eq!((org_state(&app, kept).await, rows_of(&app, kept).await), kept_before);
+    assert_eq!(
+        (org_state(&app, kept).await, rows_of(&app, kept).await),
+        kept_before
+    );
     // The platform trail records who deleted which org, and where its chain ended.
     let mut db = app.db.admin().await;
     let (actor_type, actor_id, details): (String, String, Value) = sqlx::query_as(
@@ -198,5 +215,9 @@ async fn deletion_is_refused_to_non_owners_without_the_slug_and_while_suspended(
     let suspended = delete(&owner, "firm", "firm").send().await.unwrap();
     let body = assert_problem(suspended, 409, Some("org_suspended")).await;
     assert!(body["detail"].as_str().unwrap().contains("suspended"), "{body}");
-    assert_eq!(rows_of(&app, org).await, before, "a refused deletion changes nothing");
+    assert_eq!(
+        rows_of(&app, org).await,
+        before,
+        "a refused deletion changes nothing"
+    );
 }

@@ -565,7 +565,8 @@ pub async fn verify_chain_range(tx: &mut TenantTx, range: SeqRange) -> DbResult<
             entries += 1;
             let linked = prev.as_deref() == Some(record.prev_hash.as_slice());
             let recomputed = entry_hash(&record.prev_hash, record.seq, &org, &record.event);
-            if first_broken.is_none() && (record.seq != expected_seq || !linked || record.entry_hash != recomputed)
+            if first_broken.is_none()
+                && (record.seq != expected_seq || !linked || record.entry_hash != recomputed)
             {
                 first_broken = Some(record.seq);
             }

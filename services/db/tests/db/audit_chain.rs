@@ -87,7 +87,12 @@ async fn tampered_org(db: &TestDb, slug: &str, tamper: &str) -> OrgId {
 }
 
 /// Verifies `from..=to` of the org's chain as the services.
-async fn verify_range(db: &TestDb, org: OrgId, from_seq: Option<i64>, to_seq: Option<i64>) -> audit::ChainVerification {
+async fn verify_range(
+    db: &TestDb,
+    org: OrgId,
+    from_seq: Option<i64>,
+    to_seq: Option<i64>,
+) -> audit::ChainVerification {
     let mut tx = TenantTx::begin(&db.db, &OrgScope::authorized(org)).await.unwrap();
     let check = if from_seq.is_none() && to_seq.is_none() {
         audit::verify_chain(&mut tx).await.unwrap()
@@ -149,7 +154,13 @@ async fn tampering_is_detected() {
 
 /// `(entries, first_broken_seq, head_mismatch, from_seq, to_seq)` of a verification.
 fn summary(v: &audit::ChainVerification) -> (i64, Option<i64>, bool, i64, i64) {
-    (v.entries, v.first_broken_seq, v.head_mismatch, v.from_seq, v.to_seq)
+    (
+        v.entries,
+        v.first_broken_seq,
+        v.head_mismatch,
+        v.from_seq,
+        v.to_seq,
+    )
 }
 
 #[tokio::test]
@@ -165,30 +176,68 @@ async fn a_range_verifies_from_the_stored_hash_before_it_and_finds_only_its_own_
     .await;
     let v = |from, to| verify_range(&db, edited, from, to);
     assert_eq!(summary(&v(None, None).await), (21, Some(7), false, 1, 21));
-    assert_eq!(summary(&v(Some(6), Some(10)).await), (5, Some(7), false, 6, 10), "inside the range");
+    assert_eq!(
+        summary(&v(Some(6), Some(10)).await),
+        (5, Some(7), false, 6, 10),
+        "inside the range"
+    );
     assert_eq!(summary(&v(Some(7), Some(7)).await), (1, Some(7), false, 7, 7));
-    assert_eq!(summary(&v(Some(2), Some(6)).await), (5, None, false, 2, 6), "after the range");
+    assert_eq!(
+        summary(&v(Some(2), Some(6)).await),
+        (5, None, false, 2, 6),
+        "after the range"
+    );
     assert_eq!(
         summary(&v(Some(8), None).await),
         (14, None, false, 8, 21),
         "before the range: entry 8 links to the hash stored for entry 7"
     );
-    assert_eq!(summary(&v(Some(15), Some(100)).await), (7, None, false, 15, 21), "the end stops at the head");
-    assert_eq!(summary(&v(Some(30), None).await), (0, None, false, 30, 21), "nothing to check");
+    assert_eq!(
+        summary(&v(Some(15), Some(100)).await),
+        (7, None, false, 15, 21),
+        "the end stops at the head"
+    );
+    assert_eq!(
+        summary(&v(Some(30), None).await),
+        (0, None, false, 30, 21),
+        "nothing to check"
+    );
 
     // Entry 12 deleted: a range ending at it misses it, one starting after it cannot link.
-    let deleted = tampered_org(&db, "r-delete", "DELETE FROM audit_events WHERE org_id = $1 AND seq = 12").await;
+    let deleted = tampered_org(
+        &db,
+        "r-delete",
+        "DELETE FROM audit_events WHERE org_id = $1 AND seq = 12",
+    )
+    .await;
     let v = |from, to| verify_range(&db, deleted, from, to);
     assert_eq!(summary(&v(None, None).await), (20, Some(13), false, 1, 21));
-    assert_eq!(summary(&v(Some(10), Some(12)).await), (2, Some(12), false, 10, 12));
-    assert_eq!(summary(&v(Some(13), Some(15)).await), (3, Some(13), false, 13, 15));
+    assert_eq!(
+        summary(&v(Some(10), Some(12)).await),
+        (2, Some(12), false, 10, 12)
+    );
+    assert_eq!(
+        summary(&v(Some(13), Some(15)).await),
+        (3, Some(13), false, 13, 15)
+    );
     assert_eq!(summary(&v(Some(14), None).await), (8, None, false, 14, 21));
     assert_eq!(summary(&v(Some(2), Some(11)).await), (10, None, false, 2, 11));
 
     // The tail deleted: only a range reaching the head sees it.
-    let cut = tampered_org(&db, "r-tail", "DELETE FROM audit_events WHERE org_id = $1 AND seq > 18").await;
-    assert_eq!(summary(&verify_range(&db, cut, Some(10), None).await), (9, None, true, 10, 21));
-    assert_eq!(summary(&verify_range(&db, cut, Some(10), Some(18)).await), (9, None, false, 10, 18));
+    let cut = tampered_org(
+        &db,
+        "r-tail",
+        "DELETE FROM audit_events WHERE org_id = $1 AND seq > 18",
+    )
+    .await;
+    assert_eq!(
+        summary(&verify_range(&db, cut, Some(10), None).await),
+        (9, None, true, 10, 21)
+    );
+    assert_eq!(
+        summary(&verify_range(&db, cut, Some(10), Some(18)).await),
+        (9, None, false, 10, 18)
+    );
     assert_eq!(
         summary(&verify_range(&db, cut, Some(10), Some(20)).await),
         (9, Some(19), false, 10, 20),
@@ -208,7 +257,14 @@ async fn a_range_verifies_from_the_stored_hash_before_it_and_finds_only_its_own_
     .await;
     let v = |from, to| verify_range(&db, pruned, from, to);
     let all = v(None, None).await;
-    assert_eq!((summary(&all), all.pruned_through_seq), ((16, None, false, 6, 21), 5));
+    assert_eq!(
+        (summary(&all), all.pruned_through_seq),
+        ((16, None, false, 6, 21), 5)
+    );
     assert_eq!(summary(&v(Some(1), Some(8)).await), (3, None, false, 6, 8));
-    assert_eq!(summary(&v(Some(2), Some(4)).await), (0, None, false, 6, 4), "only removed entries");
+    assert_eq!(
+        summary(&v(Some(2), Some(4)).await),
+        (0, None, false, 6, 4),
+        "only removed entries"
+    );
 }
