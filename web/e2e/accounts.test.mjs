@@ -1,9 +1,9 @@
 // Accounts and orgs in the browser: sign up → verification mail → create org → invite a second
 // user who accepts by mail link (signing in on the way) → roles → the org's SSO provider (a real
-// OpenID Connect provider; field errors at their fields) and its email domains; another org's
-// user, signed in at the same time, sees none of it; session expiry sends you to login and back;
-// an org deleted from its danger zone; forgot password → the mail → reset → log in with the new
-// password. Every page passes axe-core and leaves no browser errors. Screenshots go to
+// OpenID Connect provider; field errors at their fields), its email domains and a member's SSO
+// login confirmed by mail; another org's user, signed in at the same time, sees none of it;
+// session expiry sends you to login and back; an org deleted from its danger zone; forgot
+// password → the mail → reset → log in with the new password. Every page passes axe-core and leaves no browser errors. Screenshots go to
 // docs/console/.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -29,8 +29,8 @@ after(async () => {
 const IDP_CLIENT = { client_id: "gatehouse-console-e2e", client_secret: "e2e-client-secret" };
 
 /**
- * A real OpenID Connect provider (npm `oidc-provider`, tests/clients/oidc-provider.mjs), which the
- * control API discovers when the SSO settings are saved. Returns { child, issuer }.
+ * A real OpenID Connect provider (npm `oidc-provider`, tests/clients/oidc-provider.mjs) that signs
+ * Carol in without a form. Returns { child, issuer }.
  */
 async function startOidcProvider(redirectUri) {
   const options = {
@@ -186,6 +186,25 @@ test("a team signs up, creates an org and invites a teammate; another org sees n
   assert.deepEqual(stored.body.allowed_domains, ["acme.example"]);
   assert.equal(stored.body.client_secret_set, true);
   assert.ok(!JSON.stringify(stored.body).includes(IDP_CLIENT.client_secret), "the secret is never returned");
+
+  // Carol logs in through the org's SSO in a fresh browser: the provider signs her in, and since
+  // acme.example is not a domain the org verified, Gatehouse links her account only once she
+  // confirms from the mail it sends her; the confirmation moves on to the provider and back.
+  const carolSso = await newUser(browser, stack, "carol-sso");
+  await carolSso.page.goto("/login");
+  await carolSso.page.getByLabel("Org (for single sign-on)").fill("acme");
+  await carolSso.page.getByRole("button", { name: "Log in with SSO" }).click();
+  const link = await stack.mail.waitFor(CAROL, { subject: /Confirm your email to sign in to Acme Corp/ });
+  await carolSso.page.goto(link.link("/sso/confirm"));
+  await carolSso.page.getByRole("button", { name: "Confirm and continue" }).click();
+  await carolSso.page
+    .waitForURL((u) => u.origin === stack.url && !u.pathname.startsWith("/api/") && !u.pathname.startsWith("/login"))
+    .catch(async (e) => {
+      throw new Error(`${e.message}\nat ${carolSso.page.url()}:\n${await carolSso.page.locator("body").innerText()}`);
+    });
+  const session = await api(carolSso, "GET", "/api/v1/session");
+  assert.equal(session.body.user?.email, CAROL, JSON.stringify(session));
+  await carolSso.close();
 
   // Removing the provider: members sign in with passwords again.
   await sso.getByRole("button", { name: "Remove SSO" }).click();

@@ -1516,7 +1516,7 @@ export interface paths {
         put?: never;
         /**
          * Follows the mailed link (once): creates the account or links the existing one, makes it a
-         *     member, and sends the browser back to the org's SSO, which now signs it in.
+         *     member, and sends the browser on to the org's SSO, which now signs it in.
          */
         post: operations["sso.confirm"];
         delete?: never;
@@ -7784,12 +7784,14 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Confirmed; to the org's SSO login */
-            303: {
+            /** @description Confirmed: an HTML page that moves on to the org's SSO login (`Refresh` header, and a link) */
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "text/html": unknown;
+                };
             };
             /** @description The link is invalid, expired or used */
             400: {
