@@ -423,9 +423,12 @@ impl EndpointState {
     }
 
     pub fn tool(&self, exposed_name: &str) -> Option<&EndpointTool> {
-        self.tools_by_name
-            .get(exposed_name)
-            .map(|&i| &self.snapshot.tools[i])
+        self.tool_index(exposed_name).map(|i| &self.snapshot.tools[i])
+    }
+
+    /// Where the tool `exposed_name` is in `snapshot.tools`.
+    pub fn tool_index(&self, exposed_name: &str) -> Option<usize> {
+        self.tools_by_name.get(exposed_name).copied()
     }
 
     /// The scopes that grant `tool` here.
@@ -436,13 +439,6 @@ impl EndpointState {
     /// Whether a caller holding `scopes` may use `tool`.
     pub fn may_call(&self, tool: ToolId, scopes: &HashSet<String>) -> bool {
         self.scopes_granting(tool).iter().any(|s| scopes.contains(s))
-    }
-
-    /// The tool whose upstream identity is (`server`, `upstream_name`), if exposed here.
-    pub fn tool_by_upstream(&self, server: ServerId, upstream_name: &str) -> Option<&EndpointTool> {
-        self.snapshot.tools.iter().find(|t| {
-            matches!(&t.target, ToolTarget::Upstream { server_id, upstream_name: n } if *server_id == server && n == upstream_name)
-        })
     }
 }
 

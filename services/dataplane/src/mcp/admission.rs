@@ -1,42 +1,25 @@
-//! Admission: what is established about a request before its body is acted on. The per-request
-//! context ([`Ctx`]), `establish` (Origin/Host, configuration loaded, endpoint, bearer token, base
-//! scope), [`Unadmitted::admit`] and [`Unadmitted::admit_batch`], which count every message
-//! against the endpoint's rate limits (a `tools/call` against its tool's too) and refuse billable
-//! requests of an org over its quota, and are the only way to a [`Ctx`]; and [`open_stream`],
-//! the caller's bounded share of notification streams.
+//! Admission: what is established about a request before its body is acted on. `establish`
+//! (Origin/Host, configuration loaded, endpoint, bearer token, base scope) makes the per-request
+//! context; [`Unadmitted::admit`] and [`Unadmitted::admit_batch`] resolve the tool a `tools/call`
+//! names, count every message against the endpoint's rate limits (a `tools/call` against its
+//! tool's too) and refuse billable requests of an org over its quota, and are the only way to a
+//! [`Ctx`]; [`open_stream`] is the caller's bounded share of notification streams. Every rate
+//! limit and the quota are decided here, nowhere else.
 
-use std::sync::Arc;
+use actix_web::{HttpRequest, web};
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
+use gatehouse_core::snapshot::{Limit, ToolTarget};
 
-use gatehouse_core::ids::ServerId;
-use gatehouse_core::snapshot::{EndpointTool, Limit, ToolTarget};
-use gatehouse_events::CallOutcome;
-
-use crate::auth::{self, Principal, TokenError};
-use crate::events::{CallRecord, CallSite};
-use crate::jsonrpc::{self, Kind, Message};
+use crate::auth::{self, TokenError};
+use crate::events::CallSite;
+use crate::jsonrpc::Kind;
 use crate::resource;
 use crate::state::AppState;
-use crate::store::{EndpointState, OrgState, ServerState};
 use crate::stream_slots::StreamSlot;
-use crate::upstream::Caller;
 
-use super::{header_str, json_response, rpc_error};
-
-/// Everything established about a request before its body is looked at.
-#[derive(Clone)]
-pub(super) struct Ctx {
-    pub(super) state: web::Data<AppState>,
-    pub(super) org: Arc<OrgState>,
-    pub(super) endpoint: Arc<EndpointState>,
-    pub(super) principal: Arc<Principal>,
-    pub(super) site: CallSite,
-    pub(super) metadata_url: String,
-}
+use super::context::Ctx;
+use super::error::McpError;
+use super::request::McpRequest;
 
 /// A request whose caller is established but which is not yet counted against the endpoint's rate
 /// limits. Its [`Ctx`] is reached only through [`Unadmitted::admit`] or
@@ -58,22 +41,12 @@ pub(super) enum Verdict {
 }
 
 impl Verdict {
-    /// The JSON-RPC error answering a refused request `id`; `None` when it was admitted.
-    pub(super) fn error_body(self, id: Option<&Value>) -> Option<Value> {
+    /// The error refusing the message; `None` when it was admitted.
+    pub(super) fn refusal(self) -> Option<McpError> {
         match self {
             Verdict::Admitted => None,
-            Verdict::RateLimited { retry_after_secs } => Some(jsonrpc::error_body(
-                id,
-                jsonrpc::SERVER_ERROR,
-                &format!("Rate limit exceeded; retry after {retry_after_secs} s"),
-                Some(json!({"retryAfterSeconds": retry_after_secs})),
-            )),
-            Verdict::OverQuota => Some(jsonrpc::error_body(
-                id,
-                jsonrpc::SERVER_ERROR,
-                "Quota exceeded: this organization has used its call allowance for the billing period",
-                Some(json!({"reason": "quota_exceeded"})),
-            )),
+            Verdict::RateLimited { retry_after_secs } => Some(McpError::RateLimited { retry_after_secs }),
+            Verdict::OverQuota => Some(McpError::OverQuota),
         }
     }
 }
@@ -84,26 +57,23 @@ impl Unadmitted {
     /// of its own, against that one too, in one check; then refuses a billable request of an org
     /// over its quota. A refusal is the answer: 429 with `Retry-After`, or the quota's JSON-RPC
     /// error.
-    pub(super) async fn admit(self, message: Option<&Message>) -> Result<Ctx, HttpResponse> {
-        match self.ctx.verdict(message).await {
-            Verdict::Admitted => Ok(self.ctx),
-            Verdict::RateLimited { retry_after_secs } => Err(too_many_requests(retry_after_secs)),
-            verdict @ Verdict::OverQuota => Err(json_response(
-                StatusCode::OK,
-                &verdict
-                    .error_body(message.and_then(Message::id))
-                    .unwrap_or_default(),
-            )),
+    pub(super) async fn admit(self, request: Option<&mut McpRequest>) -> Result<Ctx, McpError> {
+        match self.ctx.verdict(request).await.refusal() {
+            None => Ok(self.ctx),
+            Some(refusal) => Err(refusal),
         }
     }
 
     /// Admits a batch: every message is counted and checked as if it had come alone, and gets its
     /// own verdict (in order). When every message is refused by a rate limit the answer is 429,
     /// as it would have been for each of them.
-    pub(super) async fn admit_batch(self, messages: &[Message]) -> Result<(Ctx, Vec<Verdict>), HttpResponse> {
-        let mut verdicts = Vec::with_capacity(messages.len());
-        for message in messages {
-            verdicts.push(self.ctx.verdict(Some(message)).await);
+    pub(super) async fn admit_batch(
+        self,
+        requests: &mut [McpRequest],
+    ) -> Result<(Ctx, Vec<Verdict>), McpError> {
+        let mut verdicts = Vec::with_capacity(requests.len());
+        for request in requests {
+            verdicts.push(self.ctx.verdict(Some(request)).await);
         }
         let rate_limited = |v: &Verdict| match v {
             Verdict::RateLimited { retry_after_secs } => Some(*retry_after_secs),
@@ -111,7 +81,9 @@ impl Unadmitted {
         };
         if verdicts.iter().all(|v| rate_limited(v).is_some()) {
             let secs = verdicts.iter().filter_map(rate_limited).max().unwrap_or(1);
-            return Err(too_many_requests(secs));
+            return Err(McpError::RateLimited {
+                retry_after_secs: secs,
+            });
         }
         Ok((self.ctx, verdicts))
     }
@@ -120,39 +92,14 @@ impl Unadmitted {
 /// A notification stream of the caller (a session's GET stream, `subscriptions/listen`): a slot
 /// among the caller's `dataplane.max_streams_per_subject` on this replica, held by the response
 /// ([`StreamSlot::held_by`]), or 429 when the caller holds them all.
-pub(super) fn open_stream(ctx: &Ctx, id: Option<&Value>) -> Result<StreamSlot, HttpResponse> {
+pub(super) fn open_stream(ctx: &Ctx) -> Result<StreamSlot, McpError> {
     let streams = &ctx.state.streams;
     streams
         .acquire(ctx.org.snapshot.org_id, &ctx.principal.subject)
         .ok_or_else(|| {
             metrics::counter!("gatehouse_dataplane_streams_refused_total").increment(1);
-            rpc_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                id,
-                jsonrpc::SERVER_ERROR,
-                &format!(
-                    "Too many open streams: a caller may hold {} notification streams open at once; close one first",
-                    streams.max()
-                ),
-                Some(json!({"maxStreams": streams.max()})),
-            )
+            McpError::TooManyStreams { max: streams.max() }
         })
-}
-
-/// 429 with `Retry-After` and the JSON-RPC error of a rate limit.
-fn too_many_requests(secs: u64) -> HttpResponse {
-    let mut response = json_response(
-        StatusCode::TOO_MANY_REQUESTS,
-        &Verdict::RateLimited {
-            retry_after_secs: secs,
-        }
-        .error_body(None)
-        .unwrap_or_default(),
-    );
-    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
 }
 
 /// The rate-limit key of one tool at one endpoint.
@@ -161,12 +108,20 @@ fn tool_limit_key(ctx: &Ctx, tool: &str) -> String {
 }
 
 impl Ctx {
-    /// Counts one message (or a request without one) against the org's and the caller's limits
-    /// and, for a `tools/call` of a tool with a limit of its own that the caller may call, against
-    /// that one too: one check, all or nothing (one Redis round trip), so a message one limit
-    /// refuses uses none of the others' budget. Then, for a billable request, the quota. Every
-    /// refusal is recorded.
-    async fn verdict(&self, message: Option<&Message>) -> Verdict {
+    /// Resolves the tool a `tools/call` names (the one time it is looked up), then counts one
+    /// message (or a request without one) against the org's and the caller's limits and, for a
+    /// `tools/call` of a tool with a limit of its own that the caller may call, against that one
+    /// too: one check, all or nothing (one Redis round trip), so a message one limit refuses uses
+    /// none of the others' budget. Then, for a billable request, the quota. Every refusal is
+    /// recorded.
+    async fn verdict(&self, mut request: Option<&mut McpRequest>) -> Verdict {
+        if let Some(called) = request.as_deref_mut().and_then(|r| r.tool.as_mut()) {
+            called.found = self.endpoint.tool_index(&called.name);
+            called.callable = called
+                .definition(&self.endpoint)
+                .is_some_and(|t| self.may_call(t));
+        }
+        let request = request.map(|r| &*r);
         let limits = &self.endpoint.snapshot.rate_limits;
         let org_key = format!("rl:org:{}", self.org.snapshot.org_id);
         let subject_key = format!(
@@ -175,16 +130,14 @@ impl Ctx {
             self.endpoint.id(),
             self.principal.subject
         );
-        let request = message.filter(|m| m.kind == Kind::Request);
-        let method = message.map_or("", Message::method);
-        let named_tool = request
-            .filter(|m| m.method() == "tools/call")
-            .and_then(|m| m.param_str("name"));
+        let method = request.map_or("", |r| r.method.as_str());
+        let called = request.and_then(|r| r.tool.as_ref());
+        let named_tool = called.map(|t| t.name.as_str());
         // Only a tool the caller may call: one it may not must not use up the tool's budget,
         // which every caller shares.
-        let tool = named_tool
-            .filter(|name| self.callable_tool(name).is_some())
-            .and_then(|name| Some((name, *limits.per_tool.get(name)?)));
+        let tool = called
+            .filter(|t| t.callable)
+            .and_then(|t| Some((t.name.as_str(), *limits.per_tool.get(&t.name)?)));
         let tool_key = tool.map(|(name, _)| tool_limit_key(self, name));
         let checks: Vec<(&str, Limit)> = [
             (org_key.as_str(), limits.per_org),
@@ -196,76 +149,33 @@ impl Ctx {
         .collect();
         let decision = self.state.limiter.check_all(&checks).await;
         if !decision.allowed {
-            self.record(method, named_tool, None, None, 0)
-                .finish(CallOutcome::RateLimited, None);
             let secs = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            return Verdict::RateLimited {
+            let verdict = Verdict::RateLimited {
                 retry_after_secs: secs,
             };
+            if let Some(refusal) = verdict.refusal() {
+                refusal.finish(self.record(method, named_tool, None, None, 0));
+            }
+            return verdict;
         }
-        if request.is_some_and(|m| gatehouse_events::is_billable(m.method()))
+        let is_request = request.is_some_and(|r| r.kind() == Kind::Request);
+        if is_request
+            && gatehouse_events::is_billable(method)
             && self.state.quota.is_over(self.org.snapshot.org_id)
         {
-            let server = named_tool
-                .and_then(|name| self.callable_tool(name))
+            let server = called
+                .and_then(|t| t.callable(&self.endpoint))
                 .and_then(|t| match &t.target {
                     ToolTarget::Upstream { server_id, .. } => Some(*server_id),
                     ToolTarget::Sql(_) => None,
                 });
-            let arguments = request.and_then(|m| m.params()).and_then(|p| p.get("arguments"));
-            self.record(method, named_tool, server, arguments, 0)
-                .finish(CallOutcome::OverQuota, Some(jsonrpc::SERVER_ERROR));
+            let arguments = request
+                .and_then(|r| r.message.params())
+                .and_then(|p| p.get("arguments"));
+            McpError::OverQuota.finish(self.record(method, named_tool, server, arguments, 0));
             return Verdict::OverQuota;
         }
         Verdict::Admitted
-    }
-
-    pub(super) fn caller(&self) -> Caller<'_> {
-        Caller {
-            principal: &self.principal,
-            org: self.org.snapshot.org_id,
-            endpoint: self.endpoint.id(),
-        }
-    }
-
-    /// The endpoint's tool `name` if the caller's scopes grant it and it is not withheld
-    /// (its upstream definition drifted from the approved pin).
-    pub(super) fn callable_tool(&self, name: &str) -> Option<&EndpointTool> {
-        self.endpoint.tool(name).filter(|t| {
-            self.endpoint.may_call(t.tool_id, &self.principal.scopes) && !self.state.pins.is_withheld(t)
-        })
-    }
-
-    pub(super) fn server(&self, id: ServerId) -> Option<&Arc<ServerState>> {
-        self.org.servers.get(&id)
-    }
-
-    /// The endpoint's upstream whose slug is `slug` (the prefix of namespaced names).
-    pub(super) fn server_by_slug(&self, slug: &str) -> Option<ServerId> {
-        self.endpoint
-            .server_ids
-            .iter()
-            .find(|s| self.server(**s).is_some_and(|st| st.snapshot.slug == slug))
-            .copied()
-    }
-
-    pub(super) fn record(
-        &self,
-        method: &str,
-        tool: Option<&str>,
-        server: Option<ServerId>,
-        args: Option<&Value>,
-        bytes_in: u64,
-    ) -> CallRecord {
-        CallRecord::start(
-            &self.state.events,
-            &self.site,
-            method,
-            tool,
-            server,
-            args,
-            bytes_in,
-        )
     }
 }
 
@@ -276,45 +186,31 @@ pub(super) async fn establish(
     state: &web::Data<AppState>,
     org_slug: &str,
     endpoint_slug: &str,
-) -> Result<Unadmitted, HttpResponse> {
-    if let Err(problem) = state.origins.check(
-        req.headers().get("origin").map(|v| v.as_bytes()),
-        req.headers().get("host").map(|v| v.as_bytes()),
-    ) {
-        return Err(rpc_error(
-            StatusCode::FORBIDDEN,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            &format!("Forbidden: {problem}"),
-            None,
-        ));
-    }
-    if !state.store.is_loaded() {
-        return Err(resource::not_ready());
-    }
-    let not_found = || {
-        rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Found: no such endpoint",
-            None,
+) -> Result<Unadmitted, McpError> {
+    state
+        .origins
+        .check(
+            req.headers().get("origin").map(|v| v.as_bytes()),
+            req.headers().get("host").map(|v| v.as_bytes()),
         )
-    };
-    let org = state.store.org_by_slug(org_slug).ok_or_else(not_found)?;
-    let endpoint = org.endpoint(endpoint_slug).cloned().ok_or_else(not_found)?;
+        .map_err(|problem| McpError::OriginRefused(problem.to_string()))?;
+    if !state.store.is_loaded() {
+        return Err(McpError::NotReady);
+    }
+    let org = state
+        .store
+        .org_by_slug(org_slug)
+        .ok_or(McpError::EndpointNotFound)?;
+    let endpoint = org
+        .endpoint(endpoint_slug)
+        .cloned()
+        .ok_or(McpError::EndpointNotFound)?;
     if org.snapshot.suspended {
-        return Err(rpc_error(
-            StatusCode::FORBIDDEN,
-            None,
-            jsonrpc::SERVER_ERROR,
-            "Forbidden: this organization is suspended; its endpoints refuse calls until the platform operator resumes it",
-            Some(json!({"reason": "org_suspended"})),
-        ));
+        return Err(McpError::OrgSuspended);
     }
     tracing::Span::current().record("org_id", tracing::field::display(org.snapshot.org_id));
     let metadata_url = resource::metadata_url(&state.public_url, org_slug, endpoint_slug);
-    let token = auth::bearer(header_str(req, "authorization"));
+    let token = auth::bearer(req.headers().get("authorization").and_then(|v| v.to_str().ok()));
     let principal = match token {
         Ok(token) => state.verifier.authenticate(token, &org, &endpoint).await,
         Err(e) => Err(e),
@@ -325,31 +221,21 @@ pub(super) async fn establish(
             TokenError::Invalid(why) => Some(*why),
         };
         metrics::counter!("gatehouse_dataplane_unauthenticated_total").increment(1);
-        HttpResponse::Unauthorized()
-            .insert_header((
-                "www-authenticate",
-                resource::challenge(&metadata_url, &endpoint, description),
-            ))
-            .content_type("application/json")
-            .body(
-                serde_json::to_vec(&jsonrpc::error_body(
-                    None,
-                    jsonrpc::INVALID_REQUEST,
-                    &format!(
-                        "Unauthorized: {}",
-                        description.unwrap_or("a bearer token is required")
-                    ),
-                    None,
-                ))
-                .expect("json"),
-            )
+        McpError::Unauthorized {
+            description: description.unwrap_or("a bearer token is required").to_owned(),
+            challenge: resource::challenge(&metadata_url, &endpoint, description),
+        }
     })?;
     let site = CallSite {
         org: org.snapshot.org_id,
         endpoint: endpoint.id(),
         principal: Some(principal.clone()),
         ip: gatehouse_http::client_ip(req),
-        user_agent: header_str(req, "user-agent").map(|s| s.chars().take(256).collect()),
+        user_agent: req
+            .headers()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
         source: state.source.clone(),
         log_arguments: org.snapshot.log_tool_arguments,
     };
@@ -369,28 +255,17 @@ pub(super) async fn establish(
             .iter()
             .any(|s| ctx.principal.scopes.contains(s))
     {
-        ctx.record("", None, None, None, 0)
-            .finish(CallOutcome::Denied, None);
-        return Err(HttpResponse::Forbidden()
-            .insert_header((
-                "www-authenticate",
-                resource::insufficient_scope(
-                    &ctx.metadata_url,
-                    &ctx.endpoint,
-                    &ctx.endpoint.scopes_supported,
-                    "the token grants nothing at this endpoint",
-                ),
-            ))
-            .content_type("application/json")
-            .body(
-                serde_json::to_vec(&jsonrpc::error_body(
-                    None,
-                    jsonrpc::INVALID_REQUEST,
-                    "Forbidden: insufficient scope",
-                    None,
-                ))
-                .expect("json"),
-            ));
+        let refusal = McpError::InsufficientScope {
+            message: "Forbidden: insufficient scope".to_owned(),
+            challenge: resource::insufficient_scope(
+                &ctx.metadata_url,
+                &ctx.endpoint,
+                &ctx.endpoint.scopes_supported,
+                "the token grants nothing at this endpoint",
+            ),
+        };
+        refusal.finish(ctx.record("", None, None, None, 0));
+        return Err(refusal);
     }
     Ok(Unadmitted { ctx })
 }

@@ -11,9 +11,12 @@ use crate::owners::Listing;
 use crate::session::Session;
 
 use super::bridge::{self, Unroutable};
+use super::context::{ClientWire, Ctx, all_versions, cacheable_result_fields};
 use super::cursor::{Position, Walk};
-use super::dispatch::{Answer, modern_list_fields, result_value};
-use super::{Ctx, Era, all_versions};
+use super::error::McpError;
+use super::outcome::{Answer, result_value};
+use super::request::Cursor;
+use super::upstream_calls::fan_out;
 
 /// The lists answered across the endpoint's upstreams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +73,7 @@ pub(super) struct Page {
 /// sent one, `None` if it could not be asked or answered nothing usable.
 pub(super) async fn list_page(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     message: &Message,
     key: &str,
@@ -103,7 +106,7 @@ pub(super) async fn list_page(
         metrics::counter!("gatehouse_dataplane_upstream_list_failures_total").increment(1);
     };
     let upstreams = &ctx.state.upstreams;
-    let reply = match bridge::send(ctx, era, session, &server, &message, None, None).await {
+    let reply = match bridge::send(ctx, client_wire, session, &server, &message, None, None).await {
         Ok((reply, _)) => upstreams.answer_of(reply, &id).await,
         Err(Unroutable::Upstream(e)) => Err(e),
         Err(Unroutable::NotInSession | Unroutable::UnknownRequestState) => {
@@ -142,43 +145,46 @@ pub(super) async fn list_page(
 /// its own cursor inside a composite one ([`Walk`]); with one, cursors pass through.
 pub(super) async fn aggregate_list(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     message: &Message,
+    cursor: &Cursor,
     kind: ListKind,
 ) -> Answer {
     let id = message.id().cloned().unwrap_or(Value::Null);
     if ctx.endpoint.server_ids.len() <= 1 {
         let page = match ctx.endpoint.server_ids.first() {
-            Some(server) => {
-                let cursor = message.param_str("cursor");
-                list_page(ctx, era, session, message, kind.key(), *server, cursor)
-                    .await
-                    .ok()
-            }
+            Some(server) => list_page(
+                ctx,
+                client_wire,
+                session,
+                message,
+                kind.key(),
+                *server,
+                cursor.as_str(),
+            )
+            .await
+            .ok(),
             None => None,
         };
         let page = page.unwrap_or(Page {
             items: vec![],
             next_cursor: None,
         });
-        return list_answer(&id, era, kind, page.items, page.next_cursor);
+        return list_answer(&id, client_wire, kind, page.items, page.next_cursor);
     }
-    let walk = match message.params().and_then(|p| p.get("cursor")) {
-        None | Some(Value::Null) => None,
-        Some(cursor) => match cursor.as_str().and_then(Walk::decode) {
-            Some(walk) => Some(walk),
-            None => {
-                return Answer::Value(jsonrpc::error_body(
-                    Some(&id),
-                    jsonrpc::INVALID_PARAMS,
-                    "Invalid params: unknown cursor",
-                    None,
-                ));
-            }
-        },
+    let walk = match cursor {
+        Cursor::Absent => None,
+        Cursor::Given(cursor) => Walk::decode(cursor),
+        Cursor::Malformed => None,
     };
-    let walked = walk_upstreams(ctx, era, session, message, kind, walk.as_ref()).await;
+    if walk.is_none() && *cursor != Cursor::Absent {
+        return Answer::Error(McpError::protocol(
+            jsonrpc::INVALID_PARAMS,
+            "Invalid params: unknown cursor",
+        ));
+    }
+    let walked = walk_upstreams(ctx, client_wire, session, message, kind, walk.as_ref()).await;
     // Lists the endpoint exposes itself are lists even when no upstream answers; a task list
     // nobody serves (2026-07-28 removed `tasks/list`) is the upstreams' own refusal.
     if kind == ListKind::Tasks
@@ -187,7 +193,7 @@ pub(super) async fn aggregate_list(
     {
         return Answer::Value(refusal);
     }
-    list_answer(&id, era, kind, walked.items, walked.next.encode())
+    list_answer(&id, client_wire, kind, walked.items, walked.next.encode())
 }
 
 /// What one step of a walk through the upstreams' lists produced.
@@ -205,37 +211,36 @@ struct Walked {
 /// One page from every upstream the walk has not finished.
 async fn walk_upstreams(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     message: &Message,
     kind: ListKind,
     walk: Option<&Walk>,
 ) -> Walked {
-    let calls = ctx
+    let ranked = ctx
         .endpoint
         .server_ids
         .iter()
         .enumerate()
-        .filter_map(|(rank, server_id)| {
-            let slug = ctx.server(*server_id)?.snapshot.slug.clone();
-            let cursor = match Walk::position(walk, &slug) {
-                Position::Start => None,
-                Position::At(cursor) => Some(cursor),
-                Position::Done => return None,
-            };
-            Some(async move {
-                let page = list_page(
-                    ctx,
-                    era,
-                    session,
-                    message,
-                    kind.key(),
-                    *server_id,
-                    cursor.as_deref(),
-                );
-                (rank, *server_id, slug, page.await)
-            })
-        });
+        .map(|(rank, s)| (*s, rank));
+    let calls = fan_out(ctx, ranked, |server, rank| async move {
+        let (server_id, slug) = (server.snapshot.id, server.snapshot.slug.clone());
+        let cursor = match Walk::position(walk, &slug) {
+            Position::Start => None,
+            Position::At(cursor) => Some(cursor),
+            Position::Done => return None,
+        };
+        let page = list_page(
+            ctx,
+            client_wire,
+            session,
+            message,
+            kind.key(),
+            server_id,
+            cursor.as_deref(),
+        );
+        Some((rank, server_id, slug, page.await))
+    });
     let mut walked = Walked {
         items: Vec::new(),
         next: Walk::default(),
@@ -243,7 +248,7 @@ async fn walk_upstreams(
         refusal: None,
     };
     let now = std::time::Instant::now();
-    for (rank, server, slug, page) in futures::future::join_all(calls).await {
+    for (rank, server, slug, page) in calls.await.into_iter().flatten() {
         // An upstream that failed mid-walk is left out of the rest of it.
         let page = match page {
             Ok(page) => page,
@@ -297,7 +302,7 @@ fn namespace_item(kind: ListKind, slug: &str, mut item: Value) -> Value {
 
 pub(super) fn list_answer(
     id: &Value,
-    era: Era,
+    client_wire: ClientWire,
     kind: ListKind,
     items: Vec<Value>,
     next: Option<String>,
@@ -307,7 +312,7 @@ pub(super) fn list_answer(
     if let Some(next) = next {
         result.insert("nextCursor".into(), json!(next));
     }
-    modern_list_fields(era, &mut result);
+    client_wire.list_fields(&mut result);
     Answer::Value(result_value(id, Value::Object(result)))
 }
 
@@ -317,29 +322,21 @@ pub(super) fn list_answer(
 pub(super) async fn discover(ctx: &Ctx, message: Message) -> Answer {
     let id = message.id().cloned().unwrap_or(Value::Null);
     let upstreams = &ctx.state.upstreams;
-    let learning = ctx.endpoint.server_ids.iter().filter_map(|server_id| {
-        let server = ctx.server(*server_id)?.clone();
-        Some(async move {
-            match upstreams.learned(&server, Some(ctx.caller())).await {
-                Ok(learned) => Some(learned),
-                Err(e) => {
-                    tracing::warn!(server_id = %server.snapshot.id, error = %e, "upstream could not be asked what it serves");
-                    None
-                }
+    let servers = ctx.endpoint.server_ids.iter().map(|s| (*s, ()));
+    let learning = fan_out(ctx, servers, |server, ()| async move {
+        match upstreams.learned(&server, Some(ctx.caller())).await {
+            Ok(learned) => Some(learned),
+            Err(e) => {
+                tracing::warn!(server_id = %server.snapshot.id, error = %e, "upstream could not be asked what it serves");
+                None
             }
-        })
+        }
     });
-    let learned: Vec<_> = futures::future::join_all(learning)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let learned: Vec<_> = learning.await.into_iter().flatten().collect();
     if learned.is_empty() && !ctx.endpoint.server_ids.is_empty() {
-        return Answer::Value(jsonrpc::error_body(
-            Some(&id),
+        return Answer::Error(McpError::protocol(
             jsonrpc::SERVER_ERROR,
             "Upstream servers unavailable",
-            None,
         ));
     }
     let mut result = json!({"capabilities": {}});
@@ -358,7 +355,7 @@ pub(super) async fn discover(ctx: &Ctx, message: Message) -> Answer {
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    modern_list_fields(Era::Modern, &mut result);
+    cacheable_result_fields(&mut result);
     Answer::Value(result_value(&id, Value::Object(result)))
 }
 

@@ -6,8 +6,8 @@
 //!   opened with the client's capabilities mapped, without the revision's `_meta` keys; a 404
 //!   (the upstream forgot the session: expired, restarted) opens a new one and sends again, so
 //!   the client never sees it. The upstream's result gets the revision's `resultType` (and, for
-//!   lists and reads, `ttlMs` and `cacheScope`) on the way back ([`StatelessShape`]).
-//! - A session client (2025 era) of a stateless upstream: its session names the upstream with no
+//!   lists and reads, `ttlMs` and `cacheScope`) on the way back (`outcome::StatelessShape`).
+//! - A session client (2025 revisions) of a stateless upstream: its session names the upstream with no
 //!   session id and the stateless revision, and each request goes with the revision's headers
 //!   and the `_meta` it requires (the client's declared capabilities).
 //! - Otherwise the request goes as it came, in the client's own session or statelessly.
@@ -16,20 +16,22 @@ use std::sync::Arc;
 
 use actix_web::HttpRequest;
 use bytes::Bytes;
+use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
 use gatehouse_core::ids::ServerId;
 use gatehouse_core::snapshot::UpstreamTransport;
 
+use crate::headers;
 use crate::jsonrpc::Message;
 use crate::session::Session;
 use crate::store::ServerState;
-use crate::upstream::{
-    ClientHello, Outbound, Reply, STATELESS_VERSION, SessionKey, UpstreamError, Wire, stateless_meta,
-};
+use crate::upstream::{ClientHello, Reply, SessionKey, UpstreamError, Wire, stateless_meta};
 
-use super::calls::mcp_headers_for;
-use super::{Ctx, Era, MODERN_VERSIONS};
+use super::context::{ClientWire, Crossing, Ctx, STATELESS_VERSIONS};
+use super::request::{declared_capabilities, declared_client_info};
+use super::session_listen::in_own_session;
+use super::upstream_calls::{UpstreamCall, wire_of};
 
 /// The `_meta` keys of the stateless revision's requests.
 const STATELESS_META_PREFIX: &str = "io.modelcontextprotocol/";
@@ -55,43 +57,17 @@ pub(super) enum Unroutable {
     Upstream(UpstreamError),
 }
 
-/// The capabilities a stateless client declared in its request's `_meta`.
-pub(super) fn declared_capabilities(message: &Message) -> Value {
-    message
-        .params()
-        .and_then(|p| p.get("_meta"))
-        .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
-        .cloned()
-        .unwrap_or_else(|| json!({}))
-}
-
-pub(super) fn declared_client_info(message: &Message) -> Option<&Value> {
-    message
-        .params()
-        .and_then(|p| p.get("_meta"))
-        .and_then(|m| m.get("io.modelcontextprotocol/clientInfo"))
-}
-
-/// The wire a version is spoken on.
-pub(super) fn wire_of(version: &str) -> Wire {
-    if version >= STATELESS_VERSION {
-        Wire::Stateless
-    } else {
-        Wire::Session
-    }
-}
-
 /// How `message` reaches `server` for this client.
 pub(super) async fn route(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     server: &Arc<ServerState>,
     message: &Message,
 ) -> Result<Route, Unroutable> {
     let server_id = server.snapshot.id;
     let call_id = message.id().cloned().unwrap_or(Value::Null);
-    if era == Era::Legacy {
+    if client_wire.has_own_sessions() {
         let upstream = session
             .and_then(|s| s.upstreams.iter().find(|u| u.server == server_id))
             .ok_or(Unroutable::NotInSession)?;
@@ -111,7 +87,7 @@ pub(super) async fn route(
         .map_err(Unroutable::Upstream)?;
     let version = message
         .meta_protocol_version()
-        .unwrap_or(MODERN_VERSIONS[0])
+        .unwrap_or(STATELESS_VERSIONS[0])
         .to_owned();
     if learned.wire == Wire::Stateless || server.snapshot.transport == UpstreamTransport::HttpSse {
         // An HTTP+SSE upstream opens a connection and session of its own for each request.
@@ -145,10 +121,15 @@ pub(super) async fn route(
 }
 
 /// The message as `route`'s upstream must get it.
-pub(super) fn upstream_body(era: Era, session: Option<&Session>, route: &Route, message: &Message) -> Value {
+pub(super) fn upstream_body(
+    client_wire: ClientWire,
+    session: Option<&Session>,
+    route: &Route,
+    message: &Message,
+) -> Value {
     let mut value = message.value.clone();
-    match (era, route.wire) {
-        (Era::Modern, Wire::Session) => {
+    match client_wire.crossing(route.wire) {
+        Crossing::StatelessToSession => {
             let retry_keys = message.method() != "tasks/update";
             if let Some(params) = value.get_mut("params").and_then(Value::as_object_mut) {
                 // A retry's answers (MRTR) are the dataplane's to deliver in the session; a
@@ -169,7 +150,7 @@ pub(super) fn upstream_body(era: Era, session: Option<&Session>, route: &Route, 
                 }
             }
         }
-        (Era::Legacy, Wire::Stateless) if value.get("method").is_some() => {
+        Crossing::SessionToStateless if value.get("method").is_some() => {
             let capabilities = session
                 .and_then(|s| s.client_capabilities.clone())
                 .unwrap_or_else(|| json!({}));
@@ -198,7 +179,7 @@ pub(super) fn upstream_body(era: Era, session: Option<&Session>, route: &Route, 
 /// request (its `Mcp-Param-*` headers the tool declares are forwarded to stateless upstreams).
 pub(super) async fn send(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     server: &Arc<ServerState>,
     message: &Message,
@@ -206,13 +187,13 @@ pub(super) async fn send(
     input_schema: Option<&Value>,
 ) -> Result<(Reply, Route), Unroutable> {
     let request_state = message.params().and_then(|p| p.get("requestState"));
-    if era == Era::Modern
-        && request_state.is_some()
+    // A `requestState` the dataplane made (a stateless client's retry of a parked call).
+    if request_state.is_some()
         && let Some((reply, route)) = ctx.state.inputs.resume(ctx, server, message).await
     {
         return Ok((reply, route));
     }
-    if era == Era::Modern
+    if !client_wire.has_own_sessions()
         && message.method() == "subscriptions/listen"
         && server.snapshot.transport != UpstreamTransport::HttpSse
     {
@@ -223,7 +204,7 @@ pub(super) async fn send(
             .await
             .map_err(Unroutable::Upstream)?;
         if learned.wire == Wire::Session {
-            let (reply, held) = super::listen::in_own_session(ctx, server, message)
+            let (reply, held) = in_own_session(ctx, server, message)
                 .await
                 .map_err(Unroutable::Upstream)?;
             let route = Route {
@@ -239,13 +220,13 @@ pub(super) async fn send(
     }
     let mut retried = false;
     loop {
-        let route = route(ctx, era, session, server, message).await?;
+        let route = route(ctx, client_wire, session, server, message).await?;
         // Only the dataplane makes the `requestState` of a session upstream's call: one it does
         // not hold (altered, expired, or parked on another replica) is refused.
-        if era == Era::Modern && route.wire == Wire::Session && request_state.is_some() {
+        if client_wire.crossing(route.wire) == Crossing::StatelessToSession && request_state.is_some() {
             return Err(Unroutable::UnknownRequestState);
         }
-        let body = upstream_body(era, session, &route, message);
+        let body = upstream_body(client_wire, session, &route, message);
         let outbound_message = Message {
             value: body,
             kind: message.kind,
@@ -254,17 +235,17 @@ pub(super) async fn send(
             Wire::Stateless => mcp_headers_for(&outbound_message, req, input_schema),
             Wire::Session => vec![],
         };
-        let capabilities = client_capabilities(era, session, message);
-        let out = Outbound {
+        let capabilities = client_capabilities(client_wire, session, message);
+        let call = UpstreamCall {
             server,
-            body: Bytes::from(serde_json::to_vec(&outbound_message.value).expect("json")),
-            protocol_version: Some(&route.version),
+            version: Some(&route.version),
             session_id: route.session_id.as_deref(),
-            mcp_headers: headers,
             caller: Some(ctx.caller()),
+            mcp_headers: headers,
             client_capabilities: capabilities.as_ref(),
         };
-        match ctx.state.upstreams.post(out).await {
+        let body = Bytes::from(serde_json::to_vec(&outbound_message.value).expect("json"));
+        match call.post(&ctx.state.upstreams, body).await {
             Err(UpstreamError::SessionGone) if !retried && route.held.is_some() => {
                 let (key, id) = (route.held.as_ref().expect("held"), route.session_id.as_deref());
                 ctx.state.upstreams.forget_session(key, id.unwrap_or_default());
@@ -274,8 +255,8 @@ pub(super) async fn send(
             Err(e) => return Err(Unroutable::Upstream(e)),
             Ok(reply) => {
                 if route.wire == Wire::Stateless
+                    && client_wire.crossing(route.wire) == Crossing::Same
                     && matches!(&reply, Reply::Status { status: 400, .. })
-                    && era == Era::Modern
                 {
                     // A server that stopped speaking the revision is learned again next time.
                     ctx.state.upstreams.forget_wire(server.snapshot.id);
@@ -287,56 +268,57 @@ pub(super) async fn send(
 }
 
 /// What the client declared, for an HTTP+SSE upstream's own handshake.
-fn client_capabilities(era: Era, session: Option<&Session>, message: &Message) -> Option<Value> {
-    match era {
-        Era::Legacy => session.and_then(|s| s.client_capabilities.clone()),
-        Era::Modern => Some(crate::upstream::session_capabilities(&declared_capabilities(
+fn client_capabilities(
+    client_wire: ClientWire,
+    session: Option<&Session>,
+    message: &Message,
+) -> Option<Value> {
+    if client_wire.has_own_sessions() {
+        session.and_then(|s| s.client_capabilities.clone())
+    } else {
+        Some(crate::upstream::session_capabilities(&declared_capabilities(
             message,
-        ))),
+        )))
     }
 }
 
-/// What a stateless client's results must carry that a session upstream's lack.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct StatelessShape {
-    /// Lists and reads also carry `ttlMs` and `cacheScope`.
-    pub(super) cacheable: bool,
-}
-
-impl StatelessShape {
-    /// The shape for `method`'s results when `route` is a session upstream of a stateless client.
-    pub(super) fn needed(era: Era, wire: Wire, method: &str) -> Option<Self> {
-        (era == Era::Modern && wire == Wire::Session).then(|| StatelessShape {
-            cacheable: method.ends_with("/list")
-                || matches!(
-                    method,
-                    "resources/read" | "skills/get" | "resources/directory/read"
-                ),
-        })
+/// The SEP-2243 headers for a request to a stateless upstream: computed from the body we send,
+/// plus those of the client's `Mcp-Param-*` headers (validated before) that `input_schema`, the
+/// approved input schema of the called tool, declares (`x-mcp-header`). No other client header
+/// is forwarded.
+pub(super) fn mcp_headers_for(
+    message: &Message,
+    req: Option<&HttpRequest>,
+    input_schema: Option<&Value>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    if let Ok(v) = HeaderValue::from_str(&headers::encode_value(message.method())) {
+        out.push((HeaderName::from_static("mcp-method"), v));
     }
-
-    /// Adds what `answer`'s result lacks (nothing when it is not a result).
-    pub(super) fn apply(self, answer: &mut Value) {
-        let Some(result) = answer.get_mut("result").and_then(Value::as_object_mut) else {
-            return;
-        };
-        result.entry("resultType").or_insert_with(|| json!("complete"));
-        if self.cacheable {
-            result.entry("ttlMs").or_insert_with(|| json!(0));
-            result.entry("cacheScope").or_insert_with(|| json!("private"));
-        }
+    if let Some(name) = headers::expected_name(message.method(), message.params())
+        && let Ok(v) = HeaderValue::from_str(&headers::encode_value(name))
+    {
+        out.push((HeaderName::from_static("mcp-name"), v));
     }
-
-    /// `apply` on an answer's bytes.
-    pub(super) fn apply_bytes(self, body: Bytes) -> Bytes {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(mut value) if value.get("result").is_some() => {
-                self.apply(&mut value);
-                Bytes::from(serde_json::to_vec(&value).expect("json"))
+    let declared: Vec<String> = input_schema
+        .map(headers::param_annotations)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, header)| format!("{}{header}", headers::MCP_PARAM_PREFIX))
+        .collect();
+    if let Some(req) = req {
+        for (name, value) in req.headers() {
+            if declared.iter().any(|d| d == name.as_str())
+                && let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_str().as_bytes()),
+                    HeaderValue::from_bytes(value.as_bytes()),
+                )
+            {
+                out.push((n, v));
             }
-            _ => body,
         }
     }
+    out
 }
 
 #[cfg(test)]
@@ -366,7 +348,7 @@ mod tests {
             json!({"name": "t", "inputResponses": {"input-1": {}}, "requestState": "ghin.x",
                 "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
         );
-        let body = upstream_body(Era::Modern, None, &held_session_route(), &message);
+        let body = upstream_body(ClientWire::Stateless, None, &held_session_route(), &message);
         assert_eq!(body["params"], json!({"name": "t"}));
     }
 
@@ -378,7 +360,7 @@ mod tests {
             json!({"taskId": "t1", "inputResponses": responses,
                 "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
         );
-        let body = upstream_body(Era::Modern, None, &held_session_route(), &message);
+        let body = upstream_body(ClientWire::Stateless, None, &held_session_route(), &message);
         assert_eq!(
             body["params"],
             json!({"taskId": "t1", "inputResponses": responses})

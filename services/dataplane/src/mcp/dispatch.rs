@@ -7,67 +7,28 @@
 //! (`EndpointSnapshot::extra_methods`). Every other method is answered -32601 and never reaches
 //! an upstream.
 
-use actix_web::HttpResponse;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use gatehouse_core::ids::ServerId;
 use gatehouse_core::snapshot::{CapabilityGrant, extra_method_allowed};
-use gatehouse_events::CallOutcome;
 
 use crate::auth::Principal;
-use crate::events::CallRecord;
 use crate::jsonrpc::{self, Message};
 use crate::resource;
-use crate::session::{Session, UpstreamSession};
-use crate::upstream::{Outbound, Reply, Wire};
+use crate::session::Session;
 
 use super::aggregate::{ListKind, aggregate_list, discover};
-use super::bridge::{StatelessShape, wire_of};
-use super::calls::{call_tool, forward_request};
+use super::context::{ClientWire, Ctx, Incoming};
+use super::error::McpError;
+use super::forward::forward_request;
 use super::listen::listen;
-use super::resources::{Unrouted, requested_uri, resource_owner};
+use super::outcome::{Answer, result_value};
+use super::request::{McpRequest, Method, Named};
+use super::resources::{Unrouted, resource_owner};
 use super::tasks::{bind_created_task, forward_task_request, list_tasks, namespace_answer};
-use super::{Ctx, Era, Incoming};
-
-/// What a request dispatch produced.
-pub(super) enum Answer {
-    Http(HttpResponse),
-    Value(Value),
-    Upstream { reply: Reply, relay: Relay },
-}
-
-/// How to relay an upstream stream back.
-pub(super) struct Relay {
-    pub(super) era: Era,
-    /// Index of the upstream in the session (legacy), for event and request ids.
-    pub(super) index: usize,
-    pub(super) server: ServerId,
-    pub(super) record: Option<CallRecord>,
-    /// What the answer must gain on its way to a stateless client of a session upstream.
-    pub(super) shape: Option<StatelessShape>,
-}
-
-pub(super) fn result_value(id: &Value, result: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "result": result})
-}
-
-pub(super) fn modern_list_fields(era: Era, result: &mut Map<String, Value>) {
-    if era == Era::Modern {
-        result.insert("resultType".into(), json!("complete"));
-        result.insert("ttlMs".into(), json!(0));
-        result.insert("cacheScope".into(), json!("private"));
-    }
-}
-
-pub(super) fn unknown_tool(id: &Value, name: &str) -> Answer {
-    Answer::Value(jsonrpc::error_body(
-        Some(id),
-        jsonrpc::INVALID_PARAMS,
-        &format!("Unknown tool: {name}"),
-        None,
-    ))
-}
+use super::tools::call_tool;
+use super::upstream_calls::{UpstreamCall, fan_out, session_wire_upstreams};
 
 /// Whether a grant lets the caller use a capability: `None` = not exposed at all.
 fn grant_allows(grant: &Option<CapabilityGrant>, principal: &Principal) -> Option<Result<(), String>> {
@@ -79,15 +40,18 @@ fn grant_allows(grant: &Option<CapabilityGrant>, principal: &Principal) -> Optio
     })
 }
 
-pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
+pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) -> Answer {
     let Incoming {
-        ctx, era, session, ..
+        ctx,
+        client_wire,
+        session,
+        ..
     } = incoming;
-    let id = message.id().cloned().unwrap_or(Value::Null);
-    let method = message.method().to_owned();
-    match method.as_str() {
-        "ping" => Answer::Value(result_value(&id, json!({}))),
-        "tools/list" => {
+    let id = request.id.clone();
+    let method = request.method.clone();
+    match &method {
+        Method::Ping => Answer::Value(result_value(&id, json!({}))),
+        Method::ToolsList => {
             let servers = ctx.endpoint.server_ids.clone();
             ctx.state.pins.refresh(&ctx.org, &servers).await;
             let tools: Vec<Value> = ctx
@@ -107,74 +71,61 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
                 .collect();
             let mut result = Map::new();
             result.insert("tools".into(), Value::Array(tools));
-            modern_list_fields(era, &mut result);
+            client_wire.list_fields(&mut result);
             Answer::Value(result_value(&id, Value::Object(result)))
         }
-        "tools/call" => {
-            let tool = message
-                .param_str("name")
-                .and_then(|name| ctx.callable_tool(name))
+        Method::ToolsCall => {
+            let tool = request
+                .tool
+                .as_ref()
+                .and_then(|t| t.callable(&ctx.endpoint))
                 .map(|t| t.tool_id);
-            let answer = call_tool(incoming, message, bytes_in).await;
+            let answer = call_tool(incoming, request).await;
             // A task the call created is its caller's; with several upstreams it is named after
             // its upstream.
             let answer = bind_created_task(ctx, tool, &id, answer).await;
             namespace_answer(ctx, answer)
         }
         // 2026-07-28 removed them (SEP-2663).
-        "tasks/list" | "tasks/result" if era == Era::Modern => method_not_found(&id, &method),
-        "tasks/list" => list_tasks(incoming, message).await,
-        "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => {
-            forward_task_request(incoming, message, bytes_in).await
+        Method::TasksList | Method::TasksResult if !client_wire.has_method(method.as_str()) => {
+            method_not_found(method.as_str())
         }
-        "prompts/list" | "resources/list" | "resources/templates/list" => {
-            let (grant, kind) = match method.as_str() {
-                "prompts/list" => (&ctx.endpoint.snapshot.prompts, ListKind::Prompts),
-                "resources/list" => (&ctx.endpoint.snapshot.resources, ListKind::Resources),
+        Method::TasksList => list_tasks(incoming, request).await,
+        Method::TasksGet | Method::TasksResult | Method::TasksCancel | Method::TasksUpdate => {
+            forward_task_request(incoming, request).await
+        }
+        Method::PromptsList | Method::ResourcesList | Method::ResourcesTemplatesList => {
+            let (grant, kind) = match method {
+                Method::PromptsList => (&ctx.endpoint.snapshot.prompts, ListKind::Prompts),
+                Method::ResourcesList => (&ctx.endpoint.snapshot.resources, ListKind::Resources),
                 _ => (&ctx.endpoint.snapshot.resources, ListKind::ResourceTemplates),
             };
             match grant_allows(grant, &ctx.principal) {
-                None => Answer::Value(jsonrpc::error_body(
-                    Some(&id),
-                    jsonrpc::METHOD_NOT_FOUND,
-                    &format!("Method not found: {method}"),
-                    None,
-                )),
+                None => Answer::Error(McpError::method_not_found(method.as_str())),
                 Some(Err(_)) => {
                     let mut result = Map::new();
                     result.insert(kind.key().into(), json!([]));
-                    modern_list_fields(era, &mut result);
+                    client_wire.list_fields(&mut result);
                     Answer::Value(result_value(&id, Value::Object(result)))
                 }
-                Some(Ok(())) => aggregate_list(ctx, era, session, &message, kind).await,
+                Some(Ok(())) => {
+                    aggregate_list(ctx, client_wire, session, &request.message, &request.cursor, kind).await
+                }
             }
         }
-        "prompts/get"
-        | "resources/read"
-        | "resources/subscribe"
-        | "resources/unsubscribe"
-        | "completion/complete" => {
-            let grant = if names_prompt(&message) {
+        Method::PromptsGet
+        | Method::ResourcesRead
+        | Method::ResourcesSubscribe
+        | Method::ResourcesUnsubscribe
+        | Method::CompletionComplete => {
+            let grant = if names_prompt(&request) {
                 &ctx.endpoint.snapshot.prompts
             } else {
                 &ctx.endpoint.snapshot.resources
             };
             match grant_allows(grant, &ctx.principal) {
-                None => Answer::Value(jsonrpc::error_body(
-                    Some(&id),
-                    jsonrpc::METHOD_NOT_FOUND,
-                    &format!("Method not found: {method}"),
-                    None,
-                )),
+                None => Answer::Error(McpError::method_not_found(method.as_str())),
                 Some(Err(scope)) => {
-                    ctx.record(
-                        &method,
-                        message.param_str("name").or(message.param_str("uri")),
-                        None,
-                        None,
-                        bytes_in,
-                    )
-                    .finish(CallOutcome::Denied, None);
                     let required = std::slice::from_ref(&scope);
                     // The scope is named only if any caller may know it (see `nameable`).
                     let (description, message) = if resource::nameable(&ctx.endpoint, required).is_empty() {
@@ -188,102 +139,82 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, message: Message, bytes_in:
                             format!("Forbidden: insufficient scope ({scope} required)"),
                         )
                     };
-                    Answer::Http(
-                        HttpResponse::Forbidden()
-                            .insert_header((
-                                "www-authenticate",
-                                resource::insufficient_scope(
-                                    &ctx.metadata_url,
-                                    &ctx.endpoint,
-                                    required,
-                                    &description,
-                                ),
-                            ))
-                            .content_type("application/json")
-                            .body(
-                                serde_json::to_vec(&jsonrpc::error_body(
-                                    Some(&id),
-                                    jsonrpc::INVALID_REQUEST,
-                                    &message,
-                                    None,
-                                ))
-                                .expect("json"),
-                            ),
-                    )
+                    let refusal = McpError::InsufficientScope {
+                        message,
+                        challenge: resource::insufficient_scope(
+                            &ctx.metadata_url,
+                            &ctx.endpoint,
+                            required,
+                            &description,
+                        ),
+                    };
+                    refusal.finish(ctx.record(
+                        method.as_str(),
+                        request.named_target(),
+                        None,
+                        None,
+                        request.bytes_in,
+                    ));
+                    Answer::Error(refusal)
                 }
-                Some(Ok(())) => forward_named(incoming, message, bytes_in).await,
+                Some(Ok(())) => forward_named(incoming, request).await,
             }
         }
-        "logging/setLevel" => {
+        Method::LoggingSetLevel => {
             if let Some(session) = session {
                 // The stateless revision has no logging level to set.
-                let servers: Vec<(usize, &UpstreamSession)> = session
-                    .upstreams
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, u)| wire_of(&u.version) == Wire::Session)
-                    .collect();
-                let body = Bytes::from(serde_json::to_vec(&message.value).expect("json"));
+                let body = Bytes::from(serde_json::to_vec(&request.message.value).expect("json"));
                 let id = &id;
-                let sends = servers.into_iter().filter_map(|(_, u)| {
-                    let server = ctx.server(u.server)?.clone();
+                fan_out(ctx, session_wire_upstreams(session), |server, upstream| {
                     let body = body.clone();
-                    Some(async move {
-                        let out = Outbound {
-                            server: &server,
-                            body,
-                            protocol_version: Some(&u.version),
-                            session_id: u.session_id.as_deref(),
-                            mcp_headers: vec![],
-                            caller: Some(ctx.caller()),
-                            client_capabilities: None,
-                        };
-                        let _ = ctx.state.upstreams.request(out, id).await;
-                    })
-                });
-                futures::future::join_all(sends).await;
+                    async move {
+                        let call = UpstreamCall::in_session(ctx, &server, upstream);
+                        let _ = call.request(&ctx.state.upstreams, body, id).await;
+                    }
+                })
+                .await;
             }
             Answer::Value(result_value(&id, json!({})))
         }
-        "server/discover" => discover(ctx, message).await,
-        "subscriptions/listen" => {
-            let mut message = message;
-            narrow_listen_to_grants(ctx, &mut message);
-            to_upstreams(incoming, message, bytes_in).await
+        Method::ServerDiscover => discover(ctx, request.message).await,
+        Method::SubscriptionsListen => {
+            narrow_listen_to_grants(ctx, &mut request.message);
+            to_upstreams(incoming, request).await
         }
         // Skills (SEP-2640) are resources: the endpoint's resource grant decides.
-        "skills/list" | "skills/get" | "resources/directory/read" => {
+        Method::SkillsList | Method::SkillsGet | Method::ResourcesDirectoryRead => {
             match grant_allows(&ctx.endpoint.snapshot.resources, &ctx.principal) {
-                Some(Ok(())) => to_upstreams(incoming, message, bytes_in).await,
-                None | Some(Err(_)) => method_not_found(&id, &method),
+                Some(Ok(())) => to_upstreams(incoming, request).await,
+                None | Some(Err(_)) => method_not_found(method.as_str()),
             }
         }
         // A vendor method passes only where the endpoint lists it.
-        method if extra_method_allowed(&ctx.endpoint.snapshot.extra_methods, method) => {
-            to_upstreams(incoming, message, bytes_in).await
+        method if extra_method_allowed(&ctx.endpoint.snapshot.extra_methods, method.as_str()) => {
+            to_upstreams(incoming, request).await
         }
-        _ => method_not_found(&id, &method),
+        _ => method_not_found(method.as_str()),
     }
 }
 
-fn method_not_found(id: &Value, method: &str) -> Answer {
-    Answer::Value(jsonrpc::error_body(
-        Some(id),
-        jsonrpc::METHOD_NOT_FOUND,
-        &format!("Method not found: {method}"),
-        None,
-    ))
+fn method_not_found(method: &str) -> Answer {
+    Answer::Error(McpError::method_not_found(method))
 }
 
 /// A request the endpoint does not serve itself: to its only upstream as it is, or, with
 /// several, to the ones [`dispatch_among_several`] can tell it belongs to.
-async fn to_upstreams(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
+async fn to_upstreams(incoming: Incoming<'_>, request: McpRequest) -> Answer {
     let ctx = incoming.ctx;
     if let [target] = ctx.endpoint.server_ids[..] {
-        let record = ctx.record(message.method(), None, Some(target), None, bytes_in);
-        forward_request(incoming, message, Some(target), Some(record)).await
+        let record = ctx.record(
+            request.method.as_str(),
+            None,
+            Some(target),
+            None,
+            request.bytes_in,
+        );
+        forward_request(incoming, request.message, Some(target), Some(record), None).await
     } else {
-        dispatch_among_several(incoming, message, bytes_in).await
+        dispatch_among_several(incoming, request).await
     }
 }
 
@@ -316,118 +247,102 @@ fn narrow_listen_to_grants(ctx: &Ctx, message: &mut Message) {
 /// The methods beyond the endpoint's own that can still be routed with several upstreams:
 /// `subscriptions/listen` (to all; tasks are routed by their namespaced ids in `tasks`). Nobody
 /// can tell whose anything else is.
-async fn dispatch_among_several(incoming: Incoming<'_>, message: Message, bytes_in: u64) -> Answer {
+async fn dispatch_among_several(incoming: Incoming<'_>, request: McpRequest) -> Answer {
     let ctx = incoming.ctx;
-    let id = message.id().cloned().unwrap_or(Value::Null);
-    match message.method() {
-        "subscriptions/listen" if !ctx.endpoint.server_ids.is_empty() => {
-            listen(incoming, message, bytes_in).await
+    match &request.method {
+        Method::SubscriptionsListen if !ctx.endpoint.server_ids.is_empty() => {
+            listen(incoming, request.message, request.bytes_in).await
         }
-        method => method_not_found(&id, method),
+        method => method_not_found(method.as_str()),
     }
 }
 
 /// A prompt or resource request (its grant was checked) to the upstream that owns it.
-async fn forward_named(incoming: Incoming<'_>, mut message: Message, bytes_in: u64) -> Answer {
+async fn forward_named(incoming: Incoming<'_>, mut request: McpRequest) -> Answer {
     let Incoming {
-        ctx, era, session, ..
+        ctx,
+        client_wire,
+        session,
+        ..
     } = incoming;
-    let method = message.method().to_owned();
-    let name = message
-        .param_str("name")
-        .or(requested_uri(&message))
-        .map(str::to_owned);
-    let target = if names_prompt(&message) || ctx.endpoint.server_ids.len() <= 1 {
-        route_named(ctx, &mut message)
+    let name = request.named_target().map(str::to_owned);
+    let target = if names_prompt(&request) || ctx.endpoint.server_ids.len() <= 1 {
+        route_named(ctx, &mut request)
     } else {
-        match route_resource(ctx, era, session, &message).await {
+        match route_resource(ctx, client_wire, session, &request).await {
             Ok(target) => Some(target),
             Err(error) => {
-                let code = error["error"]["code"].as_i64();
-                ctx.record(&method, name.as_deref(), None, None, bytes_in)
-                    .finish(CallOutcome::Error, code);
-                return Answer::Value(error);
+                error.finish(ctx.record(
+                    request.method.as_str(),
+                    name.as_deref(),
+                    None,
+                    None,
+                    request.bytes_in,
+                ));
+                return Answer::Error(error);
             }
         }
     };
-    let record = ctx.record(&method, name.as_deref(), target, None, bytes_in);
-    forward_request(incoming, message, target, Some(record)).await
+    let record = ctx.record(
+        request.method.as_str(),
+        name.as_deref(),
+        target,
+        None,
+        request.bytes_in,
+    );
+    forward_request(incoming, request.message, target, Some(record), None).await
 }
 
 /// Whether a request names a prompt (`prompts/get`, or a completion of a `ref/prompt`) rather
 /// than a resource.
-fn names_prompt(message: &Message) -> bool {
-    match message.method() {
-        "prompts/get" => true,
-        "completion/complete" => {
-            message
-                .params()
-                .and_then(|p| p.get("ref"))
-                .and_then(|r| r.get("type"))
-                .and_then(Value::as_str)
-                == Some("ref/prompt")
-        }
-        _ => false,
-    }
+fn names_prompt(request: &McpRequest) -> bool {
+    matches!(request.named, Some(Named::Prompt(_)))
 }
 
 /// With several upstreams: the owner of the URI a resource request names, or the JSON-RPC error
 /// to answer (-32002 when nobody serves it; never a guess).
 async fn route_resource(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
-    message: &Message,
-) -> Result<ServerId, Value> {
-    let id = message.id().cloned().unwrap_or(Value::Null);
-    let Some(uri) = requested_uri(message) else {
-        return Err(jsonrpc::error_body(
-            Some(&id),
+    request: &McpRequest,
+) -> Result<ServerId, McpError> {
+    let Some(Named::Resource(Some(uri))) = &request.named else {
+        return Err(McpError::protocol(
             jsonrpc::INVALID_PARAMS,
             "Invalid params: a resource URI is required",
-            None,
         ));
     };
-    resource_owner(ctx, era, session, message, uri)
+    resource_owner(ctx, client_wire, session, &request.message, uri)
         .await
         .map_err(|why| match why {
-            Unrouted::NotFound => jsonrpc::error_body(
-                Some(&id),
+            Unrouted::NotFound => McpError::protocol_with(
                 jsonrpc::RESOURCE_NOT_FOUND,
                 "Resource not found",
-                Some(json!({"uri": uri})),
+                json!({"uri": uri}),
             ),
-            Unrouted::Unavailable => jsonrpc::error_body(
-                Some(&id),
-                jsonrpc::SERVER_ERROR,
-                "Upstream servers unavailable",
-                None,
-            ),
+            Unrouted::Unavailable => {
+                McpError::protocol(jsonrpc::SERVER_ERROR, "Upstream servers unavailable")
+            }
         })
 }
 
 /// The server a prompt request (or, with one upstream, any request naming something) goes to.
 /// With several servers, prompts are namespaced like tools (`<server slug>__<name>`; the prefix
 /// is removed here).
-fn route_named(ctx: &Ctx, message: &mut Message) -> Option<ServerId> {
+fn route_named(ctx: &Ctx, request: &mut McpRequest) -> Option<ServerId> {
     let servers = &ctx.endpoint.server_ids;
     if servers.len() <= 1 {
         return servers.first().copied();
     }
-    let is_get = message.method() == "prompts/get";
-    let name = if is_get {
-        message.param_str("name")
-    } else {
-        message
-            .params()
-            .and_then(|p| p.get("ref"))
-            .and_then(|r| r.get("name"))
-            .and_then(Value::as_str)
-    }?;
+    let Some(Named::Prompt(Some(name))) = &request.named else {
+        return None;
+    };
     let (slug, rest) = name.split_once(gatehouse_core::snapshot::TOOL_NAMESPACE_SEPARATOR)?;
     let server = ctx.server_by_slug(slug)?;
     let rest = json!(rest);
-    let params = message.params_mut()?;
+    let is_get = request.method == Method::PromptsGet;
+    let params = request.message.params_mut()?;
     if is_get {
         params.insert("name".into(), rest);
     } else if let Some(r) = params.get_mut("ref").and_then(Value::as_object_mut) {

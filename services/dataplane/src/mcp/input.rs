@@ -34,11 +34,12 @@ use gatehouse_core::sync::MutexExt;
 use crate::jsonrpc::Message;
 use crate::session::Session;
 use crate::store::ServerState;
-use crate::upstream::{Outbound, Reply, SseEvents};
+use crate::upstream::{Reply, SseEvents};
 
-use super::Ctx;
-use super::Era;
 use super::bridge::{self, Route};
+use super::context::{ClientWire, Ctx};
+use super::error::McpError;
+use super::upstream_calls::UpstreamCall;
 
 /// How long an input request waits for the client.
 pub const WAIT: Duration = Duration::from_secs(300);
@@ -154,16 +155,14 @@ impl InputRequests {
             None => json!({"jsonrpc": "2.0", "id": parked.asked_id, "error": {
                 "code": crate::jsonrpc::INVALID_PARAMS, "message": "The client gave no answer"}}),
         };
-        let out = Outbound {
+        let call = UpstreamCall::in_upstream_session(
             server,
-            body: Bytes::from(serde_json::to_vec(&answer).expect("json")),
-            protocol_version: Some(&parked.route.version),
-            session_id: parked.route.session_id.as_deref(),
-            mcp_headers: vec![],
-            caller: Some(ctx.caller()),
-            client_capabilities: None,
-        };
-        if let Err(e) = ctx.state.upstreams.post(out).await {
+            &parked.route.version,
+            parked.route.session_id.as_deref(),
+            Some(ctx.caller()),
+        );
+        let body = Bytes::from(serde_json::to_vec(&answer).expect("json"));
+        if let Err(e) = call.post(&ctx.state.upstreams, body).await {
             tracing::debug!(error = %e, "the answer to an upstream's request could not be delivered");
             return None;
         }
@@ -317,12 +316,11 @@ pub(super) fn stateless_view(ctx: &Ctx, events: SseEvents, route: Route, client_
                             "requestState": token,
                         }})
                     }
-                    None => crate::jsonrpc::error_body(
-                        Some(&client_id),
+                    None => McpError::protocol(
                         crate::jsonrpc::SERVER_ERROR,
                         "Too many calls waiting for input; try again later",
-                        None,
-                    ),
+                    )
+                    .body(Some(&client_id)),
                 };
                 return Some((Ok(event(&answer)), state));
             }
@@ -399,16 +397,9 @@ impl Drop for CancelOnDrop {
         let (upstreams, server) = (self.upstreams.clone(), self.server.clone());
         let (session_id, version) = (self.session_id.clone(), self.version.clone());
         tokio::spawn(async move {
-            let out = Outbound {
-                server: &server,
-                body: Bytes::from(serde_json::to_vec(&cancelled).expect("json")),
-                protocol_version: Some(&version),
-                session_id: Some(&session_id),
-                mcp_headers: vec![],
-                caller: None,
-                client_capabilities: None,
-            };
-            let _ = upstreams.post(out).await;
+            let call = UpstreamCall::in_upstream_session(&server, &version, Some(&session_id), None);
+            let body = Bytes::from(serde_json::to_vec(&cancelled).expect("json"));
+            let _ = call.post(&upstreams, body).await;
         });
     }
 }
@@ -468,12 +459,8 @@ pub(super) fn session_view(
                     }
                     Step::Reply(Reply::Status { body, .. }) => {
                         let value = serde_json::from_slice::<Value>(&body).unwrap_or_else(|_| {
-                            crate::jsonrpc::error_body(
-                                Some(&id),
-                                crate::jsonrpc::SERVER_ERROR,
-                                "Upstream server unavailable",
-                                None,
-                            )
+                            McpError::protocol(crate::jsonrpc::SERVER_ERROR, "Upstream server unavailable")
+                                .body(Some(&id))
                         });
                         state.pending.push_back(event(&value));
                     }
@@ -519,16 +506,25 @@ pub(super) fn session_view(
                                 params.insert("requestState".into(), request_state);
                             }
                         }
-                        match bridge::send(&ctx, Era::Legacy, Some(&session), &server, &retry, None, None)
-                            .await
+                        match bridge::send(
+                            &ctx,
+                            ClientWire::Session,
+                            Some(&session),
+                            &server,
+                            &retry,
+                            None,
+                            None,
+                        )
+                        .await
                         {
                             Ok((reply, _)) => state.step = Step::Reply(reply),
-                            Err(_) => state.pending.push_back(event(&crate::jsonrpc::error_body(
-                                Some(&id),
-                                crate::jsonrpc::SERVER_ERROR,
-                                "Upstream server unavailable",
-                                None,
-                            ))),
+                            Err(_) => state.pending.push_back(event(
+                                &McpError::protocol(
+                                    crate::jsonrpc::SERVER_ERROR,
+                                    "Upstream server unavailable",
+                                )
+                                .body(Some(&id)),
+                            )),
                         }
                     }
                 }
@@ -587,12 +583,13 @@ fn on_answer(
         questions.push((key.clone(), answer));
     }
     if questions.is_empty() {
-        pending.push_back(event(&crate::jsonrpc::error_body(
-            Some(id),
-            crate::jsonrpc::SERVER_ERROR,
-            "The upstream's request for input could not be put to the client",
-            None,
-        )));
+        pending.push_back(event(
+            &McpError::protocol(
+                crate::jsonrpc::SERVER_ERROR,
+                "The upstream's request for input could not be put to the client",
+            )
+            .body(Some(id)),
+        ));
         return Step::Done;
     }
     let request_state = result.get("requestState").cloned().unwrap_or(Value::Null);

@@ -1,12 +1,10 @@
-//! Upstream replies back to the client: JSON as it came, streams as SSE frames (event ids and
-//! server→client request ids rewritten to name their upstream), and the client's answers to those
-//! requests routed back to the upstream that asked.
+//! The one pipeline from an upstream's SSE events to the client's SSE frames ([`relay_events`]):
+//! redaction, the call record finished when the response goes by, `list_changed` watched for
+//! drift, and (session wire) event ids and server→client request ids rewritten to name their
+//! upstream ([`parse_rewritten_id`] reads them back).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use actix_web::HttpResponse;
-use actix_web::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
@@ -16,87 +14,16 @@ use serde_json::Value;
 use gatehouse_core::ids::ServerId;
 use gatehouse_events::CallOutcome;
 
-use crate::events::error_code_of;
-use crate::jsonrpc::{self, Message};
+use crate::jsonrpc;
 use crate::redact::Redactor;
-use crate::session::Session;
 use crate::store::OrgState;
-use crate::upstream::{Outbound, Reply, UpstreamError};
 
-use super::dispatch::Relay;
-use super::input::{ASK_PREFIX, LocalEvents};
-use super::{CANCELLATION_PROBE, Ctx, Era, rpc_error};
+use super::error::McpError;
+use super::input::LocalEvents;
+use super::outcome::{FrameStream, Relay};
 
 pub(super) const SSE_RETRY_MS: u64 = 3000;
 const RESPONSE_ID_PREFIX: &str = "gh.";
-
-/// Sends an upstream reply to the client: JSON as it came, streams event by event.
-pub(super) fn relay_reply(
-    ctx: &Ctx,
-    reply: Reply,
-    mut relay: Relay,
-    request_id: Option<Value>,
-) -> HttpResponse {
-    match reply {
-        Reply::Accepted => {
-            if let Some(r) = relay.record.take() {
-                r.finish(CallOutcome::Success, None);
-            }
-            HttpResponse::Accepted().finish()
-        }
-        Reply::Json { body, .. } => {
-            let body = Redactor::apply(ctx.state.redactor.as_ref(), body);
-            // A session upstream's answer to a stateless client: shaped, and its protocol
-            // errors carry their status in that revision.
-            let (body, status) = match relay.shape {
-                Some(shape) => {
-                    let body = shape.apply_bytes(body);
-                    let status = serde_json::from_slice::<Value>(&body)
-                        .map(|v| super::modern::stateless_status(&v))
-                        .unwrap_or(StatusCode::OK);
-                    (body, status)
-                }
-                None => (body, StatusCode::OK),
-            };
-            if let Some(mut r) = relay.record.take() {
-                r.add_bytes_out(body.len() as u64);
-                match error_code_of(&body) {
-                    Some(Some(code)) => r.finish(CallOutcome::Error, Some(code)),
-                    _ => r.finish(CallOutcome::Success, None),
-                }
-            }
-            HttpResponse::build(status)
-                .content_type("application/json")
-                .body(body)
-        }
-        Reply::Status { status, body, json } => {
-            let body = Redactor::apply(ctx.state.redactor.as_ref(), body);
-            if let Some(r) = relay.record.take() {
-                r.finish(CallOutcome::Error, error_code_of(&body).flatten());
-            }
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            HttpResponse::build(status)
-                .content_type(if json {
-                    "application/json"
-                } else {
-                    "text/plain; charset=utf-8"
-                })
-                .body(body)
-        }
-        Reply::Stream { events, .. } => {
-            let hook = ListChangedHook {
-                pins: ctx.state.pins.clone(),
-                org: ctx.org.clone(),
-                server: relay.server,
-            };
-            // A legacy client's disconnect is not cancellation (it may resume the stream), so
-            // only the 2026-07-28 relays probe for it.
-            let probe = (relay.era == Era::Modern).then_some(CANCELLATION_PROBE);
-            let events = relay_events(events, relay, request_id, Some(hook), ctx.state.redactor.clone());
-            sse_response(events, probe)
-        }
-    }
-}
 
 pub(super) struct ListChangedHook {
     pub(super) pins: crate::pins::Pins,
@@ -124,10 +51,8 @@ pub(super) fn frame(id: Option<&str>, retry: Option<u64>, data: &str) -> String 
     out
 }
 
-pub(super) type FrameStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes, actix_web::Error>>>>;
-
 /// Relays upstream SSE events: event ids and server→client request ids are rewritten to name the
-/// upstream (legacy), a priming event is sent first when the upstream sends none, and the call
+/// upstream (session wire), a priming event is sent first when the upstream sends none, and the call
 /// record is finished when the response goes by (or when the client goes away).
 pub(super) fn relay_events(
     events: LocalEvents,
@@ -139,7 +64,7 @@ pub(super) fn relay_events(
     let mut first = true;
     let mut answered = false;
     let index = relay.index;
-    let legacy = relay.era == Era::Legacy;
+    let session_client = relay.client_wire.names_upstreams_in_ids();
     let stream = events.map(move |event| {
         let mut out = String::new();
         let event = match event {
@@ -152,12 +77,11 @@ pub(super) fn relay_events(
                 // A client still waiting for its answer learns that none will come.
                 if let Some(id) = request_id.as_ref().filter(|_| !answered) {
                     answered = true;
-                    let error = jsonrpc::error_body(
-                        Some(id),
+                    let error = McpError::protocol(
                         jsonrpc::SERVER_ERROR,
                         "Upstream server unavailable: its answer stream broke",
-                        None,
-                    );
+                    )
+                    .body(Some(id));
                     return Ok(Bytes::from(frame(None, None, &error.to_string())));
                 }
                 return Ok(Bytes::new());
@@ -170,17 +94,17 @@ pub(super) fn relay_events(
         let id = event
             .id
             .as_deref()
-            .filter(|_| legacy)
+            .filter(|_| session_client)
             .map(|orig| format!("{index}.{orig}"));
         if first {
             first = false;
             let priming = data.is_empty() && event.id.is_some();
-            if legacy && !priming {
+            if session_client && !priming {
                 out.push_str(&frame(Some(&format!("{index}.")), Some(SSE_RETRY_MS), ""));
             }
         }
         if data.is_empty() {
-            if legacy && (id.is_some() || event.retry.is_some()) {
+            if session_client && (id.is_some() || event.retry.is_some()) {
                 out.push_str(&frame(id.as_deref(), event.retry, ""));
             }
             return Ok(Bytes::from(out));
@@ -188,7 +112,7 @@ pub(super) fn relay_events(
         let mut payload = std::borrow::Cow::Borrowed(data);
         if let Ok(mut value) = serde_json::from_str::<Value>(data) {
             let is_request = value.get("method").is_some() && value.get("id").is_some();
-            if is_request && legacy {
+            if is_request && session_client {
                 let rewritten = rewrite_request_id(index, &value["id"]);
                 value["id"] = rewritten;
                 payload = std::borrow::Cow::Owned(serde_json::to_string(&value).expect("json"));
@@ -215,42 +139,16 @@ pub(super) fn relay_events(
                 h.pins.upstream_changed(h.org.clone(), h.server);
             }
         }
-        out.push_str(&frame(id.as_deref(), event.retry.filter(|_| legacy), &payload));
+        out.push_str(&frame(
+            id.as_deref(),
+            event.retry.filter(|_| session_client),
+            &payload,
+        ));
         Ok(Bytes::from(out))
     });
     Box::pin(stream.filter(|b: &Result<Bytes, actix_web::Error>| {
         futures::future::ready(b.as_ref().map_or(true, |b| !b.is_empty()))
     }))
-}
-
-/// An SSE response; with `keep_alive`, a comment is written whenever the stream has been quiet
-/// that long (proxies keep the connection, and a client that left is noticed).
-pub(super) fn sse_response(stream: FrameStream, keep_alive: Option<Duration>) -> HttpResponse {
-    let stream: FrameStream = if let Some(every) = keep_alive {
-        let ticks = futures::stream::unfold(
-            tokio::time::interval_at(tokio::time::Instant::now() + every, every),
-            |mut i| async move {
-                i.tick().await;
-                Some((Ok(Bytes::from_static(b": keep-alive\n\n")), i))
-            },
-        );
-        // End when the upstream streams end (the `None` after them), not when the ticker would.
-        let frames = stream
-            .map(Some)
-            .chain(futures::stream::once(futures::future::ready(None)));
-        Box::pin(
-            futures::stream::select(frames, ticks.map(Some))
-                .take_while(|item| futures::future::ready(item.is_some()))
-                .filter_map(futures::future::ready),
-        )
-    } else {
-        stream
-    };
-    HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("cache-control", "no-cache"))
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(stream)
 }
 
 /// Rewrites an upstream's server→client request id so the client's answer finds its way back to
@@ -262,95 +160,9 @@ fn rewrite_request_id(index: usize, id: &Value) -> Value {
     ))
 }
 
-fn parse_rewritten_id(id: &Value) -> Option<(usize, Value)> {
+pub(super) fn parse_rewritten_id(id: &Value) -> Option<(usize, Value)> {
     let rest = id.as_str()?.strip_prefix(RESPONSE_ID_PREFIX)?;
     let (index, encoded) = rest.split_once('.')?;
     let original = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()?;
     Some((index.parse().ok()?, original))
-}
-
-/// The client's answer to a server→client request (sampling, elicitation, roots).
-pub(super) async fn route_client_response(
-    ctx: &Ctx,
-    session: &Session,
-    mut message: Message,
-) -> HttpResponse {
-    if let Some(answered) = super::sql::elicitation_answer(ctx, &message) {
-        return answered;
-    }
-    let Some((index, original)) = message.id().and_then(parse_rewritten_id) else {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Invalid Request: response to an unknown request",
-            None,
-        );
-    };
-    // The answer to a request put to the client for a stateless upstream's `input_required`.
-    if let Some(ask) = original.as_str().filter(|id| id.starts_with(ASK_PREFIX)) {
-        if ctx.state.inputs.answer(ctx, ask, &message) {
-            return HttpResponse::Accepted().finish();
-        }
-        return rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Found: no call waits for this answer on this server",
-            None,
-        );
-    }
-    let Some(upstream) = session.upstreams.get(index) else {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Invalid Request: response to an unknown request",
-            None,
-        );
-    };
-    let Some(server) = ctx.server(upstream.server).cloned() else {
-        return rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Found: session not found",
-            None,
-        );
-    };
-    message.value["id"] = original;
-    let out = Outbound {
-        server: &server,
-        body: Bytes::from(serde_json::to_vec(&message.value).expect("json")),
-        protocol_version: Some(&upstream.version),
-        session_id: upstream.session_id.as_deref(),
-        mcp_headers: vec![],
-        caller: Some(ctx.caller()),
-        client_capabilities: None,
-    };
-    match ctx.state.upstreams.post(out).await {
-        Ok(_) => HttpResponse::Accepted().finish(),
-        Err(UpstreamError::SessionGone) => rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Not Found: session expired upstream",
-            None,
-        ),
-        // An HTTP+SSE upstream's request whose route is not ours, or has expired.
-        Err(UpstreamError::Refused(_)) => rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            "Invalid Request: response to an unknown request",
-            None,
-        ),
-        Err(_) => rpc_error(
-            StatusCode::BAD_GATEWAY,
-            None,
-            jsonrpc::SERVER_ERROR,
-            "Upstream server unavailable",
-            None,
-        ),
-    }
 }

@@ -13,7 +13,8 @@ use crate::owners::{Listing, Lookup, decide};
 use crate::session::Session;
 
 use super::aggregate::{ListKind, list_page, listing_of};
-use super::{Ctx, Era};
+use super::context::{ClientWire, Ctx};
+use super::upstream_calls::fan_out;
 
 /// At most this many pages of each list are read from each upstream when learning.
 const MAX_PAGES: usize = 5;
@@ -27,21 +28,12 @@ pub(super) enum Unrouted {
     Unavailable,
 }
 
-/// The URI a resource request names: `params.uri`, or `params.ref.uri` for a completion.
-pub(super) fn requested_uri(message: &Message) -> Option<&str> {
-    let params = message.params()?;
-    match message.method() {
-        "completion/complete" => params.get("ref")?.get("uri")?.as_str(),
-        _ => params.get("uri")?.as_str(),
-    }
-}
-
 /// The upstream that owns `uri`: from the endpoint's map, else learned by listing every upstream
 /// (once at a time per endpoint; a URI nobody claimed is looked for again at most every few
 /// seconds).
 pub(super) async fn resource_owner(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     message: &Message,
     uri: &str,
@@ -55,7 +47,7 @@ pub(super) async fn resource_owner(
     if let Some(decided) = known_owner(ctx, uri) {
         return decided;
     }
-    let listings = list_everything(ctx, era, session, message).await;
+    let listings = list_everything(ctx, client_wire, session, message).await;
     if listings.is_empty() {
         return Err(Unrouted::Unavailable);
     }
@@ -75,40 +67,50 @@ fn known_owner(ctx: &Ctx, uri: &str) -> Option<Result<ServerId, Unrouted>> {
 }
 
 /// Every upstream's resources and templates (the upstreams that answered at least one list).
-async fn list_everything(ctx: &Ctx, era: Era, session: Option<&Session>, message: &Message) -> Vec<Listing> {
-    let calls = ctx
+async fn list_everything(
+    ctx: &Ctx,
+    client_wire: ClientWire,
+    session: Option<&Session>,
+    message: &Message,
+) -> Vec<Listing> {
+    let ranked = ctx
         .endpoint
         .server_ids
         .iter()
         .enumerate()
-        .map(|(rank, server)| async move {
-            let resources = all_pages(ctx, era, session, message, ListKind::Resources, *server);
-            let templates = all_pages(ctx, era, session, message, ListKind::ResourceTemplates, *server);
-            let (resources, templates) = futures::join!(resources, templates);
-            if resources.is_none() && templates.is_none() {
-                return None;
-            }
-            let uris = listing_of(*server, rank, &resources.unwrap_or_default()).uris;
-            let templates = listing_of(*server, rank, &templates.unwrap_or_default()).templates;
-            Some(Listing {
-                server: *server,
-                rank,
-                uris,
-                templates,
-            })
-        });
-    futures::future::join_all(calls)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+        .map(|(rank, s)| (*s, rank));
+    let calls = fan_out(ctx, ranked, |server, rank| async move {
+        let server = &server.snapshot.id;
+        let resources = all_pages(ctx, client_wire, session, message, ListKind::Resources, *server);
+        let templates = all_pages(
+            ctx,
+            client_wire,
+            session,
+            message,
+            ListKind::ResourceTemplates,
+            *server,
+        );
+        let (resources, templates) = futures::join!(resources, templates);
+        if resources.is_none() && templates.is_none() {
+            return None;
+        }
+        let uris = listing_of(*server, rank, &resources.unwrap_or_default()).uris;
+        let templates = listing_of(*server, rank, &templates.unwrap_or_default()).templates;
+        Some(Listing {
+            server: *server,
+            rank,
+            uris,
+            templates,
+        })
+    });
+    calls.await.into_iter().flatten().collect()
 }
 
 /// The items of up to [`MAX_PAGES`] pages of `kind` from `server`; `None` if it could not be
 /// reached.
 async fn all_pages(
     ctx: &Ctx,
-    era: Era,
+    client_wire: ClientWire,
     session: Option<&Session>,
     client_message: &Message,
     kind: ListKind,
@@ -118,7 +120,17 @@ async fn all_pages(
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_PAGES {
-        let page = match list_page(ctx, era, session, &request, kind.key(), server, cursor.as_deref()).await {
+        let page = match list_page(
+            ctx,
+            client_wire,
+            session,
+            &request,
+            kind.key(),
+            server,
+            cursor.as_deref(),
+        )
+        .await
+        {
             Ok(page) => page,
             // A refusal (an upstream without resources, say) is an answer: nothing more here.
             Err(Some(_refusal)) => return Some(items),
@@ -134,7 +146,7 @@ async fn all_pages(
     Some(items)
 }
 
-/// The dataplane's own list request, in the client's era: a 2026-07-28 request carries the
+/// The dataplane's own list request, on the client's wire: a 2026-07-28 request carries the
 /// client's `_meta` (protocol version, client info and capabilities).
 fn list_request(client_message: &Message, kind: ListKind) -> Message {
     let mut params = json!({});

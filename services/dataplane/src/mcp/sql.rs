@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use actix_web::HttpResponse;
-use actix_web::http::StatusCode;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -19,10 +17,10 @@ use crate::elicitations::ID_PREFIX;
 use crate::events::CallRecord;
 use crate::jsonrpc::{self, Message};
 
-use super::admission::Ctx;
-use super::dispatch::{Answer, result_value};
-use super::relay::{FrameStream, frame, sse_response};
-use super::{Era, Incoming, KEEP_ALIVE, rpc_error};
+use super::context::{Asking, ClientWire, Ctx, Incoming, KEEP_ALIVE};
+use super::error::McpError;
+use super::outcome::{Answer, ClientStream, FrameStream, result_value};
+use super::relay::frame;
 
 /// `_meta` key of a write's idempotency key (a retry with the same key changes nothing more).
 pub(super) const META_IDEMPOTENCY_KEY: &str = "io.gatehouse/idempotency-key";
@@ -62,7 +60,7 @@ impl ConfirmBy {
 /// its confirmation on a response stream).
 struct SqlCall {
     ctx: Ctx,
-    era: Era,
+    client_wire: ClientWire,
     id: Value,
     tool_id: ToolId,
     backend_id: BackendId,
@@ -89,7 +87,7 @@ pub(super) async fn call(
     params: Option<&Map<String, Value>>,
     record: CallRecord,
 ) -> Answer {
-    let (ctx, era, session) = (incoming.ctx, incoming.era, incoming.session);
+    let (ctx, client_wire, session) = (incoming.ctx, incoming.client_wire, incoming.session);
     let (backend, sql_tool) = match ctx.org.sql_tool(tool.tool_id, backend_id) {
         Ok(pair) => pair,
         Err(problem) => {
@@ -128,21 +126,15 @@ pub(super) async fn call(
     let meta = params.and_then(|p| p.get("_meta")).and_then(Value::as_object);
     // Who can be asked is asked: a 2025 session that declared elicitation on the call's stream,
     // a 2026-07-28 client that declared it with `input_required`; others get the token.
-    let ask = match era {
-        Era::Legacy if session.is_some_and(|s| s.elicitation) => ConfirmBy::Elicitation,
-        Era::Modern
-            if meta
-                .and_then(|m| m.get(META_CLIENT_CAPABILITIES))
-                .and_then(|c| c.get("elicitation"))
-                .is_some_and(Value::is_object) =>
-        {
-            ConfirmBy::InputRequired
-        }
-        _ => ConfirmBy::Token,
+    let declared = meta.and_then(|m| m.get(META_CLIENT_CAPABILITIES));
+    let ask = match client_wire.asking(session, declared) {
+        Some(Asking::OnStream) => ConfirmBy::Elicitation,
+        Some(Asking::InputRequired) => ConfirmBy::InputRequired,
+        None => ConfirmBy::Token,
     };
     let run = SqlCall {
         ctx: ctx.clone(),
-        era,
+        client_wire,
         id: id.clone(),
         tool_id: tool.tool_id,
         backend_id,
@@ -276,9 +268,7 @@ impl SqlCall {
 
     /// The JSON-RPC response carrying `result` (a complete result, in the 2026-07-28 revision).
     fn answer(&self, mut result: Value) -> Value {
-        if self.era == Era::Modern {
-            result["resultType"] = json!("complete");
-        }
+        self.client_wire.complete(&mut result);
         result_value(&self.id, result)
     }
 
@@ -386,7 +376,10 @@ impl SqlCall {
             futures::stream::once(futures::future::ready(Ok(first))),
             futures::stream::once(rest),
         ));
-        Answer::Http(sse_response(stream, Some(KEEP_ALIVE)))
+        Answer::Stream(ClientStream {
+            frames: stream,
+            keep_alive: Some(KEEP_ALIVE),
+        })
     }
 }
 
@@ -401,9 +394,9 @@ fn caller_key(ctx: &Ctx) -> String {
 }
 
 /// A 2025 session client's answer to a confirmation asked through `elicitation/create`, if
-/// `message` is one (its id has [`ID_PREFIX`]): delivered to the waiting call (202), or refused
-/// when no such question of this caller waits on this replica.
-pub(super) fn elicitation_answer(ctx: &Ctx, message: &Message) -> Option<HttpResponse> {
+/// `message` is one (its id has [`ID_PREFIX`]): delivered to the waiting call, or refused when
+/// no such question of this caller waits on this replica.
+pub(super) fn elicitation_answer(ctx: &Ctx, message: &Message) -> Option<Result<(), McpError>> {
     let id = message.id()?.as_str()?.strip_prefix(ID_PREFIX)?;
     let answer = match (message.value.get("result"), message.value.get("error")) {
         (Some(result), _) => result.clone(),
@@ -415,15 +408,12 @@ pub(super) fn elicitation_answer(ctx: &Ctx, message: &Message) -> Option<HttpRes
         .elicitations
         .answer(&format!("{ID_PREFIX}{id}"), &caller_key(ctx), answer);
     Some(if delivered {
-        HttpResponse::Accepted().finish()
+        Ok(())
     } else {
-        rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
+        Err(McpError::bad_request(
             jsonrpc::INVALID_REQUEST,
             "Invalid Request: response to an unknown request",
-            None,
-        )
+        ))
     })
 }
 

@@ -20,23 +20,22 @@ use serde_json::{Value, json};
 
 use gatehouse_core::ids::{ServerId, ToolId};
 use gatehouse_core::snapshot::{TOOL_NAMESPACE_SEPARATOR, namespaced_tool_name};
-use gatehouse_events::CallOutcome;
 
 use crate::jsonrpc::{self, Message};
 use crate::task_owners::{TaskKey, TaskOwner, TaskOwners};
 use crate::upstream::{Reply, SseEvents};
 
 use super::aggregate::{ListKind, aggregate_list, list_answer, list_page};
-use super::calls::forward_request;
-use super::dispatch::Answer;
-use super::{Ctx, Era, Incoming};
+use super::context::{Ctx, Incoming};
+use super::error::{MISSING_REQUIRED_CLIENT_CAPABILITY, McpError};
+use super::forward::forward_request;
+use super::outcome::Answer;
+use super::request::McpRequest;
 
 /// The `_meta` key naming the task a message belongs to (2025-11-25).
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 /// The Tasks extension, as clients declare it (`capabilities.extensions`).
 const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
-/// The JSON-RPC error for a request that needs a capability the client did not declare.
-const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
 
 /// Whether a 2026-07-28 request declares the Tasks extension among its client capabilities.
 fn declares_tasks(message: &Message) -> bool {
@@ -57,25 +56,25 @@ pub(super) fn namespaces_tasks(ctx: &Ctx) -> bool {
 /// A `tasks/*` request naming a task (`tasks/get`, `tasks/result`, `tasks/cancel`,
 /// `tasks/update`): to the upstream that holds it (with several, the one its id names), only for
 /// the subject that created it while it may still call the tool that did.
-pub(super) async fn forward_task_request(
-    incoming: Incoming<'_>,
-    mut message: Message,
-    bytes_in: u64,
-) -> Answer {
+pub(super) async fn forward_task_request(incoming: Incoming<'_>, request: McpRequest) -> Answer {
     let ctx = incoming.ctx;
-    let id = message.id().cloned().unwrap_or(Value::Null);
-    let method = message.method().to_owned();
+    let McpRequest {
+        mut message,
+        method,
+        bytes_in,
+        task_id,
+        ..
+    } = request;
     // 2026-07-28: a client that did not declare the extension has no tasks (SEP-2663), whoever
     // created the one it names.
-    if incoming.era == Era::Modern && !declares_tasks(&message) {
-        return Answer::Value(jsonrpc::error_body(
-            Some(&id),
+    if incoming.client_wire.declares_tasks_per_request() && !declares_tasks(&message) {
+        return Answer::Error(McpError::protocol_with(
             MISSING_REQUIRED_CLIENT_CAPABILITY,
             "Missing required client capability",
-            Some(json!({"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}})),
+            json!({"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}}),
         ));
     }
-    let located = locate_task(ctx, &mut message);
+    let located = task_id.and_then(|task_id| locate_task(ctx, &mut message, task_id));
     let served = match &located {
         Some((target, task_id)) => serves(ctx, *target, task_id).await,
         None => false,
@@ -83,39 +82,28 @@ pub(super) async fn forward_task_request(
     let (Some((target, _)), true) = (located, served) else {
         // Not found, someone else's, or no longer callable: the same answer, so nothing is
         // learned about other callers' tasks.
-        ctx.record(&method, None, None, None, bytes_in)
-            .finish(CallOutcome::Denied, Some(jsonrpc::INVALID_PARAMS));
-        return Answer::Value(jsonrpc::error_body(
-            Some(&id),
-            jsonrpc::INVALID_PARAMS,
-            "Unknown task",
-            None,
-        ));
+        let refusal = McpError::denied(jsonrpc::INVALID_PARAMS, "Unknown task");
+        refusal.finish(ctx.record(method.as_str(), None, None, None, bytes_in));
+        return Answer::Error(refusal);
     };
-    let record = ctx.record(&method, None, Some(target), None, bytes_in);
-    let answer = forward_request(incoming, message, Some(target), Some(record)).await;
+    let record = ctx.record(method.as_str(), None, Some(target), None, bytes_in);
+    let answer = forward_request(incoming, message, Some(target), Some(record), None).await;
     namespace_answer(ctx, answer)
 }
 
-/// The upstream and upstream task id `params.taskId` names: with several upstreams by its prefix
-/// (removed from the request), with one as it is.
-fn locate_task(ctx: &Ctx, message: &mut Message) -> Option<(ServerId, String)> {
-    if namespaces_tasks(ctx) {
-        let server = route_task(ctx, message)?;
-        return Some((server, message.param_str("taskId")?.to_owned()));
+/// The upstream and upstream task id the client's `task_id` names: with several upstreams by its
+/// prefix (removed from the request's `params.taskId`), with one as it is.
+fn locate_task(ctx: &Ctx, message: &mut Message, task_id: String) -> Option<(ServerId, String)> {
+    if !namespaces_tasks(ctx) {
+        return Some((*ctx.endpoint.server_ids.first()?, task_id));
     }
-    let server = *ctx.endpoint.server_ids.first()?;
-    Some((server, message.param_str("taskId")?.to_owned()))
-}
-
-/// The upstream named by `params.taskId`'s prefix; the prefix is removed from the request.
-fn route_task(ctx: &Ctx, message: &mut Message) -> Option<ServerId> {
-    let task_id = message.param_str("taskId")?;
     let (slug, upstream_id) = task_id.split_once(TOOL_NAMESPACE_SEPARATOR)?;
     let server = ctx.server_by_slug(slug)?;
-    let upstream_id = Value::String(upstream_id.to_owned());
-    message.params_mut()?.insert("taskId".into(), upstream_id);
-    Some(server)
+    let upstream_id = upstream_id.to_owned();
+    message
+        .params_mut()?
+        .insert("taskId".into(), Value::String(upstream_id.clone()));
+    Some((server, upstream_id))
 }
 
 fn task_key(ctx: &Ctx, server: ServerId, task_id: &str) -> TaskKey {
@@ -135,18 +123,23 @@ async fn serves(ctx: &Ctx, server: ServerId, task_id: &str) -> bool {
             .tools
             .iter()
             .find(|t| t.tool_id == owner.tool)
-            .is_some_and(|t| ctx.callable_tool(&t.exposed_name).is_some())
+            .is_some_and(|t| ctx.may_call(t))
 }
 
 /// `tasks/list`: the upstreams' lists (aggregated with several) with only the tasks the caller
 /// is served ([`serves`]).
-pub(super) async fn list_tasks(incoming: Incoming<'_>, message: Message) -> Answer {
+pub(super) async fn list_tasks(incoming: Incoming<'_>, request: McpRequest) -> Answer {
     let Incoming {
-        ctx, era, session, ..
+        ctx,
+        client_wire,
+        session,
+        ..
     } = incoming;
-    let id = message.id().cloned().unwrap_or(Value::Null);
+    let McpRequest {
+        message, id, cursor, ..
+    } = request;
     if namespaces_tasks(ctx) {
-        let mut answer = aggregate_list(ctx, era, session, &message, ListKind::Tasks).await;
+        let mut answer = aggregate_list(ctx, client_wire, session, &message, &cursor, ListKind::Tasks).await;
         if let Answer::Value(value) = &mut answer
             && let Some(items) = value
                 .get_mut("result")
@@ -171,23 +164,28 @@ pub(super) async fn list_tasks(incoming: Incoming<'_>, message: Message) -> Answ
         return answer;
     }
     let Some(server) = ctx.endpoint.server_ids.first().copied() else {
-        return Answer::Value(jsonrpc::error_body(
-            Some(&id),
+        return Answer::Error(McpError::protocol(
             jsonrpc::METHOD_NOT_FOUND,
             "Method not found: tasks/list",
-            None,
         ));
     };
-    let cursor = message.param_str("cursor");
-    let page = match list_page(ctx, era, session, &message, ListKind::Tasks.key(), server, cursor).await {
+    let page = match list_page(
+        ctx,
+        client_wire,
+        session,
+        &message,
+        ListKind::Tasks.key(),
+        server,
+        cursor.as_str(),
+    )
+    .await
+    {
         Ok(page) => page,
         Err(Some(refusal)) => return Answer::Value(refusal),
         Err(None) => {
-            return Answer::Value(jsonrpc::error_body(
-                Some(&id),
+            return Answer::Error(McpError::protocol(
                 jsonrpc::SERVER_ERROR,
                 "Upstream server unavailable",
-                None,
             ));
         }
     };
@@ -199,7 +197,7 @@ pub(super) async fn list_tasks(incoming: Incoming<'_>, message: Message) -> Answ
             tasks.push(item);
         }
     }
-    list_answer(&id, era, ListKind::Tasks, tasks, page.next_cursor)
+    list_answer(&id, client_wire, ListKind::Tasks, tasks, page.next_cursor)
 }
 
 /// Records the creator of a task the answer to a `tools/call` of `tool` creates (request `id`),
