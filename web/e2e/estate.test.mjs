@@ -2,12 +2,12 @@
 // server from tests/clients) → approve its tools after the side-by-side review → define a scope
 // and grant the tool → create an endpoint → copy the Claude Code line → call the tool from the
 // playground (as the signed-in user, through the real dataplane) → see the call in the audit log
-// and the usage chart → create and revoke a service token. A user of another org, signed in at
+// (and a tampered entry found by verifying a range) and the usage chart → create and revoke a service token. A user of another org, signed in at
 // the same time, sees none of it on any page. Every page passes axe-core; screenshots go to
 // docs/console/.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { join } from "node:path";
 import { api, createOrg, launchBrowser, newUser, repoRoot, signUpAndLogIn, startStack, visit } from "./harness.mjs";
 
@@ -49,6 +49,24 @@ after(async () => {
 const ALICE = "alice@estate.example";
 const BOB = "bob@other.example";
 const TOOL = "support__test_simple_text";
+
+/**
+ * Edits one audit entry's details in the stack's private PostgreSQL (its unix socket under the
+ * data directory), as only someone with the schema owner's rights could: a tampered trail.
+ */
+function tamperAuditEntry(orgSlug, seq) {
+  const update = `UPDATE audit_events SET details = '{"tampered": true}'
+     WHERE org_id = (SELECT id FROM orgs WHERE slug = '${orgSlug}') AND seq = ${seq}`;
+  const out = execFileSync(
+    "psql",
+    [
+      ...["-v", "ON_ERROR_STOP=1", "-h", join(stack.dataDir, "postgres/run"), "-U", "gatehouse_owner", "-d", "gatehouse"],
+      ...["-c", "ALTER TABLE audit_events DISABLE TRIGGER USER", "-c", update, "-c", "ALTER TABLE audit_events ENABLE TRIGGER USER"],
+    ],
+    { encoding: "utf8" },
+  );
+  assert.match(out, /UPDATE 1/);
+}
 
 /** Retries `probe` (which returns a truthy value when done) for up to `ms`. */
 async function eventually(ms, probe, what) {
@@ -151,6 +169,29 @@ test("register a server, approve, grant, serve, call from the playground, audit,
   await page.getByText(/The chain verifies/).waitFor();
   await page.getByLabel("Live tail").uncheck();
   await visit(page, "audit", { shot: "audit" });
+
+  // Verifying a range: a reversed range is refused at its field; then entry #3 is edited in the
+  // database behind Gatehouse's back (as the schema owner, append-only guard off), and only a
+  // range holding it shows the broken link.
+  const integrity = page.getByRole("form", { name: "Verify integrity" });
+  const done400 = alice.expectStatus(400);
+  await integrity.getByLabel("From entry #").fill("5");
+  await integrity.getByLabel("To entry #").fill("2");
+  await integrity.getByRole("button", { name: "Verify integrity" }).click();
+  await integrity.locator(".field").filter({ has: page.getByLabel("To entry #") }).getByText(/less than from_seq/).waitFor();
+  await done400();
+  tamperAuditEntry("estate", 3);
+  await integrity.getByLabel("From entry #").fill("4");
+  await integrity.getByLabel("To entry #").fill("6");
+  await integrity.getByRole("button", { name: "Verify integrity" }).click();
+  await page.getByText(/The range verifies \(entries #4–#6, 3 entries\)/).waitFor();
+  await integrity.getByLabel("From entry #").fill("2");
+  await integrity.getByRole("button", { name: "Verify integrity" }).click();
+  await page.getByTestId("first-broken").getByText("#3").waitFor();
+  const brokenLink = page.getByRole("region", { name: "First broken link" });
+  await brokenLink.getByRole("cell", { name: "3", exact: true }).waitFor();
+  await brokenLink.getByRole("cell", { name: "2", exact: true }).waitFor();
+  await visit(page, "audit with a broken link", { shot: "audit-broken-link" });
 
   // The call in the usage chart (the usage-worker writes rollups in batches).
   await page.getByRole("link", { name: "Usage" }).first().click();

@@ -56,6 +56,8 @@ impl From<sqlx::Error> for DbError {
                         DbError::CheckViolation { constraint }
                     }
                     Some("42501") => DbError::Refused,
+                    // no_data_found, raised by functions whose subject does not exist
+                    Some("P0002") => DbError::NotFound,
                     // admin_shutdown, crash_shutdown, cannot_connect_now, connection failures
                     Some(c) if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03") => {
                         DbError::Unavailable(err)

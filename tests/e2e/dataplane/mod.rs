@@ -8,6 +8,7 @@ mod bridging_matrix;
 mod config_sync;
 mod conformance;
 mod hosted_sql;
+mod org_deletion;
 mod playground;
 mod sdk_clients;
 mod suspension;

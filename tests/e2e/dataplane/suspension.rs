@@ -16,7 +16,7 @@ use super::{Admin, service_client_token, wait_for};
 use crate::platform::Platform;
 
 /// An `initialize` through `dataplane` (base URL) at the endpoint's path: the status and the body.
-async fn initialize(
+pub(super) async fn initialize(
     http: &reqwest::Client,
     dataplane: &str,
     host: &str,

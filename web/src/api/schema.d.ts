@@ -273,7 +273,16 @@ export interface paths {
         get: operations["orgs.get"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Deletes the org (owner only) with everything it owns: servers, tools, endpoints, scopes,
+         *     tokens, service clients, OAuth grants, members and invitations, SSO, usage, invoices and its
+         *     audit trail. Its endpoints stop answering at once (every dataplane drops the org when it
+         *     learns of the change, within about a second), its tokens stop working, and its members lose
+         *     access; no other org changes. The platform trail keeps an `org.deleted` entry with the final
+         *     head of the org's audit chain (export the trail first to keep it). Refused while the platform
+         *     operator has the org suspended.
+         */
+        delete: operations["orgs.delete"];
         options?: never;
         head?: never;
         /** Renames the org (admin or owner). */
@@ -360,7 +369,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Recompute the org's audit hash chain from the first entry and report whether it is intact. */
+        /**
+         * Recompute the org's audit hash chain, or a range of it, and report whether it is intact and
+         *     where it first breaks.
+         */
         get: operations["audit.verify"];
         put?: never;
         post?: never;
@@ -1504,7 +1516,7 @@ export interface paths {
         put?: never;
         /**
          * Follows the mailed link (once): creates the account or links the existing one, makes it a
-         *     member, and sends the browser back to the org's SSO, which now signs it in.
+         *     member, and sends the browser on to the org's SSO, which now signs it in.
          */
         post: operations["sso.confirm"];
         delete?: never;
@@ -1608,14 +1620,27 @@ export interface components {
             next_after_seq?: number | null;
         };
         AuditVerification: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Entries verified.
+             */
             entries: number;
             /**
              * Format: int64
-             * @description The first sequence number whose content, link or position does not verify.
+             * @description The first sequence number whose content, link or position does not verify, or the first
+             *     entry missing inside the range.
              */
             first_broken_seq?: number | null;
-            /** @description The chain head disagrees with the last entry (entries removed from the end). */
+            /**
+             * Format: int64
+             * @description The range verified: `from_seq` is at least the first kept entry, `to_seq` at most the
+             *     chain head. `to_seq < from_seq`: the range held nothing to verify.
+             */
+            from_seq: number;
+            /**
+             * @description The chain head disagrees with the last entry (entries removed from the end). Checked
+             *     only when the range reaches the head.
+             */
             head_mismatch: boolean;
             /**
              * Format: int64
@@ -1623,7 +1648,12 @@ export interface components {
              *     entries say when); the kept chain is verified from there. 0: nothing was removed.
              */
             pruned_through_seq: number;
-            /** @description True when every entry and the chain head verify. */
+            /** Format: int64 */
+            to_seq: number;
+            /**
+             * @description True when every entry of the range verifies (and, for a range reaching the head, the
+             *     chain head).
+             */
             valid: boolean;
         };
         /** @description The server's own credential (write-only: never returned). */
@@ -2060,6 +2090,10 @@ export interface components {
             /** Format: date-time */
             suspended_at?: string | null;
             suspended_reason?: string | null;
+        };
+        OrgDeleteIn: {
+            /** @description The org's slug, typed by the owner to confirm the deletion. */
+            confirm: string;
         };
         OrgDetailOut: components["schemas"]["OrgAdminOut"] & {
             usage: components["schemas"]["OrgUsageOut"];
@@ -3541,6 +3575,67 @@ export interface operations {
             };
         };
     };
+    "orgs.delete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Org slug */
+                org: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OrgDeleteIn"];
+            };
+        };
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `confirm` is not the org's slug */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not the owner */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such org, or not a member */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The operator suspended the org (`org_suspended`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     "orgs.update": {
         parameters: {
             query?: never;
@@ -3826,7 +3921,15 @@ export interface operations {
     };
     "audit.verify": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The first entry to verify (default: the first entry retention kept). Its link is checked
+                 *     against the stored hash of the entry before it.
+                 */
+                from_seq?: number;
+                /** @description The last entry to verify (default: the chain head). */
+                to_seq?: number;
+            };
             header?: never;
             path: {
                 /** @description Org slug */
@@ -3842,6 +3945,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AuditVerification"];
+                };
+            };
+            /** @description Invalid range */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
                 };
             };
             403: {
@@ -7681,12 +7793,14 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Confirmed; to the org's SSO login */
-            303: {
+            /** @description Confirmed: an HTML page that moves on to the org's SSO login (`Refresh` header, and a link) */
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "text/html": unknown;
+                };
             };
             /** @description The link is invalid, expired or used */
             400: {

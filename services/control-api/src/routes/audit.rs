@@ -11,7 +11,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use futures::{StreamExt, TryStreamExt};
 use gatehouse_core::role::Role;
-use gatehouse_db::repos::audit::{self, AuditQuery, AuditRecord};
+use gatehouse_db::repos::audit::{self, AuditQuery, AuditRecord, SeqRange};
 use gatehouse_db::{AuditOutcome, TenantTx};
 
 use crate::auth::OrgMember;
@@ -276,32 +276,83 @@ async fn export_page(mut tx: TenantTx, mut query: AuditQuery) -> ApiResult<(web:
     Ok((web::Bytes::from(chunk), cursor))
 }
 
+/// The part of the chain to verify, by sequence number (both ends inclusive).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyParams {
+    /// The first entry to verify (default: the first entry retention kept). Its link is checked
+    /// against the stored hash of the entry before it.
+    pub from_seq: Option<i64>,
+    /// The last entry to verify (default: the chain head).
+    pub to_seq: Option<i64>,
+}
+
+impl VerifyParams {
+    fn range(&self) -> ApiResult<SeqRange> {
+        if self.from_seq.is_some_and(|s| s < 1) {
+            return Err(ApiError::invalid("from_seq", "must be at least 1"));
+        }
+        if self.to_seq.is_some_and(|s| s < 1) {
+            return Err(ApiError::invalid("to_seq", "must be at least 1"));
+        }
+        if let (Some(from), Some(to)) = (self.from_seq, self.to_seq)
+            && to < from
+        {
+            return Err(ApiError::invalid("to_seq", "must not be less than from_seq"));
+        }
+        Ok(SeqRange {
+            from_seq: self.from_seq,
+            to_seq: self.to_seq,
+        })
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditVerification {
-    /// True when every entry and the chain head verify.
+    /// True when every entry of the range verifies (and, for a range reaching the head, the
+    /// chain head).
     pub valid: bool,
+    /// Entries verified.
     pub entries: i64,
-    /// The first sequence number whose content, link or position does not verify.
+    /// The first sequence number whose content, link or position does not verify, or the first
+    /// entry missing inside the range.
     pub first_broken_seq: Option<i64>,
-    /// The chain head disagrees with the last entry (entries removed from the end).
+    /// The chain head disagrees with the last entry (entries removed from the end). Checked
+    /// only when the range reaches the head.
     pub head_mismatch: bool,
     /// Entries up to this sequence number were removed by the plan's retention (`audit.pruned`
     /// entries say when); the kept chain is verified from there. 0: nothing was removed.
     pub pruned_through_seq: i64,
+    /// The range verified: `from_seq` is at least the first kept entry, `to_seq` at most the
+    /// chain head. `to_seq < from_seq`: the range held nothing to verify.
+    pub from_seq: i64,
+    pub to_seq: i64,
 }
 
-/// Recompute the org's audit hash chain from the first entry and report whether it is intact.
+/// Recompute the org's audit hash chain, or a range of it, and report whether it is intact and
+/// where it first breaks.
 #[utoipa::path(
     operation_id = "audit.verify",
     tag = "audit",
-    params(("org" = String, Path, description = "Org slug")),
-    responses((status = 200, body = AuditVerification), (status = 403, body = Problem), (status = 404, body = Problem))
+    params(("org" = String, Path, description = "Org slug"), VerifyParams),
+    responses(
+        (status = 200, body = AuditVerification),
+        (status = 400, description = "Invalid range", body = Problem),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem),
+    )
 )]
 #[get("/orgs/{org}/audit/verify")]
-pub async fn verify_audit(state: web::Data<AppState>, member: OrgMember) -> ApiResult<HttpResponse> {
+pub async fn verify_audit(
+    state: web::Data<AppState>,
+    member: OrgMember,
+    params: ValidQuery<VerifyParams>,
+) -> ApiResult<HttpResponse> {
     member.require(Role::Admin)?;
+    let range = params.range()?;
     let mut tx = member.begin(&state).await?;
-    let v = audit::verify_chain(&mut tx).await?;
+    let v = audit::verify_chain_range(&mut tx, range).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(AuditVerification {
         valid: v.first_broken_seq.is_none() && !v.head_mismatch,
@@ -309,5 +360,7 @@ pub async fn verify_audit(state: web::Data<AppState>, member: OrgMember) -> ApiR
         first_broken_seq: v.first_broken_seq,
         head_mismatch: v.head_mismatch,
         pruned_through_seq: v.pruned_through_seq,
+        from_seq: v.from_seq,
+        to_seq: v.to_seq,
     }))
 }

@@ -1,6 +1,6 @@
-//! Orgs: create, list mine, read, rename, settings.
+//! Orgs: create, list mine, read, rename, settings, delete.
 
-use actix_web::{HttpResponse, get, patch, post, web};
+use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -9,8 +9,8 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use gatehouse_core::ids::OrgId;
 use gatehouse_core::role::Role;
 use gatehouse_core::snapshot::ConfigChange;
-use gatehouse_db::repos::audit;
 use gatehouse_db::repos::orgs::{self, OrgRow};
+use gatehouse_db::repos::{audit, platform_audit};
 use gatehouse_db::{OrgScope, TenantTx, UserTx};
 
 use crate::accounts::audit_event;
@@ -25,6 +25,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(list_orgs)
         .service(get_org)
         .service(update_org)
+        .service(delete_org)
         .service(get_settings)
         .service(update_settings);
 }
@@ -63,6 +64,13 @@ pub struct OrgIn {
 pub struct OrgPatch {
     #[serde(default)]
     pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrgDeleteIn {
+    /// The org's slug, typed by the owner to confirm the deletion.
+    pub confirm: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -222,6 +230,78 @@ async fn update_org(
     }
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(OrgOut::new(&org, member.role)))
+}
+
+/// Deletes the org (owner only) with everything it owns: servers, tools, endpoints, scopes,
+/// tokens, service clients, OAuth grants, members and invitations, SSO, usage, invoices and its
+/// audit trail. Its endpoints stop answering at once (every dataplane drops the org when it
+/// learns of the change, within about a second), its tokens stop working, and its members lose
+/// access; no other org changes. The platform trail keeps an `org.deleted` entry with the final
+/// head of the org's audit chain (export the trail first to keep it). Refused while the platform
+/// operator has the org suspended.
+#[utoipa::path(
+    tag = "orgs",
+    operation_id = "orgs.delete",
+    params(("org" = String, Path, description = "Org slug")),
+    request_body = OrgDeleteIn,
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "`confirm` is not the org's slug", body = Problem),
+        (status = 403, description = "Not the owner", body = Problem),
+        (status = 404, description = "No such org, or not a member", body = Problem),
+        (status = 409, description = "The operator suspended the org (`org_suspended`)", body = Problem),
+    )
+)]
+#[delete("/orgs/{org}")]
+async fn delete_org(
+    state: web::Data<AppState>,
+    member: OrgMember,
+    body: ValidJson<OrgDeleteIn>,
+) -> ApiResult<HttpResponse> {
+    member.require(Role::Owner)?;
+    if body.confirm != member.org.slug {
+        return Err(ApiError::invalid(
+            "confirm",
+            format!(
+                "type the org's slug ({}) to confirm the deletion",
+                member.org.slug
+            ),
+        ));
+    }
+    let mut tx = member.begin(&state).await?;
+    let org = orgs::get_admin(&mut tx).await?;
+    if org.suspended_at.is_some() {
+        return Err(ApiError::conflict(
+            "org_suspended",
+            "the platform operator suspended this org; it cannot be deleted until they resume it",
+        ));
+    }
+    let members = orgs::member_count(&mut tx).await?;
+    // The version dataplanes compare against: one past the last, so that every dataplane
+    // refetches the org, finds it gone and drops it.
+    let version = orgs::config_version(&mut tx).await? + 1;
+    let deleted = orgs::delete(&mut tx).await?;
+    let event = audit_event(member.actor(), "org.deleted", &member.current.client)
+        .target("org", org.id)
+        .details(serde_json::json!({
+            "org": {"slug": org.slug, "name": org.name, "plan_id": org.plan_id, "members": members},
+            "audit": {
+                "entries_deleted": deleted.audit_entries,
+                "head_seq": deleted.audit_head_seq,
+                "head_hash": deleted.audit_head_hash.as_deref().map(hex::encode),
+            },
+        }));
+    let mut global = tx.into_global().await?;
+    platform_audit::append(&mut global, Some(org.id), &event).await?;
+    global.commit().await?;
+    state
+        .notifier
+        .publish(ConfigChange {
+            org_id: org.id,
+            version,
+        })
+        .await;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// The org's settings (any member).

@@ -461,17 +461,30 @@ fn decode(e: serde_json::Error) -> crate::error::DbError {
     crate::error::DbError::Other(sqlx::Error::Decode(Box::new(e)))
 }
 
-/// The result of verifying a chain.
+/// The result of verifying a chain, or a range of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ChainVerification {
     pub entries: i64,
     /// The first sequence number whose content, link or position does not verify.
     pub first_broken_seq: Option<i64>,
-    /// The chain head disagrees with the last entry (entries deleted from the tail).
+    /// The chain head disagrees with the last entry (entries deleted from the tail). Checked
+    /// only when the range reaches the head.
     pub head_mismatch: bool,
     /// Entries up to this sequence number were removed by the plan's retention (0: none); the
     /// kept chain is verified from the hash the last removed entry had.
     pub pruned_through_seq: i64,
+    /// The range verified: the first sequence number checked (after what retention removed)
+    /// and the last one (at most the chain head's). `to_seq < from_seq`: nothing to check.
+    pub from_seq: i64,
+    pub to_seq: i64,
+}
+
+/// The part of a chain to verify, by sequence number, both ends inclusive; `None`: from the
+/// first kept entry, to the chain head.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeqRange {
+    pub from_seq: Option<i64>,
+    pub to_seq: Option<i64>,
 }
 
 /// The head of the org's chain: (last seq, its hash, pruned through seq, the hash it had).
@@ -479,19 +492,45 @@ type ChainHead = (i64, Vec<u8>, i64, Option<Vec<u8>>);
 
 /// Recomputes the org's whole chain: from genesis, or from where retention pruning left it.
 pub async fn verify_chain(tx: &mut TenantTx) -> DbResult<ChainVerification> {
+    verify_chain_range(tx, SeqRange::default()).await
+}
+
+/// Recomputes part of the org's chain. The range starts from the stored hash of the entry
+/// before it (the genesis hash, or the hash retention kept, when it starts at the first kept
+/// entry; entries retention removed are skipped): an entry whose link to that hash, content or
+/// position does not verify is the first broken one, and so is the first entry missing inside
+/// the range. A range that reaches the head also checks the head against its last entry.
+pub async fn verify_chain_range(tx: &mut TenantTx, range: SeqRange) -> DbResult<ChainVerification> {
     let org = tx.org_id().to_string();
     let head = chain_head(tx).await?;
-    let (pruned_through_seq, anchor) = match &head {
+    let (pruned_through_seq, pruned_anchor) = match &head {
         Some((_, _, through, Some(hash))) if *through > 0 => (*through, hash.clone()),
         _ => (0, GENESIS_HASH.to_vec()),
     };
+    let from_seq = range.from_seq.unwrap_or(1).max(pruned_through_seq + 1);
+    // The whole chain is read to its end, including what is appended while it is read (see
+    // below); a range with either bound ends at the head as it was when verification started.
+    let start_head = head.as_ref().map(|h| (h.0, h.1.clone()));
+    let head_seq = start_head.as_ref().map_or(0, |h| h.0);
+    let bounded_to = (range.from_seq.is_some() || range.to_seq.is_some())
+        .then(|| range.to_seq.unwrap_or(head_seq).min(head_seq));
+    // The hash the range's first entry must link to. `None`: the entry before it is missing,
+    // so the first entry's link cannot verify.
+    let anchor = if from_seq == pruned_through_seq + 1 {
+        Some(pruned_anchor)
+    } else {
+        stored_hash(tx, from_seq - 1).await?
+    };
     let mut prev = anchor;
-    let mut expected_seq = pruned_through_seq + 1;
+    let mut expected_seq = from_seq;
     let mut entries = 0i64;
     let mut first_broken = None;
-    let mut after = pruned_through_seq;
-    let mut last_head = head;
-    let head = loop {
+    let mut after = from_seq - 1;
+    let mut last_head = start_head.as_ref().map(|h| h.0);
+    let end_head = 'read: loop {
+        if bounded_to.is_some_and(|to| after >= to) {
+            break 'read start_head;
+        }
         let page = list(
             tx,
             &AuditQuery {
@@ -502,43 +541,76 @@ pub async fn verify_chain(tx: &mut TenantTx) -> DbResult<ChainVerification> {
         )
         .await?;
         if page.is_empty() {
+            if bounded_to.is_some() {
+                break 'read start_head;
+            }
             // The head is compared once every entry has been read. Entries appended meanwhile
             // (each moves the head) are read and verified too, rather than taken for a head that
             // disagrees with the last entry. A head that stays put while naming another seq or
             // hash than the last entry (a truncated tail, a rewritten head) is a mismatch.
             let now = chain_head(tx).await?;
-            let moved = now.as_ref().map(|h| h.0) != last_head.as_ref().map(|h| h.0);
-            match &now {
-                Some((seq, ..)) if *seq > after && moved => {
-                    last_head = now;
+            let moved = now.as_ref().map(|h| h.0) != last_head;
+            match now {
+                Some((seq, ..)) if seq > after && moved => {
+                    last_head = Some(seq);
                     continue;
                 }
-                _ => break now,
+                _ => break 'read now.map(|h| (h.0, h.1)),
             }
         }
         for record in &page {
+            if bounded_to.is_some_and(|to| record.seq > to) {
+                break 'read start_head;
+            }
             entries += 1;
-            let recomputed = entry_hash(&prev, record.seq, &org, &record.event);
+            let linked = prev.as_deref() == Some(record.prev_hash.as_slice());
+            let recomputed = entry_hash(&record.prev_hash, record.seq, &org, &record.event);
             if first_broken.is_none()
-                && (record.seq != expected_seq || record.prev_hash != prev || record.entry_hash != recomputed)
+                && (record.seq != expected_seq || !linked || record.entry_hash != recomputed)
             {
                 first_broken = Some(record.seq);
             }
-            prev = record.entry_hash.clone();
+            prev = Some(record.entry_hash.clone());
             expected_seq = record.seq + 1;
             after = record.seq;
         }
     };
-    let head_mismatch = match head {
-        Some((seq, hash, _, _)) => seq != expected_seq - 1 || hash != prev,
-        None => entries != 0,
+    let to_seq = bounded_to.unwrap_or(expected_seq - 1);
+    let reaches_head = to_seq >= head_seq || bounded_to.is_none();
+    let head_mismatch = if from_seq > to_seq && bounded_to.is_some() {
+        false
+    } else if reaches_head {
+        match end_head {
+            Some((seq, hash)) => seq != expected_seq - 1 || Some(hash) != prev,
+            None => entries != 0,
+        }
+    } else {
+        // Entries missing at the end of a range that stops before the head: the first of them
+        // is the first broken link (at the head, the head check reports a missing tail).
+        if first_broken.is_none() && expected_seq <= to_seq {
+            first_broken = Some(expected_seq);
+        }
+        false
     };
     Ok(ChainVerification {
         entries,
         first_broken_seq: first_broken,
         head_mismatch,
         pruned_through_seq,
+        from_seq,
+        to_seq,
     })
+}
+
+/// The stored hash of one entry, if it exists.
+async fn stored_hash(tx: &mut TenantTx, seq: i64) -> DbResult<Option<Vec<u8>>> {
+    Ok(
+        sqlx::query_scalar("SELECT entry_hash FROM audit_events WHERE org_id = $1 AND seq = $2")
+            .bind(tx.org_id())
+            .bind(seq)
+            .fetch_optional(tx.conn())
+            .await?,
+    )
 }
 
 async fn chain_head(tx: &mut TenantTx) -> DbResult<Option<ChainHead>> {

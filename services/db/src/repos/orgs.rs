@@ -279,3 +279,38 @@ pub async fn member_count(tx: &mut TenantTx) -> DbResult<i64> {
             .await?,
     )
 }
+
+/// The org of this transaction as platform operators see it (with its suspension).
+pub async fn get_admin(tx: &mut TenantTx) -> DbResult<OrgAdminRow> {
+    let org_id = tx.org_id();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ADMIN_COLUMNS} FROM orgs WHERE id = $1"
+    )))
+    .bind(org_id)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// What deleting an org removed of its audit trail: how many entries, and the chain head they
+/// ended at (sequence number 0 and no hash for an empty chain).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletedOrg {
+    pub audit_entries: i64,
+    pub audit_head_seq: i64,
+    pub audit_head_hash: Option<Vec<u8>>,
+}
+
+/// Deletes the org of this transaction with everything it owns, its audit trail included
+/// (through `gatehouse_delete_org`, the one way the services can remove audit entries of a whole
+/// org). The caller records the deletion where it outlives the org (the platform trail).
+pub async fn delete(tx: &mut TenantTx) -> DbResult<DeletedOrg> {
+    let (audit_entries, audit_head_seq, audit_head_hash): (i64, i64, Option<Vec<u8>>) =
+        sqlx::query_as("SELECT * FROM gatehouse_delete_org()")
+            .fetch_one(tx.conn())
+            .await?;
+    Ok(DeletedOrg {
+        audit_entries,
+        audit_head_seq,
+        audit_head_hash,
+    })
+}

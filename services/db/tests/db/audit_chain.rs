@@ -1,7 +1,7 @@
 //! The audit hash chain: appends chain, redeliveries do not fork it, and tampering is detected.
 
 use gatehouse_core::ids::OrgId;
-use gatehouse_db::repos::audit::{self, AuditQuery};
+use gatehouse_db::repos::audit::{self, AuditQuery, SeqRange};
 use gatehouse_db::{Actor, NewAuditEvent, OrgScope, TenantTx};
 use gatehouse_test_support::TestDb;
 use serde_json::json;
@@ -56,9 +56,15 @@ async fn chain_verifies_and_replays_do_not_fork_it() {
 /// Appends 20 events to a fresh org, applies `tamper` as the schema owner (with the append-only
 /// triggers disabled, as only an attacker with owner rights could), and verifies as the services.
 async fn verify_after(db: &TestDb, slug: &str, tamper: &str) -> audit::ChainVerification {
+    let org = tampered_org(db, slug, tamper).await;
+    verify_range(db, org, None, None).await
+}
+
+/// A fresh org with 21 entries (the seed's and 20 appended) after `tamper`, run as the schema
+/// owner with the append-only triggers disabled, as only an attacker with owner rights could.
+async fn tampered_org(db: &TestDb, slug: &str, tamper: &str) -> OrgId {
     let org: OrgId = seed_org(&db.db, slug).await.id;
-    let scope = OrgScope::authorized(org);
-    let mut tx = TenantTx::begin(&db.db, &scope).await.unwrap();
+    let mut tx = TenantTx::begin(&db.db, &OrgScope::authorized(org)).await.unwrap();
     audit::append(&mut tx, &(0..20).map(event).collect::<Vec<_>>())
         .await
         .unwrap();
@@ -77,8 +83,24 @@ async fn verify_after(db: &TestDb, slug: &str, tamper: &str) -> audit::ChainVeri
         .execute(&mut admin)
         .await
         .unwrap();
-    let mut tx = TenantTx::begin(&db.db, &scope).await.unwrap();
-    let check = audit::verify_chain(&mut tx).await.unwrap();
+    org
+}
+
+/// Verifies `from..=to` of the org's chain as the services.
+async fn verify_range(
+    db: &TestDb,
+    org: OrgId,
+    from_seq: Option<i64>,
+    to_seq: Option<i64>,
+) -> audit::ChainVerification {
+    let mut tx = TenantTx::begin(&db.db, &OrgScope::authorized(org)).await.unwrap();
+    let check = if from_seq.is_none() && to_seq.is_none() {
+        audit::verify_chain(&mut tx).await.unwrap()
+    } else {
+        audit::verify_chain_range(&mut tx, SeqRange { from_seq, to_seq })
+            .await
+            .unwrap()
+    };
     tx.commit().await.unwrap();
     check
 }
@@ -128,4 +150,121 @@ async fn tampering_is_detected() {
     let untouched = verify_after(&db, "t-none", "SELECT $1::uuid").await;
     assert_eq!(untouched.first_broken_seq, None);
     assert!(!untouched.head_mismatch);
+}
+
+/// `(entries, first_broken_seq, head_mismatch, from_seq, to_seq)` of a verification.
+fn summary(v: &audit::ChainVerification) -> (i64, Option<i64>, bool, i64, i64) {
+    (
+        v.entries,
+        v.first_broken_seq,
+        v.head_mismatch,
+        v.from_seq,
+        v.to_seq,
+    )
+}
+
+#[tokio::test]
+async fn a_range_verifies_from_the_stored_hash_before_it_and_finds_only_its_own_breaks() {
+    gatehouse_test_support::init();
+    let db = TestDb::new().await;
+    // Entries 1..=21; entry 7's content is changed (its stored hashes are not).
+    let edited = tampered_org(
+        &db,
+        "r-edit",
+        "UPDATE audit_events SET details = '{\"i\": 999}' WHERE org_id = $1 AND seq = 7",
+    )
+    .await;
+    let v = |from, to| verify_range(&db, edited, from, to);
+    assert_eq!(summary(&v(None, None).await), (21, Some(7), false, 1, 21));
+    assert_eq!(
+        summary(&v(Some(6), Some(10)).await),
+        (5, Some(7), false, 6, 10),
+        "inside the range"
+    );
+    assert_eq!(summary(&v(Some(7), Some(7)).await), (1, Some(7), false, 7, 7));
+    assert_eq!(
+        summary(&v(Some(2), Some(6)).await),
+        (5, None, false, 2, 6),
+        "after the range"
+    );
+    assert_eq!(
+        summary(&v(Some(8), None).await),
+        (14, None, false, 8, 21),
+        "before the range: entry 8 links to the hash stored for entry 7"
+    );
+    assert_eq!(
+        summary(&v(Some(15), Some(100)).await),
+        (7, None, false, 15, 21),
+        "the end stops at the head"
+    );
+    assert_eq!(
+        summary(&v(Some(30), None).await),
+        (0, None, false, 30, 21),
+        "nothing to check"
+    );
+
+    // Entry 12 deleted: a range ending at it misses it, one starting after it cannot link.
+    let deleted = tampered_org(
+        &db,
+        "r-delete",
+        "DELETE FROM audit_events WHERE org_id = $1 AND seq = 12",
+    )
+    .await;
+    let v = |from, to| verify_range(&db, deleted, from, to);
+    assert_eq!(summary(&v(None, None).await), (20, Some(13), false, 1, 21));
+    assert_eq!(
+        summary(&v(Some(10), Some(12)).await),
+        (2, Some(12), false, 10, 12)
+    );
+    assert_eq!(
+        summary(&v(Some(13), Some(15)).await),
+        (3, Some(13), false, 13, 15)
+    );
+    assert_eq!(summary(&v(Some(14), None).await), (8, None, false, 14, 21));
+    assert_eq!(summary(&v(Some(2), Some(11)).await), (10, None, false, 2, 11));
+
+    // The tail deleted: only a range reaching the head sees it.
+    let cut = tampered_org(
+        &db,
+        "r-tail",
+        "DELETE FROM audit_events WHERE org_id = $1 AND seq > 18",
+    )
+    .await;
+    assert_eq!(
+        summary(&verify_range(&db, cut, Some(10), None).await),
+        (9, None, true, 10, 21)
+    );
+    assert_eq!(
+        summary(&verify_range(&db, cut, Some(10), Some(18)).await),
+        (9, None, false, 10, 18)
+    );
+    assert_eq!(
+        summary(&verify_range(&db, cut, Some(10), Some(20)).await),
+        (9, Some(19), false, 10, 20),
+        "entries missing inside a range that stops before the head"
+    );
+
+    // Retention removed entries 1..=5 (as its function does: the head keeps entry 5's hash); a
+    // range over them starts at the first kept entry, which links to that hash.
+    let pruned = tampered_org(
+        &db,
+        "r-pruned",
+        "WITH gone AS (DELETE FROM audit_events WHERE org_id = $1 AND seq <= 5 RETURNING seq, entry_hash)
+         UPDATE audit_chain_heads SET pruned_through_seq = 5,
+                pruned_through_hash = (SELECT entry_hash FROM gone WHERE seq = 5)
+          WHERE org_id = $1",
+    )
+    .await;
+    let v = |from, to| verify_range(&db, pruned, from, to);
+    let all = v(None, None).await;
+    assert_eq!(
+        (summary(&all), all.pruned_through_seq),
+        ((16, None, false, 6, 21), 5)
+    );
+    assert_eq!(summary(&v(Some(1), Some(8)).await), (3, None, false, 6, 8));
+    assert_eq!(
+        summary(&v(Some(2), Some(4)).await),
+        (0, None, false, 6, 4),
+        "only removed entries"
+    );
 }

@@ -37,23 +37,64 @@ function download(name: string, type: string, text: string) {
   URL.revokeObjectURL(url);
 }
 
+/** A sequence number typed in a range field: empty is no bound. */
+function seqParam(raw: string): number | undefined {
+  const t = raw.trim();
+  return t === "" ? undefined : Number(t);
+}
+
 function Verify({ org }: { org: string }) {
+  const [from, setFrom] = useState("");
+  const [to, setTo] = useState("");
   const verify = useMutation({
-    mutationFn: () => unwrap(api.GET("/api/v1/orgs/{org}/audit/verify", { params: { path: { org } } })),
+    mutationFn: async () => {
+      const query = { from_seq: seqParam(from), to_seq: seqParam(to) };
+      const result = await unwrap(api.GET("/api/v1/orgs/{org}/audit/verify", { params: { path: { org }, query } }));
+      // The broken link: the entry before the first broken one (what it should link to) and the
+      // broken entry itself, as stored.
+      let link: Event[] = [];
+      if (result.first_broken_seq != null) {
+        const before = Math.max(result.first_broken_seq - 2, 0);
+        const page = await unwrap(api.GET("/api/v1/orgs/{org}/audit", { params: { path: { org }, query: { after_seq: before, limit: 2 } } }));
+        link = page.events.filter((e) => e.seq <= result.first_broken_seq!);
+      }
+      return { result, link, ranged: query.from_seq !== undefined || query.to_seq !== undefined };
+    },
   });
-  const v = verify.data;
+  const errors = formErrors(verify.error, ["from_seq", "to_seq"]);
+  const v = verify.data?.result;
+  const link = verify.data?.link ?? [];
+  const ranged = verify.data?.ranged ?? false;
+  const scope = v == null ? "" : v.to_seq < v.from_seq ? "nothing to verify in this range" : `entries #${v.from_seq}–#${v.to_seq}`;
+  function submit(e: FormEvent) {
+    e.preventDefault();
+    verify.mutate();
+  }
   return (
     <div className="stack">
-      <button type="button" className="btn" onClick={() => verify.mutate()} disabled={verify.isPending}>
-        {verify.isPending ? "Verifying…" : "Verify integrity"}
-      </button>
-      <FormAlert message={formErrors(verify.error, []).form} />
+      <form className="inline-form" onSubmit={submit} noValidate aria-label="Verify integrity">
+        <Field label="From entry #" hint="Empty: the first entry." error={errors.field.from_seq}>
+          <input inputMode="numeric" value={from} onChange={(e) => setFrom(e.target.value)} />
+        </Field>
+        <Field label="To entry #" hint="Empty: the newest entry." error={errors.field.to_seq}>
+          <input inputMode="numeric" value={to} onChange={(e) => setTo(e.target.value)} />
+        </Field>
+        <button type="submit" className="btn" disabled={verify.isPending}>
+          {verify.isPending ? "Verifying…" : "Verify integrity"}
+        </button>
+      </form>
+      <FormAlert message={errors.form} />
       {v &&
         (v.valid ? (
-          <Notice>The chain verifies: all {v.entries.toLocaleString()} entries and the chain head are intact.</Notice>
+          <Notice>
+            {ranged
+              ? `The range verifies (${scope}, ${v.entries.toLocaleString()} entries).`
+              : `The chain verifies: all ${v.entries.toLocaleString()} entries and the chain head are intact.`}
+            {v.pruned_through_seq > 0 && ` Entries up to #${v.pruned_through_seq} were removed by the plan's retention.`}
+          </Notice>
         ) : (
           <div className="alert alert-error" role="alert">
-            The chain does not verify ({v.entries.toLocaleString()} entries).
+            The {ranged ? "range" : "chain"} does not verify ({scope}, {v.entries.toLocaleString()} entries).
             {v.first_broken_seq != null && (
               <>
                 {" "}
@@ -63,6 +104,38 @@ function Verify({ org }: { org: string }) {
             {v.head_mismatch && " The chain head disagrees with the last entry: entries were removed from the end."}
           </div>
         ))}
+      {v?.first_broken_seq != null && (
+        <div className="table-wrap" role="region" aria-label="First broken link" tabIndex={0}>
+          <table>
+            <thead>
+              <tr>
+                <th scope="col" className="num">
+                  #
+                </th>
+                <th scope="col">Action</th>
+                <th scope="col">Links to (prev_hash)</th>
+                <th scope="col">Stored hash</th>
+              </tr>
+            </thead>
+            <tbody>
+              {link.map((e) => (
+                <tr key={e.seq} className={e.seq === v.first_broken_seq ? "row-danger" : undefined}>
+                  <td className="num">{e.seq}</td>
+                  <td className="mono">{e.action}</td>
+                  <td className="mono hash">{e.prev_hash}</td>
+                  <td className="mono hash">{e.entry_hash}</td>
+                </tr>
+              ))}
+              {!link.some((e) => e.seq === v.first_broken_seq) && (
+                <tr>
+                  <td className="num">{v.first_broken_seq}</td>
+                  <td colSpan={3}>missing: the entry was removed</td>
+                </tr>
+              )}
+            </tbody>
+          </table>
+        </div>
+      )}
     </div>
   );
 }

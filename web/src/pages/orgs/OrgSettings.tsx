@@ -1,9 +1,9 @@
 import { useEffect, useState, type FormEvent } from "react";
 import { useNavigate } from "react-router";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { api, ApiError, unwrap } from "../../api/client";
+import { api, ApiError, unwrap, type Schemas } from "../../api/client";
 import { orgsQuery, roleAtLeast, useCurrentOrg, type Org, type Role } from "../../api/org";
-import { ConfirmDialog, ErrorState, Field, FormAlert, Loading, Notice, PageHeader, formErrors } from "../../components";
+import { ConfirmDialog, CopyButton, ErrorState, Field, FormAlert, Loading, Notice, PageHeader, Table, formErrors } from "../../components";
 import { useSession } from "../../api/session";
 import { UsageMeter } from "./UsageMeter";
 
@@ -22,6 +22,7 @@ export default function OrgSettings() {
       </section>
       <Logging slug={slug} canEdit={admin} />
       {admin && <Sso slug={slug} />}
+      {admin && <SsoDomains slug={slug} />}
       {role === "owner" && <DangerZone org={org} />}
     </>
   );
@@ -198,7 +199,11 @@ function Sso({ slug }: { slug: string }) {
             >
               <input type="password" value={secret} onChange={(e) => setSecret(e.target.value)} autoComplete="new-password" />
             </Field>
-            <Field label="Allowed email domains" hint="Comma-separated; empty allows the org's verified domains." error={errors.field.allowed_domains}>
+            <Field
+              label="Allowed email domains"
+              hint="Comma-separated. Verified addresses of these domains join on their first SSO login: at once for a domain the org verified (below), after a mailed confirmation otherwise."
+              error={errors.field.allowed_domains}
+            >
               <input value={domains} onChange={(e) => setDomains(e.target.value)} />
             </Field>
             <Field label="Role of new members joining through SSO" error={errors.field.jit_role}>
@@ -241,6 +246,126 @@ function Sso({ slug }: { slug: string }) {
             <FormAlert message={enforce.error?.message ?? null} />
           </form>
         </>
+      )}
+    </section>
+  );
+}
+
+type Domain = Schemas["DomainOut"];
+
+/**
+ * The email domains the org proves it controls through a DNS TXT record, so that its SSO lets
+ * their addresses join at once (without the mailed confirmation).
+ */
+function SsoDomains({ slug }: { slug: string }) {
+  const qc = useQueryClient();
+  const key = ["org", slug, "sso-domains"];
+  const path = { params: { path: { org: slug } } };
+  const domains = useQuery({ queryKey: key, queryFn: () => unwrap(api.GET("/api/v1/orgs/{org}/sso/domains", path)) });
+  const [domain, setDomain] = useState("");
+  const [checked, setChecked] = useState<Record<string, Domain["check"]>>({});
+  const add = useMutation({
+    mutationFn: () => unwrap(api.POST("/api/v1/orgs/{org}/sso/domains", { ...path, body: { domain } })),
+    onSuccess: () => {
+      setDomain("");
+      return qc.invalidateQueries({ queryKey: key });
+    },
+  });
+  const check = useMutation({
+    mutationFn: (d: string) => unwrap(api.POST("/api/v1/orgs/{org}/sso/domains/{domain}/verify", { params: { path: { org: slug, domain: d } } })),
+    onSuccess: (out) => {
+      setChecked((old) => ({ ...old, [out.domain]: out.check }));
+      return qc.invalidateQueries({ queryKey: key });
+    },
+  });
+  const errors = formErrors(add.error, ["domain"]);
+  function submit(e: FormEvent) {
+    e.preventDefault();
+    add.mutate();
+  }
+  return (
+    <section className="card" aria-labelledby="sso-domains-h">
+      <h2 id="sso-domains-h">SSO email domains</h2>
+      <p className="muted">
+        Publish the TXT record shown for a domain, then check it. Addresses of a verified domain that the SSO settings allow join at once;
+        others confirm by mail first.
+      </p>
+      <FormAlert message={errors.form} />
+      <form className="inline-form" onSubmit={submit} noValidate aria-label="Add an email domain">
+        <Field label="Domain" error={errors.field.domain}>
+          <input value={domain} onChange={(e) => setDomain(e.target.value)} placeholder="example.com" autoComplete="off" />
+        </Field>
+        <button type="submit" className="btn" disabled={add.isPending || domain.trim() === ""}>
+          Add domain
+        </button>
+      </form>
+      <FormAlert message={check.error ? formErrors(check.error, []).form : null} />
+      {domains.isPending ? (
+        <Loading />
+      ) : domains.error ? (
+        <ErrorState error={domains.error} retry={() => domains.refetch()} />
+      ) : domains.data.length === 0 ? (
+        <p className="muted">No domains yet.</p>
+      ) : (
+        <Table
+          caption="SSO email domains"
+          rows={domains.data}
+          rowKey={(d) => d.domain}
+          columns={[
+            { header: "Domain", cell: (d) => <span className="mono">{d.domain}</span> },
+            {
+              header: "Status",
+              cell: (d) => (
+                <>
+                  <span className={d.verified ? "badge badge-ok" : "badge"}>{d.verified ? "verified" : "not verified"}</span>
+                  {checked[d.domain] && <div className="muted">{checked[d.domain]!.detail}</div>}
+                </>
+              ),
+            },
+            {
+              header: "TXT record",
+              cell: (d) => (
+                <>
+                  <div className="mono">{d.txt_name}</div>
+                  <div className="mono">
+                    {d.txt_value} <CopyButton text={d.txt_value} />
+                  </div>
+                </>
+              ),
+            },
+            {
+              header: "Actions",
+              cell: (d) => (
+                <div className="form-actions">
+                  <button
+                    type="button"
+                    className="btn"
+                    aria-label={`Check DNS for ${d.domain}`}
+                    disabled={check.isPending}
+                    onClick={() => check.mutate(d.domain)}
+                  >
+                    Check DNS
+                  </button>
+                  <ConfirmDialog
+                    trigger={
+                      <button type="button" className="btn" aria-label={`Remove ${d.domain}`}>
+                        Remove
+                      </button>
+                    }
+                    title={`Remove ${d.domain}?`}
+                    description="Addresses of this domain confirm by mail again before they join through SSO."
+                    confirmLabel="Remove"
+                    danger
+                    onConfirm={async () => {
+                      await unwrap(api.DELETE("/api/v1/orgs/{org}/sso/domains/{domain}", { params: { path: { org: slug, domain: d.domain } } }));
+                      await qc.invalidateQueries({ queryKey: key });
+                    }}
+                  />
+                </div>
+              ),
+            },
+          ]}
+        />
       )}
     </section>
   );
@@ -297,6 +422,56 @@ function DangerZone({ org }: { org: Org }) {
           />
         </div>
       )}
+      <DeleteOrg org={org} />
     </section>
+  );
+}
+
+/**
+ * Deleting the org: the owner types its slug. The org's audit trail goes with it, so the dialog
+ * offers its export first. Afterwards the console opens another of the user's orgs, or the
+ * create-org page when none is left.
+ */
+function DeleteOrg({ org }: { org: Org }) {
+  const qc = useQueryClient();
+  const navigate = useNavigate();
+  return (
+    <>
+      <h3>Delete this org</h3>
+      <p className="muted">
+        Deletes {org.name} with its servers, endpoints, scopes, tokens, members, usage, invoices and audit trail. Its endpoints stop
+        answering at once and its tokens stop working. This cannot be undone.
+      </p>
+      <ConfirmDialog
+        trigger={
+          <button type="button" className="btn btn-danger">
+            Delete organization
+          </button>
+        }
+        title={`Delete ${org.name}?`}
+        description={
+          <>
+            <p>Everything the org owns is deleted, its audit trail included; the platform operator keeps a record of the deletion.</p>
+            <p>
+              <a href={`/api/v1/orgs/${encodeURIComponent(org.slug)}/audit/export`} download>
+                Export the audit trail (JSON Lines)
+              </a>{" "}
+              first to keep it.
+            </p>
+          </>
+        }
+        confirmLabel="Delete organization"
+        danger
+        typeToConfirm={org.slug}
+        onConfirm={async () => {
+          await unwrap(api.DELETE("/api/v1/orgs/{org}", { params: { path: { org: org.slug } }, body: { confirm: org.slug } }));
+          const remaining = (qc.getQueryData<Org[]>(orgsQuery.queryKey) ?? []).filter((o) => o.slug !== org.slug);
+          qc.setQueryData(orgsQuery.queryKey, remaining);
+          qc.removeQueries({ queryKey: ["org", org.slug] });
+          navigate(remaining.length > 0 ? `/orgs/${remaining[0].slug}` : "/orgs/new", { replace: true });
+          void qc.invalidateQueries({ queryKey: orgsQuery.queryKey });
+        }}
+      />
+    </>
   );
 }

@@ -303,13 +303,13 @@ fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
 }
 
 /// Follows the mailed link (once): creates the account or links the existing one, makes it a
-/// member, and sends the browser back to the org's SSO, which now signs it in.
+/// member, and sends the browser on to the org's SSO, which now signs it in.
 #[utoipa::path(
     tag = "sso",
     operation_id = "sso.confirm",
     request_body(content = ConfirmForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Confirmed; to the org's SSO login"),
+        (status = 200, description = "Confirmed: an HTML page that moves on to the org's SSO login (`Refresh` header, and a link)", content_type = "text/html"),
         (status = 400, description = "The link is invalid, expired or used", body = Problem),
         (status = 403, description = "The org no longer allows this identity to join", body = Problem),
         (status = 415, description = "Not a form", body = Problem),
@@ -353,9 +353,20 @@ async fn confirm(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes)
     .await?;
     let org_row = orgs::get(&mut tx).await?;
     tx.commit().await?;
-    let location = gatehouse_oauth::session::sso_start_path(&org_row.slug, Some(&link.return_to));
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish())
+    let next = gatehouse_oauth::session::sso_start_path(&org_row.slug, Some(&link.return_to));
+    // A page that moves on by itself (`Refresh`), not a redirect: the org's SSO login redirects
+    // to the identity provider, and browsers hold a form submission's whole redirect chain to the
+    // page's `form-action 'self'`, so a 303 from here would stop at that hop.
+    let body = format!(
+        "<h1>Email address confirmed</h1>\
+         <p>You continue signing in to <strong>{org}</strong> through its identity provider.</p>\
+         <p><a href=\"{next}\">Continue</a></p>",
+        org = escape(&org_row.name),
+        next = escape(&next),
+    );
+    let mut response = page(StatusCode::OK, "Email address confirmed", &body);
+    let refresh = header::HeaderValue::from_str(&format!("0;url={next}"))
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("refresh header: {e}")))?;
+    response.headers_mut().insert(header::REFRESH, refresh);
+    Ok(response)
 }
