@@ -304,15 +304,29 @@ fn header(raw: &str, name: &str) -> Option<String> {
     })
 }
 
-/// The decoded text/plain part of a MIME message (quoted-printable, base64 or 7bit).
+/// The decoded text/plain part of a MIME message (quoted-printable, base64 or 7bit). Parts are
+/// split at the message's own boundaries only: a line of a part may start with `--` too.
 fn text_part(raw: &str) -> String {
     let raw = raw.replace("\r\n", "\n");
-    let mut sections = raw.split("\n--");
-    let mut candidates: Vec<&str> = sections.by_ref().collect();
-    if candidates.len() == 1 {
-        candidates = vec![raw.as_str()];
+    let boundaries = boundaries(&raw);
+    let is_boundary = |line: &str| {
+        line.strip_prefix("--").is_some_and(|rest| {
+            boundaries
+                .iter()
+                .any(|b| rest.trim_end().trim_end_matches("--") == b)
+        })
+    };
+    let mut parts: Vec<String> = vec![String::new()];
+    for line in raw.split('\n') {
+        if is_boundary(line) {
+            parts.push(String::new());
+        } else {
+            let part = parts.last_mut().expect("a part");
+            part.push_str(line);
+            part.push('\n');
+        }
     }
-    for section in candidates {
+    for section in &parts {
         let Some((head, body)) = section.split_once("\n\n") else {
             continue;
         };
@@ -320,7 +334,6 @@ fn text_part(raw: &str) -> String {
         if !head_lower.contains("content-type: text/plain") {
             continue;
         }
-        let body = body.split("\n--").next().unwrap_or(body);
         if head_lower.contains("content-transfer-encoding: quoted-printable") {
             return decode_qp(body);
         }
@@ -331,6 +344,21 @@ fn text_part(raw: &str) -> String {
         return body.to_owned();
     }
     String::new()
+}
+
+/// Every `boundary=` parameter the message's headers name (a multipart part may nest another).
+fn boundaries(raw: &str) -> Vec<String> {
+    raw.match_indices("boundary=")
+        .map(|(at, key)| {
+            let value = &raw[at + key.len()..];
+            match value.strip_prefix('"') {
+                Some(quoted) => quoted.split('"').next().unwrap_or_default(),
+                None => value.split([';', '\n', ' ']).next().unwrap_or_default(),
+            }
+            .to_owned()
+        })
+        .filter(|b| !b.is_empty())
+        .collect()
 }
 
 fn decode_qp(body: &str) -> String {
@@ -424,5 +452,13 @@ mod tests {
         assert_eq!(text_part(raw).trim(), "Go: https://x.test/v?token=abcd");
         assert_eq!(header(raw, "subject").unwrap(), "Hi");
         assert_eq!(base64_decode::decode("aGVs\nbG8="), "hello");
+    }
+
+    /// A URL-safe token holds `-`: a quoted-printable soft break can put `--` at the start of a
+    /// line inside the part, which is not a boundary unless it names the message's boundary.
+    #[test]
+    fn a_line_of_the_part_that_starts_with_dashes_is_not_a_boundary() {
+        let raw = "Subject: Hi\r\nContent-Type: multipart/alternative; boundary=\"b0\"\r\n\r\n--b0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGo: https://x.test/v?token=3Dab=\r\n--cd\r\n--b0\r\nContent-Type: text/html\r\n\r\n<p>x</p>\r\n--b0--\r\n";
+        assert_eq!(text_part(raw).trim(), "Go: https://x.test/v?token=ab--cd");
     }
 }
