@@ -286,7 +286,8 @@ test("a team signs up, creates an org and invites a teammate; another org sees n
   // Logging out from the user menu.
   await alice.page.getByRole("button", { name: /Account menu/ }).click();
   await alice.page.getByRole("menuitem", { name: "Log out" }).click();
-  await alice.page.waitForURL("**/login");
+  await alice.page.waitForURL((u) => u.pathname === "/login");
+  await alice.page.getByRole("heading", { name: /Log in/ }).waitFor();
 
   // Forgot password → the mail → a new password → log in with it (the old one no longer works).
   await alice.page.getByRole("link", { name: "Forgot your password?" }).click();

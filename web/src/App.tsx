@@ -248,8 +248,10 @@ function UserMenu() {
   const navigate = useNavigate();
   async function logout() {
     await api.DELETE("/api/v1/session");
+    // To the login page first, then forget the session: forgetting it on a signed-in page would
+    // have that page's guard send the user to a login that comes back to it.
+    navigate("/login", { replace: true });
     signedOut();
-    navigate("/login");
   }
   return (
     <DropdownMenu.Root>

@@ -12,8 +12,8 @@ export default function Account() {
   const user = session.user;
   async function logout() {
     await api.DELETE("/api/v1/session");
+    navigate("/login", { replace: true });
     signedOut();
-    navigate("/login");
   }
   return (
     <>
@@ -37,7 +37,7 @@ export default function Account() {
         </button>
       </section>
       {user.has_password && <ChangePassword />}
-      <DeleteAccount hasPassword={user.has_password} onDeleted={() => { signedOut(); navigate("/login"); }} />
+      <DeleteAccount hasPassword={user.has_password} onDeleted={() => { navigate("/login", { replace: true }); signedOut(); }} />
     </>
   );
 }
