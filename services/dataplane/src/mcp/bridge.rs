@@ -17,6 +17,7 @@ use std::sync::Arc;
 use actix_web::HttpRequest;
 use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 
 use gatehouse_core::ids::ServerId;
@@ -127,40 +128,20 @@ pub(super) async fn route(
     })
 }
 
-/// The message as `route`'s upstream must get it.
+/// The message as `route`'s upstream must get it, written out.
 pub(super) fn upstream_body(
     client_wire: ClientWire,
     session: Option<&Session>,
     route: &Route,
     message: &Message,
-) -> Value {
-    let mut value = message.value.clone();
-    match client_wire.crossing(route.wire) {
-        Crossing::StatelessToSession => {
-            if route.held.is_some() && value.get("id").is_some() {
-                value["id"] = route.call_id.clone();
-            }
-            let retry_keys = message.method() != "tasks/update";
-            if let Some(params) = value.get_mut("params").and_then(Value::as_object_mut) {
-                // A retry's answers (MRTR) are the dataplane's to deliver in the session; a
-                // `tasks/update` (Tasks extension, the same in both eras) carries them as its own.
-                if retry_keys {
-                    params.remove("inputResponses");
-                    params.remove("requestState");
-                }
-                let empty = match params.get_mut("_meta").and_then(Value::as_object_mut) {
-                    Some(meta) => {
-                        meta.retain(|k, _| !k.starts_with(STATELESS_META_PREFIX));
-                        meta.is_empty()
-                    }
-                    None => false,
-                };
-                if empty {
-                    params.remove("_meta");
-                }
-            }
-        }
-        Crossing::SessionToStateless if value.get("method").is_some() => {
+) -> Bytes {
+    let body = match client_wire.crossing(route.wire) {
+        Crossing::StatelessToSession => serde_json::to_vec(&InSession {
+            message,
+            id: route.held.as_ref().map(|_| &route.call_id),
+        }),
+        Crossing::SessionToStateless if message.value.get("method").is_some() => {
+            let mut value = message.value.clone();
             let capabilities = session
                 .and_then(|s| s.client_capabilities.clone())
                 .unwrap_or_else(|| json!({}));
@@ -178,10 +159,77 @@ pub(super) fn upstream_body(
                     target.insert(k.clone(), v.clone());
                 }
             }
+            serde_json::to_vec(&value)
         }
-        _ => {}
+        _ => serde_json::to_vec(&message.value),
+    };
+    Bytes::from(body.expect("json"))
+}
+
+/// A stateless client's message as a session upstream gets it, written from the client's
+/// without copying it: under `id` (the call's own in a session the dataplane holds), without
+/// the revision's `_meta` keys (nor `_meta`, when nothing else is left in it) and, but in a
+/// `tasks/update` (Tasks extension, the same in both eras, which carries them as its own),
+/// without a retry's answers (MRTR), the dataplane's to deliver in the session.
+struct InSession<'a> {
+    message: &'a Message,
+    id: Option<&'a Value>,
+}
+
+impl Serialize for InSession<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some(members) = self.message.value.as_object() else {
+            return self.message.value.serialize(serializer);
+        };
+        let retry_keys = self.message.method() != "tasks/update";
+        let mut out = serializer.serialize_map(None)?;
+        for (key, value) in members {
+            match (key.as_str(), value) {
+                ("id", _) => out.serialize_entry(key, self.id.unwrap_or(value))?,
+                ("params", Value::Object(params)) => out.serialize_entry(key, &Params { params, retry_keys })?,
+                _ => out.serialize_entry(key, value)?,
+            }
+        }
+        out.end()
     }
-    value
+}
+
+/// [`InSession`]'s params.
+struct Params<'a> {
+    params: &'a Map<String, Value>,
+    retry_keys: bool,
+}
+
+impl Serialize for Params<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_map(None)?;
+        for (key, value) in self.params {
+            match (key.as_str(), value) {
+                ("inputResponses" | "requestState", _) if self.retry_keys => {}
+                ("_meta", Value::Object(meta)) => {
+                    let kept = || meta.iter().filter(|(k, _)| !k.starts_with(STATELESS_META_PREFIX));
+                    if kept().next().is_some() {
+                        out.serialize_entry(key, &MetaKept(kept))?;
+                    }
+                }
+                _ => out.serialize_entry(key, value)?,
+            }
+        }
+        out.end()
+    }
+}
+
+/// The members of a `_meta` a session upstream gets.
+struct MetaKept<F>(F);
+
+impl<'a, F, I> Serialize for MetaKept<F>
+where
+    F: Fn() -> I,
+    I: Iterator<Item = (&'a String, &'a Value)>,
+{
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map((self.0)())
+    }
 }
 
 /// An upstream's JSON answer to `route`'s call under the id the client sent (the id the call
@@ -251,13 +299,10 @@ pub(super) async fn send(
         if client_wire.crossing(route.wire) == Crossing::StatelessToSession && request_state.is_some() {
             return Err(Unroutable::UnknownRequestState);
         }
-        let body = upstream_body(client_wire, session, &route, message);
-        let outbound_message = Message {
-            value: body,
-            kind: message.kind,
-        };
+        // The headers name what the body does; the bridge's changes to it (ids, `_meta`) are
+        // none of theirs.
         let headers = match route.wire {
-            Wire::Stateless => mcp_headers_for(&outbound_message, req, input_schema),
+            Wire::Stateless => mcp_headers_for(message, req, input_schema),
             Wire::Session => vec![],
         };
         let capabilities = client_capabilities(client_wire, session, message);
@@ -269,7 +314,7 @@ pub(super) async fn send(
             mcp_headers: headers,
             client_capabilities: capabilities.as_ref(),
         };
-        let body = Bytes::from(serde_json::to_vec(&outbound_message.value).expect("json"));
+        let body = upstream_body(client_wire, session, &route, message);
         match call.post(&ctx.state.upstreams, body).await {
             Err(UpstreamError::SessionGone) if !retried && route.held.is_some() => {
                 let (key, id) = (route.held.as_ref().expect("held"), route.session_id.as_deref());
@@ -361,6 +406,10 @@ mod tests {
         }
     }
 
+    fn body_of(bytes: Bytes) -> Value {
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
     fn stateless_request(method: &str, params: Value) -> Message {
         Message::classify(json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
             .expect("a request")
@@ -373,7 +422,7 @@ mod tests {
             json!({"name": "t", "inputResponses": {"input-1": {}}, "requestState": "ghin.x",
                 "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
         );
-        let body = upstream_body(ClientWire::Stateless, None, &held_session_route(), &message);
+        let body = body_of(upstream_body(ClientWire::Stateless, None, &held_session_route(), &message));
         assert_eq!(body["params"], json!({"name": "t"}));
     }
 
@@ -385,10 +434,52 @@ mod tests {
             json!({"taskId": "t1", "inputResponses": responses,
                 "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
         );
-        let body = upstream_body(ClientWire::Stateless, None, &held_session_route(), &message);
+        let body = body_of(upstream_body(ClientWire::Stateless, None, &held_session_route(), &message));
         assert_eq!(
             body["params"],
             json!({"taskId": "t1", "inputResponses": responses})
         );
+    }
+
+    #[test]
+    fn a_call_in_a_held_session_goes_under_its_own_id_without_the_revisions_meta() {
+        let server = ServerId::new();
+        let route = Route {
+            call_id: json!("gatehouse-1"),
+            held: Some(SessionKey {
+                server,
+                org: gatehouse_core::ids::OrgId::new(),
+                endpoint: gatehouse_core::ids::EndpointId::new(),
+                subject: "someone".into(),
+                capabilities: 0,
+            }),
+            ..held_session_route()
+        };
+        let message = stateless_request(
+            "tools/call",
+            json!({"name": "t", "arguments": {"a": [1, "two"]}, "_meta": {"progressToken": 7,
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
+        );
+        let body = body_of(upstream_body(ClientWire::Stateless, None, &route, &message));
+        assert_eq!(
+            body,
+            json!({"jsonrpc": "2.0", "id": "gatehouse-1", "method": "tools/call", "params":
+                {"name": "t", "arguments": {"a": [1, "two"]}, "_meta": {"progressToken": 7}}})
+        );
+    }
+
+    #[test]
+    fn a_request_between_stateless_wires_goes_as_it_came() {
+        let route = Route {
+            wire: Wire::Stateless,
+            session_id: None,
+            ..held_session_route()
+        };
+        let message = stateless_request(
+            "tools/call",
+            json!({"name": "t", "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
+        );
+        let body = upstream_body(ClientWire::Stateless, None, &route, &message);
+        assert_eq!(body, serde_json::to_vec(&message.value).expect("json"));
     }
 }
