@@ -147,3 +147,37 @@ pub fn error_code_of(bytes: &[u8]) -> Option<Option<i64>> {
     let probe: Probe = serde_json::from_slice(bytes).ok()?;
     Some(probe.error.map(|e| e.code.unwrap_or(0)))
 }
+
+/// [`error_code_of`] for a message already parsed: the code of its error (0 when the error has
+/// none), `None` when it is no error.
+pub fn error_code_in(message: &Value) -> Option<i64> {
+    let error = message.get("error")?.as_object()?;
+    match error.get("code") {
+        None | Some(Value::Null) => Some(0),
+        Some(code) => code.as_i64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parsed_message_has_the_error_code_its_bytes_have() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"error":{"message":"no code"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":null}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"error":null}"#,
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":"text"}}"#,
+        ] {
+            let parsed: Value = serde_json::from_slice(body.as_bytes()).expect("json");
+            assert_eq!(
+                error_code_in(&parsed),
+                error_code_of(body.as_bytes()).flatten(),
+                "{body}"
+            );
+        }
+    }
+}

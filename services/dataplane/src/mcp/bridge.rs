@@ -186,7 +186,9 @@ impl Serialize for InSession<'_> {
         for (key, value) in members {
             match (key.as_str(), value) {
                 ("id", _) => out.serialize_entry(key, self.id.unwrap_or(value))?,
-                ("params", Value::Object(params)) => out.serialize_entry(key, &Params { params, retry_keys })?,
+                ("params", Value::Object(params)) => {
+                    out.serialize_entry(key, &Params { params, retry_keys })?
+                }
                 _ => out.serialize_entry(key, value)?,
             }
         }
@@ -229,21 +231,6 @@ where
 {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_map((self.0)())
-    }
-}
-
-/// An upstream's JSON answer to `route`'s call under the id the client sent (the id the call
-/// had upstream differs when it went in a session the dataplane holds).
-pub(super) fn with_client_id(body: Bytes, route: &Route, client_id: &Value) -> Bytes {
-    if route.held.is_none() || route.call_id == *client_id {
-        return body;
-    }
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(mut value) if value.get("method").is_none() && value.get("id") == Some(&route.call_id) => {
-            value["id"] = client_id.clone();
-            Bytes::from(serde_json::to_vec(&value).expect("json"))
-        }
-        _ => body,
     }
 }
 
@@ -422,7 +409,12 @@ mod tests {
             json!({"name": "t", "inputResponses": {"input-1": {}}, "requestState": "ghin.x",
                 "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
         );
-        let body = body_of(upstream_body(ClientWire::Stateless, None, &held_session_route(), &message));
+        let body = body_of(upstream_body(
+            ClientWire::Stateless,
+            None,
+            &held_session_route(),
+            &message,
+        ));
         assert_eq!(body["params"], json!({"name": "t"}));
     }
 
@@ -434,7 +426,12 @@ mod tests {
             json!({"taskId": "t1", "inputResponses": responses,
                 "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
         );
-        let body = body_of(upstream_body(ClientWire::Stateless, None, &held_session_route(), &message));
+        let body = body_of(upstream_body(
+            ClientWire::Stateless,
+            None,
+            &held_session_route(),
+            &message,
+        ));
         assert_eq!(
             body["params"],
             json!({"taskId": "t1", "inputResponses": responses})

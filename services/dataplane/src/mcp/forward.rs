@@ -13,7 +13,7 @@ use super::bridge::{self, Unroutable};
 use super::context::{Crossing, Incoming};
 use super::error::McpError;
 use super::input;
-use super::outcome::{Answer, ClientStream, Relay, StatelessShape};
+use super::outcome::{Answer, ClientStream, Relay, RenamedId, StatelessShape};
 use super::relay::relay_events;
 
 /// Sends a request to `target` and hands back its reply for relaying. `input_schema` is the
@@ -71,6 +71,7 @@ pub(super) async fn forward_request(
                 server: server_id,
                 record,
                 shape: StatelessShape::needed(client_wire, route.wire, message.method()),
+                renamed: RenamedId::new(&route.call_id, &id, ctx.state.redactor.as_ref()),
             };
             match (client_wire.crossing(route.wire), reply) {
                 // A listen stream served from a session upstream's own session is already the
@@ -78,12 +79,11 @@ pub(super) async fn forward_request(
                 (Crossing::StatelessToSession, reply) if message.method() == "subscriptions/listen" => {
                     Answer::Upstream { reply, relay }
                 }
-                // The upstream's requests on the stream become `input_required` (and back).
+                // The upstream's requests on the stream become `input_required` (and back); an
+                // answer that is the stream's first message goes as JSON, with the HTTP status its
+                // error has in the client's revision.
                 (Crossing::StatelessToSession, Reply::Stream { events, session_id }) => {
-                    let events = input::stateless_view(ctx, events, route, id.clone());
-                    // An answer that is the stream's first message goes as JSON, with the HTTP
-                    // status its error has in the client's revision.
-                    let reply = input::answer_first(events, &id, session_id).await;
+                    let reply = input::stateless_reply(ctx, events, route, id, session_id).await;
                     Answer::Upstream { reply, relay }
                 }
                 // An `input_required` result becomes requests on the stream, answered by the
@@ -100,16 +100,6 @@ pub(super) async fn forward_request(
                         frames: events,
                         keep_alive: None,
                     })
-                }
-                (Crossing::StatelessToSession, Reply::Json { body, session_id }) => {
-                    let body = bridge::with_client_id(body, &route, &id);
-                    let reply = Reply::Json { body, session_id };
-                    Answer::Upstream { reply, relay }
-                }
-                (Crossing::StatelessToSession, Reply::Status { status, body, json }) => {
-                    let body = bridge::with_client_id(body, &route, &id);
-                    let reply = Reply::Status { status, body, json };
-                    Answer::Upstream { reply, relay }
                 }
                 (_, reply) => Answer::Upstream { reply, relay },
             }

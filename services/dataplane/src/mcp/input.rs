@@ -2,7 +2,7 @@
 //! asks on its response stream, a stateless upstream answers `input_required` (2026-07-28 MRTR);
 //! each is turned into the other for a client of the other kind.
 //!
-//! - Stateless client, session upstream ([`stateless_view`]): the upstream's request on the call's
+//! - Stateless client, session upstream ([`stateless_reply`]): the upstream's request on the call's
 //!   stream ends the client's answer with an `input_required` result naming it (`inputRequests`)
 //!   and a `requestState` token; the upstream call is parked on this replica. The client's retry
 //!   with that `requestState` and its `inputResponses` resumes it ([`InputRequests::resume`]):
@@ -246,10 +246,73 @@ fn event(data: &Value) -> sse_stream::Sse {
     }
 }
 
-/// A session upstream's call stream as a stateless client must see it: the response to
-/// `call_id` carries `client_id`; a request from the upstream parks the call and ends the
-/// stream with an `input_required` result naming it.
-pub(super) fn stateless_view(ctx: &Ctx, events: SseEvents, route: Route, client_id: Value) -> SseEvents {
+/// A session upstream's reply to a stateless client's call (`route`), as that client must get it:
+/// a request from the upstream parks the call and ends the client's answer with an
+/// `input_required` result naming it; the answer to `route.call_id` ends the stream (its id is
+/// the relay's to restore, `outcome::RenamedId`). What ends the call goes as JSON when it is the
+/// stream's first message.
+pub(super) async fn stateless_reply(
+    ctx: &Ctx,
+    events: SseEvents,
+    route: Route,
+    client_id: Value,
+    session_id: Option<String>,
+) -> Reply {
+    let mut view = stateless_view(ctx, events, route, client_id);
+    let first = loop {
+        match view.next().await {
+            Some((Ok(sse), _)) if sse.data.as_deref().is_none_or(|d| d.trim().is_empty()) => continue,
+            other => break other,
+        }
+    };
+    let first = match first {
+        Some((Ok(sse_stream::Sse { data: Some(data), .. }), true)) => {
+            return Reply::Json {
+                body: Bytes::from(data),
+                session_id,
+            };
+        }
+        other => other.map(|(item, _)| item),
+    };
+    let events: SseEvents = Box::pin(futures::stream::iter(first).chain(view.map(|(item, _)| item)));
+    Reply::Stream { events, session_id }
+}
+
+/// What [`stateless_view`] must know of an upstream message, read without building it.
+#[derive(serde::Deserialize)]
+struct Probe {
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    method: Option<serde::de::IgnoredAny>,
+}
+
+/// A member that is there, even as `null`.
+fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+impl Probe {
+    /// The message `data` carries, if it is a JSON object.
+    fn of(data: Option<&str>) -> Option<Self> {
+        let data = data?;
+        if !data.trim_start().starts_with('{') {
+            return None;
+        }
+        serde_json::from_str(data).ok()
+    }
+}
+
+/// The upstream's events for [`stateless_reply`], each with whether it ends the call (the answer,
+/// or the `input_required` result made of a request from the upstream); nothing follows it.
+fn stateless_view(
+    ctx: &Ctx,
+    events: SseEvents,
+    route: Route,
+    client_id: Value,
+) -> Pin<Box<dyn Stream<Item = (Result<sse_stream::Sse, String>, bool)> + Send>> {
     let inputs = ctx.state.inputs.clone();
     let owner = Owner::of(ctx);
     struct State {
@@ -275,67 +338,83 @@ pub(super) fn stateless_view(ctx: &Ctx, events: SseEvents, route: Route, client_
     Box::pin(futures::stream::unfold(state, move |mut state| {
         let (inputs, owner, client_id) = (inputs.clone(), owner.clone(), client_id.clone());
         async move {
-            let call_id = state.route.as_ref()?.call_id.clone();
             let events = state.events.as_mut()?;
-            let item = events.next().await?;
-            let Ok(mut sse) = item else {
-                state.events = None;
-                return Some((item, state));
-            };
-            let Some(mut value) = sse
-                .data
-                .as_deref()
-                .and_then(|d| serde_json::from_str::<Value>(d).ok())
-            else {
-                return Some((Ok(sse), state));
-            };
-            let is_request = value.get("method").is_some() && value.get("id").is_some();
-            if is_request {
-                let key = "input-1".to_owned();
-                let asked_id = value["id"].clone();
-                let request = json!({"method": value["method"], "params": value.get("params").cloned().unwrap_or_else(|| json!({}))});
-                // The call goes on, parked: not cancelled.
-                if let Some(cancel) = state.cancel.as_mut() {
-                    cancel.armed = false;
+            let sse = match events.next().await? {
+                Ok(sse) => sse,
+                Err(e) => {
+                    state.events = None;
+                    return Some(((Err(e), false), state));
                 }
-                let parked = Parked {
-                    events: state.events.take().expect("events"),
-                    route: state.route.take().expect("route"),
-                    asked_id,
-                    key: key.clone(),
-                    owner,
-                    at: Instant::now(),
-                };
-                let answer = match inputs.park(parked) {
-                    Some(token) => {
-                        let mut requests = Map::new();
-                        requests.insert(key, request);
-                        json!({"jsonrpc": "2.0", "id": client_id, "result": {
-                            "resultType": "input_required",
-                            "inputRequests": requests,
-                            "requestState": token,
-                        }})
+            };
+            let Some(probe) = Probe::of(sse.data.as_deref()) else {
+                return Some(((Ok(sse), false), state));
+            };
+            match (probe.method, probe.id) {
+                (Some(_), Some(_)) => {
+                    // The call goes on, parked: not cancelled.
+                    if let Some(cancel) = state.cancel.as_mut() {
+                        cancel.armed = false;
                     }
-                    None => McpError::protocol(
-                        crate::jsonrpc::SERVER_ERROR,
-                        "Too many calls waiting for input; try again later",
-                    )
-                    .body(Some(&client_id)),
-                };
-                return Some((Ok(event(&answer)), state));
-            }
-            if value.get("method").is_none() && value.get("id") == Some(&call_id) {
-                value["id"] = client_id;
-                sse.data = Some(value.to_string());
-                state.events = None;
-                state.route = None;
-                if let Some(cancel) = state.cancel.as_mut() {
-                    cancel.armed = false;
+                    let events = state.events.take().expect("events");
+                    let route = state.route.take().expect("route");
+                    let answer = park(&inputs, owner, events, route, &sse, &client_id);
+                    Some(((Ok(event(&answer)), true), state))
                 }
+                (None, Some(id)) if state.route.as_ref().is_some_and(|r| r.call_id == id) => {
+                    state.events = None;
+                    state.route = None;
+                    if let Some(cancel) = state.cancel.as_mut() {
+                        cancel.armed = false;
+                    }
+                    Some(((Ok(sse), true), state))
+                }
+                _ => Some(((Ok(sse), false), state)),
             }
-            Some((Ok(sse), state))
         }
     }))
+}
+
+/// Parks the call whose stream `events` carries the upstream's request `asked`, and answers
+/// the client with the `input_required` result naming it (or an error when too many wait).
+fn park(
+    inputs: &InputRequests,
+    owner: Owner,
+    events: SseEvents,
+    route: Route,
+    asked: &sse_stream::Sse,
+    client_id: &Value,
+) -> Value {
+    let asked = asked
+        .data
+        .as_deref()
+        .and_then(|d| serde_json::from_str::<Value>(d).ok())
+        .unwrap_or_default();
+    let key = "input-1".to_owned();
+    let request = json!({"method": asked["method"], "params": asked.get("params").cloned().unwrap_or_else(|| json!({}))});
+    let parked = Parked {
+        events,
+        route,
+        asked_id: asked["id"].clone(),
+        key: key.clone(),
+        owner,
+        at: Instant::now(),
+    };
+    match inputs.park(parked) {
+        Some(token) => {
+            let mut requests = Map::new();
+            requests.insert(key, request);
+            json!({"jsonrpc": "2.0", "id": client_id, "result": {
+                "resultType": "input_required",
+                "inputRequests": requests,
+                "requestState": token,
+            }})
+        }
+        None => McpError::protocol(
+            crate::jsonrpc::SERVER_ERROR,
+            "Too many calls waiting for input; try again later",
+        )
+        .body(Some(client_id)),
+    }
 }
 
 /// Where a session client's call to a stateless upstream stands.
@@ -347,31 +426,6 @@ enum Step {
     /// Waiting for the client's answers (by `inputRequests` key) to send the next round.
     Asked(Vec<(String, oneshot::Receiver<Value>)>, Value),
     Done,
-}
-
-/// `events` as a JSON reply when their first message is the answer to `id`, else as a stream.
-pub(super) async fn answer_first(mut events: SseEvents, id: &Value, session_id: Option<String>) -> Reply {
-    let first = loop {
-        match events.next().await {
-            Some(Ok(sse)) if sse.data.as_deref().is_none_or(|d| d.trim().is_empty()) => continue,
-            other => break other,
-        }
-    };
-    let Some(first) = first else {
-        return Reply::Stream { events, session_id };
-    };
-    if let Ok(sse) = &first
-        && let Some(data) = sse.data.as_deref()
-        && serde_json::from_str::<Value>(data)
-            .is_ok_and(|v| v.get("method").is_none() && v.get("id") == Some(id))
-    {
-        return Reply::Json {
-            body: Bytes::from(data.to_owned()),
-            session_id,
-        };
-    }
-    let events: SseEvents = Box::pin(futures::stream::once(futures::future::ready(first)).chain(events));
-    Reply::Stream { events, session_id }
 }
 
 /// A stateless client's call in a held upstream session: if the client goes away (closing its

@@ -12,6 +12,7 @@ use gatehouse_core::ids::ServerId;
 
 use crate::events::CallRecord;
 use crate::jsonrpc;
+use crate::redact::Redactor;
 use crate::upstream::{Reply, Wire};
 
 use super::context::{ClientWire, Crossing};
@@ -50,6 +51,72 @@ pub(super) struct Relay {
     pub(super) record: Option<CallRecord>,
     /// What the answer must gain on its way to a stateless client of a session upstream.
     pub(super) shape: Option<StatelessShape>,
+    /// The id the call had upstream, when it is not the client's.
+    pub(super) renamed: Option<RenamedId>,
+}
+
+impl Relay {
+    /// Whether an upstream's answer needs changing for the client (its id, its shape).
+    pub(super) fn changes_answers(&self) -> bool {
+        self.shape.is_some() || self.renamed.is_some()
+    }
+
+    /// The id the upstream's answer to the call the client knows as `client_id` carries until it
+    /// is relayed.
+    pub(super) fn upstream_id<'a>(&'a self, client_id: &'a Value) -> &'a Value {
+        self.renamed.as_ref().map_or(client_id, |r| &r.upstream)
+    }
+
+    /// Whether `message`, a response, is the upstream's answer to the call the client knows as
+    /// `request_id`.
+    pub(super) fn answers(&self, message: &Value, request_id: Option<&Value>) -> bool {
+        let id = message.get("id");
+        id == request_id || self.renamed.as_ref().is_some_and(|r| id == Some(&r.upstream))
+    }
+
+    /// Makes an upstream's answer the client's: under the client's id, shaped for its wire.
+    /// Whether anything changed (if not, the upstream's bytes may go as they came).
+    pub(super) fn to_client(&self, answer: &mut Value) -> bool {
+        let renamed = self.renamed.as_ref().is_some_and(|r| r.restore(answer));
+        let shaped = self.shape.is_some_and(|s| s.apply(answer));
+        renamed || shaped
+    }
+}
+
+/// A call that went upstream under an id of its own (a stateless client's, in the session the
+/// dataplane holds for the caller: `bridge::route`); its answer goes back under the client's.
+pub(super) struct RenamedId {
+    upstream: Value,
+    /// The client's id as a relayed message carries it: redacted like everything relayed.
+    client: Value,
+}
+
+impl RenamedId {
+    /// `None` when the call had the client's id upstream too.
+    pub(super) fn new(upstream: &Value, client: &Value, redactor: Option<&Redactor>) -> Option<Self> {
+        if upstream == client {
+            return None;
+        }
+        let redacted = redactor
+            .and_then(|r| r.redact(&serde_json::to_vec(client).expect("json")))
+            .and_then(|r| serde_json::from_slice(&r.message).ok());
+        Some(RenamedId {
+            upstream: upstream.clone(),
+            client: redacted.unwrap_or_else(|| client.clone()),
+        })
+    }
+
+    /// Puts the client's id on `message` if it is the answer under the upstream's id.
+    fn restore(&self, message: &mut Value) -> bool {
+        let Some(object) = message.as_object_mut() else {
+            return false;
+        };
+        if object.contains_key("method") || object.get("id") != Some(&self.upstream) {
+            return false;
+        }
+        object.insert("id".to_owned(), self.client.clone());
+        true
+    }
 }
 
 pub(super) fn result_value(id: &Value, result: Value) -> Value {
@@ -80,26 +147,24 @@ impl StatelessShape {
         })
     }
 
-    /// Adds what `answer`'s result lacks (nothing when it is not a result).
-    pub(super) fn apply(self, answer: &mut Value) {
+    /// Adds what `answer`'s result lacks (nothing when it is not a result); whether it lacked
+    /// anything.
+    pub(super) fn apply(self, answer: &mut Value) -> bool {
         let Some(result) = answer.get_mut("result").and_then(Value::as_object_mut) else {
-            return;
+            return false;
         };
-        result.entry("resultType").or_insert_with(|| json!("complete"));
-        if self.cacheable {
-            result.entry("ttlMs").or_insert_with(|| json!(0));
-            result.entry("cacheScope").or_insert_with(|| json!("private"));
-        }
-    }
-
-    /// `apply` on an answer's bytes.
-    pub(super) fn apply_bytes(self, body: Bytes) -> Bytes {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(mut value) if value.get("result").is_some() => {
-                self.apply(&mut value);
-                Bytes::from(serde_json::to_vec(&value).expect("json"))
+        let mut added = false;
+        let mut add = |key: &str, value: Value| {
+            if !result.contains_key(key) {
+                result.insert(key.to_owned(), value);
+                added = true;
             }
-            _ => body,
+        };
+        add("resultType", json!("complete"));
+        if self.cacheable {
+            add("ttlMs", json!(0));
+            add("cacheScope", json!("private"));
         }
+        added
     }
 }

@@ -52,8 +52,9 @@ pub(super) fn frame(id: Option<&str>, retry: Option<u64>, data: &str) -> String 
 }
 
 /// Relays upstream SSE events: event ids and server→client request ids are rewritten to name the
-/// upstream (session wire), a priming event is sent first when the upstream sends none, and the call
-/// record is finished when the response goes by (or when the client goes away).
+/// upstream (session wire), a priming event is sent first when the upstream sends none, the answer
+/// is made the client's (`Relay::to_client`: its id, its shape), and the call record is finished
+/// when it goes by (or when the client goes away).
 pub(super) fn relay_events(
     events: LocalEvents,
     mut relay: Relay,
@@ -116,10 +117,9 @@ pub(super) fn relay_events(
                 let rewritten = rewrite_request_id(index, &value["id"]);
                 value["id"] = rewritten;
                 payload = std::borrow::Cow::Owned(serde_json::to_string(&value).expect("json"));
-            } else if jsonrpc::is_response(&value) && value.get("id") == request_id.as_ref() {
+            } else if jsonrpc::is_response(&value) && relay.answers(&value, request_id.as_ref()) {
                 answered = true;
-                if let Some(shape) = relay.shape {
-                    shape.apply(&mut value);
+                if relay.to_client(&mut value) {
                     payload = std::borrow::Cow::Owned(serde_json::to_string(&value).expect("json"));
                 }
                 if let Some(mut r) = relay.record.take() {

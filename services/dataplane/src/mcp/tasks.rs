@@ -217,7 +217,7 @@ pub(super) async fn bind_created_task(ctx: &Ctx, tool: Option<ToolId>, id: &Valu
             subject: ctx.principal.subject.clone(),
             tool,
         },
-        id: id.clone(),
+        id: relay.upstream_id(id).clone(),
     };
     let reply = match reply {
         Reply::Json { body, session_id } => {
@@ -251,7 +251,7 @@ struct Binding {
     endpoint: gatehouse_core::ids::EndpointId,
     server: ServerId,
     owner: TaskOwner,
-    /// The id of the `tools/call`: only its response creates the task.
+    /// The id of the `tools/call` upstream: only its response creates the task.
     id: Value,
 }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use gatehouse_events::CallOutcome;
 
-use crate::events::error_code_of;
+use crate::events::{error_code_in, error_code_of};
 use crate::redact::Redactor;
 use crate::resource;
 use crate::upstream::{Reply, SseEvents};
@@ -148,35 +148,54 @@ fn relayed_accepted(relay: &mut Relay) {
     }
 }
 
-/// An upstream's JSON answer as the client gets it: redacted; for a stateless client of a
-/// session upstream, shaped, with the status its protocol error carries on that wire; the call
-/// record finished.
+/// An upstream's JSON answer as the client gets it: redacted; made the client's when the relay
+/// changes answers (`Relay::to_client`: a stateless client's call in a session upstream), with
+/// the status its protocol error carries on that wire; the call record finished. A changed
+/// answer is read once and written once.
 fn relayed_json(ctx: &Ctx, body: Bytes, relay: &mut Relay) -> (Bytes, StatusCode) {
     let body = Redactor::apply(ctx.state.redactor.as_ref(), body);
-    let (body, status) = match relay.shape {
-        Some(shape) => {
-            let body = shape.apply_bytes(body);
-            let status = serde_json::from_slice::<Value>(&body)
-                .map(|v| protocol_status(error_code(&v)))
-                .unwrap_or(StatusCode::OK);
-            (body, status)
+    let parsed = relay
+        .changes_answers()
+        .then(|| serde_json::from_slice::<Value>(&body).ok())
+        .flatten();
+    let (body, status, code) = match parsed {
+        Some(mut answer) => {
+            let status = match relay.shape {
+                Some(_) => protocol_status(error_code(&answer)),
+                None => StatusCode::OK,
+            };
+            let code = error_code_in(&answer);
+            let body = match relay.to_client(&mut answer) {
+                true => Bytes::from(serde_json::to_vec(&answer).expect("json")),
+                false => body,
+            };
+            (body, status, code)
         }
-        None => (body, StatusCode::OK),
+        None => {
+            let code = error_code_of(&body).flatten();
+            (body, StatusCode::OK, code)
+        }
     };
     if let Some(mut r) = relay.record.take() {
         r.add_bytes_out(body.len() as u64);
-        match error_code_of(&body) {
-            Some(Some(code)) => r.finish(CallOutcome::Error, Some(code)),
-            _ => r.finish(CallOutcome::Success, None),
+        match code {
+            Some(code) => r.finish(CallOutcome::Error, Some(code)),
+            None => r.finish(CallOutcome::Success, None),
         }
     }
     (body, status)
 }
 
-/// An upstream's refusal (an HTTP error status) as the client gets it: redacted; the call record
-/// finished as an error.
+/// An upstream's refusal (an HTTP error status) as the client gets it: redacted, under the
+/// client's id; the call record finished as an error.
 fn relayed_status(ctx: &Ctx, body: Bytes, relay: &mut Relay) -> Bytes {
-    let body = Redactor::apply(ctx.state.redactor.as_ref(), body);
+    let mut body = Redactor::apply(ctx.state.redactor.as_ref(), body);
+    if relay.renamed.is_some()
+        && let Ok(mut answer) = serde_json::from_slice::<Value>(&body)
+        && relay.to_client(&mut answer)
+    {
+        body = Bytes::from(serde_json::to_vec(&answer).expect("json"));
+    }
     if let Some(r) = relay.record.take() {
         r.finish(CallOutcome::Error, error_code_of(&body).flatten());
     }

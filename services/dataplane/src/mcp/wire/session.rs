@@ -448,6 +448,7 @@ pub async fn get(
                     server,
                     record: None,
                     shape: None,
+                    renamed: None,
                 };
                 streams.push(to_client(&ctx, events, relay, None, Carrying::Notifications));
             }
