@@ -292,7 +292,10 @@ pub(super) async fn send(
             Wire::Stateless => mcp_headers_for(message, req, input_schema),
             Wire::Session => vec![],
         };
-        let capabilities = client_capabilities(client_wire, session, message);
+        // Only an HTTP+SSE upstream's handshake, made for each request, needs them.
+        let capabilities = (server.snapshot.transport == UpstreamTransport::HttpSse)
+            .then(|| client_capabilities(client_wire, session, message))
+            .flatten();
         let call = UpstreamCall {
             server,
             version: Some(&route.version),
