@@ -313,12 +313,13 @@ fn stateless_view(
     route: Route,
     client_id: Value,
 ) -> Pin<Box<dyn Stream<Item = (Result<sse_stream::Sse, String>, bool)> + Send>> {
-    let inputs = ctx.state.inputs.clone();
-    let owner = Owner::of(ctx);
     struct State {
         events: Option<SseEvents>,
         route: Option<Route>,
         cancel: Option<CancelOnDrop>,
+        inputs: InputRequests,
+        owner: Owner,
+        client_id: Value,
     }
     let cancel = route.session_id.clone().and_then(|session_id| {
         Some(CancelOnDrop {
@@ -334,42 +335,43 @@ fn stateless_view(
         events: Some(events),
         route: Some(route),
         cancel,
+        inputs: ctx.state.inputs.clone(),
+        owner: Owner::of(ctx),
+        client_id,
     };
-    Box::pin(futures::stream::unfold(state, move |mut state| {
-        let (inputs, owner, client_id) = (inputs.clone(), owner.clone(), client_id.clone());
-        async move {
-            let events = state.events.as_mut()?;
-            let sse = match events.next().await? {
-                Ok(sse) => sse,
-                Err(e) => {
-                    state.events = None;
-                    return Some(((Err(e), false), state));
-                }
-            };
-            let Some(probe) = Probe::of(sse.data.as_deref()) else {
-                return Some(((Ok(sse), false), state));
-            };
-            match (probe.method, probe.id) {
-                (Some(_), Some(_)) => {
-                    // The call goes on, parked: not cancelled.
-                    if let Some(cancel) = state.cancel.as_mut() {
-                        cancel.armed = false;
-                    }
-                    let events = state.events.take().expect("events");
-                    let route = state.route.take().expect("route");
-                    let answer = park(&inputs, owner, events, route, &sse, &client_id);
-                    Some(((Ok(event(&answer)), true), state))
-                }
-                (None, Some(id)) if state.route.as_ref().is_some_and(|r| r.call_id == id) => {
-                    state.events = None;
-                    state.route = None;
-                    if let Some(cancel) = state.cancel.as_mut() {
-                        cancel.armed = false;
-                    }
-                    Some(((Ok(sse), true), state))
-                }
-                _ => Some(((Ok(sse), false), state)),
+    Box::pin(futures::stream::unfold(state, |mut state| async move {
+        let events = state.events.as_mut()?;
+        let sse = match events.next().await? {
+            Ok(sse) => sse,
+            Err(e) => {
+                state.events = None;
+                return Some(((Err(e), false), state));
             }
+        };
+        let Some(probe) = Probe::of(sse.data.as_deref()) else {
+            return Some(((Ok(sse), false), state));
+        };
+        match (probe.method, probe.id) {
+            (Some(_), Some(_)) => {
+                // The call goes on, parked: not cancelled.
+                if let Some(cancel) = state.cancel.as_mut() {
+                    cancel.armed = false;
+                }
+                let events = state.events.take().expect("events");
+                let route = state.route.take().expect("route");
+                let owner = state.owner.clone();
+                let answer = park(&state.inputs, owner, events, route, &sse, &state.client_id);
+                Some(((Ok(event(&answer)), true), state))
+            }
+            (None, Some(id)) if state.route.as_ref().is_some_and(|r| r.call_id == id) => {
+                state.events = None;
+                state.route = None;
+                if let Some(cancel) = state.cancel.as_mut() {
+                    cancel.armed = false;
+                }
+                Some(((Ok(sse), true), state))
+            }
+            _ => Some(((Ok(sse), false), state)),
         }
     }))
 }
