@@ -29,6 +29,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use gatehouse_core::ids::{EndpointId, OrgId};
 use gatehouse_core::sync::MutexExt;
 
 use crate::jsonrpc::Message;
@@ -67,16 +68,19 @@ struct Parked {
 
 /// Whose a parked call or a question is: org, endpoint, subject.
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub(super) struct Owner(String);
+pub(super) struct Owner {
+    org: OrgId,
+    endpoint: EndpointId,
+    subject: String,
+}
 
 impl Owner {
     pub(super) fn of(ctx: &Ctx) -> Self {
-        Owner(format!(
-            "{}/{}/{}",
-            ctx.org.snapshot.org_id,
-            ctx.endpoint.id(),
-            ctx.principal.subject
-        ))
+        Owner {
+            org: ctx.org.snapshot.org_id,
+            endpoint: ctx.endpoint.id(),
+            subject: ctx.principal.subject.clone(),
+        }
     }
 }
 
@@ -109,7 +113,7 @@ impl Drop for InFlight {
 }
 
 fn call_key(owner: &Owner, id: &Value) -> String {
-    format!("{}|{id}", owner.0)
+    format!("{}/{}/{}|{id}", owner.org, owner.endpoint, owner.subject)
 }
 
 fn token() -> String {
