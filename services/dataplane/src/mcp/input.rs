@@ -469,7 +469,7 @@ impl Drop for CancelOnDrop {
 pub(super) fn may_ask(reply: &Reply) -> bool {
     match reply {
         Reply::Stream { .. } => true,
-        Reply::Json { body, .. } => body.windows(16).any(|w| w == b"\"input_required\""),
+        Reply::Json { body, .. } => memchr::memmem::find(body, b"\"input_required\"").is_some(),
         _ => false,
     }
 }
