@@ -99,14 +99,14 @@ impl PoolInner {
     /// Removes the sessions unused since `idle` before `now` (the oldest are first in `order`).
     fn expire(&mut self, now: Instant, idle: Duration, closing: &mut Vec<Closing>) {
         while let Some((_, key)) = self.order.first_key_value() {
-            let key = key.clone();
             let stale = self
                 .entries
-                .get(&key)
+                .get(key)
                 .is_some_and(|e| now.saturating_duration_since(e.last_used) >= idle);
             if !stale {
                 break;
             }
+            let key = key.clone();
             closing.extend(self.remove(&key));
         }
     }
