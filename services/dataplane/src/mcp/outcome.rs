@@ -111,11 +111,16 @@ impl RenamedId {
         let Some(object) = message.as_object_mut() else {
             return false;
         };
-        if object.contains_key("method") || object.get("id") != Some(&self.upstream) {
+        if object.contains_key("method") {
             return false;
         }
-        object.insert("id".to_owned(), self.client.clone());
-        true
+        match object.get_mut("id") {
+            Some(id) if *id == self.upstream => {
+                *id = self.client.clone();
+                true
+            }
+            _ => false,
+        }
     }
 }
 
