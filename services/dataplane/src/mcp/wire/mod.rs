@@ -113,7 +113,7 @@ pub async fn post(
         Err(e) => return refusal(&McpError::bad_request(e.code, e.message)),
     };
     match parsed {
-        Requests::Batch(requests) => batch(&req, &ctx, requests, verdicts).await,
+        Requests::Batch(requests) => Box::pin(batch(&req, &ctx, requests, verdicts)).await,
         Requests::Single(request)
             if request.kind() == Kind::Request && request.method == Method::SubscriptionsListen =>
         {
@@ -152,9 +152,12 @@ fn client_wire(req: &HttpRequest, request: &McpRequest) -> ClientWire {
     }
 }
 
+/// Each wire's handling is boxed, as a batch's is: their futures are large, and `post`'s, which
+/// would hold them inline, is copied whole when actix boxes it (the stateless wire's answer is
+/// boxed once more, to be turned into a stream when slow).
 async fn single(req: &HttpRequest, ctx: &Ctx, request: McpRequest) -> HttpResponse {
     match client_wire(req, &request) {
-        ClientWire::Stateless => stateless::handle(req, ctx, request).await,
-        ClientWire::Session => session::handle(req, ctx, request).await,
+        ClientWire::Stateless => Box::pin(stateless::handle(req, ctx, request)).await,
+        ClientWire::Session => Box::pin(session::handle(req, ctx, request)).await,
     }
 }
