@@ -1,9 +1,13 @@
 //! Keeps the snapshot store current: a full load at start (until it succeeds, the dataplane is not
 //! ready and refuses traffic), then one org at a time when the control plane announces a newer
 //! version (within a second), and a full reconciliation every `snapshot_reconcile_secs` as a
-//! backstop for missed announcements.
+//! backstop for missed announcements. A request that names what its org's snapshot lacks (an
+//! endpoint, a service token) may fetch that org at once ([`Refresher`]): what the REST API just
+//! created answers the next request.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::sync::broadcast::error::RecvError;
@@ -11,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::ids::OrgId;
 use gatehouse_core::snapshot::{OrgSnapshot, OrgVersions};
+use gatehouse_core::sync::MutexExt;
 use gatehouse_events::ChangeNotifier;
 
 use crate::store::SnapshotStore;
@@ -57,6 +62,99 @@ impl SnapshotSource {
             return Ok(None);
         }
         Ok(Some(response.error_for_status()?.json().await?))
+    }
+}
+
+/// Fetches one org's snapshot when a request finds it lacking, so that a change made through the
+/// REST API is served by the next request instead of within the second its announcement takes.
+///
+/// What callers can make it do is bounded: one fetch per org at a time (a caller that arrives
+/// meanwhile waits for it, and fetches again only if it began before the caller arrived), and at
+/// most [`FETCHES_PER_SECOND`] on this replica in all; past that, requests are answered from the
+/// snapshot held, as without this (unknown requests cannot make the control API work harder than
+/// that). A fetch waits
+/// at most [`FETCH_WAIT`]; a snapshot is installed only if it is newer than the one held, and an
+/// org the control API no longer knows is left to the announcement and the reconciliation.
+#[derive(Clone)]
+pub struct Refresher {
+    store: SnapshotStore,
+    source: SnapshotSource,
+    inner: Arc<RefresherInner>,
+}
+
+struct RefresherInner {
+    /// When each org's last successful fetch began, behind the lock that makes it one fetch at a
+    /// time.
+    orgs: Mutex<HashMap<OrgId, Arc<tokio::sync::Mutex<Option<Instant>>>>>,
+    /// This second's fetches: (when the second began, how many).
+    budget: Mutex<(Instant, u32)>,
+}
+
+/// Most fetches a second on one replica.
+pub const FETCHES_PER_SECOND: u32 = 10;
+/// Longest a request waits for a fetch.
+pub const FETCH_WAIT: Duration = Duration::from_secs(2);
+
+impl Refresher {
+    pub fn new(store: SnapshotStore, source: SnapshotSource) -> Self {
+        Self {
+            store,
+            source,
+            inner: Arc::new(RefresherInner {
+                orgs: Mutex::new(HashMap::new()),
+                budget: Mutex::new((Instant::now(), 0)),
+            }),
+        }
+    }
+
+    /// Fetches `org`'s snapshot unless the bounds above say no; true when a fetch that began
+    /// after this call arrived has completed (the store then holds what the control API had).
+    pub async fn refresh(&self, org: OrgId) -> bool {
+        let arrived = Instant::now();
+        let slot = {
+            let mut orgs = self.inner.orgs.lock_or_recover();
+            // The map stays small: slots no request holds are forgotten (the budget still bounds
+            // their fetches).
+            if orgs.len() >= 1024 {
+                orgs.retain(|_, slot| Arc::strong_count(slot) > 1);
+            }
+            orgs.entry(org).or_default().clone()
+        };
+        let mut last = slot.lock().await;
+        if last.is_some_and(|began| began >= arrived) {
+            return true;
+        }
+        if !self.spend() {
+            return false;
+        }
+        let began = Instant::now();
+        let fetched = match tokio::time::timeout(FETCH_WAIT, self.source.snapshot(org)).await {
+            Ok(Ok(Some(snapshot))) => {
+                self.store.install(snapshot);
+                true
+            }
+            Ok(Ok(None)) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(org_id = %org, error = %e, "could not fetch an org snapshot on demand");
+                false
+            }
+            Err(_) => false,
+        };
+        if fetched {
+            *last = Some(began);
+        }
+        fetched
+    }
+
+    fn spend(&self) -> bool {
+        let mut budget = self.inner.budget.lock_or_recover();
+        if budget.0.elapsed() >= Duration::from_secs(1) {
+            *budget = (Instant::now(), 0);
+        }
+        budget.1 < FETCHES_PER_SECOND && {
+            budget.1 += 1;
+            true
+        }
     }
 }
 

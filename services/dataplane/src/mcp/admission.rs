@@ -6,6 +6,8 @@
 //! [`Ctx`]; [`open_stream`] is the caller's bounded share of notification streams. Every rate
 //! limit and the quota are decided here, nowhere else.
 
+use std::sync::Arc;
+
 use actix_web::{HttpRequest, web};
 
 use gatehouse_core::snapshot::{Limit, ToolTarget};
@@ -15,6 +17,7 @@ use crate::events::CallSite;
 use crate::jsonrpc::Kind;
 use crate::resource;
 use crate::state::AppState;
+use crate::store::{EndpointState, OrgState};
 use crate::stream_slots::StreamSlot;
 
 use super::context::Ctx;
@@ -179,6 +182,34 @@ impl Ctx {
     }
 }
 
+/// The org and endpoint a request names. An endpoint its org's snapshot lacks may have been
+/// created since: the org's snapshot is fetched and looked at again.
+async fn find_endpoint(
+    state: &AppState,
+    org_slug: &str,
+    endpoint_slug: &str,
+) -> Result<(Arc<OrgState>, Arc<EndpointState>), McpError> {
+    let org = state
+        .store
+        .org_by_slug(org_slug)
+        .ok_or(McpError::EndpointNotFound)?;
+    if let Some(endpoint) = org.endpoint(endpoint_slug) {
+        return Ok((org.clone(), endpoint.clone()));
+    }
+    if !state.refresher.refresh(org.snapshot.org_id).await {
+        return Err(McpError::EndpointNotFound);
+    }
+    let org = state
+        .store
+        .org_by_id(org.snapshot.org_id)
+        .ok_or(McpError::EndpointNotFound)?;
+    let endpoint = org
+        .endpoint(endpoint_slug)
+        .cloned()
+        .ok_or(McpError::EndpointNotFound)?;
+    Ok((org, endpoint))
+}
+
 /// Origin/Host, configuration, endpoint, token and base scope; the rate limits are counted by
 /// [`Unadmitted::admit`].
 pub(super) async fn establish(
@@ -197,29 +228,33 @@ pub(super) async fn establish(
     if !state.store.is_loaded() {
         return Err(McpError::NotReady);
     }
-    let org = state
-        .store
-        .org_by_slug(org_slug)
-        .ok_or(McpError::EndpointNotFound)?;
-    let endpoint = org
-        .endpoint(endpoint_slug)
-        .cloned()
-        .ok_or(McpError::EndpointNotFound)?;
+    let (mut org, mut endpoint) = find_endpoint(state, org_slug, endpoint_slug).await?;
     if org.snapshot.suspended {
         return Err(McpError::OrgSuspended);
     }
     tracing::Span::current().record("org_id", tracing::field::display(org.snapshot.org_id));
     let metadata_url = resource::metadata_url(&state.public_url, org_slug, endpoint_slug);
     let token = auth::bearer(req.headers().get("authorization").and_then(|v| v.to_str().ok()));
-    let principal = match token {
+    let bearer = token.as_ref().ok().copied();
+    let mut principal = match token {
         Ok(token) => state.verifier.authenticate(token, &org, &endpoint).await,
         Err(e) => Err(e),
     };
+    // A service token created since the snapshot was taken: fetch the org's and look again.
+    if let Some(token) = bearer
+        && matches!(principal, Err(TokenError::UnknownServiceToken))
+        && state.refresher.refresh(org.snapshot.org_id).await
+        && let Some(fresh) = state.store.org_by_id(org.snapshot.org_id)
+        && let Some(fresh_endpoint) = fresh.endpoint(endpoint_slug).cloned()
+    {
+        (org, endpoint) = (fresh, fresh_endpoint);
+        if org.snapshot.suspended {
+            return Err(McpError::OrgSuspended);
+        }
+        principal = state.verifier.authenticate(token, &org, &endpoint).await;
+    }
     let principal = principal.map_err(|e| {
-        let description = match &e {
-            TokenError::Missing => None,
-            TokenError::Invalid(why) => Some(*why),
-        };
+        let description = e.description();
         metrics::counter!("gatehouse_dataplane_unauthenticated_total").increment(1);
         McpError::Unauthorized {
             description: description.unwrap_or("a bearer token is required").to_owned(),
