@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
@@ -113,13 +112,8 @@ impl Client {
             let (answer, _) = self
                 .request(
                     Outbound {
-                        upstream,
-                        body: Bytes::from(serde_json::to_vec(&initialize).expect("json")),
-                        protocol_version: None,
-                        session_id: None,
-                        mcp_headers: vec![],
                         caller,
-                        client_capabilities: None,
+                        ..Outbound::message(upstream, &initialize)
                     },
                     &id,
                 )
@@ -133,16 +127,13 @@ impl Client {
         let discover = json!({"jsonrpc": "2.0", "id": id, "method": "server/discover", "params": {
             "_meta": stateless_meta(&hello)}});
         let out = Outbound {
-            upstream,
-            body: Bytes::from(serde_json::to_vec(&discover).expect("json")),
             protocol_version: Some(STATELESS_VERSION),
-            session_id: None,
             mcp_headers: vec![(
                 HeaderName::from_static("mcp-method"),
                 HeaderValue::from_static("server/discover"),
             )],
             caller,
-            client_capabilities: None,
+            ..Outbound::message(upstream, &discover)
         };
         // Any answer but a result (a 400, a JSON-RPC error) is a server without the revision.
         match self.request(out, &id).await {
