@@ -303,7 +303,10 @@ async fn a_new_endpoint_and_service_token_answer_the_next_request() {
             )
             .await;
             assert_eq!(status, 200, "round {round}: {listed}");
-            assert_eq!(listed["result"]["tools"][0]["name"], "fx__test_simple_text", "{listed}");
+            assert_eq!(
+                listed["result"]["tools"][0]["name"], "fx__test_simple_text",
+                "{listed}"
+            );
             issued = token;
         }
     }
