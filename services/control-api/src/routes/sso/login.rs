@@ -115,6 +115,7 @@ pub fn check_return_to(raw: Option<&str>) -> Result<String, ApiError> {
     params(("org" = String, Path, description = "Org slug"), StartQuery),
     responses(
         (status = 302, description = "To the identity provider"),
+        (status = 303, description = "A browser's navigation that failed: to the console's login page, `?sso_error=<problem code>`"),
         (status = 400, description = "Invalid return_to", body = Problem),
         (status = 404, description = "No such org, or SSO not enabled for it", body = Problem),
         (status = 502, description = "The provider could not be reached", body = Problem),
@@ -123,10 +124,41 @@ pub fn check_return_to(raw: Option<&str>) -> Result<String, ApiError> {
 #[get("/sso/{org}/start")]
 async fn sso_start(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<StartQuery>,
 ) -> ApiResult<HttpResponse> {
-    start_sso_login(&state, &path, query.return_to.as_deref()).await
+    let started = start_sso_login(&state, &path, query.return_to.as_deref()).await;
+    navigation_answer(&req, started)
+}
+
+/// Whether `req` is a browser's navigation (it asks for a page), not an API client's request.
+fn is_navigation(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
+/// The SSO steps a browser navigates to answer it with pages: a refusal sends it to the console's
+/// login page with the problem's code (`/login?sso_error=<code>`), which says what happened in
+/// its own words (no text from the request is shown). API clients get the problem itself.
+fn navigation_answer(req: &HttpRequest, answer: ApiResult<HttpResponse>) -> ApiResult<HttpResponse> {
+    match answer {
+        Err(e) if is_navigation(req) => {
+            tracing::info!(code = e.code(), detail = %e.detail(), "SSO step refused; the browser is sent to the login page");
+            Ok(to_login_page("sso_error", e.code()))
+        }
+        other => other,
+    }
+}
+
+/// 303 to the console's login page with `key=value` (both plain identifiers).
+fn to_login_page(key: &str, value: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/login?{key}={value}")))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
 }
 
 /// Starts an SSO login for the org `org_slug` and answers with the redirect to its provider.
@@ -217,6 +249,7 @@ async fn discover(state: &AppState, row: &SsoProviderRow, secret: &str) -> ApiRe
     responses(
         (status = 302, description = "Logged in; to return_to with the session cookie"),
         (status = 202, description = "A confirmation link was mailed to the asserted address (a domain the org has not verified)", body = MessageOut),
+        (status = 303, description = "A browser's navigation: to the console's login page, `?sso=confirm_by_mail` when a confirmation link was mailed, `?sso_error=<problem code>` when refused"),
         (status = 400, description = "Missing or mismatched state, expired login, or provider error", body = Problem),
         (status = 403, description = "The identity may not sign in to this org", body = Problem),
         (status = 429, description = "Too many confirmation mails for this address or client", body = Problem),
@@ -227,6 +260,15 @@ async fn sso_callback(
     state: web::Data<AppState>,
     req: HttpRequest,
     query: web::Query<CallbackQuery>,
+) -> ApiResult<HttpResponse> {
+    let finished = finish_sso_login(&state, &req, &query).await;
+    navigation_answer(&req, finished)
+}
+
+async fn finish_sso_login(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    query: &CallbackQuery,
 ) -> ApiResult<HttpResponse> {
     let client = ClientInfo::of(&req);
     let login = read_login_state(&state, &req)?;
@@ -294,6 +336,12 @@ async fn sso_callback(
     .await?;
     let user_id = match outcome {
         Outcome::SignedIn(user) => user,
+        Outcome::MailSent if is_navigation(req) => {
+            let mut page = to_login_page("sso", "confirm_by_mail");
+            page.add_cookie(&state_cookie(state, "", true))
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("state cookie: {e}")))?;
+            return Ok(page);
+        }
         Outcome::MailSent => {
             return Ok(HttpResponse::Accepted()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
