@@ -115,6 +115,16 @@ impl Upstreams {
         self.client.answer_of(reply, id).await
     }
 
+    /// A stateless upstream's `subscriptions/listen` stream for the dataplane itself
+    /// ([`client::Client::listen`]).
+    pub async fn listen(
+        &self,
+        server: &ServerState,
+        notifications: Value,
+    ) -> Result<Option<SseEvents>, UpstreamError> {
+        self.client.listen(&server.upstream, notifications).await
+    }
+
     /// Opens the standalone GET stream of an upstream session ([`client::Client::get_stream`]).
     pub async fn get_stream(
         &self,

@@ -17,7 +17,7 @@ use gatehouse_core::sync::MutexExt;
 use gatehouse_core::upstream::UpstreamTransport;
 
 use super::sessions::ClientHello;
-use super::{Caller, Client, Outbound, Upstream, UpstreamError};
+use super::{Caller, Client, Outbound, Reply, SseEvents, Upstream, UpstreamError};
 
 /// The stateless revision.
 pub const STATELESS_VERSION: &str = "2026-07-28";
@@ -153,6 +153,37 @@ impl Client {
             self.delete_session(upstream, &version, &session_id).await;
         }
         Ok(learned_from(Wire::Session, &version, &result))
+    }
+}
+
+impl Client {
+    /// A stateless (2026-07-28) upstream's `subscriptions/listen` stream, opened for the client
+    /// itself (no caller) for `notifications` (`{"toolsListChanged": true}`, say): the
+    /// upstream's acknowledgement, then the notifications, until either side closes it.
+    /// `Ok(None)` when the upstream answers without a stream (it does not offer listening).
+    pub async fn listen(
+        &self,
+        upstream: &Upstream,
+        notifications: Value,
+    ) -> Result<Option<SseEvents>, UpstreamError> {
+        let hello = ClientHello {
+            capabilities: &json!({}),
+            client_info: None,
+        };
+        let listen = json!({"jsonrpc": "2.0", "id": "gatehouse-listen", "method": "subscriptions/listen",
+            "params": {"notifications": notifications, "_meta": stateless_meta(&hello)}});
+        let out = Outbound {
+            protocol_version: Some(STATELESS_VERSION),
+            mcp_headers: vec![(
+                HeaderName::from_static("mcp-method"),
+                HeaderValue::from_static("subscriptions/listen"),
+            )],
+            ..Outbound::message(upstream, &listen)
+        };
+        match self.post(out).await? {
+            Reply::Stream { events, .. } => Ok(Some(events)),
+            _ => Ok(None),
+        }
     }
 }
 
