@@ -266,12 +266,12 @@ async fn sso_callback(
 }
 
 async fn finish_sso_login(
-    state: &web::Data<AppState>,
+    state: &AppState,
     req: &HttpRequest,
     query: &CallbackQuery,
 ) -> ApiResult<HttpResponse> {
-    let client = ClientInfo::of(&req);
-    let login = read_login_state(&state, &req)?;
+    let client = ClientInfo::of(req);
+    let login = read_login_state(state, req)?;
     let returned_state = query
         .state
         .as_deref()
@@ -304,9 +304,9 @@ async fn finish_sso_login(
         .await?
         .filter(|p| p.enabled && p.issuer_url == login.issuer)
         .ok_or_else(|| refused("SSO is no longer enabled for this org"))?;
-    let secret = client_secret(&state, &mut tx, &provider_row).await?;
+    let secret = client_secret(state, &mut tx, &provider_row).await?;
     tx.commit().await?;
-    let provider = discover(&state, &provider_row, &secret).await?;
+    let provider = discover(state, &provider_row, &secret).await?;
     let identity = provider
         .finish(&state.oidc_http, code, &login.pkce_verifier, &login.nonce)
         .await
@@ -326,7 +326,7 @@ async fn finish_sso_login(
         })?;
 
     let outcome = provision::after_login(
-        &state,
+        state,
         login.org,
         &provider_row,
         &identity,
@@ -345,7 +345,7 @@ async fn finish_sso_login(
         Outcome::MailSent => {
             return Ok(HttpResponse::Accepted()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
-                .cookie(state_cookie(&state, "", true))
+                .cookie(state_cookie(state, "", true))
                 .json(MessageOut {
                     message: CONFIRM_BY_MAIL.to_owned(),
                 }));
@@ -356,7 +356,7 @@ async fn finish_sso_login(
     let user = users::find_by_id(&mut global, user_id)
         .await?
         .ok_or_else(|| refused("the account no longer exists"))?;
-    let session = create_session(&state, &mut global, user.id, Some(login.org), &client).await?;
+    let session = create_session(state, &mut global, user.id, Some(login.org), &client).await?;
     let event = audit_event(user_actor(user.id, &user.email), "user.login", &client)
         .target("user", user.id)
         .details(serde_json::json!({"method": "sso", "org_id": login.org, "session_id": session.row.id}));
@@ -365,8 +365,8 @@ async fn finish_sso_login(
     Ok(HttpResponse::Found()
         .insert_header((header::LOCATION, login.return_to))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .cookie(session_cookie(&state, &session.token))
-        .cookie(state_cookie(&state, "", true))
+        .cookie(session_cookie(state, &session.token))
+        .cookie(state_cookie(state, "", true))
         .finish())
 }
 
