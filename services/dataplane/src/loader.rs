@@ -18,7 +18,7 @@ use gatehouse_core::snapshot::{OrgSnapshot, OrgVersions};
 use gatehouse_core::sync::MutexExt;
 use gatehouse_events::ChangeNotifier;
 
-use crate::store::SnapshotStore;
+use crate::store::{EndpointState, OrgState, SnapshotStore};
 
 /// Fetches snapshots from the control API's internal API.
 #[derive(Clone)]
@@ -144,6 +144,26 @@ impl Refresher {
             *last = Some(began);
         }
         fetched
+    }
+
+    /// The org and endpoint a request names. An endpoint its org's snapshot lacks may have been
+    /// created since: the org's snapshot is fetched ([`Refresher::refresh`]) and looked at again.
+    pub async fn endpoint(
+        &self,
+        org_slug: &str,
+        endpoint_slug: &str,
+    ) -> Option<(Arc<OrgState>, Arc<EndpointState>)> {
+        let org = self.store.org_by_slug(org_slug)?;
+        if let Some(endpoint) = org.endpoint(endpoint_slug) {
+            return Some((org.clone(), endpoint.clone()));
+        }
+        let org_id = org.snapshot.org_id;
+        if !self.refresh(org_id).await {
+            return None;
+        }
+        let org = self.store.org_by_id(org_id)?;
+        let endpoint = org.endpoint(endpoint_slug)?.clone();
+        Some((org, endpoint))
     }
 
     fn spend(&self) -> bool {

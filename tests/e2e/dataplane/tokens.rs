@@ -263,8 +263,9 @@ async fn tokens_from_the_authorization_server_through_the_dataplane() {
     }
 }
 
-/// What the REST API just created is served by the very next request: an endpoint and a service
-/// token answer at once, without waiting for the change to reach the dataplane by announcement.
+/// What the REST API just created is served by the very next request: an endpoint (its MCP URL
+/// and its resource metadata) and a service token answer at once, without waiting for the change
+/// to reach the dataplane by announcement.
 #[tokio::test]
 async fn a_new_endpoint_and_service_token_answer_the_next_request() {
     let platform = platform_reaching_loopback().await;
@@ -310,6 +311,15 @@ async fn a_new_endpoint_and_service_token_answer_the_next_request() {
             issued = token;
         }
     }
+    // Its protected resource metadata, which an MCP client reads first, is served at once too.
+    admin.create_endpoint("acme", "late", "late", &server_id).await;
+    let metadata = platform
+        .http
+        .get(metadata_url(&platform, "acme", "late"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metadata.status(), 200);
     // A token nobody issued stays refused, however often it is tried.
     let (prefix, secret) = issued.rsplit_once('_').unwrap();
     let forged = format!("{prefix}_{}", "x".repeat(secret.len()));

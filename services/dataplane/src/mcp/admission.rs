@@ -6,8 +6,6 @@
 //! [`Ctx`]; [`open_stream`] is the caller's bounded share of notification streams. Every rate
 //! limit and the quota are decided here, nowhere else.
 
-use std::sync::Arc;
-
 use actix_web::{HttpRequest, web};
 
 use gatehouse_core::snapshot::{Limit, ToolTarget};
@@ -17,7 +15,6 @@ use crate::events::CallSite;
 use crate::jsonrpc::Kind;
 use crate::resource;
 use crate::state::AppState;
-use crate::store::{EndpointState, OrgState};
 use crate::stream_slots::StreamSlot;
 
 use super::context::Ctx;
@@ -182,34 +179,6 @@ impl Ctx {
     }
 }
 
-/// The org and endpoint a request names. An endpoint its org's snapshot lacks may have been
-/// created since: the org's snapshot is fetched and looked at again.
-async fn find_endpoint(
-    state: &AppState,
-    org_slug: &str,
-    endpoint_slug: &str,
-) -> Result<(Arc<OrgState>, Arc<EndpointState>), McpError> {
-    let org = state
-        .store
-        .org_by_slug(org_slug)
-        .ok_or(McpError::EndpointNotFound)?;
-    if let Some(endpoint) = org.endpoint(endpoint_slug) {
-        return Ok((org.clone(), endpoint.clone()));
-    }
-    if !state.refresher.refresh(org.snapshot.org_id).await {
-        return Err(McpError::EndpointNotFound);
-    }
-    let org = state
-        .store
-        .org_by_id(org.snapshot.org_id)
-        .ok_or(McpError::EndpointNotFound)?;
-    let endpoint = org
-        .endpoint(endpoint_slug)
-        .cloned()
-        .ok_or(McpError::EndpointNotFound)?;
-    Ok((org, endpoint))
-}
-
 /// Origin/Host, configuration, endpoint, token and base scope; the rate limits are counted by
 /// [`Unadmitted::admit`].
 pub(super) async fn establish(
@@ -228,7 +197,11 @@ pub(super) async fn establish(
     if !state.store.is_loaded() {
         return Err(McpError::NotReady);
     }
-    let (mut org, mut endpoint) = find_endpoint(state, org_slug, endpoint_slug).await?;
+    let (mut org, mut endpoint) = state
+        .refresher
+        .endpoint(org_slug, endpoint_slug)
+        .await
+        .ok_or(McpError::EndpointNotFound)?;
     if org.snapshot.suspended {
         return Err(McpError::OrgSuspended);
     }
