@@ -290,3 +290,78 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use gatehouse_core::secrets::{Keyring, generate_key_b64};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A control API that knows no org (every snapshot 404), counting the requests it gets.
+    async fn control_api() -> (url::Url, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = conn.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        (url, hits)
+    }
+
+    fn refresher(url: &url::Url) -> Refresher {
+        let store = SnapshotStore::new(Keyring::parse(&format!("k={}", generate_key_b64())).unwrap());
+        let source = SnapshotSource::new(reqwest::Client::new(), url, "internal".into());
+        Refresher::new(store, source)
+    }
+
+    /// However many requests name what no snapshot holds, the control API gets at most
+    /// `FETCHES_PER_SECOND` fetches a second from one replica, whether they name many orgs or
+    /// one.
+    #[tokio::test]
+    async fn fetches_on_demand_are_bounded() {
+        let (url, hits) = control_api().await;
+        let refresher = refresher(&url);
+        let started = Instant::now();
+        // 100 orgs, one after the other, within a second: the budget.
+        let mut fetched = 0;
+        for _ in 0..100 {
+            if refresher.refresh(OrgId::new()).await {
+                fetched += 1;
+            }
+        }
+        if started.elapsed() < Duration::from_secs(1) {
+            assert_eq!(fetched, FETCHES_PER_SECOND as usize);
+            assert_eq!(hits.load(Ordering::SeqCst), FETCHES_PER_SECOND as usize);
+        }
+        // One org, 50 callers at once, after the budget refilled: one fetch at a time, within the
+        // budget.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let before = hits.load(Ordering::SeqCst);
+        let org = OrgId::new();
+        let answers = futures::future::join_all((0..50).map(|_| refresher.refresh(org))).await;
+        assert!(answers.iter().any(|fetched| *fetched));
+        let fetches = hits.load(Ordering::SeqCst) - before;
+        assert!(
+            (1..=FETCHES_PER_SECOND as usize).contains(&fetches),
+            "{fetches} fetches for 50 callers"
+        );
+    }
+}
