@@ -192,8 +192,15 @@ test("a team signs up, creates an org and invites a teammate; another org sees n
   // confirms from the mail it sends her; the confirmation moves on to the provider and back.
   const carolSso = await newUser(browser, stack, "carol-sso");
   await carolSso.page.goto("/login");
+  // An org that does not use SSO: the browser comes back to the login page, which says so.
+  await carolSso.page.getByLabel("Org (for single sign-on)").fill("no-such-org");
+  await carolSso.page.getByRole("button", { name: "Log in with SSO" }).click();
+  await carolSso.page.getByText(/does not exist or does not use single sign-on/).waitFor();
   await carolSso.page.getByLabel("Org (for single sign-on)").fill("acme");
   await carolSso.page.getByRole("button", { name: "Log in with SSO" }).click();
+  // Back from the provider, the login page says a confirmation link is on its way.
+  await carolSso.page.getByText(/Check your inbox: to finish signing in/).waitFor();
+  await visit(carolSso.page, "login after SSO (confirm by mail)");
   const link = await stack.mail.waitFor(CAROL, { subject: /Confirm your email to sign in to Acme Corp/ });
   await carolSso.page.goto(link.link("/sso/confirm"));
   await carolSso.page.getByRole("button", { name: "Confirm and continue" }).click();

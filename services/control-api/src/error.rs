@@ -83,6 +83,19 @@ impl ApiError {
         }
     }
 
+    /// What the problem's `detail` says: the error itself, except an internal one, which is
+    /// logged here and never shown.
+    pub fn detail(&self) -> String {
+        match self {
+            ApiError::Internal(err) => {
+                tracing::error!(error = ?err, "internal error");
+                "an internal error occurred; quote the x-request-id response header when reporting it"
+                    .to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -204,14 +217,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let detail = match self {
-            ApiError::Internal(err) => {
-                tracing::error!(error = ?err, "internal error");
-                "an internal error occurred; quote the x-request-id response header when reporting it"
-                    .to_owned()
-            }
-            other => other.to_string(),
-        };
+        let detail = self.detail();
         let problem = Problem {
             kind: format!("{PROBLEM_BASE}{}", self.code()),
             title: self.title().to_owned(),

@@ -50,6 +50,21 @@ pub enum TokenError {
     Missing,
     #[error("{0}")]
     Invalid(&'static str),
+    /// A service token of the org whose hash its snapshot does not hold: revoked, or created
+    /// after the snapshot was taken.
+    #[error("unknown or expired service token")]
+    UnknownServiceToken,
+}
+
+impl TokenError {
+    /// What the `WWW-Authenticate` challenge says of it (`error_description`).
+    pub fn description(&self) -> Option<&'static str> {
+        match self {
+            TokenError::Missing => None,
+            TokenError::Invalid(why) => Some(why),
+            TokenError::UnknownServiceToken => Some("unknown or expired service token"),
+        }
+    }
 }
 
 /// The claims of a Gatehouse access token.
@@ -322,9 +337,7 @@ fn service_token(
         return Err(invalid);
     }
     let hash = hex::encode(Sha256::digest(token.as_bytes()));
-    let found = org
-        .service_token(&hash)
-        .ok_or(TokenError::Invalid("unknown or expired service token"))?;
+    let found = org.service_token(&hash).ok_or(TokenError::UnknownServiceToken)?;
     if found.endpoint_id != endpoint.id() {
         return Err(TokenError::Invalid("unknown or expired service token"));
     }

@@ -158,8 +158,14 @@ impl Dataplane {
                 .follow(deps.notifier.subscribe_session_ends(), background.clone()),
         );
         let state_upstreams = upstreams.clone();
+        let source = loader::SnapshotSource::new(
+            http.clone(),
+            &cfg.dataplane.control_api_url,
+            keys.internal_token.clone(),
+        );
         let state = AppState {
             store: store.clone(),
+            refresher: loader::Refresher::new(store.clone(), source.clone()),
             verifier,
             sessions: session::SessionCodec::new(&keys.mcp_session),
             ended_sessions: ended_sessions.clone(),
@@ -188,11 +194,6 @@ impl Dataplane {
             source: format!("dataplane-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]).into(),
             drain: draining.clone(),
         };
-        let source = loader::SnapshotSource::new(
-            http.clone(),
-            &cfg.dataplane.control_api_url,
-            keys.internal_token.clone(),
-        );
 
         let control_api_health = cfg.dataplane.control_api_url.join("healthz")?;
         let ready_store = store.clone();

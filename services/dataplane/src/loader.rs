@@ -1,9 +1,13 @@
 //! Keeps the snapshot store current: a full load at start (until it succeeds, the dataplane is not
 //! ready and refuses traffic), then one org at a time when the control plane announces a newer
 //! version (within a second), and a full reconciliation every `snapshot_reconcile_secs` as a
-//! backstop for missed announcements.
+//! backstop for missed announcements. A request that names what its org's snapshot lacks (an
+//! endpoint, a service token) may fetch that org at once ([`Refresher`]): what the REST API just
+//! created answers the next request.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::sync::broadcast::error::RecvError;
@@ -11,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use gatehouse_core::ids::OrgId;
 use gatehouse_core::snapshot::{OrgSnapshot, OrgVersions};
+use gatehouse_core::sync::MutexExt;
 use gatehouse_events::ChangeNotifier;
 
-use crate::store::SnapshotStore;
+use crate::store::{EndpointState, OrgState, SnapshotStore};
 
 /// Fetches snapshots from the control API's internal API.
 #[derive(Clone)]
@@ -57,6 +62,119 @@ impl SnapshotSource {
             return Ok(None);
         }
         Ok(Some(response.error_for_status()?.json().await?))
+    }
+}
+
+/// Fetches one org's snapshot when a request finds it lacking, so that a change made through the
+/// REST API is served by the next request instead of within the second its announcement takes.
+///
+/// What callers can make it do is bounded: one fetch per org at a time (a caller that arrives
+/// meanwhile waits for it, and fetches again only if it began before the caller arrived), and at
+/// most [`FETCHES_PER_SECOND`] on this replica in all; past that, requests are answered from the
+/// snapshot held, as without this (unknown requests cannot make the control API work harder than
+/// that). A fetch waits
+/// at most [`FETCH_WAIT`]; a snapshot is installed only if it is newer than the one held, and an
+/// org the control API no longer knows is left to the announcement and the reconciliation.
+#[derive(Clone)]
+pub struct Refresher {
+    store: SnapshotStore,
+    source: SnapshotSource,
+    inner: Arc<RefresherInner>,
+}
+
+struct RefresherInner {
+    /// When each org's last successful fetch began, behind the lock that makes it one fetch at a
+    /// time.
+    orgs: Mutex<HashMap<OrgId, Arc<tokio::sync::Mutex<Option<Instant>>>>>,
+    /// This second's fetches: (when the second began, how many).
+    budget: Mutex<(Instant, u32)>,
+}
+
+/// Most fetches a second on one replica.
+pub const FETCHES_PER_SECOND: u32 = 10;
+/// Longest a request waits for a fetch.
+pub const FETCH_WAIT: Duration = Duration::from_secs(2);
+
+impl Refresher {
+    pub fn new(store: SnapshotStore, source: SnapshotSource) -> Self {
+        Self {
+            store,
+            source,
+            inner: Arc::new(RefresherInner {
+                orgs: Mutex::new(HashMap::new()),
+                budget: Mutex::new((Instant::now(), 0)),
+            }),
+        }
+    }
+
+    /// Fetches `org`'s snapshot unless the bounds above say no; true when a fetch that began
+    /// after this call arrived has completed (the store then holds what the control API had).
+    pub async fn refresh(&self, org: OrgId) -> bool {
+        let arrived = Instant::now();
+        let slot = {
+            let mut orgs = self.inner.orgs.lock_or_recover();
+            // The map stays small: slots no request holds are forgotten (the budget still bounds
+            // their fetches).
+            if orgs.len() >= 1024 {
+                orgs.retain(|_, slot| Arc::strong_count(slot) > 1);
+            }
+            orgs.entry(org).or_default().clone()
+        };
+        let mut last = slot.lock().await;
+        if last.is_some_and(|began| began >= arrived) {
+            return true;
+        }
+        if !self.spend() {
+            return false;
+        }
+        let began = Instant::now();
+        let fetched = match tokio::time::timeout(FETCH_WAIT, self.source.snapshot(org)).await {
+            Ok(Ok(Some(snapshot))) => {
+                self.store.install(snapshot);
+                true
+            }
+            Ok(Ok(None)) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(org_id = %org, error = %e, "could not fetch an org snapshot on demand");
+                false
+            }
+            Err(_) => false,
+        };
+        if fetched {
+            *last = Some(began);
+        }
+        fetched
+    }
+
+    /// The org and endpoint a request names. An endpoint its org's snapshot lacks may have been
+    /// created since: the org's snapshot is fetched ([`Refresher::refresh`]) and looked at again.
+    pub async fn endpoint(
+        &self,
+        org_slug: &str,
+        endpoint_slug: &str,
+    ) -> Option<(Arc<OrgState>, Arc<EndpointState>)> {
+        let org = self.store.org_by_slug(org_slug)?;
+        if let Some(endpoint) = org.endpoint(endpoint_slug) {
+            return Some((org.clone(), endpoint.clone()));
+        }
+        let org_id = org.snapshot.org_id;
+        if !self.refresh(org_id).await {
+            return None;
+        }
+        let org = self.store.org_by_id(org_id)?;
+        let endpoint = org.endpoint(endpoint_slug)?.clone();
+        Some((org, endpoint))
+    }
+
+    fn spend(&self) -> bool {
+        let mut budget = self.inner.budget.lock_or_recover();
+        if budget.0.elapsed() >= Duration::from_secs(1) {
+            *budget = (Instant::now(), 0);
+        }
+        budget.1 < FETCHES_PER_SECOND && {
+            budget.1 += 1;
+            true
+        }
     }
 }
 
@@ -170,5 +288,80 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use gatehouse_core::secrets::{Keyring, generate_key_b64};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A control API that knows no org (every snapshot 404), counting the requests it gets.
+    async fn control_api() -> (url::Url, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = conn.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        (url, hits)
+    }
+
+    fn refresher(url: &url::Url) -> Refresher {
+        let store = SnapshotStore::new(Keyring::parse(&format!("k={}", generate_key_b64())).unwrap());
+        let source = SnapshotSource::new(reqwest::Client::new(), url, "internal".into());
+        Refresher::new(store, source)
+    }
+
+    /// However many requests name what no snapshot holds, the control API gets at most
+    /// `FETCHES_PER_SECOND` fetches a second from one replica, whether they name many orgs or
+    /// one.
+    #[tokio::test]
+    async fn fetches_on_demand_are_bounded() {
+        let (url, hits) = control_api().await;
+        let refresher = refresher(&url);
+        let started = Instant::now();
+        // 100 orgs, one after the other, within a second: the budget.
+        let mut fetched = 0;
+        for _ in 0..100 {
+            if refresher.refresh(OrgId::new()).await {
+                fetched += 1;
+            }
+        }
+        if started.elapsed() < Duration::from_secs(1) {
+            assert_eq!(fetched, FETCHES_PER_SECOND as usize);
+            assert_eq!(hits.load(Ordering::SeqCst), FETCHES_PER_SECOND as usize);
+        }
+        // One org, 50 callers at once, after the budget refilled: one fetch at a time, within the
+        // budget.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let before = hits.load(Ordering::SeqCst);
+        let org = OrgId::new();
+        let answers = futures::future::join_all((0..50).map(|_| refresher.refresh(org))).await;
+        assert!(answers.iter().any(|fetched| *fetched));
+        let fetches = hits.load(Ordering::SeqCst) - before;
+        assert!(
+            (1..=FETCHES_PER_SECOND as usize).contains(&fetches),
+            "{fetches} fetches for 50 callers"
+        );
     }
 }

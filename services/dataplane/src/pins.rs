@@ -5,8 +5,9 @@
 //! `approved_hash` matches), and a `ToolDrift` event records it.
 //!
 //! Upstreams are checked on first use, whenever a client lists tools (at most every
-//! `RECHECK_AFTER`), when a session upstream announces `notifications/tools/list_changed` (a
-//! watcher keeps a session with a GET stream open for that), and periodically. A check lists the
+//! `RECHECK_AFTER`), when an upstream announces `notifications/tools/list_changed` (a watcher
+//! keeps a session with a GET stream open for that with a session upstream, a
+//! `subscriptions/listen` stream with a stateless one), and periodically. A check lists the
 //! tools in the revision the upstream speaks (the MCP client's pager: a stateless 2026-07-28
 //! server statelessly, a session server in a short session of its own).
 //!
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -254,9 +255,11 @@ impl Pins {
             let Some(server) = org.servers.get(&server_id).cloned() else {
                 return;
             };
-            // A session upstream announces changes on its session's GET stream; a stateless
-            // one (2026-07-28) is checked on every tick and whenever a client lists tools.
-            let session = match self.inner.upstreams.learned(&server, None).await {
+            // A session upstream announces changes on its session's GET stream, a stateless one
+            // (2026-07-28) on a `subscriptions/listen` stream; either is also checked on every
+            // tick and whenever a client lists tools.
+            let learned = self.inner.upstreams.learned(&server, None).await;
+            let session = match &learned {
                 Ok(learned) if learned.wire == Wire::Session => self
                     .inner
                     .upstreams
@@ -265,15 +268,22 @@ impl Pins {
                     .unwrap_or_default(),
                 _ => None,
             };
-            let stream = match &session {
-                Some(s) => self
+            let stream = match (&learned, &session) {
+                (_, Some(s)) => self
                     .inner
                     .upstreams
                     .get_stream(&server, &s.version, Some(&s.session_id), None, None)
                     .await
                     .ok()
                     .flatten(),
-                None => None,
+                (Ok(learned), None) if learned.wire == Wire::Stateless => self
+                    .inner
+                    .upstreams
+                    .listen(&server, json!({"toolsListChanged": true}))
+                    .await
+                    .ok()
+                    .flatten(),
+                _ => None,
             };
             let _ = self.check(&org, &server).await;
             let mut ticker = tokio::time::interval(self.inner.every.max(Duration::from_secs(1)));

@@ -31,10 +31,7 @@ pub async fn protected_resource_metadata(
         return not_ready();
     }
     let (org_slug, endpoint_slug) = path.into_inner();
-    let Some(org) = state.store.org_by_slug(&org_slug) else {
-        return not_found();
-    };
-    let Some(endpoint) = org.endpoint(&endpoint_slug) else {
+    let Some((_, endpoint)) = state.refresher.endpoint(&org_slug, &endpoint_slug).await else {
         return not_found();
     };
     HttpResponse::Ok()

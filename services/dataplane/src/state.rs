@@ -17,6 +17,8 @@ use crate::upstream::Upstreams;
 #[derive(Clone)]
 pub struct AppState {
     pub store: SnapshotStore,
+    /// Fetches an org's snapshot when a request names what it lacks.
+    pub refresher: crate::loader::Refresher,
     pub verifier: TokenVerifier,
     pub sessions: SessionCodec,
     pub ended_sessions: EndedSessions,

@@ -7,8 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
@@ -17,8 +15,8 @@ use gatehouse_events::SubjectKind;
 use gatehouse_mcp_client as client;
 
 pub use gatehouse_mcp_client::{
-    ClientHello, HeldSession, Learned, Listing, NEWEST_SESSION_VERSION, Reply, STATELESS_VERSION, SessionKey,
-    SessionLimits, SseEvents, ToolLimits, UpstreamError, Wire, next_message, response_on,
+    ClientHello, HeldSession, Learned, Listing, NEWEST_SESSION_VERSION, Outbound, Reply, STATELESS_VERSION,
+    SessionKey, SessionLimits, SseEvents, ToolLimits, UpstreamError, Wire, next_message, response_on,
     session_capabilities, stateless_meta,
 };
 
@@ -47,34 +45,6 @@ impl<'a> From<Caller<'a>> for client::Caller<'a> {
                 SubjectKind::Anonymous => "anonymous",
             },
             client_id: caller.principal.client_id.as_deref(),
-        }
-    }
-}
-
-/// One outbound POST to a server of the snapshot.
-pub struct Outbound<'a> {
-    pub server: &'a ServerState,
-    pub body: Bytes,
-    pub protocol_version: Option<&'a str>,
-    pub session_id: Option<&'a str>,
-    /// `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*` as the dataplane decided them.
-    pub mcp_headers: Vec<(HeaderName, HeaderValue)>,
-    pub caller: Option<Caller<'a>>,
-    /// What the client declared at `initialize` (legacy sessions), for an HTTP+SSE upstream's
-    /// per-request handshake.
-    pub client_capabilities: Option<&'a Value>,
-}
-
-impl<'a> From<Outbound<'a>> for client::Outbound<'a> {
-    fn from(out: Outbound<'a>) -> Self {
-        client::Outbound {
-            upstream: &out.server.upstream,
-            body: out.body,
-            protocol_version: out.protocol_version,
-            session_id: out.session_id,
-            mcp_headers: out.mcp_headers,
-            caller: out.caller.map(Into::into),
-            client_capabilities: out.client_capabilities,
         }
     }
 }
@@ -124,7 +94,7 @@ impl Upstreams {
 
     /// POSTs one message (or batch) and returns the upstream's answer without reading a stream.
     pub async fn post(&self, out: Outbound<'_>) -> Result<Reply, UpstreamError> {
-        self.client.post(out.into()).await
+        self.client.post(out).await
     }
 
     /// Sends one request and waits for its response message ([`client::Client::request`]).
@@ -133,7 +103,7 @@ impl Upstreams {
         out: Outbound<'_>,
         id: &Value,
     ) -> Result<(Value, Option<String>), UpstreamError> {
-        self.client.request(out.into(), id).await
+        self.client.request(out, id).await
     }
 
     /// The response message to request `id` in `reply`, and the session id the upstream named.
@@ -143,6 +113,16 @@ impl Upstreams {
         id: &Value,
     ) -> Result<(Value, Option<String>), UpstreamError> {
         self.client.answer_of(reply, id).await
+    }
+
+    /// A stateless upstream's `subscriptions/listen` stream for the dataplane itself
+    /// ([`client::Client::listen`]).
+    pub async fn listen(
+        &self,
+        server: &ServerState,
+        notifications: Value,
+    ) -> Result<Option<SseEvents>, UpstreamError> {
+        self.client.listen(&server.upstream, notifications).await
     }
 
     /// Opens the standalone GET stream of an upstream session ([`client::Client::get_stream`]).

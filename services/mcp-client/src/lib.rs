@@ -195,6 +195,22 @@ pub struct Outbound<'a> {
     pub client_capabilities: Option<&'a Value>,
 }
 
+impl<'a> Outbound<'a> {
+    /// `message` to `upstream` outside any session, in no revision of its choosing, with no extra
+    /// headers and for no caller: the fields a request sets differently are set over it.
+    pub fn message(upstream: &'a Upstream, message: &Value) -> Self {
+        Outbound {
+            upstream,
+            body: Bytes::from(serde_json::to_vec(message).expect("json")),
+            protocol_version: None,
+            session_id: None,
+            mcp_headers: vec![],
+            caller: None,
+            client_capabilities: None,
+        }
+    }
+}
+
 /// How a [`Client`] is bounded.
 #[derive(Clone)]
 pub struct Settings {

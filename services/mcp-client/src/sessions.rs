@@ -12,7 +12,6 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::{Value, json};
 
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
@@ -331,13 +330,8 @@ impl Client {
             "clientInfo": client_info,
         }});
         let out = Outbound {
-            upstream,
-            body: Bytes::from(serde_json::to_vec(&initialize).expect("json")),
-            protocol_version: None,
-            session_id: None,
-            mcp_headers: vec![],
             caller,
-            client_capabilities: None,
+            ..Outbound::message(upstream, &initialize)
         };
         let (answer, session_id) = self.request(out, &id).await?;
         let Some(result) = answer.get("result").cloned() else {
@@ -350,13 +344,10 @@ impl Client {
             .to_owned();
         let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         self.post(Outbound {
-            upstream,
-            body: Bytes::from(serde_json::to_vec(&initialized).expect("json")),
             protocol_version: Some(&version),
             session_id: session_id.as_deref(),
-            mcp_headers: vec![],
             caller,
-            client_capabilities: None,
+            ..Outbound::message(upstream, &initialized)
         })
         .await?;
         if session_id.is_some() {
@@ -397,19 +388,23 @@ mod tests {
         }
     }
 
+    fn pool(max_sessions: usize, idle_secs: u64) -> SessionPool {
+        SessionPool::new(
+            SessionLimits {
+                max_sessions,
+                idle: Duration::from_secs(idle_secs),
+            },
+            "gatehouse_test",
+        )
+    }
+
     fn server() -> Arc<Upstream> {
         Arc::new(crate::tests::upstream_at("http://127.0.0.1:9/mcp".into()))
     }
 
     #[test]
     fn the_least_recently_used_session_is_evicted_at_the_cap() {
-        let pool = SessionPool::new(
-            SessionLimits {
-                max_sessions: 2,
-                idle: Duration::from_secs(60),
-            },
-            "gatehouse_test",
-        );
+        let pool = pool(2, 60);
         let now = Instant::now();
         let (a, b, c) = (key("a"), key("b"), key("c"));
         assert!(pool.insert(a.clone(), held("1"), server(), now).is_empty());
@@ -425,13 +420,7 @@ mod tests {
 
     #[test]
     fn ten_thousand_callers_never_hold_more_than_the_cap() {
-        let pool = SessionPool::new(
-            SessionLimits {
-                max_sessions: 100,
-                idle: Duration::from_secs(60),
-            },
-            "gatehouse_test",
-        );
+        let pool = pool(100, 60);
         let now = Instant::now();
         let mut closed = 0;
         for i in 0..10_000 {
@@ -448,13 +437,7 @@ mod tests {
 
     #[test]
     fn idle_sessions_are_taken_for_closing() {
-        let pool = SessionPool::new(
-            SessionLimits {
-                max_sessions: 10,
-                idle: Duration::from_secs(60),
-            },
-            "gatehouse_test",
-        );
+        let pool = pool(10, 60);
         let now = Instant::now();
         pool.insert(key("a"), held("1"), server(), now);
         pool.insert(key("b"), held("2"), server(), now + Duration::from_secs(30));
@@ -468,13 +451,7 @@ mod tests {
 
     #[test]
     fn a_forgotten_session_is_only_forgotten_if_still_held() {
-        let pool = SessionPool::new(
-            SessionLimits {
-                max_sessions: 10,
-                idle: Duration::from_secs(60),
-            },
-            "gatehouse_test",
-        );
+        let pool = pool(10, 60);
         let now = Instant::now();
         let a = key("a");
         pool.insert(a.clone(), held("new"), server(), now);
@@ -486,13 +463,7 @@ mod tests {
 
     #[test]
     fn subjects_have_sessions_of_their_own() {
-        let pool = SessionPool::new(
-            SessionLimits {
-                max_sessions: 10,
-                idle: Duration::from_secs(60),
-            },
-            "gatehouse_test",
-        );
+        let pool = pool(10, 60);
         let now = Instant::now();
         let alice = key("alice");
         let bob = SessionKey {

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
@@ -124,13 +123,10 @@ impl Client {
                 Wire::Session => vec![],
             };
             let out = Outbound {
-                upstream,
-                body: Bytes::from(serde_json::to_vec(&body).expect("json")),
                 protocol_version: Some(version),
                 session_id,
                 mcp_headers,
-                caller: None,
-                client_capabilities: None,
+                ..Outbound::message(upstream, &body)
             };
             let (answer, _) = self.request(out, &id).await?;
             if answer.get("error").is_some() {

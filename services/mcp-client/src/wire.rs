@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
@@ -18,7 +17,7 @@ use gatehouse_core::sync::MutexExt;
 use gatehouse_core::upstream::UpstreamTransport;
 
 use super::sessions::ClientHello;
-use super::{Caller, Client, Outbound, Upstream, UpstreamError};
+use super::{Caller, Client, Outbound, Reply, SseEvents, Upstream, UpstreamError};
 
 /// The stateless revision.
 pub const STATELESS_VERSION: &str = "2026-07-28";
@@ -113,13 +112,8 @@ impl Client {
             let (answer, _) = self
                 .request(
                     Outbound {
-                        upstream,
-                        body: Bytes::from(serde_json::to_vec(&initialize).expect("json")),
-                        protocol_version: None,
-                        session_id: None,
-                        mcp_headers: vec![],
                         caller,
-                        client_capabilities: None,
+                        ..Outbound::message(upstream, &initialize)
                     },
                     &id,
                 )
@@ -133,16 +127,13 @@ impl Client {
         let discover = json!({"jsonrpc": "2.0", "id": id, "method": "server/discover", "params": {
             "_meta": stateless_meta(&hello)}});
         let out = Outbound {
-            upstream,
-            body: Bytes::from(serde_json::to_vec(&discover).expect("json")),
             protocol_version: Some(STATELESS_VERSION),
-            session_id: None,
             mcp_headers: vec![(
                 HeaderName::from_static("mcp-method"),
                 HeaderValue::from_static("server/discover"),
             )],
             caller,
-            client_capabilities: None,
+            ..Outbound::message(upstream, &discover)
         };
         // Any answer but a result (a 400, a JSON-RPC error) is a server without the revision.
         match self.request(out, &id).await {
@@ -162,6 +153,37 @@ impl Client {
             self.delete_session(upstream, &version, &session_id).await;
         }
         Ok(learned_from(Wire::Session, &version, &result))
+    }
+}
+
+impl Client {
+    /// A stateless (2026-07-28) upstream's `subscriptions/listen` stream, opened for the client
+    /// itself (no caller) for `notifications` (`{"toolsListChanged": true}`, say): the
+    /// upstream's acknowledgement, then the notifications, until either side closes it.
+    /// `Ok(None)` when the upstream answers without a stream (it does not offer listening).
+    pub async fn listen(
+        &self,
+        upstream: &Upstream,
+        notifications: Value,
+    ) -> Result<Option<SseEvents>, UpstreamError> {
+        let hello = ClientHello {
+            capabilities: &json!({}),
+            client_info: None,
+        };
+        let listen = json!({"jsonrpc": "2.0", "id": "gatehouse-listen", "method": "subscriptions/listen",
+            "params": {"notifications": notifications, "_meta": stateless_meta(&hello)}});
+        let out = Outbound {
+            protocol_version: Some(STATELESS_VERSION),
+            mcp_headers: vec![(
+                HeaderName::from_static("mcp-method"),
+                HeaderValue::from_static("subscriptions/listen"),
+            )],
+            ..Outbound::message(upstream, &listen)
+        };
+        match self.post(out).await? {
+            Reply::Stream { events, .. } => Ok(Some(events)),
+            _ => Ok(None),
+        }
     }
 }
 

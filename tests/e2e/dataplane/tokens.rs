@@ -137,8 +137,8 @@ async fn tokens_from_the_authorization_server_through_the_dataplane() {
             let mut session = None;
             if version < "2026-07-28" {
                 let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":version,"capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}});
-                let (status, _, s) = mcp(&platform, &resource, token, version, None, init).await;
-                assert_eq!(status, 200, "{version} initialize");
+                let (status, body, s) = mcp(&platform, &resource, token, version, None, init).await;
+                assert_eq!(status, 200, "{version} initialize: {body}");
                 session = s;
                 mcp(
                     &platform,
@@ -260,5 +260,79 @@ async fn tokens_from_the_authorization_server_through_the_dataplane() {
             !value.contains(&jwt) && !value.contains(&service_token),
             "a client token reached the upstream in {name}"
         );
+    }
+}
+
+/// What the REST API just created is served by the very next request: an endpoint (its MCP URL
+/// and its resource metadata) and a service token answer at once, without waiting for the change
+/// to reach the dataplane by announcement.
+#[tokio::test]
+async fn a_new_endpoint_and_service_token_answer_the_next_request() {
+    let platform = platform_reaching_loopback().await;
+    let fixture = mcp_fixture::spawn_fixture(Default::default()).await.unwrap();
+    let (admin, _) = Admin::create(&platform, "owner@example.com", "acme").await;
+    let server_id = admin
+        .provision(
+            "acme",
+            json!({"slug": "fx", "name": "Fixture", "url": fixture.url()}),
+            &[("support:text", &["test_simple_text"])],
+        )
+        .await;
+    let mut issued = String::new();
+    for round in 0..3 {
+        let slug = format!("desk{round}");
+        let endpoint = admin.create_endpoint("acme", &slug, &slug, &server_id).await;
+        for _ in 0..2 {
+            let token = admin
+                .send(
+                    reqwest::Method::POST,
+                    "/api/v1/orgs/acme/service-tokens",
+                    Some(json!({"name": "fresh", "endpoint_id": endpoint["id"], "scopes": ["support:text"]})),
+                )
+                .await["secret"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let url = format!("{}/acme/{slug}/mcp", platform.dataplane);
+            let (status, listed, _) = mcp(
+                &platform,
+                &url,
+                &token,
+                "2026-07-28",
+                None,
+                request("2026-07-28", 1, "tools/list", json!({})),
+            )
+            .await;
+            assert_eq!(status, 200, "round {round}: {listed}");
+            assert_eq!(
+                listed["result"]["tools"][0]["name"], "fx__test_simple_text",
+                "{listed}"
+            );
+            issued = token;
+        }
+    }
+    // Its protected resource metadata, which an MCP client reads first, is served at once too.
+    admin.create_endpoint("acme", "late", "late", &server_id).await;
+    let metadata = platform
+        .http
+        .get(metadata_url(&platform, "acme", "late"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metadata.status(), 200);
+    // A token nobody issued stays refused, however often it is tried.
+    let (prefix, secret) = issued.rsplit_once('_').unwrap();
+    let forged = format!("{prefix}_{}", "x".repeat(secret.len()));
+    for _ in 0..5 {
+        let (status, _, _) = mcp(
+            &platform,
+            &format!("{}/acme/desk0/mcp", platform.dataplane),
+            &forged,
+            "2026-07-28",
+            None,
+            request("2026-07-28", 1, "tools/list", json!({})),
+        )
+        .await;
+        assert_eq!(status, 401);
     }
 }

@@ -7719,6 +7719,13 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A browser's navigation: to the console's login page, `?sso=confirm_by_mail` when a confirmation link was mailed, `?sso_error=<problem code>` when refused */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Missing or mismatched state, expired login, or provider error */
             400: {
                 headers: {
@@ -7848,6 +7855,13 @@ export interface operations {
         responses: {
             /** @description To the identity provider */
             302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A browser's navigation that failed: to the console's login page, `?sso_error=<problem code>` */
+            303: {
                 headers: {
                     [name: string]: unknown;
                 };

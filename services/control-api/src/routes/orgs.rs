@@ -10,7 +10,7 @@ use gatehouse_core::ids::OrgId;
 use gatehouse_core::role::Role;
 use gatehouse_core::snapshot::ConfigChange;
 use gatehouse_db::repos::orgs::{self, OrgRow};
-use gatehouse_db::repos::{audit, platform_audit};
+use gatehouse_db::repos::{audit, invoices, platform_audit, usage};
 use gatehouse_db::{OrgScope, TenantTx, UserTx};
 
 use crate::accounts::audit_event;
@@ -237,7 +237,8 @@ async fn update_org(
 /// audit trail. Its endpoints stop answering at once (every dataplane drops the org when it
 /// learns of the change, within about a second), its tokens stop working, and its members lose
 /// access; no other org changes. The platform trail keeps an `org.deleted` entry with the final
-/// head of the org's audit chain (export the trail first to keep it). Refused while the platform
+/// head of the org's audit chain (export the trail first to keep it) and what billing needs to
+/// settle the account: the open period's billable calls and every invoice's totals. Refused while the platform
 /// operator has the org suspended.
 #[utoipa::path(
     tag = "orgs",
@@ -277,6 +278,21 @@ async fn delete_org(
         ));
     }
     let members = orgs::member_count(&mut tx).await?;
+    // What billing needs to settle the account once the org is gone: the open period's calls
+    // and the invoices (totals, not lines).
+    let period_start = usage::period_start_of(OffsetDateTime::now_utc());
+    let period_calls = usage::period_calls(&mut tx, period_start).await?;
+    let invoices: Vec<serde_json::Value> = invoices::list(&mut tx, 1000)
+        .await?
+        .iter()
+        .map(|i| {
+            serde_json::json!({
+                "id": i.id, "period_start": i.period_start.to_string(),
+                "period_end": i.period_end.to_string(), "plan_id": i.plan_id, "status": i.status,
+                "currency": i.currency, "total_cents": i.total_cents,
+            })
+        })
+        .collect();
     // The version dataplanes compare against: one past the last, so that every dataplane
     // refetches the org, finds it gone and drops it.
     let version = orgs::config_version(&mut tx).await? + 1;
@@ -289,6 +305,11 @@ async fn delete_org(
                 "entries_deleted": deleted.audit_entries,
                 "head_seq": deleted.audit_head_seq,
                 "head_hash": deleted.audit_head_hash.as_deref().map(hex::encode),
+            },
+            "billing": {
+                "period_start": period_start.to_string(),
+                "period_calls": period_calls,
+                "invoices": invoices,
             },
         }));
     let mut global = tx.into_global().await?;

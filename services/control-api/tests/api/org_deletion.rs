@@ -82,6 +82,25 @@ async fn the_owner_deletes_the_org_with_everything_it_owns_and_nothing_else() {
     // The admin also belongs to another org, which must not change.
     let other_owner = app.user("owner@kept.test").await;
     let kept = populated(&app, &other_owner, &admin, "kept").await;
+    // What billing still needs of it: the open period's calls and a final invoice.
+    let mut db = app.db.admin().await;
+    sqlx::query(
+        "INSERT INTO usage_period_totals (org_id, period_start, calls, events)
+         VALUES ($1, date_trunc('month', now() AT TIME ZONE 'UTC')::date, 42, 50)",
+    )
+    .bind(doomed)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO invoices (id, org_id, period_start, period_end, plan_id, status, total_cents, finalized_at)
+         VALUES (gen_random_uuid(), $1, '2026-10-01', '2026-11-01', (SELECT plan_id FROM orgs WHERE id = $1),
+                 'final', 1234, now())",
+    )
+    .bind(doomed)
+    .execute(&mut db)
+    .await
+    .unwrap();
     let kept_before = (org_state(&app, kept).await, rows_of(&app, kept).await);
     let before = rows_of(&app, doomed).await;
     assert!(before["audit_events"].as_i64().unwrap() > 0, "{before}");
@@ -167,6 +186,13 @@ async fn the_owner_deletes_the_org_with_everything_it_owns_and_nothing_else() {
     assert_eq!(details["org"]["slug"], "doomed");
     assert_eq!(details["org"]["members"], 2);
     assert_eq!(details["audit"]["entries_deleted"], before["audit_events"]);
+    // Billing keeps what it needs to settle the org's account.
+    assert_eq!(details["billing"]["period_calls"], 42, "{details}");
+    let invoices = details["billing"]["invoices"].as_array().unwrap();
+    assert_eq!(invoices.len(), 1, "{details}");
+    assert_eq!(invoices[0]["period_start"], "2026-10-01");
+    assert_eq!(invoices[0]["total_cents"], 1234);
+    assert_eq!(invoices[0]["status"], "final");
     assert_eq!(details["audit"]["head_seq"], before["audit_events"]);
     assert_eq!(details["audit"]["head_hash"].as_str().unwrap().len(), 64);
     // The slug is free again.

@@ -93,6 +93,8 @@ pub(crate) async fn verified_domain(app: &TestApp, org: OrgId, domain: &str) {
 pub(crate) struct Browser {
     http: reqwest::Client,
     jars: BTreeMap<String, BTreeMap<String, String>>,
+    /// Sends a browser's navigation `Accept` (pages first).
+    pages: bool,
 }
 
 impl Browser {
@@ -103,7 +105,14 @@ impl Browser {
                 .build()
                 .unwrap(),
             jars: BTreeMap::new(),
+            pages: false,
         }
+    }
+
+    /// Navigates as a browser does: every GET asks for a page (`Accept: text/html, …`).
+    pub(crate) fn pages(mut self) -> Self {
+        self.pages = true;
+        self
     }
 
     pub(crate) async fn get(&mut self, url: &str) -> reqwest::Response {
@@ -111,6 +120,12 @@ impl Browser {
         let origin = parsed.origin().ascii_serialization();
         let jar = self.jars.entry(origin).or_default();
         let mut req = self.http.get(url);
+        if self.pages {
+            req = req.header(
+                "accept",
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            );
+        }
         if !jar.is_empty() {
             let cookie: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
             req = req.header("cookie", cookie.join("; "));

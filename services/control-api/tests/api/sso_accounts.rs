@@ -118,6 +118,37 @@ async fn follow_confirmation(app: &TestApp, mail: &MailServer, to: &str, nth: us
         .await
 }
 
+/// A browser navigates through SSO (it asks for pages): it comes back to the console's login
+/// page with what became of the login, never to a JSON document; an API client still gets the
+/// problem or the message.
+#[tokio::test]
+async fn a_browser_comes_back_to_the_login_page_with_what_happened() {
+    let (app, mail) = spawn(None).await;
+    let idp = provider(&app, &[account("ceo@victim.test", true)]).await;
+    org_with_sso(&app, &idp, "owner@victim.test", "victim", &["victim.test"]).await;
+    let resp = Browser::new()
+        .pages()
+        .sso_login(&app, "victim", "/after", "ceo@victim.test")
+        .await;
+    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+    assert_eq!(resp.headers()["location"], "/login?sso=confirm_by_mail");
+    assert!(session_cookie_of(&resp).is_none());
+    mail.wait_for_nth("ceo@victim.test", 1).await;
+
+    let start = app.url("/api/v1/sso/no-such-org/start");
+    let resp = Browser::new().pages().get(&start).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/login?sso_error=not_found");
+    let resp = Browser::new().get(&start).await;
+    assert_problem(resp, 404, Some("not_found")).await;
+
+    // A callback without this browser's login (expired, replayed) is refused the same way.
+    let callback = app.url("/api/v1/sso/callback?state=x&code=y");
+    let resp = Browser::new().pages().get(&callback).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/login?sso_error=bad_request");
+}
+
 /// H1, reproduced: org `evil` configures its own provider for `victim.test`, which it never
 /// proved it controls, and the provider asserts `ceo@victim.test`. No account, no link, no
 /// session.

@@ -197,13 +197,10 @@ pub(super) async fn establish(
     if !state.store.is_loaded() {
         return Err(McpError::NotReady);
     }
-    let org = state
-        .store
-        .org_by_slug(org_slug)
-        .ok_or(McpError::EndpointNotFound)?;
-    let endpoint = org
-        .endpoint(endpoint_slug)
-        .cloned()
+    let (mut org, mut endpoint) = state
+        .refresher
+        .endpoint(org_slug, endpoint_slug)
+        .await
         .ok_or(McpError::EndpointNotFound)?;
     if org.snapshot.suspended {
         return Err(McpError::OrgSuspended);
@@ -211,15 +208,26 @@ pub(super) async fn establish(
     tracing::Span::current().record("org_id", tracing::field::display(org.snapshot.org_id));
     let metadata_url = resource::metadata_url(&state.public_url, org_slug, endpoint_slug);
     let token = auth::bearer(req.headers().get("authorization").and_then(|v| v.to_str().ok()));
-    let principal = match token {
+    let bearer = token.as_ref().ok().copied();
+    let mut principal = match token {
         Ok(token) => state.verifier.authenticate(token, &org, &endpoint).await,
         Err(e) => Err(e),
     };
+    // A service token created since the snapshot was taken: fetch the org's and look again.
+    if let Some(token) = bearer
+        && matches!(principal, Err(TokenError::UnknownServiceToken))
+        && state.refresher.refresh(org.snapshot.org_id).await
+        && let Some(fresh) = state.store.org_by_id(org.snapshot.org_id)
+        && let Some(fresh_endpoint) = fresh.endpoint(endpoint_slug).cloned()
+    {
+        (org, endpoint) = (fresh, fresh_endpoint);
+        if org.snapshot.suspended {
+            return Err(McpError::OrgSuspended);
+        }
+        principal = state.verifier.authenticate(token, &org, &endpoint).await;
+    }
     let principal = principal.map_err(|e| {
-        let description = match &e {
-            TokenError::Missing => None,
-            TokenError::Invalid(why) => Some(*why),
-        };
+        let description = e.description();
         metrics::counter!("gatehouse_dataplane_unauthenticated_total").increment(1);
         McpError::Unauthorized {
             description: description.unwrap_or("a bearer token is required").to_owned(),

@@ -29,6 +29,7 @@ use super::outcome::{Answer, ClientStream, FrameStream, Relay};
 use super::relay::frame;
 use super::resources::resource_owner;
 use super::session_listen::ACKNOWLEDGED;
+use super::upstream_calls::fan_out;
 
 /// How long an upstream may take to acknowledge before it is left out.
 const ACK_WAIT: Duration = Duration::from_secs(10);
@@ -50,12 +51,13 @@ pub(super) async fn listen(incoming: Incoming<'_>, message: Message, bytes_in: u
     let id = message.id().cloned().unwrap_or(Value::Null);
     let record = ctx.record("subscriptions/listen", None, None, None, bytes_in);
     let requests = per_upstream_requests(ctx, client_wire, session, &message).await;
-    let opens = requests
-        .into_iter()
-        .map(|(server, message)| open(incoming, message, server));
+    let opens = fan_out(ctx, requests, |server, message| {
+        open(incoming, message, server.snapshot.id)
+    })
+    .await;
     let mut opened = Vec::new();
     let mut refusal = None;
-    for outcome in futures::future::join_all(opens).await {
+    for outcome in opens {
         match outcome {
             Ok(o) => opened.push(o),
             Err(answer) => {

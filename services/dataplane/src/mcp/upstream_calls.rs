@@ -75,12 +75,12 @@ impl<'a> UpstreamCall<'a> {
 
     fn outbound(self, body: Bytes) -> Outbound<'a> {
         Outbound {
-            server: self.server,
+            upstream: &self.server.upstream,
             body,
             protocol_version: self.version,
             session_id: self.session_id,
             mcp_headers: self.mcp_headers,
-            caller: self.caller,
+            caller: self.caller.map(Into::into),
             client_capabilities: self.client_capabilities,
         }
     }

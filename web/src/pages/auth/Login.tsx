@@ -6,6 +6,16 @@ import { useSession } from "../../api/session";
 import { Field, FormAlert, Notice, formErrors } from "../../components";
 import { safeNext } from "../../next";
 
+/** What a single sign-on step that sent the browser here (`?sso_error=<problem code>`) says. */
+const SSO_ERRORS: Record<string, string> = {
+  not_found: "That org does not exist or does not use single sign-on. Check its short name.",
+  bad_request: "The single sign-on login could not be finished: it expired, was already used, or the identity provider refused it. Start again.",
+  invalid_field: "The single sign-on login could not be finished: it expired, was already used, or the identity provider refused it. Start again.",
+  forbidden: "Your identity provider signed you in, but this identity may not sign in to the org. Ask one of its admins.",
+  upstream_error: "The org's identity provider could not be reached. Try again in a moment.",
+  rate_limited: "Too many sign-in attempts. Wait a minute, then try again.",
+};
+
 export default function Login() {
   const [params] = useSearchParams();
   const next = safeNext(params.get("next"));
@@ -23,6 +33,7 @@ export default function Login() {
   });
   if (session && !login.isPending) return <Navigate to={next} replace />;
   const errors = formErrors(login.error, ["email", "password"]);
+  const ssoError = login.error ? null : params.get("sso_error");
   const ssoUrl =
     login.error instanceof ApiError && login.error.code === "sso_required" ? login.error.message.match(/https?:\/\/\S+|\/api\/v1\/sso\/\S+/)?.[0] : undefined;
   function submit(e: FormEvent) {
@@ -42,6 +53,10 @@ export default function Login() {
       {params.get("expired") && <Notice>Your session ended. Log in again to continue.</Notice>}
       {params.get("reset") && <Notice>Your password is changed. Log in with the new one.</Notice>}
       {params.get("verified") && <Notice>Your email address is verified. You can log in now.</Notice>}
+      {params.get("sso") === "confirm_by_mail" && (
+        <Notice>Check your inbox: to finish signing in, follow the link we sent to the email address your identity provider gave us.</Notice>
+      )}
+      {ssoError && <FormAlert message={SSO_ERRORS[ssoError] ?? "Single sign-on failed. Start again, or ask one of the org's admins."} />}
       <FormAlert message={errors.form} />
       {ssoUrl && (
         <p>

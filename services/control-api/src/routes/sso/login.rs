@@ -115,6 +115,7 @@ pub fn check_return_to(raw: Option<&str>) -> Result<String, ApiError> {
     params(("org" = String, Path, description = "Org slug"), StartQuery),
     responses(
         (status = 302, description = "To the identity provider"),
+        (status = 303, description = "A browser's navigation that failed: to the console's login page, `?sso_error=<problem code>`"),
         (status = 400, description = "Invalid return_to", body = Problem),
         (status = 404, description = "No such org, or SSO not enabled for it", body = Problem),
         (status = 502, description = "The provider could not be reached", body = Problem),
@@ -123,10 +124,41 @@ pub fn check_return_to(raw: Option<&str>) -> Result<String, ApiError> {
 #[get("/sso/{org}/start")]
 async fn sso_start(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<StartQuery>,
 ) -> ApiResult<HttpResponse> {
-    start_sso_login(&state, &path, query.return_to.as_deref()).await
+    let started = start_sso_login(&state, &path, query.return_to.as_deref()).await;
+    navigation_answer(&req, started)
+}
+
+/// Whether `req` is a browser's navigation (it asks for a page), not an API client's request.
+fn is_navigation(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
+/// The SSO steps a browser navigates to answer it with pages: a refusal sends it to the console's
+/// login page with the problem's code (`/login?sso_error=<code>`), which says what happened in
+/// its own words (no text from the request is shown). API clients get the problem itself.
+fn navigation_answer(req: &HttpRequest, answer: ApiResult<HttpResponse>) -> ApiResult<HttpResponse> {
+    match answer {
+        Err(e) if is_navigation(req) => {
+            tracing::info!(code = e.code(), detail = %e.detail(), "SSO step refused; the browser is sent to the login page");
+            Ok(to_login_page("sso_error", e.code()))
+        }
+        other => other,
+    }
+}
+
+/// 303 to the console's login page with `key=value` (both plain identifiers).
+fn to_login_page(key: &str, value: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/login?{key}={value}")))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
 }
 
 /// Starts an SSO login for the org `org_slug` and answers with the redirect to its provider.
@@ -217,6 +249,7 @@ async fn discover(state: &AppState, row: &SsoProviderRow, secret: &str) -> ApiRe
     responses(
         (status = 302, description = "Logged in; to return_to with the session cookie"),
         (status = 202, description = "A confirmation link was mailed to the asserted address (a domain the org has not verified)", body = MessageOut),
+        (status = 303, description = "A browser's navigation: to the console's login page, `?sso=confirm_by_mail` when a confirmation link was mailed, `?sso_error=<problem code>` when refused"),
         (status = 400, description = "Missing or mismatched state, expired login, or provider error", body = Problem),
         (status = 403, description = "The identity may not sign in to this org", body = Problem),
         (status = 429, description = "Too many confirmation mails for this address or client", body = Problem),
@@ -228,8 +261,17 @@ async fn sso_callback(
     req: HttpRequest,
     query: web::Query<CallbackQuery>,
 ) -> ApiResult<HttpResponse> {
-    let client = ClientInfo::of(&req);
-    let login = read_login_state(&state, &req)?;
+    let finished = finish_sso_login(&state, &req, &query).await;
+    navigation_answer(&req, finished)
+}
+
+async fn finish_sso_login(
+    state: &AppState,
+    req: &HttpRequest,
+    query: &CallbackQuery,
+) -> ApiResult<HttpResponse> {
+    let client = ClientInfo::of(req);
+    let login = read_login_state(state, req)?;
     let returned_state = query
         .state
         .as_deref()
@@ -262,9 +304,9 @@ async fn sso_callback(
         .await?
         .filter(|p| p.enabled && p.issuer_url == login.issuer)
         .ok_or_else(|| refused("SSO is no longer enabled for this org"))?;
-    let secret = client_secret(&state, &mut tx, &provider_row).await?;
+    let secret = client_secret(state, &mut tx, &provider_row).await?;
     tx.commit().await?;
-    let provider = discover(&state, &provider_row, &secret).await?;
+    let provider = discover(state, &provider_row, &secret).await?;
     let identity = provider
         .finish(&state.oidc_http, code, &login.pkce_verifier, &login.nonce)
         .await
@@ -284,7 +326,7 @@ async fn sso_callback(
         })?;
 
     let outcome = provision::after_login(
-        &state,
+        state,
         login.org,
         &provider_row,
         &identity,
@@ -294,10 +336,16 @@ async fn sso_callback(
     .await?;
     let user_id = match outcome {
         Outcome::SignedIn(user) => user,
+        Outcome::MailSent if is_navigation(req) => {
+            let mut page = to_login_page("sso", "confirm_by_mail");
+            page.add_cookie(&state_cookie(state, "", true))
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("state cookie: {e}")))?;
+            return Ok(page);
+        }
         Outcome::MailSent => {
             return Ok(HttpResponse::Accepted()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
-                .cookie(state_cookie(&state, "", true))
+                .cookie(state_cookie(state, "", true))
                 .json(MessageOut {
                     message: CONFIRM_BY_MAIL.to_owned(),
                 }));
@@ -308,7 +356,7 @@ async fn sso_callback(
     let user = users::find_by_id(&mut global, user_id)
         .await?
         .ok_or_else(|| refused("the account no longer exists"))?;
-    let session = create_session(&state, &mut global, user.id, Some(login.org), &client).await?;
+    let session = create_session(state, &mut global, user.id, Some(login.org), &client).await?;
     let event = audit_event(user_actor(user.id, &user.email), "user.login", &client)
         .target("user", user.id)
         .details(serde_json::json!({"method": "sso", "org_id": login.org, "session_id": session.row.id}));
@@ -317,8 +365,8 @@ async fn sso_callback(
     Ok(HttpResponse::Found()
         .insert_header((header::LOCATION, login.return_to))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .cookie(session_cookie(&state, &session.token))
-        .cookie(state_cookie(&state, "", true))
+        .cookie(session_cookie(state, &session.token))
+        .cookie(state_cookie(state, "", true))
         .finish())
 }
 
