@@ -309,14 +309,12 @@ impl Probe {
     }
 }
 
+/// Upstream events, each with whether it ends the call.
+type ViewedEvents = Pin<Box<dyn Stream<Item = (Result<sse_stream::Sse, String>, bool)> + Send>>;
+
 /// The upstream's events for [`stateless_reply`], each with whether it ends the call (the answer,
 /// or the `input_required` result made of a request from the upstream); nothing follows it.
-fn stateless_view(
-    ctx: &Ctx,
-    events: SseEvents,
-    route: Route,
-    client_id: Value,
-) -> Pin<Box<dyn Stream<Item = (Result<sse_stream::Sse, String>, bool)> + Send>> {
+fn stateless_view(ctx: &Ctx, events: SseEvents, route: Route, client_id: Value) -> ViewedEvents {
     struct State {
         events: Option<SseEvents>,
         route: Option<Route>,
