@@ -17,6 +17,7 @@ use crate::accounts::audit_event;
 use crate::auth::{CurrentUser, OrgMember};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::ValidJson;
+use crate::routes::usage::InvoiceOut;
 use crate::state::AppState;
 use crate::validate;
 
@@ -238,8 +239,8 @@ async fn update_org(
 /// learns of the change, within about a second), its tokens stop working, and its members lose
 /// access; no other org changes. The platform trail keeps an `org.deleted` entry with the final
 /// head of the org's audit chain (export the trail first to keep it) and what billing needs to
-/// settle the account: the open period's billable calls and every invoice's totals. Refused while the platform
-/// operator has the org suspended.
+/// settle the account: the open period's billable calls and every invoice's totals. Refused
+/// while the platform operator has the org suspended.
 #[utoipa::path(
     tag = "orgs",
     operation_id = "orgs.delete",
@@ -282,20 +283,15 @@ async fn delete_org(
     // and the invoices (totals, not lines).
     let period_start = usage::period_start_of(OffsetDateTime::now_utc());
     let period_calls = usage::period_calls(&mut tx, period_start).await?;
-    let invoices: Vec<serde_json::Value> = invoices::list(&mut tx, 1000)
+    // (`invoices::list` reads at most 1,000: 83 years of monthly invoices.)
+    let invoices = invoices::list(&mut tx, 1000)
         .await?
-        .iter()
-        .map(|i| {
-            serde_json::json!({
-                "id": i.id, "period_start": i.period_start.to_string(),
-                "period_end": i.period_end.to_string(), "plan_id": i.plan_id, "status": i.status,
-                "currency": i.currency, "total_cents": i.total_cents,
-            })
-        })
-        .collect();
-    // The version dataplanes compare against: one past the last, so that every dataplane
-    // refetches the org, finds it gone and drops it.
-    let version = orgs::config_version(&mut tx).await? + 1;
+        .into_iter()
+        .map(InvoiceOut::of)
+        .collect::<ApiResult<Vec<_>>>()?;
+    // A version past the last, so that every dataplane refetches the org, finds it gone and
+    // drops it.
+    let version = orgs::bump_config_version(&mut tx).await?;
     let deleted = orgs::delete(&mut tx).await?;
     let event = audit_event(member.actor(), "org.deleted", &member.current.client)
         .target("org", org.id)

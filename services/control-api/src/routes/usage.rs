@@ -291,7 +291,7 @@ pub struct InvoiceOut {
 }
 
 impl InvoiceOut {
-    fn of(row: invoices::InvoiceRow) -> ApiResult<Self> {
+    pub(crate) fn of(row: invoices::InvoiceRow) -> ApiResult<Self> {
         let rfc3339 = |t: OffsetDateTime| t.format(&Rfc3339).map_err(|e| ApiError::Internal(e.into()));
         Ok(Self {
             id: row.id,
