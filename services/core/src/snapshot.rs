@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use crate::ids::{BackendId, EndpointId, OrgId, ServerId, ServiceTokenId, ToolId};
 use crate::role::Role;
 use crate::secrets::Keyring;
-pub use crate::upstream::UpstreamTransport;
+use crate::upstream::UpstreamTransport;
 
 /// Separator between a server's namespace and a tool's own name: `orders__get_order`.
 pub const TOOL_NAMESPACE_SEPARATOR: &str = "__";

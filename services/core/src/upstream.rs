@@ -141,7 +141,7 @@ text_enum!(CredentialKind, "credential kind");
 static REPORTED: Mutex<Option<HashSet<(&'static str, String)>>> = Mutex::new(None);
 
 /// Logs an unknown stored value, the first time it is seen.
-pub fn report_unknown(e: &UnknownValue) {
+fn report_unknown(e: &UnknownValue) {
     let first = REPORTED
         .lock_or_recover()
         .get_or_insert_with(HashSet::new)

@@ -31,6 +31,7 @@ use gatehouse_core::config::{Config, Sources};
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId, ToolId};
 use gatehouse_core::secrets::{DataplaneKeys, generate_signing_secret_b64};
 use gatehouse_core::snapshot::*;
+use gatehouse_core::upstream::UpstreamTransport;
 
 const ED25519_PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,

@@ -37,11 +37,8 @@ pub enum Kind {
     Response,
 }
 
-/// Whether a message an upstream sent is a JSON-RPC response (no method, a result or an error),
-/// without the full validation of [`Message::classify`]: what upstreams send is relayed as it is.
-pub fn is_response(message: &Value) -> bool {
-    message.get("method").is_none() && (message.get("result").is_some() || message.get("error").is_some())
-}
+/// Whether a message is a response (a result or an error), not a request or notification.
+pub use gatehouse_mcp_client::is_response;
 
 /// One parsed JSON-RPC message. `value` is the whole message; the accessors read it.
 #[derive(Debug, Clone)]

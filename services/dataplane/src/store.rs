@@ -504,7 +504,8 @@ impl ServerState {
 mod tests {
     use gatehouse_core::ids::ServiceTokenId;
     use gatehouse_core::secrets::generate_key_b64;
-    use gatehouse_core::snapshot::{RateLimits, Revocation, UpstreamTransport};
+    use gatehouse_core::snapshot::{RateLimits, Revocation};
+    use gatehouse_core::upstream::UpstreamTransport;
 
     use super::*;
 

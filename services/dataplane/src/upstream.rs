@@ -15,8 +15,8 @@ use gatehouse_events::SubjectKind;
 use gatehouse_mcp_client as client;
 
 pub use gatehouse_mcp_client::{
-    ClientHello, HeldSession, Learned, Listing, NEWEST_SESSION_VERSION, Outbound, Reply, STATELESS_VERSION,
-    SessionKey, SessionLimits, SseEvents, ToolLimits, UpstreamError, Wire, next_message, response_on,
+    ClientHello, HeldSession, Learned, Listing, Outbound, Reply, STATELESS_VERSION, SessionKey,
+    SessionLimits, SseEvents, ToolLimits, UpstreamError, Wire, next_message, response_on,
     session_capabilities, stateless_meta,
 };
 

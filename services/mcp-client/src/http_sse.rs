@@ -16,6 +16,7 @@ use gatehouse_core::ids::ServerId;
 use gatehouse_core::sealed::Sealer;
 
 use super::stream::is_response;
+use super::wire::{HTTP_SSE_VERSION, initialize_request};
 use super::{Client, Outbound, Reply, UpstreamError, response_on, unreachable};
 
 const ROUTE_PREFIX: &str = "ghsse1.";
@@ -71,7 +72,6 @@ impl Client {
     /// request). Server→client requests on the connection are relayed with a sealed reply route as
     /// their id (module docs).
     pub(super) async fn post_http_sse(&self, out: Outbound<'_>) -> Result<Reply, UpstreamError> {
-        const LEGACY_VERSION: &str = "2024-11-05";
         let upstream = out.upstream;
         if self.breaker_open(upstream.id) {
             return Err(UpstreamError::Unavailable("circuit breaker open".into()));
@@ -148,9 +148,7 @@ impl Client {
             }
             let capabilities = out.client_capabilities.cloned().unwrap_or_else(|| json!({}));
             let init_id = json!("gatehouse-sse-init");
-            let init = json!({"jsonrpc": "2.0", "id": init_id, "method": "initialize", "params": {
-                "protocolVersion": LEGACY_VERSION, "capabilities": capabilities,
-                "clientInfo": {"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")}}});
+            let init = initialize_request(&init_id, HTTP_SSE_VERSION, &capabilities, None);
             post(serde_json::to_vec(&init).expect("json")).await?;
             let initialized = tokio::time::timeout(self.inner.timeout, response_on(&mut events, &init_id))
                 .await

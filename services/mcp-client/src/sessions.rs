@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
 use gatehouse_core::sync::MutexExt;
 
+use super::wire::initialize_request;
 use super::{Caller, Client, Outbound, Upstream, UpstreamError};
 
 /// The newest session revision; an upstream may negotiate an older one.
@@ -320,15 +321,12 @@ impl Client {
         caller: Option<Caller<'_>>,
     ) -> Result<(Option<String>, String, Value), UpstreamError> {
         let id = json!("gatehouse-initialize");
-        let client_info = hello
-            .client_info
-            .cloned()
-            .unwrap_or_else(|| json!({"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")}));
-        let initialize = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
-            "protocolVersion": NEWEST_SESSION_VERSION,
-            "capabilities": session_capabilities(hello.capabilities),
-            "clientInfo": client_info,
-        }});
+        let initialize = initialize_request(
+            &id,
+            NEWEST_SESSION_VERSION,
+            &session_capabilities(hello.capabilities),
+            hello.client_info,
+        );
         let out = Outbound {
             caller,
             ..Outbound::message(upstream, &initialize)

@@ -106,9 +106,7 @@ impl Client {
         };
         if upstream.transport == UpstreamTransport::HttpSse {
             let id = json!("gatehouse-initialize");
-            let initialize = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
-                "protocolVersion": HTTP_SSE_VERSION, "capabilities": {},
-                "clientInfo": {"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")}}});
+            let initialize = initialize_request(&id, HTTP_SSE_VERSION, &json!({}), None);
             let (answer, _) = self
                 .request(
                     Outbound {
@@ -205,8 +203,29 @@ fn learned_from(wire: Wire, version: &str, result: &Value) -> Learned {
 pub fn stateless_meta(hello: &ClientHello<'_>) -> Value {
     json!({
         "io.modelcontextprotocol/protocolVersion": STATELESS_VERSION,
-        "io.modelcontextprotocol/clientInfo": hello.client_info.cloned()
-            .unwrap_or_else(|| json!({"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")})),
+        "io.modelcontextprotocol/clientInfo": client_info(hello.client_info),
         "io.modelcontextprotocol/clientCapabilities": hello.capabilities,
     })
+}
+
+/// The `initialize` request (id `id`) that opens a session in `version`, for a client with
+/// `capabilities` that named itself `client_info` (Gatehouse when it did not).
+pub(super) fn initialize_request(
+    id: &Value,
+    version: &str,
+    capabilities: &Value,
+    client_info: Option<&Value>,
+) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
+        "protocolVersion": version,
+        "capabilities": capabilities,
+        "clientInfo": self::client_info(client_info),
+    }})
+}
+
+/// The client's name, or Gatehouse's own.
+fn client_info(named: Option<&Value>) -> Value {
+    named
+        .cloned()
+        .unwrap_or_else(|| json!({"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")}))
 }

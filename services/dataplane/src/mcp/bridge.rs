@@ -21,7 +21,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 
 use gatehouse_core::ids::ServerId;
-use gatehouse_core::snapshot::UpstreamTransport;
+use gatehouse_core::upstream::UpstreamTransport;
 
 use crate::headers;
 use crate::jsonrpc::Message;

@@ -36,7 +36,7 @@ impl LegacyEndpoint {
         };
         let mut org = OrgSpec::new("legacy");
         org.add_server(&server, &shared.snapshot_keys);
-        org.servers[0].transport = gatehouse_core::snapshot::UpstreamTransport::HttpSse;
+        org.servers[0].transport = gatehouse_core::upstream::UpstreamTransport::HttpSse;
         org.add_endpoint(&dp.url, "main", &[&server], false, &[("all", &["*"])]);
         dp.load(&[org.snapshot()]);
         let token = issuer.token(&org.endpoints[0], org.org_id, "alice", "all", json!({}));

@@ -134,7 +134,7 @@ pub(super) async fn initialize(req: &HttpRequest, ctx: &Ctx, message: Message) -
     };
     let speaks_http_sse = ctx.endpoint.server_ids.iter().any(|s| {
         ctx.server(*s)
-            .is_some_and(|st| st.snapshot.transport == gatehouse_core::snapshot::UpstreamTransport::HttpSse)
+            .is_some_and(|st| st.snapshot.transport == gatehouse_core::upstream::UpstreamTransport::HttpSse)
     });
     let mut upstream_message = message.value.clone();
     upstream_message["params"]["protocolVersion"] = json!(version);

@@ -6,6 +6,7 @@ use serde_json::Value;
 use gatehouse_core::canonical::tool_definition_hash;
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId, ServiceTokenId, ToolId};
 use gatehouse_core::snapshot::*;
+use gatehouse_core::upstream::UpstreamTransport;
 
 use super::upstream_tools;
 
