@@ -98,6 +98,15 @@ impl CallRecord {
         }
     }
 
+    /// Finishes the call an upstream answered: an error with `error_code`
+    /// ([`error_code_in`], [`error_code_of`]) when the answer is one, else a success.
+    pub fn finish_answered(self, error_code: Option<i64>) {
+        match error_code {
+            Some(code) => self.finish(CallOutcome::Error, Some(code)),
+            None => self.finish(CallOutcome::Success, None),
+        }
+    }
+
     /// Emits the event (once).
     pub fn finish(mut self, outcome: CallOutcome, error_code: Option<i64>) {
         self.set_outcome(outcome, error_code);

@@ -227,11 +227,6 @@ pub(super) fn protocol_status(code: Option<i64>) -> StatusCode {
     }
 }
 
-/// The error code of a JSON-RPC response, if it is an error.
-pub(super) fn error_code(response: &Value) -> Option<i64> {
-    response.get("error")?.get("code")?.as_i64()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,9 +259,9 @@ mod tests {
             json!({"jsonrpc": "2.0", "id": 7, "error": {"code": jsonrpc::SERVER_ERROR,
                 "message": "Rate limit exceeded; retry after 3 s", "data": {"retryAfterSeconds": 3}}})
         );
-        assert_eq!(error_code(&body), Some(jsonrpc::SERVER_ERROR));
+        assert_eq!(crate::events::error_code_in(&body), Some(jsonrpc::SERVER_ERROR));
         assert_eq!(
-            protocol_status(error_code(&json!({"result": {}}))),
+            protocol_status(crate::events::error_code_in(&json!({"result": {}}))),
             StatusCode::OK
         );
     }

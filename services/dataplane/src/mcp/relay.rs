@@ -14,6 +14,7 @@ use serde_json::Value;
 use gatehouse_core::ids::ServerId;
 use gatehouse_events::CallOutcome;
 
+use crate::events::error_code_in;
 use crate::jsonrpc;
 use crate::redact::Redactor;
 use crate::store::OrgState;
@@ -124,14 +125,7 @@ pub(super) fn relay_events(
                 }
                 if let Some(mut r) = relay.record.take() {
                     r.add_bytes_out(data.len() as u64);
-                    match value
-                        .get("error")
-                        .and_then(|e| e.get("code"))
-                        .and_then(Value::as_i64)
-                    {
-                        Some(code) => r.finish(CallOutcome::Error, Some(code)),
-                        None => r.finish(CallOutcome::Success, None),
-                    }
+                    r.finish_answered(error_code_in(&value));
                 }
             } else if value.get("method").and_then(Value::as_str) == Some("notifications/tools/list_changed")
                 && let Some(h) = &hook

@@ -6,13 +6,12 @@ use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use gatehouse_events::CallOutcome;
-
 use crate::headers::MCP_SESSION_ID;
 use crate::jsonrpc::{self, Kind};
 use crate::redact::Redactor;
 use crate::upstream::{Reply, response_on};
 
+use crate::events::error_code_in;
 use crate::mcp::admission::Verdict;
 use crate::mcp::context::{ClientWire, Ctx, Incoming};
 use crate::mcp::dispatch::dispatch;
@@ -216,14 +215,7 @@ async fn answer_value(ctx: &Ctx, answer: Answer, id: &Value) -> Value {
                 .and_then(|body| serde_json::from_slice(&body).ok());
             let value = value.unwrap_or_else(|| McpError::unavailable().body(Some(id)));
             if let Some(r) = relay.record.take() {
-                match value
-                    .get("error")
-                    .and_then(|e| e.get("code"))
-                    .and_then(Value::as_i64)
-                {
-                    Some(code) => r.finish(CallOutcome::Error, Some(code)),
-                    None => r.finish(CallOutcome::Success, None),
-                }
+                r.finish_answered(error_code_in(&value));
             }
             value
         }

@@ -18,7 +18,7 @@ use crate::upstream::{Reply, SseEvents};
 
 use crate::mcp::client_stream::{Carrying, to_client};
 use crate::mcp::context::{ClientWire, Ctx};
-use crate::mcp::error::{McpError, error_code, protocol_status};
+use crate::mcp::error::{McpError, protocol_status};
 use crate::mcp::outcome::{Answer, ClientStream, FrameStream, Relay};
 use crate::mcp::relay::frame;
 
@@ -73,7 +73,7 @@ pub(super) fn answer_response(
     match answer {
         Answer::Value(value) => {
             let status = match wire {
-                ClientWire::Stateless => protocol_status(error_code(&value)),
+                ClientWire::Stateless => protocol_status(error_code_in(&value)),
                 ClientWire::Session => StatusCode::OK,
             };
             json_response(status, &value)
@@ -161,7 +161,7 @@ fn relayed_json(ctx: &Ctx, body: Bytes, relay: &mut Relay) -> (Bytes, StatusCode
     let (body, status, code) = match parsed {
         Some(mut answer) => {
             let status = match relay.shape {
-                Some(_) => protocol_status(error_code(&answer)),
+                Some(_) => protocol_status(error_code_in(&answer)),
                 None => StatusCode::OK,
             };
             let code = error_code_in(&answer);
@@ -178,10 +178,7 @@ fn relayed_json(ctx: &Ctx, body: Bytes, relay: &mut Relay) -> (Bytes, StatusCode
     };
     if let Some(mut r) = relay.record.take() {
         r.add_bytes_out(body.len() as u64);
-        match code {
-            Some(code) => r.finish(CallOutcome::Error, Some(code)),
-            None => r.finish(CallOutcome::Success, None),
-        }
+        r.finish_answered(code);
     }
     (body, status)
 }
