@@ -128,16 +128,10 @@ impl Refresher {
             return false;
         }
         let began = Instant::now();
+        // An org the control API no longer knows is left to the announcement and the
+        // reconciliation, which remove it.
         let fetched = match tokio::time::timeout(FETCH_WAIT, self.source.snapshot(org)).await {
-            Ok(Ok(Some(snapshot))) => {
-                self.store.install(snapshot);
-                true
-            }
-            Ok(Ok(None)) => true,
-            Ok(Err(e)) => {
-                tracing::warn!(org_id = %org, error = %e, "could not fetch an org snapshot on demand");
-                false
-            }
+            Ok(result) => fetch_into(&self.store, org, result, false),
             Err(_) => false,
         };
         if fetched {
@@ -157,11 +151,20 @@ impl Refresher {
         if let Some(endpoint) = org.endpoint(endpoint_slug) {
             return Some((org.clone(), endpoint.clone()));
         }
-        let org_id = org.snapshot.org_id;
-        if !self.refresh(org_id).await {
+        self.refreshed(org.snapshot.org_id, endpoint_slug).await
+    }
+
+    /// `org` and its endpoint `endpoint_slug` as the control API has them now
+    /// ([`Refresher::refresh`]); `None` when they could not be fetched or do not exist.
+    pub async fn refreshed(
+        &self,
+        org: OrgId,
+        endpoint_slug: &str,
+    ) -> Option<(Arc<OrgState>, Arc<EndpointState>)> {
+        if !self.refresh(org).await {
             return None;
         }
-        let org = self.store.org_by_id(org_id)?;
+        let org = self.store.org_by_id(org)?;
         let endpoint = org.endpoint(endpoint_slug)?.clone();
         Some((org, endpoint))
     }
@@ -174,6 +177,32 @@ impl Refresher {
         budget.1 < FETCHES_PER_SECOND && {
             budget.1 += 1;
             true
+        }
+    }
+}
+
+/// Installs what fetching `org`'s snapshot gave (if newer than what is held), forgetting the
+/// org when the control API no longer knows it and `remove_gone`; whether the fetch succeeded.
+fn fetch_into(
+    store: &SnapshotStore,
+    org: OrgId,
+    fetched: anyhow::Result<Option<OrgSnapshot>>,
+    remove_gone: bool,
+) -> bool {
+    match fetched {
+        Ok(Some(snapshot)) => {
+            store.install(snapshot);
+            true
+        }
+        Ok(None) => {
+            if remove_gone {
+                store.remove(org);
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(org_id = %org, error = %e, "could not fetch an org snapshot");
+            false
         }
     }
 }
@@ -270,11 +299,7 @@ pub async fn run(
             change = changes.recv() => match change {
                 Ok(change) => {
                     if store.version_of(change.org_id).is_none_or(|held| held < change.version) {
-                        match source.snapshot(change.org_id).await {
-                            Ok(Some(snapshot)) => { store.install(snapshot); }
-                            Ok(None) => store.remove(change.org_id),
-                            Err(e) => tracing::warn!(org_id = %change.org_id, error = %e, "could not fetch a changed snapshot"),
-                        }
+                        fetch_into(&store, change.org_id, source.snapshot(change.org_id).await, true);
                     }
                 }
                 Err(RecvError::Lagged(_)) => {

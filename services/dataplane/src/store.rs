@@ -106,11 +106,19 @@ impl SnapshotStore {
     /// call, so a full load of N orgs costs O(N), where one `install` per org would cost O(N²)
     /// (about 3.7 s for 10,000 orgs, docs/benchmarks.md, "Scale").
     pub fn install_many(&self, snapshots: impl IntoIterator<Item = OrgSnapshot>) -> usize {
-        // Indexing (and opening credentials) happens outside the writer lock.
+        // Indexing (and opening credentials) happens outside the writer lock, and only for
+        // snapshots newer than what is held (checked again under the lock).
+        let held = self.inner.orgs.load();
         let states: Vec<Arc<OrgState>> = snapshots
             .into_iter()
+            .filter(|s| {
+                held.by_id
+                    .get(&s.org_id)
+                    .is_none_or(|o| o.snapshot.version < s.version)
+            })
             .map(|s| Arc::new(OrgState::index(s, &self.inner.keyring)))
             .collect();
+        drop(held);
         if states.is_empty() {
             return 0;
         }

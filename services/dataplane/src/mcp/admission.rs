@@ -216,11 +216,12 @@ pub(super) async fn establish(
     // A service token created since the snapshot was taken: fetch the org's and look again.
     if let Some(token) = bearer
         && matches!(principal, Err(TokenError::UnknownServiceToken))
-        && state.refresher.refresh(org.snapshot.org_id).await
-        && let Some(fresh) = state.store.org_by_id(org.snapshot.org_id)
-        && let Some(fresh_endpoint) = fresh.endpoint(endpoint_slug).cloned()
+        && let Some(fresh) = state
+            .refresher
+            .refreshed(org.snapshot.org_id, endpoint_slug)
+            .await
     {
-        (org, endpoint) = (fresh, fresh_endpoint);
+        (org, endpoint) = fresh;
         if org.snapshot.suspended {
             return Err(McpError::OrgSuspended);
         }
