@@ -299,7 +299,7 @@ function SsoDomains({ slug }: { slug: string }) {
           Add domain
         </button>
       </form>
-      <FormAlert message={check.error ? formErrors(check.error, []).form : null} />
+      <FormAlert message={formErrors(check.error, []).form} />
       {domains.isPending ? (
         <Loading />
       ) : domains.error ? (
