@@ -2,8 +2,8 @@ import { lazy, Suspense, useEffect, useState } from "react";
 import { BrowserRouter, Link, Navigate, NavLink, Outlet, Route, Routes, useLocation, useNavigate } from "react-router";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import * as DropdownMenu from "@radix-ui/react-dropdown-menu";
-import { api, ApiError } from "./api/client";
-import { SessionProvider, useSession } from "./api/session";
+import { ApiError } from "./api/client";
+import { SessionProvider, useSession, useSignOut } from "./api/session";
 import { useCurrentOrg, useOrgs } from "./api/org";
 import { ErrorState, Loading } from "./components";
 import { extraRoutes } from "./routes.extra";
@@ -244,15 +244,9 @@ function OrgSwitcher() {
 }
 
 function UserMenu() {
-  const { session, signedOut } = useSession();
+  const { session } = useSession();
+  const signOut = useSignOut();
   const navigate = useNavigate();
-  async function logout() {
-    await api.DELETE("/api/v1/session");
-    // To the login page first, then forget the session: forgetting it on a signed-in page would
-    // have that page's guard send the user to a login that comes back to it.
-    navigate("/login", { replace: true });
-    signedOut();
-  }
   return (
     <DropdownMenu.Root>
       <DropdownMenu.Trigger asChild>
@@ -265,7 +259,7 @@ function UserMenu() {
           <DropdownMenu.Item className="menu-item" onSelect={() => navigate("/account")}>
             Account settings
           </DropdownMenu.Item>
-          <DropdownMenu.Item className="menu-item" onSelect={logout}>
+          <DropdownMenu.Item className="menu-item" onSelect={() => void signOut()}>
             Log out
           </DropdownMenu.Item>
         </DropdownMenu.Content>

@@ -1,5 +1,6 @@
 // Who is signed in: the session from GET /api/v1/session, shared by every page.
 import { createContext, useContext, useEffect, useState, type ReactNode } from "react";
+import { useNavigate } from "react-router";
 import { QueryClient, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, ApiError, session, unwrap, type Schemas } from "./client";
 
@@ -80,4 +81,21 @@ export function useSession(): SessionState {
   const ctx = useContext(Ctx);
   if (!ctx) throw new Error("useSession outside SessionProvider");
   return ctx;
+}
+
+/**
+ * Signing out (the log-out buttons, and after deleting the account): ends the session on the
+ * server unless `sessionEnded` says the server already did, opens the login page, then forgets
+ * the session.
+ */
+export function useSignOut(): (opts?: { sessionEnded?: boolean }) => Promise<void> {
+  const { signedOut } = useSession();
+  const navigate = useNavigate();
+  return async ({ sessionEnded = false } = {}) => {
+    if (!sessionEnded) await api.DELETE("/api/v1/session");
+    // To the login page first, then forget the session: forgetting it on a signed-in page would
+    // have that page's guard send the user to a login that comes back to it.
+    navigate("/login", { replace: true });
+    signedOut();
+  };
 }

@@ -1,20 +1,14 @@
 import { useState, type FormEvent } from "react";
-import { useNavigate } from "react-router";
 import { useMutation } from "@tanstack/react-query";
 import { api, unwrap } from "../../api/client";
-import { useSession } from "../../api/session";
+import { useSession, useSignOut } from "../../api/session";
 import { ConfirmDialog, Field, FormAlert, Notice, PageHeader, formErrors } from "../../components";
 
 export default function Account() {
-  const { session, signedOut } = useSession();
-  const navigate = useNavigate();
+  const { session } = useSession();
+  const signOut = useSignOut();
   if (!session) return null;
   const user = session.user;
-  async function logout() {
-    await api.DELETE("/api/v1/session");
-    navigate("/login", { replace: true });
-    signedOut();
-  }
   return (
     <>
       <PageHeader title="Account" description="Your sign-in details. Org memberships are under each org's Members page." />
@@ -32,12 +26,12 @@ export default function Account() {
           <dt>Session ends</dt>
           <dd>{new Date(session.expires_at).toLocaleString()} at the latest</dd>
         </dl>
-        <button type="button" className="btn" onClick={logout}>
+        <button type="button" className="btn" onClick={() => void signOut()}>
           Log out
         </button>
       </section>
       {user.has_password && <ChangePassword />}
-      <DeleteAccount hasPassword={user.has_password} onDeleted={() => { navigate("/login", { replace: true }); signedOut(); }} />
+      <DeleteAccount hasPassword={user.has_password} onDeleted={() => signOut({ sessionEnded: true })} />
     </>
   );
 }

@@ -6,11 +6,15 @@ import { useSession } from "../../api/session";
 import { Field, FormAlert, Notice, formErrors } from "../../components";
 import { safeNext } from "../../next";
 
+/** The callback refused the login: `bad_request` and `invalid_field` name the same failure. */
+const SSO_UNFINISHED =
+  "The single sign-on login could not be finished: it expired, was already used, or the identity provider refused it. Start again.";
+
 /** What a single sign-on step that sent the browser here (`?sso_error=<problem code>`) says. */
 const SSO_ERRORS: Record<string, string> = {
   not_found: "That org does not exist or does not use single sign-on. Check its short name.",
-  bad_request: "The single sign-on login could not be finished: it expired, was already used, or the identity provider refused it. Start again.",
-  invalid_field: "The single sign-on login could not be finished: it expired, was already used, or the identity provider refused it. Start again.",
+  bad_request: SSO_UNFINISHED,
+  invalid_field: SSO_UNFINISHED,
   forbidden: "Your identity provider signed you in, but this identity may not sign in to the org. Ask one of its admins.",
   upstream_error: "The org's identity provider could not be reached. Try again in a moment.",
   rate_limited: "Too many sign-in attempts. Wait a minute, then try again.",

@@ -299,7 +299,7 @@ function SsoDomains({ slug }: { slug: string }) {
           Add domain
         </button>
       </form>
-      <FormAlert message={check.error ? formErrors(check.error, []).form : null} />
+      <FormAlert message={formErrors(check.error, []).form} />
       {domains.isPending ? (
         <Loading />
       ) : domains.error ? (
@@ -429,7 +429,7 @@ function DangerZone({ org }: { org: Org }) {
 
 /**
  * Deleting the org: the owner types its slug. The org's audit trail goes with it, so the dialog
- * offers its export first. Afterwards the console opens another of the user's orgs, or the
+ * offers its export first. Afterwards the console home opens another of the user's orgs, or the
  * create-org page when none is left.
  */
 function DeleteOrg({ org }: { org: Org }) {
@@ -468,7 +468,9 @@ function DeleteOrg({ org }: { org: Org }) {
           const remaining = (qc.getQueryData<Org[]>(orgsQuery.queryKey) ?? []).filter((o) => o.slug !== org.slug);
           qc.setQueryData(orgsQuery.queryKey, remaining);
           qc.removeQueries({ queryKey: ["org", org.slug] });
-          navigate(remaining.length > 0 ? `/orgs/${remaining[0].slug}` : "/orgs/new", { replace: true });
+          localStorage.removeItem("gatehouse.org");
+          // The console home picks the org to open next (or the create-org page).
+          navigate("/", { replace: true });
           void qc.invalidateQueries({ queryKey: orgsQuery.queryKey });
         }}
       />
