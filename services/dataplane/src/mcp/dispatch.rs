@@ -47,7 +47,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
         session,
         ..
     } = incoming;
-    let id = request.id.clone();
+    let id = request.id();
     let method = request.method.clone();
     match &method {
         Method::Ping => Answer::Value(result_value(&id, json!({}))),
@@ -59,8 +59,7 @@ pub(super) async fn dispatch(incoming: Incoming<'_>, mut request: McpRequest) ->
                 .snapshot
                 .tools
                 .iter()
-                .filter(|t| ctx.endpoint.may_call(t.tool_id, &ctx.principal.scopes))
-                .filter(|t| !ctx.state.pins.is_withheld(t))
+                .filter(|t| ctx.may_call(t))
                 .map(|t| {
                     let mut definition = t.approved_definition.clone();
                     if let Some(obj) = definition.as_object_mut() {

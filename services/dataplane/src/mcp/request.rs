@@ -15,8 +15,6 @@ use crate::store::EndpointState;
 pub(super) struct McpRequest {
     /// The message as it goes upstream (handlers rewrite namespaced names in it).
     pub(super) message: Message,
-    /// The request's id (`null` for a notification or a response).
-    pub(super) id: Value,
     pub(super) method: Method,
     /// The size of the HTTP body it came in, for the call record.
     pub(super) bytes_in: u64,
@@ -181,7 +179,6 @@ pub(super) enum Named {
 impl McpRequest {
     /// Reads the envelope of `message`, which came in an HTTP body of `bytes_in` bytes.
     pub(super) fn read(message: Message, bytes_in: u64) -> Self {
-        let id = message.id().cloned().unwrap_or(Value::Null);
         let name = match message.kind {
             Kind::Request | Kind::Notification => message.method(),
             Kind::Response => "",
@@ -229,7 +226,6 @@ impl McpRequest {
         };
         McpRequest {
             message,
-            id,
             method,
             bytes_in,
             tool,
@@ -246,6 +242,11 @@ impl McpRequest {
     /// The id to answer with, when the message is a request.
     pub(super) fn answer_id(&self) -> Option<&Value> {
         self.message.id()
+    }
+
+    /// The id an answer to it carries (`null` for a notification or a response).
+    pub(super) fn id(&self) -> Value {
+        self.answer_id().cloned().unwrap_or(Value::Null)
     }
 
     /// The name or URI a prompt or resource request names, for its call record.

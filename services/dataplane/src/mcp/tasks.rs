@@ -135,9 +135,8 @@ pub(super) async fn list_tasks(incoming: Incoming<'_>, request: McpRequest) -> A
         session,
         ..
     } = incoming;
-    let McpRequest {
-        message, id, cursor, ..
-    } = request;
+    let id = request.id();
+    let McpRequest { message, cursor, .. } = request;
     if namespaces_tasks(ctx) {
         let mut answer = aggregate_list(ctx, client_wire, session, &message, &cursor, ListKind::Tasks).await;
         if let Answer::Value(value) = &mut answer

@@ -15,9 +15,9 @@ use super::request::McpRequest;
 
 pub(super) async fn call_tool(incoming: Incoming<'_>, request: McpRequest) -> Answer {
     let ctx = incoming.ctx;
+    let id = request.id();
     let McpRequest {
         mut message,
-        id,
         bytes_in,
         tool: called,
         ..

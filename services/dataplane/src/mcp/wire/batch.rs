@@ -47,7 +47,7 @@ pub(super) async fn batch(
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let mut answers = BatchAnswers::new(limits.max_answer_bytes);
     for (request, verdict) in requests.into_iter().zip(verdicts) {
-        let id = request.id.clone();
+        let id = request.id();
         let is_request = request.kind() == Kind::Request;
         // Refused at admission: a request gets the refusal, anything else is dropped.
         if let Some(refused) = verdict.refusal() {

@@ -142,7 +142,7 @@ fn client_wire(req: &HttpRequest, request: &McpRequest) -> ClientWire {
     if is_request && request.method == Method::Initialize {
         return ClientWire::Session;
     }
-    let header_stateless = header_str(req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= STATELESS_VERSIONS[0]);
+    let header_stateless = names_stateless_revision(req);
     let discover_without_session =
         is_request && request.method == Method::ServerDiscover && req.headers().get(MCP_SESSION_ID).is_none();
     if header_stateless || discover_without_session {
@@ -150,6 +150,11 @@ fn client_wire(req: &HttpRequest, request: &McpRequest) -> ClientWire {
     } else {
         ClientWire::Session
     }
+}
+
+/// Whether the `MCP-Protocol-Version` header names a stateless revision.
+pub(super) fn names_stateless_revision(req: &HttpRequest) -> bool {
+    header_str(req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= STATELESS_VERSIONS[0])
 }
 
 /// Each wire's handling is boxed, as a batch's is: their futures are large, and `post`'s, which

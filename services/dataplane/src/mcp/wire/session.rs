@@ -16,9 +16,7 @@ use crate::upstream::{STATELESS_VERSION, UpstreamError, Wire};
 use crate::mcp::admission::{establish, open_stream};
 use crate::mcp::aggregate::{endpoint_server_info, filter_capabilities, merge_capabilities};
 use crate::mcp::client_stream::{Carrying, to_client};
-use crate::mcp::context::{
-    ClientWire, Ctx, Incoming, KEEP_ALIVE, SESSION_VERSIONS, STATELESS_VERSIONS, all_versions,
-};
+use crate::mcp::context::{ClientWire, Ctx, Incoming, KEEP_ALIVE, SESSION_VERSIONS, all_versions};
 use crate::mcp::dispatch::dispatch;
 use crate::mcp::error::McpError;
 use crate::mcp::input::ASK_PREFIX;
@@ -28,6 +26,7 @@ use crate::mcp::request::{McpRequest, Method};
 use crate::mcp::sql::elicitation_answer;
 use crate::mcp::upstream_calls::{UpstreamCall, fan_out, session_wire_upstreams};
 
+use super::names_stateless_revision;
 use super::render::{answer_response, error_response, header_str, refusal, sse_response};
 
 const LATEST_SESSION_VERSION: &str = "2025-11-25";
@@ -368,8 +367,7 @@ async fn establish_session_request(
         .await?
         .admit(None)
         .await?;
-    let header_stateless = header_str(req, MCP_PROTOCOL_VERSION).is_some_and(|v| v >= STATELESS_VERSIONS[0]);
-    if header_stateless || req.headers().get(MCP_SESSION_ID).is_none() {
+    if names_stateless_revision(req) || req.headers().get(MCP_SESSION_ID).is_none() {
         return Err(McpError::MethodNotAllowed);
     }
     Ok(ctx)
