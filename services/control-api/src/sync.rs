@@ -12,17 +12,13 @@ use utoipa::ToSchema;
 
 use gatehouse_core::canonical::tool_definition_hash;
 use gatehouse_core::ids::ServerId;
-use gatehouse_core::snapshot::{namespaced_tool_name, server_credential_context};
-use gatehouse_core::upstream::CredentialKind;
+use gatehouse_core::snapshot::namespaced_tool_name;
 use gatehouse_db::repos::servers::{ServerRow, SyncOutcome};
 use gatehouse_db::repos::tools::{Observed, ToolFilter, ToolStatus, Transition};
-use gatehouse_db::repos::{servers, tools};
+use gatehouse_db::repos::{servers, snapshot, tools};
 use gatehouse_db::{AuditOutcome, NewAuditEvent};
 use gatehouse_egress::Egress;
-use gatehouse_mcp_client::{
-    Credential, Listing, MAX_PAGES, SessionLimits, ToolLimits, Upstream, UpstreamError,
-};
-use secrecy::SecretString;
+use gatehouse_mcp_client::{Listing, MAX_PAGES, SessionLimits, ToolLimits, Upstream, UpstreamError};
 
 use crate::changes::{self, Acting};
 use crate::error::{ApiError, ApiResult};
@@ -71,41 +67,6 @@ pub fn mcp_client(egress: &Egress) -> anyhow::Result<gatehouse_mcp_client::Clien
         metrics_prefix: "gatehouse_tool_sync",
     };
     gatehouse_mcp_client::Client::new(egress.clone(), settings, None)
-}
-
-/// Opens the server's sealed credential.
-fn credential(
-    state: &AppState,
-    server: &ServerRow,
-    org: gatehouse_core::ids::OrgId,
-) -> ApiResult<Credential> {
-    let open = || -> ApiResult<SecretString> {
-        let sealed = server
-            .credential_enc
-            .as_deref()
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("server credential missing")))?;
-        let plain = state
-            .keyring
-            .open(sealed, &server_credential_context(org, server.id))
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot open server credential: {e}")))?;
-        String::from_utf8(plain)
-            .map(SecretString::from)
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("server credential is not UTF-8")))
-    };
-    Ok(match server.auth_kind {
-        CredentialKind::None => Credential::None,
-        CredentialKind::Bearer => Credential::Bearer(open()?),
-        CredentialKind::Header => Credential::Header {
-            name: server.auth_header_name.clone().unwrap_or_default(),
-            value: open()?,
-        },
-        CredentialKind::OauthClientCredentials => Credential::OauthClientCredentials {
-            token_url: server.oauth_token_url.clone().unwrap_or_default(),
-            client_id: server.oauth_client_id.clone().unwrap_or_default(),
-            client_secret: open()?,
-            scope: server.oauth_scope.clone(),
-        },
-    })
 }
 
 /// How long one sync may take end to end.
@@ -176,13 +137,8 @@ pub async fn sync_server(
         .await?
         .ok_or(ApiError::NotFound("server"))?;
     tx.commit().await?;
-    let upstream = Upstream::new(
-        server.id,
-        server.url.clone(),
-        server.transport,
-        Ok(credential(state, &server, org_id)?),
-        false,
-    );
+    // As the dataplane sees it (a corrupt row fails here, loudly); tool sync asserts no caller.
+    let upstream = Upstream::of_snapshot(org_id, &snapshot::server_snapshot(&server)?, &state.keyring);
     let listed = list_tools(state, &upstream).await;
     drop(upstream);
 

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
-use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use gatehouse_core::ids::{BackendId, EndpointId, OrgId, ServerId, ToolId};
@@ -19,11 +18,11 @@ use gatehouse_core::role::Role;
 use gatehouse_core::secrets::Keyring;
 use gatehouse_core::snapshot::{
     CallerSnapshot, EndpointSnapshot, EndpointTool, OrgSnapshot, Revocation, RevocationKind, ServerSnapshot,
-    ServiceTokenSnapshot, ToolTarget, UpstreamAuth, server_credential_context,
+    ServiceTokenSnapshot, ToolTarget,
 };
 use gatehouse_core::sync::MutexExt;
 use gatehouse_hosted_sql::{BackendConfig, SqlTool};
-use gatehouse_mcp_client::{Credential, Upstream};
+use gatehouse_mcp_client::Upstream;
 
 use crate::owners::ResourceOwners;
 
@@ -462,44 +461,10 @@ pub struct ServerState {
 
 impl ServerState {
     fn open(org_id: OrgId, snapshot: ServerSnapshot, keyring: &Keyring) -> Self {
-        let context = server_credential_context(org_id, snapshot.id);
-        let open = |sealed: &gatehouse_core::snapshot::Sealed| -> Result<SecretString, String> {
-            let bytes = keyring
-                .open(&sealed.0, &context)
-                .map_err(|e| format!("credential cannot be opened: {e}"))?;
-            String::from_utf8(bytes)
-                .map(SecretString::from)
-                .map_err(|_| "credential is not UTF-8".to_owned())
-        };
-        let credential = match &snapshot.auth {
-            UpstreamAuth::None => Ok(Credential::None),
-            UpstreamAuth::Bearer { token } => open(token).map(Credential::Bearer),
-            UpstreamAuth::Header { name, value } => open(value).map(|value| Credential::Header {
-                name: name.clone(),
-                value,
-            }),
-            UpstreamAuth::OauthClientCredentials {
-                token_url,
-                client_id,
-                client_secret,
-                scope,
-            } => open(client_secret).map(|client_secret| Credential::OauthClientCredentials {
-                token_url: token_url.clone(),
-                client_id: client_id.clone(),
-                client_secret,
-                scope: scope.clone(),
-            }),
-        };
-        if let Err(problem) = &credential {
+        let upstream = Upstream::of_snapshot(org_id, &snapshot, keyring);
+        if let Err(problem) = &upstream.credential {
             tracing::error!(org_id = %org_id, server_id = %snapshot.id, problem, "upstream credential unusable");
         }
-        let upstream = Upstream::new(
-            snapshot.id,
-            snapshot.url.clone(),
-            snapshot.transport,
-            credential,
-            snapshot.send_caller_assertion,
-        );
         Self {
             org_id,
             snapshot,
@@ -512,7 +477,7 @@ impl ServerState {
 mod tests {
     use gatehouse_core::ids::ServiceTokenId;
     use gatehouse_core::secrets::generate_key_b64;
-    use gatehouse_core::snapshot::{RateLimits, Revocation};
+    use gatehouse_core::snapshot::{RateLimits, Revocation, UpstreamAuth};
     use gatehouse_core::upstream::UpstreamTransport;
 
     use super::*;

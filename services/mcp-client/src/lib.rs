@@ -43,6 +43,8 @@ use serde_json::Value;
 
 use gatehouse_core::breaker::Breaker;
 use gatehouse_core::ids::{EndpointId, OrgId, ServerId};
+use gatehouse_core::secrets::Keyring;
+use gatehouse_core::snapshot::{Sealed, ServerSnapshot, UpstreamAuth, server_credential_context};
 use gatehouse_core::sync::MutexExt;
 use gatehouse_core::upstream::UpstreamTransport;
 use gatehouse_egress::{Egress, EgressError, RedirectMode};
@@ -96,6 +98,20 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// The server `snapshot` of `org`, its sealed credential opened with `keyring` (or why it
+    /// cannot be: the client then refuses to send to it).
+    pub fn of_snapshot(org: OrgId, snapshot: &ServerSnapshot, keyring: &Keyring) -> Self {
+        Upstream::new(
+            snapshot.id,
+            snapshot.url.clone(),
+            snapshot.transport,
+            Credential::open(org, snapshot, keyring),
+            snapshot.send_caller_assertion,
+        )
+    }
+}
+
 /// A server's own credential, opened. Never logged (`Debug` redacts).
 pub enum Credential {
     None,
@@ -110,6 +126,40 @@ pub enum Credential {
         client_secret: SecretString,
         scope: Option<String>,
     },
+}
+
+impl Credential {
+    /// Opens the sealed credential of `server`, a server of `org`.
+    pub fn open(org: OrgId, server: &ServerSnapshot, keyring: &Keyring) -> Result<Credential, String> {
+        let context = server_credential_context(org, server.id);
+        let open = |sealed: &Sealed| -> Result<SecretString, String> {
+            let bytes = keyring
+                .open(&sealed.0, &context)
+                .map_err(|e| format!("credential cannot be opened: {e}"))?;
+            String::from_utf8(bytes)
+                .map(SecretString::from)
+                .map_err(|_| "credential is not UTF-8".to_owned())
+        };
+        Ok(match &server.auth {
+            UpstreamAuth::None => Credential::None,
+            UpstreamAuth::Bearer { token } => Credential::Bearer(open(token)?),
+            UpstreamAuth::Header { name, value } => Credential::Header {
+                name: name.clone(),
+                value: open(value)?,
+            },
+            UpstreamAuth::OauthClientCredentials {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            } => Credential::OauthClientCredentials {
+                token_url: token_url.clone(),
+                client_id: client_id.clone(),
+                client_secret: open(client_secret)?,
+                scope: scope.clone(),
+            },
+        })
+    }
 }
 
 impl std::fmt::Debug for Credential {
