@@ -71,7 +71,7 @@ pub fn mcp_client(egress: &Egress) -> anyhow::Result<gatehouse_mcp_client::Clien
 
 /// How long one sync may take end to end.
 fn deadline(state: &AppState) -> Duration {
-    Duration::from_millis(state.cfg.egress.request_timeout_ms.saturating_mul(3).max(1000))
+    (state.egress.timeout() * 3).max(Duration::from_secs(1))
 }
 
 /// Lists every tool of `server` in the revision it speaks (learned anew), within the

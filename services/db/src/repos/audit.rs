@@ -535,7 +535,8 @@ pub async fn verify_chain_range(tx: &mut TenantTx, range: SeqRange) -> DbResult<
             tx,
             &AuditQuery {
                 after_seq: Some(after),
-                limit: 5000,
+                // A range reads no further than its end.
+                limit: bounded_to.map_or(5000, |to| (to - after).clamp(1, 5000)),
                 ..Default::default()
             },
         )
