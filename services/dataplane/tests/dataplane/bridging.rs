@@ -314,18 +314,6 @@ fn answer(
     response
 }
 
-/// Resident set size of this process (the test's whole world), in kB.
-fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .expect("VmRSS in /proc/self/status")
-}
-
 /// 10,000 distinct callers (one token, so one subject, each) through the whole dataplane, each
 /// opening its own upstream session: the pool holds at most the cap, evicted sessions are closed
 /// upstream, and the memory once the pool is full does not grow with the callers that follow.
@@ -389,12 +377,12 @@ async fn held_upstream_sessions_stay_under_the_cap_with_ten_thousand_callers() {
             "{held} upstream sessions held, over the cap of {CAP}"
         );
         if answered == WARM {
-            warm_rss = rss_kb();
+            warm_rss = rss_bytes() / 1024;
         }
     }
     assert_eq!(answered, CALLERS);
     assert_eq!(most, CAP, "the pool filled up to its cap and no further");
-    let growth = rss_kb().saturating_sub(warm_rss);
+    let growth = (rss_bytes() / 1024).saturating_sub(warm_rss);
     println!(
         "{CALLERS} callers: at most {most} sessions held; RSS {warm_rss} kB after {WARM}, +{growth} kB after"
     );
