@@ -14,30 +14,15 @@ use gatehouse_core::snapshot::ConfigChange;
 
 use crate::account_support::{assert_problem, org_state};
 use crate::helpers::{TestApp, TestUser};
+use crate::world::dump_org;
 
 /// Rows of every table with an `org_id` column that belong to `org` (table name → count).
 async fn rows_of(app: &TestApp, org: OrgId) -> Value {
-    let mut admin = app.db.admin().await;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT c.table_name FROM information_schema.columns c
-           JOIN information_schema.tables t USING (table_schema, table_name)
-          WHERE c.table_schema = 'public' AND c.column_name = 'org_id' AND t.table_type = 'BASE TABLE'
-          ORDER BY 1",
-    )
-    .fetch_all(&mut admin)
-    .await
-    .unwrap();
     let mut out = serde_json::Map::new();
-    for table in tables {
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {table} WHERE org_id = $1"
-        )))
-        .bind(org)
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
-        out.insert(table, json!(n));
+    for (table, rows) in dump_org(app, org).await {
+        out.insert(table, json!(rows.lines().count()));
     }
+    let mut admin = app.db.admin().await;
     let orgs: i64 = sqlx::query_scalar("SELECT count(*) FROM orgs WHERE id = $1")
         .bind(org)
         .fetch_one(&mut admin)
@@ -52,7 +37,7 @@ fn delete(user: &TestUser, slug: &str, confirm: &str) -> reqwest::RequestBuilder
         .json(&json!({"confirm": confirm}))
 }
 
-/// An org with an owner, an admin, a service token and an invitation (through the API).
+/// An org with an owner, an admin, an invitation and a changed setting (through the API).
 async fn populated(app: &TestApp, owner: &TestUser, admin: &TestUser, slug: &str) -> OrgId {
     let (_, org) = app.org(owner, slug).await;
     app.add_member(org, admin, Role::Admin).await;
