@@ -71,14 +71,7 @@ async fn client_credentials_token(
     if let Some(scope) = scope {
         form.push(("scope", scope));
     }
-    let issued: Value = platform
-        .http
-        .post(client["token_endpoint"].as_str().unwrap())
-        .basic_auth(
-            client["client_id"].as_str().unwrap(),
-            client["client_secret"].as_str(),
-        )
-        .form(&form)
+    let issued: Value = client_credentials_request(platform, client, &form)
         .send()
         .await
         .unwrap()
@@ -89,6 +82,22 @@ async fn client_credentials_token(
         .as_str()
         .unwrap_or_else(|| panic!("{issued}"))
         .to_owned()
+}
+
+/// The client credentials token request of `client` (as the REST API describes it) with `form`.
+fn client_credentials_request(
+    platform: &Platform,
+    client: &Value,
+    form: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
+    platform
+        .http
+        .post(client["token_endpoint"].as_str().unwrap())
+        .basic_auth(
+            client["client_id"].as_str().unwrap(),
+            client["client_secret"].as_str(),
+        )
+        .form(form)
 }
 
 /// A service client of `endpoint` (as the REST API describes it) granted `scopes`, and an access

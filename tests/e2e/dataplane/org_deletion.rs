@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::suspension::initialize;
-use super::{Admin, platform_reaching_loopback, service_client_token, wait_for};
+use super::{Admin, client_credentials_request, platform_reaching_loopback, service_client_token, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deleted_orgs_endpoints_stop_answering_within_a_second_and_other_orgs_keep_theirs() {
@@ -46,20 +46,11 @@ async fn a_deleted_orgs_endpoints_stop_answering_within_a_second_and_other_orgs_
         )
         .await;
     let resource = format!("{}{doomed_path}", platform.dataplane);
-    let token_request = || {
-        platform
-            .http
-            .post(client["token_endpoint"].as_str().unwrap())
-            .basic_auth(
-                client["client_id"].as_str().unwrap(),
-                client["client_secret"].as_str(),
-            )
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("resource", resource.as_str()),
-            ])
-            .send()
-    };
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("resource", resource.as_str()),
+    ];
+    let token_request = || client_credentials_request(&platform, &client, &form).send();
     assert_eq!(token_request().await.unwrap().status(), 200);
 
     doomed
