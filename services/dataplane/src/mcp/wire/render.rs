@@ -117,15 +117,16 @@ fn relay_reply(ctx: &Ctx, reply: Reply, mut relay: Relay, request_id: Option<Val
 /// message to carry) becomes nothing.
 pub(super) fn answer_stream(ctx: &Ctx, answer: Answer, id: Option<Value>) -> ClientStream {
     let message = |body: Option<Bytes>| {
-        let event = body
-            .filter(|b| serde_json::from_slice::<Value>(b).is_ok())
-            .map(|b| Ok(Bytes::from(frame(None, None, &String::from_utf8_lossy(&b)))));
+        let event = body.map(|b| Ok(Bytes::from(frame(None, None, &String::from_utf8_lossy(&b)))));
         ClientStream {
             frames: Box::pin(futures::stream::iter(event)),
             keep_alive: None,
         }
     };
     let json = |value: &Value| Some(Bytes::from(serde_json::to_vec(value).expect("json")));
+    // An upstream's body goes only if it is JSON (checked without building it).
+    let upstream_json =
+        |body: Bytes| Some(body).filter(|b| serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok());
     match answer {
         Answer::Value(value) => message(json(&value)),
         Answer::Error(error) => message(json(&error.body(id.as_ref()))),
@@ -135,8 +136,8 @@ pub(super) fn answer_stream(ctx: &Ctx, answer: Answer, id: Option<Value>) -> Cli
                 relayed_accepted(&mut relay);
                 message(None)
             }
-            Reply::Json { body, .. } => message(Some(relayed_json(ctx, body, &mut relay).0)),
-            Reply::Status { body, .. } => message(Some(relayed_status(ctx, body, &mut relay))),
+            Reply::Json { body, .. } => message(upstream_json(relayed_json(ctx, body, &mut relay).0)),
+            Reply::Status { body, .. } => message(upstream_json(relayed_status(ctx, body, &mut relay))),
             Reply::Stream { events, .. } => relayed_stream(ctx, events, relay, id),
         },
     }
