@@ -108,6 +108,14 @@ impl Message {
             .and_then(Value::as_str)
     }
 
+    /// `params._meta[io.modelcontextprotocol/clientCapabilities]`, when present: what a
+    /// 2026-07-28 client declared.
+    pub fn meta_client_capabilities(&self) -> Option<&Value> {
+        self.params()
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
+    }
+
     pub fn has_meta_protocol_version_key(&self) -> bool {
         self.params()
             .and_then(|p| p.get("_meta"))

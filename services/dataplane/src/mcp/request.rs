@@ -262,9 +262,7 @@ impl McpRequest {
 /// The capabilities a stateless client declared in its request's `_meta`.
 pub(super) fn declared_capabilities(message: &Message) -> Value {
     message
-        .params()
-        .and_then(|p| p.get("_meta"))
-        .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
+        .meta_client_capabilities()
         .cloned()
         .unwrap_or_else(|| json!({}))
 }

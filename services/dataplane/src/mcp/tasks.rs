@@ -40,9 +40,7 @@ const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
 /// Whether a 2026-07-28 request declares the Tasks extension among its client capabilities.
 fn declares_tasks(message: &Message) -> bool {
     message
-        .params()
-        .and_then(|p| p.get("_meta"))
-        .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
+        .meta_client_capabilities()
         .and_then(|c| c.get("extensions"))
         .and_then(|e| e.get(TASKS_EXTENSION))
         .is_some()

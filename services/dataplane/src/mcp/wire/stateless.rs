@@ -95,11 +95,7 @@ fn checked_version<'r>(req: &'r HttpRequest, ctx: &Ctx, request: &McpRequest) ->
             )
         })?;
     if request.kind() == Kind::Request {
-        let declares_capabilities = message
-            .params()
-            .and_then(|p| p.get("_meta"))
-            .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
-            .is_some_and(Value::is_object);
+        let declares_capabilities = message.meta_client_capabilities().is_some_and(Value::is_object);
         match message.meta_protocol_version() {
             None => {
                 return Err(McpError::bad_request(
