@@ -81,10 +81,7 @@ async fn list_tools(state: &AppState, upstream: &Upstream) -> Result<(Vec<Value>
         max_tools: Some(MAX_TOOLS),
         max_bytes: None,
     };
-    let listing = async {
-        state.mcp.relearn(upstream, None).await?;
-        state.mcp.list_tools(upstream, limits).await
-    };
+    let listing = state.mcp.list_tools_relearned(upstream, limits);
     let deadline = deadline(state);
     let (learned, listing) = match tokio::time::timeout(deadline, listing).await {
         Ok(Ok(listed)) => listed,

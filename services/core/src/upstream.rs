@@ -3,14 +3,10 @@
 //! ([`CredentialKind`]). Each is stored as text; a stored value this build does not know fails its
 //! decoding with [`UnknownValue`] (logged once per value), never silently becomes a default.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-
-use crate::sync::MutexExt;
 
 /// A stored or received value that names no known variant.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -136,12 +132,16 @@ macro_rules! text_enum {
 text_enum!(UpstreamTransport, "transport");
 text_enum!(CredentialKind, "credential kind");
 
-/// The unknown stored values already reported: each is logged once per process, however often
-/// it is read.
-static REPORTED: Mutex<Option<HashSet<(&'static str, String)>>> = Mutex::new(None);
-
-/// Logs an unknown stored value, the first time it is seen.
+/// Logs an unknown stored value the first time it is seen: each is logged once per process,
+/// however often it is read.
+#[cfg(feature = "sqlx")]
 fn report_unknown(e: &UnknownValue) {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    use crate::sync::MutexExt;
+
+    static REPORTED: Mutex<Option<HashSet<(&'static str, String)>>> = Mutex::new(None);
     let first = REPORTED
         .lock_or_recover()
         .get_or_insert_with(HashSet::new)

@@ -319,3 +319,32 @@ async fn a_server_that_is_no_mcp_server_is_learned_as_nothing() {
     let upstream = upstream_at(format!("http://{addr}/mcp"));
     assert!(client().relearn(&upstream, None).await.is_err());
 }
+
+/// Listing a session server's tools with its revision learned anew opens one session, the one
+/// learning opened, not a second one to list in.
+#[tokio::test]
+async fn a_relearned_listing_opens_one_session() {
+    use mcp_fixture::{FixtureOptions, ProtocolMode, spawn_fixture};
+    let fixture = spawn_fixture(FixtureOptions {
+        protocol: ProtocolMode::Only2025,
+        record_headers: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let upstream = upstream_at(fixture.url().to_owned());
+    let (learned, listing) = client()
+        .list_tools_relearned(&upstream, ToolLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(learned.wire, Wire::Session);
+    assert!(matches!(listing, Listing::Tools(tools) if !tools.is_empty()));
+    // Requests outside a session: the `server/discover` probe and one `initialize`.
+    let sessionless = fixture
+        .headers_snapshot()
+        .iter()
+        .filter(|headers| !headers.iter().any(|(name, _)| name == "mcp-session-id"))
+        .count();
+    assert_eq!(sessionless, 2);
+    fixture.shutdown().await;
+}

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use gatehouse_core::upstream::UpstreamTransport;
 
-use super::sessions::ClientHello;
+use super::sessions::{ClientHello, HeldSession};
 use super::wire::{Learned, Wire, stateless_meta};
 use super::{Client, Outbound, Upstream, UpstreamError};
 
@@ -51,7 +51,22 @@ impl Client {
         limits: ToolLimits,
     ) -> Result<(Arc<Learned>, Listing), UpstreamError> {
         let learned = self.learned(upstream, None).await?;
-        let listed = self.list_tools_as(upstream, &learned, limits).await;
+        let listed = self.list_tools_as(upstream, &learned, None, limits).await;
+        if listed.is_err() {
+            self.forget_wire(upstream.id);
+        }
+        Ok((learned, listed?))
+    }
+
+    /// [`Client::list_tools`] with the revision learned anew ([`Client::relearn`]); a session
+    /// upstream is listed in the session learning opened.
+    pub async fn list_tools_relearned(
+        &self,
+        upstream: &Upstream,
+        limits: ToolLimits,
+    ) -> Result<(Arc<Learned>, Listing), UpstreamError> {
+        let (learned, opened) = self.relearn_open(upstream, None).await?;
+        let listed = self.list_tools_as(upstream, &learned, opened, limits).await;
         if listed.is_err() {
             self.forget_wire(upstream.id);
         }
@@ -62,6 +77,7 @@ impl Client {
         &self,
         upstream: &Upstream,
         learned: &Learned,
+        opened: Option<HeldSession>,
         limits: ToolLimits,
     ) -> Result<Listing, UpstreamError> {
         let capabilities = json!({});
@@ -71,11 +87,13 @@ impl Client {
         };
         // An HTTP+SSE upstream gets a connection (and handshake) per request.
         let in_session = learned.wire == Wire::Session && upstream.transport != UpstreamTransport::HttpSse;
-        let (session_id, version) = if in_session {
-            let (session_id, version, _) = self.initialize(upstream, &hello, None).await?;
-            (session_id, version)
-        } else {
-            (None, learned.version.clone())
+        let (session_id, version) = match opened {
+            Some(held) => (Some(held.session_id), held.version),
+            None if in_session => {
+                let (session_id, version, _) = self.initialize(upstream, &hello, None).await?;
+                (session_id, version)
+            }
+            None => (None, learned.version.clone()),
         };
         let listed = self
             .pages(

@@ -16,7 +16,7 @@ use gatehouse_core::ids::ServerId;
 use gatehouse_core::sync::MutexExt;
 use gatehouse_core::upstream::UpstreamTransport;
 
-use super::sessions::ClientHello;
+use super::sessions::{ClientHello, HeldSession};
 use super::{Caller, Client, Outbound, Reply, SseEvents, Upstream, UpstreamError};
 
 /// The stateless revision.
@@ -81,7 +81,23 @@ impl Client {
         upstream: &Upstream,
         caller: Option<Caller<'_>>,
     ) -> Result<Arc<Learned>, UpstreamError> {
-        let learned = Arc::new(self.learn(upstream, caller).await?);
+        let (learned, opened) = self.relearn_open(upstream, caller).await?;
+        if let Some(held) = opened {
+            self.delete_session(upstream, &held.version, &held.session_id)
+                .await;
+        }
+        Ok(learned)
+    }
+
+    /// [`Client::relearn`], handing back the session learning opened with a session upstream
+    /// (for the caller to use, then end with [`Client::delete_session`]).
+    pub(super) async fn relearn_open(
+        &self,
+        upstream: &Upstream,
+        caller: Option<Caller<'_>>,
+    ) -> Result<(Arc<Learned>, Option<HeldSession>), UpstreamError> {
+        let (learned, opened) = self.learn(upstream, caller).await?;
+        let learned = Arc::new(learned);
         tracing::debug!(server_id = %upstream.id, wire = ?learned.wire, version = %learned.version, "learned an upstream's wire");
         self.inner.wires.known.lock_or_recover().insert(
             upstream.id,
@@ -91,7 +107,7 @@ impl Client {
                 at: Instant::now(),
             },
         );
-        Ok(learned)
+        Ok((learned, opened))
     }
 
     /// Forgets what was learned of `server` (a request showed it wrong).
@@ -99,7 +115,12 @@ impl Client {
         self.inner.wires.known.lock_or_recover().remove(&server);
     }
 
-    async fn learn(&self, upstream: &Upstream, caller: Option<Caller<'_>>) -> Result<Learned, UpstreamError> {
+    /// What `upstream` speaks, and the session learning opened if it is a session upstream.
+    async fn learn(
+        &self,
+        upstream: &Upstream,
+        caller: Option<Caller<'_>>,
+    ) -> Result<(Learned, Option<HeldSession>), UpstreamError> {
         let hello = ClientHello {
             capabilities: &json!({}),
             client_info: None,
@@ -119,7 +140,7 @@ impl Client {
             let result = answer
                 .get("result")
                 .ok_or_else(|| UpstreamError::Unavailable("initialize refused upstream".into()))?;
-            return Ok(learned_from(Wire::Session, HTTP_SSE_VERSION, result));
+            return Ok((learned_from(Wire::Session, HTTP_SSE_VERSION, result), None));
         }
         let id = json!("gatehouse-discover");
         let discover = json!({"jsonrpc": "2.0", "id": id, "method": "server/discover", "params": {
@@ -136,10 +157,9 @@ impl Client {
         // Any answer but a result (a 400, a JSON-RPC error) is a server without the revision.
         match self.request(out, &id).await {
             Ok((answer, _)) if answer.get("result").is_some_and(Value::is_object) => {
-                return Ok(learned_from(
-                    Wire::Stateless,
-                    STATELESS_VERSION,
-                    &answer["result"],
+                return Ok((
+                    learned_from(Wire::Stateless, STATELESS_VERSION, &answer["result"]),
+                    None,
                 ));
             }
             Ok(_) => {}
@@ -147,10 +167,11 @@ impl Client {
             Err(e) => return Err(e),
         }
         let (session_id, version, result) = self.initialize(upstream, &hello, None).await?;
-        if let Some(session_id) = session_id {
-            self.delete_session(upstream, &version, &session_id).await;
-        }
-        Ok(learned_from(Wire::Session, &version, &result))
+        let learned = learned_from(Wire::Session, &version, &result);
+        Ok((
+            learned,
+            session_id.map(|session_id| HeldSession { session_id, version }),
+        ))
     }
 }
 
