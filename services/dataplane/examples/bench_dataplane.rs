@@ -121,6 +121,18 @@ async fn upstream_tools(url: &str) -> anyhow::Result<Vec<Value>> {
 
 /// An endpoint `slug` exposing `tools` of `server` under their own names, all granted by the
 /// `bench` scope, with limits high enough never to refuse.
+/// An upstream of the benchmark's org, on loopback, with no credential.
+fn bench_server(id: ServerId, slug: &str, url: &str) -> ServerSnapshot {
+    ServerSnapshot {
+        id,
+        slug: slug.into(),
+        url: url.into(),
+        transport: UpstreamTransport::StreamableHttp,
+        auth: UpstreamAuth::None,
+        send_caller_assertion: false,
+    }
+}
+
 fn bench_endpoint(slug: &str, public_url: &str, server_id: ServerId, tools: Vec<Value>) -> EndpointSnapshot {
     let limit = Limit {
         per_minute: 100_000_000,
@@ -291,75 +303,17 @@ async fn main() -> anyhow::Result<()> {
     })?;
     let store = dataplane.store();
 
-    let tool = echo_tool();
-    let tool_id = ToolId::new();
     let server_id = ServerId::new();
-    let endpoint = EndpointSnapshot {
-        id: EndpointId::new(),
-        slug: "echo".into(),
-        name: "Echo".into(),
-        resource_url: format!("{public_url}/bench/echo/mcp"),
-        rate_limits: RateLimits {
-            per_org: Some(Limit {
-                per_minute: 100_000_000,
-                burst: 1_000_000,
-            }),
-            per_subject: Some(Limit {
-                per_minute: 100_000_000,
-                burst: 1_000_000,
-            }),
-            per_tool: [(
-                "echo".to_owned(),
-                Limit {
-                    per_minute: 100_000_000,
-                    burst: 1_000_000,
-                },
-            )]
-            .into(),
-        },
-        tools: vec![EndpointTool {
-            tool_id,
-            exposed_name: "echo".into(),
-            target: ToolTarget::Upstream {
-                server_id,
-                upstream_name: "echo".into(),
-            },
-            approved_hash: tool_definition_hash(&tool),
-            approved_definition: tool,
-        }],
-        scopes: vec![ScopeSnapshot {
-            name: "bench".into(),
-            tool_ids: vec![tool_id],
-            min_role: Some(gatehouse_core::role::Role::Viewer),
-        }],
-        prompts: None,
-        resources: None,
-        extra_methods: vec![],
-        publish_scopes: false,
-    };
+    let endpoint = bench_endpoint("echo", &public_url, server_id, vec![echo_tool()]);
     let mut endpoints = vec![endpoint.clone()];
-    let mut servers = vec![ServerSnapshot {
-        id: server_id,
-        slug: "echo".into(),
-        url: upstream,
-        transport: UpstreamTransport::StreamableHttp,
-        auth: UpstreamAuth::None,
-        send_caller_assertion: false,
-    }];
+    let mut servers = vec![bench_server(server_id, "echo", &upstream)];
     for spec in args("--endpoint") {
         let (slug, url) = spec
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("--endpoint takes SLUG=URL, not {spec}"))?;
         let id = ServerId::new();
         endpoints.push(bench_endpoint(slug, &public_url, id, upstream_tools(url).await?));
-        servers.push(ServerSnapshot {
-            id,
-            slug: slug.into(),
-            url: url.into(),
-            transport: UpstreamTransport::StreamableHttp,
-            auth: UpstreamAuth::None,
-            send_caller_assertion: false,
-        });
+        servers.push(bench_server(id, slug, url));
     }
     let org = OrgId::new();
     let snapshot = OrgSnapshot {
