@@ -280,8 +280,8 @@ export interface paths {
          *     learns of the change, within about a second), its tokens stop working, and its members lose
          *     access; no other org changes. The platform trail keeps an `org.deleted` entry with the final
          *     head of the org's audit chain (export the trail first to keep it) and what billing needs to
-         *     settle the account: the open period's billable calls and every invoice's totals. Refused while the platform
-         *     operator has the org suspended.
+         *     settle the account: the open period's billable calls and every invoice's totals. Refused
+         *     while the platform operator has the org suspended.
          */
         delete: operations["orgs.delete"];
         options?: never;
