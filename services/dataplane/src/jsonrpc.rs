@@ -37,8 +37,12 @@ pub enum Kind {
     Response,
 }
 
-/// Whether a message is a response (a result or an error), not a request or notification.
-pub use gatehouse_mcp_client::is_response;
+/// Whether a message is a response (a result or an error), not a request or notification. (The
+/// MCP client has the same test for upstream messages; this file stays free of other crates,
+/// since the fuzz targets compile it on its own.)
+pub fn is_response(message: &Value) -> bool {
+    message.get("method").is_none() && (message.get("result").is_some() || message.get("error").is_some())
+}
 
 /// One parsed JSON-RPC message. `value` is the whole message; the accessors read it.
 #[derive(Debug, Clone)]

@@ -53,7 +53,7 @@ pub use self::messages::answer_messages;
 pub use self::sessions::{
     ClientHello, HeldSession, NEWEST_SESSION_VERSION, SessionKey, SessionLimits, session_capabilities,
 };
-pub use self::stream::{is_response, next_message, response_on};
+pub use self::stream::{next_message, response_on};
 pub use self::tools::{Listing, MAX_PAGES, ToolLimits};
 pub use self::wire::{Learned, STATELESS_VERSION, Wire, stateless_meta};
 

@@ -42,7 +42,7 @@ pub async fn response_on(events: &mut SseEvents, id: &Value) -> Result<Value, St
 }
 
 /// A JSON-RPC response: no method, a result or an error.
-pub fn is_response(message: &Value) -> bool {
+pub(super) fn is_response(message: &Value) -> bool {
     message.get("method").is_none() && (message.get("result").is_some() || message.get("error").is_some())
 }
 
