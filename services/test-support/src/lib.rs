@@ -36,6 +36,22 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
+/// A free port outside the kernel's ephemeral range, for a test that watches a port nothing
+/// should listen on yet: no other test's `free_port` (or outgoing connection, which can connect
+/// to itself on an ephemeral port) can take it meanwhile.
+pub fn free_port_outside_ephemeral() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Each call tries the next candidates of one walk, started at a per-process offset.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7_919);
+    loop {
+        let port = 20_000 + (start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// The Redis tests use unless they start their own: `TEST_REDIS_URL`, default the local one.
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())

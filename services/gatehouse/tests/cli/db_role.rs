@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use gatehouse_test_support::{TestDb, free_port};
+use gatehouse_test_support::{TestDb, free_port_outside_ephemeral};
 
 use crate::{gatehouse, valid_env};
 
@@ -39,7 +39,9 @@ async fn an_unsafe_database_role_stops_the_service_before_it_listens() {
     let admin = url::Url::parse(&db.admin_url).unwrap();
     let postgres = format!("127.0.0.1:{}", admin.port().unwrap_or(5432));
     for service in ["control-api", "usage-worker"] {
-        let (port, db_port) = (free_port(), free_port());
+        // Outside the ephemeral range: another test's port, or this test's own connection to
+        // itself, could otherwise be counted as the service listening.
+        let (port, db_port) = (free_port_outside_ephemeral(), free_port_outside_ephemeral());
         // The superuser (it bypasses row-level security), behind a port nothing listens on yet.
         let mut url = admin.clone();
         url.set_host(Some("127.0.0.1")).unwrap();
